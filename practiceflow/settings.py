@@ -1,0 +1,83 @@
+"""One typed settings object for every process.
+
+Sources, highest first: keyword arguments, environment variables (``PRACTICEFLOW_*``,
+nested with ``__``), a TOML file (``PRACTICEFLOW_CONFIG`` or ``./practiceflow.toml``),
+then the defaults below. The defaults are the embedded local stack: a Kafka broker
+and schema registry that ``practiceflow stack up`` starts on loopback, and chdb
+(ClickHouse in-process) under the state directory.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("PRACTICEFLOW_CONFIG", "practiceflow.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRACTICEFLOW_", env_nested_delimiter="__", extra="ignore")
+
+    # -- where state lives
+    state_dir: Path = Field(default=REPO_ROOT / ".stack", description="local stack data, jar cache, chdb files")
+
+    # -- Kafka
+    kafka_bootstrap: str | None = Field(default=None, description="host:port,...; None = the local stack's broker")
+    topic_prefix: str = "pf"
+    topic_partitions: int = 3
+    topic_replication: int = 1
+    consumer_group: str = "practiceflow"
+
+    # -- schema registry (Confluent REST protocol)
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="e.g. http://registry:8081 or http://apicurio:8080/apis/ccompat/v7; "
+        "None = the local stack's registry; mock:// = in-process (one process owns every schema)",
+    )
+
+    # -- ClickHouse through clickhouse-connect
+    clickhouse_dsn: str | None = Field(default=None, description="None = chdb:///<state_dir>/clickhouse")
+    clickhouse_database: str = "practiceflow"
+
+    # -- tenants
+    default_practice_id: str = "demo-clinic"
+
+    # -- worker web (health + metrics)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    stall_seconds: float = Field(default=60.0, description="no progress for this long while lag > 0 = not live")
+
+    # -- documents
+    document_store: str | None = Field(default=None, description="file:///path or s3://bucket/prefix; None = <state_dir>/documents")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return init_settings, env_settings, toml, file_secret_settings
+
+    # -- derived
+    @property
+    def chdb_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{(self.state_dir / 'clickhouse').resolve()}"
+
+    @property
+    def documents_uri(self) -> str:
+        return self.document_store or (self.state_dir / "documents").resolve().as_uri()

@@ -1,0 +1,57 @@
+"""Audit events and their tamper-evident hash chain (pure).
+
+Each practice's audit events form a chain: ``hash = sha256(prev_hash + canonical
+event)``. Editing, dropping or reordering any stored event breaks every hash after
+it, which :func:`verify_chain` detects. Details hold ids and codes, never PHI text.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+GENESIS = "0" * 64
+
+
+def audit_event(practice_id: str, *, actor: str, action: str, entity_type: str, entity_id: str,
+                reason: str, at: int, outcome: str = "ok", details: dict[str, str] | None = None) -> dict[str, Any]:
+    """An unchained AuditEvent; ``event_id`` is stable so replays are recognisable."""
+    basis = f"{practice_id}|{actor}|{action}|{entity_type}|{entity_id}|{outcome}"
+    return {
+        "practice_id": practice_id,
+        "event_id": hashlib.sha256(basis.encode()).hexdigest()[:32],
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "reason": reason,
+        "outcome": outcome,
+        "details": dict(details or {}),
+        "prev_hash": None,
+        "hash": None,
+    }
+
+
+def _canonical(event: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in event.items() if k not in ("prev_hash", "hash")}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain(prev_hash: str | None, event: dict[str, Any]) -> dict[str, Any]:
+    prev = prev_hash or GENESIS
+    out = dict(event)
+    out["prev_hash"] = prev
+    out["hash"] = hashlib.sha256(prev.encode() + _canonical(event)).hexdigest()
+    return out
+
+
+def verify_chain(events: Iterable[dict[str, Any]]) -> tuple[bool, int]:
+    """(ok, index of the first bad event or -1), for one practice's events in order."""
+    prev = None
+    for i, ev in enumerate(events):
+        expect = chain(prev, ev)["hash"]
+        if ev.get("prev_hash") != (prev or GENESIS) or ev.get("hash") != expect:
+            return False, i
+        prev = ev["hash"]
+    return True, -1

@@ -1,0 +1,54 @@
+"""The contract every normalizer in ``processors/`` follows.
+
+A normalizer is a pure function: raw bytes (plus the practice id and the time the
+gateway received them) in, a :class:`NormalizeResult` out, or :class:`Rejected`
+raised with a machine-readable code and a human reason. No I/O, no clock, no
+globals that change: the same input gives the same records, which is what makes
+replays after a restart safe.
+
+Records are plain dicts shaped exactly like ``schemas/avro/<record_type>.avsc``
+(fast to build, and fastavro writes them directly). Tests validate them against the
+schemas. The pydantic models in ``practiceflow.schemas.models`` describe the same
+shapes for code that wants objects.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Rejected(Exception):
+    """Input that cannot become a normalized record; it goes to the dead-letter topic."""
+
+    def __init__(self, reason_code: str, reason: str) -> None:
+        super().__init__(f"{reason_code}: {reason}")
+        self.reason_code = reason_code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """One output record: its Avro record name, its entity key, and its value."""
+
+    record_type: str
+    key: str
+    value: dict[str, Any]
+
+
+@dataclass(slots=True)
+class NormalizeResult:
+    message_id: str
+    message_type: str
+    records: list[Normalized] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def entity_key(practice_id: str, *parts: str | None) -> str:
+    """The Kafka message key: practice first, so keys never collide across tenants."""
+    return "/".join([practice_id, *(p or "-" for p in parts)])
+
+
+def content_id(data: bytes) -> str:
+    """A stable id for content that carries no id of its own."""
+    return hashlib.sha256(data).hexdigest()[:32]

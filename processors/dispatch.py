@@ -1,0 +1,59 @@
+"""Which normalizer handles which feed, and which handoff rules follow (pure).
+
+The fax feed is absent on purpose: OCR is I/O, so the streaming layer runs it and
+then calls ``processors.fax.normalize.normalize_fax`` with the OCR result.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from practiceflow.processors.base import Normalized, NormalizeResult, Rejected
+
+
+def _hl7(raw: dict[str, Any]) -> NormalizeResult:
+    from practiceflow.processors.hl7.normalize import normalize_hl7
+    return normalize_hl7(raw["payload"], raw["practice_id"], raw["received_at"])
+
+
+def _x12(raw: dict[str, Any]) -> NormalizeResult:
+    from practiceflow.processors.x12.normalize import normalize_x12
+    return normalize_x12(raw["payload"], raw["practice_id"], raw["received_at"])
+
+
+def _fhir(raw: dict[str, Any]) -> NormalizeResult:
+    from practiceflow.processors.fhir.normalize import normalize_fhir
+    return normalize_fhir(raw["payload"], raw["practice_id"], raw["received_at"])
+
+
+def _portal(raw: dict[str, Any]) -> NormalizeResult:
+    from practiceflow.processors.portal.normalize import normalize_portal
+    event_type = (raw.get("headers") or {}).get("event_type")
+    if not event_type:
+        raise Rejected("missing_event_type", "portal event without an event_type header")
+    return normalize_portal(event_type, raw["payload"], raw["practice_id"], raw["received_at"])
+
+
+NORMALIZERS: dict[str, Callable[[dict[str, Any]], NormalizeResult]] = {
+    "hl7v2": _hl7,
+    "x12": _x12,
+    "fhir": _fhir,
+    "portal": _portal,
+}
+
+
+def normalize_raw(raw: dict[str, Any]) -> NormalizeResult:
+    """Normalize one RawMessage dict; raises Rejected for anything unusable."""
+    fn = NORMALIZERS.get(raw["feed"])
+    if fn is None:
+        raise Rejected("unknown_feed", f"no normalizer for feed {raw['feed']!r}")
+    return fn(raw)
+
+
+def handoffs_for(result: NormalizeResult, practice_id: str, created_at: int) -> list[Normalized]:
+    """Handoff items that follow directly from one normalized message."""
+    from practiceflow.processors.handoff.results_review import results_review
+
+    items: list[Normalized] = []
+    if result.message_type.startswith("ORU"):
+        items += results_review(result, practice_id, created_at)
+    return items

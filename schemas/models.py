@@ -1,0 +1,525 @@
+"""The records that travel between practiceflow's topics, as pydantic models.
+
+These models are the single source of the Avro contracts: ``schemas/avro/*.avsc``
+are generated from them (``practiceflow schemas export``) and committed, and a test
+fails when the committed files drift from the models or stop being backward
+compatible with their previous committed version. Hot paths (the HL7 and X12
+normalizers) build plain dicts of the same shape for speed; tests validate those
+dicts against the .avsc files.
+
+Conventions: every record carries ``practice_id`` (the tenant) and is keyed by
+practice so one practice's records stay ordered. Clinical and business dates stay
+strings in ISO 8601 at the precision the source gave (HL7 and X12 dates are often
+partial); machine times (``*_at``) are epoch milliseconds.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AvroRecord(BaseModel):
+    """Base for every topic record; ``__avro_name__`` is the Avro record name."""
+
+    model_config = ConfigDict(extra="forbid")
+    __avro_name__: str = ""
+    __avro_doc__: str = ""
+
+
+class Coding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+class Identifier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str
+    system: str | None = None
+    type: str | None = None
+
+
+class SourceRef(BaseModel):
+    """Where a normalized record came from, so a person can find the original."""
+
+    model_config = ConfigDict(extra="forbid")
+    feed: str
+    message_id: str
+    raw_topic: str | None = None
+    message_type: str | None = None
+    sent_at: str | None = None
+
+
+# --------------------------------------------------------------------------- raw + errors
+class RawMessage(AvroRecord):
+    """The bytes a gateway accepted, exactly as received, before any parsing."""
+
+    __avro_name__ = "RawMessage"
+    practice_id: str
+    feed: str = Field(description="hl7v2 | fhir | fax | portal | x12")
+    message_id: str = Field(description="stable id: a hash of the content, or the sender's control id")
+    received_at: int = Field(description="epoch milliseconds")
+    content_type: str
+    payload: bytes
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class DeadLetter(AvroRecord):
+    """An input that could not become a normalized record, with the original bytes."""
+
+    __avro_name__ = "DeadLetter"
+    practice_id: str
+    feed: str
+    stage: str = Field(description="gateway | parse | normalize | process | sink")
+    reason_code: str
+    reason: str
+    payload: bytes
+    message_id: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    failed_at: int
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- clinical entities
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line: list[str] = Field(default_factory=list)
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+
+
+class Patient(AvroRecord):
+    __avro_name__ = "Patient"
+    practice_id: str
+    patient_id: str = Field(description="the practice's MRN (first PID-3 identifier)")
+    identifiers: list[Identifier] = Field(default_factory=list)
+    family_name: str | None = None
+    given_names: list[str] = Field(default_factory=list)
+    birth_date: str | None = None
+    sex: str | None = None
+    address: Address | None = None
+    phones: list[str] = Field(default_factory=list)
+    deceased: bool = False
+    merged_from: list[str] = Field(default_factory=list, description="MRNs merged into this one (ADT A40)")
+    event: str | None = Field(default=None, description="ADT trigger or FHIR interaction")
+    source: SourceRef
+
+
+class Coverage(AvroRecord):
+    __avro_name__ = "Coverage"
+    practice_id: str
+    patient_id: str
+    coverage_id: str
+    payer_id: str | None = None
+    payer_name: str | None = None
+    plan_name: str | None = None
+    member_id: str | None = None
+    group_number: str | None = None
+    subscriber_relationship: str | None = None
+    period_start: str | None = None
+    period_end: str | None = None
+    status: str | None = None
+    source: SourceRef
+
+
+class Encounter(AvroRecord):
+    __avro_name__ = "Encounter"
+    practice_id: str
+    patient_id: str
+    encounter_id: str
+    status: str | None = None
+    encounter_class: str | None = None
+    event: str | None = None
+    location: str | None = None
+    attending_provider: str | None = None
+    admit_at: str | None = None
+    discharge_at: str | None = None
+    reason: str | None = None
+    source: SourceRef
+
+
+class Observation(AvroRecord):
+    __avro_name__ = "Observation"
+    practice_id: str
+    patient_id: str
+    observation_id: str = Field(description="stable: order id + set id + code")
+    order_id: str | None = None
+    code: Coding
+    value_type: str | None = None
+    value: str | None = None
+    value_numeric: float | None = None
+    units: str | None = None
+    reference_range: str | None = None
+    abnormal_flags: list[str] = Field(default_factory=list)
+    status: str | None = None
+    effective_at: str | None = None
+    performer: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    source: SourceRef
+
+
+class Condition(AvroRecord):
+    __avro_name__ = "Condition"
+    practice_id: str
+    patient_id: str
+    condition_id: str
+    code: Coding
+    clinical_status: str | None = None
+    verification_status: str | None = None
+    onset: str | None = None
+    recorded_at: str | None = None
+    source: SourceRef
+
+
+class Order(AvroRecord):
+    """A lab/imaging/service order (ORM, OML, ServiceRequest)."""
+
+    __avro_name__ = "Order"
+    practice_id: str
+    patient_id: str
+    order_id: str
+    placer_order_number: str | None = None
+    filler_order_number: str | None = None
+    control: str | None = Field(default=None, description="ORC-1: NW, CA, SC, ...")
+    status: str | None = None
+    code: Coding | None = None
+    ordering_provider: str | None = None
+    ordered_at: str | None = None
+    priority: str | None = None
+    diagnoses: list[Coding] = Field(default_factory=list)
+    source: SourceRef
+
+
+class MedicationOrder(AvroRecord):
+    """A prescription (RDE O11, OMP O09, MedicationRequest)."""
+
+    __avro_name__ = "MedicationOrder"
+    practice_id: str
+    patient_id: str
+    order_id: str
+    medication: Coding
+    dose: str | None = None
+    dose_units: str | None = None
+    route: str | None = None
+    frequency: str | None = None
+    quantity: str | None = None
+    refills: int | None = None
+    prescriber: str | None = None
+    status: str | None = None
+    written_at: str | None = None
+    instructions: str | None = None
+    source: SourceRef
+
+
+class Appointment(AvroRecord):
+    __avro_name__ = "Appointment"
+    practice_id: str
+    patient_id: str | None = None
+    appointment_id: str
+    event: str | None = Field(default=None, description="S12 booked, S13 rescheduled, S14 modified, S15 cancelled")
+    status: str | None = None
+    start: str | None = None
+    duration_minutes: int | None = None
+    appointment_type: str | None = None
+    reason: str | None = None
+    provider: str | None = None
+    location: str | None = None
+    source: SourceRef
+
+
+class DocumentPage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    page: int
+    text: str
+    confidence: float | None = None
+    ocr: bool = False
+
+
+class Document(AvroRecord):
+    """A clinical document: MDM note, inbound fax, FHIR DocumentReference."""
+
+    __avro_name__ = "Document"
+    practice_id: str
+    document_id: str
+    patient_id: str | None = None
+    kind: str | None = None
+    title: str | None = None
+    status: str | None = None
+    content_type: str | None = None
+    storage_uri: str | None = None
+    sha256: str | None = None
+    page_count: int | None = None
+    text: str | None = None
+    pages: list[DocumentPage] = Field(default_factory=list)
+    ocr_confidence: float | None = None
+    fax_from: str | None = None
+    fax_to: str | None = None
+    authored_at: str | None = None
+    source: SourceRef
+
+
+# --------------------------------------------------------------------------- revenue cycle
+class Adjustment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    group: str = Field(description="CAS01: CO, PR, OA, PI, CR")
+    reason: str = Field(description="CARC")
+    amount: float
+    quantity: float | None = None
+
+
+class ServiceLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    procedure: Coding
+    modifiers: list[str] = Field(default_factory=list)
+    charge: float | None = None
+    paid: float | None = None
+    units: float | None = None
+    service_date: str | None = None
+    adjustments: list[Adjustment] = Field(default_factory=list)
+    remark_codes: list[str] = Field(default_factory=list, description="RARC (LQ*HE)")
+    control_number: str | None = None
+
+
+class Claim(AvroRecord):
+    """A claim the practice submitted (837, FHIR Claim)."""
+
+    __avro_name__ = "Claim"
+    practice_id: str
+    claim_id: str
+    patient_id: str | None = None
+    payer_id: str | None = None
+    payer_name: str | None = None
+    total_charge: float | None = None
+    service_date: str | None = None
+    diagnoses: list[Coding] = Field(default_factory=list)
+    lines: list[ServiceLine] = Field(default_factory=list)
+    status: str | None = None
+    source: SourceRef
+
+
+class ClaimAdjudication(AvroRecord):
+    """A payer's decision on one claim (835 CLP loop, ClaimResponse, EOB)."""
+
+    __avro_name__ = "ClaimAdjudication"
+    practice_id: str
+    claim_id: str = Field(description="the practice's claim id (CLP01)")
+    adjudication_id: str = Field(description="stable: payment trace + claim id + payer control number")
+    patient_id: str | None = None
+    patient_name: str | None = None
+    member_id: str | None = None
+    payer_id: str | None = None
+    payer_name: str | None = None
+    payee_npi: str | None = None
+    status_code: str | None = Field(default=None, description="CLP02: 1 primary, 4 denied, 22 reversal, ...")
+    total_charge: float | None = None
+    paid: float | None = None
+    patient_responsibility: float | None = None
+    payer_claim_control_number: str | None = None
+    reversal: bool = False
+    adjustments: list[Adjustment] = Field(default_factory=list)
+    remark_codes: list[str] = Field(default_factory=list)
+    lines: list[ServiceLine] = Field(default_factory=list)
+    payment_trace: str | None = None
+    payment_date: str | None = None
+    service_date: str | None = None
+    source: SourceRef
+
+
+class ProviderAdjustment(AvroRecord):
+    """An 835 PLB line: money the payer moved outside any one claim."""
+
+    __avro_name__ = "ProviderAdjustment"
+    practice_id: str
+    adjustment_id: str
+    provider_id: str
+    fiscal_period_end: str | None = None
+    reason: str
+    reference: str | None = None
+    amount: float
+    payment_trace: str | None = None
+    source: SourceRef
+
+
+class ClaimStatus(AvroRecord):
+    """A claim status (277 / 277CA)."""
+
+    __avro_name__ = "ClaimStatus"
+    practice_id: str
+    status_id: str
+    claim_id: str | None = None
+    payer_claim_control_number: str | None = None
+    patient_name: str | None = None
+    category_code: str | None = Field(default=None, description="STC01-1, e.g. A1, A7, F2, P3")
+    status_code: str | None = Field(default=None, description="STC01-2")
+    entity_code: str | None = None
+    status_date: str | None = None
+    total_charge: float | None = None
+    paid: float | None = None
+    accepted: bool | None = None
+    payer_name: str | None = None
+    source: SourceRef
+
+
+class Benefit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    info_code: str = Field(description="EB01: 1 active, 6 inactive, A co-insurance, B co-payment, C deductible, ...")
+    coverage_level: str | None = None
+    service_types: list[str] = Field(default_factory=list)
+    insurance_type: str | None = None
+    plan_description: str | None = None
+    time_period: str | None = None
+    amount: float | None = None
+    percent: float | None = None
+    in_network: str | None = None
+    messages: list[str] = Field(default_factory=list)
+
+
+class EligibilityResponse(AvroRecord):
+    """A 271 answer (or FHIR CoverageEligibilityResponse) for one subscriber/dependent."""
+
+    __avro_name__ = "EligibilityResponse"
+    practice_id: str
+    response_id: str
+    trace_number: str | None = None
+    payer_id: str | None = None
+    payer_name: str | None = None
+    member_id: str | None = None
+    patient_name: str | None = None
+    birth_date: str | None = None
+    active: bool | None = None
+    benefits: list[Benefit] = Field(default_factory=list)
+    rejections: list[str] = Field(default_factory=list, description="AAA03 reject reason codes")
+    source: SourceRef
+
+
+class InterchangeAck(AvroRecord):
+    """A 999 / TA1: did the clearinghouse accept the files we sent?"""
+
+    __avro_name__ = "InterchangeAck"
+    practice_id: str
+    ack_id: str
+    kind: str = Field(description="999 | TA1")
+    accepted: str | None = Field(default=None, description="A, E, P, R")
+    acknowledged_control_numbers: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    source: SourceRef
+
+
+# --------------------------------------------------------------------------- patient portal
+class IntakeForm(AvroRecord):
+    __avro_name__ = "IntakeForm"
+    practice_id: str
+    submission_id: str
+    patient_id: str | None = None
+    family_name: str
+    given_name: str
+    birth_date: str
+    phone: str | None = None
+    email: str | None = None
+    insurance_payer: str | None = None
+    insurance_member_id: str | None = None
+    insurance_group: str | None = None
+    reason_for_visit: str | None = None
+    answers: dict[str, str] = Field(default_factory=dict)
+    submitted_at: int
+    source: SourceRef
+
+
+class RefillRequest(AvroRecord):
+    __avro_name__ = "RefillRequest"
+    practice_id: str
+    request_id: str
+    patient_id: str
+    medication: str
+    medication_code: str | None = None
+    pharmacy: str | None = None
+    last_filled: str | None = None
+    note: str | None = None
+    submitted_at: int
+    source: SourceRef
+
+
+class SchedulingRequest(AvroRecord):
+    __avro_name__ = "SchedulingRequest"
+    practice_id: str
+    request_id: str
+    patient_id: str | None = None
+    requested_provider: str | None = None
+    preferred_times: list[str] = Field(default_factory=list)
+    visit_type: str | None = None
+    reason: str | None = None
+    submitted_at: int
+    source: SourceRef
+
+
+# --------------------------------------------------------------------------- outputs
+class Evidence(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str
+    ref: str | None = None
+    excerpt: str | None = None
+
+
+class HandoffItem(AvroRecord):
+    """A unit of work for a person: what happened, what was done, what they must decide."""
+
+    __avro_name__ = "HandoffItem"
+    practice_id: str
+    item_id: str = Field(description="stable: workflow + subject, so replays update rather than duplicate")
+    workflow: str
+    queue: str = Field(description="front_desk | billing | clinician | records")
+    priority: str = "routine"
+    title: str
+    what_happened: str
+    actions_taken: list[str] = Field(default_factory=list)
+    decision_needed: str | None = None
+    patient_id: str | None = None
+    subject_type: str | None = None
+    subject_id: str | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    created_at: int
+    source: SourceRef
+
+
+class AuditEvent(AvroRecord):
+    """Who did what, when and why; ``hash`` chains to ``prev_hash`` per practice."""
+
+    __avro_name__ = "AuditEvent"
+    practice_id: str
+    event_id: str
+    at: int
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str
+    reason: str
+    outcome: str = "ok"
+    details: dict[str, str] = Field(default_factory=dict)
+    prev_hash: str | None = None
+    hash: str | None = None
+
+
+class FlowEvent(AvroRecord):
+    """One message passing one stage; the analytics tables count these."""
+
+    __avro_name__ = "FlowEvent"
+    practice_id: str
+    message_id: str
+    feed: str
+    stage: str = Field(description="accepted | normalized | dead_lettered | handoff | duplicate")
+    record_type: str | None = None
+    records: int = 0
+    latency_ms: float | None = None
+    at: int
+
+
+ALL_RECORDS: tuple[type[AvroRecord], ...] = (
+    RawMessage, DeadLetter, Patient, Coverage, Encounter, Observation, Condition, Order,
+    MedicationOrder, Appointment, Document, Claim, ClaimAdjudication, ProviderAdjustment,
+    ClaimStatus, EligibilityResponse, InterchangeAck, IntakeForm, RefillRequest,
+    SchedulingRequest, HandoffItem, AuditEvent, FlowEvent,
+)

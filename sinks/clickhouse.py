@@ -1,0 +1,170 @@
+"""ClickHouse tables for analytics, written through clickhouse-connect.
+
+Embedded default: chdb (ClickHouse in-process, ``chdb:///path``); production: a
+ClickHouse server URL. Tables are ReplacingMergeTree on stable keys, so a replay
+after a restart rewrites the same rows instead of adding new ones (query with
+FINAL, or let merges collapse them).
+
+Only operational fields land here; the full records (with PHI) stay in Kafka.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import clickhouse_connect
+
+TABLES: dict[str, str] = {
+    "records": """
+        CREATE TABLE IF NOT EXISTS {db}.records (
+            practice_id LowCardinality(String), record_type LowCardinality(String), key String,
+            message_id String, feed LowCardinality(String), message_type LowCardinality(String),
+            patient_id String, written_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, record_type, key)""",
+    "observations": """
+        CREATE TABLE IF NOT EXISTS {db}.observations (
+            practice_id LowCardinality(String), observation_id String, patient_id String,
+            order_id String, code String, code_system String, display String, value String,
+            value_numeric Nullable(Float64), units String, flags Array(String), status String,
+            effective_at String, message_id String, written_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, observation_id)""",
+    "handoff_items": """
+        CREATE TABLE IF NOT EXISTS {db}.handoff_items (
+            practice_id LowCardinality(String), item_id String, workflow LowCardinality(String),
+            queue LowCardinality(String), priority LowCardinality(String), title String,
+            patient_id String, subject_type String, subject_id String, evidence_count UInt16,
+            created_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(created_at) ORDER BY (practice_id, item_id)""",
+    "dead_letters": """
+        CREATE TABLE IF NOT EXISTS {db}.dead_letters (
+            practice_id LowCardinality(String), feed LowCardinality(String), stage LowCardinality(String),
+            reason_code LowCardinality(String), reason String, message_id String,
+            payload_sha256 String, payload_bytes UInt32, failed_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(failed_at) ORDER BY (practice_id, feed, payload_sha256, reason_code)""",
+    "flow_events": """
+        CREATE TABLE IF NOT EXISTS {db}.flow_events (
+            practice_id LowCardinality(String), message_id String, feed LowCardinality(String),
+            stage LowCardinality(String), record_type LowCardinality(String), records UInt32,
+            latency_ms Nullable(Float64), at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(at) ORDER BY (practice_id, feed, stage, message_id, record_type)""",
+    "audit_events": """
+        CREATE TABLE IF NOT EXISTS {db}.audit_events (
+            practice_id LowCardinality(String), event_id String, at DateTime64(3, 'UTC'),
+            actor LowCardinality(String), action LowCardinality(String), entity_type LowCardinality(String),
+            entity_id String, reason String, outcome LowCardinality(String), prev_hash String, hash String
+        ) ENGINE = ReplacingMergeTree(at) ORDER BY (practice_id, hash)""",
+}
+
+
+def _ts(ms: int | None) -> datetime:
+    return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
+
+
+def _s(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+class ClickHouseSink:
+    """Batches rows per table; one lock because chdb is one embedded engine."""
+
+    def __init__(self, dsn: str, database: str = "practiceflow") -> None:
+        self.dsn = dsn
+        self.database = database
+        self._lock = threading.Lock()
+        self.client = clickhouse_connect.get_client(dsn=dsn)
+        self.ensure_schema()
+
+    def ensure_schema(self) -> None:
+        with self._lock:
+            self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            for ddl in TABLES.values():
+                self.client.command(ddl.format(db=self.database))
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        cols = list(rows[0].keys())
+        with self._lock:
+            self.client.insert(f"{self.database}.{table}", [[r[c] for c in cols] for r in rows], column_names=cols)
+        return len(rows)
+
+    def query(self, sql: str, parameters: dict | None = None) -> list[tuple]:
+        with self._lock:
+            return self.client.query(sql.format(db=self.database), parameters=parameters).result_rows
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()
+
+    # -- row builders: record dict -> table rows
+    def write_batch(self, batch: Iterable[tuple[str, dict[str, Any]]], now_ms: int) -> dict[str, int]:
+        """Write (record_type, value) pairs to their tables; returns rows per table."""
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for record_type, value in batch:
+            for table, row in rows_for(record_type, value, now_ms):
+                by_table.setdefault(table, []).append(row)
+        return {t: self.insert(t, rows) for t, rows in by_table.items()}
+
+
+def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:
+    written = _ts(now_ms)
+    if record_type == "HandoffItem":
+        return [("handoff_items", {
+            "practice_id": v["practice_id"], "item_id": v["item_id"], "workflow": v["workflow"],
+            "queue": v["queue"], "priority": v["priority"], "title": v["title"],
+            "patient_id": _s(v.get("patient_id")), "subject_type": _s(v.get("subject_type")),
+            "subject_id": _s(v.get("subject_id")), "evidence_count": len(v.get("evidence") or []),
+            "created_at": _ts(v["created_at"]),
+        })]
+    if record_type == "DeadLetter":
+        payload = v.get("payload") or b""
+        return [("dead_letters", {
+            "practice_id": v["practice_id"], "feed": v["feed"], "stage": v["stage"],
+            "reason_code": v["reason_code"], "reason": v["reason"][:500], "message_id": _s(v.get("message_id")),
+            "payload_sha256": hashlib.sha256(payload).hexdigest(), "payload_bytes": len(payload),
+            "failed_at": _ts(v["failed_at"]),
+        })]
+    if record_type == "FlowEvent":
+        return [("flow_events", {
+            "practice_id": v["practice_id"], "message_id": v["message_id"], "feed": v["feed"],
+            "stage": v["stage"], "record_type": _s(v.get("record_type")), "records": v.get("records") or 0,
+            "latency_ms": v.get("latency_ms"), "at": _ts(v["at"]),
+        })]
+    if record_type == "AuditEvent":
+        return [("audit_events", {
+            "practice_id": v["practice_id"], "event_id": v["event_id"], "at": _ts(v["at"]),
+            "actor": v["actor"], "action": v["action"], "entity_type": v["entity_type"],
+            "entity_id": v["entity_id"], "reason": v["reason"], "outcome": v["outcome"],
+            "prev_hash": _s(v.get("prev_hash")), "hash": _s(v.get("hash")),
+        })]
+    src = v.get("source") or {}
+    rows = [("records", {
+        "practice_id": v["practice_id"], "record_type": record_type, "key": _entity_id(record_type, v),
+        "message_id": _s(src.get("message_id")), "feed": _s(src.get("feed")),
+        "message_type": _s(src.get("message_type")), "patient_id": _s(v.get("patient_id")),
+        "written_at": written,
+    })]
+    if record_type == "Observation":
+        code = v.get("code") or {}
+        rows.append(("observations", {
+            "practice_id": v["practice_id"], "observation_id": v["observation_id"], "patient_id": v["patient_id"],
+            "order_id": _s(v.get("order_id")), "code": _s(code.get("code")), "code_system": _s(code.get("system")),
+            "display": _s(code.get("display")), "value": _s(v.get("value")), "value_numeric": v.get("value_numeric"),
+            "units": _s(v.get("units")), "flags": list(v.get("abnormal_flags") or []), "status": _s(v.get("status")),
+            "effective_at": _s(v.get("effective_at")), "message_id": _s(src.get("message_id")), "written_at": written,
+        }))
+    return rows
+
+
+_ID_FIELDS = ("observation_id", "order_id", "appointment_id", "document_id", "encounter_id", "coverage_id",
+              "condition_id", "adjudication_id", "adjustment_id", "status_id", "response_id", "ack_id",
+              "claim_id", "submission_id", "request_id", "patient_id")
+
+
+def _entity_id(record_type: str, v: dict[str, Any]) -> str:
+    for f in _ID_FIELDS:
+        if v.get(f):
+            return str(v[f])
+    return ""

@@ -1,0 +1,125 @@
+"""Every Kafka topic practiceflow uses: name, key, value schema, partitions, retention.
+
+Keys are ``<practice_id>/<entity...>`` strings (see ``processors.base.entity_key``).
+Partitions are chosen from the practice id alone (:func:`partition_for`, murmur2 as
+in Kafka's default partitioner), so one practice's records stay in order on one
+partition while the full key still drives compaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from aiokafka.partitioner import murmur2  # the Java client's Utils.murmur2, ported
+
+DAY_MS = 24 * 3600 * 1000
+
+FEEDS: tuple[str, ...] = ("hl7v2", "fhir", "fax", "portal", "x12")
+
+
+class Kind(str, Enum):
+    RAW = "raw"
+    NORMALIZED = "normalized"
+    HANDOFF = "handoff"
+    AUDIT = "audit"
+    DEAD_LETTER = "dead_letter"
+    ANALYTICS = "analytics"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str
+    kind: Kind
+    record_type: str
+    key: str
+    doc: str
+    compact: bool = False
+    retention_ms: int = 30 * DAY_MS
+    partitions: int | None = None  # None = the settings' default
+    config: dict[str, str] = field(default_factory=dict)
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}.{self.suffix}"
+
+    def topic_config(self) -> dict[str, str]:
+        cfg = {
+            "cleanup.policy": "compact,delete" if self.compact else "delete",
+            "retention.ms": str(self.retention_ms),
+        }
+        cfg.update(self.config)
+        return cfg
+
+
+def _raw(feed: str) -> TopicSpec:
+    return TopicSpec(f"raw.{feed}", Kind.RAW, "RawMessage", "practice/message_id",
+                     f"Bytes exactly as the {feed} gateway accepted them.", retention_ms=14 * DAY_MS)
+
+
+def _dlq(feed: str) -> TopicSpec:
+    return TopicSpec(f"dlq.{feed}", Kind.DEAD_LETTER, "DeadLetter", "practice/message_id",
+                     f"{feed} inputs that could not be normalized: original bytes + reason.",
+                     retention_ms=90 * DAY_MS)
+
+
+# record type -> normalized topic suffix
+NORMALIZED: dict[str, str] = {
+    "Patient": "norm.patient",
+    "Coverage": "norm.coverage",
+    "Encounter": "norm.encounter",
+    "Observation": "norm.observation",
+    "Condition": "norm.condition",
+    "Order": "norm.order",
+    "MedicationOrder": "norm.medication_order",
+    "Appointment": "norm.appointment",
+    "Document": "norm.document",
+    "Claim": "norm.claim",
+    "ClaimAdjudication": "norm.claim_adjudication",
+    "ProviderAdjustment": "norm.provider_adjustment",
+    "ClaimStatus": "norm.claim_status",
+    "EligibilityResponse": "norm.eligibility",
+    "InterchangeAck": "norm.interchange_ack",
+    "IntakeForm": "norm.intake_form",
+    "RefillRequest": "norm.refill_request",
+    "SchedulingRequest": "norm.scheduling_request",
+}
+_COMPACTED = {"Patient", "Coverage"}
+
+CATALOG: tuple[TopicSpec, ...] = (
+    *(_raw(f) for f in FEEDS),
+    *(TopicSpec(suffix, Kind.NORMALIZED, rt, "practice/patient/entity",
+                f"Normalized {rt} records from every feed.",
+                compact=rt in _COMPACTED, retention_ms=(365 * DAY_MS if rt in _COMPACTED else 30 * DAY_MS))
+      for rt, suffix in NORMALIZED.items()),
+    TopicSpec("handoff", Kind.HANDOFF, "HandoffItem", "practice/item_id",
+              "Work items for staff tools; a replayed item carries the same item_id.",
+              compact=True, retention_ms=90 * DAY_MS),
+    TopicSpec("audit.in", Kind.AUDIT, "AuditEvent", "practice",
+              "Audit events before chaining; the audit agent hashes them in order per practice.",
+              retention_ms=7 * DAY_MS),
+    TopicSpec("audit", Kind.AUDIT, "AuditEvent", "practice",
+              "Every action, hash-chained per practice. Never deleted by retention.",
+              retention_ms=-1, partitions=None),
+    *(_dlq(f) for f in FEEDS),
+    TopicSpec("analytics.flow", Kind.ANALYTICS, "FlowEvent", "practice/message_id",
+              "One event per message per stage, for the ClickHouse analytics tables.",
+              retention_ms=7 * DAY_MS),
+)
+
+BY_SUFFIX: dict[str, TopicSpec] = {t.suffix: t for t in CATALOG}
+
+
+def raw_topic(feed: str) -> TopicSpec:
+    return BY_SUFFIX[f"raw.{feed}"]
+
+
+def dlq_topic(feed: str) -> TopicSpec:
+    return BY_SUFFIX[f"dlq.{feed}"]
+
+
+def normalized_topic(record_type: str) -> TopicSpec:
+    return BY_SUFFIX[NORMALIZED[record_type]]
+
+
+def partition_for(practice_id: str, partitions: int) -> int:
+    """The partition every record of one practice goes to (Kafka's murmur2 rule)."""
+    return (murmur2(practice_id.encode()) & 0x7FFFFFFF) % partitions
