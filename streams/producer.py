@@ -73,6 +73,8 @@ class DurableProducer:
         while not self._poller_stop.is_set():
             with self._lock:
                 producer = self._producer
+            if producer is None:
+                return
             producer.poll(0.05)
 
     def _recreate(self) -> None:
@@ -136,3 +138,5 @@ class DurableProducer:
         self._poller.join(timeout=2)
         with self._lock:
             self._producer.flush(timeout)
+            # drop the last reference: librdkafka's threads (and reconnect attempts) end with it
+            self._producer = None

@@ -81,9 +81,10 @@ def start_registry(cache_dir: Path, data_dir: Path, timeout: float = 90.0) -> tu
 class LocalStack:
     """Start/stop the local Kafka cluster and schema registry."""
 
-    def __init__(self, state_dir: Path, nodes: int = 1, registry: bool = True) -> None:
+    def __init__(self, state_dir: Path, nodes: int = 1, registry: bool = True,
+                 cache_dir: Path | None = None) -> None:
         self.state_dir = Path(state_dir)
-        self.cache_dir = self.state_dir / "cache"
+        self.cache_dir = Path(cache_dir) if cache_dir else self.state_dir / "cache"
         self.run_dir = self.state_dir / "run"
         self.nodes = nodes
         self.with_registry = registry

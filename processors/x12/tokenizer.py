@@ -59,7 +59,7 @@ class TransactionSet:
 
     st: list[str]
     segments: list[list[str]]
-    group: "FunctionalGroup"
+    gs: list[str] | None  # the enclosing GS (None when the input has no GS); no back-reference cycles
     se: list[str] | None = None
 
     @property
@@ -75,14 +75,18 @@ class TransactionSet:
         """ST03, or GS08 when ST03 is absent (e.g. 005010X221A1)."""
         if len(self.st) > 3 and self.st[3].strip():
             return self.st[3].strip()
-        gs = self.group.gs
+        gs = self.gs
         return gs[8].strip() if gs and len(gs) > 8 else ""
+
+    @property
+    def group_control_number(self) -> str:
+        gs = self.gs
+        return gs[6].strip() if gs and len(gs) > 6 else ""
 
 
 @dataclass(slots=True)
 class FunctionalGroup:
     gs: list[str] | None
-    interchange: "Interchange"
     transactions: list[TransactionSet] = field(default_factory=list)
     ge: list[str] | None = None
 
@@ -98,7 +102,7 @@ class Interchange:
     groups: list[FunctionalGroup] = field(default_factory=list)
     ta1: list[list[str]] = field(default_factory=list)
     iea: list[str] | None = None
-    canonical: str = ""  # the segments re-joined with '~' (stable across formatting)
+    canonical: str = ""  # the segments (ISA excluded) re-joined by the terminator, whitespace dropped
 
     def isa_field(self, n: int) -> str:
         isa = self.isa
@@ -195,11 +199,11 @@ def _isa_delimiters(text: str, pos: int, warn: _Warn) -> tuple[Delimiters, int]:
     component = text[last + 1]
     term_pos = last + 2
     term = text[term_pos] if term_pos < len(text) else ""
-    if (pos + 3) != last - 100 or any(
-        seps[k + 1] - seps[k] - 1 != _ISA_FIELD_WIDTHS[k] for k in range(15)
-    ):
-        warn("isa_length", f"ISA is {last + 3 - pos} characters, not 106 (fields not padded to width); "
-                           "delimiters found by counting separators")
+    if (pos + 3) != last - 100:
+        warn("isa_length", f"ISA is {last + 3 - pos} characters, not 106 (fields not padded to their "
+                           "fixed widths); delimiters found by counting separators")
+    elif any(seps[k + 1] - seps[k] - 1 != _ISA_FIELD_WIDTHS[k] for k in range(15)):
+        warn("isa_length", "ISA is 106 characters but some fields do not have their fixed widths")
     if term == "" or term.isalnum() or term in (" ", "\t"):
         # ISA16 missing: the character we took for it is the terminator.
         if component and not component.isalnum() and not component.isspace() and component != elem:
@@ -244,80 +248,107 @@ def _find_first_isa(text: str) -> int:
     return m.start() if m else -1
 
 
+def _segment_at(text: str, token: str, start: int, stop: int, term: str) -> int:
+    """Index of the next ``token`` that starts a segment (after the terminator or a line break)."""
+    find = text.find
+    i = find(token, start, stop)
+    while i >= 0:
+        j = i - 1
+        while j >= start and text[j] in " \t":
+            j -= 1
+        if j < start or text[j] == term or text[j] in _NEWLINES:
+            return i
+        i = find(token, i + 1, stop)
+    return -1
+
+
+def _next_isa(text: str, start: int, stop: int, term: str) -> int:
+    """Start of the next ISA segment (a new interchange), or -1."""
+    i = _segment_at(text, "ISA", start, stop, term)
+    while i >= 0:
+        c = text[i + 3: i + 4]
+        if c and not c.isalnum() and not c.isspace():
+            return i
+        i = _segment_at(text, "ISA", i + 1, stop, term)
+    return -1
+
+
 # --------------------------------------------------------------------------- segments
-def _split_segments(body: str, d: Delimiters) -> list[list[str]]:
+def _split_segments(body: str, d: Delimiters) -> tuple[list[str], list[list[str]]]:
+    """The segments (whitespace around them dropped) as text and as element lists."""
     term = d.segment
     if term == "\n":
         if "\r" in body:
             body = body.replace("\r\n", "\n").replace("\r", "\n")
     elif "\n" in body or "\r" in body:
         body = body.replace("\r", "").replace("\n", "")
+    texts = [s for s in map(str.strip, body.split(term)) if s]
     elem = d.element
-    out = []
-    append = out.append
-    for s in body.split(term):
-        if s:
-            if s[0] in " \t" or s[-1] in " \t\n":
-                s = s.strip()
-                if not s:
-                    continue
-            append(s.split(elem))
-    return out
+    return texts, [s.split(elem) for s in texts]
 
 
 def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool) -> None:
-    """Build groups and transaction sets from an interchange's segments (ISA excluded)."""
+    """Build groups and transaction sets from an interchange's segments (ISA excluded).
+
+    Only envelope segments are visited one by one; each transaction set's body is a
+    slice of ``segs`` (fast for large files).
+    """
+    n = len(segs)
+    env = [i for i, seg in enumerate(segs) if seg[0] in ENVELOPE_IDS]
+    env.append(n)  # sentinel: end of input
     group: FunctionalGroup | None = None
     ts: TransactionSet | None = None
-    data: list[list[str]] | None = None
+    ts_start = -1
+    prev = -1
     ended = False
     outside: dict[str, int] = {}
-    bad_ids: dict[str, int] = {}
-    for seg in segs:
+    for i in env:
+        if ts is None and i > prev + 1:
+            for seg in segs[prev + 1:i]:
+                k = seg[0][:12]
+                outside[k] = outside.get(k, 0) + 1
+        if i == n:
+            break
+        prev = i
+        seg = segs[i]
         sid = seg[0]
-        if sid not in ENVELOPE_IDS:
-            if data is not None:
-                data.append(seg)
-                if len(sid) > 3 or not sid.isalnum():
-                    if not _SEGMENT_ID_RE.match(sid):
-                        bad_ids[sid[:12]] = bad_ids.get(sid[:12], 0) + 1
-            else:
-                outside[sid[:12]] = outside.get(sid[:12], 0) + 1
-            continue
-        if ended and sid != "ISA":
+        if ended:
             outside[sid] = outside.get(sid, 0) + 1
             continue
         if sid == "ST":
             if ts is not None:
+                ts.segments = segs[ts_start + 1:i]
                 warn("envelope_incomplete", f"ST {ts.control_number} has no SE before the next ST")
             if group is None:
                 if has_isa:
                     warn("envelope_incomplete", "ST without a GS functional group header")
-                group = FunctionalGroup(None, ic)
+                group = FunctionalGroup(None)
                 ic.groups.append(group)
-            data = []
-            ts = TransactionSet(seg, data, group)
+            ts = TransactionSet(seg, [], group.gs)
+            ts_start = i
             group.transactions.append(ts)
         elif sid == "SE":
             if ts is None:
                 warn("envelope_incomplete", "SE without ST")
                 continue
+            ts.segments = segs[ts_start + 1:i]
             ts.se = seg
             _check_se(ts, seg, warn)
             ts = None
-            data = None
         elif sid == "GS":
             if ts is not None:
+                ts.segments = segs[ts_start + 1:i]
                 warn("envelope_incomplete", f"ST {ts.control_number} has no SE before GS")
-                ts = data = None
+                ts = None
             if group is not None and group.ge is None and group.gs is not None:
                 warn("envelope_incomplete", f"GS {group.control_number} has no GE before the next GS")
-            group = FunctionalGroup(seg, ic)
+            group = FunctionalGroup(seg)
             ic.groups.append(group)
         elif sid == "GE":
             if ts is not None:
+                ts.segments = segs[ts_start + 1:i]
                 warn("envelope_incomplete", f"ST {ts.control_number} has no SE before GE")
-                ts = data = None
+                ts = None
             if group is None:
                 warn("envelope_incomplete", "GE without GS")
                 continue
@@ -326,8 +357,9 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
             group = None
         elif sid == "IEA":
             if ts is not None:
+                ts.segments = segs[ts_start + 1:i]
                 warn("envelope_incomplete", f"ST {ts.control_number} has no SE before IEA")
-                ts = data = None
+                ts = None
             if group is not None and group.gs is not None and group.ge is None:
                 warn("envelope_incomplete", f"GS {group.control_number} has no GE before IEA")
             group = None
@@ -335,10 +367,13 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
             _check_iea(ic, seg, warn)
             ended = True
         elif sid == "TA1":
+            if ts is not None:  # TA1 belongs to the interchange, never inside a transaction set
+                warn("envelope_incomplete", f"TA1 inside ST {ts.control_number} treated as interchange level")
             ic.ta1.append(seg)
-        elif sid == "ISA":  # a second ISA inside one region (only when delimiters are identical)
+        else:  # "ISA": a second ISA inside one region
             warn("envelope_incomplete", "ISA inside an interchange ignored")
     if ts is not None:
+        ts.segments = segs[ts_start + 1:]
         warn("envelope_incomplete", f"ST {ts.control_number} ({ts.set_id}) has no SE (truncated?)")
     if group is not None and group.gs is not None and group.ge is None:
         warn("envelope_incomplete", f"GS {group.control_number} has no GE")
@@ -347,9 +382,9 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
     if outside:
         listed = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in list(outside.items())[:8])
         warn("envelope_incomplete", f"segments outside any transaction set ignored: {listed}")
-    if bad_ids:
-        listed = ", ".join(list(bad_ids)[:8])
-        warn("bad_segment_id", f"segments with invalid ids ignored: {listed}")
+    bad = sorted(sid[:12] for sid in {seg[0] for seg in segs} if not _SEGMENT_ID_RE.match(sid))
+    if bad:
+        warn("bad_segment_id", f"segments with invalid ids ignored: {', '.join(bad[:8])}")
 
 
 def _check_se(ts: TransactionSet, se: list[str], warn: _Warn) -> None:
@@ -403,37 +438,28 @@ def tokenize(data: bytes | str, *, strict: bool = False, warnings: list[str] | N
     while pos < n:
         d, term_pos = _isa_delimiters(text, pos, warn)
         raw_term = text[term_pos]
-        t = re.escape(raw_term)
-        e = re.escape(d.element)
-        iea_re = re.compile(t + r"\s*IEA" + e)
-        next_isa_re = re.compile(r"[" + t + r"\r\n]\s*ISA[^A-Za-z0-9\s]")
-        m_iea = iea_re.search(text, term_pos)
-        m_isa = next_isa_re.search(text, term_pos)
-        if m_iea is not None and (m_isa is None or m_iea.start() < m_isa.start()):
-            end = text.find(raw_term, m_iea.end())
-            if raw_term in _NEWLINES and end < 0:
-                end = n
-            if end < 0 or (m_isa is not None and end > m_isa.start()):
-                end = m_isa.end() - 4 if m_isa is not None else n
-            else:
-                end += 1
-            next_start = m_isa.end() - 4 if m_isa is not None and m_isa.start() >= end - 1 else -1
-            if next_start < 0 and m_isa is not None:
-                m2 = next_isa_re.search(text, end - 1)
-                next_start = m2.end() - 4 if m2 else -1
+        nxt = _next_isa(text, term_pos + 1, n, raw_term)
+        stop = nxt if nxt >= 0 else n
+        iea = _segment_at(text, "IEA" + d.element, term_pos + 1, stop, raw_term)
+        if iea >= 0:
+            e = text.find(raw_term, iea, stop)
+            end = e + 1 if e >= 0 else stop
+        else:  # no IEA before the next ISA (or at all): the interchange ends there
+            end = stop
+        if nxt >= 0:
+            next_start = nxt
         else:
-            # no IEA before the next ISA (or at all)
-            end = (m_isa.end() - 4) if m_isa is not None else n
-            next_start = end if m_isa is not None else -1
+            m_next = _ISA_START_RE.search(text, end)
+            next_start = m_next.start() if m_next is not None else -1
         body = text[term_pos + 1: end]
         isa_text = text[pos:term_pos]
         isa = isa_text.replace("\r", "").replace("\n", "").split(d.element)
         ic = Interchange(isa, d)
-        segs = _split_segments(body, d)
+        texts, segs = _split_segments(body, d)
         if len(isa) > 17:
             warn("invalid_isa", f"ISA has {len(isa) - 1} elements, not 16")
         _assemble(ic, segs, warn, True)
-        ic.canonical = "~".join("*".join(s) for s in segs)
+        ic.canonical = d.segment.join(texts)
         interchanges.append(ic)
         if next_start < 0:
             tail = text[end:].strip()
@@ -459,11 +485,11 @@ def _headerless(text: str, warn: _Warn) -> Interchange:
     warn("missing_isa", f"no ISA interchange header; input starts at {head}; assumed delimiters "
                         f"{d.element!r} {d.segment!r} {d.component!r}")
     ic = Interchange(None, d)
-    segs = _split_segments(text[pos:], d)
+    texts, segs = _split_segments(text[pos:], d)
     _assemble(ic, segs, warn, False)
     if not any(g.transactions for g in ic.groups):
         raise Rejected("missing_isa", "no ISA header and no ST transaction set found")
-    ic.canonical = "~".join("*".join(s) for s in segs)
+    ic.canonical = d.segment.join(texts)
     return ic
 
 

@@ -1,0 +1,129 @@
+"""Single-core throughput of the HL7 v2 processor.
+
+``run()`` returns a dict; ``python bench/bench_hl7.py`` prints it as JSON.
+
+Measured: ``normalize_hl7`` (parse + records) and parse-only, messages/second, on
+(a) a 20-segment ORU^R01 and (b) an ADT^A01 with PID/PV1/IN1, each timed with
+``time.perf_counter`` over at least ``min_seconds``; plus hl7apy's full parse of
+the same messages (a handful of iterations) for comparison. Target: >= 10,000
+normalized messages/s per core.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import platform
+import sys
+import time
+
+from practiceflow.processors.hl7.normalize import normalize_hl7
+from practiceflow.processors.hl7.parser import parse
+
+TARGET_MSGS_PER_S = 10_000
+
+ORU_R01 = (
+    "MSH|^~\\&|LAB_APP|CITY_LAB|EHR|FAMILY_PRACTICE|20240305143000-0500||ORU^R01^ORU_R01|LAB20240305001|P|2.5.1|||AL|NE\r"
+    "PID|1||MRN445566^^^FAMPRAC^MR~123-45-6789^^^SSA^SS||GARCIA^MARIA^ELENA||19780214|F|||"
+    "742 EVERGREEN TER^^SPRINGFIELD^IL^62704^USA^H||(217)555-0142^PRN^PH|||M\r"
+    "PV1|1|O|CLINIC^^^FAMPRAC||||1234567890^WELBY^MARCUS^^^^MD|||||||||||V778899\r"
+    "ORC|RE|ORD7788|LAB5566||CM||||20240305080000|||1234567890^WELBY^MARCUS^^^^MD\r"
+    "OBR|1|ORD7788|LAB5566|80053^Comprehensive metabolic panel^CPT|||20240305081500|||||||||"
+    "1234567890^WELBY^MARCUS^^^^MD||||||20240305142500|||F\r"
+    "OBX|1|NM|2345-7^Glucose^LN||105|mg/dL|70-99|H|||F|||20240305120000\r"
+    "OBX|2|NM|3094-0^Urea nitrogen^LN||18|mg/dL|7-20|N|||F|||20240305120000\r"
+    "OBX|3|NM|2160-0^Creatinine^LN||0.9|mg/dL|0.6-1.1|N|||F|||20240305120000\r"
+    "OBX|4|NM|2951-2^Sodium^LN||139|mmol/L|136-145|N|||F|||20240305120000\r"
+    "OBX|5|NM|2823-3^Potassium^LN||5.4|mmol/L|3.5-5.1|H|||F|||20240305120000\r"
+    "OBX|6|NM|2075-0^Chloride^LN||101|mmol/L|98-107|N|||F|||20240305120000\r"
+    "OBX|7|NM|2028-9^Carbon dioxide^LN||25|mmol/L|22-29|N|||F|||20240305120000\r"
+    "OBX|8|NM|17861-6^Calcium^LN||9.6|mg/dL|8.6-10.3|N|||F|||20240305120000\r"
+    "OBX|9|NM|2885-2^Protein^LN||7.1|g/dL|6.0-8.3|N|||F|||20240305120000\r"
+    "OBX|10|NM|1751-7^Albumin^LN||4.4|g/dL|3.5-5.2|N|||F|||20240305120000\r"
+    "OBX|11|NM|1975-2^Bilirubin total^LN||0.7|mg/dL|0.1-1.2|N|||F|||20240305120000\r"
+    "OBX|12|NM|6768-6^Alkaline phosphatase^LN||88|U/L|44-147|N|||F|||20240305120000\r"
+    "OBX|13|NM|1742-6^ALT^LN||31|U/L|7-56|N|||F|||20240305120000\r"
+    "NTE|1|L|Specimen slightly hemolyzed\\.br\\potassium may be falsely elevated\r"
+    "OBX|14|NM|1920-8^AST^LN||28|U/L|10-40|N|||F|||20240305120000\r"
+).encode("ascii")
+
+ADT_A01 = (
+    "MSH|^~\\&|REG_APP|FAMPRAC|PF|FAMPRAC|20240305093000||ADT^A01^ADT_A01|REG000123|P|2.5.1|||AL|NE\r"
+    "EVN|A01|20240305093000\r"
+    "PID|1||MRN778899^^^FAMPRAC^MR||OKAFOR^CHIDI^A||19850722|M|||"
+    "15 LAKE SHORE DR^APT 4B^CHICAGO^IL^60611^USA^H||(312)555-0199^PRN^PH~^NET^Internet^chidi@example.org|"
+    "(312)555-0100^WPN^PH||S||ACCT5566^^^FAMPRAC^AN|987-65-4321\r"
+    "PV1|1|O|MAIN^EXAM3^1^FAMPRAC||||4455667788^NGUYEN^LINH^^^^MD|||FM||||1|||4455667788^NGUYEN^LINH^^^^MD|"
+    "OP|VN20240305001|||||||||||||||||||||||||20240305092500\r"
+    "PV2|||Z00.00^Annual physical^I10\r"
+    "IN1|1|BCBSIL01^PPO Gold|BCBSIL^^^^NIIP|Blue Cross Blue Shield of Illinois|PO BOX 805107^^CHICAGO^IL^60680||"
+    "(800)555-0123|GRP55443|ACME CORP|||20240101|20241231|||OKAFOR^CHIDI^A|SEL^Self|19850722|"
+    "15 LAKE SHORE DR^APT 4B^CHICAGO^IL^60611^USA||||||||||||||||XYZ123456789\r"
+).encode("ascii")
+
+
+def _rate(fn, data: bytes, min_seconds: float) -> tuple[float, int, float]:
+    """Call fn(data) repeatedly for at least min_seconds; returns (msgs/s, n, seconds)."""
+    for _ in range(200):  # warm caches
+        fn(data)
+    gc.collect()
+    n = 0
+    batch = 500
+    start = time.perf_counter()
+    elapsed = 0.0
+    while elapsed < min_seconds:
+        for _ in range(batch):
+            fn(data)
+        n += batch
+        elapsed = time.perf_counter() - start
+    return n / elapsed, n, elapsed
+
+
+def _hl7apy_rate(data: bytes, iterations: int = 20) -> float | None:
+    try:
+        from hl7apy.parser import parse_message
+    except ImportError:  # pragma: no cover
+        return None
+    text = data.decode("ascii")
+    parse_message(text, find_groups=True)  # warm the structure caches
+    start = time.perf_counter()
+    for _ in range(iterations):
+        m = parse_message(text, find_groups=True)
+        m.to_er7()
+    return iterations / (time.perf_counter() - start)
+
+
+def run(min_seconds: float = 2.0) -> dict:
+    def norm(d: bytes) -> object:
+        return normalize_hl7(d, "bench-practice", 1_700_000_000_000)
+
+    out: dict = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "min_seconds": min_seconds,
+        "target_msgs_per_s": TARGET_MSGS_PER_S,
+    }
+    for label, data in (("oru_r01_20seg", ORU_R01), ("adt_a01_pid_pv1_in1", ADT_A01)):
+        result = norm(data)
+        rate, n, secs = _rate(norm, data, min_seconds)
+        prate, pn, psecs = _rate(parse, data, min_seconds)
+        apy = _hl7apy_rate(data)
+        out[label] = {
+            "bytes": len(data),
+            "segments": data.count(b"\r"),
+            "records": len(result.records),
+            "normalize_msgs_per_s": round(rate),
+            "normalize_us_per_msg": round(1e6 / rate, 1),
+            "normalize_iterations": n,
+            "normalize_seconds": round(secs, 3),
+            "parse_only_msgs_per_s": round(prate),
+            "parse_only_iterations": pn,
+            "hl7apy_full_parse_msgs_per_s": round(apy, 1) if apy else None,
+            "speedup_vs_hl7apy_parse": round(rate / apy, 1) if apy else None,
+            "meets_target": rate >= TARGET_MSGS_PER_S,
+        }
+    out["meets_target"] = all(out[k]["meets_target"] for k in ("oru_r01_20seg", "adt_a01_pid_pv1_in1"))
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

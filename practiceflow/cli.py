@@ -1,0 +1,123 @@
+"""The ``practiceflow`` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from practiceflow.settings import Settings
+
+
+def _stack(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.localstack.stack import LocalStack, read_state, stop_recorded
+
+    if args.action == "up":
+        info = read_state(cfg.state_dir)
+        if info:
+            print(f"already running: kafka {info.bootstrap}, registry {info.registry_url}")
+            return 0
+        info = LocalStack(cfg.state_dir, nodes=args.nodes, registry=not args.no_registry).start()
+        print(f"kafka {info.kafka_version} (KRaft, {args.nodes} node(s)) at {info.bootstrap}")
+        print(f"schema registry at {info.registry_url}")
+        print(f"started in {info.cold_start_seconds}s; logs under {info.root}")
+        return 0
+    if args.action == "down":
+        print("stopped" if stop_recorded(cfg.state_dir) else "no stack recorded")
+        return 0
+    info = read_state(cfg.state_dir)
+    print(json.dumps(info.__dict__, indent=2) if info else "not running")
+    return 0 if info else 1
+
+
+def _schemas(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.schemas.avro_gen import export_all, load_parsed, record_names
+
+    if args.action == "export":
+        for path in export_all():
+            print(path)
+        return 0
+    for name in record_names():
+        load_parsed(name)
+    print(f"{len(record_names())} schemas parse")
+    return 0
+
+
+def _run_file(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.jobs.run_file import run_files
+    from practiceflow.localstack.connect import endpoints
+
+    files = [(args.feed, Path(f)) for f in args.files]
+    with endpoints(cfg) as ep:
+        report = run_files(cfg, ep.bootstrap, ep.registry_url, files, args.practice or cfg.default_practice_id)
+    print(f"kafka {ep.kafka_version or '(configured)'} at {ep.bootstrap}; registry {ep.registry_url}")
+    for key in sorted(report.counts):
+        print(f"  {key:40s} {report.counts[key]}")
+    print(f"done in {report.seconds}s (first message through in {report.first_message_seconds}s)")
+    failed = sum(v for k, v in report.counts.items() if k.endswith(".dead_lettered"))
+    return 2 if failed and args.strict else 0
+
+
+def _worker(args: argparse.Namespace, cfg: Settings) -> int:
+    """Run the pipeline as a long-lived Faust worker (production shape)."""
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.sinks.clickhouse import ClickHouseSink
+    from practiceflow.streams.app import Pipeline
+    from practiceflow.streams.topics import create_topics
+
+    with endpoints(cfg, autostart=False) as ep:
+        create_topics(ep.bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
+        pipeline = Pipeline(cfg, ep.bootstrap, ep.registry_url,
+                            sink=ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database), web_port=cfg.web_port)
+        pipeline.register_schemas()
+        import faust
+
+        faust.Worker(pipeline.app, loglevel="INFO").execute_from_commandline()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="practiceflow", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("stack", help="start/stop the embedded local Kafka + schema registry")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--nodes", type=int, default=1, help="Kafka nodes (1, or 3 for the fault tests)")
+    p.add_argument("--no-registry", action="store_true", help="skip the schema registry (serde uses mock://)")
+
+    p = sub.add_parser("schemas", help="export the .avsc files from the models, or check them")
+    p.add_argument("action", choices=["export", "check"])
+
+    p = sub.add_parser("run-file", help="send files through the whole pipeline and report")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--feed", default="hl7v2", choices=["hl7v2", "x12", "fhir", "portal"])
+    p.add_argument("--practice")
+    p.add_argument("--strict", action="store_true", help="exit 2 if anything was dead-lettered")
+
+    sub.add_parser("worker", help="run the Faust worker (health and metrics on web_port)")
+
+    p = sub.add_parser("day", help="the main job: a synthetic practice day through every gateway")
+    p.add_argument("--out", default=None, help="where to write the generated day (default: <state_dir>/day)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--patients", type=int, default=40)
+
+    p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = Settings()
+    handlers = {"stack": _stack, "schemas": _schemas, "run-file": _run_file, "worker": _worker}
+    if args.cmd == "day":
+        from practiceflow.jobs.day import main as day_main
+        return day_main(args, cfg)
+    if args.cmd == "gateways":
+        from practiceflow.jobs.gateways import main as gateways_main
+        return gateways_main(args, cfg)
+    return handlers[args.cmd](args, cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

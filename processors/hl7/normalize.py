@@ -1,0 +1,1328 @@
+"""HL7 v2 -> practiceflow records (plain dicts shaped like ``schemas/avro/*.avsc``).
+
+``normalize_hl7`` is a pure function (see ``processors/base.py``). Supported:
+
+=====================  ===========================================================
+ADT A01 A02 A03 A04    Patient (+ Encounter from PV1, + Coverage per IN1;
+A05 A06 A07 A08 A28    A40: ``merged_from`` from MRG-1, one Patient per PID/MRG pair)
+A31 A40
+ORU R01                Patient + Order per OBR + Observation per OBX (NTE -> notes)
+ORM O01, OML O21       Patient + Order per ORC/OBR group
+SIU S12 S13 S14 S15    Appointment (+ Patient when PID has an id)
+RDE O11, OMP O09       Patient + MedicationOrder per ORC group (RXE/RXO/RXR/TQ1)
+MDM T02                Document (TXA + OBX text; ED payloads become a short marker)
+                       (+ Patient when PID has an id)
+DFT P03                Patient + Encounter, with a warning (no charge record type)
+VXU V04                Patient + Observation per RXA (code = CVX)
+=====================  ===========================================================
+
+Anything else is ``Rejected("unsupported_message_type")``; ACKs are
+``Rejected("not_clinical_ack")``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import re
+from typing import Any
+
+from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, entity_key
+from practiceflow.processors.hl7.dates import hl7_to_iso
+from practiceflow.processors.hl7.parser import Message, parse
+
+__all__ = ["normalize_hl7", "message_id_for", "SUPPORTED", "FEED"]
+
+FEED = "hl7v2"
+_VERSION_RE = re.compile(r"2\.[3-8](?:\.\d{1,2})?\Z")
+
+_ADT_EVENTS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A28", "A31", "A40")
+_ENCOUNTER_STATUS = {
+    "A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",
+    "A05": "planned", "A06": "in-progress", "A07": "in-progress",
+}
+_PATIENT_CLASS = {
+    "I": "inpatient", "O": "outpatient", "E": "emergency", "P": "preadmit", "R": "recurring",
+    "B": "obstetrics", "C": "commercial", "N": "not-applicable", "U": "unknown",
+}
+_DOC_TYPES = {  # HL7 table 0270
+    "AR": "Autopsy report", "CD": "Cardiodiagnostics", "CN": "Consultation", "DI": "Diagnostic imaging",
+    "DS": "Discharge summary", "ED": "Emergency department report", "HP": "History and physical examination",
+    "OP": "Operative report", "PC": "Psychiatric consultation", "PH": "Psychiatric history",
+    "PN": "Procedure note", "PR": "Progress note", "SP": "Surgical pathology", "TS": "Transfer summary",
+}
+_DOC_STATUS = {  # HL7 table 0271
+    "AU": "authenticated", "DI": "dictated", "DO": "documented", "IN": "incomplete",
+    "IP": "in-progress", "LA": "legally-authenticated", "PA": "pre-authenticated",
+}
+_TEXT_TYPES = frozenset(("TX", "FT", "ST", "TN", "IS", "ID", "GTS"))
+_CODED_TYPES = frozenset(("CE", "CWE", "CNE", "CF", "CV", "CO"))
+_DATE_TYPES = frozenset(("DT", "DTM", "TS"))
+_DURATION_UNITS = {
+    "M": 1.0, "MIN": 1.0, "MINS": 1.0, "MINUTE": 1.0, "MINUTES": 1.0,
+    "H": 60.0, "HR": 60.0, "HRS": 60.0, "HOUR": 60.0, "HOURS": 60.0,
+    "S": 1 / 60, "SEC": 1 / 60, "SECOND": 1 / 60, "SECONDS": 1 / 60,
+    "D": 1440.0, "DAY": 1440.0, "DAYS": 1440.0,
+}
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def message_id_for(msh3: str, msh4: str, msh10: str) -> str:
+    """Stable message id: hash of sending application, sending facility, control id."""
+    return _sha(msh3.strip(), msh4.strip(), msh10.strip())
+
+
+class _Ctx:
+    """Per-message state: delimiters, warnings, and small value helpers."""
+
+    __slots__ = ("msg", "cs", "rs", "ss", "es", "strict", "warnings", "practice_id", "source", "out",
+                 "event", "trigger", "plain")
+
+    def __init__(self, msg: Message, practice_id: str, strict: bool, source: dict, warnings: list[str],
+                 trigger: str, plain: bool = False) -> None:
+        self.msg = msg
+        self.cs = msg.cs
+        self.rs = msg.rs
+        self.ss = msg.ss
+        self.es = msg.es
+        self.strict = strict
+        self.warnings = warnings
+        self.practice_id = practice_id
+        self.source = source
+        self.out: list[tuple[str, str | None, str, dict]] = []
+        self.trigger = trigger
+        # No escape, repetition or subcomponent characters anywhere after MSH-2: values
+        # can be read with a split and a strip.
+        self.plain = plain
+
+    # ---- leaves (hot: written out inline, no helper calls on the common path)
+    def leaf(self, raw: str) -> str | None:
+        """Decode and strip one leaf; None for empty and for the HL7 null ``""``."""
+        if not raw:
+            return None
+        if self.es in raw:
+            raw = self.msg.unescape(raw)
+        raw = raw.strip()
+        if not raw or raw == '""':
+            return None
+        return raw
+
+    def first(self, field: str) -> str:
+        """The raw first repetition of a field."""
+        rs = self.rs
+        return field.split(rs, 1)[0] if rs in field else field
+
+    def comp(self, field: str, i: int = 1) -> str | None:
+        """Component i (1-based), first subcomponent, of the first repetition."""
+        if not field:
+            return None
+        if self.rs in field:
+            field = field.split(self.rs, 1)[0]
+        if i == 1:
+            if self.cs in field:
+                field = field.split(self.cs, 1)[0]
+        else:
+            parts = field.split(self.cs, i)
+            if i > len(parts):
+                return None
+            field = parts[i - 1]
+        if self.ss in field:
+            field = field.split(self.ss, 1)[0]
+        if self.es in field:
+            field = self.msg.unescape(field)
+        field = field.strip()
+        if not field or field == '""':
+            return None
+        return field
+
+    def comps(self, rep: str) -> list[str | None]:
+        """All components (first subcomponent each) of one raw repetition, decoded."""
+        ss = self.ss
+        es = self.es
+        out: list[str | None] = []
+        for c in rep.split(self.cs):
+            if c:
+                if ss in c:
+                    c = c.split(ss, 1)[0]
+                if es in c:
+                    c = self.msg.unescape(c)
+                c = c.strip()
+                out.append(c if c and c != '""' else None)
+            else:
+                out.append(None)
+        return out
+
+    def reps(self, field: str) -> list[str]:
+        if not field:
+            return []
+        return field.split(self.rs)
+
+    def text(self, field: str, sep: str = "\n") -> str | None:
+        """A text field: every repetition decoded (delimiters kept), joined."""
+        if not field:
+            return None
+        unescape = self.msg.unescape
+        lines = [unescape(r) for r in field.split(self.rs)] if self.rs in field else [unescape(field)]
+        out = sep.join(lines).strip()
+        if "\r" in out:
+            out = out.replace("\r\n", "\n").replace("\r", "\n")
+        return out or None
+
+    def units(self, field: str) -> str | None:
+        """CE/CWE units: the code (e.g. UCUM "mg/dL"), or the text when the code is a bare number."""
+        if not field:
+            return None
+        code = self.comp(field, 1)
+        if code is not None and not code.isdigit():
+            return code
+        return self.comp(field, 2) or code
+
+    def coding(self, field: str) -> dict[str, str | None]:
+        """CE/CWE/CNE first repetition -> Coding (falls back to the alternate triplet)."""
+        if not field:
+            return {"system": None, "code": None, "display": None}
+        if self.rs in field:
+            field = field.split(self.rs, 1)[0]
+        c = self.comps(field)
+        n = len(c)
+        if n < 3:
+            c += _NONE6[: 6 - n]
+        code, display, system = c[0], c[1], c[2]
+        if code is None and display is None and n > 3 and (c[3] is not None or (n > 4 and c[4] is not None)):
+            c += _NONE6[: max(0, 6 - n)]
+            return {"system": c[5], "code": c[3], "display": c[4]}
+        return {"system": system, "code": code, "display": display}
+
+    def cwe_text(self, field: str) -> str | None:
+        """Display text of a coded value, else its code."""
+        if not field:
+            return None
+        return self.comp(field, 2) or self.comp(field, 1)
+
+    def person(self, field: str) -> str | None:
+        """XCN/XPN (first repetition) -> "Family, Given Middle (id)"."""
+        if not field:
+            return None
+        c = self.comps(self.first(field))
+        c += [None] * (4 - len(c))
+        ident, family, given, middle = c[0], c[1], c[2], c[3]
+        name = family or ""
+        rest = " ".join(x for x in (given, middle) if x)
+        if rest:
+            name = f"{name}, {rest}" if name else rest
+        if name and ident:
+            return f"{name} ({ident})"
+        return name or ident
+
+    def location(self, field: str) -> str | None:
+        """PL -> "point of care/room/bed @ facility" (or the description)."""
+        if not field:
+            return None
+        c = self.comps(self.first(field))
+        c += [None] * (9 - len(c))
+        where = "/".join(x for x in (c[0], c[1], c[2]) if x)
+        if c[3]:
+            where = f"{where} @ {c[3]}" if where else c[3]
+        return where or c[8] or c[6]
+
+    # ---- dates
+    def date(self, raw_field: str, where: str) -> str | None:
+        """TS/DTM/DT field (first component) -> ISO 8601; malformed -> raw + warning
+        (non-strict) or Rejected (strict)."""
+        if not raw_field:
+            return None
+        return self.date_value(self.comp(raw_field, 1), where)
+
+    def date_value(self, v: str | None, where: str) -> str | None:
+        if v is None:
+            return None
+        iso = hl7_to_iso(v)
+        if iso is not None:
+            return iso
+        if self.strict:
+            raise Rejected("malformed_date", f"{where}: {v!r} is not an HL7 date/time")
+        self.warnings.append(f"malformed_date {where}: {v[:40]!r}")
+        return v
+
+    # ---- output
+    def emit(self, record_type: str, patient_id: str | None, entity_id: str, value: dict) -> None:
+        self.out.append((record_type, patient_id, entity_id, value))
+
+    def src(self) -> dict:
+        return dict(self.source)
+
+
+_NONE6: list[None] = [None] * 6
+_INF = float("inf")
+_NINF = float("-inf")
+_PAD: list[str] = [""] * 32
+
+
+def _f(seg: list[str], n: int) -> str:
+    return seg[n] if n < len(seg) else ""
+
+
+# --------------------------------------------------------------------------- patient
+def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
+    """PID -> Patient dict, or None when the PID carries no identifier at all."""
+    cs = ctx.cs
+    leaf = ctx.leaf
+    identifiers: list[dict] = []
+    seen: set[tuple] = set()
+    patient_id = None
+    for n in (3, 2, 4):
+        raw = _f(pid, n)
+        if not raw:
+            continue
+        for rep in raw.split(ctx.rs):
+            if not rep:
+                continue
+            c = rep.split(cs)
+            value = leaf(c[0].split(ctx.ss, 1)[0]) if c[0] else None
+            if value is None:
+                continue
+            system = None
+            if len(c) > 3 and c[3]:
+                hd = c[3].split(ctx.ss)
+                system = leaf(hd[0]) or (leaf(hd[1]) if len(hd) > 1 else None)
+            typ = leaf(c[4].split(ctx.ss, 1)[0]) if len(c) > 4 and c[4] else None
+            key = (value, system, typ)
+            if key in seen:
+                continue
+            seen.add(key)
+            identifiers.append({"value": value, "system": system, "type": typ})
+            if patient_id is None:
+                patient_id = value
+                if n != 3:
+                    ctx.warnings.append(f"patient_id_from_PID-{n}")
+    if patient_id is None:
+        return None
+
+    family = None
+    given: list[str] = []
+    names = _f(pid, 5)
+    if names:
+        reps = names.split(ctx.rs)
+        chosen = reps[0]
+        if len(reps) > 1:
+            for r in reps:
+                c = r.split(cs)
+                if len(c) > 6 and c[6] == "L":
+                    chosen = r
+                    break
+        c = chosen.split(cs)
+        family = leaf(c[0].split(ctx.ss, 1)[0]) if c[0] else None
+        for j in (1, 2):
+            if len(c) > j and c[j]:
+                g = leaf(c[j].split(ctx.ss, 1)[0])
+                if g:
+                    given.append(g)
+
+    address = None
+    addr = _f(pid, 11)
+    if addr:
+        for rep in addr.split(ctx.rs):
+            c = ctx.comps(rep)
+            if not any(c):
+                continue
+            c += [None] * (6 - len(c))
+            address = {
+                "line": [x for x in (c[0], c[1]) if x],
+                "city": c[2],
+                "state": c[3],
+                "postal_code": c[4],
+                "country": c[5],
+            }
+            break
+
+    phones: list[str] = []
+    for n in (13, 14):
+        raw = _f(pid, n)
+        if raw:
+            for rep in raw.split(ctx.rs):
+                p = _phone(ctx, rep)
+                if p and p not in phones:
+                    phones.append(p)
+
+    indicator = _f(pid, 30).strip().upper()
+    deceased = indicator == "Y" or (indicator != "N" and ctx.comp(_f(pid, 29), 1) is not None)
+
+    return {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "identifiers": identifiers,
+        "family_name": family,
+        "given_names": given,
+        "birth_date": ctx.date(_f(pid, 7), "PID-7"),
+        "sex": ctx.comp(_f(pid, 8), 1),
+        "address": address,
+        "phones": phones,
+        "deceased": deceased,
+        "merged_from": [],
+        "event": event,
+        "source": ctx.src(),
+    }
+
+
+def _phone(ctx: _Ctx, rep: str) -> str | None:
+    if not rep:
+        return None
+    c = ctx.comps(rep)
+    c += [None] * (12 - len(c))
+    use, equip = c[1], c[2]
+    if use == "NET" or (equip and equip.upper() in ("INTERNET", "X.400")):
+        return None
+    if c[0]:
+        return c[0]
+    if c[11]:
+        return c[11]
+    local = c[6]
+    if not local:
+        return None
+    num = f"({c[5]}) {local}" if c[5] else local
+    if c[4]:
+        num = f"+{c[4].lstrip('+')} {num}"
+    if c[7]:
+        num = f"{num} x{c[7]}"
+    return num
+
+
+def _require_patient(ctx: _Ctx, pid: list[str] | None, event: str | None = None) -> dict:
+    if pid is None:
+        raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} has no PID segment")
+    p = _patient(ctx, pid, event)
+    if p is None:
+        raise Rejected("missing_patient_id", "PID-3 (and PID-2/PID-4) carry no patient identifier")
+    return p
+
+
+# --------------------------------------------------------------------------- encounter / coverage
+def _encounter(ctx: _Ctx, patient_id: str, pv1: list[str], pv2: list[str] | None, reason: str | None,
+               event: str | None) -> dict | None:
+    enc_id = ctx.comp(_f(pv1, 19), 1) or ctx.comp(_f(pv1, 50), 1)
+    admit = ctx.date(_f(pv1, 44), "PV1-44")
+    discharge = ctx.date(_f(pv1, 45), "PV1-45")
+    klass = ctx.comp(_f(pv1, 2), 1)
+    if enc_id is None:
+        if admit is None:
+            if klass not in (None, "N") or len(pv1) > 4:
+                ctx.warnings.append("pv1_without_visit_number_or_admit_time: no Encounter")
+            return None
+        enc_id = "admit-" + _sha(patient_id, admit, klass or "")[:16]
+    status = _ENCOUNTER_STATUS.get(event or "")
+    if status is None and discharge:
+        status = "finished"
+    if pv2 is not None:
+        reason = ctx.cwe_text(_f(pv2, 3)) or reason
+    return {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "encounter_id": enc_id,
+        "status": status,
+        "encounter_class": _PATIENT_CLASS.get(klass, klass) if klass else None,
+        "event": event,
+        "location": ctx.location(_f(pv1, 3)),
+        "attending_provider": ctx.person(_f(pv1, 7)),
+        "admit_at": admit,
+        "discharge_at": discharge,
+        "reason": reason,
+        "source": ctx.src(),
+    }
+
+
+def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict:
+    payer_id = ctx.comp(_f(in1, 3), 1)
+    payer_name = ctx.comp(_f(in1, 4), 1)
+    plan_code = ctx.comp(_f(in1, 2), 1)
+    plan_name = ctx.comp(_f(in1, 2), 2) or plan_code
+    member_id = ctx.comp(_f(in1, 36), 1) or ctx.comp(_f(in1, 49), 1)
+    group = ctx.comp(_f(in1, 8), 1)
+    set_id = ctx.comp(_f(in1, 1), 1) or "1"
+    coverage_id = f"{payer_id or payer_name or plan_code or '-'}:{member_id or group or set_id}"
+    return {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "coverage_id": coverage_id,
+        "payer_id": payer_id,
+        "payer_name": payer_name,
+        "plan_name": plan_name,
+        "member_id": member_id,
+        "group_number": group,
+        "subscriber_relationship": ctx.cwe_text(_f(in1, 17)),
+        "period_start": ctx.date(_f(in1, 12), "IN1-12"),
+        "period_end": ctx.date(_f(in1, 13), "IN1-13"),
+        "status": None,
+        "source": ctx.src(),
+    }
+
+
+def _emit_patient(ctx: _Ctx, p: dict) -> None:
+    ctx.emit("Patient", p["patient_id"], "", p)
+
+
+# --------------------------------------------------------------------------- ADT / DFT
+def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
+    patient: dict | None = None
+    pv1 = pv2 = None
+    dg1_reason = None
+    any_pid = False
+    ft1 = 0
+
+    def flush_encounter() -> None:
+        nonlocal pv1, pv2, dg1_reason
+        if patient is not None and pv1 is not None:
+            enc = _encounter(ctx, patient["patient_id"], pv1, pv2, dg1_reason, event)
+            if enc is not None:
+                ctx.emit("Encounter", patient["patient_id"], enc["encounter_id"], enc)
+        pv1 = pv2 = None
+        dg1_reason = None
+
+    for seg in msg.segs:
+        name = seg[0]
+        if name == "PID":
+            flush_encounter()
+            any_pid = True
+            patient = _require_patient(ctx, seg, event)
+            _emit_patient(ctx, patient)
+        elif name == "PV1":
+            flush_encounter()
+            pv1 = seg
+        elif name == "PV2":
+            pv2 = seg
+        elif name == "DG1":
+            if dg1_reason is None:
+                dg1_reason = ctx.comp(_f(seg, 4), 1) or ctx.cwe_text(_f(seg, 3))
+        elif name == "IN1":
+            if patient is not None:
+                cov = _coverage(ctx, patient["patient_id"], seg)
+                ctx.emit("Coverage", patient["patient_id"], cov["coverage_id"], cov)
+        elif name == "MRG":
+            if patient is not None:
+                merged = []
+                for n in (1, 4):
+                    for rep in ctx.reps(_f(seg, n)):
+                        v = ctx.comp(rep, 1)
+                        if v and v not in merged and v != patient["patient_id"]:
+                            merged.append(v)
+                    if merged:
+                        break
+                patient["merged_from"].extend(m for m in merged if m not in patient["merged_from"])
+        elif name == "FT1":
+            ft1 += 1
+    flush_encounter()
+    if not any_pid:
+        raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} has no PID segment")
+    if event == "A40" and not any(r[3]["merged_from"] for r in ctx.out if r[0] == "Patient"):
+        ctx.warnings.append("a40_without_mrg_identifier")
+    if ctx.source["message_type"].startswith("DFT"):
+        ctx.warnings.append(
+            f"dft_financial_transactions_not_mapped: {ft1} FT1 segment(s) (no charge record type)"
+        )
+
+
+# --------------------------------------------------------------------------- orders
+def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_id: str) -> tuple:
+    placer = (ctx.comp(_f(orc, 2), 1) if orc else None) or (ctx.comp(_f(obr, 2), 1) if obr else None)
+    filler = (ctx.comp(_f(orc, 3), 1) if orc else None) or (ctx.comp(_f(obr, 3), 1) if obr else None)
+    order_id = placer or filler
+    if order_id is None:
+        basis = [patient_id]
+        if obr is not None:
+            basis += [_f(obr, 1), _f(obr, 4), _f(obr, 7)]
+        if orc is not None:
+            basis += [_f(orc, 1), _f(orc, 9)]
+        order_id = "h" + _sha(*basis)[:16]
+    return order_id, placer, filler
+
+
+def _new_order(ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str] | None,
+               result: bool) -> dict:
+    order_id, placer, filler = _order_id(ctx, orc, obr, patient_id)
+    status = None
+    if result and obr is not None:
+        status = ctx.comp(_f(obr, 25), 1)
+    if status is None and orc is not None:
+        status = ctx.comp(_f(orc, 5), 1)
+    provider = (ctx.person(_f(orc, 12)) if orc else None) or (ctx.person(_f(obr, 16)) if obr else None)
+    ordered_at = None
+    if orc is not None and _f(orc, 9):
+        ordered_at = ctx.date(_f(orc, 9), "ORC-9")
+    if ordered_at is None and obr is not None:
+        ordered_at = ctx.date(_f(obr, 6), "OBR-6") or ctx.date(_f(obr, 7), "OBR-7")
+    priority = None
+    if orc is not None and _f(orc, 7):
+        priority = ctx.comp(_f(orc, 7), 6)
+    if priority is None and obr is not None:
+        priority = ctx.comp(_f(obr, 27), 6) or ctx.comp(_f(obr, 5), 1)
+    diagnoses = []
+    if obr is not None:
+        for rep in ctx.reps(_f(obr, 31)):
+            c = ctx.coding(rep)
+            if c["code"] or c["display"]:
+                diagnoses.append(c)
+    code = None
+    if obr is not None and _f(obr, 4):
+        code = ctx.coding(_f(obr, 4))
+    return {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "order_id": order_id,
+        "placer_order_number": placer,
+        "filler_order_number": filler,
+        "control": ctx.comp(_f(orc, 1), 1) if orc else None,
+        "status": status,
+        "code": code,
+        "ordering_provider": provider,
+        "ordered_at": ordered_at,
+        "priority": priority,
+        "diagnoses": diagnoses,
+        "source": ctx.src(),
+    }
+
+
+def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
+    """ORU R01 (result=True: + Observations), ORM O01, OML O21."""
+    patient: dict | None = None
+    patient_id = ""
+    orc = None
+    order: dict | None = None
+    obs: dict | None = None
+    obr_time: str | None = None
+    seen: set[str] = set()
+    order_ids: set[str] = set()
+    obx_index = 0
+    any_pid = False
+
+    def flush_orc() -> None:
+        nonlocal orc
+        if orc is not None and not result and patient is not None:
+            o = _new_order(ctx, patient_id, orc, None, result)
+            ctx.emit("Order", patient_id, o["order_id"], o)
+        orc = None
+
+    for seg in msg.segs:
+        name = seg[0]
+        if name == "OBX":
+            if not result:
+                continue
+            if patient is None:
+                raise Rejected("missing_pid_segment", "OBX before any PID")
+            obx_index += 1
+            obs = _observation(ctx, seg, patient_id, order["order_id"] if order else None, obr_time, seen,
+                               obx_index)
+            ctx.emit("Observation", patient_id, obs["observation_id"], obs)
+        elif name == "NTE":
+            if obs is not None:
+                note = ctx.text(_f(seg, 3))
+                if note:
+                    obs["notes"].append(note)
+        elif name == "OBR":
+            if patient is None:
+                raise Rejected("missing_pid_segment", "OBR before any PID")
+            order = _new_order(ctx, patient_id, orc, seg, result)
+            oid = order["order_id"]
+            if oid in order_ids:
+                # several OBRs under one ORC/filler number: keep one key per OBR
+                suffix = (order["code"] or {}).get("code") or ctx.leaf(_f(seg, 1)) or str(len(order_ids))
+                oid = f"{oid}.{suffix}"
+                k = 2
+                while oid in order_ids:
+                    oid = f"{order['order_id']}.{suffix}#{k}"
+                    k += 1
+                order["order_id"] = oid
+            order_ids.add(oid)
+            orc = None
+            obs = None
+            obr_time = ctx.date(_f(seg, 7), "OBR-7") if result else None
+            ctx.emit("Order", patient_id, order["order_id"], order)
+        elif name == "ORC":
+            flush_orc()
+            orc = seg
+            order = None
+            obs = None
+        elif name == "PID":
+            flush_orc()
+            any_pid = True
+            patient = _require_patient(ctx, seg)
+            patient_id = patient["patient_id"]
+            _emit_patient(ctx, patient)
+            order = None
+            obs = None
+        elif name == "TQ1":
+            if order is not None and order["priority"] is None:
+                order["priority"] = ctx.comp(_f(seg, 9), 1)
+        elif name == "DG1":
+            if order is not None:
+                c = ctx.coding(_f(seg, 3))
+                if c["code"] or c["display"]:
+                    order["diagnoses"].append(c)
+        elif name == "SPM":
+            obs = None
+    flush_orc()
+    if not any_pid:
+        raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} has no PID segment")
+
+
+def _number(v: str | None) -> float | None:
+    if not v:
+        return None
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None, obr_time: str | None,
+                 seen: set[str], index: int) -> dict:
+    """One OBX -> Observation. The hot path of ORU: plain values are read inline."""
+    if len(f) < 24:
+        f = f + _PAD[: 24 - len(f)]
+    es = ctx.es
+    cs = ctx.cs
+    rs = ctx.rs
+    # "plain": the fields read below hold no escape, repetition or subcomponent
+    # character, so a split and a strip read them exactly.
+    j = f[3] + f[5] + f[6] + f[7] + f[8] + f[14]
+    plain = ctx.plain or (es not in j and rs not in j and ctx.ss not in j)
+
+    vt = f[2].strip() or None
+    set_id = f[1].strip() or None
+    sub_id = f[4].strip() or None
+    raw = f[3]
+    if plain and raw:
+        c = raw.split(cs)
+        n = len(c)
+        code_v = c[0].strip() or None
+        code = {
+            "system": (c[2].strip() or None) if n > 2 else None,
+            "code": code_v,
+            "display": (c[1].strip() or None) if n > 1 else None,
+        }
+        if code_v is None and code["display"] is None and n > 3:
+            code = ctx.coding(raw)
+    else:
+        code = ctx.coding(raw)
+
+    raw = f[5]
+    numeric = None
+    if not raw:
+        value = None
+    elif vt == "NM" and plain and cs not in raw:
+        value = raw.strip() or None
+        if value is not None:
+            try:
+                numeric = float(value)
+            except ValueError:
+                numeric = None
+            if numeric is None or numeric != numeric or numeric in (_INF, _NINF):
+                numeric = None
+                if ctx.strict:
+                    raise Rejected("invalid_numeric_value", f"OBX-5 {value[:40]!r} is not a number (NM)")
+                ctx.warnings.append(f"non_numeric_nm_value: {value[:40]!r}")
+    else:
+        value, numeric = _obx_value(ctx, vt, raw)
+
+    obs_id = f"{order_id or '-'}:{set_id or index}:{code['code'] or code['display'] or '-'}"
+    if sub_id:
+        obs_id += ":" + sub_id
+    if obs_id in seen:
+        k = 2
+        while f"{obs_id}#{k}" in seen:
+            k += 1
+        obs_id = f"{obs_id}#{k}"
+    seen.add(obs_id)
+
+    raw = f[8]
+    if not raw:
+        flags = []
+    elif plain and cs not in raw:
+        fl = raw.strip()
+        flags = [fl] if fl else []
+    else:
+        flags = [x for x in (ctx.comp(r, 1) for r in raw.split(rs)) if x]
+
+    raw = f[6]
+    if not raw:
+        units = None
+    elif plain and cs not in raw:
+        units = raw.strip() or None
+    else:
+        units = ctx.units(raw)
+
+    raw = f[14]
+    if not raw:
+        effective = obr_time
+    elif plain and cs not in raw:
+        v = raw.strip()
+        effective = (hl7_to_iso(v) or ctx.date_value(v, "OBX-14")) if v else obr_time
+    else:
+        effective = ctx.date(raw, "OBX-14") or obr_time
+
+    performer = ctx.person(f[16]) if f[16] else None
+    if performer is None and f[23]:
+        performer = ctx.comp(f[23], 1)
+
+    raw = f[7]
+    if raw and (es in raw or not plain):
+        refrange = ctx.leaf(raw)
+    else:
+        refrange = raw.strip() or None
+    return {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "observation_id": obs_id,
+        "order_id": order_id,
+        "code": code,
+        "value_type": vt,
+        "value": value,
+        "value_numeric": numeric,
+        "units": units,
+        "reference_range": refrange,
+        "abnormal_flags": flags,
+        "status": f[11].strip() or None,
+        "effective_at": effective,
+        "performer": performer,
+        "notes": [],
+        "source": ctx.src(),
+    }
+
+
+def _obx_value(ctx: _Ctx, vt: str | None, raw: str) -> tuple[str | None, float | None]:
+    if vt == "NM":
+        v = ctx.comp(raw, 1)
+        if v is None:
+            return None, None
+        num = _number(v)
+        if num is None:
+            if ctx.strict:
+                raise Rejected("invalid_numeric_value", f"OBX-5 {v[:40]!r} is not a number (NM)")
+            ctx.warnings.append(f"non_numeric_nm_value: {v[:40]!r}")
+        return v, num
+    if vt in _TEXT_TYPES or vt is None:
+        return ctx.text(raw), None
+    if vt in _CODED_TYPES:
+        parts = []
+        for rep in raw.split(ctx.rs):
+            c = ctx.coding(rep)
+            code, text = c["code"], c["display"]
+            if code and text and code != text:
+                parts.append(f"{text} ({code})")
+            elif code or text:
+                parts.append(text or code)
+        return ("; ".join(parts) or None), None
+    if vt == "SN":
+        c = ctx.comps(ctx.first(raw))
+        c += [None] * (4 - len(c))
+        comparator, n1, sep, n2 = c[0], c[1], c[2], c[3]
+        value = "".join(x for x in (comparator, n1, sep, n2) if x) or None
+        num = None
+        if n1 and not sep and not n2 and comparator in (None, "="):
+            num = _number(n1)
+        return value, num
+    if vt in _DATE_TYPES:
+        return ctx.date(raw, "OBX-5"), None
+    if vt == "ED":
+        p = ctx.first(raw).split(ctx.cs, 4)
+        p += [""] * (5 - len(p))
+        typ = ctx.leaf(p[1]) or "?"
+        sub = ctx.leaf(p[2]) or "?"
+        enc = ctx.leaf(p[3]) or "?"
+        return f"[ED {typ}/{sub} {enc}, {len(p[4].strip())} chars not stored]", None
+    if vt == "RP":
+        return ctx.comp(raw, 1), None
+    parts = []
+    for rep in raw.split(ctx.rs):
+        text = " ".join(x for x in ctx.comps(rep) if x)
+        if text:
+            parts.append(text)
+    return ("; ".join(parts) or None), None
+
+
+# --------------------------------------------------------------------------- VXU
+def _vxu(ctx: _Ctx, msg: Message) -> None:
+    patient_id = ""
+    patient = None
+    orc = None
+    obs: dict | None = None
+    seen: set[str] = set()
+    index = 0
+    any_pid = False
+    for seg in msg.segs:
+        name = seg[0]
+        if name == "PID":
+            any_pid = True
+            patient = _require_patient(ctx, seg)
+            patient_id = patient["patient_id"]
+            _emit_patient(ctx, patient)
+            obs = None
+        elif name == "ORC":
+            orc = seg
+            obs = None
+        elif name == "RXA":
+            if patient is None:
+                raise Rejected("missing_pid_segment", "RXA before any PID")
+            index += 1
+            obs = _immunization(ctx, seg, orc, patient_id, seen, index)
+            ctx.emit("Observation", patient_id, obs["observation_id"], obs)
+            orc = None
+        elif name == "RXR" and obs is not None:
+            route = ctx.cwe_text(_f(seg, 1))
+            site = ctx.cwe_text(_f(seg, 2))
+            if route:
+                obs["notes"].append(f"route: {route}")
+            if site:
+                obs["notes"].append(f"site: {site}")
+        elif name == "OBX" and obs is not None:
+            label = ctx.cwe_text(_f(seg, 3)) or "observation"
+            raw5 = _f(seg, 5)
+            if raw5:
+                v, _num = _obx_value(ctx, ctx.leaf(_f(seg, 2)), raw5)
+                if v:
+                    obs["notes"].append(f"{label}: {v}")
+        elif name == "NTE" and obs is not None:
+            t = ctx.text(_f(seg, 3))
+            if t:
+                obs["notes"].append(t)
+    if not any_pid:
+        raise Rejected("missing_pid_segment", "VXU has no PID segment")
+
+
+def _immunization(ctx: _Ctx, rxa: list[str], orc: list[str] | None, patient_id: str, seen: set[str],
+                  index: int) -> dict:
+    code = ctx.coding(_f(rxa, 5))
+    if code["system"] is None and code["code"]:
+        code["system"] = "CVX"
+    when = ctx.date(_f(rxa, 3), "RXA-3")
+    order_id = None
+    if orc is not None:
+        order_id = ctx.comp(_f(orc, 3), 1) or ctx.comp(_f(orc, 2), 1)
+    amount = ctx.comp(_f(rxa, 6), 1)
+    if amount == "999":  # "unknown amount" (CDC IIS guide)
+        amount = None
+    obs_id = f"{order_id or when or '-'}:{ctx.comp(_f(rxa, 2), 1) or index}:{code['code'] or '-'}"
+    if obs_id in seen:
+        obs_id += f"#{index}"
+    seen.add(obs_id)
+    notes = []
+    for label, n in (("lot", 15), ("expires", 16)):
+        v = ctx.comp(_f(rxa, n), 1)
+        if v:
+            notes.append(f"{label}: {hl7_to_iso(v) or v if n == 16 else v}")
+    mvx = ctx.cwe_text(_f(rxa, 17))
+    if mvx:
+        notes.append(f"manufacturer: {mvx}")
+    info = ctx.cwe_text(_f(rxa, 9))
+    if info:
+        notes.append(f"information source: {info}")
+    refusal = ctx.cwe_text(_f(rxa, 18))
+    if refusal:
+        notes.append(f"refusal reason: {refusal}")
+    action = ctx.comp(_f(rxa, 21), 1)
+    if action and action != "A":
+        notes.append(f"action: {action}")
+    return {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "observation_id": obs_id,
+        "order_id": order_id,
+        "code": code,
+        "value_type": "NM" if amount else None,
+        "value": amount,
+        "value_numeric": _number(amount),
+        "units": ctx.units(_f(rxa, 7)),
+        "reference_range": None,
+        "abnormal_flags": [],
+        "status": ctx.comp(_f(rxa, 20), 1),
+        "effective_at": when,
+        "performer": ctx.person(_f(rxa, 10)) or ctx.location(_f(rxa, 11)),
+        "notes": notes,
+        "source": ctx.src(),
+    }
+
+
+# --------------------------------------------------------------------------- SIU
+def _duration_minutes(ctx: _Ctx, amount: str | None, units: str | None) -> int | None:
+    num = _number(amount)
+    if num is None or num < 0:
+        return None
+    factor = _DURATION_UNITS.get((units or "M").upper(), None)
+    if factor is None:
+        ctx.warnings.append(f"unknown_duration_units: {units!r}")
+        return None
+    return int(round(num * factor))
+
+
+def _siu(ctx: _Ctx, msg: Message, event: str) -> None:
+    sch = pid = pv1 = tq1 = None
+    ais = ail = aip = aig = None
+    for seg in msg.segs:
+        name = seg[0]
+        if name == "SCH" and sch is None:
+            sch = seg
+        elif name == "PID" and pid is None:
+            pid = seg
+        elif name == "PV1" and pv1 is None:
+            pv1 = seg
+        elif name == "TQ1" and tq1 is None:
+            tq1 = seg
+        elif name == "AIS" and ais is None:
+            ais = seg
+        elif name == "AIL" and ail is None:
+            ail = seg
+        elif name == "AIP" and aip is None:
+            aip = seg
+        elif name == "AIG" and aig is None:
+            aig = seg
+    if sch is None:
+        raise Rejected("missing_sch_segment", "SIU message without SCH")
+    appt_id = ctx.comp(_f(sch, 1), 1) or ctx.comp(_f(sch, 2), 1)
+    if appt_id is None:
+        raise Rejected("missing_appointment_id", "SCH-1 and SCH-2 are empty")
+    patient = _patient(ctx, pid, None) if pid is not None else None
+    patient_id = patient["patient_id"] if patient else None
+    if patient is not None:
+        _emit_patient(ctx, patient)
+    elif pid is not None:
+        ctx.warnings.append("appointment_pid_without_identifier")
+
+    start = None
+    if tq1 is not None and _f(tq1, 7):
+        start = ctx.date(_f(tq1, 7), "TQ1-7")
+    tq = _f(sch, 11)
+    if start is None and tq:
+        start = ctx.date_value(ctx.comp(tq, 4), "SCH-11.4")
+    for seg, n, where in ((ais, 4, "AIS-4"), (aig, 8, "AIG-8"), (ail, 6, "AIL-6"), (aip, 6, "AIP-6")):
+        if start is None and seg is not None and _f(seg, n):
+            start = ctx.date(_f(seg, n), where)
+
+    duration = None
+    if _f(sch, 9):
+        duration = _duration_minutes(ctx, ctx.comp(_f(sch, 9), 1), ctx.comp(_f(sch, 10), 1))
+    if duration is None:
+        for seg, n in ((ais, 7), (aig, 11), (ail, 9), (aip, 9)):
+            if seg is not None and _f(seg, n):
+                duration = _duration_minutes(ctx, ctx.comp(_f(seg, n), 1), ctx.comp(_f(seg, n + 1), 1))
+                if duration is not None:
+                    break
+
+    status = ctx.cwe_text(_f(sch, 25))
+    if status is None:
+        status = {"S15": "cancelled", "S17": "deleted", "S26": "noshow"}.get(event, "booked")
+
+    provider = ctx.person(_f(aip, 3)) if aip is not None else None
+    if provider is None and aig is not None:
+        provider = ctx.cwe_text(_f(aig, 3))
+    if provider is None and pv1 is not None:
+        provider = ctx.person(_f(pv1, 7))
+    location = ctx.location(_f(ail, 3)) if ail is not None else None
+    if location is None and pv1 is not None:
+        location = ctx.location(_f(pv1, 3))
+    appt_type = ctx.cwe_text(_f(sch, 8))
+    if appt_type is None and ais is not None:
+        appt_type = ctx.cwe_text(_f(ais, 3))
+    value = {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "appointment_id": appt_id,
+        "event": event,
+        "status": status,
+        "start": start,
+        "duration_minutes": duration,
+        "appointment_type": appt_type,
+        "reason": ctx.cwe_text(_f(sch, 7)) or ctx.cwe_text(_f(sch, 6)),
+        "provider": provider,
+        "location": location,
+        "source": ctx.src(),
+    }
+    ctx.emit("Appointment", patient_id, appt_id, value)
+
+
+# --------------------------------------------------------------------------- pharmacy
+def _pharmacy(ctx: _Ctx, msg: Message) -> None:
+    patient_id = ""
+    patient = None
+    groups: list[dict[str, Any]] = []
+    cur: dict[str, Any] | None = None
+    any_pid = False
+    for seg in msg.segs:
+        name = seg[0]
+        if name == "PID":
+            any_pid = True
+            patient = _require_patient(ctx, seg)
+            patient_id = patient["patient_id"]
+            _emit_patient(ctx, patient)
+            cur = None
+        elif name == "ORC":
+            if patient is None:
+                raise Rejected("missing_pid_segment", "ORC before any PID")
+            cur = {"ORC": seg, "patient_id": patient_id}
+            groups.append(cur)
+        elif cur is not None and name in ("RXE", "RXO", "RXR", "TQ1"):
+            cur.setdefault(name, seg)
+    if not any_pid:
+        raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} has no PID segment")
+    for g in groups:
+        rx = _medication(ctx, g)
+        if rx is not None:
+            ctx.emit("MedicationOrder", rx["patient_id"], rx["order_id"], rx)
+
+
+def _medication(ctx: _Ctx, g: dict[str, Any]) -> dict | None:
+    orc, rxe, rxo, rxr, tq1 = g["ORC"], g.get("RXE"), g.get("RXO"), g.get("RXR"), g.get("TQ1")
+    if rxe is None and rxo is None:
+        ctx.warnings.append("pharmacy_orc_without_rxe_or_rxo")
+        return None
+    patient_id = g["patient_id"]
+    order_id, _placer, _filler = _order_id(ctx, orc, None, patient_id)
+    if rxe is not None:
+        med = ctx.coding(_f(rxe, 2))
+        dmin, dmax, dunits = ctx.comp(_f(rxe, 3), 1), ctx.comp(_f(rxe, 4), 1), _f(rxe, 5)
+        instr_field = _f(rxe, 7)
+        qty, qty_units = ctx.comp(_f(rxe, 10), 1), _f(rxe, 11)
+        refills = ctx.comp(_f(rxe, 12), 1)
+        prescriber_field = _f(rxe, 13)
+        written_field, written_where = _f(rxe, 32), "RXE-32"
+        freq = ctx.comp(_f(rxe, 1), 2)
+    else:
+        med = ctx.coding(_f(rxo, 1))
+        dmin, dmax, dunits = ctx.comp(_f(rxo, 2), 1), ctx.comp(_f(rxo, 3), 1), _f(rxo, 4)
+        instr_field = _f(rxo, 7) or _f(rxo, 6)
+        qty, qty_units = ctx.comp(_f(rxo, 11), 1), _f(rxo, 12)
+        refills = ctx.comp(_f(rxo, 13), 1)
+        prescriber_field = _f(rxo, 14)
+        written_field, written_where = "", ""
+        freq = None
+    if rxe is not None and rxo is not None:
+        if not (med["code"] or med["display"]):
+            med = ctx.coding(_f(rxo, 1))
+        if refills is None:
+            refills = ctx.comp(_f(rxo, 13), 1)
+        if not instr_field:
+            instr_field = _f(rxo, 7) or _f(rxo, 6)
+    if tq1 is not None and _f(tq1, 3):
+        freq = ctx.comp(_f(tq1, 3), 1) or freq
+    if freq is None and _f(orc, 7):
+        freq = ctx.comp(_f(orc, 7), 2)
+    dose = dmin if not dmax or dmax == dmin else f"{dmin or ''}-{dmax}"
+    refill_n = None
+    if refills is not None:
+        num = _number(refills)
+        if num is None or num < 0 or num != int(num):
+            ctx.warnings.append(f"invalid_refills: {refills[:20]!r}")
+        else:
+            refill_n = int(num)
+    instructions = None
+    if instr_field:
+        lines = [ctx.cwe_text(r) for r in instr_field.split(ctx.rs)]
+        instructions = "\n".join(x for x in lines if x) or None
+    written = None
+    if orc is not None and _f(orc, 9):
+        written = ctx.date(_f(orc, 9), "ORC-9")
+    if written is None and written_field:
+        written = ctx.date(written_field, written_where)
+    quantity = " ".join(x for x in (qty, ctx.units(qty_units)) if x) or None
+    return {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "order_id": order_id,
+        "medication": med,
+        "dose": dose,
+        "dose_units": ctx.units(dunits),
+        "route": ctx.cwe_text(_f(rxr, 1)) if rxr is not None else None,
+        "frequency": freq,
+        "quantity": quantity,
+        "refills": refill_n,
+        "prescriber": ctx.person(_f(orc, 12)) or ctx.person(prescriber_field),
+        "status": ctx.comp(_f(orc, 5), 1) or ctx.comp(_f(orc, 1), 1),
+        "written_at": written,
+        "instructions": instructions,
+        "source": ctx.src(),
+    }
+
+
+# --------------------------------------------------------------------------- MDM
+def _mdm(ctx: _Ctx, msg: Message) -> None:
+    txa = pid = obr = None
+    lines: list[str] = []
+    content_type = None
+    sha = None
+    for seg in msg.segs:
+        name = seg[0]
+        if name == "TXA" and txa is None:
+            txa = seg
+        elif name == "PID" and pid is None:
+            pid = seg
+        elif name == "OBR" and obr is None:
+            obr = seg
+        elif name == "OBX":
+            vt = ctx.leaf(_f(seg, 2))
+            raw = _f(seg, 5)
+            if vt == "ED":
+                p = ctx.first(raw).split(ctx.cs, 4)
+                p += [""] * (5 - len(p))
+                typ, sub, enc = ctx.leaf(p[1]), ctx.leaf(p[2]), ctx.leaf(p[3])
+                data = p[4].strip()
+                if ctx.es in data:
+                    data = ctx.msg.unescape(data)
+                if content_type is None and (typ or sub):
+                    content_type = f"{(typ or 'application').lower()}/{(sub or 'octet-stream').lower()}"
+                size = len(data)
+                if data and enc and enc.upper() == "BASE64":
+                    try:
+                        blob = base64.b64decode(data, validate=False)
+                        size = len(blob)
+                        if sha is None:
+                            sha = hashlib.sha256(blob).hexdigest()
+                    except (binascii.Error, ValueError):
+                        ctx.warnings.append("ed_payload_not_valid_base64")
+                lines.append(f"[embedded {content_type or 'document'} ({enc or 'unencoded'}), {size} bytes "
+                             f"not stored]")
+            elif raw and (vt is None or vt in _TEXT_TYPES):
+                v = ctx.text(raw)
+                if v:
+                    lines.append(v)
+    if txa is None:
+        raise Rejected("missing_txa_segment", "MDM message without TXA")
+    patient = _patient(ctx, pid, None) if pid is not None else None
+    patient_id = patient["patient_id"] if patient else None
+    if patient is not None:
+        _emit_patient(ctx, patient)
+    else:
+        ctx.warnings.append("document_without_patient_id")
+    text = "\n".join(lines) or None
+    if content_type is None and text:
+        content_type = "text/plain"
+    doc_id = ctx.comp(_f(txa, 12), 1) or ctx.comp(_f(txa, 16), 1)
+    if doc_id is None:
+        doc_id = "h" + _sha(patient_id or "", _f(txa, 2), _f(txa, 4), _f(txa, 6), text or "")[:24]
+        ctx.warnings.append("document_without_txa12_unique_id")
+    kind = ctx.comp(_f(txa, 2), 1)
+    title = ctx.comp(_f(txa, 2), 2) or _DOC_TYPES.get(kind or "") or (ctx.cwe_text(_f(obr, 4)) if obr else None)
+    status_code = ctx.comp(_f(txa, 17), 1)
+    value = {
+        "practice_id": ctx.practice_id,
+        "document_id": doc_id,
+        "patient_id": patient_id,
+        "kind": kind,
+        "title": title,
+        "status": _DOC_STATUS.get(status_code, status_code) if status_code else None,
+        "content_type": content_type,
+        "storage_uri": None,
+        "sha256": sha,
+        "page_count": None,
+        "text": text,
+        "pages": [],
+        "ocr_confidence": None,
+        "fax_from": None,
+        "fax_to": None,
+        "authored_at": ctx.date(_f(txa, 6), "TXA-6") or ctx.date(_f(txa, 4), "TXA-4"),
+        "source": ctx.src(),
+    }
+    ctx.emit("Document", patient_id, doc_id, value)
+
+
+# --------------------------------------------------------------------------- dispatch
+def _h_adt(ctx, msg):
+    _adt(ctx, msg, ctx.trigger)
+
+
+def _h_oru(ctx, msg):
+    _orders(ctx, msg, True)
+
+
+def _h_orm(ctx, msg):
+    _orders(ctx, msg, False)
+
+
+def _h_siu(ctx, msg):
+    _siu(ctx, msg, ctx.trigger)
+
+
+SUPPORTED: dict[tuple[str, str], Any] = {
+    **{("ADT", e): _h_adt for e in _ADT_EVENTS},
+    ("DFT", "P03"): _h_adt,
+    ("ORU", "R01"): _h_oru,
+    ("ORM", "O01"): _h_orm,
+    ("OML", "O21"): _h_orm,
+    **{("SIU", e): _h_siu for e in ("S12", "S13", "S14", "S15")},
+    ("RDE", "O11"): lambda ctx, msg: _pharmacy(ctx, msg),
+    ("OMP", "O09"): lambda ctx, msg: _pharmacy(ctx, msg),
+    ("MDM", "T02"): lambda ctx, msg: _mdm(ctx, msg),
+    ("VXU", "V04"): lambda ctx, msg: _vxu(ctx, msg),
+}
+
+
+def _validate_with_hl7apy(msg: Message) -> None:
+    """Strict mode: hl7apy STRICT parse + structure validation; its error text is the reason."""
+    try:
+        from hl7apy.consts import VALIDATION_LEVEL
+        from hl7apy.parser import parse_message
+
+        parsed = parse_message(msg.to_er7(), validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+        parsed.validate()
+    except Exception as e:  # hl7apy raises many exception types; all mean "not valid"
+        text = str(e) or type(e).__name__
+        raise Rejected("hl7_validation_failed", f"hl7apy {type(e).__name__}: {text[:500]}") from None
+
+
+def normalize_hl7(raw: bytes, practice_id: str, received_at_ms: int, *, strict: bool = False) -> NormalizeResult:
+    """Normalize one HL7 v2 message. Returns records, or raises ``Rejected``."""
+    try:
+        return _normalize(raw, practice_id, strict)
+    except Rejected:
+        raise
+    except RecursionError as e:  # pragma: no cover - defensive
+        raise Rejected("internal_error", f"RecursionError: {e}") from None
+    except Exception as e:  # pragma: no cover - a bug; tests assert this never happens
+        raise Rejected("internal_error", f"{type(e).__name__}: {e}") from e
+
+
+def _normalize(raw: bytes, practice_id: str, strict: bool) -> NormalizeResult:
+    msg = parse(raw, strict=strict)
+    msh = msg.segs[0]
+    nf = len(msh)
+    warnings = msg.warnings
+    if nf <= 9:
+        raise Rejected("truncated_msh", f"MSH ends after field {nf - 1}; MSH-9..MSH-12 are required")
+    msh3 = msh[3] if nf > 3 else ""
+    msh4 = msh[4] if nf > 4 else ""
+    control_id = msg.get("MSH", 10).strip()
+    if not control_id or control_id == '""':
+        raise Rejected("missing_control_id", "MSH-10 (message control id) is empty")
+    version = msg.get("MSH", 12).strip()
+    if not version:
+        raise Rejected("missing_version", "MSH-12 (version id) is empty")
+    if not _VERSION_RE.match(version):
+        raise Rejected("unsupported_version", f"HL7 version {version[:40]!r} is not supported (2.3 to 2.8)")
+    mtype = msg.get("MSH", 9, comp=1).strip().upper()
+    trigger = msg.get("MSH", 9, comp=2).strip().upper()
+    if not mtype:
+        raise Rejected("missing_message_type", "MSH-9 (message type) is empty")
+    message_type = f"{mtype}^{trigger}" if trigger else mtype
+    if mtype in ("ACK", "MCF"):
+        raise Rejected("not_clinical_ack", f"{message_type} is an acknowledgement, not clinical content")
+    handler = SUPPORTED.get((mtype, trigger))
+    if handler is None:
+        raise Rejected("unsupported_message_type", f"{message_type[:40]!r} is not a supported message type")
+    if strict:
+        _validate_with_hl7apy(msg)
+
+    message_id = message_id_for(msh3, msh4, control_id)
+    sent_raw = msh[7] if nf > 7 else ""
+    source = {"feed": FEED, "message_id": message_id, "raw_topic": None, "message_type": message_type,
+              "sent_at": None}
+    ctx = _Ctx(msg, practice_id, strict, source, warnings, trigger, msg.plain)
+    source["sent_at"] = ctx.date(sent_raw, "MSH-7")
+    handler(ctx, msg)
+    records = [
+        Normalized(rt, entity_key(practice_id, pid) if rt == "Patient" else entity_key(practice_id, pid, eid), v)
+        for rt, pid, eid, v in ctx.out
+    ]
+    if not records:
+        raise Rejected("no_records", f"{message_type} produced no records")
+    return NormalizeResult(message_id=message_id, message_type=message_type, records=records, warnings=warnings)

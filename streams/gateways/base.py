@@ -1,0 +1,163 @@
+"""What every ingest gateway shares: durable write, dead letters, audit, metrics, back-pressure.
+
+A gateway's promise to its sender: "accepted" means the raw bytes are in Kafka with
+acks=all. Anything it cannot accept is dead-lettered with the original bytes and a
+precise reason, and the sender is told why. Back-pressure: at most
+``max_in_flight`` writes (and ``max_in_flight_bytes``) are pending at once; past
+that the gateway stops reading from the sender (MLLP) or answers 503 (HTTP) rather
+than let memory grow without bound.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from practiceflow.processors.audit import audit_event
+from practiceflow.processors.deadletter import dead_letter
+from practiceflow.streams import catalog
+from practiceflow.streams.producer import DeliveryFailed, DurableProducer
+from practiceflow.streams.serde import AvroSerde
+
+log = logging.getLogger("practiceflow.gateway")
+
+ACCEPTED = Counter("practiceflow_gateway_accepted_total", "Inputs written to a raw topic", ["gateway", "feed"])
+REJECTED = Counter("practiceflow_gateway_rejected_total", "Inputs dead-lettered at the gateway",
+                   ["gateway", "feed", "reason_code"])
+UNAVAILABLE = Counter("practiceflow_gateway_unavailable_total", "Inputs refused because Kafka did not confirm",
+                      ["gateway", "feed"])
+LATENCY = Histogram("practiceflow_gateway_seconds", "Receive-to-durable-write time", ["gateway", "feed"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+IN_FLIGHT = Gauge("practiceflow_gateway_in_flight", "Writes pending acknowledgement", ["gateway"])
+
+CONTENT_TYPES = {"hl7v2": "application/hl7-v2", "x12": "application/edi-x12", "fhir": "application/fhir+json",
+                 "portal": "application/json", "fax": "application/octet-stream"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Unavailable(RuntimeError):
+    """Kafka did not confirm the write; the sender should retry (nothing was lost)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accepted: bool
+    message_id: str
+    reason_code: str | None = None
+    reason: str | None = None
+    duplicate: bool = False
+
+
+class GatewayCore:
+    """Shared by the MLLP, HTTP and folder gateways of one process."""
+
+    def __init__(self, producer: DurableProducer, serde: AvroSerde, prefix: str, *, name: str,
+                 max_in_flight: int = 256, max_in_flight_bytes: int = 64 * 1024 * 1024,
+                 recent_ids: int = 10000) -> None:
+        self.producer = producer
+        self.serde = serde
+        self.prefix = prefix
+        self.name = name
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self.max_in_flight_bytes = max_in_flight_bytes
+        self._bytes = 0
+        self._bytes_free = asyncio.Condition()
+        self._recent: dict[str, None] = {}
+        self._recent_max = recent_ids
+        self.stats: dict[str, int] = {}
+
+    def _stat(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+    def saturated(self) -> bool:
+        return self._slots.locked() or self._bytes >= self.max_in_flight_bytes
+
+    async def _reserve(self, size: int) -> None:
+        await self._slots.acquire()
+        async with self._bytes_free:
+            await self._bytes_free.wait_for(lambda: self._bytes == 0 or self._bytes + size <= self.max_in_flight_bytes)
+            self._bytes += size
+        IN_FLIGHT.labels(self.name).inc()
+
+    async def _release(self, size: int) -> None:
+        self._slots.release()
+        async with self._bytes_free:
+            self._bytes -= size
+            self._bytes_free.notify_all()
+        IN_FLIGHT.labels(self.name).dec()
+
+    async def _write(self, suffix: str, key: str, value: dict[str, Any], practice_id: str) -> None:
+        topic = catalog.BY_SUFFIX[suffix].name(self.prefix)
+        data = self.serde.encode(f"{topic}-value", catalog.BY_SUFFIX[suffix].record_type, value)
+        await self.producer.send_async(topic, key, data, practice_id)
+
+    async def accept(self, feed: str, practice_id: str, payload: bytes, message_id: str, *,
+                     headers: dict[str, str] | None = None, content_type: str | None = None) -> Outcome:
+        """Write the raw bytes durably; raises Unavailable when Kafka does not confirm."""
+        started = time.perf_counter()
+        recent_key = f"{practice_id}/{feed}/{message_id}"
+        duplicate = recent_key in self._recent
+        await self._reserve(len(payload))
+        try:
+            raw = {
+                "practice_id": practice_id, "feed": feed, "message_id": message_id, "received_at": now_ms(),
+                "content_type": content_type or CONTENT_TYPES[feed], "payload": payload,
+                "headers": dict(headers or {}),
+            }
+            # A resend is still written: the worker's de-duplication table recognises it, and
+            # writing it keeps the sender's view ("accepted") and Kafka's in step.
+            await self._write(f"raw.{feed}", f"{practice_id}/{message_id}", raw, practice_id)
+        except DeliveryFailed as exc:
+            UNAVAILABLE.labels(self.name, feed).inc()
+            self._stat(f"{feed}.unavailable")
+            raise Unavailable(str(exc)) from exc
+        finally:
+            await self._release(len(payload))
+        self._remember(recent_key)
+        ACCEPTED.labels(self.name, feed).inc()
+        LATENCY.labels(self.name, feed).observe(time.perf_counter() - started)
+        self._stat(f"{feed}.accepted")
+        if duplicate:
+            self._stat(f"{feed}.resent")
+        await self._audit(practice_id, "accepted", feed, message_id, "received and written durably",
+                          {"bytes": str(len(payload)), "resend": str(duplicate).lower()})
+        return Outcome(True, message_id, duplicate=duplicate)
+
+    async def reject(self, feed: str, practice_id: str, payload: bytes, reason_code: str, reason: str, *,
+                     message_id: str | None = None, details: dict[str, str] | None = None) -> Outcome:
+        """Dead-letter what cannot be accepted, with the original bytes; never raises for Kafka errors."""
+        from practiceflow.processors.base import content_id
+
+        mid = message_id or content_id(payload)
+        dl = dead_letter(practice_id, feed, "gateway", reason_code, reason, payload, failed_at=now_ms(),
+                         message_id=mid, details={"gateway": self.name, **(details or {})})
+        REJECTED.labels(self.name, feed, reason_code).inc()
+        self._stat(f"{feed}.rejected")
+        try:
+            await self._write(f"dlq.{feed}", f"{practice_id}/{mid}", dl, practice_id)
+            await self._audit(practice_id, "rejected", feed, mid, reason_code, {"gateway": self.name}, "rejected")
+        except DeliveryFailed:
+            log.error("could not dead-letter a rejected %s input (reason %s): Kafka unavailable", feed, reason_code)
+            self._stat(f"{feed}.dlq_unavailable")
+        return Outcome(False, mid, reason_code, reason)
+
+    async def _audit(self, practice_id: str, action: str, feed: str, message_id: str, reason: str,
+                     details: dict[str, str], outcome: str = "ok") -> None:
+        ev = audit_event(practice_id, actor=f"gateway:{self.name}", action=action, entity_type=f"{feed}-message",
+                         entity_id=message_id, reason=reason, at=now_ms(), outcome=outcome, details=details)
+        try:
+            await self._write("audit.in", practice_id, ev, practice_id)
+        except DeliveryFailed:
+            log.error("audit event for %s could not be written", message_id)
+
+    def _remember(self, key: str) -> None:
+        self._recent[key] = None
+        if len(self._recent) > self._recent_max:
+            self._recent.pop(next(iter(self._recent)))

@@ -1,0 +1,139 @@
+"""Folder drops: HL7 batch files (FHS/BHS), X12 files (an SFTP server writing here), faxes.
+
+Layout under the drop root: ``<root>/<practice>/<feed>/inbox/*``. A file is handled
+once it has not changed for ``settle_seconds`` (so half-written uploads are left
+alone), then moved to ``done/`` or ``rejected/`` next to ``inbox/``. A file moved to
+``done/`` had every message in it written durably or dead-lettered; a file whose
+write Kafka did not confirm stays in ``inbox/`` and is retried on the next scan.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+from practiceflow.processors.base import Rejected
+from practiceflow.sinks.docstore import DocumentStore
+from practiceflow.streams.gateways.base import GatewayCore, Unavailable, now_ms
+from practiceflow.streams.gateways.http import sniff_document
+
+log = logging.getLogger("practiceflow.gateway.folder")
+
+FEEDS = ("hl7v2", "x12", "fax")
+
+
+class FolderDrop:
+    def __init__(self, core: GatewayCore, root: Path, practices: set[str], docstore: DocumentStore, *,
+                 settle_seconds: float = 1.0, interval: float = 1.0, max_file_bytes: int = 64 * 1024 * 1024) -> None:
+        self.core = core
+        self.root = Path(root)
+        self.practices = practices
+        self.docstore = docstore
+        self.settle = settle_seconds
+        self.interval = interval
+        self.max_file_bytes = max_file_bytes
+        self._task: asyncio.Task | None = None
+        for practice in practices:
+            for feed in FEEDS:
+                (self.root / practice / feed / "inbox").mkdir(parents=True, exist_ok=True)
+
+    def inbox(self, practice: str, feed: str) -> Path:
+        return self.root / practice / feed / "inbox"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.scan_once()
+            except Exception:  # noqa: BLE001 - a scan failure must not end the loop
+                log.exception("folder scan failed")
+            await asyncio.sleep(self.interval)
+
+    async def scan_once(self) -> int:
+        handled = 0
+        now = time.time()
+        for practice in sorted(self.practices):
+            for feed in FEEDS:
+                for path in sorted(self.inbox(practice, feed).iterdir()):
+                    if not path.is_file() or path.name.startswith("."):
+                        continue
+                    if now - path.stat().st_mtime < self.settle:
+                        continue
+                    try:
+                        ok = await self._file(practice, feed, path)
+                    except Unavailable:
+                        continue  # stays in inbox; retried next scan
+                    self._move(path, "done" if ok else "rejected")
+                    handled += 1
+        return handled
+
+    def _move(self, path: Path, where: str) -> None:
+        dest = path.parent.parent / where
+        dest.mkdir(exist_ok=True)
+        os.replace(path, dest / path.name)
+
+    async def _file(self, practice: str, feed: str, path: Path) -> bool:
+        data = path.read_bytes()
+        if len(data) > self.max_file_bytes:
+            await self.core.reject(feed, practice, data[:1024 * 1024], "too_large",
+                                   f"{path.name}: larger than {self.max_file_bytes} bytes; first bytes kept",
+                                   details={"file": path.name})
+            return False
+        if feed == "hl7v2":
+            return await self._hl7(practice, path, data)
+        if feed == "x12":
+            from practiceflow.processors.x12.normalize import normalize_x12
+            try:
+                result = normalize_x12(data, practice, now_ms())
+            except Rejected as rej:
+                await self.core.reject("x12", practice, data, rej.reason_code, rej.reason, details={"file": path.name})
+                return False
+            await self.core.accept("x12", practice, data, result.message_id, headers={"file": path.name})
+            return True
+        kind = sniff_document(data)
+        if kind is None:
+            await self.core.reject("fax", practice, data, "unsupported_document_type",
+                                   f"{path.name}: not a PDF, TIFF, PNG or JPEG", details={"file": path.name})
+            return False
+        sha, uri = self.docstore.put(data, practice)
+        await self.core.accept("fax", practice, data, sha, content_type=kind,
+                               headers={"file": path.name, "storage_uri": uri, "sha256": sha, "content_type": kind})
+        return True
+
+    async def _hl7(self, practice: str, path: Path, data: bytes) -> bool:
+        from practiceflow.processors.hl7.normalize import normalize_hl7
+        from practiceflow.processors.hl7.parser import split_batch
+
+        try:
+            messages = split_batch(data)
+        except Rejected as rej:
+            await self.core.reject("hl7v2", practice, data, rej.reason_code, rej.reason, details={"file": path.name})
+            return False
+        if not messages:
+            await self.core.reject("hl7v2", practice, data, "empty_batch", f"{path.name}: no MSH segment found",
+                                   details={"file": path.name})
+            return False
+        all_ok = True
+        for i, msg in enumerate(messages):
+            try:
+                result = normalize_hl7(msg, practice, now_ms())
+            except Rejected as rej:
+                await self.core.reject("hl7v2", practice, msg, rej.reason_code, rej.reason,
+                                       details={"file": path.name, "index": str(i)})
+                all_ok = False
+                continue
+            await self.core.accept("hl7v2", practice, msg, result.message_id,
+                                   headers={"file": path.name, "index": str(i), "message_type": result.message_type})
+        return all_ok

@@ -1,0 +1,17 @@
+"""Self-contained HL7 test messages (synthetic patients, no real PHI)."""
+from __future__ import annotations
+
+
+def oru_r01(control_id: str = "MSG00001", mrn: str = "MRN1001", glucose: str = "182", flag: str = "H") -> bytes:
+    segs = [
+        f"MSH|^~\\&|LAB|ACME LAB|EHR|DEMO CLINIC|20261127083000||ORU^R01|{control_id}|P|2.5.1",
+        f"PID|1||{mrn}^^^DEMO^MR||Testpatient^Alex^J||19800101|F|||12 Main St^^Springfield^IL^62701||555-0100",
+        "PV1|1|O|CLINIC^^^DEMO||||1234^Welby^Marcus",
+        "ORC|RE|ORD1001|LAB5001",
+        "OBR|1|ORD1001|LAB5001|80048^Basic metabolic panel^CPT|||20261127070000|||||||||1234^Welby^Marcus||||||20261127082500|||F",
+        f"OBX|1|NM|2345-7^Glucose^LN||{glucose}|mg/dL|70-99|{flag}|||F|||20261127070000",
+        "OBX|2|NM|2951-2^Sodium^LN||140|mmol/L|135-145|N|||F|||20261127070000",
+        "OBX|3|NM|2823-3^Potassium^LN||4.1|mmol/L|3.5-5.1|N|||F|||20261127070000",
+        "NTE|1||Fasting specimen",
+    ]
+    return ("\r".join(segs) + "\r").encode()

@@ -1,0 +1,108 @@
+"""End to end through the real broker: raw -> Faust agent -> normalized, handoff, DLQ, ClickHouse."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer
+
+from practiceflow.jobs.run_file import raw_record
+from practiceflow.processors.audit import verify_chain
+from practiceflow.sinks.clickhouse import ClickHouseSink
+from practiceflow.streams import runner
+from practiceflow.streams.app import Pipeline
+from practiceflow.streams.producer import DurableProducer
+from practiceflow.streams.topics import create_topics
+from tests.fixtures import oru_r01
+
+pytestmark = pytest.mark.broker
+
+
+def consume_all(bootstrap: str, topic: str, serde, expect: int, timeout: float = 30.0) -> list[tuple[bytes, dict]]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    out: list[tuple[bytes, dict]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(out) < expect:
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.key(), serde.decode(msg.value())))
+    finally:
+        c.close()
+    return out
+
+
+async def _run(cfg, stack, raws, until, sink=None):
+    create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+    pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url, sink=sink)
+    pipeline.register_schemas()
+    await runner.start(pipeline)
+    producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
+    try:
+        for raw in raws:
+            topic = f"{cfg.topic_prefix}.raw.{raw['feed']}"
+            await producer.send_async(topic, f"{raw['practice_id']}/{raw['message_id']}",
+                                      pipeline.serde.encode(f"{topic}-value", "RawMessage", raw), raw["practice_id"])
+        assert await runner.wait_for(lambda: until(pipeline), 60), pipeline.counts
+    finally:
+        producer.close()
+        await runner.stop(pipeline)
+    return pipeline
+
+
+def test_oru_flows_to_handoff_and_clickhouse(cfg, stack):
+    sink = ClickHouseSink(cfg.chdb_dsn)
+    raw = raw_record("clinic-a", "hl7v2", oru_r01())
+    p = asyncio.run(_run(cfg, stack, [raw], lambda p: p.counts.get("clickhouse.handoff_items", 0) >= 1
+                         and p.counts.get("clickhouse.observations", 0) >= 3, sink=sink))
+    assert p.counts["hl7v2.normalized"] == 1
+    assert p.counts["record.Observation"] == 3
+
+    handoffs = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.handoff", p.serde, 1)
+    assert len(handoffs) == 1
+    key, item = handoffs[0]
+    assert key.startswith(b"clinic-a/")
+    assert item["queue"] == "clinician" and item["priority"] == "high"
+    assert item["patient_id"] == "MRN1001"
+    assert any("Glucose" in e["label"] for e in item["evidence"])
+
+    obs = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.norm.observation", p.serde, 3)
+    assert sorted(o["code"]["code"] for _, o in obs) == ["2345-7", "2823-3", "2951-2"]
+    # one practice, one partition: all three landed on the same partition
+    rows = sink.query("SELECT code, value_numeric, flags FROM {db}.observations FINAL ORDER BY code")
+    assert rows == [("2345-7", 182.0, ["H"]), ("2823-3", 4.1, ["N"]), ("2951-2", 140.0, ["N"])]
+    assert sink.query("SELECT workflow, queue, patient_id FROM {db}.handoff_items FINAL") == \
+        [("results_review", "clinician", "MRN1001")]
+
+
+def test_malformed_message_lands_in_dead_letter_with_original_bytes(cfg, stack):
+    garbage = b"this is not HL7 at all\r\x00\xff"
+    raw = raw_record("clinic-a", "hl7v2", garbage)
+    p = asyncio.run(_run(cfg, stack, [raw], lambda p: p.counts.get("hl7v2.dead_lettered", 0) >= 1))
+    dl = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.hl7v2", p.serde, 1)
+    assert len(dl) == 1
+    letter = dl[0][1]
+    assert letter["payload"] == garbage
+    assert letter["reason_code"] != "internal_error" and letter["reason"]
+    assert letter["stage"] == "normalize" and letter["message_id"] == raw["message_id"]
+    assert p.counts.get("hl7v2.normalized", 0) == 0
+
+
+def test_resend_is_not_processed_twice_and_audit_chain_verifies(cfg, stack):
+    first = raw_record("clinic-b", "hl7v2", oru_r01(control_id="DUP1"))
+    again = dict(first, received_at=first["received_at"] + 5000)
+    p = asyncio.run(_run(cfg, stack, [first, again],
+                         lambda p: p.counts.get("hl7v2.normalized", 0) + p.counts.get("hl7v2.duplicate", 0) >= 2))
+    assert p.counts["hl7v2.normalized"] == 1 and p.counts["hl7v2.duplicate"] == 1
+    handoffs = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.handoff", p.serde, 2, timeout=8)
+    assert len(handoffs) == 1
+    audit = [ev for _, ev in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.audit", p.serde, 2)]
+    assert [e["action"] for e in audit] == ["handoff_created", "normalized"]
+    assert verify_chain(audit) == (True, -1)
+    tampered = [dict(audit[0], reason="edited"), audit[1]]
+    assert verify_chain(tampered) == (False, 0)
