@@ -43,7 +43,9 @@ def ack_code(ack: bytes) -> str:
     return ""
 
 
-def sign_portal(secret: bytes, body: bytes, ts: float | None = None) -> dict[str, str]:
+def sign_portal(secret: bytes, body: bytes, event: str, ts: float | None = None) -> dict[str, str]:
+    """Headers the portal sends: see the webhook contract in processors/portal/normalize.py."""
     stamp = str(int(ts if ts is not None else time.time()))
     sig = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"X-Portal-Timestamp": stamp, "X-Portal-Signature": sig, "Content-Type": "application/json"}
+    return {"X-Portal-Event": event, "X-Portal-Timestamp": stamp, "X-Portal-Signature": f"sha256={sig}",
+            "Content-Type": "application/json"}

@@ -120,9 +120,13 @@ class Ctx:
                 if n:
                     return n
             elif rt == "PractitionerRole":
-                inner = self.scope.scope_for(t).party(res.get("practitioner"))
-                if inner:
-                    return inner
+                role_scope = self.scope.scope_for(t)
+                inner = role_scope.resolve(res.get("practitioner")) if isinstance(res.get("practitioner"), dict) \
+                    else None
+                if inner is not None:
+                    name = inner.display or (display_name(inner.resource.get("name")) if inner.resource else None)
+                    if name:
+                        return name
             else:
                 n = s(res.get("name"))
                 if n:

@@ -93,7 +93,7 @@ class _Ctx:
         self.warnings = warnings
         self.practice_id = practice_id
         self.source = source
-        self.out: list[tuple[str, str | None, str, dict]] = []
+        self.out: list[Normalized] = []
         self.trigger = trigger
         # No escape, repetition or subcomponent characters anywhere after MSH-2: values
         # can be read with a split and a strip.
@@ -249,11 +249,17 @@ class _Ctx:
         return v
 
     # ---- output
-    def emit(self, record_type: str, patient_id: str | None, entity_id: str, value: dict) -> None:
-        self.out.append((record_type, patient_id, entity_id, value))
+    def emit(self, record_type: str, patient_id: str | None, entity_id: str | None, value: dict) -> None:
+        # key == entity_key(practice_id, patient_id[, entity_id]), written out for speed
+        if record_type == "Patient":
+            key = f"{self.practice_id}/{patient_id or '-'}"
+        else:
+            key = f"{self.practice_id}/{patient_id or '-'}/{entity_id or '-'}"
+        self.out.append(Normalized(record_type, key, value))
 
     def src(self) -> dict:
-        return dict(self.source)
+        # One SourceRef dict per message, shared by its records (treat as read-only).
+        return self.source
 
 
 _NONE6: list[None] = [None] * 6
@@ -516,7 +522,7 @@ def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
     flush_encounter()
     if not any_pid:
         raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} has no PID segment")
-    if event == "A40" and not any(r[3]["merged_from"] for r in ctx.out if r[0] == "Patient"):
+    if event == "A40" and not any(r.value["merged_from"] for r in ctx.out if r.record_type == "Patient"):
         ctx.warnings.append("a40_without_mrg_identifier")
     if ctx.source["message_type"].startswith("DFT"):
         ctx.warnings.append(
@@ -680,31 +686,29 @@ def _number(v: str | None) -> float | None:
 def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None, obr_time: str | None,
                  seen: set[str], index: int) -> dict:
     """One OBX -> Observation. The hot path of ORU: plain values are read inline."""
-    if len(f) < 24:
-        f = f + _PAD[: 24 - len(f)]
-    es = ctx.es
+    n = len(f)
+    if n < 15:
+        f = f + _PAD[: 15 - n]
     cs = ctx.cs
-    rs = ctx.rs
-    # "plain": the fields read below hold no escape, repetition or subcomponent
+    # "plain": the fields read inline hold no escape, repetition or subcomponent
     # character, so a split and a strip read them exactly.
-    j = f[3] + f[5] + f[6] + f[7] + f[8] + f[14]
-    plain = ctx.plain or (es not in j and rs not in j and ctx.ss not in j)
+    if ctx.plain:
+        plain = True
+    else:
+        j = f[3] + f[5] + f[6] + f[7] + f[8] + f[14]
+        plain = ctx.es not in j and ctx.rs not in j and ctx.ss not in j
 
     vt = f[2].strip() or None
-    set_id = f[1].strip() or None
-    sub_id = f[4].strip() or None
     raw = f[3]
     if plain and raw:
-        c = raw.split(cs)
-        n = len(c)
+        c = raw.split(cs, 3)
+        k = len(c)
         code_v = c[0].strip() or None
-        code = {
-            "system": (c[2].strip() or None) if n > 2 else None,
-            "code": code_v,
-            "display": (c[1].strip() or None) if n > 1 else None,
-        }
-        if code_v is None and code["display"] is None and n > 3:
+        display = (c[1].strip() or None) if k > 1 else None
+        if code_v is None and display is None and k > 3:
             code = ctx.coding(raw)
+        else:
+            code = {"system": (c[2].strip() or None) if k > 2 else None, "code": code_v, "display": display}
     else:
         code = ctx.coding(raw)
 
@@ -712,14 +716,14 @@ def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None,
     numeric = None
     if not raw:
         value = None
-    elif vt == "NM" and plain and cs not in raw:
+    elif plain and vt == "NM" and cs not in raw:
         value = raw.strip() or None
         if value is not None:
             try:
                 numeric = float(value)
             except ValueError:
-                numeric = None
-            if numeric is None or numeric != numeric or numeric in (_INF, _NINF):
+                pass
+            if numeric is None or numeric - numeric != 0.0:  # not a number, or inf/nan
                 numeric = None
                 if ctx.strict:
                     raise Rejected("invalid_numeric_value", f"OBX-5 {value[:40]!r} is not a number (NM)")
@@ -727,6 +731,8 @@ def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None,
     else:
         value, numeric = _obx_value(ctx, vt, raw)
 
+    set_id = f[1].strip()
+    sub_id = f[4].strip()
     obs_id = f"{order_id or '-'}:{set_id or index}:{code['code'] or code['display'] or '-'}"
     if sub_id:
         obs_id += ":" + sub_id
@@ -741,10 +747,10 @@ def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None,
     if not raw:
         flags = []
     elif plain and cs not in raw:
-        fl = raw.strip()
-        flags = [fl] if fl else []
+        raw = raw.strip()
+        flags = [raw] if raw else []
     else:
-        flags = [x for x in (ctx.comp(r, 1) for r in raw.split(rs)) if x]
+        flags = [x for x in (ctx.comp(r, 1) for r in raw.split(ctx.rs)) if x]
 
     raw = f[6]
     if not raw:
@@ -758,20 +764,19 @@ def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None,
     if not raw:
         effective = obr_time
     elif plain and cs not in raw:
-        v = raw.strip()
-        effective = (hl7_to_iso(v) or ctx.date_value(v, "OBX-14")) if v else obr_time
+        raw = raw.strip()
+        effective = (hl7_to_iso(raw) or ctx.date_value(raw, "OBX-14")) if raw else obr_time
     else:
         effective = ctx.date(raw, "OBX-14") or obr_time
 
-    performer = ctx.person(f[16]) if f[16] else None
-    if performer is None and f[23]:
+    performer = None
+    if n > 16 and f[16]:
+        performer = ctx.person(f[16])
+    if performer is None and n > 23 and f[23]:
         performer = ctx.comp(f[23], 1)
 
     raw = f[7]
-    if raw and (es in raw or not plain):
-        refrange = ctx.leaf(raw)
-    else:
-        refrange = raw.strip() or None
+    refrange = (raw.strip() or None) if plain else ctx.leaf(raw)
     return {
         "practice_id": ctx.practice_id,
         "patient_id": patient_id,
@@ -788,7 +793,7 @@ def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None,
         "effective_at": effective,
         "performer": performer,
         "notes": [],
-        "source": ctx.src(),
+        "source": ctx.source,
     }
 
 
@@ -1319,10 +1324,7 @@ def _normalize(raw: bytes, practice_id: str, strict: bool) -> NormalizeResult:
     ctx = _Ctx(msg, practice_id, strict, source, warnings, trigger, msg.plain)
     source["sent_at"] = ctx.date(sent_raw, "MSH-7")
     handler(ctx, msg)
-    records = [
-        Normalized(rt, entity_key(practice_id, pid) if rt == "Patient" else entity_key(practice_id, pid, eid), v)
-        for rt, pid, eid, v in ctx.out
-    ]
+    records = ctx.out
     if not records:
         raise Rejected("no_records", f"{message_type} produced no records")
     return NormalizeResult(message_id=message_id, message_type=message_type, records=records, warnings=warnings)

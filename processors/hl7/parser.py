@@ -489,11 +489,6 @@ def _is_segment_id(h: str) -> bool:
 _ORDINARY: set[str] = set()  # ids of ordinary segments seen so far (bounded)
 
 
-def _trailing_ws(text: str) -> bool:
-    return (" \r" in text or " \n" in text or "\t\r" in text or "\t\n" in text
-            or text.endswith((" ", "\t")))
-
-
 def _plain(lines: list[str], msg: "Message") -> bool:
     rest = "\r".join(lines)
     return msg.es not in rest and msg.rs not in rest and msg.ss not in rest
@@ -586,7 +581,9 @@ def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False)
     segments) into errors. ``header_only`` stops after MSH (used to build ACKs for
     messages whose body is broken).
     """
-    if isinstance(data, (bytes, bytearray, memoryview)):
+    if isinstance(data, bytes):
+        text, codec, warnings = decode_bytes(data)
+    elif isinstance(data, (bytearray, memoryview)):
         text, codec, warnings = decode_bytes(bytes(data))
     elif isinstance(data, str):
         text, codec, warnings = data, "utf-8", []
@@ -648,7 +645,7 @@ def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False)
     if soft is None and body:
         fast = [line.split(fs) for line in body]
         heads = {p[0] for p in fast}
-        if heads <= _ORDINARY and not _trailing_ws(text):
+        if heads <= _ORDINARY:
             segs += fast
             msg.plain = _plain(body, msg)
             return msg
@@ -666,8 +663,6 @@ def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False)
             k = _classify(h)
         if k and (line.startswith(fs, 3) or len(line) == 3):
             if k == 1:
-                if line[-1] in " \t":
-                    line = line.rstrip(" \t")
                 append(line.split(fs))
                 continue
             if k == 2:

@@ -8,8 +8,10 @@ Routes (``{practice}`` is the tenant id; unknown practices get 404):
 - ``POST /fax/{practice}``: multipart (``file`` + ``from``, ``to``, ``pages``) or a raw
   PDF/TIFF body with ``X-Fax-From``/``X-Fax-To``/``X-Fax-Pages`` headers. The original
   is stored content-addressed before the raw record is written.
-- ``POST /portal/{practice}/{event_type}`` with ``X-Portal-Timestamp`` and
-  ``X-Portal-Signature`` (hex HMAC-SHA256 of ``"{timestamp}." + body``). A replay
+- ``POST /portal/{practice}`` with ``X-Portal-Event`` (``intake.submitted``,
+  ``refill.requested``, ``scheduling.requested``; or ``/portal/{practice}/{event}``),
+  ``X-Portal-Timestamp`` and ``X-Portal-Signature`` (``sha256=`` hex HMAC-SHA256 of
+  ``"{timestamp}." + body``; contract in ``processors/portal/normalize.py``). A replay
   of an event already accepted answers 200 ``duplicate`` without writing again.
 - ``POST /x12/{practice}``: one X12 file (835, 277/277CA, 271, 999, TA1, 837).
 - ``GET /healthz``, ``GET /metrics``.
@@ -60,6 +62,7 @@ class HttpGateway:
             web.post("/fhir/{practice}", self.fhir),
             web.post("/fhir/{practice}/{rest:.*}", self.fhir),
             web.post("/fax/{practice}", self.fax),
+            web.post("/portal/{practice}", self.portal),
             web.post("/portal/{practice}/{event_type}", self.portal),
             web.post("/x12/{practice}", self.x12),
             web.get("/healthz", self.healthz),
@@ -142,11 +145,10 @@ class HttpGateway:
                                   "transaction": result.message_type, "records": len(result.records)}, status=202)
 
     async def portal(self, request: web.Request) -> web.Response:
-        from practiceflow.processors.portal.normalize import normalize_portal
-        from practiceflow.processors.portal.signature import verify_signature
+        from practiceflow.processors.portal.normalize import normalize_portal, verify_signature
 
         practice = self._practice(request)
-        event_type = request.match_info["event_type"]
+        event_type = request.match_info.get("event_type") or request.headers.get("X-Portal-Event", "")
         body = await self._body(request, "portal", practice)
         secret = self.portal_secrets.get(practice)
         try:

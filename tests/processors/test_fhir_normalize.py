@@ -361,6 +361,19 @@ def test_encounter():
     assert v["reason"] == "follow-up" and v["location"] == "Room 3" and v["status"] == "finished"
 
 
+def test_practitioner_role_and_practitioner_names_resolved_in_bundle():
+    e = {"resourceType": "Encounter", "id": "e2", "status": "in-progress", "subject": {"reference": "Patient/p1"},
+         "class": {"code": "AMB"},
+         "participant": [{"individual": {"reference": "PractitionerRole/r1"}}]}
+    role = {"resourceType": "PractitionerRole", "id": "r1", "practitioner": {"reference": "Practitioner/d1"}}
+    doc = {"resourceType": "Practitioner", "id": "d1", "name": [{"family": "Welby", "given": ["Marcus"]}]}
+    result = norm(bundle("collection", e, role, doc))
+    assert by_type(result, "Encounter")[0]["attending_provider"] == "Welby, Marcus"
+    unresolved = copy.deepcopy(e)
+    unresolved["participant"][0]["individual"] = {"reference": "PractitionerRole/elsewhere"}
+    assert by_type(norm(unresolved), "Encounter")[0]["attending_provider"] == "PractitionerRole/elsewhere"
+
+
 def test_coverage():
     c = {"resourceType": "Coverage", "id": "cov1", "status": "active",
          "beneficiary": {"reference": "Patient/p1"}, "subscriberId": "XJ123",
@@ -776,3 +789,88 @@ def test_fuzz_random_bytes_only_result_or_rejected(raw):
         normalize_fhir(raw, PRACTICE, 0)
     except Rejected:
         pass
+
+
+# --------------------------------------------------------------------------- every reference, every target
+_TARGETS = {
+    "Patient": patient("t"),
+    "Practitioner": {"resourceType": "Practitioner", "id": "t", "name": [{"family": "Doc"}],
+                     "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}]},
+    "PractitionerRole": {"resourceType": "PractitionerRole", "id": "t", "practitioner": {"reference": "Practitioner/t"}},
+    "Organization": {"resourceType": "Organization", "id": "t", "name": "Org", "identifier": [{"value": "O1"}]},
+    "Location": {"resourceType": "Location", "id": "t", "name": "Room"},
+    "Group": {"resourceType": "Group", "id": "t", "type": "person", "actual": True},
+    "Medication": {"resourceType": "Medication", "id": "t", "code": {"coding": [{"code": "m"}]}},
+    "Coverage": {"resourceType": "Coverage", "id": "t", "status": "active", "beneficiary": {"reference": "Patient/t"},
+                 "payor": [{"reference": "Organization/t"}], "subscriberId": "S1"},
+    "Claim": claim() | {"id": "t"},
+    "Condition": {"resourceType": "Condition", "id": "t", "subject": {"reference": "Patient/t"},
+                  "code": {"text": "x"}},
+}
+
+
+def _reference_paths(node, path=()):
+    if isinstance(node, dict):
+        if "reference" in node or "identifier" in node and "display" in node:
+            yield path
+        for k, v in node.items():
+            if k != "contained":
+                yield from _reference_paths(v, path + (k,))
+    elif isinstance(node, list):
+        for n, v in enumerate(node):
+            yield from _reference_paths(v, path + (n,))
+
+
+def _set(obj, path, value):
+    for p in path[:-1]:
+        obj = obj[p]
+    obj[path[-1]] = value
+
+
+_REF_BASES = [patient(), observation(), bp_panel(), medication_request(), claim(),
+              {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "AMB"},
+               "subject": {"reference": "Patient/p1"}, "participant": [{"individual": {"reference": "Practitioner/x"}}],
+               "location": [{"location": {"reference": "Location/x"}}], "reasonReference": [{"reference": "Condition/x"}]},
+              {"resourceType": "Appointment", "id": "a", "status": "booked",
+               "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"},
+                               {"actor": {"reference": "Practitioner/x"}, "status": "accepted"}]},
+              {"resourceType": "ExplanationOfBenefit", "id": "eob", "status": "active", "use": "claim",
+               "type": {"coding": [{"code": "professional"}]}, "patient": {"reference": "Patient/p1"},
+               "created": "2024-05-01", "insurer": {"reference": "Organization/x"},
+               "provider": {"reference": "Practitioner/x"}, "outcome": "complete", "claim": {"reference": "Claim/x"},
+               "insurance": [{"focal": True, "coverage": {"reference": "Coverage/x"}}],
+               "item": [{"sequence": 1, "productOrService": {"text": "x"}}]},
+              {"resourceType": "CoverageEligibilityResponse", "id": "er", "status": "active", "purpose": ["validation"],
+               "patient": {"reference": "Patient/p1"}, "created": "2024-05-01", "request": {"reference": "X/x"},
+               "outcome": "complete", "insurer": {"reference": "Organization/x"},
+               "insurance": [{"coverage": {"reference": "Coverage/x"}, "inforce": False}]},
+              {"resourceType": "Coverage", "id": "c", "status": "active", "beneficiary": {"reference": "Patient/p1"},
+               "payor": [{"reference": "Organization/x"}]},
+              {"resourceType": "DocumentReference", "id": "d", "status": "current", "subject": {"reference": "Patient/p1"},
+               "content": [{"attachment": {"url": "http://x"}}]}]
+_REF_VALUES = [{"reference": f"{t}/t"} for t in _TARGETS] + [
+    {"reference": "#c"}, {"reference": "#missing"}, {"reference": "#"}, {"reference": "urn:uuid:nowhere"},
+    {"reference": "https://elsewhere.example/fhir/Patient/z/_history/2"}, {"reference": "Patient?identifier=a|b"},
+    {"identifier": {"system": "urn:x", "value": "v"}}, {"display": "only a display"}, {"reference": "opaque:thing"},
+]
+
+
+@pytest.mark.parametrize("base", _REF_BASES, ids=lambda r: r["resourceType"])
+def test_every_reference_to_every_target(base):
+    contained = {"resourceType": "Practitioner", "id": "c", "name": [{"family": "Contained"}]}
+    for path in list(_reference_paths(base)):
+        for value in _REF_VALUES:
+            res = copy.deepcopy(base)
+            res["contained"] = [contained]
+            _set(res, path, copy.deepcopy(value))
+            b = bundle("collection", res, *_TARGETS.values())
+            try:
+                result = norm(b)
+            except Rejected as e:
+                assert e.reason_code != "mapping_error", (path, value, e.reason)
+            else:
+                assert not any("mapping_error" in w for w in result.warnings), (path, value, result.warnings)
+            try:
+                norm(res)
+            except Rejected as e:
+                assert e.reason_code != "mapping_error", (path, value, e.reason)

@@ -1,0 +1,217 @@
+"""``practiceflow day``: the main job. A synthetic practice day through every real gateway.
+
+1. Generate the day (patients, HL7, FHIR, portal events, X12 files, faxes) and write it
+   to ``<state_dir>/day/inputs`` so a person can inspect what was sent.
+2. Start (or reuse) the local stack, create topics, register schemas, start the Faust
+   pipeline in-process with ClickHouse (chdb) and the OCR step.
+3. Start the gateways on loopback: MLLP, HTTP (FHIR, portal, fax, X12), folder drops.
+4. Send every input the way its real sender would: MLLP frames over TCP, HTTP POSTs
+   (signed portal webhooks), files dropped in the watched folders.
+5. Wait until the worker has handled everything the gateways accepted, then print a
+   summary of what flowed where, per feed, and what landed in ClickHouse.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from practiceflow.localstack.connect import endpoints
+from practiceflow.sampleday.generate import DayPlan, build_day, write_day
+from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
+from practiceflow.settings import Settings
+from practiceflow.sinks.clickhouse import ClickHouseSink
+from practiceflow.sinks.docstore import DocumentStore
+from practiceflow.streams import catalog, runner
+from practiceflow.streams.app import Pipeline
+from practiceflow.streams.fax import FaxOcr
+from practiceflow.streams.gateways.base import GatewayCore
+from practiceflow.streams.gateways.folder import FolderDrop
+from practiceflow.streams.gateways.http import HttpGateway
+from practiceflow.streams.gateways.mllp import MllpGateway
+from practiceflow.streams.producer import DurableProducer
+from practiceflow.streams.serde import AvroSerde, registry_client
+from practiceflow.streams.topics import create_topics
+
+DEMO_SECRET = "demo-portal-secret"  # the sample day's portal webhook secret; real ones come from settings
+
+
+@dataclass
+class DayReport:
+    sent: dict[str, int] = field(default_factory=dict)
+    gateway: dict[str, int] = field(default_factory=dict)
+    worker: dict[str, int] = field(default_factory=dict)
+    acks: dict[str, int] = field(default_factory=dict)
+    http: dict[str, int] = field(default_factory=dict)
+    clickhouse: dict[str, int] = field(default_factory=dict)
+    handoff_queues: list[tuple] = field(default_factory=list)
+    dead_letter_reasons: list[tuple] = field(default_factory=list)
+    first_message_seconds: float | None = None
+    seconds: float = 0.0
+    drained: bool = False
+
+
+def _bump(d: dict[str, int], key: str, n: int = 1) -> None:
+    d[key] = d.get(key, 0) + n
+
+
+async def _send_all(plan: DayPlan, mllp_port: int, http_port: int, drops: FolderDrop, report: DayReport) -> None:
+    base = f"http://127.0.0.1:{http_port}"
+    practice = plan.practice_id
+    async with MllpClient("127.0.0.1", mllp_port) as client:
+        for msg in plan.mllp:
+            ack = await client.send(msg)
+            _bump(report.acks, ack_code(ack))
+            _bump(report.sent, "hl7v2")
+    for name, data in plan.hl7_batches:
+        (drops.inbox(practice, "hl7v2") / name).write_bytes(data)
+    async with aiohttp.ClientSession() as http:
+        async def post(feed: str, url: str, **kw) -> None:
+            async with http.post(url, **kw) as resp:
+                await resp.read()
+                _bump(report.http, f"{feed} {resp.status}")
+                _bump(report.sent, feed)
+
+        for body in plan.fhir:
+            await post("fhir", f"{base}/fhir/{practice}", data=body,
+                       headers={"Content-Type": "application/fhir+json"})
+        for event, body, good in plan.portal:
+            secret = (DEMO_SECRET if good else "not-the-secret").encode()
+            await post("portal", f"{base}/portal/{practice}", data=body, headers=sign_portal(secret, body, event))
+        for i in range(plan.portal_replays):
+            event, body, _ = plan.portal[i]
+            await post("portal", f"{base}/portal/{practice}", data=body,
+                       headers=sign_portal(DEMO_SECRET.encode(), body, event))
+        for name, data in plan.x12_upload:
+            await post("x12", f"{base}/x12/{practice}", data=data)
+        for name, data, meta in plan.fax_upload:
+            form = aiohttp.FormData()
+            form.add_field("file", data, filename=name, content_type="image/tiff")
+            for k, v in meta.items():
+                form.add_field(k, v)
+            await post("fax", f"{base}/fax/{practice}", data=form)
+    for name, data in plan.x12_drop:
+        (drops.inbox(practice, "x12") / name).write_bytes(data)
+        _bump(report.sent, "x12")
+    for name, data in plan.fax_drop:
+        (drops.inbox(practice, "fax") / name).write_bytes(data)
+        _bump(report.sent, "fax")
+    report.sent["hl7v2"] += sum(1 for _ in plan.hl7_batches)
+
+
+async def run_day(cfg: Settings, bootstrap: str, registry_url: str, plan: DayPlan, *,
+                  timeout: float = 300.0) -> DayReport:
+    t0 = time.monotonic()
+    report = DayReport()
+    practice = plan.practice_id
+    create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
+    sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
+    fax = FaxOcr(cfg.state_dir / "ocr")
+    pipeline = Pipeline(cfg, bootstrap, registry_url, app_id=f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}",
+                        sink=sink, fax_handler=fax)
+    pipeline.register_schemas()
+    await runner.start(pipeline)
+
+    producer = DurableProducer(bootstrap, cfg.topic_partitions)
+    core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="day")
+    docstore = DocumentStore(cfg.documents_uri)
+    mllp = MllpGateway(core, practice, port=0)
+    http = HttpGateway(core, {practice}, docstore, portal_secrets={practice: DEMO_SECRET}, port=0)
+    drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2,
+                       interval=0.5)
+    await mllp.start()
+    await http.start()
+    await drops.start()
+    try:
+        await _send_all(plan, mllp.port, http.port, drops, report)
+
+        def handled() -> int:
+            return sum(v for k, v in pipeline.counts.items()
+                       if k.endswith((".normalized", ".dead_lettered", ".duplicate")))
+
+        def accepted() -> int:
+            return sum(v for k, v in core.stats.items() if k.endswith(".accepted"))
+
+        def inboxes_empty() -> bool:
+            return not any(any(drops.inbox(practice, f).iterdir()) for f in ("hl7v2", "x12", "fax"))
+
+        first = asyncio.create_task(runner.wait_for(lambda: handled() >= 1, timeout))
+        await first
+        report.first_message_seconds = round(time.monotonic() - t0, 2)
+        report.drained = await runner.wait_for(lambda: inboxes_empty() and handled() >= accepted(), timeout)
+        await runner.wait_for(lambda: _sunk(pipeline) >= _expected(pipeline), 60)
+    finally:
+        await drops.stop()
+        await http.stop()
+        await mllp.stop()
+        producer.close()
+        await runner.stop(pipeline)
+        fax.close()
+    report.gateway = dict(core.stats)
+    report.worker = dict(pipeline.counts)
+    for table in ("records", "observations", "handoff_items", "dead_letters", "flow_events", "audit_events"):
+        report.clickhouse[table] = sink.query(f"SELECT count() FROM {{db}}.{table} FINAL "
+                                              f"WHERE practice_id = %(p)s", {"p": practice})[0][0]
+    report.handoff_queues = sink.query("SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL "
+                                       "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL", {"p": practice})
+    report.dead_letter_reasons = sink.query("SELECT feed, stage, reason_code, count() FROM {db}.dead_letters FINAL "
+                                            "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL", {"p": practice})
+    sink.close()
+    report.seconds = round(time.monotonic() - t0, 1)
+    return report
+
+
+def _sunk(p: Pipeline) -> int:
+    c = p.counts
+    return c.get("clickhouse.records", 0) + c.get("clickhouse.handoff_items", 0)
+
+
+def _expected(p: Pipeline) -> int:
+    c = p.counts
+    return sum(v for k, v in c.items() if k.startswith("record.")) + c.get("handoff", 0)
+
+
+def print_report(report: DayReport, plan: DayPlan, ep) -> None:
+    print(f"practiceflow: sample practice day {plan.day} for '{plan.practice_id}' "
+          f"({len(plan.people)} synthetic patients)")
+    print(f"  kafka {ep.kafka_version or '(configured)'} at {ep.bootstrap}; schema registry {ep.registry_url}")
+    print()
+    print(f"  {'feed':8s} {'sent':>6s} {'accepted':>9s} {'rejected@gw':>12s} {'normalized':>11s} "
+          f"{'dead-letter':>12s} {'duplicate':>10s}")
+    g, w = report.gateway, report.worker
+    for feed in catalog.FEEDS:
+        print(f"  {feed:8s} {report.sent.get(feed, 0):6d} {g.get(f'{feed}.accepted', 0):9d} "
+              f"{g.get(f'{feed}.rejected', 0):12d} {w.get(f'{feed}.normalized', 0):11d} "
+              f"{w.get(f'{feed}.dead_lettered', 0):12d} {w.get(f'{feed}.duplicate', 0):10d}")
+    print(f"  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
+    print(f"\n  MLLP ACKs: {report.acks}   HTTP answers: {report.http}")
+    records = {k.removeprefix('record.'): v for k, v in w.items() if k.startswith("record.")}
+    print(f"\n  normalized records: {dict(sorted(records.items()))}")
+    print("\n  handoff items (queue / workflow / priority: count):")
+    for q, wf, pr, n in report.handoff_queues:
+        print(f"    {q} / {wf} / {pr}: {n}")
+    print("\n  dead letters (feed / stage / reason: count):")
+    for feed, stage, reason, n in report.dead_letter_reasons:
+        print(f"    {feed} / {stage} / {reason}: {n}")
+    print(f"\n  ClickHouse ({'rows'}): {report.clickhouse}")
+    print(f"\n  first message through the pipeline {report.first_message_seconds}s after start; "
+          f"whole day in {report.seconds}s; drained: {report.drained}")
+
+
+def main(args: argparse.Namespace, cfg: Settings) -> int:
+    plan = build_day(seed=args.seed, n_patients=args.patients, practice_id=cfg.default_practice_id)
+    out = write_day(plan, Path(args.out) if args.out else cfg.state_dir / "day" / "inputs")
+    print(f"generated the day's inputs under {out}")
+    t0 = time.monotonic()
+    with endpoints(cfg) as ep:
+        if ep.started_here:
+            print(f"started the local stack in {ep.cold_start_seconds}s")
+        report = asyncio.run(run_day(cfg, ep.bootstrap, ep.registry_url, plan))
+        print_report(report, plan, ep)
+    print(f"\n  total wall time {time.monotonic() - t0:.1f}s")
+    return 0 if report.drained else 1
