@@ -90,8 +90,6 @@ class BundleIndex:
         return self.by_identifier.get((rtype, system, value))
 
 
-EMPTY_INDEX = BundleIndex()
-
 
 class Scope:
     """Where a resource sits: its contained resources, its entry's fullUrl, the Bundle."""

@@ -222,8 +222,12 @@ def _get_parent(root: Any, loc: tuple) -> tuple[Any, Any] | None:
 def _repair(data: dict, errors: list[dict], rtype: str) -> tuple[dict, list[str]] | None:
     """Apply the documented lenient repairs to a copy, or None if some error is not repairable."""
     fixes: list[tuple[tuple, str, str]] = []
+    seen: set[tuple] = set()
     for err in errors:
         loc = tuple(err.get("loc", ()))
+        if loc in seen:
+            continue
+        seen.add(loc)
         inp = err.get("input")
         if err.get("type") == "list_type" and isinstance(inp, dict) and loc:
             fixes.append((loc, "wrap", f"{rtype}.{_loc(loc)}: single object wrapped in an array (STU3-style cardinality)"))

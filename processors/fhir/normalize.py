@@ -66,6 +66,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from functools import lru_cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -73,7 +74,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, content_id
 
 from ._mappers import MAPPERS, Ctx, Unmappable, interaction
-from ._refs import EMPTY_INDEX, BundleIndex, Scope, _id_from_url
+from ._refs import BundleIndex, Scope, _id_from_url
 from ._util import d, lst, s
 from ._validate import BUNDLE_TYPES, Invalid, find_over_precise, parse_json, validate_resource
 
@@ -94,22 +95,21 @@ R4_ONLY_TYPES: frozenset[str] = frozenset({
 _ATOMIC = frozenset({"transaction", "document", "message"})
 _MAY_BE_EMPTY = frozenset({"searchset", "history", "subscription-notification", "transaction-response",
                            "batch-response"})
-_known_cache: dict[str, bool] = {}
 
 
+@lru_cache(maxsize=1024)
 def _is_known_type(name: str) -> bool:
-    """A real R4 or R4B resource type name (so: skip it) as opposed to garbage (reject)."""
+    """A real R4 or R4B resource type name (so: skip it) as opposed to garbage (reject).
+
+    A pure memo of a fixed fact, so the cache does not make the normalizer impure.
+    """
     if name in R4_ONLY_TYPES:
         return True
-    if name not in _known_cache:
-        if len(_known_cache) > 512:
-            _known_cache.clear()
-        try:
-            get_fhir_model_class(name)
-            _known_cache[name] = True
-        except Exception:  # noqa: BLE001
-            _known_cache[name] = False
-    return _known_cache[name]
+    try:
+        get_fhir_model_class(name)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _strip(raw: bytes) -> bytes:
@@ -199,7 +199,7 @@ def _single(res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool
         return result
     base_source = {"feed": FEED, "message_id": mid, "raw_topic": None, "message_type": rt, "sent_at": None}
     try:
-        result.records = _process(res, rt, None, EMPTY_INDEX, practice_id=practice_id, event=None,
+        result.records = _process(res, rt, None, BundleIndex(), practice_id=practice_id, event=None,
                                   base_source=base_source, bundle_sent_at=None, over_precise=over_precise,
                                   warnings=result.warnings)
     except Invalid as e:

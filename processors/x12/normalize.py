@@ -697,7 +697,7 @@ def _emit_stc(s: _Set, stc: list[str], comp: str, claim_id: str | None, ccn: str
         else:
             accepted = None
         subject = claim_id or provider
-        key = ("STC", subject, ccn, raw, date, _el(stc, 4), _el(stc, 5))
+        key = ("STC", subject, ccn, ":".join(p.strip() for p in parts), date, _el(stc, 4), _el(stc, 5))
         status_id = _hash(*key, run.occurrence(key))
         run.records.append(Normalized("ClaimStatus", entity_key(pid, None, status_id), {
             "practice_id": pid, "status_id": status_id, "claim_id": claim_id,

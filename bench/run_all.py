@@ -1,0 +1,56 @@
+"""Run every benchmark and record the results in bench/RESULTS.md and bench/results.json.
+
+Usage: .venv/bin/python bench/run_all.py [name ...]   (names: hl7, x12, fhir, ocr)
+Numbers are single-core throughput on the machine that runs it; the file records
+which machine (cores, CPU model) so later runs compare like with like.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = ("hl7", "x12", "fhir", "ocr")
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"bench_{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(names: list[str]) -> int:
+    results = {"machine": {"cores": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version()},
+               "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    for name in names or BENCHES:
+        print(f"running bench_{name} ...", flush=True)
+        results[name] = _load(name).run()
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["# Benchmark results", "", f"Recorded {results['at']} on {results['machine']['cores']} cores "
+             f"({results['machine']['cpu']}), Python {results['machine']['python']}. "
+             "Re-run with `.venv/bin/python bench/run_all.py`.", ""]
+    for name in names or BENCHES:
+        lines += [f"## {name}", "", "```json", json.dumps(results[name], indent=2), "```", ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
