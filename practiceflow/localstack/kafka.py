@@ -44,7 +44,7 @@ class StackError(RuntimeError):
 
 def ensure_jars(cache_dir: Path, pom: Path = KAFKA_POM) -> Path:
     """Fetch the broker jars with Maven once; later calls reuse the cache."""
-    jars = cache_dir / "kafka-jars"
+    jars = (Path(cache_dir) / "kafka-jars").resolve()  # mvn resolves relative paths against the pom
     marker = jars / ".complete"
     stamp = pom.read_text()
     if marker.exists() and marker.read_text() == stamp:

@@ -48,9 +48,34 @@ Identifiers
 * Kafka keys: ``entity_key(practice_id, <patient id or "-">, <record id>)`` like the
   other normalized topics ("practice/patient/entity").
 
+Field choices worth knowing
+---------------------------
+* 835: ``member_id`` = NM1*IL09, else NM1*QC09, else the corrected id on NM1*74 (never
+  an SSN-qualified id); ``patient_id`` = REF*EA (medical record number) when sent;
+  ``payer_id`` = N1*PR04, else REF*2U, else TRN03; ``payee_npi`` only when N1*PE03 is
+  XX; ``service_date`` = DTM*232 (statement from), else the earliest line date; SVC
+  ``units`` = SVC05, or 1 when absent (the TR3 default); an SVC with only a revenue
+  code (SVC04) gets it as the procedure (NUBC system). RARC come from MIA05/20-23,
+  MOA03-07 (claim) and LQ*HE (line); LQ*RX (NCPDP) is not a RARC and is not kept.
+* 277: ``claim_id`` = REF*EJ (patient control number in 005010X212) when present,
+  else TRN*2 (the patient control number in 277CA 005010X214). ``accepted``: True
+  for A0/A1/A2/A5 and for P/F/R categories (the claim is in adjudication), False
+  for A3/A4/A6/A7/A8, else from STC03 (WQ accepted / U rejected), else None.
+* 271: ``trace_number`` = TRN*2 (the 270's own trace echoed back), else TRN*1, else
+  BHT03; a dependent inherits the subscriber's member id; LS/LE (2120) loops are
+  skipped so a PCP or other-payer NM1 never overwrites the patient or payer.
+* 999/997: ``acknowledged_control_numbers`` = [AK102 group control number,
+  "AK102/AK202" per set]; ``errors`` = one readable line per IK3/CTX/IK4/IK5/AK9 error
+  (CTX carries the rejected claim's CLM01). ``kind`` is "999", "997" or "TA1".
+* 837: ``status`` "submitted" (CLM05-3 = 1), "replacement" (7) or "void" (8); payer =
+  the subscriber loop's NM1*PR (never a COB other-payer NM1*PR after CLM).
+* Some published files declare ISA16 ':' but write composites with '>'; the first
+  composite of each transaction set decides (with a ``component_separator`` warning).
+
 Values: amounts are floats (non-finite / malformed -> skipped or None with a
 warning), dates CCYYMMDD -> ISO ``YYYY-MM-DD`` (a range RD8 keeps its start), names
-"LAST, FIRST MIDDLE SUFFIX". Codes are kept as sent (ICD codes without a dot).
+"LAST, FIRST MIDDLE SUFFIX". Codes are kept as sent (ICD codes without a dot);
+procedure systems are FHIR-style URIs (CPT vs HCPCS level II told apart by the code).
 """
 from __future__ import annotations
 
@@ -289,9 +314,6 @@ class _Set:
 
     def warn(self, code: str, message: str) -> None:
         self.run.warn(code, f"{self.label}: {message}")
-
-    def src(self) -> dict[str, Any]:
-        return dict(self.source)
 
 
 _COMPOSITE_AT = {"SVC": 1, "SV1": 1, "SV2": 2, "SV3": 1, "HI": 1, "STC": 1}
