@@ -1,6 +1,7 @@
 """Seconds per fax page and word accuracy: OCRmyPDF defaults vs the tuned fax OCR.
 
-``run()`` returns a dict; ``python bench/bench_ocr.py [--reps N]`` prints it as JSON.
+``run()`` returns a dict; ``python bench/bench_ocr.py [--reps N] [--accuracy-pages N]
+[lever ...]`` prints it as JSON (about 3-5 minutes for everything on 2 busy cores).
 
 Input: fax-quality pages from :mod:`practiceflow.processors.fax.synth`: US Letter
 typed letters (referral, lab result, prior-auth reply) in DejaVu 11 pt, 1-bit CCITT
@@ -13,6 +14,12 @@ per configuration: wall seconds per page and CPU seconds per page (this process 
 its children, i.e. Tesseract: the cost per core, steadier than wall time on a shared
 machine), median and min; mean word accuracy; mean Tesseract confidence.
 
+Levers, each adding one change to the previous (see ``LEVERS``): OCRmyPDF defaults
+-> OMP_THREAD_LIMIT=1 -> skip_text/output_type=pdf/optimize=0 -> confidence plugin
+(fpdf2) -> sandwich renderer -> Tesseract straight on the image (``tuned``, the
+default for TIFF/PNG/JPEG) ; plus psm 6, jobs=1 vs 2 on a 3-page fax, and a page that
+already has a text layer (not OCRed).
+
 Target: tuned < 1 s per page per core (CPU seconds) with no loss of word accuracy.
 """
 from __future__ import annotations
@@ -22,7 +29,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -85,49 +91,36 @@ def _ocr_document(settings: OcrSettings, jobs: int = 1):
     return fn
 
 
-def _direct_tesseract(extra: list[str]):
-    """Tesseract CLI straight on the TIFF (no PDF, no OCRmyPDF): text + TSV confidences."""
-    from practiceflow.processors.fax._ocrmypdf_plugin import _tsv_confidences
-
-    def fn(tif: bytes, wd: Path):
-        src = wd / "in.tif"
-        src.write_bytes(tif)
-        env = dict(os.environ, OMP_THREAD_LIMIT="1")
-        subprocess.run(["tesseract", str(src), str(wd / "out"), "-l", "eng", *extra, "txt", "tsv"],
-                       check=True, capture_output=True, env=env)
-        confs = _tsv_confidences(wd / "out.tsv")
-        return (wd / "out.txt").read_text(encoding="utf-8"), (sum(confs) / len(confs) if confs else None)
-    return fn
-
+VIA_OCRMYPDF = dict(image_engine="ocrmypdf", text_shortcut=False)
 
 LEVERS: dict[str, tuple[str, Callable]] = {
     "ocrmypdf_defaults": (
-        "ocrmypdf.ocr(tiff) with every default: PDF/A output, optimize=1, fpdf2 renderer, "
-        "Tesseract OpenMP threads left to OCRmyPDF (2 for a 1-page job on 2 cores)",
+        "baseline: ocrmypdf.ocr(tiff) with every default (PDF/A output, optimize=1, fpdf2 "
+        "renderer, Tesseract OpenMP threads chosen by OCRmyPDF: 2 for a 1-page job on 2 cores)",
         _plain_ocrmypdf(None)),
     "defaults_omp1": (
-        "defaults + OMP_THREAD_LIMIT=1",
+        "baseline + OMP_THREAD_LIMIT=1",
         _plain_ocrmypdf("1")),
     "options_only": (
-        "ocrmypdf.ocr with skip_text, output_type=pdf, optimize=0, OMP_THREAD_LIMIT=1 "
-        "(fpdf2 renderer, builtin Tesseract plugin, no confidences)",
+        "img2pdf, then ocrmypdf.ocr with skip_text, output_type=pdf, optimize=0, "
+        "OMP_THREAD_LIMIT=1 (fpdf2 renderer, builtin Tesseract plugin, no confidences)",
         _ocr_document(OcrSettings(name="options_only", pdf_renderer="auto", confidences=False,
-                                  text_shortcut=False))),
+                                  **VIA_OCRMYPDF))),
     "fpdf2_confidences": (
         "options_only + confidence plugin on OCRmyPDF's default fpdf2/hOCR path "
-        "(generate_ocr API; cached Tesseract probes)",
-        _ocr_document(OcrSettings(name="fpdf2_confidences", pdf_renderer="fpdf2"))),
+        "(generate_ocr API, x_wconf; Tesseract probes cached per process)",
+        _ocr_document(OcrSettings(name="fpdf2_confidences", pdf_renderer="fpdf2", **VIA_OCRMYPDF))),
+    "sandwich_confidences": (
+        "fpdf2_confidences but sandwich renderer: Tesseract writes text-only PDF + txt + TSV "
+        "in one run, no fpdf2 font subsetting (the route PDFs take)",
+        _ocr_document(OcrSettings(name="sandwich_confidences", **VIA_OCRMYPDF))),
     "tuned": (
-        "options_only + confidence plugin on the sandwich renderer "
-        "(Tesseract writes text-only PDF + txt + TSV in one run; no fpdf2 font work)",
+        "images: Tesseract on the image's own pixels (no PDF round trip, no re-rasterizing), "
+        "txt + tsv in one run, OMP_THREAD_LIMIT=1, psm 3 (TUNED default)",
         _ocr_document(fax_ocr.TUNED)),
     "tuned_psm6": (
         "tuned + --psm 6 (single uniform block instead of automatic layout)",
         _ocr_document(OcrSettings(name="tuned_psm6", tesseract_pagesegmode=6))),
-    "direct_tesseract": (
-        "for comparison: Tesseract CLI on the TIFF itself, txt + tsv, OMP_THREAD_LIMIT=1 "
-        "(no PDF, no searchable output, native 204x196 pixels)",
-        _direct_tesseract([])),
 }
 
 
@@ -165,8 +158,9 @@ def _measure(configs: dict[str, Callable], inputs: list[tuple[bytes, str, int]],
     return out
 
 
-def run(reps: int = 3, levers: list[str] | None = None) -> dict:
+def run(reps: int = 3, levers: list[str] | None = None, accuracy_pages: int = 0) -> dict:
     reps = max(3, reps)
+    load_start = round(os.getloadavg()[0], 2)
     pages = [synth.render_page(seed, kind) for seed, kind in PAGES]
     tiffs = [(synth.to_tiff_g4(p), p.text, 1) for p in pages]
 
@@ -179,13 +173,27 @@ def run(reps: int = 3, levers: list[str] | None = None) -> dict:
     for n in names:
         fax_page[n]["what"] = LEVERS[n][0]
 
-    # Page parallelism: one 3-page fax, jobs=1 vs jobs=2.
+    # Page parallelism: one 3-page fax as G4 TIFF (Tesseract route) and as an
+    # image-only PDF (OCRmyPDF route), jobs=1 vs jobs=2.
     doc = synth.render_document(11, pages=3, kinds=list(synth.KINDS))
-    multi = [(synth.to_tiff_g4(doc), doc.text, 3)]
     jobs = _measure({
-        "tuned_jobs1": _ocr_document(fax_ocr.TUNED, jobs=1),
-        "tuned_jobs2": _ocr_document(fax_ocr.TUNED, jobs=2),
-    }, multi, reps)
+        "tiff_tuned_jobs1": _ocr_document(fax_ocr.TUNED, jobs=1),
+        "tiff_tuned_jobs2": _ocr_document(fax_ocr.TUNED, jobs=2),
+    }, [(synth.to_tiff_g4(doc), doc.text, 3)], reps)
+    jobs.update(_measure({
+        "image_pdf_jobs1": _ocr_document(fax_ocr.TUNED, jobs=1),
+        "image_pdf_jobs2": _ocr_document(fax_ocr.TUNED, jobs=2),
+    }, [(synth.to_image_pdf(doc), doc.text, 3)], reps))
+
+    # Word accuracy on more pages (once each): Tesseract route vs OCRmyPDF route.
+    accuracy = None
+    if accuracy_pages:
+        acc_pages = [synth.render_page(1000 + i, synth.KINDS[i % 3]) for i in range(accuracy_pages)]
+        acc = _measure({"tuned": LEVERS["tuned"][1],
+                        "sandwich_confidences": LEVERS["sandwich_confidences"][1]},
+                       [(synth.to_tiff_g4(p), p.text, 1) for p in acc_pages], 1)
+        accuracy = {n: {"word_accuracy_mean": r["word_accuracy_mean"], "pages": len(r["word_accuracy"])}
+                    for n, r in acc.items()}
 
     # A page that already has a text layer: not OCRed.
     text_doc = synth.render_document(12, pages=1, noise=0)
@@ -204,6 +212,10 @@ def run(reps: int = 3, levers: list[str] | None = None) -> dict:
         summary["tuned_wall_s_per_page"] = tuned["wall_s_per_page_median"]
         summary["meets_target"] = tuned["cpu_s_per_page_median"] < TARGET_CPU_S_PER_PAGE
         summary["tuned_word_accuracy"] = tuned["word_accuracy_mean"]
+    via = fax_page.get("sandwich_confidences")
+    if tuned and via:
+        summary["ocrmypdf_route_cpu_s_per_page"] = via["cpu_s_per_page_median"]
+        summary["ocrmypdf_route_word_accuracy"] = via["word_accuracy_mean"]
     if tuned and base:
         summary["baseline_cpu_s_per_page"] = base["cpu_s_per_page_median"]
         summary["baseline_wall_s_per_page"] = base["wall_s_per_page_median"]
@@ -212,7 +224,8 @@ def run(reps: int = 3, levers: list[str] | None = None) -> dict:
     return {
         "bench": "fax_ocr",
         "python": platform.python_version(),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m_start": load_start,
+                    "load_avg_1m_end": round(os.getloadavg()[0], 2)},
         "engines": fax_ocr.engine_versions(),
         "input": "US Letter typed page, 1-bit G4 TIFF 204x196 dpi, fax speckle + skew; "
                  f"seeds/kinds {PAGES}",
@@ -222,12 +235,20 @@ def run(reps: int = 3, levers: list[str] | None = None) -> dict:
         "fax_page": fax_page,
         "multi_page_3p": jobs,
         "text_layer_pdf_page": text_layer,
+        "accuracy_more_pages": accuracy,
     }
 
 
 if __name__ == "__main__":
-    reps = 3
-    if "--reps" in sys.argv:
-        reps = int(sys.argv[sys.argv.index("--reps") + 1])
-    only = [a for a in sys.argv[1:] if a in LEVERS]
-    print(json.dumps(run(reps, only or None), indent=2))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--accuracy-pages", type=int, default=0,
+                    help="also score word accuracy on N more pages (Tesseract vs OCRmyPDF route)")
+    ap.add_argument("levers", nargs="*", help=f"default: all of {', '.join(LEVERS)}")
+    a = ap.parse_args()
+    unknown = set(a.levers) - set(LEVERS)
+    if unknown:
+        ap.error(f"unknown lever(s) {sorted(unknown)}; choose from {list(LEVERS)}")
+    print(json.dumps(run(a.reps, a.levers or None, a.accuracy_pages), indent=2))

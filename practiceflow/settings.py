@@ -52,6 +52,18 @@ class Settings(BaseSettings):
 
     # -- tenants
     default_practice_id: str = "demo-clinic"
+    practices: list[str] = Field(default_factory=lambda: ["demo-clinic"], description="tenants the gateways accept")
+
+    # -- gateways
+    gateway_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_practice_id: str | None = Field(default=None, description="tenant of the MLLP listener (default_practice_id)")
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    http_port: int = 8080
+    drop_dir: Path | None = Field(default=None, description="folder drops; None = <state_dir>/drop")
+    portal_secrets: dict[str, str] = Field(default_factory=dict, description="practice id -> portal webhook secret")
+    max_message_bytes: int = 16 * 1024 * 1024
 
     # -- worker web (health + metrics)
     web_host: str = "127.0.0.1"

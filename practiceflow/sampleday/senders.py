@@ -12,13 +12,14 @@ VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 class MllpClient:
     """One persistent connection; send a message, wait for its ACK (original mode)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, ssl=None) -> None:
         self.host, self.port = host, port
+        self.ssl = ssl
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> "MllpClient":
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -31,9 +31,7 @@ Each JSON file: ``{"page": <0-based>, "text": ..., "confidence": <0..1 or null>,
 """
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import logging
 import os
@@ -49,6 +47,8 @@ from ocrmypdf.builtin_plugins.tesseract_ocr import TesseractOcrEngine
 from ocrmypdf.exceptions import SubprocessOutputError
 from ocrmypdf.hocrtransform import HocrParseError, HocrParser
 from ocrmypdf.models.ocr_element import BoundingBox, OcrClass, OcrElement
+
+from .ocr import tsv_pages
 
 log = logging.getLogger(__name__)
 
@@ -203,28 +203,10 @@ class ConfidenceTesseractEngine(TesseractOcrEngine):
         text = txt.read_text(encoding="utf-8") if txt.exists() else ""
         if txt.exists() and txt != Path(output_text):
             txt.replace(output_text)
-        confs = _tsv_confidences(prefix.with_suffix(".tsv"))
+        tsv = prefix.with_suffix(".tsv")
+        pages = tsv_pages(tsv.read_text(encoding="utf-8")) if tsv.exists() else {}
+        confs = next(iter(pages.values()), ([], ""))[0]
         _write_sidecar(options, page_number, text, confs, timed_out=False)
-
-
-def _tsv_confidences(tsv: Path) -> list[float]:
-    """Word confidences (0..1) from Tesseract's TSV: level 5 rows with text."""
-    if not tsv.exists():
-        return []
-    out = []
-    rows = csv.reader(io.StringIO(tsv.read_text(encoding="utf-8")), delimiter="\t",
-                      quoting=csv.QUOTE_NONE)
-    header = next(rows, None)
-    if not header:
-        return []
-    i_level, i_conf, i_text = header.index("level"), header.index("conf"), header.index("text")
-    for r in rows:
-        if len(r) <= i_text or r[i_level] != "5" or not r[i_text].strip():
-            continue
-        c = float(r[i_conf])
-        if c >= 0:
-            out.append(c / 100.0)
-    return out
 
 
 # --------------------------------------------------------------------------- hooks

@@ -9,37 +9,45 @@ Pipeline
 --------
 1. Sniff the type from magic bytes (PDF, TIFF, PNG, JPEG); ``content_type`` is only
    a hint. Anything else is :class:`Rejected` (``unsupported_document_type``).
-2. Images become an image-only PDF with img2pdf (TIFF G4 and JPEG are embedded
-   as-is; DPI kept, including fax fine mode's non-square 204x196). Images img2pdf
-   refuses (alpha channel, odd modes) are flattened onto white with Pillow first.
-   PDFs are opened with pikepdf to reject encrypted / corrupt / empty files with a
-   precise code (PDFs encrypted with an empty user password are decrypted).
-3. If every page already carries text, the text is extracted and OCRmyPDF is not
-   run at all (it would skip every page under ``skip_text`` anyway).
-4. Otherwise ``ocrmypdf.ocr`` runs with ``skip_text=True`` (pages with a text layer
-   are not OCRed), ``output_type="pdf"`` (no PDF/A), ``optimize=0``,
-   ``progress_bar=False``, ``jobs`` pages in parallel and ``OMP_THREAD_LIMIT=1``
-   (Tesseract's OpenMP threads made it several times slower on 2-core machines).
-   The OCR engine is OCRmyPDF's Tesseract engine subclassed by
-   :mod:`._ocrmypdf_plugin`, which records each OCRed page's Tesseract text and
-   mean word confidence from the *same* Tesseract run (hOCR ``x_wconf`` or TSV
-   ``conf``); nothing is OCRed twice.
-5. Text of pages that were not OCRed comes from the PDF's own text layer via
-   pypdfium2 (PDFium, a dependency of OCRmyPDF 17).
+2. **PDF**: opened with pikepdf first, so encrypted / corrupt / empty files are
+   rejected with a precise code (PDFs encrypted with an empty user password are
+   decrypted). If every page already carries text, that text is extracted with
+   pypdfium2 and OCRmyPDF is not run at all (under ``skip_text`` it would skip every
+   page anyway). Otherwise ``ocrmypdf.ocr`` runs with ``skip_text=True`` (pages with
+   a text layer are not OCRed, their own text is extracted), ``output_type="pdf"``
+   (no PDF/A), ``optimize=0``, ``progress_bar=False``, ``jobs`` pages in parallel,
+   ``pdf_renderer="sandwich"`` and ``OMP_THREAD_LIMIT=1``. The OCR engine is
+   OCRmyPDF's Tesseract engine subclassed by :mod:`._ocrmypdf_plugin`, which keeps
+   each OCRed page's Tesseract text and mean word confidence from the *same*
+   Tesseract run (TSV ``conf``; hOCR ``x_wconf`` on the fpdf2 renderer).
+3. **TIFF / PNG / JPEG** (default ``image_engine="tesseract"``): Tesseract reads the
+   image's own pixels, one process per ``jobs`` share of the pages, with ``txt`` and
+   ``tsv`` output (text + word confidences, one run). Converting to PDF and letting
+   OCRmyPDF re-rasterize the page resamples the bitmap (PDFium renders a 204x196 dpi
+   fax page at 204x204) and measurably cost word accuracy on fax-quality pages, and
+   was slower; see ``bench/bench_ocr.py``. Frames that need it are normalised with
+   Pillow first: transparency flattened onto white (a transparent background would
+   read as black), odd modes converted, a missing resolution estimated as US
+   Letter, and strongly non-square faxes (standard mode, 204x98 dpi) resampled to
+   square pixels. ``image_engine="ocrmypdf"`` instead converts the image to PDF
+   with img2pdf (TIFF G4 / JPEG embedded as-is, DPI kept) and runs step 2.
 
 Confidence is the mean word confidence on a 0..1 scale (Tesseract's 0..100 / 100);
-``None`` for pages whose text came from the PDF itself, and for OCRed pages on
-which Tesseract found no words.
+``None`` for pages whose text came from the PDF itself and for OCRed pages on which
+Tesseract found no words.
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
@@ -67,7 +75,7 @@ except Exception:  # pragma: no cover
 class OcrPage(NamedTuple):
     page_no: int  # 1-based
     text: str
-    confidence: float | None  # mean word confidence 0..1, None when not OCRed
+    confidence: float | None  # mean word confidence 0..1; None when not OCRed / no words
     ocr_used: bool
 
 
@@ -76,9 +84,9 @@ class OcrResult:
     pages: list[OcrPage]
     page_count: int
     content_type: str  # detected from the bytes, e.g. "image/tiff"
-    producer: dict[str, Any]  # engine versions and the settings used
-    seconds: float
-    output_pdf: Path | None = None  # searchable PDF (None when nothing was OCRed)
+    producer: dict[str, Any]  # engine versions, path taken, settings name
+    seconds: float  # wall time of ocr_document
+    output_pdf: Path | None = None  # OCRmyPDF's searchable PDF (PDF inputs that needed OCR)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -88,29 +96,26 @@ class OcrResult:
 
 @dataclass(frozen=True, slots=True)
 class OcrSettings:
-    """How OCRmyPDF/Tesseract are driven. ``TUNED`` is the default; see bench/bench_ocr.py."""
+    """How OCRmyPDF / Tesseract are driven; ``TUNED`` is the default (bench/bench_ocr.py)."""
 
     name: str = "tuned"
-    pdf_renderer: str = "sandwich"  # Tesseract's own text-only PDF: no fpdf2 font work
-    tesseract_pagesegmode: int | None = None  # 3 (auto layout): psm 6 lost accuracy
-    tesseract_oem: int | None = None  # Debian eng.traineddata is LSTM-only (tessdata_fast)
+    image_engine: str = "tesseract"  # "tesseract": OCR the image's own pixels; "ocrmypdf"
+    pdf_renderer: str = "sandwich"  # Tesseract's text-only PDF: no fpdf2 font subsetting
+    tesseract_pagesegmode: int | None = None  # 3 (automatic layout); psm 6 was not better
+    tesseract_oem: int | None = None  # Debian's eng.traineddata is LSTM-only (tessdata_fast)
     tesseract_timeout: float = 120.0  # seconds per page; the page is kept without text after
-    tesseract_config: tuple[str, ...] = ()
-    output_type: str = "pdf"
+    tesseract_config: tuple[str, ...] = ()  # extra Tesseract config files / -c pairs
+    output_type: str = "pdf"  # no PDF/A: Ghostscript work nobody reads
     optimize: int = 0
-    confidences: bool = True  # use the confidence plugin
-    text_shortcut: bool = True  # skip OCRmyPDF when every page already has text
+    confidences: bool = True  # OCRmyPDF path: use the confidence plugin
+    text_shortcut: bool = True  # PDFs whose every page has text skip OCRmyPDF
     language: str = "eng"
-    extra: Mapping[str, Any] = field(default_factory=dict)  # any other ocrmypdf.ocr kwargs
+    extra: Mapping[str, Any] = field(default_factory=dict)  # other ocrmypdf.ocr kwargs
 
 
 TUNED = OcrSettings()
-#: OCRmyPDF's own defaults, except skip_text (needed for mixed PDFs): fpdf2 renderer,
-#: PDF/A output, optimize=1. Used by the bench as the "before" number.
-OCRMYPDF_DEFAULTS = OcrSettings(
-    name="ocrmypdf_defaults", pdf_renderer="auto", output_type="pdfa", optimize=1,
-    confidences=False, text_shortcut=False, tesseract_timeout=180.0,
-)
+#: The brief's original route for images: img2pdf, then OCRmyPDF (tuned options).
+IMAGES_VIA_OCRMYPDF = OcrSettings(name="images_via_ocrmypdf", image_engine="ocrmypdf")
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -129,110 +134,299 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- text utils
+def _clean_text(s: str) -> str:
+    s = s.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").replace("\f", "\n")
+    s = s.replace("\ufffe", "").replace("\x02", "-")  # PDFium's soft-hyphen markers
+    return "\n".join(line.rstrip() for line in s.split("\n")).strip("\n")
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def tsv_pages(tsv_text: str) -> dict[int, tuple[list[float], str]]:
+    """Tesseract TSV -> {page_num (1-based): (word confidences 0..1, text)}."""
+    out: dict[int, tuple[list[float], list[str]]] = {}
+    rows = csv.reader(io.StringIO(tsv_text), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(rows, None)
+    if not header:
+        return {}
+    col = {name: i for i, name in enumerate(header)}
+    last_line: dict[int, tuple] = {}
+    for r in rows:
+        if len(r) < len(header):
+            continue
+        page = int(r[col["page_num"]])
+        confs, lines = out.setdefault(page, ([], []))
+        if r[col["level"]] != "5" or not r[col["text"]].strip():
+            continue
+        c = float(r[col["conf"]])
+        if c >= 0:
+            confs.append(c / 100.0)
+        line_id = (r[col["block_num"]], r[col["par_num"]], r[col["line_num"]])
+        if last_line.get(page) == line_id:
+            lines[-1] += " " + r[col["text"]]
+        else:
+            if last_line.get(page) is not None and last_line[page][:2] != line_id[:2]:
+                lines.append("")  # paragraph break
+            lines.append(r[col["text"]])
+            last_line[page] = line_id
+    return {p: (confs, "\n".join(lines)) for p, (confs, lines) in out.items()}
+
+
 # --------------------------------------------------------------------------- images
 _MIN_DPI = 50.0
+_MAX_ASPECT = 1.15  # resolution x/y ratio above which pixels are resampled to square
 
 
 def _estimate_dpi(size: tuple[int, int]) -> float:
-    """An image without resolution is assumed to be a US Letter page."""
+    """An image without a usable resolution is taken to be a US Letter page."""
     w, h = size
-    return max(72.0, min(600.0, max(w / 8.5, h / 11.0)))
+    return float(max(72, min(600, round(max(w / 8.5, h / 11.0)))))
 
 
-def image_to_pdf(data: bytes, kind: str) -> tuple[bytes, list[str]]:
-    """Image bytes (TIFF incl. multi-page G4, PNG, JPEG) -> image-only PDF bytes."""
-    import img2pdf
+def _open_image(data: bytes, kind: str):
     from PIL import Image, UnidentifiedImageError
 
-    warnings: list[str] = []
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
-        with Image.open(io.BytesIO(data)) as im:
-            n_frames = getattr(im, "n_frames", 1)
-            dpi = im.info.get("dpi")
-            size = im.size
-            has_alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+        return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise Rejected("document_too_large", f"image too large to OCR: {e}") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise Rejected("corrupt_image", f"{kind} image cannot be decoded: {e}") from e
 
-    layout = None
-    conv_kw: dict[str, Any] = {"nodate": True}
-    if not dpi or min(float(dpi[0]), float(dpi[1])) < _MIN_DPI:
-        est = _estimate_dpi(size)
-        warnings.append(f"image has no usable resolution ({dpi}); assuming US Letter at {est:.0f} dpi")
-        layout = img2pdf.get_fixed_dpi_layout_fun((est, est))
-        conv_kw["layout_fun"] = layout
 
-    if not has_alpha:
-        try:
-            return img2pdf.convert(data, **conv_kw), warnings
-        except Exception as e:  # img2pdf refuses some modes/encodings; Pillow below
-            warnings.append(f"img2pdf could not embed the image as-is ({type(e).__name__}); re-encoded")
-
-    # Pillow fallback: flatten transparency onto white (a transparent background would
-    # otherwise turn black), one PNG per frame, resolution kept.
-    pngs: list[bytes] = []
+def _frame_dpi(fr, fallback) -> tuple[float, float] | None:
+    dpi = fr.info.get("dpi") or fallback
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            for i in range(n_frames):
-                im.seek(i)
-                fr = im.copy()
-                fdpi = fr.info.get("dpi") or dpi
-                if fr.mode in ("P", "PA") or (fr.mode not in ("1", "L", "RGB") and "transparency" in fr.info):
-                    fr = fr.convert("RGBA")
-                if fr.mode in ("RGBA", "LA", "La", "RGBa"):
-                    bg = Image.new("RGB", fr.size, (255, 255, 255))
-                    bg.paste(fr.convert("RGBA"), mask=fr.convert("RGBA").getchannel("A"))
-                    fr = bg
-                elif fr.mode not in ("1", "L", "RGB"):
-                    fr = fr.convert("L" if fr.mode.startswith(("I", "F")) else "RGB")
-                buf = io.BytesIO()
-                save_kw = {"dpi": tuple(round(float(v)) for v in fdpi)} if fdpi and layout is None else {}
-                fr.save(buf, format="PNG", **save_kw)
-                pngs.append(buf.getvalue())
-    except (OSError, ValueError) as e:
+        x, y = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (x, y) if min(x, y) >= _MIN_DPI else None
+
+
+def _normalise_frame(fr, dpi: tuple[float, float] | None, warnings: list[str], page_no: int):
+    """-> (image in mode 1/L/RGB with square pixels, (dpi, dpi))."""
+    from PIL import Image
+
+    if dpi is None:
+        est = _estimate_dpi(fr.size)
+        warnings.append(f"page {page_no}: no usable resolution; assuming US Letter at {est:.0f} dpi")
+        dpi = (est, est)
+    if fr.mode in ("P", "PA") or (fr.mode not in ("1", "L", "RGB") and "transparency" in fr.info):
+        fr = fr.convert("RGBA")
+    if fr.mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = fr.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        fr = bg
+    elif fr.mode == "CMYK" or fr.mode.startswith(("YCbCr", "LAB", "HSV")):
+        fr = fr.convert("RGB")
+    elif fr.mode.startswith(("I", "F")):
+        fr = fr.convert("L")
+    dx, dy = dpi
+    if max(dx, dy) / min(dx, dy) > _MAX_ASPECT:
+        # e.g. fax standard mode 204x98: without this Tesseract sees half-height glyphs
+        m = max(dx, dy)
+        size = (round(fr.width * m / dx), round(fr.height * m / dy))
+        fr = fr.resize(size, Image.NEAREST if fr.mode == "1" else Image.BICUBIC)
+        dx = dy = m
+    return fr, (dx, dy)
+
+
+def _image_files(data: bytes, kind: str, folder: Path, warnings: list[str]) -> list[Path]:
+    """One file per page that Tesseract (Leptonica) reads, pixels untouched if possible."""
+    im = _open_image(data, kind)
+    try:
+        n = getattr(im, "n_frames", 1)
+        first_dpi = im.info.get("dpi")
+        files: list[Path] = []
+        for i in range(n):
+            im.seek(i)
+            dpi = _frame_dpi(im, first_dpi)
+            ok_as_is = (
+                n == 1 and kind in ("png", "jpeg") and im.mode in ("1", "L", "RGB")
+                and "transparency" not in im.info and dpi is not None
+                and max(dpi) / min(dpi) <= _MAX_ASPECT
+            )
+            if ok_as_is:  # Leptonica reads the original file
+                path = folder / f"page-{i + 1:04d}.{'jpg' if kind == 'jpeg' else 'png'}"
+                path.write_bytes(data)
+                files.append(path)
+                continue
+            fr, fdpi = _normalise_frame(im.copy(), dpi, warnings, i + 1)
+            if fr.mode == "1":
+                path = folder / f"page-{i + 1:04d}.tif"
+                fr.save(path, format="TIFF", compression="group4", dpi=fdpi)
+            else:
+                path = folder / f"page-{i + 1:04d}.png"
+                fr.save(path, format="PNG", dpi=tuple(round(v) for v in fdpi), compress_level=1)
+            files.append(path)
+        return files
+    except Rejected:
+        raise
+    except (OSError, ValueError, EOFError) as e:
         raise Rejected("corrupt_image", f"{kind} image cannot be decoded: {e}") from e
+    finally:
+        im.close()
+
+
+def _tesseract_args(settings: OcrSettings) -> list[str]:
+    args = ["tesseract"]
+    if settings.language:
+        args += ["-l", settings.language]
+    if settings.tesseract_oem is not None:
+        args += ["--oem", str(settings.tesseract_oem)]
+    if settings.tesseract_pagesegmode is not None:
+        args += ["--psm", str(settings.tesseract_pagesegmode)]
+    return args
+
+
+def _tesseract_env() -> dict[str, str]:
+    env = os.environ.copy()
+    env["OMP_THREAD_LIMIT"] = "1"
+    return env
+
+
+def _tesseract_chunk(files: list[Path], base: Path, settings: OcrSettings) -> list[tuple[str, float | None, bool]]:
+    """Run one Tesseract over ``files`` -> per page (text, confidence, timed_out)."""
+    if len(files) == 1:
+        src = files[0]
+    else:  # Tesseract reads a list of image files: one start-up for several pages
+        src = base.with_suffix(".list.txt")
+        src.write_text("".join(f"{f}\n" for f in files), encoding="utf-8")
+    args = _tesseract_args(settings) + [str(src), str(base), "txt", "tsv", *settings.tesseract_config]
     try:
-        return img2pdf.convert(pngs, **conv_kw), warnings
+        subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=True,
+                       timeout=settings.tesseract_timeout * len(files), env=_tesseract_env())
+    except subprocess.TimeoutExpired:
+        if len(files) > 1:  # find the slow page(s); keep the others
+            out = []
+            for i, f in enumerate(files):
+                out += _tesseract_chunk([f], base.with_name(f"{base.name}-{i}"), settings)
+            return out
+        return [("", None, True)]
+    except subprocess.CalledProcessError as e:
+        msg = (e.output or b"").decode(errors="replace").strip()[-500:]
+        raise Rejected("ocr_failed", f"tesseract failed on the image: {msg}") from e
+    by_page = tsv_pages(base.with_suffix(".tsv").read_text(encoding="utf-8"))
+    txt = base.with_suffix(".txt").read_text(encoding="utf-8")
+    parts = txt.split("\f")
+    if len(parts) > len(files) and not parts[-1].strip():
+        parts = parts[:-1]
+    out = []
+    for i in range(len(files)):
+        confs, tsv_text = by_page.get(i + 1, ([], ""))
+        text = parts[i] if len(parts) == len(files) else tsv_text
+        out.append((_clean_text(text), _mean(confs), False))
+    return out
+
+
+def _ocr_images(data: bytes, kind: str, job: Path, jobs: int, settings: OcrSettings,
+                warnings: list[str]) -> list[OcrPage]:
+    folder = job / "pages"
+    folder.mkdir()
+    files = _image_files(data, kind, folder, warnings)
+    k = max(1, min(int(jobs), len(files)))
+    size = -(-len(files) // k)
+    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    bases = [job / f"ocr-{c}" for c in range(len(chunks))]
+    if len(chunks) == 1:
+        results = [_tesseract_chunk(chunks[0], bases[0], settings)]
+    else:
+        with ThreadPoolExecutor(len(chunks)) as ex:
+            results = list(ex.map(lambda cb: _tesseract_chunk(cb[0], cb[1], settings), zip(chunks, bases)))
+    pages = []
+    for text, conf, timed_out in (r for chunk in results for r in chunk):
+        n = len(pages) + 1
+        if timed_out:
+            warnings.append(f"page {n}: OCR timed out after {settings.tesseract_timeout:g}s; no text")
+        pages.append(OcrPage(n, text, conf, True))
+    return pages
+
+
+def image_to_pdf(data: bytes, kind: str) -> tuple[bytes, list[str]]:
+    """Image bytes (TIFF incl. multi-page G4, PNG, JPEG) -> image-only PDF bytes (img2pdf).
+
+    TIFF G4 and JPEG data are embedded as they are, resolution kept (non-square too);
+    images img2pdf refuses (alpha channel, odd modes) are normalised with Pillow first.
+    """
+    import img2pdf
+
+    warnings: list[str] = []
+    im = _open_image(data, kind)
+    try:
+        n = getattr(im, "n_frames", 1)
+        first_dpi = im.info.get("dpi")
+        dpi = _frame_dpi(im, first_dpi)
+        has_alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+        size = im.size
+        conv_kw: dict[str, Any] = {"nodate": True}
+        if dpi is None:
+            est = _estimate_dpi(size)
+            warnings.append(f"no usable resolution; assuming US Letter at {est:.0f} dpi")
+            conv_kw["layout_fun"] = img2pdf.get_fixed_dpi_layout_fun((est, est))
+        if not has_alpha:
+            try:
+                return img2pdf.convert(data, **conv_kw), warnings
+            except Exception as e:  # img2pdf refuses some modes/encodings: Pillow below
+                warnings.append(f"img2pdf could not embed the image as-is ({type(e).__name__}); re-encoded")
+        pngs = []
+        for i in range(n):
+            im.seek(i)
+            fr, fdpi = _normalise_frame(im.copy(), _frame_dpi(im, first_dpi) or dpi, [], i + 1)
+            buf = io.BytesIO()
+            fr.save(buf, format="PNG", dpi=tuple(round(v) for v in fdpi))
+            pngs.append(buf.getvalue())
+    except Rejected:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise Rejected("corrupt_image", f"{kind} image cannot be decoded: {e}") from e
+    finally:
+        im.close()
+    try:
+        return img2pdf.convert(pngs, nodate=True), warnings
     except Exception as e:
         raise Rejected("corrupt_image", f"{kind} image cannot be converted to PDF: {e}") from e
 
 
 # --------------------------------------------------------------------------- PDFs
-def _check_pdf(data: bytes, workdir: Path) -> tuple[Path, list[str]]:
-    """Write a PDF ocrmypdf can read; Rejected for encrypted, corrupt or empty ones."""
+def _check_pdf(data: bytes, workdir: Path) -> tuple[Path, list[bool], list[str]]:
+    """Write a PDF OCRmyPDF can read; Rejected for encrypted, corrupt or empty ones.
+
+    Also returns, per page, whether the page draws an image (for a warning below).
+    """
     import pikepdf
 
     warnings: list[str] = []
     src = workdir / "input.pdf"
     try:
         with pikepdf.open(io.BytesIO(data)) as pdf:
-            n = len(pdf.pages)
-            if n == 0:
+            if len(pdf.pages) == 0:
                 raise Rejected("empty_pdf", "PDF has no pages")
+            has_image = []
+            for page in pdf.pages:
+                try:
+                    has_image.append(bool(page.images))
+                except Exception:  # damaged resources: only a hint
+                    has_image.append(False)
             if pdf.is_encrypted:
                 # Opened with the empty user password: readable, but OCRmyPDF refuses
-                # encrypted input, so hand it a decrypted copy.
+                # encrypted input, so it gets a decrypted copy.
                 pdf.save(src)
                 warnings.append("PDF was encrypted with an empty user password; decrypted for OCR")
-                return src, warnings
+                return src, has_image, warnings
     except pikepdf.PasswordError as e:
         raise Rejected("encrypted_pdf", "PDF is encrypted and needs a password") from e
     except Rejected:
         raise
-    except (pikepdf.PdfError, pikepdf.ForeignObjectError, ValueError, RuntimeError) as e:
+    except Exception as e:  # pikepdf.PdfError and friends: qpdf could not repair it
         raise Rejected("corrupt_pdf", f"PDF cannot be parsed: {e}") from e
     src.write_bytes(data)
-    return src, warnings
-
-
-def _clean_text(s: str) -> str:
-    s = s.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-    s = s.replace("\ufffe", "").replace("\x02", "-")  # PDFium's soft hyphen marker
-    return "\n".join(line.rstrip() for line in s.split("\n")).strip("\n")
+    return src, has_image, warnings
 
 
 def pdf_page_texts(path: Path) -> list[str]:
@@ -256,32 +450,10 @@ def pdf_page_texts(path: Path) -> list[str]:
             pdf.close()
 
 
-# --------------------------------------------------------------------------- versions
-_VERSIONS: dict[str, str] = {}
-
-
-def engine_versions() -> dict[str, str]:
-    if not _VERSIONS:
-        import importlib.metadata
-
-        import ocrmypdf
-
-        _VERSIONS["ocrmypdf"] = ocrmypdf.__version__
-        try:
-            from ocrmypdf._exec import tesseract
-
-            _VERSIONS["tesseract"] = str(tesseract.version())
-        except Exception:  # pragma: no cover
-            _VERSIONS["tesseract"] = "unknown"
-        _VERSIONS["text_extractor"] = f"pypdfium2 {importlib.metadata.version('pypdfium2')}"
-    return dict(_VERSIONS)
-
-
-# --------------------------------------------------------------------------- OCR
-_EXC_CODES = {
+_EXC_CODES = {  # OCRmyPDF exception class -> reason code
     "EncryptedPdfError": "encrypted_pdf",
-    "InputFileError": "corrupt_pdf",
     "DigitalSignatureError": "signed_pdf",
+    "InputFileError": "corrupt_pdf",
     "UnsupportedImageFormatError": "unsupported_document_type",
     "DpiError": "corrupt_image",
 }
@@ -292,8 +464,8 @@ def _run_ocrmypdf(src: Path, dst: Path, sidecars: Path, jobs: int, settings: Ocr
     from ocrmypdf import exceptions as ox
     from PIL import Image
 
-    # Tesseract's OpenMP threading is much slower than one thread per page on small
-    # machines; OCRmyPDF reads this and passes it to every Tesseract it starts.
+    # Tesseract's OpenMP threads are far slower than one thread per page on small
+    # machines; OCRmyPDF reads this variable and passes it to every Tesseract.
     os.environ["OMP_THREAD_LIMIT"] = "1"
     kw: dict[str, Any] = dict(
         language=[settings.language],
@@ -304,7 +476,7 @@ def _run_ocrmypdf(src: Path, dst: Path, sidecars: Path, jobs: int, settings: Ocr
         progress_bar=False,
         pdf_renderer=settings.pdf_renderer,
         tesseract_timeout=settings.tesseract_timeout,
-        invalidate_digital_signatures=True,  # we keep the original bytes; this copy is for text
+        invalidate_digital_signatures=True,  # the original bytes are kept; this copy is for text
     )
     if settings.tesseract_pagesegmode is not None:
         kw["tesseract_pagesegmode"] = settings.tesseract_pagesegmode
@@ -323,60 +495,22 @@ def _run_ocrmypdf(src: Path, dst: Path, sidecars: Path, jobs: int, settings: Ocr
     except (ox.MissingDependencyError, ox.BadArgsError, ox.TesseractConfigError):
         raise  # our environment or configuration, not the document: do not dead-letter
     except ox.ExitCodeException as e:
-        code = next((c for k, c in _EXC_CODES.items()
-                     if k in {t.__name__ for t in type(e).__mro__}), "ocr_failed")
+        names = {t.__name__ for t in type(e).__mro__}
+        code = next((c for k, c in _EXC_CODES.items() if k in names), "ocr_failed")
         raise Rejected(code, f"{type(e).__name__}: {e}".strip()) from e
     if rc not in (ox.ExitCode.ok, ox.ExitCode.pdfa_conversion_failed) or not dst.exists():
         raise Rejected("ocr_failed", f"ocrmypdf exited with {rc!r}")
 
 
-def ocr_document(
-    data: bytes,
-    content_type: str | None,
-    *,
-    workdir: Path,
-    jobs: int = 1,
-    settings: OcrSettings = TUNED,
-) -> OcrResult:
-    """OCR a fax (PDF, TIFF, PNG or JPEG bytes). Files go under ``workdir``.
+_FEW_WORDS = 12
 
-    Raises :class:`Rejected` for input that can never be read; other exceptions
-    (missing Tesseract, disk full) are infrastructure failures worth a retry.
-    The searchable PDF, when one was made, is left in a fresh subfolder of
-    ``workdir`` (``OcrResult.output_pdf``); the caller owns ``workdir``.
-    """
-    t0 = time.perf_counter()
-    kind = sniff(data)
-    if kind is None:
-        raise Rejected(
-            "unsupported_document_type",
-            f"not a PDF, TIFF, PNG or JPEG (content type {content_type!r}, "
-            f"first bytes {data[:8]!r})",
-        )
-    warnings: list[str] = []
-    detected = CONTENT_TYPES[kind]
-    if content_type and content_type.split(";")[0].strip().lower() not in (detected, "application/octet-stream"):
-        warnings.append(f"content type {content_type!r} but the bytes are {detected}")
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    job = Path(tempfile.mkdtemp(prefix="fax-", dir=workdir))
-    sidecars = job / "sidecars"
-    sidecars.mkdir()
-    producer: dict[str, Any] = {**engine_versions(), "settings": settings.name, "input": kind}
-
-    if kind == "pdf":
-        src, w = _check_pdf(data, job)
-    else:
-        pdf_bytes, w = image_to_pdf(data, kind)
-        src = job / "input.pdf"
-        src.write_bytes(pdf_bytes)
-    warnings += w
-
+def _ocr_pdf(src: Path, job: Path, jobs: int, settings: OcrSettings, warnings: list[str],
+             producer: dict, has_image: list[bool] | None = None) -> tuple[list[OcrPage], Path | None]:
     try:
         native = pdf_page_texts(src)
     except Exception:
-        # PDFium is stricter than qpdf with broken files; let pikepdf rewrite it.
+        # PDFium is stricter than qpdf with damaged files; let pikepdf rewrite it.
         import pikepdf
 
         fixed = job / "input-repaired.pdf"
@@ -388,28 +522,32 @@ def ocr_document(
             raise Rejected("corrupt_pdf", f"PDF pages cannot be read: {e}") from e
         src = fixed
         warnings.append("PDF was repaired before reading")
-    page_count = len(native)
-    if page_count == 0:
+    if not native:
         raise Rejected("empty_pdf", "PDF has no pages")
 
+    for i, t in enumerate(native):
+        # skip_text trusts any text layer. A scan whose only text is, say, a fax
+        # server's header line is therefore not OCRed: say so, so it can be triaged.
+        n = len(t.split())
+        if 0 < n < _FEW_WORDS and has_image and i < len(has_image) and has_image[i]:
+            warnings.append(f"page {i + 1}: image page with only {n} words of text layer; "
+                            "not OCRed (skip_text)")
     if settings.text_shortcut and all(t.strip() for t in native):
-        pages = [OcrPage(i + 1, t, None, False) for i, t in enumerate(native)]
-        shutil.rmtree(job, ignore_errors=True)
-        producer["ocrmypdf_run"] = False
-        return OcrResult(pages, page_count, detected, producer,
-                         time.perf_counter() - t0, None, warnings)
+        producer["engine"] = "pdf_text"
+        return [OcrPage(i + 1, t, None, False) for i, t in enumerate(native)], None
 
+    producer["engine"] = "ocrmypdf"
+    sidecars = job / "sidecars"
+    sidecars.mkdir()
     out = job / "ocr.pdf"
     _run_ocrmypdf(src, out, sidecars, jobs, settings)
-    producer["ocrmypdf_run"] = True
-
     ocred: dict[int, dict] = {}
     for f in sidecars.glob("page-*.json"):
         rec = json.loads(f.read_text(encoding="utf-8"))
         ocred[int(rec["page"])] = rec
-    final = pdf_page_texts(out)
+    final = None if settings.confidences else pdf_page_texts(out)
     pages = []
-    for i in range(page_count):
+    for i, own in enumerate(native):
         rec = ocred.get(i)
         if rec is not None:
             if rec.get("timed_out"):
@@ -417,18 +555,96 @@ def ocr_document(
             conf = rec.get("confidence")
             pages.append(OcrPage(i + 1, _clean_text(rec.get("text") or ""),
                                  None if conf is None else round(float(conf), 4), True))
-        elif settings.confidences:
-            pages.append(OcrPage(i + 1, native[i], None, False))
-        else:  # no plugin: tell OCRed pages by a text layer that was not there before
-            txt = final[i] if i < len(final) else ""
-            pages.append(OcrPage(i + 1, txt, None, not native[i].strip()))
-    shutil.rmtree(sidecars, ignore_errors=True)
-    for p in (job / "input.pdf", job / "input-repaired.pdf"):
-        p.unlink(missing_ok=True)
-    return OcrResult(pages, page_count, detected, producer, time.perf_counter() - t0, out, warnings)
+        elif final is not None:  # no plugin: OCRed pages are those that had no text before
+            pages.append(OcrPage(i + 1, final[i] if i < len(final) else "", None, not own.strip()))
+        else:
+            if not own.strip():
+                warnings.append(f"page {i + 1}: has a text layer that yields no text; not OCRed (skip_text)")
+            pages.append(OcrPage(i + 1, own, None, False))
+    return pages, out
+
+
+# --------------------------------------------------------------------------- versions
+_VERSIONS: dict[str, str] = {}
+
+
+def engine_versions() -> dict[str, str]:
+    if not _VERSIONS:
+        import importlib.metadata
+
+        import ocrmypdf
+
+        from ._ocrmypdf_plugin import ConfidenceTesseractEngine
+
+        _VERSIONS["ocrmypdf"] = ocrmypdf.__version__
+        try:
+            _VERSIONS["tesseract"] = str(ConfidenceTesseractEngine.version())
+        except Exception:  # pragma: no cover - Tesseract missing: OCR will say so
+            _VERSIONS["tesseract"] = "unknown"
+        _VERSIONS["text_extractor"] = f"pypdfium2 {importlib.metadata.version('pypdfium2')}"
+    return dict(_VERSIONS)
+
+
+# --------------------------------------------------------------------------- entry point
+def ocr_document(
+    data: bytes,
+    content_type: str | None,
+    *,
+    workdir: Path,
+    jobs: int = 1,
+    settings: OcrSettings = TUNED,
+) -> OcrResult:
+    """OCR a fax (PDF, TIFF, PNG or JPEG bytes); temporary files go under ``workdir``.
+
+    Raises :class:`Rejected` for input that can never be read; other exceptions
+    (Tesseract missing, disk full) are infrastructure failures worth a retry.
+    ``jobs``: pages OCRed in parallel (one single-threaded Tesseract each).
+    When OCRmyPDF made a searchable PDF it is left in a fresh subfolder of
+    ``workdir`` (``OcrResult.output_pdf``); everything else is removed.
+    """
+    t0 = time.perf_counter()
+    kind = sniff(data)
+    if kind is None:
+        raise Rejected(
+            "unsupported_document_type",
+            f"not a PDF, TIFF, PNG or JPEG (content type {content_type!r}, first bytes {data[:8]!r})",
+        )
+    warnings: list[str] = []
+    detected = CONTENT_TYPES[kind]
+    declared = (content_type or "").split(";")[0].strip().lower()
+    if declared and declared not in (detected, "application/octet-stream", "image/jpg", "image/tif"):
+        warnings.append(f"content type {content_type!r} but the bytes are {detected}")
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    job = Path(tempfile.mkdtemp(prefix="fax-", dir=workdir))
+    producer: dict[str, Any] = {**engine_versions(), "settings": settings.name, "input": kind}
+    output_pdf = None
+    try:
+        if kind != "pdf" and settings.image_engine == "tesseract":
+            producer["engine"] = "tesseract"
+            pages = _ocr_images(data, kind, job, jobs, settings, warnings)
+        else:
+            has_image = None
+            if kind == "pdf":
+                src, has_image, w = _check_pdf(data, job)
+            else:
+                pdf_bytes, w = image_to_pdf(data, kind)
+                src = job / "input.pdf"
+                src.write_bytes(pdf_bytes)
+            warnings += w
+            pages, output_pdf = _ocr_pdf(src, job, jobs, settings, warnings, producer, has_image)
+    finally:
+        if output_pdf is None:
+            shutil.rmtree(job, ignore_errors=True)
+        else:
+            for p in job.iterdir():
+                if p != output_pdf:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return OcrResult(pages, len(pages), detected, producer, time.perf_counter() - t0, output_pdf, warnings)
 
 
 __all__ = [
-    "OcrPage", "OcrResult", "OcrSettings", "TUNED", "OCRMYPDF_DEFAULTS",
-    "ocr_document", "sniff", "image_to_pdf", "pdf_page_texts",
+    "OcrPage", "OcrResult", "OcrSettings", "TUNED", "IMAGES_VIA_OCRMYPDF",
+    "ocr_document", "sniff", "image_to_pdf", "pdf_page_texts", "tsv_pages", "engine_versions",
 ]

@@ -36,6 +36,18 @@ __all__ = ["normalize_hl7", "message_id_for", "SUPPORTED", "FEED"]
 
 FEED = "hl7v2"
 _VERSION_RE = re.compile(r"2\.[3-8](?:\.\d{1,2})?\Z")
+_VERSIONS_OK: set[str] = set()
+
+
+def _msh_value(msg: Message, raw: str) -> str:
+    """First repetition/subcomponent of an MSH component, decoded and stripped."""
+    if msg.rs in raw:
+        raw = raw.split(msg.rs, 1)[0]
+    if msg.ss in raw:
+        raw = raw.split(msg.ss, 1)[0]
+    if msg.es in raw:
+        raw = msg.unescape(raw)
+    return raw.strip()
 
 _ADT_EVENTS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A28", "A31", "A40")
 _ENCOUNTER_STATUS = {
@@ -79,13 +91,19 @@ def message_id_for(msh3: str, msh4: str, msh10: str) -> str:
 class _Ctx:
     """Per-message state: delimiters, warnings, and small value helpers."""
 
-    __slots__ = ("msg", "cs", "rs", "ss", "es", "strict", "warnings", "practice_id", "source", "out",
-                 "event", "trigger", "plain")
+    __slots__ = ("msg", "fs", "cs", "rs", "ss", "es", "strict", "warnings", "practice_id", "source", "out",
+                 "event", "trigger", "plain", "nopad", "pad1", "pad2", "pad3", "pad4")
 
     def __init__(self, msg: Message, practice_id: str, strict: bool, source: dict, warnings: list[str],
                  trigger: str, plain: bool = False) -> None:
         self.msg = msg
+        self.fs = msg.fs
         self.cs = msg.cs
+        # blank padding next to a delimiter ("| x", "x |", "^ x", "x ^")
+        self.pad1 = msg.fs + " "
+        self.pad2 = " " + msg.fs
+        self.pad3 = msg.cs + " "
+        self.pad4 = " " + msg.cs
         self.rs = msg.rs
         self.ss = msg.ss
         self.es = msg.es
@@ -98,6 +116,7 @@ class _Ctx:
         # No escape, repetition or subcomponent characters anywhere after MSH-2: values
         # can be read with a split and a strip.
         self.plain = plain
+        self.nopad = msg.nopad
 
     # ---- leaves (hot: written out inline, no helper calls on the common path)
     def leaf(self, raw: str) -> str | None:
@@ -268,6 +287,12 @@ _NINF = float("-inf")
 _PAD: list[str] = [""] * 32
 
 
+def _raw_lines(msg: Message) -> list[str]:
+    if len(msg.lines) == len(msg.segs):
+        return msg.lines
+    return [msg.fs.join(f) for f in msg.segs]
+
+
 def _f(seg: list[str], n: int) -> str:
     return seg[n] if n < len(seg) else ""
 
@@ -275,67 +300,81 @@ def _f(seg: list[str], n: int) -> str:
 # --------------------------------------------------------------------------- patient
 def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
     """PID -> Patient dict, or None when the PID carries no identifier at all."""
-    cs = ctx.cs
+    n = len(pid)
+    if n < 31:
+        pid = pid + _PAD[: 31 - n]
+    cs, rs, ss = ctx.cs, ctx.rs, ctx.ss
     leaf = ctx.leaf
     identifiers: list[dict] = []
-    seen: set[tuple] = set()
     patient_id = None
-    for n in (3, 2, 4):
-        raw = _f(pid, n)
+    for fno in (3, 2, 4):
+        raw = pid[fno]
         if not raw:
             continue
-        for rep in raw.split(ctx.rs):
+        for rep in (raw.split(rs) if rs in raw else (raw,)):
             if not rep:
                 continue
-            c = rep.split(cs)
-            value = leaf(c[0].split(ctx.ss, 1)[0]) if c[0] else None
+            c = rep.split(cs, 5)
+            value = c[0]
+            if ss in value:
+                value = value.split(ss, 1)[0]
+            value = leaf(value)
             if value is None:
                 continue
-            system = None
-            if len(c) > 3 and c[3]:
-                hd = c[3].split(ctx.ss)
-                system = leaf(hd[0]) or (leaf(hd[1]) if len(hd) > 1 else None)
-            typ = leaf(c[4].split(ctx.ss, 1)[0]) if len(c) > 4 and c[4] else None
-            key = (value, system, typ)
-            if key in seen:
+            k = len(c)
+            system = typ = None
+            if k > 3 and c[3]:
+                hd = c[3]
+                if ss in hd:
+                    hd = hd.split(ss, 2)
+                    system = leaf(hd[0]) or leaf(hd[1])
+                else:
+                    system = leaf(hd)
+            if k > 4 and c[4]:
+                t = c[4]
+                typ = leaf(t.split(ss, 1)[0] if ss in t else t)
+            ident = {"value": value, "system": system, "type": typ}
+            if identifiers and ident in identifiers:
                 continue
-            seen.add(key)
-            identifiers.append({"value": value, "system": system, "type": typ})
+            identifiers.append(ident)
             if patient_id is None:
                 patient_id = value
-                if n != 3:
-                    ctx.warnings.append(f"patient_id_from_PID-{n}")
+                if fno != 3:
+                    ctx.warnings.append(f"patient_id_from_PID-{fno}")
     if patient_id is None:
         return None
 
     family = None
     given: list[str] = []
-    names = _f(pid, 5)
+    names = pid[5]
     if names:
-        reps = names.split(ctx.rs)
-        chosen = reps[0]
-        if len(reps) > 1:
+        chosen = names
+        if rs in names:
+            reps = names.split(rs)
+            chosen = reps[0]
             for r in reps:
-                c = r.split(cs)
-                if len(c) > 6 and c[6] == "L":
+                c = r.split(cs, 7)
+                if len(c) > 6 and c[6].strip() == "L":
                     chosen = r
                     break
-        c = chosen.split(cs)
-        family = leaf(c[0].split(ctx.ss, 1)[0]) if c[0] else None
-        for j in (1, 2):
-            if len(c) > j and c[j]:
-                g = leaf(c[j].split(ctx.ss, 1)[0])
+        c = chosen.split(cs, 3)
+        x = c[0]
+        family = leaf(x.split(ss, 1)[0] if ss in x else x)
+        for x in c[1:3]:
+            if x:
+                g = leaf(x.split(ss, 1)[0] if ss in x else x)
                 if g:
                     given.append(g)
 
     address = None
-    addr = _f(pid, 11)
+    addr = pid[11]
     if addr:
-        for rep in addr.split(ctx.rs):
+        for rep in (addr.split(rs) if rs in addr else (addr,)):
             c = ctx.comps(rep)
             if not any(c):
                 continue
-            c += [None] * (6 - len(c))
+            if len(c) < 6:
+                c += _NONE6[: 6 - len(c)]
             address = {
                 "line": [x for x in (c[0], c[1]) if x],
                 "city": c[2],
@@ -346,31 +385,44 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
             break
 
     phones: list[str] = []
-    for n in (13, 14):
-        raw = _f(pid, n)
+    for raw in (pid[13], pid[14]):
         if raw:
-            for rep in raw.split(ctx.rs):
-                p = _phone(ctx, rep)
+            for rep in (raw.split(rs) if rs in raw else (raw,)):
+                c = rep.split(cs, 3)
+                p = leaf(c[0])
+                if p is None or (len(c) > 1 and c[1].strip() == "NET") or \
+                        (len(c) > 2 and c[2].strip().upper() in ("INTERNET", "X.400")):
+                    p = _phone(ctx, rep) if len(c) > 1 else None
                 if p and p not in phones:
                     phones.append(p)
 
-    indicator = _f(pid, 30).strip().upper()
-    deceased = indicator == "Y" or (indicator != "N" and ctx.comp(_f(pid, 29), 1) is not None)
-
+    raw = pid[7]
+    if raw:
+        if cs in raw:
+            raw = raw.split(cs, 1)[0]
+        v = leaf(raw)
+        birth = (hl7_to_iso(v) or ctx.date_value(v, "PID-7")) if v else None
+    else:
+        birth = None
+    indicator = pid[30].strip().upper()
+    deceased = indicator == "Y" or (indicator != "N" and bool(pid[29]) and ctx.comp(pid[29], 1) is not None)
+    sex = pid[8]
+    if sex:
+        sex = leaf(sex.split(cs, 1)[0] if cs in sex else sex)
     return {
         "practice_id": ctx.practice_id,
         "patient_id": patient_id,
         "identifiers": identifiers,
         "family_name": family,
         "given_names": given,
-        "birth_date": ctx.date(_f(pid, 7), "PID-7"),
-        "sex": ctx.comp(_f(pid, 8), 1),
+        "birth_date": birth,
+        "sex": sex or None,
         "address": address,
         "phones": phones,
         "deceased": deceased,
         "merged_from": [],
         "event": event,
-        "source": ctx.src(),
+        "source": ctx.source,
     }
 
 
@@ -532,8 +584,17 @@ def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
 
 # --------------------------------------------------------------------------- orders
 def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_id: str) -> tuple:
-    placer = (ctx.comp(_f(orc, 2), 1) if orc else None) or (ctx.comp(_f(obr, 2), 1) if obr else None)
-    filler = (ctx.comp(_f(orc, 3), 1) if orc else None) or (ctx.comp(_f(obr, 3), 1) if obr else None)
+    """(order id, placer, filler): the placer order number, else the filler's, else a
+    hash of what identifies the order inside this patient's record."""
+    placer = filler = None
+    if orc is not None:
+        placer = ctx.comp(orc[2], 1) if len(orc) > 2 and orc[2] else None
+        filler = ctx.comp(orc[3], 1) if len(orc) > 3 and orc[3] else None
+    if obr is not None:
+        if placer is None and len(obr) > 2 and obr[2]:
+            placer = ctx.comp(obr[2], 1)
+        if filler is None and len(obr) > 3 and obr[3]:
+            filler = ctx.comp(obr[3], 1)
     order_id = placer or filler
     if order_id is None:
         basis = [patient_id]
@@ -548,45 +609,61 @@ def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_i
 def _new_order(ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str] | None,
                result: bool) -> dict:
     order_id, placer, filler = _order_id(ctx, orc, obr, patient_id)
+    if orc is not None and len(orc) < 13:
+        orc = orc + _PAD[: 13 - len(orc)]
+    if obr is not None and len(obr) < 32:
+        obr = obr + _PAD[: 32 - len(obr)]
+    comp = ctx.comp
     status = None
-    if result and obr is not None:
-        status = ctx.comp(_f(obr, 25), 1)
-    if status is None and orc is not None:
-        status = ctx.comp(_f(orc, 5), 1)
-    provider = (ctx.person(_f(orc, 12)) if orc else None) or (ctx.person(_f(obr, 16)) if obr else None)
+    if result and obr is not None and obr[25]:
+        status = comp(obr[25], 1)
+    if status is None and orc is not None and orc[5]:
+        status = comp(orc[5], 1)
+    provider = None
+    if orc is not None and orc[12]:
+        provider = ctx.person(orc[12])
+    if provider is None and obr is not None and obr[16]:
+        provider = ctx.person(obr[16])
     ordered_at = None
-    if orc is not None and _f(orc, 9):
-        ordered_at = ctx.date(_f(orc, 9), "ORC-9")
+    if orc is not None and orc[9]:
+        ordered_at = ctx.date(orc[9], "ORC-9")
     if ordered_at is None and obr is not None:
-        ordered_at = ctx.date(_f(obr, 6), "OBR-6") or ctx.date(_f(obr, 7), "OBR-7")
+        if obr[6]:
+            ordered_at = ctx.date(obr[6], "OBR-6")
+        if ordered_at is None and obr[7]:
+            ordered_at = ctx.date(obr[7], "OBR-7")
     priority = None
-    if orc is not None and _f(orc, 7):
-        priority = ctx.comp(_f(orc, 7), 6)
+    if orc is not None and orc[7]:
+        priority = comp(orc[7], 6)
     if priority is None and obr is not None:
-        priority = ctx.comp(_f(obr, 27), 6) or ctx.comp(_f(obr, 5), 1)
+        if obr[27]:
+            priority = comp(obr[27], 6)
+        if priority is None and obr[5]:
+            priority = comp(obr[5], 1)
     diagnoses = []
-    if obr is not None:
-        for rep in ctx.reps(_f(obr, 31)):
-            c = ctx.coding(rep)
-            if c["code"] or c["display"]:
-                diagnoses.append(c)
     code = None
-    if obr is not None and _f(obr, 4):
-        code = ctx.coding(_f(obr, 4))
+    if obr is not None:
+        if obr[31]:
+            for rep in obr[31].split(ctx.rs):
+                c = ctx.coding(rep)
+                if c["code"] or c["display"]:
+                    diagnoses.append(c)
+        if obr[4]:
+            code = ctx.coding(obr[4])
     return {
         "practice_id": ctx.practice_id,
         "patient_id": patient_id,
         "order_id": order_id,
         "placer_order_number": placer,
         "filler_order_number": filler,
-        "control": ctx.comp(_f(orc, 1), 1) if orc else None,
+        "control": comp(orc[1], 1) if orc is not None else None,
         "status": status,
         "code": code,
         "ordering_provider": provider,
         "ordered_at": ordered_at,
         "priority": priority,
         "diagnoses": diagnoses,
-        "source": ctx.src(),
+        "source": ctx.source,
     }
 
 
@@ -610,7 +687,9 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             ctx.emit("Order", patient_id, o["order_id"], o)
         orc = None
 
-    for seg in msg.segs:
+    out = ctx.out
+    prefix = ""
+    for seg, line in zip(msg.segs, _raw_lines(msg)):
         name = seg[0]
         if name == "OBX":
             if not result:
@@ -618,9 +697,9 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             if patient is None:
                 raise Rejected("missing_pid_segment", "OBX before any PID")
             obx_index += 1
-            obs = _observation(ctx, seg, patient_id, order["order_id"] if order else None, obr_time, seen,
-                               obx_index)
-            ctx.emit("Observation", patient_id, obs["observation_id"], obs)
+            obs = _observation(ctx, seg, line, patient_id, order["order_id"] if order else None, obr_time,
+                               seen, obx_index)
+            out.append(Normalized("Observation", prefix + obs["observation_id"], obs))
         elif name == "NTE":
             if obs is not None:
                 note = ctx.text(_f(seg, 3))
@@ -655,6 +734,7 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             any_pid = True
             patient = _require_patient(ctx, seg)
             patient_id = patient["patient_id"]
+            prefix = f"{ctx.practice_id}/{patient_id}/"
             _emit_patient(ctx, patient)
             order = None
             obs = None
@@ -683,56 +763,79 @@ def _number(v: str | None) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None, obr_time: str | None,
-                 seen: set[str], index: int) -> dict:
-    """One OBX -> Observation. The hot path of ORU: plain values are read inline."""
+def _observation(ctx: _Ctx, f: list[str], line: str, patient_id: str, order_id: str | None,
+                 obr_time: str | None, seen: set[str], index: int) -> dict:
+    """One OBX -> Observation. The hot path of ORU: simple values are read inline."""
     n = len(f)
     if n < 15:
         f = f + _PAD[: 15 - n]
     cs = ctx.cs
-    # "plain": the fields read inline hold no escape, repetition or subcomponent
-    # character, so a split and a strip read them exactly.
-    if ctx.plain:
-        plain = True
+    # "tight": the segment holds no escape, repetition or subcomponent character and no
+    # blank padding next to a delimiter, so each value is its raw text (or empty).
+    if ctx.nopad:
+        tight = ctx.plain or (ctx.es not in line and ctx.rs not in line and ctx.ss not in line)
     else:
-        j = f[3] + f[5] + f[6] + f[7] + f[8] + f[14]
-        plain = ctx.es not in j and ctx.rs not in j and ctx.ss not in j
-
-    vt = f[2].strip() or None
-    raw = f[3]
-    if plain and raw:
-        c = raw.split(cs, 3)
-        k = len(c)
-        code_v = c[0].strip() or None
-        display = (c[1].strip() or None) if k > 1 else None
-        if code_v is None and display is None and k > 3:
-            code = ctx.coding(raw)
+        tight = (ctx.es not in line and ctx.rs not in line and ctx.ss not in line and "\t" not in line
+                 and ctx.pad1 not in line and ctx.pad2 not in line and ctx.pad3 not in line
+                 and ctx.pad4 not in line and line[-1:] != " ")
+    if tight:
+        vt = f[2] or None
+        raw = f[3]
+        if raw:
+            c = raw.split(cs, 3)
+            k = len(c)
+            code_v = c[0] or None
+            display = (c[1] or None) if k > 1 else None
+            if code_v is None and display is None and k > 3:
+                code = ctx.coding(raw)
+            else:
+                code = {"system": (c[2] or None) if k > 2 else None, "code": code_v, "display": display}
         else:
-            code = {"system": (c[2].strip() or None) if k > 2 else None, "code": code_v, "display": display}
-    else:
-        code = ctx.coding(raw)
-
-    raw = f[5]
-    numeric = None
-    if not raw:
-        value = None
-    elif plain and vt == "NM" and cs not in raw:
-        value = raw.strip() or None
-        if value is not None:
+            code = {"system": None, "code": None, "display": None}
+        raw = f[5]
+        numeric = None
+        if not raw:
+            value = None
+        elif vt == "NM" and cs not in raw:
+            value = raw
             try:
-                numeric = float(value)
+                numeric = float(raw)
             except ValueError:
                 pass
             if numeric is None or numeric - numeric != 0.0:  # not a number, or inf/nan
-                numeric = None
-                if ctx.strict:
-                    raise Rejected("invalid_numeric_value", f"OBX-5 {value[:40]!r} is not a number (NM)")
-                ctx.warnings.append(f"non_numeric_nm_value: {value[:40]!r}")
+                numeric = _bad_number(ctx, raw)
+        else:
+            value, numeric = _obx_value(ctx, vt, raw)
+        raw = f[8]
+        flags = ([raw] if cs not in raw else [x for x in (ctx.comp(raw, 1),) if x]) if raw else []
+        raw = f[6]
+        units = (raw if cs not in raw else ctx.units(raw)) if raw else None
+        raw = f[14]
+        if not raw:
+            effective = obr_time
+        elif cs not in raw:
+            effective = hl7_to_iso(raw) or ctx.date_value(raw, "OBX-14")
+        else:
+            effective = ctx.date(raw, "OBX-14") or obr_time
+        refrange = f[7] or None
+        status = f[11] or None
+        set_id = f[1]
+        sub_id = f[4]
     else:
-        value, numeric = _obx_value(ctx, vt, raw)
+        leaf = ctx.leaf
+        vt = leaf(f[2])
+        code = ctx.coding(f[3])
+        raw = f[5]
+        value, numeric = _obx_value(ctx, vt, raw) if raw else (None, None)
+        raw = f[8]
+        flags = [x for x in (ctx.comp(r, 1) for r in raw.split(ctx.rs)) if x] if raw else []
+        units = ctx.units(f[6])
+        effective = ctx.date(f[14], "OBX-14") or obr_time
+        refrange = leaf(f[7])
+        status = leaf(f[11])
+        set_id = leaf(f[1])
+        sub_id = leaf(f[4])
 
-    set_id = f[1].strip()
-    sub_id = f[4].strip()
     obs_id = f"{order_id or '-'}:{set_id or index}:{code['code'] or code['display'] or '-'}"
     if sub_id:
         obs_id += ":" + sub_id
@@ -743,40 +846,11 @@ def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None,
         obs_id = f"{obs_id}#{k}"
     seen.add(obs_id)
 
-    raw = f[8]
-    if not raw:
-        flags = []
-    elif plain and cs not in raw:
-        raw = raw.strip()
-        flags = [raw] if raw else []
-    else:
-        flags = [x for x in (ctx.comp(r, 1) for r in raw.split(ctx.rs)) if x]
-
-    raw = f[6]
-    if not raw:
-        units = None
-    elif plain and cs not in raw:
-        units = raw.strip() or None
-    else:
-        units = ctx.units(raw)
-
-    raw = f[14]
-    if not raw:
-        effective = obr_time
-    elif plain and cs not in raw:
-        raw = raw.strip()
-        effective = (hl7_to_iso(raw) or ctx.date_value(raw, "OBX-14")) if raw else obr_time
-    else:
-        effective = ctx.date(raw, "OBX-14") or obr_time
-
     performer = None
     if n > 16 and f[16]:
         performer = ctx.person(f[16])
     if performer is None and n > 23 and f[23]:
         performer = ctx.comp(f[23], 1)
-
-    raw = f[7]
-    refrange = (raw.strip() or None) if plain else ctx.leaf(raw)
     return {
         "practice_id": ctx.practice_id,
         "patient_id": patient_id,
@@ -789,12 +863,19 @@ def _observation(ctx: _Ctx, f: list[str], patient_id: str, order_id: str | None,
         "units": units,
         "reference_range": refrange,
         "abnormal_flags": flags,
-        "status": f[11].strip() or None,
+        "status": status,
         "effective_at": effective,
         "performer": performer,
         "notes": [],
         "source": ctx.source,
     }
+
+
+def _bad_number(ctx: _Ctx, value: str) -> None:
+    if ctx.strict:
+        raise Rejected("invalid_numeric_value", f"OBX-5 {value[:40]!r} is not a number (NM)")
+    ctx.warnings.append(f"non_numeric_nm_value: {value[:40]!r}")
+    return None
 
 
 def _obx_value(ctx: _Ctx, vt: str | None, raw: str) -> tuple[str | None, float | None]:
@@ -804,9 +885,7 @@ def _obx_value(ctx: _Ctx, vt: str | None, raw: str) -> tuple[str | None, float |
             return None, None
         num = _number(v)
         if num is None:
-            if ctx.strict:
-                raise Rejected("invalid_numeric_value", f"OBX-5 {v[:40]!r} is not a number (NM)")
-            ctx.warnings.append(f"non_numeric_nm_value: {v[:40]!r}")
+            _bad_number(ctx, v)
         return v, num
     if vt in _TEXT_TYPES or vt is None:
         return ctx.text(raw), None
@@ -1294,18 +1373,23 @@ def _normalize(raw: bytes, practice_id: str, strict: bool) -> NormalizeResult:
     warnings = msg.warnings
     if nf <= 9:
         raise Rejected("truncated_msh", f"MSH ends after field {nf - 1}; MSH-9..MSH-12 are required")
-    msh3 = msh[3] if nf > 3 else ""
-    msh4 = msh[4] if nf > 4 else ""
-    control_id = msg.get("MSH", 10).strip()
+    msh3 = msh[3]
+    msh4 = msh[4]
+    cs = msg.cs
+    control_id = _msh_value(msg, msh[10]) if nf > 10 else ""
     if not control_id or control_id == '""':
         raise Rejected("missing_control_id", "MSH-10 (message control id) is empty")
-    version = msg.get("MSH", 12).strip()
+    version = _msh_value(msg, msh[12].split(cs, 1)[0]) if nf > 12 else ""
     if not version:
         raise Rejected("missing_version", "MSH-12 (version id) is empty")
-    if not _VERSION_RE.match(version):
-        raise Rejected("unsupported_version", f"HL7 version {version[:40]!r} is not supported (2.3 to 2.8)")
-    mtype = msg.get("MSH", 9, comp=1).strip().upper()
-    trigger = msg.get("MSH", 9, comp=2).strip().upper()
+    if version not in _VERSIONS_OK:
+        if not _VERSION_RE.match(version):
+            raise Rejected("unsupported_version", f"HL7 version {version[:40]!r} is not supported (2.3 to 2.8)")
+        if len(_VERSIONS_OK) < 64:
+            _VERSIONS_OK.add(version)
+    t = msh[9].split(cs, 2)
+    mtype = _msh_value(msg, t[0]).upper()
+    trigger = _msh_value(msg, t[1]).upper() if len(t) > 1 else ""
     if not mtype:
         raise Rejected("missing_message_type", "MSH-9 (message type) is empty")
     message_type = f"{mtype}^{trigger}" if trigger else mtype

@@ -317,7 +317,8 @@ class Segment:
 class Message:
     """A parsed message: delimiters, segments (as raw field lists), and accessors."""
 
-    __slots__ = ("segs", "fs", "cs", "rs", "es", "ss", "tc", "codec", "warnings", "_index", "_views", "plain")
+    __slots__ = ("segs", "lines", "fs", "cs", "rs", "es", "ss", "tc", "codec", "warnings", "_index", "_views",
+                 "plain", "nopad")
 
     def __init__(self, segs: list[list[str]], fs: str, enc: str, codec: str, warnings: list[str]) -> None:
         self.segs = segs
@@ -334,6 +335,11 @@ class Message:
         # True when no segment after MSH contains the escape, repetition or
         # subcomponent character (lets readers take a split-and-strip fast path).
         self.plain = False
+        # True when no value in the body is padded with blanks next to a field or
+        # component separator (and there are no tabs).
+        self.nopad = False
+        # raw text of each segment (lines[k] is what segs[k] was split from)
+        self.lines: list[str] = []
 
     # ---- delimiters
     @property
@@ -489,9 +495,13 @@ def _is_segment_id(h: str) -> bool:
 _ORDINARY: set[str] = set()  # ids of ordinary segments seen so far (bounded)
 
 
-def _plain(lines: list[str], msg: "Message") -> bool:
+def _scan(lines: list[str], msg: "Message") -> None:
+    """Set msg.plain / msg.nopad from the body lines (a few C-level searches)."""
     rest = "\r".join(lines)
-    return msg.es not in rest and msg.rs not in rest and msg.ss not in rest
+    msg.plain = msg.es not in rest and msg.rs not in rest and msg.ss not in rest
+    fs, cs = msg.fs, msg.cs
+    msg.nopad = not (fs + " " in rest or " " + fs in rest or cs + " " in rest or " " + cs in rest
+                     or "\t" in rest or " \r" in rest or rest.endswith(" "))
 
 
 def _classify(h: str) -> int:
@@ -647,12 +657,15 @@ def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False)
         heads = {p[0] for p in fast}
         if heads <= _ORDINARY:
             segs += fast
-            msg.plain = _plain(body, msg)
+            msg.lines = [line] + body
+            _scan(body, msg)
             return msg
 
     skipped = 0
     kinds = _SEG_KIND
     append = segs.append
+    raw_lines = [line]
+    keep = raw_lines.append
     for idx in range(i + 1, n):
         line = lines[idx]
         if not line:
@@ -664,6 +677,7 @@ def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False)
         if k and (line.startswith(fs, 3) or len(line) == 3):
             if k == 1:
                 append(line.split(fs))
+                keep(line)
                 continue
             if k == 2:
                 raise HL7ParseError("multiple_messages", "more than one MSH: split the batch first")
@@ -674,6 +688,7 @@ def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False)
             # A bare LF inside a CR-delimited message: a line break inside the value.
             last = segs[-1]
             last[-1] = last[-1] + "\n" + line.rstrip(" \t")
+            raw_lines[-1] = raw_lines[-1] + "\n" + line
             if "line_break_inside_value" not in warnings:
                 warnings.append("line_break_inside_value")
             continue
@@ -682,7 +697,8 @@ def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False)
         skipped += 1
     if skipped:
         warnings.append(f"skipped_{skipped}_invalid_segment_lines")
-    msg.plain = _plain(lines[i + 1:], msg)
+    msg.lines = raw_lines
+    _scan(raw_lines[1:], msg)
     return msg
 
 

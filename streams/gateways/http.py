@@ -89,15 +89,20 @@ class HttpGateway:
         return practice
 
     async def _body(self, request: web.Request, feed: str, practice: str) -> bytes:
+        """The request body, up to ``max_body_bytes``; past that 413 and a dead letter with the head kept."""
         if self.core.saturated():
             raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"}, text="busy; retry")
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            head = await request.content.read(1024 * 1024)
-            await self.core.reject(feed, practice, head, "too_large",
-                                   f"body larger than {self.max_body_bytes} bytes; first bytes kept")
-            raise
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                head = b"".join(chunks)[: 1024 * 1024]
+                await self.core.reject(feed, practice, head, "too_large",
+                                       f"body larger than {self.max_body_bytes} bytes; first bytes kept")
+                raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=size)
+        return b"".join(chunks)
 
     async def _validated(self, feed: str, practice: str, body: bytes,
                          normalize: Callable[[], NormalizeResult],
@@ -176,7 +181,12 @@ class HttpGateway:
         if request.content_type.startswith("multipart/"):
             if self.core.saturated():
                 raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"}, text="busy; retry")
-            form = await request.post()
+            try:
+                form = await request.post()
+            except web.HTTPRequestEntityTooLarge:
+                await self.core.reject("fax", practice, b"", "too_large",
+                                       f"multipart body larger than {self.max_body_bytes} bytes")
+                raise
             upload = form.get("file")
             data = upload.file.read() if hasattr(upload, "file") else b""
             for k in ("from", "to", "pages"):

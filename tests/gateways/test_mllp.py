@@ -100,3 +100,32 @@ def test_resend_after_lost_ack_is_not_processed_twice(cfg, stack):
     assert pipeline.counts["hl7v2.normalized"] == 1
     assert pipeline.counts["hl7v2.duplicate"] == 1
     assert pipeline.counts["record.Observation"] == 3  # not 6
+
+
+def test_mllp_over_tls(cfg, stack, tmp_path):
+    import ssl
+    import subprocess
+
+    from practiceflow.jobs.gateways import tls_context
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server_ctx = tls_context(cfg.model_copy(update={"mllp_tls_cert": cert, "mllp_tls_key": key}))
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    client_ctx.check_hostname = False
+
+    async def go():
+        create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+        producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
+        core = GatewayCore(producer, AvroSerde(registry_client(stack.registry_url)), cfg.topic_prefix, name="tls")
+        gw = MllpGateway(core, "clinic-t", port=0, ssl_context=server_ctx)
+        await gw.start()
+        try:
+            async with MllpClient("127.0.0.1", gw.port, ssl=client_ctx) as client:
+                return await client.send(oru_r01(control_id="TLS1"))
+        finally:
+            await gw.stop()
+            producer.close()
+
+    assert ack_code(asyncio.run(go())) == "AA"
