@@ -73,7 +73,8 @@ def fax_ocred_pdf(seed: int = 0, pages: int = 1, kinds: Sequence[str] | None = N
     """Image PDF with an invisible OCR text layer (OCRmyPDF run once, ~1 s/page).
 
     Like faxes that arrive already OCRed by the sender's fax server. The text layer
-    is OCR output, so it is close to, not equal to, the true text.
+    is OCR output, so it is close to, not equal to, the true text, and the bytes are
+    not deterministic (OCRmyPDF stamps dates and a document ID).
     """
     from practiceflow.processors.fax.ocr import ocr_document
 

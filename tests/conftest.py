@@ -6,7 +6,6 @@ downloads them. Data lives in a temporary directory.
 """
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -14,13 +13,6 @@ import pytest
 
 from practiceflow.localstack.stack import LocalStack
 from practiceflow.settings import REPO_ROOT, Settings
-
-
-def shared_data_dir() -> Path | None:
-    """The public sample corpus (../shared/data beside the checkout), if present."""
-    configured = os.environ.get("PRACTICEFLOW_SHARED_DATA")
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
-    return path if path.is_dir() else None
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,18 @@
 """Self-contained HL7 test messages (synthetic patients, no real PHI)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """The public sample corpus: PRACTICEFLOW_SHARED_DATA, else ../shared/data beside the checkout."""
+    configured = os.environ.get("PRACTICEFLOW_SHARED_DATA")
+    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
 
 def oru_r01(control_id: str = "MSG00001", mrn: str = "MRN1001", glucose: str = "182", flag: str = "H") -> bytes:
     segs = [

@@ -96,8 +96,16 @@ class LocalStack:
         t0 = time.monotonic()
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir)
-        self.kafka = new_cluster(self.run_dir / "kafka", self.cache_dir, nodes=self.nodes)
-        self.kafka.start()
+        for attempt in (1, 2):
+            # A port picked free can be taken by another process before the JVM binds it;
+            # one retry with fresh ports and a clean data dir covers that race.
+            self.kafka = new_cluster(self.run_dir / f"kafka-{attempt}", self.cache_dir, nodes=self.nodes)
+            try:
+                self.kafka.start()
+                break
+            except StackError:
+                if attempt == 2:
+                    raise
         registry_url = "mock://"
         if self.with_registry:
             try:

@@ -410,7 +410,8 @@ def _check_pdf(data: bytes, workdir: Path) -> tuple[Path, list[bool], list[str]]
             has_image = []
             for page in pdf.pages:
                 try:
-                    has_image.append(bool(page.images))
+                    get = getattr(page, "get_images", None)  # pikepdf >= 10; .images before
+                    has_image.append(bool(get() if get else page.images))
                 except Exception:  # damaged resources: only a hint
                     has_image.append(False)
             if pdf.is_encrypted:
@@ -505,6 +506,46 @@ def _run_ocrmypdf(src: Path, dst: Path, sidecars: Path, jobs: int, settings: Ocr
 _FEW_WORDS = 12
 
 
+def _drop_blank_text_layers(src: Path, pages: list[int], job: Path, warnings: list[str]) -> Path:
+    """Remove text objects from pages whose text layer reads as nothing but blanks.
+
+    ``skip_text`` skips any page with a text object, and office tools that wrap a
+    scan often add one holding a single space (a Word-made scan PDF in the shared
+    samples does), so the scan would never be OCRed. Only the working copy given to
+    OCRmyPDF is changed, and only top-level ``BT ... ET`` blocks of those pages.
+    """
+    if not pages:
+        return src
+    import pikepdf
+
+    changed = []
+    with pikepdf.open(src) as pdf:
+        for i in pages:
+            page = pdf.pages[i]
+            try:
+                ops = pikepdf.parse_content_stream(page)
+            except Exception:  # unparseable content: leave it to OCRmyPDF
+                continue
+            kept, depth = [], 0
+            for inst in ops:
+                name = str(inst.operator)
+                if name == "BT":
+                    depth += 1
+                elif name == "ET" and depth:
+                    depth -= 1
+                elif not depth:
+                    kept.append(inst)
+            if len(kept) != len(ops):
+                page.Contents = pdf.make_stream(pikepdf.unparse_content_stream(kept))
+                changed.append(i + 1)
+        if not changed:
+            return src
+        out = job / "input-ocr.pdf"
+        pdf.save(out)
+    warnings.append(f"pages {changed}: blank text layer removed so the page is OCRed")
+    return out
+
+
 def _ocr_pdf(src: Path, job: Path, jobs: int, settings: OcrSettings, warnings: list[str],
              producer: dict, has_image: list[bool] | None = None) -> tuple[list[OcrPage], Path | None]:
     try:
@@ -537,6 +578,8 @@ def _ocr_pdf(src: Path, job: Path, jobs: int, settings: OcrSettings, warnings: l
         return [OcrPage(i + 1, t, None, False) for i, t in enumerate(native)], None
 
     producer["engine"] = "ocrmypdf"
+    blank = [i for i, t in enumerate(native) if not t.strip()]
+    src = _drop_blank_text_layers(src, blank, job, warnings)
     sidecars = job / "sidecars"
     sidecars.mkdir()
     out = job / "ocr.pdf"

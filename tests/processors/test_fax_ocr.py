@@ -88,6 +88,19 @@ def test_png_transparent_background_is_flattened_onto_white(workdir):
     assert any("resolution" in w for w in res.warnings)
 
 
+def test_jpeg(workdir):
+    page = synth.render_page(10, "prior_auth_response", dpi=(200, 200))
+    res = ocr_document(synth.to_jpeg(page), "image/jpeg", workdir=workdir)
+    assert res.content_type == "image/jpeg" and res.pages[0].ocr_used
+    assert synth.word_accuracy(page.text, res.text) >= 0.9
+
+
+def test_standard_resolution_fax_is_resampled_to_square_pixels(workdir):
+    page = synth.render_page(204, "referral", dpi=synth.FAX_STANDARD_DPI)  # 204x98 dpi
+    res = ocr_document(synth.to_tiff_g4(page), None, workdir=workdir)
+    assert synth.word_accuracy(page.text, res.text) >= 0.85
+
+
 def test_image_to_pdf_keeps_fax_resolution():
     page = synth.render_page(1, "referral", noise=0)
     pdf_bytes, warnings = image_to_pdf(synth.to_tiff_g4(page), "tiff")
@@ -127,6 +140,34 @@ def test_mixed_pdf_only_image_page_is_ocred(workdir):
     assert second.ocr_used and second.confidence is not None and 0.5 < second.confidence <= 1.0
     assert synth.word_accuracy(scan.text, second.text) >= 0.9
     assert res.output_pdf is not None and res.output_pdf.is_file()
+
+
+def _scan_with_text(page, text: str) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt", format="letter")
+    pdf.add_page()
+    pdf.image(page.image.convert("L"), x=0, y=0, w=612, h=792)
+    pdf.set_font("helvetica", size=8)
+    pdf.text(20, 12, text)
+    return bytes(pdf.output())
+
+
+def test_scan_with_a_little_header_text_is_flagged_not_ocred(workdir):
+    page = synth.render_page(12, "referral", noise=0)
+    # a fax server's header line as real text: skip_text keeps the page as it is
+    res = ocr_document(_scan_with_text(page, "FROM 555-0100 P. 1/1"), "application/pdf", workdir=workdir)
+    assert not res.pages[0].ocr_used and "555-0100" in res.pages[0].text
+    assert any("not OCRed" in w for w in res.warnings)
+
+
+def test_scan_with_a_blank_text_layer_is_ocred(workdir):
+    # Office tools that wrap a scan often add a text object holding one space
+    page = synth.render_page(13, "lab_result")
+    res = ocr_document(_scan_with_text(page, " "), "application/pdf", workdir=workdir)
+    assert res.pages[0].ocr_used and res.pages[0].confidence is not None
+    assert synth.word_accuracy(page.text, res.text) >= 0.9
+    assert any("blank text layer removed" in w for w in res.warnings)
 
 
 def test_tiff_through_ocrmypdf_route_gives_confidences(workdir):

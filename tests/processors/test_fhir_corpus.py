@@ -19,6 +19,7 @@ from fastavro.validation import validate
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.fhir import normalize_fhir
 from practiceflow.schemas.avro_gen import load_parsed
+from tests.fixtures import shared_data_dir
 
 pytestmark = pytest.mark.corpus
 
@@ -26,13 +27,9 @@ PRACTICE = "corpus"
 _REPO = Path(__file__).resolve().parents[2]
 
 
-def _data_dir() -> Path | None:
-    configured = os.environ.get("PRACTICEFLOW_SHARED_DATA")
-    path = Path(configured) if configured else _REPO.parent / "shared" / "data"
-    return path if path.is_dir() else None
 
 
-DATA = _data_dir()
+DATA = shared_data_dir()
 FHIR = DATA / "fhir" if DATA else None
 VALID_FILES = sorted(FHIR.glob("*.json")) if FHIR and FHIR.is_dir() else []
 INVALID_FILES = sorted((FHIR / "invalid").glob("*.json")) if FHIR and (FHIR / "invalid").is_dir() else []

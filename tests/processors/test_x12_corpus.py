@@ -18,6 +18,7 @@ from fastavro.validation import validate
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.x12.normalize import normalize_x12
 from practiceflow.schemas.avro_gen import load_parsed
+from tests.fixtures import shared_data_dir
 
 pytestmark = pytest.mark.corpus
 
@@ -25,15 +26,9 @@ PID = "practice-corpus"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _shared_data() -> Path | None:
-    env = os.environ.get("PRACTICEFLOW_SHARED_DATA")
-    if env:
-        return Path(env)
-    default = REPO.parent / "shared" / "data"
-    return default if default.is_dir() else None
 
 
-DATA = _shared_data()
+DATA = shared_data_dir()
 X12_DIR = DATA / "x12" if DATA is not None else None
 
 
