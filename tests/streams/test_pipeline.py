@@ -106,3 +106,32 @@ def test_resend_is_not_processed_twice_and_audit_chain_verifies(cfg, stack):
     assert verify_chain(audit) == (True, -1)
     tampered = [dict(audit[0], reason="edited"), audit[1]]
     assert verify_chain(tampered) == (False, 0)
+
+
+def test_restart_recovers_the_dedup_table_from_its_changelog(cfg, stack):
+    """A worker restart must not forget what it handled: the resend after it is a duplicate."""
+    msg = raw_record("clinic-r", "hl7v2", oru_r01(control_id="RESTART1"))
+    app_id = f"restart-{uuid.uuid4().hex[:6]}"
+
+    async def run_once(raws, until):
+        create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+        pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url, app_id=app_id)
+        pipeline.register_schemas()
+        await runner.start(pipeline)
+        producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
+        try:
+            for raw in raws:
+                topic = f"{cfg.topic_prefix}.raw.hl7v2"
+                await producer.send_async(topic, f"clinic-r/{raw['message_id']}",
+                                          pipeline.serde.encode(f"{topic}-value", "RawMessage", raw), "clinic-r")
+            assert await runner.wait_for(lambda: until(pipeline), 60), pipeline.counts
+        finally:
+            producer.close()
+            await runner.stop(pipeline)
+        return pipeline
+
+    first = asyncio.run(run_once([msg], lambda p: p.counts.get("hl7v2.normalized", 0) == 1))
+    assert first.counts["hl7v2.normalized"] == 1
+    second = asyncio.run(run_once([dict(msg, received_at=msg["received_at"] + 1)],
+                                  lambda p: p.counts.get("hl7v2.duplicate", 0) == 1))
+    assert second.counts.get("hl7v2.normalized", 0) == 0  # the first message was not replayed either
