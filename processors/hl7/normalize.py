@@ -17,7 +17,21 @@ VXU V04                Patient + Observation per RXA (code = CVX)
 =====================  ===========================================================
 
 Anything else is ``Rejected("unsupported_message_type")``; ACKs are
-``Rejected("not_clinical_ack")``.
+``Rejected("not_clinical_ack")``; header problems get their own codes (``missing_msh``,
+``invalid_encoding_characters``, ``truncated_msh``, ``missing_control_id``,
+``missing_version``, ``unsupported_version``, ``missing_message_type``, ...).
+
+Conventions:
+
+* ``message_id`` = hash of (MSH-3, MSH-4, MSH-10); a missing MSH-10 is a rejection.
+* keys are ``entity_key(practice_id, patient_id[, entity_id])`` (Patient: no entity id).
+* every record carries ``source`` = {feed "hl7v2", message_id, message_type, sent_at
+  (MSH-7 as ISO 8601)}; the records of one message share that one dict (read-only).
+* dates keep the sender's precision (``dates.hl7_to_iso``); a malformed date is kept
+  raw with a warning, or rejected (``malformed_date``) in strict mode. Strict mode also
+  runs hl7apy's STRICT parse + validation (``hl7_validation_failed`` with its text).
+* speed: values are read with splits on the raw segment strings; small bounded memo
+  tables (dates, OBX-3 codings, versions) never change results, only their cost.
 """
 from __future__ import annotations
 
@@ -28,7 +42,7 @@ import math
 import re
 from typing import Any
 
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, entity_key
+from practiceflow.processors.base import NormalizeResult, Normalized, Rejected
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
 
@@ -36,18 +50,7 @@ __all__ = ["normalize_hl7", "message_id_for", "SUPPORTED", "FEED"]
 
 FEED = "hl7v2"
 _VERSION_RE = re.compile(r"2\.[3-8](?:\.\d{1,2})?\Z")
-_VERSIONS_OK: set[str] = set()
-
-
-def _msh_value(msg: Message, raw: str) -> str:
-    """First repetition/subcomponent of an MSH component, decoded and stripped."""
-    if msg.rs in raw:
-        raw = raw.split(msg.rs, 1)[0]
-    if msg.ss in raw:
-        raw = raw.split(msg.ss, 1)[0]
-    if msg.es in raw:
-        raw = msg.unescape(raw)
-    return raw.strip()
+_VERSIONS_OK: set[str] = set()  # memo of versions that passed _VERSION_RE (bounded)
 
 _ADT_EVENTS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A28", "A31", "A40")
 _ENCOUNTER_STATUS = {
@@ -79,6 +82,17 @@ _DURATION_UNITS = {
 }
 
 
+def _msh_value(msg: Message, raw: str) -> str:
+    """First repetition/subcomponent of an MSH component, decoded and stripped."""
+    if msg.rs in raw:
+        raw = raw.split(msg.rs, 1)[0]
+    if msg.ss in raw:
+        raw = raw.split(msg.ss, 1)[0]
+    if msg.es in raw:
+        raw = msg.unescape(raw)
+    return raw.strip()
+
+
 def _sha(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
@@ -92,7 +106,7 @@ class _Ctx:
     """Per-message state: delimiters, warnings, and small value helpers."""
 
     __slots__ = ("msg", "fs", "cs", "rs", "ss", "es", "strict", "warnings", "practice_id", "source", "out",
-                 "event", "trigger", "plain", "nopad", "pad1", "pad2", "pad3", "pad4")
+                 "trigger", "plain", "nopad", "pad1", "pad2", "pad3", "pad4")
 
     def __init__(self, msg: Message, practice_id: str, strict: bool, source: dict, warnings: list[str],
                  trigger: str, plain: bool = False) -> None:
@@ -303,8 +317,6 @@ def _normalized(record_type: str, key: str, value: dict) -> Normalized:
 _CODINGS: dict[str, tuple] = {}
 
 _NONE6: list[None] = [None] * 6
-_INF = float("inf")
-_NINF = float("-inf")
 _PAD: list[str] = [""] * 32
 
 
@@ -718,15 +730,27 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     any_pid = False
 
     def flush_orc() -> None:
-        nonlocal orc
+        """An ORC that no OBR followed (e.g. a cancel) is an order of its own (ORM/OML)."""
+        nonlocal orc, pending_priority
         if orc is not None and not result and patient is not None:
             o = _new_order(ctx, patient_id, orc, None, result)
+            if o["priority"] is None:
+                o["priority"] = pending_priority
             ctx.emit("Order", patient_id, o["order_id"], o)
         orc = None
+        pending_priority = None
 
     out = ctx.out
     prefix = ""
     order_id = None
+    pending_priority = None
+    # hot-path constants for the inline OBX reader below
+    practice_id = ctx.practice_id
+    source = ctx.source
+    cs, rs, ss, es = ctx.cs, ctx.rs, ctx.ss, ctx.es
+    inline_ok = result and cs == "^" and msg.nopad
+    codings = _CODINGS
+    iso = hl7_to_iso
     for seg, line in zip(msg.segs, _raw_lines(msg)):
         name = seg[0]
         if name == "OBX":
@@ -735,6 +759,60 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             if patient is None:
                 raise Rejected("missing_pid_segment", "OBX before any PID")
             obx_index += 1
+            # Inline fast path for the most common result line: a numeric (NM) OBX
+            # with plain values (no escapes, repetitions, subcomponents or padding),
+            # a cached OBX-3 coding and no performer. Same output as _observation
+            # (tests compare the two); anything else goes through _observation.
+            n = len(seg)
+            if (inline_ok and n > 14 and seg[2] == "NM" and es not in line and rs not in line and ss not in line
+                    and not ((n > 16 and seg[16]) or (n > 23 and seg[23]))):
+                t = codings.get(seg[3])
+                raw = seg[5]
+                if t is not None and raw and cs not in raw:
+                    try:
+                        numeric = float(raw)
+                    except ValueError:
+                        numeric = None
+                    if numeric is not None and numeric - numeric == 0.0:
+                        set_id = seg[1]
+                        obs_id = f"{order_id or '-'}:{set_id or obx_index}:{t[1] or t[2] or '-'}"
+                        if seg[4]:
+                            obs_id += ":" + seg[4]
+                        if obs_id not in seen:
+                            seen.add(obs_id)
+                            flags = seg[8]
+                            units = seg[6]
+                            eff = seg[14]
+                            if eff:
+                                effective = (iso(eff) or ctx.date_value(eff, "OBX-14")) if cs not in eff \
+                                    else (ctx.date(eff, "OBX-14") or obr_time)
+                            else:
+                                effective = obr_time
+                            obs = {
+                                "practice_id": practice_id,
+                                "patient_id": patient_id,
+                                "observation_id": obs_id,
+                                "order_id": order_id,
+                                "code": {"system": t[0], "code": t[1], "display": t[2]},
+                                "value_type": "NM",
+                                "value": raw,
+                                "value_numeric": numeric,
+                                "units": (units if cs not in units else ctx.units(units)) if units else None,
+                                "reference_range": seg[7] or None,
+                                "abnormal_flags": ([flags] if cs not in flags else [x for x in (ctx.comp(flags, 1),)
+                                                                                     if x]) if flags else [],
+                                "status": seg[11] or None,
+                                "effective_at": effective,
+                                "performer": None,
+                                "notes": [],
+                                "source": source,
+                            }
+                            nz = _NEW(Normalized)
+                            _SET_RT(nz, "Observation")
+                            _SET_KEY(nz, prefix + obs_id)
+                            _SET_VALUE(nz, obs)
+                            out.append(nz)
+                            continue
             obs = _observation(ctx, seg, line, patient_id, order_id, obr_time, seen, obx_index, prefix, out)
         elif name == "NTE":
             if obs is not None:
@@ -745,6 +823,10 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             if patient is None:
                 raise Rejected("missing_pid_segment", "OBR before any PID")
             order = _new_order(ctx, patient_id, orc, seg, result)
+            if pending_priority is not None:
+                if order["priority"] is None:
+                    order["priority"] = pending_priority
+                pending_priority = None
             oid = order["order_id"]
             if oid in order_ids:
                 # several OBRs under one ORC/filler number: keep one key per OBR
@@ -764,7 +846,7 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
         elif name == "ORC":
             flush_orc()
             orc = seg
-            order = order_id = None
+            order = order_id = pending_priority = None
             obs = None
         elif name == "PID":
             flush_orc()
@@ -776,8 +858,12 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             order = order_id = None
             obs = None
         elif name == "TQ1":
-            if order is not None and order["priority"] is None:
-                order["priority"] = ctx.comp(_f(seg, 9), 1)
+            prio = ctx.comp(_f(seg, 9), 1)
+            if order is not None:
+                if order["priority"] is None:
+                    order["priority"] = prio
+            elif orc is not None:
+                pending_priority = prio  # ORC TQ1 OBR (v2.5+ order groups)
         elif name == "DG1":
             if order is not None:
                 c = ctx.coding(_f(seg, 3))

@@ -660,8 +660,9 @@ def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False)
     body = lines[i + 1:]
     while body and not body[-1]:
         body.pop()
-    # Fast path (the usual case): every line is a known segment id followed by the
-    # field separator and nothing ends in whitespace. One C-level split per line.
+    # Fast path (the usual case): every line starts with an already-seen ordinary
+    # segment id followed by the field separator (no blank lines, wrappers, second
+    # MSH or junk). One C-level split per line; anything else takes the loop below.
     if soft is None and body:
         fast = list(map(str.split, body, repeat(fs)))  # C-level loop
         if _ORDINARY.issuperset(map(_first, fast)):
