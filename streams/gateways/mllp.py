@@ -125,8 +125,7 @@ class MllpGateway:
             result = normalize_hl7(payload, practice, now_ms())
         except Rejected as rej:
             await self.core.reject("hl7v2", practice, payload, rej.reason_code, rej.reason)
-            code = "200" if rej.reason_code.startswith("unsupported") else "100"
-            return False, build_ack(payload, "AR", rej.reason, error_code=code, now=_now_hl7())
+            return False, build_ack(payload, "AR", rej.reason, error_code=rej.reason_code, now=_now_hl7())
         try:
             await self.core.accept("hl7v2", practice, payload, result.message_id,
                                    headers={"message_type": result.message_type})
