@@ -52,6 +52,8 @@ def _run_file(args: argparse.Namespace, cfg: Settings) -> int:
     with endpoints(cfg) as ep:
         report = run_files(cfg, ep.bootstrap, ep.registry_url, files, args.practice or cfg.default_practice_id)
     print(f"kafka {ep.kafka_version or '(configured)'} at {ep.bootstrap}; registry {ep.registry_url}")
+    if ep.started_here:
+        print(f"local stack (Kafka + schema registry) cold start: {ep.cold_start_seconds}s")
     for key in sorted(report.counts):
         print(f"  {key:40s} {report.counts[key]}")
     print(f"done in {report.seconds}s (first message through in {report.first_message_seconds}s)")
