@@ -138,7 +138,10 @@ class Pipeline:
             self.seen[seen_key] = 1
             return "dead_lettered"
         except Exception as exc:  # noqa: BLE001 - nothing is lost: internal errors are dead letters too
-            log.exception("normalizer crashed on %s message %s", feed, raw["message_id"])
+            # The exception text can quote message content (PHI): plain logs get the type only;
+            # the full text travels in the dead letter, which stays inside Kafka.
+            log.error("normalizer crashed on %s message %s: %s", feed, raw["message_id"], type(exc).__name__)
+            log.debug("normalizer crash details", exc_info=True)
             await self._dead_letter(raw, "internal_error", f"{type(exc).__name__}: {exc}", topic, partition,
                                     offset, started)
             self.seen[seen_key] = 1
