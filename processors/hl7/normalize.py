@@ -42,7 +42,7 @@ import math
 import re
 from typing import Any
 
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected
+from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, gc_paused
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
 
@@ -1503,9 +1503,13 @@ def _validate_with_hl7apy(msg: Message) -> None:
 
 
 def normalize_hl7(raw: bytes, practice_id: str, received_at_ms: int, *, strict: bool = False) -> NormalizeResult:
-    """Normalize one HL7 v2 message. Returns records, or raises ``Rejected``."""
+    """Normalize one HL7 v2 message. Returns records, or raises ``Rejected``.
+
+    The cyclic garbage collector is paused for the call (``processors.base.gc_paused``).
+    """
     try:
-        return _normalize(raw, practice_id, strict)
+        with gc_paused():
+            return _normalize(raw, practice_id, strict)
     except Rejected:
         raise
     except RecursionError as e:  # pragma: no cover - defensive

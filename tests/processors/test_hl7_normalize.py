@@ -486,3 +486,25 @@ def test_inline_numeric_obx_path_matches_the_general_reader():
     assert [r.value for r in second.records if r.record_type == "Observation"] == general
     assert general[2]["units"] == "mmol/L" and general[2]["abnormal_flags"] == ["H"]
     assert general[4]["performer"] == "LABCORP"
+
+
+def test_no_reference_cycles_and_gc_state_restored():
+    """normalize_hl7 pauses the cyclic collector; that is only safe if it builds no cycles."""
+    import gc
+
+    from tests.fixtures import oru_r01
+
+    gc.collect()
+    gc.disable()
+    try:
+        result = normalize_hl7(oru_r01(), "p", 0)
+        assert not gc.isenabled()  # a disabled collector stays disabled
+        del result
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    normalize_hl7(oru_r01(), "p", 0)
+    assert gc.isenabled()
+    with pytest.raises(Rejected):
+        normalize_hl7(b"garbage", "p", 0)
+    assert gc.isenabled()
