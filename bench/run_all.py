@@ -36,8 +36,10 @@ def _cpu() -> str:
 
 
 def main(names: list[str]) -> int:
-    results = {"machine": {"cores": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version()},
-               "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    path = HERE / "results.json"
+    results = json.loads(path.read_text()) if names and path.exists() else {}  # a subset updates in place
+    results.update({"machine": {"cores": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version()},
+                    "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
     for name in names or BENCHES:
         print(f"running bench_{name} ...", flush=True)
         results[name] = _load(name).run()
@@ -45,7 +47,7 @@ def main(names: list[str]) -> int:
     lines = ["# Benchmark results", "", f"Recorded {results['at']} on {results['machine']['cores']} cores "
              f"({results['machine']['cpu']}), Python {results['machine']['python']}. "
              "Re-run with `.venv/bin/python bench/run_all.py`.", ""]
-    for name in names or BENCHES:
+    for name in [b for b in BENCHES if b in results]:
         lines += [f"## {name}", "", "```json", json.dumps(results[name], indent=2), "```", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     print(json.dumps(results, indent=2))
