@@ -157,6 +157,10 @@ class GatewayCore:
         except DeliveryFailed:
             log.error("audit event for %s could not be written", message_id)
 
+    def accepted_recently(self, feed: str, practice_id: str, message_id: str) -> bool:
+        """Whether this process accepted the same message lately (portal replay protection)."""
+        return f"{practice_id}/{feed}/{message_id}" in self._recent
+
     def _remember(self, key: str) -> None:
         self._recent[key] = None
         if len(self._recent) > self._recent_max:

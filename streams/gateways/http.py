@@ -170,7 +170,7 @@ class HttpGateway:
                                                 "no_secret") else 422
             return web.json_response({"accepted": False, "reason_code": rej.reason_code, "reason": rej.reason},
                                      status=status)
-        if f"{practice}/portal/{result.message_id}" in self.core._recent:
+        if self.core.accepted_recently("portal", practice, result.message_id):
             return web.json_response({"accepted": True, "duplicate": True, "message_id": result.message_id})
         outcome = await self._accept("portal", practice, body, result.message_id, headers={"event_type": event_type})
         return web.json_response({"accepted": True, "message_id": outcome.message_id}, status=202)
