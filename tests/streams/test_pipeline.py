@@ -37,9 +37,9 @@ def consume_all(bootstrap: str, topic: str, serde, expect: int, timeout: float =
     return out
 
 
-async def _run(cfg, stack, raws, until, sink=None):
+async def _run(cfg, stack, raws, until, sink=None, app_id=None):
     create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
-    pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url, sink=sink)
+    pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url, sink=sink, app_id=app_id)
     pipeline.register_schemas()
     await runner.start(pipeline)
     producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
@@ -113,25 +113,8 @@ def test_restart_recovers_the_dedup_table_from_its_changelog(cfg, stack):
     msg = raw_record("clinic-r", "hl7v2", oru_r01(control_id="RESTART1"))
     app_id = f"restart-{uuid.uuid4().hex[:6]}"
 
-    async def run_once(raws, until):
-        create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
-        pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url, app_id=app_id)
-        pipeline.register_schemas()
-        await runner.start(pipeline)
-        producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
-        try:
-            for raw in raws:
-                topic = f"{cfg.topic_prefix}.raw.hl7v2"
-                await producer.send_async(topic, f"clinic-r/{raw['message_id']}",
-                                          pipeline.serde.encode(f"{topic}-value", "RawMessage", raw), "clinic-r")
-            assert await runner.wait_for(lambda: until(pipeline), 60), pipeline.counts
-        finally:
-            producer.close()
-            await runner.stop(pipeline)
-        return pipeline
-
-    first = asyncio.run(run_once([msg], lambda p: p.counts.get("hl7v2.normalized", 0) == 1))
+    first = asyncio.run(_run(cfg, stack, [msg], lambda p: p.counts.get("hl7v2.normalized", 0) == 1, app_id=app_id))
     assert first.counts["hl7v2.normalized"] == 1
-    second = asyncio.run(run_once([dict(msg, received_at=msg["received_at"] + 1)],
-                                  lambda p: p.counts.get("hl7v2.duplicate", 0) == 1))
+    second = asyncio.run(_run(cfg, stack, [dict(msg, received_at=msg["received_at"] + 1)],
+                              lambda p: p.counts.get("hl7v2.duplicate", 0) == 1, app_id=app_id))
     assert second.counts.get("hl7v2.normalized", 0) == 0  # the first message was not replayed either
