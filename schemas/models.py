@@ -299,6 +299,7 @@ class Claim(AvroRecord):
     lines: list[ServiceLine] = Field(default_factory=list)
     status: str | None = None
     source: SourceRef
+    use: str | None = Field(default=None, description="claim | preauthorization | predetermination")
 
 
 class ClaimAdjudication(AvroRecord):
@@ -327,6 +328,8 @@ class ClaimAdjudication(AvroRecord):
     payment_date: str | None = None
     service_date: str | None = None
     source: SourceRef
+    outcome: str | None = Field(default=None, description="FHIR ClaimResponse/EOB outcome: queued, complete, error, partial")
+    authorization_number: str | None = Field(default=None, description="prior-auth reference (835 REF*G1, FHIR preAuthRef)")
 
 
 class ProviderAdjustment(AvroRecord):

@@ -21,7 +21,7 @@ Choices worth knowing (see also the module docstring of ``normalize``):
   code on a ``benefit``/``eligible``/``submitted`` adjudication explains the benefit
   rather than an amount taken off it, so it goes to ``remark_codes``. Da Vinci PAS
   review actions (X12 HCR01) go to the line's ``remark_codes`` as ``HCR01:<code>``.
-  ``status_code`` carries ``ClaimResponse.outcome`` (queued|complete|error|partial);
+  ``outcome`` carries ``ClaimResponse.outcome`` (queued|complete|error|partial; ``status_code`` is the X12 CLP02 vocabulary and stays empty);
   the model has no separate outcome field.
 """
 from __future__ import annotations
@@ -656,7 +656,7 @@ def map_claim(c: Ctx) -> list[Normalized]:
         "practice_id": c.practice_id, "claim_id": c.entity_id, "patient_id": pid,
         "payer_id": payer_id, "payer_name": payer_name, "total_charge": total,
         "service_date": period_start(r.get("billablePeriod")) or (dates[0] if dates else None),
-        "diagnoses": diagnoses, "lines": lines, "status": s(r.get("status")),
+        "diagnoses": diagnoses, "lines": lines, "status": s(r.get("status")), "use": s(r.get("use")),
     }
     return [c.rec("Claim", pid, c.entity_id, value)]
 
@@ -862,7 +862,10 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         "practice_id": c.practice_id, "claim_id": claim_id, "adjudication_id": c.entity_id,
         "patient_id": pid, "patient_name": patient_name, "member_id": member_id,
         "payer_id": payer_id, "payer_name": payer_name, "payee_npi": c.npi(payee),
-        "status_code": s(r.get("outcome")), "total_charge": total_charge, "paid": paid,
+        "status_code": None, "outcome": s(r.get("outcome")),
+        "authorization_number": s(first(r.get("preAuthRef")) if isinstance(r.get("preAuthRef"), list)
+                                  else r.get("preAuthRef")),
+        "total_charge": total_charge, "paid": paid,
         "patient_responsibility": pr,
         "payer_claim_control_number": s(d(first(r.get("identifier"))).get("value")),
         "reversal": r.get("status") == "cancelled",

@@ -460,6 +460,8 @@ def _do_835(s: _Set) -> None:
                     line["control_number"] = seg[2].strip() or None
             elif q == "EA" and n > 2:
                 claim["patient_id"] = seg[2].strip() or None
+            elif q == "G1" and n > 2:
+                claim["authorization_number"] = seg[2].strip() or None
         elif sid == "AMT" or sid == "QTY":
             continue
         elif sid == "LQ":
@@ -496,7 +498,7 @@ def _do_835(s: _Set) -> None:
                 "payer_claim_control_number": (seg[7].strip() or None) if n > 7 else None,
                 "reversal": status == "22", "adjustments": [], "remark_codes": [], "lines": [],
                 "payment_trace": trace, "payment_date": pay_date, "service_date": None, "source": None,
-                "_extra": claim_extra,
+                "outcome": None, "authorization_number": None, "_extra": claim_extra,
             }
             claims.append(claim)
         elif sid == "NM1":
@@ -1042,7 +1044,7 @@ def _do_837(s: _Set) -> None:
             claim = {
                 "practice_id": pid, "claim_id": clm01, "patient_id": None, "payer_id": payer_id,
                 "payer_name": payer_name, "total_charge": charge, "service_date": None, "diagnoses": [],
-                "lines": [], "status": _FREQUENCY_STATUS.get(freq, "submitted"), "source": None,
+                "lines": [], "status": _FREQUENCY_STATUS.get(freq, "submitted"), "source": None, "use": "claim",
                 "_dates": claim_date,
             }
             claims.append(claim)

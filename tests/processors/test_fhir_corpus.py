@@ -149,7 +149,7 @@ def test_pas_response_bundle(name):
     assert adj["adjudication_id"] == "ReferralAuthorizationResponseExample"
     assert adj["patient_id"] == "SubscriberExample" and adj["patient_name"] == "SMITH, JOE"
     assert adj["payer_name"] == "MARYLAND CAPITAL INSURANCE COMPANY" and adj["payee_npi"] == "8189991234"
-    assert adj["status_code"] == "complete"
+    assert adj["outcome"] == "complete" and adj["status_code"] is None
     [line] = adj["lines"]
     assert line["remark_codes"] == ["HCR01:A1"] and line["procedure"]["code"] == "3"
     assert adj["source"]["sent_at"] == "2005-05-02T11:02:00+05:00"
@@ -182,7 +182,7 @@ def test_pas_request_and_inquiry_are_distinct_messages(name):
 def test_eob(name):
     [adj] = values(load(name), "ClaimAdjudication")
     assert adj["claim_id"] == "100150" and adj["adjudication_id"] == "EB3500" and adj["patient_id"] == "pat1"
-    assert (adj["total_charge"], adj["paid"], adj["status_code"]) == (135.57, 96.0, "complete")
+    assert (adj["total_charge"], adj["paid"], adj["outcome"]) == (135.57, 96.0, "complete")
     assert adj["payer_claim_control_number"] == "987654321"
     assert [(ln["procedure"]["code"], ln["charge"], ln["paid"]) for ln in adj["lines"]] == [
         ("1205", 135.57, 96.0), ("group", 200.0, 180.0)]

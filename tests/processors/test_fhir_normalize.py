@@ -537,7 +537,7 @@ def test_claim_response_adjudication_in_bundle():
              "identifier": [{"system": "urn:payer", "value": "ACME01"}]}
     result = norm(bundle("collection", claim(), cr, pat, payer))
     [v] = by_type(result, "ClaimAdjudication")
-    assert v["claim_id"] == "cl1" and v["adjudication_id"] == "cr1" and v["status_code"] == "complete"
+    assert v["claim_id"] == "cl1" and v["adjudication_id"] == "cr1" and v["outcome"] == "complete"
     assert v["payer_id"] == "ACME01" and v["payer_name"] == "Acme Health"
     assert v["patient_name"] == "Testpatient, Alex J" and v["payer_claim_control_number"] == "PCN-9"
     assert (v["total_charge"], v["paid"], v["patient_responsibility"]) == (120.0, 70.0, 30.0)
