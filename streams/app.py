@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from practiceflow.processors.audit import audit_event, chain
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected
+from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.deadletter import dead_letter
 from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.settings import Settings
@@ -27,13 +27,10 @@ from practiceflow.streams import catalog
 from practiceflow.streams.health import (
     DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, ProgressSensor, evaluate,
 )
+from practiceflow.streams.clock import now_ms
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
 
 log = logging.getLogger("practiceflow.worker")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Pipeline:
@@ -90,6 +87,20 @@ class Pipeline:
         """Register every topic's value schema up front so agents never block on HTTP."""
         return {spec.name(self.prefix): self.serde.register(f"{spec.name(self.prefix)}-value", spec.record_type)
                 for spec in catalog.CATALOG}
+
+    def handled(self, feed: str | None = None) -> int:
+        """Raw messages this worker finished: normalized, dead-lettered or recognised as duplicates."""
+        ends = (".normalized", ".dead_lettered", ".duplicate")
+        return sum(v for k, v in self.counts.items()
+                   if k.endswith(ends) and (feed is None or k.startswith(f"{feed}.")))
+
+    def sink_caught_up(self) -> bool:
+        """Every record, handoff item and dead letter this worker produced has reached ClickHouse."""
+        c = self.counts
+        produced = sum(v for k, v in c.items() if k.startswith("record.")) + c.get("handoff", 0) \
+            + sum(v for k, v in c.items() if k.endswith(".dead_lettered"))
+        sunk = c.get("clickhouse.records", 0) + c.get("clickhouse.handoff_items", 0) + c.get("clickhouse.dead_letters", 0)
+        return sunk >= produced
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -211,8 +222,7 @@ class Pipeline:
                              if s.kind in (catalog.Kind.NORMALIZED, catalog.Kind.HANDOFF, catalog.Kind.DEAD_LETTER,
                                            catalog.Kind.ANALYTICS) or s.suffix == "audit"]
             by_name = {catalog.BY_SUFFIX[s].name(self.prefix): catalog.BY_SUFFIX[s].record_type for s in sink_suffixes}
-            generic = AvroCodec(self.serde, "", "")
-            generic.record_type = None  # decode with the writer schema; the topic tells the type
+            generic = AvroCodec(self.serde, "", None)  # writer schema only; the topic tells the type
             sink_topic = app.topic(*by_name.keys(), value_serializer=generic, key_serializer="raw")
             self.source_topics |= set(by_name)
 

@@ -94,10 +94,11 @@ class AvroCodec(Codec):
     """A Faust codec bound to one topic's subject and record type.
 
     Pass an instance as ``value_serializer`` to ``app.topic``; Faust then hands the
-    agent plain dicts and writes dicts back in the wire format.
+    agent plain dicts and writes dicts back in the wire format. ``record_type=None``
+    decodes with the writer's schema alone (a consumer of several topics).
     """
 
-    def __init__(self, serde: AvroSerde, subject: str, record_type: str, **kwargs: Any) -> None:
+    def __init__(self, serde: AvroSerde, subject: str, record_type: str | None, **kwargs: Any) -> None:
         super().__init__(serde=serde, subject=subject, record_type=record_type, **kwargs)
         self.serde = serde
         self.subject = subject

@@ -7,7 +7,6 @@ downloads them. Data lives in a temporary directory.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 

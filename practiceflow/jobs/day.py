@@ -130,21 +130,16 @@ async def run_day(cfg: Settings, bootstrap: str, registry_url: str, plan: DayPla
     try:
         await _send_all(plan, mllp.port, http.port, drops, report)
 
-        def handled() -> int:
-            return sum(v for k, v in pipeline.counts.items()
-                       if k.endswith((".normalized", ".dead_lettered", ".duplicate")))
-
         def accepted() -> int:
             return sum(v for k, v in core.stats.items() if k.endswith(".accepted"))
 
         def inboxes_empty() -> bool:
             return not any(any(drops.inbox(practice, f).iterdir()) for f in ("hl7v2", "x12", "fax"))
 
-        first = asyncio.create_task(runner.wait_for(lambda: handled() >= 1, timeout))
-        await first
+        await runner.wait_for(lambda: pipeline.handled() >= 1, timeout)
         report.first_message_seconds = round(time.monotonic() - t0, 2)
-        report.drained = await runner.wait_for(lambda: inboxes_empty() and handled() >= accepted(), timeout)
-        await runner.wait_for(lambda: _sunk(pipeline) >= _expected(pipeline), 60)
+        report.drained = await runner.wait_for(lambda: inboxes_empty() and pipeline.handled() >= accepted(), timeout)
+        await runner.wait_for(pipeline.sink_caught_up, 60)
     finally:
         await drops.stop()
         await http.stop()
@@ -166,16 +161,6 @@ async def run_day(cfg: Settings, bootstrap: str, registry_url: str, plan: DayPla
     return report
 
 
-def _sunk(p: Pipeline) -> int:
-    c = p.counts
-    return c.get("clickhouse.records", 0) + c.get("clickhouse.handoff_items", 0)
-
-
-def _expected(p: Pipeline) -> int:
-    c = p.counts
-    return sum(v for k, v in c.items() if k.startswith("record.")) + c.get("handoff", 0)
-
-
 def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print(f"practiceflow: sample practice day {plan.day} for '{plan.practice_id}' "
           f"({len(plan.people)} synthetic patients)")
@@ -188,7 +173,7 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
         print(f"  {feed:8s} {report.sent.get(feed, 0):6d} {g.get(f'{feed}.accepted', 0):9d} "
               f"{g.get(f'{feed}.rejected', 0):12d} {w.get(f'{feed}.normalized', 0):11d} "
               f"{w.get(f'{feed}.dead_lettered', 0):12d} {w.get(f'{feed}.duplicate', 0):10d}")
-    print(f"  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
+    print("  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
     print(f"\n  MLLP ACKs: {report.acks}   HTTP answers: {report.http}")
     records = {k.removeprefix('record.'): v for k, v in w.items() if k.startswith("record.")}
     print(f"\n  normalized records: {dict(sorted(records.items()))}")
@@ -198,7 +183,7 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")
-    print(f"\n  ClickHouse ({'rows'}): {report.clickhouse}")
+    print(f"\n  ClickHouse rows: {report.clickhouse}")
     print(f"\n  first message through the pipeline {report.first_message_seconds}s after start; "
           f"whole day in {report.seconds}s; drained: {report.drained}")
 

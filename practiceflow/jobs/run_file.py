@@ -16,12 +16,12 @@ from practiceflow.processors.base import content_id
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog, runner
-from practiceflow.streams.app import Pipeline, now_ms
+from practiceflow.streams.app import Pipeline
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.gateways.base import CONTENT_TYPES
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
 
-CONTENT_TYPES = {"hl7v2": "application/hl7-v2", "x12": "application/edi-x12", "fhir": "application/fhir+json",
-                 "portal": "application/json", "fax": "application/pdf"}
 
 
 @dataclass
@@ -59,15 +59,9 @@ async def _run(cfg: Settings, bootstrap: str, registry_url: str, files: list[tup
             await producer.send_async(topic, f"{practice_id}/{raw['message_id']}",
                                       pipeline.serde.encode(f"{topic}-value", "RawMessage", raw), practice_id)
 
-        def done() -> bool:
-            c = pipeline.counts
-            handled = sum(v for k, v in c.items() if k.endswith((".normalized", ".dead_lettered", ".duplicate")))
-            return handled >= len(files)
-
-        await runner.wait_for(done, timeout)
+        await runner.wait_for(lambda: pipeline.handled() >= len(files), timeout)
         report.first_message_seconds = round(time.monotonic() - t0, 2)
-        # let the sink agent drain its last batch
-        await runner.wait_for(lambda: _sunk(pipeline) >= _expected_sink_rows(pipeline), 30)
+        await runner.wait_for(pipeline.sink_caught_up, 30)  # let the sink agent drain its last batch
     finally:
         producer.close()
         await runner.stop(pipeline)
@@ -76,17 +70,6 @@ async def _run(cfg: Settings, bootstrap: str, registry_url: str, files: list[tup
     report.seconds = round(time.monotonic() - t0, 2)
     sink.close()
     return report
-
-
-def _sunk(p: Pipeline) -> int:
-    return p.counts.get("clickhouse.records", 0) + p.counts.get("clickhouse.handoff_items", 0) + \
-        p.counts.get("clickhouse.dead_letters", 0)
-
-
-def _expected_sink_rows(p: Pipeline) -> int:
-    c = p.counts
-    return sum(v for k, v in c.items() if k.startswith("record.")) + c.get("handoff", 0) + \
-        sum(v for k, v in c.items() if k.endswith(".dead_lettered"))
 
 
 def run_files(cfg: Settings, bootstrap: str, registry_url: str, files: list[tuple[str, Path]],

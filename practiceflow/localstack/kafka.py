@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -129,7 +128,7 @@ class KafkaCluster:
 
     def _java(self, main: str, *args: str, node: KafkaNode) -> list[str]:
         return [
-            "java", f"-Xms128m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
+            "java", "-Xms128m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
             "-XX:TieredStopAtLevel=1", "-Xshare:auto",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={node.data_dir / 'log4j2.properties'}",
@@ -220,8 +219,3 @@ def new_cluster(root: Path, cache_dir: Path, nodes: int = 1, heap: str | None = 
         ))
     return cluster
 
-
-def is_listening(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0

@@ -38,6 +38,7 @@ Tesseract found no words.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -50,7 +51,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 from ..base import Rejected
 
@@ -186,17 +187,27 @@ def _estimate_dpi(size: tuple[int, int]) -> float:
     return float(max(72, min(600, round(max(w / 8.5, h / 11.0)))))
 
 
-def _open_image(data: bytes, kind: str):
+@contextlib.contextmanager
+def _decoded_image(data: bytes, kind: str) -> Iterator[Any]:
+    """An open Pillow image; any decode failure, on open or later, is ``Rejected("corrupt_image")``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
-        return Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise Rejected("document_too_large", f"image too large to OCR: {e}") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise Rejected("corrupt_image", f"{kind} image cannot be decoded: {e}") from e
+    try:
+        yield im
+    except Rejected:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise Rejected("corrupt_image", f"{kind} image cannot be decoded: {e}") from e
+    finally:
+        im.close()
 
 
 def _frame_dpi(fr, fallback) -> tuple[float, float] | None:
@@ -239,8 +250,7 @@ def _normalise_frame(fr, dpi: tuple[float, float] | None, warnings: list[str], p
 
 def _image_files(data: bytes, kind: str, folder: Path, warnings: list[str]) -> list[Path]:
     """One file per page that Tesseract (Leptonica) reads, pixels untouched if possible."""
-    im = _open_image(data, kind)
-    try:
+    with _decoded_image(data, kind) as im:
         n = getattr(im, "n_frames", 1)
         first_dpi = im.info.get("dpi")
         files: list[Path] = []
@@ -266,12 +276,6 @@ def _image_files(data: bytes, kind: str, folder: Path, warnings: list[str]) -> l
                 fr.save(path, format="PNG", dpi=tuple(round(v) for v in fdpi), compress_level=1)
             files.append(path)
         return files
-    except Rejected:
-        raise
-    except (OSError, ValueError, EOFError) as e:
-        raise Rejected("corrupt_image", f"{kind} image cannot be decoded: {e}") from e
-    finally:
-        im.close()
 
 
 def _tesseract_args(settings: OcrSettings) -> list[str]:
@@ -357,8 +361,7 @@ def image_to_pdf(data: bytes, kind: str) -> tuple[bytes, list[str]]:
     import img2pdf
 
     warnings: list[str] = []
-    im = _open_image(data, kind)
-    try:
+    with _decoded_image(data, kind) as im:
         n = getattr(im, "n_frames", 1)
         first_dpi = im.info.get("dpi")
         dpi = _frame_dpi(im, first_dpi)
@@ -381,12 +384,6 @@ def image_to_pdf(data: bytes, kind: str) -> tuple[bytes, list[str]]:
             buf = io.BytesIO()
             fr.save(buf, format="PNG", dpi=tuple(round(v) for v in fdpi))
             pngs.append(buf.getvalue())
-    except Rejected:
-        raise
-    except (OSError, ValueError, EOFError) as e:
-        raise Rejected("corrupt_image", f"{kind} image cannot be decoded: {e}") from e
-    finally:
-        im.close()
     try:
         return img2pdf.convert(pngs, nodate=True), warnings
     except Exception as e:

@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.deadletter import dead_letter
 from practiceflow.streams import catalog
+from practiceflow.streams.clock import now_ms
 from practiceflow.streams.producer import DeliveryFailed, DurableProducer
 from practiceflow.streams.serde import AvroSerde
 
@@ -36,10 +37,6 @@ IN_FLIGHT = Gauge("practiceflow_gateway_in_flight", "Writes pending acknowledgem
 
 CONTENT_TYPES = {"hl7v2": "application/hl7-v2", "x12": "application/edi-x12", "fhir": "application/fhir+json",
                  "portal": "application/json", "fax": "application/octet-stream"}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Unavailable(RuntimeError):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from practiceflow.processors.base import Rejected
 from practiceflow.sinks.docstore import DocumentStore
-from practiceflow.streams.gateways.base import GatewayCore, Unavailable, now_ms
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.gateways.base import GatewayCore, Unavailable
 from practiceflow.streams.gateways.http import sniff_document
 
 log = logging.getLogger("practiceflow.gateway.folder")

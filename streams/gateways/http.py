@@ -21,16 +21,16 @@ gateway is saturated or Kafka did not confirm (nothing stored; retry).
 """
 from __future__ import annotations
 
-import json
 import time
-from typing import Awaitable, Callable
+from typing import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from practiceflow.processors.base import NormalizeResult, Rejected, content_id
+from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.sinks.docstore import DocumentStore
-from practiceflow.streams.gateways.base import GatewayCore, Outcome, Unavailable, now_ms
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.gateways.base import GatewayCore, Outcome, Unavailable
 
 MAGIC = ((b"%PDF", "application/pdf"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"),
          (b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))

@@ -21,7 +21,8 @@ from practiceflow.processors.base import Rejected
 from practiceflow.processors.hl7.ack import build_ack
 from practiceflow.processors.hl7.normalize import normalize_hl7
 from practiceflow.processors.hl7.parser import split_batch
-from practiceflow.streams.gateways.base import GatewayCore, Unavailable, now_ms
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.gateways.base import GatewayCore, Unavailable
 
 log = logging.getLogger("practiceflow.gateway.mllp")
 

@@ -9,7 +9,6 @@ known files get specific expectations (SOURCES.md says what each exercises).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
