@@ -7,6 +7,11 @@ Measured: ``normalize_hl7`` (parse + records) and parse-only, messages/second, o
 ``time.perf_counter`` over at least ``min_seconds``; plus hl7apy's full parse of
 the same messages (a handful of iterations) for comparison. Target: >= 10,000
 normalized messages/s per core.
+
+The parser and normalizer normally run compiled by Cython (``setup.py``); ``forms``
+says which form ran, and ``pure_python`` repeats the per-type numbers in a child
+interpreter with ``PRACTICEFLOW_PURE_PYTHON=1`` (the fall-back when there is no compiler).
+``python bench/bench_hl7.py --per-type`` prints only the per-type numbers.
 """
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ import gc
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
+from practiceflow.processors.hl7 import speedups_status
 from practiceflow.processors.hl7.normalize import normalize_hl7
 from practiceflow.processors.hl7.parser import parse
 
@@ -153,24 +160,18 @@ def _sample_day_mix(min_seconds: float) -> dict:
     return {"messages": len(msgs), "types": counts, "normalize_msgs_per_s": round(n / elapsed)}
 
 
-def run(min_seconds: float = 2.0) -> dict:
+LABELS = ("oru_r01_20seg", "adt_a01_pid_pv1_in1")
+
+
+def _per_type(out: dict, min_seconds: float, with_hl7apy: bool = True) -> None:
     def norm(d: bytes) -> object:
         return normalize_hl7(d, "bench-practice", 1_700_000_000_000)
 
-    out: dict = {
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "calibration_dict16_ns_at_start": round(_calibration_ns()),
-        "min_seconds": min_seconds,
-        "target_msgs_per_s": TARGET_MSGS_PER_S,
-    }
-    for label, data in (("oru_r01_20seg", ORU_R01), ("adt_a01_pid_pv1_in1", ADT_A01)):
+    for label, data in zip(LABELS, (ORU_R01, ADT_A01)):
         result = norm(data)
         nrm = _rate(norm, data, min_seconds)
         prs = _rate(parse, data, min_seconds)
-        apy = _hl7apy_rate(data)
+        apy = _hl7apy_rate(data) if with_hl7apy else None
         out[label] = {
             "bytes": len(data),
             "segments": data.count(b"\r"),
@@ -190,14 +191,46 @@ def run(min_seconds: float = 2.0) -> dict:
             "meets_target": nrm["msgs_per_s"] >= TARGET_MSGS_PER_S,
             "meets_target_cpu_time": nrm["cpu_msgs_per_s"] >= TARGET_MSGS_PER_S,
         }
-    labels = ("oru_r01_20seg", "adt_a01_pid_pv1_in1")
+
+
+def _pure_python(min_seconds: float) -> dict:
+    """The per-type numbers again, with the Python modules (a child interpreter)."""
+    env = {**os.environ, "PRACTICEFLOW_PURE_PYTHON": "1"}
+    proc = subprocess.run([sys.executable, __file__, "--per-type", str(min_seconds)], env=env, check=True,
+                          capture_output=True, text=True)
+    res = json.loads(proc.stdout)
+    return {"forms": res["forms"], **{k: {m: res[k][m] for m in ("normalize_msgs_per_s", "normalize_us_per_msg",
+                                                                  "normalize_cpu_msgs_per_s", "meets_target")}
+                                      for k in LABELS}}
+
+
+def run(min_seconds: float = 2.0) -> dict:
+    out: dict = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "calibration_dict16_ns_at_start": round(_calibration_ns()),
+        "min_seconds": min_seconds,
+        "target_msgs_per_s": TARGET_MSGS_PER_S,
+        "forms": speedups_status(),
+    }
+    _per_type(out, min_seconds)
+    labels = LABELS
     out["sample_day_mix"] = _sample_day_mix(min_seconds)
     out["meets_target"] = all(out[k]["meets_target"] for k in labels)
     out["meets_target_cpu_time"] = all(out[k]["meets_target_cpu_time"] for k in labels)
     out["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out["calibration_dict16_ns_at_end"] = round(_calibration_ns())
+    if set(out["forms"].values()) != {"python"}:
+        out["pure_python"] = _pure_python(min_seconds)
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=2))
+    if len(sys.argv) > 1 and sys.argv[1] == "--per-type":
+        res: dict = {"forms": speedups_status()}
+        _per_type(res, float(sys.argv[2]) if len(sys.argv) > 2 else 2.0, with_hl7apy=False)
+        print(json.dumps(res))
+    else:
+        print(json.dumps(run(), indent=2))

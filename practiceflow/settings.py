@@ -72,6 +72,11 @@ class Settings(BaseSettings):
 
     # -- documents
     document_store: str | None = Field(default=None, description="file:///path or s3://bucket/prefix; None = <state_dir>/documents")
+    document_store_endpoint: str | None = Field(
+        default=None, description="S3-compatible endpoint URL (MinIO, Ceph RGW); None = AWS S3")
+    document_store_region: str | None = None
+    document_store_sse: str | None = Field(
+        default=None, description='S3 server-side encryption: "AES256" or "aws:kms"; None = the bucket default')
 
     @classmethod
     def settings_customise_sources(
@@ -93,3 +98,9 @@ class Settings(BaseSettings):
     @property
     def documents_uri(self) -> str:
         return self.document_store or (self.state_dir / "documents").resolve().as_uri()
+
+    @property
+    def document_store_options(self) -> dict[str, str | None]:
+        """Keyword arguments for ``sinks.docstore.open_document_store``."""
+        return {"endpoint_url": self.document_store_endpoint, "region": self.document_store_region,
+                "sse": self.document_store_sse}

@@ -26,3 +26,31 @@ def stack(tmp_path_factory):
 def cfg(tmp_path) -> Settings:
     return Settings(state_dir=tmp_path, topic_prefix=f"t{uuid.uuid4().hex[:6]}", topic_partitions=3,
                     consumer_group=f"test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 REST endpoint on loopback (moto's server), for the S3 document store.
+
+    boto3 talks HTTP to it exactly as to AWS S3 or MinIO; moto keeps the objects in memory.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch) -> str:
+    """A fresh bucket on the loopback S3 endpoint; returns its name. Test credentials only."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    name = f"pf-docs-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name

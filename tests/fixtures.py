@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +28,10 @@ def oru_r01(control_id: str = "MSG00001", mrn: str = "MRN1001", glucose: str = "
         "NTE|1||Fasting specimen",
     ]
     return ("\r".join(segs) + "\r").encode()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -26,7 +26,7 @@ from practiceflow.sampleday.generate import DayPlan, build_day, write_day
 from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.sinks.docstore import DocumentStore
+from practiceflow.sinks.docstore import open_document_store
 from practiceflow.streams import catalog, runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.fax import FaxOcr
@@ -119,7 +119,7 @@ async def run_day(cfg: Settings, bootstrap: str, registry_url: str, plan: DayPla
 
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
     core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="day")
-    docstore = DocumentStore(cfg.documents_uri)
+    docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
     mllp = MllpGateway(core, practice, port=0)
     http = HttpGateway(core, {practice}, docstore, portal_secrets={practice: DEMO_SECRET}, port=0)
     drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2,

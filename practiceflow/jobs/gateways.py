@@ -9,7 +9,7 @@ import ssl
 
 from practiceflow.localstack.connect import endpoints
 from practiceflow.settings import Settings
-from practiceflow.sinks.docstore import DocumentStore
+from practiceflow.sinks.docstore import open_document_store
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
 from practiceflow.streams.gateways.http import HttpGateway
@@ -31,7 +31,7 @@ async def serve(cfg: Settings, bootstrap: str, registry_url: str) -> None:
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
     core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="gateways")
-    docstore = DocumentStore(cfg.documents_uri)
+    docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
     practices = set(cfg.practices)
     mllp = MllpGateway(core, cfg.mllp_practice_id or cfg.default_practice_id, host=cfg.gateway_host,
                        port=cfg.mllp_port, ssl_context=tls_context(cfg), max_message_bytes=cfg.max_message_bytes)

@@ -295,21 +295,13 @@ class _Ctx:
         return self.source
 
 
-# Normalized is a frozen slots dataclass; its generated __init__ goes through
-# object.__setattr__ three times. The member descriptors set the same slots at a
-# third of the cost (same class, same fields, equal to Normalized(...)).
-_NEW = object.__new__
-_SET_RT = Normalized.__dict__["record_type"].__set__
-_SET_KEY = Normalized.__dict__["key"].__set__
-_SET_VALUE = Normalized.__dict__["value"].__set__
+# Normalized is a NamedTuple; tuple.__new__ builds one in a single C call (its
+# generated __new__ is a Python function). Same class, equal to Normalized(...).
+_TUPLE_NEW = tuple.__new__
 
 
 def _normalized(record_type: str, key: str, value: dict) -> Normalized:
-    n = _NEW(Normalized)
-    _SET_RT(n, record_type)
-    _SET_KEY(n, key)
-    _SET_VALUE(n, value)
-    return n
+    return _TUPLE_NEW(Normalized, (record_type, key, value))
 
 
 # OBX-3 text -> (system, code, display) for escape-free values with the standard
@@ -749,8 +741,11 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     source = ctx.source
     cs, rs, ss, es = ctx.cs, ctx.rs, ctx.ss, ctx.es
     inline_ok = result and cs == "^" and msg.nopad
+    plain = ctx.plain  # no escape, repetition or subcomponent character in any body line
     codings = _CODINGS
     iso = hl7_to_iso
+    last_eff = last_iso = None  # the last valid OBX-14 and its ISO form
+    template: dict | None = None  # reset whenever patient_id or order_id changes
     for seg, line in zip(msg.segs, _raw_lines(msg)):
         name = seg[0]
         if name == "OBX":
@@ -764,7 +759,8 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             # a cached OBX-3 coding and no performer. Same output as _observation
             # (tests compare the two); anything else goes through _observation.
             n = len(seg)
-            if (inline_ok and n > 14 and seg[2] == "NM" and es not in line and rs not in line and ss not in line
+            if (inline_ok and n > 14 and seg[2] == "NM"
+                    and (plain or (es not in line and rs not in line and ss not in line))
                     and not ((n > 16 and seg[16]) or (n > 23 and seg[23]))):
                 t = codings.get(seg[3])
                 raw = seg[5]
@@ -784,34 +780,42 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
                             units = seg[6]
                             eff = seg[14]
                             if eff:
-                                effective = (iso(eff) or ctx.date_value(eff, "OBX-14")) if cs not in eff \
-                                    else (ctx.date(eff, "OBX-14") or obr_time)
+                                if eff == last_eff:  # a panel's OBX-14s are usually all the same
+                                    effective = last_iso
+                                elif cs not in eff:
+                                    effective = iso(eff)
+                                    if effective is None:
+                                        effective = ctx.date_value(eff, "OBX-14")
+                                    else:
+                                        last_eff = eff
+                                        last_iso = effective
+                                else:
+                                    effective = ctx.date(eff, "OBX-14") or obr_time
                             else:
                                 effective = obr_time
-                            obs = {
-                                "practice_id": practice_id,
-                                "patient_id": patient_id,
-                                "observation_id": obs_id,
-                                "order_id": order_id,
-                                "code": {"system": t[0], "code": t[1], "display": t[2]},
-                                "value_type": "NM",
-                                "value": raw,
-                                "value_numeric": numeric,
-                                "units": (units if cs not in units else ctx.units(units)) if units else None,
-                                "reference_range": seg[7] or None,
-                                "abnormal_flags": ([flags] if cs not in flags else [x for x in (ctx.comp(flags, 1),)
-                                                                                     if x]) if flags else [],
-                                "status": seg[11] or None,
-                                "effective_at": effective,
-                                "performer": None,
-                                "notes": [],
-                                "source": source,
-                            }
-                            nz = _NEW(Normalized)
-                            _SET_RT(nz, "Observation")
-                            _SET_KEY(nz, prefix + obs_id)
-                            _SET_VALUE(nz, obs)
-                            out.append(nz)
+                            if template is None:
+                                # the values shared by this order's NM results (a dict copy
+                                # is a memcpy; a new dict inserts every key one by one)
+                                template = {
+                                    "practice_id": practice_id, "patient_id": patient_id, "observation_id": None,
+                                    "order_id": order_id, "code": None, "value_type": "NM", "value": None,
+                                    "value_numeric": None, "units": None, "reference_range": None,
+                                    "abnormal_flags": None, "status": None, "effective_at": None,
+                                    "performer": None, "notes": None, "source": source,
+                                }
+                            obs = template.copy()
+                            obs["observation_id"] = obs_id
+                            obs["code"] = {"system": t[0], "code": t[1], "display": t[2]}
+                            obs["value"] = raw
+                            obs["value_numeric"] = numeric
+                            obs["units"] = (units if cs not in units else ctx.units(units)) if units else None
+                            obs["reference_range"] = seg[7] or None
+                            obs["abnormal_flags"] = ([flags] if cs not in flags else
+                                                     [x for x in (ctx.comp(flags, 1),) if x]) if flags else []
+                            obs["status"] = seg[11] or None
+                            obs["effective_at"] = effective
+                            obs["notes"] = []
+                            out.append(_TUPLE_NEW(Normalized, ("Observation", prefix + obs_id, obs)))
                             continue
             obs = _observation(ctx, seg, line, patient_id, order_id, obr_time, seen, obx_index, prefix, out)
         elif name == "NTE":
@@ -839,6 +843,7 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
                 order["order_id"] = oid
             order_ids.add(oid)
             order_id = oid
+            template = None
             orc = None
             obs = None
             obr_time = ctx.date(_f(seg, 7), "OBR-7") if result else None
@@ -847,6 +852,7 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             flush_orc()
             orc = seg
             order = order_id = pending_priority = None
+            template = None
             obs = None
         elif name == "PID":
             flush_orc()
@@ -856,6 +862,7 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             prefix = f"{ctx.practice_id}/{patient_id}/"
             _emit_patient(ctx, patient)
             order = order_id = None
+            template = None
             obs = None
         elif name == "TQ1":
             prio = ctx.comp(_f(seg, 9), 1)
@@ -1011,11 +1018,7 @@ def _observation(ctx: _Ctx, f: list[str], line: str, patient_id: str, order_id: 
         "source": ctx.source,
     }
     if out is not None:
-        nz = _NEW(Normalized)
-        _SET_RT(nz, "Observation")
-        _SET_KEY(nz, prefix + obs_id)
-        _SET_VALUE(nz, value)
-        out.append(nz)
+        out.append(_TUPLE_NEW(Normalized, ("Observation", prefix + obs_id, value)))
     return value
 
 

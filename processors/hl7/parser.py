@@ -509,9 +509,12 @@ _first = itemgetter(0)
 
 
 def _scan(lines: list[str], msg: "Message") -> None:
-    """Set msg.plain from the body lines (three memchr-speed searches)."""
-    rest = msg.fs.join(lines)
+    """Set msg.plain and msg.nopad from the body lines (memchr-speed searches over
+    one joined string; ``nopad`` would otherwise join them again on first use)."""
+    fs = msg.fs
+    rest = fs.join(lines)
     msg.plain = msg.es not in rest and msg.rs not in rest and msg.ss not in rest
+    msg._nopad = not (fs + " " in rest or " " + fs in rest or "\t" in rest or rest.endswith(" "))
 
 
 def _classify(h: str) -> int:

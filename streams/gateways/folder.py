@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from practiceflow.processors.base import Rejected
-from practiceflow.sinks.docstore import DocumentStore
+from practiceflow.sinks.docstore import DocumentStore, DocumentStoreUnavailable
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.gateways.base import GatewayCore, Unavailable
 from practiceflow.streams.gateways.http import sniff_document
@@ -108,7 +108,11 @@ class FolderDrop:
             await self.core.reject("fax", practice, data, "unsupported_document_type",
                                    f"{path.name}: not a PDF, TIFF, PNG or JPEG", details={"file": path.name})
             return False
-        sha, uri = self.docstore.put(data, practice)
+        try:  # off the event loop: S3 is a network round trip
+            sha, uri = await asyncio.to_thread(self.docstore.put, data, practice)
+        except DocumentStoreUnavailable as e:
+            log.warning("document store unavailable, %s stays in the inbox: %s", path.name, e)
+            raise Unavailable(str(e)) from e
         await self.core.accept("fax", practice, data, sha, content_type=kind,
                                headers={"file": path.name, "storage_uri": uri, "sha256": sha, "content_type": kind})
         return True

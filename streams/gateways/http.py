@@ -21,6 +21,8 @@ gateway is saturated or Kafka did not confirm (nothing stored; retry).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Callable
 
@@ -28,9 +30,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from practiceflow.processors.base import NormalizeResult, Rejected
-from practiceflow.sinks.docstore import DocumentStore
+from practiceflow.sinks.docstore import DocumentStore, DocumentStoreUnavailable
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.gateways.base import GatewayCore, Outcome, Unavailable
+
+log = logging.getLogger("practiceflow.gateway.http")
 
 MAGIC = ((b"%PDF", "application/pdf"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"),
          (b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
@@ -208,7 +212,11 @@ class HttpGateway:
             outcome = await self.core.reject("fax", practice, data, "unsupported_document_type",
                                              "not a PDF, TIFF, PNG or JPEG (checked by content, not name)")
             return web.json_response({"accepted": False, "reason_code": outcome.reason_code}, status=415)
-        sha, uri = self.docstore.put(data, practice)
+        try:  # off the event loop: S3 is a network round trip
+            sha, uri = await asyncio.to_thread(self.docstore.put, data, practice)
+        except DocumentStoreUnavailable as e:
+            log.warning("document store unavailable: %s", e)
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}, text="document store unavailable; retry")
         meta.update({"storage_uri": uri, "sha256": sha, "content_type": kind})
         outcome = await self._accept("fax", practice, data, sha, headers=meta, content_type=kind)
         return web.json_response({"accepted": True, "message_id": outcome.message_id, "storage_uri": uri},

@@ -9,14 +9,14 @@ import aiohttp
 import pytest
 
 from practiceflow.sampleday.senders import sign_portal
-from practiceflow.sinks.docstore import DocumentStore
+from practiceflow.sinks.docstore import DocumentStore, LocalDocumentStore, S3DocumentStore
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
 from practiceflow.streams.gateways.http import HttpGateway
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
-from tests.fixtures import oru_r01
+from tests.fixtures import closed_port, oru_r01
 from tests.streams.test_pipeline import consume_all
 
 pytestmark = pytest.mark.broker
@@ -28,11 +28,11 @@ REFILL = {"request_id": "rfl_1", "submitted_at": "2026-11-27T07:30:00Z", "patien
           "medication": {"name": "lisinopril 10 mg tablet"}}
 
 
-async def _with_gateway(cfg, stack, tmp_path, fn):
+async def _with_gateway(cfg, stack, tmp_path, fn, store: DocumentStore | None = None):
     create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
     producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
     core = GatewayCore(producer, AvroSerde(registry_client(stack.registry_url)), cfg.topic_prefix, name="t")
-    store = DocumentStore((tmp_path / "docs").as_uri())
+    store = store or LocalDocumentStore((tmp_path / "docs").as_uri())
     gw = HttpGateway(core, {"clinic-h"}, store, portal_secrets={"clinic-h": SECRET}, port=0, max_body_bytes=64 * 1024)
     await gw.start()
     try:
@@ -98,7 +98,7 @@ def test_folder_drop_splits_batches_and_sorts_files(cfg, stack, tmp_path):
         create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
         producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
         core = GatewayCore(producer, AvroSerde(registry_client(stack.registry_url)), cfg.topic_prefix, name="drop")
-        drops = FolderDrop(core, tmp_path / "drop", {"clinic-f"}, DocumentStore((tmp_path / "docs").as_uri()),
+        drops = FolderDrop(core, tmp_path / "drop", {"clinic-f"}, LocalDocumentStore((tmp_path / "docs").as_uri()),
                            settle_seconds=0)
         batch = (b"FHS|^~\\&|LAB\rBHS|^~\\&|LAB\r" + oru_r01(control_id="B1") + oru_r01(control_id="B2")
                  + b"BTS|2\rFTS|1\r")
@@ -118,3 +118,47 @@ def test_folder_drop_splits_batches_and_sorts_files(cfg, stack, tmp_path):
     assert (root / "hl7v2" / "done" / "batch.hl7").exists()
     assert (root / "fax" / "rejected" / "note.txt").exists() and (root / "fax" / "done" / "scan.pdf").exists()
     assert not any((root / "hl7v2" / "inbox").iterdir())
+
+
+def _unreachable_s3() -> S3DocumentStore:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{closed_port()}", region_name="us-east-1",
+                          aws_access_key_id="k", aws_secret_access_key="s",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    return S3DocumentStore("s3://pf-docs-down", client=client)
+
+
+def test_fax_upload_into_s3_and_retry_later_when_the_store_is_down(cfg, stack, tmp_path, s3_endpoint, s3_bucket):
+    pdf = b"%PDF-1.4 a referral fax stored in S3"
+
+    async def upload(http, core, store):
+        async with http.post("/fax/clinic-h", data=pdf, headers={"X-Fax-From": "+15550100"}) as r:
+            return r.status, await r.json(), r.headers.get("Retry-After"), dict(core.stats)
+
+    s3 = S3DocumentStore(f"s3://{s3_bucket}/faxes", endpoint_url=s3_endpoint)
+    status, body, _, stats = asyncio.run(_with_gateway(cfg, stack, tmp_path, upload, s3))
+    assert status == 202 and body["storage_uri"].startswith(f"s3://{s3_bucket}/faxes/clinic-h/")
+    assert s3.get(body["storage_uri"]) == pdf and stats["fax.accepted"] == 1
+
+    async def upload_text(http, core, store):
+        async with http.post("/fax/clinic-h", data=pdf) as r:
+            return r.status, await r.text(), r.headers.get("Retry-After"), dict(core.stats)
+
+    status, text, retry, stats = asyncio.run(_with_gateway(cfg, stack, tmp_path, upload_text, _unreachable_s3()))
+    assert status == 503 and retry == "5" and "document store" in text
+    assert "fax.accepted" not in stats  # nothing written to Kafka, so nothing half-done
+
+    async def drop():
+        producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
+        core = GatewayCore(producer, AvroSerde(registry_client(stack.registry_url)), cfg.topic_prefix, name="d")
+        drops = FolderDrop(core, tmp_path / "drop", {"clinic-f"}, _unreachable_s3(), settle_seconds=0)
+        (drops.inbox("clinic-f", "fax") / "scan.pdf").write_bytes(pdf)
+        try:
+            return await drops.scan_once(), drops
+        finally:
+            producer.close()
+
+    handled, drops = asyncio.run(drop())
+    assert handled == 0 and (drops.inbox("clinic-f", "fax") / "scan.pdf").exists()  # retried on the next scan

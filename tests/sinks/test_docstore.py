@@ -1,0 +1,91 @@
+"""The content-addressed document store: a local folder and S3 (over the real S3 REST API)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from practiceflow.sinks.docstore import (
+    DocumentStoreUnavailable,
+    LocalDocumentStore,
+    S3DocumentStore,
+    open_document_store,
+)
+from tests.fixtures import closed_port
+
+FAX = b"%PDF-1.4 a fax page for the store"
+SHA = hashlib.sha256(FAX).hexdigest()
+
+
+def test_s3_put_is_content_addressed_idempotent_and_per_practice(s3_endpoint, s3_bucket):
+    store = open_document_store(f"s3://{s3_bucket}/originals", endpoint_url=s3_endpoint)
+    assert isinstance(store, S3DocumentStore)
+    sha, uri = store.put(FAX, "clinic-a")
+    assert sha == SHA
+    assert uri == f"s3://{s3_bucket}/originals/clinic-a/{SHA[:2]}/{SHA}"
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    key = uri.split(f"s3://{s3_bucket}/", 1)[1]
+    first = s3.head_object(Bucket=s3_bucket, Key=key)
+    assert first["Metadata"] == {"sha256": SHA, "practice-id": "clinic-a"}
+
+    assert store.put(FAX, "clinic-a") == (sha, uri)  # a resend: no error, the object is not rewritten
+    assert s3.head_object(Bucket=s3_bucket, Key=key)["LastModified"] == first["LastModified"]
+    _, other = store.put(FAX, "clinic-b")  # the same bytes from another practice stay that practice's
+    assert other != uri and "/clinic-b/" in other
+    assert store.get(uri) == FAX
+    listed = s3.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted([key, other.split(f"{s3_bucket}/", 1)[1]])
+
+
+def test_s3_read_checks_the_bytes_and_the_boundary(s3_endpoint, s3_bucket):
+    store = S3DocumentStore(f"s3://{s3_bucket}", endpoint_url=s3_endpoint)
+    _, uri = store.put(FAX, "clinic-a")
+    key = uri.split(f"s3://{s3_bucket}/", 1)[1]
+    boto3.client("s3", endpoint_url=s3_endpoint).put_object(Bucket=s3_bucket, Key=key, Body=b"%PDF altered")
+    with pytest.raises(ValueError, match="does not match"):
+        store.get(uri)
+    with pytest.raises(ValueError, match="outside"):
+        store.get(f"s3://another-bucket/{key}")
+    with pytest.raises(FileNotFoundError):
+        store.get(f"s3://{s3_bucket}/clinic-a/00/{'0' * 64}")
+    with pytest.raises(ValueError):
+        store.put(FAX, "../clinic-b")
+
+
+def test_s3_server_side_encryption_is_requested(s3_endpoint, s3_bucket):
+    store = S3DocumentStore(f"s3://{s3_bucket}/enc", endpoint_url=s3_endpoint, sse="AES256")
+    _, uri = store.put(FAX, "clinic-a")
+    head = boto3.client("s3", endpoint_url=s3_endpoint).head_object(
+        Bucket=s3_bucket, Key=uri.split(f"s3://{s3_bucket}/", 1)[1])
+    assert head["ServerSideEncryption"] == "AES256"
+
+
+def test_s3_unreachable_is_unavailable_not_a_crash(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{closed_port()}", region_name="us-east-1",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    store = S3DocumentStore("s3://pf-docs-down", client=client)
+    with pytest.raises(DocumentStoreUnavailable):
+        store.put(FAX, "clinic-a")
+    with pytest.raises(DocumentStoreUnavailable):
+        store.get(f"s3://pf-docs-down/clinic-a/{SHA[:2]}/{SHA}")
+
+
+def test_local_store_same_contract(tmp_path: Path):
+    store = open_document_store((tmp_path / "docs").as_uri())
+    assert isinstance(store, LocalDocumentStore)
+    sha, uri = store.put(FAX, "clinic-a")
+    assert sha == SHA and uri.endswith(f"/clinic-a/{SHA[:2]}/{SHA}")
+    assert store.put(FAX, "clinic-a") == (sha, uri)
+    assert store.get(uri) == FAX
+    Path(uri.removeprefix("file://")).write_bytes(b"%PDF altered")
+    with pytest.raises(ValueError, match="does not match"):
+        store.get(uri)
+    with pytest.raises(ValueError, match="outside"):
+        store.get((tmp_path / "elsewhere").as_uri())
+    with pytest.raises(ValueError):
+        open_document_store("https://example.org/bucket")
