@@ -75,6 +75,9 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
         pipeline.register_schemas()
         import faust
 
+        from practiceflow.processors.hl7 import speedups_status
+
+        print(f"practiceflow: HL7 hot path modules: {speedups_status()}", file=sys.stderr)  # compiled or python
         faust.Worker(pipeline.app, loglevel="INFO").execute_from_commandline()
     return 0
 
