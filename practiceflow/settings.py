@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     stall_seconds: float = Field(default=60.0, description="no progress for this long while lag > 0 = not live")
+    dedup_retention_hours: float = Field(
+        default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends")
 
     # -- documents
     document_store: str | None = Field(default=None, description="file:///path or s3://bucket/prefix; None = <state_dir>/documents")

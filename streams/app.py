@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from practiceflow.processors.audit import audit_event, chain
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.deadletter import dead_letter
+from practiceflow.processors.dedup import expired, sweep_due
 from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
@@ -74,7 +75,11 @@ class Pipeline:
             )
             for spec in catalog.CATALOG
         }
+        # message key -> received_at (ms) of its first copy; ids older than the retention
+        # are forgotten (processors/dedup.py) so the table stays bounded
         self.seen = self.app.Table("seen-messages", default=int, partitions=self.partitions)
+        self.dedup_retention_ms = int(cfg.dedup_retention_hours * 3_600_000)
+        self._last_sweep: dict[int, int] = {}  # partition -> received_at of its last sweep
         self.audit_heads = self.app.Table("audit-heads", default=str, partitions=self.partitions)
         self.counts: dict[str, int] = {}
         self.source_topics: set[str] = set()
@@ -136,6 +141,8 @@ class Pipeline:
         """Process one RawMessage; returns the outcome (normalized/dead_lettered/duplicate)."""
         practice, feed = raw["practice_id"], raw["feed"]
         seen_key = f"{practice}/{feed}/{raw['message_id']}"
+        if partition is not None:
+            self._forget_old_ids(partition, raw["received_at"])
         if self.seen[seen_key]:
             MESSAGES.labels(feed, "duplicate").inc()
             self._count(f"{feed}.duplicate")
@@ -146,7 +153,7 @@ class Pipeline:
             result = await self.normalize(raw)
         except Rejected as rej:
             await self._dead_letter(raw, rej.reason_code, rej.reason, topic, partition, offset, started)
-            self.seen[seen_key] = 1
+            self.seen[seen_key] = raw["received_at"]
             return "dead_lettered"
         except Exception as exc:  # noqa: BLE001 - nothing is lost: internal errors are dead letters too
             # The exception text can quote message content (PHI): plain logs get the type only;
@@ -155,7 +162,7 @@ class Pipeline:
             log.debug("normalizer crash details", exc_info=True)
             await self._dead_letter(raw, "internal_error", f"{type(exc).__name__}: {exc}", topic, partition,
                                     offset, started)
-            self.seen[seen_key] = 1
+            self.seen[seen_key] = raw["received_at"]
             return "dead_lettered"
         NORMALIZE_SECONDS.labels(feed).observe(time.perf_counter() - started)
         created = now_ms()
@@ -179,8 +186,28 @@ class Pipeline:
         await self._audit(practice, actor="practiceflow.worker", action="normalized", entity_type="RawMessage",
                           entity_id=raw["message_id"], reason=f"{feed} {result.message_type} normalized",
                           details={"records": str(len(result.records)), "warnings": str(len(result.warnings))})
-        self.seen[seen_key] = 1
+        self.seen[seen_key] = raw["received_at"]
         return "normalized"
+
+    def _forget_old_ids(self, partition: int, received_at: int) -> None:
+        """Delete this partition's de-dup entries older than the retention (inside the
+        agent, so each deletion is a tombstone in the table's changelog)."""
+        if not sweep_due(self._last_sweep.get(partition), received_at, self.dedup_retention_ms):
+            return
+        self._last_sweep[partition] = received_at
+        entries = getattr(self.seen.data, "data", None)  # the memory store's dict
+        if not isinstance(entries, dict):
+            return
+        parts = self.partitions
+
+        def owned(key: str) -> bool:
+            return catalog.partition_for(key.split("/", 1)[0], parts) == partition
+
+        old = expired(list(entries.items()), received_at - self.dedup_retention_ms, owned)
+        for key in old:
+            del self.seen[key]
+        if old:
+            self._count("dedup.forgotten", len(old))
 
     async def _dead_letter(self, raw: dict[str, Any], code: str, reason: str, topic: str | None,
                            partition: int | None, offset: int | None, started: float) -> None:

@@ -118,3 +118,30 @@ def test_restart_recovers_the_dedup_table_from_its_changelog(cfg, stack):
     second = asyncio.run(_run(cfg, stack, [dict(msg, received_at=msg["received_at"] + 1)],
                               lambda p: p.counts.get("hl7v2.duplicate", 0) == 1, app_id=app_id))
     assert second.counts.get("hl7v2.normalized", 0) == 0  # the first message was not replayed either
+
+
+def test_old_message_ids_are_forgotten_with_tombstones_in_the_changelog(cfg, stack):
+    """The de-dup table is bounded: ids older than the retention are deleted (in the
+    changelog too), so a late copy is processed again, a prompt resend is still a duplicate."""
+    cfg.dedup_retention_hours = 1 / 3600  # one second of event time
+    app_id = f"forget-{uuid.uuid4().hex[:6]}"
+    a = raw_record("clinic-d", "hl7v2", oru_r01(control_id="OLD-A"))
+    b = raw_record("clinic-d", "hl7v2", oru_r01(control_id="OLD-B", mrn="MRN2002"))
+    t = a["received_at"]
+    sequence = [dict(a, received_at=t), dict(b, received_at=t + 100), dict(b, received_at=t + 500),
+                dict(a, received_at=t + 5_000)]
+
+    def done(p):
+        return p.counts.get("hl7v2.normalized", 0) + p.counts.get("hl7v2.duplicate", 0) >= 4
+
+    first = asyncio.run(_run(cfg, stack, sequence, done, app_id=app_id))
+    assert first.counts["hl7v2.duplicate"] == 1  # b's resend 0.4 s later
+    assert first.counts["hl7v2.normalized"] == 3  # a, b, and a again 5 s later: its id was forgotten
+    assert first.counts["dedup.forgotten"] == 2  # a's and b's first ids, at the late copy
+
+    # A new worker recovers the table from its changelog: b's id must stay forgotten
+    # (a tombstone was written). This copy is not late enough for b to expire again.
+    second = asyncio.run(_run(cfg, stack, [dict(b, received_at=t + 600)],
+                              lambda p: p.counts.get("hl7v2.normalized", 0) + p.counts.get("hl7v2.duplicate", 0) >= 1,
+                              app_id=app_id))
+    assert second.counts.get("hl7v2.normalized", 0) == 1 and "hl7v2.duplicate" not in second.counts

@@ -1,0 +1,30 @@
+"""How long the worker remembers a message id, and which remembered ids may go.
+
+The worker's de-dup table maps ``practice/feed/message_id`` to the gateway's
+``received_at`` (epoch ms) of the first copy. A resend after a lost ACK arrives within
+seconds or hours, so ids older than the retention (a week by default) are forgotten;
+without that the table, and the memory holding it, would grow for ever. A copy that
+arrives after its id was forgotten is processed again, which is safe: every record is
+written under its stable entity key (compacted topics, ReplacingMergeTree tables).
+
+Time is the messages' own ``received_at``, not the clock, so a replay forgets exactly
+what the original run forgot.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+
+def sweep_due(last_sweep_ms: int | None, received_at_ms: int, retention_ms: int) -> bool:
+    """Sweep once per tenth of the retention (of event time): an id lives at most 1.1 x retention."""
+    return last_sweep_ms is None or received_at_ms - last_sweep_ms >= max(retention_ms // 10, 1)
+
+
+def expired(entries: Iterable[tuple[str, int]], cutoff_ms: int, owned: Callable[[str], bool]) -> list[str]:
+    """Keys first seen before ``cutoff_ms`` that this partition owns (``owned``).
+
+    Only the owning partition may delete a key: the deletion is a tombstone in that
+    partition of the table's changelog. Entries written before ids carried a time hold
+    1, so they count as expired.
+    """
+    return [key for key, seen_at in entries if seen_at < cutoff_ms and owned(key)]
