@@ -392,7 +392,7 @@ class Message:
         if self._nopad is None:
             fs = self.fs
             rest = fs.join(self.lines[1:]) if self.lines else fs.join(fs.join(f) for f in self.segs[1:])
-            self._nopad = not (fs + " " in rest or " " + fs in rest or "\t" in rest or rest.endswith(" "))
+            self._nopad = not _padded(rest, fs)
         return self._nopad
 
     # ---- segments
@@ -514,7 +514,20 @@ def _scan(lines: list[str], msg: "Message") -> None:
     fs = msg.fs
     rest = fs.join(lines)
     msg.plain = msg.es not in rest and msg.rs not in rest and msg.ss not in rest
-    msg._nopad = not (fs + " " in rest or " " + fs in rest or "\t" in rest or rest.endswith(" "))
+    msg._nopad = not _padded(rest, fs)
+
+
+def _padded(rest: str, fs: str) -> bool:
+    """``fs + " " in rest or " " + fs in rest or rest.endswith(" ") or "\t" in rest``,
+    visiting only the blanks (memchr) instead of two two-character searches over the
+    whole message, which cost ~10 % of an ORU's parse."""
+    i = rest.find(" ")
+    last = len(rest) - 1
+    while i >= 0:
+        if i == last or rest[i + 1] == fs or (i > 0 and rest[i - 1] == fs):
+            return True
+        i = rest.find(" ", i + 1)
+    return "\t" in rest
 
 
 def _classify(h: str) -> int:

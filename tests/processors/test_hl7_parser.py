@@ -352,3 +352,15 @@ def test_dates_keep_source_precision(raw, iso):
 )
 def test_malformed_dates(raw):
     assert hl7_to_iso(raw) is None
+
+
+def test_padding_scan_matches_the_plain_definition():
+    """``_padded`` visits only blanks; it must agree with the four searches it replaces."""
+    import random
+
+    from practiceflow.processors.hl7.parser import _padded
+
+    rng = random.Random(7)
+    for _ in range(20_000):
+        s = "".join(rng.choice("| a^\t") for _ in range(rng.randint(0, 12)))
+        assert _padded(s, "|") == ("| " in s or " |" in s or "\t" in s or s.endswith(" ")), repr(s)
