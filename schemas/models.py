@@ -282,6 +282,7 @@ class ServiceLine(BaseModel):
     adjustments: list[Adjustment] = Field(default_factory=list)
     remark_codes: list[str] = Field(default_factory=list, description="RARC (LQ*HE)")
     control_number: str | None = None
+    allowed: float | None = Field(default=None, description="the payer's allowed amount (835 AMT*B6, FHIR 'eligible')")
 
 
 class Claim(AvroRecord):

@@ -675,7 +675,7 @@ def _payer_from_insurance(c: Ctx, r: dict) -> tuple[str | None, str | None]:
 
 
 def _line(item: dict, *, charge: float | None, paid: float | None, adjustments: list, remarks: list,
-          procedure: dict | None = None) -> dict:
+          procedure: dict | None = None, allowed: float | None = None) -> dict:
     seq = i(item.get("sequence"))
     if seq is None:
         seq = i(item.get("itemSequence"))
@@ -685,6 +685,7 @@ def _line(item: dict, *, charge: float | None, paid: float | None, adjustments: 
         "charge": charge, "paid": paid, "units": f(d(item.get("quantity")).get("value")),
         "service_date": _item_service_date(item), "adjustments": adjustments, "remark_codes": remarks,
         "control_number": str(seq) if seq is not None else None,
+        "allowed": allowed,
     }
 
 
@@ -836,7 +837,8 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         if charge is None and claim_item is not None:
             charge = _money(claim_item.get("net"))
         paid = amounts.get("paidtoprovider", amounts.get("benefit"))
-        line = _line(item, charge=charge, paid=paid, adjustments=adjustments, remarks=remarks, procedure=procedure)
+        line = _line(item, charge=charge, paid=paid, adjustments=adjustments, remarks=remarks, procedure=procedure,
+                     allowed=amounts.get("eligible"))
         if claim_item is not None and line["service_date"] is None:
             line["service_date"] = _item_service_date(claim_item)
         lines.append(line)

@@ -413,7 +413,7 @@ def _do_835(s: _Set) -> None:
             line = {
                 "procedure": proc, "modifiers": mods, "charge": charge, "paid": paid,
                 "units": units, "service_date": None, "adjustments": [], "remark_codes": [],
-                "control_number": None,
+                "control_number": None, "allowed": None,
             }
             claim["lines"].append(line)
         elif sid == "CAS":
@@ -462,7 +462,13 @@ def _do_835(s: _Set) -> None:
                 claim["patient_id"] = seg[2].strip() or None
             elif q == "G1" and n > 2:
                 claim["authorization_number"] = seg[2].strip() or None
-        elif sid == "AMT" or sid == "QTY":
+        elif sid == "AMT":
+            if line is not None and n > 2 and seg[1] == "B6":  # 2110 service line allowed amount
+                allowed = _num(seg[2].strip())
+                if allowed is None:
+                    warn("malformed_amount", f"CLP {claim['claim_id']}: AMT*B6 {seg[2][:20]!r} not a number")
+                line["allowed"] = allowed
+        elif sid == "QTY":
             continue
         elif sid == "LQ":
             if n > 2 and seg[1] == "HE":
@@ -986,6 +992,7 @@ def _do_837(s: _Set) -> None:
                 "procedure": proc, "modifiers": _modifiers(parts) if parts else [],
                 "charge": _num(charge_raw), "paid": None, "units": _num(units_raw),
                 "service_date": None, "adjustments": [], "remark_codes": [], "control_number": None,
+                "allowed": None,
             }
             claim["lines"].append(line)
         elif sid == "DTP":

@@ -545,6 +545,7 @@ def test_claim_response_adjudication_in_bundle():
     [line] = v["lines"]
     assert line["procedure"]["code"] == "99213"  # from the Claim item with the same sequence
     assert line["charge"] == 120.0 and line["paid"] == 70.0 and line["remark_codes"] == ["ar002"]
+    assert line["allowed"] == 100.0  # the "eligible" adjudication
     assert {(a["group"], a["reason"], a["amount"]) for a in line["adjustments"]} == {
         ("PR", "1", 20.0), ("PR", "3", 10.0), ("CO", "45", 5.0)}
     assert {r.record_type for r in result.records} == {"Claim", "ClaimAdjudication", "Patient"}

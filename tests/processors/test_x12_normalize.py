@@ -120,6 +120,7 @@ ERA_835 = [
     "SVC*HC:99214*120*95**1",
     "DTM*472*20231115",
     "CAS*PR*3*25",
+    "AMT*B6*120",
     # provider-level adjustments: six reason/amount pairs
     "PLB*1234567893*20241231*WO:ABC123*25.00*72:ABC123*-25.00*L6*1.23*CS:REF9*-4.5*FB*7*90*0.5",
 ]
@@ -155,6 +156,8 @@ def test_835_claims_adjustments_remarks_and_lines():
     assert codes(line1["adjustments"]) == [("CO", "29", 300.0, None)]
     assert line1["remark_codes"] == ["N211", "M86"]  # LQ*RX (NCPDP) is not a RARC
     assert line1["control_number"] == "LINE-1"
+    assert line1["allowed"] == 0.0 and line2["allowed"] is None  # AMT*B6: the payer's allowed amount
+    assert claims[2]["lines"][0]["allowed"] == 120.0
     assert line2["procedure"]["code"] == "J1100"
     assert line2["procedure"]["system"].startswith("https://www.cms.gov/")  # HCPCS level II
     assert line2["units"] == 4.0 and line2["service_date"] == "2023-12-01"
