@@ -398,6 +398,8 @@ class EligibilityResponse(AvroRecord):
     benefits: list[Benefit] = Field(default_factory=list)
     rejections: list[str] = Field(default_factory=list, description="AAA03 reject reason codes")
     source: SourceRef
+    patient_id: str | None = Field(default=None, description="the practice's id echoed back: 2100C/D REF*EA (MRN), "
+                                                              "else REF*EJ (patient account number)")
 
 
 class InterchangeAck(AvroRecord):

@@ -948,6 +948,7 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
         "payer_id": payer_id, "payer_name": payer_name, "member_id": member_id,
         "patient_name": patient_name, "birth_date": birth_date,
         "active": (any(inforce) if inforce else None), "benefits": benefits, "rejections": rejections,
+        "patient_id": pid,
     }
     return [c.rec("EligibilityResponse", pid, c.entity_id, value)]
 

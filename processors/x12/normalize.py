@@ -798,7 +798,7 @@ def _do_271(s: _Set) -> None:
             level = _el(seg, 3)
             if level in ("22", "23"):
                 cur = {"hl": hl, "parent": parent, "level": level, "member_id": None, "name": None,
-                       "dob": None, "traces": [], "benefits": [], "rejections": [], "children": 0}
+                       "dob": None, "traces": [], "benefits": [], "rejections": [], "children": 0, "refs": {}}
                 subs.append(cur)
                 by_hl[hl] = cur
                 p = by_hl.get(parent)
@@ -822,6 +822,10 @@ def _do_271(s: _Set) -> None:
         elif sid == "DMG":
             if cur is not None and len(seg) > 2:
                 cur["dob"] = _d8(seg[2])
+        elif sid == "REF":
+            # 2100C/D (before any EB): EA medical record number, EJ patient account number
+            if cur is not None and not cur["benefits"] and _el(seg, 1) in ("EA", "EJ"):
+                cur["refs"].setdefault(_el(seg, 1), _opt(seg, 2))
         elif sid == "AAA":
             code = _el(seg, 3)
             if code:
@@ -846,8 +850,9 @@ def _do_271(s: _Set) -> None:
         rejections = list(dict.fromkeys(upper_rejections + sub["rejections"]))
         codes = {b["info_code"] for b in sub["benefits"]}
         active = True if codes & {"1", "2", "3", "4", "5"} else (False if codes & {"6", "7", "8"} else None)
+        refs = sub["refs"]
         _emit_271(s, pid, src, sub["hl"] + f"#{i}", trace, payer_id, payer_name, member_id, sub["name"],
-                  sub["dob"], active, sub["benefits"], rejections)
+                  sub["dob"], active, sub["benefits"], rejections, refs.get("EA") or refs.get("EJ"))
         emitted += 1
     if not emitted and upper_rejections:
         _emit_271(s, pid, src, "source", bht03, payer_id, payer_name, None, None, None, None, [],
@@ -856,12 +861,13 @@ def _do_271(s: _Set) -> None:
 
 def _emit_271(s: _Set, pid: str, src: dict, position: str, trace: str | None, payer_id: str | None,
               payer_name: str | None, member_id: str | None, name: str | None, dob: str | None,
-              active: bool | None, benefits: list, rejections: list[str]) -> None:
+              active: bool | None, benefits: list, rejections: list[str], patient_id: str | None = None) -> None:
     response_id = _hash("271", src["message_id"], position)
-    s.run.records.append(Normalized("EligibilityResponse", entity_key(pid, None, response_id), {
+    s.run.records.append(Normalized("EligibilityResponse", entity_key(pid, patient_id, response_id), {
         "practice_id": pid, "response_id": response_id, "trace_number": trace, "payer_id": payer_id,
         "payer_name": payer_name, "member_id": member_id, "patient_name": name, "birth_date": dob,
         "active": active, "benefits": benefits, "rejections": rejections, "source": dict(src),
+        "patient_id": patient_id,
     }))
 
 

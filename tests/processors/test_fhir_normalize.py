@@ -586,6 +586,7 @@ def test_coverage_eligibility_response():
            "error": []}
     [v] = by_type(norm(cer), "EligibilityResponse")
     assert v["response_id"] == "er1" and v["active"] is True and v["trace_number"] == "TRN-5"
+    assert v["patient_id"] == "p1"
     assert v["payer_name"] == "Acme Health"
     codes = [(b["info_code"], b["amount"], b["percent"], b["in_network"]) for b in v["benefits"]]
     assert codes == [("1", None, None, None), ("B", 25.0, None, "Y"), ("A", None, 20.0, "Y")]

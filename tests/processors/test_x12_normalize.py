@@ -467,11 +467,11 @@ ELIG_271 = [
     "HL*2*1*21*1", "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
     "HL*3*2*22*1", "NM1*IL*1*DOE*JOHN****MI*SUB0001", "DMG*D8*19700101*M",
     "HL*4*3*23*0", "TRN*2*TRACE-270-1*9877281234", "TRN*1*PAYER-TRACE*9999999999",
-    "NM1*03*1*DOE*JANE", "DMG*D8*20100615*F",
+    "NM1*03*1*DOE*JANE", "DMG*D8*20100615*F", "REF*EJ*ACCT-9", "REF*EA*MRN-JANE",
     "EB*1*FAM*30^1^33^98*HM*GOLD PLAN",
     "EB*B*IND*98^UC*HM*GOLD PLAN*27*25.00*****Y",
     "MSG*COPAY WAIVED FOR PREVENTIVE VISITS",
-    "EB*A*IND*30***27**0.2****N",
+    "EB*A*IND*30***27**0.2****N", "REF*EA*BENEFIT-LEVEL-REF",
     "EB*L", "LS*2120", "NM1*P3*1*JONES*MARCUS****XX*1234567893", "LE*2120",
     "--",
     "271",
@@ -500,6 +500,10 @@ def test_271_dependent_and_subscriber_responses():
     assert sub["member_id"] == "SUB0002" and sub["active"] is False and sub["rejections"] == ["72"]
     assert sub["trace_number"] == "TRACE-270-2"
     assert dep["response_id"] != sub["response_id"]
+    # the practice's own id echoed in 2100D (REF*EA beats REF*EJ; a 2110 REF is not the patient's)
+    assert dep["patient_id"] == "MRN-JANE" and sub["patient_id"] is None
+    keys = [r.key for r in res.records if r.record_type == "EligibilityResponse"]
+    assert keys[0].split("/")[1] == "MRN-JANE" and keys[1].split("/")[1] == "-"
 
 
 def test_271_custom_repetition_separator():
