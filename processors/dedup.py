@@ -20,11 +20,24 @@ def sweep_due(last_sweep_ms: int | None, received_at_ms: int, retention_ms: int)
     return last_sweep_ms is None or received_at_ms - last_sweep_ms >= max(retention_ms // 10, 1)
 
 
-def expired(entries: Iterable[tuple[str, int]], cutoff_ms: int, owned: Callable[[str], bool]) -> list[str]:
-    """Keys first seen before ``cutoff_ms`` that this partition owns (``owned``).
+LEGACY = 1  # the value entries had before they carried a time
 
-    Only the owning partition may delete a key: the deletion is a tombstone in that
-    partition of the table's changelog. Entries written before ids carried a time hold
-    1, so they count as expired.
+
+def sweep(entries: Iterable[tuple[str, int]], cutoff_ms: int,
+          owned: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """(keys to forget, keys to restamp) among the entries this partition owns.
+
+    Forget: first seen before ``cutoff_ms``. Restamp: written before ids carried a time
+    (value 1); they get the sweeping message's time rather than being forgotten at once,
+    so an upgrade does not reopen every recent id to resends. Only the owning partition
+    may write a key: the change goes to that partition of the table's changelog.
     """
-    return [key for key, seen_at in entries if seen_at < cutoff_ms and owned(key)]
+    forget: list[str] = []
+    restamp: list[str] = []
+    for key, seen_at in entries:
+        if seen_at == LEGACY:
+            if owned(key):
+                restamp.append(key)
+        elif seen_at < cutoff_ms and owned(key):
+            forget.append(key)
+    return forget, restamp

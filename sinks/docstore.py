@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -70,11 +71,17 @@ class LocalDocumentStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
-                tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
+                # a temp file of its own per call: puts of the same bytes may run at once
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest[:16]}.", suffix=".tmp")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                    os.replace(tmp, path)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
         except OSError as e:
-            raise DocumentStoreUnavailable(f"local document store: {e}") from e
+            raise DocumentStoreUnavailable(f"local document store: {type(e).__name__}") from e
         return digest, path.resolve().as_uri()
 
     def get(self, uri: str) -> bytes:
@@ -99,8 +106,9 @@ class S3DocumentStore:
             from botocore.config import Config
 
             client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region,
-                                  config=Config(retries={"max_attempts": 4, "mode": "standard"},
-                                                connect_timeout=5, read_timeout=30))
+                                  # a sender waits for our answer: fail fast into "retry later"
+                                  config=Config(retries={"max_attempts": 3, "mode": "standard"},
+                                                connect_timeout=3, read_timeout=20, max_pool_connections=16))
         self.client = client
 
     def put(self, data: bytes, practice_id: str, suffix: str = "") -> tuple[str, str]:
@@ -119,12 +127,23 @@ class S3DocumentStore:
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            # 412: already stored (same name = same bytes); 409: a concurrent write of it
-            if code not in ("PreconditionFailed", "ConditionalRequestConflict") and status not in (409, 412):
+            # 412: the object exists (same name = same bytes), nothing to do. 409: another
+            # conditional write of it is in flight and may still fail: only an object we
+            # can see counts as stored.
+            if not (code == "PreconditionFailed" or status == 412 or (status == 409 and self._exists(key))):
                 raise DocumentStoreUnavailable(f"s3://{self.bucket}/{key}: {code or status}") from e
         except BotoCoreError as e:
             raise DocumentStoreUnavailable(f"s3://{self.bucket}: {type(e).__name__}") from e
         return digest, f"s3://{self.bucket}/{key}"
+
+    def _exists(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except (ClientError, BotoCoreError):
+            return False
 
     def get(self, uri: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError

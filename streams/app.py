@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from practiceflow.processors.audit import audit_event, chain
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.deadletter import dead_letter
-from practiceflow.processors.dedup import expired, sweep_due
+from practiceflow.processors.dedup import sweep, sweep_due
 from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
@@ -199,13 +199,20 @@ class Pipeline:
         if not isinstance(entries, dict):
             return
         parts = self.partitions
+        mine: dict[str, bool] = {}  # practice -> owned by this partition (murmur2 once each)
 
         def owned(key: str) -> bool:
-            return catalog.partition_for(key.split("/", 1)[0], parts) == partition
+            practice = key.split("/", 1)[0]
+            hit = mine.get(practice)
+            if hit is None:
+                hit = mine[practice] = catalog.partition_for(practice, parts) == partition
+            return hit
 
-        old = expired(list(entries.items()), received_at - self.dedup_retention_ms, owned)
+        old, legacy = sweep(list(entries.items()), received_at - self.dedup_retention_ms, owned)
         for key in old:
             del self.seen[key]
+        for key in legacy:
+            self.seen[key] = received_at
         if old:
             self._count("dedup.forgotten", len(old))
 

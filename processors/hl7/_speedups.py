@@ -70,6 +70,9 @@ def prefer_fresh() -> None:
         except BaseException:
             del sys.modules[fullname]
             raise
+        package = sys.modules.get(_PACKAGE)
+        if package is not None:  # as the import system would: hl7.parser is an attribute too
+            setattr(package, module, mod)
 
 
 def status() -> dict[str, str]:

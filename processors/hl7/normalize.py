@@ -1505,7 +1505,8 @@ def _validate_with_hl7apy(msg: Message) -> None:
         raise Rejected("hl7_validation_failed", f"hl7apy {type(e).__name__}: {text[:500]}") from None
 
 
-def normalize_hl7(raw: bytes, practice_id: str, received_at_ms: int, *, strict: bool = False) -> NormalizeResult:
+def normalize_hl7(raw: bytes | bytearray | memoryview | str, practice_id: str, received_at_ms: int, *,
+                  strict: bool = False) -> NormalizeResult:
     """Normalize one HL7 v2 message. Returns records, or raises ``Rejected``.
 
     The cyclic garbage collector is paused for the call (``processors.base.gc_paused``).
@@ -1521,7 +1522,7 @@ def normalize_hl7(raw: bytes, practice_id: str, received_at_ms: int, *, strict: 
         raise Rejected("internal_error", f"{type(e).__name__}: {e}") from e
 
 
-def _normalize(raw: bytes, practice_id: str, strict: bool) -> NormalizeResult:
+def _normalize(raw: bytes | bytearray | memoryview | str, practice_id: str, strict: bool) -> NormalizeResult:
     msg = parse(raw, strict=strict)
     msh = msg.segs[0]
     nf = len(msh)

@@ -610,7 +610,7 @@ def _lines(text: str) -> tuple[list[str], set[int] | None]:
     return lines, soft
 
 
-def parse(data: bytes | str, *, strict: bool = False, header_only: bool = False) -> Message:
+def parse(data: bytes | bytearray | memoryview | str, *, strict: bool = False, header_only: bool = False) -> Message:
     """Parse one message. Raises :class:`HL7ParseError` (a ``Rejected``).
 
     ``strict`` turns tolerated oddities (junk before MSH, lines that are not

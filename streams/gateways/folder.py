@@ -75,7 +75,7 @@ class FolderDrop:
                     try:
                         ok = await self._file(practice, feed, path)
                     except Unavailable:
-                        continue  # stays in inbox; retried next scan
+                        break  # it stays in inbox; so do this feed's other files until the next scan
                     self._move(path, "done" if ok else "rejected")
                     handled += 1
         return handled
@@ -111,7 +111,7 @@ class FolderDrop:
         try:  # off the event loop: S3 is a network round trip
             sha, uri = await asyncio.to_thread(self.docstore.put, data, practice)
         except DocumentStoreUnavailable as e:
-            log.warning("document store unavailable, %s stays in the inbox: %s", path.name, e)
+            log.warning("document store unavailable, %s fax files stay in the inbox: %s", practice, e)
             raise Unavailable(str(e)) from e
         await self.core.accept("fax", practice, data, sha, content_type=kind,
                                headers={"file": path.name, "storage_uri": uri, "sha256": sha, "content_type": kind})

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.stub import Stubber
 
 from practiceflow.sinks.docstore import (
     DocumentStoreUnavailable,
@@ -31,8 +33,10 @@ def test_s3_put_is_content_addressed_idempotent_and_per_practice(s3_endpoint, s3
     first = s3.head_object(Bucket=s3_bucket, Key=key)
     assert first["Metadata"] == {"sha256": SHA, "practice-id": "clinic-a"}
 
-    assert store.put(FAX, "clinic-a") == (sha, uri)  # a resend: no error, the object is not rewritten
-    assert s3.head_object(Bucket=s3_bucket, Key=key)["LastModified"] == first["LastModified"]
+    # a resend is a no-op: the existing object (marked here) is not rewritten
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=FAX, Metadata={"sha256": SHA, "marker": "original"})
+    assert store.put(FAX, "clinic-a") == (sha, uri)
+    assert s3.head_object(Bucket=s3_bucket, Key=key)["Metadata"] == {"sha256": SHA, "marker": "original"}
     _, other = store.put(FAX, "clinic-b")  # the same bytes from another practice stay that practice's
     assert other != uri and "/clinic-b/" in other
     assert store.get(uri) == FAX
@@ -89,3 +93,43 @@ def test_local_store_same_contract(tmp_path: Path):
         store.get((tmp_path / "elsewhere").as_uri())
     with pytest.raises(ValueError):
         open_document_store("https://example.org/bucket")
+
+
+def test_s3_concurrent_write_conflict_counts_only_when_the_object_is_there():
+    """409 ConditionalRequestConflict: another write of this key is in flight and may fail."""
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    store = S3DocumentStore("s3://pf-docs", client=client)
+    with Stubber(client) as stub:
+        stub.add_client_error("put_object", "ConditionalRequestConflict", http_status_code=409)
+        stub.add_response("head_object", {"ContentLength": len(FAX)})
+        assert store.put(FAX, "clinic-a")[0] == SHA
+        stub.add_client_error("put_object", "ConditionalRequestConflict", http_status_code=409)
+        stub.add_client_error("head_object", "404", http_status_code=404)
+        with pytest.raises(DocumentStoreUnavailable):
+            store.put(FAX, "clinic-a")
+        stub.add_client_error("put_object", "AccessDenied", http_status_code=403)
+        with pytest.raises(DocumentStoreUnavailable):
+            store.put(FAX, "clinic-a")
+
+
+def test_local_concurrent_puts_of_the_same_document(tmp_path: Path):
+    store = LocalDocumentStore((tmp_path / "docs").as_uri())
+    big = b"%PDF" + bytes(range(256)) * 16384  # 4 MiB
+    errors: list[BaseException] = []
+    uris: list[str] = []
+
+    def put() -> None:
+        try:
+            uris.append(store.put(big, "clinic-a")[1])
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    for _ in range(5):
+        threads = [threading.Thread(target=put) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == [] and len(set(uris)) == 1
+    assert store.get(uris[0]) == big
+    assert [p.name for p in Path(uris[0].removeprefix("file://")).parent.iterdir()] == [Path(uris[0]).name]
