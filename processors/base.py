@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 
 class Rejected(Exception):
@@ -73,6 +73,19 @@ class _GcPause:
     def __exit__(self, *exc: object) -> None:
         if self.was_enabled:
             gc.enable()
+
+
+def guarded(normalize: Callable[..., NormalizeResult], *args: Any) -> NormalizeResult:
+    """Run a normalizer's body with the collector paused (``gc_paused``). A bug in it
+    (any exception but ``Rejected``) becomes ``Rejected("internal_error")``, so the
+    input is dead-lettered with the error text instead of crashing the stream."""
+    try:
+        with gc_paused():
+            return normalize(*args)
+    except Rejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - RecursionError included
+        raise Rejected("internal_error", f"{type(exc).__name__}: {exc}") from exc
 
 
 def gc_paused() -> _GcPause:

@@ -42,7 +42,7 @@ import math
 import re
 from typing import Any
 
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, gc_paused
+from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, guarded
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
 
@@ -1509,17 +1509,10 @@ def normalize_hl7(raw: bytes | bytearray | memoryview | str, practice_id: str, r
                   strict: bool = False) -> NormalizeResult:
     """Normalize one HL7 v2 message. Returns records, or raises ``Rejected``.
 
-    The cyclic garbage collector is paused for the call (``processors.base.gc_paused``).
+    Runs through ``processors.base.guarded`` (collector paused; a bug is an
+    ``internal_error`` rejection, which tests assert never happens).
     """
-    try:
-        with gc_paused():
-            return _normalize(raw, practice_id, strict)
-    except Rejected:
-        raise
-    except RecursionError as e:  # pragma: no cover - defensive
-        raise Rejected("internal_error", f"RecursionError: {e}") from None
-    except Exception as e:  # pragma: no cover - a bug; tests assert this never happens
-        raise Rejected("internal_error", f"{type(e).__name__}: {e}") from e
+    return guarded(_normalize, raw, practice_id, strict)
 
 
 def _normalize(raw: bytes | bytearray | memoryview | str, practice_id: str, strict: bool) -> NormalizeResult:

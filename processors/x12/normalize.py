@@ -83,7 +83,7 @@ import hashlib
 import re
 from typing import Any, Callable
 
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, entity_key, gc_paused
+from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, entity_key, guarded
 from practiceflow.processors.x12.tokenizer import (
     Delimiters, Interchange, TransactionSet, _Warn, tokenize,
 )
@@ -1190,12 +1190,7 @@ def normalize_x12(raw: bytes, practice_id: str, received_at_ms: int, *, strict: 
     ``received_at_ms`` is part of the normalizer contract; X12 records carry the
     sender's own dates, so it is not used.
 
-    The cyclic garbage collector is paused for the call (``processors.base.gc_paused``).
+    Runs through ``processors.base.guarded`` (collector paused; a bug dead-letters the
+    input as ``internal_error`` instead of crashing the stream).
     """
-    try:
-        with gc_paused():
-            return _normalize(raw, practice_id, strict)
-    except Rejected:
-        raise
-    except Exception as exc:  # pragma: no cover - a bug must dead-letter the input, not crash the stream
-        raise Rejected("internal_error", f"{type(exc).__name__}: {exc}") from None
+    return guarded(_normalize, raw, practice_id, strict)
