@@ -11,6 +11,7 @@ ORU from ~8,500 to ~11,500 messages/s per core on the 2-core reference VM
 ``PRACTICEFLOW_PURE_PYTHON=1``, the same modules run as Python. The source hashes
 written beside the extensions let ``processors/hl7/_speedups.py`` refuse a stale build.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -107,8 +108,15 @@ def _extensions() -> list:
         return []
     # -O2 without debug info: the same speed as the interpreter's default -O3 -g within
     # noise, in a third of the compile time (a fresh clone's first set-up waits for it)
-    exts = [Extension(f"practiceflow.processors.hl7.{m}", [str(HL7_DIR / f"{m}.py")], optional=True,
-                      extra_compile_args=["-O2", "-g0"]) for m in COMPILED]
+    exts = [
+        Extension(
+            f"practiceflow.processors.hl7.{m}",
+            [str(HL7_DIR / f"{m}.py")],
+            optional=True,
+            extra_compile_args=["-O2", "-g0"],
+        )
+        for m in COMPILED
+    ]
     return cythonize(
         exts,
         build_dir="build/cython",
@@ -118,8 +126,7 @@ def _extensions() -> list:
         # public entry points are annotated with unions, which compile to plain objects
         # infer_types: C integers for counters and lengths (-3 to -6 % instructions); a C
         # overflow would need an index past 2**63, and tests compare both forms anyway
-        compiler_directives={"language_level": 3, "annotation_typing": True, "binding": False,
-                             "infer_types": True},
+        compiler_directives={"language_level": 3, "annotation_typing": True, "binding": False, "infer_types": True},
     )
 
 
@@ -128,5 +135,10 @@ for name, folder in ROOTS.items():
     packages.append(name)
     packages += [f"{name}.{sub}" for sub in find_packages(folder)]
 
-setup(packages=packages, package_dir=ROOTS, ext_modules=_extensions(), cmdclass={"build_ext": _BuildExt},
-      options={"build_ext": {"parallel": os.cpu_count() or 1}})
+setup(
+    packages=packages,
+    package_dir=ROOTS,
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": _BuildExt},
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
+)

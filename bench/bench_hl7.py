@@ -13,6 +13,7 @@ says which form ran, and ``pure_python`` repeats the per-type numbers in a child
 interpreter with ``PRACTICEFLOW_PURE_PYTHON=1`` (the fall-back when there is no compiler).
 ``python bench/bench_hl7.py --per-type`` prints only the per-type numbers.
 """
+
 from __future__ import annotations
 
 import gc
@@ -196,12 +197,20 @@ def _per_type(out: dict, min_seconds: float, with_hl7apy: bool = True) -> None:
 def _pure_python(min_seconds: float) -> dict:
     """The per-type numbers again, with the Python modules (a child interpreter)."""
     env = {**os.environ, "PRACTICEFLOW_PURE_PYTHON": "1"}
-    proc = subprocess.run([sys.executable, __file__, "--per-type", str(min_seconds)], env=env, check=True,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--per-type", str(min_seconds)], env=env, check=True, capture_output=True, text=True
+    )
     res = json.loads(proc.stdout)
-    return {"forms": res["forms"], **{k: {m: res[k][m] for m in ("normalize_msgs_per_s", "normalize_us_per_msg",
-                                                                  "normalize_cpu_msgs_per_s", "meets_target")}
-                                      for k in LABELS}}
+    return {
+        "forms": res["forms"],
+        **{
+            k: {
+                m: res[k][m]
+                for m in ("normalize_msgs_per_s", "normalize_us_per_msg", "normalize_cpu_msgs_per_s", "meets_target")
+            }
+            for k in LABELS
+        },
+    }
 
 
 def run(min_seconds: float = 2.0) -> dict:

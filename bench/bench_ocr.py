@@ -22,6 +22,7 @@ already has a text layer (not OCRed).
 
 Target: tuned < 1 s per page per core (CPU seconds) with no loss of word accuracy.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,6 +80,7 @@ def _plain_ocrmypdf(omp: str | None, **kw) -> Callable[[bytes, Path], tuple[str,
         with _Env(omp):
             ocrmypdf.ocr(src, dst, progress_bar=False, **kw)
         return "\f".join(pdf_page_texts(dst)), None
+
     return fn
 
 
@@ -87,6 +89,7 @@ def _ocr_document(settings: OcrSettings, jobs: int = 1):
         r = ocr_document(data, None, workdir=wd, settings=settings, jobs=jobs)
         confs = [p.confidence for p in r.pages if p.confidence is not None]
         return r.text, (sum(confs) / len(confs) if confs else None)
+
     return fn
 
 
@@ -96,30 +99,33 @@ LEVERS: dict[str, tuple[str, Callable]] = {
     "ocrmypdf_defaults": (
         "baseline: ocrmypdf.ocr(tiff) with every default (PDF/A output, optimize=1, fpdf2 "
         "renderer, Tesseract OpenMP threads chosen by OCRmyPDF: 2 for a 1-page job on 2 cores)",
-        _plain_ocrmypdf(None)),
-    "defaults_omp1": (
-        "baseline + OMP_THREAD_LIMIT=1",
-        _plain_ocrmypdf("1")),
+        _plain_ocrmypdf(None),
+    ),
+    "defaults_omp1": ("baseline + OMP_THREAD_LIMIT=1", _plain_ocrmypdf("1")),
     "options_only": (
         "img2pdf, then ocrmypdf.ocr with skip_text, output_type=pdf, optimize=0, "
         "OMP_THREAD_LIMIT=1 (fpdf2 renderer, builtin Tesseract plugin, no confidences)",
-        _ocr_document(OcrSettings(name="options_only", pdf_renderer="auto", confidences=False,
-                                  **VIA_OCRMYPDF))),
+        _ocr_document(OcrSettings(name="options_only", pdf_renderer="auto", confidences=False, **VIA_OCRMYPDF)),
+    ),
     "fpdf2_confidences": (
         "options_only + confidence plugin on OCRmyPDF's default fpdf2/hOCR path "
         "(generate_ocr API, x_wconf; Tesseract probes cached per process)",
-        _ocr_document(OcrSettings(name="fpdf2_confidences", pdf_renderer="fpdf2", **VIA_OCRMYPDF))),
+        _ocr_document(OcrSettings(name="fpdf2_confidences", pdf_renderer="fpdf2", **VIA_OCRMYPDF)),
+    ),
     "sandwich_confidences": (
         "fpdf2_confidences but sandwich renderer: Tesseract writes text-only PDF + txt + TSV "
         "in one run, no fpdf2 font subsetting (the route PDFs take)",
-        _ocr_document(OcrSettings(name="sandwich_confidences", **VIA_OCRMYPDF))),
+        _ocr_document(OcrSettings(name="sandwich_confidences", **VIA_OCRMYPDF)),
+    ),
     "tuned": (
         "images: Tesseract on the image's own pixels (no PDF round trip, no re-rasterizing), "
         "txt + tsv in one run, OMP_THREAD_LIMIT=1, psm 3 (TUNED default)",
-        _ocr_document(fax_ocr.TUNED)),
+        _ocr_document(fax_ocr.TUNED),
+    ),
     "tuned_psm6": (
         "tuned + --psm 6 (single uniform block instead of automatic layout)",
-        _ocr_document(OcrSettings(name="tuned_psm6", tesseract_pagesegmode=6))),
+        _ocr_document(OcrSettings(name="tuned_psm6", tesseract_pagesegmode=6)),
+    ),
 }
 
 
@@ -175,33 +181,49 @@ def run(reps: int = 3, levers: list[str] | None = None, accuracy_pages: int = 0)
     # Page parallelism: one 3-page fax as G4 TIFF (Tesseract route) and as an
     # image-only PDF (OCRmyPDF route), jobs=1 vs jobs=2.
     doc = synth.render_document(11, pages=3, kinds=list(synth.KINDS))
-    jobs = _measure({
-        "tiff_tuned_jobs1": _ocr_document(fax_ocr.TUNED, jobs=1),
-        "tiff_tuned_jobs2": _ocr_document(fax_ocr.TUNED, jobs=2),
-    }, [(synth.to_tiff_g4(doc), doc.text, 3)], reps)
-    jobs.update(_measure({
-        "image_pdf_jobs1": _ocr_document(fax_ocr.TUNED, jobs=1),
-        "image_pdf_jobs2": _ocr_document(fax_ocr.TUNED, jobs=2),
-    }, [(synth.to_image_pdf(doc), doc.text, 3)], reps))
+    jobs = _measure(
+        {
+            "tiff_tuned_jobs1": _ocr_document(fax_ocr.TUNED, jobs=1),
+            "tiff_tuned_jobs2": _ocr_document(fax_ocr.TUNED, jobs=2),
+        },
+        [(synth.to_tiff_g4(doc), doc.text, 3)],
+        reps,
+    )
+    jobs.update(
+        _measure(
+            {
+                "image_pdf_jobs1": _ocr_document(fax_ocr.TUNED, jobs=1),
+                "image_pdf_jobs2": _ocr_document(fax_ocr.TUNED, jobs=2),
+            },
+            [(synth.to_image_pdf(doc), doc.text, 3)],
+            reps,
+        )
+    )
 
     # Word accuracy on more pages (once each): Tesseract route vs OCRmyPDF route.
     accuracy = None
     if accuracy_pages:
         acc_pages = [synth.render_page(1000 + i, synth.KINDS[i % 3]) for i in range(accuracy_pages)]
-        acc = _measure({"tuned": LEVERS["tuned"][1],
-                        "sandwich_confidences": LEVERS["sandwich_confidences"][1]},
-                       [(synth.to_tiff_g4(p), p.text, 1) for p in acc_pages], 1)
-        accuracy = {n: {"word_accuracy_mean": r["word_accuracy_mean"], "pages": len(r["word_accuracy"])}
-                    for n, r in acc.items()}
+        acc = _measure(
+            {"tuned": LEVERS["tuned"][1], "sandwich_confidences": LEVERS["sandwich_confidences"][1]},
+            [(synth.to_tiff_g4(p), p.text, 1) for p in acc_pages],
+            1,
+        )
+        accuracy = {
+            n: {"word_accuracy_mean": r["word_accuracy_mean"], "pages": len(r["word_accuracy"])} for n, r in acc.items()
+        }
 
     # A page that already has a text layer: not OCRed.
     text_doc = synth.render_document(12, pages=1, noise=0)
     text_pdf = [(synth.to_text_pdf(text_doc), text_doc.text, 1)]
-    text_layer = _measure({
-        "tuned": _ocr_document(fax_ocr.TUNED),
-        "through_ocrmypdf_skip_text": _ocr_document(
-            OcrSettings(name="no_shortcut", text_shortcut=False)),
-    }, text_pdf, reps)
+    text_layer = _measure(
+        {
+            "tuned": _ocr_document(fax_ocr.TUNED),
+            "through_ocrmypdf_skip_text": _ocr_document(OcrSettings(name="no_shortcut", text_shortcut=False)),
+        },
+        text_pdf,
+        reps,
+    )
 
     tuned = fax_page.get("tuned")
     base = fax_page.get("ocrmypdf_defaults")
@@ -223,11 +245,13 @@ def run(reps: int = 3, levers: list[str] | None = None, accuracy_pages: int = 0)
     return {
         "bench": "fax_ocr",
         "python": platform.python_version(),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m_start": load_start,
-                    "load_avg_1m_end": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m_start": load_start,
+            "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        },
         "engines": fax_ocr.engine_versions(),
-        "input": "US Letter typed page, 1-bit G4 TIFF 204x196 dpi, fax speckle + skew; "
-                 f"seeds/kinds {PAGES}",
+        "input": f"US Letter typed page, 1-bit G4 TIFF 204x196 dpi, fax speckle + skew; seeds/kinds {PAGES}",
         "reps": reps,
         "target_cpu_s_per_page": TARGET_CPU_S_PER_PAGE,
         "summary": summary,
@@ -243,8 +267,12 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--accuracy-pages", type=int, default=0,
-                    help="also score word accuracy on N more pages (Tesseract vs OCRmyPDF route)")
+    ap.add_argument(
+        "--accuracy-pages",
+        type=int,
+        default=0,
+        help="also score word accuracy on N more pages (Tesseract vs OCRmyPDF route)",
+    )
     ap.add_argument("levers", nargs="*", help=f"default: all of {', '.join(LEVERS)}")
     a = ap.parse_args()
     unknown = set(a.levers) - set(LEVERS)

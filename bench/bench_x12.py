@@ -11,6 +11,7 @@
 
 Target: >= 5,000 835 claims per second on one core.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,7 @@ RESPONSES = 200
 MIN_SECONDS = 2.0
 TARGET_CLAIMS_PER_SECOND = 5000.0
 
-_ISA = ("ISA*00*          *00*          *ZZ*BENCHPAYER     *ZZ*BENCHPRACTICE  *240105*1200*^*00501*"
-        "{ctl:09d}*0*P*:~")
+_ISA = "ISA*00*          *00*          *ZZ*BENCHPAYER     *ZZ*BENCHPRACTICE  *240105*1200*^*00501*{ctl:09d}*0*P*:~"
 
 
 def make_835(claims: int = CLAIMS, ctl: int = 1) -> bytes:
@@ -43,7 +43,8 @@ def make_835(claims: int = CLAIMS, ctl: int = 1) -> bytes:
         "TRN*1*EFT0000123456*1512345678",
         "DTM*405*20240104",
         "N1*PR*BENCH HEALTH PLAN*XV*87726",
-        "N3*1 PAYER WAY", "N4*MINNETONKA*MN*55343",
+        "N3*1 PAYER WAY",
+        "N4*MINNETONKA*MN*55343",
         "REF*2U*87726",
         "N1*PE*BENCH FAMILY PRACTICE*XX*1234567893",
         "REF*TJ*123456789",
@@ -53,13 +54,13 @@ def make_835(claims: int = CLAIMS, ctl: int = 1) -> bytes:
         n_lines = 2 + (i % 2)
         status = ("1", "2", "4", "22")[i % 4]
         segs += [
-            f"CLP*PCN{i:07d}*{status}*{150 * n_lines:.2f}*{80 * n_lines:.2f}*{20 * n_lines:.2f}*12*"
-            f"PCCN{i:011d}*11*1",
+            f"CLP*PCN{i:07d}*{status}*{150 * n_lines:.2f}*{80 * n_lines:.2f}*{20 * n_lines:.2f}*12*PCCN{i:011d}*11*1",
             f"NM1*QC*1*PATIENT{i}*TEST*Q***MI*MEM{i:08d}",
             "NM1*82*1*DOCTOR*JANE****XX*1234567893",
             f"REF*EA*MRN{i:06d}",
             "MOA***MA01*MA18",
-            "DTM*232*20231201", "DTM*233*20231201",
+            "DTM*232*20231201",
+            "DTM*233*20231201",
         ]
         if i % 3 == 0:
             segs.append(f"CAS*OA*23*{5 + i % 7}.00")
@@ -88,17 +89,25 @@ def make_271(responses: int = RESPONSES, ctl: int = 2) -> bytes:
         body = [
             f"ST*271*{st}*005010X279A1",
             f"BHT*0022*11*REQ{r:06d}*20240105*1200",
-            "HL*1**20*1", "NM1*PR*2*BENCH HEALTH PLAN*****PI*87726",
-            "HL*2*1*21*1", "NM1*1P*2*BENCH FAMILY PRACTICE*****XX*1234567893",
-            "HL*3*2*22*0", f"TRN*2*TRACE{r:08d}*9877281234",
-            f"NM1*IL*1*MEMBER{r}*TEST****MI*MEM{r:08d}", "DMG*D8*19800101*F",
+            "HL*1**20*1",
+            "NM1*PR*2*BENCH HEALTH PLAN*****PI*87726",
+            "HL*2*1*21*1",
+            "NM1*1P*2*BENCH FAMILY PRACTICE*****XX*1234567893",
+            "HL*3*2*22*0",
+            f"TRN*2*TRACE{r:08d}*9877281234",
+            f"NM1*IL*1*MEMBER{r}*TEST****MI*MEM{r:08d}",
+            "DMG*D8*19800101*F",
             "DTP*346*D8*20240101",
             "EB*1**30^1^33^35^47^86^88^98^AL^MH^UC**GOLD PLAN",
             "EB*B**98^UC*HM*GOLD PLAN*27*25.00*****Y",
             "EB*B**98^UC*HM*GOLD PLAN*27*50.00*****N",
-            "EB*C*IND*30***23*1500.00*****Y", "MSG*DEDUCTIBLE APPLIES TO ALL SERVICES",
+            "EB*C*IND*30***23*1500.00*****Y",
+            "MSG*DEDUCTIBLE APPLIES TO ALL SERVICES",
             "EB*A*IND*30***27**0.2****Y",
-            "EB*L", "LS*2120", "NM1*P3*1*JONES*MARCUS****XX*1234567893", "LE*2120",
+            "EB*L",
+            "LS*2120",
+            "NM1*P3*1*JONES*MARCUS****XX*1234567893",
+            "LE*2120",
         ]
         body.append(f"SE*{len(body) + 1}*{st}")
         segs += body

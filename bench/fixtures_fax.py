@@ -17,6 +17,7 @@ Formats:
 Kinds: ``referral``, ``lab_result``, ``prior_auth_response`` (``None``: chosen by seed).
 Fonts: DejaVu from the Debian package ``fonts-dejavu-core``.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -40,14 +41,26 @@ def _doc(seed: int, pages: int, kinds: Sequence[str] | None, dpi, noise) -> Synt
     return render_document(seed, pages, kinds, dpi=dpi, noise=noise)
 
 
-def fax_tiff(seed: int = 0, pages: int = 1, kinds: Sequence[str] | None = None, *,
-             dpi: tuple[int, int] = FAX_FINE_DPI, noise: float = 1.0) -> tuple[bytes, SyntheticDocument]:
+def fax_tiff(
+    seed: int = 0,
+    pages: int = 1,
+    kinds: Sequence[str] | None = None,
+    *,
+    dpi: tuple[int, int] = FAX_FINE_DPI,
+    noise: float = 1.0,
+) -> tuple[bytes, SyntheticDocument]:
     doc = _doc(seed, pages, kinds, dpi, noise)
     return synth.to_tiff_g4(doc), doc
 
 
-def fax_image_pdf(seed: int = 0, pages: int = 1, kinds: Sequence[str] | None = None, *,
-                  dpi: tuple[int, int] = FAX_FINE_DPI, noise: float = 1.0) -> tuple[bytes, SyntheticDocument]:
+def fax_image_pdf(
+    seed: int = 0,
+    pages: int = 1,
+    kinds: Sequence[str] | None = None,
+    *,
+    dpi: tuple[int, int] = FAX_FINE_DPI,
+    noise: float = 1.0,
+) -> tuple[bytes, SyntheticDocument]:
     doc = _doc(seed, pages, kinds, dpi, noise)
     return synth.to_image_pdf(doc), doc
 
@@ -57,14 +70,16 @@ def fax_text_pdf(seed: int = 0, pages: int = 1, kinds: Sequence[str] | None = No
     return synth.to_text_pdf(doc), doc
 
 
-def fax_png(seed: int = 0, kind: str | None = None, *, dpi: tuple[int, int] = (200, 200),
-            noise: float = 1.0, mode: str = "L") -> tuple[bytes, SyntheticPage]:
+def fax_png(
+    seed: int = 0, kind: str | None = None, *, dpi: tuple[int, int] = (200, 200), noise: float = 1.0, mode: str = "L"
+) -> tuple[bytes, SyntheticPage]:
     page = render_page(seed, kind, dpi=dpi, noise=noise)
     return synth.to_png(page, mode=mode), page
 
 
-def fax_jpeg(seed: int = 0, kind: str | None = None, *, dpi: tuple[int, int] = (200, 200),
-             noise: float = 1.0) -> tuple[bytes, SyntheticPage]:
+def fax_jpeg(
+    seed: int = 0, kind: str | None = None, *, dpi: tuple[int, int] = (200, 200), noise: float = 1.0
+) -> tuple[bytes, SyntheticPage]:
     page = render_page(seed, kind, dpi=dpi, noise=noise)
     return synth.to_jpeg(page), page
 

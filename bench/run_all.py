@@ -4,6 +4,7 @@ Usage: .venv/bin/python bench/run_all.py [name ...]   (names: hl7, x12, fhir, oc
 Numbers are single-core throughput on the machine that runs it; the file records
 which machine (cores, CPU model) so later runs compare like with like.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,15 +39,24 @@ def _cpu() -> str:
 def main(names: list[str]) -> int:
     path = HERE / "results.json"
     results = json.loads(path.read_text()) if names and path.exists() else {}  # a subset updates in place
-    results.update({"machine": {"cores": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version()},
-                    "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+    results.update(
+        {
+            "machine": {"cores": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version()},
+            "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        }
+    )
     for name in names or BENCHES:
         print(f"running bench_{name} ...", flush=True)
         results[name] = _load(name).run()
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["# Benchmark results", "", f"Recorded {results['at']} on {results['machine']['cores']} cores "
-             f"({results['machine']['cpu']}), Python {results['machine']['python']}. "
-             "Re-run with `.venv/bin/python bench/run_all.py`.", ""]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Recorded {results['at']} on {results['machine']['cores']} cores "
+        f"({results['machine']['cpu']}), Python {results['machine']['python']}. "
+        "Re-run with `.venv/bin/python bench/run_all.py`.",
+        "",
+    ]
     for name in [b for b in BENCHES if b in results]:
         lines += [f"## {name}", "", "```json", json.dumps(results[name], indent=2), "```", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))

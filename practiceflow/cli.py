@@ -1,4 +1,5 @@
 """The ``practiceflow`` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,13 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
 
     with endpoints(cfg, autostart=False) as ep:
         create_topics(ep.bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
-        pipeline = Pipeline(cfg, ep.bootstrap, ep.registry_url,
-                            sink=ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database), web_port=cfg.web_port)
+        pipeline = Pipeline(
+            cfg,
+            ep.bootstrap,
+            ep.registry_url,
+            sink=ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
+            web_port=cfg.web_port,
+        )
         pipeline.register_schemas()
         import faust
 
@@ -111,15 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     cfg = Settings()
     handlers = {"stack": _stack, "schemas": _schemas, "run-file": _run_file, "worker": _worker}
     if args.cmd == "day":
         from practiceflow.jobs.day import main as day_main
+
         return day_main(args, cfg)
     if args.cmd == "gateways":
         from practiceflow.jobs.gateways import main as gateways_main
+
         return gateways_main(args, cfg)
     return handlers[args.cmd](args, cfg)
 

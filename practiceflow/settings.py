@@ -6,6 +6,7 @@ then the defaults below. The defaults are the embedded local stack: a Kafka brok
 and schema registry that ``practiceflow stack up`` starts on loopback, and chdb
 (ClickHouse in-process) under the state directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,15 +71,20 @@ class Settings(BaseSettings):
     web_port: int = 6066
     stall_seconds: float = Field(default=60.0, description="no progress for this long while lag > 0 = not live")
     dedup_retention_hours: float = Field(
-        default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends")
+        default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends"
+    )
 
     # -- documents
-    document_store: str | None = Field(default=None, description="file:///path or s3://bucket/prefix; None = <state_dir>/documents")
+    document_store: str | None = Field(
+        default=None, description="file:///path or s3://bucket/prefix; None = <state_dir>/documents"
+    )
     document_store_endpoint: str | None = Field(
-        default=None, description="S3-compatible endpoint URL (MinIO, Ceph RGW); None = AWS S3")
+        default=None, description="S3-compatible endpoint URL (MinIO, Ceph RGW); None = AWS S3"
+    )
     document_store_region: str | None = None
     document_store_sse: str | None = Field(
-        default=None, description='S3 server-side encryption: "AES256" or "aws:kms"; None = the bucket default')
+        default=None, description='S3 server-side encryption: "AES256" or "aws:kms"; None = the bucket default'
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -104,5 +110,8 @@ class Settings(BaseSettings):
     @property
     def document_store_options(self) -> dict[str, str | None]:
         """Keyword arguments for ``sinks.docstore.open_document_store``."""
-        return {"endpoint_url": self.document_store_endpoint, "region": self.document_store_region,
-                "sse": self.document_store_sse}
+        return {
+            "endpoint_url": self.document_store_endpoint,
+            "region": self.document_store_region,
+            "sse": self.document_store_sse,
+        }

@@ -4,6 +4,7 @@ Each practice's audit events form a chain: ``hash = sha256(prev_hash + canonical
 event)``. Editing, dropping or reordering any stored event breaks every hash after
 it, which :func:`verify_chain` detects. Details hold ids and codes, never PHI text.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,18 @@ from typing import Any, Iterable
 GENESIS = "0" * 64
 
 
-def audit_event(practice_id: str, *, actor: str, action: str, entity_type: str, entity_id: str,
-                reason: str, at: int, outcome: str = "ok", details: dict[str, str] | None = None) -> dict[str, Any]:
+def audit_event(
+    practice_id: str,
+    *,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    reason: str,
+    at: int,
+    outcome: str = "ok",
+    details: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """An unchained AuditEvent; ``event_id`` is stable so replays are recognisable."""
     basis = f"{practice_id}|{actor}|{action}|{entity_type}|{entity_id}|{outcome}"
     return {

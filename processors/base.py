@@ -11,6 +11,7 @@ Records are plain dicts shaped exactly like ``schemas/avro/<record_type>.avsc``
 schemas. The pydantic models in ``practiceflow.schemas.models`` describe the same
 shapes for code that wants objects.
 """
+
 from __future__ import annotations
 
 import gc

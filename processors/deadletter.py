@@ -1,13 +1,25 @@
 """Dead-letter records: the original bytes plus a reason a person can act on (pure)."""
+
 from __future__ import annotations
 
 from typing import Any
 
 
-def dead_letter(practice_id: str, feed: str, stage: str, reason_code: str, reason: str, payload: bytes, *,
-                failed_at: int, message_id: str | None = None, source_topic: str | None = None,
-                source_partition: int | None = None, source_offset: int | None = None,
-                details: dict[str, str] | None = None) -> dict[str, Any]:
+def dead_letter(
+    practice_id: str,
+    feed: str,
+    stage: str,
+    reason_code: str,
+    reason: str,
+    payload: bytes,
+    *,
+    failed_at: int,
+    message_id: str | None = None,
+    source_topic: str | None = None,
+    source_partition: int | None = None,
+    source_offset: int | None = None,
+    details: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "practice_id": practice_id,
         "feed": feed,

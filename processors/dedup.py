@@ -10,6 +10,7 @@ written under its stable entity key (compacted topics, ReplacingMergeTree tables
 Time is the messages' own ``received_at``, not the clock, so a replay forgets exactly
 what the original run forgot.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterable
@@ -23,8 +24,9 @@ def sweep_due(last_sweep_ms: int | None, received_at_ms: int, retention_ms: int)
 LEGACY = 1  # the value entries had before they carried a time
 
 
-def sweep(entries: Iterable[tuple[str, int]], cutoff_ms: int,
-          owned: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+def sweep(
+    entries: Iterable[tuple[str, int]], cutoff_ms: int, owned: Callable[[str], bool]
+) -> tuple[list[str], list[str]]:
     """(keys to forget, keys to restamp) among the entries this partition owns.
 
     Forget: first seen before ``cutoff_ms``. Restamp: written before ids carried a time

@@ -3,6 +3,7 @@
 The fax feed is absent on purpose: OCR is I/O, so the streaming layer runs it and
 then calls ``processors.fax.normalize.normalize_fax`` with the OCR result.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -12,21 +13,25 @@ from practiceflow.processors.base import Normalized, NormalizeResult, Rejected
 
 def _hl7(raw: dict[str, Any]) -> NormalizeResult:
     from practiceflow.processors.hl7.normalize import normalize_hl7
+
     return normalize_hl7(raw["payload"], raw["practice_id"], raw["received_at"])
 
 
 def _x12(raw: dict[str, Any]) -> NormalizeResult:
     from practiceflow.processors.x12.normalize import normalize_x12
+
     return normalize_x12(raw["payload"], raw["practice_id"], raw["received_at"])
 
 
 def _fhir(raw: dict[str, Any]) -> NormalizeResult:
     from practiceflow.processors.fhir.normalize import normalize_fhir
+
     return normalize_fhir(raw["payload"], raw["practice_id"], raw["received_at"])
 
 
 def _portal(raw: dict[str, Any]) -> NormalizeResult:
     from practiceflow.processors.portal.normalize import normalize_portal
+
     event_type = (raw.get("headers") or {}).get("event_type")
     if not event_type:
         raise Rejected("missing_event_type", "portal event without an event_type header")

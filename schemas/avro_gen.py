@@ -4,6 +4,7 @@ Why generate: one definition per record keeps the models the code validates with
 and the contracts on the wire from drifting apart. The generated files are still
 committed, reviewed and compatibility-checked like hand-written ones.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,13 +5,20 @@ schema-to-schema check, and the Python registry clients leave the check to the
 server. This follows the Avro specification's "Schema Resolution" rules; the
 registry (BACKWARD mode) enforces the same rule again at registration.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 _PROMOTIONS = {
-    ("int", "long"), ("int", "float"), ("int", "double"), ("long", "float"), ("long", "double"),
-    ("float", "double"), ("string", "bytes"), ("bytes", "string"),
+    ("int", "long"),
+    ("int", "float"),
+    ("int", "double"),
+    ("long", "float"),
+    ("long", "double"),
+    ("float", "double"),
+    ("string", "bytes"),
+    ("bytes", "string"),
 }
 
 

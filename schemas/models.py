@@ -12,6 +12,7 @@ practice so one practice's records stay ordered. Clinical and business dates sta
 strings in ISO 8601 at the precision the source gave (HL7 and X12 dates are often
 partial); machine times (``*_at``) are epoch milliseconds.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -329,8 +330,12 @@ class ClaimAdjudication(AvroRecord):
     payment_date: str | None = None
     service_date: str | None = None
     source: SourceRef
-    outcome: str | None = Field(default=None, description="FHIR ClaimResponse/EOB outcome: queued, complete, error, partial")
-    authorization_number: str | None = Field(default=None, description="prior-auth reference (835 REF*G1, FHIR preAuthRef)")
+    outcome: str | None = Field(
+        default=None, description="FHIR ClaimResponse/EOB outcome: queued, complete, error, partial"
+    )
+    authorization_number: str | None = Field(
+        default=None, description="prior-auth reference (835 REF*G1, FHIR preAuthRef)"
+    )
 
 
 class ProviderAdjustment(AvroRecord):
@@ -398,8 +403,10 @@ class EligibilityResponse(AvroRecord):
     benefits: list[Benefit] = Field(default_factory=list)
     rejections: list[str] = Field(default_factory=list, description="AAA03 reject reason codes")
     source: SourceRef
-    patient_id: str | None = Field(default=None, description="the practice's id echoed back: 2100C/D REF*EA (MRN), "
-                                                              "else REF*EJ (patient account number)")
+    patient_id: str | None = Field(
+        default=None,
+        description="the practice's id echoed back: 2100C/D REF*EA (MRN), else REF*EJ (patient account number)",
+    )
 
 
 class InterchangeAck(AvroRecord):
@@ -524,8 +531,27 @@ class FlowEvent(AvroRecord):
 
 
 ALL_RECORDS: tuple[type[AvroRecord], ...] = (
-    RawMessage, DeadLetter, Patient, Coverage, Encounter, Observation, Condition, Order,
-    MedicationOrder, Appointment, Document, Claim, ClaimAdjudication, ProviderAdjustment,
-    ClaimStatus, EligibilityResponse, InterchangeAck, IntakeForm, RefillRequest,
-    SchedulingRequest, HandoffItem, AuditEvent, FlowEvent,
+    RawMessage,
+    DeadLetter,
+    Patient,
+    Coverage,
+    Encounter,
+    Observation,
+    Condition,
+    Order,
+    MedicationOrder,
+    Appointment,
+    Document,
+    Claim,
+    ClaimAdjudication,
+    ProviderAdjustment,
+    ClaimStatus,
+    EligibilityResponse,
+    InterchangeAck,
+    IntakeForm,
+    RefillRequest,
+    SchedulingRequest,
+    HandoffItem,
+    AuditEvent,
+    FlowEvent,
 )

@@ -7,6 +7,7 @@ FINAL, or let merges collapse them).
 
 Only operational fields land here; the full records (with PHI) stay in Kafka.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -111,56 +112,138 @@ class ClickHouseSink:
 def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:
     written = _ts(now_ms)
     if record_type == "HandoffItem":
-        return [("handoff_items", {
-            "practice_id": v["practice_id"], "item_id": v["item_id"], "workflow": v["workflow"],
-            "queue": v["queue"], "priority": v["priority"], "title": v["title"],
-            "patient_id": _s(v.get("patient_id")), "subject_type": _s(v.get("subject_type")),
-            "subject_id": _s(v.get("subject_id")), "evidence_count": len(v.get("evidence") or []),
-            "created_at": _ts(v["created_at"]),
-        })]
+        return [
+            (
+                "handoff_items",
+                {
+                    "practice_id": v["practice_id"],
+                    "item_id": v["item_id"],
+                    "workflow": v["workflow"],
+                    "queue": v["queue"],
+                    "priority": v["priority"],
+                    "title": v["title"],
+                    "patient_id": _s(v.get("patient_id")),
+                    "subject_type": _s(v.get("subject_type")),
+                    "subject_id": _s(v.get("subject_id")),
+                    "evidence_count": len(v.get("evidence") or []),
+                    "created_at": _ts(v["created_at"]),
+                },
+            )
+        ]
     if record_type == "DeadLetter":
         payload = v.get("payload") or b""
-        return [("dead_letters", {
-            "practice_id": v["practice_id"], "feed": v["feed"], "stage": v["stage"],
-            "reason_code": v["reason_code"], "reason": v["reason"][:500], "message_id": _s(v.get("message_id")),
-            "payload_sha256": hashlib.sha256(payload).hexdigest(), "payload_bytes": len(payload),
-            "failed_at": _ts(v["failed_at"]),
-        })]
+        return [
+            (
+                "dead_letters",
+                {
+                    "practice_id": v["practice_id"],
+                    "feed": v["feed"],
+                    "stage": v["stage"],
+                    "reason_code": v["reason_code"],
+                    "reason": v["reason"][:500],
+                    "message_id": _s(v.get("message_id")),
+                    "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                    "payload_bytes": len(payload),
+                    "failed_at": _ts(v["failed_at"]),
+                },
+            )
+        ]
     if record_type == "FlowEvent":
-        return [("flow_events", {
-            "practice_id": v["practice_id"], "message_id": v["message_id"], "feed": v["feed"],
-            "stage": v["stage"], "record_type": _s(v.get("record_type")), "records": v.get("records") or 0,
-            "latency_ms": v.get("latency_ms"), "at": _ts(v["at"]),
-        })]
+        return [
+            (
+                "flow_events",
+                {
+                    "practice_id": v["practice_id"],
+                    "message_id": v["message_id"],
+                    "feed": v["feed"],
+                    "stage": v["stage"],
+                    "record_type": _s(v.get("record_type")),
+                    "records": v.get("records") or 0,
+                    "latency_ms": v.get("latency_ms"),
+                    "at": _ts(v["at"]),
+                },
+            )
+        ]
     if record_type == "AuditEvent":
-        return [("audit_events", {
-            "practice_id": v["practice_id"], "event_id": v["event_id"], "at": _ts(v["at"]),
-            "actor": v["actor"], "action": v["action"], "entity_type": v["entity_type"],
-            "entity_id": v["entity_id"], "reason": v["reason"], "outcome": v["outcome"],
-            "prev_hash": _s(v.get("prev_hash")), "hash": _s(v.get("hash")),
-        })]
+        return [
+            (
+                "audit_events",
+                {
+                    "practice_id": v["practice_id"],
+                    "event_id": v["event_id"],
+                    "at": _ts(v["at"]),
+                    "actor": v["actor"],
+                    "action": v["action"],
+                    "entity_type": v["entity_type"],
+                    "entity_id": v["entity_id"],
+                    "reason": v["reason"],
+                    "outcome": v["outcome"],
+                    "prev_hash": _s(v.get("prev_hash")),
+                    "hash": _s(v.get("hash")),
+                },
+            )
+        ]
     src = v.get("source") or {}
-    rows = [("records", {
-        "practice_id": v["practice_id"], "record_type": record_type, "key": _entity_id(record_type, v),
-        "message_id": _s(src.get("message_id")), "feed": _s(src.get("feed")),
-        "message_type": _s(src.get("message_type")), "patient_id": _s(v.get("patient_id")),
-        "written_at": written,
-    })]
+    rows = [
+        (
+            "records",
+            {
+                "practice_id": v["practice_id"],
+                "record_type": record_type,
+                "key": _entity_id(record_type, v),
+                "message_id": _s(src.get("message_id")),
+                "feed": _s(src.get("feed")),
+                "message_type": _s(src.get("message_type")),
+                "patient_id": _s(v.get("patient_id")),
+                "written_at": written,
+            },
+        )
+    ]
     if record_type == "Observation":
         code = v.get("code") or {}
-        rows.append(("observations", {
-            "practice_id": v["practice_id"], "observation_id": v["observation_id"], "patient_id": v["patient_id"],
-            "order_id": _s(v.get("order_id")), "code": _s(code.get("code")), "code_system": _s(code.get("system")),
-            "display": _s(code.get("display")), "value": _s(v.get("value")), "value_numeric": v.get("value_numeric"),
-            "units": _s(v.get("units")), "flags": list(v.get("abnormal_flags") or []), "status": _s(v.get("status")),
-            "effective_at": _s(v.get("effective_at")), "message_id": _s(src.get("message_id")), "written_at": written,
-        }))
+        rows.append(
+            (
+                "observations",
+                {
+                    "practice_id": v["practice_id"],
+                    "observation_id": v["observation_id"],
+                    "patient_id": v["patient_id"],
+                    "order_id": _s(v.get("order_id")),
+                    "code": _s(code.get("code")),
+                    "code_system": _s(code.get("system")),
+                    "display": _s(code.get("display")),
+                    "value": _s(v.get("value")),
+                    "value_numeric": v.get("value_numeric"),
+                    "units": _s(v.get("units")),
+                    "flags": list(v.get("abnormal_flags") or []),
+                    "status": _s(v.get("status")),
+                    "effective_at": _s(v.get("effective_at")),
+                    "message_id": _s(src.get("message_id")),
+                    "written_at": written,
+                },
+            )
+        )
     return rows
 
 
-_ID_FIELDS = ("observation_id", "order_id", "appointment_id", "document_id", "encounter_id", "coverage_id",
-              "condition_id", "adjudication_id", "adjustment_id", "status_id", "response_id", "ack_id",
-              "claim_id", "submission_id", "request_id", "patient_id")
+_ID_FIELDS = (
+    "observation_id",
+    "order_id",
+    "appointment_id",
+    "document_id",
+    "encounter_id",
+    "coverage_id",
+    "condition_id",
+    "adjudication_id",
+    "adjustment_id",
+    "status_id",
+    "response_id",
+    "ack_id",
+    "claim_id",
+    "submission_id",
+    "request_id",
+    "patient_id",
+)
 
 
 def _entity_id(record_type: str, v: dict[str, Any]) -> str:

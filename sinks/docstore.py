@@ -16,6 +16,7 @@ against that hash again. Layout, the same in both back-ends:
 A store that cannot be reached raises :class:`DocumentStoreUnavailable`; the gateways
 turn that into "retry later" (HTTP 503, file left in the inbox), never a lost document.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-__all__ = ["DocumentStore", "DocumentStoreUnavailable", "LocalDocumentStore", "S3DocumentStore",
-           "open_document_store"]
+__all__ = ["DocumentStore", "DocumentStoreUnavailable", "LocalDocumentStore", "S3DocumentStore", "open_document_store"]
 
 
 class DocumentStoreUnavailable(RuntimeError):
@@ -92,8 +92,15 @@ class LocalDocumentStore:
 
 
 class S3DocumentStore:
-    def __init__(self, uri: str, *, endpoint_url: str | None = None, region: str | None = None,
-                 sse: str | None = None, client: Any = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        sse: str | None = None,
+        client: Any = None,
+    ) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"not an s3://bucket[/prefix] uri: {uri!r}")
@@ -105,10 +112,18 @@ class S3DocumentStore:
             import boto3
             from botocore.config import Config
 
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region,
-                                  # a sender waits for our answer: fail fast into "retry later"
-                                  config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                                connect_timeout=3, read_timeout=20, max_pool_connections=16))
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region,
+                # a sender waits for our answer: fail fast into "retry later"
+                config=Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=3,
+                    read_timeout=20,
+                    max_pool_connections=16,
+                ),
+            )
         self.client = client
 
     def put(self, data: bytes, practice_id: str, suffix: str = "") -> tuple[str, str]:
@@ -121,9 +136,15 @@ class S3DocumentStore:
         if self.sse:
             extra["ServerSideEncryption"] = self.sse
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*",
-                                   ChecksumSHA256=base64.b64encode(raw.digest()).decode("ascii"),
-                                   Metadata={"sha256": digest, "practice-id": practice_id}, **extra)
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                IfNoneMatch="*",
+                ChecksumSHA256=base64.b64encode(raw.digest()).decode("ascii"),
+                Metadata={"sha256": digest, "practice-id": practice_id},
+                **extra,
+            )
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -163,8 +184,9 @@ class S3DocumentStore:
         return _checked(data, key)
 
 
-def open_document_store(uri: str, *, endpoint_url: str | None = None, region: str | None = None,
-                        sse: str | None = None) -> DocumentStore:
+def open_document_store(
+    uri: str, *, endpoint_url: str | None = None, region: str | None = None, sse: str | None = None
+) -> DocumentStore:
     """The store a ``document_store`` setting names (``file://`` or ``s3://``)."""
     scheme = urlparse(uri).scheme
     if scheme == "file":

@@ -5,6 +5,7 @@ pure functions, and writes what they return. Every raw message ends in exactly
 one of: normalized records (+ handoff items), or a dead letter. Nothing raises out
 of an agent: an unexpected exception is a dead letter with ``internal_error``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,13 @@ from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog
 from practiceflow.streams.health import (
-    DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, ProgressSensor, evaluate,
+    DEAD_LETTERS,
+    HANDOFFS,
+    MESSAGES,
+    NORMALIZE_SECONDS,
+    RECORDS,
+    ProgressSensor,
+    evaluate,
 )
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
@@ -37,9 +44,17 @@ log = logging.getLogger("practiceflow.worker")
 class Pipeline:
     """Owns one Faust app, its topics, tables and agents."""
 
-    def __init__(self, cfg: Settings, bootstrap: str, registry_url: str, *, app_id: str | None = None,
-                 sink: ClickHouseSink | None = None, web_port: int | None = None,
-                 fax_handler: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: Settings,
+        bootstrap: str,
+        registry_url: str,
+        *,
+        app_id: str | None = None,
+        sink: ClickHouseSink | None = None,
+        web_port: int | None = None,
+        fax_handler: Any = None,
+    ) -> None:
         self.cfg = cfg
         self.prefix = cfg.topic_prefix
         self.partitions = cfg.topic_partitions
@@ -90,21 +105,27 @@ class Pipeline:
     # ------------------------------------------------------------------ helpers
     def register_schemas(self) -> dict[str, int]:
         """Register every topic's value schema up front so agents never block on HTTP."""
-        return {spec.name(self.prefix): self.serde.register(f"{spec.name(self.prefix)}-value", spec.record_type)
-                for spec in catalog.CATALOG}
+        return {
+            spec.name(self.prefix): self.serde.register(f"{spec.name(self.prefix)}-value", spec.record_type)
+            for spec in catalog.CATALOG
+        }
 
     def handled(self, feed: str | None = None) -> int:
         """Raw messages this worker finished: normalized, dead-lettered or recognised as duplicates."""
         ends = (".normalized", ".dead_lettered", ".duplicate")
-        return sum(v for k, v in self.counts.items()
-                   if k.endswith(ends) and (feed is None or k.startswith(f"{feed}.")))
+        return sum(v for k, v in self.counts.items() if k.endswith(ends) and (feed is None or k.startswith(f"{feed}.")))
 
     def sink_caught_up(self) -> bool:
         """Every record, handoff item and dead letter this worker produced has reached ClickHouse."""
         c = self.counts
-        produced = sum(v for k, v in c.items() if k.startswith("record.")) + c.get("handoff", 0) \
+        produced = (
+            sum(v for k, v in c.items() if k.startswith("record."))
+            + c.get("handoff", 0)
             + sum(v for k, v in c.items() if k.endswith(".dead_lettered"))
-        sunk = c.get("clickhouse.records", 0) + c.get("clickhouse.handoff_items", 0) + c.get("clickhouse.dead_letters", 0)
+        )
+        sunk = (
+            c.get("clickhouse.records", 0) + c.get("clickhouse.handoff_items", 0) + c.get("clickhouse.dead_letters", 0)
+        )
         return sunk >= produced
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -112,7 +133,8 @@ class Pipeline:
 
     async def _send(self, suffix: str, key: str, value: dict[str, Any], practice_id: str) -> None:
         await self.topics[suffix].send(
-            key=key.encode(), value=value,
+            key=key.encode(),
+            value=value,
             partition=catalog.partition_for(practice_id, self.partitions),
         )
 
@@ -120,13 +142,31 @@ class Pipeline:
         ev = audit_event(practice_id, at=now_ms(), **kw)
         await self._send("audit.in", practice_id, ev, practice_id)
 
-    async def _flow(self, raw: dict[str, Any], message_id: str, stage: str, *, records: int = 0,
-                    record_type: str | None = None, started: float | None = None) -> None:
-        await self._send("analytics.flow", f"{raw['practice_id']}/{message_id}", {
-            "practice_id": raw["practice_id"], "message_id": message_id, "feed": raw["feed"],
-            "stage": stage, "record_type": record_type, "records": records,
-            "latency_ms": (time.perf_counter() - started) * 1000 if started else None, "at": now_ms(),
-        }, raw["practice_id"])
+    async def _flow(
+        self,
+        raw: dict[str, Any],
+        message_id: str,
+        stage: str,
+        *,
+        records: int = 0,
+        record_type: str | None = None,
+        started: float | None = None,
+    ) -> None:
+        await self._send(
+            "analytics.flow",
+            f"{raw['practice_id']}/{message_id}",
+            {
+                "practice_id": raw["practice_id"],
+                "message_id": message_id,
+                "feed": raw["feed"],
+                "stage": stage,
+                "record_type": record_type,
+                "records": records,
+                "latency_ms": (time.perf_counter() - started) * 1000 if started else None,
+                "at": now_ms(),
+            },
+            raw["practice_id"],
+        )
 
     # ------------------------------------------------------------------ processing
     async def normalize(self, raw: dict[str, Any]) -> NormalizeResult:
@@ -136,8 +176,9 @@ class Pipeline:
             return await self.fax_handler(raw)
         return normalize_raw(raw)
 
-    async def handle_raw(self, raw: dict[str, Any], *, topic: str | None = None,
-                         partition: int | None = None, offset: int | None = None) -> str:
+    async def handle_raw(
+        self, raw: dict[str, Any], *, topic: str | None = None, partition: int | None = None, offset: int | None = None
+    ) -> str:
         """Process one RawMessage; returns the outcome (normalized/dead_lettered/duplicate)."""
         practice, feed = raw["practice_id"], raw["feed"]
         seen_key = f"{practice}/{feed}/{raw['message_id']}"
@@ -160,8 +201,9 @@ class Pipeline:
             # the full text travels in the dead letter, which stays inside Kafka.
             log.error("normalizer crashed on %s message %s: %s", feed, raw["message_id"], type(exc).__name__)
             log.debug("normalizer crash details", exc_info=True)
-            await self._dead_letter(raw, "internal_error", f"{type(exc).__name__}: {exc}", topic, partition,
-                                    offset, started)
+            await self._dead_letter(
+                raw, "internal_error", f"{type(exc).__name__}: {exc}", topic, partition, offset, started
+            )
             self.seen[seen_key] = raw["received_at"]
             return "dead_lettered"
         NORMALIZE_SECONDS.labels(feed).observe(time.perf_counter() - started)
@@ -176,16 +218,27 @@ class Pipeline:
             await self._send("handoff", item.key, item.value, practice)
             HANDOFFS.labels(item.value["workflow"], item.value["queue"]).inc()
             self._count("handoff")
-            await self._audit(practice, actor="practiceflow.worker", action="handoff_created",
-                              entity_type="HandoffItem", entity_id=item.value["item_id"],
-                              reason=f"{item.value['workflow']} rule applied to {result.message_type}",
-                              details={"queue": item.value["queue"], "priority": item.value["priority"]})
+            await self._audit(
+                practice,
+                actor="practiceflow.worker",
+                action="handoff_created",
+                entity_type="HandoffItem",
+                entity_id=item.value["item_id"],
+                reason=f"{item.value['workflow']} rule applied to {result.message_type}",
+                details={"queue": item.value["queue"], "priority": item.value["priority"]},
+            )
         MESSAGES.labels(feed, "normalized").inc()
         self._count(f"{feed}.normalized")
         await self._flow(raw, result.message_id, "normalized", records=len(result.records), started=started)
-        await self._audit(practice, actor="practiceflow.worker", action="normalized", entity_type="RawMessage",
-                          entity_id=raw["message_id"], reason=f"{feed} {result.message_type} normalized",
-                          details={"records": str(len(result.records)), "warnings": str(len(result.warnings))})
+        await self._audit(
+            practice,
+            actor="practiceflow.worker",
+            action="normalized",
+            entity_type="RawMessage",
+            entity_id=raw["message_id"],
+            reason=f"{feed} {result.message_type} normalized",
+            details={"records": str(len(result.records)), "warnings": str(len(result.warnings))},
+        )
         self.seen[seen_key] = raw["received_at"]
         return "normalized"
 
@@ -216,19 +269,44 @@ class Pipeline:
         if old:
             self._count("dedup.forgotten", len(old))
 
-    async def _dead_letter(self, raw: dict[str, Any], code: str, reason: str, topic: str | None,
-                           partition: int | None, offset: int | None, started: float) -> None:
+    async def _dead_letter(
+        self,
+        raw: dict[str, Any],
+        code: str,
+        reason: str,
+        topic: str | None,
+        partition: int | None,
+        offset: int | None,
+        started: float,
+    ) -> None:
         practice, feed = raw["practice_id"], raw["feed"]
-        dl = dead_letter(practice, feed, "normalize", code, reason, raw["payload"], failed_at=now_ms(),
-                         message_id=raw["message_id"], source_topic=topic, source_partition=partition,
-                         source_offset=offset)
+        dl = dead_letter(
+            practice,
+            feed,
+            "normalize",
+            code,
+            reason,
+            raw["payload"],
+            failed_at=now_ms(),
+            message_id=raw["message_id"],
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+        )
         await self._send(f"dlq.{feed}", f"{practice}/{raw['message_id']}", dl, practice)
         DEAD_LETTERS.labels(feed, code).inc()
         MESSAGES.labels(feed, "dead_lettered").inc()
         self._count(f"{feed}.dead_lettered")
         await self._flow(raw, raw["message_id"], "dead_lettered", started=started)
-        await self._audit(practice, actor="practiceflow.worker", action="dead_lettered", entity_type="RawMessage",
-                          entity_id=raw["message_id"], reason=code, outcome="rejected")
+        await self._audit(
+            practice,
+            actor="practiceflow.worker",
+            action="dead_lettered",
+            entity_type="RawMessage",
+            entity_id=raw["message_id"],
+            reason=code,
+            outcome="rejected",
+        )
 
     # ------------------------------------------------------------------ agents
     def _register_agents(self) -> None:
@@ -237,10 +315,12 @@ class Pipeline:
         self.source_topics |= {t.get_topic_name() for t in raw_topics} | {self.topics["audit.in"].get_topic_name()}
 
         for raw_topic in raw_topics:
+
             async def normalize_agent(stream, _topic=raw_topic):
                 async for event in stream.events():
                     msg = event.message
                     await self.handle_raw(event.value, topic=msg.topic, partition=msg.partition, offset=msg.offset)
+
             app.agent(raw_topic, name=f"normalize-{raw_topic.get_topic_name()}")(normalize_agent)
 
         @app.agent(self.topics["audit.in"], name="audit-chain")
@@ -252,9 +332,13 @@ class Pipeline:
                 await self._send("audit", ev["practice_id"], chained, ev["practice_id"])
 
         if self.sink is not None:
-            sink_suffixes = [s.suffix for s in catalog.CATALOG
-                             if s.kind in (catalog.Kind.NORMALIZED, catalog.Kind.HANDOFF, catalog.Kind.DEAD_LETTER,
-                                           catalog.Kind.ANALYTICS) or s.suffix == "audit"]
+            sink_suffixes = [
+                s.suffix
+                for s in catalog.CATALOG
+                if s.kind
+                in (catalog.Kind.NORMALIZED, catalog.Kind.HANDOFF, catalog.Kind.DEAD_LETTER, catalog.Kind.ANALYTICS)
+                or s.suffix == "audit"
+            ]
             by_name = {catalog.BY_SUFFIX[s].name(self.prefix): catalog.BY_SUFFIX[s].record_type for s in sink_suffixes}
             generic = AvroCodec(self.serde, "", None)  # writer schema only; the topic tells the type
             sink_topic = app.topic(*by_name.keys(), value_serializer=generic, key_serializer="raw")
@@ -282,7 +366,10 @@ class Pipeline:
         @app.page("/healthz")
         async def healthz(self_view, request):
             v = verdict()
-            return web.json_response({"live": v.live, "reasons": v.reasons, "lag": {k: n for k, n in v.lag.items() if n}}, status=200 if v.live else 503)
+            return web.json_response(
+                {"live": v.live, "reasons": v.reasons, "lag": {k: n for k, n in v.lag.items() if n}},
+                status=200 if v.live else 503,
+            )
 
         @app.page("/readyz")
         async def readyz(self_view, request):

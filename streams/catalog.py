@@ -5,6 +5,7 @@ Partitions are chosen from the practice id alone (:func:`partition_for`, murmur2
 in Kafka's default partitioner), so one practice's records stay in order on one
 partition while the full key still drives compaction.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,14 +52,25 @@ class TopicSpec:
 
 
 def _raw(feed: str) -> TopicSpec:
-    return TopicSpec(f"raw.{feed}", Kind.RAW, "RawMessage", "practice/message_id",
-                     f"Bytes exactly as the {feed} gateway accepted them.", retention_ms=14 * DAY_MS)
+    return TopicSpec(
+        f"raw.{feed}",
+        Kind.RAW,
+        "RawMessage",
+        "practice/message_id",
+        f"Bytes exactly as the {feed} gateway accepted them.",
+        retention_ms=14 * DAY_MS,
+    )
 
 
 def _dlq(feed: str) -> TopicSpec:
-    return TopicSpec(f"dlq.{feed}", Kind.DEAD_LETTER, "DeadLetter", "practice/message_id",
-                     f"{feed} inputs that could not be normalized: original bytes + reason.",
-                     retention_ms=90 * DAY_MS)
+    return TopicSpec(
+        f"dlq.{feed}",
+        Kind.DEAD_LETTER,
+        "DeadLetter",
+        "practice/message_id",
+        f"{feed} inputs that could not be normalized: original bytes + reason.",
+        retention_ms=90 * DAY_MS,
+    )
 
 
 # record type -> normalized topic suffix
@@ -86,23 +98,53 @@ _COMPACTED = {"Patient", "Coverage"}
 
 CATALOG: tuple[TopicSpec, ...] = (
     *(_raw(f) for f in FEEDS),
-    *(TopicSpec(suffix, Kind.NORMALIZED, rt, "practice/patient/entity",
-                f"Normalized {rt} records from every feed.",
-                compact=rt in _COMPACTED, retention_ms=(365 * DAY_MS if rt in _COMPACTED else 30 * DAY_MS))
-      for rt, suffix in NORMALIZED.items()),
-    TopicSpec("handoff", Kind.HANDOFF, "HandoffItem", "practice/item_id",
-              "Work items for staff tools; a replayed item carries the same item_id.",
-              compact=True, retention_ms=90 * DAY_MS),
-    TopicSpec("audit.in", Kind.AUDIT, "AuditEvent", "practice",
-              "Audit events before chaining; the audit agent hashes them in order per practice.",
-              retention_ms=7 * DAY_MS),
-    TopicSpec("audit", Kind.AUDIT, "AuditEvent", "practice",
-              "Every action, hash-chained per practice. Never deleted by retention.",
-              retention_ms=-1, partitions=None),
+    *(
+        TopicSpec(
+            suffix,
+            Kind.NORMALIZED,
+            rt,
+            "practice/patient/entity",
+            f"Normalized {rt} records from every feed.",
+            compact=rt in _COMPACTED,
+            retention_ms=(365 * DAY_MS if rt in _COMPACTED else 30 * DAY_MS),
+        )
+        for rt, suffix in NORMALIZED.items()
+    ),
+    TopicSpec(
+        "handoff",
+        Kind.HANDOFF,
+        "HandoffItem",
+        "practice/item_id",
+        "Work items for staff tools; a replayed item carries the same item_id.",
+        compact=True,
+        retention_ms=90 * DAY_MS,
+    ),
+    TopicSpec(
+        "audit.in",
+        Kind.AUDIT,
+        "AuditEvent",
+        "practice",
+        "Audit events before chaining; the audit agent hashes them in order per practice.",
+        retention_ms=7 * DAY_MS,
+    ),
+    TopicSpec(
+        "audit",
+        Kind.AUDIT,
+        "AuditEvent",
+        "practice",
+        "Every action, hash-chained per practice. Never deleted by retention.",
+        retention_ms=-1,
+        partitions=None,
+    ),
     *(_dlq(f) for f in FEEDS),
-    TopicSpec("analytics.flow", Kind.ANALYTICS, "FlowEvent", "practice/message_id",
-              "One event per message per stage, for the ClickHouse analytics tables.",
-              retention_ms=7 * DAY_MS),
+    TopicSpec(
+        "analytics.flow",
+        Kind.ANALYTICS,
+        "FlowEvent",
+        "practice/message_id",
+        "One event per message per stage, for the ClickHouse analytics tables.",
+        retention_ms=7 * DAY_MS,
+    ),
 )
 
 BY_SUFFIX: dict[str, TopicSpec] = {t.suffix: t for t in CATALOG}

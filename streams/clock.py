@@ -1,4 +1,5 @@
 """Wall-clock time for the streaming shell (processors/ never read a clock)."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """The worker's fax step: OCR (subprocesses, slow) off the event loop, then the pure normalizer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,14 @@ class FaxOcr:
         ocr = await loop.run_in_executor(self.executor, self._ocr, raw["payload"], headers.get("content_type"))
         meta = dict(headers)
         meta["received_at_iso"] = datetime.fromtimestamp(raw["received_at"] / 1000, tz=timezone.utc).isoformat()
-        return normalize_fax(raw["payload"], meta, raw["practice_id"], raw["received_at"], ocr=ocr,
-                             storage_uri=headers.get("storage_uri") or "")
+        return normalize_fax(
+            raw["payload"],
+            meta,
+            raw["practice_id"],
+            raw["received_at"],
+            ocr=ocr,
+            storage_uri=headers.get("storage_uri") or "",
+        )
 
     def close(self) -> None:
         self.executor.shutdown(wait=False)

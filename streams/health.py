@@ -12,6 +12,7 @@ sensor) records, per assigned partition, the last offset the agents took and whe
 
 Duplicates after a restart are handled by the agents' de-duplication tables, not here.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,8 +27,12 @@ MESSAGES = Counter("practiceflow_messages_total", "Messages per feed and stage",
 RECORDS = Counter("practiceflow_records_total", "Normalized records per type", ["record_type"])
 DEAD_LETTERS = Counter("practiceflow_dead_letters_total", "Dead-lettered inputs", ["feed", "reason_code"])
 HANDOFFS = Counter("practiceflow_handoff_items_total", "Handoff items", ["workflow", "queue"])
-NORMALIZE_SECONDS = Histogram("practiceflow_normalize_seconds", "Time to normalize one message", ["feed"],
-                              buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
+NORMALIZE_SECONDS = Histogram(
+    "practiceflow_normalize_seconds",
+    "Time to normalize one message",
+    ["feed"],
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+)
 CONSUMER_LAG = Gauge("practiceflow_consumer_lag", "High-water mark minus position", ["topic", "partition"])
 STALLED = Gauge("practiceflow_worker_stalled", "1 when a partition has lag and no progress")
 
@@ -68,7 +73,6 @@ class ProgressSensor(Sensor):
             p.at = now
 
 
-
 @dataclass
 class HealthVerdict:
     live: bool
@@ -77,8 +81,16 @@ class HealthVerdict:
     lag: dict[str, int]
 
 
-def evaluate(sensor: ProgressSensor, assigned: set, highwaters: dict, *, stall_seconds: float,
-             max_rebalances: int = 6, window_s: float = 300.0, now: float | None = None) -> HealthVerdict:
+def evaluate(
+    sensor: ProgressSensor,
+    assigned: set,
+    highwaters: dict,
+    *,
+    stall_seconds: float,
+    max_rebalances: int = 6,
+    window_s: float = 300.0,
+    now: float | None = None,
+) -> HealthVerdict:
     """Pure verdict from what the sensor saw and the consumer's high-water marks."""
     now = time.monotonic() if now is None else now
     reasons: list[str] = []

@@ -7,6 +7,7 @@ one created: librdkafka's idempotent state is not trusted after such errors, and
 the sender is told "not accepted" so it retries; downstream de-duplication on
 stable message ids absorbs the case where the first write did land.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,15 @@ class Delivered:
 class DurableProducer:
     """Thread-safe; ``send`` blocks, ``send_async`` awaits, both until acks=all."""
 
-    def __init__(self, bootstrap: str, partitions: int, *, client_id: str = "practiceflow-gateway",
-                 delivery_timeout_ms: int = 30000, extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        partitions: int,
+        *,
+        client_id: str = "practiceflow-gateway",
+        delivery_timeout_ms: int = 30000,
+        extra: dict | None = None,
+    ) -> None:
         self.conf = {
             "bootstrap.servers": bootstrap,
             "client.id": client_id,

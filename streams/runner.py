@@ -4,6 +4,7 @@
 larger program instead needs start/stop around ``app.start()``, and a wait for the
 first partition assignment so nothing is produced before the consumer listens.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,12 @@ async def start(pipeline: Pipeline, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         consumer = pipeline.app.consumer
-        if consumer is not None and consumer.assignment() and not pipeline.sensor.rebalancing \
-                and pipeline.app.rebalancing is False:
+        if (
+            consumer is not None
+            and consumer.assignment()
+            and not pipeline.sensor.rebalancing
+            and pipeline.app.rebalancing is False
+        ):
             return
         await asyncio.sleep(0.1)
     raise TimeoutError("the pipeline got no partitions in time")

@@ -12,6 +12,7 @@ Readers decode with the writer's schema (fetched by id, cached) resolved against
 the committed reader schema, so old records stay readable after a compatible
 schema change.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """Create the catalog's topics idempotently at start-up."""
+
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
@@ -7,8 +8,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from practiceflow.streams.catalog import CATALOG, TopicSpec
 
 
-def create_topics(bootstrap: str, prefix: str, partitions: int, replication: int,
-                  specs: tuple[TopicSpec, ...] = CATALOG, timeout: float = 30.0) -> dict[str, str]:
+def create_topics(
+    bootstrap: str,
+    prefix: str,
+    partitions: int,
+    replication: int,
+    specs: tuple[TopicSpec, ...] = CATALOG,
+    timeout: float = 30.0,
+) -> dict[str, str]:
     """Create what is missing; report ``created``/``exists`` per topic.
 
     An existing topic with fewer partitions than the catalog asks for is an error:
@@ -27,8 +34,7 @@ def create_topics(bootstrap: str, prefix: str, partitions: int, replication: int
                 raise RuntimeError(f"topic {name} has {have} partitions, the catalog says {want}")
             outcome[name] = "exists"
             continue
-        new.append(NewTopic(name, num_partitions=want, replication_factor=replication,
-                            config=spec.topic_config()))
+        new.append(NewTopic(name, num_partitions=want, replication_factor=replication, config=spec.topic_config()))
     if new:
         for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
             try:

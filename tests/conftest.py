@@ -4,6 +4,7 @@ The stack is started by the tests themselves (no service is assumed running), wi
 its jars cached under <repo>/.stack/cache so only the first run on a machine
 downloads them. Data lives in a temporary directory.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -24,8 +25,12 @@ def stack(tmp_path_factory):
 
 @pytest.fixture
 def cfg(tmp_path) -> Settings:
-    return Settings(state_dir=tmp_path, topic_prefix=f"t{uuid.uuid4().hex[:6]}", topic_partitions=3,
-                    consumer_group=f"test-{uuid.uuid4().hex[:8]}")
+    return Settings(
+        state_dir=tmp_path,
+        topic_prefix=f"t{uuid.uuid4().hex[:6]}",
+        topic_partitions=3,
+        consumer_group=f"test-{uuid.uuid4().hex[:8]}",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """Self-contained HL7 test messages (synthetic patients, no real PHI)."""
+
 from __future__ import annotations
 
 import os

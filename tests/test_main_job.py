@@ -1,4 +1,5 @@
 """The main job on a small day: every feed through its real gateway, summary consistent."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,11 +21,11 @@ def test_small_practice_day_end_to_end(cfg, stack):
         assert g.get(f"{feed}.accepted", 0) > 0, feed
         handled = sum(w.get(f"{feed}.{s}", 0) for s in ("normalized", "dead_lettered", "duplicate"))
         assert handled == g[f"{feed}.accepted"], (feed, g, w)
-    assert w["hl7v2.duplicate"] == 1                      # the resend after a lost ACK
+    assert w["hl7v2.duplicate"] == 1  # the resend after a lost ACK
     assert report.acks == {"AA": len(plan.mllp) - 1, "AR": 1}
     assert g["portal.rejected"] == 1 and g["fhir.rejected"] == 1 and g["x12.rejected"] == 1
-    assert g["fax.rejected"] == 1                         # the text file in the fax folder
-    assert w["fax.normalized"] == 3                       # OCRed faxes became Document records
+    assert g["fax.rejected"] == 1  # the text file in the fax folder
+    assert w["fax.normalized"] == 3  # OCRed faxes became Document records
     assert report.clickhouse["handoff_items"] >= 1
     reasons = {(f, s, r) for f, s, r, _ in report.dead_letter_reasons}
     assert ("hl7v2", "gateway", "missing_control_id") in reasons

@@ -10,6 +10,7 @@
 5. Wait until the worker has handled everything the gateways accepted, then print a
    summary of what flowed where, per feed, and what landed in ClickHouse.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,7 @@ async def _send_all(plan: DayPlan, mllp_port: int, http_port: int, drops: Folder
     for name, data in plan.hl7_batches:
         (drops.inbox(practice, "hl7v2") / name).write_bytes(data)
     async with aiohttp.ClientSession() as http:
+
         async def post(feed: str, url: str, **kw) -> None:
             async with http.post(url, **kw) as resp:
                 await resp.read()
@@ -78,15 +80,15 @@ async def _send_all(plan: DayPlan, mllp_port: int, http_port: int, drops: Folder
                 _bump(report.sent, feed)
 
         for body in plan.fhir:
-            await post("fhir", f"{base}/fhir/{practice}", data=body,
-                       headers={"Content-Type": "application/fhir+json"})
+            await post("fhir", f"{base}/fhir/{practice}", data=body, headers={"Content-Type": "application/fhir+json"})
         for event, body, good in plan.portal:
             secret = (DEMO_SECRET if good else "not-the-secret").encode()
             await post("portal", f"{base}/portal/{practice}", data=body, headers=sign_portal(secret, body, event))
         for i in range(plan.portal_replays):
             event, body, _ = plan.portal[i]
-            await post("portal", f"{base}/portal/{practice}", data=body,
-                       headers=sign_portal(DEMO_SECRET.encode(), body, event))
+            await post(
+                "portal", f"{base}/portal/{practice}", data=body, headers=sign_portal(DEMO_SECRET.encode(), body, event)
+            )
         for name, data in plan.x12_upload:
             await post("x12", f"{base}/x12/{practice}", data=data)
         for name, data, meta in plan.fax_upload:
@@ -104,16 +106,23 @@ async def _send_all(plan: DayPlan, mllp_port: int, http_port: int, drops: Folder
     report.sent["hl7v2"] += sum(1 for _ in plan.hl7_batches)
 
 
-async def run_day(cfg: Settings, bootstrap: str, registry_url: str, plan: DayPlan, *,
-                  timeout: float = 300.0) -> DayReport:
+async def run_day(
+    cfg: Settings, bootstrap: str, registry_url: str, plan: DayPlan, *, timeout: float = 300.0
+) -> DayReport:
     t0 = time.monotonic()
     report = DayReport()
     practice = plan.practice_id
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
     fax = FaxOcr(cfg.state_dir / "ocr")
-    pipeline = Pipeline(cfg, bootstrap, registry_url, app_id=f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}",
-                        sink=sink, fax_handler=fax)
+    pipeline = Pipeline(
+        cfg,
+        bootstrap,
+        registry_url,
+        app_id=f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}",
+        sink=sink,
+        fax_handler=fax,
+    )
     pipeline.register_schemas()
     await runner.start(pipeline)
 
@@ -122,8 +131,7 @@ async def run_day(cfg: Settings, bootstrap: str, registry_url: str, plan: DayPla
     docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
     mllp = MllpGateway(core, practice, port=0)
     http = HttpGateway(core, {practice}, docstore, portal_secrets={practice: DEMO_SECRET}, port=0)
-    drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2,
-                       interval=0.5)
+    drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2, interval=0.5)
     await mllp.start()
     await http.start()
     await drops.start()
@@ -150,32 +158,44 @@ async def run_day(cfg: Settings, bootstrap: str, registry_url: str, plan: DayPla
     report.gateway = dict(core.stats)
     report.worker = dict(pipeline.counts)
     for table in ("records", "observations", "handoff_items", "dead_letters", "flow_events", "audit_events"):
-        report.clickhouse[table] = sink.query(f"SELECT count() FROM {{db}}.{table} FINAL "
-                                              f"WHERE practice_id = %(p)s", {"p": practice})[0][0]
-    report.handoff_queues = sink.query("SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL "
-                                       "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL", {"p": practice})
-    report.dead_letter_reasons = sink.query("SELECT feed, stage, reason_code, count() FROM {db}.dead_letters FINAL "
-                                            "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL", {"p": practice})
+        report.clickhouse[table] = sink.query(
+            f"SELECT count() FROM {{db}}.{table} FINAL WHERE practice_id = %(p)s", {"p": practice}
+        )[0][0]
+    report.handoff_queues = sink.query(
+        "SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL "
+        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
+        {"p": practice},
+    )
+    report.dead_letter_reasons = sink.query(
+        "SELECT feed, stage, reason_code, count() FROM {db}.dead_letters FINAL "
+        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
+        {"p": practice},
+    )
     sink.close()
     report.seconds = round(time.monotonic() - t0, 1)
     return report
 
 
 def print_report(report: DayReport, plan: DayPlan, ep) -> None:
-    print(f"practiceflow: sample practice day {plan.day} for '{plan.practice_id}' "
-          f"({len(plan.people)} synthetic patients)")
+    print(
+        f"practiceflow: sample practice day {plan.day} for '{plan.practice_id}' ({len(plan.people)} synthetic patients)"
+    )
     print(f"  kafka {ep.kafka_version or '(configured)'} at {ep.bootstrap}; schema registry {ep.registry_url}")
     print()
-    print(f"  {'feed':8s} {'sent':>6s} {'accepted':>9s} {'rejected@gw':>12s} {'normalized':>11s} "
-          f"{'dead-letter':>12s} {'duplicate':>10s}")
+    print(
+        f"  {'feed':8s} {'sent':>6s} {'accepted':>9s} {'rejected@gw':>12s} {'normalized':>11s} "
+        f"{'dead-letter':>12s} {'duplicate':>10s}"
+    )
     g, w = report.gateway, report.worker
     for feed in catalog.FEEDS:
-        print(f"  {feed:8s} {report.sent.get(feed, 0):6d} {g.get(f'{feed}.accepted', 0):9d} "
-              f"{g.get(f'{feed}.rejected', 0):12d} {w.get(f'{feed}.normalized', 0):11d} "
-              f"{w.get(f'{feed}.dead_lettered', 0):12d} {w.get(f'{feed}.duplicate', 0):10d}")
+        print(
+            f"  {feed:8s} {report.sent.get(feed, 0):6d} {g.get(f'{feed}.accepted', 0):9d} "
+            f"{g.get(f'{feed}.rejected', 0):12d} {w.get(f'{feed}.normalized', 0):11d} "
+            f"{w.get(f'{feed}.dead_lettered', 0):12d} {w.get(f'{feed}.duplicate', 0):10d}"
+        )
     print("  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
     print(f"\n  MLLP ACKs: {report.acks}   HTTP answers: {report.http}")
-    records = {k.removeprefix('record.'): v for k, v in w.items() if k.startswith("record.")}
+    records = {k.removeprefix("record."): v for k, v in w.items() if k.startswith("record.")}
     print(f"\n  normalized records: {dict(sorted(records.items()))}")
     print("\n  handoff items (queue / workflow / priority: count):")
     for q, wf, pr, n in report.handoff_queues:
@@ -184,8 +204,10 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")
     print(f"\n  ClickHouse rows: {report.clickhouse}")
-    print(f"\n  first message through the pipeline {report.first_message_seconds}s after start; "
-          f"whole day in {report.seconds}s; drained: {report.drained}")
+    print(
+        f"\n  first message through the pipeline {report.first_message_seconds}s after start; "
+        f"whole day in {report.seconds}s; drained: {report.drained}"
+    )
 
 
 def main(args: argparse.Namespace, cfg: Settings) -> int:

@@ -1,4 +1,5 @@
 """``practiceflow gateways``: run the ingest gateways until interrupted (production shape)."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,28 @@ async def serve(cfg: Settings, bootstrap: str, registry_url: str) -> None:
     core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="gateways")
     docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
     practices = set(cfg.practices)
-    mllp = MllpGateway(core, cfg.mllp_practice_id or cfg.default_practice_id, host=cfg.gateway_host,
-                       port=cfg.mllp_port, ssl_context=tls_context(cfg), max_message_bytes=cfg.max_message_bytes)
-    http = HttpGateway(core, practices, docstore, portal_secrets=cfg.portal_secrets, host=cfg.gateway_host,
-                       port=cfg.http_port, max_body_bytes=cfg.max_message_bytes)
+    mllp = MllpGateway(
+        core,
+        cfg.mllp_practice_id or cfg.default_practice_id,
+        host=cfg.gateway_host,
+        port=cfg.mllp_port,
+        ssl_context=tls_context(cfg),
+        max_message_bytes=cfg.max_message_bytes,
+    )
+    http = HttpGateway(
+        core,
+        practices,
+        docstore,
+        portal_secrets=cfg.portal_secrets,
+        host=cfg.gateway_host,
+        port=cfg.http_port,
+        max_body_bytes=cfg.max_message_bytes,
+    )
     drops = FolderDrop(core, cfg.drop_dir or cfg.state_dir / "drop", practices, docstore)
-    print(f"MLLP on {cfg.gateway_host}:{await mllp.start()}, HTTP on {cfg.gateway_host}:{await http.start()}, "
-          f"folder drops under {drops.root}")
+    print(
+        f"MLLP on {cfg.gateway_host}:{await mllp.start()}, HTTP on {cfg.gateway_host}:{await http.start()}, "
+        f"folder drops under {drops.root}"
+    )
     await drops.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

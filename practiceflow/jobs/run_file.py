@@ -4,6 +4,7 @@ Publishes the file's raw bytes to its feed's raw topic (acks=all), runs the Faus
 pipeline in-process until the message has been normalized (or dead-lettered), its
 handoff items written and the ClickHouse rows landed, then prints what went where.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,6 @@ from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
 
 
-
 @dataclass
 class RunReport:
     counts: dict[str, int] = field(default_factory=dict)
@@ -32,23 +32,30 @@ class RunReport:
     first_message_seconds: float | None = None
 
 
-def raw_record(practice_id: str, feed: str, payload: bytes, headers: dict[str, str] | None = None,
-               message_id: str | None = None) -> dict:
+def raw_record(
+    practice_id: str, feed: str, payload: bytes, headers: dict[str, str] | None = None, message_id: str | None = None
+) -> dict:
     return {
-        "practice_id": practice_id, "feed": feed, "message_id": message_id or content_id(payload),
-        "received_at": now_ms(), "content_type": CONTENT_TYPES.get(feed, "application/octet-stream"),
-        "payload": payload, "headers": dict(headers or {}),
+        "practice_id": practice_id,
+        "feed": feed,
+        "message_id": message_id or content_id(payload),
+        "received_at": now_ms(),
+        "content_type": CONTENT_TYPES.get(feed, "application/octet-stream"),
+        "payload": payload,
+        "headers": dict(headers or {}),
     }
 
 
-async def _run(cfg: Settings, bootstrap: str, registry_url: str, files: list[tuple[str, Path]],
-               practice_id: str, timeout: float) -> RunReport:
+async def _run(
+    cfg: Settings, bootstrap: str, registry_url: str, files: list[tuple[str, Path]], practice_id: str, timeout: float
+) -> RunReport:
     t0 = time.monotonic()
     report = RunReport()
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
-    pipeline = Pipeline(cfg, bootstrap, registry_url, app_id=f"{cfg.consumer_group}-run-{uuid.uuid4().hex[:8]}",
-                        sink=sink)
+    pipeline = Pipeline(
+        cfg, bootstrap, registry_url, app_id=f"{cfg.consumer_group}-run-{uuid.uuid4().hex[:8]}", sink=sink
+    )
     pipeline.register_schemas()
     await runner.start(pipeline)
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
@@ -56,8 +63,12 @@ async def _run(cfg: Settings, bootstrap: str, registry_url: str, files: list[tup
         for feed, path in files:
             raw = raw_record(practice_id, feed, path.read_bytes())
             topic = catalog.raw_topic(feed).name(cfg.topic_prefix)
-            await producer.send_async(topic, f"{practice_id}/{raw['message_id']}",
-                                      pipeline.serde.encode(f"{topic}-value", "RawMessage", raw), practice_id)
+            await producer.send_async(
+                topic,
+                f"{practice_id}/{raw['message_id']}",
+                pipeline.serde.encode(f"{topic}-value", "RawMessage", raw),
+                practice_id,
+            )
 
         await runner.wait_for(lambda: pipeline.handled() >= len(files), timeout)
         report.first_message_seconds = round(time.monotonic() - t0, 2)
@@ -72,6 +83,12 @@ async def _run(cfg: Settings, bootstrap: str, registry_url: str, files: list[tup
     return report
 
 
-def run_files(cfg: Settings, bootstrap: str, registry_url: str, files: list[tuple[str, Path]],
-              practice_id: str, timeout: float = 120.0) -> RunReport:
+def run_files(
+    cfg: Settings,
+    bootstrap: str,
+    registry_url: str,
+    files: list[tuple[str, Path]],
+    practice_id: str,
+    timeout: float = 120.0,
+) -> RunReport:
     return asyncio.run(_run(cfg, bootstrap, registry_url, files, practice_id, timeout))

@@ -4,6 +4,7 @@ Configured endpoints (production) win; otherwise the stack that ``practiceflow s
 up`` recorded; otherwise, when allowed, a fresh embedded stack is started for the
 duration of the command.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,7 +38,12 @@ def endpoints(cfg: Settings, *, autostart: bool = True, nodes: int = 1) -> Itera
     stack = LocalStack(cfg.state_dir, nodes=nodes)
     info = stack.start()
     try:
-        yield Endpoints(info.bootstrap, cfg.schema_registry_url or info.registry_url, True, info.kafka_version,
-                        info.cold_start_seconds)
+        yield Endpoints(
+            info.bootstrap,
+            cfg.schema_registry_url or info.registry_url,
+            True,
+            info.kafka_version,
+            info.cold_start_seconds,
+        )
     finally:
         stack.stop()

@@ -6,6 +6,7 @@ anything. Each node runs as ``java -cp jars/* kafka.Kafka server.properties`` in
 combined broker+controller mode; ``nodes=3`` gives a three-voter quorum that the
 fault tests use.
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,8 +51,13 @@ def ensure_jars(cache_dir: Path, pom: Path = KAFKA_POM) -> Path:
         return jars
     jars.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(pom),
-        "dependency:copy-dependencies", f"-DoutputDirectory={jars}",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={jars}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -100,39 +106,48 @@ class KafkaCluster:
     def _properties(self, node: KafkaNode) -> str:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         rf = min(3, len(self.nodes))
-        return "\n".join([
-            "process.roles=broker,controller",
-            f"node.id={node.node_id}",
-            f"controller.quorum.voters={voters}",
-            f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={node.data_dir / 'log'}",
-            "num.partitions=3",
-            f"default.replication.factor={rf}",
-            f"min.insync.replicas={1 if rf == 1 else 2}",
-            f"offsets.topic.replication.factor={rf}",
-            "offsets.topic.num.partitions=10",
-            f"transaction.state.log.replication.factor={rf}",
-            f"transaction.state.log.min.isr={1 if rf == 1 else 2}",
-            f"share.coordinator.state.topic.replication.factor={rf}",
-            f"share.coordinator.state.topic.min.isr={1 if rf == 1 else 2}",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false",
-            "log.segment.bytes=16777216",
-            "log.retention.check.interval.ms=60000",
-            "",
-        ])
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                f"node.id={node.node_id}",
+                f"controller.quorum.voters={voters}",
+                f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={node.data_dir / 'log'}",
+                "num.partitions=3",
+                f"default.replication.factor={rf}",
+                f"min.insync.replicas={1 if rf == 1 else 2}",
+                f"offsets.topic.replication.factor={rf}",
+                "offsets.topic.num.partitions=10",
+                f"transaction.state.log.replication.factor={rf}",
+                f"transaction.state.log.min.isr={1 if rf == 1 else 2}",
+                f"share.coordinator.state.topic.replication.factor={rf}",
+                f"share.coordinator.state.topic.min.isr={1 if rf == 1 else 2}",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=false",
+                "log.segment.bytes=16777216",
+                "log.retention.check.interval.ms=60000",
+                "",
+            ]
+        )
 
     def _java(self, main: str, *args: str, node: KafkaNode) -> list[str]:
         return [
-            "java", "-Xms128m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
-            "-XX:TieredStopAtLevel=1", "-Xshare:auto",
+            "java",
+            "-Xms128m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1",
+            "-Xshare:auto",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={node.data_dir / 'log4j2.properties'}",
-            "-cp", f"{self.jars}/*", main, *args,
+            "-cp",
+            f"{self.jars}/*",
+            main,
+            *args,
         ]
 
     def start(self, timeout: float = 90.0) -> "KafkaCluster":
@@ -143,9 +158,18 @@ class KafkaCluster:
             props = node.data_dir / "server.properties"
             props.write_text(self._properties(node))
             fmt = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "--ignore-formatted",
-                           "-t", cluster_id, "-c", str(props), node=node),
-                capture_output=True, text=True,
+                self._java(
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--ignore-formatted",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                    node=node,
+                ),
+                capture_output=True,
+                text=True,
             )
             if fmt.returncode != 0:
                 raise StackError(f"kafka storage format failed for node {node.node_id}: {fmt.stderr[-2000:]}")
@@ -153,7 +177,9 @@ class KafkaCluster:
             log = open(node.log_file, "ab")
             node.process = subprocess.Popen(
                 self._java("kafka.Kafka", str(node.data_dir / "server.properties"), node=node),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         for node in self.nodes:
@@ -213,9 +239,12 @@ def new_cluster(root: Path, cache_dir: Path, nodes: int = 1, heap: str | None = 
     jars = ensure_jars(cache_dir)
     cluster = KafkaCluster(root=root, jars=jars, heap=heap or ("512m" if nodes == 1 else "384m"))
     for i in range(1, nodes + 1):
-        cluster.nodes.append(KafkaNode(
-            node_id=i, port=free_port(), controller_port=free_port(),
-            data_dir=root / f"node-{i}",
-        ))
+        cluster.nodes.append(
+            KafkaNode(
+                node_id=i,
+                port=free_port(),
+                controller_port=free_port(),
+                data_dir=root / f"node-{i}",
+            )
+        )
     return cluster
-

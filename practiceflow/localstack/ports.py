@@ -1,4 +1,5 @@
 """Loopback port helpers shared by the local services."""
+
 from __future__ import annotations
 
 import socket

@@ -5,6 +5,7 @@ ports in ``<state_dir>/stack.json``; any later process (the worker, the tests, t
 main job) finds them there. ``LocalStack`` is also usable in-process (tests start
 one per session and stop it at the end).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from practiceflow.localstack.kafka import (
-    REPO_ROOT, KafkaCluster, StackError, kafka_version, new_cluster, stop_process,
+    REPO_ROOT,
+    KafkaCluster,
+    StackError,
+    kafka_version,
+    new_cluster,
+    stop_process,
 )
 from practiceflow.localstack.ports import free_port, wait_for_port
 
@@ -39,8 +45,7 @@ class StackInfo:
 
 def ensure_registry(cache_dir: Path) -> Path:
     """Fetch Apicurio Registry from Maven Central once (deploy/local/registry/build.sh)."""
-    proc = subprocess.run([str(REGISTRY_DIR / "build.sh"), str(cache_dir / "registry")],
-                          capture_output=True, text=True)
+    proc = subprocess.run([str(REGISTRY_DIR / "build.sh"), str(cache_dir / "registry")], capture_output=True, text=True)
     if proc.returncode != 0:
         raise StackError(f"could not fetch the schema registry: {proc.stderr[-2000:]}")
     return cache_dir / "registry"
@@ -51,8 +56,12 @@ def start_registry(cache_dir: Path, data_dir: Path, timeout: float = 90.0) -> tu
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "registry.log", "ab")
-    proc = subprocess.Popen([str(REGISTRY_DIR / "run.sh"), str(reg_dir), str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(REGISTRY_DIR / "run.sh"), str(reg_dir), str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     base = f"http://127.0.0.1:{port}"
     if not wait_for_port("127.0.0.1", port, deadline, proc):
@@ -71,9 +80,12 @@ def start_registry(cache_dir: Path, data_dir: Path, timeout: float = 90.0) -> tu
         raise StackError("schema registry never became ready")
     url = base + CCOMPAT_PATH
     # Contracts evolve backward-compatibly; make the registry enforce it too.
-    req = urllib.request.Request(f"{url}/config", method="PUT",
-                                 data=json.dumps({"compatibility": "BACKWARD"}).encode(),
-                                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    req = urllib.request.Request(
+        f"{url}/config",
+        method="PUT",
+        data=json.dumps({"compatibility": "BACKWARD"}).encode(),
+        headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+    )
     urllib.request.urlopen(req, timeout=5).close()
     return proc, url
 
@@ -81,8 +93,7 @@ def start_registry(cache_dir: Path, data_dir: Path, timeout: float = 90.0) -> tu
 class LocalStack:
     """Start/stop the local Kafka cluster and schema registry."""
 
-    def __init__(self, state_dir: Path, nodes: int = 1, registry: bool = True,
-                 cache_dir: Path | None = None) -> None:
+    def __init__(self, state_dir: Path, nodes: int = 1, registry: bool = True, cache_dir: Path | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else self.state_dir / "cache"
         self.run_dir = self.state_dir / "run"
@@ -114,11 +125,13 @@ class LocalStack:
                 self.kafka.stop()
                 raise
         self.info = StackInfo(
-            bootstrap=self.kafka.bootstrap, registry_url=registry_url,
+            bootstrap=self.kafka.bootstrap,
+            registry_url=registry_url,
             kafka_version=kafka_version(self.kafka.jars),
             kafka_pids=[n.process.pid for n in self.kafka.nodes if n.process],
             registry_pid=self.registry_proc.pid if self.registry_proc else None,
-            root=str(self.run_dir), started_at=time.time(),
+            root=str(self.run_dir),
+            started_at=time.time(),
             cold_start_seconds=round(time.monotonic() - t0, 2),
         )
         (self.state_dir / "stack.json").write_text(json.dumps(asdict(self.info), indent=2))

@@ -6,6 +6,7 @@ resource, a forged portal webhook, a replayed one, a junk file in the fax drop a
 a truncated X12 file, so the summary shows every path (accepted, normalized,
 dead-lettered, duplicate).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,10 @@ class DayPlan:
     day: date
     practice_id: str
     people: list[Person]
-    mllp: list[bytes] = field(default_factory=list)             # in send order; includes a resend + garbage
+    mllp: list[bytes] = field(default_factory=list)  # in send order; includes a resend + garbage
     hl7_batches: list[tuple[str, bytes]] = field(default_factory=list)
     fhir: list[bytes] = field(default_factory=list)
-    portal: list[tuple[str, bytes, bool]] = field(default_factory=list)   # (event, body, sign correctly?)
+    portal: list[tuple[str, bytes, bool]] = field(default_factory=list)  # (event, body, sign correctly?)
     portal_replays: int = 0
     x12_upload: list[tuple[str, bytes]] = field(default_factory=list)
     x12_drop: list[tuple[str, bytes]] = field(default_factory=list)
@@ -43,45 +44,90 @@ def _ts(d: date, minute: int) -> str:
 def _fhir_patient_bundle(p: Person, i: int) -> dict:
     pid = f"urn:uuid:00000000-0000-4000-8000-{i:012d}"
     return {
-        "resourceType": "Bundle", "id": f"reg-{p.mrn}", "type": "transaction",
+        "resourceType": "Bundle",
+        "id": f"reg-{p.mrn}",
+        "type": "transaction",
         "entry": [
-            {"fullUrl": pid, "resource": {
-                "resourceType": "Patient", "id": p.mrn,
-                "identifier": [{"system": "urn:demo-clinic:mrn", "value": p.mrn}],
-                "name": [{"family": p.family, "given": [p.given]}], "gender": "female" if p.sex == "F" else "male",
-                "birthDate": p.dob_iso, "telecom": [{"system": "phone", "value": p.phone}]},
-             "request": {"method": "PUT", "url": f"Patient/{p.mrn}"}},
-            {"fullUrl": f"urn:uuid:00000000-0000-4000-9000-{i:012d}", "resource": {
-                "resourceType": "Coverage", "id": f"cov-{p.mrn}", "status": "active",
-                "beneficiary": {"reference": pid}, "subscriberId": p.member_id,
-                "payor": [{"display": p.payer_name}],
-                "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class",
-                                                "code": "group"}]}, "value": p.group}]},
-             "request": {"method": "PUT", "url": f"Coverage/cov-{p.mrn}"}},
+            {
+                "fullUrl": pid,
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": p.mrn,
+                    "identifier": [{"system": "urn:demo-clinic:mrn", "value": p.mrn}],
+                    "name": [{"family": p.family, "given": [p.given]}],
+                    "gender": "female" if p.sex == "F" else "male",
+                    "birthDate": p.dob_iso,
+                    "telecom": [{"system": "phone", "value": p.phone}],
+                },
+                "request": {"method": "PUT", "url": f"Patient/{p.mrn}"},
+            },
+            {
+                "fullUrl": f"urn:uuid:00000000-0000-4000-9000-{i:012d}",
+                "resource": {
+                    "resourceType": "Coverage",
+                    "id": f"cov-{p.mrn}",
+                    "status": "active",
+                    "beneficiary": {"reference": pid},
+                    "subscriberId": p.member_id,
+                    "payor": [{"display": p.payer_name}],
+                    "class": [
+                        {
+                            "type": {
+                                "coding": [
+                                    {"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "group"}
+                                ]
+                            },
+                            "value": p.group,
+                        }
+                    ],
+                },
+                "request": {"method": "PUT", "url": f"Coverage/cov-{p.mrn}"},
+            },
         ],
     }
 
 
 def _fhir_bp(p: Person, d: date, i: int) -> dict:
     return {
-        "resourceType": "Observation", "id": f"bp-{p.mrn}-{i}", "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "vital-signs"}]}],
+        "resourceType": "Observation",
+        "id": f"bp-{p.mrn}-{i}",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}
+                ]
+            }
+        ],
         "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}]},
-        "subject": {"reference": f"Patient/{p.mrn}"}, "effectiveDateTime": f"{d.isoformat()}T09:{i:02d}:00Z",
+        "subject": {"reference": f"Patient/{p.mrn}"},
+        "effectiveDateTime": f"{d.isoformat()}T09:{i:02d}:00Z",
         "component": [
-            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic"}]},
-             "valueQuantity": {"value": 118 + i, "unit": "mmHg", "system": "http://unitsofmeasure.org",
-                               "code": "mm[Hg]"}},
-            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4", "display": "Diastolic"}]},
-             "valueQuantity": {"value": 76 + i, "unit": "mmHg", "system": "http://unitsofmeasure.org",
-                               "code": "mm[Hg]"}},
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic"}]},
+                "valueQuantity": {
+                    "value": 118 + i,
+                    "unit": "mmHg",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "mm[Hg]",
+                },
+            },
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8462-4", "display": "Diastolic"}]},
+                "valueQuantity": {
+                    "value": 76 + i,
+                    "unit": "mmHg",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "mm[Hg]",
+                },
+            },
         ],
     }
 
 
-def build_day(seed: int = 7, n_patients: int = 40, practice_id: str = "demo-clinic",
-              day: date | None = None) -> DayPlan:
+def build_day(
+    seed: int = 7, n_patients: int = 40, practice_id: str = "demo-clinic", day: date | None = None
+) -> DayPlan:
     rng = random.Random(seed)
     d = day or date(2026, 11, 27)
     people = make_people(n_patients, seed)
@@ -96,8 +142,9 @@ def build_day(seed: int = 7, n_patients: int = 40, practice_id: str = "demo-clin
         appt = f"APT{ymd}{i:03d}"
         plan.mllp.append(h.siu(p, f"C{next(ctl)}", _ts(d, 60 + i), appt, _ts(d, 120 + 20 * i), "S12", rng).encode())
         if i % 9 == 4:
-            plan.mllp.append(h.siu(p, f"C{next(ctl)}", _ts(d, 200 + i), appt, _ts(d, 120 + 20 * i), "S15",
-                                   rng).encode())
+            plan.mllp.append(
+                h.siu(p, f"C{next(ctl)}", _ts(d, 200 + i), appt, _ts(d, 120 + 20 * i), "S15", rng).encode()
+            )
     results = []
     for i, p in enumerate(people[: n_patients // 2]):
         results.append(h.oru_r01(p, f"C{next(ctl)}", _ts(d, 240 + i), rng, abnormal=(i % 3 == 0)).encode())
@@ -107,8 +154,11 @@ def build_day(seed: int = 7, n_patients: int = 40, practice_id: str = "demo-clin
         plan.mllp.append(h.rde_o11(p, f"C{next(ctl)}", _ts(d, 300), rng).encode())
     for p in people[: max(2, n_patients // 8)]:
         plan.mllp.append(h.mdm_t02(p, f"C{next(ctl)}", _ts(d, 420), rng).encode())
-    plan.mllp.append(b"MSH|^~\\&|DEMOEHR|DEMO CLINIC|PRACTICEFLOW|DEMO CLINIC|" + ymd.encode() +
-                     b"||ORU^R01||P|2.5.1\rPID|1||BROKEN\r")  # no MSH-10: AR + dead letter
+    plan.mllp.append(
+        b"MSH|^~\\&|DEMOEHR|DEMO CLINIC|PRACTICEFLOW|DEMO CLINIC|"
+        + ymd.encode()
+        + b"||ORU^R01||P|2.5.1\rPID|1||BROKEN\r"
+    )  # no MSH-10: AR + dead letter
     # a nightly batch file from the reference lab's interface engine
     batch_msgs = [h.oru_r01(p, f"B{next(ctl)}", _ts(d, 600), rng, abnormal=False) for p in people[-5:]]
     plan.hl7_batches.append((f"lab_batch_{ymd}.hl7", h.batch(batch_msgs, _ts(d, 600)).encode()))
@@ -117,35 +167,79 @@ def build_day(seed: int = 7, n_patients: int = 40, practice_id: str = "demo-clin
     for i, p in enumerate(people[: n_patients // 4]):
         plan.fhir.append(json.dumps(_fhir_patient_bundle(p, i)).encode())
         plan.fhir.append(json.dumps(_fhir_bp(p, d, i % 50)).encode())
-    plan.fhir.append(json.dumps({"resourceType": "Observation", "id": "bad-1", "status": "not-a-status",
-                                 "code": {"text": "x"}}).encode())
+    plan.fhir.append(
+        json.dumps(
+            {"resourceType": "Observation", "id": "bad-1", "status": "not-a-status", "code": {"text": "x"}}
+        ).encode()
+    )
 
     # -- patient portal
     stamp = f"{d.isoformat()}T07:30:00Z"
     for i, p in enumerate(people[: n_patients // 4]):
-        plan.portal.append(("intake.submitted", json.dumps({
-            "submission_id": f"intk_{ymd}_{i}", "submitted_at": stamp, "patient_id": None,
-            "patient": {"family_name": p.family, "given_name": p.given, "birth_date": p.dob_iso,
-                        "phone": f"+1 217 {p.phone}"},
-            "insurance": {"payer": p.payer_name, "member_id": p.member_id, "group_number": p.group},
-            "reason_for_visit": "annual physical", "answers": {"smoker": "no"}}).encode(), True))
+        plan.portal.append(
+            (
+                "intake.submitted",
+                json.dumps(
+                    {
+                        "submission_id": f"intk_{ymd}_{i}",
+                        "submitted_at": stamp,
+                        "patient_id": None,
+                        "patient": {
+                            "family_name": p.family,
+                            "given_name": p.given,
+                            "birth_date": p.dob_iso,
+                            "phone": f"+1 217 {p.phone}",
+                        },
+                        "insurance": {"payer": p.payer_name, "member_id": p.member_id, "group_number": p.group},
+                        "reason_for_visit": "annual physical",
+                        "answers": {"smoker": "no"},
+                    }
+                ).encode(),
+                True,
+            )
+        )
     meds = [m[1] for m in h.MEDS]
     for i, p in enumerate(people[: n_patients // 5]):
-        plan.portal.append(("refill.requested", json.dumps({
-            "request_id": f"rfl_{ymd}_{i}", "submitted_at": stamp, "patient_id": p.mrn,
-            "medication": {"name": meds[i % len(meds)]}, "last_filled": (d - timedelta(days=28)).isoformat(),
-            "note": "almost out"}).encode(), True))
+        plan.portal.append(
+            (
+                "refill.requested",
+                json.dumps(
+                    {
+                        "request_id": f"rfl_{ymd}_{i}",
+                        "submitted_at": stamp,
+                        "patient_id": p.mrn,
+                        "medication": {"name": meds[i % len(meds)]},
+                        "last_filled": (d - timedelta(days=28)).isoformat(),
+                        "note": "almost out",
+                    }
+                ).encode(),
+                True,
+            )
+        )
     for i, p in enumerate(people[: n_patients // 6]):
-        plan.portal.append(("scheduling.requested", json.dumps({
-            "request_id": f"sch_{ymd}_{i}", "submitted_at": stamp, "patient_id": p.mrn,
-            "preferred_times": [{"start": f"{(d + timedelta(days=7)).isoformat()}T09:00:00-06:00"}],
-            "visit_type": "follow-up", "reason": "follow-up visit"}).encode(), True))
+        plan.portal.append(
+            (
+                "scheduling.requested",
+                json.dumps(
+                    {
+                        "request_id": f"sch_{ymd}_{i}",
+                        "submitted_at": stamp,
+                        "patient_id": p.mrn,
+                        "preferred_times": [{"start": f"{(d + timedelta(days=7)).isoformat()}T09:00:00-06:00"}],
+                        "visit_type": "follow-up",
+                        "reason": "follow-up visit",
+                    }
+                ).encode(),
+                True,
+            )
+        )
     plan.portal.append((plan.portal[-1][0], plan.portal[-1][1], False))  # forged: wrong secret
     plan.portal_replays = 1  # the day job re-sends the first intake as a replay
 
     # -- clearinghouse: 835 remittance, 277CA acknowledgements, 271 eligibility; one truncated file
-    claims = [(f"CLM{ymd}{i:03d}", p, round(rng.uniform(90, 260), 2), ymd)
-              for i, p in enumerate(people[: n_patients // 2])]
+    claims = [
+        (f"CLM{ymd}{i:03d}", p, round(rng.uniform(90, 260), 2), ymd) for i, p in enumerate(people[: n_patients // 2])
+    ]
     era, truth = x.remittance_835(claims, 901, ymd, rng)
     plan.truth["835"] = truth
     rejected = {c[0] for c in claims[::7]}
@@ -166,11 +260,14 @@ def _faxes(seed: int) -> tuple[list, list]:
     upload = []
     for i, kind in enumerate(("referral", "lab_result")):
         doc = synth.render_document(seed + i, pages=1, kinds=[kind])
-        upload.append((f"fax_{kind}.tif", synth.to_tiff_g4(doc),
-                       {"from": "+12175550101", "to": "+12175550199", "pages": "1"}))
+        upload.append(
+            (f"fax_{kind}.tif", synth.to_tiff_g4(doc), {"from": "+12175550101", "to": "+12175550199", "pages": "1"})
+        )
     doc = synth.render_document(seed + 5, pages=1, kinds=["prior_auth_response"])
-    drop = [("inbound_prior_auth.pdf", synth.to_image_pdf(doc)),
-            ("not_a_fax.txt", b"this file was dropped in the fax folder by mistake\n")]
+    drop = [
+        ("inbound_prior_auth.pdf", synth.to_image_pdf(doc)),
+        ("not_a_fax.txt", b"this file was dropped in the fax folder by mistake\n"),
+    ]
     return upload, drop
 
 

@@ -1,4 +1,5 @@
 """Clients that talk to the gateways the way real senders do (used by the day job and tests)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -48,5 +49,9 @@ def sign_portal(secret: bytes, body: bytes, event: str, ts: float | None = None)
     """Headers the portal sends: see the webhook contract in processors/portal/normalize.py."""
     stamp = str(int(ts if ts is not None else time.time()))
     sig = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"X-Portal-Event": event, "X-Portal-Timestamp": stamp, "X-Portal-Signature": f"sha256={sig}",
-            "Content-Type": "application/json"}
+    return {
+        "X-Portal-Event": event,
+        "X-Portal-Timestamp": stamp,
+        "X-Portal-Signature": f"sha256={sig}",
+        "Content-Type": "application/json",
+    }

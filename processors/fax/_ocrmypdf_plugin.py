@@ -29,6 +29,7 @@ them to its workers). Without it the engine behaves like the builtin one.
 Each JSON file: ``{"page": <0-based>, "text": ..., "confidence": <0..1 or null>,
 "words": <n>, "timed_out": <bool>}``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -102,8 +103,9 @@ def _run_tesseract(args: list[str], options) -> str:
     env = os.environ.copy()
     env["OMP_THREAD_LIMIT"] = str(t.omp_thread_limit or 1)
     try:
-        subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=t.timeout or None, check=True, env=env)
+        subprocess.run(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=t.timeout or None, check=True, env=env
+        )
     except subprocess.TimeoutExpired:
         log.warning("[tesseract] took too long to OCR - skipping")
         return "timeout"
@@ -119,8 +121,12 @@ def _empty_page(input_file: Path, page_number: int) -> OcrElement:
     with Image.open(input_file) as im:
         w, h = im.size
         dpi = im.info.get("dpi", (72, 72))
-    return OcrElement(ocr_class=OcrClass.PAGE, bbox=BoundingBox(left=0, top=0, right=w, bottom=h),
-                      dpi=float(dpi[0] if isinstance(dpi, tuple) else dpi), page_number=page_number)
+    return OcrElement(
+        ocr_class=OcrClass.PAGE,
+        bbox=BoundingBox(left=0, top=0, right=w, bottom=h),
+        dpi=float(dpi[0] if isinstance(dpi, tuple) else dpi),
+        page_number=page_number,
+    )
 
 
 def _page_from_name(path: Path) -> int:
@@ -187,8 +193,15 @@ class ConfidenceTesseractEngine(TesseractOcrEngine):
     def generate_pdf(input_file: Path, output_pdf: Path, output_text: Path, options) -> None:
         page_number = _page_from_name(Path(output_pdf))
         prefix = Path(output_pdf).parent / Path(output_pdf).stem
-        args = _tess_args(options) + ["-c", "textonly_pdf=1",
-                                      os.fspath(input_file), os.fspath(prefix), "pdf", "txt", "tsv"]
+        args = _tess_args(options) + [
+            "-c",
+            "textonly_pdf=1",
+            os.fspath(input_file),
+            os.fspath(prefix),
+            "pdf",
+            "txt",
+            "tsv",
+        ]
         args += list(options.tesseract.config)
         status = _run_tesseract(args, options)
         if status != "ok":

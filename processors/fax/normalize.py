@@ -19,6 +19,7 @@ Record (``schemas/avro/Document.avsc``):
 * ``source`` {"feed": "fax", "message_id": content_id(bytes), "message_type": "fax",
   "sent_at": meta["received_at_iso"]}.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,7 @@ def normalize_fax(
     if not practice_id:
         raise Rejected("missing_practice_id", "practice id is required")
     if ocr.page_count != len(ocr.pages):
-        raise Rejected("ocr_result_inconsistent",
-                       f"OCR result says {ocr.page_count} pages but has {len(ocr.pages)}")
+        raise Rejected("ocr_result_inconsistent", f"OCR result says {ocr.page_count} pages but has {len(ocr.pages)}")
     meta = meta or {}
     sha = hashlib.sha256(data).hexdigest()
     message_id = content_id(data)

@@ -36,6 +36,7 @@ Confidence is the mean word confidence on a 0..1 scale (Tesseract's 0..100 / 100
 ``None`` for pages whose text came from the PDF itself and for OCRed pages on which
 Tesseract found no words.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -121,7 +122,7 @@ IMAGES_VIA_OCRMYPDF = OcrSettings(name="images_via_ocrmypdf", image_engine="ocrm
 
 # --------------------------------------------------------------------------- sniffing
 def sniff(data: bytes) -> str | None:
-    """"pdf" | "tiff" | "png" | "jpeg" from magic bytes, else None."""
+    """ "pdf" | "tiff" | "png" | "jpeg" from magic bytes, else None."""
     head = data[:8]
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
@@ -258,8 +259,11 @@ def _image_files(data: bytes, kind: str, folder: Path, warnings: list[str]) -> l
             im.seek(i)
             dpi = _frame_dpi(im, first_dpi)
             ok_as_is = (
-                n == 1 and kind in ("png", "jpeg") and im.mode in ("1", "L", "RGB")
-                and "transparency" not in im.info and dpi is not None
+                n == 1
+                and kind in ("png", "jpeg")
+                and im.mode in ("1", "L", "RGB")
+                and "transparency" not in im.info
+                and dpi is not None
                 and max(dpi) / min(dpi) <= _MAX_ASPECT
             )
             if ok_as_is:  # Leptonica reads the original file
@@ -304,8 +308,14 @@ def _tesseract_chunk(files: list[Path], base: Path, settings: OcrSettings) -> li
         src.write_text("".join(f"{f}\n" for f in files), encoding="utf-8")
     args = _tesseract_args(settings) + [str(src), str(base), "txt", "tsv", *settings.tesseract_config]
     try:
-        subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=True,
-                       timeout=settings.tesseract_timeout * len(files), env=_tesseract_env())
+        subprocess.run(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=settings.tesseract_timeout * len(files),
+            env=_tesseract_env(),
+        )
     except subprocess.TimeoutExpired:
         if len(files) > 1:  # find the slow page(s); keep the others
             out = []
@@ -329,14 +339,15 @@ def _tesseract_chunk(files: list[Path], base: Path, settings: OcrSettings) -> li
     return out
 
 
-def _ocr_images(data: bytes, kind: str, job: Path, jobs: int, settings: OcrSettings,
-                warnings: list[str]) -> list[OcrPage]:
+def _ocr_images(
+    data: bytes, kind: str, job: Path, jobs: int, settings: OcrSettings, warnings: list[str]
+) -> list[OcrPage]:
     folder = job / "pages"
     folder.mkdir()
     files = _image_files(data, kind, folder, warnings)
     k = max(1, min(int(jobs), len(files)))
     size = -(-len(files) // k)
-    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
     bases = [job / f"ocr-{c}" for c in range(len(chunks))]
     if len(chunks) == 1:
         results = [_tesseract_chunk(chunks[0], bases[0], settings)]
@@ -543,8 +554,15 @@ def _drop_blank_text_layers(src: Path, pages: list[int], job: Path, warnings: li
     return out
 
 
-def _ocr_pdf(src: Path, job: Path, jobs: int, settings: OcrSettings, warnings: list[str],
-             producer: dict, has_image: list[bool] | None = None) -> tuple[list[OcrPage], Path | None]:
+def _ocr_pdf(
+    src: Path,
+    job: Path,
+    jobs: int,
+    settings: OcrSettings,
+    warnings: list[str],
+    producer: dict,
+    has_image: list[bool] | None = None,
+) -> tuple[list[OcrPage], Path | None]:
     try:
         native = pdf_page_texts(src)
     except Exception:
@@ -568,8 +586,7 @@ def _ocr_pdf(src: Path, job: Path, jobs: int, settings: OcrSettings, warnings: l
         # server's header line is therefore not OCRed: say so, so it can be triaged.
         n = len(t.split())
         if 0 < n < _FEW_WORDS and has_image and i < len(has_image) and has_image[i]:
-            warnings.append(f"page {i + 1}: image page with only {n} words of text layer; "
-                            "not OCRed (skip_text)")
+            warnings.append(f"page {i + 1}: image page with only {n} words of text layer; not OCRed (skip_text)")
     if settings.text_shortcut and all(t.strip() for t in native):
         producer["engine"] = "pdf_text"
         return [OcrPage(i + 1, t, None, False) for i, t in enumerate(native)], None
@@ -593,8 +610,11 @@ def _ocr_pdf(src: Path, job: Path, jobs: int, settings: OcrSettings, warnings: l
             if rec.get("timed_out"):
                 warnings.append(f"page {i + 1}: OCR timed out after {settings.tesseract_timeout:g}s; no text")
             conf = rec.get("confidence")
-            pages.append(OcrPage(i + 1, _clean_text(rec.get("text") or ""),
-                                 None if conf is None else round(float(conf), 4), True))
+            pages.append(
+                OcrPage(
+                    i + 1, _clean_text(rec.get("text") or ""), None if conf is None else round(float(conf), 4), True
+                )
+            )
         elif final is not None:  # no plugin: OCRed pages are those that had no text before
             pages.append(OcrPage(i + 1, final[i] if i < len(final) else "", None, not own.strip()))
         else:
@@ -685,6 +705,15 @@ def ocr_document(
 
 
 __all__ = [
-    "OcrPage", "OcrResult", "OcrSettings", "TUNED", "IMAGES_VIA_OCRMYPDF",
-    "ocr_document", "sniff", "image_to_pdf", "pdf_page_texts", "tsv_pages", "engine_versions",
+    "OcrPage",
+    "OcrResult",
+    "OcrSettings",
+    "TUNED",
+    "IMAGES_VIA_OCRMYPDF",
+    "ocr_document",
+    "sniff",
+    "image_to_pdf",
+    "pdf_page_texts",
+    "tsv_pages",
+    "engine_versions",
 ]

@@ -13,6 +13,7 @@ Only PyPI packages that ship with ocrmypdf are used: Pillow (raster, G4 TIFF),
 img2pdf (image-only PDF, CCITT G4 passed through) and fpdf2 (PDF with a real text
 layer).
 """
+
 from __future__ import annotations
 
 import io
@@ -56,39 +57,85 @@ def find_font(name: str) -> Path:
             if hits:
                 return hits[0]
     raise FontMissing(
-        f"font {name} not found; install the Debian package fonts-dejavu-core "
-        "(apt-get install fonts-dejavu-core)"
+        f"font {name} not found; install the Debian package fonts-dejavu-core (apt-get install fonts-dejavu-core)"
     )
 
 
 # --------------------------------------------------------------------------- text
-_FIRST = ["John", "Maria", "Robert", "Linda", "James", "Patricia", "Michael", "Susan",
-          "David", "Karen", "Thomas", "Nancy", "Daniel", "Helen", "Paul", "Sandra"]
-_LAST = ["Carter", "Nguyen", "Hughes", "Patel", "Morgan", "Rivera", "Foster", "Bennett",
-         "Coleman", "Hayes", "Jenkins", "Powell", "Russell", "Griffin", "Perry", "Wallace"]
-_CLINICS = ["Riverside Family Medicine", "Oak Valley Internal Medicine",
-            "Lakeshore Pediatrics", "Summit Primary Care", "Greenfield Medical Group"]
-_SPECIALTIES = [("Cardiology", "exertional chest pain and palpitations", "ECG and echocardiogram"),
-                ("Gastroenterology", "chronic epigastric pain and iron deficiency", "upper endoscopy"),
-                ("Neurology", "recurrent headaches with visual aura", "MRI of the brain"),
-                ("Orthopedics", "persistent right knee pain after a fall", "MRI of the right knee"),
-                ("Endocrinology", "poorly controlled type 2 diabetes", "insulin titration plan")]
-_LABS = [("Hemoglobin", "g/dL", 11.5, 17.0, "13.5-17.5"),
-         ("White blood cells", "K/uL", 3.5, 12.0, "4.0-11.0"),
-         ("Platelets", "K/uL", 140, 420, "150-400"),
-         ("Sodium", "mmol/L", 132, 147, "135-145"),
-         ("Potassium", "mmol/L", 3.2, 5.4, "3.5-5.1"),
-         ("Creatinine", "mg/dL", 0.6, 1.6, "0.7-1.3"),
-         ("Glucose", "mg/dL", 70, 190, "70-99"),
-         ("Hemoglobin A1c", "%", 5.0, 9.5, "4.0-5.6"),
-         ("TSH", "mIU/L", 0.3, 6.0, "0.4-4.0")]
-_DRUGS = [("adalimumab 40 mg pen", "rheumatoid arthritis"),
-          ("semaglutide 1 mg pen", "type 2 diabetes"),
-          ("apixaban 5 mg tablets", "atrial fibrillation"),
-          ("dupilumab 300 mg syringe", "atopic dermatitis"),
-          ("rosuvastatin 20 mg tablets", "hyperlipidemia")]
-_PAYERS = ["Blue Harbor Health Plan", "Crescent Mutual Insurance", "Northway Care Alliance",
-           "Pinecrest Health Partners"]
+_FIRST = [
+    "John",
+    "Maria",
+    "Robert",
+    "Linda",
+    "James",
+    "Patricia",
+    "Michael",
+    "Susan",
+    "David",
+    "Karen",
+    "Thomas",
+    "Nancy",
+    "Daniel",
+    "Helen",
+    "Paul",
+    "Sandra",
+]
+_LAST = [
+    "Carter",
+    "Nguyen",
+    "Hughes",
+    "Patel",
+    "Morgan",
+    "Rivera",
+    "Foster",
+    "Bennett",
+    "Coleman",
+    "Hayes",
+    "Jenkins",
+    "Powell",
+    "Russell",
+    "Griffin",
+    "Perry",
+    "Wallace",
+]
+_CLINICS = [
+    "Riverside Family Medicine",
+    "Oak Valley Internal Medicine",
+    "Lakeshore Pediatrics",
+    "Summit Primary Care",
+    "Greenfield Medical Group",
+]
+_SPECIALTIES = [
+    ("Cardiology", "exertional chest pain and palpitations", "ECG and echocardiogram"),
+    ("Gastroenterology", "chronic epigastric pain and iron deficiency", "upper endoscopy"),
+    ("Neurology", "recurrent headaches with visual aura", "MRI of the brain"),
+    ("Orthopedics", "persistent right knee pain after a fall", "MRI of the right knee"),
+    ("Endocrinology", "poorly controlled type 2 diabetes", "insulin titration plan"),
+]
+_LABS = [
+    ("Hemoglobin", "g/dL", 11.5, 17.0, "13.5-17.5"),
+    ("White blood cells", "K/uL", 3.5, 12.0, "4.0-11.0"),
+    ("Platelets", "K/uL", 140, 420, "150-400"),
+    ("Sodium", "mmol/L", 132, 147, "135-145"),
+    ("Potassium", "mmol/L", 3.2, 5.4, "3.5-5.1"),
+    ("Creatinine", "mg/dL", 0.6, 1.6, "0.7-1.3"),
+    ("Glucose", "mg/dL", 70, 190, "70-99"),
+    ("Hemoglobin A1c", "%", 5.0, 9.5, "4.0-5.6"),
+    ("TSH", "mIU/L", 0.3, 6.0, "0.4-4.0"),
+]
+_DRUGS = [
+    ("adalimumab 40 mg pen", "rheumatoid arthritis"),
+    ("semaglutide 1 mg pen", "type 2 diabetes"),
+    ("apixaban 5 mg tablets", "atrial fibrillation"),
+    ("dupilumab 300 mg syringe", "atopic dermatitis"),
+    ("rosuvastatin 20 mg tablets", "hyperlipidemia"),
+]
+_PAYERS = [
+    "Blue Harbor Health Plan",
+    "Crescent Mutual Insurance",
+    "Northway Care Alliance",
+    "Pinecrest Health Partners",
+]
 
 
 def _phone(rng: random.Random) -> str:
@@ -261,8 +308,9 @@ def render_page(
     margin = round(0.9 * ss)
     max_w = w - 2 * margin
     y = round(0.35 * ss)
-    header = (f"FROM {fax_from}  {_date(rng)} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
-              f"  P. {page_no}/{page_count}")
+    header = (
+        f"FROM {fax_from}  {_date(rng)} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}  P. {page_no}/{page_count}"
+    )
     if noise > 0:
         d.text((round(0.3 * ss), y), header, font=f_head, fill=0)
         lines.append(header)
@@ -308,8 +356,9 @@ def render_document(
     for i in range(pages):
         kind = kinds[i % len(kinds)] if kinds else None
         out.pages.append(
-            render_page(rng.randrange(2**31), kind, dpi=dpi, noise=noise,
-                        page_no=i + 1, page_count=pages, fax_from=fax_from)
+            render_page(
+                rng.randrange(2**31), kind, dpi=dpi, noise=noise, page_no=i + 1, page_count=pages, fax_from=fax_from
+            )
         )
     return out
 
@@ -328,8 +377,9 @@ def to_tiff_g4(doc) -> bytes:
     pages = _pages(doc)
     buf = io.BytesIO()
     first, rest = pages[0], pages[1:]
-    first.image.save(buf, format="TIFF", compression="group4", dpi=first.dpi,
-                     save_all=True, append_images=[p.image for p in rest])
+    first.image.save(
+        buf, format="TIFF", compression="group4", dpi=first.dpi, save_all=True, append_images=[p.image for p in rest]
+    )
     return buf.getvalue()
 
 
@@ -350,8 +400,7 @@ def to_image_pdf(doc) -> bytes:
     import img2pdf
 
     # The internal engine writes no /ID (pikepdf's is time-seeded): bytes depend on the seed only.
-    return img2pdf.convert([to_tiff_g4(p) for p in _pages(doc)], nodate=True,
-                           engine=img2pdf.Engine.internal)
+    return img2pdf.convert([to_tiff_g4(p) for p in _pages(doc)], nodate=True, engine=img2pdf.Engine.internal)
 
 
 def to_text_pdf(doc) -> bytes:

@@ -24,6 +24,7 @@ Choices worth knowing (see also the module docstring of ``normalize``):
   ``outcome`` carries ``ClaimResponse.outcome`` (queued|complete|error|partial; ``status_code`` is the X12 CLP02 vocabulary and stays empty);
   the model has no separate outcome field.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,8 +38,24 @@ from practiceflow.processors.base import Normalized, entity_key
 
 from ._refs import Scope, Target
 from ._util import (
-    EMPTY_CODING, cc_code, cc_codes, cc_coding, cc_text, coding, d, display_name, f, first, i, is_true, lst,
-    name_parts, num_str, period_start, quantity_str, s,
+    EMPTY_CODING,
+    cc_code,
+    cc_codes,
+    cc_coding,
+    cc_text,
+    coding,
+    d,
+    display_name,
+    f,
+    first,
+    i,
+    is_true,
+    lst,
+    name_parts,
+    num_str,
+    period_start,
+    quantity_str,
+    s,
 )
 
 LOINC = "http://loinc.org"
@@ -60,8 +77,17 @@ class Ctx:
 
     __slots__ = ("r", "rtype", "scope", "practice_id", "entity_id", "event", "source", "warnings")
 
-    def __init__(self, resource: dict, rtype: str, scope: Scope, practice_id: str, entity_id: str,
-                 event: str | None, source: dict, warnings: list[str]) -> None:
+    def __init__(
+        self,
+        resource: dict,
+        rtype: str,
+        scope: Scope,
+        practice_id: str,
+        entity_id: str,
+        event: str | None,
+        source: dict,
+        warnings: list[str],
+    ) -> None:
         self.r = resource
         self.rtype = rtype
         self.scope = scope
@@ -90,16 +116,19 @@ class Ctx:
         t = self.resolve(ref)
         if t.rtype and t.rtype != "Patient":
             if required:
-                raise Unmappable("missing_patient",
-                                 f"{self.rtype}/{self.entity_id}: {field} is a {t.rtype}, not a Patient")
+                raise Unmappable(
+                    "missing_patient", f"{self.rtype}/{self.entity_id}: {field} is a {t.rtype}, not a Patient"
+                )
             return None
         if t.contained and t.resource is not None:
             return patient_identifier(t.resource) or f"{self.entity_id}{t.raw}"
         if t.rid:
             return t.rid
         if t.ident_value:
-            self.warn(f"{field} identifies the patient only by identifier "
-                      f"{t.ident_system or ''}|{t.ident_value}; patient_id is the identifier value")
+            self.warn(
+                f"{field} identifies the patient only by identifier "
+                f"{t.ident_system or ''}|{t.ident_value}; patient_id is the identifier value"
+            )
             return t.ident_value
         if required:
             raise Unmappable("missing_patient", f"{self.rtype}/{self.entity_id}: {field} has no usable reference")
@@ -121,8 +150,9 @@ class Ctx:
                     return n
             elif rt == "PractitionerRole":
                 role_scope = self.scope.scope_for(t)
-                inner = role_scope.resolve(res.get("practitioner")) if isinstance(res.get("practitioner"), dict) \
-                    else None
+                inner = (
+                    role_scope.resolve(res.get("practitioner")) if isinstance(res.get("practitioner"), dict) else None
+                )
                 if inner is not None:
                     name = inner.display or (display_name(inner.resource.get("name")) if inner.resource else None)
                     if name:
@@ -167,8 +197,9 @@ def patient_identifier(res: dict) -> str | None:
 
 
 def _interaction(method: str | None) -> str | None:
-    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete",
-            "GET": "read", "HEAD": "read"}.get(method or "", None)
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "GET": "read", "HEAD": "read"}.get(
+        method or "", None
+    )
 
 
 interaction = _interaction
@@ -189,14 +220,21 @@ def map_patient(c: Ctx) -> list[Normalized]:
     address = None
     addrs = [a for a in lst(r.get("address")) if isinstance(a, dict)]
     a = next((a for a in addrs if a.get("use") == "home"), None) or next(
-        (a for a in addrs if a.get("use") != "old"), addrs[0] if addrs else None)
+        (a for a in addrs if a.get("use") != "old"), addrs[0] if addrs else None
+    )
     if a is not None:
-        address = {"line": [x for x in (s(y) for y in lst(a.get("line"))) if x], "city": s(a.get("city")),
-                   "state": s(a.get("state")), "postal_code": s(a.get("postalCode")), "country": s(a.get("country"))}
+        address = {
+            "line": [x for x in (s(y) for y in lst(a.get("line"))) if x],
+            "city": s(a.get("city")),
+            "state": s(a.get("state")),
+            "postal_code": s(a.get("postalCode")),
+            "country": s(a.get("country")),
+        }
     telecom = [t for t in lst(r.get("telecom")) if isinstance(t, dict)]
     telecom.sort(key=lambda t: i(t.get("rank")) or 1_000_000)
-    phones = [v for t in telecom if t.get("system") in ("phone", "sms") and t.get("use") != "old"
-              and (v := s(t.get("value")))]
+    phones = [
+        v for t in telecom if t.get("system") in ("phone", "sms") and t.get("use") != "old" and (v := s(t.get("value")))
+    ]
     deceased = is_true(r.get("deceasedBoolean")) or bool(s(r.get("deceasedDateTime")))
     merged_from = []
     for link in lst(r.get("link")):
@@ -207,9 +245,18 @@ def map_patient(c: Ctx) -> list[Normalized]:
             if other:
                 merged_from.append(other)
     value = {
-        "practice_id": c.practice_id, "patient_id": pid, "identifiers": identifiers, "family_name": family,
-        "given_names": given, "birth_date": s(r.get("birthDate")), "sex": s(r.get("gender")), "address": address,
-        "phones": phones, "deceased": deceased, "merged_from": merged_from, "event": c.event,
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "identifiers": identifiers,
+        "family_name": family,
+        "given_names": given,
+        "birth_date": s(r.get("birthDate")),
+        "sex": s(r.get("gender")),
+        "address": address,
+        "phones": phones,
+        "deceased": deceased,
+        "merged_from": merged_from,
+        "event": c.event,
     }
     return [c.rec("Patient", pid, pid, value)]
 
@@ -242,13 +289,17 @@ def map_coverage(c: Ctx) -> list[Normalized]:
     group = _coverage_class(r, "group")
     period = d(r.get("period"))
     value = {
-        "practice_id": c.practice_id, "patient_id": pid, "coverage_id": c.entity_id,
-        "payer_id": payer_id, "payer_name": payer_name,
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "coverage_id": c.entity_id,
+        "payer_id": payer_id,
+        "payer_name": payer_name,
         "plan_name": (s(plan.get("name")) or s(plan.get("value"))) if plan else None,
         "member_id": coverage_member_id(r),
         "group_number": s(group.get("value")) if group else None,
         "subscriber_relationship": cc_code(r.get("relationship")) or cc_text(r.get("relationship")),
-        "period_start": s(period.get("start")), "period_end": s(period.get("end")),
+        "period_start": s(period.get("start")),
+        "period_end": s(period.get("end")),
         "status": s(r.get("status")),
     }
     return [c.rec("Coverage", pid, c.entity_id, value)]
@@ -273,13 +324,16 @@ def map_encounter(c: Ctx) -> list[Normalized]:
     period = d(r.get("period"))
     klass = r.get("class")
     value = {
-        "practice_id": c.practice_id, "patient_id": pid, "encounter_id": c.entity_id,
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "encounter_id": c.entity_id,
         "status": s(r.get("status")),
         "encounter_class": s(d(klass).get("code")) or s(d(klass).get("display")),
         "event": c.event,
         "location": c.party(d(loc).get("location")) if loc else None,
         "attending_provider": attending,
-        "admit_at": s(period.get("start")), "discharge_at": s(period.get("end")),
+        "admit_at": s(period.get("start")),
+        "discharge_at": s(period.get("end")),
         "reason": reason,
     }
     return [c.rec("Encounter", pid, c.entity_id, value)]
@@ -287,9 +341,17 @@ def map_encounter(c: Ctx) -> list[Normalized]:
 
 # --------------------------------------------------------------------------- Observation
 _VALUE_TYPES = {
-    "valueQuantity": "Quantity", "valueCodeableConcept": "CodeableConcept", "valueString": "string",
-    "valueBoolean": "boolean", "valueInteger": "integer", "valueRange": "Range", "valueRatio": "Ratio",
-    "valueSampledData": "SampledData", "valueTime": "time", "valueDateTime": "dateTime", "valuePeriod": "Period",
+    "valueQuantity": "Quantity",
+    "valueCodeableConcept": "CodeableConcept",
+    "valueString": "string",
+    "valueBoolean": "boolean",
+    "valueInteger": "integer",
+    "valueRange": "Range",
+    "valueRatio": "Ratio",
+    "valueSampledData": "SampledData",
+    "valueTime": "time",
+    "valueDateTime": "dateTime",
+    "valuePeriod": "Period",
 }
 _VALUE_KEYS = tuple(_VALUE_TYPES)
 
@@ -320,8 +382,12 @@ def _obs_value(node: dict) -> tuple[str | None, str | None, float | None, str | 
             units = s(hi.get("unit")) or s(lo.get("unit")) or s(hi.get("code")) or s(lo.get("code"))
             return vt, f"{s(lo.get('value')) or ''}-{s(hi.get('value')) or ''}", None, units
         if key == "valueRatio":
-            return vt, f"{quantity_str(d(v).get('numerator')) or ''}/{quantity_str(d(v).get('denominator')) or ''}", \
-                None, None
+            return (
+                vt,
+                f"{quantity_str(d(v).get('numerator')) or ''}/{quantity_str(d(v).get('denominator')) or ''}",
+                None,
+                None,
+            )
         if key == "valueSampledData":
             return vt, s(d(v).get("data")), None, None
         if key == "valuePeriod":
@@ -364,8 +430,7 @@ def _flags(node: dict) -> list[str]:
 def map_observation(c: Ctx) -> list[Normalized]:
     r = c.r
     pid = c.patient_id(r.get("subject"), "subject")
-    effective = s(r.get("effectiveDateTime")) or s(r.get("effectiveInstant")) or \
-        period_start(r.get("effectivePeriod"))
+    effective = s(r.get("effectiveDateTime")) or s(r.get("effectiveInstant")) or period_start(r.get("effectivePeriod"))
     performer = c.party(first(r.get("performer")))
     based_on = first(r.get("basedOn"))
     order_id = None
@@ -383,10 +448,21 @@ def map_observation(c: Ctx) -> list[Normalized]:
         if dar and val is None:
             n_notes.append(f"data absent: {cc_text(dar) or 'unknown'}")
         value = {
-            "practice_id": c.practice_id, "patient_id": pid, "observation_id": obs_id, "order_id": order_id,
-            "code": cc_coding(node.get("code"), LOINC), "value_type": vt, "value": val, "value_numeric": num,
-            "units": units, "reference_range": _ref_range(node), "abnormal_flags": _flags(node) or flags_fallback,
-            "status": status, "effective_at": effective, "performer": performer, "notes": n_notes,
+            "practice_id": c.practice_id,
+            "patient_id": pid,
+            "observation_id": obs_id,
+            "order_id": order_id,
+            "code": cc_coding(node.get("code"), LOINC),
+            "value_type": vt,
+            "value": val,
+            "value_numeric": num,
+            "units": units,
+            "reference_range": _ref_range(node),
+            "abnormal_flags": _flags(node) or flags_fallback,
+            "status": status,
+            "effective_at": effective,
+            "performer": performer,
+            "notes": n_notes,
         }
         return c.rec("Observation", pid, obs_id, value)
 
@@ -410,17 +486,24 @@ def map_observation(c: Ctx) -> list[Normalized]:
 def map_condition(c: Ctx) -> list[Normalized]:
     r = c.r
     pid = c.patient_id(r.get("subject"), "subject")
-    onset = s(r.get("onsetDateTime")) or period_start(r.get("onsetPeriod")) or s(r.get("onsetString")) or \
-        quantity_str(r.get("onsetAge"))
+    onset = (
+        s(r.get("onsetDateTime"))
+        or period_start(r.get("onsetPeriod"))
+        or s(r.get("onsetString"))
+        or quantity_str(r.get("onsetAge"))
+    )
     if onset is None and r.get("onsetRange"):
         lo, hi = quantity_str(d(r["onsetRange"]).get("low")), quantity_str(d(r["onsetRange"]).get("high"))
         onset = f"{lo or ''}-{hi or ''}"
     value = {
-        "practice_id": c.practice_id, "patient_id": pid, "condition_id": c.entity_id,
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "condition_id": c.entity_id,
         "code": cc_coding(r.get("code")),
         "clinical_status": cc_code(r.get("clinicalStatus")) or cc_text(r.get("clinicalStatus")),
         "verification_status": cc_code(r.get("verificationStatus")) or cc_text(r.get("verificationStatus")),
-        "onset": onset, "recorded_at": s(r.get("recordedDate")),
+        "onset": onset,
+        "recorded_at": s(r.get("recordedDate")),
     }
     return [c.rec("Condition", pid, c.entity_id, value)]
 
@@ -487,12 +570,20 @@ def map_medication_request(c: Ctx) -> list[Normalized]:
             texts.append(pi)
     disp = d(r.get("dispenseRequest"))
     value = {
-        "practice_id": c.practice_id, "patient_id": pid, "order_id": c.entity_id, "medication": med,
-        "dose": dose, "dose_units": dose_units, "route": route, "frequency": frequency,
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "order_id": c.entity_id,
+        "medication": med,
+        "dose": dose,
+        "dose_units": dose_units,
+        "route": route,
+        "frequency": frequency,
         "quantity": quantity_str(disp.get("quantity")),
         "refills": i(disp.get("numberOfRepeatsAllowed")),
-        "prescriber": c.party(r.get("requester")), "status": s(r.get("status")),
-        "written_at": s(r.get("authoredOn")), "instructions": "; ".join(texts) or None,
+        "prescriber": c.party(r.get("requester")),
+        "status": s(r.get("status")),
+        "written_at": s(r.get("authoredOn")),
+        "instructions": "; ".join(texts) or None,
     }
     return [c.rec("MedicationOrder", pid, c.entity_id, value)]
 
@@ -510,12 +601,16 @@ def map_service_request(c: Ctx) -> list[Normalized]:
     r = c.r
     pid = c.patient_id(r.get("subject"), "subject")
     value = {
-        "practice_id": c.practice_id, "patient_id": pid, "order_id": c.entity_id,
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "order_id": c.entity_id,
         "placer_order_number": _identifier_of_type(r, "PLAC") or s(d(r.get("requisition")).get("value")),
         "filler_order_number": _identifier_of_type(r, "FILL"),
-        "control": None, "status": s(r.get("status")),
+        "control": None,
+        "status": s(r.get("status")),
         "code": cc_coding(r.get("code")) if r.get("code") else None,
-        "ordering_provider": c.party(r.get("requester")), "ordered_at": s(r.get("authoredOn")),
+        "ordering_provider": c.party(r.get("requester")),
+        "ordered_at": s(r.get("authoredOn")),
         "priority": s(r.get("priority")),
         "diagnoses": [cc_coding(cc) for cc in lst(r.get("reasonCode")) if isinstance(cc, dict)],
     }
@@ -554,10 +649,17 @@ def map_appointment(c: Ctx) -> list[Normalized]:
         duration = _minutes_between(start, end)
     reason = cc_text(first(r.get("reasonCode"))) or s(r.get("description"))
     value = {
-        "practice_id": c.practice_id, "patient_id": pid, "appointment_id": c.entity_id, "event": c.event,
-        "status": s(r.get("status")), "start": start, "duration_minutes": duration,
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "appointment_id": c.entity_id,
+        "event": c.event,
+        "status": s(r.get("status")),
+        "start": start,
+        "duration_minutes": duration,
         "appointment_type": cc_text(r.get("appointmentType")) or cc_text(first(r.get("serviceType"))),
-        "reason": reason, "provider": provider, "location": location,
+        "reason": reason,
+        "provider": provider,
+        "location": location,
     }
     return [c.rec("Appointment", pid, c.entity_id, value)]
 
@@ -604,15 +706,26 @@ def map_document_reference(c: Ctx) -> list[Normalized]:
                 c.warn(f"text/plain attachment is not valid {charset or 'utf-8'}; undecodable bytes replaced")
             chosen, sha = a, hashlib.sha256(blob).hexdigest()
         elif media != "text/plain" and text is None:
-            c.warn(f"inline attachment of type {media or 'unknown'!r} ({len(blob)} bytes) is not text/plain; "
-                   "kept only as sha256 (the raw message keeps the bytes)")
+            c.warn(
+                f"inline attachment of type {media or 'unknown'!r} ({len(blob)} bytes) is not text/plain; "
+                "kept only as sha256 (the raw message keeps the bytes)"
+            )
     value = {
-        "practice_id": c.practice_id, "document_id": c.entity_id, "patient_id": pid,
+        "practice_id": c.practice_id,
+        "document_id": c.entity_id,
+        "patient_id": pid,
         "kind": cc_text(r.get("type")) or cc_text(first(r.get("category"))),
         "title": s(chosen.get("title")) or s(r.get("description")),
-        "status": s(r.get("status")), "content_type": s(chosen.get("contentType")),
-        "storage_uri": storage_uri, "sha256": sha, "page_count": None, "text": text, "pages": [],
-        "ocr_confidence": None, "fax_from": None, "fax_to": None,
+        "status": s(r.get("status")),
+        "content_type": s(chosen.get("contentType")),
+        "storage_uri": storage_uri,
+        "sha256": sha,
+        "page_count": None,
+        "text": text,
+        "pages": [],
+        "ocr_confidence": None,
+        "fax_from": None,
+        "fax_to": None,
         "authored_at": s(r.get("date")) or period_start(d(r.get("context")).get("period")),
     }
     return [c.rec("Document", pid, c.entity_id, value)]
@@ -653,10 +766,17 @@ def map_claim(c: Ctx) -> list[Normalized]:
         total = _sum([ln["charge"] for ln in lines])
     dates = sorted(x for x in (_item_service_date(it) for it in items) if x)
     value = {
-        "practice_id": c.practice_id, "claim_id": c.entity_id, "patient_id": pid,
-        "payer_id": payer_id, "payer_name": payer_name, "total_charge": total,
+        "practice_id": c.practice_id,
+        "claim_id": c.entity_id,
+        "patient_id": pid,
+        "payer_id": payer_id,
+        "payer_name": payer_name,
+        "total_charge": total,
         "service_date": period_start(r.get("billablePeriod")) or (dates[0] if dates else None),
-        "diagnoses": diagnoses, "lines": lines, "status": s(r.get("status")), "use": s(r.get("use")),
+        "diagnoses": diagnoses,
+        "lines": lines,
+        "status": s(r.get("status")),
+        "use": s(r.get("use")),
     }
     return [c.rec("Claim", pid, c.entity_id, value)]
 
@@ -669,21 +789,32 @@ def _payer_from_insurance(c: Ctx, r: dict) -> tuple[str | None, str | None]:
     t = c.resolve(focal.get("coverage"))
     if t.resource is None:
         return None, None
-    sub = Ctx(t.resource, "Coverage", c.scope.scope_for(t), c.practice_id, c.entity_id, None, c.source,
-              c.warnings)
+    sub = Ctx(t.resource, "Coverage", c.scope.scope_for(t), c.practice_id, c.entity_id, None, c.source, c.warnings)
     return sub.org(first(t.resource.get("payor")))
 
 
-def _line(item: dict, *, charge: float | None, paid: float | None, adjustments: list, remarks: list,
-          procedure: dict | None = None, allowed: float | None = None) -> dict:
+def _line(
+    item: dict,
+    *,
+    charge: float | None,
+    paid: float | None,
+    adjustments: list,
+    remarks: list,
+    procedure: dict | None = None,
+    allowed: float | None = None,
+) -> dict:
     seq = i(item.get("sequence"))
     if seq is None:
         seq = i(item.get("itemSequence"))
     return {
         "procedure": procedure or cc_coding(item.get("productOrService")),
         "modifiers": [m for cc in lst(item.get("modifier")) for m in cc_codes(cc)],
-        "charge": charge, "paid": paid, "units": f(d(item.get("quantity")).get("value")),
-        "service_date": _item_service_date(item), "adjustments": adjustments, "remark_codes": remarks,
+        "charge": charge,
+        "paid": paid,
+        "units": f(d(item.get("quantity")).get("value")),
+        "service_date": _item_service_date(item),
+        "adjustments": adjustments,
+        "remark_codes": remarks,
         "control_number": str(seq) if seq is not None else None,
         "allowed": allowed,
     }
@@ -692,16 +823,33 @@ def _line(item: dict, *, charge: float | None, paid: float | None, adjustments: 
 # --------------------------------------------------------------------------- ClaimResponse / EOB
 _CATEGORY_ALIASES = {
     # Blue Button 2.0 (CMS) line-level adjudication variables
-    "line_sbmtd_chrg_amt": "submitted", "line_alowd_chrg_amt": "eligible", "line_prvdr_pmt_amt": "paidtoprovider",
-    "line_bene_pmt_amt": "paidtopatient", "line_nch_pmt_amt": "benefit", "line_coinsrnc_amt": "coinsurance",
-    "line_bene_ptb_ddctbl_amt": "deductible", "line_bene_prmry_pyr_pd_amt": "priorpayerpaid",
+    "line_sbmtd_chrg_amt": "submitted",
+    "line_alowd_chrg_amt": "eligible",
+    "line_prvdr_pmt_amt": "paidtoprovider",
+    "line_bene_pmt_amt": "paidtopatient",
+    "line_nch_pmt_amt": "benefit",
+    "line_coinsrnc_amt": "coinsurance",
+    "line_bene_ptb_ddctbl_amt": "deductible",
+    "line_bene_prmry_pyr_pd_amt": "priorpayerpaid",
     # CARIN BB / base synonyms
-    "allowed": "eligible", "paid": "benefit",
+    "allowed": "eligible",
+    "paid": "benefit",
 }
 _PR_CARC = {"deductible": "1", "coinsurance": "2", "copay": "3"}
 _PATIENT_RESP = ("memberliability",)
-_INFO_CATEGORIES = frozenset({"submitted", "eligible", "eligpercent", "benefit", "paidtoprovider",
-                              "paidtopatient", "priorpayerpaid", "tax", "unallocdeduct"})
+_INFO_CATEGORIES = frozenset(
+    {
+        "submitted",
+        "eligible",
+        "eligpercent",
+        "benefit",
+        "paidtoprovider",
+        "paidtopatient",
+        "priorpayerpaid",
+        "tax",
+        "unallocdeduct",
+    }
+)
 
 
 def _category(adj: dict) -> str | None:
@@ -805,8 +953,10 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
     if claim_id is None:
         ident = s(d(first(r.get("identifier"))).get("value"))
         claim_id = ident or c.entity_id
-        c.warn(f"no {'claim' if is_eob else 'request'} reference; claim_id taken from "
-               f"{'identifier' if ident else 'the resource id'} ({claim_id})")
+        c.warn(
+            f"no {'claim' if is_eob else 'request'} reference; claim_id taken from "
+            f"{'identifier' if ident else 'the resource id'} ({claim_id})"
+        )
     payer_id, payer_name = c.org(r.get("insurer")) if r.get("insurer") else (None, None)
     payee = r.get("provider") if is_eob else r.get("requestor")
     if is_eob and not payee:
@@ -837,8 +987,15 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         if charge is None and claim_item is not None:
             charge = _money(claim_item.get("net"))
         paid = amounts.get("paidtoprovider", amounts.get("benefit"))
-        line = _line(item, charge=charge, paid=paid, adjustments=adjustments, remarks=remarks, procedure=procedure,
-                     allowed=amounts.get("eligible"))
+        line = _line(
+            item,
+            charge=charge,
+            paid=paid,
+            adjustments=adjustments,
+            remarks=remarks,
+            procedure=procedure,
+            allowed=amounts.get("eligible"),
+        )
         if claim_item is not None and line["service_date"] is None:
             line["service_date"] = _item_service_date(claim_item)
         lines.append(line)
@@ -861,18 +1018,30 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         pr = _sum(line_pr)
     dates = sorted(x for x in (ln["service_date"] for ln in lines) if x)
     value = {
-        "practice_id": c.practice_id, "claim_id": claim_id, "adjudication_id": c.entity_id,
-        "patient_id": pid, "patient_name": patient_name, "member_id": member_id,
-        "payer_id": payer_id, "payer_name": payer_name, "payee_npi": c.npi(payee),
-        "status_code": None, "outcome": s(r.get("outcome")),
-        "authorization_number": s(first(r.get("preAuthRef")) if isinstance(r.get("preAuthRef"), list)
-                                  else r.get("preAuthRef")),
-        "total_charge": total_charge, "paid": paid,
+        "practice_id": c.practice_id,
+        "claim_id": claim_id,
+        "adjudication_id": c.entity_id,
+        "patient_id": pid,
+        "patient_name": patient_name,
+        "member_id": member_id,
+        "payer_id": payer_id,
+        "payer_name": payer_name,
+        "payee_npi": c.npi(payee),
+        "status_code": None,
+        "outcome": s(r.get("outcome")),
+        "authorization_number": s(
+            first(r.get("preAuthRef")) if isinstance(r.get("preAuthRef"), list) else r.get("preAuthRef")
+        ),
+        "total_charge": total_charge,
+        "paid": paid,
         "patient_responsibility": pr,
         "payer_claim_control_number": s(d(first(r.get("identifier"))).get("value")),
         "reversal": r.get("status") == "cancelled",
-        "adjustments": h_adjustments, "remark_codes": h_remarks, "lines": lines,
-        "payment_trace": s(d(payment.get("identifier")).get("value")), "payment_date": s(payment.get("date")),
+        "adjustments": h_adjustments,
+        "remark_codes": h_remarks,
+        "lines": lines,
+        "payment_trace": s(d(payment.get("identifier")).get("value")),
+        "payment_date": s(payment.get("date")),
         "service_date": period_start(r.get("billablePeriod")) or (dates[0] if dates else None),
     }
     return [c.rec("ClaimAdjudication", pid, c.entity_id, value)]
@@ -920,9 +1089,17 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
             period = cc_code(item.get("term"))
             bens = [d(b) for b in lst(item.get("benefit"))]
             if not bens:
-                benefits.append(_benefit("1", coverage_level=level, service_types=service_types,
-                                         time_period=period, in_network=in_network, messages=msgs,
-                                         plan_description=plan))
+                benefits.append(
+                    _benefit(
+                        "1",
+                        coverage_level=level,
+                        service_types=service_types,
+                        time_period=period,
+                        in_network=in_network,
+                        messages=msgs,
+                        plan_description=plan,
+                    )
+                )
             for b in bens:
                 btype = cc_code(b.get("type")) or "benefit"
                 amount = _money(b.get("allowedMoney"))
@@ -937,29 +1114,61 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
                         percent = n
                     elif n is not None:
                         amount = n
-                benefits.append(_benefit(_EB01.get(btype, btype), coverage_level=level,
-                                         service_types=service_types, time_period=period, amount=amount,
-                                         percent=percent, in_network=in_network, messages=msgs,
-                                         plan_description=plan))
+                benefits.append(
+                    _benefit(
+                        _EB01.get(btype, btype),
+                        coverage_level=level,
+                        service_types=service_types,
+                        time_period=period,
+                        amount=amount,
+                        percent=percent,
+                        in_network=in_network,
+                        messages=msgs,
+                        plan_description=plan,
+                    )
+                )
     rejections = [code for e in lst(r.get("error")) for code in cc_codes(d(e).get("code"))]
     value = {
-        "practice_id": c.practice_id, "response_id": c.entity_id,
+        "practice_id": c.practice_id,
+        "response_id": c.entity_id,
         "trace_number": s(d(first(r.get("identifier"))).get("value")),
-        "payer_id": payer_id, "payer_name": payer_name, "member_id": member_id,
-        "patient_name": patient_name, "birth_date": birth_date,
-        "active": (any(inforce) if inforce else None), "benefits": benefits, "rejections": rejections,
+        "payer_id": payer_id,
+        "payer_name": payer_name,
+        "member_id": member_id,
+        "patient_name": patient_name,
+        "birth_date": birth_date,
+        "active": (any(inforce) if inforce else None),
+        "benefits": benefits,
+        "rejections": rejections,
         "patient_id": pid,
     }
     return [c.rec("EligibilityResponse", pid, c.entity_id, value)]
 
 
-def _benefit(info_code: str, *, coverage_level: str | None = None, service_types: list[str] | None = None,
-             time_period: str | None = None, amount: float | None = None, percent: float | None = None,
-             in_network: str | None = None, messages: list[str] | None = None,
-             plan_description: str | None = None) -> dict:
-    return {"info_code": info_code, "coverage_level": coverage_level, "service_types": service_types or [],
-            "insurance_type": None, "plan_description": plan_description, "time_period": time_period,
-            "amount": amount, "percent": percent, "in_network": in_network, "messages": messages or []}
+def _benefit(
+    info_code: str,
+    *,
+    coverage_level: str | None = None,
+    service_types: list[str] | None = None,
+    time_period: str | None = None,
+    amount: float | None = None,
+    percent: float | None = None,
+    in_network: str | None = None,
+    messages: list[str] | None = None,
+    plan_description: str | None = None,
+) -> dict:
+    return {
+        "info_code": info_code,
+        "coverage_level": coverage_level,
+        "service_types": service_types or [],
+        "insurance_type": None,
+        "plan_description": plan_description,
+        "time_period": time_period,
+        "amount": amount,
+        "percent": percent,
+        "in_network": in_network,
+        "messages": messages or [],
+    }
 
 
 MAPPERS: dict[str, Callable[[Ctx], list[Normalized]]] = {

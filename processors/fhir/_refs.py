@@ -15,6 +15,7 @@ Handled reference forms (FHIR R4 §2.36 "Resolving references in Bundles"):
 Nothing is fetched: a reference that points outside the payload yields its type and
 id (or identifier) only.
 """
+
 from __future__ import annotations
 
 import re
@@ -88,7 +89,6 @@ class BundleIndex:
                         idx.setdefault((rt, None, v), res)
             self.by_identifier = idx
         return self.by_identifier.get((rtype, system, value))
-
 
 
 class Scope:

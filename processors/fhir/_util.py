@@ -9,6 +9,7 @@ and ``"yes"`` for a boolean), and referenced helper resources (Organization,
 Practitioner, Medication) are read without validation. Every accessor here
 therefore checks types and never raises.
 """
+
 from __future__ import annotations
 
 import math

@@ -41,6 +41,7 @@ Stricter than fhir.resources, because the records would otherwise be wrong:
   ``use``, ``outcome``, Bundle ``type``) are checked against the R4 value sets; the
   models only check the code *syntax*.
 """
+
 from __future__ import annotations
 
 import copy
@@ -147,25 +148,103 @@ _CLAIM_USE = frozenset({"claim", "preauthorization", "predetermination"})
 _OUTCOME = frozenset({"queued", "complete", "error", "partial"})
 _BINDINGS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
     "Patient": (("gender", frozenset({"male", "female", "other", "unknown"})),),
-    "Observation": (("status", frozenset({"registered", "preliminary", "final", "amended", "corrected",
-                                          "cancelled", "entered-in-error", "unknown"})),),
-    "Encounter": (("status", frozenset({"planned", "arrived", "triaged", "in-progress", "onleave", "finished",
-                                        "cancelled", "entered-in-error", "unknown"})),),
+    "Observation": (
+        (
+            "status",
+            frozenset(
+                {
+                    "registered",
+                    "preliminary",
+                    "final",
+                    "amended",
+                    "corrected",
+                    "cancelled",
+                    "entered-in-error",
+                    "unknown",
+                }
+            ),
+        ),
+    ),
+    "Encounter": (
+        (
+            "status",
+            frozenset(
+                {
+                    "planned",
+                    "arrived",
+                    "triaged",
+                    "in-progress",
+                    "onleave",
+                    "finished",
+                    "cancelled",
+                    "entered-in-error",
+                    "unknown",
+                }
+            ),
+        ),
+    ),
     "Coverage": (("status", _FM_STATUS),),
     "MedicationRequest": (
-        ("status", frozenset({"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped",
-                              "draft", "unknown"})),
-        ("intent", frozenset({"proposal", "plan", "order", "original-order", "reflex-order", "filler-order",
-                              "instance-order", "option"})),
+        (
+            "status",
+            frozenset(
+                {"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft", "unknown"}
+            ),
+        ),
+        (
+            "intent",
+            frozenset(
+                {
+                    "proposal",
+                    "plan",
+                    "order",
+                    "original-order",
+                    "reflex-order",
+                    "filler-order",
+                    "instance-order",
+                    "option",
+                }
+            ),
+        ),
     ),
     "ServiceRequest": (
-        ("status", frozenset({"draft", "active", "on-hold", "revoked", "completed", "entered-in-error",
-                              "unknown"})),
-        ("intent", frozenset({"proposal", "plan", "directive", "order", "original-order", "reflex-order",
-                              "filler-order", "instance-order", "option"})),
+        ("status", frozenset({"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"})),
+        (
+            "intent",
+            frozenset(
+                {
+                    "proposal",
+                    "plan",
+                    "directive",
+                    "order",
+                    "original-order",
+                    "reflex-order",
+                    "filler-order",
+                    "instance-order",
+                    "option",
+                }
+            ),
+        ),
     ),
-    "Appointment": (("status", frozenset({"proposed", "pending", "booked", "arrived", "fulfilled", "cancelled",
-                                          "noshow", "entered-in-error", "checked-in", "waitlist"})),),
+    "Appointment": (
+        (
+            "status",
+            frozenset(
+                {
+                    "proposed",
+                    "pending",
+                    "booked",
+                    "arrived",
+                    "fulfilled",
+                    "cancelled",
+                    "noshow",
+                    "entered-in-error",
+                    "checked-in",
+                    "waitlist",
+                }
+            ),
+        ),
+    ),
     "DocumentReference": (
         ("status", frozenset({"current", "superseded", "entered-in-error"})),
         ("docStatus", frozenset({"preliminary", "final", "amended", "entered-in-error"})),
@@ -175,8 +254,20 @@ _BINDINGS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
     "ExplanationOfBenefit": (("status", _FM_STATUS), ("use", _CLAIM_USE), ("outcome", _OUTCOME)),
     "CoverageEligibilityResponse": (("status", _FM_STATUS), ("outcome", _OUTCOME)),
 }
-BUNDLE_TYPES = frozenset({"document", "message", "transaction", "transaction-response", "batch", "batch-response",
-                          "history", "searchset", "collection", "subscription-notification"})
+BUNDLE_TYPES = frozenset(
+    {
+        "document",
+        "message",
+        "transaction",
+        "transaction-response",
+        "batch",
+        "batch-response",
+        "history",
+        "searchset",
+        "collection",
+        "subscription-notification",
+    }
+)
 
 
 class Invalid(Exception):
@@ -230,9 +321,16 @@ def _repair(data: dict, errors: list[dict], rtype: str) -> tuple[dict, list[str]
         seen.add(loc)
         inp = err.get("input")
         if err.get("type") == "list_type" and isinstance(inp, dict) and loc:
-            fixes.append((loc, "wrap", f"{rtype}.{_loc(loc)}: single object wrapped in an array (STU3-style cardinality)"))
-        elif (err.get("type") == "value_error" and isinstance(inp, str) and "Instant" in str(err.get("msg", ""))
-              and _NAIVE_INSTANT.match(inp) and loc):
+            fixes.append(
+                (loc, "wrap", f"{rtype}.{_loc(loc)}: single object wrapped in an array (STU3-style cardinality)")
+            )
+        elif (
+            err.get("type") == "value_error"
+            and isinstance(inp, str)
+            and "Instant" in str(err.get("msg", ""))
+            and _NAIVE_INSTANT.match(inp)
+            and loc
+        ):
             fixes.append((loc, "utc", f"{rtype}.{_loc(loc)}: instant {inp!r} has no timezone, read as UTC"))
         else:
             return None
@@ -279,6 +377,8 @@ def validate_resource(data: dict, rtype: str) -> tuple[dict, list[str]]:
     for field, allowed in _BINDINGS.get(rtype, ()):
         v = data.get(field)
         if v is not None and v not in allowed:
-            raise Invalid("invalid_code", f"{rtype}.{field} {str(v)[:60]!r} is not in the R4 value set "
-                                          f"({', '.join(sorted(allowed))})")
+            raise Invalid(
+                "invalid_code",
+                f"{rtype}.{field} {str(v)[:60]!r} is not in the R4 value set ({', '.join(sorted(allowed))})",
+            )
     return data, warnings

@@ -61,6 +61,7 @@ Reason codes
     ``invalid_decimal`` (integer part over 18 digits), ``missing_patient``,
     ``mapping_error`` (a bug in a mapper; tests assert the corpus never hits it).
 """
+
 from __future__ import annotations
 
 import json
@@ -84,17 +85,32 @@ FEED = "fhir"
 SUPPORTED_TYPES: frozenset[str] = frozenset(MAPPERS)
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 # R4 (4.0.1) resource types that R4B removed: skipped like any other unsupported type.
-R4_ONLY_TYPES: frozenset[str] = frozenset({
-    "MedicinalProduct", "MedicinalProductAuthorization", "MedicinalProductContraindication",
-    "MedicinalProductIndication", "MedicinalProductIngredient", "MedicinalProductInteraction",
-    "MedicinalProductManufactured", "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
-    "MedicinalProductUndesirableEffect", "SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein",
-    "SubstanceReferenceInformation", "SubstanceSourceMaterial", "SubstanceSpecification",
-    "EffectEvidenceSynthesis", "RiskEvidenceSynthesis",
-})
+R4_ONLY_TYPES: frozenset[str] = frozenset(
+    {
+        "MedicinalProduct",
+        "MedicinalProductAuthorization",
+        "MedicinalProductContraindication",
+        "MedicinalProductIndication",
+        "MedicinalProductIngredient",
+        "MedicinalProductInteraction",
+        "MedicinalProductManufactured",
+        "MedicinalProductPackaged",
+        "MedicinalProductPharmaceutical",
+        "MedicinalProductUndesirableEffect",
+        "SubstanceNucleicAcid",
+        "SubstancePolymer",
+        "SubstanceProtein",
+        "SubstanceReferenceInformation",
+        "SubstanceSourceMaterial",
+        "SubstanceSpecification",
+        "EffectEvidenceSynthesis",
+        "RiskEvidenceSynthesis",
+    }
+)
 _ATOMIC = frozenset({"transaction", "document", "message"})
-_MAY_BE_EMPTY = frozenset({"searchset", "history", "subscription-notification", "transaction-response",
-                           "batch-response"})
+_MAY_BE_EMPTY = frozenset(
+    {"searchset", "history", "subscription-notification", "transaction-response", "batch-response"}
+)
 
 
 @lru_cache(maxsize=1024)
@@ -120,8 +136,7 @@ def _strip(raw: bytes) -> bytes:
 
 
 def _canonical_hash(obj: Any) -> str:
-    return content_id(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                                 default=str).encode())
+    return content_id(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
 def _entity_id(resource: dict, full_url: str | None) -> str:
@@ -144,15 +159,27 @@ def _resource_type(obj: Any, where: str) -> str:
     return rt
 
 
-def _process(resource: dict, rt: str, full_url: str | None, index: BundleIndex, *, practice_id: str,
-             event: str | None, base_source: dict, bundle_sent_at: str | None, over_precise: bool,
-             warnings: list[str]) -> list[Normalized]:
+def _process(
+    resource: dict,
+    rt: str,
+    full_url: str | None,
+    index: BundleIndex,
+    *,
+    practice_id: str,
+    event: str | None,
+    base_source: dict,
+    bundle_sent_at: str | None,
+    over_precise: bool,
+    warnings: list[str],
+) -> list[Normalized]:
     """Validate and map one supported resource. Raises Invalid or Unmappable."""
     if over_precise:
         where = find_over_precise(resource)
         if where:
-            raise Invalid("invalid_decimal", f"{rt}: {where} has more than 18 integer digits; "
-                                             "no FHIR decimal or IEEE double holds it without loss")
+            raise Invalid(
+                "invalid_decimal",
+                f"{rt}: {where} has more than 18 integer digits; no FHIR decimal or IEEE double holds it without loss",
+            )
     data, fixes = validate_resource(resource, rt)
     eid = _entity_id(data, full_url)
     for fx in fixes:
@@ -199,9 +226,18 @@ def _single(res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool
         return result
     base_source = {"feed": FEED, "message_id": mid, "raw_topic": None, "message_type": rt, "sent_at": None}
     try:
-        result.records = _process(res, rt, None, BundleIndex(), practice_id=practice_id, event=None,
-                                  base_source=base_source, bundle_sent_at=None, over_precise=over_precise,
-                                  warnings=result.warnings)
+        result.records = _process(
+            res,
+            rt,
+            None,
+            BundleIndex(),
+            practice_id=practice_id,
+            event=None,
+            base_source=base_source,
+            bundle_sent_at=None,
+            over_precise=over_precise,
+            warnings=result.warnings,
+        )
     except Invalid as e:
         raise Rejected(e.code, e.summary) from None
     except Unmappable as e:
@@ -220,8 +256,9 @@ def _bundle_message_id(b: dict, btype: str, raw: bytes) -> str:
     ts = s(b.get("timestamp")) or ""
     if s(ident.get("value")):
         profiles = ",".join(sorted(x for x in (s(p) for p in lst(meta.get("profile"))) if x))
-        return content_id(f"Bundle|{btype}|{s(ident.get('system')) or ''}|{s(ident.get('value'))}|{ts}|{profiles}"
-                          .encode())
+        return content_id(
+            f"Bundle|{btype}|{s(ident.get('system')) or ''}|{s(ident.get('value'))}|{ts}|{profiles}".encode()
+        )
     bid, vid, lu = s(b.get("id")), s(meta.get("versionId")), s(meta.get("lastUpdated"))
     if bid and (vid or lu or ts):
         return content_id(f"Bundle|{btype}|{bid}|{vid or ''}|{lu or ''}|{ts}".encode())
@@ -240,10 +277,14 @@ def _notification_status(entries: list) -> tuple[dict, str | None] | None:
         params = [d(p) for p in lst(res.get("parameter"))]
         names = {s(p.get("name")) for p in params}
         profiles = " ".join(str(p) for p in lst(d(res.get("meta")).get("profile")))
-        if "subscription-status" in profiles or {"subscription", "status"} <= names or \
-                {"subscription", "type"} <= names:
-            ntype = next((s(p.get("valueCode")) or s(p.get("valueString")) for p in params
-                          if p.get("name") == "type"), None)
+        if (
+            "subscription-status" in profiles
+            or {"subscription", "status"} <= names
+            or {"subscription", "type"} <= names
+        ):
+            ntype = next(
+                (s(p.get("valueCode")) or s(p.get("valueString")) for p in params if p.get("name") == "type"), None
+            )
             return res, ntype
     return None
 
@@ -279,8 +320,10 @@ def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> Normal
         notification = _notification_status(entries)
         if notification is not None:
             start = 1
-            warnings.append(f"subscription notification (type={notification[1] or 'unknown'}): "
-                            f"{len(entries) - 1} event entr{'y' if len(entries) == 2 else 'ies'}")
+            warnings.append(
+                f"subscription notification (type={notification[1] or 'unknown'}): "
+                f"{len(entries) - 1} event entr{'y' if len(entries) == 2 else 'ies'}"
+            )
     body = entries[start:]
     if not body:
         if notification is not None or btype in _MAY_BE_EMPTY:
@@ -306,8 +349,7 @@ def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> Normal
         method = s(request.get("method"))
         if res is None:
             if method == "DELETE":
-                warnings.append(f"entry[{n}] DELETE {s(request.get('url')) or full_url}: deletions are not "
-                                "normalized")
+                warnings.append(f"entry[{n}] DELETE {s(request.get('url')) or full_url}: deletions are not normalized")
             else:
                 no_resource.append(full_url or s(request.get("url")) or f"entry[{n}]")
             continue
@@ -325,9 +367,20 @@ def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> Normal
                 skipped[rt] += 1
                 continue
             event = interaction(method) if lenient_event else None
-            result.records.extend(_process(res, rt, full_url, index, practice_id=practice_id, event=event,
-                                           base_source=base_source, bundle_sent_at=sent_at,
-                                           over_precise=over_precise, warnings=warnings))
+            result.records.extend(
+                _process(
+                    res,
+                    rt,
+                    full_url,
+                    index,
+                    practice_id=practice_id,
+                    event=event,
+                    base_source=base_source,
+                    bundle_sent_at=sent_at,
+                    over_precise=over_precise,
+                    warnings=warnings,
+                )
+            )
         except Invalid as err:
             label = f"{where} ({res.get('resourceType')}/{res.get('id')})" if isinstance(res, dict) else where
             if atomic:
@@ -347,14 +400,15 @@ def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> Normal
     for msg in invalid:
         warnings.append(f"invalid entry skipped: {msg}")
     if invalid and not result.records:
-        raise Rejected("invalid_resource", f"{btype} Bundle: no valid entries; {len(invalid)} invalid, first: "
-                                           f"{invalid[0]}")
+        raise Rejected(
+            "invalid_resource", f"{btype} Bundle: no valid entries; {len(invalid)} invalid, first: {invalid[0]}"
+        )
     if no_resource:
         kind = "id-only notification entries" if notification is not None else "entries without a resource"
         shown = ", ".join(no_resource[:5]) + (f" (+{len(no_resource) - 5} more)" if len(no_resource) > 5 else "")
         warnings.append(f"{len(no_resource)} {kind} not normalized (resource not included): {shown}")
     if skipped:
-        warnings.append("unsupported resource types skipped: " +
-                        ", ".join(f"{k} x{v}" for k, v in sorted(skipped.items())))
+        warnings.append(
+            "unsupported resource types skipped: " + ", ".join(f"{k} x{v}" for k, v in sorted(skipped.items()))
+        )
     return result
-

@@ -4,6 +4,7 @@ Conservative by design: the item states what arrived and which values the sendin
 lab flagged; it never interprets a value. Deciding what a result means, and what
 to do about it, stays with the clinician.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,11 +22,14 @@ def results_review(result: NormalizeResult, practice_id: str, created_at: int) -
     patient_id = observations[0]["patient_id"]
     flagged = [o for o in observations if FLAGGED.intersection(f.upper() for f in o.get("abnormal_flags") or [])]
     panic = any(PANIC.intersection(f.upper() for f in o.get("abnormal_flags") or []) for o in flagged)
-    evidence = [{
-        "label": _label(o),
-        "ref": o["observation_id"],
-        "excerpt": _excerpt(o),
-    } for o in (flagged or observations)[:20]]
+    evidence = [
+        {
+            "label": _label(o),
+            "ref": o["observation_id"],
+            "excerpt": _excerpt(o),
+        }
+        for o in (flagged or observations)[:20]
+    ]
     item_id = f"results_review:{result.message_id}"
     item = {
         "practice_id": practice_id,

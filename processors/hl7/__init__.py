@@ -4,6 +4,7 @@
 
 The parser and normalizer may run compiled (see ``_speedups``); results are the same.
 """
+
 from practiceflow.processors.hl7._speedups import prefer_fresh, status as speedups_status
 
 prefer_fresh()  # before the first import of the compiled modules

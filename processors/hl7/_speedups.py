@@ -8,6 +8,7 @@ whose build does not match the current source hash it loads the ``.py`` instead 
 logs why), so an edited checkout always runs what it shows. ``PRACTICEFLOW_PURE_PYTHON=1``
 (at build or at run time) means Python only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,8 +60,11 @@ def prefer_fresh() -> None:
         if not pure:
             if not is_stale(source, built.get(module)):
                 continue
-            log.warning("practiceflow: compiled %s is stale (source changed since the build); "
-                        "running the Python source. Rebuild with ./pf setup.", module)
+            log.warning(
+                "practiceflow: compiled %s is stale (source changed since the build); "
+                "running the Python source. Rebuild with ./pf setup.",
+                module,
+            )
         spec = importlib.util.spec_from_file_location(fullname, source)
         assert spec is not None and spec.loader is not None
         mod = importlib.util.module_from_spec(spec)

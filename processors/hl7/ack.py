@@ -16,6 +16,7 @@ default delimiters and ``default_version``. No MLLP framing is added (the transp
 does that). ``now`` is the time to put in MSH-7 (HL7 DTM or ISO 8601): the caller
 owns the clock.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -195,8 +196,20 @@ def build_ack(
     else:
         control_id = escape(control_id, fs, cs, rs, es, ss)
 
-    msh_fields = ["MSH", enc, sender[0], sender[1], receiver[0], receiver[1], hl7_now, "", msg_type,
-                  control_id, processing, version]
+    msh_fields = [
+        "MSH",
+        enc,
+        sender[0],
+        sender[1],
+        receiver[0],
+        receiver[1],
+        hl7_now,
+        "",
+        msg_type,
+        control_id,
+        processing,
+        version,
+    ]
     if charset:
         msh_fields += [""] * 5 + [charset]
     segments = [fs.join(msh_fields)]

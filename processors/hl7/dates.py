@@ -1,4 +1,5 @@
 """HL7 v2 date/time (DT, DTM, TS) -> ISO 8601 at the precision the sender gave."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -74,5 +75,5 @@ def hl7_to_iso(value: str) -> str | None:
                         if frac:
                             out += "." + frac
                 if tz:
-                    out += ("+00:00" if tz == "-0000" else tz[0:3] + ":" + tz[3:5])
+                    out += "+00:00" if tz == "-0000" else tz[0:3] + ":" + tz[3:5]
     return out

@@ -33,6 +33,7 @@ Conventions:
 * speed: values are read with splits on the raw segment strings; small bounded memo
   tables (dates, OBX-3 codings, versions) never change results, only their cost.
 """
+
 from __future__ import annotations
 
 import base64
@@ -54,31 +55,71 @@ _VERSIONS_OK: set[str] = set()  # memo of versions that passed _VERSION_RE (boun
 
 _ADT_EVENTS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A28", "A31", "A40")
 _ENCOUNTER_STATUS = {
-    "A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",
-    "A05": "planned", "A06": "in-progress", "A07": "in-progress",
+    "A01": "in-progress",
+    "A02": "in-progress",
+    "A03": "finished",
+    "A04": "arrived",
+    "A05": "planned",
+    "A06": "in-progress",
+    "A07": "in-progress",
 }
 _PATIENT_CLASS = {
-    "I": "inpatient", "O": "outpatient", "E": "emergency", "P": "preadmit", "R": "recurring",
-    "B": "obstetrics", "C": "commercial", "N": "not-applicable", "U": "unknown",
+    "I": "inpatient",
+    "O": "outpatient",
+    "E": "emergency",
+    "P": "preadmit",
+    "R": "recurring",
+    "B": "obstetrics",
+    "C": "commercial",
+    "N": "not-applicable",
+    "U": "unknown",
 }
 _DOC_TYPES = {  # HL7 table 0270
-    "AR": "Autopsy report", "CD": "Cardiodiagnostics", "CN": "Consultation", "DI": "Diagnostic imaging",
-    "DS": "Discharge summary", "ED": "Emergency department report", "HP": "History and physical examination",
-    "OP": "Operative report", "PC": "Psychiatric consultation", "PH": "Psychiatric history",
-    "PN": "Procedure note", "PR": "Progress note", "SP": "Surgical pathology", "TS": "Transfer summary",
+    "AR": "Autopsy report",
+    "CD": "Cardiodiagnostics",
+    "CN": "Consultation",
+    "DI": "Diagnostic imaging",
+    "DS": "Discharge summary",
+    "ED": "Emergency department report",
+    "HP": "History and physical examination",
+    "OP": "Operative report",
+    "PC": "Psychiatric consultation",
+    "PH": "Psychiatric history",
+    "PN": "Procedure note",
+    "PR": "Progress note",
+    "SP": "Surgical pathology",
+    "TS": "Transfer summary",
 }
 _DOC_STATUS = {  # HL7 table 0271
-    "AU": "authenticated", "DI": "dictated", "DO": "documented", "IN": "incomplete",
-    "IP": "in-progress", "LA": "legally-authenticated", "PA": "pre-authenticated",
+    "AU": "authenticated",
+    "DI": "dictated",
+    "DO": "documented",
+    "IN": "incomplete",
+    "IP": "in-progress",
+    "LA": "legally-authenticated",
+    "PA": "pre-authenticated",
 }
 _TEXT_TYPES = frozenset(("TX", "FT", "ST", "TN", "IS", "ID", "GTS"))
 _CODED_TYPES = frozenset(("CE", "CWE", "CNE", "CF", "CV", "CO"))
 _DATE_TYPES = frozenset(("DT", "DTM", "TS"))
 _DURATION_UNITS = {
-    "M": 1.0, "MIN": 1.0, "MINS": 1.0, "MINUTE": 1.0, "MINUTES": 1.0,
-    "H": 60.0, "HR": 60.0, "HRS": 60.0, "HOUR": 60.0, "HOURS": 60.0,
-    "S": 1 / 60, "SEC": 1 / 60, "SECOND": 1 / 60, "SECONDS": 1 / 60,
-    "D": 1440.0, "DAY": 1440.0, "DAYS": 1440.0,
+    "M": 1.0,
+    "MIN": 1.0,
+    "MINS": 1.0,
+    "MINUTE": 1.0,
+    "MINUTES": 1.0,
+    "H": 60.0,
+    "HR": 60.0,
+    "HRS": 60.0,
+    "HOUR": 60.0,
+    "HOURS": 60.0,
+    "S": 1 / 60,
+    "SEC": 1 / 60,
+    "SECOND": 1 / 60,
+    "SECONDS": 1 / 60,
+    "D": 1440.0,
+    "DAY": 1440.0,
+    "DAYS": 1440.0,
 }
 
 
@@ -105,11 +146,37 @@ def message_id_for(msh3: str, msh4: str, msh10: str) -> str:
 class _Ctx:
     """Per-message state: delimiters, warnings, and small value helpers."""
 
-    __slots__ = ("msg", "fs", "cs", "rs", "ss", "es", "strict", "warnings", "practice_id", "source", "out",
-                 "trigger", "plain", "nopad", "pad1", "pad2", "pad3", "pad4")
+    __slots__ = (
+        "msg",
+        "fs",
+        "cs",
+        "rs",
+        "ss",
+        "es",
+        "strict",
+        "warnings",
+        "practice_id",
+        "source",
+        "out",
+        "trigger",
+        "plain",
+        "nopad",
+        "pad1",
+        "pad2",
+        "pad3",
+        "pad4",
+    )
 
-    def __init__(self, msg: Message, practice_id: str, strict: bool, source: dict, warnings: list[str],
-                 trigger: str, plain: bool = False) -> None:
+    def __init__(
+        self,
+        msg: Message,
+        practice_id: str,
+        strict: bool,
+        source: dict,
+        warnings: list[str],
+        trigger: str,
+        plain: bool = False,
+    ) -> None:
         self.msg = msg
         self.fs = msg.fs
         self.cs = msg.cs
@@ -342,7 +409,7 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
         raw = pid[fno]
         if not raw:
             continue
-        for rep in (raw.split(rs) if rs in raw else (raw,)):
+        for rep in raw.split(rs) if rs in raw else (raw,):
             if not rep:
                 continue
             c = rep.split(cs, 5)
@@ -400,7 +467,7 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
     address = None
     addr = pid[11]
     if addr:
-        for rep in (addr.split(rs) if rs in addr else (addr,)):
+        for rep in addr.split(rs) if rs in addr else (addr,):
             c = rep.split(cs, 6)
             if len(c) < 6:
                 c += _PAD[: 6 - len(c)]
@@ -413,8 +480,14 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
             state = leaf(c[3]) if c[3] else None
             postal = leaf(c[4]) if c[4] else None
             country = leaf(c[5]) if c[5] else None
-            if street is None and other is None and city is None and state is None and postal is None \
-                    and country is None:
+            if (
+                street is None
+                and other is None
+                and city is None
+                and state is None
+                and postal is None
+                and country is None
+            ):
                 continue
             address = {
                 "line": [x for x in (street, other) if x],
@@ -428,11 +501,14 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
     phones: list[str] = []
     for raw in (pid[13], pid[14]):
         if raw:
-            for rep in (raw.split(rs) if rs in raw else (raw,)):
+            for rep in raw.split(rs) if rs in raw else (raw,):
                 c = rep.split(cs, 3)
                 p = leaf(c[0])
-                if p is None or (len(c) > 1 and c[1].strip() == "NET") or \
-                        (len(c) > 2 and c[2].strip().upper() in ("INTERNET", "X.400")):
+                if (
+                    p is None
+                    or (len(c) > 1 and c[1].strip() == "NET")
+                    or (len(c) > 2 and c[2].strip().upper() in ("INTERNET", "X.400"))
+                ):
                     p = _phone(ctx, rep) if len(c) > 1 else None
                 if p and p not in phones:
                     phones.append(p)
@@ -500,8 +576,9 @@ def _require_patient(ctx: _Ctx, pid: list[str] | None, event: str | None = None)
 
 
 # --------------------------------------------------------------------------- encounter / coverage
-def _encounter(ctx: _Ctx, patient_id: str, pv1: list[str], pv2: list[str] | None, reason: str | None,
-               event: str | None) -> dict | None:
+def _encounter(
+    ctx: _Ctx, patient_id: str, pv1: list[str], pv2: list[str] | None, reason: str | None, event: str | None
+) -> dict | None:
     enc_id = ctx.comp(_f(pv1, 19), 1) or ctx.comp(_f(pv1, 50), 1)
     admit = ctx.date(_f(pv1, 44), "PV1-44")
     discharge = ctx.date(_f(pv1, 45), "PV1-45")
@@ -618,9 +695,7 @@ def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
     if event == "A40" and not any(r.value["merged_from"] for r in ctx.out if r.record_type == "Patient"):
         ctx.warnings.append("a40_without_mrg_identifier")
     if ctx.source["message_type"].startswith("DFT"):
-        ctx.warnings.append(
-            f"dft_financial_transactions_not_mapped: {ft1} FT1 segment(s) (no charge record type)"
-        )
+        ctx.warnings.append(f"dft_financial_transactions_not_mapped: {ft1} FT1 segment(s) (no charge record type)")
 
 
 # --------------------------------------------------------------------------- orders
@@ -647,8 +722,7 @@ def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_i
     return order_id, placer, filler
 
 
-def _new_order(ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str] | None,
-               result: bool) -> dict:
+def _new_order(ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str] | None, result: bool) -> dict:
     order_id, placer, filler = _order_id(ctx, orc, obr, patient_id)
     if orc is not None and len(orc) < 13:
         orc = orc + _PAD[: 13 - len(orc)]
@@ -759,9 +833,13 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
             # a cached OBX-3 coding and no performer. Same output as _observation
             # (tests compare the two); anything else goes through _observation.
             n = len(seg)
-            if (inline_ok and n > 14 and seg[2] == "NM"
-                    and (plain or (es not in line and rs not in line and ss not in line))
-                    and not ((n > 16 and seg[16]) or (n > 23 and seg[23]))):
+            if (
+                inline_ok
+                and n > 14
+                and seg[2] == "NM"
+                and (plain or (es not in line and rs not in line and ss not in line))
+                and not ((n > 16 and seg[16]) or (n > 23 and seg[23]))
+            ):
                 t = codings.get(seg[3])
                 raw = seg[5]
                 if t is not None and raw and cs not in raw:
@@ -797,11 +875,22 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
                                 # the values shared by this order's NM results (a dict copy
                                 # is a memcpy; a new dict inserts every key one by one)
                                 template = {
-                                    "practice_id": practice_id, "patient_id": patient_id, "observation_id": None,
-                                    "order_id": order_id, "code": None, "value_type": "NM", "value": None,
-                                    "value_numeric": None, "units": None, "reference_range": None,
-                                    "abnormal_flags": None, "status": None, "effective_at": None,
-                                    "performer": None, "notes": None, "source": source,
+                                    "practice_id": practice_id,
+                                    "patient_id": patient_id,
+                                    "observation_id": None,
+                                    "order_id": order_id,
+                                    "code": None,
+                                    "value_type": "NM",
+                                    "value": None,
+                                    "value_numeric": None,
+                                    "units": None,
+                                    "reference_range": None,
+                                    "abnormal_flags": None,
+                                    "status": None,
+                                    "effective_at": None,
+                                    "performer": None,
+                                    "notes": None,
+                                    "source": source,
                                 }
                             obs = template.copy()
                             obs["observation_id"] = obs_id
@@ -810,8 +899,11 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
                             obs["value_numeric"] = numeric
                             obs["units"] = (units if cs not in units else ctx.units(units)) if units else None
                             obs["reference_range"] = seg[7] or None
-                            obs["abnormal_flags"] = ([flags] if cs not in flags else
-                                                     [x for x in (ctx.comp(flags, 1),) if x]) if flags else []
+                            obs["abnormal_flags"] = (
+                                ([flags] if cs not in flags else [x for x in (ctx.comp(flags, 1),) if x])
+                                if flags
+                                else []
+                            )
                             obs["status"] = seg[11] or None
                             obs["effective_at"] = effective
                             obs["notes"] = []
@@ -893,9 +985,18 @@ def _number(v: str | None) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _observation(ctx: _Ctx, f: list[str], line: str, patient_id: str, order_id: str | None,
-                 obr_time: str | None, seen: set[str], index: int, prefix: str | None = None,
-                 out: list | None = None) -> dict:
+def _observation(
+    ctx: _Ctx,
+    f: list[str],
+    line: str,
+    patient_id: str,
+    order_id: str | None,
+    obr_time: str | None,
+    seen: set[str],
+    index: int,
+    prefix: str | None = None,
+    out: list | None = None,
+) -> dict:
     """One OBX -> Observation. The hot path of ORU: simple values are read inline."""
     n = len(f)
     if n < 15:
@@ -909,8 +1010,15 @@ def _observation(ctx: _Ctx, f: list[str], line: str, patient_id: str, order_id: 
     if nopad:
         tight = ctx.plain or (ctx.es not in line and ctx.rs not in line and ctx.ss not in line)
     else:
-        tight = (ctx.es not in line and ctx.rs not in line and ctx.ss not in line and "\t" not in line
-                 and ctx.pad1 not in line and ctx.pad2 not in line and line[-1:] != " ")
+        tight = (
+            ctx.es not in line
+            and ctx.rs not in line
+            and ctx.ss not in line
+            and "\t" not in line
+            and ctx.pad1 not in line
+            and ctx.pad2 not in line
+            and line[-1:] != " "
+        )
     if tight:
         vt = f[2] or None
         raw = f[3]
@@ -1127,8 +1235,9 @@ def _vxu(ctx: _Ctx, msg: Message) -> None:
         raise Rejected("missing_pid_segment", "VXU has no PID segment")
 
 
-def _immunization(ctx: _Ctx, rxa: list[str], orc: list[str] | None, patient_id: str, seen: set[str],
-                  index: int) -> dict:
+def _immunization(
+    ctx: _Ctx, rxa: list[str], orc: list[str] | None, patient_id: str, seen: set[str], index: int
+) -> dict:
     code = ctx.coding(_f(rxa, 5))
     if code["system"] is None and code["code"]:
         code["system"] = "CVX"
@@ -1415,8 +1524,7 @@ def _mdm(ctx: _Ctx, msg: Message) -> None:
                             sha = hashlib.sha256(blob).hexdigest()
                     except (binascii.Error, ValueError):
                         ctx.warnings.append("ed_payload_not_valid_base64")
-                lines.append(f"[embedded {content_type or 'document'} ({enc or 'unencoded'}), {size} bytes "
-                             f"not stored]")
+                lines.append(f"[embedded {content_type or 'document'} ({enc or 'unencoded'}), {size} bytes not stored]")
             elif raw and (vt is None or vt in _TEXT_TYPES):
                 v = ctx.text(raw)
                 if v:
@@ -1505,8 +1613,9 @@ def _validate_with_hl7apy(msg: Message) -> None:
         raise Rejected("hl7_validation_failed", f"hl7apy {type(e).__name__}: {text[:500]}") from None
 
 
-def normalize_hl7(raw: bytes | bytearray | memoryview | str, practice_id: str, received_at_ms: int, *,
-                  strict: bool = False) -> NormalizeResult:
+def normalize_hl7(
+    raw: bytes | bytearray | memoryview | str, practice_id: str, received_at_ms: int, *, strict: bool = False
+) -> NormalizeResult:
     """Normalize one HL7 v2 message. Returns records, or raises ``Rejected``.
 
     Runs through ``processors.base.guarded`` (collector paused; a bug is an
@@ -1552,8 +1661,7 @@ def _normalize(raw: bytes | bytearray | memoryview | str, practice_id: str, stri
 
     message_id = message_id_for(msh3, msh4, control_id)
     sent_raw = msh[7] if nf > 7 else ""
-    source = {"feed": FEED, "message_id": message_id, "raw_topic": None, "message_type": message_type,
-              "sent_at": None}
+    source = {"feed": FEED, "message_id": message_id, "raw_topic": None, "message_type": message_type, "sent_at": None}
     ctx = _Ctx(msg, practice_id, strict, source, warnings, trigger, msg.plain)
     source["sent_at"] = ctx.date(sent_raw, "MSH-7")
     handler(ctx, msg)

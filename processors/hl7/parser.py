@@ -17,6 +17,7 @@ Design:
 
 Nothing here does I/O or reads a clock.
 """
+
 from __future__ import annotations
 
 import re
@@ -86,8 +87,20 @@ _CHARSETS: dict[str, str] = {
     "SHIFT_JIS": "shift_jis",
 }
 _SINGLE_BYTE = frozenset(
-    ("latin-1", "cp1252", "iso8859_2", "iso8859_3", "iso8859_4", "iso8859_5", "iso8859_6",
-     "iso8859_7", "iso8859_8", "iso8859_9", "iso8859_15", "ascii")
+    (
+        "latin-1",
+        "cp1252",
+        "iso8859_2",
+        "iso8859_3",
+        "iso8859_4",
+        "iso8859_5",
+        "iso8859_6",
+        "iso8859_7",
+        "iso8859_8",
+        "iso8859_9",
+        "iso8859_15",
+        "ascii",
+    )
 )
 
 
@@ -103,7 +116,7 @@ def _msh18_from_bytes(data: bytes) -> str | None:
     i = data.find(b"MSH")
     if i < 0 or len(data) < i + 8:
         return None
-    fs = data[i + 3:i + 4]
+    fs = data[i + 3 : i + 4]
     end = len(data)
     for term in (b"\r", b"\n"):
         j = data.find(term, i)
@@ -159,7 +172,12 @@ def decode_bytes(data: bytes) -> tuple[str, str, list[str]]:
         return text.lstrip("\ufeff"), codec, warnings
 
     declared = codec_for_charset(_msh18_from_bytes(data))
-    if declared is not None and declared not in _SINGLE_BYTE and declared != "utf-8" and not declared.startswith("utf-"):
+    if (
+        declared is not None
+        and declared not in _SINGLE_BYTE
+        and declared != "utf-8"
+        and not declared.startswith("utf-")
+    ):
         # A multibyte national charset (GB 18030, Big5, EUC-KR, JIS): trust MSH-18.
         try:
             return data.decode(declared), declared, warnings
@@ -188,8 +206,16 @@ def _hex_codec(codec: str) -> str:
 _FORMATTING_DROP = frozenset((".in", ".ti", ".sk", ".ce", ".fi", ".nf"))
 
 
-def unescape(value: str, fs: str = "|", cs: str = "^", rs: str = "~", es: str = "\\", ss: str = "&",
-             tc: str = "", codec: str = "utf-8") -> str:
+def unescape(
+    value: str,
+    fs: str = "|",
+    cs: str = "^",
+    rs: str = "~",
+    es: str = "\\",
+    ss: str = "&",
+    tc: str = "",
+    codec: str = "utf-8",
+) -> str:
     """Decode HL7 escape sequences in one leaf value.
 
     ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\P\\`` become the delimiters, ``\\.br\\`` and ``\\.sp\\`` a
@@ -319,8 +345,22 @@ class Segment:
 class Message:
     """A parsed message: delimiters, segments (as raw field lists), and accessors."""
 
-    __slots__ = ("segs", "lines", "fs", "cs", "rs", "es", "ss", "tc", "codec", "warnings", "_index", "_views",
-                 "plain", "_nopad")
+    __slots__ = (
+        "segs",
+        "lines",
+        "fs",
+        "cs",
+        "rs",
+        "es",
+        "ss",
+        "tc",
+        "codec",
+        "warnings",
+        "_index",
+        "_views",
+        "plain",
+        "_nopad",
+    )
 
     def __init__(self, segs: list[list[str]], fs: str, enc: str, codec: str, warnings: list[str]) -> None:
         self.segs = segs
@@ -434,8 +474,9 @@ class Message:
         views = self.segments
         return [views[i] for i in self._idx().get(name, ())]
 
-    def get(self, name: str, field: int, rep: int = 0, comp: int | None = 1, sub: int | None = 1,
-            index: int = 0) -> str:
+    def get(
+        self, name: str, field: int, rep: int = 0, comp: int | None = 1, sub: int | None = 1, index: int = 0
+    ) -> str:
         """``msg.get("PID", 3, rep=0, comp=1)``: a decoded value, '' when absent."""
         pos = self._idx().get(name)
         if not pos or index >= len(pos):
@@ -652,7 +693,7 @@ def parse(data: bytes | bytearray | memoryview | str, *, strict: bool = False, h
             warnings.append("content_before_msh_stripped")
             lines[i] = line = line[j:]
             break
-        if any(l.startswith("MSH") for l in lines[i + 1:]):
+        if any(l.startswith("MSH") for l in lines[i + 1 :]):
             raise HL7ParseError("msh_not_first", f"segment {line[:3]!r} precedes MSH")
         raise HL7ParseError("missing_msh", "no MSH segment found")
     if i >= n:
@@ -673,7 +714,7 @@ def parse(data: bytes | bytearray | memoryview | str, *, strict: bool = False, h
     if header_only:
         return msg
 
-    body = lines[i + 1:]
+    body = lines[i + 1 :]
     while body and not body[-1]:
         body.pop()
     # Fast path (the usual case): every line starts with an already-seen ordinary
@@ -770,7 +811,7 @@ def split_batch(data: bytes) -> list[bytes]:
         body = b"".join(lines)
         stripped = body.rstrip(b" \t\r\n")
         # keep one terminator after the last segment
-        term = body[len(stripped):len(stripped) + 2]
+        term = body[len(stripped) : len(stripped) + 2]
         term = b"\r\n" if term.startswith(b"\r\n") else term[:1]
         out.append(stripped + term)
     if not messages:

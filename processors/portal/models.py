@@ -8,14 +8,23 @@ timezone-aware timestamps, and date checks against the time the gateway received
 the event (passed in the validation context as ``received_at``: the normalizer never
 reads a clock).
 """
+
 from __future__ import annotations
 
 import re
 from datetime import date, datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, \
-    model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 EARLIEST_DATE = date(1900, 1, 1)
 EARLIEST_SUBMISSION = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -27,10 +36,15 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=7, max_length=25,
-                                         pattern=r"^\+?[0-9 ().\-]+$")]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
-                                         pattern=r"^[^@\s]{1,64}@[^@\s]+\.[A-Za-z]{2,63}$")]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=7, max_length=25, pattern=r"^\+?[0-9 ().\-]+$")
+]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[A-Za-z]{2,63}$"
+    ),
+]
 AnswerKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")]
 AnswerValue = Annotated[str, StringConstraints(max_length=2000)]
 

@@ -66,6 +66,7 @@ Reason codes: ``bad_signature``, ``stale_timestamp``, ``missing_signature`` (fro
 ``empty_payload``, ``invalid_encoding``, ``invalid_json``, ``invalid_payload``
 (schema violations, summarized).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,16 +93,26 @@ _TS = re.compile(r"^[0-9]{1,12}$")
 
 
 # --------------------------------------------------------------------------- signatures
-def verify_signature(secret: bytes, body: bytes, timestamp_header: str | None, signature_header: str | None,
-                     now_s: float, tolerance_s: int = 300) -> None:
+def verify_signature(
+    secret: bytes,
+    body: bytes,
+    timestamp_header: str | None,
+    signature_header: str | None,
+    now_s: float,
+    tolerance_s: int = 300,
+) -> None:
     """Check the portal's HMAC-SHA256 signature and the timestamp window; raise Rejected if bad.
 
     The signed message is ``f"{timestamp}.".encode() + body``. The HMAC is checked first
     (the timestamp is only trustworthy once it is authenticated), then the window, in
     both directions (a timestamp from the future is as suspect as an old one).
     """
-    if not timestamp_header or not str(timestamp_header).strip() or not signature_header \
-            or not str(signature_header).strip():
+    if (
+        not timestamp_header
+        or not str(timestamp_header).strip()
+        or not signature_header
+        or not str(signature_header).strip()
+    ):
         raise Rejected("missing_signature", "X-Portal-Timestamp and X-Portal-Signature are both required")
     if not secret:
         raise Rejected("bad_signature", "no webhook secret configured for this practice")
@@ -215,8 +226,13 @@ def normalize_portal(event_type: str, raw: bytes, practice_id: str, received_at_
     except RecursionError:
         raise Rejected("invalid_json", "JSON nested too deeply") from None
     mid = _message_id(event_type, ev.event_id)
-    source = {"feed": FEED, "message_id": mid, "raw_topic": None, "message_type": event_type,
-              "sent_at": ev.submitted_at.isoformat()}
+    source = {
+        "feed": FEED,
+        "message_id": mid,
+        "raw_topic": None,
+        "message_type": event_type,
+        "sent_at": ev.submitted_at.isoformat(),
+    }
     result = NormalizeResult(message_id=mid, message_type=event_type)
     result.records.append(_map(ev, practice_id, source))
     return result
@@ -227,32 +243,53 @@ def _map(ev: Any, practice_id: str, source: dict) -> Normalized:
     if isinstance(ev, IntakeSubmission):
         p, ins = ev.patient, ev.insurance
         value = {
-            "practice_id": practice_id, "submission_id": ev.submission_id, "patient_id": ev.patient_id,
-            "family_name": p.family_name, "given_name": p.given_name, "birth_date": p.birth_date.isoformat(),
-            "phone": p.phone, "email": p.email,
-            "insurance_payer": ins.payer if ins else None, "insurance_member_id": ins.member_id if ins else None,
+            "practice_id": practice_id,
+            "submission_id": ev.submission_id,
+            "patient_id": ev.patient_id,
+            "family_name": p.family_name,
+            "given_name": p.given_name,
+            "birth_date": p.birth_date.isoformat(),
+            "phone": p.phone,
+            "email": p.email,
+            "insurance_payer": ins.payer if ins else None,
+            "insurance_member_id": ins.member_id if ins else None,
             "insurance_group": ins.group_number if ins else None,
-            "reason_for_visit": ev.reason_for_visit, "answers": dict(ev.answers),
-            "submitted_at": submitted, "source": source,
+            "reason_for_visit": ev.reason_for_visit,
+            "answers": dict(ev.answers),
+            "submitted_at": submitted,
+            "source": source,
         }
         return Normalized("IntakeForm", entity_key(practice_id, ev.patient_id, ev.submission_id), value)
     if isinstance(ev, RefillRequestPayload):
         pharmacy = None
         if ev.pharmacy is not None:
-            extras = [x for x in (f"NCPDP {ev.pharmacy.ncpdp_id}" if ev.pharmacy.ncpdp_id else None,
-                                  ev.pharmacy.phone) if x]
+            extras = [
+                x for x in (f"NCPDP {ev.pharmacy.ncpdp_id}" if ev.pharmacy.ncpdp_id else None, ev.pharmacy.phone) if x
+            ]
             pharmacy = ev.pharmacy.name + (f" ({', '.join(extras)})" if extras else "")
         value = {
-            "practice_id": practice_id, "request_id": ev.request_id, "patient_id": ev.patient_id,
-            "medication": ev.medication.name, "medication_code": ev.medication.code, "pharmacy": pharmacy,
-            "last_filled": ev.last_filled.isoformat() if ev.last_filled else None, "note": ev.note,
-            "submitted_at": submitted, "source": source,
+            "practice_id": practice_id,
+            "request_id": ev.request_id,
+            "patient_id": ev.patient_id,
+            "medication": ev.medication.name,
+            "medication_code": ev.medication.code,
+            "pharmacy": pharmacy,
+            "last_filled": ev.last_filled.isoformat() if ev.last_filled else None,
+            "note": ev.note,
+            "submitted_at": submitted,
+            "source": source,
         }
         return Normalized("RefillRequest", entity_key(practice_id, ev.patient_id, ev.request_id), value)
     assert isinstance(ev, SchedulingRequestPayload)
     value = {
-        "practice_id": practice_id, "request_id": ev.request_id, "patient_id": ev.patient_id,
-        "requested_provider": ev.requested_provider, "preferred_times": [w.render() for w in ev.preferred_times],
-        "visit_type": ev.visit_type, "reason": ev.reason, "submitted_at": submitted, "source": source,
+        "practice_id": practice_id,
+        "request_id": ev.request_id,
+        "patient_id": ev.patient_id,
+        "requested_provider": ev.requested_provider,
+        "preferred_times": [w.render() for w in ev.preferred_times],
+        "visit_type": ev.visit_type,
+        "reason": ev.reason,
+        "submitted_at": submitted,
+        "source": source,
     }
     return Normalized("SchedulingRequest", entity_key(practice_id, ev.patient_id, ev.request_id), value)

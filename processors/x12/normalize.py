@@ -77,6 +77,7 @@ warning), dates CCYYMMDD -> ISO ``YYYY-MM-DD`` (a range RD8 keeps its start), na
 "LAST, FIRST MIDDLE SUFFIX". Codes are kept as sent (ICD codes without a dot);
 procedure systems are FHIR-style URIs (CPT vs HCPCS level II told apart by the code).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,7 +86,11 @@ from typing import Any, Callable
 
 from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, entity_key, guarded
 from practiceflow.processors.x12.tokenizer import (
-    Delimiters, Interchange, TransactionSet, _Warn, tokenize,
+    Delimiters,
+    Interchange,
+    TransactionSet,
+    _Warn,
+    tokenize,
 )
 
 __all__ = ["normalize_x12"]
@@ -108,69 +113,132 @@ _NUBC_REV = "https://www.nubc.org/CodeSystem/RevenueCodes"
 _ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 _ICD9 = "http://hl7.org/fhir/sid/icd-9-cm"
 _DIAG_QUALIFIERS = {
-    "ABK": _ICD10, "ABF": _ICD10, "ABJ": _ICD10, "APR": _ICD10, "ABN": _ICD10,
-    "BK": _ICD9, "BF": _ICD9, "BJ": _ICD9, "PR": _ICD9, "BN": _ICD9,
+    "ABK": _ICD10,
+    "ABF": _ICD10,
+    "ABJ": _ICD10,
+    "APR": _ICD10,
+    "ABN": _ICD10,
+    "BK": _ICD9,
+    "BF": _ICD9,
+    "BJ": _ICD9,
+    "PR": _ICD9,
+    "BN": _ICD9,
 }
 _MEMBER_ID_QUALIFIERS = frozenset(("MI", "HN", "II", "MR", "ZZ", "C", "N"))
 _277_ACCEPTED = frozenset(("A0", "A1", "A2", "A5"))
 _277_REJECTED = frozenset(("A3", "A4", "A6", "A7", "A8"))
-_IK5_CODES = {"A": "accepted", "E": "accepted, errors noted", "M": "rejected, MAC failed",
-              "P": "partially accepted", "R": "rejected", "W": "rejected, assurance failed",
-              "X": "rejected, content could not be analyzed"}
-_IK304 = {"1": "unrecognized segment ID", "2": "unexpected segment", "3": "required segment missing",
-          "4": "loop occurs over maximum times", "5": "segment exceeds maximum use",
-          "6": "segment not in defined transaction set", "7": "segment not in proper sequence",
-          "8": "segment has data element errors", "I4": "implementation 'not used' segment present",
-          "I6": "implementation dependent segment missing", "I7": "implementation loop occurs under minimum times",
-          "I8": "implementation segment below minimum use",
-          "I9": "implementation dependent 'not used' segment present"}
-_IK403 = {"1": "required data element missing", "2": "conditional required data element missing",
-          "3": "too many data elements", "4": "data element too short", "5": "data element too long",
-          "6": "invalid character in data element", "7": "invalid code value", "8": "invalid date",
-          "9": "invalid time", "10": "exclusion condition violated", "12": "too many repetitions",
-          "13": "too many components", "I10": "implementation 'not used' data element present",
-          "I11": "implementation too few repetitions", "I12": "implementation pattern match failure",
-          "I13": "implementation dependent 'not used' data element present",
-          "I6": "code value not used in implementation", "I9": "implementation dependent data element missing"}
-_IK502 = {"1": "transaction set not supported", "2": "transaction set trailer missing",
-          "3": "transaction set control number in header and trailer do not match",
-          "4": "number of included segments does not match actual count",
-          "5": "one or more segments in error", "6": "missing or invalid transaction set identifier",
-          "7": "missing or invalid transaction set control number", "23": "duplicate transaction set control number",
-          "I5": "implementation one or more segments in error",
-          "I6": "implementation convention not supported"}
-_AK9_CODES = {"1": "functional group not supported", "2": "functional group version not supported",
-              "3": "functional group trailer missing",
-              "4": "group control number in header and trailer do not agree",
-              "5": "number of included transaction sets does not match actual count",
-              "6": "group control number violates syntax", "10": "authentication key name unknown",
-              "11": "encryption key name unknown", "12": "requested service not available",
-              "13": "unknown security recipient", "14": "unknown security originator",
-              "15": "syntax error in decrypted text", "16": "security not supported",
-              "17": "incorrect message length", "18": "message authentication code failed",
-              "19": "functional group control number not unique within interchange",
-              "23": "S3E security end segment missing for S3S security start segment",
-              "24": "S3S security start segment missing for S3E end segment",
-              "25": "S4E security end segment missing for S4S security start segment",
-              "26": "S4S security start segment missing for S4E security end segment"}
-_TA105 = {"000": "no error", "001": "interchange control numbers in header and trailer do not match",
-          "002": "standard in header is not supported", "003": "version of the controls is not supported",
-          "004": "segment terminator is invalid", "005": "invalid interchange ID qualifier for sender",
-          "006": "invalid interchange sender ID", "007": "invalid interchange ID qualifier for receiver",
-          "008": "invalid interchange receiver ID", "009": "unknown interchange receiver ID",
-          "010": "invalid authorization information qualifier value", "011": "invalid authorization information value",
-          "012": "invalid security information qualifier value", "013": "invalid security information value",
-          "014": "invalid interchange date value", "015": "invalid interchange time value",
-          "016": "invalid interchange standards identifier value", "017": "invalid interchange version ID value",
-          "018": "invalid interchange control number value", "019": "invalid acknowledgment requested value",
-          "020": "invalid test indicator value", "021": "invalid number of included groups value",
-          "022": "invalid control structure", "023": "improper (premature) end-of-file (transmission)",
-          "024": "invalid interchange content (e.g., invalid GS segment)",
-          "025": "duplicate interchange control number", "026": "invalid data element separator",
-          "027": "invalid component element separator", "028": "invalid delivery date in deferred delivery request",
-          "029": "invalid delivery time in deferred delivery request",
-          "030": "invalid delivery time code in deferred delivery request",
-          "031": "invalid grade of service code"}
+_IK5_CODES = {
+    "A": "accepted",
+    "E": "accepted, errors noted",
+    "M": "rejected, MAC failed",
+    "P": "partially accepted",
+    "R": "rejected",
+    "W": "rejected, assurance failed",
+    "X": "rejected, content could not be analyzed",
+}
+_IK304 = {
+    "1": "unrecognized segment ID",
+    "2": "unexpected segment",
+    "3": "required segment missing",
+    "4": "loop occurs over maximum times",
+    "5": "segment exceeds maximum use",
+    "6": "segment not in defined transaction set",
+    "7": "segment not in proper sequence",
+    "8": "segment has data element errors",
+    "I4": "implementation 'not used' segment present",
+    "I6": "implementation dependent segment missing",
+    "I7": "implementation loop occurs under minimum times",
+    "I8": "implementation segment below minimum use",
+    "I9": "implementation dependent 'not used' segment present",
+}
+_IK403 = {
+    "1": "required data element missing",
+    "2": "conditional required data element missing",
+    "3": "too many data elements",
+    "4": "data element too short",
+    "5": "data element too long",
+    "6": "invalid character in data element",
+    "7": "invalid code value",
+    "8": "invalid date",
+    "9": "invalid time",
+    "10": "exclusion condition violated",
+    "12": "too many repetitions",
+    "13": "too many components",
+    "I10": "implementation 'not used' data element present",
+    "I11": "implementation too few repetitions",
+    "I12": "implementation pattern match failure",
+    "I13": "implementation dependent 'not used' data element present",
+    "I6": "code value not used in implementation",
+    "I9": "implementation dependent data element missing",
+}
+_IK502 = {
+    "1": "transaction set not supported",
+    "2": "transaction set trailer missing",
+    "3": "transaction set control number in header and trailer do not match",
+    "4": "number of included segments does not match actual count",
+    "5": "one or more segments in error",
+    "6": "missing or invalid transaction set identifier",
+    "7": "missing or invalid transaction set control number",
+    "23": "duplicate transaction set control number",
+    "I5": "implementation one or more segments in error",
+    "I6": "implementation convention not supported",
+}
+_AK9_CODES = {
+    "1": "functional group not supported",
+    "2": "functional group version not supported",
+    "3": "functional group trailer missing",
+    "4": "group control number in header and trailer do not agree",
+    "5": "number of included transaction sets does not match actual count",
+    "6": "group control number violates syntax",
+    "10": "authentication key name unknown",
+    "11": "encryption key name unknown",
+    "12": "requested service not available",
+    "13": "unknown security recipient",
+    "14": "unknown security originator",
+    "15": "syntax error in decrypted text",
+    "16": "security not supported",
+    "17": "incorrect message length",
+    "18": "message authentication code failed",
+    "19": "functional group control number not unique within interchange",
+    "23": "S3E security end segment missing for S3S security start segment",
+    "24": "S3S security start segment missing for S3E end segment",
+    "25": "S4E security end segment missing for S4S security start segment",
+    "26": "S4S security start segment missing for S4E security end segment",
+}
+_TA105 = {
+    "000": "no error",
+    "001": "interchange control numbers in header and trailer do not match",
+    "002": "standard in header is not supported",
+    "003": "version of the controls is not supported",
+    "004": "segment terminator is invalid",
+    "005": "invalid interchange ID qualifier for sender",
+    "006": "invalid interchange sender ID",
+    "007": "invalid interchange ID qualifier for receiver",
+    "008": "invalid interchange receiver ID",
+    "009": "unknown interchange receiver ID",
+    "010": "invalid authorization information qualifier value",
+    "011": "invalid authorization information value",
+    "012": "invalid security information qualifier value",
+    "013": "invalid security information value",
+    "014": "invalid interchange date value",
+    "015": "invalid interchange time value",
+    "016": "invalid interchange standards identifier value",
+    "017": "invalid interchange version ID value",
+    "018": "invalid interchange control number value",
+    "019": "invalid acknowledgment requested value",
+    "020": "invalid test indicator value",
+    "021": "invalid number of included groups value",
+    "022": "invalid control structure",
+    "023": "improper (premature) end-of-file (transmission)",
+    "024": "invalid interchange content (e.g., invalid GS segment)",
+    "025": "duplicate interchange control number",
+    "026": "invalid data element separator",
+    "027": "invalid component element separator",
+    "028": "invalid delivery date in deferred delivery request",
+    "029": "invalid delivery time in deferred delivery request",
+    "030": "invalid delivery time code in deferred delivery request",
+    "031": "invalid grade of service code",
+}
 _UNSUPPORTED_REASONS = {
     "270": "270 is an eligibility inquiry, which a practice sends; the payer's answer arrives as a 271",
     "276": "276 is a claim status inquiry, which a practice sends; the answer arrives as a 277",
@@ -411,9 +479,16 @@ def _do_835(s: _Set) -> None:
             if (n > 2 and seg[2] and charge is None) or (n > 3 and seg[3] and paid is None):
                 warn("malformed_amount", f"CLP {claim['claim_id']}: SVC amount not a number")
             line = {
-                "procedure": proc, "modifiers": mods, "charge": charge, "paid": paid,
-                "units": units, "service_date": None, "adjustments": [], "remark_codes": [],
-                "control_number": None, "allowed": None,
+                "procedure": proc,
+                "modifiers": mods,
+                "charge": charge,
+                "paid": paid,
+                "units": units,
+                "service_date": None,
+                "adjustments": [],
+                "remark_codes": [],
+                "control_number": None,
+                "allowed": None,
             }
             claim["lines"].append(line)
         elif sid == "CAS":
@@ -433,13 +508,16 @@ def _do_835(s: _Set) -> None:
                     continue
                 amount = _num(seg[i + 1].strip()) if i + 1 < n else None
                 if amount is None:
-                    warn("malformed_amount",
-                         f"CLP {claim['claim_id']}: CAS {group}*{reason} amount "
-                         f"{seg[i + 1] if i + 1 < n else '(missing)'!r} skipped")
+                    warn(
+                        "malformed_amount",
+                        f"CLP {claim['claim_id']}: CAS {group}*{reason} amount "
+                        f"{seg[i + 1] if i + 1 < n else '(missing)'!r} skipped",
+                    )
                     continue
                 qty = seg[i + 2].strip() if i + 2 < n else ""
-                adjs.append({"group": group, "reason": reason, "amount": amount,
-                             "quantity": _num(qty) if qty else None})
+                adjs.append(
+                    {"group": group, "reason": reason, "amount": amount, "quantity": _num(qty) if qty else None}
+                )
         elif sid == "DTM":
             if claim is None:
                 continue
@@ -486,8 +564,11 @@ def _do_835(s: _Set) -> None:
             paid = _num(seg[4].strip()) if n > 4 else None
             if not clp01 or not status or charge is None or paid is None:
                 skipping = True
-                warn("malformed_claim", f"CLP {clp01 or '(no claim id)'} skipped: claim id, status, charge and "
-                                        f"paid amount are required ({'*'.join(seg)[:80]!r})")
+                warn(
+                    "malformed_claim",
+                    f"CLP {clp01 or '(no claim id)'} skipped: claim id, status, charge and "
+                    f"paid amount are required ({'*'.join(seg)[:80]!r})",
+                )
                 continue
             skipping = False
             resp_raw = seg[5].strip() if n > 5 else ""
@@ -496,15 +577,31 @@ def _do_835(s: _Set) -> None:
                 warn("malformed_amount", f"CLP {clp01}: patient responsibility {resp_raw!r} not a number")
             claim_extra = [None, None, None]
             claim = {
-                "practice_id": pid, "claim_id": clp01, "adjudication_id": "", "patient_id": None,
-                "patient_name": None, "member_id": None,
-                "payer_id": payer_id_n1 or payer_id_ref or payer_id_trn, "payer_name": payer_name,
-                "payee_npi": payee_npi, "status_code": status, "total_charge": charge, "paid": paid,
+                "practice_id": pid,
+                "claim_id": clp01,
+                "adjudication_id": "",
+                "patient_id": None,
+                "patient_name": None,
+                "member_id": None,
+                "payer_id": payer_id_n1 or payer_id_ref or payer_id_trn,
+                "payer_name": payer_name,
+                "payee_npi": payee_npi,
+                "status_code": status,
+                "total_charge": charge,
+                "paid": paid,
                 "patient_responsibility": resp,
                 "payer_claim_control_number": (seg[7].strip() or None) if n > 7 else None,
-                "reversal": status == "22", "adjustments": [], "remark_codes": [], "lines": [],
-                "payment_trace": trace, "payment_date": pay_date, "service_date": None, "source": None,
-                "outcome": None, "authorization_number": None, "_extra": claim_extra,
+                "reversal": status == "22",
+                "adjustments": [],
+                "remark_codes": [],
+                "lines": [],
+                "payment_trace": trace,
+                "payment_date": pay_date,
+                "service_date": None,
+                "source": None,
+                "outcome": None,
+                "authorization_number": None,
+                "_extra": claim_extra,
             }
             claims.append(claim)
         elif sid == "NM1":
@@ -548,8 +645,11 @@ def _do_835(s: _Set) -> None:
                 ref = parts[1].strip() if len(parts) > 1 and parts[1].strip() else None
                 amount = _num(seg[i + 1].strip()) if i + 1 < n else None
                 if not reason or amount is None or not provider:
-                    warn("malformed_amount", f"PLB {provider or '?'} {raw_reason!r}: amount "
-                                             f"{seg[i + 1] if i + 1 < n else '(missing)'!r} skipped")
+                    warn(
+                        "malformed_amount",
+                        f"PLB {provider or '?'} {raw_reason!r}: amount "
+                        f"{seg[i + 1] if i + 1 < n else '(missing)'!r} skipped",
+                    )
                     continue
                 plbs.append((provider, fiscal, reason, ref, amount, trace))
         elif sid == "LX":
@@ -597,8 +697,7 @@ def _do_835(s: _Set) -> None:
         key = ("835", t, c["claim_id"], ccn)
         n_occ = occ.get(key, 0)
         occ[key] = n_occ + 1
-        adj_id = sha256(f"{t}\x1f{c['claim_id']}\x1f{'' if ccn is None else ccn}\x1f{n_occ}".encode()
-                        ).hexdigest()[:32]
+        adj_id = sha256(f"{t}\x1f{c['claim_id']}\x1f{'' if ccn is None else ccn}\x1f{n_occ}".encode()).hexdigest()[:32]
         c["adjudication_id"] = adj_id
         c["source"] = dict(src)
         append(Normalized("ClaimAdjudication", entity_key(pid, c["patient_id"], adj_id), c))
@@ -606,11 +705,23 @@ def _do_835(s: _Set) -> None:
         t_key = t or ("st:" + src["message_id"])
         key = ("PLB", t_key, provider, fiscal, reason, ref)
         adj_id = _hash("PLB", t_key, provider, fiscal, reason, ref, run.occurrence(key))
-        run.records.append(Normalized("ProviderAdjustment", entity_key(pid, None, adj_id), {
-            "practice_id": pid, "adjustment_id": adj_id, "provider_id": provider,
-            "fiscal_period_end": fiscal, "reason": reason, "reference": ref, "amount": amount,
-            "payment_trace": t, "source": dict(src),
-        }))
+        run.records.append(
+            Normalized(
+                "ProviderAdjustment",
+                entity_key(pid, None, adj_id),
+                {
+                    "practice_id": pid,
+                    "adjustment_id": adj_id,
+                    "provider_id": provider,
+                    "fiscal_period_end": fiscal,
+                    "reason": reason,
+                    "reference": ref,
+                    "amount": amount,
+                    "payment_trace": t,
+                    "source": dict(src),
+                },
+            )
+        )
 
 
 # --------------------------------------------------------------------------- 277 / 277CA
@@ -650,15 +761,29 @@ def _do_277(s: _Set) -> None:
         elif sid == "TRN":
             if level in _277_CLAIM_LEVELS:
                 in_svc = False
-                claim = {"trn": _opt(seg, 2), "ej": None, "ccn": None, "stcs": [], "hl": hl_id,
-                         "name": hl_name, "payer": payer_name}
+                claim = {
+                    "trn": _opt(seg, 2),
+                    "ej": None,
+                    "ccn": None,
+                    "stcs": [],
+                    "hl": hl_id,
+                    "name": hl_name,
+                    "payer": payer_name,
+                }
                 claims.append(claim)
         elif sid == "STC":
             if in_svc:
                 continue
             if claim is None and level in _277_CLAIM_LEVELS:
-                claim = {"trn": None, "ej": None, "ccn": None, "stcs": [], "hl": hl_id,
-                         "name": hl_name, "payer": payer_name}
+                claim = {
+                    "trn": None,
+                    "ej": None,
+                    "ccn": None,
+                    "stcs": [],
+                    "hl": hl_id,
+                    "name": hl_name,
+                    "payer": payer_name,
+                }
                 claims.append(claim)
             if claim is not None:
                 claim["stcs"].append(seg)
@@ -698,8 +823,18 @@ def _do_277(s: _Set) -> None:
         _emit_stc(s, stc, comp, None, None, None, payer_name, src, pid, provider=npi)
 
 
-def _emit_stc(s: _Set, stc: list[str], comp: str, claim_id: str | None, ccn: str | None,
-              name: str | None, payer: str | None, src: dict, pid: str, provider: str | None = None) -> None:
+def _emit_stc(
+    s: _Set,
+    stc: list[str],
+    comp: str,
+    claim_id: str | None,
+    ccn: str | None,
+    name: str | None,
+    payer: str | None,
+    src: dict,
+    pid: str,
+    provider: str | None = None,
+) -> None:
     run = s.run
     date = _d8(stc[2]) if len(stc) > 2 else None
     action = _el(stc, 3)
@@ -728,12 +863,28 @@ def _emit_stc(s: _Set, stc: list[str], comp: str, claim_id: str | None, ccn: str
         subject = claim_id or provider
         key = ("STC", subject, ccn, ":".join(p.strip() for p in parts), date, _el(stc, 4), _el(stc, 5))
         status_id = _hash(*key, run.occurrence(key))
-        run.records.append(Normalized("ClaimStatus", entity_key(pid, None, status_id), {
-            "practice_id": pid, "status_id": status_id, "claim_id": claim_id,
-            "payer_claim_control_number": ccn, "patient_name": name, "category_code": cat,
-            "status_code": code, "entity_code": entity, "status_date": date, "total_charge": charge,
-            "paid": paid, "accepted": accepted, "payer_name": payer, "source": dict(src),
-        }))
+        run.records.append(
+            Normalized(
+                "ClaimStatus",
+                entity_key(pid, None, status_id),
+                {
+                    "practice_id": pid,
+                    "status_id": status_id,
+                    "claim_id": claim_id,
+                    "payer_claim_control_number": ccn,
+                    "patient_name": name,
+                    "category_code": cat,
+                    "status_code": code,
+                    "entity_code": entity,
+                    "status_date": date,
+                    "total_charge": charge,
+                    "paid": paid,
+                    "accepted": accepted,
+                    "payer_name": payer,
+                    "source": dict(src),
+                },
+            )
+        )
 
 
 # --------------------------------------------------------------------------- 271
@@ -781,10 +932,16 @@ def _do_271(s: _Set) -> None:
             if (amount_raw and amount is None) or (pct_raw and pct is None):
                 s.warn("malformed_amount", f"EB*{info}: amount/percent not a number")
             benefit = {
-                "info_code": info, "coverage_level": _opt(seg, 2), "service_types": types,
-                "insurance_type": _opt(seg, 4), "plan_description": _opt(seg, 5),
-                "time_period": _opt(seg, 6), "amount": amount, "percent": pct,
-                "in_network": _opt(seg, 12), "messages": [],
+                "info_code": info,
+                "coverage_level": _opt(seg, 2),
+                "service_types": types,
+                "insurance_type": _opt(seg, 4),
+                "plan_description": _opt(seg, 5),
+                "time_period": _opt(seg, 6),
+                "amount": amount,
+                "percent": pct,
+                "in_network": _opt(seg, 12),
+                "messages": [],
             }
             cur["benefits"].append(benefit)
         elif sid == "MSG":
@@ -797,8 +954,19 @@ def _do_271(s: _Set) -> None:
             parent = _el(seg, 2)
             level = _el(seg, 3)
             if level in ("22", "23"):
-                cur = {"hl": hl, "parent": parent, "level": level, "member_id": None, "name": None,
-                       "dob": None, "traces": [], "benefits": [], "rejections": [], "children": 0, "refs": {}}
+                cur = {
+                    "hl": hl,
+                    "parent": parent,
+                    "level": level,
+                    "member_id": None,
+                    "name": None,
+                    "dob": None,
+                    "traces": [],
+                    "benefits": [],
+                    "rejections": [],
+                    "children": 0,
+                    "refs": {},
+                }
                 subs.append(cur)
                 by_hl[hl] = cur
                 p = by_hl.get(parent)
@@ -845,30 +1013,88 @@ def _do_271(s: _Set) -> None:
         if member_id is None and sub["level"] == "23":
             parent = by_hl.get(sub["parent"])
             member_id = parent["member_id"] if parent else None
-        trace = next((t for q, t in sub["traces"] if q == "2" and t), None) \
-            or next((t for _, t in sub["traces"] if t), None) or bht03
+        trace = (
+            next((t for q, t in sub["traces"] if q == "2" and t), None)
+            or next((t for _, t in sub["traces"] if t), None)
+            or bht03
+        )
         rejections = list(dict.fromkeys(upper_rejections + sub["rejections"]))
         codes = {b["info_code"] for b in sub["benefits"]}
         active = True if codes & {"1", "2", "3", "4", "5"} else (False if codes & {"6", "7", "8"} else None)
         refs = sub["refs"]
-        _emit_271(s, pid, src, sub["hl"] + f"#{i}", trace, payer_id, payer_name, member_id, sub["name"],
-                  sub["dob"], active, sub["benefits"], rejections, refs.get("EA") or refs.get("EJ"))
+        _emit_271(
+            s,
+            pid,
+            src,
+            sub["hl"] + f"#{i}",
+            trace,
+            payer_id,
+            payer_name,
+            member_id,
+            sub["name"],
+            sub["dob"],
+            active,
+            sub["benefits"],
+            rejections,
+            refs.get("EA") or refs.get("EJ"),
+        )
         emitted += 1
     if not emitted and upper_rejections:
-        _emit_271(s, pid, src, "source", bht03, payer_id, payer_name, None, None, None, None, [],
-                  list(dict.fromkeys(upper_rejections)))
+        _emit_271(
+            s,
+            pid,
+            src,
+            "source",
+            bht03,
+            payer_id,
+            payer_name,
+            None,
+            None,
+            None,
+            None,
+            [],
+            list(dict.fromkeys(upper_rejections)),
+        )
 
 
-def _emit_271(s: _Set, pid: str, src: dict, position: str, trace: str | None, payer_id: str | None,
-              payer_name: str | None, member_id: str | None, name: str | None, dob: str | None,
-              active: bool | None, benefits: list, rejections: list[str], patient_id: str | None = None) -> None:
+def _emit_271(
+    s: _Set,
+    pid: str,
+    src: dict,
+    position: str,
+    trace: str | None,
+    payer_id: str | None,
+    payer_name: str | None,
+    member_id: str | None,
+    name: str | None,
+    dob: str | None,
+    active: bool | None,
+    benefits: list,
+    rejections: list[str],
+    patient_id: str | None = None,
+) -> None:
     response_id = _hash("271", src["message_id"], position)
-    s.run.records.append(Normalized("EligibilityResponse", entity_key(pid, patient_id, response_id), {
-        "practice_id": pid, "response_id": response_id, "trace_number": trace, "payer_id": payer_id,
-        "payer_name": payer_name, "member_id": member_id, "patient_name": name, "birth_date": dob,
-        "active": active, "benefits": benefits, "rejections": rejections, "source": dict(src),
-        "patient_id": patient_id,
-    }))
+    s.run.records.append(
+        Normalized(
+            "EligibilityResponse",
+            entity_key(pid, patient_id, response_id),
+            {
+                "practice_id": pid,
+                "response_id": response_id,
+                "trace_number": trace,
+                "payer_id": payer_id,
+                "payer_name": payer_name,
+                "member_id": member_id,
+                "patient_name": name,
+                "birth_date": dob,
+                "active": active,
+                "benefits": benefits,
+                "rejections": rejections,
+                "source": dict(src),
+                "patient_id": patient_id,
+            },
+        )
+    )
 
 
 # --------------------------------------------------------------------------- 999 / 997
@@ -889,13 +1115,17 @@ def _do_999(s: _Set) -> None:
         elif sid == "IK3" or sid == "AK3":
             code = _el(seg, 4)
             loop = _el(seg, 3)
-            errors.append(f"{_where(cur)}: segment {_el(seg, 1)} at position {_el(seg, 2)}"
-                          f"{' in loop ' + loop if loop else ''}: {code} {_IK304.get(code, '')}".rstrip())
+            errors.append(
+                f"{_where(cur)}: segment {_el(seg, 1)} at position {_el(seg, 2)}"
+                f"{' in loop ' + loop if loop else ''}: {code} {_IK304.get(code, '')}".rstrip()
+            )
         elif sid == "IK4" or sid == "AK4":
             code = _el(seg, 3)
             bad = _el(seg, 4)
-            errors.append(f"{_where(cur)}: element {_el(seg, 1)} (ref {_el(seg, 2) or '?'}): {code} "
-                          f"{_IK403.get(code, '')}{' [' + bad + ']' if bad else ''}".rstrip())
+            errors.append(
+                f"{_where(cur)}: element {_el(seg, 1)} (ref {_el(seg, 2) or '?'}): {code} "
+                f"{_IK403.get(code, '')}{' [' + bad + ']' if bad else ''}".rstrip()
+            )
         elif sid == "CTX":
             errors.append(f"{_where(cur)}: context " + "*".join(v.strip() for v in seg[1:] if v.strip()))
         elif sid == "IK5" or sid == "AK5":
@@ -907,8 +1137,10 @@ def _do_999(s: _Set) -> None:
             if code != "A":
                 why = [c for c in (_el(seg, i) for i in range(2, 7)) if c]
                 detail = "; ".join(f"{c} {_IK502.get(c, '')}".rstrip() for c in why)
-                errors.append(f"{_where(cur)}: {code} {_IK5_CODES.get(code, 'unknown code')}"
-                              f"{' (' + detail + ')' if detail else ''}")
+                errors.append(
+                    f"{_where(cur)}: {code} {_IK5_CODES.get(code, 'unknown code')}"
+                    f"{' (' + detail + ')' if detail else ''}"
+                )
         elif sid == "AK1":
             ak1 = seg
         elif sid == "AK9":
@@ -918,8 +1150,7 @@ def _do_999(s: _Set) -> None:
                 if c:
                     errors.append(f"group: {c} {_AK9_CODES.get(c, '')}".rstrip())
     group_ctl = _el(ak1, 2) if ak1 else ""
-    acked = ([group_ctl] if group_ctl else []) + [
-        f"{group_ctl}/{c[1]}" if group_ctl else c[1] for c in sets if c[1]]
+    acked = ([group_ctl] if group_ctl else []) + [f"{group_ctl}/{c[1]}" if group_ctl else c[1] for c in sets if c[1]]
     accepted = _el(ak9, 1) if ak9 else ""
     if not accepted:
         codes = {c[2] for c in sets if c[2]}
@@ -934,10 +1165,21 @@ def _do_999(s: _Set) -> None:
         s.warn("malformed_segment", f"{kind} without AK1 group response")
     src = s.source
     ack_id = _hash(kind, src["message_id"], group_ctl)
-    run.records.append(Normalized("InterchangeAck", entity_key(pid, None, ack_id), {
-        "practice_id": pid, "ack_id": ack_id, "kind": kind, "accepted": accepted or None,
-        "acknowledged_control_numbers": acked, "errors": errors, "source": dict(src),
-    }))
+    run.records.append(
+        Normalized(
+            "InterchangeAck",
+            entity_key(pid, None, ack_id),
+            {
+                "practice_id": pid,
+                "ack_id": ack_id,
+                "kind": kind,
+                "accepted": accepted or None,
+                "acknowledged_control_numbers": acked,
+                "errors": errors,
+                "source": dict(src),
+            },
+        )
+    )
 
 
 def _where(cur: list[str] | None) -> str:
@@ -948,8 +1190,11 @@ def _where(cur: list[str] | None) -> str:
 def _do_ta1(run: _Run, ic: Interchange) -> None:
     pid = run.practice_id
     src_base = {
-        "feed": FEED, "message_id": f"{run.message_id}/{ic.control_number or '-'}/TA1",
-        "raw_topic": None, "message_type": "TA1", "sent_at": _sent_at(ic, None),
+        "feed": FEED,
+        "message_id": f"{run.message_id}/{ic.control_number or '-'}/TA1",
+        "raw_topic": None,
+        "message_type": "TA1",
+        "sent_at": _sent_at(ic, None),
     }
     for i, seg in enumerate(ic.ta1):
         ctl = _el(seg, 1)
@@ -959,10 +1204,21 @@ def _do_ta1(run: _Run, ic: Interchange) -> None:
         ack_id = _hash("TA1", src_base["message_id"], ctl, i)
         src = dict(src_base)
         src["message_id"] = f"{src_base['message_id']}/{ctl or i}"
-        run.records.append(Normalized("InterchangeAck", entity_key(pid, None, ack_id), {
-            "practice_id": pid, "ack_id": ack_id, "kind": "TA1", "accepted": code or None,
-            "acknowledged_control_numbers": [ctl] if ctl else [], "errors": errors, "source": src,
-        }))
+        run.records.append(
+            Normalized(
+                "InterchangeAck",
+                entity_key(pid, None, ack_id),
+                {
+                    "practice_id": pid,
+                    "ack_id": ack_id,
+                    "kind": "TA1",
+                    "accepted": code or None,
+                    "acknowledged_control_numbers": [ctl] if ctl else [],
+                    "errors": errors,
+                    "source": src,
+                },
+            )
+        )
 
 
 # --------------------------------------------------------------------------- 837
@@ -995,9 +1251,15 @@ def _do_837(s: _Set) -> None:
             if proc["code"] is None:
                 s.warn("malformed_segment", f"CLM {claim['claim_id']}: {sid} without a procedure code")
             line = {
-                "procedure": proc, "modifiers": _modifiers(parts) if parts else [],
-                "charge": _num(charge_raw), "paid": None, "units": _num(units_raw),
-                "service_date": None, "adjustments": [], "remark_codes": [], "control_number": None,
+                "procedure": proc,
+                "modifiers": _modifiers(parts) if parts else [],
+                "charge": _num(charge_raw),
+                "paid": None,
+                "units": _num(units_raw),
+                "service_date": None,
+                "adjustments": [],
+                "remark_codes": [],
+                "control_number": None,
                 "allowed": None,
             }
             claim["lines"].append(line)
@@ -1055,9 +1317,18 @@ def _do_837(s: _Set) -> None:
             freq = freq_parts[2].strip() if len(freq_parts) > 2 else ""
             claim_date = [None, None]
             claim = {
-                "practice_id": pid, "claim_id": clm01, "patient_id": None, "payer_id": payer_id,
-                "payer_name": payer_name, "total_charge": charge, "service_date": None, "diagnoses": [],
-                "lines": [], "status": _FREQUENCY_STATUS.get(freq, "submitted"), "source": None, "use": "claim",
+                "practice_id": pid,
+                "claim_id": clm01,
+                "patient_id": None,
+                "payer_id": payer_id,
+                "payer_name": payer_name,
+                "total_charge": charge,
+                "service_date": None,
+                "diagnoses": [],
+                "lines": [],
+                "status": _FREQUENCY_STATUS.get(freq, "submitted"),
+                "source": None,
+                "use": "claim",
                 "_dates": claim_date,
             }
             claims.append(claim)
@@ -1073,8 +1344,9 @@ def _do_837(s: _Set) -> None:
     src = s.source
     for c in claims:
         dates = c.pop("_dates")
-        c["service_date"] = dates[0] or dates[1] or min(
-            (ln["service_date"] for ln in c["lines"] if ln["service_date"]), default=None)
+        c["service_date"] = (
+            dates[0] or dates[1] or min((ln["service_date"] for ln in c["lines"] if ln["service_date"]), default=None)
+        )
         c["source"] = dict(src)
         run.records.append(Normalized("Claim", entity_key(pid, c["patient_id"], c["claim_id"]), c))
 
@@ -1111,8 +1383,16 @@ def _is_277ca(ts: TransactionSet) -> bool:
 
 
 _HANDLERS: dict[str, Callable[[_Set], None]] = {
-    "835": _do_835, "277": _do_277, "277CA": _do_277, "271": _do_271, "999": _do_999, "997": _do_999,
-    "837P": _do_837, "837I": _do_837, "837D": _do_837, "837": _do_837,
+    "835": _do_835,
+    "277": _do_277,
+    "277CA": _do_277,
+    "271": _do_271,
+    "999": _do_999,
+    "997": _do_999,
+    "837P": _do_837,
+    "837I": _do_837,
+    "837D": _do_837,
+    "837": _do_837,
 }
 
 
@@ -1123,16 +1403,18 @@ def _unsupported_reason(ts: TransactionSet, mtype: str) -> str:
                 return _UNSUPPORTED_REASONS["278R"]
         if any(seg[0] == "HCR" for seg in ts.segments):
             return _UNSUPPORTED_REASONS["278R"]
-    return _UNSUPPORTED_REASONS.get(mtype, f"transaction set {mtype or '(none)'} is not an inbound feed "
-                                           "this processor handles (835, 277/277CA, 271, 999/997, TA1, 837)")
+    return _UNSUPPORTED_REASONS.get(
+        mtype,
+        f"transaction set {mtype or '(none)'} is not an inbound feed "
+        "this processor handles (835, 277/277CA, 271, 999/997, TA1, 837)",
+    )
 
 
 def _interchange_id(ic: Interchange) -> str:
     if ic.isa is None:
         return _hash("noenvelope", hashlib.sha256(ic.canonical.encode()).hexdigest())
     f = ic.isa_field
-    return _hash(f(5), f(6), f(7), f(8), f(9), f(10), f(13),
-                 hashlib.sha256(ic.canonical.encode()).hexdigest())
+    return _hash(f(5), f(6), f(7), f(8), f(9), f(10), f(13), hashlib.sha256(ic.canonical.encode()).hexdigest())
 
 
 def _normalize(raw: bytes, practice_id: str, strict: bool) -> NormalizeResult:
@@ -1175,8 +1457,7 @@ def _normalize(raw: bytes, practice_id: str, strict: bool) -> NormalizeResult:
     if not run.records:
         detail = "; ".join(warnings[-3:])
         raise Rejected("no_records", f"{message_type}: no usable record" + (f" ({detail})" if detail else ""))
-    return NormalizeResult(message_id=run.message_id, message_type=message_type,
-                           records=run.records, warnings=warnings)
+    return NormalizeResult(message_id=run.message_id, message_type=message_type, records=run.records, warnings=warnings)
 
 
 def _add_type(run: _Run, mtype: str) -> None:

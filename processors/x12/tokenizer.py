@@ -27,6 +27,7 @@ trailers, data outside a transaction set) are warnings by default; with
 (no ISA and no GS/ST, unusable ISA delimiters, empty input) raises
 :class:`Rejected` in both modes. Nothing but :class:`Rejected` ever escapes.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,14 @@ from dataclasses import dataclass, field
 from practiceflow.processors.base import Rejected
 
 __all__ = [
-    "Delimiters", "TransactionSet", "FunctionalGroup", "Interchange", "ParsedX12",
-    "decode_x12", "tokenize", "split_composite",
+    "Delimiters",
+    "TransactionSet",
+    "FunctionalGroup",
+    "Interchange",
+    "ParsedX12",
+    "decode_x12",
+    "tokenize",
+    "split_composite",
 ]
 
 ENVELOPE_IDS = frozenset(("ISA", "IEA", "GS", "GE", "ST", "SE", "TA1"))
@@ -200,15 +207,20 @@ def _isa_delimiters(text: str, pos: int, warn: _Warn) -> tuple[Delimiters, int]:
     term_pos = last + 2
     term = text[term_pos] if term_pos < len(text) else ""
     if (pos + 3) != last - 100:
-        warn("isa_length", f"ISA is {last + 3 - pos} characters, not 106 (fields not padded to their "
-                           "fixed widths); delimiters found by counting separators")
+        warn(
+            "isa_length",
+            f"ISA is {last + 3 - pos} characters, not 106 (fields not padded to their "
+            "fixed widths); delimiters found by counting separators",
+        )
     elif any(seps[k + 1] - seps[k] - 1 != _ISA_FIELD_WIDTHS[k] for k in range(15)):
         warn("isa_length", "ISA is 106 characters but some fields do not have their fixed widths")
     if term == "" or term.isalnum() or term in (" ", "\t"):
         # ISA16 missing: the character we took for it is the terminator.
         if component and not component.isalnum() and not component.isspace() and component != elem:
-            warn("invalid_isa", f"ISA16 is missing; using {component!r} as the segment terminator and ':' "
-                                "as the component separator")
+            warn(
+                "invalid_isa",
+                f"ISA16 is missing; using {component!r} as the segment terminator and ':' as the component separator",
+            )
             term, term_pos, component = component, last + 1, ":"
         else:
             raise Rejected("invalid_isa", "cannot find the ISA segment terminator")
@@ -218,7 +230,7 @@ def _isa_delimiters(text: str, pos: int, warn: _Warn) -> tuple[Delimiters, int]:
         raise Rejected("invalid_isa", f"ISA16 component separator {component!r} clashes with another delimiter")
     if term == elem:
         raise Rejected("invalid_isa", "segment terminator equals the element separator")
-    rep = text[seps[10] + 1: seps[11]].strip()
+    rep = text[seps[10] + 1 : seps[11]].strip()
     repetition = rep if (len(rep) == 1 and not rep.isalnum() and rep not in (elem, component, term)) else None
     if term in _NEWLINES:
         term = "\n"
@@ -230,7 +242,7 @@ def _headerless_delimiters(text: str, pos: int) -> Delimiters | None:
     elem = text[pos + 2] if pos + 2 < len(text) else ""
     if not elem or elem.isalnum() or elem.isspace():
         return None
-    for ch in text[pos + 3: pos + 300]:
+    for ch in text[pos + 3 : pos + 300]:
         if ch.isalnum() or ch == elem or ch in " .-":
             continue
         term = "\n" if ch in _NEWLINES else ch
@@ -266,7 +278,7 @@ def _next_isa(text: str, start: int, stop: int, term: str) -> int:
     """Start of the next ISA segment (a new interchange), or -1."""
     i = _segment_at(text, "ISA", start, stop, term)
     while i >= 0:
-        c = text[i + 3: i + 4]
+        c = text[i + 3 : i + 4]
         if c and not c.isalnum() and not c.isspace():
             return i
         i = _segment_at(text, "ISA", i + 1, stop, term)
@@ -304,7 +316,7 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
     outside: dict[str, int] = {}
     for i in env:
         if ts is None and i > prev + 1:
-            for seg in segs[prev + 1:i]:
+            for seg in segs[prev + 1 : i]:
                 k = seg[0][:12]
                 outside[k] = outside.get(k, 0) + 1
         if i == n:
@@ -317,7 +329,7 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
             continue
         if sid == "ST":
             if ts is not None:
-                ts.segments = segs[ts_start + 1:i]
+                ts.segments = segs[ts_start + 1 : i]
                 warn("envelope_incomplete", f"ST {ts.control_number} has no SE before the next ST")
             if group is None:
                 if has_isa:
@@ -331,13 +343,13 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
             if ts is None:
                 warn("envelope_incomplete", "SE without ST")
                 continue
-            ts.segments = segs[ts_start + 1:i]
+            ts.segments = segs[ts_start + 1 : i]
             ts.se = seg
             _check_se(ts, seg, warn)
             ts = None
         elif sid == "GS":
             if ts is not None:
-                ts.segments = segs[ts_start + 1:i]
+                ts.segments = segs[ts_start + 1 : i]
                 warn("envelope_incomplete", f"ST {ts.control_number} has no SE before GS")
                 ts = None
             if group is not None and group.ge is None and group.gs is not None:
@@ -346,7 +358,7 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
             ic.groups.append(group)
         elif sid == "GE":
             if ts is not None:
-                ts.segments = segs[ts_start + 1:i]
+                ts.segments = segs[ts_start + 1 : i]
                 warn("envelope_incomplete", f"ST {ts.control_number} has no SE before GE")
                 ts = None
             if group is None:
@@ -357,7 +369,7 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
             group = None
         elif sid == "IEA":
             if ts is not None:
-                ts.segments = segs[ts_start + 1:i]
+                ts.segments = segs[ts_start + 1 : i]
                 warn("envelope_incomplete", f"ST {ts.control_number} has no SE before IEA")
                 ts = None
             if group is not None and group.gs is not None and group.ge is None:
@@ -373,7 +385,7 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
         else:  # "ISA": a second ISA inside one region
             warn("envelope_incomplete", "ISA inside an interchange ignored")
     if ts is not None:
-        ts.segments = segs[ts_start + 1:]
+        ts.segments = segs[ts_start + 1 :]
         warn("envelope_incomplete", f"ST {ts.control_number} ({ts.set_id}) has no SE (truncated?)")
     if group is not None and group.gs is not None and group.ge is None:
         warn("envelope_incomplete", f"GS {group.control_number} has no GE")
@@ -451,7 +463,7 @@ def tokenize(data: bytes | str, *, strict: bool = False, warnings: list[str] | N
         else:
             m_next = _ISA_START_RE.search(text, end)
             next_start = m_next.start() if m_next is not None else -1
-        body = text[term_pos + 1: end]
+        body = text[term_pos + 1 : end]
         isa_text = text[pos:term_pos]
         isa = isa_text.replace("\r", "").replace("\n", "").split(d.element)
         ic = Interchange(isa, d)
@@ -482,8 +494,11 @@ def _headerless(text: str, warn: _Warn) -> Interchange:
     d = _headerless_delimiters(text, pos)
     if d is None:
         raise Rejected("missing_isa", f"no ISA header and the {head} segment's delimiters cannot be inferred")
-    warn("missing_isa", f"no ISA interchange header; input starts at {head}; assumed delimiters "
-                        f"{d.element!r} {d.segment!r} {d.component!r}")
+    warn(
+        "missing_isa",
+        f"no ISA interchange header; input starts at {head}; assumed delimiters "
+        f"{d.element!r} {d.segment!r} {d.component!r}",
+    )
     ic = Interchange(None, d)
     texts, segs = _split_segments(text[pos:], d)
     _assemble(ic, segs, warn, False)

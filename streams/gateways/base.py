@@ -7,6 +7,7 @@ precise reason, and the sender is told why. Back-pressure: at most
 that the gateway stops reading from the sender (MLLP) or answers 503 (HTTP) rather
 than let memory grow without bound.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,16 +28,27 @@ from practiceflow.streams.serde import AvroSerde
 log = logging.getLogger("practiceflow.gateway")
 
 ACCEPTED = Counter("practiceflow_gateway_accepted_total", "Inputs written to a raw topic", ["gateway", "feed"])
-REJECTED = Counter("practiceflow_gateway_rejected_total", "Inputs dead-lettered at the gateway",
-                   ["gateway", "feed", "reason_code"])
-UNAVAILABLE = Counter("practiceflow_gateway_unavailable_total", "Inputs refused because Kafka did not confirm",
-                      ["gateway", "feed"])
-LATENCY = Histogram("practiceflow_gateway_seconds", "Receive-to-durable-write time", ["gateway", "feed"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+REJECTED = Counter(
+    "practiceflow_gateway_rejected_total", "Inputs dead-lettered at the gateway", ["gateway", "feed", "reason_code"]
+)
+UNAVAILABLE = Counter(
+    "practiceflow_gateway_unavailable_total", "Inputs refused because Kafka did not confirm", ["gateway", "feed"]
+)
+LATENCY = Histogram(
+    "practiceflow_gateway_seconds",
+    "Receive-to-durable-write time",
+    ["gateway", "feed"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 IN_FLIGHT = Gauge("practiceflow_gateway_in_flight", "Writes pending acknowledgement", ["gateway"])
 
-CONTENT_TYPES = {"hl7v2": "application/hl7-v2", "x12": "application/edi-x12", "fhir": "application/fhir+json",
-                 "portal": "application/json", "fax": "application/octet-stream"}
+CONTENT_TYPES = {
+    "hl7v2": "application/hl7-v2",
+    "x12": "application/edi-x12",
+    "fhir": "application/fhir+json",
+    "portal": "application/json",
+    "fax": "application/octet-stream",
+}
 
 
 class Unavailable(RuntimeError):
@@ -55,9 +67,17 @@ class Outcome:
 class GatewayCore:
     """Shared by the MLLP, HTTP and folder gateways of one process."""
 
-    def __init__(self, producer: DurableProducer, serde: AvroSerde, prefix: str, *, name: str,
-                 max_in_flight: int = 256, max_in_flight_bytes: int = 64 * 1024 * 1024,
-                 recent_ids: int = 10000) -> None:
+    def __init__(
+        self,
+        producer: DurableProducer,
+        serde: AvroSerde,
+        prefix: str,
+        *,
+        name: str,
+        max_in_flight: int = 256,
+        max_in_flight_bytes: int = 64 * 1024 * 1024,
+        recent_ids: int = 10000,
+    ) -> None:
         self.producer = producer
         self.serde = serde
         self.prefix = prefix
@@ -95,8 +115,16 @@ class GatewayCore:
         data = self.serde.encode(f"{topic}-value", catalog.BY_SUFFIX[suffix].record_type, value)
         await self.producer.send_async(topic, key, data, practice_id)
 
-    async def accept(self, feed: str, practice_id: str, payload: bytes, message_id: str, *,
-                     headers: dict[str, str] | None = None, content_type: str | None = None) -> Outcome:
+    async def accept(
+        self,
+        feed: str,
+        practice_id: str,
+        payload: bytes,
+        message_id: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Outcome:
         """Write the raw bytes durably; raises Unavailable when Kafka does not confirm."""
         started = time.perf_counter()
         recent_key = f"{practice_id}/{feed}/{message_id}"
@@ -104,8 +132,12 @@ class GatewayCore:
         await self._reserve(len(payload))
         try:
             raw = {
-                "practice_id": practice_id, "feed": feed, "message_id": message_id, "received_at": now_ms(),
-                "content_type": content_type or CONTENT_TYPES[feed], "payload": payload,
+                "practice_id": practice_id,
+                "feed": feed,
+                "message_id": message_id,
+                "received_at": now_ms(),
+                "content_type": content_type or CONTENT_TYPES[feed],
+                "payload": payload,
                 "headers": dict(headers or {}),
             }
             # A resend is still written: the worker's de-duplication table recognises it, and
@@ -123,18 +155,42 @@ class GatewayCore:
         self._stat(f"{feed}.accepted")
         if duplicate:
             self._stat(f"{feed}.resent")
-        await self._audit(practice_id, "accepted", feed, message_id, "received and written durably",
-                          {"bytes": str(len(payload)), "resend": str(duplicate).lower()})
+        await self._audit(
+            practice_id,
+            "accepted",
+            feed,
+            message_id,
+            "received and written durably",
+            {"bytes": str(len(payload)), "resend": str(duplicate).lower()},
+        )
         return Outcome(True, message_id, duplicate=duplicate)
 
-    async def reject(self, feed: str, practice_id: str, payload: bytes, reason_code: str, reason: str, *,
-                     message_id: str | None = None, details: dict[str, str] | None = None) -> Outcome:
+    async def reject(
+        self,
+        feed: str,
+        practice_id: str,
+        payload: bytes,
+        reason_code: str,
+        reason: str,
+        *,
+        message_id: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> Outcome:
         """Dead-letter what cannot be accepted, with the original bytes; never raises for Kafka errors."""
         from practiceflow.processors.base import content_id
 
         mid = message_id or content_id(payload)
-        dl = dead_letter(practice_id, feed, "gateway", reason_code, reason, payload, failed_at=now_ms(),
-                         message_id=mid, details={"gateway": self.name, **(details or {})})
+        dl = dead_letter(
+            practice_id,
+            feed,
+            "gateway",
+            reason_code,
+            reason,
+            payload,
+            failed_at=now_ms(),
+            message_id=mid,
+            details={"gateway": self.name, **(details or {})},
+        )
         REJECTED.labels(self.name, feed, reason_code).inc()
         self._stat(f"{feed}.rejected")
         try:
@@ -145,10 +201,27 @@ class GatewayCore:
             self._stat(f"{feed}.dlq_unavailable")
         return Outcome(False, mid, reason_code, reason)
 
-    async def _audit(self, practice_id: str, action: str, feed: str, message_id: str, reason: str,
-                     details: dict[str, str], outcome: str = "ok") -> None:
-        ev = audit_event(practice_id, actor=f"gateway:{self.name}", action=action, entity_type=f"{feed}-message",
-                         entity_id=message_id, reason=reason, at=now_ms(), outcome=outcome, details=details)
+    async def _audit(
+        self,
+        practice_id: str,
+        action: str,
+        feed: str,
+        message_id: str,
+        reason: str,
+        details: dict[str, str],
+        outcome: str = "ok",
+    ) -> None:
+        ev = audit_event(
+            practice_id,
+            actor=f"gateway:{self.name}",
+            action=action,
+            entity_type=f"{feed}-message",
+            entity_id=message_id,
+            reason=reason,
+            at=now_ms(),
+            outcome=outcome,
+            details=details,
+        )
         try:
             await self._write("audit.in", practice_id, ev, practice_id)
         except DeliveryFailed:

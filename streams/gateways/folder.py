@@ -6,6 +6,7 @@ alone), then moved to ``done/`` or ``rejected/`` next to ``inbox/``. A file move
 ``done/`` had every message in it written durably or dead-lettered; a file whose
 write Kafka did not confirm stays in ``inbox/`` and is retried on the next scan.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,17 @@ FEEDS = ("hl7v2", "x12", "fax")
 
 
 class FolderDrop:
-    def __init__(self, core: GatewayCore, root: Path, practices: set[str], docstore: DocumentStore, *,
-                 settle_seconds: float = 1.0, interval: float = 1.0, max_file_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        core: GatewayCore,
+        root: Path,
+        practices: set[str],
+        docstore: DocumentStore,
+        *,
+        settle_seconds: float = 1.0,
+        interval: float = 1.0,
+        max_file_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.core = core
         self.root = Path(root)
         self.practices = practices
@@ -88,14 +98,20 @@ class FolderDrop:
     async def _file(self, practice: str, feed: str, path: Path) -> bool:
         data = path.read_bytes()
         if len(data) > self.max_file_bytes:
-            await self.core.reject(feed, practice, data[:1024 * 1024], "too_large",
-                                   f"{path.name}: larger than {self.max_file_bytes} bytes; first bytes kept",
-                                   details={"file": path.name})
+            await self.core.reject(
+                feed,
+                practice,
+                data[: 1024 * 1024],
+                "too_large",
+                f"{path.name}: larger than {self.max_file_bytes} bytes; first bytes kept",
+                details={"file": path.name},
+            )
             return False
         if feed == "hl7v2":
             return await self._hl7(practice, path, data)
         if feed == "x12":
             from practiceflow.processors.x12.normalize import normalize_x12
+
             try:
                 result = normalize_x12(data, practice, now_ms())
             except Rejected as rej:
@@ -105,16 +121,28 @@ class FolderDrop:
             return True
         kind = sniff_document(data)
         if kind is None:
-            await self.core.reject("fax", practice, data, "unsupported_document_type",
-                                   f"{path.name}: not a PDF, TIFF, PNG or JPEG", details={"file": path.name})
+            await self.core.reject(
+                "fax",
+                practice,
+                data,
+                "unsupported_document_type",
+                f"{path.name}: not a PDF, TIFF, PNG or JPEG",
+                details={"file": path.name},
+            )
             return False
         try:  # off the event loop: S3 is a network round trip
             sha, uri = await asyncio.to_thread(self.docstore.put, data, practice)
         except DocumentStoreUnavailable as e:
             log.warning("document store unavailable, %s fax files stay in the inbox: %s", practice, e)
             raise Unavailable(str(e)) from e
-        await self.core.accept("fax", practice, data, sha, content_type=kind,
-                               headers={"file": path.name, "storage_uri": uri, "sha256": sha, "content_type": kind})
+        await self.core.accept(
+            "fax",
+            practice,
+            data,
+            sha,
+            content_type=kind,
+            headers={"file": path.name, "storage_uri": uri, "sha256": sha, "content_type": kind},
+        )
         return True
 
     async def _hl7(self, practice: str, path: Path, data: bytes) -> bool:
@@ -127,18 +155,30 @@ class FolderDrop:
             await self.core.reject("hl7v2", practice, data, rej.reason_code, rej.reason, details={"file": path.name})
             return False
         if not messages:
-            await self.core.reject("hl7v2", practice, data, "empty_batch", f"{path.name}: no MSH segment found",
-                                   details={"file": path.name})
+            await self.core.reject(
+                "hl7v2",
+                practice,
+                data,
+                "empty_batch",
+                f"{path.name}: no MSH segment found",
+                details={"file": path.name},
+            )
             return False
         all_ok = True
         for i, msg in enumerate(messages):
             try:
                 result = normalize_hl7(msg, practice, now_ms())
             except Rejected as rej:
-                await self.core.reject("hl7v2", practice, msg, rej.reason_code, rej.reason,
-                                       details={"file": path.name, "index": str(i)})
+                await self.core.reject(
+                    "hl7v2", practice, msg, rej.reason_code, rej.reason, details={"file": path.name, "index": str(i)}
+                )
                 all_ok = False
                 continue
-            await self.core.accept("hl7v2", practice, msg, result.message_id,
-                                   headers={"file": path.name, "index": str(i), "message_type": result.message_type})
+            await self.core.accept(
+                "hl7v2",
+                practice,
+                msg,
+                result.message_id,
+                headers={"file": path.name, "index": str(i), "message_type": result.message_type},
+            )
         return all_ok

@@ -19,6 +19,7 @@ Routes (``{practice}`` is the tenant id; unknown practices get 404):
 Every refusal is dead-lettered with the original bytes; 503 + Retry-After when the
 gateway is saturated or Kafka did not confirm (nothing stored; retry).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,13 @@ from practiceflow.streams.gateways.base import GatewayCore, Outcome, Unavailable
 
 log = logging.getLogger("practiceflow.gateway.http")
 
-MAGIC = ((b"%PDF", "application/pdf"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"),
-         (b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+MAGIC = (
+    (b"%PDF", "application/pdf"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+)
 
 
 def sniff_document(data: bytes) -> str | None:
@@ -45,14 +51,22 @@ def sniff_document(data: bytes) -> str | None:
 
 
 def _outcome(severity: str, code: str, text: str) -> dict:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": severity, "code": code, "diagnostics": text}]}
+    return {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": code, "diagnostics": text}]}
 
 
 class HttpGateway:
-    def __init__(self, core: GatewayCore, practices: set[str], docstore: DocumentStore, *,
-                 portal_secrets: dict[str, str], host: str = "127.0.0.1", port: int = 8080,
-                 max_body_bytes: int = 16 * 1024 * 1024, signature_tolerance_s: int = 300) -> None:
+    def __init__(
+        self,
+        core: GatewayCore,
+        practices: set[str],
+        docstore: DocumentStore,
+        *,
+        portal_secrets: dict[str, str],
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        signature_tolerance_s: int = 300,
+    ) -> None:
         self.core = core
         self.practices = practices
         self.docstore = docstore
@@ -62,16 +76,18 @@ class HttpGateway:
         self.tolerance = signature_tolerance_s
         self.runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=max_body_bytes)
-        self.app.add_routes([
-            web.post("/fhir/{practice}", self.fhir),
-            web.post("/fhir/{practice}/{rest:.*}", self.fhir),
-            web.post("/fax/{practice}", self.fax),
-            web.post("/portal/{practice}", self.portal),
-            web.post("/portal/{practice}/{event_type}", self.portal),
-            web.post("/x12/{practice}", self.x12),
-            web.get("/healthz", self.healthz),
-            web.get("/metrics", self.metrics),
-        ])
+        self.app.add_routes(
+            [
+                web.post("/fhir/{practice}", self.fhir),
+                web.post("/fhir/{practice}/{rest:.*}", self.fhir),
+                web.post("/fax/{practice}", self.fax),
+                web.post("/portal/{practice}", self.portal),
+                web.post("/portal/{practice}/{event_type}", self.portal),
+                web.post("/x12/{practice}", self.x12),
+                web.get("/healthz", self.healthz),
+                web.get("/metrics", self.metrics),
+            ]
+        )
 
     async def start(self) -> int:
         self.runner = web.AppRunner(self.app, access_log=None)
@@ -103,14 +119,20 @@ class HttpGateway:
             size += len(chunk)
             if size > self.max_body_bytes:
                 head = b"".join(chunks)[: 1024 * 1024]
-                await self.core.reject(feed, practice, head, "too_large",
-                                       f"body larger than {self.max_body_bytes} bytes; first bytes kept")
+                await self.core.reject(
+                    feed, practice, head, "too_large", f"body larger than {self.max_body_bytes} bytes; first bytes kept"
+                )
                 raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=size)
         return b"".join(chunks)
 
-    async def _validated(self, feed: str, practice: str, body: bytes,
-                         normalize: Callable[[], NormalizeResult],
-                         headers: dict[str, str] | None = None) -> tuple[Outcome, NormalizeResult | None]:
+    async def _validated(
+        self,
+        feed: str,
+        practice: str,
+        body: bytes,
+        normalize: Callable[[], NormalizeResult],
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Outcome, NormalizeResult | None]:
         try:
             result = normalize()
         except Rejected as rej:
@@ -118,8 +140,15 @@ class HttpGateway:
         outcome = await self._accept(feed, practice, body, result.message_id, headers=headers)
         return outcome, result
 
-    async def _accept(self, feed: str, practice: str, body: bytes, message_id: str,
-                      headers: dict[str, str] | None = None, content_type: str | None = None) -> Outcome:
+    async def _accept(
+        self,
+        feed: str,
+        practice: str,
+        body: bytes,
+        message_id: str,
+        headers: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Outcome:
         try:
             return await self.core.accept(feed, practice, body, message_id, headers=headers, content_type=content_type)
         except Unavailable:
@@ -132,26 +161,39 @@ class HttpGateway:
         practice = self._practice(request)
         body = await self._body(request, "fhir", practice)
         outcome, result = await self._validated(
-            "fhir", practice, body, lambda: normalize_fhir(body, practice, now_ms()))
+            "fhir", practice, body, lambda: normalize_fhir(body, practice, now_ms())
+        )
         if not outcome.accepted:
-            return web.json_response(_outcome("error", "invalid", f"{outcome.reason_code}: {outcome.reason}"),
-                                     status=422)
-        return web.json_response(_outcome("information", "informational",
-                                          f"accepted {result.message_type}: {len(result.records)} record(s)"),
-                                 status=202, headers={"X-Message-Id": outcome.message_id})
+            return web.json_response(
+                _outcome("error", "invalid", f"{outcome.reason_code}: {outcome.reason}"), status=422
+            )
+        return web.json_response(
+            _outcome(
+                "information", "informational", f"accepted {result.message_type}: {len(result.records)} record(s)"
+            ),
+            status=202,
+            headers={"X-Message-Id": outcome.message_id},
+        )
 
     async def x12(self, request: web.Request) -> web.Response:
         from practiceflow.processors.x12.normalize import normalize_x12
 
         practice = self._practice(request)
         body = await self._body(request, "x12", practice)
-        outcome, result = await self._validated(
-            "x12", practice, body, lambda: normalize_x12(body, practice, now_ms()))
+        outcome, result = await self._validated("x12", practice, body, lambda: normalize_x12(body, practice, now_ms()))
         if not outcome.accepted:
-            return web.json_response({"accepted": False, "reason_code": outcome.reason_code,
-                                      "reason": outcome.reason}, status=422)
-        return web.json_response({"accepted": True, "message_id": outcome.message_id,
-                                  "transaction": result.message_type, "records": len(result.records)}, status=202)
+            return web.json_response(
+                {"accepted": False, "reason_code": outcome.reason_code, "reason": outcome.reason}, status=422
+            )
+        return web.json_response(
+            {
+                "accepted": True,
+                "message_id": outcome.message_id,
+                "transaction": result.message_type,
+                "records": len(result.records),
+            },
+            status=202,
+        )
 
     async def portal(self, request: web.Request) -> web.Response:
         from practiceflow.processors.portal.normalize import normalize_portal, verify_signature
@@ -163,17 +205,27 @@ class HttpGateway:
         try:
             if not secret:
                 raise Rejected("no_secret", "no portal secret configured for this practice")
-            verify_signature(secret.encode(), body, request.headers.get("X-Portal-Timestamp", ""),
-                             request.headers.get("X-Portal-Signature", ""), now_s=time.time(),
-                             tolerance_s=self.tolerance)
+            verify_signature(
+                secret.encode(),
+                body,
+                request.headers.get("X-Portal-Timestamp", ""),
+                request.headers.get("X-Portal-Signature", ""),
+                now_s=time.time(),
+                tolerance_s=self.tolerance,
+            )
             result = normalize_portal(event_type, body, practice, now_ms())
         except Rejected as rej:
-            await self.core.reject("portal", practice, body, rej.reason_code, rej.reason,
-                                   details={"event_type": event_type})
-            status = 401 if rej.reason_code in ("bad_signature", "stale_timestamp", "missing_signature",
-                                                "no_secret") else 422
-            return web.json_response({"accepted": False, "reason_code": rej.reason_code, "reason": rej.reason},
-                                     status=status)
+            await self.core.reject(
+                "portal", practice, body, rej.reason_code, rej.reason, details={"event_type": event_type}
+            )
+            status = (
+                401
+                if rej.reason_code in ("bad_signature", "stale_timestamp", "missing_signature", "no_secret")
+                else 422
+            )
+            return web.json_response(
+                {"accepted": False, "reason_code": rej.reason_code, "reason": rej.reason}, status=status
+            )
         if self.core.accepted_recently("portal", practice, result.message_id):
             return web.json_response({"accepted": True, "duplicate": True, "message_id": result.message_id})
         outcome = await self._accept("portal", practice, body, result.message_id, headers={"event_type": event_type})
@@ -188,8 +240,9 @@ class HttpGateway:
             try:
                 form = await request.post()
             except web.HTTPRequestEntityTooLarge:
-                await self.core.reject("fax", practice, b"", "too_large",
-                                       f"multipart body larger than {self.max_body_bytes} bytes")
+                await self.core.reject(
+                    "fax", practice, b"", "too_large", f"multipart body larger than {self.max_body_bytes} bytes"
+                )
                 raise
             upload = form.get("file")
             data = upload.file.read() if hasattr(upload, "file") else b""
@@ -209,8 +262,13 @@ class HttpGateway:
             outcome = await self.core.reject("fax", practice, data, "empty_document", "no document in the request")
             return web.json_response({"accepted": False, "reason_code": outcome.reason_code}, status=422)
         if kind is None:
-            outcome = await self.core.reject("fax", practice, data, "unsupported_document_type",
-                                             "not a PDF, TIFF, PNG or JPEG (checked by content, not name)")
+            outcome = await self.core.reject(
+                "fax",
+                practice,
+                data,
+                "unsupported_document_type",
+                "not a PDF, TIFF, PNG or JPEG (checked by content, not name)",
+            )
             return web.json_response({"accepted": False, "reason_code": outcome.reason_code}, status=415)
         try:  # off the event loop: S3 is a network round trip
             sha, uri = await asyncio.to_thread(self.docstore.put, data, practice)
@@ -219,8 +277,7 @@ class HttpGateway:
             raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}, text="document store unavailable; retry")
         meta.update({"storage_uri": uri, "sha256": sha, "content_type": kind})
         outcome = await self._accept("fax", practice, data, sha, headers=meta, content_type=kind)
-        return web.json_response({"accepted": True, "message_id": outcome.message_id, "storage_uri": uri},
-                                 status=202)
+        return web.json_response({"accepted": True, "message_id": outcome.message_id, "storage_uri": uri}, status=202)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"live": True, "saturated": self.core.saturated(), "stats": self.core.stats})

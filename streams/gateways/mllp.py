@@ -9,6 +9,7 @@ Messages on one connection are handled in order; connections are concurrent. Whe
 the gateway is saturated it stops reading from sockets, which pushes back on the
 sender through TCP instead of buffering in memory.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,9 +40,17 @@ def _now_hl7() -> str:
 
 
 class MllpGateway:
-    def __init__(self, core: GatewayCore, practice_id: str, *, host: str = "127.0.0.1", port: int = 2575,
-                 ssl_context: ssl.SSLContext | None = None, max_message_bytes: int = 4 * 1024 * 1024,
-                 practice_for: Callable[[str, str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        core: GatewayCore,
+        practice_id: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 2575,
+        ssl_context: ssl.SSLContext | None = None,
+        max_message_bytes: int = 4 * 1024 * 1024,
+        practice_for: Callable[[str, str], str | None] | None = None,
+    ) -> None:
         self.core = core
         self.practice_id = practice_id
         self.host, self.port = host, port
@@ -52,8 +61,9 @@ class MllpGateway:
         self.connections = 0
 
     async def start(self) -> int:
-        self.server = await asyncio.start_server(self._client, self.host, self.port, ssl=self.ssl,
-                                                 limit=self.max_message_bytes + 16)
+        self.server = await asyncio.start_server(
+            self._client, self.host, self.port, ssl=self.ssl, limit=self.max_message_bytes + 16
+        )
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 
@@ -70,8 +80,13 @@ class MllpGateway:
                     chunk = await reader.readuntil(END)
                 except asyncio.IncompleteReadError as exc:
                     if exc.partial.strip():
-                        await self.core.reject("hl7v2", self.practice_id, exc.partial, "mllp_incomplete_frame",
-                                               "connection closed before <FS><CR> ended the frame")
+                        await self.core.reject(
+                            "hl7v2",
+                            self.practice_id,
+                            exc.partial,
+                            "mllp_incomplete_frame",
+                            "connection closed before <FS><CR> ended the frame",
+                        )
                     return
                 except asyncio.LimitOverrunError:
                     await self._oversize(reader, writer)
@@ -106,12 +121,18 @@ class MllpGateway:
         if start != 0:
             junk = chunk if start < 0 else chunk[:start]
             if start < 0 or junk.strip():
-                payload = chunk[:-2] if start < 0 else chunk[start + 1:-2]
-                await self.core.reject("hl7v2", self.practice_id, chunk, "mllp_framing",
-                                       "bytes outside an <VT>...<FS><CR> frame")
-                return build_ack(payload, "AR", "MLLP framing error: expected <VT> at the start of the frame",
-                                 error_code="100", now=_now_hl7())
-        payload = chunk[start + 1:-2]
+                payload = chunk[:-2] if start < 0 else chunk[start + 1 : -2]
+                await self.core.reject(
+                    "hl7v2", self.practice_id, chunk, "mllp_framing", "bytes outside an <VT>...<FS><CR> frame"
+                )
+                return build_ack(
+                    payload,
+                    "AR",
+                    "MLLP framing error: expected <VT> at the start of the frame",
+                    error_code="100",
+                    now=_now_hl7(),
+                )
+        payload = chunk[start + 1 : -2]
         messages = split_batch(payload) if payload.count(b"MSH") > 1 else [payload]
         if not messages:
             await self.core.reject("hl7v2", self.practice_id, chunk, "empty_message", "empty MLLP frame")
@@ -128,9 +149,15 @@ class MllpGateway:
             await self.core.reject("hl7v2", practice, payload, rej.reason_code, rej.reason)
             return False, build_ack(payload, "AR", rej.reason, error_code=rej.reason_code, now=_now_hl7())
         try:
-            await self.core.accept("hl7v2", practice, payload, result.message_id,
-                                   headers={"message_type": result.message_type})
+            await self.core.accept(
+                "hl7v2", practice, payload, result.message_id, headers={"message_type": result.message_type}
+            )
         except Unavailable:
-            return False, build_ack(payload, "AE", "message not stored (storage unavailable); please resend",
-                                    error_code="207", now=_now_hl7())
+            return False, build_ack(
+                payload,
+                "AE",
+                "message not stored (storage unavailable); please resend",
+                error_code="207",
+                now=_now_hl7(),
+            )
         return True, build_ack(payload, "AA", "", now=_now_hl7())

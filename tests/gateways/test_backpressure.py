@@ -1,4 +1,5 @@
 """Back-pressure: the gateway core stops taking work before memory grows without bound."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """HTTP gateway (FHIR, portal, fax, X12) and folder drops against the real broker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,10 +23,18 @@ from tests.streams.test_pipeline import consume_all
 pytestmark = pytest.mark.broker
 SECRET = "s3cret"
 
-PATIENT = {"resourceType": "Patient", "id": "p-77", "name": [{"family": "Lindqvist", "given": ["Rowan"]}],
-           "birthDate": "1970-04-02"}
-REFILL = {"request_id": "rfl_1", "submitted_at": "2026-11-27T07:30:00Z", "patient_id": "MRN1",
-          "medication": {"name": "lisinopril 10 mg tablet"}}
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p-77",
+    "name": [{"family": "Lindqvist", "given": ["Rowan"]}],
+    "birthDate": "1970-04-02",
+}
+REFILL = {
+    "request_id": "rfl_1",
+    "submitted_at": "2026-11-27T07:30:00Z",
+    "patient_id": "MRN1",
+    "medication": {"name": "lisinopril 10 mg tablet"},
+}
 
 
 async def _with_gateway(cfg, stack, tmp_path, fn, store: DocumentStore | None = None):
@@ -53,11 +62,17 @@ def test_fhir_portal_fax_and_x12_over_http(cfg, stack, tmp_path):
         async with http.post("/fhir/nobody", json=PATIENT) as r:
             out["tenant"] = r.status
         body = json.dumps(REFILL).encode()
-        async with http.post("/portal/clinic-h", data=body, headers=sign_portal(SECRET.encode(), body, "refill.requested")) as r:
+        async with http.post(
+            "/portal/clinic-h", data=body, headers=sign_portal(SECRET.encode(), body, "refill.requested")
+        ) as r:
             out["portal_ok"] = r.status
-        async with http.post("/portal/clinic-h", data=body, headers=sign_portal(SECRET.encode(), body, "refill.requested")) as r:
+        async with http.post(
+            "/portal/clinic-h", data=body, headers=sign_portal(SECRET.encode(), body, "refill.requested")
+        ) as r:
             out["portal_replay"] = (r.status, await r.json())
-        async with http.post("/portal/clinic-h", data=body, headers=sign_portal(b"wrong", body, "refill.requested")) as r:
+        async with http.post(
+            "/portal/clinic-h", data=body, headers=sign_portal(b"wrong", body, "refill.requested")
+        ) as r:
             out["portal_forged"] = r.status
         old = sign_portal(SECRET.encode(), body, "refill.requested", ts=time.time() - 3600)
         async with http.post("/portal/clinic-h", data=body, headers=old) as r:
@@ -79,8 +94,10 @@ def test_fhir_portal_fax_and_x12_over_http(cfg, stack, tmp_path):
     assert out["fhir_ok"][0] == 202 and out["fhir_ok"][1]["resourceType"] == "OperationOutcome"
     assert out["fhir_bad"] == 422 and out["tenant"] == 404
     assert out["portal_ok"] == 202
-    assert out["portal_replay"] == (200, {"accepted": True, "duplicate": True,
-                                          "message_id": out["portal_replay"][1]["message_id"]})
+    assert out["portal_replay"] == (
+        200,
+        {"accepted": True, "duplicate": True, "message_id": out["portal_replay"][1]["message_id"]},
+    )
     assert out["portal_forged"] == 401 and out["portal_stale"] == (401, "stale_timestamp")
     assert out["fax"][0] == 202 and out["stored"] == b"%PDF-1.4 tiny test document"
     assert out["fax_bad"] == 415 and out["x12_bad"] == 422 and out["too_large"] == 413
@@ -88,8 +105,11 @@ def test_fhir_portal_fax_and_x12_over_http(cfg, stack, tmp_path):
     serde = AvroSerde(registry_client(stack.registry_url))
     letters = {v["reason_code"] for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.portal", serde, 2)}
     assert letters == {"bad_signature", "stale_timestamp"}
-    too_big = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.fhir", serde, 2)
-               if v["reason_code"] == "too_large"]
+    too_big = [
+        v
+        for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.fhir", serde, 2)
+        if v["reason_code"] == "too_large"
+    ]
     assert too_big and too_big[0]["payload"].startswith(b"x")
 
 
@@ -98,10 +118,12 @@ def test_folder_drop_splits_batches_and_sorts_files(cfg, stack, tmp_path):
         create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
         producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
         core = GatewayCore(producer, AvroSerde(registry_client(stack.registry_url)), cfg.topic_prefix, name="drop")
-        drops = FolderDrop(core, tmp_path / "drop", {"clinic-f"}, LocalDocumentStore((tmp_path / "docs").as_uri()),
-                           settle_seconds=0)
-        batch = (b"FHS|^~\\&|LAB\rBHS|^~\\&|LAB\r" + oru_r01(control_id="B1") + oru_r01(control_id="B2")
-                 + b"BTS|2\rFTS|1\r")
+        drops = FolderDrop(
+            core, tmp_path / "drop", {"clinic-f"}, LocalDocumentStore((tmp_path / "docs").as_uri()), settle_seconds=0
+        )
+        batch = (
+            b"FHS|^~\\&|LAB\rBHS|^~\\&|LAB\r" + oru_r01(control_id="B1") + oru_r01(control_id="B2") + b"BTS|2\rFTS|1\r"
+        )
         (drops.inbox("clinic-f", "hl7v2") / "batch.hl7").write_bytes(batch)
         (drops.inbox("clinic-f", "fax") / "note.txt").write_bytes(b"plain text")
         (drops.inbox("clinic-f", "fax") / "scan.pdf").write_bytes(b"%PDF-1.4 a scan")
@@ -124,9 +146,14 @@ def _unreachable_s3() -> S3DocumentStore:
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{closed_port()}", region_name="us-east-1",
-                          aws_access_key_id="k", aws_secret_access_key="s",
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{closed_port()}",
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
     return S3DocumentStore("s3://pf-docs-down", client=client)
 
 

@@ -1,4 +1,5 @@
 """MLLP round trips over a real socket against the real broker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,7 +55,7 @@ def test_garbage_gets_a_nak_with_a_reason_and_a_dead_letter(cfg, stack):
         try:
             async with MllpClient("127.0.0.1", gw.port) as client:
                 nak1 = await client.send(b"hello, this is not hl7")
-                nak2 = await client.send(oru_r01().replace(b"|MSG00001|", b"||"))   # no MSH-10
+                nak2 = await client.send(oru_r01().replace(b"|MSG00001|", b"||"))  # no MSH-10
                 nak3 = await client.send(b"", raw_frame=b"junk before frame\x0bMSH|^~\\&|x\x1c\x0d")
                 ok = await client.send(oru_r01(control_id="AFTER"))  # the connection still works
         finally:
@@ -82,12 +83,13 @@ def test_resend_after_lost_ack_is_not_processed_twice(cfg, stack):
         try:
             msg = oru_r01(control_id=f"RS{uuid.uuid4().hex[:6]}")
             async with MllpClient("127.0.0.1", gw.port) as c1:
-                await c1.send(msg)       # the sender "loses" this ACK ...
+                await c1.send(msg)  # the sender "loses" this ACK ...
             async with MllpClient("127.0.0.1", gw.port) as c2:
                 ack = await c2.send(msg)  # ... and resends on a new connection
             assert ack_code(ack) == "AA"
-            done = await runner.wait_for(lambda: pipeline.counts.get("hl7v2.normalized", 0)
-                                         + pipeline.counts.get("hl7v2.duplicate", 0) >= 2, 60)
+            done = await runner.wait_for(
+                lambda: pipeline.counts.get("hl7v2.normalized", 0) + pipeline.counts.get("hl7v2.duplicate", 0) >= 2, 60
+            )
             assert done, pipeline.counts
         finally:
             await runner.stop(pipeline)
@@ -109,8 +111,26 @@ def test_mllp_over_tls(cfg, stack, tmp_path):
     from practiceflow.jobs.gateways import tls_context
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     server_ctx = tls_context(cfg.model_copy(update={"mllp_tls_cert": cert, "mllp_tls_key": key}))
     client_ctx = ssl.create_default_context(cafile=str(cert))
     client_ctx.check_hostname = False

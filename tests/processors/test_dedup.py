@@ -1,4 +1,5 @@
 """The de-dup retention policy (pure part; the broker test is in tests/streams/test_pipeline.py)."""
+
 from __future__ import annotations
 
 from practiceflow.processors.dedup import sweep, sweep_due

@@ -6,6 +6,7 @@ run stays short: a born-digital text PDF (no OCR), a bilevel image-only scan PDF
 (OCRmyPDF path) and a gray PNG fax cover sheet without a resolution (Tesseract
 path). Files that are absent simply produce no test cases.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,14 @@ def test_sample_fax_ocr_and_normalize(path: Path, tmp_path: Path):
     for w in words:
         assert w in text, f"{w!r} not read from {path.name}"
 
-    out = normalize_fax(data, {"fax_from": "+15550001111", "received_at_iso": "2024-01-02T03:04:05Z"},
-                        "practice-corpus", 1704164645000, ocr=res, storage_uri=f"file://{path}")
+    out = normalize_fax(
+        data,
+        {"fax_from": "+15550001111", "received_at_iso": "2024-01-02T03:04:05Z"},
+        "practice-corpus",
+        1704164645000,
+        ocr=res,
+        storage_uri=f"file://{path}",
+    )
     (rec,) = out.records
     assert validate(rec.value, DOCUMENT, raise_errors=True)
     assert rec.value["page_count"] == res.page_count

@@ -1,4 +1,5 @@
 """normalize_fax: OcrResult + bytes + metadata -> one Avro-valid Document (pure, no OCR)."""
+
 from __future__ import annotations
 
 import copy
@@ -16,22 +17,28 @@ from practiceflow.schemas.avro_gen import load_parsed
 
 DOCUMENT = load_parsed("Document")
 DATA = b"%PDF-1.4 pretend fax bytes"
-META = {"fax_from": "+1 (555) 123-0000", "fax_to": "+15559870000",
-        "received_at_iso": "2024-05-01T12:00:00.000Z"}
+META = {"fax_from": "+1 (555) 123-0000", "fax_to": "+15559870000", "received_at_iso": "2024-05-01T12:00:00.000Z"}
 
 
 def _ocr(pages: list[OcrPage], ctype: str = "application/pdf", warnings=None) -> OcrResult:
-    return OcrResult(pages=pages, page_count=len(pages), content_type=ctype,
-                     producer={"ocrmypdf": "x", "tesseract": "y"}, seconds=0.5,
-                     warnings=list(warnings or []))
+    return OcrResult(
+        pages=pages,
+        page_count=len(pages),
+        content_type=ctype,
+        producer={"ocrmypdf": "x", "tesseract": "y"},
+        seconds=0.5,
+        warnings=list(warnings or []),
+    )
 
 
-MIXED = _ocr([
-    OcrPage(1, "FAX COVER\nTo: Dr. Smith", None, False),
-    OcrPage(2, "Lab results\nGlucose 105 mg/dL", 0.9, True),
-    OcrPage(3, "Page three", 0.8, True),
-    OcrPage(4, "", None, True),  # OCRed, no words found
-])
+MIXED = _ocr(
+    [
+        OcrPage(1, "FAX COVER\nTo: Dr. Smith", None, False),
+        OcrPage(2, "Lab results\nGlucose 105 mg/dL", 0.9, True),
+        OcrPage(3, "Page three", 0.8, True),
+        OcrPage(4, "", None, True),  # OCRed, no words found
+    ]
+)
 
 
 def _norm(ocr=MIXED, meta=META, data=DATA):
@@ -59,8 +66,13 @@ def test_document_record_fields_and_avro():
     assert v["content_type"] == "application/pdf"
     assert v["storage_uri"] == "s3://fax/abc.pdf"
     assert v["patient_id"] is None
-    assert v["source"] == {"feed": "fax", "message_id": content_id(DATA), "raw_topic": None,
-                           "message_type": "fax", "sent_at": "2024-05-01T12:00:00.000Z"}
+    assert v["source"] == {
+        "feed": "fax",
+        "message_id": content_id(DATA),
+        "raw_topic": None,
+        "message_type": "fax",
+        "sent_at": "2024-05-01T12:00:00.000Z",
+    }
 
 
 def test_text_only_pdf_has_no_ocr_confidence():
@@ -110,14 +122,19 @@ def test_rejections():
 
 page_st = st.builds(
     lambda text, conf, ocr: (text, conf if ocr else None, ocr),
-    st.text(max_size=200), st.one_of(st.none(), st.floats(0, 1)), st.booleans(),
+    st.text(max_size=200),
+    st.one_of(st.none(), st.floats(0, 1)),
+    st.booleans(),
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(page_st, min_size=1, max_size=6), st.dictionaries(
-    st.sampled_from(["fax_from", "fax_to", "from", "to", "received_at_iso", "title"]),
-    st.text(max_size=30)))
+@given(
+    st.lists(page_st, min_size=1, max_size=6),
+    st.dictionaries(
+        st.sampled_from(["fax_from", "fax_to", "from", "to", "received_at_iso", "title"]), st.text(max_size=30)
+    ),
+)
 def test_any_ocr_result_validates(pages, meta):
     ocr = _ocr([OcrPage(i + 1, t, c, o) for i, (t, c, o) in enumerate(pages)])
     v = _norm(ocr, meta=meta).records[0].value

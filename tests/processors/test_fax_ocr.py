@@ -5,6 +5,7 @@ typed US Letter letters, 1-bit G4 at fax fine resolution 204x196 dpi with speckl
 and skew. Each OCR here is one or two pages, so the module stays well under a
 minute on 2 cores.
 """
+
 from __future__ import annotations
 
 import io
@@ -180,12 +181,15 @@ def test_tiff_through_ocrmypdf_route_gives_confidences(workdir):
 
 
 # --------------------------------------------------------------------------- rejections
-@pytest.mark.parametrize("data,ctype", [
-    (b"", None),
-    (b"hello, this is not a fax", "application/pdf"),
-    (b"GIF89a\x01\x00\x01\x00", "image/gif"),
-    (b"PK\x03\x04" + b"\x00" * 40, "application/zip"),
-])
+@pytest.mark.parametrize(
+    "data,ctype",
+    [
+        (b"", None),
+        (b"hello, this is not a fax", "application/pdf"),
+        (b"GIF89a\x01\x00\x01\x00", "image/gif"),
+        (b"PK\x03\x04" + b"\x00" * 40, "application/zip"),
+    ],
+)
 def test_garbage_is_rejected(workdir, data, ctype):
     with pytest.raises(Rejected) as e:
         ocr_document(data, ctype, workdir=workdir)
@@ -268,9 +272,14 @@ def test_tsv_pages_reads_confidences_and_text():
 def test_ocr_then_normalize_validates(fax_tiff_result):
     data, _, res = fax_tiff_result
     assert isinstance(res, OcrResult)
-    out = normalize_fax(data, {"fax_from": "+15551230000", "fax_to": "+15559870000",
-                               "received_at_iso": "2024-05-01T12:00:00Z"},
-                        "practice-1", 1714564800000, ocr=res, storage_uri="s3://faxes/x.tif")
+    out = normalize_fax(
+        data,
+        {"fax_from": "+15551230000", "fax_to": "+15559870000", "received_at_iso": "2024-05-01T12:00:00Z"},
+        "practice-1",
+        1714564800000,
+        ocr=res,
+        storage_uri="s3://faxes/x.tif",
+    )
     (rec,) = out.records
     assert validate(rec.value, DOCUMENT, raise_errors=True)
     assert rec.value["pages"][0]["ocr"] is True

@@ -5,6 +5,7 @@ or raises Rejected; nothing else. Files under invalid/ must not yield records fr
 their invalid resource. Known files get specific expectations. When the corpus is
 absent the parameter lists are empty (no explicit skip).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,6 @@ pytestmark = pytest.mark.corpus
 
 PRACTICE = "corpus"
 _REPO = Path(__file__).resolve().parents[2]
-
-
 
 
 DATA = shared_data_dir()
@@ -117,9 +116,12 @@ def test_chalmers_patient(name):
 def test_blood_pressure_panel(name):
     result = load(name)
     obs = values(result, "Observation")
-    assert [(o["observation_id"], o["code"]["code"], o["value_numeric"], o["units"], o["abnormal_flags"])
-            for o in obs] == [("blood-pressure/8480-6", "8480-6", 107.0, "mmHg", ["N"]),
-                              ("blood-pressure/8462-4", "8462-4", 60.0, "mmHg", ["L"])]
+    assert [
+        (o["observation_id"], o["code"]["code"], o["value_numeric"], o["units"], o["abnormal_flags"]) for o in obs
+    ] == [
+        ("blood-pressure/8480-6", "8480-6", 107.0, "mmHg", ["N"]),
+        ("blood-pressure/8462-4", "8462-4", 60.0, "mmHg", ["L"]),
+    ]
     assert all(o["patient_id"] == "example" and o["effective_at"] == "2012-09-17" for o in obs)
     assert all(o["order_id"] == "1234" for o in obs)  # basedOn identifier
     assert any("interpretation" in w for w in result.warnings)  # STU3-style single interpretation
@@ -159,7 +161,8 @@ def test_pas_response_bundle(name):
 def test_pas_request_bundle(name):
     result = load(name)
     assert Counter(r.record_type for r in result.records) == Counter(
-        {"Claim": 1, "Coverage": 1, "Patient": 1, "Order": 1})
+        {"Claim": 1, "Coverage": 1, "Patient": 1, "Order": 1}
+    )
     [claim] = values(result, "Claim")
     assert claim["claim_id"] == "ReferralAuthorizationExample" and claim["patient_id"] == "SubscriberExample"
     assert claim["payer_name"] == "MARYLAND CAPITAL INSURANCE COMPANY" and claim["payer_id"] == "789312"
@@ -184,7 +187,9 @@ def test_eob(name):
     assert (adj["total_charge"], adj["paid"], adj["outcome"]) == (135.57, 96.0, "complete")
     assert adj["payer_claim_control_number"] == "987654321"
     assert [(ln["procedure"]["code"], ln["charge"], ln["paid"]) for ln in adj["lines"]] == [
-        ("1205", 135.57, 96.0), ("group", 200.0, 180.0)]
+        ("1205", 135.57, 96.0),
+        ("group", 200.0, 180.0),
+    ]
 
 
 @pytest.mark.parametrize("name", _present("claimresponse_example_r3500.json"))
@@ -200,10 +205,18 @@ def test_claim_response(name):
 @pytest.mark.parametrize("name", _present("medicationrequest_medrx0302_contained_medication.json"))
 def test_medication_request_contained(name):
     [m] = values(load(name), "MedicationOrder")
-    assert m["medication"] == {"system": "http://snomed.info/sct", "code": "324252006",
-                               "display": "Azithromycin 250mg capsule (product)"}
-    assert (m["dose"], m["dose_units"], m["route"], m["refills"], m["quantity"]) == ("2", "TAB", "Oral Route", 1,
-                                                                                     "6 TAB")
+    assert m["medication"] == {
+        "system": "http://snomed.info/sct",
+        "code": "324252006",
+        "display": "Azithromycin 250mg capsule (product)",
+    }
+    assert (m["dose"], m["dose_units"], m["route"], m["refills"], m["quantity"]) == (
+        "2",
+        "TAB",
+        "Oral Route",
+        1,
+        "6 TAB",
+    )
     assert m["prescriber"] == "Patrick Pump" and m["patient_id"] == "pat1"
 
 
@@ -227,9 +240,14 @@ def test_transaction_internal_references(name):
     assert {o["patient_id"] for o in values(result, "Observation")} == {"234234"}
 
 
-@pytest.mark.parametrize("name", _present("synthea_r4_bundle_clemente_kreiger_adult_male.json",
-                                          "synthea_r4_bundle_alexis_toy_pediatric_allergies.json",
-                                          "synthea_r4_bundle_brent_beer_imaging_goals.json"))
+@pytest.mark.parametrize(
+    "name",
+    _present(
+        "synthea_r4_bundle_clemente_kreiger_adult_male.json",
+        "synthea_r4_bundle_alexis_toy_pediatric_allergies.json",
+        "synthea_r4_bundle_brent_beer_imaging_goals.json",
+    ),
+)
 def test_synthea_bundles(name):
     result = load(name)
     raw = json.loads((FHIR / name).read_text(encoding="utf-8-sig"))  # type: ignore[operator]

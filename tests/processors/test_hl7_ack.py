@@ -1,4 +1,5 @@
 """build_ack: structure, delimiters, error codes, and hl7apy can parse what we send back."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,10 +13,18 @@ NOW = "20240305143501"
 VERSIONS = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1", "2.8.2"]
 
 
-def original(version: str = "2.5.1", mtype: str = "ORU^R01^ORU_R01", control: str = "CTRL-42",
-             enc: str = "^~\\&", fs: str = "|", extra: str = "") -> bytes:
-    return (f"MSH{fs}{enc}{fs}LABAPP{fs}LABFAC{fs}EHR{fs}CLINIC{fs}20240305143000{fs}{fs}{mtype}{fs}{control}"
-            f"{fs}P{fs}{version}{extra}\rPID{fs}1{fs}{fs}123\r").encode()
+def original(
+    version: str = "2.5.1",
+    mtype: str = "ORU^R01^ORU_R01",
+    control: str = "CTRL-42",
+    enc: str = "^~\\&",
+    fs: str = "|",
+    extra: str = "",
+) -> bytes:
+    return (
+        f"MSH{fs}{enc}{fs}LABAPP{fs}LABFAC{fs}EHR{fs}CLINIC{fs}20240305143000{fs}{fs}{mtype}{fs}{control}"
+        f"{fs}P{fs}{version}{extra}\rPID{fs}1{fs}{fs}123\r"
+    ).encode()
 
 
 def segments(ack: bytes) -> list[list[str]]:
@@ -26,8 +35,20 @@ def segments(ack: bytes) -> list[list[str]]:
 def test_aa_swaps_sender_and_receiver_and_echoes_control_id():
     ack = build_ack(original(), "AA", now=NOW)
     msh, msa = segments(ack)
-    assert msh[:12] == ["MSH", "^~\\&", "EHR", "CLINIC", "LABAPP", "LABFAC", NOW, "", "ACK^R01^ACK",
-                        msh[9], "P", "2.5.1"]
+    assert msh[:12] == [
+        "MSH",
+        "^~\\&",
+        "EHR",
+        "CLINIC",
+        "LABAPP",
+        "LABFAC",
+        NOW,
+        "",
+        "ACK^R01^ACK",
+        msh[9],
+        "P",
+        "2.5.1",
+    ]
     assert len(msh[9]) == 20
     assert msa == ["MSA", "AA", "CTRL-42"]
 

@@ -8,6 +8,7 @@ Contract checked for every file: ``normalize_hl7`` returns records that validate
 the Avro schemas, or raises ``Rejected`` (never ``internal_error``, never anything else);
 batch files are split first. Specific expectations are asserted for known files.
 """
+
 from __future__ import annotations
 
 import collections
@@ -98,8 +99,10 @@ if FILES:
 
     def needs(*names: str):
         """Define the test only where its sample files are in this data set (no skips)."""
+
         def define(fn):
             return fn if set(names) <= KNOWN else None
+
         return define
 
     @needs("oru_r01_v251_cbc_5obx_normal_flags.hl7")
@@ -185,8 +188,7 @@ if FILES:
     @needs("vxu_v04_v251_cdc_iis_ig_example.hl7")
     def test_vxu_immunizations_as_observations():
         obs = _records("vxu_v04_v251_cdc_iis_ig_example.hl7", "Observation")
-        assert [(o["code"]["system"], o["code"]["code"]) for o in obs] == [("CVX", "85"), ("CVX", "110"),
-                                                                           ("CVX", "48")]
+        assert [(o["code"]["system"], o["code"]["code"]) for o in obs] == [("CVX", "85"), ("CVX", "110"), ("CVX", "48")]
 
     @needs("rde_o11_v28_pharmacy_encoded_order.hl7")
     def test_rde_medication_order():
@@ -198,8 +200,12 @@ if FILES:
         (a,) = _records("siu_s12_v251_schedule_aig.hl7", "Appointment")
         assert (a["appointment_id"], a["start"], a["duration_minutes"]) == ("APT001", "2026-03-25T14:00:00", 30)
 
-    @needs("batch_fhs_bhs_oru_r01_v251_20msgs_cr_only.hl7", "batch_fhs_bhs_oru_r01_v251_2msgs_bts_fts.hl7",
-           "batch_fhs_bhs_orm_o01_v24_crlf_no_trailer.hl7", "stream_siu_s12_s14_s15_v23_3msgs_lf_no_blank_lines.hl7")
+    @needs(
+        "batch_fhs_bhs_oru_r01_v251_20msgs_cr_only.hl7",
+        "batch_fhs_bhs_oru_r01_v251_2msgs_bts_fts.hl7",
+        "batch_fhs_bhs_orm_o01_v24_crlf_no_trailer.hl7",
+        "stream_siu_s12_s14_s15_v23_3msgs_lf_no_blank_lines.hl7",
+    )
     def test_batches_split_into_messages():
         b = HL7_DIR / "batch"
         assert len(split_batch((b / "batch_fhs_bhs_oru_r01_v251_20msgs_cr_only.hl7").read_bytes())) == 20
@@ -210,18 +216,22 @@ if FILES:
 
     @pytest.mark.parametrize(
         "name, code",
-        [(n, c) for n, c in [
-            ("malformed/rethink_invalid_missing_msh.hl7", "missing_msh"),
-            ("malformed/rethink_invalid_wrong_version_1_0.hl7", "unsupported_version"),
-            ("malformed/ti_orm_missing_msh10_control_id.hl7", "missing_control_id"),
-            ("malformed/ti_msh_only_no_fields.hl7", "missing_encoding_characters"),
-            ("malformed/ti_orm_missing_msh2_encoding_chars.hl7", "missing_encoding_characters"),
-            ("malformed/nhapi_fuzz_mshh0_encoding_not_supported.hl7", "invalid_field_separator"),
-            ("malformed/rs_truncated_msh.hl7", "truncated_msh"),
-            ("malformed/rs_msh_declares_pipe_but_uses_hash.hl7", "invalid_encoding_characters"),
-            ("ack_v04_v251_aa_accept.hl7", "not_clinical_ack"),
-            ("bar_p01_v28_add_billing_account.hl7", "unsupported_message_type"),
-        ] if (HL7_DIR / n).exists()],
+        [
+            (n, c)
+            for n, c in [
+                ("malformed/rethink_invalid_missing_msh.hl7", "missing_msh"),
+                ("malformed/rethink_invalid_wrong_version_1_0.hl7", "unsupported_version"),
+                ("malformed/ti_orm_missing_msh10_control_id.hl7", "missing_control_id"),
+                ("malformed/ti_msh_only_no_fields.hl7", "missing_encoding_characters"),
+                ("malformed/ti_orm_missing_msh2_encoding_chars.hl7", "missing_encoding_characters"),
+                ("malformed/nhapi_fuzz_mshh0_encoding_not_supported.hl7", "invalid_field_separator"),
+                ("malformed/rs_truncated_msh.hl7", "truncated_msh"),
+                ("malformed/rs_msh_declares_pipe_but_uses_hash.hl7", "invalid_encoding_characters"),
+                ("ack_v04_v251_aa_accept.hl7", "not_clinical_ack"),
+                ("bar_p01_v28_add_billing_account.hl7", "unsupported_message_type"),
+            ]
+            if (HL7_DIR / n).exists()
+        ],
     )
     def test_known_rejections(name: str, code: str):
         assert _reason(name) == code

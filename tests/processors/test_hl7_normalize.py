@@ -1,5 +1,6 @@
 """normalize_hl7 on hand-written messages: one test group per supported message type,
 plus header checks, dates, strict mode, keys and the Avro contract."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,9 +30,11 @@ def msh(mtype: str, control: str = "CTRL1", version: str = "2.5.1", extra: str =
     return f"MSH|^~\\&|LABAPP|LABFAC|EHR|CLINIC|20240305143000-0500||{mtype}|{control}|P|{version}{extra}"
 
 
-PID = ("PID|1||MRN123^^^CLINIC^MR~999-88-7777^^^SSA^SS||DOE^JANE^Q||19800102|F|||"
-       "1 MAIN ST^APT 2^SPRINGFIELD^IL^62704^USA^H||(217)555-0100^PRN^PH~^NET^Internet^jane@example.org|"
-       "(217)555-0199^WPN^PH")
+PID = (
+    "PID|1||MRN123^^^CLINIC^MR~999-88-7777^^^SSA^SS||DOE^JANE^Q||19800102|F|||"
+    "1 MAIN ST^APT 2^SPRINGFIELD^IL^62704^USA^H||(217)555-0100^PRN^PH~^NET^Internet^jane@example.org|"
+    "(217)555-0199^WPN^PH"
+)
 
 
 def run(raw: bytes, **kw) -> NormalizeResult:
@@ -83,8 +86,13 @@ def test_adt_a01_patient_encounter_coverage():
     assert p["family_name"] == "DOE" and p["given_names"] == ["JANE", "Q"]
     assert p["birth_date"] == "1980-01-02"
     assert p["sex"] == "F"
-    assert p["address"] == {"line": ["1 MAIN ST", "APT 2"], "city": "SPRINGFIELD", "state": "IL",
-                            "postal_code": "62704", "country": "USA"}
+    assert p["address"] == {
+        "line": ["1 MAIN ST", "APT 2"],
+        "city": "SPRINGFIELD",
+        "state": "IL",
+        "postal_code": "62704",
+        "country": "USA",
+    }
     assert p["phones"] == ["(217)555-0100", "(217)555-0199"]  # the e-mail repetition is not a phone
     assert p["event"] == "A01" and p["deceased"] is False and p["merged_from"] == []
     assert p["source"]["sent_at"] == "2024-03-05T14:30:00-05:00"
@@ -114,8 +122,9 @@ def test_keys_are_entity_keys():
     assert keys["Coverage"] == entity_key(PRACTICE, "MRN123", "BCBS01:MEM-42")
 
 
-@pytest.mark.parametrize("event, status", [("A03", "finished"), ("A04", "arrived"), ("A08", None),
-                                           ("A28", None), ("A31", None)])
+@pytest.mark.parametrize(
+    "event, status", [("A03", "finished"), ("A04", "arrived"), ("A08", None), ("A28", None), ("A31", None)]
+)
 def test_adt_events(event, status):
     raw = ADT_A01.replace(b"ADT^A01^ADT_A01", f"ADT^{event}".encode())
     r = run(raw)
@@ -126,14 +135,16 @@ def test_adt_events(event, status):
 
 
 def test_adt_a40_merge_sets_merged_from():
-    r = run(hl7(
-        msh("ADT^A40^ADT_A39", version="2.8"),
-        "EVN|A40|20240305",
-        "PID|1||NEW1^^^CLINIC^MR||DOE^JANE",
-        "MRG|OLD9^^^CLINIC^MR~OLD8^^^CLINIC^MR",
-        "PID|1||NEW2^^^CLINIC^MR||ROE^RICHARD",
-        "MRG|OLD7^^^CLINIC^MR",
-    ))
+    r = run(
+        hl7(
+            msh("ADT^A40^ADT_A39", version="2.8"),
+            "EVN|A40|20240305",
+            "PID|1||NEW1^^^CLINIC^MR||DOE^JANE",
+            "MRG|OLD9^^^CLINIC^MR~OLD8^^^CLINIC^MR",
+            "PID|1||NEW2^^^CLINIC^MR||ROE^RICHARD",
+            "MRG|OLD7^^^CLINIC^MR",
+        )
+    )
     pats = by_type(r, "Patient")
     assert [(p["patient_id"], p["merged_from"]) for p in pats] == [("NEW1", ["OLD9", "OLD8"]), ("NEW2", ["OLD7"])]
 
@@ -149,8 +160,15 @@ def test_adt_without_visit_number_uses_admit_time_or_skips():
 
 
 def test_dft_p03_keeps_patient_and_encounter_with_a_warning():
-    r = run(hl7(msh("DFT^P03"), "EVN|P03|20240305", PID, "PV1|1|O|||||||||||||||||V1",
-                "FT1|1|||20240305||CG|99213^Office visit^CPT|||1|75.00"))
+    r = run(
+        hl7(
+            msh("DFT^P03"),
+            "EVN|P03|20240305",
+            PID,
+            "PV1|1|O|||||||||||||||||V1",
+            "FT1|1|||20240305||CG|99213^Office visit^CPT|||1|75.00",
+        )
+    )
     assert sorted(x.record_type for x in r.records) == ["Encounter", "Patient"]
     assert any(w.startswith("dft_financial_transactions_not_mapped") for w in r.warnings)
 
@@ -224,8 +242,17 @@ def test_observation_ids_are_stable_and_unique():
 
 
 def test_oru_several_obr_under_one_filler_number_get_distinct_orders():
-    r = run(hl7(msh("ORU^R01"), PID, "ORC|RE||F9", "OBR|1||F9|A^Test A^LN", "OBX|1|NM|A^Test A^LN||1",
-                "OBR|2||F9|B^Test B^LN", "OBX|1|NM|B^Test B^LN||2"))
+    r = run(
+        hl7(
+            msh("ORU^R01"),
+            PID,
+            "ORC|RE||F9",
+            "OBR|1||F9|A^Test A^LN",
+            "OBX|1|NM|A^Test A^LN||1",
+            "OBR|2||F9|B^Test B^LN",
+            "OBX|1|NM|B^Test B^LN||2",
+        )
+    )
     orders = by_type(r, "Order")
     assert [o["order_id"] for o in orders] == ["F9", "F9.B"]
     assert [o["order_id"] for o in by_type(r, "Observation")] == ["F9", "F9.B"]
@@ -244,14 +271,16 @@ def test_patient_id_falls_back_to_pid2_and_pid4():
 
 # --------------------------------------------------------------------------- ORM / OML
 def test_orm_o01_orders():
-    r = run(hl7(
-        msh("ORM^O01", version="2.3"),
-        PID,
-        seg("ORC", {1: "NW", 2: "P100", 7: "^^^20240306^^S", 9: "20240305101500", 12: "1234^WELBY^MARCUS"}),
-        seg("OBR", {1: "1", 2: "P100", 4: "85025^CBC^CPT", 31: "Z00.00^Annual exam^I10"}),
-        "DG1|1||E11.9^Type 2 diabetes^I10",
-        "ORC|CA|P101",
-    ))
+    r = run(
+        hl7(
+            msh("ORM^O01", version="2.3"),
+            PID,
+            seg("ORC", {1: "NW", 2: "P100", 7: "^^^20240306^^S", 9: "20240305101500", 12: "1234^WELBY^MARCUS"}),
+            seg("OBR", {1: "1", 2: "P100", 4: "85025^CBC^CPT", 31: "Z00.00^Annual exam^I10"}),
+            "DG1|1||E11.9^Type 2 diabetes^I10",
+            "ORC|CA|P101",
+        )
+    )
     orders = by_type(r, "Order")
     assert [o["order_id"] for o in orders] == ["P100", "P101"]
     o = orders[0]
@@ -263,8 +292,17 @@ def test_orm_o01_orders():
 
 
 def test_oml_o21_two_orders():
-    r = run(hl7(msh("OML^O21^OML_O21"), PID, "ORC|NW|A1", "TQ1|1||||||||R", "OBR|1|A1||GLU^Glucose^L",
-                "ORC|NW|A2", "OBR|1|A2||K^Potassium^L"))
+    r = run(
+        hl7(
+            msh("OML^O21^OML_O21"),
+            PID,
+            "ORC|NW|A1",
+            "TQ1|1||||||||R",
+            "OBR|1|A1||GLU^Glucose^L",
+            "ORC|NW|A2",
+            "OBR|1|A2||K^Potassium^L",
+        )
+    )
     orders = by_type(r, "Order")
     assert [o["order_id"] for o in orders] == ["A1", "A2"]
     assert orders[0]["priority"] == "R"
@@ -272,16 +310,29 @@ def test_oml_o21_two_orders():
 
 # --------------------------------------------------------------------------- SIU
 def test_siu_appointment():
-    r = run(hl7(
-        msh("SIU^S12^SIU_S12"),
-        seg("SCH", {1: "APT9", 2: "FIL9", 6: "ROUTINE^Routine visit^HL70276", 7: "FOLLOWUP^Follow-up^HL70277",
-                    8: "CHECKUP^Checkup", 9: "30", 10: "MIN", 11: "^^30^20240310090000^20240310093000",
-                    25: "Booked"}),
-        PID,
-        "PV1|1|O|MAIN^EXAM1",
-        "AIP|1||4455^NGUYEN^LINH^^^^MD|D",
-        "AIL|1||MAIN^EXAM1^^CLINIC",
-    ))
+    r = run(
+        hl7(
+            msh("SIU^S12^SIU_S12"),
+            seg(
+                "SCH",
+                {
+                    1: "APT9",
+                    2: "FIL9",
+                    6: "ROUTINE^Routine visit^HL70276",
+                    7: "FOLLOWUP^Follow-up^HL70277",
+                    8: "CHECKUP^Checkup",
+                    9: "30",
+                    10: "MIN",
+                    11: "^^30^20240310090000^20240310093000",
+                    25: "Booked",
+                },
+            ),
+            PID,
+            "PV1|1|O|MAIN^EXAM1",
+            "AIP|1||4455^NGUYEN^LINH^^^^MD|D",
+            "AIL|1||MAIN^EXAM1^^CLINIC",
+        )
+    )
     (a,) = by_type(r, "Appointment")
     assert a["appointment_id"] == "APT9" and a["patient_id"] == "MRN123"
     assert (a["event"], a["status"], a["start"], a["duration_minutes"]) == ("S12", "Booked", "2024-03-10T09:00:00", 30)
@@ -302,14 +353,16 @@ def test_siu_events_without_patient(event, status):
 
 # --------------------------------------------------------------------------- pharmacy
 def test_rde_o11_medication_order():
-    r = run(hl7(
-        msh("RDE^O11^RDE_O11"),
-        PID,
-        "ORC|NW|RX55||||||^BID|20240305120000|||1234^WELBY^MARCUS",
-        "RXE|^BID|197361^Amlodipine 5 MG Oral Tablet^RXNORM|5||mg^milligram^UCUM|TAB|"
-        "Take with water~Do not crush|||30|TAB|3|||||||||||||||||||20240305115900",
-        "RXR|PO^Oral^HL70162",
-    ))
+    r = run(
+        hl7(
+            msh("RDE^O11^RDE_O11"),
+            PID,
+            "ORC|NW|RX55||||||^BID|20240305120000|||1234^WELBY^MARCUS",
+            "RXE|^BID|197361^Amlodipine 5 MG Oral Tablet^RXNORM|5||mg^milligram^UCUM|TAB|"
+            "Take with water~Do not crush|||30|TAB|3|||||||||||||||||||20240305115900",
+            "RXR|PO^Oral^HL70162",
+        )
+    )
     (rx,) = by_type(r, "MedicationOrder")
     assert rx["order_id"] == "RX55"
     assert rx["medication"] == {"system": "RXNORM", "code": "197361", "display": "Amlodipine 5 MG Oral Tablet"}
@@ -321,8 +374,9 @@ def test_rde_o11_medication_order():
 
 
 def test_omp_o09_uses_rxo():
-    r = run(hl7(msh("OMP^O09"), PID, "ORC|NW|RX56", "TQ1|1||QD",
-                "RXO|310965^Ibuprofen 200 MG^RXNORM|1||TAB|||||||20|TAB|x"))
+    r = run(
+        hl7(msh("OMP^O09"), PID, "ORC|NW|RX56", "TQ1|1||QD", "RXO|310965^Ibuprofen 200 MG^RXNORM|1||TAB|||||||20|TAB|x")
+    )
     (rx,) = by_type(r, "MedicationOrder")
     assert (rx["order_id"], rx["frequency"], rx["quantity"], rx["refills"]) == ("RX56", "QD", "20 TAB", None)
     assert any(w.startswith("invalid_refills") for w in r.warnings)
@@ -330,15 +384,17 @@ def test_omp_o09_uses_rxo():
 
 # --------------------------------------------------------------------------- MDM
 def test_mdm_t02_document():
-    r = run(hl7(
-        msh("MDM^T02^MDM_T02"),
-        "EVN|T02|20240305",
-        PID,
-        seg("TXA", {1: "1", 2: "DS", 3: "TX", 4: "20240305100000", 6: "20240305090000", 12: "DOC-77", 17: "LA"}),
-        "OBX|1|TX|||Discharge summary line 1",
-        "OBX|2|TX|||Line 2 with \\S\\ caret",
-        "OBX|3|ED|||APP^application^pdf^Base64^JVBERi0xLjQ=",
-    ))
+    r = run(
+        hl7(
+            msh("MDM^T02^MDM_T02"),
+            "EVN|T02|20240305",
+            PID,
+            seg("TXA", {1: "1", 2: "DS", 3: "TX", 4: "20240305100000", 6: "20240305090000", 12: "DOC-77", 17: "LA"}),
+            "OBX|1|TX|||Discharge summary line 1",
+            "OBX|2|TX|||Line 2 with \\S\\ caret",
+            "OBX|3|ED|||APP^application^pdf^Base64^JVBERi0xLjQ=",
+        )
+    )
     (d,) = by_type(r, "Document")
     assert d["document_id"] == "DOC-77" and d["patient_id"] == "MRN123"
     assert (d["kind"], d["title"], d["status"]) == ("DS", "Discharge summary", "legally-authenticated")
@@ -351,17 +407,19 @@ def test_mdm_t02_document():
 
 # --------------------------------------------------------------------------- VXU
 def test_vxu_immunizations():
-    r = run(hl7(
-        msh("VXU^V04^VXU_V04"),
-        PID,
-        "ORC|RE||IZ-1",
-        "RXA|0|1|20240301||08^Hep B, adolescent or pediatric^CVX|0.5|mL^mL^UCUM||00^New immunization record^NIP001|"
-        "^NURSE^NANCY|||||LOT123|20250101|MSD^Merck^MVX|||CP|A",
-        "RXR|C28161^Intramuscular^NCIT|LT^Left Thigh^HL70163",
-        "OBX|1|CE|64994-7^Eligibility^LN|1|V02^Medicaid^HL70064||||||F",
-        "ORC|RE||IZ-2",
-        "RXA|0|1|20230101||998^No vaccine administered^CVX|999||||||||||||||NA",
-    ))
+    r = run(
+        hl7(
+            msh("VXU^V04^VXU_V04"),
+            PID,
+            "ORC|RE||IZ-1",
+            "RXA|0|1|20240301||08^Hep B, adolescent or pediatric^CVX|0.5|mL^mL^UCUM||00^New immunization record^NIP001|"
+            "^NURSE^NANCY|||||LOT123|20250101|MSD^Merck^MVX|||CP|A",
+            "RXR|C28161^Intramuscular^NCIT|LT^Left Thigh^HL70163",
+            "OBX|1|CE|64994-7^Eligibility^LN|1|V02^Medicaid^HL70064||||||F",
+            "ORC|RE||IZ-2",
+            "RXA|0|1|20230101||998^No vaccine administered^CVX|999||||||||||||||NA",
+        )
+    )
     imm = by_type(r, "Observation")
     assert len(imm) == 2
     a = imm[0]
@@ -453,8 +511,24 @@ def test_z_segments_and_unknown_segments_do_not_break_normalization():
 
 def test_every_supported_type_is_covered():
     assert {f"{t}^{e}" for t, e in SUPPORTED} >= {
-        "ADT^A01", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A28", "ADT^A31", "ADT^A40", "ORU^R01", "ORM^O01",
-        "OML^O21", "SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "RDE^O11", "OMP^O09", "MDM^T02", "DFT^P03",
+        "ADT^A01",
+        "ADT^A03",
+        "ADT^A04",
+        "ADT^A08",
+        "ADT^A28",
+        "ADT^A31",
+        "ADT^A40",
+        "ORU^R01",
+        "ORM^O01",
+        "OML^O21",
+        "SIU^S12",
+        "SIU^S13",
+        "SIU^S14",
+        "SIU^S15",
+        "RDE^O11",
+        "OMP^O09",
+        "MDM^T02",
+        "DFT^P03",
         "VXU^V04",
     }
 
@@ -479,8 +553,10 @@ def test_inline_numeric_obx_path_matches_the_general_reader():
     src = second.records[0].value["source"]
     ctx = N._Ctx(m, PRACTICE, False, src, [], "R01", m.plain)
     seen: set[str] = set()
-    general = [N._observation(ctx, seg, line, "MRN123", "ORD9", None, seen, i + 1)
-               for i, (seg, line) in enumerate(x for x in zip(m.segs, m.lines) if x[0][0] == "OBX")]
+    general = [
+        N._observation(ctx, seg, line, "MRN123", "ORD9", None, seen, i + 1)
+        for i, (seg, line) in enumerate(x for x in zip(m.segs, m.lines) if x[0][0] == "OBX")
+    ]
     assert [r.value for r in second.records if r.record_type == "Observation"] == general
     assert general[2]["units"] == "mmol/L" and general[2]["abnormal_flags"] == ["H"]
     assert general[4]["performer"] == "LABCORP"
@@ -513,5 +589,6 @@ def test_any_bytes_like_or_text_input_gives_the_same_records():
     expected = run(ORU)
     for form in (bytearray(ORU), memoryview(ORU), ORU.decode("ascii")):
         got = normalize_hl7(form, PRACTICE, RECEIVED)
-        assert [(r.record_type, r.key, r.value) for r in got.records] == \
-            [(r.record_type, r.key, r.value) for r in expected.records]
+        assert [(r.record_type, r.key, r.value) for r in got.records] == [
+            (r.record_type, r.key, r.value) for r in expected.records
+        ]

@@ -1,4 +1,5 @@
 """Unit tests for the HL7 v2 splitter parser (self-contained, hand-written messages)."""
+
 from __future__ import annotations
 
 import pytest
@@ -59,15 +60,17 @@ def test_msh_numbering_follows_hl7():
 
 
 def test_segment_iteration_grouping_and_z_segments():
-    m = parse(msg(
-        "PID|1||X1",
-        "OBR|1|A",
-        "OBX|1|NM|a||1",
-        "NTE|1||n1",
-        "OBR|2|B",
-        "OBX|1|NM|b||2",
-        "ZXT|custom^data|more",
-    ))
+    m = parse(
+        msg(
+            "PID|1||X1",
+            "OBR|1|A",
+            "OBX|1|NM|a||1",
+            "NTE|1||n1",
+            "OBR|2|B",
+            "OBX|1|NM|b||2",
+            "ZXT|custom^data|more",
+        )
+    )
     assert m.names == ["MSH", "PID", "OBR", "OBX", "NTE", "OBR", "OBX", "ZXT"]
     assert [s.name for s in m] == m.names
     groups = m.groups("OBR")
@@ -347,8 +350,22 @@ def test_dates_keep_source_precision(raw, iso):
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "DOB", "Aug 15, 1942", "0000", "20231301", "20230230", "20230229", "2024030525", "20240305126000",
-     "202403051", "20110613122406637", "20240305+05", "2024.5", "２０２４"],
+    [
+        "",
+        "DOB",
+        "Aug 15, 1942",
+        "0000",
+        "20231301",
+        "20230230",
+        "20230229",
+        "2024030525",
+        "20240305126000",
+        "202403051",
+        "20110613122406637",
+        "20240305+05",
+        "2024.5",
+        "２０２４",
+    ],
 )
 def test_malformed_dates(raw):
     assert hl7_to_iso(raw) is None

@@ -1,6 +1,7 @@
 """Property-based tests: whatever bytes arrive, the HL7 processor returns valid records or
 raises ``Rejected`` (never another exception, never ``internal_error``); ACK building and
 batch splitting never fail."""
+
 from __future__ import annotations
 
 from fastavro.validation import validate
@@ -13,8 +14,12 @@ from practiceflow.processors.hl7.normalize import normalize_hl7
 from practiceflow.processors.hl7.parser import HL7ParseError, parse, split_batch
 from practiceflow.schemas.avro_gen import load_parsed
 
-SETTINGS = settings(max_examples=300, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _msh(t: str, v: str = "2.5.1", c: str = "C1") -> str:
@@ -23,22 +28,51 @@ def _msh(t: str, v: str = "2.5.1", c: str = "C1") -> str:
 
 _PID = "PID|1||MRN1^^^CLIN^MR~SSN1^^^SSA^SS||DOE\\S\\X^JANE^Q||19800102|F|||1 MAIN^^CITY^ST^12345||555-0100~^NET^Internet^a@b.c"
 SEEDS = [
-    [_msh("ADT^A01^ADT_A01"), "EVN|A01|20240305", _PID, "PV1|1|I|ICU^1^A||||99^DOC^ANN|||||||||||||V1",
-     "PV2|||R07^Chest pain", "IN1|1|P1^Plan|PAY1|Payer|||||||20240101|20241231"],
+    [
+        _msh("ADT^A01^ADT_A01"),
+        "EVN|A01|20240305",
+        _PID,
+        "PV1|1|I|ICU^1^A||||99^DOC^ANN|||||||||||||V1",
+        "PV2|||R07^Chest pain",
+        "IN1|1|P1^Plan|PAY1|Payer|||||||20240101|20241231",
+    ],
     [_msh("ADT^A40", "2.8"), _PID, "MRG|OLD1^^^CLIN^MR"],
-    [_msh("ORU^R01^ORU_R01"), _PID, "ORC|RE|O1|F1", "OBR|1|O1|F1|CBC^Blood count^LN|||20240305",
-     "OBX|1|NM|WBC^White cells^LN||7.5|10*3/uL|4-11|N|||F|||20240305120000", "NTE|1||note \\.br\\ two",
-     "OBX|2|SN|X^Y^LN||<^5|mg||L~A|||F", "OBX|3|CE|C^Culture^LN||123^Detected^SCT||||||F",
-     "OBX|4|ED|PDF^Doc^L||A^application^pdf^Base64^QUJD||||||F", "OBX|5|TX|||a~b||||||F"],
+    [
+        _msh("ORU^R01^ORU_R01"),
+        _PID,
+        "ORC|RE|O1|F1",
+        "OBR|1|O1|F1|CBC^Blood count^LN|||20240305",
+        "OBX|1|NM|WBC^White cells^LN||7.5|10*3/uL|4-11|N|||F|||20240305120000",
+        "NTE|1||note \\.br\\ two",
+        "OBX|2|SN|X^Y^LN||<^5|mg||L~A|||F",
+        "OBX|3|CE|C^Culture^LN||123^Detected^SCT||||||F",
+        "OBX|4|ED|PDF^Doc^L||A^application^pdf^Base64^QUJD||||||F",
+        "OBX|5|TX|||a~b||||||F",
+    ],
     [_msh("ORM^O01", "2.3"), _PID, "ORC|NW|P1||||||^^^^^S|20240305", "OBR|1|P1||85025^CBC^CPT", "DG1|1||E11^DM^I10"],
-    [_msh("SIU^S12"), "SCH|A1|B1||||R^Reason|||30|MIN|^^30^20240310090000", _PID, "AIP|1||9^DOC^ANN",
-     "AIL|1||ROOM^1"],
-    [_msh("RDE^O11", "2.8"), _PID, "ORC|NW|RX1|||||||20240305", "RXE|^BID|123^Drug^RXNORM|5||mg|TAB|Take~Daily|||30|TAB|2",
-     "RXR|PO^Oral"],
-    [_msh("MDM^T02"), _PID, "TXA|1|DS|TX|20240305||20240305||||||D1|||||AU", "OBX|1|TX|||text line",
-     "OBX|2|ED|||A^text^xml^Base64^PD94"],
-    [_msh("VXU^V04"), _PID, "ORC|RE||IZ1", "RXA|0|1|20240301||08^HepB^CVX|0.5|mL||00^New|||||||LOT|20250101|MSD^Merck",
-     "RXR|IM^Intramuscular", "OBX|1|CE|64994-7^Elig^LN|1|V02^Medicaid||||||F"],
+    [_msh("SIU^S12"), "SCH|A1|B1||||R^Reason|||30|MIN|^^30^20240310090000", _PID, "AIP|1||9^DOC^ANN", "AIL|1||ROOM^1"],
+    [
+        _msh("RDE^O11", "2.8"),
+        _PID,
+        "ORC|NW|RX1|||||||20240305",
+        "RXE|^BID|123^Drug^RXNORM|5||mg|TAB|Take~Daily|||30|TAB|2",
+        "RXR|PO^Oral",
+    ],
+    [
+        _msh("MDM^T02"),
+        _PID,
+        "TXA|1|DS|TX|20240305||20240305||||||D1|||||AU",
+        "OBX|1|TX|||text line",
+        "OBX|2|ED|||A^text^xml^Base64^PD94",
+    ],
+    [
+        _msh("VXU^V04"),
+        _PID,
+        "ORC|RE||IZ1",
+        "RXA|0|1|20240301||08^HepB^CVX|0.5|mL||00^New|||||||LOT|20250101|MSD^Merck",
+        "RXR|IM^Intramuscular",
+        "OBX|1|CE|64994-7^Elig^LN|1|V02^Medicaid||||||F",
+    ],
     [_msh("DFT^P03"), _PID, "PV1|1|O|||||||||||||||||V2", "FT1|1|||20240305||CG|99213^Visit^CPT"],
 ]
 SEED_BYTES = [("\r".join(s) + "\r").encode("utf-8") for s in SEEDS]
@@ -128,8 +162,12 @@ def test_mutated_valid_messages_strict(raw: bytes):
 
 
 @SETTINGS
-@given(st.lists(st.sampled_from(SEED_BYTES + [b"FHS|^~\\&\r", b"BHS|^~\\&\r", b"BTS|1\r", b"\r\n", b"\x0b", b"\x1c\r"]),
-                max_size=8))
+@given(
+    st.lists(
+        st.sampled_from(SEED_BYTES + [b"FHS|^~\\&\r", b"BHS|^~\\&\r", b"BTS|1\r", b"\r\n", b"\x0b", b"\x1c\r"]),
+        max_size=8,
+    )
+)
 def test_split_batch_then_normalize(parts: list[bytes]):
     data = b"".join(parts)
     messages = split_batch(data)

@@ -4,6 +4,7 @@ Two promises are checked: the compiled modules give exactly the pure-Python resu
 (records, warnings, rejection codes and reasons) over every message we have, mutated
 ones included; and a build that no longer matches its source is never used.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,7 @@ def _inputs() -> list[bytes]:
             b = bytearray(raw)
             for _ in range(rng.randint(1, 4)):
                 i = rng.randrange(len(b))
-                b[i:i + 1] = rng.choice([b"|", b"^", b"~", b"\\", b"&", b"\r", b"", b"\\X41\\", b" ", b'""', b"\xe9"])
+                b[i : i + 1] = rng.choice([b"|", b"^", b"~", b"\\", b"&", b"\r", b"", b"\\X41\\", b" ", b'""', b"\xe9"])
             mutated.append(bytes(b))
         mutated.append(raw[: rng.randrange(len(raw))])
     return base + mutated
@@ -69,8 +70,9 @@ def _run(messages: list[bytes], tmp: Path, pure: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PRACTICEFLOW_PURE_PYTHON"}
     if pure:
         env["PRACTICEFLOW_PURE_PYTHON"] = "1"
-    subprocess.run([sys.executable, "-c", _OUTCOMES, str(src), str(dst)], check=True, env=env, cwd=REPO_ROOT,
-                   timeout=600)
+    subprocess.run(
+        [sys.executable, "-c", _OUTCOMES, str(src), str(dst)], check=True, env=env, cwd=REPO_ROOT, timeout=600
+    )
     return json.loads(dst.read_text())
 
 
@@ -126,8 +128,15 @@ def test_stale_module_runs_from_source():
     """)
     path = REPO_ROOT / "processors" / "hl7" / "_speedups.py"
     env = {k: v for k, v in os.environ.items() if k != "PRACTICEFLOW_PURE_PYTHON"}
-    out = subprocess.run([sys.executable, "-c", script, str(path)], check=True, capture_output=True, text=True,
-                         env=env, cwd=REPO_ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     forms = json.loads(out.stdout.strip().splitlines()[-1])
     assert forms["parser"] == "python"
     if speedups_status()["normalize"] == "compiled":

@@ -1,4 +1,5 @@
 """Fields the denial and prior-auth workflows need: claim use, outcome, authorization number."""
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,38 @@ def _one(raw: dict, record_type: str) -> dict:
 
 
 def test_fhir_preauthorization_claim_and_response():
-    claim = _one({"resourceType": "Claim", "id": "c1", "status": "active", "use": "preauthorization",
-                  "type": {"coding": [{"code": "professional"}]}, "created": "2026-11-27",
-                  "patient": {"reference": "Patient/p1"}, "provider": {"display": "Demo Clinic"},
-                  "priority": {"coding": [{"code": "normal"}]},
-                  "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "cov"}}]}, "Claim")
+    claim = _one(
+        {
+            "resourceType": "Claim",
+            "id": "c1",
+            "status": "active",
+            "use": "preauthorization",
+            "type": {"coding": [{"code": "professional"}]},
+            "created": "2026-11-27",
+            "patient": {"reference": "Patient/p1"},
+            "provider": {"display": "Demo Clinic"},
+            "priority": {"coding": [{"code": "normal"}]},
+            "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "cov"}}],
+        },
+        "Claim",
+    )
     assert claim["use"] == "preauthorization"
-    resp = _one({"resourceType": "ClaimResponse", "id": "r1", "status": "active", "use": "preauthorization",
-                 "type": {"coding": [{"code": "professional"}]}, "created": "2026-11-27", "outcome": "complete",
-                 "patient": {"reference": "Patient/p1"}, "insurer": {"display": "Payer"},
-                 "request": {"reference": "Claim/c1"}, "preAuthRef": "AUTH-778"}, "ClaimAdjudication")
+    resp = _one(
+        {
+            "resourceType": "ClaimResponse",
+            "id": "r1",
+            "status": "active",
+            "use": "preauthorization",
+            "type": {"coding": [{"code": "professional"}]},
+            "created": "2026-11-27",
+            "outcome": "complete",
+            "patient": {"reference": "Patient/p1"},
+            "insurer": {"display": "Payer"},
+            "request": {"reference": "Claim/c1"},
+            "preAuthRef": "AUTH-778",
+        },
+        "ClaimAdjudication",
+    )
     assert (resp["outcome"], resp["authorization_number"], resp["status_code"]) == ("complete", "AUTH-778", None)
 
 

@@ -7,6 +7,7 @@ normalize into records that validate against the committed Avro schemas or raise
 ``internal_error``. Files absent from the folder simply produce no test cases;
 known files get specific expectations (SOURCES.md says what each exercises).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,6 @@ pytestmark = pytest.mark.corpus
 
 PID = "practice-corpus"
 REPO = Path(__file__).resolve().parents[2]
-
-
 
 
 DATA = shared_data_dir()
@@ -144,8 +143,15 @@ def exp_medicare_part_a(res: NormalizeResult) -> None:
     assert c["666123"][0]["adjustments"][0]["amount"] == 73348.57
     assert c["777777"][0]["remark_codes"] == ["MA02"]
     (plb,) = _of(res, "ProviderAdjustment")
-    assert plb == {**plb, "provider_id": "6543210903", "fiscal_period_end": "2002-12-31", "reason": "CV",
-                   "reference": "CP", "amount": -1.27, "payment_trace": "12345"}
+    assert plb == {
+        **plb,
+        "provider_id": "6543210903",
+        "fiscal_period_end": "2002-12-31",
+        "reason": "CV",
+        "reference": "CP",
+        "amount": -1.27,
+        "payment_trace": "12345",
+    }
 
 
 def exp_nv_medicaid_plb(res: NormalizeResult) -> None:
@@ -154,7 +160,9 @@ def exp_nv_medicaid_plb(res: NormalizeResult) -> None:
     assert {p["provider_id"] for p in plbs} == {"15483NN082"}
     c = _claims(res)
     assert [(a["group"], a["reason"], a["amount"]) for a in c["77777777"][0]["adjustments"]] == [
-        ("OA", "147", 50016.0), ("CO", "26", 22216.0)]
+        ("OA", "147", 50016.0),
+        ("CO", "26", 22216.0),
+    ]
     assert c["77777778"][0]["adjustments"][0]["reason"] == "176"
 
 
@@ -162,7 +170,9 @@ def exp_plb_only(res: NormalizeResult) -> None:
     plbs = _of(res, "ProviderAdjustment")
     assert len(plbs) == 6
     assert [(p["provider_id"], p["reason"], p["amount"]) for p in plbs[:2]] == [
-        ("PAYEE_ID1", "WO", 298.18), ("PAYEE_ID1", "72", -298.18)]
+        ("PAYEE_ID1", "WO", 298.18),
+        ("PAYEE_ID1", "72", -298.18),
+    ]
     assert {p["payment_trace"] for p in plbs} == {"TRN1", "CHECK_1", "TRN3"}
     (claim,) = _of(res, "ClaimAdjudication")
     assert claim["payee_npi"] == "PROVIDER2_NPI" and claim["payment_trace"] == "CHECK_1"
@@ -211,7 +221,10 @@ def exp_277ca_accepted(res: NormalizeResult) -> None:
 def exp_277_claim_level(res: NormalizeResult) -> None:
     st = _of(res, "ClaimStatus")
     assert [(s["category_code"], s["status_code"], s["entity_code"]) for s in st] == [
-        ("P3", "317", None), ("F0", "3", None), ("F2", "88", "QC")]
+        ("P3", "317", None),
+        ("F0", "3", None),
+        ("F2", "88", "QC"),
+    ]
     assert st[1]["paid"] == 7599.0
 
 
@@ -328,8 +341,12 @@ def test_malformed_files_with_denial_content_are_kept_in_default_mode(name: str)
     _valid(result)
     assert result.warnings  # what was wrong is reported
     if name.split("/")[-1].startswith("835"):
-        adjustments = [a for r in result.records if r.record_type == "ClaimAdjudication"
-                       for a in r.value["adjustments"] + [x for ln in r.value["lines"] for x in ln["adjustments"]]]
+        adjustments = [
+            a
+            for r in result.records
+            if r.record_type == "ClaimAdjudication"
+            for a in r.value["adjustments"] + [x for ln in r.value["lines"] for x in ln["adjustments"]]
+        ]
         assert adjustments or any(r.record_type == "ProviderAdjustment" for r in result.records)
 
 
@@ -340,16 +357,28 @@ def test_outbound_transactions_are_rejected_as_unsupported(name: str):
     assert exc.value.reason_code == "unsupported_transaction"
 
 
-@pytest.mark.parametrize("name", [n for n in ("malformed/835_garbage_values_newline_terminated.x12",
-                                               "malformed/835_invalid_values_4010_pb2.x12") if n in BY_NAME])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in ("malformed/835_garbage_values_newline_terminated.x12", "malformed/835_invalid_values_4010_pb2.x12")
+        if n in BY_NAME
+    ],
+)
 def test_garbage_835_is_rejected(name: str):
     with pytest.raises(Rejected) as exc:
         _normalize(name)
     assert exc.value.reason_code == "no_records"
 
 
-@pytest.mark.parametrize("name", [n for n in ("malformed/835_no_isa_gs_envelope_bcbs_nc_co42_pr2_pr3.x12",
-                                               "malformed/837P_imsweb_no_isa_line.x12") if n in BY_NAME])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in ("malformed/835_no_isa_gs_envelope_bcbs_nc_co42_pr2_pr3.x12", "malformed/837P_imsweb_no_isa_line.x12")
+        if n in BY_NAME
+    ],
+)
 def test_no_envelope_is_rejected_in_strict_mode(name: str):
     with pytest.raises(Rejected) as exc:
         _normalize(name, strict=True)

@@ -2,6 +2,7 @@
 
 Every record any test produces is validated against the committed Avro schema.
 """
+
 from __future__ import annotations
 
 import gc
@@ -18,19 +19,57 @@ PID = "practice-42"
 
 
 # --------------------------------------------------------------------------- helpers
-def isa(elem: str = "*", rep: str = "^", comp: str = ":", term: str = "~", *, ctl: int = 905,
-        sender: str = "PAYERSENDER", receiver: str = "PRACTICE", version: str = "00501",
-        date: str = "240105", time: str = "1230") -> str:
-    fields = ["ISA", "00", " " * 10, "00", " " * 10, "ZZ", sender.ljust(15), "ZZ", receiver.ljust(15),
-              date, time, rep, version, f"{ctl:09d}", "0", "P", comp]
+def isa(
+    elem: str = "*",
+    rep: str = "^",
+    comp: str = ":",
+    term: str = "~",
+    *,
+    ctl: int = 905,
+    sender: str = "PAYERSENDER",
+    receiver: str = "PRACTICE",
+    version: str = "00501",
+    date: str = "240105",
+    time: str = "1230",
+) -> str:
+    fields = [
+        "ISA",
+        "00",
+        " " * 10,
+        "00",
+        " " * 10,
+        "ZZ",
+        sender.ljust(15),
+        "ZZ",
+        receiver.ljust(15),
+        date,
+        time,
+        rep,
+        version,
+        f"{ctl:09d}",
+        "0",
+        "P",
+        comp,
+    ]
     out = elem.join(fields) + term
     assert len(out) == 106
     return out
 
 
-def interchange(body: list[str], *, elem: str = "*", rep: str = "^", comp: str = ":", term: str = "~",
-                sep: str = "", gs01: str = "HP", gs08: str = "005010X221A1", ctl: int = 905,
-                st_ids: tuple[str, ...] | None = None, **isa_kw) -> bytes:
+def interchange(
+    body: list[str],
+    *,
+    elem: str = "*",
+    rep: str = "^",
+    comp: str = ":",
+    term: str = "~",
+    sep: str = "",
+    gs01: str = "HP",
+    gs08: str = "005010X221A1",
+    ctl: int = 905,
+    st_ids: tuple[str, ...] | None = None,
+    **isa_kw,
+) -> bytes:
     """Wrap transaction sets (each a list of segment strings written with '*' ':' '^') in GS/ISA.
 
     ``body`` is a list of transaction sets separated by the marker segment "--".
@@ -51,11 +90,18 @@ def interchange(body: list[str], *, elem: str = "*", rep: str = "^", comp: str =
     segs += [f"GE*{len(sets)}*77", f"IEA*1*{ctl:09d}"]
 
     def enc(s: str) -> str:
-        return s.replace("*", "\x00E").replace(":", "\x00C").replace("^", "\x00R") \
-                .replace("\x00E", elem).replace("\x00C", comp).replace("\x00R", rep)
+        return (
+            s.replace("*", "\x00E")
+            .replace(":", "\x00C")
+            .replace("^", "\x00R")
+            .replace("\x00E", elem)
+            .replace("\x00C", comp)
+            .replace("\x00R", rep)
+        )
 
-    return (isa(elem, rep, comp, term, ctl=ctl, **isa_kw) + sep
-            + (term + sep).join(enc(s) for s in segs) + term + sep).encode()
+    return (
+        isa(elem, rep, comp, term, ctl=ctl, **isa_kw) + sep + (term + sep).join(enc(s) for s in segs) + term + sep
+    ).encode()
 
 
 def run(raw: bytes, *, strict: bool = False) -> NormalizeResult:
@@ -137,8 +183,12 @@ def test_835_claims_adjustments_remarks_and_lines():
     assert (c1["total_charge"], c1["paid"], c1["patient_responsibility"]) == (500.0, 0.0, 0.0)
     assert c1["payer_claim_control_number"] == "PAYERCCN0001"
     assert codes(c1["adjustments"]) == [
-        ("CO", "29", 100.0, 1.0), ("CO", "16", 50.0, None), ("CO", "18", 25.0, 2.0),
-        ("CO", "197", 10.0, None), ("CO", "45", 5.0, None), ("CO", "253", 1.5, None),
+        ("CO", "29", 100.0, 1.0),
+        ("CO", "16", 50.0, None),
+        ("CO", "18", 25.0, 2.0),
+        ("CO", "197", 10.0, None),
+        ("CO", "45", 5.0, None),
+        ("CO", "253", 1.5, None),
     ]
     assert c1["remark_codes"] == ["N1", "MA01", "MA02", "MA130", "N20"]
     assert c1["patient_name"] == "DOE, JANE Q"
@@ -192,8 +242,12 @@ def test_835_adjudication_id_does_not_depend_on_other_claims():
 def test_835_plb_pairs():
     adjs = of_type(run(interchange(ERA_835)), "ProviderAdjustment")
     assert [(a["reason"], a["reference"], a["amount"]) for a in adjs] == [
-        ("WO", "ABC123", 25.0), ("72", "ABC123", -25.0), ("L6", None, 1.23),
-        ("CS", "REF9", -4.5), ("FB", None, 7.0), ("90", None, 0.5),
+        ("WO", "ABC123", 25.0),
+        ("72", "ABC123", -25.0),
+        ("L6", None, 1.23),
+        ("CS", "REF9", -4.5),
+        ("FB", None, 7.0),
+        ("90", None, 0.5),
     ]
     assert {a["provider_id"] for a in adjs} == {"1234567893"}
     assert {a["fiscal_period_end"] for a in adjs} == {"2024-12-31"}
@@ -213,17 +267,27 @@ def test_835_custom_delimiters_pipe_bang_caret_and_newlines():
 
 
 def test_835_several_transaction_sets_and_interchanges_with_own_delimiters():
-    second_set = ["835", "BPR*I*50*C*CHK************20240111", "TRN*1*CHK999*1999",
-                  "N1*PR*OTHER PLAN", "N1*PE*SUNRISE*XX*1234567893",
-                  "CLP*PCN-2001*1*60*50*10*12*CCN2001", "CAS*PR*3*10"]
+    second_set = [
+        "835",
+        "BPR*I*50*C*CHK************20240111",
+        "TRN*1*CHK999*1999",
+        "N1*PR*OTHER PLAN",
+        "N1*PE*SUNRISE*XX*1234567893",
+        "CLP*PCN-2001*1*60*50*10*12*CCN2001",
+        "CAS*PR*3*10",
+    ]
     one = interchange(ERA_835 + ["--"] + second_set)
     two = interchange(second_set, elem="|", comp=">", rep="!", term="\n", ctl=906)
     res = run(one + b"\r\n" + two)
     assert res.warnings == []
-    ids = [(c["claim_id"], c["payment_trace"], c["source"]["message_id"].split("/")[1:])
-           for c in of_type(res, "ClaimAdjudication")]
-    assert ids[-2:] == [("PCN-2001", "CHK999", ["000000905", "77", "0002"]),
-                        ("PCN-2001", "CHK999", ["000000906", "77", "0001"])]
+    ids = [
+        (c["claim_id"], c["payment_trace"], c["source"]["message_id"].split("/")[1:])
+        for c in of_type(res, "ClaimAdjudication")
+    ]
+    assert ids[-2:] == [
+        ("PCN-2001", "CHK999", ["000000905", "77", "0002"]),
+        ("PCN-2001", "CHK999", ["000000906", "77", "0001"]),
+    ]
     # the same claim paid in two interchanges of one file: occurrence index keeps ids apart
     assert ids[-1] != ids[-2]
     assert len({c["adjudication_id"] for c in of_type(res, "ClaimAdjudication")}) == 5
@@ -258,8 +322,9 @@ def test_835_component_separator_mismatch_is_detected():
 def test_envelope_count_and_control_mismatch_warns_or_rejects_in_strict():
     good = interchange(ERA_835)
     count = len(ERA_835) + 1
-    raw = good.replace(f"SE*{count}*0001".encode(), f"SE*{count - 1}*0001".encode()) \
-              .replace(b"IEA*1*000000905", b"IEA*1*000000999")
+    raw = good.replace(f"SE*{count}*0001".encode(), f"SE*{count - 1}*0001".encode()).replace(
+        b"IEA*1*000000905", b"IEA*1*000000999"
+    )
     assert raw.count(b"SE*") == 1 and raw != good
     res = run(raw)
     assert any(f"SE01 {count - 1} != {count}" in w for w in res.warnings)
@@ -322,15 +387,18 @@ def test_no_envelope_st_se_only():
     assert exc.value.reason_code == "missing_isa"
 
 
-@pytest.mark.parametrize("raw, code", [
-    (b"", "empty"),
-    (b"   \r\n", "empty"),
-    (b"hello world, not x12", "missing_isa"),
-    (b"MSH|^~\\&|LAB|HOSP|||20240101||ORU^R01|1|P|2.5\r", "missing_isa"),
-    (b"ISA", "missing_isa"),
-    (b"ISA*00*", "invalid_isa"),
-    (b"ISAX00", "missing_isa"),
-])
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        (b"", "empty"),
+        (b"   \r\n", "empty"),
+        (b"hello world, not x12", "missing_isa"),
+        (b"MSH|^~\\&|LAB|HOSP|||20240101||ORU^R01|1|P|2.5\r", "missing_isa"),
+        (b"ISA", "missing_isa"),
+        (b"ISA*00*", "invalid_isa"),
+        (b"ISAX00", "missing_isa"),
+    ],
+)
 def test_garbage_is_rejected(raw, code):
     with pytest.raises(Rejected) as exc:
         normalize_x12(raw, PID, 0)
@@ -344,11 +412,14 @@ def test_interchange_without_transactions_is_rejected():
     assert exc.value.reason_code == "no_transactions"
 
 
-@pytest.mark.parametrize("set_id, gs01, fragment", [
-    ("270", "HS", "eligibility inquiry"),
-    ("276", "HR", "claim status inquiry"),
-    ("278", "HI", "278 request"),
-])
+@pytest.mark.parametrize(
+    "set_id, gs01, fragment",
+    [
+        ("270", "HS", "eligibility inquiry"),
+        ("276", "HR", "claim status inquiry"),
+        ("278", "HI", "278 request"),
+    ],
+)
 def test_outbound_transactions_are_unsupported(set_id, gs01, fragment):
     raw = interchange([set_id, "BHT*0022*13*REQ1*20240105*1230", "HL*1**20*1"], gs01=gs01, gs08="005010X279A1")
     with pytest.raises(Rejected) as exc:
@@ -401,17 +472,29 @@ def test_no_reference_cycles_and_gc_state_restored():
 CA_277 = [
     "277",
     "BHT*0085*08*BATCH01*20240112*1015*TH",
-    "HL*1**20*1", "NM1*PR*2*ACME HEALTH PLAN*****PI*87726", "TRN*1*0091182", "DTP*050*D8*20240112",
-    "HL*2*1*21*1", "NM1*41*2*SUNRISE BILLING*****46*X123", "TRN*2*BATCH-TRACE",
+    "HL*1**20*1",
+    "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
+    "TRN*1*0091182",
+    "DTP*050*D8*20240112",
+    "HL*2*1*21*1",
+    "NM1*41*2*SUNRISE BILLING*****46*X123",
+    "TRN*2*BATCH-TRACE",
     "STC*A1:19:PR*20240112*WQ*725",
-    "HL*3*2*19*1", "NM1*85*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
-    "HL*4*3*PT", "NM1*QC*1*DOE*JANE****MI*MEM0001", "TRN*2*PCN-1001",
+    "HL*3*2*19*1",
+    "NM1*85*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
+    "HL*4*3*PT",
+    "NM1*QC*1*DOE*JANE****MI*MEM0001",
+    "TRN*2*PCN-1001",
     "STC*A2:20*20240112*WQ*500",
-    "REF*1K*PAYER-ICN-1", "DTP*472*RD8*20231201-20231201",
-    "HL*5*3*PT", "NM1*QC*1*ROE*RICHARD****MI*MEM0999", "TRN*2*PCN-1002",
+    "REF*1K*PAYER-ICN-1",
+    "DTP*472*RD8*20231201-20231201",
+    "HL*5*3*PT",
+    "NM1*QC*1*ROE*RICHARD****MI*MEM0999",
+    "TRN*2*PCN-1002",
     "STC*A7:562:85*20240112*U*225******A7:128:IL*A8:454",  # STC10, STC11
     "REF*1K*PAYER-ICN-2",
-    "SVC*HC:99213*125****1", "STC*A7:306*20240112*U*125",
+    "SVC*HC:99213*125****1",
+    "STC*A7:306*20240112*U*125",
 ]
 
 
@@ -436,23 +519,41 @@ def test_277ca_claim_statuses():
 
 
 def test_277_provider_level_status_without_claims():
-    body = ["277", "BHT*0010*08*X212*20240112*0810*DG",
-            "HL*1**20*1", "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
-            "HL*2*1*21*1", "NM1*41*2*SUNRISE BILLING*****46*X123",
-            "HL*3*2*19*0", "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893", "TRN*1*0",
-            "STC*E0:24:85*20240112"]
+    body = [
+        "277",
+        "BHT*0010*08*X212*20240112*0810*DG",
+        "HL*1**20*1",
+        "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
+        "HL*2*1*21*1",
+        "NM1*41*2*SUNRISE BILLING*****46*X123",
+        "HL*3*2*19*0",
+        "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
+        "TRN*1*0",
+        "STC*E0:24:85*20240112",
+    ]
     st = of_type(run(interchange(body, gs01="HN", gs08="005010X212")), "ClaimStatus")
-    assert [(s["claim_id"], s["category_code"], s["status_code"], s["entity_code"], s["accepted"])
-            for s in st] == [(None, "E0", "24", "85", None)]
+    assert [(s["claim_id"], s["category_code"], s["status_code"], s["entity_code"], s["accepted"]) for s in st] == [
+        (None, "E0", "24", "85", None)
+    ]
 
 
 def test_277_x212_uses_patient_control_number_and_finalized_status():
-    body = ["277", "BHT*0010*08*X212*20240112*0810*DG",
-            "HL*1**20*1", "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
-            "HL*2*1*21*1", "NM1*41*2*SUNRISE BILLING*****46*X123",
-            "HL*3*2*19*1", "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
-            "HL*4*3*22*0", "NM1*IL*1*DOE*JANE****MI*MEM0001", "TRN*2*INQUIRY-TRACE",
-            "STC*F2:88:QC*20240110**150.00*0.00", "REF*1K*ICN77", "REF*EJ*PCN-1001"]
+    body = [
+        "277",
+        "BHT*0010*08*X212*20240112*0810*DG",
+        "HL*1**20*1",
+        "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
+        "HL*2*1*21*1",
+        "NM1*41*2*SUNRISE BILLING*****46*X123",
+        "HL*3*2*19*1",
+        "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
+        "HL*4*3*22*0",
+        "NM1*IL*1*DOE*JANE****MI*MEM0001",
+        "TRN*2*INQUIRY-TRACE",
+        "STC*F2:88:QC*20240110**150.00*0.00",
+        "REF*1K*ICN77",
+        "REF*EJ*PCN-1001",
+    ]
     (s,) = of_type(run(interchange(body, gs01="HN", gs08="005010X212")), "ClaimStatus")
     assert s["claim_id"] == "PCN-1001"
     assert (s["category_code"], s["status_code"], s["entity_code"]) == ("F2", "88", "QC")
@@ -463,23 +564,41 @@ def test_277_x212_uses_patient_control_number_and_finalized_status():
 ELIG_271 = [
     "271",
     "BHT*0022*11*REQ-55*20240105*1230",
-    "HL*1**20*1", "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
-    "HL*2*1*21*1", "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
-    "HL*3*2*22*1", "NM1*IL*1*DOE*JOHN****MI*SUB0001", "DMG*D8*19700101*M",
-    "HL*4*3*23*0", "TRN*2*TRACE-270-1*9877281234", "TRN*1*PAYER-TRACE*9999999999",
-    "NM1*03*1*DOE*JANE", "DMG*D8*20100615*F", "REF*EJ*ACCT-9", "REF*EA*MRN-JANE",
+    "HL*1**20*1",
+    "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
+    "HL*2*1*21*1",
+    "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
+    "HL*3*2*22*1",
+    "NM1*IL*1*DOE*JOHN****MI*SUB0001",
+    "DMG*D8*19700101*M",
+    "HL*4*3*23*0",
+    "TRN*2*TRACE-270-1*9877281234",
+    "TRN*1*PAYER-TRACE*9999999999",
+    "NM1*03*1*DOE*JANE",
+    "DMG*D8*20100615*F",
+    "REF*EJ*ACCT-9",
+    "REF*EA*MRN-JANE",
     "EB*1*FAM*30^1^33^98*HM*GOLD PLAN",
     "EB*B*IND*98^UC*HM*GOLD PLAN*27*25.00*****Y",
     "MSG*COPAY WAIVED FOR PREVENTIVE VISITS",
-    "EB*A*IND*30***27**0.2****N", "REF*EA*BENEFIT-LEVEL-REF",
-    "EB*L", "LS*2120", "NM1*P3*1*JONES*MARCUS****XX*1234567893", "LE*2120",
+    "EB*A*IND*30***27**0.2****N",
+    "REF*EA*BENEFIT-LEVEL-REF",
+    "EB*L",
+    "LS*2120",
+    "NM1*P3*1*JONES*MARCUS****XX*1234567893",
+    "LE*2120",
     "--",
     "271",
     "BHT*0022*11*REQ-56*20240105*1230",
-    "HL*1**20*1", "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
-    "HL*2*1*21*1", "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
-    "HL*3*2*22*0", "TRN*2*TRACE-270-2*9877281234", "NM1*IL*1*POE*EDGAR****MI*SUB0002",
-    "AAA*Y**72*C", "EB*6**30",
+    "HL*1**20*1",
+    "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
+    "HL*2*1*21*1",
+    "NM1*1P*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
+    "HL*3*2*22*0",
+    "TRN*2*TRACE-270-2*9877281234",
+    "NM1*IL*1*POE*EDGAR****MI*SUB0002",
+    "AAA*Y**72*C",
+    "EB*6**30",
 ]
 
 
@@ -513,8 +632,13 @@ def test_271_custom_repetition_separator():
 
 
 def test_271_source_level_rejection_without_subscriber():
-    body = ["271", "BHT*0022*11*REQ-57*20240105*1230",
-            "HL*1**20*1", "NM1*PR*2*ACME HEALTH PLAN*****PI*87726", "AAA*Y**42*R"]
+    body = [
+        "271",
+        "BHT*0022*11*REQ-57*20240105*1230",
+        "HL*1**20*1",
+        "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
+        "AAA*Y**42*R",
+    ]
     (r,) = of_type(run(interchange(body, gs01="HB", gs08="005010X279A1")), "EligibilityResponse")
     assert r["rejections"] == ["42"] and r["member_id"] is None and r["active"] is None
     assert r["trace_number"] == "REQ-57"
@@ -524,9 +648,13 @@ def test_271_source_level_rejection_without_subscriber():
 ACK_999 = [
     "999",
     "AK1*HC*4411*005010X222A1",
-    "AK2*837*0001*005010X222A1", "IK5*A",
+    "AK2*837*0001*005010X222A1",
+    "IK5*A",
     "AK2*837*0002*005010X222A1",
-    "IK3*CLM*22*2300*8", "CTX*CLM01:PCN-1001", "IK4*2*782*1", "IK5*R*5",
+    "IK3*CLM*22*2300*8",
+    "CTX*CLM01:PCN-1001",
+    "IK4*2*782*1",
+    "IK5*R*5",
     "AK9*P*2*2*1",
 ]
 
@@ -550,8 +678,10 @@ def test_999_without_ak9_derives_acceptance():
 
 
 def test_ta1_only_interchange():
-    raw = (isa(elem="|", comp="!", rep="^") + "\r\n" + "TA1|000001234|240105|1230|R|006~\r\n"
-           "TA1|000001235|240105|1230|A|000~\r\nIEA|0|000000905~\r\n").encode()
+    raw = (
+        isa(elem="|", comp="!", rep="^") + "\r\n" + "TA1|000001234|240105|1230|R|006~\r\n"
+        "TA1|000001235|240105|1230|A|000~\r\nIEA|0|000000905~\r\n"
+    ).encode()
     res = run(raw)
     assert res.message_type == "TA1"
     rejected, accepted = of_type(res, "InterchangeAck")
@@ -567,13 +697,22 @@ CLAIM_837P = [
     "837",
     "BHT*0019*00*0123*20240105*1230*CH",
     "NM1*41*2*SUNRISE BILLING*****46*X123",
-    "HL*1**20*1", "NM1*85*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
-    "HL*2*1*22*0", "SBR*P*18*******CI", "NM1*IL*1*DOE*JANE****MI*MEM0001",
+    "HL*1**20*1",
+    "NM1*85*2*SUNRISE FAMILY PRACTICE*****XX*1234567893",
+    "HL*2*1*22*0",
+    "SBR*P*18*******CI",
+    "NM1*IL*1*DOE*JANE****MI*MEM0001",
     "NM1*PR*2*ACME HEALTH PLAN*****PI*87726",
-    "CLM*PCN-1001*300***11:B:1*Y*A*Y*Y", "REF*EA*MRN-77",
+    "CLM*PCN-1001*300***11:B:1*Y*A*Y*Y",
+    "REF*EA*MRN-77",
     "HI*ABK:J449*ABF:R0602",
-    "LX*1", "SV1*HC:99214:25*200*UN*1***1:2", "DTP*472*D8*20231201", "REF*6R*L1",
-    "LX*2", "SV1*HC:94640*100*UN*2***1", "DTP*472*D8*20231201",
+    "LX*1",
+    "SV1*HC:99214:25*200*UN*1***1:2",
+    "DTP*472*D8*20231201",
+    "REF*6R*L1",
+    "LX*2",
+    "SV1*HC:94640*100*UN*2***1",
+    "DTP*472*D8*20231201",
     "NM1*PR*2*SECONDARY PLAN*****PI*55555",
 ]
 
@@ -589,6 +728,7 @@ def test_837p_claim():
         {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "J449", "display": None},
         {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R0602", "display": None},
     ]
-    assert [(ln["procedure"]["code"], ln["modifiers"], ln["charge"], ln["units"], ln["control_number"])
-            for ln in c["lines"]] == [("99214", ["25"], 200.0, 1.0, "L1"), ("94640", [], 100.0, 2.0, None)]
+    assert [
+        (ln["procedure"]["code"], ln["modifiers"], ln["charge"], ln["units"], ln["control_number"]) for ln in c["lines"]
+    ] == [("99214", ["25"], 200.0, 1.0, "L1"), ("94640", [], 100.0, 2.0, None)]
     assert c["service_date"] == "2023-12-01"

@@ -1,6 +1,7 @@
 """Property tests: whatever the bytes, ``normalize_x12`` returns a NormalizeResult whose
 records validate against Avro, or raises Rejected (never another exception, never
 ``internal_error``); formatting that X12 ignores does not change the output."""
+
 from __future__ import annotations
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -12,54 +13,144 @@ from practiceflow.processors.x12.normalize import normalize_x12
 from practiceflow.schemas.avro_gen import load_parsed
 
 PID = "practice-prop"
-SETTINGS = settings(max_examples=250, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 def _isa(elem: str, rep: str, comp: str, term: str, ctl: int) -> str:
-    fields = ["ISA", "00", " " * 10, "00", " " * 10, "ZZ", "PAYER".ljust(15), "ZZ", "PRACTICE".ljust(15),
-              "240105", "1230", rep, "00501", f"{ctl:09d}", "0", "P", comp]
+    fields = [
+        "ISA",
+        "00",
+        " " * 10,
+        "00",
+        " " * 10,
+        "ZZ",
+        "PAYER".ljust(15),
+        "ZZ",
+        "PRACTICE".ljust(15),
+        "240105",
+        "1230",
+        rep,
+        "00501",
+        f"{ctl:09d}",
+        "0",
+        "P",
+        comp,
+    ]
     return elem.join(fields) + term
 
 
 _SETS = {
-    "835": ("HP", "005010X221A1", [
-        "BPR*I*95*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20240110",
-        "TRN*1*EFT1*1512345678", "N1*PR*ACME*XV*87726", "N1*PE*SUNRISE*XX*1234567893", "LX*1",
-        "CLP*PCN1*4*200*0*0*12*CCN1*11*1", "CAS*CO*29*200", "NM1*QC*1*DOE*JANE****MI*M1",
-        "MOA***MA130", "SVC*HC:99213:25*200*0**1", "DTM*472*20231201", "CAS*CO*29*200*1*45*0",
-        "LQ*HE*N211", "REF*6R*L1",
-        "CLP*PCN2*22*-120*-95*-25*12*CCN2*11*7", "NM1*QC*1*ROE*RICH****MI*M2",
-        "SVC*HC:99214*-120*-95**-1", "CAS*PR*3*-25",
-        "PLB*1234567893*20241231*WO:R1*25*72:R1*-25*L6*1.5",
-    ]),
-    "277": ("HN", "005010X214", [
-        "BHT*0085*08*B1*20240112*1015*TH", "HL*1**20*1", "NM1*PR*2*ACME*****PI*87726",
-        "HL*2*1*21*1", "NM1*41*2*BILLING*****46*X1", "TRN*2*BT", "STC*A1:19:PR*20240112*WQ*200",
-        "HL*3*2*19*1", "NM1*85*2*SUNRISE*****XX*1234567893",
-        "HL*4*3*PT", "NM1*QC*1*DOE*JANE****MI*M1", "TRN*2*PCN1",
-        "STC*A7:562:85*20240112*U*200******A7:128:IL", "REF*1K*ICN1",
-    ]),
-    "271": ("HB", "005010X279A1", [
-        "BHT*0022*11*R1*20240105*1230", "HL*1**20*1", "NM1*PR*2*ACME*****PI*87726",
-        "HL*2*1*21*1", "NM1*1P*2*SUNRISE*****XX*1234567893",
-        "HL*3*2*22*0", "TRN*2*T1*9877281234", "NM1*IL*1*DOE*JANE****MI*M1", "DMG*D8*19800101*F",
-        "EB*1**30^1^33*HM*GOLD", "EB*B**98*HM*GOLD*27*25.00*****Y", "MSG*NOTE",
-        "EB*L", "LS*2120", "NM1*P3*1*JONES*M****XX*1234567893", "LE*2120", "AAA*Y**72*C",
-    ]),
-    "999": ("FA", "005010X231A1", [
-        "AK1*HC*4411*005010X222A1", "AK2*837*0001", "IK5*A", "AK2*837*0002",
-        "IK3*CLM*22*2300*8", "CTX*CLM01:PCN1", "IK4*2*782*1", "IK5*R*5", "AK9*P*2*2*1",
-    ]),
-    "837": ("HC", "005010X222A1", [
-        "BHT*0019*00*1*20240105*1230*CH", "HL*1**20*1", "NM1*85*2*SUNRISE*****XX*1234567893",
-        "HL*2*1*22*0", "NM1*IL*1*DOE*JANE****MI*M1", "NM1*PR*2*ACME*****PI*87726",
-        "CLM*PCN1*300***11:B:1*Y*A*Y*Y", "HI*ABK:J449*ABF:R0602", "LX*1", "SV1*HC:99214:25*300*UN*1***1",
-        "DTP*472*D8*20231201",
-    ]),
+    "835": (
+        "HP",
+        "005010X221A1",
+        [
+            "BPR*I*95*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20240110",
+            "TRN*1*EFT1*1512345678",
+            "N1*PR*ACME*XV*87726",
+            "N1*PE*SUNRISE*XX*1234567893",
+            "LX*1",
+            "CLP*PCN1*4*200*0*0*12*CCN1*11*1",
+            "CAS*CO*29*200",
+            "NM1*QC*1*DOE*JANE****MI*M1",
+            "MOA***MA130",
+            "SVC*HC:99213:25*200*0**1",
+            "DTM*472*20231201",
+            "CAS*CO*29*200*1*45*0",
+            "LQ*HE*N211",
+            "REF*6R*L1",
+            "CLP*PCN2*22*-120*-95*-25*12*CCN2*11*7",
+            "NM1*QC*1*ROE*RICH****MI*M2",
+            "SVC*HC:99214*-120*-95**-1",
+            "CAS*PR*3*-25",
+            "PLB*1234567893*20241231*WO:R1*25*72:R1*-25*L6*1.5",
+        ],
+    ),
+    "277": (
+        "HN",
+        "005010X214",
+        [
+            "BHT*0085*08*B1*20240112*1015*TH",
+            "HL*1**20*1",
+            "NM1*PR*2*ACME*****PI*87726",
+            "HL*2*1*21*1",
+            "NM1*41*2*BILLING*****46*X1",
+            "TRN*2*BT",
+            "STC*A1:19:PR*20240112*WQ*200",
+            "HL*3*2*19*1",
+            "NM1*85*2*SUNRISE*****XX*1234567893",
+            "HL*4*3*PT",
+            "NM1*QC*1*DOE*JANE****MI*M1",
+            "TRN*2*PCN1",
+            "STC*A7:562:85*20240112*U*200******A7:128:IL",
+            "REF*1K*ICN1",
+        ],
+    ),
+    "271": (
+        "HB",
+        "005010X279A1",
+        [
+            "BHT*0022*11*R1*20240105*1230",
+            "HL*1**20*1",
+            "NM1*PR*2*ACME*****PI*87726",
+            "HL*2*1*21*1",
+            "NM1*1P*2*SUNRISE*****XX*1234567893",
+            "HL*3*2*22*0",
+            "TRN*2*T1*9877281234",
+            "NM1*IL*1*DOE*JANE****MI*M1",
+            "DMG*D8*19800101*F",
+            "EB*1**30^1^33*HM*GOLD",
+            "EB*B**98*HM*GOLD*27*25.00*****Y",
+            "MSG*NOTE",
+            "EB*L",
+            "LS*2120",
+            "NM1*P3*1*JONES*M****XX*1234567893",
+            "LE*2120",
+            "AAA*Y**72*C",
+        ],
+    ),
+    "999": (
+        "FA",
+        "005010X231A1",
+        [
+            "AK1*HC*4411*005010X222A1",
+            "AK2*837*0001",
+            "IK5*A",
+            "AK2*837*0002",
+            "IK3*CLM*22*2300*8",
+            "CTX*CLM01:PCN1",
+            "IK4*2*782*1",
+            "IK5*R*5",
+            "AK9*P*2*2*1",
+        ],
+    ),
+    "837": (
+        "HC",
+        "005010X222A1",
+        [
+            "BHT*0019*00*1*20240105*1230*CH",
+            "HL*1**20*1",
+            "NM1*85*2*SUNRISE*****XX*1234567893",
+            "HL*2*1*22*0",
+            "NM1*IL*1*DOE*JANE****MI*M1",
+            "NM1*PR*2*ACME*****PI*87726",
+            "CLM*PCN1*300***11:B:1*Y*A*Y*Y",
+            "HI*ABK:J449*ABF:R0602",
+            "LX*1",
+            "SV1*HC:99214:25*300*UN*1***1",
+            "DTP*472*D8*20231201",
+        ],
+    ),
 }
-DELIMS = [("*", "^", ":", "~"), ("|", "^", "!", "~"), ("*", "!", ">", "\n"), ("^", "{", "\\", "'"),
-          (">", "^", "+", "~"), ("!", "`", "}", "|")]
+DELIMS = [
+    ("*", "^", ":", "~"),
+    ("|", "^", "!", "~"),
+    ("*", "!", ">", "\n"),
+    ("^", "{", "\\", "'"),
+    (">", "^", "+", "~"),
+    ("!", "`", "}", "|"),
+]
 
 
 def build(kinds: tuple[str, ...], elem="*", rep="^", comp=":", term="~", sep="\n", ctl=905) -> bytes:
@@ -73,8 +164,9 @@ def build(kinds: tuple[str, ...], elem="*", rep="^", comp=":", term="~", sep="\n
         segs.append(f"SE*{len(body) + 2}*{k + 1:04d}")
     segs += [f"GE*{len(kinds)}*7", f"IEA*1*{ctl:09d}"]
     table = str.maketrans({"*": elem, "^": rep, ":": comp})
-    return (_isa(elem, rep, comp, term, ctl) + sep + (term + sep).join(s.translate(table) for s in segs)
-            + term + sep).encode()
+    return (
+        _isa(elem, rep, comp, term, ctl) + sep + (term + sep).join(s.translate(table) for s in segs) + term + sep
+    ).encode()
 
 
 SAMPLES = [build((k,)) for k in _SETS] + [
@@ -125,17 +217,26 @@ _NOISE = list(b"*~:^|!>+`\\'{}\r\n \t\x00") + [0xEF, 0xBB, 0xBF, 0xFF, 0xFE, ord
 @st.composite
 def mutated(draw) -> bytes:
     data = bytearray(draw(st.sampled_from(SAMPLES)))
-    ops = draw(st.lists(st.tuples(st.sampled_from(["delete", "duplicate", "replace", "insert", "truncate", "swap"]),
-                                  st.integers(0, 1 << 20), st.integers(1, 60), st.sampled_from(_NOISE)),
-                        min_size=1, max_size=6))
+    ops = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["delete", "duplicate", "replace", "insert", "truncate", "swap"]),
+                st.integers(0, 1 << 20),
+                st.integers(1, 60),
+                st.sampled_from(_NOISE),
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
     for op, pos, length, byte in ops:
         if not data:
             break
         pos %= len(data)
         if op == "delete":
-            del data[pos:pos + length]
+            del data[pos : pos + length]
         elif op == "duplicate":
-            data[pos:pos] = data[pos:pos + length]
+            data[pos:pos] = data[pos : pos + length]
         elif op == "replace":
             data[pos] = byte
         elif op == "insert":
@@ -143,8 +244,11 @@ def mutated(draw) -> bytes:
         elif op == "truncate":
             del data[pos:]
         else:  # swap one delimiter for another everywhere after pos
-            a, b = draw(st.sampled_from([(b"*", b"|"), (b"~", b"\n"), (b":", b">"), (b"~", b"*"), (b"*", b":"),
-                                         (b"^", b":"), (b"\n", b"")]))
+            a, b = draw(
+                st.sampled_from(
+                    [(b"*", b"|"), (b"~", b"\n"), (b":", b">"), (b"~", b"*"), (b"*", b":"), (b"^", b":"), (b"\n", b"")]
+                )
+            )
             data[pos:] = bytes(data[pos:]).replace(a, b)
     return bytes(data)
 
@@ -171,8 +275,7 @@ def test_line_breaks_and_indentation_between_segments_change_nothing(sample: byt
 
 
 @SETTINGS
-@given(st.sampled_from([k for k in _SETS if k != "999"]), st.sampled_from(DELIMS),
-       st.sampled_from(["", "\n", "\r\n"]))
+@given(st.sampled_from([k for k in _SETS if k != "999"]), st.sampled_from(DELIMS), st.sampled_from(["", "\n", "\r\n"]))
 def test_delimiter_choice_changes_no_business_content(kind: str, delims: tuple[str, str, str, str], sep: str):
     elem, rep, comp, term = delims
     if term == "\n":
@@ -185,8 +288,9 @@ def test_delimiter_choice_changes_no_business_content(kind: str, delims: tuple[s
 
     def content(result: NormalizeResult) -> list[dict]:
         # response_id / ack_id derive from the message id (which hashes the bytes); the rest must match
-        return [{k: v for k, v in r.value.items() if k not in ("source", "response_id", "ack_id")}
-                for r in result.records]
+        return [
+            {k: v for k, v in r.value.items() if k not in ("source", "response_id", "ack_id")} for r in result.records
+        ]
 
     assert content(variant) == content(base)
     for field in content_ids:

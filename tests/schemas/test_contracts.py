@@ -1,4 +1,5 @@
 """The Avro contracts: generated from the models, valid, and backward compatible."""
+
 from __future__ import annotations
 
 import json
@@ -48,25 +49,35 @@ def test_backward_compatible_with_previous_committed_version(name):
     assert not errors, f"{name} breaks backward compatibility: {errors}"
 
 
-BASE = {"type": "record", "name": "R", "fields": [
-    {"name": "a", "type": "string"},
-    {"name": "b", "type": ["null", "long"], "default": None},
-]}
+BASE = {
+    "type": "record",
+    "name": "R",
+    "fields": [
+        {"name": "a", "type": "string"},
+        {"name": "b", "type": ["null", "long"], "default": None},
+    ],
+}
 
 
 def _with_fields(*fields):
     return {**BASE, "fields": list(fields)}
 
 
-@pytest.mark.parametrize("reader,ok", [
-    (BASE, True),
-    (_with_fields(*BASE["fields"], {"name": "c", "type": "string", "default": ""}), True),   # new field with default
-    (_with_fields(*BASE["fields"], {"name": "c", "type": "string"}), False),                 # new field, no default
-    (_with_fields({"name": "a", "type": "long"}, BASE["fields"][1]), False),                 # type change
-    (_with_fields(BASE["fields"][0], {"name": "b", "type": ["null", "double"], "default": None}), True),  # promotion
-    (_with_fields(BASE["fields"][0], {"name": "b", "type": "long"}), False),                 # union narrowed
-    (_with_fields(BASE["fields"][0]), True),                                                 # field dropped
-])
+@pytest.mark.parametrize(
+    "reader,ok",
+    [
+        (BASE, True),
+        (_with_fields(*BASE["fields"], {"name": "c", "type": "string", "default": ""}), True),  # new field with default
+        (_with_fields(*BASE["fields"], {"name": "c", "type": "string"}), False),  # new field, no default
+        (_with_fields({"name": "a", "type": "long"}, BASE["fields"][1]), False),  # type change
+        (
+            _with_fields(BASE["fields"][0], {"name": "b", "type": ["null", "double"], "default": None}),
+            True,
+        ),  # promotion
+        (_with_fields(BASE["fields"][0], {"name": "b", "type": "long"}), False),  # union narrowed
+        (_with_fields(BASE["fields"][0]), True),  # field dropped
+    ],
+)
 def test_compat_checker_catches_breaking_changes(reader, ok):
     assert (not backward_errors(reader, BASE)) is ok
 

@@ -1,4 +1,5 @@
 """The content-addressed document store: a local folder and S3 (over the real S3 REST API)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -63,15 +64,20 @@ def test_s3_server_side_encryption_is_requested(s3_endpoint, s3_bucket):
     store = S3DocumentStore(f"s3://{s3_bucket}/enc", endpoint_url=s3_endpoint, sse="AES256")
     _, uri = store.put(FAX, "clinic-a")
     head = boto3.client("s3", endpoint_url=s3_endpoint).head_object(
-        Bucket=s3_bucket, Key=uri.split(f"s3://{s3_bucket}/", 1)[1])
+        Bucket=s3_bucket, Key=uri.split(f"s3://{s3_bucket}/", 1)[1]
+    )
     assert head["ServerSideEncryption"] == "AES256"
 
 
 def test_s3_unreachable_is_unavailable_not_a_crash(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{closed_port()}", region_name="us-east-1",
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{closed_port()}",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
     store = S3DocumentStore("s3://pf-docs-down", client=client)
     with pytest.raises(DocumentStoreUnavailable):
         store.put(FAX, "clinic-a")

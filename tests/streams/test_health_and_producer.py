@@ -1,4 +1,5 @@
 """Stall/rebalance-loop detection (pure) and producer re-creation on unknown outcomes."""
+
 from __future__ import annotations
 
 from collections import namedtuple
@@ -47,8 +48,12 @@ def test_rebalance_loop_is_not_live():
 
 def test_unreachable_broker_gives_unknown_outcome_and_a_new_producer():
     port = free_port()  # nothing listens here
-    p = DurableProducer(f"127.0.0.1:{port}", 3, delivery_timeout_ms=1500,
-                        extra={"socket.connection.setup.timeout.ms": 1000, "request.timeout.ms": 1000})
+    p = DurableProducer(
+        f"127.0.0.1:{port}",
+        3,
+        delivery_timeout_ms=1500,
+        extra={"socket.connection.setup.timeout.ms": 1000, "request.timeout.ms": 1000},
+    )
     try:
         with pytest.raises(DeliveryFailed) as err:
             p.send("pf.raw.hl7v2", "k", b"v", "clinic-a", timeout=10)

@@ -1,4 +1,5 @@
 """End to end through the real broker: raw -> Faust agent -> normalized, handoff, DLQ, ClickHouse."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,14 @@ pytestmark = pytest.mark.broker
 
 
 def consume_all(bootstrap: str, topic: str, serde, expect: int, timeout: float = 30.0) -> list[tuple[bytes, dict]]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe([topic])
     out: list[tuple[bytes, dict]] = []
     deadline = time.monotonic() + timeout
@@ -46,8 +53,12 @@ async def _run(cfg, stack, raws, until, sink=None, app_id=None):
     try:
         for raw in raws:
             topic = f"{cfg.topic_prefix}.raw.{raw['feed']}"
-            await producer.send_async(topic, f"{raw['practice_id']}/{raw['message_id']}",
-                                      pipeline.serde.encode(f"{topic}-value", "RawMessage", raw), raw["practice_id"])
+            await producer.send_async(
+                topic,
+                f"{raw['practice_id']}/{raw['message_id']}",
+                pipeline.serde.encode(f"{topic}-value", "RawMessage", raw),
+                raw["practice_id"],
+            )
         assert await runner.wait_for(lambda: until(pipeline), 60), pipeline.counts
     finally:
         producer.close()
@@ -58,8 +69,17 @@ async def _run(cfg, stack, raws, until, sink=None, app_id=None):
 def test_oru_flows_to_handoff_and_clickhouse(cfg, stack):
     sink = ClickHouseSink(cfg.chdb_dsn)
     raw = raw_record("clinic-a", "hl7v2", oru_r01())
-    p = asyncio.run(_run(cfg, stack, [raw], lambda p: p.counts.get("clickhouse.handoff_items", 0) >= 1
-                         and p.counts.get("clickhouse.observations", 0) >= 3, sink=sink))
+    p = asyncio.run(
+        _run(
+            cfg,
+            stack,
+            [raw],
+            lambda p: (
+                p.counts.get("clickhouse.handoff_items", 0) >= 1 and p.counts.get("clickhouse.observations", 0) >= 3
+            ),
+            sink=sink,
+        )
+    )
     assert p.counts["hl7v2.normalized"] == 1
     assert p.counts["record.Observation"] == 3
 
@@ -76,8 +96,9 @@ def test_oru_flows_to_handoff_and_clickhouse(cfg, stack):
     # one practice, one partition: all three landed on the same partition
     rows = sink.query("SELECT code, value_numeric, flags FROM {db}.observations FINAL ORDER BY code")
     assert rows == [("2345-7", 182.0, ["H"]), ("2823-3", 4.1, ["N"]), ("2951-2", 140.0, ["N"])]
-    assert sink.query("SELECT workflow, queue, patient_id FROM {db}.handoff_items FINAL") == \
-        [("results_review", "clinician", "MRN1001")]
+    assert sink.query("SELECT workflow, queue, patient_id FROM {db}.handoff_items FINAL") == [
+        ("results_review", "clinician", "MRN1001")
+    ]
 
 
 def test_malformed_message_lands_in_dead_letter_with_original_bytes(cfg, stack):
@@ -96,8 +117,14 @@ def test_malformed_message_lands_in_dead_letter_with_original_bytes(cfg, stack):
 def test_resend_is_not_processed_twice_and_audit_chain_verifies(cfg, stack):
     first = raw_record("clinic-b", "hl7v2", oru_r01(control_id="DUP1"))
     again = dict(first, received_at=first["received_at"] + 5000)
-    p = asyncio.run(_run(cfg, stack, [first, again],
-                         lambda p: p.counts.get("hl7v2.normalized", 0) + p.counts.get("hl7v2.duplicate", 0) >= 2))
+    p = asyncio.run(
+        _run(
+            cfg,
+            stack,
+            [first, again],
+            lambda p: p.counts.get("hl7v2.normalized", 0) + p.counts.get("hl7v2.duplicate", 0) >= 2,
+        )
+    )
     assert p.counts["hl7v2.normalized"] == 1 and p.counts["hl7v2.duplicate"] == 1
     handoffs = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.handoff", p.serde, 2, timeout=8)
     assert len(handoffs) == 1
@@ -115,8 +142,15 @@ def test_restart_recovers_the_dedup_table_from_its_changelog(cfg, stack):
 
     first = asyncio.run(_run(cfg, stack, [msg], lambda p: p.counts.get("hl7v2.normalized", 0) == 1, app_id=app_id))
     assert first.counts["hl7v2.normalized"] == 1
-    second = asyncio.run(_run(cfg, stack, [dict(msg, received_at=msg["received_at"] + 1)],
-                              lambda p: p.counts.get("hl7v2.duplicate", 0) == 1, app_id=app_id))
+    second = asyncio.run(
+        _run(
+            cfg,
+            stack,
+            [dict(msg, received_at=msg["received_at"] + 1)],
+            lambda p: p.counts.get("hl7v2.duplicate", 0) == 1,
+            app_id=app_id,
+        )
+    )
     assert second.counts.get("hl7v2.normalized", 0) == 0  # the first message was not replayed either
 
 
@@ -128,8 +162,12 @@ def test_old_message_ids_are_forgotten_with_tombstones_in_the_changelog(cfg, sta
     a = raw_record("clinic-d", "hl7v2", oru_r01(control_id="OLD-A"))
     b = raw_record("clinic-d", "hl7v2", oru_r01(control_id="OLD-B", mrn="MRN2002"))
     t = a["received_at"]
-    sequence = [dict(a, received_at=t), dict(b, received_at=t + 100), dict(b, received_at=t + 500),
-                dict(a, received_at=t + 5_000)]
+    sequence = [
+        dict(a, received_at=t),
+        dict(b, received_at=t + 100),
+        dict(b, received_at=t + 500),
+        dict(a, received_at=t + 5_000),
+    ]
 
     def done(p):
         return p.counts.get("hl7v2.normalized", 0) + p.counts.get("hl7v2.duplicate", 0) >= 4
@@ -141,7 +179,13 @@ def test_old_message_ids_are_forgotten_with_tombstones_in_the_changelog(cfg, sta
 
     # A new worker recovers the table from its changelog: b's id must stay forgotten
     # (a tombstone was written). This copy is not late enough for b to expire again.
-    second = asyncio.run(_run(cfg, stack, [dict(b, received_at=t + 600)],
-                              lambda p: p.counts.get("hl7v2.normalized", 0) + p.counts.get("hl7v2.duplicate", 0) >= 1,
-                              app_id=app_id))
+    second = asyncio.run(
+        _run(
+            cfg,
+            stack,
+            [dict(b, received_at=t + 600)],
+            lambda p: p.counts.get("hl7v2.normalized", 0) + p.counts.get("hl7v2.duplicate", 0) >= 1,
+            app_id=app_id,
+        )
+    )
     assert second.counts.get("hl7v2.normalized", 0) == 1 and "hl7v2.duplicate" not in second.counts

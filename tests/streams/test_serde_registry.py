@@ -1,4 +1,5 @@
 """Confluent wire format against the real registry (Apicurio's ccompat API)."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,14 @@ from practiceflow.streams.serde import AvroSerde, SerdeError, registry_client
 
 pytestmark = pytest.mark.broker
 
-OBS = {"practice_id": "p1", "patient_id": "MRN1", "observation_id": "o1", "code": {"code": "2345-7"},
-       "value_numeric": 182.0, "source": {"feed": "hl7v2", "message_id": "m1"}}
+OBS = {
+    "practice_id": "p1",
+    "patient_id": "MRN1",
+    "observation_id": "o1",
+    "code": {"code": "2345-7"},
+    "value_numeric": 182.0,
+    "source": {"feed": "hl7v2", "message_id": "m1"},
+}
 
 
 def test_our_bytes_are_confluent_wire_format(stack):
@@ -41,8 +48,11 @@ def test_registry_refuses_a_backward_incompatible_schema(stack):
     with pytest.raises(SchemaRegistryError) as err:
         client.register_schema(subject, Schema(json.dumps(bad), "AVRO"))
     assert err.value.http_status_code == 409
-    good = {"type": "record", "name": "R",
-            "fields": [{"name": "a", "type": "string"}, {"name": "b", "type": "long", "default": 0}]}
+    good = {
+        "type": "record",
+        "name": "R",
+        "fields": [{"name": "a", "type": "string"}, {"name": "b", "type": "long", "default": 0}],
+    }
     assert client.register_schema(subject, Schema(json.dumps(good), "AVRO")) > 0
 
 

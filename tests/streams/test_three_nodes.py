@@ -1,4 +1,5 @@
 """The 3-node KRaft mode: replicated topics survive losing one node."""
+
 from __future__ import annotations
 
 import pytest
