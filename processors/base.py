@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 
 class Rejected(Exception):
@@ -85,7 +86,7 @@ def guarded(normalize: Callable[..., NormalizeResult], *args: Any) -> NormalizeR
             return normalize(*args)
     except Rejected:
         raise
-    except Exception as exc:  # noqa: BLE001 - RecursionError included
+    except Exception as exc:
         raise Rejected("internal_error", f"{type(exc).__name__}: {exc}") from exc
 
 

@@ -13,7 +13,7 @@ what the original run forgot.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 
 def sweep_due(last_sweep_ms: int | None, received_at_ms: int, retention_ms: int) -> bool:

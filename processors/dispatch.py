@@ -6,7 +6,8 @@ then calls ``processors.fax.normalize.normalize_fax`` with the OCR result.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from practiceflow.processors.base import Normalized, NormalizeResult, Rejected
 

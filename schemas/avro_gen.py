@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +89,13 @@ def export_all(directory: Path = AVRO_DIR) -> list[Path]:
     return written
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema_text(name: str) -> str:
     """The committed .avsc text for a record name (what the registry is given)."""
     return (AVRO_DIR / f"{name}.avsc").read_text()
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_parsed(name: str) -> dict:
     """The committed schema, parsed and checked by fastavro (raises if invalid)."""
     return fastavro.parse_schema(json.loads(load_schema_text(name)))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import clickhouse_connect
 
@@ -60,7 +61,7 @@ TABLES: dict[str, str] = {
 
 
 def _ts(ms: int | None) -> datetime:
-    return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp((ms or 0) / 1000, tz=UTC)
 
 
 def _s(v: Any) -> str:

@@ -26,6 +26,7 @@ from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog
+from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import (
     DEAD_LETTERS,
     HANDOFFS,
@@ -35,7 +36,6 @@ from practiceflow.streams.health import (
     ProgressSensor,
     evaluate,
 )
-from practiceflow.streams.clock import now_ms
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
 
 log = logging.getLogger("practiceflow.worker")
@@ -196,7 +196,7 @@ class Pipeline:
             await self._dead_letter(raw, rej.reason_code, rej.reason, topic, partition, offset, started)
             self.seen[seen_key] = raw["received_at"]
             return "dead_lettered"
-        except Exception as exc:  # noqa: BLE001 - nothing is lost: internal errors are dead letters too
+        except Exception as exc:
             # The exception text can quote message content (PHI): plain logs get the type only;
             # the full text travels in the dead letter, which stays inside Kafka.
             log.error("normalizer crashed on %s message %s: %s", feed, raw["message_id"], type(exc).__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from concurrent.futures import Executor, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ class FaxOcr:
         loop = asyncio.get_running_loop()
         ocr = await loop.run_in_executor(self.executor, self._ocr, raw["payload"], headers.get("content_type"))
         meta = dict(headers)
-        meta["received_at_iso"] = datetime.fromtimestamp(raw["received_at"] / 1000, tz=timezone.utc).isoformat()
+        meta["received_at_iso"] = datetime.fromtimestamp(raw["received_at"] / 1000, tz=UTC).isoformat()
         return normalize_fax(
             raw["payload"],
             meta,

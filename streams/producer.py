@@ -93,8 +93,8 @@ class DurableProducer:
         log.warning("producer re-created after an error with unknown outcome")
         try:
             old.flush(1)
-        except Exception:  # noqa: BLE001 - the old producer is being thrown away
-            pass
+        except Exception as exc:  # the old producer is being dropped; its outcome is already unknown
+            log.debug("flushing the replaced producer failed: %s", type(exc).__name__)
 
     def _produce(self, topic: str, key: str, value: bytes, practice_id: str, on_done) -> None:
         partition = partition_for(practice_id, self.partitions)

@@ -87,7 +87,7 @@ class AvroSerde:
         reader = load_parsed(record_type) if record_type else None
         try:
             return fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, reader)
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on bad bytes
+        except Exception as exc:
             raise SerdeError(f"avro body unreadable with schema id {sid}: {exc}") from exc
 
 

@@ -19,7 +19,7 @@ class MllpClient:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def __aenter__(self) -> "MllpClient":
+    async def __aenter__(self) -> MllpClient:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
         return self
 

@@ -40,14 +40,13 @@ import re
 import subprocess
 from pathlib import Path
 
-from PIL import Image
-
 from ocrmypdf import hookimpl
 from ocrmypdf.builtin_plugins import tesseract_ocr as _builtin
 from ocrmypdf.builtin_plugins.tesseract_ocr import TesseractOcrEngine
 from ocrmypdf.exceptions import SubprocessOutputError
 from ocrmypdf.hocrtransform import HocrParseError, HocrParser
 from ocrmypdf.models.ocr_element import BoundingBox, OcrClass, OcrElement
+from PIL import Image
 
 from .ocr import tsv_pages
 

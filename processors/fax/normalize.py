@@ -23,7 +23,8 @@ Record (``schemas/avro/Document.avsc``):
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..base import Normalized, NormalizeResult, Rejected, content_id, entity_key
 from .ocr import OcrResult

@@ -49,10 +49,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from ..base import Rejected
 
@@ -353,7 +354,7 @@ def _ocr_images(
         results = [_tesseract_chunk(chunks[0], bases[0], settings)]
     else:
         with ThreadPoolExecutor(len(chunks)) as ex:
-            results = list(ex.map(lambda cb: _tesseract_chunk(cb[0], cb[1], settings), zip(chunks, bases)))
+            results = list(ex.map(lambda cb: _tesseract_chunk(cb[0], cb[1], settings), zip(chunks, bases, strict=True)))
     pages = []
     for text, conf, timed_out in (r for chunk in results for r in chunk):
         n = len(pages) + 1
@@ -532,7 +533,7 @@ def _drop_blank_text_layers(src: Path, pages: list[int], job: Path, warnings: li
             page = pdf.pages[i]
             try:
                 ops = pikepdf.parse_content_stream(page)
-            except Exception:  # unparseable content: leave it to OCRmyPDF
+            except Exception:  # noqa: S112 - unparseable content: leave the page to OCRmyPDF
                 continue
             kept, depth = [], 0
             for inst in ops:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -408,12 +409,12 @@ def to_text_pdf(doc) -> bytes:
 
     Stands in for faxes that EHRs and e-fax services send as generated PDFs.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from fpdf import FPDF
 
     pdf = FPDF(unit="pt", format="letter")
-    pdf.set_creation_date(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    pdf.set_creation_date(datetime(2024, 1, 1, tzinfo=UTC))
     pdf.add_font("DejaVu", "", str(find_font("DejaVuSans.ttf")))
     pdf.set_auto_page_break(False)
     for page in _pages(doc):

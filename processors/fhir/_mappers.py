@@ -31,8 +31,9 @@ import base64
 import binascii
 import hashlib
 import math
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from practiceflow.processors.base import Normalized, entity_key
 
@@ -198,7 +199,7 @@ def patient_identifier(res: dict) -> str | None:
 
 def _interaction(method: str | None) -> str | None:
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "GET": "read", "HEAD": "read"}.get(
-        method or "", None
+        method or ""
     )
 
 

@@ -47,7 +47,7 @@ class Target:
 
 
 def _id_from_url(url: str) -> str:
-    if url.startswith("urn:uuid:") or url.startswith("urn:oid:"):
+    if url.startswith(("urn:uuid:", "urn:oid:")):
         return url[9:] if url.startswith("urn:uuid:") else url[8:]
     m = _RESTFUL.match(url)
     if m:
@@ -174,7 +174,7 @@ class Scope:
         t.rid = s(res.get("id")) or (t.rid if t.rid else (_id_from_url(url) if url else None))
         return t
 
-    def scope_for(self, target: Target) -> "Scope":
+    def scope_for(self, target: Target) -> Scope:
         """The scope to read a resolved target in (contained targets share ours)."""
         if target.resource is None or target.contained:
             return self

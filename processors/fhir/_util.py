@@ -63,9 +63,9 @@ def i(x: Any) -> int | None:
         return None
     if isinstance(x, int):
         v = x
-    elif isinstance(x, float) and math.isfinite(x) and x.is_integer():
-        v = int(x)
-    elif isinstance(x, str) and x.strip().lstrip("-").isdigit() and len(x) < 20:
+    elif (isinstance(x, float) and math.isfinite(x) and x.is_integer()) or (
+        isinstance(x, str) and x.strip().lstrip("-").isdigit() and len(x) < 20
+    ):
         v = int(x)
     else:
         return None

@@ -71,7 +71,7 @@ class OverPreciseDecimal(float):
 
     literal: str
 
-    def __new__(cls, literal: str) -> "OverPreciseDecimal":
+    def __new__(cls, literal: str) -> OverPreciseDecimal:
         obj = super().__new__(cls, float(literal))
         obj.literal = literal
         return obj
@@ -301,9 +301,9 @@ def summarize(errors: list[dict], limit: int = 4) -> str:
 def _get_parent(root: Any, loc: tuple) -> tuple[Any, Any] | None:
     cur = root
     for part in loc[:-1]:
-        if isinstance(cur, dict) and isinstance(part, str) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+        if (isinstance(cur, dict) and isinstance(part, str) and part in cur) or (
+            isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        ):
             cur = cur[part]
         else:
             return None
@@ -354,7 +354,7 @@ def validate_resource(data: dict, rtype: str) -> tuple[dict, list[str]]:
     """Validate one resource dict with its R4B model. Returns (possibly repaired dict, warnings)."""
     try:
         model = get_fhir_model_class(rtype)
-    except Exception:  # noqa: BLE001 - unknown name
+    except Exception:
         raise Invalid("unknown_resource_type", f"{rtype!r} is not an R4B resource type") from None
     warnings: list[str] = []
     for _attempt in range(4):
@@ -370,7 +370,7 @@ def validate_resource(data: dict, rtype: str) -> tuple[dict, list[str]]:
             warnings.extend(more)
         except RecursionError:
             raise Invalid("invalid_resource", f"{rtype}: nested too deeply") from None
-        except Exception as e:  # noqa: BLE001 - fhir.resources raises KeyError for unknown contained types
+        except Exception as e:
             raise Invalid("invalid_resource", f"{rtype}: {type(e).__name__}: {str(e)[:200]}") from None
     else:
         raise Invalid("invalid_resource", f"{rtype}: could not be repaired")

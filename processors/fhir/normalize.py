@@ -123,7 +123,7 @@ def _is_known_type(name: str) -> bool:
         return True
     try:
         get_fhir_model_class(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 
@@ -244,7 +244,7 @@ def _single(res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool
         raise Rejected(e.code, e.reason) from None
     except RecursionError:
         raise Rejected("invalid_resource", f"{rt}: nested too deeply") from None
-    except Exception as e:  # noqa: BLE001 - a mapper bug must dead-letter, not crash the stream
+    except Exception as e:
         raise Rejected("mapping_error", f"{rt}: {type(e).__name__}: {str(e)[:200]}") from None
     return result
 
@@ -392,7 +392,7 @@ def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> Normal
             if atomic:
                 raise Rejected("invalid_resource", f"{where}: nested too deeply") from None
             invalid.append(f"{where}: invalid_resource: nested too deeply")
-        except Exception as err:  # noqa: BLE001 - a mapper bug must dead-letter, not crash the stream
+        except Exception as err:
             if atomic:
                 raise Rejected("mapping_error", f"{where}: {type(err).__name__}: {str(err)[:200]}") from None
             invalid.append(f"{where}: mapping_error: {type(err).__name__}: {str(err)[:200]}")

@@ -66,7 +66,8 @@ def prefer_fresh() -> None:
                 module,
             )
         spec = importlib.util.spec_from_file_location(fullname, source)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {source}")
         mod = importlib.util.module_from_spec(spec)
         sys.modules[fullname] = mod
         try:

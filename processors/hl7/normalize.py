@@ -43,7 +43,7 @@ import math
 import re
 from typing import Any
 
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, guarded
+from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, guarded
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
 
@@ -820,7 +820,7 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     iso = hl7_to_iso
     last_eff = last_iso = None  # the last valid OBX-14 and its ISO form
     template: dict | None = None  # reset whenever patient_id or order_id changes
-    for seg, line in zip(msg.segs, _raw_lines(msg)):
+    for seg, line in zip(msg.segs, _raw_lines(msg), strict=False):
         name = seg[0]
         if name == "OBX":
             if not result:
@@ -1294,11 +1294,11 @@ def _duration_minutes(ctx: _Ctx, amount: str | None, units: str | None) -> int |
     num = _number(amount)
     if num is None or num < 0:
         return None
-    factor = _DURATION_UNITS.get((units or "M").upper(), None)
+    factor = _DURATION_UNITS.get((units or "M").upper())
     if factor is None:
         ctx.warnings.append(f"unknown_duration_units: {units!r}")
         return None
-    return int(round(num * factor))
+    return int(round(num * factor))  # noqa: RUF046 - compiled, round() of a C double can stay a double
 
 
 def _siu(ctx: _Ctx, msg: Message, event: str) -> None:

@@ -74,7 +74,7 @@ import hmac
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -214,7 +214,7 @@ def normalize_portal(event_type: str, raw: bytes, practice_id: str, received_at_
         raise Rejected("unknown_event_type", f"{str(event_type)[:60]!r} is not one of {', '.join(EVENT_TYPES)}")
     text = _decode(raw)
     try:
-        received = datetime.fromtimestamp(received_at_ms / 1000, tz=timezone.utc)
+        received = datetime.fromtimestamp(received_at_ms / 1000, tz=UTC)
     except (OverflowError, OSError, ValueError, TypeError):
         received = None
     try:
@@ -280,7 +280,8 @@ def _map(ev: Any, practice_id: str, source: dict) -> Normalized:
             "source": source,
         }
         return Normalized("RefillRequest", entity_key(practice_id, ev.patient_id, ev.request_id), value)
-    assert isinstance(ev, SchedulingRequestPayload)
+    if not isinstance(ev, SchedulingRequestPayload):  # the payload union is closed; a new member must be mapped here
+        raise TypeError(f"no mapping for {type(ev).__name__}")
     value = {
         "practice_id": practice_id,
         "request_id": ev.request_id,

@@ -82,9 +82,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, entity_key, guarded
+from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key, guarded
 from practiceflow.processors.x12.tokenizer import (
     Delimiters,
     Interchange,
@@ -266,9 +267,7 @@ def _d8(v: str) -> str | None:
     """CCYYMMDD (or the start of CCYYMMDD-CCYYMMDD) -> YYYY-MM-DD."""
     if len(v) != 8:
         v = v.strip()
-        if len(v) > 8 and v[8] == "-":
-            v = v[:8]
-        elif len(v) > 8 and v[:12].isdigit():  # DT: CCYYMMDDHHMM
+        if (len(v) > 8 and v[8] == "-") or (len(v) > 8 and v[:12].isdigit()):
             v = v[:8]
     if len(v) == 8 and v.isdigit() and v.isascii():
         m = v[4:6]
@@ -387,7 +386,7 @@ _COMPOSITE_AT = {"SVC": 1, "SV1": 1, "SV2": 2, "SV3": 1, "HI": 1, "STC": 1}
 _COMPOSITE_LEAD = re.compile(r"[A-Z0-9]{1,3}([^A-Za-z0-9\s])")
 
 
-def _check_component(s: "_Set", d: Delimiters) -> Delimiters:
+def _check_component(s: _Set, d: Delimiters) -> Delimiters:
     """Some published files declare ISA16 ':' but write composites with '>' (or the reverse).
 
     The first composite element (SVC01, SV101, SV202, SV301, HI01, STC01) decides: when

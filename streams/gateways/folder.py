@@ -68,7 +68,7 @@ class FolderDrop:
         while True:
             try:
                 await self.scan_once()
-            except Exception:  # noqa: BLE001 - a scan failure must not end the loop
+            except Exception:
                 log.exception("folder scan failed")
             await asyncio.sleep(self.interval)
 
@@ -96,7 +96,7 @@ class FolderDrop:
         os.replace(path, dest / path.name)
 
     async def _file(self, practice: str, feed: str, path: Path) -> bool:
-        data = path.read_bytes()
+        data = await asyncio.to_thread(path.read_bytes)  # a large file must not stall the event loop
         if len(data) > self.max_file_bytes:
             await self.core.reject(
                 feed,

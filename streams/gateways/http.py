@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -152,7 +152,7 @@ class HttpGateway:
         try:
             return await self.core.accept(feed, practice, body, message_id, headers=headers, content_type=content_type)
         except Unavailable:
-            raise web.HTTPServiceUnavailable(headers={"Retry-After": "2"}, text="not stored; retry")
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "2"}, text="not stored; retry") from None
 
     # ------------------------------------------------------------------ routes
     async def fhir(self, request: web.Request) -> web.Response:
@@ -274,7 +274,9 @@ class HttpGateway:
             sha, uri = await asyncio.to_thread(self.docstore.put, data, practice)
         except DocumentStoreUnavailable as e:
             log.warning("document store unavailable: %s", e)
-            raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}, text="document store unavailable; retry")
+            raise web.HTTPServiceUnavailable(
+                headers={"Retry-After": "5"}, text="document store unavailable; retry"
+            ) from None
         meta.update({"storage_uri": uri, "sha256": sha, "content_type": kind})
         outcome = await self._accept("fax", practice, data, sha, headers=meta, content_type=kind)
         return web.json_response({"accepted": True, "message_id": outcome.message_id, "storage_uri": uri}, status=202)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from practiceflow.processors.base import Rejected
 from practiceflow.processors.hl7.ack import build_ack
@@ -36,7 +36,7 @@ def frame(payload: bytes) -> bytes:
 
 
 def _now_hl7() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
 
 
 class MllpGateway:

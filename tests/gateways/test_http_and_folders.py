@@ -133,7 +133,7 @@ def test_folder_drop_splits_batches_and_sorts_files(cfg, stack, tmp_path):
             producer.close()
         return handled, core.stats, drops
 
-    handled, stats, drops = asyncio.run(go())
+    handled, stats, _drops = asyncio.run(go())
     assert handled == 3
     assert stats["hl7v2.accepted"] == 2 and stats["fax.accepted"] == 1 and stats["fax.rejected"] == 1
     root = tmp_path / "drop" / "clinic-f"

@@ -127,7 +127,7 @@ def test_local_concurrent_puts_of_the_same_document(tmp_path: Path):
     def put() -> None:
         try:
             uris.append(store.put(big, "clinic-a")[1])
-        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+        except BaseException as e:
             errors.append(e)
 
     for _ in range(5):
