@@ -27,7 +27,7 @@ def _kind(s: Any) -> str:
         return "union"
     if isinstance(s, dict):
         return s["type"] if isinstance(s["type"], str) else _kind(s["type"])
-    return s
+    return str(s)
 
 
 def _named(schema: Any, names: dict[str, Any]) -> Any:
@@ -67,7 +67,10 @@ def backward_errors(reader: Any, writer: Any) -> list[str]:
     return _check(reader, writer, rn, wn, "$", set())
 
 
-def _check(r: Any, w: Any, rn: dict, wn: dict, path: str, seen: set) -> list[str]:
+def _check(
+    r: Any, w: Any, rn: dict[str, Any], wn: dict[str, Any], path: str, seen: set[tuple[str, str, str]]
+) -> list[str]:
+
     r, w = _named(r, rn), _named(w, wn)
     if isinstance(r, dict) and isinstance(r.get("type"), (dict, list)):
         r = r["type"]

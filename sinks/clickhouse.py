@@ -94,7 +94,9 @@ class ClickHouseSink:
 
     def query(self, sql: str, parameters: dict | None = None) -> list[tuple]:
         with self._lock:
-            return self.client.query(sql.format(db=self.database), parameters=parameters).result_rows
+            return [
+                tuple(row) for row in self.client.query(sql.format(db=self.database), parameters=parameters).result_rows
+            ]
 
     def close(self) -> None:
         with self._lock:

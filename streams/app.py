@@ -331,7 +331,7 @@ class Pipeline:
                 self.audit_heads[ev["practice_id"]] = chained["hash"]
                 await self._send("audit", ev["practice_id"], chained, ev["practice_id"])
 
-        if self.sink is not None:
+        if (sink := self.sink) is not None:
             sink_suffixes = [
                 s.suffix
                 for s in catalog.CATALOG
@@ -349,7 +349,8 @@ class Pipeline:
                 loop = asyncio.get_running_loop()
                 async for events in stream.take_events(500, within=0.5):
                     batch = [(by_name[e.message.topic], e.value) for e in events]
-                    written = await loop.run_in_executor(self.sink_pool, self.sink.write_batch, batch, now_ms())
+                    written = await loop.run_in_executor(self.sink_pool, sink.write_batch, batch, now_ms())
+
                     for table, n in written.items():
                         self._count(f"clickhouse.{table}", n)
 

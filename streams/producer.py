@@ -114,7 +114,9 @@ class DurableProducer:
             if failure.unknown_outcome:
                 self._recreate()
             raise failure
-        return Delivered(msg.topic(), msg.partition(), msg.offset())
+        if msg is None:  # librdkafka reports an error or a message, never neither
+            raise DeliveryFailed(KafkaError(KafkaError._UNKNOWN_PARTITION))
+        return Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
 
     def send(self, topic: str, key: str, value: bytes, practice_id: str, timeout: float = 35.0) -> Delivered:
         done = threading.Event()
@@ -135,7 +137,11 @@ class DurableProducer:
         fut: asyncio.Future = loop.create_future()
 
         def on_done(err, msg):
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result((err, msg)))
+            def settle() -> None:
+                if not fut.done():
+                    fut.set_result((err, msg))
+
+            loop.call_soon_threadsafe(settle)
 
         self._produce(topic, key, value, practice_id, on_done)
         err, msg = await fut
@@ -147,4 +153,4 @@ class DurableProducer:
         with self._lock:
             self._producer.flush(timeout)
             # drop the last reference: librdkafka's threads (and reconnect attempts) end with it
-            self._producer = None
+            self._producer = None  # type: ignore[assignment]  # closed: nothing produces after close()

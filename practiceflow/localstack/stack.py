@@ -110,9 +110,10 @@ class LocalStack:
         for attempt in (1, 2):
             # A port picked free can be taken by another process before the JVM binds it;
             # one retry with fresh ports and a clean data dir covers that race.
-            self.kafka = new_cluster(self.run_dir / f"kafka-{attempt}", self.cache_dir, nodes=self.nodes)
+            self.kafka = kafka = new_cluster(self.run_dir / f"kafka-{attempt}", self.cache_dir, nodes=self.nodes)
             try:
-                self.kafka.start()
+                kafka.start()
+
                 break
             except StackError:
                 if attempt == 2:
@@ -122,13 +123,13 @@ class LocalStack:
             try:
                 self.registry_proc, registry_url = start_registry(self.cache_dir, self.run_dir / "registry")
             except Exception:
-                self.kafka.stop()
+                kafka.stop()
                 raise
         self.info = StackInfo(
-            bootstrap=self.kafka.bootstrap,
+            bootstrap=kafka.bootstrap,
             registry_url=registry_url,
-            kafka_version=kafka_version(self.kafka.jars),
-            kafka_pids=[n.process.pid for n in self.kafka.nodes if n.process],
+            kafka_version=kafka_version(kafka.jars),
+            kafka_pids=[n.process.pid for n in kafka.nodes if n.process],
             registry_pid=self.registry_proc.pid if self.registry_proc else None,
             root=str(self.run_dir),
             started_at=time.time(),

@@ -52,7 +52,7 @@ def _meta_str(meta: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
 
 def normalize_fax(
     data: bytes,
-    meta: dict,
+    meta: dict[str, Any],
     practice_id: str,
     received_at_ms: int,
     *,

@@ -156,7 +156,7 @@ def tsv_pages(tsv_text: str) -> dict[int, tuple[list[float], str]]:
     if not header:
         return {}
     col = {name: i for i, name in enumerate(header)}
-    last_line: dict[int, tuple] = {}
+    last_line: dict[int, tuple[Any, ...]] = {}
     for r in rows:
         if len(r) < len(header):
             continue
@@ -561,7 +561,7 @@ def _ocr_pdf(
     jobs: int,
     settings: OcrSettings,
     warnings: list[str],
-    producer: dict,
+    producer: dict[str, Any],
     has_image: list[bool] | None = None,
 ) -> tuple[list[OcrPage], Path | None]:
     try:
@@ -599,7 +599,7 @@ def _ocr_pdf(
     sidecars.mkdir()
     out = job / "ocr.pdf"
     _run_ocrmypdf(src, out, sidecars, jobs, settings)
-    ocred: dict[int, dict] = {}
+    ocred: dict[int, dict[str, Any]] = {}
     for f in sidecars.glob("page-*.json"):
         rec = json.loads(f.read_text(encoding="utf-8"))
         ocred[int(rec["page"])] = rec

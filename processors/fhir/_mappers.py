@@ -80,13 +80,13 @@ class Ctx:
 
     def __init__(
         self,
-        resource: dict,
+        resource: dict[str, Any],
         rtype: str,
         scope: Scope,
         practice_id: str,
         entity_id: str,
         event: str | None,
-        source: dict,
+        source: dict[str, Any],
         warnings: list[str],
     ) -> None:
         self.r = resource
@@ -102,7 +102,7 @@ class Ctx:
     def warn(self, msg: str) -> None:
         self.warnings.append(f"{self.rtype}/{self.entity_id}: {msg}")
 
-    def rec(self, record_type: str, patient_id: str | None, entity: str, value: dict) -> Normalized:
+    def rec(self, record_type: str, patient_id: str | None, entity: str, value: dict[str, Any]) -> Normalized:
         value["source"] = dict(self.source)
         return Normalized(record_type, entity_key(self.practice_id, patient_id, entity), value)
 
@@ -189,7 +189,7 @@ class Ctx:
         return None
 
 
-def patient_identifier(res: dict) -> str | None:
+def patient_identifier(res: dict[str, Any]) -> str | None:
     ids = [d(x) for x in lst(res.get("identifier")) if s(d(x).get("value"))]
     for x in ids:
         if "MR" in cc_codes(x.get("type")):
@@ -241,8 +241,8 @@ def map_patient(c: Ctx) -> list[Normalized]:
     for link in lst(r.get("link")):
         link = d(link)
         if link.get("type") == "replaces":
-            t = c.resolve(link.get("other"))
-            other = t.rid or t.ident_value
+            replaced = c.resolve(link.get("other"))
+            other = replaced.rid or replaced.ident_value
             if other:
                 merged_from.append(other)
     value = {
@@ -263,7 +263,7 @@ def map_patient(c: Ctx) -> list[Normalized]:
 
 
 # --------------------------------------------------------------------------- Coverage
-def _coverage_class(r: dict, kind: str) -> dict | None:
+def _coverage_class(r: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for cl in lst(r.get("class")):
         cl = d(cl)
         if kind in cc_codes(cl.get("type")):
@@ -271,7 +271,7 @@ def _coverage_class(r: dict, kind: str) -> dict | None:
     return None
 
 
-def coverage_member_id(r: dict) -> str | None:
+def coverage_member_id(r: dict[str, Any]) -> str | None:
     sid = s(r.get("subscriberId"))
     if sid:
         return sid
@@ -357,7 +357,7 @@ _VALUE_TYPES = {
 _VALUE_KEYS = tuple(_VALUE_TYPES)
 
 
-def _obs_value(node: dict) -> tuple[str | None, str | None, float | None, str | None]:
+def _obs_value(node: dict[str, Any]) -> tuple[str | None, str | None, float | None, str | None]:
     """(value_type, value, value_numeric, units) of an Observation or component."""
     for key in _VALUE_KEYS:
         if key not in node:
@@ -398,7 +398,7 @@ def _obs_value(node: dict) -> tuple[str | None, str | None, float | None, str | 
     return None, None, None, None
 
 
-def _ref_range(node: dict) -> str | None:
+def _ref_range(node: dict[str, Any]) -> str | None:
     rr = d(first(node.get("referenceRange")))
     if not rr:
         return None
@@ -417,7 +417,7 @@ def _ref_range(node: dict) -> str | None:
     return f"{out} {unit}" if unit else out
 
 
-def _flags(node: dict) -> list[str]:
+def _flags(node: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for cc in lst(node.get("interpretation")):
         codes = cc_codes(cc)
@@ -442,7 +442,7 @@ def map_observation(c: Ctx) -> list[Normalized]:
     status = s(r.get("status"))
     parent_flags = _flags(r)
 
-    def build(node: dict, obs_id: str, flags_fallback: list[str]) -> Normalized:
+    def build(node: dict[str, Any], obs_id: str, flags_fallback: list[str]) -> Normalized:
         vt, val, num, units = _obs_value(node)
         n_notes = list(notes)
         dar = node.get("dataAbsentReason")
@@ -510,7 +510,7 @@ def map_condition(c: Ctx) -> list[Normalized]:
 
 
 # --------------------------------------------------------------------------- MedicationRequest
-def _frequency(timing: dict) -> str | None:
+def _frequency(timing: dict[str, Any]) -> str | None:
     code = d(timing.get("code"))
     if code:
         return cc_code(code) or cc_text(code)
@@ -563,9 +563,10 @@ def map_medication_request(c: Ctx) -> list[Normalized]:
         frequency = _frequency(d(d0.get("timing")))
     texts = []
     for x in dosages:
-        t = s(x.get("text"))
-        if t:
-            texts.append(t)
+        text = s(x.get("text"))
+        if text:
+            texts.append(text)
+
         pi = s(x.get("patientInstruction"))
         if pi and pi not in texts:
             texts.append(pi)
@@ -590,7 +591,7 @@ def map_medication_request(c: Ctx) -> list[Normalized]:
 
 
 # --------------------------------------------------------------------------- ServiceRequest
-def _identifier_of_type(r: dict, code: str) -> str | None:
+def _identifier_of_type(r: dict[str, Any], code: str) -> str | None:
     for x in lst(r.get("identifier")):
         x = d(x)
         if code in cc_codes(x.get("type")) and s(x.get("value")):
@@ -711,7 +712,7 @@ def map_document_reference(c: Ctx) -> list[Normalized]:
                 f"inline attachment of type {media or 'unknown'!r} ({len(blob)} bytes) is not text/plain; "
                 "kept only as sha256 (the raw message keeps the bytes)"
             )
-    value = {
+    value: dict[str, Any] = {
         "practice_id": c.practice_id,
         "document_id": c.entity_id,
         "patient_id": pid,
@@ -733,7 +734,7 @@ def map_document_reference(c: Ctx) -> list[Normalized]:
 
 
 # --------------------------------------------------------------------------- Claim
-def _item_service_date(item: dict) -> str | None:
+def _item_service_date(item: dict[str, Any]) -> str | None:
     return s(item.get("servicedDate")) or period_start(item.get("servicedPeriod"))
 
 
@@ -782,7 +783,7 @@ def map_claim(c: Ctx) -> list[Normalized]:
     return [c.rec("Claim", pid, c.entity_id, value)]
 
 
-def _payer_from_insurance(c: Ctx, r: dict) -> tuple[str | None, str | None]:
+def _payer_from_insurance(c: Ctx, r: dict[str, Any]) -> tuple[str | None, str | None]:
     ins = [d(x) for x in lst(r.get("insurance"))]
     focal = next((x for x in ins if is_true(x.get("focal"))), ins[0] if ins else None)
     if not focal:
@@ -795,15 +796,15 @@ def _payer_from_insurance(c: Ctx, r: dict) -> tuple[str | None, str | None]:
 
 
 def _line(
-    item: dict,
+    item: dict[str, Any],
     *,
     charge: float | None,
     paid: float | None,
-    adjustments: list,
-    remarks: list,
-    procedure: dict | None = None,
+    adjustments: list[Any],
+    remarks: list[Any],
+    procedure: dict[str, Any] | None = None,
     allowed: float | None = None,
-) -> dict:
+) -> dict[str, Any]:
     seq = i(item.get("sequence"))
     if seq is None:
         seq = i(item.get("itemSequence"))
@@ -853,7 +854,7 @@ _INFO_CATEGORIES = frozenset(
 )
 
 
-def _category(adj: dict) -> str | None:
+def _category(adj: dict[str, Any]) -> str | None:
     code = cc_code(adj.get("category"))
     if code is None:
         return None
@@ -861,12 +862,12 @@ def _category(adj: dict) -> str | None:
     return _CATEGORY_ALIASES.get(key, key)
 
 
-def _is_carc(coding_: dict) -> bool:
+def _is_carc(coding_: dict[str, Any]) -> bool:
     sys_ = (coding_.get("system") or "").lower()
     return any(x in sys_ for x in _CARC_SYSTEMS)
 
 
-def _review_actions(adjs: list[dict]) -> list[str]:
+def _review_actions(adjs: list[dict[str, Any]]) -> list[str]:
     out = []
     for adj in adjs:
         for ext in lst(adj.get("extension")):
@@ -881,10 +882,10 @@ def _review_actions(adjs: list[dict]) -> list[str]:
     return out
 
 
-def _adjudicate(adjs: list[dict]) -> tuple[dict[str, float], list[dict], list[str]]:
+def _adjudicate(adjs: list[dict[str, Any]]) -> tuple[dict[str, float], list[dict[str, Any]], list[str]]:
     """Amounts by category, adjustments, remark codes of one adjudication list."""
     parts: dict[str, list[float]] = {}
-    adjustments: list[dict] = []
+    adjustments: list[dict[str, Any]] = []
     remarks: list[str] = []
     for adj in adjs:
         cat = _category(adj)
@@ -918,7 +919,7 @@ def _patient_resp(amounts: dict[str, float]) -> float | None:
     return _sum(parts) if parts else None
 
 
-def _pas_detail_procedure(item: dict) -> dict | None:
+def _pas_detail_procedure(item: dict[str, Any]) -> dict[str, Any] | None:
     for ext in lst(item.get("extension")):
         ext = d(ext)
         if str(ext.get("url", "")).endswith("extension-itemAuthorizedDetail"):
@@ -941,7 +942,7 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         patient_name = patient_name or t.display
     # claim id: the Claim this answers
     claim_ref = r.get("claim") if is_eob else r.get("request")
-    claim_items: dict[int, dict] = {}
+    claim_items: dict[int, dict[str, Any]] = {}
     claim_id = None
     if isinstance(claim_ref, dict):
         t = c.resolve(claim_ref)
@@ -1064,7 +1065,7 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
         patient_name = patient_name or t.display
     payer_id, payer_name = c.org(r.get("insurer"))
     member_id = None
-    benefits: list[dict] = []
+    benefits: list[dict[str, Any]] = []
     inforce: list[bool] = []
     for ins in [d(x) for x in lst(r.get("insurance"))]:
         plan = None
@@ -1157,7 +1158,7 @@ def _benefit(
     in_network: str | None = None,
     messages: list[str] | None = None,
     plan_description: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     return {
         "info_code": info_code,
         "coverage_level": coverage_level,

@@ -19,11 +19,11 @@ AVRO_LONG_MIN = -(2**63)
 AVRO_LONG_MAX = 2**63 - 1
 
 
-def d(x: Any) -> dict:
+def d(x: Any) -> dict[str, Any]:
     return x if isinstance(x, dict) else {}
 
 
-def lst(x: Any) -> list:
+def lst(x: Any) -> list[Any]:
     return x if isinstance(x, list) else []
 
 
@@ -162,7 +162,7 @@ def period_start(p: Any) -> str | None:
     return s(d(p).get("start"))
 
 
-def human_name(names: Any) -> dict | None:
+def human_name(names: Any) -> dict[str, Any] | None:
     """Pick official > usual > first non-old/maiden name."""
     cands = [n for n in lst(names) if isinstance(n, dict)]
     if not cands:

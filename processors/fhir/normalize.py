@@ -139,7 +139,7 @@ def _canonical_hash(obj: Any) -> str:
     return content_id(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
-def _entity_id(resource: dict, full_url: str | None) -> str:
+def _entity_id(resource: dict[str, Any], full_url: str | None) -> str:
     rid = s(resource.get("id"))
     if rid:
         return rid
@@ -160,14 +160,14 @@ def _resource_type(obj: Any, where: str) -> str:
 
 
 def _process(
-    resource: dict,
+    resource: dict[str, Any],
     rt: str,
     full_url: str | None,
     index: BundleIndex,
     *,
     practice_id: str,
     event: str | None,
-    base_source: dict,
+    base_source: dict[str, Any],
     bundle_sent_at: str | None,
     over_precise: bool,
     warnings: list[str],
@@ -205,7 +205,7 @@ def normalize_fhir(raw: bytes, practice_id: str, received_at_ms: int) -> Normali
 
 
 # --------------------------------------------------------------------------- single resource
-def _single_message_id(rt: str, res: dict, raw: bytes) -> str:
+def _single_message_id(rt: str, res: dict[str, Any], raw: bytes) -> str:
     rid = s(res.get("id"))
     meta = d(res.get("meta"))
     vid, lu = s(meta.get("versionId")), s(meta.get("lastUpdated"))
@@ -216,7 +216,7 @@ def _single_message_id(rt: str, res: dict, raw: bytes) -> str:
     return content_id(_strip(raw))
 
 
-def _single(res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool) -> NormalizeResult:
+def _single(res: dict[str, Any], rt: str, raw: bytes, practice_id: str, over_precise: bool) -> NormalizeResult:
     mid = _single_message_id(rt, res, raw)
     result = NormalizeResult(message_id=mid, message_type=rt)
     if rt not in MAPPERS:
@@ -250,7 +250,7 @@ def _single(res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool
 
 
 # --------------------------------------------------------------------------- Bundle
-def _bundle_message_id(b: dict, btype: str, raw: bytes) -> str:
+def _bundle_message_id(b: dict[str, Any], btype: str, raw: bytes) -> str:
     ident = d(b.get("identifier"))
     meta = d(b.get("meta"))
     ts = s(b.get("timestamp")) or ""
@@ -265,7 +265,7 @@ def _bundle_message_id(b: dict, btype: str, raw: bytes) -> str:
     return content_id(_strip(raw))
 
 
-def _notification_status(entries: list) -> tuple[dict, str | None] | None:
+def _notification_status(entries: list[Any]) -> tuple[dict[str, Any], str | None] | None:
     """The first entry's status resource and the notification type, if this is a notification."""
     if not entries:
         return None
@@ -289,7 +289,7 @@ def _notification_status(entries: list) -> tuple[dict, str | None] | None:
     return None
 
 
-def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> NormalizeResult:
+def _bundle(b: dict[str, Any], raw: bytes, practice_id: str, over_precise: bool) -> NormalizeResult:
     entries = b.get("entry", [])
     if entries is None:
         entries = []
@@ -334,18 +334,18 @@ def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> Normal
     atomic = btype in _ATOMIC
     lenient_event = btype in ("transaction", "batch", "history", "subscription-notification")
     index = BundleIndex()
-    for e in entries:
-        res = e.get("resource")
+    for entry in entries:
+        res = entry.get("resource")
         if isinstance(res, dict):
-            index.add(s(e.get("fullUrl")), res)
+            index.add(s(entry.get("fullUrl")), res)
 
     skipped: Counter[str] = Counter()
     no_resource: list[str] = []
     invalid: list[str] = []
-    for n, e in enumerate(body, start=start):
-        res = e.get("resource")
-        full_url = s(e.get("fullUrl"))
-        request = d(e.get("request"))
+    for n, entry in enumerate(body, start=start):
+        res = entry.get("resource")
+        full_url = s(entry.get("fullUrl"))
+        request = d(entry.get("request"))
         method = s(request.get("method"))
         if res is None:
             if method == "DELETE":
@@ -358,7 +358,7 @@ def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> Normal
             if not isinstance(res, dict):
                 raise Invalid("invalid_resource", f"{where}: resource is not an object")
             rt = _resource_type(res, where)
-            if rt == "Bundle" or rt == "OperationOutcome" or d(e.get("search")).get("mode") == "outcome":
+            if rt == "Bundle" or rt == "OperationOutcome" or d(entry.get("search")).get("mode") == "outcome":
                 skipped[rt] += 1
                 continue
             if rt not in MAPPERS:

@@ -29,9 +29,10 @@ _PACKAGE = __name__.rpartition(".")[0]
 
 def _built_hashes() -> dict[str, str]:
     try:
-        return json.loads((_HERE / "_compiled_sources.json").read_text())
+        hashes = json.loads((_HERE / "_compiled_sources.json").read_text())
     except (OSError, ValueError):
         return {}
+    return {str(k): str(v) for k, v in hashes.items()} if isinstance(hashes, dict) else {}
 
 
 def _extension_path(module: str) -> Path | None:

@@ -172,7 +172,7 @@ class _Ctx:
         msg: Message,
         practice_id: str,
         strict: bool,
-        source: dict,
+        source: dict[str, Any],
         warnings: list[str],
         trigger: str,
         plain: bool = False,
@@ -349,7 +349,7 @@ class _Ctx:
         return v
 
     # ---- output
-    def emit(self, record_type: str, patient_id: str | None, entity_id: str | None, value: dict) -> None:
+    def emit(self, record_type: str, patient_id: str | None, entity_id: str | None, value: dict[str, Any]) -> None:
         # key == entity_key(practice_id, patient_id[, entity_id]), written out for speed
         if record_type == "Patient":
             key = f"{self.practice_id}/{patient_id or '-'}"
@@ -357,7 +357,7 @@ class _Ctx:
             key = f"{self.practice_id}/{patient_id or '-'}/{entity_id or '-'}"
         self.out.append(_normalized(record_type, key, value))
 
-    def src(self) -> dict:
+    def src(self) -> dict[str, Any]:
         # One SourceRef dict per message, shared by its records (treat as read-only).
         return self.source
 
@@ -367,13 +367,13 @@ class _Ctx:
 _TUPLE_NEW = tuple.__new__
 
 
-def _normalized(record_type: str, key: str, value: dict) -> Normalized:
+def _normalized(record_type: str, key: str, value: dict[str, Any]) -> Normalized:
     return _TUPLE_NEW(Normalized, (record_type, key, value))
 
 
 # OBX-3 text -> (system, code, display) for escape-free values with the standard
 # component separator. A memo only (bounded): results do not depend on it.
-_CODINGS: dict[str, tuple] = {}
+_CODINGS: dict[str, tuple[Any, ...]] = {}
 
 _NONE6: list[None] = [None] * 6
 _PAD: list[str] = [""] * 32
@@ -394,7 +394,7 @@ def _f(seg: list[str], n: int) -> str:
 
 
 # --------------------------------------------------------------------------- patient
-def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
+def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict[str, Any] | None:
     """PID -> Patient dict, or None when the PID carries no identifier at all."""
     n = len(pid)
     if n < 31:
@@ -403,7 +403,7 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
     joined = "".join(pid)
     # no escapes and no HL7 null ("") in this PID: a strip is all a value needs
     leaf = _strip_none if ctx.es not in joined and '""' not in joined else ctx.leaf
-    identifiers: list[dict] = []
+    identifiers: list[dict[str, Any]] = []
     patient_id = None
     for fno in (3, 2, 4):
         raw = pid[fno]
@@ -566,7 +566,7 @@ def _phone(ctx: _Ctx, rep: str) -> str | None:
     return num
 
 
-def _require_patient(ctx: _Ctx, pid: list[str] | None, event: str | None = None) -> dict:
+def _require_patient(ctx: _Ctx, pid: list[str] | None, event: str | None = None) -> dict[str, Any]:
     if pid is None:
         raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} has no PID segment")
     p = _patient(ctx, pid, event)
@@ -578,7 +578,7 @@ def _require_patient(ctx: _Ctx, pid: list[str] | None, event: str | None = None)
 # --------------------------------------------------------------------------- encounter / coverage
 def _encounter(
     ctx: _Ctx, patient_id: str, pv1: list[str], pv2: list[str] | None, reason: str | None, event: str | None
-) -> dict | None:
+) -> dict[str, Any] | None:
     enc_id = ctx.comp(_f(pv1, 19), 1) or ctx.comp(_f(pv1, 50), 1)
     admit = ctx.date(_f(pv1, 44), "PV1-44")
     discharge = ctx.date(_f(pv1, 45), "PV1-45")
@@ -610,7 +610,7 @@ def _encounter(
     }
 
 
-def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict:
+def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict[str, Any]:
     payer_id = ctx.comp(_f(in1, 3), 1)
     payer_name = ctx.comp(_f(in1, 4), 1)
     plan_code = ctx.comp(_f(in1, 2), 1)
@@ -636,13 +636,13 @@ def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict:
     }
 
 
-def _emit_patient(ctx: _Ctx, p: dict) -> None:
+def _emit_patient(ctx: _Ctx, p: dict[str, Any]) -> None:
     ctx.emit("Patient", p["patient_id"], "", p)
 
 
 # --------------------------------------------------------------------------- ADT / DFT
 def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
-    patient: dict | None = None
+    patient: dict[str, Any] | None = None
     pv1 = pv2 = None
     dg1_reason = None
     any_pid = False
@@ -699,7 +699,7 @@ def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
 
 
 # --------------------------------------------------------------------------- orders
-def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_id: str) -> tuple:
+def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_id: str) -> tuple[Any, ...]:
     """(order id, placer, filler): the placer order number, else the filler's, else a
     hash of what identifies the order inside this patient's record."""
     placer = filler = None
@@ -722,7 +722,9 @@ def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_i
     return order_id, placer, filler
 
 
-def _new_order(ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str] | None, result: bool) -> dict:
+def _new_order(
+    ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str] | None, result: bool
+) -> dict[str, Any]:
     order_id, placer, filler = _order_id(ctx, orc, obr, patient_id)
     if orc is not None and len(orc) < 13:
         orc = orc + _PAD[: 13 - len(orc)]
@@ -784,11 +786,11 @@ def _new_order(ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str]
 
 def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     """ORU R01 (result=True: + Observations), ORM O01, OML O21."""
-    patient: dict | None = None
+    patient: dict[str, Any] | None = None
     patient_id = ""
     orc = None
-    order: dict | None = None
-    obs: dict | None = None
+    order: dict[str, Any] | None = None
+    obs: dict[str, Any] | None = None
     obr_time: str | None = None
     seen: set[str] = set()
     order_ids: set[str] = set()
@@ -819,7 +821,7 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     codings = _CODINGS
     iso = hl7_to_iso
     last_eff = last_iso = None  # the last valid OBX-14 and its ISO form
-    template: dict | None = None  # reset whenever patient_id or order_id changes
+    template: dict[str, Any] | None = None  # reset whenever patient_id or order_id changes
     for seg, line in zip(msg.segs, _raw_lines(msg), strict=False):
         name = seg[0]
         if name == "OBX":
@@ -995,8 +997,8 @@ def _observation(
     seen: set[str],
     index: int,
     prefix: str | None = None,
-    out: list | None = None,
-) -> dict:
+    out: list[Any] | None = None,
+) -> dict[str, Any]:
     """One OBX -> Observation. The hot path of ORU: simple values are read inline."""
     n = len(f)
     if n < 15:
@@ -1191,7 +1193,7 @@ def _vxu(ctx: _Ctx, msg: Message) -> None:
     patient_id = ""
     patient = None
     orc = None
-    obs: dict | None = None
+    obs: dict[str, Any] | None = None
     seen: set[str] = set()
     index = 0
     any_pid = False
@@ -1237,7 +1239,7 @@ def _vxu(ctx: _Ctx, msg: Message) -> None:
 
 def _immunization(
     ctx: _Ctx, rxa: list[str], orc: list[str] | None, patient_id: str, seen: set[str], index: int
-) -> dict:
+) -> dict[str, Any]:
     code = ctx.coding(_f(rxa, 5))
     if code["system"] is None and code["code"]:
         code["system"] = "CVX"
@@ -1416,7 +1418,7 @@ def _pharmacy(ctx: _Ctx, msg: Message) -> None:
             ctx.emit("MedicationOrder", rx["patient_id"], rx["order_id"], rx)
 
 
-def _medication(ctx: _Ctx, g: dict[str, Any]) -> dict | None:
+def _medication(ctx: _Ctx, g: dict[str, Any]) -> dict[str, Any] | None:
     orc, rxe, rxo, rxr, tq1 = g["ORC"], g.get("RXE"), g.get("RXO"), g.get("RXR"), g.get("TQ1")
     if rxe is None and rxo is None:
         ctx.warnings.append("pharmacy_orc_without_rxe_or_rxo")

@@ -238,11 +238,12 @@ def normalize_portal(event_type: str, raw: bytes, practice_id: str, received_at_
     return result
 
 
-def _map(ev: Any, practice_id: str, source: dict) -> Normalized:
+def _map(ev: Any, practice_id: str, source: dict[str, Any]) -> Normalized:
+
     submitted = _ms(ev.submitted_at)
     if isinstance(ev, IntakeSubmission):
         p, ins = ev.patient, ev.insurance
-        value = {
+        value: dict[str, Any] = {
             "practice_id": practice_id,
             "submission_id": ev.submission_id,
             "patient_id": ev.patient_id,

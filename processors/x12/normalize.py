@@ -321,10 +321,17 @@ def _hash(*parts: Any) -> str:
     return hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode()).hexdigest()[:32]
 
 
+def _claim_id(claim: dict[str, Any] | None) -> str:
+    """For warnings: a line or an adjustment is only ever read inside a claim."""
+    return "?" if claim is None else str(claim["claim_id"])
+
+
 def _procedure(parts: list[str]) -> dict[str, Any]:
+
     qual = parts[0].strip()
     code = parts[1].strip() if len(parts) > 1 else ""
     desc = parts[6].strip() if len(parts) > 6 else ""
+    system: str | None
     if qual == "HC" and code:
         system = _HCPCS if (code[0].isalpha()) else _CPT
     else:
@@ -346,11 +353,11 @@ class _Run:
         self.practice_id = practice_id
         self.warn = warn
         self.records: list[Normalized] = []
-        self.occ: dict[tuple, int] = {}
+        self.occ: dict[tuple[Any, ...], int] = {}
         self.types: list[str] = []
         self.message_id = ""
 
-    def occurrence(self, key: tuple) -> int:
+    def occurrence(self, key: tuple[Any, ...]) -> int:
         n = self.occ.get(key, 0)
         self.occ[key] = n + 1
         return n
@@ -442,7 +449,7 @@ def _do_835(s: _Set) -> None:
     plbs: list[tuple[str, str | None, str, str | None, float, str | None]] = []
     claim: dict[str, Any] | None = None
     line: dict[str, Any] | None = None
-    claim_extra: list | None = None  # [member_from_il, member_from_qc, member_from_74, service_dates]
+    claim_extra: list[Any] | None = None  # [member_from_il, member_from_qc, member_from_74, service_dates]
     skipping = False
     in_header = True
     for seg in s.ts.segments:
@@ -458,6 +465,7 @@ def _do_835(s: _Set) -> None:
             code = parts[1].strip() if np_ > 1 else ""
             if code:
                 qual = parts[0].strip()
+                system: str | None
                 if qual == "HC":
                     system = _HCPCS if code[0].isalpha() else _CPT
                 else:
@@ -498,7 +506,7 @@ def _do_835(s: _Set) -> None:
                 continue
             group = seg[1].strip() if n > 1 else ""
             if not group:
-                warn("malformed_segment", f"CLP {claim['claim_id']}: CAS without a group code ignored")
+                warn("malformed_segment", f"CLP {_claim_id(claim)}: CAS without a group code ignored")
                 continue
             adjs = target["adjustments"]
             for i in range(2, 20 if n > 20 else n, 3):
@@ -509,7 +517,7 @@ def _do_835(s: _Set) -> None:
                 if amount is None:
                     warn(
                         "malformed_amount",
-                        f"CLP {claim['claim_id']}: CAS {group}*{reason} amount "
+                        f"CLP {_claim_id(claim)}: CAS {group}*{reason} amount "
                         f"{seg[i + 1] if i + 1 < n else '(missing)'!r} skipped",
                     )
                     continue
@@ -543,7 +551,7 @@ def _do_835(s: _Set) -> None:
             if line is not None and n > 2 and seg[1] == "B6":  # 2110 service line allowed amount
                 allowed = _num(seg[2].strip())
                 if allowed is None:
-                    warn("malformed_amount", f"CLP {claim['claim_id']}: AMT*B6 {seg[2][:20]!r} not a number")
+                    warn("malformed_amount", f"CLP {_claim_id(claim)}: AMT*B6 {seg[2][:20]!r} not a number")
                 line["allowed"] = allowed
         elif sid == "QTY":
             continue
@@ -604,7 +612,7 @@ def _do_835(s: _Set) -> None:
             }
             claims.append(claim)
         elif sid == "NM1":
-            if claim is None:
+            if claim is None or claim_extra is None:  # both are set by the same CLP
                 continue
             q = seg[1] if n > 1 else ""
             if q == "QC":
@@ -690,7 +698,7 @@ def _do_835(s: _Set) -> None:
         t = c["payment_trace"]
         if t is None:
             if trace_key is None:
-                trace_key = "st:" + src["message_id"]
+                trace_key = f"st:{src['message_id']}"
             t = trace_key
         ccn = c["payer_claim_control_number"]
         key = ("835", t, c["claim_id"], ccn)
@@ -701,9 +709,9 @@ def _do_835(s: _Set) -> None:
         c["source"] = dict(src)
         append(Normalized("ClaimAdjudication", entity_key(pid, c["patient_id"], adj_id), c))
     for provider, fiscal, reason, ref, amount, t in plbs:
-        t_key = t or ("st:" + src["message_id"])
-        key = ("PLB", t_key, provider, fiscal, reason, ref)
-        adj_id = _hash("PLB", t_key, provider, fiscal, reason, ref, run.occurrence(key))
+        t_key = t or f"st:{src['message_id']}"
+        plb_key = ("PLB", t_key, provider, fiscal, reason, ref)
+        adj_id = _hash("PLB", t_key, provider, fiscal, reason, ref, run.occurrence(plb_key))
         run.records.append(
             Normalized(
                 "ProviderAdjustment",
@@ -830,7 +838,7 @@ def _emit_stc(
     ccn: str | None,
     name: str | None,
     payer: str | None,
-    src: dict,
+    src: dict[str, Any],
     pid: str,
     provider: str | None = None,
 ) -> None:
@@ -1010,8 +1018,8 @@ def _do_271(s: _Set) -> None:
             continue  # the subscriber only carries the dependent who is the patient
         member_id = sub["member_id"]
         if member_id is None and sub["level"] == "23":
-            parent = by_hl.get(sub["parent"])
-            member_id = parent["member_id"] if parent else None
+            parent_sub = by_hl.get(sub["parent"])
+            member_id = parent_sub["member_id"] if parent_sub else None
         trace = (
             next((t for q, t in sub["traces"] if q == "2" and t), None)
             or next((t for _, t in sub["traces"] if t), None)
@@ -1059,7 +1067,7 @@ def _do_271(s: _Set) -> None:
 def _emit_271(
     s: _Set,
     pid: str,
-    src: dict,
+    src: dict[str, Any],
     position: str,
     trace: str | None,
     payer_id: str | None,
@@ -1068,7 +1076,7 @@ def _emit_271(
     name: str | None,
     dob: str | None,
     active: bool | None,
-    benefits: list,
+    benefits: list[Any],
     rejections: list[str],
     patient_id: str | None = None,
 ) -> None:
@@ -1229,7 +1237,7 @@ def _do_837(s: _Set) -> None:
     claim: dict[str, Any] | None = None
     line: dict[str, Any] | None = None
     claims: list[dict[str, Any]] = []
-    claim_date: list | None = None
+    claim_date: list[Any] | None = None
     for seg in s.ts.segments:
         sid = seg[0]
         n = len(seg)
@@ -1263,12 +1271,13 @@ def _do_837(s: _Set) -> None:
             }
             claim["lines"].append(line)
         elif sid == "DTP":
-            if claim is None:
+            if claim is None or claim_date is None:  # both are set by the same CLM
                 continue
             q = _el(seg, 1)
             if line is not None:
                 if q == "472":
                     line["service_date"] = _d8(_el(seg, 3))
+
             elif q == "472" or q == "434":
                 d = _d8(_el(seg, 3))
                 if d:

@@ -94,7 +94,7 @@ class HttpGateway:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self.runner.addresses[0][1]  # the port bound when 0 was asked for
         return self.port
 
     async def stop(self) -> None:
@@ -163,7 +163,7 @@ class HttpGateway:
         outcome, result = await self._validated(
             "fhir", practice, body, lambda: normalize_fhir(body, practice, now_ms())
         )
-        if not outcome.accepted:
+        if not outcome.accepted or result is None:  # accepted always comes with its result
             return web.json_response(
                 _outcome("error", "invalid", f"{outcome.reason_code}: {outcome.reason}"), status=422
             )
@@ -181,7 +181,7 @@ class HttpGateway:
         practice = self._practice(request)
         body = await self._body(request, "x12", practice)
         outcome, result = await self._validated("x12", practice, body, lambda: normalize_x12(body, practice, now_ms()))
-        if not outcome.accepted:
+        if not outcome.accepted or result is None:  # accepted always comes with its result
             return web.json_response(
                 {"accepted": False, "reason_code": outcome.reason_code, "reason": outcome.reason}, status=422
             )
@@ -199,7 +199,7 @@ class HttpGateway:
         from practiceflow.processors.portal.normalize import normalize_portal, verify_signature
 
         practice = self._practice(request)
-        event_type = request.match_info.get("event_type") or request.headers.get("X-Portal-Event", "")
+        event_type = request.match_info.get("event_type") or request.headers.get("X-Portal-Event") or ""
         body = await self._body(request, "portal", practice)
         secret = self.portal_secrets.get(practice)
         try:
@@ -245,11 +245,11 @@ class HttpGateway:
                 )
                 raise
             upload = form.get("file")
-            data = upload.file.read() if hasattr(upload, "file") else b""
+            data = upload.file.read() if isinstance(upload, web.FileField) else b""
             for k in ("from", "to", "pages"):
                 if form.get(k):
                     meta[k] = str(form[k])
-            if hasattr(upload, "filename") and upload.filename:
+            if isinstance(upload, web.FileField) and upload.filename:
                 meta["filename"] = upload.filename
         else:
             data = await self._body(request, "fax", practice)
