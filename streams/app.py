@@ -350,7 +350,6 @@ class Pipeline:
                 async for events in stream.take_events(500, within=0.5):
                     batch = [(by_name[e.message.topic], e.value) for e in events]
                     written = await loop.run_in_executor(self.sink_pool, sink.write_batch, batch, now_ms())
-
                     for table, n in written.items():
                         self._count(f"clickhouse.{table}", n)
 

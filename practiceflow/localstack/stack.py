@@ -113,7 +113,6 @@ class LocalStack:
             self.kafka = kafka = new_cluster(self.run_dir / f"kafka-{attempt}", self.cache_dir, nodes=self.nodes)
             try:
                 kafka.start()
-
                 break
             except StackError:
                 if attempt == 2:

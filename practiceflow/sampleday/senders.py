@@ -34,7 +34,6 @@ class MllpClient:
         self.writer.write(raw_frame if raw_frame is not None else VT + message + FS + CR)
         await self.writer.drain()
         ack = await asyncio.wait_for(self.reader.readuntil(FS + CR), timeout)
-
         return ack[1:-2]
 
 

@@ -566,7 +566,6 @@ def map_medication_request(c: Ctx) -> list[Normalized]:
         text = s(x.get("text"))
         if text:
             texts.append(text)
-
         pi = s(x.get("patientInstruction"))
         if pi and pi not in texts:
             texts.append(pi)

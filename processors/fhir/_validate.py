@@ -308,7 +308,6 @@ def _get_parent(root: Any, loc: tuple[Any, ...]) -> tuple[Any, Any] | None:
             cur = cur[part]
         else:
             return None
-
     return cur, loc[-1]
 
 

@@ -239,7 +239,6 @@ def normalize_portal(event_type: str, raw: bytes, practice_id: str, received_at_
 
 
 def _map(ev: Any, practice_id: str, source: dict[str, Any]) -> Normalized:
-
     submitted = _ms(ev.submitted_at)
     if isinstance(ev, IntakeSubmission):
         p, ins = ev.patient, ev.insurance

@@ -327,7 +327,6 @@ def _claim_id(claim: dict[str, Any] | None) -> str:
 
 
 def _procedure(parts: list[str]) -> dict[str, Any]:
-
     qual = parts[0].strip()
     code = parts[1].strip() if len(parts) > 1 else ""
     desc = parts[6].strip() if len(parts) > 6 else ""
@@ -1277,7 +1276,6 @@ def _do_837(s: _Set) -> None:
             if line is not None:
                 if q == "472":
                     line["service_date"] = _d8(_el(seg, 3))
-
             elif q == "472" or q == "434":
                 d = _d8(_el(seg, 3))
                 if d:

@@ -86,6 +86,7 @@ class GatewayCore:
         self.max_in_flight_bytes = max_in_flight_bytes
         self._bytes = 0
         self._bytes_free = asyncio.Condition()
+        self._waiting = 0  # writes blocked on a slot or on the byte budget
         self._recent: dict[str, None] = {}
         self._recent_max = recent_ids
         self.stats: dict[str, int] = {}
@@ -94,13 +95,26 @@ class GatewayCore:
         self.stats[key] = self.stats.get(key, 0) + 1
 
     def saturated(self) -> bool:
-        return self._slots.locked() or self._bytes >= self.max_in_flight_bytes
+        """True while a new input would have to wait: then the HTTP gateway answers 503 before
+        reading a body and MLLP stops reading, so waiting payloads cannot pile up in memory.
+        A write blocked on the byte budget counts as well as one blocked on a slot."""
+        return self._waiting > 0 or self._slots.locked() or self._bytes >= self.max_in_flight_bytes
 
     async def _reserve(self, size: int) -> None:
-        await self._slots.acquire()
-        async with self._bytes_free:
-            await self._bytes_free.wait_for(lambda: self._bytes == 0 or self._bytes + size <= self.max_in_flight_bytes)
-            self._bytes += size
+        self._waiting += 1  # never observed unless a wait below actually suspends
+        try:
+            await self._slots.acquire()
+            try:
+                async with self._bytes_free:
+                    await self._bytes_free.wait_for(
+                        lambda: self._bytes == 0 or self._bytes + size <= self.max_in_flight_bytes
+                    )
+                    self._bytes += size
+            except BaseException:  # cancelled while waiting for bytes: give the slot back
+                self._slots.release()
+                raise
+        finally:
+            self._waiting -= 1
         IN_FLIGHT.labels(self.name).inc()
 
     async def _release(self, size: int) -> None:
