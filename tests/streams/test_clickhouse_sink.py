@@ -79,6 +79,17 @@ def _produce(stack, cfg) -> dict[str, dict[str, int]]:
     }
 
 
+def _assert_exactly_once(counts: dict, expected: dict) -> None:
+    """Every record once: raw counts equal the topics' messages. The one audit event the
+    chain wrote twice (same event id and time) is one row with FINAL; a background merge
+    may already have collapsed it in the raw count too."""
+    audit, want = counts.pop("audit_events"), dict(expected)
+    want_audit = want.pop("audit_events")
+    assert counts == want
+    assert audit["final"] == want_audit["final"]
+    assert audit["raw"] in (want_audit["raw"], want_audit["raw"] - 1)
+
+
 def _counts(sink: ClickHouseSink) -> dict[str, dict[str, int]]:
     return {
         t: {
@@ -135,7 +146,7 @@ def test_clickhouse_outage_is_retried_and_every_row_lands_exactly_once(cfg, stac
     assert consumer.counts["clickhouse.write_failures"] == 4
     # nothing was committed past the batch that could not be written
     assert calls["lag_during_outage"] is not None and calls["lag_during_outage"] > 0
-    assert _counts(sink) == expected  # raw counts too: the "lost answer" batch is not doubled
+    _assert_exactly_once(_counts(sink), expected)  # raw counts too: the "lost answer" batch is not doubled
 
 
 def test_sink_killed_mid_batch_resumes_without_loss_or_duplicates(cfg, stack, tmp_path):
@@ -163,4 +174,4 @@ def test_sink_killed_mid_batch_resumes_without_loss_or_duplicates(cfg, stack, tm
     )
     assert drained.returncode == 0, drained.stderr[-3000:]
     counts = json.loads(drained.stdout.strip().splitlines()[-1])
-    assert counts == expected
+    _assert_exactly_once(counts, expected)

@@ -113,7 +113,7 @@ def test_dead_letter_redriven_after_a_fix_is_normalized_and_audited(cfg, stack, 
     assert [r["message_id"] for r in raws] == [raw["message_id"]] * 3
     assert raws[-1]["headers"]["pf-redrive"] == lid and raws[-1]["payload"] == raw["payload"]
     assert raws[-1]["received_at"] > raw["received_at"]
-    audit = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.audit", pipeline.serde, 4)]
+    audit = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.audit.in", pipeline.serde, 4)]
     actions = [a["action"] for a in audit]
     assert "redriven" in actions and actions.count("normalized") == 1 and "dead_lettered" in actions
     redriven = next(a for a in audit if a["action"] == "redriven")
@@ -150,7 +150,7 @@ def test_reused_hl7_control_id_with_new_content_is_processed_and_flagged(cfg, st
     assert pipeline.counts["hl7v2.normalized"] == 2  # the new result is not dropped as a duplicate
     assert pipeline.counts["hl7v2.duplicate"] == 1  # the identical resend still is
     assert pipeline.counts["hl7v2.control_id_reused"] == 1
-    audit = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.audit", pipeline.serde, 8)]
+    audit = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.audit.in", pipeline.serde, 8)]
     assert [a["reason"] for a in audit if a["action"] == "flagged"] == ["control_id_reused"]
     patients = {
         v["patient_id"]
