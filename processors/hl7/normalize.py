@@ -432,10 +432,8 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict[str, Any] | N
             if not rep:
                 continue
             c = rep.split(cs, 5)
-            value = c[0]
-            if ss in value:
-                value = value.split(ss, 1)[0]
-            value = leaf(value)
+            first = c[0]
+            value = leaf(first.split(ss, 1)[0] if ss in first else first)
             if value is None:
                 continue
             k = len(c)
@@ -443,8 +441,8 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict[str, Any] | N
             if k > 3 and c[3]:
                 hd = c[3]
                 if ss in hd:
-                    hd = hd.split(ss, 2)
-                    system = leaf(hd[0]) or leaf(hd[1])
+                    hd_parts = hd.split(ss, 2)
+                    system = leaf(hd_parts[0]) or leaf(hd_parts[1])
                 else:
                     system = leaf(hd)
             if k > 4 and c[4]:
@@ -490,10 +488,8 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict[str, Any] | N
             c = rep.split(cs, 6)
             if len(c) < 6:
                 c += _PAD[: 6 - len(c)]
-            street = c[0]
-            if ss in street:
-                street = street.split(ss, 1)[0]
-            street = leaf(street)
+            first = c[0]
+            street = leaf(first.split(ss, 1)[0] if ss in first else first)
             other = leaf(c[1]) if c[1] else None
             city = leaf(c[2]) if c[2] else None
             state = leaf(c[3]) if c[3] else None
@@ -542,7 +538,7 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict[str, Any] | N
         birth = None
     indicator = pid[30].strip().upper()
     deceased = indicator == "Y" or (indicator != "N" and bool(pid[29]) and ctx.comp(pid[29], 1) is not None)
-    sex = pid[8]
+    sex: str | None = pid[8]
     if sex:
         sex = leaf(sex.split(cs, 1)[0] if cs in sex else sex)
     return {
@@ -816,6 +812,8 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     obx_index = 0
     any_pid = False
 
+    pending_priority = None
+
     def flush_orc() -> None:
         """An ORC that no OBR followed (e.g. a cancel) is an order of its own (ORM/OML)."""
         nonlocal orc, pending_priority
@@ -830,7 +828,6 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     out = ctx.out
     prefix = ""
     order_id = None
-    pending_priority = None
     # hot-path constants for the inline OBX reader below
     practice_id = ctx.practice_id
     source = ctx.source
@@ -1078,7 +1075,8 @@ def _observation(
             except ValueError:
                 pass
             if numeric is None or numeric - numeric != 0.0:  # not a number, or inf/nan
-                numeric = _bad_number(ctx, raw)
+                _bad_number(ctx, raw)
+                numeric = None
         else:
             obx5, numeric = _obx_value(ctx, vt, raw)
         raw = f[8]
@@ -1094,8 +1092,8 @@ def _observation(
             effective = ctx.date(raw, "OBX-14") or obr_time
         refrange = f[7] or None
         status = f[11] or None
-        set_id = f[1]
-        sub_id = f[4]
+        set_id: str | None = f[1]
+        sub_id: str | None = f[4]
     else:
         leaf = ctx.leaf
         vt = leaf(f[2])
@@ -1147,7 +1145,7 @@ def _observation(
         "source": ctx.source,
     }
     if out is not None:
-        out.append(_TUPLE_NEW(Normalized, ("Observation", prefix + obs_id, value)))
+        out.append(_TUPLE_NEW(Normalized, ("Observation", (prefix or "") + obs_id, value)))
     return value
 
 
@@ -1170,14 +1168,14 @@ def _obx_value(ctx: _Ctx, vt: str | None, raw: str) -> tuple[str | None, float |
     if vt in _TEXT_TYPES or vt is None:
         return ctx.text(raw), None
     if vt in _CODED_TYPES:
-        parts = []
+        parts: list[str] = []
         for rep in raw.split(ctx.rs):
-            c = ctx.coding(rep)
-            code, text = c["code"], c["display"]
+            coding = ctx.coding(rep)
+            code, text = coding["code"], coding["display"]
             if code and text and code != text:
                 parts.append(f"{text} ({code})")
-            elif code or text:
-                parts.append(text or code)
+            elif text or code:
+                parts.append(text or code or "")
         return ("; ".join(parts) or None), None
     if vt == "SN":
         c = ctx.comps(ctx.first(raw))
@@ -1361,17 +1359,17 @@ def _siu(ctx: _Ctx, msg: Message, event: str) -> None:
     tq = _f(sch, 11)
     if start is None and tq:
         start = ctx.date_value(ctx.comp(tq, 4), "SCH-11.4")
-    for seg, n, where in ((ais, 4, "AIS-4"), (aig, 8, "AIG-8"), (ail, 6, "AIL-6"), (aip, 6, "AIP-6")):
-        if start is None and seg is not None and _f(seg, n):
-            start = ctx.date(_f(seg, n), where)
+    for appt_seg, n, where in ((ais, 4, "AIS-4"), (aig, 8, "AIG-8"), (ail, 6, "AIL-6"), (aip, 6, "AIP-6")):
+        if start is None and appt_seg is not None and _f(appt_seg, n):
+            start = ctx.date(_f(appt_seg, n), where)
 
     duration = None
     if _f(sch, 9):
         duration = _duration_minutes(ctx, ctx.comp(_f(sch, 9), 1), ctx.comp(_f(sch, 10), 1))
     if duration is None:
-        for seg, n in ((ais, 7), (aig, 11), (ail, 9), (aip, 9)):
-            if seg is not None and _f(seg, n):
-                duration = _duration_minutes(ctx, ctx.comp(_f(seg, n), 1), ctx.comp(_f(seg, n + 1), 1))
+        for appt_seg, n in ((ais, 7), (aig, 11), (ail, 9), (aip, 9)):
+            if appt_seg is not None and _f(appt_seg, n):
+                duration = _duration_minutes(ctx, ctx.comp(_f(appt_seg, n), 1), ctx.comp(_f(appt_seg, n + 1), 1))
                 if duration is not None:
                     break
 
@@ -1453,7 +1451,7 @@ def _medication(ctx: _Ctx, g: dict[str, Any]) -> dict[str, Any] | None:
         prescriber_field = _f(rxe, 13)
         written_field, written_where = _f(rxe, 32), "RXE-32"
         freq = ctx.comp(_f(rxe, 1), 2)
-    else:
+    elif rxo is not None:  # one of the two is there (checked above)
         med = ctx.coding(_f(rxo, 1))
         dmin, dmax, dunits = ctx.comp(_f(rxo, 2), 1), ctx.comp(_f(rxo, 3), 1), _f(rxo, 4)
         instr_field = _f(rxo, 7) or _f(rxo, 6)
@@ -1568,7 +1566,7 @@ def _mdm(ctx: _Ctx, msg: Message) -> None:
     kind = ctx.comp(_f(txa, 2), 1)
     title = ctx.comp(_f(txa, 2), 2) or _DOC_TYPES.get(kind or "") or (ctx.cwe_text(_f(obr, 4)) if obr else None)
     status_code = ctx.comp(_f(txa, 17), 1)
-    value = {
+    value: dict[str, Any] = {
         "practice_id": ctx.practice_id,
         "document_id": doc_id,
         "patient_id": patient_id,
@@ -1591,19 +1589,19 @@ def _mdm(ctx: _Ctx, msg: Message) -> None:
 
 
 # --------------------------------------------------------------------------- dispatch
-def _h_adt(ctx, msg):
+def _h_adt(ctx: _Ctx, msg: Message) -> None:
     _adt(ctx, msg, ctx.trigger)
 
 
-def _h_oru(ctx, msg):
+def _h_oru(ctx: _Ctx, msg: Message) -> None:
     _orders(ctx, msg, True)
 
 
-def _h_orm(ctx, msg):
+def _h_orm(ctx: _Ctx, msg: Message) -> None:
     _orders(ctx, msg, False)
 
 
-def _h_siu(ctx, msg):
+def _h_siu(ctx: _Ctx, msg: Message) -> None:
     _siu(ctx, msg, ctx.trigger)
 
 
