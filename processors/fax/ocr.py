@@ -53,9 +53,12 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..base import Rejected
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 PLUGIN = "practiceflow.processors.fax._ocrmypdf_plugin"
 
@@ -212,7 +215,7 @@ def _decoded_image(data: bytes, kind: str) -> Iterator[Any]:
         im.close()
 
 
-def _frame_dpi(fr, fallback) -> tuple[float, float] | None:
+def _frame_dpi(fr: PILImage.Image, fallback: Any) -> tuple[float, float] | None:
     dpi = fr.info.get("dpi") or fallback
     try:
         x, y = float(dpi[0]), float(dpi[1])
@@ -221,7 +224,9 @@ def _frame_dpi(fr, fallback) -> tuple[float, float] | None:
     return (x, y) if min(x, y) >= _MIN_DPI else None
 
 
-def _normalise_frame(fr, dpi: tuple[float, float] | None, warnings: list[str], page_no: int):
+def _normalise_frame(
+    fr: PILImage.Image, dpi: tuple[float, float] | None, warnings: list[str], page_no: int
+) -> tuple[PILImage.Image, tuple[float, float]]:
     """-> (image in mode 1/L/RGB with square pixels, (dpi, dpi))."""
     from PIL import Image
 
@@ -245,7 +250,7 @@ def _normalise_frame(fr, dpi: tuple[float, float] | None, warnings: list[str], p
         # e.g. fax standard mode 204x98: without this Tesseract sees half-height glyphs
         m = max(dx, dy)
         size = (round(fr.width * m / dx), round(fr.height * m / dy))
-        fr = fr.resize(size, Image.NEAREST if fr.mode == "1" else Image.BICUBIC)
+        fr = fr.resize(size, Image.Resampling.NEAREST if fr.mode == "1" else Image.Resampling.BICUBIC)
         dx = dy = m
     return fr, (dx, dy)
 
@@ -355,7 +360,7 @@ def _ocr_images(
     else:
         with ThreadPoolExecutor(len(chunks)) as ex:
             results = list(ex.map(lambda cb: _tesseract_chunk(cb[0], cb[1], settings), zip(chunks, bases, strict=True)))
-    pages = []
+    pages: list[OcrPage] = []
     for text, conf, timed_out in (r for chunk in results for r in chunk):
         n = len(pages) + 1
         if timed_out:
