@@ -124,7 +124,7 @@ class ClickHouseSink:
             parameters={"db": self.database, "t": table},
         ).result_rows
         if rows and rows[0][0].replace(" ", "") != want:
-            aside = f"{table}_before_{datetime.now(tz=timezone.utc):%Y%m%d%H%M%S}"
+            aside = f"{table}_before_{datetime.now(tz=UTC):%Y%m%d%H%M%S}"
             log.warning("ClickHouse table %s has key (%s), not (%s): renamed to %s", table, rows[0][0], want, aside)
             self.client.command(f"RENAME TABLE {self.database}.{table} TO {self.database}.{aside}")
 
