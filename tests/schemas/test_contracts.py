@@ -172,3 +172,10 @@ def test_renamed_nested_record_with_an_alias_is_compatible():
     renamed = _renamed_nested("Code", aliases=["practiceflow.Coding"])
     assert _fastavro_reads(NESTED, renamed)
     assert backward_errors(renamed, NESTED) == []
+
+
+def test_committed_typed_dicts_match_models():
+    """schemas/typed.py is generated from the models like the .avsc files (practiceflow schemas export)."""
+    from practiceflow.schemas import typed_gen
+
+    assert typed_gen.TYPED_PATH.read_text() == typed_gen.render(), "run `practiceflow schemas export` and commit"
