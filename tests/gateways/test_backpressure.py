@@ -77,16 +77,17 @@ def test_http_refuses_bodies_while_a_write_waits_for_the_byte_budget(tmp_path: P
         store = LocalDocumentStore((tmp_path / "docs").as_uri())
         gw = HttpGateway(core, {"bp"}, store, portal_secrets={}, port=0)
         await gw.start()
+        t1 = asyncio.create_task(core.accept("hl7v2", "bp", b"y" * 100, "a"))
+        t2 = asyncio.create_task(core.accept("hl7v2", "bp", b"y" * 100, "b"))  # waits on bytes
         try:
-            t1 = asyncio.create_task(core.accept("hl7v2", "bp", b"y" * 100, "a"))
-            t2 = asyncio.create_task(core.accept("hl7v2", "bp", b"y" * 100, "b"))  # waits on bytes
             await asyncio.sleep(0.1)
-            async with aiohttp.ClientSession() as http:
+            # a gateway that read the body would wait behind the blocked writes: the client gives up
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
                 resp = await http.post(f"http://127.0.0.1:{gw.port}/x12/bp", data=b"ISA*" + b"z" * 10_000)
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
+        finally:
             producer.release.set()
             await asyncio.gather(t1, t2)
-        finally:
             await gw.stop()
         return status, retry_after, producer.max_pending
 
