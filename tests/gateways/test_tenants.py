@@ -227,7 +227,8 @@ def test_mllp_mutual_tls_maps_the_client_certificate_to_its_practice(cfg, stack,
     ehr_a = _issue(tmp_path, ca, "ehr-a")
     ehr_b = _issue(tmp_path, ca, "ehr-b", san="DNS:ehr-b.example")
     stranger = _issue(tmp_path, ca, "stranger")
-    forged = _issue(tmp_path, rogue, "ehr-a")  # same CN, wrong CA
+    (tmp_path / "rogue").mkdir()
+    forged = _issue(tmp_path / "rogue", rogue, "ehr-a")  # same CN, wrong CA
     settings: Settings = cfg.model_copy(
         update={
             "practices": [A, B],
