@@ -115,19 +115,20 @@ class FolderDrop:
                     if stat.S_ISDIR(st.st_mode) or now - st.st_mtime < self.settle:
                         continue
                     try:
-                        ok = await self._file(practice, feed, path)
+                        try:
+                            ok = await self._file(practice, feed, path)
+                        except _Refused as why:
+                            await self.core.reject(
+                                feed,
+                                practice,
+                                b"",
+                                "unsafe_file",
+                                f"{path.name}: {why}; not followed, not read",
+                                details={"file": path.name},
+                            )
+                            ok = False
                     except Unavailable:
                         break  # it stays in inbox; so do this feed's other files until the next scan
-                    except _Refused as why:
-                        await self.core.reject(
-                            feed,
-                            practice,
-                            b"",
-                            "unsafe_file",
-                            f"{path.name}: {why}; not followed, not read",
-                            details={"file": path.name},
-                        )
-                        ok = False
                     self._move(path, "done" if ok else "rejected")
                     handled += 1
         return handled

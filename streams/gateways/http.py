@@ -95,6 +95,15 @@ def sniff_document(data: bytes) -> str | None:
     return next((ct for magic, ct in MAGIC if data.startswith(magic)), None)
 
 
+@web.middleware
+async def _retry_when_unavailable(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A dead letter or audit event Kafka did not confirm fails the request (503, retry)."""
+    try:
+        return await handler(request)
+    except Unavailable:
+        raise web.HTTPServiceUnavailable(headers={"Retry-After": "2"}, text="not recorded; retry") from None
+
+
 def _outcome(severity: str, code: str, text: str) -> dict[str, Any]:
     return {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": code, "diagnostics": text}]}
 
@@ -144,7 +153,9 @@ class HttpGateway:
         self.body_timeout_s = body_timeout_s
         self.bodies = 0  # bodies being read now
         self.runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._release_reads])
+        self.app = web.Application(
+            client_max_size=max_body_bytes, middlewares=[_retry_when_unavailable, self._release_reads]
+        )
         self.app.add_routes(
             [
                 web.post("/fhir/{practice}", self.fhir),

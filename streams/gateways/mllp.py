@@ -234,6 +234,9 @@ class MllpGateway:
                 buf += data
         except (ConnectionError, asyncio.CancelledError, TimeoutError, ssl.SSLError):
             return
+        except Unavailable:  # a dead letter Kafka did not confirm: no ACK at all, so the sender resends
+            self._stat("closed_unrecorded")
+            return
         finally:
             budget.release(held)
             self.limits.leave(host)
@@ -301,8 +304,22 @@ class MllpGateway:
         await asyncio.wait_for(writer.drain(), self.idle_timeout_s)
 
     async def handle_frame(self, chunk: bytes, practice: str | None = None) -> bytes:
+        """One frame -> its ACK. A dead letter or audit event Kafka did not confirm is an AE
+        (resend), never an AA or AR: the sender keeps the message until it is recorded."""
+        try:
+            return await self._handle_frame(chunk, practice or self.practice_id)
+        except Unavailable:
+            payload = chunk[1:-2] if chunk[:1] == VT else chunk
+            return build_ack(
+                payload,
+                "AE",
+                "message not recorded (storage unavailable); please resend",
+                error_code="207",
+                now=_now_hl7(),
+            )
+
+    async def _handle_frame(self, chunk: bytes, practice: str) -> bytes:
         """One frame in, one ACK out (the gateway's whole contract, testable without sockets)."""
-        practice = practice or self.practice_id
         start = chunk.find(VT)
         if start != 0:
             junk = chunk if start < 0 else chunk[:start]

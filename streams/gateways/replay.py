@@ -104,7 +104,10 @@ class ReplayGuard:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             for (feed, practice), table in self._tables.items():
-                f.writelines(json.dumps({"f": feed, "p": practice, "i": digest, "e": exp}) + "\n" for digest, exp in table.items())
+                f.writelines(
+                    json.dumps({"f": feed, "p": practice, "i": digest, "e": exp}) + "\n"
+                    for digest, exp in table.items()
+                )
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
