@@ -117,11 +117,9 @@ def test_fhir_portal_fax_and_x12_over_http(cfg, stack, tmp_path):
     serde = AvroSerde(registry_client(stack.registry_url))
     letters = {v["reason_code"] for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.portal", serde, 2)}
     assert letters == {"bad_signature", "stale_timestamp"}
-    too_big = [
-        v
-        for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.fhir", serde, 2)
-        if v["reason_code"] == "too_large"
-    ]
+    fhir_letters = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.fhir", serde, 3)  # invalid, unknown, big
+    assert {v["reason_code"] for _, v in fhir_letters} == {"invalid_resource", "unknown_practice", "too_large"}
+    too_big = [v for _, v in fhir_letters if v["reason_code"] == "too_large"]
     assert too_big and too_big[0]["payload"].startswith(b"x")
 
 
