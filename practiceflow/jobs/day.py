@@ -216,6 +216,7 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
             f"{w.get(f'{feed}.dead_lettered', 0):12d} {w.get(f'{feed}.duplicate', 0):10d}"
         )
     print("  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
+    print(f"  HL7 control ids reused with new content (processed and flagged): {w.get('hl7v2.control_id_reused', 0)}")
     print(f"\n  MLLP ACKs: {report.acks}   HTTP answers: {report.http}")
     print(
         f"  HTTP callers: {report.auth.get('authenticated', 0)} authenticated (bearer token or portal HMAC), "
