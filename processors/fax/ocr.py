@@ -32,9 +32,20 @@ Pipeline
    square pixels. ``image_engine="ocrmypdf"`` instead converts the image to PDF
    with img2pdf (TIFF G4 / JPEG embedded as-is, DPI kept) and runs step 2.
 
-Confidence is the mean word confidence on a 0..1 scale (Tesseract's 0..100 / 100);
-``None`` for pages whose text came from the PDF itself and for OCRed pages on which
-Tesseract found no words.
+Recognition: ``--psm 4`` (one column of text of variable sizes), so a lab table's row
+stays one line (psm 3 read unruled result columns as separate blocks), and
+``preserve_interword_spaces=1`` so column gaps survive in the text. Resampling fax pages
+to 300 dpi (``OcrSettings.upscale_dpi``) is available but off: on the generated fax
+evaluation set it helped fine-mode print a little, hurt standard mode, and cost 65 %
+more CPU (``bench/bench_ocr_fax.py``).
+
+Confidence is on a 0..1 scale. With ``OcrSettings.quality`` (default) each OCRed
+page's ``confidence`` is the ink-weighted word confidence of :mod:`.quality` (ink that
+no recognised word covers counts 0), ``word_confidence`` is Tesseract's mean word
+confidence, and ``needs_human_read`` flags pages below
+``quality.NEEDS_HUMAN_READ_BELOW``; on both routes (Tesseract on images, OCRmyPDF's
+sandwich renderer on PDFs). ``None`` for pages whose text came from the PDF itself and
+for OCRed pages on which Tesseract found no words (those are flagged when they carry ink).
 """
 
 from __future__ import annotations
