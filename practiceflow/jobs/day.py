@@ -194,6 +194,7 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
             f"{w.get(f'{feed}.dead_lettered', 0):12d} {w.get(f'{feed}.duplicate', 0):10d}"
         )
     print("  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
+    print(f"  HL7 control ids reused with new content (processed and flagged): {w.get('hl7v2.control_id_reused', 0)}")
     print(f"\n  MLLP ACKs: {report.acks}   HTTP answers: {report.http}")
     records = {k.removeprefix("record."): v for k, v in w.items() if k.startswith("record.")}
     print(f"\n  normalized records: {dict(sorted(records.items()))}")
