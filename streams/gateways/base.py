@@ -22,6 +22,7 @@ from practiceflow.processors.audit import audit_event
 from practiceflow.processors.deadletter import dead_letter
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.gateways.limits import ByteBudget
 from practiceflow.streams.producer import DeliveryFailed, DurableProducer
 from practiceflow.streams.serde import AvroSerde
 
@@ -86,7 +87,9 @@ class GatewayCore:
         self.max_in_flight_bytes = max_in_flight_bytes
         self._bytes = 0
         self._bytes_free = asyncio.Condition()
-        self._waiting = 0  # writes blocked on a slot or on the byte budget
+        self._waiting = 0
+        # bytes held in read buffers (MLLP frames, HTTP bodies) before they become writes
+        self.read_budget = ByteBudget(max_in_flight_bytes)
         self._recent: dict[str, None] = {}
         self._recent_max = recent_ids
         self.stats: dict[str, int] = {}
@@ -95,24 +98,18 @@ class GatewayCore:
         self.stats[key] = self.stats.get(key, 0) + 1
 
     def saturated(self) -> bool:
-        """True while a new input would have to wait: then the HTTP gateway answers 503 before
-        reading a body and MLLP stops reading, so waiting payloads cannot pile up in memory.
-        A write blocked on the byte budget counts as well as one blocked on a slot."""
-        return self._waiting > 0 or self._slots.locked() or self._bytes >= self.max_in_flight_bytes
+        """True while a write is waiting for a slot or for bytes: new input would only queue behind it."""
+        return self._slots.locked() or self._bytes >= self.max_in_flight_bytes or self._waiting > 0
 
     async def _reserve(self, size: int) -> None:
-        self._waiting += 1  # never observed unless a wait below actually suspends
+        self._waiting += 1
         try:
             await self._slots.acquire()
-            try:
-                async with self._bytes_free:
-                    await self._bytes_free.wait_for(
-                        lambda: self._bytes == 0 or self._bytes + size <= self.max_in_flight_bytes
-                    )
-                    self._bytes += size
-            except BaseException:  # cancelled while waiting for bytes: give the slot back
-                self._slots.release()
-                raise
+            async with self._bytes_free:
+                await self._bytes_free.wait_for(
+                    lambda: self._bytes == 0 or self._bytes + size <= self.max_in_flight_bytes
+                )
+                self._bytes += size
         finally:
             self._waiting -= 1
         IN_FLIGHT.labels(self.name).inc()
