@@ -75,13 +75,16 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key
+from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key, typed_record
 
 from .models import ID_FIELDS, IntakeSubmission, RefillRequestPayload, SchedulingRequestPayload, model_for
+
+if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
+    from practiceflow.schemas.typed import IntakeFormDict, RefillRequestDict, SchedulingRequestDict, SourceRefDict
 
 __all__ = ["normalize_portal", "verify_signature", "event_id", "EVENT_TYPES", "MAX_BODY_BYTES"]
 
@@ -226,7 +229,7 @@ def normalize_portal(event_type: str, raw: bytes, practice_id: str, received_at_
     except RecursionError:
         raise Rejected("invalid_json", "JSON nested too deeply") from None
     mid = _message_id(event_type, ev.event_id)
-    source = {
+    source: SourceRefDict = {
         "feed": FEED,
         "message_id": mid,
         "raw_topic": None,
@@ -238,11 +241,11 @@ def normalize_portal(event_type: str, raw: bytes, practice_id: str, received_at_
     return result
 
 
-def _map(ev: Any, practice_id: str, source: dict[str, Any]) -> Normalized:
+def _map(ev: Any, practice_id: str, source: SourceRefDict) -> Normalized:
     submitted = _ms(ev.submitted_at)
     if isinstance(ev, IntakeSubmission):
         p, ins = ev.patient, ev.insurance
-        value: dict[str, Any] = {
+        intake: IntakeFormDict = {
             "practice_id": practice_id,
             "submission_id": ev.submission_id,
             "patient_id": ev.patient_id,
@@ -259,7 +262,7 @@ def _map(ev: Any, practice_id: str, source: dict[str, Any]) -> Normalized:
             "submitted_at": submitted,
             "source": source,
         }
-        return Normalized("IntakeForm", entity_key(practice_id, ev.patient_id, ev.submission_id), value)
+        return typed_record("IntakeForm", entity_key(practice_id, ev.patient_id, ev.submission_id), intake)
     if isinstance(ev, RefillRequestPayload):
         pharmacy = None
         if ev.pharmacy is not None:
@@ -267,7 +270,7 @@ def _map(ev: Any, practice_id: str, source: dict[str, Any]) -> Normalized:
                 x for x in (f"NCPDP {ev.pharmacy.ncpdp_id}" if ev.pharmacy.ncpdp_id else None, ev.pharmacy.phone) if x
             ]
             pharmacy = ev.pharmacy.name + (f" ({', '.join(extras)})" if extras else "")
-        value = {
+        refill: RefillRequestDict = {
             "practice_id": practice_id,
             "request_id": ev.request_id,
             "patient_id": ev.patient_id,
@@ -279,10 +282,10 @@ def _map(ev: Any, practice_id: str, source: dict[str, Any]) -> Normalized:
             "submitted_at": submitted,
             "source": source,
         }
-        return Normalized("RefillRequest", entity_key(practice_id, ev.patient_id, ev.request_id), value)
+        return typed_record("RefillRequest", entity_key(practice_id, ev.patient_id, ev.request_id), refill)
     if not isinstance(ev, SchedulingRequestPayload):  # the payload union is closed; a new member must be mapped here
         raise TypeError(f"no mapping for {type(ev).__name__}")
-    value = {
+    scheduling: SchedulingRequestDict = {
         "practice_id": practice_id,
         "request_id": ev.request_id,
         "patient_id": ev.patient_id,
@@ -293,4 +296,4 @@ def _map(ev: Any, practice_id: str, source: dict[str, Any]) -> Normalized:
         "submitted_at": submitted,
         "source": source,
     }
-    return Normalized("SchedulingRequest", entity_key(practice_id, ev.patient_id, ev.request_id), value)
+    return typed_record("SchedulingRequest", entity_key(practice_id, ev.patient_id, ev.request_id), scheduling)
