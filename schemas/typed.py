@@ -206,6 +206,9 @@ class DocumentPageDict(TypedDict):
     text: str
     confidence: NotRequired[float | None]
     ocr: NotRequired[bool]
+    word_confidence: NotRequired[float | None]
+    ink_coverage: NotRequired[float | None]
+    needs_human_read: NotRequired[bool | None]
 
 
 class DocumentDict(TypedDict):
@@ -228,6 +231,7 @@ class DocumentDict(TypedDict):
     fax_to: NotRequired[str | None]
     authored_at: NotRequired[str | None]
     source: SourceRefDict
+    needs_human_read: NotRequired[bool | None]
 
 
 class AdjustmentDict(TypedDict):
