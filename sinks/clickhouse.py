@@ -3,19 +3,37 @@
 Embedded default: chdb (ClickHouse in-process, ``chdb:///path``); production: a
 ClickHouse server URL. Tables are ReplacingMergeTree on stable keys, so a replay
 after a restart rewrites the same rows instead of adding new ones (query with
-FINAL, or let merges collapse them).
+FINAL, or let merges collapse them). Tables of patient records are ordered by
+(practice, patient, entity...): a sort key without the patient let two patients'
+records with the same entity id (two flu shots on one day) replace each other.
+``ensure_schema`` rebuilds an existing table whose sort key is out of date
+(``migrate_sort_keys``; rows already collapsed by the old key must be replayed).
 
-Only operational fields land here; the full records (with PHI) stay in Kafka.
+What PHI lands here (the analytics store), and what does not:
+
+* stored: the practice id, the canonical patient id (the practice's MRN or an
+  ``unresolved:`` marker; never an SSN, see ``processors/identity``), entity ids,
+  codes and their code-system displays, numeric and coded result values with units,
+  flags, statuses, event times, counts, reason codes, and rule-written handoff titles.
+* not stored: names, birth dates, addresses, phones, any identifier but the canonical
+  patient id, free text (text-typed observation values, notes, document text, handoff
+  narrative and evidence), payloads, and the quoted content of dead-letter reasons.
+  Titles and reasons are also scrubbed of SSN-shaped numbers (last four kept).
+
+Those stay in Kafka (the records and dead letters, with their retention and access
+control), which is where staff tools read them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import clickhouse_connect
+from practiceflow.processors.identity.choose import scrub_ssn
 
 TABLES: dict[str, str] = {
     "records": """
@@ -23,14 +41,14 @@ TABLES: dict[str, str] = {
             practice_id LowCardinality(String), record_type LowCardinality(String), key String,
             message_id String, feed LowCardinality(String), message_type LowCardinality(String),
             patient_id String, written_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, record_type, key)""",
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, record_type, key)""",
     "observations": """
         CREATE TABLE IF NOT EXISTS {db}.observations (
             practice_id LowCardinality(String), observation_id String, patient_id String,
             order_id String, code String, code_system String, display String, value String,
             value_numeric Nullable(Float64), units String, flags Array(String), status String,
             effective_at String, message_id String, written_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, observation_id)""",
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, observation_id)""",
     "handoff_items": """
         CREATE TABLE IF NOT EXISTS {db}.handoff_items (
             practice_id LowCardinality(String), item_id String, workflow LowCardinality(String),
@@ -59,6 +77,33 @@ TABLES: dict[str, str] = {
 }
 
 
+def _norm_key(key: str) -> str:
+    return re.sub(r"[\s()]", "", key)
+
+
+def _order_by(ddl: str) -> str:
+    return _norm_key(ddl.rsplit("ORDER BY", 1)[1])
+
+
+# value types whose value is free text: not stored (only codes and numbers are)
+_TEXT_VALUE_TYPES = frozenset({"TX", "FT", "ST", "string", "ED", "RP", "markdown", "Attachment", "Annotation"})
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _reason(text: str) -> str:
+    """A dead-letter reason without the message content it may quote."""
+    return scrub_ssn(_QUOTED.sub("'…'", text))[:500]
+
+
+def _obs_value(v: dict[str, Any]) -> str:
+    vt = v.get("value_type")
+    if vt is None and v.get("value_numeric") is None:
+        return ""  # untyped (HL7 with OBX-2 empty): treated as text
+    if vt in _TEXT_VALUE_TYPES:
+        return ""
+    return scrub_ssn(_s(v.get("value")))
+
+
 def _ts(ms: int | None) -> datetime:
     return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
 
@@ -82,6 +127,29 @@ class ClickHouseSink:
             self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             for ddl in TABLES.values():
                 self.client.command(ddl.format(db=self.database))
+            self.migrate_sort_keys()
+
+    def migrate_sort_keys(self) -> list[str]:
+        """Rebuild tables created with an older ORDER BY (e.g. without the patient):
+        copy into a table with the current DDL, swap the names, drop the old one.
+        Returns the tables rebuilt. Call with the lock held (``ensure_schema`` does)."""
+        rebuilt = []
+        for name, ddl in TABLES.items():
+            want = _order_by(ddl)
+            rows = self.client.query(
+                "SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {name:String}",
+                parameters={"db": self.database, "name": name},
+            ).result_rows
+            if not rows or _norm_key(rows[0][0]) == want:
+                continue
+            db = self.database
+            self.client.command(f"DROP TABLE IF EXISTS {db}.{name}__migrating")
+            self.client.command(ddl.format(db=db).replace(f"{db}.{name} (", f"{db}.{name}__migrating (", 1))
+            self.client.command(f"INSERT INTO {db}.{name}__migrating SELECT * FROM {db}.{name}")
+            self.client.command(f"RENAME TABLE {db}.{name} TO {db}.{name}__old, {db}.{name}__migrating TO {db}.{name}")
+            self.client.command(f"DROP TABLE {db}.{name}__old")
+            rebuilt.append(name)
+        return rebuilt
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> int:
         if not rows:
@@ -121,7 +189,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "workflow": v["workflow"],
                     "queue": v["queue"],
                     "priority": v["priority"],
-                    "title": v["title"],
+                    "title": scrub_ssn(v["title"]),
                     "patient_id": _s(v.get("patient_id")),
                     "subject_type": _s(v.get("subject_type")),
                     "subject_id": _s(v.get("subject_id")),
@@ -140,7 +208,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "feed": v["feed"],
                     "stage": v["stage"],
                     "reason_code": v["reason_code"],
-                    "reason": v["reason"][:500],
+                    "reason": _reason(v["reason"]),
                     "message_id": _s(v.get("message_id")),
                     "payload_sha256": hashlib.sha256(payload).hexdigest(),
                     "payload_bytes": len(payload),
@@ -176,7 +244,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "action": v["action"],
                     "entity_type": v["entity_type"],
                     "entity_id": v["entity_id"],
-                    "reason": v["reason"],
+                    "reason": scrub_ssn(v["reason"]),
                     "outcome": v["outcome"],
                     "prev_hash": _s(v.get("prev_hash")),
                     "hash": _s(v.get("hash")),
@@ -212,7 +280,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "code": _s(code.get("code")),
                     "code_system": _s(code.get("system")),
                     "display": _s(code.get("display")),
-                    "value": _s(v.get("value")),
+                    "value": _obs_value(v),
                     "value_numeric": v.get("value_numeric"),
                     "units": _s(v.get("units")),
                     "flags": list(v.get("abnormal_flags") or []),
@@ -242,6 +310,7 @@ _ID_FIELDS = (
     "claim_id",
     "submission_id",
     "request_id",
+    "link_id",
     "patient_id",
 )
 
