@@ -573,18 +573,19 @@ def _patient_key(ctx: _Ctx, identifiers: list[dict], fields: list[int], ssn_fiel
         ssn = ctx.comp(ssn_field, 1)
         if ssn is not None:
             digits = "".join(c for c in ssn if c.isascii() and c.isdigit())
+            listed = False  # the same SSN already in PID-2/3/4
             for i, ident in enumerate(identifiers):
-                # an untyped PID-3 value that is the PID-19 SSN is an SSN
+                typ = ident["type"]
                 if (
-                    ident["type"] is None
-                    and digits
+                    len(digits) == 9
+                    and (typ is None or typ.upper() in ("SS", "SSN"))
                     and "".join(c for c in ident["value"] if c.isascii() and c.isdigit()) == digits
-                    and len(digits) == 9
                 ):
-                    identifiers[i] = {"value": ident["value"], "system": ident["system"], "type": "SS"}
-            ident = {"value": ssn, "system": None, "type": "SS"}
-            if ident not in identifiers:
-                identifiers.append(ident)
+                    listed = True
+                    if typ is None:  # an untyped value that is the PID-19 SSN is an SSN
+                        identifiers[i] = {"value": ident["value"], "system": ident["system"], "type": "SS"}
+            if not listed:
+                identifiers.append({"value": ssn, "system": None, "type": "SS"})
                 fields.append(19)
     i = choose(identifiers, policy)
     if i is None:
@@ -595,11 +596,12 @@ def _patient_key(ctx: _Ctx, identifiers: list[dict], fields: list[int], ssn_fiel
         patient_id = identifiers[i]["value"]
         if fields[i] != 3:
             ctx.warnings.append(f"patient_id_from_PID-{fields[i]}")
-    if i is None or len(identifiers) > 1:  # a lone chosen identifier is never an SSN
+    if i is None or len(identifiers) > 1:
         for j, ident in enumerate(identifiers):
-            kept = keep(ident, policy)
-            if kept is not ident:
-                identifiers[j] = kept
+            if j != i:  # the chosen identifier is never an SSN
+                kept = keep(ident, policy)
+                if kept is not ident:
+                    identifiers[j] = kept
     return patient_id
 
 

@@ -89,8 +89,9 @@ FORBIDDEN_TYPES: frozenset[str] = frozenset(
 )
 _SSN_TYPES = frozenset({"SS", "SSN"})
 _SSN_SYSTEMS = frozenset({"ssa", "usssa", "us-ssa", "us ssa", "ssn", "us-ssn", "2.16.840.1.113883.4.1"})
-_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
-_SSN_IN_TEXT = re.compile(r"(?<!\d)(\d{3})-(\d{2})-(\d{4})(?!\d)")
+_SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
+_DIGIT = re.compile(r"[0-9]")
+_SSN_IN_TEXT = re.compile(r"(?<![0-9])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,17 +131,19 @@ def policy_for(policies: Mapping[str, IdentityPolicy] | None, practice_id: str) 
 
 def looks_like_ssn(value: str) -> bool:
     """A value written like an SSN (``123-45-6789``): never a key, whatever its type says."""
-    return len(value) == 11 and _SSN_SHAPE.fullmatch(value.strip()) is not None
+    value = value.strip()
+    return len(value) == 11 and _SSN_SHAPE.fullmatch(value) is not None
 
 
 def _is_ssn(ident: Mapping[str, Any]) -> bool:
-    typ = (ident.get("type") or "").upper()
-    if typ in _SSN_TYPES:
+    typ = ident.get("type")
+    if typ and typ.upper() in _SSN_TYPES:
         return True
     system = ident.get("system")
     if system and (system.lower() in _SSN_SYSTEMS or system.endswith("/us-ssn")):
         return True
-    return looks_like_ssn(ident.get("value") or "")
+    value = ident.get("value")
+    return value is not None and len(value) == 11 and _SSN_SHAPE.fullmatch(value) is not None
 
 
 def classify(ident: Mapping[str, Any], policy: IdentityPolicy = DEFAULT_POLICY) -> str:
@@ -193,8 +196,7 @@ def choose(identifiers: Sequence[Mapping[str, Any]], policy: IdentityPolicy = DE
 
 def mask_ssn(value: str) -> str:
     """``***-**-6789``: the last four digits only (what staff need to confirm a patient)."""
-    digits = [c for c in value if c.isascii() and c.isdigit()]
-    return "***-**-" + "".join(digits[-4:]).rjust(4, "*")
+    return "***-**-" + "".join(_DIGIT.findall(value)[-4:]).rjust(4, "*")
 
 
 def keep(ident: dict[str, Any], policy: IdentityPolicy = DEFAULT_POLICY) -> dict[str, Any]:

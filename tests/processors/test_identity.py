@@ -382,3 +382,12 @@ def test_837_and_835_link_the_claim_number_and_member_id_to_the_mrn() -> None:
     cw = fold(P, [remit, link])
     assert resolve(cw, ["pcn|PCN-1001"]).patient_id == "MRN-77"
     assert resolve(cw, ["mb|MEM0001"]).patient_id == "MRN-77"
+
+
+def test_the_same_ssn_in_pid3_and_pid19_is_kept_once_masked() -> None:
+    raw = hl7(msh("ADT^A08"), f"PID|1||M1^^^C^MR~{SSN}^^^SSA^SS||DOE^JANE|||||||||||||{SSN}")
+    (patient,) = values(checked(normalize_hl7(raw, P, T)), "Patient")
+    assert patient["identifiers"] == [
+        {"value": "M1", "system": "C", "type": "MR"},
+        {"value": "***-**-6789", "system": "SSA", "type": "SS"},
+    ]
