@@ -60,6 +60,7 @@ from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, 
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
 from practiceflow.processors.identity.choose import (
+    SSN_SYSTEMS,
     DEFAULT_POLICY,
     IdentityPolicy,
     choose,
@@ -606,7 +607,19 @@ def _patient_key(ctx: _Ctx, identifiers: list[dict], fields: list[int], ssn_fiel
             if not listed:
                 identifiers.append({"value": ssn, "system": None, "type": "SS"})
                 fields.append(19)
-    i = choose(identifiers, policy)
+    first = identifiers[0]
+    typ = first["type"]
+    system = first["system"]
+    if (
+        typ is not None
+        and typ == policy.types[0]
+        and not policy.authorities
+        and len(first["value"]) != 11
+        and (system is None or (system.lower() not in SSN_SYSTEMS and not system.endswith("/us-ssn")))
+    ):
+        i = 0  # fast path (compiled, no call): the policy's first type, first, not SSN-shaped
+    else:
+        i = choose(identifiers, policy)
     if i is None:
         ctx.unresolved += 1
         patient_id = unresolved_id(ctx.source["message_id"], ctx.unresolved)
@@ -616,8 +629,16 @@ def _patient_key(ctx: _Ctx, identifiers: list[dict], fields: list[int], ssn_fiel
         if fields[i] != 3:
             ctx.warnings.append(f"patient_id_from_PID-{fields[i]}")
     if i is None or len(identifiers) > 1:
+        clear = policy.ssn_in_clear
         for j, ident in enumerate(identifiers):
-            if j != i:  # the chosen identifier is never an SSN
+            if j == i:  # the chosen identifier is never an SSN
+                continue
+            typ = ident["type"]
+            v = ident["value"]
+            if typ == "SS" and not clear and len(v) >= 4 and v[-4:].isdigit() and v[-4:].isascii():
+                # the common SSN repetition, masked inline (same result as keep/mask_ssn)
+                identifiers[j] = {"value": "***-**-" + v[-4:], "system": ident["system"], "type": typ}
+            else:
                 kept = keep(ident, policy)
                 if kept is not ident:
                     identifiers[j] = kept

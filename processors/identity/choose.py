@@ -88,7 +88,7 @@ FORBIDDEN_TYPES: frozenset[str] = frozenset(
     }
 )
 _SSN_TYPES = frozenset({"SS", "SSN"})
-_SSN_SYSTEMS = frozenset({"ssa", "usssa", "us-ssa", "us ssa", "ssn", "us-ssn", "2.16.840.1.113883.4.1"})
+SSN_SYSTEMS = frozenset({"ssa", "usssa", "us-ssa", "us ssa", "ssn", "us-ssn", "2.16.840.1.113883.4.1"})
 _SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
 _DIGIT = re.compile(r"[0-9]")
 _SSN_IN_TEXT = re.compile(r"(?<![0-9])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![0-9])")
@@ -140,7 +140,7 @@ def _is_ssn(ident: Mapping[str, Any]) -> bool:
     if typ and typ.upper() in _SSN_TYPES:
         return True
     system = ident.get("system")
-    if system and (system.lower() in _SSN_SYSTEMS or system.endswith("/us-ssn")):
+    if system and (system.lower() in SSN_SYSTEMS or system.endswith("/us-ssn")):
         return True
     value = ident.get("value")
     return value is not None and len(value) == 11 and _SSN_SHAPE.fullmatch(value) is not None
