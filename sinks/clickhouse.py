@@ -18,8 +18,8 @@ writer per partition at a time, which the sink's Kafka consumer group provides
 
 Tables of patient records are ordered by (practice, patient, entity...): a sort key
 without the patient let two patients' records with the same entity id (two flu shots on
-one day) replace each other. ``ensure_schema`` rebuilds an existing table whose sort key
-is out of date (``migrate_sort_keys``; rows already collapsed by the old key must be replayed).
+one day) replace each other. ``ensure_schema`` sets a table with an out-of-date key aside
+and copies its rows into the re-keyed one (rows the old key already collapsed must be replayed).
 
 What PHI lands here (the analytics store), and what does not:
 
@@ -39,6 +39,7 @@ control), which is where staff tools read them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 from datetime import datetime, timezone
@@ -46,6 +47,8 @@ from typing import Any, Iterable, Sequence
 
 import clickhouse_connect
 from practiceflow.processors.identity.choose import scrub_ssn
+
+log = logging.getLogger("practiceflow.clickhouse")
 
 TABLES: dict[str, str] = {
     "records": """
@@ -99,14 +102,6 @@ POSITION_COLUMNS: dict[str, str] = {
 Position = tuple[str, int, int]  # (topic, partition, offset)
 
 
-def _norm_key(key: str) -> str:
-    return re.sub(r"[\s()]", "", key)
-
-
-def _order_by(ddl: str) -> str:
-    return _norm_key(ddl.rsplit("ORDER BY", 1)[1])
-
-
 # value types whose value is free text: not stored (only codes and numbers are)
 _TEXT_VALUE_TYPES = frozenset({"TX", "FT", "ST", "string", "ED", "RP", "markdown", "Attachment", "Annotation"})
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -150,41 +145,52 @@ class ClickHouseSink:
         with self._lock:
             self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             for table, ddl in TABLES.items():
+                aside = self._set_aside_if_rekeyed(table, ddl)
                 self.client.command(ddl.format(db=self.database))
                 for col, spec in POSITION_COLUMNS.items():
                     self.client.command(f"ALTER TABLE {self.database}.{table} ADD COLUMN IF NOT EXISTS {col} {spec}")
-            self.migrate_sort_keys()
+                if aside is not None:
+                    self._copy_rows(aside, table)
 
-    def migrate_sort_keys(self) -> list[str]:
-        """Rebuild tables created with an older ORDER BY (e.g. without the patient):
-        copy into a table with the current DDL, swap the names, drop the old one.
-        Returns the tables rebuilt. Call with the lock held (``ensure_schema`` does)."""
-        rebuilt = []
-        for name, ddl in TABLES.items():
-            want = _order_by(ddl)
-            rows = self.client.query(
-                "SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {name:String}",
-                parameters={"db": self.database, "name": name},
+    def _copy_rows(self, source: str, table: str) -> None:
+        """Copy a set-aside table's rows into its re-keyed successor (the columns both have;
+        Kafka positions included, so the sink's exactly-once marks stay right). Rows the old
+        key had already collapsed (two patients' records with one entity id) are not there
+        to copy: only a replay of the topics brings those back."""
+        cols = [
+            c
+            for (c,) in self.client.query(
+                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s ORDER BY position",
+                parameters={"db": self.database, "t": source},
             ).result_rows
-            if not rows or _norm_key(rows[0][0]) == want:
-                continue
-            db = self.database
-            self.client.command(f"DROP TABLE IF EXISTS {db}.{name}__migrating")
-            self.client.command(ddl.format(db=db).replace(f"{db}.{name} (", f"{db}.{name}__migrating (", 1))
-            for col, spec in POSITION_COLUMNS.items():
-                self.client.command(f"ALTER TABLE {db}.{name}__migrating ADD COLUMN IF NOT EXISTS {col} {spec}")
-            cols = ", ".join(
-                c
-                for (c,) in self.client.query(
-                    "SELECT name FROM system.columns WHERE database = {db:String} AND table = {name:String}",
-                    parameters={"db": db, "name": name},
-                ).result_rows
-            )
-            self.client.command(f"INSERT INTO {db}.{name}__migrating ({cols}) SELECT {cols} FROM {db}.{name}")
-            self.client.command(f"RENAME TABLE {db}.{name} TO {db}.{name}__old, {db}.{name}__migrating TO {db}.{name}")
-            self.client.command(f"DROP TABLE {db}.{name}__old")
-            rebuilt.append(name)
-        return rebuilt
+        ]
+        target = {
+            c
+            for (c,) in self.client.query(
+                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+                parameters={"db": self.database, "t": table},
+            ).result_rows
+        }
+        shared = ", ".join(c for c in cols if c in target)
+        db = self.database
+        self.client.command(f"INSERT INTO {db}.{table} ({shared}) SELECT {shared} FROM {db}.{source}")
+
+    def _set_aside_if_rekeyed(self, table: str, ddl: str) -> str | None:
+        """A table created by an older version with another ORDER BY (the ReplacingMergeTree
+        key) cannot be altered to the new key: rename it aside (``<table>_before_<time>``, rows
+        kept) so the new one is created; ``ensure_schema`` then copies the rows over. Kafka holds the records; a new sink consumer group
+        (``practiceflow sink --group …``) re-reads them within the topics' retention."""
+        want = ddl.rsplit("ORDER BY", 1)[1].strip().strip("()").replace(" ", "")
+        rows = self.client.query(
+            "SELECT sorting_key FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+            parameters={"db": self.database, "t": table},
+        ).result_rows
+        if rows and rows[0][0].replace(" ", "") != want:
+            aside = f"{table}_before_{datetime.now(tz=timezone.utc):%Y%m%d%H%M%S}"
+            log.warning("ClickHouse table %s has key (%s), not (%s): renamed to %s", table, rows[0][0], want, aside)
+            self.client.command(f"RENAME TABLE {self.database}.{table} TO {self.database}.{aside}")
+            return aside
+        return None
 
     def forget_marks(self) -> None:
         """Re-read the written positions before the next write (after a rebalance: another
