@@ -269,6 +269,7 @@ class ClaimDict(TypedDict):
     status: NotRequired[str | None]
     source: SourceRefDict
     use: NotRequired[str | None]
+    member_id: NotRequired[str | None]
 
 
 class ClaimAdjudicationDict(TypedDict):
@@ -419,6 +420,20 @@ class SchedulingRequestDict(TypedDict):
     source: SourceRefDict
 
 
+class IdentityLinkDict(TypedDict):
+    """Identifiers that name the same patient (or stop doing so), for the crosswalk. Emitted when a message links identifiers: a Patient with an MRN plus other ids, a FHIR Patient (logical id + identifiers), a claim (CLM01/CLP01 + member id + MRN), coverage and eligibility (member id + MRN), ADT^A24 link / A37 unlink (two PIDs), A40 merge. ``processors/identity/crosswalk.py`` folds these into one canonical patient id per practice. SSNs appear only masked (never as a crosswalk key)."""
+
+    practice_id: str
+    link_id: str
+    action: str
+    patient_id: NotRequired[str | None]
+    identifiers: NotRequired[list[IdentifierDict]]
+    other_patient_id: NotRequired[str | None]
+    other_identifiers: NotRequired[list[IdentifierDict]]
+    record_type: NotRequired[str | None]
+    source: SourceRefDict
+
+
 class EvidenceDict(TypedDict):
     label: str
     ref: NotRequired[str | None]
@@ -498,6 +513,7 @@ RECORD_DICTS: dict[str, type] = {
     "IntakeForm": IntakeFormDict,
     "RefillRequest": RefillRequestDict,
     "SchedulingRequest": SchedulingRequestDict,
+    "IdentityLink": IdentityLinkDict,
     "HandoffItem": HandoffItemDict,
     "AuditEvent": AuditEventDict,
     "FlowEvent": FlowEventDict,
