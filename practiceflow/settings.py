@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     drop_dir: Path | None = Field(default=None, description="folder drops; None = <state_dir>/drop")
     portal_secrets: dict[str, str] = Field(default_factory=dict, description="practice id -> portal webhook secret")
     max_message_bytes: int = 16 * 1024 * 1024
+    claim_check_bytes: int = Field(
+        default=512 * 1024,
+        gt=0,
+        description="payloads larger than this go to the document store and the raw topic carries their "
+        "reference, size and SHA-256 (keep it well under the broker's max.message.bytes, about 1 MiB)",
+    )
 
     # -- worker web (health + metrics)
     web_host: str = "127.0.0.1"
@@ -73,6 +79,18 @@ class Settings(BaseSettings):
     dedup_retention_hours: float = Field(
         default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends"
     )
+
+    # -- fax OCR in the worker
+    ocr_max_pages: int = Field(
+        default=30, gt=0, description="pages OCRed per fax; later pages are kept but not OCRed (flagged)"
+    )
+    ocr_timeout_seconds: float = Field(
+        default=50.0,
+        gt=0,
+        description="OCR time per fax; past it the OCR process is killed and the fax kept without text (flagged). "
+        "Keep it under stall_seconds",
+    )
+    ocr_jobs: int = Field(default=1, gt=0, description="pages OCRed in parallel within one fax")
 
     # -- documents
     document_store: str | None = Field(

@@ -25,7 +25,7 @@ from practiceflow.processors.dedup import sweep, sweep_due
 from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.streams import catalog
+from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.health import (
     DEAD_LETTERS,
     HANDOFFS,
@@ -170,6 +170,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ processing
     async def normalize(self, raw: dict[str, Any]) -> NormalizeResult:
+        raw = await claimcheck.resolve(raw, self.cfg)  # a large payload waits in the document store
         if raw["feed"] == "fax":
             if self.fax_handler is None:
                 raise Rejected("fax_disabled", "this worker has no OCR handler configured")
@@ -292,6 +293,7 @@ class Pipeline:
             source_topic=topic,
             source_partition=partition,
             source_offset=offset,
+            **claimcheck.reference(raw),
         )
         await self._send(f"dlq.{feed}", f"{practice}/{raw['message_id']}", dl, practice)
         DEAD_LETTERS.labels(feed, code).inc()

@@ -30,6 +30,7 @@ from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.sinks.docstore import open_document_store
 from practiceflow.streams import catalog, runner
 from practiceflow.streams.app import Pipeline
+from practiceflow.streams.claimcheck import store_for
 from practiceflow.streams.fax import FaxOcr
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
@@ -114,7 +115,7 @@ async def run_day(
     practice = plan.practice_id
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
-    fax = FaxOcr(cfg.state_dir / "ocr")
+    fax = FaxOcr.from_settings(cfg, store_for(cfg))
     pipeline = Pipeline(
         cfg,
         bootstrap,
@@ -127,8 +128,15 @@ async def run_day(
     await runner.start(pipeline)
 
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
-    core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="day")
     docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
+    core = GatewayCore(
+        producer,
+        AvroSerde(registry_client(registry_url)),
+        cfg.topic_prefix,
+        name="day",
+        docstore=docstore,
+        claim_check_bytes=cfg.claim_check_bytes,
+    )
     mllp = MllpGateway(core, practice, port=0)
     http = HttpGateway(core, {practice}, docstore, portal_secrets={practice: DEMO_SECRET}, port=0)
     drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2, interval=0.5)

@@ -31,8 +31,15 @@ def tls_context(cfg: Settings) -> ssl.SSLContext | None:
 async def serve(cfg: Settings, bootstrap: str, registry_url: str) -> None:
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
-    core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="gateways")
     docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
+    core = GatewayCore(
+        producer,
+        AvroSerde(registry_client(registry_url)),
+        cfg.topic_prefix,
+        name="gateways",
+        docstore=docstore,
+        claim_check_bytes=cfg.claim_check_bytes,
+    )
     practices = set(cfg.practices)
     mllp = MllpGateway(
         core,
