@@ -25,7 +25,8 @@ def test_small_practice_day_end_to_end(cfg, stack):
     assert report.acks == {"AA": len(plan.mllp) - 1, "AR": 1}
     assert g["portal.rejected"] == 1 and g["fhir.rejected"] == 1 and g["x12.rejected"] == 1
     assert g["fax.rejected"] == 1  # the text file in the fax folder
-    assert w["fax.normalized"] == 3  # OCRed faxes became Document records
+    assert w["fax.normalized"] == 4  # OCRed faxes became Document records
+    assert g["fax.claim_checked"] == 1  # the 5-page fax (> 1 MiB) went through the document store
     assert report.clickhouse["handoff_items"] >= 1
     reasons = {(f, s, r) for f, s, r, _ in report.dead_letter_reasons}
     assert ("hl7v2", "gateway", "missing_control_id") in reasons

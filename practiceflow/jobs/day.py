@@ -203,6 +203,8 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
         )
     print("  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
     print(f"\n  MLLP ACKs: {report.acks}   HTTP answers: {report.http}")
+    checked = {k.split(".")[0]: v for k, v in g.items() if k.endswith(".claim_checked")}
+    print(f"  large inputs carried through the document store (claim check): {checked or 'none'}")
     records = {k.removeprefix("record."): v for k, v in w.items() if k.startswith("record.")}
     print(f"\n  normalized records: {dict(sorted(records.items()))}")
     print("\n  handoff items (queue / workflow / priority: count):")
