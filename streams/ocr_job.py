@@ -1,16 +1,19 @@
-"""One fax's OCR in a process of its own: ``python -m practiceflow.streams.ocr_job JOB_DIR CT JOBS MAX_PAGES``.
+"""One fax's OCR in a process of its own (:func:`entry`, forked from a warm forkserver).
 
 Why a process per document: OCR runs Ghostscript and Tesseract subprocesses that can
 hang or be killed, and the worker must stay responsive whatever they do. The worker
-(:mod:`practiceflow.streams.fax`) starts this module in a new session, waits at most
-``ocr_timeout_seconds`` without blocking its event loop, and kills the whole process
-group when the time is up. Files in ``JOB_DIR``:
+(:mod:`practiceflow.streams.fax`) forks :func:`entry` from a forkserver that has this
+module (and so OCRmyPDF) imported already — a fresh interpreter per fax cost about
+1.2 CPU-s of imports, as much as OCRing a page — waits at most ``ocr_timeout_seconds``
+without blocking its event loop, and kills the job's whole process group (it starts
+a session of its own) when the time is up. Files in ``JOB_DIR``:
 
 * ``input`` (written by the worker): the fax bytes.
 * ``pages.json`` (written first): ``{"total_pages": M}``, so a killed job still tells
   the worker how many pages the fax has.
 * ``result.json``: the :class:`OcrResult` as JSON, or ``{"rejected": [code, reason]}``
-  for a document that can never be read. A crash leaves no result and a non-zero exit.
+  for a document that can never be read, or ``{"error": "..."}`` with a non-zero exit
+  when OCR itself failed (Tesseract missing, disk full). A kill leaves no result.
 
 Only the first ``MAX_PAGES`` pages are OCRed; the others are kept as pages without
 text, and a warning says so.
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +116,28 @@ def result_from_json(doc: dict[str, Any]) -> OcrResult:
     )
 
 
-def main(argv: list[str]) -> int:
-    job, content_type, jobs, max_pages = Path(argv[0]), argv[1] or None, int(argv[2]), int(argv[3])
-    result = run(job, content_type, jobs, max_pages)
+def _write(job: Path, result: dict[str, Any]) -> None:
     tmp = job / "result.json.tmp"
     tmp.write_text(json.dumps(result))
     tmp.replace(job / "result.json")
+
+
+def main(argv: list[str]) -> int:
+    job, content_type, jobs, max_pages = Path(argv[0]), argv[1] or None, int(argv[2]), int(argv[3])
+    try:
+        result = run(job, content_type, jobs, max_pages)
+    except Exception as exc:  # noqa: BLE001 - reported to the worker, which retries: not the document's fault
+        _write(job, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
+        return 1
+    _write(job, result)
     return 0
+
+
+def entry(target: Callable[[list[str]], int], argv: list[str]) -> None:
+    """The forked job: a session (process group) of its own, so the worker can kill it and
+    every Ghostscript/Tesseract it started at once; then ``target`` (:func:`main`)."""
+    os.setsid()
+    os._exit(target(argv))  # no atexit / multiprocessing clean-up inherited from the worker
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -58,18 +59,27 @@ def _pid_alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
+def _hang(argv: list[str]) -> int:
+    """Stands in for an OCR that never ends, with a child of its own (like Ghostscript)."""
+    job = Path(argv[0])
+    child = subprocess.Popen(["sleep", "600"])
+    (job.parent.parent / "grandchild.pid").write_text(str(child.pid))
+    (job / "pages.json").write_text('{"total_pages": 2}')
+    time.sleep(600)
+    return 0
+
+
+def _die(argv: list[str]) -> int:
+    """Stands in for an OCR process the OOM killer ends."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
 def test_a_hung_ocr_is_killed_with_its_children_and_the_fax_kept_without_text(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
-    hang = (
-        "import subprocess, sys, time, pathlib;"
-        "p = subprocess.Popen(['sleep', '600']);"
-        f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid));"
-        "pathlib.Path(sys.argv[1], 'pages.json').write_text('{\"total_pages\": 2}');"
-        "time.sleep(600)"
-    )
     tiff = synth.to_tiff_g4(synth.render_document(33, pages=2))
     ocr = FaxOcr(tmp_path / "ocr", max_pages=5, timeout_s=3)
-    ocr.command = [sys.executable, "-c", hang]
+    ocr.target = _hang
     result = asyncio.run(ocr(_raw(tiff)))
     value = result.records[0].value
     assert value["ocr_status"] == "timed_out" and value["page_count"] == 2 and value["text"] == "\f"
@@ -84,7 +94,7 @@ def test_a_hung_ocr_is_killed_with_its_children_and_the_fax_kept_without_text(tm
 
 def test_an_ocr_process_that_dies_is_an_infrastructure_failure_not_a_hang(tmp_path):
     ocr = FaxOcr(tmp_path / "ocr", timeout_s=60)
-    ocr.command = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    ocr.target = _die
     with pytest.raises(OcrFailed):
         asyncio.run(ocr(_raw(synth.to_tiff_g4(synth.render_document(34, pages=1)))))
 
