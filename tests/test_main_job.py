@@ -22,6 +22,7 @@ def test_small_practice_day_end_to_end(cfg, stack):
         handled = sum(w.get(f"{feed}.{s}", 0) for s in ("normalized", "dead_lettered", "duplicate"))
         assert handled == g[f"{feed}.accepted"], (feed, g, w)
     assert w["hl7v2.duplicate"] == 1  # the resend after a lost ACK
+    assert w["hl7v2.control_id_reused"] == 1  # a new result under a reused control id: processed, flagged
     assert report.acks == {"AA": len(plan.mllp) - 1, "AR": 1}
     assert g["portal.rejected"] == 1 and g["fhir.rejected"] == 1 and g["x12.rejected"] == 1
     assert g["fax.rejected"] == 1  # the text file in the fax folder

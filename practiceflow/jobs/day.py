@@ -202,6 +202,7 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
             f"{w.get(f'{feed}.dead_lettered', 0):12d} {w.get(f'{feed}.duplicate', 0):10d}"
         )
     print("  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
+    print(f"  HL7 control ids reused with new content (processed and flagged): {w.get('hl7v2.control_id_reused', 0)}")
     print(f"\n  MLLP ACKs: {report.acks}   HTTP answers: {report.http}")
     checked = {k.split(".")[0]: v for k, v in g.items() if k.endswith(".claim_checked")}
     print(f"  large inputs carried through the document store (claim check): {checked or 'none'}")

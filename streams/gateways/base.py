@@ -223,11 +223,16 @@ class GatewayCore:
         message_id: str | None = None,
         details: dict[str, str] | None = None,
     ) -> Outcome:
-        """Dead-letter what cannot be accepted, with the original bytes; never raises for Kafka errors.
+        """Dead-letter what cannot be accepted, with the original bytes.
+
+        Raises Unavailable when the dead letter or its audit event is not confirmed by Kafka:
+        the sender must then get a "retry" (AE / 503 / file left in the inbox), never a final
+        refusal, or the input would exist nowhere.
 
         A payload over ``claim_check_bytes`` keeps only its head in the dead letter (so the
         record fits the topic); the whole original goes to the document store when there is
-        one and the input is not itself over the size limit (``too_large``).
+        one and the input is not itself over the size limit (``too_large``); a store that does
+        not confirm is Unavailable too.
         """
         from practiceflow.processors.base import content_id
 
@@ -239,8 +244,10 @@ class GatewayCore:
             if self.docstore is not None and reason_code != "too_large":
                 try:
                     ref = await asyncio.to_thread(check_in, self.docstore, practice_id, payload)
-                except DocumentStoreUnavailable:
-                    log.error("could not store the original of a rejected %s input; its head is kept", feed)
+                except DocumentStoreUnavailable as exc:
+                    log.error("could not store the original of a rejected %s input: document store unavailable", feed)
+                    self._stat(f"{feed}.dlq_unavailable")
+                    raise Unavailable(f"document store: {exc}") from exc
         dl = dead_letter(
             practice_id,
             feed,
@@ -265,10 +272,11 @@ class GatewayCore:
                 # reason and the reference still fit, the head does not
                 dl = {**dl, "payload": b"", "details": {**dl["details"], "head_dropped": "too_large"}}
                 await self._write(f"dlq.{feed}", f"{practice_id}/{mid}", dl, practice_id)
-            await self._audit(practice_id, "rejected", feed, mid, reason_code, {"gateway": self.name}, "rejected")
-        except DeliveryFailed:
+        except DeliveryFailed as exc:
             log.error("could not dead-letter a rejected %s input (reason %s): Kafka unavailable", feed, reason_code)
             self._stat(f"{feed}.dlq_unavailable")
+            raise Unavailable(str(exc)) from exc
+        await self._audit(practice_id, "rejected", feed, mid, reason_code, {"gateway": self.name}, "rejected")
         return Outcome(False, mid, reason_code, reason)
 
     async def _audit(
@@ -294,8 +302,11 @@ class GatewayCore:
         )
         try:
             await self._write("audit.in", practice_id, ev, practice_id)
-        except DeliveryFailed:
+        except DeliveryFailed as exc:
+            # an unaudited acceptance or refusal is not allowed: the request fails and is retried
             log.error("audit event for %s could not be written", message_id)
+            self._stat(f"{feed}.audit_unavailable")
+            raise Unavailable(str(exc)) from exc
 
     def accepted_recently(self, feed: str, practice_id: str, message_id: str) -> bool:
         """Whether this process accepted the same message lately (portal replay protection)."""
