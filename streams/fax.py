@@ -149,7 +149,8 @@ class FaxOcr:
         kind = sniff(data)
         n = int(total or 0)
         return OcrResult(
-            pages=[OcrPage(i, "", None, False) for i in range(1, n + 1)],
+            # no text: only a person can read these pages
+            pages=[OcrPage(i, "", None, False, needs_human_read=True) for i in range(1, n + 1)],
             page_count=n,
             content_type=CONTENT_TYPES.get(kind or "", "application/octet-stream"),
             producer={"engine": "none"},

@@ -89,7 +89,8 @@ def run(job: Path, content_type: str | None, jobs: int, max_pages: int) -> dict[
     pages = [list(p) for p in res.pages]
     warnings = list(res.warnings)
     if limited and total is not None:
-        pages += [[i, "", None, False] for i in range(len(pages) + 1, total + 1)]
+        # not OCRed, so only a person can read them: flagged like an unreadable page
+        pages += [[i, "", None, False, None, None, True] for i in range(len(pages) + 1, total + 1)]
         warnings.append(f"page limit: only the first {max_pages} of {total} pages were OCRed (ocr_max_pages)")
     return {
         "pages": pages,
@@ -106,7 +107,7 @@ def run(job: Path, content_type: str | None, jobs: int, max_pages: int) -> dict[
 def result_from_json(doc: dict[str, Any]) -> OcrResult:
     """The worker's side of ``result.json``."""
     return OcrResult(
-        pages=[OcrPage(int(p[0]), str(p[1]), p[2], bool(p[3])) for p in doc["pages"]],
+        pages=[OcrPage(int(p[0]), str(p[1]), p[2], bool(p[3]), *p[4:]) for p in doc["pages"]],
         page_count=int(doc["page_count"]),
         content_type=doc["content_type"],
         producer=dict(doc.get("producer") or {}),
