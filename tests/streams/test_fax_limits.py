@@ -36,6 +36,8 @@ def test_page_limit_ocrs_the_first_pages_keeps_the_rest_and_stores_the_searchabl
     assert value["pages"][0]["text"].strip() and value["pages"][1]["text"] == ""
     assert value["ocr_status"] == "partial_page_limit"
     assert any("only the first 1 of 3 pages" in w for w in result.warnings)
+    # pages nobody OCRed can only be read by a person: flagged, and so is the document
+    assert value["pages"][2]["needs_human_read"] is True and value["needs_human_read"] is True
     searchable = store.get(value["searchable_pdf_uri"])
     assert searchable.startswith(b"%PDF") and "/clinic-f/" in value["searchable_pdf_uri"]
     assert list((tmp_path / "ocr").iterdir()) == []  # the job folder is gone
@@ -83,6 +85,7 @@ def test_a_hung_ocr_is_killed_with_its_children_and_the_fax_kept_without_text(tm
     result = asyncio.run(ocr(_raw(tiff)))
     value = result.records[0].value
     assert value["ocr_status"] == "timed_out" and value["page_count"] == 2 and value["text"] == "\f"
+    assert value["needs_human_read"] is True
     assert any("OCR stopped after 3s" in w for w in result.warnings)
     grandchild = int(pidfile.read_text())
     for _ in range(50):  # the kill is asynchronous; wait until the group is gone
