@@ -94,7 +94,7 @@ def public_pages(shared: Path) -> list[tuple[str, bytes, str]]:
                 text = page.get_textpage().get_text_range().replace("\r\n", "\n")
                 w, h = page.get_size()
                 im = page.render(scale=408 / 72, grayscale=True).to_pil().convert("L")
-                im = im.resize((round(w / 72 * 204), round(h / 72 * 196)), Image.BOX)
+                im = im.resize((round(w / 72 * 204), round(h / 72 * 196)), Image.Resampling.BOX)
                 im = im.point(lambda v: 255 if v >= 150 else 0, mode="1")
                 buf = io.BytesIO()
                 im.save(buf, format="TIFF", compression="group4", dpi=(204, 196))

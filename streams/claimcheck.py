@@ -72,7 +72,9 @@ def _fetch(store: DocumentStore, raw: dict[str, Any]) -> bytes:
     if len(sha) != 64 or f"/{practice}/{sha[:2]}/{sha}" not in uri:
         raise Rejected("claim_check_invalid", "claim-check reference does not name this practice's document")
     try:
-        data = store.get(uri)
+        data = store.get(uri, practice)
+    except PermissionError as e:
+        raise Rejected("claim_check_invalid", "claim-check reference names another practice's document") from e
     except FileNotFoundError as e:
         raise Rejected("claim_check_missing", "the claim-checked payload is not in the document store") from e
     except ValueError as e:

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.broker
 
 PRACTICE = "clinic-w"
 SECRET = "cli-secret"
+TOKEN = "cli-token"
 PATIENT = {"resourceType": "Patient", "id": "w-1", "name": [{"family": "Okafor", "given": ["Ada"]}]}
 REFILL = {
     "request_id": "rfl_cli_1",
@@ -112,6 +113,7 @@ def test_shipped_worker_and_gateways_normalize_every_feed(stack, tmp_path):
         "PRACTICEFLOW_PRACTICES": json.dumps([PRACTICE]),
         "PRACTICEFLOW_DEFAULT_PRACTICE_ID": PRACTICE,
         "PRACTICEFLOW_PORTAL_SECRETS": json.dumps({PRACTICE: SECRET}),
+        "PRACTICEFLOW_GATEWAY_TOKENS": json.dumps({PRACTICE: TOKEN}),
     }
     logs = {name: tmp_path / f"{name}.log" for name in ("gateways", "worker")}
     procs: dict[str, subprocess.Popen] = {}
@@ -137,7 +139,9 @@ def test_shipped_worker_and_gateways_normalize_every_feed(stack, tmp_path):
             out: dict[str, object] = {}
             async with MllpClient("127.0.0.1", ports["mllp"]) as client:
                 out["hl7v2"] = ack_code(await client.send(oru_r01(control_id="CLI1")))
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{ports['http']}") as http:
+            async with aiohttp.ClientSession(
+                base_url=f"http://127.0.0.1:{ports['http']}", headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as http:
                 async with http.post(f"/fhir/{PRACTICE}", json=PATIENT) as r:
                     out["fhir"] = r.status
                 body = json.dumps(REFILL).encode()

@@ -329,7 +329,7 @@ class _Canvas:
 
     def _jittered(self, line: str) -> None:
         """Handwriting-like: each word on its own wobbling baseline, uneven spacing."""
-        x = self.margin + self.rng.randint(0, round(0.1 * self.ss))
+        x: float = self.margin + self.rng.randint(0, round(0.1 * self.ss))
         space = self.body.getlength(" ")
         for word in line.split(" "):
             dy = self.rng.randint(-round(0.012 * self.ss), round(0.012 * self.ss))
@@ -428,13 +428,14 @@ def render(s: PageSpec) -> SyntheticPage:
     rng = random.Random(s.seed)
     c = _draw(s, rng)
     W, H = round(LETTER_IN[0] * s.dpi[0]), round(LETTER_IN[1] * s.dpi[1])
-    im = c.im.resize((W, H), Image.BOX)
+    im = c.im.resize((W, H), Image.Resampling.BOX)
     if s.skew_deg:
-        im = im.rotate(s.skew_deg, resample=Image.BILINEAR, fillcolor=255)
+        im = im.rotate(s.skew_deg, resample=Image.Resampling.BILINEAR, fillcolor=255)
     level = s.threshold
     im = im.point(lambda v: 255 if v >= level else 0, mode="1")
     if s.speckle > 0:
         px = im.load()
+        assert px is not None
         for _ in range(int(W * H * 0.0004 * s.speckle)):
             px[rng.randrange(W), rng.randrange(H)] = 0
     im.info["dpi"] = s.dpi

@@ -81,7 +81,8 @@ def _long_runs(ink: np.ndarray, length: int) -> np.ndarray:
     full = (c[:, length:] - c[:, :-length]) == length  # (rows, n - length + 1): window at j all ink
     g = np.zeros((rows, n + length), dtype=np.int32)
     np.cumsum(np.pad(full, ((0, 0), (length - 1, length - 1))), axis=1, dtype=np.int32, out=g[:, 1:])
-    return (g[:, length:] - g[:, :n]) > 0
+    runs: np.ndarray = (g[:, length:] - g[:, :n]) > 0
+    return runs
 
 
 def text_ink(ink: np.ndarray, dpi: tuple[float, float]) -> np.ndarray:
@@ -94,7 +95,8 @@ def text_ink(ink: np.ndarray, dpi: tuple[float, float]) -> np.ndarray:
     ink = ink & neighbours
     rules = _long_runs(ink, max(8, round(dpi[0] * RULE_MIN_INCHES)))
     rules |= _long_runs(ink.T, max(8, round(dpi[1] * RULE_MIN_INCHES))).T
-    return ink & ~rules
+    out: np.ndarray = ink & ~rules
+    return out
 
 
 def page_quality(ink: np.ndarray, dpi: tuple[float, float], words: Iterable[WordBox]) -> PageQuality:
@@ -107,7 +109,7 @@ def page_quality(ink: np.ndarray, dpi: tuple[float, float], words: Iterable[Word
     f = 2 if min(dpi) >= 150 else 1  # 2x2 bins (any ink): a quarter of the work, same shares
     if f > 1:
         h2, w2 = ink.shape[0] // f * f, ink.shape[1] // f * f
-        ink = ink[:h2, :w2].reshape(h2 // f, f, w2 // f, f).any(axis=(1, 3))
+        ink = np.asarray(ink[:h2, :w2].reshape(h2 // f, f, w2 // f, f).any(axis=(1, 3)), dtype=bool)
     t = text_ink(ink, (dpi[0] / f, dpi[1] / f))
     h, w = t.shape
     col = np.zeros((h + 1, w), dtype=np.int32)  # column-wise prefix sums: ink in a box = 2 slices

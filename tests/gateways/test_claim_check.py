@@ -36,6 +36,8 @@ from tests.streams.test_pipeline import consume_all
 pytestmark = pytest.mark.broker
 MiB = 1024 * 1024
 P = "clinic-big"
+TOKEN = "clinic-big-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def noise(n: int, seed: int) -> bytes:
@@ -103,7 +105,7 @@ def test_large_inputs_of_every_gateway_reach_their_records(cfg, stack, tmp_path)
         pipeline.register_schemas()
         await runner.start(pipeline)
         mllp = MllpGateway(core, P, port=0, max_message_bytes=16 * MiB)
-        http = HttpGateway(core, {P}, store, portal_secrets={}, port=0, max_body_bytes=16 * MiB)
+        http = HttpGateway(core, {P}, store, tokens={P: TOKEN}, port=0, max_body_bytes=16 * MiB)
         drops = FolderDrop(core, tmp_path / "drop", {P}, store, settle_seconds=0, interval=0.2)
         await mllp.start()
         await http.start()
@@ -114,7 +116,7 @@ def test_large_inputs_of_every_gateway_reach_their_records(cfg, stack, tmp_path)
         try:
             async with MllpClient("127.0.0.1", mllp.port) as client:
                 out["ack"] = ack_code(await client.send(oru))
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{http.port}") as s:
+            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{http.port}", headers=AUTH) as s:
                 async with s.post(f"/fax/{P}", data=fax, headers={"X-Fax-From": "+15550100"}) as r:
                     out["fax"] = (r.status, await r.json())
                 async with s.post(f"/fhir/{P}", data=fhir, headers={"Content-Type": "application/fhir+json"}) as r:
@@ -146,7 +148,7 @@ def test_large_inputs_of_every_gateway_reach_their_records(cfg, stack, tmp_path)
     # the raw topics carry references, not the bytes
     raws = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.raw.hl7v2", serde, 1)]
     assert raws[0]["payload"] == b"" and raws[0]["payload_size"] == len(oru)
-    assert store.get(raws[0]["payload_uri"]) == oru and f"/{P}/" in raws[0]["payload_uri"]
+    assert store.get(raws[0]["payload_uri"], P) == oru and f"/{P}/" in raws[0]["payload_uri"]
     fax_raws = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.raw.fax", serde, 3)]
     assert sorted(r["payload_size"] or 0 for r in fax_raws)[-2:] == sorted([len(dropped), len(fax)])
     # the HTTP fax's original was stored once: its reference is the gateway's storage_uri
@@ -161,7 +163,7 @@ def test_large_inputs_of_every_gateway_reach_their_records(cfg, stack, tmp_path)
     assert fax_doc["ocr_status"] == "partial_page_limit"
     assert [p["ocr"] for p in fax_doc["pages"]] == [True, True] + [False] * 28
     assert fax_doc["pages"][0]["text"].strip() and not fax_doc["pages"][29]["text"]
-    searchable = store.get(fax_doc["searchable_pdf_uri"])  # kept beside the original, hash-checked
+    searchable = store.get(fax_doc["searchable_pdf_uri"], P)  # kept beside the original, hash-checked
     assert searchable.startswith(b"%PDF") and fax_doc["storage_uri"] == big["payload_uri"]
     assert any(d["kind"] != "fax" and d["title"] == "Discharge summary" for d in docs.values())
 
@@ -177,7 +179,7 @@ def test_too_large_for_the_broker_is_a_permanent_refusal_never_a_retry(cfg, stac
     async def go():
         producer, serde, store, core = await _cores(cfg, stack, with_store=False)
         mllp = MllpGateway(core, P, port=0, max_message_bytes=16 * MiB)
-        http = HttpGateway(core, {P}, store, portal_secrets={}, port=0, max_body_bytes=16 * MiB)
+        http = HttpGateway(core, {P}, store, tokens={P: TOKEN}, port=0, max_body_bytes=16 * MiB)
         drops = FolderDrop(core, tmp_path / "drop", {P}, store, settle_seconds=0)
         await mllp.start()
         await http.start()
@@ -188,7 +190,7 @@ def test_too_large_for_the_broker_is_a_permanent_refusal_never_a_retry(cfg, stac
         try:
             async with MllpClient("127.0.0.1", mllp.port) as client:
                 out["acks"] = [ack_code(await client.send(oru)), ack_code(await client.send(oru_r01("NEXT1")))]
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{http.port}") as s:
+            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{http.port}", headers=AUTH) as s:
                 async with s.post(f"/fhir/{P}", data=fhir, headers={"Content-Type": "application/fhir+json"}) as r:
                     out["fhir"] = (r.status, await r.json())
                 async with s.post(f"/x12/{P}", data=x12_big) as r:
@@ -248,10 +250,10 @@ def test_rejected_large_input_keeps_its_whole_original_in_the_store(cfg, stack, 
 
     async def go():
         producer, serde, store, core = await _cores(cfg, stack, with_store=True)
-        http = HttpGateway(core, {P}, store, portal_secrets={}, port=0, max_body_bytes=16 * MiB)
+        http = HttpGateway(core, {P}, store, tokens={P: TOKEN}, port=0, max_body_bytes=16 * MiB)
         await http.start()
         try:
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{http.port}") as s:
+            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{http.port}", headers=AUTH) as s:
                 async with s.post(f"/fhir/{P}", data=body, headers={"Content-Type": "application/fhir+json"}) as r:
                     status = r.status
         finally:
@@ -263,4 +265,4 @@ def test_rejected_large_input_keeps_its_whole_original_in_the_store(cfg, stack, 
     assert status == 422
     dl = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.fhir", serde, 1)[0][1]
     assert len(dl["payload"]) <= 512 * 1024 and body.startswith(dl["payload"])
-    assert dl["payload_size"] == len(body) and store.get(dl["payload_uri"]) == body
+    assert dl["payload_size"] == len(body) and store.get(dl["payload_uri"], P) == body

@@ -38,7 +38,7 @@ def test_page_limit_ocrs_the_first_pages_keeps_the_rest_and_stores_the_searchabl
     assert any("only the first 1 of 3 pages" in w for w in result.warnings)
     # pages nobody OCRed can only be read by a person: flagged, and so is the document
     assert value["pages"][2]["needs_human_read"] is True and value["needs_human_read"] is True
-    searchable = store.get(value["searchable_pdf_uri"])
+    searchable = store.get(value["searchable_pdf_uri"], "clinic-f")
     assert searchable.startswith(b"%PDF") and "/clinic-f/" in value["searchable_pdf_uri"]
     assert list((tmp_path / "ocr").iterdir()) == []  # the job folder is gone
 
