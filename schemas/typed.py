@@ -21,6 +21,9 @@ class RawMessageDict(TypedDict):
     content_type: str
     payload: bytes
     headers: NotRequired[dict[str, str]]
+    payload_uri: NotRequired[str | None]
+    payload_size: NotRequired[int | None]
+    payload_sha256: NotRequired[str | None]
 
 
 class DeadLetterDict(TypedDict):
@@ -38,6 +41,9 @@ class DeadLetterDict(TypedDict):
     source_offset: NotRequired[int | None]
     failed_at: int
     details: NotRequired[dict[str, str]]
+    payload_uri: NotRequired[str | None]
+    payload_size: NotRequired[int | None]
+    payload_sha256: NotRequired[str | None]
 
 
 class IdentifierDict(TypedDict):
@@ -232,6 +238,8 @@ class DocumentDict(TypedDict):
     authored_at: NotRequired[str | None]
     source: SourceRefDict
     needs_human_read: NotRequired[bool | None]
+    searchable_pdf_uri: NotRequired[str | None]
+    ocr_status: NotRequired[str | None]
 
 
 class AdjustmentDict(TypedDict):
