@@ -76,8 +76,8 @@ class Settings(BaseSettings):
 
     # -- worker state and processing (streams/normalize_agent.py, streams/offsets.py)
     table_store: str = Field(
-        default="rocksdict://",
-        description="Faust table store: rocksdict:// (RocksDB under <state_dir>/worker) or memory://",
+        default="rocksdb://",
+        description="Faust table store: rocksdb:// (RocksDB through rocksdict, under <state_dir>/worker) or memory://",
     )
     table_standby_replicas: int = Field(default=1, ge=0, description="standby copies of each table partition")
     worker_batch_max: int = Field(default=500, gt=0, description="raw messages handled per commit")

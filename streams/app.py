@@ -73,13 +73,15 @@ class Pipeline:
         self.sensor = ProgressSensor()
         self.sink_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         app_id = app_id or cfg.consumer_group
+        datadir = Path(cfg.state_dir).resolve() / "worker" / app_id
+        datadir.parent.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             app_id,
             broker=f"kafka://{bootstrap}",
             store=cfg.table_store,
             # Faust's default data folder is "<app id>-data" in the working directory (the
             # checkout); table state belongs with the rest of the worker's state
-            datadir=str(Path(cfg.state_dir).resolve() / "worker" / app_id),
+            datadir=str(datadir),
             table_standby_replicas=cfg.table_standby_replicas,
             topic_replication_factor=cfg.topic_replication,
             topic_partitions=cfg.topic_partitions,
@@ -113,11 +115,17 @@ class Pipeline:
         self.retry_policy = RetryPolicy(cfg.retry_max_attempts, cfg.retry_backoff_ms, cfg.retry_backoff_max_ms)
         # message key -> received_at (ms) of the copy whose outcome was written; ids older
         # than the retention are forgotten (processors/dedup.py) so the table stays bounded
-        self.seen = self.app.Table("seen-messages", default=int, partitions=self.partitions)
+        # the RocksDB store through rocksdict (python-rocksdb is unmaintained)
+        table_options = {"driver": "rocksdict"} if cfg.table_store.startswith("rocksdb") else None
+        self.seen = self.app.Table(
+            "seen-messages", default=int, partitions=self.partitions, options=dict(table_options or {}) or None
+        )
         self.dedup_retention_ms = int(cfg.dedup_retention_hours * 3_600_000)
         self._last_sweep: dict[int, int] = {}  # partition -> received_at of its last sweep
         # practice -> head hash; id:<practice>/<event id> -> at; ckpt:<partition> -> pf.audit offset
-        self.audit_heads = self.app.Table("audit-heads", default=str, partitions=self.partitions)
+        self.audit_heads = self.app.Table(
+            "audit-heads", default=str, partitions=self.partitions, options=dict(table_options or {}) or None
+        )
         self.counts: dict[str, int] = {}
         self.source_topics: set[str] = set()
         self._register_agents()

@@ -160,13 +160,23 @@ class AuditChainer:
             )
             plan.append((ev, linked))
         written = await outbox.confirm()
+        # ids, then each practice's last head, then each partition's last checkpoint: in this
+        # order within a changelog partition, a surviving checkpoint vouches for the rest
         writes = []
+        last_head: dict[str, tuple[Any, str]] = {}
+        last_ckpt: dict[int, tuple[Any, int]] = {}
         for (ev, linked), meta in zip(plan, written, strict=True):
             practice = linked["practice_id"]
             with in_event(ev):
                 writes += self._set(ev, f"{ID_PREFIX}{practice}/{linked['event_id']}", str(linked["at"]))
-                writes += self._set(ev, practice, linked["hash"])
-                writes += self._set(ev, f"{CKPT_PREFIX}{ev.message.partition}", str(meta.offset))
+            last_head[practice] = (ev, linked["hash"])
+            last_ckpt[ev.message.partition] = (ev, meta.offset)
+        for practice, (ev, head) in last_head.items():
+            with in_event(ev):
+                writes += self._set(ev, practice, head)
+        for partition, (ev, offset) in last_ckpt.items():
+            with in_event(ev):
+                writes += self._set(ev, f"{CKPT_PREFIX}{partition}", str(offset))
         if writes:
             await asyncio.gather(*writes)
         if plan:

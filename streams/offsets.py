@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,8 @@ from faust.streams import _current_event
 from faust.types import TP
 
 log = logging.getLogger("practiceflow.worker.offsets")
+
+RESEEK_SECONDS = 2.0  # a gap still open this long after a seek is sought again
 
 
 @contextlib.contextmanager
@@ -163,7 +166,8 @@ class Committer:
         self.name = name
         self.ledger = OffsetLedger()
         self.generation: int | None = None
-        self._sought: dict[TP, int] = {}
+        self._gaps: dict[TP, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
+        self._watchdog: asyncio.Future[None] | None = None
 
     async def admit(self, events: list[Any]) -> list[Any]:
         """The events of this batch that are next in line on their partitions.
@@ -176,7 +180,7 @@ class Committer:
         if gen != self.generation:
             self.generation = gen
             self.ledger.forget_all()
-            self._sought.clear()
+            self._gaps.clear()
         fresh = [e for e in events if e.message.generation_id == gen]
         unknown = sorted({e.message.tp for e in fresh if not self.ledger.known(e.message.tp)})
         if unknown:
@@ -202,11 +206,29 @@ class Committer:
         return admitted
 
     async def _seek_back(self, tp: TP, offset: int) -> None:
-        if self._sought.get(tp) == offset:
-            return  # already asked; the stale messages before the re-fetch are still draining
-        self._sought[tp] = offset
-        log.warning("%s: offsets before %s on %s were not delivered; seeking back", self.name, offset, tp)
-        await self.app.consumer.seek(tp, offset)
+        now = time.monotonic()
+        last = self._gaps.get(tp)
+        if last is not None and last[0] == offset and now - last[1] < RESEEK_SECONDS:
+            return  # asked lately; messages fetched before the seek may still be draining
+        self._gaps[tp] = (offset, now)
+        log.warning("%s: offset %s of %s was not delivered; seeking back to it", self.name, offset, tp)
+        # seek_wait runs in Faust's consumer thread and resets its read offset for tp
+        await self.app.consumer.seek_wait({tp: offset})
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        """Seek again while a gap stays open: Faust's fetcher can drop the re-fetched
+        messages when older ones delivered after the seek move its read offset past them,
+        and a partition that then receives nothing new would never bring a batch here."""
+        while self._gaps:
+            await asyncio.sleep(RESEEK_SECONDS)
+            assigned = self.app.consumer.assignment()
+            for tp, (offset, _when) in list(self._gaps.items()):
+                if tp not in assigned or not self.ledger.known(tp) or self.ledger.expected(tp) != offset:
+                    self._gaps.pop(tp, None)
+                    continue
+                await self._seek_back(tp, offset)
 
     async def commit(self, processed: list[Any]) -> None:
         """Record ``processed`` (outputs already confirmed) and commit what is contiguous."""
@@ -214,12 +236,13 @@ class Committer:
             tp = ev.message.tp
             if self.ledger.known(tp):
                 self.ledger.done(tp, ev.message.offset)
-                if self._sought.get(tp, -1) <= ev.message.offset:
-                    self._sought.pop(tp, None)
+                gap = self._gaps.get(tp)
+                if gap is not None and self.ledger.expected(tp) > gap[0]:
+                    self._gaps.pop(tp, None)
         offsets = self.ledger.committable()
         if not offsets:
             return
         assigned = self.app.consumer.assignment()
         offsets = {tp: off for tp, off in offsets.items() if tp in assigned}
-        if offsets and await self.app.consumer._commit(offsets):
+        if offsets and await self.app.consumer._commit(offsets):  # noqa: SLF001 - Faust's own commit call
             self.ledger.committed(offsets)

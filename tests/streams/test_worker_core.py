@@ -132,7 +132,7 @@ def test_existing_topics_get_the_catalogs_retention(cfg, stack):
 
 
 def test_tables_live_in_rocksdb_under_the_state_dir(cfg, stack):
-    assert cfg.table_store == "rocksdict://"
+    assert cfg.table_store == "rocksdb://"
     msg = raw_record("clinic-s", "hl7v2", oru_r01(control_id="ROCKS1"))
     asyncio.run(_run(cfg, stack, [msg], lambda p: p.counts.get("hl7v2.normalized", 0) == 1))
     dbs = list((cfg.state_dir / "worker").rglob("*.db"))
