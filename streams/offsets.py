@@ -244,5 +244,5 @@ class Committer:
             return
         assigned = self.app.consumer.assignment()
         offsets = {tp: off for tp, off in offsets.items() if tp in assigned}
-        if offsets and await self.app.consumer._commit(offsets):  # noqa: SLF001 - Faust's own commit call
+        if offsets and await self.app.consumer._commit(offsets):  # Faust's own commit call, our offsets
             self.ledger.committed(offsets)
