@@ -1,4 +1,7 @@
-"""The Faust application: raw topics -> normalizers -> normalized, handoff, DLQ, audit, ClickHouse.
+"""The Faust application: raw topics -> normalizers -> normalized, handoff, DLQ, audit.
+
+ClickHouse is written by its own consumer (``streams/clickhouse_sink.py``), which the
+runner and ``practiceflow worker`` start beside this app when a sink is given.
 
 This module wires the streaming shell around ``processors/``: the app, its topics and
 tables, and the agents, each of which lives in its own module:
@@ -22,9 +25,7 @@ changelog tail written since, instead of replaying whole changelogs (``table_sto
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,6 @@ from practiceflow.processors.retry import RetryPolicy
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
-from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import ProgressSensor, evaluate
 from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer
@@ -68,10 +68,9 @@ class Pipeline:
         self.partitions = cfg.topic_partitions
         self.bootstrap = bootstrap
         self.serde = AvroSerde(registry_client(registry_url))
-        self.sink = sink
+        self.sink = sink  # run by streams/clickhouse_sink.py (its own consumer), started by the runner
         self.fax_handler = fax_handler
         self.sensor = ProgressSensor()
-        self.sink_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         app_id = app_id or cfg.consumer_group
         datadir = Path(cfg.state_dir).resolve() / "worker" / app_id
         datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -196,28 +195,6 @@ class Pipeline:
             await chainer.run(stream, audit_committer)
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())
-
-        if self.sink is not None:
-            sink_suffixes = [
-                s.suffix
-                for s in catalog.CATALOG
-                if s.kind
-                in (catalog.Kind.NORMALIZED, catalog.Kind.HANDOFF, catalog.Kind.DEAD_LETTER, catalog.Kind.ANALYTICS)
-                or s.suffix == "audit"
-            ]
-            by_name = {catalog.BY_SUFFIX[s].name(self.prefix): catalog.BY_SUFFIX[s].record_type for s in sink_suffixes}
-            generic = AvroCodec(self.serde, "", None)  # writer schema only; the topic tells the type
-            sink_topic = app.topic(*by_name.keys(), value_serializer=generic, key_serializer="raw")
-            self.source_topics |= set(by_name)
-
-            @app.agent(sink_topic, name="clickhouse-sink")
-            async def clickhouse_sink(stream):
-                loop = asyncio.get_running_loop()
-                async for events in stream.take_events(500, within=0.5):
-                    batch = [(by_name[e.message.topic], e.value) for e in events]
-                    written = await loop.run_in_executor(self.sink_pool, self.sink.write_batch, batch, now_ms())
-                    for table, n in written.items():
-                        self._count(f"clickhouse.{table}", n)
 
     def _register_pages(self) -> None:
         app = self.app

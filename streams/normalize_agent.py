@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import faust
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.base import NormalizeResult, Rejected
-from practiceflow.processors.deadletter import dead_letter
-from practiceflow.processors.dedup import sweep, sweep_due
+from practiceflow.processors.deadletter import dead_letter, raw_header_details
+from practiceflow.processors.dedup import control_key_for, is_redrive, sweep, sweep_due
 from practiceflow.processors.dispatch import handoffs_for
-from practiceflow.processors.retry import decide, is_transient, retry_headers
+from practiceflow.processors.retry import HEADERS as RETRY_HEADERS
+from practiceflow.processors.retry import decide, is_transient, not_before, retry_headers
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS
@@ -40,7 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("practiceflow.worker")
 
-REDRIVE = "redrive"  # RawMessage header set by `practiceflow dlq redrive`: process even if the id was seen
+
+def _redrive_headers(raw: dict[str, Any]) -> dict[str, str]:
+    headers = {k: v for k, v in (raw.get("headers") or {}).items() if k not in RETRY_HEADERS}
+    return raw_header_details(dict(raw, headers=headers))
 
 
 class Outbox:
@@ -104,8 +108,6 @@ class Normalizer:
         await committer.commit(admitted)
 
     async def _wait_not_before(self, raw: dict[str, Any]) -> None:
-        from practiceflow.processors.retry import not_before
-
         delay = (not_before(raw.get("headers")) - now_ms()) / 1000
         if delay > 0:
             await asyncio.sleep(delay)
@@ -119,8 +121,9 @@ class Normalizer:
         seen_key = f"{practice}/{feed}/{raw['message_id']}"
         self._forget_old_ids(msg.partition, raw["received_at"], batch)
         headers = raw.get("headers") or {}
+        redrive = is_redrive(raw)  # `practiceflow dlq redrive` re-sends a dead-lettered id on purpose
         prev = batch.pending.get(seen_key) or self.p.seen[seen_key]
-        if prev and not headers.get(REDRIVE):
+        if prev and not redrive:
             if prev == raw["received_at"]:
                 batch.counts.append((f"{feed}.replayed", 1))
                 return "replayed"  # this very copy already has its outcome (a crash replay)
@@ -174,9 +177,31 @@ class Normalizer:
                     return "retrying"  # not marked: the retry decides the outcome
             self._mark(batch, ev, seen_key, raw["received_at"])
             return "dead_lettered"
+        ctl_key = control_key_for(practice, feed, result.control_key)
+        if ctl_key is not None and not redrive and (batch.pending.get(ctl_key) or self.p.seen[ctl_key]):
+            await self._control_id_reused(batch, raw, result)
         await self._normalized(batch, raw, result, msg.topic, started)
         self._mark(batch, ev, seen_key, raw["received_at"])
+        if ctl_key is not None:
+            self._mark(batch, ev, ctl_key, raw["received_at"])
         return "normalized"
+
+    async def _control_id_reused(self, batch: Batch, raw: dict[str, Any], result: NormalizeResult) -> None:
+        """The sender's control id was seen before with different content: processed (it is a
+        new message), and flagged so someone can check the interface engine."""
+        feed = raw["feed"]
+        result.warnings.append("control_id_reused: the sender's control id was seen before with different content")
+        batch.counts.append((f"{feed}.control_id_reused", 1))
+        await self._audit(
+            batch,
+            raw,
+            0,
+            action="flagged",
+            entity_type="RawMessage",
+            entity_id=raw["message_id"],
+            reason="control_id_reused",
+            details={"control_key": result.control_key or ""},
+        )
 
     @staticmethod
     def _mark(batch: Batch, ev: Any, key: str, received_at: int) -> None:
@@ -239,6 +264,9 @@ class Normalizer:
             source_topic=msg.topic,
             source_partition=msg.partition,
             source_offset=msg.offset,
+            # what a redrive needs to rebuild the RawMessage (e.g. the portal event type); a
+            # redrive starts its retries afresh, so the retry.* bookkeeping is left out
+            details={"content_type": raw.get("content_type") or "", **_redrive_headers(raw)},
         )
         partition = catalog.partition_for(practice, self.p.partitions)
         await batch.outbox.send(self.p.topics[f"dlq.{feed}"], f"{practice}/{raw['message_id']}", dl, partition)

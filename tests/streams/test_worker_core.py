@@ -66,7 +66,7 @@ def test_transient_failures_are_retried_then_dead_lettered_only_when_exhausted(c
 def test_a_redriven_dead_letter_is_processed_again_a_plain_resend_is_a_duplicate(cfg, stack):
     bad = raw_record("clinic-r", "hl7v2", b"not hl7 at all", message_id="BAD1")
     resend = dict(bad, received_at=bad["received_at"] + 10)
-    redrive = dict(bad, received_at=bad["received_at"] + 20, headers={"redrive": "1"})
+    redrive = dict(bad, received_at=bad["received_at"] + 20, headers={"pf-redrive": "1"})
 
     def done(p):
         return p.counts.get("hl7v2.dead_lettered", 0) + p.counts.get("hl7v2.duplicate", 0) >= 3
