@@ -158,6 +158,11 @@ class Pipeline:
         )
         return sunk >= produced
 
+    def close(self) -> None:
+        """Release the plain Kafka clients the agents use beside Faust's (after ``app.stop()``)."""
+        self.committed_offsets.close()
+        self.audit_tail.close()
+
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
@@ -185,9 +190,8 @@ class Pipeline:
             self.source_topics.add(name)
         register_retry_agents(self, normalizer)
 
-        chainer = AuditChainer(
-            self, AuditTail(self.bootstrap, self.topics["audit"].get_topic_name(), self.serde.decode)
-        )
+        self.audit_tail = AuditTail(self.bootstrap, self.topics["audit"].get_topic_name(), self.serde.decode)
+        chainer = AuditChainer(self, self.audit_tail)
         audit_committer = Committer(app, self.committed_offsets, "audit-chain")
 
         @app.agent(self.topics["audit.in"], name="audit-chain")

@@ -34,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from practiceflow.processors.audit import chain
 from practiceflow.processors.dedup import sweep, sweep_due
 from practiceflow.streams import catalog
-from practiceflow.streams.normalize_agent import Outbox
+from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
 
 if TYPE_CHECKING:
@@ -98,7 +98,12 @@ class AuditChainer:
     async def run(self, stream: faust.StreamT, committer: Committer) -> None:
         cfg = self.p.cfg
         async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
-            await self.process_batch(list(events), committer)
+            try:
+                await self.process_batch(list(events), committer)
+            except Exception as exc:
+                log.critical("audit chain batch failed (%s); stopping the worker", type(exc).__name__)
+                await self.p.app.crash(exc)
+                raise
 
     def _get(self, key: str) -> str:
         return self.table[key] or ""
@@ -118,7 +123,7 @@ class AuditChainer:
                 writes += self._set(ev, f"{ID_PREFIX}{practice}/{chained['event_id']}", str(chained["at"]))
                 writes += self._set(ev, practice, chained["hash"])
                 writes += self._set(ev, f"{CKPT_PREFIX}{partition}", str(offset))
-        await asyncio.gather(*writes)
+        await confirmed(writes)
         log.warning("audit chain: partition %d caught up with %d events written before a crash", partition, len(found))
 
     def _set(self, ev: Any, key: str, value: str) -> list[Any]:
@@ -177,8 +182,7 @@ class AuditChainer:
         for partition, (ev, offset) in last_ckpt.items():
             with in_event(ev):
                 writes += self._set(ev, f"{CKPT_PREFIX}{partition}", str(offset))
-        if writes:
-            await asyncio.gather(*writes)
+        await confirmed(writes)
         if plan:
             self.p._count("audit.chained", len(plan))
         if skipped:

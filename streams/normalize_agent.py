@@ -42,6 +42,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("practiceflow.worker")
 
 
+async def confirmed(futures: list[Any]) -> list[Any]:
+    """Wait for every delivery future; raise if one failed. Shielded: when the agent is
+    cancelled (shutdown) the sends still complete and Faust's callbacks find them pending."""
+    if not futures:
+        return []
+    return list(await asyncio.gather(*(asyncio.shield(f) for f in futures)))
+
+
 def _redrive_headers(raw: dict[str, Any]) -> dict[str, str]:
     headers = {k: v for k, v in (raw.get("headers") or {}).items() if k not in RETRY_HEADERS}
     return raw_header_details(dict(raw, headers=headers))
@@ -60,7 +68,7 @@ class Outbox:
     async def confirm(self) -> list[Any]:
         """RecordMetadata of every send, in order; raises if any was not written."""
         pending, self._pending = self._pending, []
-        return list(await asyncio.gather(*pending)) if pending else []
+        return await confirmed(pending)
 
 
 @dataclass
@@ -83,7 +91,15 @@ class Normalizer:
     async def run(self, stream: faust.StreamT, committer: Committer, *, honour_not_before: bool = False) -> None:
         cfg = self.p.cfg
         async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
-            await self.process_batch(list(events), committer, honour_not_before=honour_not_before)
+            try:
+                await self.process_batch(list(events), committer, honour_not_before=honour_not_before)
+            except Exception as exc:
+                # Outputs not confirmed, offsets not committed: stop the worker loudly rather
+                # than leave an agent dead inside a live-looking process. The restart (or the
+                # next worker) handles the batch again from the last commit.
+                log.critical("normalize batch failed (%s); stopping the worker", type(exc).__name__)
+                await self.p.app.crash(exc)
+                raise
 
     async def process_batch(self, events: list[Any], committer: Committer, *, honour_not_before: bool = False) -> None:
         admitted = await committer.admit(events)
@@ -101,8 +117,7 @@ class Normalizer:
             with in_event(ev):
                 self.p.seen.data[key] = received_at
             changelog.append(self.p.seen.send_changelog(ev.message.partition, key, received_at))
-        if changelog:
-            await asyncio.gather(*changelog)
+        await confirmed(changelog)
         for name, n in batch.counts:
             self.p._count(name, n)
         await committer.commit(admitted)
@@ -136,6 +151,8 @@ class Normalizer:
             result = await self.p.normalize(raw)
         except Rejected as rej:
             await self._dead_letter(batch, raw, rej.reason_code, rej.reason, msg, started)
+            self._mark(batch, ev, seen_key, raw["received_at"])
+            return "dead_lettered"
         except Exception as exc:
             # The exception text can quote message content (PHI): plain logs get the type only;
             # the full text travels in the dead letter or retry, which stay inside Kafka.

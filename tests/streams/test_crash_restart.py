@@ -33,9 +33,9 @@ from practiceflow.jobs.run_file import raw_record
 from practiceflow.settings import REPO_ROOT
 from tests.fixtures import oru_r01
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
 
-N_MESSAGES = 1500
+N_MESSAGES = 1200
 PRACTICES = [f"crash-{c}" for c in "abcdef"]
 KILL_AT = (0.15, 0.45, 0.7)  # fraction of messages with an outcome when the worker is killed
 
