@@ -25,6 +25,8 @@ changelog tail written since, instead of replaying whole changelogs (``table_sto
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -159,9 +161,19 @@ class Pipeline:
         return sunk >= produced
 
     def close(self) -> None:
-        """Release the plain Kafka clients the agents use beside Faust's (after ``app.stop()``)."""
+        """Release what outlives ``app.stop()``: the plain Kafka clients beside Faust's, and
+        the RocksDB handles (Faust's store drops them without closing; a second Pipeline in
+        the same process, a restart in a test or job, would find their locks still held)."""
         self.committed_offsets.close()
         self.audit_tail.close()
+        for table in (self.seen, self.audit_heads):
+            store = getattr(table, "_data", None)  # faust <0.16: the table's store, if it was opened
+            for db in list(getattr(store, "_dbs", {}).values()):
+                with contextlib.suppress(Exception):
+                    db.close()
+            if store is not None and hasattr(store, "_dbs"):
+                store._dbs.clear()
+        gc.collect()
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
