@@ -56,6 +56,8 @@ _TRANSIENT_NAMES = frozenset(
         "OperationalError",
         "KafkaException",
         "SchemaRegistryError",
+        "DocumentStoreUnavailable",  # sinks/docstore.py: the store did not confirm
+        "OcrFailed",  # streams/fax.py: the OCR child died (OOM killer, crash)
     }
 )
 

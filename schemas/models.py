@@ -61,8 +61,14 @@ class RawMessage(AvroRecord):
     message_id: str = Field(description="stable id: a hash of the content, or the sender's control id")
     received_at: int = Field(description="epoch milliseconds")
     content_type: str
-    payload: bytes
+    payload: bytes = Field(description="the bytes; empty when they were claim-checked (see payload_uri)")
     headers: dict[str, str] = Field(default_factory=dict)
+    payload_uri: str | None = Field(
+        default=None,
+        description="claim check: the payload was larger than claim_check_bytes and is in the document store here",
+    )
+    payload_size: int | None = Field(default=None, description="claim check: length of the stored payload in bytes")
+    payload_sha256: str | None = Field(default=None, description="claim check: SHA-256 (hex) of the stored payload")
 
 
 class DeadLetter(AvroRecord):
@@ -81,6 +87,11 @@ class DeadLetter(AvroRecord):
     source_offset: int | None = None
     failed_at: int
     details: dict[str, str] = Field(default_factory=dict)
+    payload_uri: str | None = Field(
+        default=None, description="the whole original in the document store when payload holds only its head or nothing"
+    )
+    payload_size: int | None = Field(default=None, description="length of the whole original in bytes")
+    payload_sha256: str | None = Field(default=None, description="SHA-256 (hex) of the whole original")
 
 
 # --------------------------------------------------------------------------- clinical entities
@@ -96,8 +107,13 @@ class Address(BaseModel):
 class Patient(AvroRecord):
     __avro_name__ = "Patient"
     practice_id: str
-    patient_id: str = Field(description="the practice's MRN (first PID-3 identifier)")
-    identifiers: list[Identifier] = Field(default_factory=list)
+    patient_id: str = Field(
+        description="the practice's canonical id (the MRN its identity policy chose; FHIR: the logical id), "
+        "or 'unresolved:<message>' when no identifier may key the patient (processors/identity)"
+    )
+    identifiers: list[Identifier] = Field(
+        default_factory=list, description="every identifier, typed; SSNs masked to the last four unless opted in"
+    )
     family_name: str | None = None
     given_names: list[str] = Field(default_factory=list)
     birth_date: str | None = None
@@ -236,8 +252,19 @@ class DocumentPage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     page: int
     text: str
-    confidence: float | None = None
+    confidence: float | None = Field(
+        default=None,
+        description="OCR confidence 0..1: word confidence weighted by ink, unread ink counting 0 "
+        "(processors/fax/quality.py); mean word confidence where no quality signal was computed",
+    )
     ocr: bool = False
+    word_confidence: float | None = Field(default=None, description="Tesseract's mean word confidence 0..1")
+    ink_coverage: float | None = Field(
+        default=None, description="share of the page's text ink inside recognised words 0..1"
+    )
+    needs_human_read: bool | None = Field(
+        default=None, description="OCR text not trustworthy (confidence < 0.75): a person must read the page"
+    )
 
 
 class Document(AvroRecord):
@@ -261,6 +288,17 @@ class Document(AvroRecord):
     fax_to: str | None = None
     authored_at: str | None = None
     source: SourceRef
+    needs_human_read: bool | None = Field(
+        default=None, description="any OCRed page flagged needs_human_read: do not act on the text alone"
+    )
+    searchable_pdf_uri: str | None = Field(
+        default=None, description="OCRmyPDF's searchable PDF of this document, kept in the document store"
+    )
+    ocr_status: str | None = Field(
+        default=None,
+        description="complete | partial_page_limit (only the first ocr_max_pages pages were OCRed) | "
+        "timed_out (OCR stopped at ocr_timeout_seconds; no text) | none (not OCRed)",
+    )
 
 
 # --------------------------------------------------------------------------- revenue cycle
@@ -302,6 +340,9 @@ class Claim(AvroRecord):
     status: str | None = None
     source: SourceRef
     use: str | None = Field(default=None, description="claim | preauthorization | predetermination")
+    member_id: str | None = Field(
+        default=None, description="the subscriber's member id (837 2010BA NM109), for the identity crosswalk"
+    )
 
 
 class ClaimAdjudication(AvroRecord):
@@ -469,6 +510,29 @@ class SchedulingRequest(AvroRecord):
     source: SourceRef
 
 
+# --------------------------------------------------------------------------- identity
+class IdentityLink(AvroRecord):
+    """Identifiers that name the same patient (or stop doing so), for the crosswalk.
+
+    Emitted when a message links identifiers: a Patient with an MRN plus other ids, a
+    FHIR Patient (logical id + identifiers), a claim (CLM01/CLP01 + member id + MRN),
+    coverage and eligibility (member id + MRN), ADT^A24 link / A37 unlink (two PIDs),
+    A40 merge. ``processors/identity/crosswalk.py`` folds these into one canonical
+    patient id per practice. SSNs appear only masked (never as a crosswalk key).
+    """
+
+    __avro_name__ = "IdentityLink"
+    practice_id: str
+    link_id: str = Field(description="stable: hash of message id + action + identifiers")
+    action: str = Field(description="link | unlink | merge")
+    patient_id: str | None = Field(default=None, description="the canonical id of the first side, when known")
+    identifiers: list[Identifier] = Field(default_factory=list, description="the first side's identifiers")
+    other_patient_id: str | None = Field(default=None, description="A24/A37/A40: the second patient's id")
+    other_identifiers: list[Identifier] = Field(default_factory=list)
+    record_type: str | None = Field(default=None, description="the record the link was read from")
+    source: SourceRef
+
+
 # --------------------------------------------------------------------------- outputs
 class Evidence(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -554,6 +618,7 @@ ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     IntakeForm,
     RefillRequest,
     SchedulingRequest,
+    IdentityLink,
     HandoffItem,
     AuditEvent,
     FlowEvent,

@@ -37,7 +37,7 @@ from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.dispatch import normalize_raw
 from practiceflow.processors.retry import RetryPolicy
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.streams import catalog
+from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
 from practiceflow.streams.health import ProgressSensor, evaluate
 from practiceflow.streams.normalize_agent import Normalizer
@@ -180,11 +180,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ processing
     async def normalize(self, raw: dict[str, Any]) -> NormalizeResult:
+        raw = await claimcheck.resolve(raw, self.cfg)  # a large payload waits in the document store
         if raw["feed"] == "fax":
             if self.fax_handler is None:
                 raise Rejected("fax_disabled", "this worker has no OCR handler configured")
             return await self.fax_handler(raw)
-        return normalize_raw(raw)
+        return normalize_raw(raw, self.cfg.identity_policies)
 
     # ------------------------------------------------------------------ agents
     def _register_agents(self) -> None:

@@ -109,10 +109,11 @@ NORMALIZED: dict[str, str] = {
     "IntakeForm": "norm.intake_form",
     "RefillRequest": "norm.refill_request",
     "SchedulingRequest": "norm.scheduling_request",
+    "IdentityLink": "norm.identity",
 }
-# Patients and coverages are the system of record for who a practice's patients are:
+# Patients, coverages and identity links are the system of record for who a practice's patients are:
 # compacted (latest per key) and never deleted by age.
-_COMPACTED = {"Patient", "Coverage"}
+_COMPACTED = {"Patient", "Coverage", "IdentityLink"}
 
 CATALOG: tuple[TopicSpec, ...] = (
     *(_raw(f) for f in FEEDS),

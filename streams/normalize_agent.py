@@ -31,7 +31,7 @@ from practiceflow.processors.dedup import control_key_for, is_redrive, sweep, sw
 from practiceflow.processors.dispatch import handoffs_for
 from practiceflow.processors.retry import HEADERS as RETRY_HEADERS
 from practiceflow.processors.retry import decide, is_transient, not_before, retry_headers
-from practiceflow.streams import catalog
+from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS
 from practiceflow.streams.offsets import Committer, in_event
@@ -284,6 +284,7 @@ class Normalizer:
             # what a redrive needs to rebuild the RawMessage (e.g. the portal event type); a
             # redrive starts its retries afresh, so the retry.* bookkeeping is left out
             details={"content_type": raw.get("content_type") or "", **_redrive_headers(raw)},
+            **claimcheck.reference(raw),
         )
         partition = catalog.partition_for(practice, self.p.partitions)
         await batch.outbox.send(self.p.topics[f"dlq.{feed}"], f"{practice}/{raw['message_id']}", dl, partition)
