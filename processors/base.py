@@ -30,6 +30,17 @@ class Rejected(Exception):
         self.reason = reason
 
 
+class Transient(Exception):
+    """A failure that may pass if the same input is tried again later: a subprocess killed,
+    a store or service unreachable, a timeout. The worker retries it with backoff
+    (``processors/retry.py``) instead of dead-lettering it; pure code raises it when
+    it knows an input is fine but a dependency was not."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Normalized(NamedTuple):
     """One output record: its Avro record name, its entity key, and its value.
 
@@ -93,12 +104,12 @@ class _GcPause:
 
 def guarded(normalize: Callable[..., NormalizeResult], *args: Any) -> NormalizeResult:
     """Run a normalizer's body with the collector paused (``gc_paused``). A bug in it
-    (any exception but ``Rejected``) becomes ``Rejected("internal_error")``, so the
-    input is dead-lettered with the error text instead of crashing the stream."""
+    (any exception but ``Rejected`` or ``Transient``) becomes ``Rejected("internal_error")``,
+    so the input is dead-lettered with the error text instead of crashing the stream."""
     try:
         with gc_paused():
             return normalize(*args)
-    except Rejected:
+    except (Rejected, Transient):
         raise
     except Exception as exc:
         raise Rejected("internal_error", f"{type(exc).__name__}: {exc}") from exc
