@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from practiceflow.jobs.day import DEMO_SECRET, DayReport, _send_all
 from practiceflow.processors.audit import verify_chain
@@ -67,7 +67,8 @@ class _Drops:
 
 
 class _Reader:
-    """Reads topics from the beginning, incrementally; keeps (topic, decoded value)."""
+    """Reads topics from offset 0 with assigned partitions (no group: a rebalance can never
+    re-deliver); keeps (topic, decoded value), incrementally."""
 
     def __init__(self, bootstrap: str, topics: list[str], serde: AvroSerde) -> None:
         self.serde = serde
@@ -75,18 +76,36 @@ class _Reader:
             {
                 "bootstrap.servers": bootstrap,
                 "group.id": f"check-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
             }
         )
-        self.consumer.subscribe(topics)
+        self.partitions = [
+            TopicPartition(t, p, OFFSET_BEGINNING)
+            for t in topics
+            for p in self.consumer.list_topics(t, timeout=10).topics[t].partitions
+        ]
+        self.consumer.assign(self.partitions)
         self.items: list[tuple[str, dict[str, Any]]] = []
 
     def poll(self, seconds: float = 0.5) -> None:
         for msg in self.consumer.consume(num_messages=5000, timeout=seconds):
             if msg.error() is None and msg.value() is not None:
                 self.items.append((msg.topic(), self.serde.decode(msg.value())))
+
+    def read_to_end(self, timeout: float = 30.0) -> None:
+        """Until the position of every partition reaches its (last stable) high watermark."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll(0.5)
+            ends = {
+                (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=5)[1]
+                for tp in self.partitions
+            }
+            at = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(self.partitions)}
+            if all((at[k] >= 0 and at[k] >= end) or end == 0 for k, end in ends.items()):
+                return
+        raise AssertionError("topics not read to their end in time")
 
     def values(self) -> list[dict[str, Any]]:
         return [v for _, v in self.items]
@@ -181,9 +200,8 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
         while not drops.empty(PRACTICE) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert drops.empty(PRACTICE), "the gateways did not take the folder drops"
-        time.sleep(1.5)
-        raw.poll(2)
-        raw.poll(1)
+        time.sleep(1.5)  # a dropped file's last message is produced just before its removal
+        raw.read_to_end()
         copies = Counter(_key(v) for v in raw.values())
         n_raw = sum(copies.values())
         assert n_raw >= 40 and any(n > 1 for n in copies.values()), (n_raw, copies.most_common(2))
@@ -207,7 +225,6 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
             assert procs["worker"].poll() is None, log.read_text()[-3000:]
             flow.poll()
         time.sleep(3)  # anything written twice after the last outcome shows up too
-        flow.poll(2)
         lag_topics = list(sink_topics(prefix))
         deadline = time.monotonic() + 90
         lag = committed_lag(stack.bootstrap, f"{group}-clickhouse-sink", lag_topics)
@@ -215,6 +232,7 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
             time.sleep(0.5)
             lag = committed_lag(stack.bootstrap, f"{group}-clickhouse-sink", lag_topics)
         assert lag == 0, f"the ClickHouse sink is {lag} messages behind:\n{log.read_text()[-3000:]}"
+        flow.read_to_end()
     finally:
         for proc in procs.values():
             _stop(proc)  # the worker must let go of chdb before this process opens it
@@ -237,8 +255,7 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
 
     # 2. the audit chain: no event twice, every practice's chain verifies
     audit_reader = _Reader(stack.bootstrap, [f"{prefix}.audit"], serde)
-    audit_reader.poll(3)
-    audit_reader.poll(1)
+    audit_reader.read_to_end()
     audit_reader.close()
     audit = audit_reader.values()
     assert audit
@@ -253,8 +270,7 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
     # 3. ClickHouse reconciles with the topics: raw rows = messages, FINAL rows = distinct sort keys
     types = sink_topics(prefix)
     sinks = _Reader(stack.bootstrap, list(types), serde)
-    for _ in range(4):
-        sinks.poll(1)
+    sinks.read_to_end()
     sinks.close()
     expected: dict[str, dict[str, int]] = {}
     keys: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
