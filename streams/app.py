@@ -33,6 +33,7 @@ from practiceflow.streams.health import (
     NORMALIZE_SECONDS,
     RECORDS,
     ProgressSensor,
+    count_unmapped,
     evaluate,
 )
 from practiceflow.streams.clock import now_ms
@@ -207,6 +208,7 @@ class Pipeline:
             self.seen[seen_key] = raw["received_at"]
             return "dead_lettered"
         NORMALIZE_SECONDS.labels(feed).observe(time.perf_counter() - started)
+        count_unmapped(feed, result.warnings)
         created = now_ms()
         handoffs = handoffs_for(result, practice, created)
         for rec in result.records:

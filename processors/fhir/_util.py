@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from practiceflow.processors.base import ascii_digits
+
 AVRO_LONG_MIN = -(2**63)
 AVRO_LONG_MAX = 2**63 - 1
 
@@ -65,7 +67,7 @@ def i(x: Any) -> int | None:
         v = x
     elif isinstance(x, float) and math.isfinite(x) and x.is_integer():
         v = int(x)
-    elif isinstance(x, str) and x.strip().lstrip("-").isdigit() and len(x) < 20:
+    elif isinstance(x, str) and len(x) < 20 and ascii_digits(x.strip().removeprefix("-")):
         v = int(x)
     else:
         return None
