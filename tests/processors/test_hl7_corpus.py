@@ -251,7 +251,14 @@ if FILES:
         assert (cov["payer_id"], cov["payer_name"], cov["group_number"]) == ("LHC", "Lansing Health Care", "IG030101")
 
     ADT_DG1 = ["adt_a01_v23_bom_trailing_spaces.hl7", "adt_a01_v251_full_dg1_in1_ssn_repetition.hl7"] + [
-        f"adt_{e}.hl7" for e in ("a01_v28_full_gt1_in1_pr1_rf1", "a03_v28_discharge", "a08_v28_update_patient")
+        f"adt_{e}.hl7"
+        for e in (
+            "a01_v28_full_gt1_in1_pr1_rf1",
+            "a03_v28_discharge",
+            "a08_v28_update_patient",
+            "a28_v28_add_person",
+            "a31_v28_update_person",
+        )
     ]
 
     @pytest.mark.parametrize("name", [n for n in ADT_DG1 if n in KNOWN])
