@@ -75,10 +75,13 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
             cfg,
             ep.bootstrap,
             ep.registry_url,
-            sink=ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
+            sink=None if args.no_sink else ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
             web_port=cfg.web_port,
         )
         pipeline.register_schemas()
+        from practiceflow.streams.runner import start_sink
+
+        start_sink(pipeline, ep.bootstrap)  # a thread with its own consumer group (streams/clickhouse_sink.py)
         import faust
 
         from practiceflow.processors.hl7 import speedups_status
@@ -86,6 +89,78 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
         print(f"practiceflow: HL7 hot path modules: {speedups_status()}", file=sys.stderr)  # compiled or python
         faust.Worker(pipeline.app, loglevel="INFO").execute_from_commandline()
     return 0
+
+
+def _sink(args: argparse.Namespace, cfg: Settings) -> int:
+    """Run the ClickHouse sink alone: commits offsets only after ClickHouse confirmed the rows."""
+    import signal
+
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.sinks.clickhouse import ClickHouseSink
+    from practiceflow.streams.clickhouse_sink import ClickHouseSinkConsumer
+    from practiceflow.streams.serde import AvroSerde, registry_client
+    from practiceflow.streams.topics import create_topics
+
+    with endpoints(cfg, autostart=False) as ep:
+        create_topics(ep.bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
+        consumer = ClickHouseSinkConsumer(
+            ep.bootstrap,
+            AvroSerde(registry_client(ep.registry_url)),
+            cfg.topic_prefix,
+            ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
+            group_id=args.group or f"{cfg.consumer_group}-clickhouse-sink",
+            batch_size=args.batch_size,
+            batch_seconds=args.batch_seconds,
+            backoff_max=args.backoff_max,
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: consumer.stop(timeout=0))
+        print(f"practiceflow sink: group {consumer.group_id}, {len(consumer.topics)} topics", file=sys.stderr)
+        consumer.run()
+    return 0
+
+
+def _dlq(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.streams import dlq
+    from practiceflow.streams.producer import DurableProducer
+    from practiceflow.streams.serde import AvroSerde, registry_client
+
+    with endpoints(cfg, autostart=False) as ep:
+        serde = AvroSerde(registry_client(ep.registry_url))
+        if args.action == "list":
+            letters = dlq.read_letters(ep.bootstrap, serde, cfg.topic_prefix, practice=args.practice, feed=args.feed)
+            print(f"{'practice':20s} {'feed':7s} {'reason':32s} {'count':>6s}  newest")
+            for practice, feed, reason, n, newest in dlq.summarize(letters):
+                print(f"{practice:20s} {feed:7s} {reason:32s} {n:6d}  {newest}")
+            print(f"\n{'id':18s} {'failed at':21s} {'stage':9s} {'reason':32s} {'bytes':>8s}  message id")
+            for lt in sorted(letters, key=lambda x: x.value["failed_at"], reverse=True)[: args.limit]:
+                d = dlq.describe(lt)
+                print(
+                    f"{d['id']:18s} {d['failed_at']:21s} {d['stage']:9s} {d['reason_code']:32s} "
+                    f"{d['payload_bytes']:8d}  {d['message_id']}"
+                )
+            return 0
+        if args.action == "show":
+            for lt in dlq.get_letters(ep.bootstrap, serde, cfg.topic_prefix, args.ids):
+                print(json.dumps(dlq.describe(lt, show_payload=args.show_payload), indent=2))
+            return 0
+        if args.ids:
+            letters = dlq.get_letters(ep.bootstrap, serde, cfg.topic_prefix, args.ids)
+        elif args.practice and args.feed:
+            letters = dlq.read_letters(ep.bootstrap, serde, cfg.topic_prefix, practice=args.practice, feed=args.feed)
+            letters = [lt for lt in letters if args.reason is None or lt.value["reason_code"] == args.reason]
+        else:
+            print("dlq redrive: give dead-letter ids, or --practice and --feed (optionally --reason)", file=sys.stderr)
+            return 2
+        chosen = dlq.newest_per_message(letters)
+        producer = DurableProducer(ep.bootstrap, cfg.topic_partitions, client_id="practiceflow-dlq")
+        try:
+            sent = dlq.redrive(producer, serde, cfg.topic_prefix, chosen)
+        finally:
+            producer.close()
+        print(f"redriven {len(sent)} message(s) (audited): {', '.join(lt.id for lt in chosen)}")
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +182,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--practice")
     p.add_argument("--strict", action="store_true", help="exit 2 if anything was dead-lettered")
 
-    sub.add_parser("worker", help="run the Faust worker (health and metrics on web_port)")
+    p = sub.add_parser("worker", help="run the Faust worker (health and metrics on web_port)")
+    p.add_argument("--no-sink", action="store_true", help="do not run the ClickHouse sink in this process")
+
+    p = sub.add_parser("sink", help="run the ClickHouse sink alone (commits only after ClickHouse confirmed)")
+    p.add_argument("--group", help="consumer group (default: <consumer_group>-clickhouse-sink, as in the worker)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-seconds", type=float, default=0.5)
+    p.add_argument("--backoff-max", type=float, default=30.0, help="longest wait between retries of a failed write")
+
+    p = sub.add_parser("dlq", help="dead letters: list, show (no PHI unless asked), redrive after a fix")
+    dsub = p.add_subparsers(dest="action", required=True)
+    d = dsub.add_parser("list", help="counts by practice, feed and reason (newest first), then the newest letters")
+    d.add_argument("--practice")
+    d.add_argument("--feed", choices=["hl7v2", "fhir", "fax", "portal", "x12"])
+    d.add_argument("--limit", type=int, default=20, help="how many letters to list")
+    d = dsub.add_parser("show", help="one or more letters by id (feed:partition:offset), without PHI")
+    d.add_argument("ids", nargs="+")
+    d.add_argument("--show-payload", action="store_true", help="also print the payload and reason text (PHI!)")
+    d = dsub.add_parser("redrive", help="re-send letters to their raw topic (same path and de-duplication)")
+    d.add_argument("ids", nargs="*")
+    d.add_argument("--practice")
+    d.add_argument("--feed", choices=["hl7v2", "fhir", "fax", "portal", "x12"])
+    d.add_argument("--reason", help="only letters with this reason code")
 
     p = sub.add_parser("day", help="the main job: a synthetic practice day through every gateway")
     p.add_argument("--out", default=None, help="where to write the generated day (default: <state_dir>/day)")
@@ -122,7 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     cfg = Settings()
-    handlers = {"stack": _stack, "schemas": _schemas, "run-file": _run_file, "worker": _worker}
+    handlers = {
+        "stack": _stack,
+        "schemas": _schemas,
+        "run-file": _run_file,
+        "worker": _worker,
+        "sink": _sink,
+        "dlq": _dlq,
+    }
     if args.cmd == "day":
         from practiceflow.jobs.day import main as day_main
 

@@ -48,6 +48,9 @@ class NormalizeResult:
     message_type: str
     records: list[Normalized] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # the sender's own id without the content (HL7: MSH-3/4/10) where ``message_id`` also
+    # hashes the content: the worker flags an id reused for different content with it
+    control_key: str | None = None
 
 
 def entity_key(practice_id: str, *parts: str | None) -> str:

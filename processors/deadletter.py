@@ -34,3 +34,15 @@ def dead_letter(
         "failed_at": failed_at,
         "details": dict(details or {}),
     }
+
+
+HEADER_PREFIX = "header."  # details keys that carry the RawMessage's headers
+
+
+def raw_header_details(raw: dict[str, Any]) -> dict[str, str]:
+    """The RawMessage headers as dead-letter details, so a redrive can rebuild the message."""
+    return {f"{HEADER_PREFIX}{k}": str(v) for k, v in (raw.get("headers") or {}).items()}
+
+
+def headers_from_details(details: dict[str, str]) -> dict[str, str]:
+    return {k[len(HEADER_PREFIX) :]: v for k, v in (details or {}).items() if k.startswith(HEADER_PREFIX)}

@@ -13,7 +13,7 @@ what the original run forgot.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 
 def sweep_due(last_sweep_ms: int | None, received_at_ms: int, retention_ms: int) -> bool:
@@ -43,3 +43,19 @@ def sweep(
         elif seen_at < cutoff_ms and owned(key):
             forget.append(key)
     return forget, restamp
+
+
+REDRIVE_HEADER = "pf-redrive"  # RawMessage header set by `practiceflow dlq redrive`
+
+
+def is_redrive(raw: dict[str, Any]) -> bool:
+    """A dead letter re-sent on purpose after a fix: the de-dup table knows its id (it was
+    dead-lettered), but it must be processed again, not counted as a duplicate."""
+    return bool((raw.get("headers") or {}).get(REDRIVE_HEADER))
+
+
+def control_key_for(practice_id: str, feed: str, control_key: str | None) -> str | None:
+    """The de-dup table key that remembers a sender's control id without its content
+    (HL7 MSH-3/4/10), so a reused control id with new content can be flagged. Same value
+    (first ``received_at``) and the same retention as the message ids it sits beside."""
+    return f"{practice_id}/{feed}/ctl:{control_key}" if control_key else None

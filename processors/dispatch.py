@@ -55,10 +55,14 @@ def normalize_raw(raw: dict[str, Any]) -> NormalizeResult:
 
 
 def handoffs_for(result: NormalizeResult, practice_id: str, created_at: int) -> list[Normalized]:
-    """Handoff items that follow directly from one normalized message."""
+    """Handoff items that follow directly from one normalized message, whatever its feed.
+
+    Each rule decides for itself whether the message concerns it (results review: result
+    messages and flagged observations from HL7 and FHIR alike), so a feed cannot bypass a
+    rule by arriving in another format.
+    """
     from practiceflow.processors.handoff.results_review import results_review
 
     items: list[Normalized] = []
-    if result.message_type.startswith("ORU"):
-        items += results_review(result, practice_id, created_at)
+    items += results_review(result, practice_id, created_at)
     return items

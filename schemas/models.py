@@ -575,6 +575,9 @@ class HandoffItem(AvroRecord):
     evidence: list[Evidence] = Field(default_factory=list)
     created_at: int
     source: SourceRef
+    corrected: bool = Field(
+        default=False, description="a corrected/amended result replaced the earlier item with this item_id"
+    )
 
 
 class AuditEvent(AvroRecord):

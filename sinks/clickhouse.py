@@ -3,7 +3,18 @@
 Embedded default: chdb (ClickHouse in-process, ``chdb:///path``); production: a
 ClickHouse server URL. Tables are ReplacingMergeTree on stable keys, so a replay
 after a restart rewrites the same rows instead of adding new ones (query with
-FINAL, or let merges collapse them).
+FINAL, or let merges collapse them). Audit events are keyed by event id and time, so an
+event the chain wrote twice (a crash between its changelog write and its send) is one row,
+while the same action repeated later (a resend accepted again) stays two.
+
+Exactly once, raw counts included: every row carries the Kafka position it came from
+(``kafka_topic``, ``kafka_partition``, ``kafka_offset``). One INSERT per table per batch
+is atomic, so the highest offset a table holds for a partition says exactly what of
+that partition is in that table; ``write_batch`` skips rows at or below it. A batch
+re-read after a crash between the INSERT and the offset commit (or after a failed
+INSERT whose outcome is unknown) therefore adds nothing twice. This relies on one
+writer per partition at a time, which the sink's Kafka consumer group provides
+(``streams/clickhouse_sink.py``).
 
 Only operational fields land here; the full records (with PHI) stay in Kafka.
 """
@@ -13,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import clickhouse_connect
 
@@ -63,8 +74,18 @@ TABLES: dict[str, str] = {
             practice_id LowCardinality(String), event_id String, at DateTime64(3, 'UTC'),
             actor LowCardinality(String), action LowCardinality(String), entity_type LowCardinality(String),
             entity_id String, reason String, outcome LowCardinality(String), prev_hash String, hash String
-        ) ENGINE = ReplacingMergeTree(at) ORDER BY (practice_id, hash)""",
+        ) ENGINE = ReplacingMergeTree(at) ORDER BY (practice_id, event_id, at)""",
 }
+
+# the Kafka position of each row (see the module docstring); added to every table, also to
+# tables created by an older version (ALTER ... ADD COLUMN IF NOT EXISTS)
+POSITION_COLUMNS: dict[str, str] = {
+    "kafka_topic": "LowCardinality(String) DEFAULT ''",
+    "kafka_partition": "Int32 DEFAULT -1",
+    "kafka_offset": "Int64 DEFAULT -1",
+}
+
+Position = tuple[str, int, int]  # (topic, partition, offset)
 
 
 def _ts(ms: int | None) -> datetime:
@@ -83,13 +104,32 @@ class ClickHouseSink:
         self.database = database
         self._lock = threading.Lock()
         self.client = clickhouse_connect.get_client(dsn=dsn)
+        # table -> (topic, partition) -> highest Kafka offset the table holds; loaded lazily
+        self._marks: dict[str, dict[tuple[str, int], int]] = {}
         self.ensure_schema()
 
     def ensure_schema(self) -> None:
         with self._lock:
             self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            for ddl in TABLES.values():
+            for table, ddl in TABLES.items():
                 self.client.command(ddl.format(db=self.database))
+                for col, spec in POSITION_COLUMNS.items():
+                    self.client.command(f"ALTER TABLE {self.database}.{table} ADD COLUMN IF NOT EXISTS {col} {spec}")
+
+    def forget_marks(self) -> None:
+        """Re-read the written positions before the next write (after a rebalance: another
+        sink instance may have written these partitions meanwhile)."""
+        self._marks.clear()
+
+    def _table_marks(self, table: str) -> dict[tuple[str, int], int]:
+        marks = self._marks.get(table)
+        if marks is None:
+            rows = self.query(
+                f"SELECT kafka_topic, kafka_partition, max(kafka_offset) FROM {{db}}.{table} "
+                "WHERE kafka_offset >= 0 GROUP BY kafka_topic, kafka_partition"
+            )
+            marks = self._marks[table] = {(t, int(p)): int(o) for t, p, o in rows}
+        return marks
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> int:
         if not rows:
@@ -108,13 +148,43 @@ class ClickHouseSink:
             self.client.close()
 
     # -- row builders: record dict -> table rows
-    def write_batch(self, batch: Iterable[tuple[str, dict[str, Any]]], now_ms: int) -> dict[str, int]:
-        """Write (record_type, value) pairs to their tables; returns rows per table."""
+    def write_batch(
+        self, batch: Iterable[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], Position]], now_ms: int
+    ) -> dict[str, int]:
+        """Write (record_type, value[, (topic, partition, offset)]) items to their tables.
+
+        Returns the rows per table that are now in ClickHouse for this batch: inserted, or
+        found already written by an earlier attempt (positioned items at or below the
+        table's mark). Raises whatever the client raises; the caller retries the same batch.
+        """
         by_table: dict[str, list[dict[str, Any]]] = {}
-        for record_type, value in batch:
+        for item in batch:
+            record_type, value = item[0], item[1]
+            pos: Sequence[Any] = item[2] if len(item) > 2 else ("", -1, -1)  # type: ignore[misc]
             for table, row in rows_for(record_type, value, now_ms):
+                row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = pos[0], pos[1], pos[2]
                 by_table.setdefault(table, []).append(row)
-        return {t: self.insert(t, rows) for t, rows in by_table.items()}
+        return {t: self._insert_new(t, rows) for t, rows in by_table.items()}
+
+    def _insert_new(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Insert the rows this table does not hold yet (by Kafka position); one atomic INSERT."""
+        marks = self._table_marks(table)
+        fresh = [
+            r
+            for r in rows
+            if r["kafka_offset"] < 0 or r["kafka_offset"] > marks.get((r["kafka_topic"], r["kafka_partition"]), -1)
+        ]
+        try:
+            self.insert(table, fresh)
+        except Exception:
+            self._marks.pop(table, None)  # outcome unknown: re-read the marks before the retry
+            raise
+        for r in fresh:
+            if r["kafka_offset"] >= 0:
+                key = (r["kafka_topic"], r["kafka_partition"])
+                if r["kafka_offset"] > marks.get(key, -1):
+                    marks[key] = r["kafka_offset"]
+        return len(rows)
 
 
 def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:

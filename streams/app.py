@@ -1,4 +1,7 @@
-"""The Faust application: raw topics -> normalizers -> normalized, handoff, DLQ, audit, ClickHouse.
+"""The Faust application: raw topics -> normalizers -> normalized, handoff, DLQ, audit.
+
+ClickHouse is written by its own consumer (``streams/clickhouse_sink.py``), which the
+runner and ``practiceflow worker`` start beside this app when a sink is given.
 
 This module is the streaming shell around ``processors/``: it decodes, calls the
 pure functions, and writes what they return. Every raw message ends in exactly
@@ -8,10 +11,8 @@ of an agent: an unexpected exception is a dead letter with ``internal_error``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
@@ -20,8 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from practiceflow.processors.audit import audit_event, chain
 from practiceflow.processors.base import NormalizeResult, Rejected
-from practiceflow.processors.deadletter import dead_letter
-from practiceflow.processors.dedup import sweep, sweep_due
+from practiceflow.processors.deadletter import dead_letter, raw_header_details
+from practiceflow.processors.dedup import control_key_for, is_redrive, sweep, sweep_due
 from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
@@ -60,10 +61,9 @@ class Pipeline:
         self.prefix = cfg.topic_prefix
         self.partitions = cfg.topic_partitions
         self.serde = AvroSerde(registry_client(registry_url))
-        self.sink = sink
+        self.sink = sink  # run by streams/clickhouse_sink.py (its own consumer), started by the runner
         self.fax_handler = fax_handler
         self.sensor = ProgressSensor()
-        self.sink_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.app = faust.App(
             app_id or cfg.consumer_group,
             broker=f"kafka://{bootstrap}",
@@ -185,7 +185,8 @@ class Pipeline:
         seen_key = f"{practice}/{feed}/{raw['message_id']}"
         if partition is not None:
             self._forget_old_ids(partition, raw["received_at"])
-        if self.seen[seen_key]:
+        # a redrive (``practiceflow dlq redrive``) re-sends a dead-lettered id on purpose
+        if self.seen[seen_key] and not is_redrive(raw):
             MESSAGES.labels(feed, "duplicate").inc()
             self._count(f"{feed}.duplicate")
             await self._flow(raw, raw["message_id"], "duplicate")
@@ -209,6 +210,9 @@ class Pipeline:
             return "dead_lettered"
         NORMALIZE_SECONDS.labels(feed).observe(time.perf_counter() - started)
         count_unmapped(feed, result.warnings)
+        ctl_key = control_key_for(practice, feed, result.control_key)
+        if ctl_key is not None and self.seen[ctl_key] and not is_redrive(raw):
+            await self._control_id_reused(raw, result)
         created = now_ms()
         handoffs = handoffs_for(result, practice, created)
         for rec in result.records:
@@ -242,7 +246,25 @@ class Pipeline:
             details={"records": str(len(result.records)), "warnings": str(len(result.warnings))},
         )
         self.seen[seen_key] = raw["received_at"]
+        if ctl_key is not None:
+            self.seen[ctl_key] = raw["received_at"]
         return "normalized"
+
+    async def _control_id_reused(self, raw: dict[str, Any], result: NormalizeResult) -> None:
+        """The sender's control id was seen before with different content: processed (it is a
+        new message), and flagged so someone can check the interface engine."""
+        feed = raw["feed"]
+        result.warnings.append("control_id_reused: the sender's control id was seen before with different content")
+        self._count(f"{feed}.control_id_reused")
+        await self._audit(
+            raw["practice_id"],
+            actor="practiceflow.worker",
+            action="flagged",
+            entity_type="RawMessage",
+            entity_id=raw["message_id"],
+            reason="control_id_reused",
+            details={"control_key": result.control_key or ""},
+        )
 
     def _forget_old_ids(self, partition: int, received_at: int) -> None:
         """Delete this partition's de-dup entries older than the retention (inside the
@@ -294,6 +316,8 @@ class Pipeline:
             source_topic=topic,
             source_partition=partition,
             source_offset=offset,
+            # what a redrive needs to rebuild the RawMessage (e.g. the portal event type)
+            details={"content_type": raw.get("content_type") or "", **raw_header_details(raw)},
         )
         await self._send(f"dlq.{feed}", f"{practice}/{raw['message_id']}", dl, practice)
         DEAD_LETTERS.labels(feed, code).inc()
@@ -332,28 +356,6 @@ class Pipeline:
                 chained = chain(prev, ev)
                 self.audit_heads[ev["practice_id"]] = chained["hash"]
                 await self._send("audit", ev["practice_id"], chained, ev["practice_id"])
-
-        if self.sink is not None:
-            sink_suffixes = [
-                s.suffix
-                for s in catalog.CATALOG
-                if s.kind
-                in (catalog.Kind.NORMALIZED, catalog.Kind.HANDOFF, catalog.Kind.DEAD_LETTER, catalog.Kind.ANALYTICS)
-                or s.suffix == "audit"
-            ]
-            by_name = {catalog.BY_SUFFIX[s].name(self.prefix): catalog.BY_SUFFIX[s].record_type for s in sink_suffixes}
-            generic = AvroCodec(self.serde, "", None)  # writer schema only; the topic tells the type
-            sink_topic = app.topic(*by_name.keys(), value_serializer=generic, key_serializer="raw")
-            self.source_topics |= set(by_name)
-
-            @app.agent(sink_topic, name="clickhouse-sink")
-            async def clickhouse_sink(stream):
-                loop = asyncio.get_running_loop()
-                async for events in stream.take_events(500, within=0.5):
-                    batch = [(by_name[e.message.topic], e.value) for e in events]
-                    written = await loop.run_in_executor(self.sink_pool, self.sink.write_batch, batch, now_ms())
-                    for table, n in written.items():
-                        self._count(f"clickhouse.{table}", n)
 
     def _register_pages(self) -> None:
         app = self.app

@@ -11,9 +11,54 @@ import asyncio
 import time
 
 from practiceflow.streams.app import Pipeline
+from practiceflow.streams.clickhouse_sink import ClickHouseSinkConsumer
+
+# pipeline -> its ClickHouse sink consumer (a thread beside the Faust app)
+_SINKS: dict[int, ClickHouseSinkConsumer] = {}
+
+
+def sink_group(pipeline: Pipeline) -> str:
+    """The sink's own consumer group, next to the worker's (one sink per worker group)."""
+    return f"{pipeline.app.conf.id}-clickhouse-sink"
+
+
+def start_sink(
+    pipeline: Pipeline, bootstrap: str, loop: asyncio.AbstractEventLoop | None = None
+) -> ClickHouseSinkConsumer | None:
+    """Start the ClickHouse sink consumer (a thread) for a pipeline built with ``sink=``.
+
+    With ``loop`` (the pipeline's), the rows it writes are added to ``pipeline.counts`` as
+    ``clickhouse.<table>`` on that loop (never from the sink's thread, which would race the
+    agents' own updates), so ``Pipeline.sink_caught_up`` compares produced with written.
+    """
+    if pipeline.sink is None:
+        return None
+
+    def count_on_loop(written: dict[str, int]) -> None:
+        def add() -> None:
+            for table, n in written.items():
+                pipeline.counts[f"clickhouse.{table}"] = pipeline.counts.get(f"clickhouse.{table}", 0) + n
+
+        try:
+            loop.call_soon_threadsafe(add)  # type: ignore[union-attr]
+        except RuntimeError:  # the loop closed (shutdown): nobody is waiting for these counts
+            pass
+
+    consumer = ClickHouseSinkConsumer(
+        bootstrap,
+        pipeline.serde,
+        pipeline.prefix,
+        pipeline.sink,
+        group_id=sink_group(pipeline),
+        on_written=count_on_loop if loop is not None else None,
+    )
+    consumer.start()
+    _SINKS[id(pipeline)] = consumer
+    return consumer
 
 
 async def start(pipeline: Pipeline, timeout: float = 90.0) -> None:
+    start_sink(pipeline, ",".join(u.authority for u in pipeline.app.conf.broker), asyncio.get_running_loop())
     await pipeline.app.start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -31,7 +76,9 @@ async def start(pipeline: Pipeline, timeout: float = 90.0) -> None:
 
 async def stop(pipeline: Pipeline) -> None:
     await pipeline.app.stop()
-    pipeline.sink_pool.shutdown(wait=True)
+    sink = _SINKS.pop(id(pipeline), None)
+    if sink is not None:
+        await asyncio.get_running_loop().run_in_executor(None, sink.stop)
 
 
 async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1) -> bool:

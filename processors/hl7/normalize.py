@@ -27,7 +27,12 @@ A segment a message type does not map leaves one warning per segment type,
 
 Conventions:
 
-* ``message_id`` = hash of (MSH-3, MSH-4, MSH-10); a missing MSH-10 is a rejection.
+* ``message_id`` = hash of (MSH-3, MSH-4, MSH-10, content hash); a missing MSH-10 is a
+  rejection. The content hash covers every segment after MSH (line endings normalized),
+  so an identical resend (even with a new MSH-7 time) keeps its id and is a duplicate,
+  while an interface engine that reuses a control id for a different message (common
+  after its restart) gets a new id and the message is processed. ``control_key`` (the
+  hash of MSH-3/4/10 alone) lets the worker flag such a reuse (``control_id_reused``).
 * keys are ``entity_key(practice_id, patient_id[, entity_id])`` (Patient: no entity id).
 * every record carries ``source`` = {feed "hl7v2", message_id, message_type, sent_at
   (MSH-7 as ISO 8601)}; the records of one message share that one dict (read-only).
@@ -52,7 +57,7 @@ from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, 
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
 
-__all__ = ["normalize_hl7", "message_id_for", "SUPPORTED", "FEED", "UNMAPPED_PREFIX"]
+__all__ = ["normalize_hl7", "message_id_for", "content_hash", "SUPPORTED", "FEED", "UNMAPPED_PREFIX"]
 
 FEED = "hl7v2"
 _VERSION_RE = re.compile(r"2\.[3-8](?:\.\d{1,2})?\Z")
@@ -143,9 +148,23 @@ def _sha(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def message_id_for(msh3: str, msh4: str, msh10: str) -> str:
-    """Stable message id: hash of sending application, sending facility, control id."""
+def message_id_for(msh3: str, msh4: str, msh10: str, content_sha: str = "") -> str:
+    """Stable message id: hash of sending application, sending facility, control id and,
+    when given, the content hash (``content_hash``). Without it: the control key."""
+    if content_sha:
+        return _sha(msh3.strip(), msh4.strip(), msh10.strip(), content_sha)
     return _sha(msh3.strip(), msh4.strip(), msh10.strip())
+
+
+def content_hash(raw: bytes | bytearray | memoryview | str) -> str:
+    """SHA-256 of the segments after MSH, with CR/LF/CRLF endings and trailing framing
+    normalized: the same clinical content hashes the same whatever MSH-7 or the line ending."""
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    if b"\n" in data:
+        data = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    cut = data.find(b"\r")
+    body = data[cut + 1 :].strip(b"\r\x0b\x1c \t\x00") if cut >= 0 else b""
+    return hashlib.sha256(body).hexdigest()[:32]
 
 
 class _Ctx:
@@ -1815,7 +1834,7 @@ def _normalize(raw: bytes | bytearray | memoryview | str, practice_id: str, stri
     if strict:
         _validate_with_hl7apy(msg)
 
-    message_id = message_id_for(msh3, msh4, control_id)
+    message_id = message_id_for(msh3, msh4, control_id, content_hash(raw))
     sent_raw = msh[7] if nf > 7 else ""
     source = {"feed": FEED, "message_id": message_id, "raw_topic": None, "message_type": message_type, "sent_at": None}
     ctx = _Ctx(msg, practice_id, strict, source, warnings, trigger, msg.plain)
@@ -1829,4 +1848,10 @@ def _normalize(raw: bytes | bytearray | memoryview | str, practice_id: str, stri
     records = ctx.out
     if not records:
         raise Rejected("no_records", f"{message_type} produced no records")
-    return NormalizeResult(message_id=message_id, message_type=message_type, records=records, warnings=warnings)
+    return NormalizeResult(
+        message_id=message_id,
+        message_type=message_type,
+        records=records,
+        warnings=warnings,
+        control_key=message_id_for(msh3, msh4, control_id),
+    )

@@ -176,7 +176,12 @@ class GatewayCore:
         message_id: str | None = None,
         details: dict[str, str] | None = None,
     ) -> Outcome:
-        """Dead-letter what cannot be accepted, with the original bytes; never raises for Kafka errors."""
+        """Dead-letter what cannot be accepted, with the original bytes.
+
+        Raises Unavailable when the dead letter or its audit event is not confirmed by Kafka:
+        the sender must then get a "retry" (AE / 503 / file left in the inbox), never a final
+        refusal, or the input would exist nowhere.
+        """
         from practiceflow.processors.base import content_id
 
         mid = message_id or content_id(payload)
@@ -195,10 +200,11 @@ class GatewayCore:
         self._stat(f"{feed}.rejected")
         try:
             await self._write(f"dlq.{feed}", f"{practice_id}/{mid}", dl, practice_id)
-            await self._audit(practice_id, "rejected", feed, mid, reason_code, {"gateway": self.name}, "rejected")
-        except DeliveryFailed:
+        except DeliveryFailed as exc:
             log.error("could not dead-letter a rejected %s input (reason %s): Kafka unavailable", feed, reason_code)
             self._stat(f"{feed}.dlq_unavailable")
+            raise Unavailable(str(exc)) from exc
+        await self._audit(practice_id, "rejected", feed, mid, reason_code, {"gateway": self.name}, "rejected")
         return Outcome(False, mid, reason_code, reason)
 
     async def _audit(
@@ -224,8 +230,11 @@ class GatewayCore:
         )
         try:
             await self._write("audit.in", practice_id, ev, practice_id)
-        except DeliveryFailed:
+        except DeliveryFailed as exc:
+            # an unaudited acceptance or refusal is not allowed: the request fails and is retried
             log.error("audit event for %s could not be written", message_id)
+            self._stat(f"{feed}.audit_unavailable")
+            raise Unavailable(str(exc)) from exc
 
     def accepted_recently(self, feed: str, practice_id: str, message_id: str) -> bool:
         """Whether this process accepted the same message lately (portal replay protection)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -48,6 +48,15 @@ MAGIC = (
 
 def sniff_document(data: bytes) -> str | None:
     return next((ct for magic, ct in MAGIC if data.startswith(magic)), None)
+
+
+@web.middleware
+async def _retry_when_unavailable(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A dead letter or audit event Kafka did not confirm fails the request (503, retry)."""
+    try:
+        return await handler(request)
+    except Unavailable:
+        raise web.HTTPServiceUnavailable(headers={"Retry-After": "2"}, text="not recorded; retry") from None
 
 
 def _outcome(severity: str, code: str, text: str) -> dict:
@@ -75,7 +84,7 @@ class HttpGateway:
         self.max_body_bytes = max_body_bytes
         self.tolerance = signature_tolerance_s
         self.runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=max_body_bytes)
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[_retry_when_unavailable])
         self.app.add_routes(
             [
                 web.post("/fhir/{practice}", self.fhir),

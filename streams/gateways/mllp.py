@@ -116,6 +116,21 @@ class MllpGateway:
         await writer.drain()
 
     async def handle_frame(self, chunk: bytes) -> bytes:
+        """One frame -> its ACK. A dead letter or audit event Kafka did not confirm is an AE
+        (resend), never an AA or AR: the sender keeps the message until it is recorded."""
+        try:
+            return await self._handle_frame(chunk)
+        except Unavailable:
+            payload = chunk[1:-2] if chunk[:1] == VT else chunk
+            return build_ack(
+                payload,
+                "AE",
+                "message not recorded (storage unavailable); please resend",
+                error_code="207",
+                now=_now_hl7(),
+            )
+
+    async def _handle_frame(self, chunk: bytes) -> bytes:
         """One frame in, one ACK out (the gateway's whole contract, testable without sockets)."""
         start = chunk.find(VT)
         if start != 0:

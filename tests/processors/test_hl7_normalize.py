@@ -7,7 +7,7 @@ import pytest
 from fastavro.validation import validate
 
 from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, entity_key
-from practiceflow.processors.hl7.normalize import SUPPORTED, message_id_for, normalize_hl7
+from practiceflow.processors.hl7.normalize import SUPPORTED, content_hash, message_id_for, normalize_hl7
 from practiceflow.schemas.avro_gen import load_parsed
 
 PRACTICE = "prac-7"
@@ -75,7 +75,8 @@ ADT_A01 = hl7(
 def test_adt_a01_patient_encounter_coverage():
     r = run(ADT_A01)
     assert r.message_type == "ADT^A01"
-    assert r.message_id == message_id_for("LABAPP", "LABFAC", "CTRL1")
+    assert r.message_id == message_id_for("LABAPP", "LABFAC", "CTRL1", content_hash(ADT_A01))
+    assert r.control_key == message_id_for("LABAPP", "LABFAC", "CTRL1")
     assert sorted(x.record_type for x in r.records) == ["Coverage", "Encounter", "Patient"]
     (p,) = by_type(r, "Patient")
     assert p["patient_id"] == "MRN123"
@@ -471,11 +472,13 @@ def test_supported_versions():
     assert r.message_type == "ADT^A08"
 
 
-def test_message_id_depends_on_sender_and_control_id_only():
+def test_message_id_depends_on_sender_control_id_and_content():
     a = run(hl7(msh("ADT^A08"), PID))
-    b = run(hl7(msh("ADT^A08"), PID.replace("DOE", "ROE")))
+    b = run(hl7(msh("ADT^A08"), PID.replace("DOE", "ROE")))  # control id reused, new content
     c = run(hl7(msh("ADT^A08", control="CTRL2"), PID))
-    assert a.message_id == b.message_id != c.message_id
+    again = run(hl7(msh("ADT^A08"), PID))
+    assert len({a.message_id, b.message_id, c.message_id}) == 3 and again.message_id == a.message_id
+    assert a.control_key == b.control_key != c.control_key  # the worker flags a's id reused by b
     assert len(a.message_id) == 32
 
 

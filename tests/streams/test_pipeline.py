@@ -175,7 +175,7 @@ def test_old_message_ids_are_forgotten_with_tombstones_in_the_changelog(cfg, sta
     first = asyncio.run(_run(cfg, stack, sequence, done, app_id=app_id))
     assert first.counts["hl7v2.duplicate"] == 1  # b's resend 0.4 s later
     assert first.counts["hl7v2.normalized"] == 3  # a, b, and a again 5 s later: its id was forgotten
-    assert first.counts["dedup.forgotten"] == 2  # a's and b's first ids, at the late copy
+    assert first.counts["dedup.forgotten"] == 4  # a's and b's first ids and HL7 control ids, at the late copy
 
     # A new worker recovers the table from its changelog: b's id must stay forgotten
     # (a tombstone was written). This copy is not late enough for b to expire again.

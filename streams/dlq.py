@@ -1,0 +1,300 @@
+"""Dead letters for operators: list, show (without PHI), redrive after a fix.
+
+The dead-letter topics (``<prefix>.dlq.<feed>``) are the source of truth: they hold the
+original bytes, which the ClickHouse table deliberately does not. A practice's letters
+all sit on one partition (``catalog.partition_for``), so listing one practice reads one
+partition per feed.
+
+A dead letter's id is ``<feed>:<partition>:<offset>``: unique, stable for the topic's
+retention (90 days), and free of PHI.
+
+Redrive re-sends the original bytes to the feed's raw topic as a RawMessage with the
+same message id and a fresh ``received_at``, marked with the ``pf-redrive`` header, so it
+takes the same path as any input (normalizer, handoff rules, de-duplication keys). The
+worker honours the marker: a dead-lettered id is in its de-dup table, and without the
+marker the redrive would be counted as a duplicate and dropped. Every redrive is audited.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from practiceflow.processors.audit import audit_event
+from practiceflow.processors.base import content_id
+from practiceflow.processors.deadletter import headers_from_details
+from practiceflow.processors.dedup import REDRIVE_HEADER
+from practiceflow.streams import catalog
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.producer import DurableProducer
+from practiceflow.streams.serde import AvroSerde
+
+# detail keys whose values never carry PHI (a folder file name or a reason text might)
+SAFE_DETAILS = {"gateway", "content_type", "header.message_type", "header.event_type"}
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One dead letter as read from its topic."""
+
+    id: str
+    topic: str
+    partition: int
+    offset: int
+    value: dict[str, Any]
+
+    @property
+    def feed(self) -> str:
+        return str(self.value["feed"])
+
+    @property
+    def practice_id(self) -> str:
+        return str(self.value["practice_id"])
+
+    @property
+    def message_id(self) -> str:
+        return str(self.value.get("message_id") or content_id(self.value["payload"]))
+
+
+def letter_id(feed: str, partition: int, offset: int) -> str:
+    return f"{feed}:{partition}:{offset}"
+
+
+def parse_letter_id(text: str) -> tuple[str, int, int]:
+    feed, partition, offset = text.split(":")
+    if feed not in catalog.FEEDS:
+        raise ValueError(f"unknown feed {feed!r} in dead-letter id {text!r}")
+    return feed, int(partition), int(offset)
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"practiceflow-dlq-{uuid.uuid4().hex[:8]}",  # never commits; assign() only
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
+    )
+
+
+def read_letters(
+    bootstrap: str,
+    serde: AvroSerde,
+    prefix: str,
+    *,
+    practice: str | None = None,
+    feed: str | None = None,
+    timeout: float = 30.0,
+) -> list[Letter]:
+    """Every dead letter currently in the topics (of one practice and/or feed), oldest first."""
+    feeds = [feed] if feed else list(catalog.FEEDS)
+    consumer = _consumer(bootstrap)
+    try:
+        wanted: list[TopicPartition] = []
+        ends: dict[tuple[str, int], int] = {}
+        for f in feeds:
+            topic = catalog.dlq_topic(f).name(prefix)
+            meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                continue
+            parts = sorted(meta.partitions)
+            if practice is not None:
+                parts = [catalog.partition_for(practice, len(parts))]
+            for p in parts:
+                lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                if hi > lo:
+                    wanted.append(TopicPartition(topic, p, lo))
+                    ends[(topic, p)] = hi
+        return [
+            letter
+            for letter in _read(consumer, serde, wanted, ends, timeout)
+            if practice is None or letter.practice_id == practice
+        ]
+    finally:
+        consumer.close()
+
+
+def _read(
+    consumer: Consumer,
+    serde: AvroSerde,
+    wanted: list[TopicPartition],
+    ends: dict[tuple[str, int], int],
+    timeout: float,
+) -> list[Letter]:
+    out: list[Letter] = []
+    if not wanted:
+        return out
+    consumer.assign(wanted)
+    deadline = time.monotonic() + timeout
+    while ends and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is None:
+            continue
+        key = (m.topic(), m.partition())
+        if m.error() is not None:
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                ends.pop(key, None)
+            continue
+        feed = m.topic().rsplit(".", 1)[-1]
+        out.append(
+            Letter(
+                letter_id(feed, m.partition(), m.offset()),
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                serde.decode(m.value(), "DeadLetter"),
+            )
+        )
+        if m.offset() + 1 >= ends.get(key, 0):
+            ends.pop(key, None)
+    if ends:
+        raise TimeoutError(f"could not read the dead-letter topics to their end in {timeout}s")
+    return out
+
+
+def get_letters(
+    bootstrap: str, serde: AvroSerde, prefix: str, ids: Iterable[str], timeout: float = 30.0
+) -> list[Letter]:
+    """The letters with these ids (``feed:partition:offset``); a missing one raises KeyError."""
+    consumer = _consumer(bootstrap)
+    out: list[Letter] = []
+    try:
+        for text in ids:
+            feed, partition, offset = parse_letter_id(text)
+            topic = catalog.dlq_topic(feed).name(prefix)
+            got = _read(
+                consumer, serde, [TopicPartition(topic, partition, offset)], {(topic, partition): offset + 1}, timeout
+            )
+            if not got or got[0].offset != offset:
+                raise KeyError(text)
+            out.append(got[0])
+    except TimeoutError as exc:
+        raise KeyError(str(exc)) from exc
+    finally:
+        consumer.close()
+    return out
+
+
+# ---------------------------------------------------------------------------- presentation (no PHI)
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def summarize(letters: list[Letter]) -> list[tuple[str, str, str, int, str]]:
+    """(practice, feed, reason_code, count, newest failed_at) groups, newest group first."""
+    groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for letter in letters:
+        v = letter.value
+        groups[(v["practice_id"], v["feed"], v["reason_code"])].append(int(v["failed_at"]))
+    rows = [(p, f, r, len(ts), max(ts)) for (p, f, r), ts in groups.items()]
+    rows.sort(key=lambda row: row[4], reverse=True)
+    return [(p, f, r, n, _iso(newest)) for p, f, r, n, newest in rows]
+
+
+def describe(letter: Letter, *, show_payload: bool = False) -> dict[str, Any]:
+    """What ``dlq show`` prints: ids, codes, sizes and a hash; the payload, reason text and
+    free-form details only when asked (they can quote PHI)."""
+    v = letter.value
+    payload: bytes = v["payload"] or b""
+    details = v.get("details") or {}
+    out: dict[str, Any] = {
+        "id": letter.id,
+        "practice_id": v["practice_id"],
+        "feed": v["feed"],
+        "stage": v["stage"],
+        "reason_code": v["reason_code"],
+        "message_id": letter.message_id,
+        "failed_at": _iso(int(v["failed_at"])),
+        "source": f"{v.get('source_topic') or '-'}/{v.get('source_partition')}@{v.get('source_offset')}",
+        "payload_bytes": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "reason_bytes": len(v.get("reason") or ""),
+        "details": {
+            k: (val if k in SAFE_DETAILS or show_payload else "<hidden>") for k, val in sorted(details.items())
+        },
+        "redrive_of": (details.get(f"header.{REDRIVE_HEADER}") or None),
+    }
+    if show_payload:
+        out["reason"] = v.get("reason")
+        out["payload"] = payload.decode("utf-8", "replace")
+    return out
+
+
+# ---------------------------------------------------------------------------- redrive
+def redrive_record(letter: Letter, received_at: int) -> dict[str, Any]:
+    """The RawMessage a redrive sends: the original bytes, the same message id, a fresh
+    ``received_at``, the original headers, and the redrive marker."""
+    v = letter.value
+    details = v.get("details") or {}
+    headers = headers_from_details(details)
+    headers[REDRIVE_HEADER] = letter.id
+    from practiceflow.streams.gateways.base import CONTENT_TYPES
+
+    return {
+        "practice_id": v["practice_id"],
+        "feed": v["feed"],
+        "message_id": letter.message_id,
+        "received_at": received_at,
+        "content_type": details.get("content_type") or CONTENT_TYPES.get(v["feed"], "application/octet-stream"),
+        "payload": v["payload"],
+        "headers": headers,
+    }
+
+
+def newest_per_message(letters: Iterable[Letter]) -> list[Letter]:
+    """One letter per (practice, feed, message id): the newest (a message dead-lettered
+    again after a failed redrive is redriven once)."""
+    newest: dict[tuple[str, str, str], Letter] = {}
+    for letter in letters:
+        key = (letter.practice_id, letter.feed, letter.message_id)
+        if key not in newest or letter.value["failed_at"] >= newest[key].value["failed_at"]:
+            newest[key] = letter
+    return sorted(newest.values(), key=lambda lt: (lt.feed, lt.partition, lt.offset))
+
+
+def redrive(
+    producer: DurableProducer, serde: AvroSerde, prefix: str, letters: Iterable[Letter], *, operator: str | None = None
+) -> list[str]:
+    """Re-send each letter to its feed's raw topic and audit it; returns the message ids sent.
+
+    Each send is acknowledged by Kafka (acks=all) before its audit event is written, and the
+    audit write must succeed too: a redrive nobody can trace is not allowed to happen silently.
+    """
+    who = operator or getpass.getuser()
+    sent: list[str] = []
+    for letter in letters:
+        raw = redrive_record(letter, now_ms())
+        raw_topic = catalog.raw_topic(letter.feed).name(prefix)
+        producer.send(
+            raw_topic,
+            f"{raw['practice_id']}/{raw['message_id']}",
+            serde.encode(f"{raw_topic}-value", "RawMessage", raw),
+            raw["practice_id"],
+        )
+        ev = audit_event(
+            raw["practice_id"],
+            actor=f"operator:{who}",
+            action="redriven",
+            entity_type="RawMessage",
+            entity_id=raw["message_id"],
+            reason=str(letter.value["reason_code"]),
+            at=now_ms(),
+            details={"dead_letter": letter.id, "feed": letter.feed, "stage": str(letter.value["stage"])},
+        )
+        audit_topic = catalog.BY_SUFFIX["audit.in"].name(prefix)
+        producer.send(
+            audit_topic, raw["practice_id"], serde.encode(f"{audit_topic}-value", "AuditEvent", ev), raw["practice_id"]
+        )
+        sent.append(raw["message_id"])
+    return sent
