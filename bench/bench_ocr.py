@@ -119,7 +119,8 @@ LEVERS: dict[str, tuple[str, Callable]] = {
     ),
     "tuned": (
         "images: Tesseract on the image's own pixels (no PDF round trip, no re-rasterizing), "
-        "txt + tsv in one run, OMP_THREAD_LIMIT=1, psm 3 (TUNED default)",
+        "txt + tsv in one run, OMP_THREAD_LIMIT=1, psm 4 + page quality signal (TUNED default; "
+        "psm 3 until the fax-resolution work, see bench_ocr_fax.py)",
         _ocr_document(fax_ocr.TUNED),
     ),
     "tuned_psm6": (

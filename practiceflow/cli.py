@@ -115,6 +115,10 @@ def _sink(args: argparse.Namespace, cfg: Settings) -> int:
         )
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: consumer.stop(timeout=0))
+        if args.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(args.metrics_port, addr=cfg.web_host)  # /metrics: practiceflow_sink_*
         print(f"practiceflow sink: group {consumer.group_id}, {len(consumer.topics)} topics", file=sys.stderr)
         consumer.run()
     return 0
@@ -190,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--batch-seconds", type=float, default=0.5)
     p.add_argument("--backoff-max", type=float, default=30.0, help="longest wait between retries of a failed write")
+    p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
 
     p = sub.add_parser("dlq", help="dead letters: list, show (no PHI unless asked), redrive after a fix")
     dsub = p.add_subparsers(dest="action", required=True)

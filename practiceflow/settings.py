@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,8 +63,63 @@ class Settings(BaseSettings):
     mllp_tls_key: Path | None = None
     http_port: int = 8080
     drop_dir: Path | None = Field(default=None, description="folder drops; None = <state_dir>/drop")
-    portal_secrets: dict[str, str] = Field(default_factory=dict, description="practice id -> portal webhook secret")
     max_message_bytes: int = 16 * 1024 * 1024
+
+    # -- gateway credentials (each practice: the current secret and, while rotating, the next one)
+    gateway_tokens: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description="practice id -> bearer tokens (1 or 2) for /fhir, /fax, /x12 and /documents",
+    )
+    portal_secrets: dict[str, list[SecretStr]] = Field(
+        default_factory=dict, description="practice id -> portal webhook HMAC secrets (1 or 2)"
+    )
+    mllp_tls_client_ca: Path | None = Field(
+        default=None, description="CA bundle for MLLP client certificates; set = mutual TLS required"
+    )
+    mllp_client_practices: dict[str, str] = Field(
+        default_factory=dict,
+        description="client certificate -> practice: keys 'sha256:<hex>', 'san:<name>' or 'cn:<name>'",
+    )
+    signature_tolerance_s: int = Field(default=300, gt=0, description="portal webhook timestamp window")
+
+    # -- gateway bounds under hostile input
+    mllp_idle_timeout_s: float = Field(default=120.0, gt=0, description="close an MLLP connection idle this long")
+    mllp_frame_timeout_s: float = Field(default=30.0, gt=0, description="a started frame must end within this")
+    mllp_max_connections: int = Field(default=256, gt=0, description="open MLLP connections per listener")
+    mllp_max_connections_per_peer: int = Field(default=16, gt=0, description="open MLLP connections per peer IP")
+    read_buffer_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="bytes all MLLP frames and HTTP bodies being read may hold"
+    )
+    http_max_concurrent_bodies: int = Field(default=64, gt=0, description="HTTP bodies read at once")
+    http_body_timeout_s: float = Field(default=60.0, gt=0, description="an HTTP body must arrive within this")
+
+    @field_validator("gateway_tokens", "portal_secrets", mode="before")
+    @classmethod
+    def _one_or_two_secrets(cls, value: object) -> object:
+        """A bare string is one secret; a list holds the current and the next (rotation)."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[object, object] = {}
+        for practice, secrets in value.items():
+            items = [secrets] if isinstance(secrets, (str, SecretStr)) else list(secrets)
+            if not 1 <= len(items) <= 2:
+                raise ValueError(f"{practice}: give one secret, or two while rotating (current, next)")
+            if any(not (s.get_secret_value() if isinstance(s, SecretStr) else str(s)) for s in items):
+                raise ValueError(f"{practice}: an empty secret authenticates nobody")
+            out[practice] = items
+        return out
+
+    @field_validator("gateway_tokens")
+    @classmethod
+    def _tokens_name_one_practice(cls, value: dict[str, list[SecretStr]]) -> dict[str, list[SecretStr]]:
+        """A token shared by two practices would let one write as the other."""
+        seen: dict[str, str] = {}
+        for practice, tokens in value.items():
+            for token in tokens:
+                other = seen.setdefault(token.get_secret_value(), practice)
+                if other != practice:
+                    raise ValueError(f"practices {other!r} and {practice!r} share a bearer token")
+        return value
 
     # -- worker web (health + metrics)
     web_host: str = "127.0.0.1"
@@ -104,6 +159,11 @@ class Settings(BaseSettings):
         return self.clickhouse_dsn or f"chdb://{(self.state_dir / 'clickhouse').resolve()}"
 
     @property
+    def replay_state_file(self) -> Path:
+        """Where the gateway keeps webhook ids it accepted inside their signature window."""
+        return self.state_dir / "gateway" / "replay.jsonl"
+
+    @property
     def documents_uri(self) -> str:
         return self.document_store or (self.state_dir / "documents").resolve().as_uri()
 
@@ -115,3 +175,8 @@ class Settings(BaseSettings):
             "region": self.document_store_region,
             "sse": self.document_store_sse,
         }
+
+
+def secret_bytes(secrets: dict[str, list[SecretStr]]) -> dict[str, tuple[bytes, ...]]:
+    """``gateway_tokens``/``portal_secrets`` as the bytes the credential checks compare."""
+    return {p: tuple(s.get_secret_value().encode() for s in items) for p, items in secrets.items()}

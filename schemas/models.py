@@ -315,8 +315,19 @@ class DocumentPage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     page: int
     text: str
-    confidence: float | None = None
+    confidence: float | None = Field(
+        default=None,
+        description="OCR confidence 0..1: word confidence weighted by ink, unread ink counting 0 "
+        "(processors/fax/quality.py); mean word confidence where no quality signal was computed",
+    )
     ocr: bool = False
+    word_confidence: float | None = Field(default=None, description="Tesseract's mean word confidence 0..1")
+    ink_coverage: float | None = Field(
+        default=None, description="share of the page's text ink inside recognised words 0..1"
+    )
+    needs_human_read: bool | None = Field(
+        default=None, description="OCR text not trustworthy (confidence < 0.75): a person must read the page"
+    )
 
 
 class Document(AvroRecord):
@@ -340,6 +351,9 @@ class Document(AvroRecord):
     fax_to: str | None = None
     authored_at: str | None = None
     source: SourceRef
+    needs_human_read: bool | None = Field(
+        default=None, description="any OCRed page flagged needs_human_read: do not act on the text alone"
+    )
 
 
 # --------------------------------------------------------------------------- revenue cycle

@@ -22,11 +22,14 @@ Only operational fields land here; the full records (with PHI) stay in Kafka.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import clickhouse_connect
+
+log = logging.getLogger("practiceflow.clickhouse")
 
 TABLES: dict[str, str] = {
     "records": """
@@ -112,9 +115,25 @@ class ClickHouseSink:
         with self._lock:
             self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             for table, ddl in TABLES.items():
+                self._set_aside_if_rekeyed(table, ddl)
                 self.client.command(ddl.format(db=self.database))
                 for col, spec in POSITION_COLUMNS.items():
                     self.client.command(f"ALTER TABLE {self.database}.{table} ADD COLUMN IF NOT EXISTS {col} {spec}")
+
+    def _set_aside_if_rekeyed(self, table: str, ddl: str) -> None:
+        """A table created by an older version with another ORDER BY (the ReplacingMergeTree
+        key) cannot be altered to the new key: rename it aside (``<table>_before_<time>``, rows
+        kept) so the new one is created. Kafka holds the records; a new sink consumer group
+        (``practiceflow sink --group …``) re-reads them within the topics' retention."""
+        want = ddl.rsplit("ORDER BY", 1)[1].strip().strip("()").replace(" ", "")
+        rows = self.client.query(
+            "SELECT sorting_key FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+            parameters={"db": self.database, "t": table},
+        ).result_rows
+        if rows and rows[0][0].replace(" ", "") != want:
+            aside = f"{table}_before_{datetime.now(tz=timezone.utc):%Y%m%d%H%M%S}"
+            log.warning("ClickHouse table %s has key (%s), not (%s): renamed to %s", table, rows[0][0], want, aside)
+            self.client.command(f"RENAME TABLE {self.database}.{table} TO {self.database}.{aside}")
 
     def forget_marks(self) -> None:
         """Re-read the written positions before the next write (after a rebalance: another

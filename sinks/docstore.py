@@ -13,6 +13,10 @@ against that hash again. Layout, the same in both back-ends:
   upload, use ``If-None-Match: *`` so an existing object is never rewritten, and can
   ask for server-side encryption (``sse``), which a store of PHI should.
 
+Reads take the practice that asks: the object must lie under that practice's prefix
+(``<root>/<practice>/``), checked after resolving the path (local: symlinks and ``..``
+included), so a uri of another tenant's document is refused with PermissionError.
+
 A store that cannot be reached raises :class:`DocumentStoreUnavailable`; the gateways
 turn that into "retry later" (HTTP 503, file left in the inbox), never a lost document.
 """
@@ -38,8 +42,12 @@ class DocumentStore(Protocol):
     def put(self, data: bytes, practice_id: str, suffix: str = "") -> tuple[str, str]:
         """Store once; returns (sha256 hex, uri)."""
 
-    def get(self, uri: str) -> bytes:
-        """The bytes behind a uri this store returned (checked against their hash)."""
+    def get(self, uri: str, practice_id: str) -> bytes:
+        """The bytes behind a uri this store returned for ``practice_id`` (checked against their hash).
+
+        Raises PermissionError when the uri names another practice's document: a caller
+        authenticated as one practice never reads another's, whatever uri it presents.
+        """
 
 
 def _relative_key(digest: str, practice_id: str, suffix: str) -> str:
@@ -84,10 +92,13 @@ class LocalDocumentStore:
             raise DocumentStoreUnavailable(f"local document store: {type(e).__name__}") from e
         return digest, path.resolve().as_uri()
 
-    def get(self, uri: str) -> bytes:
+    def get(self, uri: str, practice_id: str) -> bytes:
         path = Path(urlparse(uri).path).resolve()
         if self.root.resolve() not in path.parents:
             raise ValueError("uri outside this document store")
+        tenant = (self.root / _relative_key("0" * 64, practice_id, "")).parent.parent.resolve()
+        if tenant not in path.parents:
+            raise PermissionError("document belongs to another practice")
         return _checked(path.read_bytes(), path.name)
 
 
@@ -166,13 +177,16 @@ class S3DocumentStore:
         except (ClientError, BotoCoreError):
             return False
 
-    def get(self, uri: str) -> bytes:
+    def get(self, uri: str, practice_id: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         parsed = urlparse(uri)
         key = parsed.path.lstrip("/")
         if parsed.scheme != "s3" or parsed.netloc != self.bucket or not key.startswith(self.prefix) or ".." in key:
             raise ValueError("uri outside this document store")
+        tenant = self.prefix + _relative_key("0" * 64, practice_id, "").split("/", 1)[0] + "/"
+        if not key.startswith(tenant) or "//" in key:
+            raise PermissionError("document belongs to another practice")
         try:
             data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as e:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter, Gauge
 
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog
@@ -43,6 +44,11 @@ from practiceflow.streams.clock import now_ms
 from practiceflow.streams.serde import AvroSerde, SerdeError
 
 log = logging.getLogger("practiceflow.sink")
+
+ROWS = Counter("practiceflow_sink_rows_total", "Rows confirmed in ClickHouse (written or already there)", ["table"])
+FAILURES = Counter("practiceflow_sink_write_failures_total", "ClickHouse batch writes that failed (then retried)")
+LAST_COMMIT = Gauge("practiceflow_sink_last_commit_timestamp_seconds", "When the sink last committed a written batch")
+FAILING = Gauge("practiceflow_sink_failing", "1 while the sink is retrying a batch ClickHouse did not take")
 
 SINK_KINDS = (catalog.Kind.NORMALIZED, catalog.Kind.HANDOFF, catalog.Kind.DEAD_LETTER, catalog.Kind.ANALYTICS)
 
@@ -188,6 +194,8 @@ class ClickHouseSinkConsumer:
             except Exception as exc:  # noqa: BLE001 - ClickHouse/registry down: retry, never skip
                 delay = next(delays)
                 self._count("clickhouse.write_failures")
+                FAILURES.inc()
+                FAILING.set(1)
                 log.warning(
                     "ClickHouse write of %d record(s) failed (%s); retrying in %.1fs",
                     len(batch),
@@ -196,8 +204,10 @@ class ClickHouseSinkConsumer:
                 )
                 if not self._wait_paused(consumer, batch, delay):
                     return  # stopping, or the partitions went to another member: not committed
+        FAILING.set(0)
         for table, n in written.items():
             self._count(f"clickhouse.{table}", n)
+            ROWS.labels(table).inc(n)
         if self.on_written is not None:
             self.on_written(dict(written))
         self._commit(consumer, batch)
@@ -235,6 +245,7 @@ class ClickHouseSinkConsumer:
             self._count("clickhouse.commit_failures")
             return
         self._count("clickhouse.batches")
+        LAST_COMMIT.set_to_current_time()
 
 
 def committed_lag(bootstrap: str, group_id: str, topics: list[str], timeout: float = 10.0) -> int:
@@ -251,9 +262,26 @@ def committed_lag(bootstrap: str, group_id: str, topics: list[str], timeout: flo
             if meta is not None and meta.error is None:
                 tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
         lag = 0
-        for tp in probe.committed(tps, timeout=timeout):
+        for tp in _committed(probe, tps, timeout):
             lo, hi = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout)
             lag += max(hi - (tp.offset if tp.offset >= 0 else lo), 0)
         return lag
     finally:
         probe.close()
+
+
+def _committed(probe: Consumer, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+    """``Consumer.committed``, retried while the group coordinator moves or loads (transient)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return probe.committed(tps, timeout=timeout)
+        except KafkaException as exc:
+            retriable = exc.args[0].retriable() or exc.args[0].code() in (
+                KafkaError.NOT_COORDINATOR,
+                KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                KafkaError.COORDINATOR_NOT_AVAILABLE,
+            )
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

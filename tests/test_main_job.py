@@ -22,10 +22,15 @@ def test_small_practice_day_end_to_end(cfg, stack):
         handled = sum(w.get(f"{feed}.{s}", 0) for s in ("normalized", "dead_lettered", "duplicate"))
         assert handled == g[f"{feed}.accepted"], (feed, g, w)
     assert w["hl7v2.duplicate"] == 1  # the resend after a lost ACK
+    assert w["hl7v2.control_id_reused"] == 1  # a new result under a reused control id: processed, flagged
     assert report.acks == {"AA": len(plan.mllp) - 1, "AR": 1}
-    assert g["portal.rejected"] == 1 and g["fhir.rejected"] == 1 and g["x12.rejected"] == 1
+    assert g["portal.rejected"] == 1 and g["x12.rejected"] == 1
+    assert g["fhir.rejected"] == 2  # the invalid resource, and the caller without credentials
+    assert report.http["fhir 401"] == 1 and report.auth["refused"] == 2  # + the forged portal webhook
+    assert report.auth["authenticated"] >= len(plan.fhir) + len(plan.x12_upload) + len(plan.fax_upload)
     assert g["fax.rejected"] == 1  # the text file in the fax folder
     assert w["fax.normalized"] == 3  # OCRed faxes became Document records
     assert report.clickhouse["handoff_items"] >= 1
     reasons = {(f, s, r) for f, s, r, _ in report.dead_letter_reasons}
     assert ("hl7v2", "gateway", "missing_control_id") in reasons
+    assert ("fhir", "gateway", "unauthenticated") in reasons

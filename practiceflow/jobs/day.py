@@ -6,7 +6,9 @@
    pipeline in-process with ClickHouse (chdb) and the OCR step.
 3. Start the gateways on loopback: MLLP, HTTP (FHIR, portal, fax, X12), folder drops.
 4. Send every input the way its real sender would: MLLP frames over TCP, HTTP POSTs
-   (signed portal webhooks), files dropped in the watched folders.
+   (bearer-token callers for FHIR, fax and X12; signed portal webhooks), files dropped
+   in the watched folders. The day's bearer token is generated per run; one caller
+   without credentials is refused (401, dead-lettered) to show the boundary.
 5. Wait until the worker has handled everything the gateways accepted, then print a
    summary of what flowed where, per feed, and what landed in ClickHouse.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
 from practiceflow.streams.gateways.http import HttpGateway
 from practiceflow.streams.gateways.mllp import MllpGateway
+from practiceflow.streams.gateways.replay import ReplayGuard
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
@@ -52,6 +56,7 @@ class DayReport:
     clickhouse: dict[str, int] = field(default_factory=dict)
     handoff_queues: list[tuple] = field(default_factory=list)
     dead_letter_reasons: list[tuple] = field(default_factory=list)
+    auth: dict[str, int] = field(default_factory=dict)
     first_message_seconds: float | None = None
     seconds: float = 0.0
     drained: bool = False
@@ -61,9 +66,12 @@ def _bump(d: dict[str, int], key: str, n: int = 1) -> None:
     d[key] = d.get(key, 0) + n
 
 
-async def _send_all(plan: DayPlan, mllp_port: int, http_port: int, drops: FolderDrop, report: DayReport) -> None:
+async def _send_all(
+    plan: DayPlan, mllp_port: int, http_port: int, drops: FolderDrop, report: DayReport, token: str
+) -> None:
     base = f"http://127.0.0.1:{http_port}"
     practice = plan.practice_id
+    bearer = {"Authorization": f"Bearer {token}"}
     async with MllpClient("127.0.0.1", mllp_port) as client:
         for msg in plan.mllp:
             ack = await client.send(msg)
@@ -78,9 +86,14 @@ async def _send_all(plan: DayPlan, mllp_port: int, http_port: int, drops: Folder
                 await resp.read()
                 _bump(report.http, f"{feed} {resp.status}")
                 _bump(report.sent, feed)
+                signed = "Authorization" in kw.get("headers", {}) or "X-Portal-Signature" in kw.get("headers", {})
+                _bump(report.auth, "refused" if resp.status in (401, 403) else "authenticated" if signed else "other")
 
+        fhir_json = {"Content-Type": "application/fhir+json"}
         for body in plan.fhir:
-            await post("fhir", f"{base}/fhir/{practice}", data=body, headers={"Content-Type": "application/fhir+json"})
+            await post("fhir", f"{base}/fhir/{practice}", data=body, headers={**fhir_json, **bearer})
+        # a caller without credentials (a misconfigured system, or anyone who reached the port): refused
+        await post("fhir", f"{base}/fhir/{practice}", data=plan.fhir[0], headers=fhir_json)
         for event, body, good in plan.portal:
             secret = (DEMO_SECRET if good else "not-the-secret").encode()
             await post("portal", f"{base}/portal/{practice}", data=body, headers=sign_portal(secret, body, event))
@@ -90,13 +103,13 @@ async def _send_all(plan: DayPlan, mllp_port: int, http_port: int, drops: Folder
                 "portal", f"{base}/portal/{practice}", data=body, headers=sign_portal(DEMO_SECRET.encode(), body, event)
             )
         for name, data in plan.x12_upload:
-            await post("x12", f"{base}/x12/{practice}", data=data)
+            await post("x12", f"{base}/x12/{practice}", data=data, headers=bearer)
         for name, data, meta in plan.fax_upload:
             form = aiohttp.FormData()
             form.add_field("file", data, filename=name, content_type="image/tiff")
             for k, v in meta.items():
                 form.add_field(k, v)
-            await post("fax", f"{base}/fax/{practice}", data=form)
+            await post("fax", f"{base}/fax/{practice}", data=form, headers=bearer)
     for name, data in plan.x12_drop:
         (drops.inbox(practice, "x12") / name).write_bytes(data)
         _bump(report.sent, "x12")
@@ -130,13 +143,22 @@ async def run_day(
     core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="day")
     docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
     mllp = MllpGateway(core, practice, port=0)
-    http = HttpGateway(core, {practice}, docstore, portal_secrets={practice: DEMO_SECRET}, port=0)
+    token = secrets.token_urlsafe(32)  # the day's FHIR/fax/X12 sender credential, new every run
+    http = HttpGateway(
+        core,
+        {practice},
+        docstore,
+        tokens={practice: token},
+        portal_secrets={practice: DEMO_SECRET},
+        replay=ReplayGuard(cfg.state_dir / "day" / f"replay-{uuid.uuid4().hex[:8]}.jsonl"),
+        port=0,
+    )
     drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2, interval=0.5)
     await mllp.start()
     await http.start()
     await drops.start()
     try:
-        await _send_all(plan, mllp.port, http.port, drops, report)
+        await _send_all(plan, mllp.port, http.port, drops, report, token)
 
         def accepted() -> int:
             return sum(v for k, v in core.stats.items() if k.endswith(".accepted"))
@@ -194,7 +216,12 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
             f"{w.get(f'{feed}.dead_lettered', 0):12d} {w.get(f'{feed}.duplicate', 0):10d}"
         )
     print("  (hl7v2 'sent' counts MLLP messages plus batch files; a batch's messages are accepted one by one)")
+    print(f"  HL7 control ids reused with new content (processed and flagged): {w.get('hl7v2.control_id_reused', 0)}")
     print(f"\n  MLLP ACKs: {report.acks}   HTTP answers: {report.http}")
+    print(
+        f"  HTTP callers: {report.auth.get('authenticated', 0)} authenticated (bearer token or portal HMAC), "
+        f"{report.auth.get('refused', 0)} refused (no or wrong credential: 401, dead-lettered)"
+    )
     records = {k.removeprefix("record."): v for k, v in w.items() if k.startswith("record.")}
     print(f"\n  normalized records: {dict(sorted(records.items()))}")
     print("\n  handoff items (queue / workflow / priority: count):")

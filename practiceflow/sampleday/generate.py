@@ -1,9 +1,9 @@
 """A synthetic practice day: every feed's traffic, written to a folder and kept in a plan.
 
 Deterministic per seed. Besides routine traffic the day carries what real days
-carry: a resend after a lost ACK, a malformed HL7 message, an invalid FHIR
-resource, a forged portal webhook, a replayed one, a junk file in the fax drop and
-a truncated X12 file, so the summary shows every path (accepted, normalized,
+carry: a resend after a lost ACK, a reused HL7 control id with new content, a
+malformed HL7 message, an invalid FHIR resource, a forged portal webhook, a replayed
+one, a junk file in the fax drop and a truncated X12 file, so the summary shows every path (accepted, normalized,
 dead-lettered, duplicate).
 """
 
@@ -146,10 +146,15 @@ def build_day(
                 h.siu(p, f"C{next(ctl)}", _ts(d, 200 + i), appt, _ts(d, 120 + 20 * i), "S15", rng).encode()
             )
     results = []
+    result_ctls = []
     for i, p in enumerate(people[: n_patients // 2]):
-        results.append(h.oru_r01(p, f"C{next(ctl)}", _ts(d, 240 + i), rng, abnormal=(i % 3 == 0)).encode())
+        result_ctls.append(f"C{next(ctl)}")
+        results.append(h.oru_r01(p, result_ctls[-1], _ts(d, 240 + i), rng, abnormal=(i % 3 == 0)).encode())
     plan.mllp += results
     plan.mllp.append(results[0])  # a resend after a lost ACK
+    # the lab's interface engine restarted and reuses a control id for a NEW result:
+    # processed (content differs) and flagged control_id_reused, not dropped as a duplicate
+    plan.mllp.append(h.oru_r01(people[-1], result_ctls[0], _ts(d, 290), rng, abnormal=True).encode())
     for p in people[: n_patients // 4]:
         plan.mllp.append(h.rde_o11(p, f"C{next(ctl)}", _ts(d, 300), rng).encode())
     for p in people[: max(2, n_patients // 8)]:

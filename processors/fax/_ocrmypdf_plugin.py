@@ -40,16 +40,16 @@ import re
 import subprocess
 from pathlib import Path
 
-from PIL import Image
-
 from ocrmypdf import hookimpl
 from ocrmypdf.builtin_plugins import tesseract_ocr as _builtin
 from ocrmypdf.builtin_plugins.tesseract_ocr import TesseractOcrEngine
 from ocrmypdf.exceptions import SubprocessOutputError
 from ocrmypdf.hocrtransform import HocrParseError, HocrParser
 from ocrmypdf.models.ocr_element import BoundingBox, OcrClass, OcrElement
+from PIL import Image
 
-from .ocr import tsv_pages
+from .ocr import image_quality, tsv_pages
+from .quality import PageQuality, tsv_words
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ def _sidecar_dir(options) -> Path | None:
     return Path(d) if d else None
 
 
-def _write_sidecar(options, page: int, text: str, confs: list[float], timed_out: bool) -> None:
+def _write_sidecar(
+    options, page: int, text: str, confs: list[float], timed_out: bool, quality: PageQuality | None = None
+) -> None:
     d = _sidecar_dir(options)
     if d is None:
         return
@@ -74,6 +76,11 @@ def _write_sidecar(options, page: int, text: str, confs: list[float], timed_out:
         "words": len(confs),
         "timed_out": timed_out,
     }
+    if quality is not None:
+        rec["word_confidence"] = quality.word_confidence
+        rec["ink_coverage"] = quality.ink_coverage
+        rec["ink_confidence"] = quality.ink_confidence
+        rec["needs_human_read"] = quality.needs_human_read
     tmp = d / f".page-{page:06d}.json.tmp"
     tmp.write_text(json.dumps(rec), encoding="utf-8")
     tmp.replace(d / f"page-{page:06d}.json")
@@ -217,9 +224,14 @@ class ConfidenceTesseractEngine(TesseractOcrEngine):
         if txt.exists() and txt != Path(output_text):
             txt.replace(output_text)
         tsv = prefix.with_suffix(".tsv")
-        pages = tsv_pages(tsv.read_text(encoding="utf-8")) if tsv.exists() else {}
+        tsv_text = tsv.read_text(encoding="utf-8") if tsv.exists() else ""
+        pages = tsv_pages(tsv_text)
         confs = next(iter(pages.values()), ([], ""))[0]
-        _write_sidecar(options, page_number, text, confs, timed_out=False)
+        quality = None
+        if tsv.exists() and (_sidecar_dir(options) is not None):
+            # the page image OCRmyPDF rasterized for Tesseract, in the TSV's coordinates
+            quality = image_quality(Path(input_file), next(iter(tsv_words(tsv_text).values()), []))
+        _write_sidecar(options, page_number, text, confs, timed_out=False, quality=quality)
 
 
 # --------------------------------------------------------------------------- hooks

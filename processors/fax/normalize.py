@@ -12,8 +12,12 @@ Record (``schemas/avro/Document.avsc``):
   ``<practice>/-/<document_id>`` (a fax has no patient until someone files it).
 * ``kind`` "fax"; ``pages`` [{page, text, confidence, ocr}] from the OCR result;
   ``text`` = page texts joined with form feeds; ``ocr_confidence`` = mean of the
-  OCRed pages' confidences (0..1, Tesseract mean word confidence), ``None`` when no
-  page was OCRed or none had words.
+  OCRed pages' confidences (0..1), ``None`` when no page was OCRed or none had words.
+  A page's ``confidence`` is the ink-weighted word confidence (unread ink counts 0,
+  :mod:`.quality`), with ``word_confidence`` (Tesseract's mean), ``ink_coverage`` and
+  ``needs_human_read`` beside it; ``needs_human_read`` on the record is True when any
+  page is flagged (a warning ``ocr_low_quality`` names the pages): the fax classifier
+  must not route on such text alone, staff see the fax flagged for reading.
 * ``fax_from`` / ``fax_to`` from ``meta`` (several spellings accepted, see
   ``_META_FROM``/``_META_TO``), ``content_type`` as detected from the bytes.
 * ``source`` {"feed": "fax", "message_id": content_id(bytes), "message_type": "fax",
@@ -77,15 +81,26 @@ def normalize_fax(
 
     pages = []
     confs = []
+    flagged = []
     for p in ocr.pages:
         conf = None if p.confidence is None else float(p.confidence)
-        pages.append({"page": int(p.page_no), "text": p.text, "confidence": conf, "ocr": bool(p.ocr_used)})
+        page: dict[str, Any] = {"page": int(p.page_no), "text": p.text, "confidence": conf, "ocr": bool(p.ocr_used)}
+        if p.needs_human_read is not None:
+            page["word_confidence"] = p.word_confidence
+            page["ink_coverage"] = p.ink_coverage
+            page["needs_human_read"] = bool(p.needs_human_read)
+            if p.needs_human_read:
+                flagged.append(int(p.page_no))
+        pages.append(page)
         if p.ocr_used and conf is not None:
             confs.append(conf)
     text = "\f".join(p.text for p in ocr.pages)
     if not text.strip():
         warnings.append("no_text_found")
     ocr_confidence = round(sum(confs) / len(confs), 4) if confs else None
+    assessed = any(p.needs_human_read is not None for p in ocr.pages)
+    if flagged:
+        warnings.append(f"ocr_low_quality: pages {flagged} need a human read (OCR text not trustworthy)")
 
     sent_at = meta.get("received_at_iso")
     source = {
@@ -113,6 +128,7 @@ def normalize_fax(
         "fax_to": _meta_str(meta, _META_TO),
         "authored_at": None,
         "source": source,
+        "needs_human_read": bool(flagged) if assessed else None,
     }
     return NormalizeResult(
         message_id=message_id,

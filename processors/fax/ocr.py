@@ -32,9 +32,20 @@ Pipeline
    square pixels. ``image_engine="ocrmypdf"`` instead converts the image to PDF
    with img2pdf (TIFF G4 / JPEG embedded as-is, DPI kept) and runs step 2.
 
-Confidence is the mean word confidence on a 0..1 scale (Tesseract's 0..100 / 100);
-``None`` for pages whose text came from the PDF itself and for OCRed pages on which
-Tesseract found no words.
+Recognition: ``--psm 4`` (one column of text of variable sizes), so a lab table's row
+stays one line (psm 3 read unruled result columns as separate blocks), and
+``preserve_interword_spaces=1`` so column gaps survive in the text. Resampling fax pages
+to 300 dpi (``OcrSettings.upscale_dpi``) is available but off: on the generated fax
+evaluation set it helped fine-mode print a little, hurt standard mode, and cost 65 %
+more CPU (``bench/bench_ocr_fax.py``).
+
+Confidence is on a 0..1 scale. With ``OcrSettings.quality`` (default) each OCRed
+page's ``confidence`` is the ink-weighted word confidence of :mod:`.quality` (ink that
+no recognised word covers counts 0), ``word_confidence`` is Tesseract's mean word
+confidence, and ``needs_human_read`` flags pages below
+``quality.NEEDS_HUMAN_READ_BELOW``; on both routes (Tesseract on images, OCRmyPDF's
+sandwich renderer on PDFs). ``None`` for pages whose text came from the PDF itself and
+for OCRed pages on which Tesseract found no words (those are flagged when they carry ink).
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple
 
 from ..base import Rejected
+from .quality import PageQuality, WordBox, ink_mask, page_quality, tsv_words
 
 PLUGIN = "practiceflow.processors.fax._ocrmypdf_plugin"
 
@@ -77,8 +89,14 @@ except Exception:  # pragma: no cover
 class OcrPage(NamedTuple):
     page_no: int  # 1-based
     text: str
-    confidence: float | None  # mean word confidence 0..1; None when not OCRed / no words
+    #: 0..1; with the quality signal (default) the ink-weighted word confidence, unread
+    #: ink counting 0 (see :mod:`.quality`), else Tesseract's mean word confidence;
+    #: None when not OCRed / no words
+    confidence: float | None
     ocr_used: bool
+    word_confidence: float | None = None  # Tesseract's mean word confidence 0..1
+    ink_coverage: float | None = None  # share of the page's text ink inside recognised words
+    needs_human_read: bool | None = None  # confidence below quality.NEEDS_HUMAN_READ_BELOW; None: not assessed
 
 
 @dataclass(slots=True)
@@ -103,10 +121,19 @@ class OcrSettings:
     name: str = "tuned"
     image_engine: str = "tesseract"  # "tesseract": OCR the image's own pixels; "ocrmypdf"
     pdf_renderer: str = "sandwich"  # Tesseract's text-only PDF: no fpdf2 font subsetting
-    tesseract_pagesegmode: int | None = None  # 3 (automatic layout); psm 6 was not better
+    # psm 4, one column of text of variable sizes: table rows stay together (a lab value
+    # stays on the line of its test name; psm 3 read result columns as separate blocks).
+    # bench/bench_ocr_fax.py: word accuracy 0.718 -> 0.782 on the fax evaluation set.
+    tesseract_pagesegmode: int | None = 4
     tesseract_oem: int | None = None  # Debian's eng.traineddata is LSTM-only (tessdata_fast)
     tesseract_timeout: float = 120.0  # seconds per page; the page is kept without text after
     tesseract_config: tuple[str, ...] = ()  # extra Tesseract config files / -c pairs
+    preserve_interword_spaces: bool = True  # column gaps kept as runs of spaces (tables stay legible)
+    #: Resample image pages below this resolution up to it (bilinear + threshold for
+    #: 1-bit pages). Off: on the fax evaluation set 300 dpi gained nothing on fine mode
+    #: and lost on standard mode, for 30 % more CPU (bench/bench_ocr_fax.py).
+    upscale_dpi: float | None = None
+    quality: bool = True  # page quality signal from ink vs word boxes (processors/fax/quality.py)
     output_type: str = "pdf"  # no PDF/A: Ghostscript work nobody reads
     optimize: int = 0
     confidences: bool = True  # OCRmyPDF path: use the confidence plugin
@@ -116,6 +143,8 @@ class OcrSettings:
 
 
 TUNED = OcrSettings()
+#: The image OCR before the fax-resolution work: psm 3, no quality signal (the bench's BEFORE).
+LEGACY = OcrSettings(name="legacy_psm3", tesseract_pagesegmode=None, preserve_interword_spaces=False, quality=False)
 #: The brief's original route for images: img2pdf, then OCRmyPDF (tuned options).
 IMAGES_VIA_OCRMYPDF = OcrSettings(name="images_via_ocrmypdf", image_engine="ocrmypdf")
 
@@ -220,7 +249,9 @@ def _frame_dpi(fr, fallback) -> tuple[float, float] | None:
     return (x, y) if min(x, y) >= _MIN_DPI else None
 
 
-def _normalise_frame(fr, dpi: tuple[float, float] | None, warnings: list[str], page_no: int):
+def _normalise_frame(
+    fr, dpi: tuple[float, float] | None, warnings: list[str], page_no: int, upscale_dpi: float | None = None
+):
     """-> (image in mode 1/L/RGB with square pixels, (dpi, dpi))."""
     from PIL import Image
 
@@ -240,8 +271,17 @@ def _normalise_frame(fr, dpi: tuple[float, float] | None, warnings: list[str], p
     elif fr.mode.startswith(("I", "F")):
         fr = fr.convert("L")
     dx, dy = dpi
-    if max(dx, dy) / min(dx, dy) > _MAX_ASPECT:
-        # e.g. fax standard mode 204x98: without this Tesseract sees half-height glyphs
+    if upscale_dpi and min(dx, dy) < upscale_dpi:
+        # 1-bit: bilinear on gray, then threshold: smooth edges, still bitonal for Tesseract
+        size = (round(fr.width * upscale_dpi / dx), round(fr.height * upscale_dpi / dy))
+        if fr.mode == "1":
+            fr = fr.convert("L").resize(size, Image.BILINEAR).point(lambda v: 255 if v >= 128 else 0, mode="1")
+        else:
+            fr = fr.resize(size, Image.BICUBIC)
+        dx = dy = float(upscale_dpi)
+    elif max(dx, dy) / min(dx, dy) > _MAX_ASPECT:
+        # e.g. fax standard mode 204x98: without this Tesseract sees half-height glyphs.
+        # NEAREST row doubling == bilinear + threshold for a 2x 1-bit resize.
         m = max(dx, dy)
         size = (round(fr.width * m / dx), round(fr.height * m / dy))
         fr = fr.resize(size, Image.NEAREST if fr.mode == "1" else Image.BICUBIC)
@@ -249,7 +289,9 @@ def _normalise_frame(fr, dpi: tuple[float, float] | None, warnings: list[str], p
     return fr, (dx, dy)
 
 
-def _image_files(data: bytes, kind: str, folder: Path, warnings: list[str]) -> list[Path]:
+def _image_files(
+    data: bytes, kind: str, folder: Path, warnings: list[str], upscale_dpi: float | None = None
+) -> list[Path]:
     """One file per page that Tesseract (Leptonica) reads, pixels untouched if possible."""
     with _decoded_image(data, kind) as im:
         n = getattr(im, "n_frames", 1)
@@ -265,13 +307,14 @@ def _image_files(data: bytes, kind: str, folder: Path, warnings: list[str]) -> l
                 and "transparency" not in im.info
                 and dpi is not None
                 and max(dpi) / min(dpi) <= _MAX_ASPECT
+                and not (upscale_dpi and min(dpi) < upscale_dpi)
             )
             if ok_as_is:  # Leptonica reads the original file
                 path = folder / f"page-{i + 1:04d}.{'jpg' if kind == 'jpeg' else 'png'}"
                 path.write_bytes(data)
                 files.append(path)
                 continue
-            fr, fdpi = _normalise_frame(im.copy(), dpi, warnings, i + 1)
+            fr, fdpi = _normalise_frame(im.copy(), dpi, warnings, i + 1, upscale_dpi)
             if fr.mode == "1":
                 path = folder / f"page-{i + 1:04d}.tif"
                 fr.save(path, format="TIFF", compression="group4", dpi=fdpi)
@@ -290,6 +333,8 @@ def _tesseract_args(settings: OcrSettings) -> list[str]:
         args += ["--oem", str(settings.tesseract_oem)]
     if settings.tesseract_pagesegmode is not None:
         args += ["--psm", str(settings.tesseract_pagesegmode)]
+    if settings.preserve_interword_spaces:
+        args += ["-c", "preserve_interword_spaces=1"]
     return args
 
 
@@ -299,8 +344,26 @@ def _tesseract_env() -> dict[str, str]:
     return env
 
 
-def _tesseract_chunk(files: list[Path], base: Path, settings: OcrSettings) -> list[tuple[str, float | None, bool]]:
-    """Run one Tesseract over ``files`` -> per page (text, confidence, timed_out)."""
+def image_quality(path: Path, words: list[WordBox]) -> PageQuality:
+    """The quality signal for one page image Tesseract read and its TSV word boxes."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        dpi = _frame_dpi(im, None) or (300.0, 300.0)
+        return page_quality(ink_mask(im), dpi, words)
+
+
+def _page_result(
+    text: str, confs: list[float], path: Path, words: list[WordBox] | None, settings: OcrSettings
+) -> tuple[str, float | None, bool, PageQuality | None]:
+    q = image_quality(path, words or []) if settings.quality and words is not None else None
+    return (_clean_text(text), _mean(confs), False, q)
+
+
+def _tesseract_chunk(
+    files: list[Path], base: Path, settings: OcrSettings
+) -> list[tuple[str, float | None, bool, PageQuality | None]]:
+    """Run one Tesseract over ``files`` -> per page (text, confidence, timed_out, quality)."""
     if len(files) == 1:
         src = files[0]
     else:  # Tesseract reads a list of image files: one start-up for several pages
@@ -322,11 +385,13 @@ def _tesseract_chunk(files: list[Path], base: Path, settings: OcrSettings) -> li
             for i, f in enumerate(files):
                 out += _tesseract_chunk([f], base.with_name(f"{base.name}-{i}"), settings)
             return out
-        return [("", None, True)]
+        return [("", None, True, None)]
     except subprocess.CalledProcessError as e:
         msg = (e.output or b"").decode(errors="replace").strip()[-500:]
         raise Rejected("ocr_failed", f"tesseract failed on the image: {msg}") from e
-    by_page = tsv_pages(base.with_suffix(".tsv").read_text(encoding="utf-8"))
+    tsv = base.with_suffix(".tsv").read_text(encoding="utf-8")
+    by_page = tsv_pages(tsv)
+    boxes = tsv_words(tsv) if settings.quality else {}
     txt = base.with_suffix(".txt").read_text(encoding="utf-8")
     parts = txt.split("\f")
     if len(parts) > len(files) and not parts[-1].strip():
@@ -335,7 +400,7 @@ def _tesseract_chunk(files: list[Path], base: Path, settings: OcrSettings) -> li
     for i in range(len(files)):
         confs, tsv_text = by_page.get(i + 1, ([], ""))
         text = parts[i] if len(parts) == len(files) else tsv_text
-        out.append((_clean_text(text), _mean(confs), False))
+        out.append(_page_result(text, confs, files[i], boxes.get(i + 1, []), settings))
     return out
 
 
@@ -344,7 +409,7 @@ def _ocr_images(
 ) -> list[OcrPage]:
     folder = job / "pages"
     folder.mkdir()
-    files = _image_files(data, kind, folder, warnings)
+    files = _image_files(data, kind, folder, warnings, settings.upscale_dpi)
     k = max(1, min(int(jobs), len(files)))
     size = -(-len(files) // k)
     chunks = [files[i : i + size] for i in range(0, len(files), size)]
@@ -355,12 +420,23 @@ def _ocr_images(
         with ThreadPoolExecutor(len(chunks)) as ex:
             results = list(ex.map(lambda cb: _tesseract_chunk(cb[0], cb[1], settings), zip(chunks, bases)))
     pages = []
-    for text, conf, timed_out in (r for chunk in results for r in chunk):
+    for text, conf, timed_out, q in (r for chunk in results for r in chunk):
         n = len(pages) + 1
         if timed_out:
             warnings.append(f"page {n}: OCR timed out after {settings.tesseract_timeout:g}s; no text")
-        pages.append(OcrPage(n, text, conf, True))
+        pages.append(_ocr_page(n, text, conf, q))
     return pages
+
+
+def _ocr_page(n: int, text: str, conf: float | None, q: PageQuality | None) -> OcrPage:
+    """An OCRed page; with a quality signal, ``confidence`` is the ink-weighted one."""
+    if q is None:
+        return OcrPage(n, text, conf, True, conf)
+    if q.ink_confidence is None:  # blank page: no text ink, nothing to distrust
+        return OcrPage(n, text, conf, True, q.word_confidence, None, False)
+    if conf is None:  # ink but not one word read: no confidence to report, and flagged
+        return OcrPage(n, text, None, True, None, q.ink_coverage, True)
+    return OcrPage(n, text, q.ink_confidence, True, q.word_confidence, q.ink_coverage, q.needs_human_read)
 
 
 def image_to_pdf(data: bytes, kind: str) -> tuple[bytes, list[str]]:
@@ -610,11 +686,21 @@ def _ocr_pdf(
             if rec.get("timed_out"):
                 warnings.append(f"page {i + 1}: OCR timed out after {settings.tesseract_timeout:g}s; no text")
             conf = rec.get("confidence")
-            pages.append(
-                OcrPage(
-                    i + 1, _clean_text(rec.get("text") or ""), None if conf is None else round(float(conf), 4), True
+            conf = None if conf is None else round(float(conf), 4)
+            text = _clean_text(rec.get("text") or "")
+            if settings.quality and "ink_coverage" in rec:
+                q = PageQuality(
+                    rec.get("word_confidence"),
+                    rec.get("ink_coverage"),
+                    rec.get("ink_confidence"),
+                    None,
+                    int(rec.get("words") or 0),
+                    0,
+                    bool(rec.get("needs_human_read")),
                 )
-            )
+                pages.append(_ocr_page(i + 1, text, conf, q))
+            else:
+                pages.append(OcrPage(i + 1, text, conf, True, conf))
         elif final is not None:  # no plugin: OCRed pages are those that had no text before
             pages.append(OcrPage(i + 1, final[i] if i < len(final) else "", None, not own.strip()))
         else:
@@ -705,15 +791,17 @@ def ocr_document(
 
 
 __all__ = [
+    "IMAGES_VIA_OCRMYPDF",
+    "LEGACY",
+    "TUNED",
     "OcrPage",
     "OcrResult",
     "OcrSettings",
-    "TUNED",
-    "IMAGES_VIA_OCRMYPDF",
-    "ocr_document",
-    "sniff",
-    "image_to_pdf",
-    "pdf_page_texts",
-    "tsv_pages",
     "engine_versions",
+    "image_quality",
+    "image_to_pdf",
+    "ocr_document",
+    "pdf_page_texts",
+    "sniff",
+    "tsv_pages",
 ]

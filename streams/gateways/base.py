@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.deadletter import dead_letter
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.gateways.limits import ByteBudget
 from practiceflow.streams.producer import DeliveryFailed, DurableProducer
 from practiceflow.streams.serde import AvroSerde
+from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger("practiceflow.gateway")
 
@@ -86,6 +86,9 @@ class GatewayCore:
         self.max_in_flight_bytes = max_in_flight_bytes
         self._bytes = 0
         self._bytes_free = asyncio.Condition()
+        self._waiting = 0
+        # bytes held in read buffers (MLLP frames, HTTP bodies) before they become writes
+        self.read_budget = ByteBudget(max_in_flight_bytes)
         self._recent: dict[str, None] = {}
         self._recent_max = recent_ids
         self.stats: dict[str, int] = {}
@@ -94,13 +97,20 @@ class GatewayCore:
         self.stats[key] = self.stats.get(key, 0) + 1
 
     def saturated(self) -> bool:
-        return self._slots.locked() or self._bytes >= self.max_in_flight_bytes
+        """True while a write is waiting for a slot or for bytes: new input would only queue behind it."""
+        return self._slots.locked() or self._bytes >= self.max_in_flight_bytes or self._waiting > 0
 
     async def _reserve(self, size: int) -> None:
-        await self._slots.acquire()
-        async with self._bytes_free:
-            await self._bytes_free.wait_for(lambda: self._bytes == 0 or self._bytes + size <= self.max_in_flight_bytes)
-            self._bytes += size
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+            async with self._bytes_free:
+                await self._bytes_free.wait_for(
+                    lambda: self._bytes == 0 or self._bytes + size <= self.max_in_flight_bytes
+                )
+                self._bytes += size
+        finally:
+            self._waiting -= 1
         IN_FLIGHT.labels(self.name).inc()
 
     async def _release(self, size: int) -> None:

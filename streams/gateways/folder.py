@@ -5,13 +5,23 @@ once it has not changed for ``settle_seconds`` (so half-written uploads are left
 alone), then moved to ``done/`` or ``rejected/`` next to ``inbox/``. A file moved to
 ``done/`` had every message in it written durably or dead-lettered; a file whose
 write Kafka did not confirm stays in ``inbox/`` and is retried on the next scan.
+
+A drop folder is written by other programs (an SFTP server, a fax service), so what
+lies there is not trusted: a file is opened with ``O_NOFOLLOW`` after an ``lstat``, so
+a symlink (to ``/etc/shadow``, or to another practice's inbox) is refused and moved
+aside, never followed; an inbox whose real path leaves ``<root>/<practice>/`` (a
+symlinked practice or feed folder) is not scanned at all; a file's size is taken from
+``fstat`` before it is read, and one over the limit is dead-lettered with its first MiB
+without the rest ever being read into memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -24,6 +34,11 @@ from practiceflow.streams.gateways.http import sniff_document
 log = logging.getLogger("practiceflow.gateway.folder")
 
 FEEDS = ("hl7v2", "x12", "fax")
+HEAD_BYTES = 1024 * 1024  # what the dead letter of an oversize file keeps
+
+
+class _Refused(Exception):
+    """A drop entry that is not a regular file of this inbox (symlink, device, ...)."""
 
 
 class FolderDrop:
@@ -45,7 +60,7 @@ class FolderDrop:
         self.settle = settle_seconds
         self.interval = interval
         self.max_file_bytes = max_file_bytes
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         for practice in practices:
             for feed in FEEDS:
                 (self.root / practice / feed / "inbox").mkdir(parents=True, exist_ok=True)
@@ -68,27 +83,72 @@ class FolderDrop:
         while True:
             try:
                 await self.scan_once()
-            except Exception:  # noqa: BLE001 - a scan failure must not end the loop
+            except Exception:
                 log.exception("folder scan failed")
             await asyncio.sleep(self.interval)
+
+    def _safe_inbox(self, practice: str, feed: str) -> Path | None:
+        """The inbox, if its real path is where it should be (no symlinked folder leads elsewhere)."""
+        inbox = self.inbox(practice, feed)
+        expected = self.root.resolve() / practice / feed / "inbox"
+        try:
+            if inbox.resolve(strict=True) != expected:
+                raise OSError(errno.EXDEV, "inbox leaves its practice's folder")
+        except OSError as e:
+            log.error("not scanning %s/%s: %s", practice, feed, e.strerror or type(e).__name__)
+            self.core._stat(f"{feed}.unsafe_inbox")
+            return None
+        return inbox
 
     async def scan_once(self) -> int:
         handled = 0
         now = time.time()
         for practice in sorted(self.practices):
             for feed in FEEDS:
-                for path in sorted(self.inbox(practice, feed).iterdir()):
-                    if not path.is_file() or path.name.startswith("."):
+                inbox = self._safe_inbox(practice, feed)
+                if inbox is None:
+                    continue
+                for path in sorted(inbox.iterdir()):
+                    if path.name.startswith("."):
                         continue
-                    if now - path.stat().st_mtime < self.settle:
+                    st = path.lstat()
+                    if stat.S_ISDIR(st.st_mode) or now - st.st_mtime < self.settle:
                         continue
                     try:
-                        ok = await self._file(practice, feed, path)
+                        try:
+                            ok = await self._file(practice, feed, path)
+                        except _Refused as why:
+                            await self.core.reject(
+                                feed,
+                                practice,
+                                b"",
+                                "unsafe_file",
+                                f"{path.name}: {why}; not followed, not read",
+                                details={"file": path.name},
+                            )
+                            ok = False
                     except Unavailable:
                         break  # it stays in inbox; so do this feed's other files until the next scan
                     self._move(path, "done" if ok else "rejected")
                     handled += 1
         return handled
+
+    def _read(self, path: Path) -> tuple[bytes, int]:
+        """(bytes, size): the whole file, or only its head when it is over the limit. Never follows a link."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _Refused("a symbolic link") from e
+            raise
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise _Refused("not a regular file")
+            if st.st_size > self.max_file_bytes:
+                return f.read(HEAD_BYTES), st.st_size
+            data = f.read(self.max_file_bytes + 1)  # grew since fstat: still bounded
+            return data, len(data)
 
     def _move(self, path: Path, where: str) -> None:
         dest = path.parent.parent / where
@@ -96,15 +156,15 @@ class FolderDrop:
         os.replace(path, dest / path.name)
 
     async def _file(self, practice: str, feed: str, path: Path) -> bool:
-        data = path.read_bytes()
-        if len(data) > self.max_file_bytes:
+        data, size = self._read(path)
+        if size > self.max_file_bytes:
             await self.core.reject(
                 feed,
                 practice,
-                data[: 1024 * 1024],
+                data[:HEAD_BYTES],
                 "too_large",
-                f"{path.name}: larger than {self.max_file_bytes} bytes; first bytes kept",
-                details={"file": path.name},
+                f"{path.name}: {size} bytes, larger than {self.max_file_bytes}; first bytes kept, the rest not read",
+                details={"file": path.name, "bytes": str(size)},
             )
             return False
         if feed == "hl7v2":

@@ -50,12 +50,18 @@ def test_mllp_refusal_whose_dead_letter_fails_is_an_ae_not_an_ar():
 def test_http_refusal_whose_dead_letter_fails_is_a_503(tmp_path):
     async def go():
         core, producer = _dead_kafka_core()
-        gw = HttpGateway(core, {"clinic-x"}, LocalDocumentStore((tmp_path / "d").as_uri()), portal_secrets={}, port=0)
+        gw = HttpGateway(
+            core, {"clinic-x"}, LocalDocumentStore((tmp_path / "d").as_uri()), tokens={"clinic-x": "t"}, port=0
+        )
         await gw.start()
         try:
             async with (
                 aiohttp.ClientSession() as http,
-                http.post(f"http://127.0.0.1:{gw.port}/fhir/clinic-x", data=b"{not json") as r,
+                http.post(
+                    f"http://127.0.0.1:{gw.port}/fhir/clinic-x",
+                    data=b"{not json",
+                    headers={"Authorization": "Bearer t", "Content-Type": "application/fhir+json"},
+                ) as r,
             ):
                 return r.status, r.headers.get("Retry-After")
         finally:

@@ -8,8 +8,6 @@ import time
 
 import aiohttp
 import pytest
-
-from practiceflow.sampleday.senders import sign_portal
 from practiceflow.sinks.docstore import DocumentStore, LocalDocumentStore, S3DocumentStore
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
@@ -17,11 +15,16 @@ from practiceflow.streams.gateways.http import HttpGateway
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
+
+from practiceflow.sampleday.senders import sign_portal
 from tests.fixtures import closed_port, oru_r01
 from tests.streams.test_pipeline import consume_all
 
 pytestmark = pytest.mark.broker
 SECRET = "s3cret"
+TOKEN = "clinic-h-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FHIR_JSON = {**AUTH, "Content-Type": "application/fhir+json"}
 
 PATIENT = {
     "resourceType": "Patient",
@@ -42,7 +45,15 @@ async def _with_gateway(cfg, stack, tmp_path, fn, store: DocumentStore | None = 
     producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
     core = GatewayCore(producer, AvroSerde(registry_client(stack.registry_url)), cfg.topic_prefix, name="t")
     store = store or LocalDocumentStore((tmp_path / "docs").as_uri())
-    gw = HttpGateway(core, {"clinic-h"}, store, portal_secrets={"clinic-h": SECRET}, port=0, max_body_bytes=64 * 1024)
+    gw = HttpGateway(
+        core,
+        {"clinic-h"},
+        store,
+        tokens={"clinic-h": TOKEN},
+        portal_secrets={"clinic-h": SECRET},
+        port=0,
+        max_body_bytes=64 * 1024,
+    )
     await gw.start()
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{gw.port}") as http:
@@ -55,11 +66,12 @@ async def _with_gateway(cfg, stack, tmp_path, fn, store: DocumentStore | None = 
 def test_fhir_portal_fax_and_x12_over_http(cfg, stack, tmp_path):
     async def go(http, core, store):
         out = {}
-        async with http.post("/fhir/clinic-h", json=PATIENT) as r:
+        async with http.post("/fhir/clinic-h", json=PATIENT, headers=AUTH) as r:
             out["fhir_ok"] = (r.status, await r.json())
-        async with http.post("/fhir/clinic-h", data=b'{"resourceType": "Observation", "status": "bogus"}') as r:
+        bogus = b'{"resourceType": "Observation", "status": "bogus"}'
+        async with http.post("/fhir/clinic-h", data=bogus, headers=FHIR_JSON) as r:
             out["fhir_bad"] = r.status
-        async with http.post("/fhir/nobody", json=PATIENT) as r:
+        async with http.post("/fhir/nobody", json=PATIENT, headers=AUTH) as r:
             out["tenant"] = r.status
         body = json.dumps(REFILL).encode()
         async with http.post(
@@ -78,16 +90,16 @@ def test_fhir_portal_fax_and_x12_over_http(cfg, stack, tmp_path):
         async with http.post("/portal/clinic-h", data=body, headers=old) as r:
             out["portal_stale"] = (r.status, (await r.json())["reason_code"])
         pdf = b"%PDF-1.4 tiny test document"
-        async with http.post("/fax/clinic-h", data=pdf, headers={"X-Fax-From": "+15550100"}) as r:
+        async with http.post("/fax/clinic-h", data=pdf, headers={**AUTH, "X-Fax-From": "+15550100"}) as r:
             out["fax"] = (r.status, await r.json())
-        async with http.post("/fax/clinic-h", data=b"GIF89a not a fax") as r:
+        async with http.post("/fax/clinic-h", data=b"GIF89a not a fax", headers=AUTH) as r:
             out["fax_bad"] = r.status
-        async with http.post("/x12/clinic-h", data=b"ISA*garbage~") as r:
+        async with http.post("/x12/clinic-h", data=b"ISA*garbage~", headers=AUTH) as r:
             out["x12_bad"] = r.status
-        async with http.post("/fhir/clinic-h", data=b"x" * (128 * 1024)) as r:
+        async with http.post("/fhir/clinic-h", data=b"x" * (128 * 1024), headers=FHIR_JSON) as r:
             out["too_large"] = r.status
         out["stats"] = dict(core.stats)
-        out["stored"] = store.get(out["fax"][1]["storage_uri"])
+        out["stored"] = store.get(out["fax"][1]["storage_uri"], "clinic-h")
         return out
 
     out = asyncio.run(_with_gateway(cfg, stack, tmp_path, go))
@@ -105,11 +117,9 @@ def test_fhir_portal_fax_and_x12_over_http(cfg, stack, tmp_path):
     serde = AvroSerde(registry_client(stack.registry_url))
     letters = {v["reason_code"] for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.portal", serde, 2)}
     assert letters == {"bad_signature", "stale_timestamp"}
-    too_big = [
-        v
-        for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.fhir", serde, 2)
-        if v["reason_code"] == "too_large"
-    ]
+    fhir_letters = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.fhir", serde, 3)  # invalid, unknown, big
+    assert {v["reason_code"] for _, v in fhir_letters} == {"invalid_resource", "unknown_practice", "too_large"}
+    too_big = [v for _, v in fhir_letters if v["reason_code"] == "too_large"]
     assert too_big and too_big[0]["payload"].startswith(b"x")
 
 
@@ -161,16 +171,16 @@ def test_fax_upload_into_s3_and_retry_later_when_the_store_is_down(cfg, stack, t
     pdf = b"%PDF-1.4 a referral fax stored in S3"
 
     async def upload(http, core, store):
-        async with http.post("/fax/clinic-h", data=pdf, headers={"X-Fax-From": "+15550100"}) as r:
+        async with http.post("/fax/clinic-h", data=pdf, headers={**AUTH, "X-Fax-From": "+15550100"}) as r:
             return r.status, await r.json(), r.headers.get("Retry-After"), dict(core.stats)
 
     s3 = S3DocumentStore(f"s3://{s3_bucket}/faxes", endpoint_url=s3_endpoint)
     status, body, _, stats = asyncio.run(_with_gateway(cfg, stack, tmp_path, upload, s3))
     assert status == 202 and body["storage_uri"].startswith(f"s3://{s3_bucket}/faxes/clinic-h/")
-    assert s3.get(body["storage_uri"]) == pdf and stats["fax.accepted"] == 1
+    assert s3.get(body["storage_uri"], "clinic-h") == pdf and stats["fax.accepted"] == 1
 
     async def upload_text(http, core, store):
-        async with http.post("/fax/clinic-h", data=pdf) as r:
+        async with http.post("/fax/clinic-h", data=pdf, headers=AUTH) as r:
             return r.status, await r.text(), r.headers.get("Retry-After"), dict(core.stats)
 
     status, text, retry, stats = asyncio.run(_with_gateway(cfg, stack, tmp_path, upload_text, _unreachable_s3()))

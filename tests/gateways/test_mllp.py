@@ -6,8 +6,6 @@ import asyncio
 import uuid
 
 import pytest
-
-from practiceflow.sampleday.senders import MllpClient, ack_code
 from practiceflow.streams import runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.gateways.base import GatewayCore
@@ -15,6 +13,8 @@ from practiceflow.streams.gateways.mllp import MllpGateway
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
+
+from practiceflow.sampleday.senders import MllpClient, ack_code
 from tests.fixtures import oru_r01
 from tests.streams.test_pipeline import consume_all
 

@@ -10,13 +10,13 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
-
 from practiceflow.sinks.docstore import (
     DocumentStoreUnavailable,
     LocalDocumentStore,
     S3DocumentStore,
     open_document_store,
 )
+
 from tests.fixtures import closed_port
 
 FAX = b"%PDF-1.4 a fax page for the store"
@@ -40,7 +40,7 @@ def test_s3_put_is_content_addressed_idempotent_and_per_practice(s3_endpoint, s3
     assert s3.head_object(Bucket=s3_bucket, Key=key)["Metadata"] == {"sha256": SHA, "marker": "original"}
     _, other = store.put(FAX, "clinic-b")  # the same bytes from another practice stay that practice's
     assert other != uri and "/clinic-b/" in other
-    assert store.get(uri) == FAX
+    assert store.get(uri, "clinic-a") == FAX
     listed = s3.list_objects_v2(Bucket=s3_bucket)["Contents"]
     assert sorted(o["Key"] for o in listed) == sorted([key, other.split(f"{s3_bucket}/", 1)[1]])
 
@@ -51,13 +51,25 @@ def test_s3_read_checks_the_bytes_and_the_boundary(s3_endpoint, s3_bucket):
     key = uri.split(f"s3://{s3_bucket}/", 1)[1]
     boto3.client("s3", endpoint_url=s3_endpoint).put_object(Bucket=s3_bucket, Key=key, Body=b"%PDF altered")
     with pytest.raises(ValueError, match="does not match"):
-        store.get(uri)
+        store.get(uri, "clinic-a")
     with pytest.raises(ValueError, match="outside"):
-        store.get(f"s3://another-bucket/{key}")
+        store.get(f"s3://another-bucket/{key}", "clinic-a")
     with pytest.raises(FileNotFoundError):
-        store.get(f"s3://{s3_bucket}/clinic-a/00/{'0' * 64}")
+        store.get(f"s3://{s3_bucket}/clinic-a/00/{'0' * 64}", "clinic-a")
     with pytest.raises(ValueError):
         store.put(FAX, "../clinic-b")
+
+
+def test_s3_a_practice_cannot_read_another_practices_document(s3_endpoint, s3_bucket):
+    store = S3DocumentStore(f"s3://{s3_bucket}/docs", endpoint_url=s3_endpoint)
+    _, uri_b = store.put(FAX, "clinic-b")
+    assert store.get(uri_b, "clinic-b") == FAX
+    for asking in ("clinic-a", "clinic", "clinic-b/..", ""):
+        with pytest.raises((PermissionError, ValueError)):
+            store.get(uri_b, asking)
+    # a key crafted to start with the asking practice's prefix but climb out of it
+    with pytest.raises((PermissionError, ValueError)):
+        store.get(uri_b.replace("/docs/clinic-b/", "/docs/clinic-a/../clinic-b/"), "clinic-a")
 
 
 def test_s3_server_side_encryption_is_requested(s3_endpoint, s3_bucket):
@@ -82,7 +94,7 @@ def test_s3_unreachable_is_unavailable_not_a_crash(monkeypatch):
     with pytest.raises(DocumentStoreUnavailable):
         store.put(FAX, "clinic-a")
     with pytest.raises(DocumentStoreUnavailable):
-        store.get(f"s3://pf-docs-down/clinic-a/{SHA[:2]}/{SHA}")
+        store.get(f"s3://pf-docs-down/clinic-a/{SHA[:2]}/{SHA}", "clinic-a")
 
 
 def test_local_store_same_contract(tmp_path: Path):
@@ -91,14 +103,32 @@ def test_local_store_same_contract(tmp_path: Path):
     sha, uri = store.put(FAX, "clinic-a")
     assert sha == SHA and uri.endswith(f"/clinic-a/{SHA[:2]}/{SHA}")
     assert store.put(FAX, "clinic-a") == (sha, uri)
-    assert store.get(uri) == FAX
+    assert store.get(uri, "clinic-a") == FAX
     Path(uri.removeprefix("file://")).write_bytes(b"%PDF altered")
     with pytest.raises(ValueError, match="does not match"):
-        store.get(uri)
+        store.get(uri, "clinic-a")
     with pytest.raises(ValueError, match="outside"):
-        store.get((tmp_path / "elsewhere").as_uri())
+        store.get((tmp_path / "elsewhere").as_uri(), "clinic-a")
     with pytest.raises(ValueError):
         open_document_store("https://example.org/bucket")
+
+
+def test_local_a_practice_cannot_read_another_practices_document(tmp_path: Path):
+    store = LocalDocumentStore((tmp_path / "docs").as_uri())
+    _, uri_b = store.put(FAX, "clinic-b")
+    assert store.get(uri_b, "clinic-b") == FAX
+    with pytest.raises(PermissionError):
+        store.get(uri_b, "clinic-a")
+    with pytest.raises(PermissionError):  # ".." inside the uri does not climb into B either
+        store.get(uri_b.replace("/clinic-b/", "/clinic-a/../clinic-b/"), "clinic-a")
+    # a symlink inside A's folder that points at B's document is resolved, then refused
+    link_dir = tmp_path / "docs" / "clinic-a" / "zz"
+    link_dir.mkdir(parents=True)
+    (link_dir / SHA).symlink_to(Path(uri_b.removeprefix("file://")))
+    with pytest.raises(PermissionError):
+        store.get((link_dir / SHA).as_uri(), "clinic-a")
+    with pytest.raises(ValueError):
+        store.get(uri_b, "../clinic-b")
 
 
 def test_s3_concurrent_write_conflict_counts_only_when_the_object_is_there():
@@ -137,5 +167,5 @@ def test_local_concurrent_puts_of_the_same_document(tmp_path: Path):
         for t in threads:
             t.join()
     assert errors == [] and len(set(uris)) == 1
-    assert store.get(uris[0]) == big
+    assert store.get(uris[0], "clinic-a") == big
     assert [p.name for p in Path(uris[0].removeprefix("file://")).parent.iterdir()] == [Path(uris[0]).name]

@@ -140,13 +140,15 @@ def test_clickhouse_outage_is_retried_and_every_row_lands_exactly_once(cfg, stac
     consumer.start()
     try:
         assert _wait_drained(stack.bootstrap, group, list(consumer.topics)) == 0
+        consumer.stop()
+        assert consumer.error is None
+        assert consumer.counts["clickhouse.write_failures"] == 4
+        # nothing was committed past the batch that could not be written
+        assert calls["lag_during_outage"] is not None and calls["lag_during_outage"] > 0
+        _assert_exactly_once(_counts(sink), expected)  # raw counts too: the "lost answer" batch is not doubled
     finally:
         consumer.stop()
-    assert consumer.error is None
-    assert consumer.counts["clickhouse.write_failures"] == 4
-    # nothing was committed past the batch that could not be written
-    assert calls["lag_during_outage"] is not None and calls["lag_during_outage"] > 0
-    _assert_exactly_once(_counts(sink), expected)  # raw counts too: the "lost answer" batch is not doubled
+        sink.close()  # chdb: one engine path per process
 
 
 def test_sink_killed_mid_batch_resumes_without_loss_or_duplicates(cfg, stack, tmp_path):
@@ -175,3 +177,38 @@ def test_sink_killed_mid_batch_resumes_without_loss_or_duplicates(cfg, stack, tm
     assert drained.returncode == 0, drained.stderr[-3000:]
     counts = json.loads(drained.stdout.strip().splitlines()[-1])
     _assert_exactly_once(counts, expected)
+
+
+def test_practiceflow_sink_command_drains_the_topics_and_stops_on_sigterm(cfg, stack, tmp_path):
+    """The production shape: `practiceflow sink` in its own process, stopped by SIGTERM."""
+    expected = _produce(stack, cfg)
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    group = f"sinkcli-{uuid.uuid4().hex[:6]}"
+    env = dict(
+        os.environ,
+        PRACTICEFLOW_KAFKA_BOOTSTRAP=stack.bootstrap,
+        PRACTICEFLOW_SCHEMA_REGISTRY_URL=stack.registry_url,
+        PRACTICEFLOW_TOPIC_PREFIX=cfg.topic_prefix,
+        PRACTICEFLOW_TOPIC_PARTITIONS=str(cfg.topic_partitions),
+        PRACTICEFLOW_CLICKHOUSE_DSN=dsn,
+        PRACTICEFLOW_STATE_DIR=str(tmp_path),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "practiceflow.cli", "sink", "--group", group, "--batch-size", "50"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        topics = [f"{cfg.topic_prefix}.{s}" for s in ("analytics.flow", "audit", "dlq.hl7v2")]
+        assert _wait_drained(stack.bootstrap, group, topics, timeout=120) == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, proc.stderr.read()[-2000:] if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sink = ClickHouseSink(dsn)
+    try:
+        _assert_exactly_once(_counts(sink), expected)
+    finally:
+        sink.close()  # chdb: one engine path per process
