@@ -356,6 +356,7 @@ class Pipeline:
                 chained = chain(prev, ev)
                 self.audit_heads[ev["practice_id"]] = chained["hash"]
                 await self._send("audit", ev["practice_id"], chained, ev["practice_id"])
+                self._count("audit.chained")
 
     def _register_pages(self) -> None:
         app = self.app
