@@ -10,9 +10,10 @@ and schema registry that ``practiceflow stack up`` starts on loopback, and chdb
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +21,29 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from practiceflow.processors.identity.choose import IdentityPolicy
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class PatientIdPolicy(BaseModel):
+    """One practice's canonical patient id rule (see ``processors/identity/choose.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    types: list[str] = Field(
+        default_factory=lambda: ["MR", "MRN", "PI", "PT"], description="identifier types that key a patient, best first"
+    )
+    authorities: list[str] = Field(default_factory=list, description="assigning authorities, best first; [] = any")
+    fallback: bool = Field(default=True, description="no preferred identifier: key by an untyped/unknown-type one")
+    ssn_in_clear: bool = Field(default=False, description="keep SSNs unmasked in Patient.identifiers (Kafka only)")
+
+    @model_validator(mode="after")
+    def _check(self) -> PatientIdPolicy:
+        self.policy()  # raises for SS/DL/PPN/member-id types
+        return self
+
+    def policy(self) -> IdentityPolicy:
+        return IdentityPolicy(tuple(self.types), tuple(self.authorities), self.fallback, self.ssn_in_clear)
 
 
 def _config_file() -> Path:
@@ -64,6 +87,12 @@ class Settings(BaseSettings):
     http_port: int = 8080
     drop_dir: Path | None = Field(default=None, description="folder drops; None = <state_dir>/drop")
     max_message_bytes: int = 16 * 1024 * 1024
+
+    # -- patient identity (processors/identity)
+    patient_id_policy: dict[str, PatientIdPolicy] = Field(
+        default_factory=dict,
+        description='practice id (or "*") -> which identifier is the canonical patient id; default MR, MRN, PI, PT',
+    )
 
     # -- gateway credentials (each practice: the current secret and, while rotating, the next one)
     gateway_tokens: dict[str, list[SecretStr]] = Field(
@@ -154,6 +183,11 @@ class Settings(BaseSettings):
         return init_settings, env_settings, toml, file_secret_settings
 
     # -- derived
+    @cached_property
+    def identity_policies(self) -> dict[str, IdentityPolicy]:
+        """Practice id -> identity policy, for ``processors.dispatch.normalize_raw``."""
+        return {practice: p.policy() for practice, p in self.patient_id_policy.items()}
+
     @property
     def chdb_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{(self.state_dir / 'clickhouse').resolve()}"

@@ -96,8 +96,13 @@ class Address(BaseModel):
 class Patient(AvroRecord):
     __avro_name__ = "Patient"
     practice_id: str
-    patient_id: str = Field(description="the practice's MRN (first PID-3 identifier)")
-    identifiers: list[Identifier] = Field(default_factory=list)
+    patient_id: str = Field(
+        description="the practice's canonical id (the MRN its identity policy chose; FHIR: the logical id), "
+        "or 'unresolved:<message>' when no identifier may key the patient (processors/identity)"
+    )
+    identifiers: list[Identifier] = Field(
+        default_factory=list, description="every identifier, typed; SSNs masked to the last four unless opted in"
+    )
     family_name: str | None = None
     given_names: list[str] = Field(default_factory=list)
     birth_date: str | None = None
@@ -395,6 +400,9 @@ class Claim(AvroRecord):
     status: str | None = None
     source: SourceRef
     use: str | None = Field(default=None, description="claim | preauthorization | predetermination")
+    member_id: str | None = Field(
+        default=None, description="the subscriber's member id (837 2010BA NM109), for the identity crosswalk"
+    )
 
 
 class ClaimAdjudication(AvroRecord):
@@ -562,6 +570,29 @@ class SchedulingRequest(AvroRecord):
     source: SourceRef
 
 
+# --------------------------------------------------------------------------- identity
+class IdentityLink(AvroRecord):
+    """Identifiers that name the same patient (or stop doing so), for the crosswalk.
+
+    Emitted when a message links identifiers: a Patient with an MRN plus other ids, a
+    FHIR Patient (logical id + identifiers), a claim (CLM01/CLP01 + member id + MRN),
+    coverage and eligibility (member id + MRN), ADT^A24 link / A37 unlink (two PIDs),
+    A40 merge. ``processors/identity/crosswalk.py`` folds these into one canonical
+    patient id per practice. SSNs appear only masked (never as a crosswalk key).
+    """
+
+    __avro_name__ = "IdentityLink"
+    practice_id: str
+    link_id: str = Field(description="stable: hash of message id + action + identifiers")
+    action: str = Field(description="link | unlink | merge")
+    patient_id: str | None = Field(default=None, description="the canonical id of the first side, when known")
+    identifiers: list[Identifier] = Field(default_factory=list, description="the first side's identifiers")
+    other_patient_id: str | None = Field(default=None, description="A24/A37/A40: the second patient's id")
+    other_identifiers: list[Identifier] = Field(default_factory=list)
+    record_type: str | None = Field(default=None, description="the record the link was read from")
+    source: SourceRef
+
+
 # --------------------------------------------------------------------------- outputs
 class Evidence(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -649,6 +680,7 @@ ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     IntakeForm,
     RefillRequest,
     SchedulingRequest,
+    IdentityLink,
     HandoffItem,
     AuditEvent,
     FlowEvent,

@@ -16,18 +16,37 @@ INSERT whose outcome is unknown) therefore adds nothing twice. This relies on on
 writer per partition at a time, which the sink's Kafka consumer group provides
 (``streams/clickhouse_sink.py``).
 
-Only operational fields land here; the full records (with PHI) stay in Kafka.
+Tables of patient records are ordered by (practice, patient, entity...): a sort key
+without the patient let two patients' records with the same entity id (two flu shots on
+one day) replace each other. ``ensure_schema`` sets a table with an out-of-date key aside
+and copies its rows into the re-keyed one (rows the old key already collapsed must be replayed).
+
+What PHI lands here (the analytics store), and what does not:
+
+* stored: the practice id, the canonical patient id (the practice's MRN or an
+  ``unresolved:`` marker; never an SSN, see ``processors/identity``), entity ids,
+  codes and their code-system displays, numeric and coded result values with units,
+  flags, statuses, event times, counts, reason codes, and rule-written handoff titles.
+* not stored: names, birth dates, addresses, phones, any identifier but the canonical
+  patient id, free text (text-typed observation values, notes, document text, handoff
+  narrative and evidence), payloads, and the quoted content of dead-letter reasons.
+  Titles and reasons are also scrubbed of SSN-shaped numbers (last four kept).
+
+Those stay in Kafka (the records and dead letters, with their retention and access
+control), which is where staff tools read them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import clickhouse_connect
+from practiceflow.processors.identity.choose import scrub_ssn
 
 log = logging.getLogger("practiceflow.clickhouse")
 
@@ -37,14 +56,14 @@ TABLES: dict[str, str] = {
             practice_id LowCardinality(String), record_type LowCardinality(String), key String,
             message_id String, feed LowCardinality(String), message_type LowCardinality(String),
             patient_id String, written_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, record_type, key)""",
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, record_type, key)""",
     "observations": """
         CREATE TABLE IF NOT EXISTS {db}.observations (
             practice_id LowCardinality(String), observation_id String, patient_id String,
             order_id String, code String, code_system String, display String, value String,
             value_numeric Nullable(Float64), units String, flags Array(String), status String,
             effective_at String, message_id String, written_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, observation_id)""",
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, observation_id)""",
     "immunizations": """
         CREATE TABLE IF NOT EXISTS {db}.immunizations (
             practice_id LowCardinality(String), immunization_id String, patient_id String,
@@ -91,6 +110,25 @@ POSITION_COLUMNS: dict[str, str] = {
 Position = tuple[str, int, int]  # (topic, partition, offset)
 
 
+# value types whose value is free text: not stored (only codes and numbers are)
+_TEXT_VALUE_TYPES = frozenset({"TX", "FT", "ST", "string", "ED", "RP", "markdown", "Attachment", "Annotation"})
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _reason(text: str) -> str:
+    """A dead-letter reason without the message content it may quote."""
+    return scrub_ssn(_QUOTED.sub("'…'", text))[:500]
+
+
+def _obs_value(v: dict[str, Any]) -> str:
+    vt = v.get("value_type")
+    if vt is None and v.get("value_numeric") is None:
+        return ""  # untyped (HL7 with OBX-2 empty): treated as text
+    if vt in _TEXT_VALUE_TYPES:
+        return ""
+    return scrub_ssn(_s(v.get("value")))
+
+
 def _ts(ms: int | None) -> datetime:
     return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
 
@@ -115,15 +153,40 @@ class ClickHouseSink:
         with self._lock:
             self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             for table, ddl in TABLES.items():
-                self._set_aside_if_rekeyed(table, ddl)
+                aside = self._set_aside_if_rekeyed(table, ddl)
                 self.client.command(ddl.format(db=self.database))
                 for col, spec in POSITION_COLUMNS.items():
                     self.client.command(f"ALTER TABLE {self.database}.{table} ADD COLUMN IF NOT EXISTS {col} {spec}")
+                if aside is not None:
+                    self._copy_rows(aside, table)
 
-    def _set_aside_if_rekeyed(self, table: str, ddl: str) -> None:
+    def _copy_rows(self, source: str, table: str) -> None:
+        """Copy a set-aside table's rows into its re-keyed successor (the columns both have;
+        Kafka positions included, so the sink's exactly-once marks stay right). Rows the old
+        key had already collapsed (two patients' records with one entity id) are not there
+        to copy: only a replay of the topics brings those back."""
+        cols = [
+            c
+            for (c,) in self.client.query(
+                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s ORDER BY position",
+                parameters={"db": self.database, "t": source},
+            ).result_rows
+        ]
+        target = {
+            c
+            for (c,) in self.client.query(
+                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+                parameters={"db": self.database, "t": table},
+            ).result_rows
+        }
+        shared = ", ".join(c for c in cols if c in target)
+        db = self.database
+        self.client.command(f"INSERT INTO {db}.{table} ({shared}) SELECT {shared} FROM {db}.{source}")
+
+    def _set_aside_if_rekeyed(self, table: str, ddl: str) -> str | None:
         """A table created by an older version with another ORDER BY (the ReplacingMergeTree
         key) cannot be altered to the new key: rename it aside (``<table>_before_<time>``, rows
-        kept) so the new one is created. Kafka holds the records; a new sink consumer group
+        kept) so the new one is created; ``ensure_schema`` then copies the rows over. Kafka holds the records; a new sink consumer group
         (``practiceflow sink --group …``) re-reads them within the topics' retention."""
         want = ddl.rsplit("ORDER BY", 1)[1].strip().strip("()").replace(" ", "")
         rows = self.client.query(
@@ -134,6 +197,8 @@ class ClickHouseSink:
             aside = f"{table}_before_{datetime.now(tz=timezone.utc):%Y%m%d%H%M%S}"
             log.warning("ClickHouse table %s has key (%s), not (%s): renamed to %s", table, rows[0][0], want, aside)
             self.client.command(f"RENAME TABLE {self.database}.{table} TO {self.database}.{aside}")
+            return aside
+        return None
 
     def forget_marks(self) -> None:
         """Re-read the written positions before the next write (after a rebalance: another
@@ -218,7 +283,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "workflow": v["workflow"],
                     "queue": v["queue"],
                     "priority": v["priority"],
-                    "title": v["title"],
+                    "title": scrub_ssn(v["title"]),
                     "patient_id": _s(v.get("patient_id")),
                     "subject_type": _s(v.get("subject_type")),
                     "subject_id": _s(v.get("subject_id")),
@@ -237,7 +302,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "feed": v["feed"],
                     "stage": v["stage"],
                     "reason_code": v["reason_code"],
-                    "reason": v["reason"][:500],
+                    "reason": _reason(v["reason"]),
                     "message_id": _s(v.get("message_id")),
                     "payload_sha256": hashlib.sha256(payload).hexdigest(),
                     "payload_bytes": len(payload),
@@ -273,7 +338,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "action": v["action"],
                     "entity_type": v["entity_type"],
                     "entity_id": v["entity_id"],
-                    "reason": v["reason"],
+                    "reason": scrub_ssn(v["reason"]),
                     "outcome": v["outcome"],
                     "prev_hash": _s(v.get("prev_hash")),
                     "hash": _s(v.get("hash")),
@@ -309,7 +374,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "code": _s(code.get("code")),
                     "code_system": _s(code.get("system")),
                     "display": _s(code.get("display")),
-                    "value": _s(v.get("value")),
+                    "value": _obs_value(v),
                     "value_numeric": v.get("value_numeric"),
                     "units": _s(v.get("units")),
                     "flags": list(v.get("abnormal_flags") or []),
@@ -370,6 +435,7 @@ _ID_FIELDS = (
     "claim_id",
     "submission_id",
     "request_id",
+    "link_id",
     "patient_id",
 )
 

@@ -175,7 +175,7 @@ class Pipeline:
             if self.fax_handler is None:
                 raise Rejected("fax_disabled", "this worker has no OCR handler configured")
             return await self.fax_handler(raw)
-        return normalize_raw(raw)
+        return normalize_raw(raw, self.cfg.identity_policies)
 
     async def handle_raw(
         self, raw: dict[str, Any], *, topic: str | None = None, partition: int | None = None, offset: int | None = None

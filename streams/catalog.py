@@ -95,8 +95,9 @@ NORMALIZED: dict[str, str] = {
     "IntakeForm": "norm.intake_form",
     "RefillRequest": "norm.refill_request",
     "SchedulingRequest": "norm.scheduling_request",
+    "IdentityLink": "norm.identity",
 }
-_COMPACTED = {"Patient", "Coverage"}
+_COMPACTED = {"Patient", "Coverage", "IdentityLink"}
 
 CATALOG: tuple[TopicSpec, ...] = (
     *(_raw(f) for f in FEEDS),

@@ -6,7 +6,13 @@ Choices worth knowing (see also the module docstring of ``normalize``):
 * ``patient_id`` is the FHIR logical id of the Patient (``Patient.id``; for a Bundle
   entry without an id, the id part of its ``fullUrl``). A Patient known only through
   an identifier (logical or conditional reference) gets that identifier's value, with
-  a warning. MRNs and other identifiers travel in ``Patient.identifiers``.
+  a warning. MRNs and other identifiers travel in ``Patient.identifiers`` (typed; an SSN
+  -- type SS or system ``http://hl7.org/fhir/sid/us-ssn`` -- masked to its last four
+  unless the practice opts in). A contained Patient is keyed by the identifier the
+  practice's identity policy chooses (``processors/identity``); a reference by an
+  identifier that may not key a patient (SSN, licence, member id) leaves the record
+  ``unresolved:<message>`` instead of keying it by that value. The crosswalk maps
+  logical ids to MRNs (``IdentityLink`` records, see ``processors/identity``).
 * Observation components (a blood-pressure panel) become one Observation record
   each, ``observation_id = <observation id>/<component code>``, inheriting status,
   effective time, performer and (when the component has none) interpretation from
@@ -35,6 +41,15 @@ from datetime import datetime
 from typing import Any, Callable
 
 from practiceflow.processors.base import Normalized, entity_key
+from practiceflow.processors.identity.choose import (
+    DEFAULT_POLICY,
+    IdentityPolicy,
+    choose,
+    classify,
+    keep,
+    looks_like_ssn,
+    unresolved_id,
+)
 
 from ._refs import Scope, Target
 from ._util import (
@@ -75,7 +90,7 @@ class Unmappable(Exception):
 class Ctx:
     """Everything one mapper needs: the resource, its scope, ids, source and warnings."""
 
-    __slots__ = ("r", "rtype", "scope", "practice_id", "entity_id", "event", "source", "warnings")
+    __slots__ = ("r", "rtype", "scope", "practice_id", "entity_id", "event", "source", "warnings", "policy")
 
     def __init__(
         self,
@@ -87,7 +102,9 @@ class Ctx:
         event: str | None,
         source: dict,
         warnings: list[str],
+        policy: IdentityPolicy = DEFAULT_POLICY,
     ) -> None:
+        self.policy = policy
         self.r = resource
         self.rtype = rtype
         self.scope = scope
@@ -121,10 +138,21 @@ class Ctx:
                 )
             return None
         if t.contained and t.resource is not None:
-            return patient_identifier(t.resource) or f"{self.entity_id}{t.raw}"
+            ids = [d(x) for x in lst(t.resource.get("identifier")) if s(d(x).get("value"))]
+            if ids and patient_identifier(t.resource, self.policy) is None:
+                self.warn(f"{field}: the contained Patient has no identifier that may key a patient")
+                return unresolved_id(self.source.get("message_id") or self.entity_id)
+            return patient_identifier(t.resource, self.policy) or f"{self.entity_id}{t.raw}"
         if t.rid:
+            if looks_like_ssn(t.rid):  # a server that uses SSNs as logical ids: never a key
+                self.warn(f"{field}: the Patient's logical id is written like an SSN; not used as a key")
+                return unresolved_id(self.source.get("message_id") or self.entity_id)
             return t.rid
         if t.ident_value:
+            ident = {"value": t.ident_value, "system": t.ident_system, "type": None}
+            if classify(ident, self.policy) == "forbidden":
+                self.warn(f"{field} identifies the patient only by an identifier that may not key a patient")
+                return unresolved_id(self.source.get("message_id") or self.entity_id)
             self.warn(
                 f"{field} identifies the patient only by identifier "
                 f"{t.ident_system or ''}|{t.ident_value}; patient_id is the identifier value"
@@ -188,12 +216,24 @@ class Ctx:
         return None
 
 
-def patient_identifier(res: dict) -> str | None:
-    ids = [d(x) for x in lst(res.get("identifier")) if s(d(x).get("value"))]
-    for x in ids:
-        if "MR" in cc_codes(x.get("type")):
-            return s(x.get("value"))
-    return s(ids[0].get("value")) if ids else None
+def typed_identifiers(res: dict) -> list[dict]:
+    """``Patient.identifier`` -> Identifier dicts (value, system, type code or text)."""
+    out = []
+    for x in lst(res.get("identifier")):
+        x = d(x)
+        v = s(x.get("value"))
+        if v:
+            t = d(x.get("type"))
+            out.append({"value": v, "system": s(x.get("system")), "type": cc_code(t) or s(t.get("text"))})
+    return out
+
+
+def patient_identifier(res: dict, policy: IdentityPolicy = DEFAULT_POLICY) -> str | None:
+    """The identifier the identity policy lets key this Patient (never an SSN, licence,
+    passport or member id), or None."""
+    ids = typed_identifiers(res)
+    i = choose(ids, policy)
+    return ids[i]["value"] if i is not None else None
 
 
 def _interaction(method: str | None) -> str | None:
@@ -209,13 +249,10 @@ interaction = _interaction
 def map_patient(c: Ctx) -> list[Normalized]:
     r = c.r
     pid = c.entity_id
-    identifiers = []
-    for x in lst(r.get("identifier")):
-        x = d(x)
-        v = s(x.get("value"))
-        if v:
-            t = d(x.get("type"))
-            identifiers.append({"value": v, "system": s(x.get("system")), "type": cc_code(t) or s(t.get("text"))})
+    if looks_like_ssn(pid):
+        c.warn("logical id is written like an SSN; not used as a key")
+        pid = unresolved_id(c.source.get("message_id") or "")
+    identifiers = [keep(x, c.policy) for x in typed_identifiers(r)]
     family, given = name_parts(r.get("name"))
     address = None
     addrs = [a for a in lst(r.get("address")) if isinstance(a, dict)]
@@ -777,6 +814,7 @@ def map_claim(c: Ctx) -> list[Normalized]:
         "lines": lines,
         "status": s(r.get("status")),
         "use": s(r.get("use")),
+        "member_id": None,
     }
     return [c.rec("Claim", pid, c.entity_id, value)]
 

@@ -73,6 +73,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, content_id
+from practiceflow.processors.identity.choose import DEFAULT_POLICY, IdentityPolicy
 
 from ._mappers import MAPPERS, Ctx, Unmappable, interaction
 from ._refs import BundleIndex, Scope, _id_from_url
@@ -171,6 +172,7 @@ def _process(
     bundle_sent_at: str | None,
     over_precise: bool,
     warnings: list[str],
+    policy: IdentityPolicy = DEFAULT_POLICY,
 ) -> list[Normalized]:
     """Validate and map one supported resource. Raises Invalid or Unmappable."""
     if over_precise:
@@ -186,12 +188,17 @@ def _process(
         warnings.append(f"{rt}/{eid}: lenient: {fx}")
     source = dict(base_source)
     source["sent_at"] = bundle_sent_at or s(d(data.get("meta")).get("lastUpdated"))
-    ctx = Ctx(data, rt, Scope(data, full_url, index), practice_id, eid, event, source, warnings)
+    ctx = Ctx(data, rt, Scope(data, full_url, index), practice_id, eid, event, source, warnings, policy)
     return MAPPERS[rt](ctx)
 
 
-def normalize_fhir(raw: bytes, practice_id: str, received_at_ms: int) -> NormalizeResult:
-    """Normalize one FHIR R4 JSON payload (resource or Bundle). Pure; raises Rejected."""
+def normalize_fhir(
+    raw: bytes, practice_id: str, received_at_ms: int, *, policy: IdentityPolicy | None = None
+) -> NormalizeResult:
+    """Normalize one FHIR R4 JSON payload (resource or Bundle). Pure; raises Rejected.
+
+    ``policy``: the practice's patient identity policy (``processors/identity``)."""
+    policy = policy or DEFAULT_POLICY
     value, over_precise = parse_json(raw)
     if not isinstance(value, dict):
         raise Rejected("not_json_object", f"top-level JSON is a {type(value).__name__}, expected an object")
@@ -200,8 +207,8 @@ def normalize_fhir(raw: bytes, practice_id: str, received_at_ms: int) -> Normali
     except Invalid as e:
         raise Rejected(e.code, e.summary) from None
     if rt == "Bundle":
-        return _bundle(value, raw, practice_id, over_precise)
-    return _single(value, rt, raw, practice_id, over_precise)
+        return _bundle(value, raw, practice_id, over_precise, policy)
+    return _single(value, rt, raw, practice_id, over_precise, policy)
 
 
 # --------------------------------------------------------------------------- single resource
@@ -216,7 +223,9 @@ def _single_message_id(rt: str, res: dict, raw: bytes) -> str:
     return content_id(_strip(raw))
 
 
-def _single(res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool) -> NormalizeResult:
+def _single(
+    res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool, policy: IdentityPolicy = DEFAULT_POLICY
+) -> NormalizeResult:
     mid = _single_message_id(rt, res, raw)
     result = NormalizeResult(message_id=mid, message_type=rt)
     if rt not in MAPPERS:
@@ -237,6 +246,7 @@ def _single(res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool
             bundle_sent_at=None,
             over_precise=over_precise,
             warnings=result.warnings,
+            policy=policy,
         )
     except Invalid as e:
         raise Rejected(e.code, e.summary) from None
@@ -289,7 +299,9 @@ def _notification_status(entries: list) -> tuple[dict, str | None] | None:
     return None
 
 
-def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> NormalizeResult:
+def _bundle(
+    b: dict, raw: bytes, practice_id: str, over_precise: bool, policy: IdentityPolicy = DEFAULT_POLICY
+) -> NormalizeResult:
     entries = b.get("entry", [])
     if entries is None:
         entries = []
@@ -379,6 +391,7 @@ def _bundle(b: dict, raw: bytes, practice_id: str, over_precise: bool) -> Normal
                     bundle_sent_at=sent_at,
                     over_precise=over_precise,
                     warnings=warnings,
+                    policy=policy,
                 )
             )
         except Invalid as err:

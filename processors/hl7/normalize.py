@@ -6,6 +6,7 @@
 ADT A01 A02 A03 A04    Patient (+ Encounter from PV1, + Coverage per IN1, + Condition
 A05 A06 A07 A08 A28    per DG1, + AllergyIntolerance per AL1; A40: ``merged_from`` from
 A31 A40                MRG-1, one Patient per PID/MRG pair)
+ADT A24, A37           IdentityLink (link / unlink) with both PIDs' identifiers
 ORU R01                Patient + Order per OBR + Observation per OBX (NTE -> notes)
 ORM O01, OML O21       Patient + Order per ORC/OBR group + Observation per OBX (the
                        ask-at-order-entry answers, ``order_id`` = their order)
@@ -34,6 +35,13 @@ Conventions:
   after its restart) gets a new id and the message is processed. ``control_key`` (the
   hash of MSH-3/4/10 alone) lets the worker flag such a reuse (``control_id_reused``).
 * keys are ``entity_key(practice_id, patient_id[, entity_id])`` (Patient: no entity id).
+* ``patient_id`` is the identifier the practice's identity policy chooses among PID-3
+  (then PID-2, PID-4) by type and assigning authority (``processors/identity``; default
+  MR, MRN, PI, PT, else an untyped one), never an SSN, licence, passport or member id;
+  with none keyable the patient is ``unresolved:<message>`` and keeps its identifiers.
+  SSNs (typed SS, PID-19, or written 123-45-6789) stay only masked (``***-**-6789``).
+* ids the message does not give (an immunization without ORC, a coverage without a
+  member id) include the patient id, so two patients' records never share one.
 * every record carries ``source`` = {feed "hl7v2", message_id, message_type, sent_at
   (MSH-7 as ISO 8601)}; the records of one message share that one dict (read-only).
 * dates keep the sender's precision (``dates.hl7_to_iso``); a malformed date is kept
@@ -56,6 +64,16 @@ from typing import Any
 from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, ascii_digits, guarded
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
+from practiceflow.processors.identity.choose import (
+    SSN_SYSTEMS,
+    DEFAULT_POLICY,
+    IdentityPolicy,
+    choose,
+    classify,
+    keep,
+    unresolved_id,
+)
+from practiceflow.processors.identity.links import identity_link
 
 __all__ = ["normalize_hl7", "message_id_for", "content_hash", "SUPPORTED", "FEED", "UNMAPPED_PREFIX"]
 
@@ -64,6 +82,7 @@ _VERSION_RE = re.compile(r"2\.[3-8](?:\.\d{1,2})?\Z")
 _VERSIONS_OK: set[str] = set()  # memo of versions that passed _VERSION_RE (bounded)
 
 _ADT_EVENTS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A28", "A31", "A40")
+_LINK_EVENTS = {"A24": "link", "A37": "unlink"}
 _ENCOUNTER_STATUS = {
     "A01": "in-progress",
     "A02": "in-progress",
@@ -189,6 +208,8 @@ class _Ctx:
         "pad2",
         "pad3",
         "pad4",
+        "policy",
+        "unresolved",
     )
 
     def __init__(
@@ -200,8 +221,11 @@ class _Ctx:
         warnings: list[str],
         trigger: str,
         plain: bool = False,
+        policy: IdentityPolicy = DEFAULT_POLICY,
     ) -> None:
         self.msg = msg
+        self.policy = policy
+        self.unresolved = 0  # unresolved patients so far in this message
         self.fs = msg.fs
         self.cs = msg.cs
         # blank padding next to a delimiter ("| x", "x |", "^ x", "x ^")
@@ -428,7 +452,7 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
     # no escapes and no HL7 null ("") in this PID: a strip is all a value needs
     leaf = _strip_none if ctx.es not in joined and '""' not in joined else ctx.leaf
     identifiers: list[dict] = []
-    patient_id = None
+    fields: list[int] = []
     for fno in (3, 2, 4):
         raw = pid[fno]
         if not raw:
@@ -459,12 +483,10 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
             if identifiers and ident in identifiers:
                 continue
             identifiers.append(ident)
-            if patient_id is None:
-                patient_id = value
-                if fno != 3:
-                    ctx.warnings.append(f"patient_id_from_PID-{fno}")
-    if patient_id is None:
+            fields.append(fno)
+    if not identifiers:
         return None
+    patient_id = _patient_key(ctx, identifiers, fields, pid[19])
 
     family = None
     given: list[str] = []
@@ -567,6 +589,67 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
     }
 
 
+def _patient_key(ctx: _Ctx, identifiers: list[dict], fields: list[int], ssn_field: str) -> str:
+    """The patient id the practice's identity policy allows (processors/identity), or an
+    unresolved marker; masks SSNs in ``identifiers`` in place (PID-19 joins them, typed SS).
+    Hot path: one MR identifier and no PID-19 costs one ``choose`` fast-path call."""
+    policy = ctx.policy
+    if ssn_field:
+        ssn = ctx.comp(ssn_field, 1)
+        if ssn is not None:
+            digits = "".join(c for c in ssn if c.isascii() and c.isdigit())
+            listed = False  # the same SSN already in PID-2/3/4
+            for i, ident in enumerate(identifiers):
+                typ = ident["type"]
+                if (
+                    len(digits) == 9
+                    and (typ is None or typ.upper() in ("SS", "SSN"))
+                    and "".join(c for c in ident["value"] if c.isascii() and c.isdigit()) == digits
+                ):
+                    listed = True
+                    if typ is None:  # an untyped value that is the PID-19 SSN is an SSN
+                        identifiers[i] = {"value": ident["value"], "system": ident["system"], "type": "SS"}
+            if not listed:
+                identifiers.append({"value": ssn, "system": None, "type": "SS"})
+                fields.append(19)
+    first = identifiers[0]
+    typ = first["type"]
+    system = first["system"]
+    if (
+        typ is not None
+        and typ == policy.types[0]
+        and not policy.authorities
+        and len(first["value"]) != 11
+        and (system is None or (system.lower() not in SSN_SYSTEMS and not system.endswith("/us-ssn")))
+    ):
+        i = 0  # fast path (compiled, no call): the policy's first type, first, not SSN-shaped
+    else:
+        i = choose(identifiers, policy)
+    if i is None:
+        ctx.unresolved += 1
+        patient_id = unresolved_id(ctx.source["message_id"], ctx.unresolved)
+        ctx.warnings.append(f"patient_unresolved: no keyable identifier among {len(identifiers)} in PID")
+    else:
+        patient_id = identifiers[i]["value"]
+        if fields[i] != 3:
+            ctx.warnings.append(f"patient_id_from_PID-{fields[i]}")
+    if i is None or len(identifiers) > 1:
+        clear = policy.ssn_in_clear
+        for j, ident in enumerate(identifiers):
+            if j == i:  # the chosen identifier is never an SSN
+                continue
+            typ = ident["type"]
+            v = ident["value"]
+            if typ == "SS" and not clear and len(v) >= 4 and v[-4:].isdigit() and v[-4:].isascii():
+                # the common SSN repetition, masked inline (same result as keep/mask_ssn)
+                identifiers[j] = {"value": "***-**-" + v[-4:], "system": ident["system"], "type": typ}
+            else:
+                kept = keep(ident, policy)
+                if kept is not ident:
+                    identifiers[j] = kept
+    return patient_id
+
+
 def _phone(ctx: _Ctx, rep: str) -> str | None:
     if not rep:
         return None
@@ -642,7 +725,9 @@ def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict:
     member_id = ctx.comp(_f(in1, 36), 1) or ctx.comp(_f(in1, 49), 1)
     group = ctx.comp(_f(in1, 8), 1)
     set_id = ctx.comp(_f(in1, 1), 1) or "1"
-    coverage_id = f"{payer_id or payer_name or plan_code or '-'}:{member_id or group or set_id}"
+    payer = payer_id or payer_name or plan_code or "-"
+    # without a member id the id names the patient: two patients' "AETNA:1" must not collide
+    coverage_id = f"{payer}:{member_id}" if member_id else f"{payer}:{patient_id}:{group or set_id}"
     return {
         "practice_id": ctx.practice_id,
         "patient_id": patient_id,
@@ -794,6 +879,12 @@ def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
                 for n in (1, 4):
                     for rep in ctx.reps(_f(seg, n)):
                         v = ctx.comp(rep, 1)
+                        if (
+                            v
+                            and classify({"value": v, "system": ctx.comp(rep, 4), "type": ctx.comp(rep, 5)})
+                            == "forbidden"
+                        ):
+                            continue  # an SSN (or licence, member id) is never a merged-from id
                         if v and v not in merged and v != patient["patient_id"]:
                             merged.append(v)
                     if merged:
@@ -1719,6 +1810,31 @@ def _mdm(ctx: _Ctx, msg: Message) -> None:
     ctx.emit("Document", patient_id, doc_id, value)
 
 
+# --------------------------------------------------------------------------- A24 / A37
+def _link(ctx: _Ctx, msg: Message) -> None:
+    """ADT^A24 (link patient information) / A37 (unlink): one IdentityLink with both
+    PIDs' identifiers; no Patient records (a link message's PIDs are often bare ids
+    and must not overwrite a registration's demographics)."""
+    pids = [seg for seg in msg.segs if seg[0] == "PID"]
+    if len(pids) < 2:
+        raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} needs two PID segments (the two patients)")
+    a = _require_patient(ctx, pids[0], ctx.trigger)
+    b = _require_patient(ctx, pids[1], ctx.trigger)
+    ctx.out.append(
+        identity_link(
+            ctx.practice_id,
+            _LINK_EVENTS[ctx.trigger],
+            ctx.source,
+            a["patient_id"],
+            a["identifiers"],
+            other_patient_id=b["patient_id"],
+            other_identifiers=b["identifiers"],
+            record_type=None,
+            basis=ctx.trigger,
+        )
+    )
+
+
 # --------------------------------------------------------------------------- dispatch
 def _h_adt(ctx, msg):
     _adt(ctx, msg, ctx.trigger)
@@ -1738,6 +1854,7 @@ def _h_siu(ctx, msg):
 
 SUPPORTED: dict[tuple[str, str], Any] = {
     **{("ADT", e): _h_adt for e in _ADT_EVENTS},
+    **{("ADT", e): _link for e in _LINK_EVENTS},
     ("DFT", "P03"): _h_adt,
     ("ORU", "R01"): _h_oru,
     ("ORM", "O01"): _h_orm,
@@ -1771,6 +1888,7 @@ _MAPPED: dict[str, frozenset[str]] = {
         ("VXU", ("PID", "ORC", "RXA", "RXR", "OBX", "NTE")),
     )
 }
+_ENVELOPE_ONLY = frozenset(_ENVELOPE)
 UNMAPPED_PREFIX = "unmapped_segment:"
 _SEG_ID = itemgetter(0)
 
@@ -1789,17 +1907,26 @@ def _validate_with_hl7apy(msg: Message) -> None:
 
 
 def normalize_hl7(
-    raw: bytes | bytearray | memoryview | str, practice_id: str, received_at_ms: int, *, strict: bool = False
+    raw: bytes | bytearray | memoryview | str,
+    practice_id: str,
+    received_at_ms: int,
+    *,
+    strict: bool = False,
+    policy: IdentityPolicy | None = None,
 ) -> NormalizeResult:
     """Normalize one HL7 v2 message. Returns records, or raises ``Rejected``.
 
-    Runs through ``processors.base.guarded`` (collector paused; a bug is an
-    ``internal_error`` rejection, which tests assert never happens).
+    ``policy``: the practice's patient identity policy (``processors/identity``;
+    None = the default MR/MRN/PI/PT order). Runs through ``processors.base.guarded``
+    (collector paused; a bug is an ``internal_error`` rejection, which tests assert
+    never happens).
     """
-    return guarded(_normalize, raw, practice_id, strict)
+    return guarded(_normalize, raw, practice_id, strict, policy or DEFAULT_POLICY)
 
 
-def _normalize(raw: bytes | bytearray | memoryview | str, practice_id: str, strict: bool) -> NormalizeResult:
+def _normalize(
+    raw: bytes | bytearray | memoryview | str, practice_id: str, strict: bool, policy: IdentityPolicy = DEFAULT_POLICY
+) -> NormalizeResult:
     msg = parse(raw, strict=strict)
     msh = msg.segs[0]
     nf = len(msh)
@@ -1837,11 +1964,11 @@ def _normalize(raw: bytes | bytearray | memoryview | str, practice_id: str, stri
     message_id = message_id_for(msh3, msh4, control_id, content_hash(raw))
     sent_raw = msh[7] if nf > 7 else ""
     source = {"feed": FEED, "message_id": message_id, "raw_topic": None, "message_type": message_type, "sent_at": None}
-    ctx = _Ctx(msg, practice_id, strict, source, warnings, trigger, msg.plain)
+    ctx = _Ctx(msg, practice_id, strict, source, warnings, trigger, msg.plain, policy)
     source["sent_at"] = ctx.date(sent_raw, "MSH-7")
     handler(ctx, msg)
     names = set(map(_SEG_ID, msg.segs))  # one set of segment ids per message: cheap
-    mapped = _MAPPED[mtype]
+    mapped = _MAPPED.get(mtype, _ENVELOPE_ONLY)  # a type added without an entry: all but envelope
     if not names.issubset(mapped):
         for name in sorted(names.difference(mapped)):
             warnings.append(UNMAPPED_PREFIX + name)

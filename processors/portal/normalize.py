@@ -80,6 +80,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key
+from practiceflow.processors.identity.choose import (
+    DEFAULT_POLICY,
+    IdentityPolicy,
+    looks_like_ssn,
+    scrub_ssn,
+    unresolved_id,
+)
 
 from .models import ID_FIELDS, IntakeSubmission, RefillRequestPayload, SchedulingRequestPayload, model_for
 
@@ -202,8 +209,15 @@ def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def normalize_portal(event_type: str, raw: bytes, practice_id: str, received_at_ms: int) -> NormalizeResult:
+def normalize_portal(
+    event_type: str, raw: bytes, practice_id: str, received_at_ms: int, *, policy: IdentityPolicy | None = None
+) -> NormalizeResult:
     """Validate one portal webhook body and map it to an IntakeForm / RefillRequest / SchedulingRequest.
+
+    ``patient_id`` is the practice's patient reference (its MRN); one written like an
+    SSN never keys a record (``unresolved:<message>``, with a warning), and SSNs typed
+    into intake answers or free text are masked to the last four unless the practice's
+    identity ``policy`` opts in (``processors/identity``).
 
     Pure: ``received_at_ms`` is the only notion of "now" (date checks use it). The
     signature is *not* checked here; the gateway does that with :func:`verify_signature`
@@ -234,18 +248,27 @@ def normalize_portal(event_type: str, raw: bytes, practice_id: str, received_at_
         "sent_at": ev.submitted_at.isoformat(),
     }
     result = NormalizeResult(message_id=mid, message_type=event_type)
-    result.records.append(_map(ev, practice_id, source))
+    policy = policy or DEFAULT_POLICY
+    patient_id = ev.patient_id
+    if patient_id is not None and looks_like_ssn(patient_id):
+        patient_id = unresolved_id(mid)
+        result.warnings.append("patient_unresolved: the portal's patient reference is written like an SSN")
+    result.records.append(_map(ev, practice_id, source, patient_id, policy))
     return result
 
 
-def _map(ev: Any, practice_id: str, source: dict) -> Normalized:
+def _clear(text: str | None, policy: IdentityPolicy) -> str | None:
+    return text if text is None or policy.ssn_in_clear else scrub_ssn(text)
+
+
+def _map(ev: Any, practice_id: str, source: dict, patient_id: str | None, policy: IdentityPolicy) -> Normalized:
     submitted = _ms(ev.submitted_at)
     if isinstance(ev, IntakeSubmission):
         p, ins = ev.patient, ev.insurance
         value = {
             "practice_id": practice_id,
             "submission_id": ev.submission_id,
-            "patient_id": ev.patient_id,
+            "patient_id": patient_id,
             "family_name": p.family_name,
             "given_name": p.given_name,
             "birth_date": p.birth_date.isoformat(),
@@ -254,12 +277,12 @@ def _map(ev: Any, practice_id: str, source: dict) -> Normalized:
             "insurance_payer": ins.payer if ins else None,
             "insurance_member_id": ins.member_id if ins else None,
             "insurance_group": ins.group_number if ins else None,
-            "reason_for_visit": ev.reason_for_visit,
-            "answers": dict(ev.answers),
+            "reason_for_visit": _clear(ev.reason_for_visit, policy),
+            "answers": {k: v if policy.ssn_in_clear else scrub_ssn(v) for k, v in ev.answers.items()},
             "submitted_at": submitted,
             "source": source,
         }
-        return Normalized("IntakeForm", entity_key(practice_id, ev.patient_id, ev.submission_id), value)
+        return Normalized("IntakeForm", entity_key(practice_id, patient_id, ev.submission_id), value)
     if isinstance(ev, RefillRequestPayload):
         pharmacy = None
         if ev.pharmacy is not None:
@@ -270,26 +293,26 @@ def _map(ev: Any, practice_id: str, source: dict) -> Normalized:
         value = {
             "practice_id": practice_id,
             "request_id": ev.request_id,
-            "patient_id": ev.patient_id,
+            "patient_id": patient_id,
             "medication": ev.medication.name,
             "medication_code": ev.medication.code,
             "pharmacy": pharmacy,
             "last_filled": ev.last_filled.isoformat() if ev.last_filled else None,
-            "note": ev.note,
+            "note": _clear(ev.note, policy),
             "submitted_at": submitted,
             "source": source,
         }
-        return Normalized("RefillRequest", entity_key(practice_id, ev.patient_id, ev.request_id), value)
+        return Normalized("RefillRequest", entity_key(practice_id, patient_id, ev.request_id), value)
     assert isinstance(ev, SchedulingRequestPayload)
     value = {
         "practice_id": practice_id,
         "request_id": ev.request_id,
-        "patient_id": ev.patient_id,
+        "patient_id": patient_id,
         "requested_provider": ev.requested_provider,
         "preferred_times": [w.render() for w in ev.preferred_times],
         "visit_type": ev.visit_type,
-        "reason": ev.reason,
+        "reason": _clear(ev.reason, policy),
         "submitted_at": submitted,
         "source": source,
     }
-    return Normalized("SchedulingRequest", entity_key(practice_id, ev.patient_id, ev.request_id), value)
+    return Normalized("SchedulingRequest", entity_key(practice_id, patient_id, ev.request_id), value)

@@ -68,7 +68,9 @@ Field choices worth knowing
   "AK102/AK202" per set]; ``errors`` = one readable line per IK3/CTX/IK4/IK5/AK9 error
   (CTX carries the rejected claim's CLM01). ``kind`` is "999", "997" or "TA1".
 * 837: ``status`` "submitted" (CLM05-3 = 1), "replacement" (7) or "void" (8); payer =
-  the subscriber loop's NM1*PR (never a COB other-payer NM1*PR after CLM).
+  the subscriber loop's NM1*PR (never a COB other-payer NM1*PR after CLM);
+  ``member_id`` = the subscriber's NM1*IL09 (member-id qualifiers only, never an SSN),
+  so the identity crosswalk links CLM01 (echoed as CLP01 in the 835) to the member.
 * Some published files declare ISA16 ':' but write composites with '>'; the first
   composite of each transaction set decides (with a ``component_separator`` warning).
 
@@ -1227,6 +1229,7 @@ def _do_837(s: _Set) -> None:
     pid = run.practice_id
     comp = s.d.component
     payer_name = payer_id = None
+    member_id: str | None = None  # 2010BA NM1*IL09: links CLM01 to the patient (identity crosswalk)
     claim: dict[str, Any] | None = None
     line: dict[str, Any] | None = None
     claims: list[dict[str, Any]] = []
@@ -1329,6 +1332,7 @@ def _do_837(s: _Set) -> None:
                 "status": _FREQUENCY_STATUS.get(freq, "submitted"),
                 "source": None,
                 "use": "claim",
+                "member_id": member_id,
                 "_dates": claim_date,
             }
             claims.append(claim)
@@ -1336,11 +1340,13 @@ def _do_837(s: _Set) -> None:
             if claim is None and _el(seg, 1) == "PR":
                 payer_name = _opt(seg, 3)
                 payer_id = _opt(seg, 9)
+            elif claim is None and _el(seg, 1) == "IL" and _el(seg, 8) in _MEMBER_ID_QUALIFIERS:
+                member_id = _opt(seg, 9)
         elif sid == "HL":
             claim = line = None
             lvl = _el(seg, 3)
             if lvl == "22" or lvl == "20":
-                payer_name = payer_id = None
+                payer_name = payer_id = member_id = None
     src = s.source
     for c in claims:
         dates = c.pop("_dates")

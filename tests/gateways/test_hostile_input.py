@@ -358,3 +358,39 @@ def test_folder_drop_refuses_symlinks_and_oversize_files_without_reading_them(tm
     assert (root / "link.hl7").is_symlink() and (root / "to-b.hl7").is_symlink()  # the links moved, not their targets
     assert secret.exists() and (tmp_path / "outside" / "x12" / "f.x12").exists()  # the outside folder untouched
     assert core.stats["x12.unsafe_inbox"] == 1 and handled == 5
+
+
+# ---------------------------------------------------------------------------------------- settings
+def test_the_settings_wire_credentials_rotation_and_the_replay_file_into_the_http_gateway(tmp_path):
+    from practiceflow.jobs.gateways import http_gateway
+    from practiceflow.settings import Settings
+
+    cfg = Settings(
+        state_dir=tmp_path,
+        practices=["clinic-s"],
+        gateway_tokens={"clinic-s": ["old-token", "new-token"]},
+        portal_secrets={"clinic-s": "ps"},
+    )
+    body = json.dumps({**REFILL, "request_id": "rfl_settings"}).encode()
+
+    async def go():
+        core, _, _ = recording_core()
+        gw = http_gateway(cfg, core, LocalDocumentStore((tmp_path / "docs").as_uri()), port=0)
+        gw.host = "127.0.0.1"
+        await gw.start()
+        out = []
+        try:
+            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{gw.port}") as http:
+                for token in ("old-token", "new-token", "ps"):
+                    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/edi-x12"}
+                    async with http.post("/x12/clinic-s", data=b"ISA*garbage~", headers=headers) as r:
+                        out.append(r.status)
+                sig = sign_portal(b"ps", body, "refill.requested")
+                async with http.post("/portal/clinic-s", data=body, headers=sig) as r:
+                    out.append(r.status)
+        finally:
+            await gw.stop()
+        return out
+
+    assert asyncio.run(go()) == [422, 422, 401, 202]  # both tokens authenticate; a portal secret is no token
+    assert cfg.replay_state_file.exists()

@@ -82,7 +82,7 @@ def test_adt_a01_patient_encounter_coverage():
     assert p["patient_id"] == "MRN123"
     assert p["identifiers"] == [
         {"value": "MRN123", "system": "CLINIC", "type": "MR"},
-        {"value": "999-88-7777", "system": "SSA", "type": "SS"},
+        {"value": "***-**-7777", "system": "SSA", "type": "SS"},
     ]
     assert p["family_name"] == "DOE" and p["given_names"] == ["JANE", "Q"]
     assert p["birth_date"] == "1980-01-02"

@@ -38,7 +38,7 @@ def _cli_env(monkeypatch, cfg, stack) -> None:
 def test_dead_letter_redriven_after_a_fix_is_normalized_and_audited(cfg, stack, monkeypatch, capsys):
     real = dispatch.NORMALIZERS["hl7v2"]
 
-    def broken(raw):  # the "bug": its reason text quotes PHI, as real exception texts do
+    def broken(raw, policy=None):  # the "bug": its reason text quotes PHI, as real exception texts do
         raise Rejected("upstream_bug", "could not read PID-5 'Testpatient^Alex'")
 
     monkeypatch.setitem(dispatch.NORMALIZERS, "hl7v2", broken)
