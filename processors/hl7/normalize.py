@@ -1484,7 +1484,9 @@ def _immunization(
         # ORC-3 (filler order number) is the IIS's unique id for the shot (CDC IIS guide)
         imm_id = ctx.comp(_f(orc, 3), 1) or ctx.comp(_f(orc, 2), 1)
     if imm_id is None:
-        imm_id = "h" + _sha(patient_id, when or "", code["code"] or code["display"] or "", _f(rxa, 2))[:16]
+        # without an ORC order number the id names the patient: two patients' flu shots on
+        # one day must not share "2024-10-01:1:141"
+        imm_id = f"{patient_id}:{when or '-'}:{ctx.comp(_f(rxa, 2), 1) or index}:{code['code'] or '-'}"
     if imm_id in seen:
         imm_id += f"#{index}"
     seen.add(imm_id)
