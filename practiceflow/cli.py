@@ -67,6 +67,8 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
     from practiceflow.localstack.connect import endpoints
     from practiceflow.sinks.clickhouse import ClickHouseSink
     from practiceflow.streams.app import Pipeline
+    from practiceflow.streams.claimcheck import store_for
+    from practiceflow.streams.fax import FaxOcr
     from practiceflow.streams.topics import create_topics
 
     with endpoints(cfg, autostart=False) as ep:
@@ -77,6 +79,8 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
             ep.registry_url,
             sink=None if args.no_sink else ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
             web_port=cfg.web_port,
+            # faxes are OCRed here (a child process per fax, page and time limits from the settings)
+            fax_handler=FaxOcr.from_settings(cfg, store_for(cfg)),
         )
         pipeline.register_schemas()
         from practiceflow.streams.runner import start_sink

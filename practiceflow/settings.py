@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     http_port: int = 8080
     drop_dir: Path | None = Field(default=None, description="folder drops; None = <state_dir>/drop")
     max_message_bytes: int = 16 * 1024 * 1024
+    claim_check_bytes: int = Field(
+        default=512 * 1024,
+        gt=0,
+        description="payloads larger than this go to the document store and the raw topic carries their "
+        "reference, size and SHA-256 (keep it well under the broker's max.message.bytes, about 1 MiB)",
+    )
 
     # -- patient identity (processors/identity)
     patient_id_policy: dict[str, PatientIdPolicy] = Field(
@@ -157,6 +163,18 @@ class Settings(BaseSettings):
     dedup_retention_hours: float = Field(
         default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends"
     )
+
+    # -- fax OCR in the worker
+    ocr_max_pages: int = Field(
+        default=30, gt=0, description="pages OCRed per fax; later pages are kept but not OCRed (flagged)"
+    )
+    ocr_timeout_seconds: float = Field(
+        default=50.0,
+        gt=0,
+        description="OCR time per fax; past it the OCR process is killed and the fax kept without text (flagged). "
+        "Keep it under stall_seconds",
+    )
+    ocr_jobs: int = Field(default=1, gt=0, description="pages OCRed in parallel within one fax")
 
     # -- documents
     document_store: str | None = Field(

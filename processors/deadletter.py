@@ -19,7 +19,12 @@ def dead_letter(
     source_partition: int | None = None,
     source_offset: int | None = None,
     details: dict[str, str] | None = None,
+    payload_uri: str | None = None,
+    payload_size: int | None = None,
+    payload_sha256: str | None = None,
 ) -> dict[str, Any]:
+    """``payload_uri``/``payload_size``/``payload_sha256``: where the whole original is when
+    ``payload`` holds only its head (or nothing), so a dead letter always fits its topic."""
     return {
         "practice_id": practice_id,
         "feed": feed,
@@ -33,6 +38,9 @@ def dead_letter(
         "source_offset": source_offset,
         "failed_at": failed_at,
         "details": dict(details or {}),
+        "payload_uri": payload_uri,
+        "payload_size": payload_size,
+        "payload_sha256": payload_sha256,
     }
 
 

@@ -61,8 +61,14 @@ class RawMessage(AvroRecord):
     message_id: str = Field(description="stable id: a hash of the content, or the sender's control id")
     received_at: int = Field(description="epoch milliseconds")
     content_type: str
-    payload: bytes
+    payload: bytes = Field(description="the bytes; empty when they were claim-checked (see payload_uri)")
     headers: dict[str, str] = Field(default_factory=dict)
+    payload_uri: str | None = Field(
+        default=None,
+        description="claim check: the payload was larger than claim_check_bytes and is in the document store here",
+    )
+    payload_size: int | None = Field(default=None, description="claim check: length of the stored payload in bytes")
+    payload_sha256: str | None = Field(default=None, description="claim check: SHA-256 (hex) of the stored payload")
 
 
 class DeadLetter(AvroRecord):
@@ -81,6 +87,11 @@ class DeadLetter(AvroRecord):
     source_offset: int | None = None
     failed_at: int
     details: dict[str, str] = Field(default_factory=dict)
+    payload_uri: str | None = Field(
+        default=None, description="the whole original in the document store when payload holds only its head or nothing"
+    )
+    payload_size: int | None = Field(default=None, description="length of the whole original in bytes")
+    payload_sha256: str | None = Field(default=None, description="SHA-256 (hex) of the whole original")
 
 
 # --------------------------------------------------------------------------- clinical entities
@@ -358,6 +369,14 @@ class Document(AvroRecord):
     source: SourceRef
     needs_human_read: bool | None = Field(
         default=None, description="any OCRed page flagged needs_human_read: do not act on the text alone"
+    )
+    searchable_pdf_uri: str | None = Field(
+        default=None, description="OCRmyPDF's searchable PDF of this document, kept in the document store"
+    )
+    ocr_status: str | None = Field(
+        default=None,
+        description="complete | partial_page_limit (only the first ocr_max_pages pages were OCRed) | "
+        "timed_out (OCR stopped at ocr_timeout_seconds; no text) | none (not OCRed)",
     )
 
 

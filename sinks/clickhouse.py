@@ -304,8 +304,9 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "reason_code": v["reason_code"],
                     "reason": _reason(v["reason"]),
                     "message_id": _s(v.get("message_id")),
-                    "payload_sha256": hashlib.sha256(payload).hexdigest(),
-                    "payload_bytes": len(payload),
+                    # a claim-checked or head-only dead letter names its whole original
+                    "payload_sha256": v.get("payload_sha256") or hashlib.sha256(payload).hexdigest(),
+                    "payload_bytes": v.get("payload_size") or len(payload),
                     "failed_at": _ts(v["failed_at"]),
                 },
             )

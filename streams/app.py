@@ -26,7 +26,7 @@ from practiceflow.processors.dedup import control_key_for, is_redrive, sweep, sw
 from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.streams import catalog
+from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.health import (
     DEAD_LETTERS,
     HANDOFFS,
@@ -171,6 +171,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ processing
     async def normalize(self, raw: dict[str, Any]) -> NormalizeResult:
+        raw = await claimcheck.resolve(raw, self.cfg)  # a large payload waits in the document store
         if raw["feed"] == "fax":
             if self.fax_handler is None:
                 raise Rejected("fax_disabled", "this worker has no OCR handler configured")
@@ -318,6 +319,7 @@ class Pipeline:
             source_offset=offset,
             # what a redrive needs to rebuild the RawMessage (e.g. the portal event type)
             details={"content_type": raw.get("content_type") or "", **raw_header_details(raw)},
+            **claimcheck.reference(raw),
         )
         await self._send(f"dlq.{feed}", f"{practice}/{raw['message_id']}", dl, practice)
         DEAD_LETTERS.labels(feed, code).inc()

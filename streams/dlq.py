@@ -33,7 +33,7 @@ from practiceflow.processors.audit import audit_event
 from practiceflow.processors.base import content_id
 from practiceflow.processors.deadletter import headers_from_details
 from practiceflow.processors.dedup import REDRIVE_HEADER
-from practiceflow.streams import catalog
+from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde
@@ -217,8 +217,9 @@ def describe(letter: Letter, *, show_payload: bool = False) -> dict[str, Any]:
         "message_id": letter.message_id,
         "failed_at": _iso(int(v["failed_at"])),
         "source": f"{v.get('source_topic') or '-'}/{v.get('source_partition')}@{v.get('source_offset')}",
-        "payload_bytes": len(payload),
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "payload_bytes": v.get("payload_size") or len(payload),
+        "payload_sha256": v.get("payload_sha256") or hashlib.sha256(payload).hexdigest(),
+        "payload_uri": v.get("payload_uri"),
         "reason_bytes": len(v.get("reason") or ""),
         "details": {
             k: (val if k in SAFE_DETAILS or show_payload else "<hidden>") for k, val in sorted(details.items())
@@ -249,6 +250,9 @@ def redrive_record(letter: Letter, received_at: int) -> dict[str, Any]:
         "content_type": details.get("content_type") or CONTENT_TYPES.get(v["feed"], "application/octet-stream"),
         "payload": v["payload"],
         "headers": headers,
+        # a large original waits in the document store: the redrive carries its reference
+        # (claim check) and the worker reads it back, as for the first delivery
+        **({"payload": b"", **claimcheck.reference(v)} if claimcheck.is_claim_checked(v) else {}),
     }
 
 

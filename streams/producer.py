@@ -31,12 +31,18 @@ UNKNOWN_OUTCOME = {
     KafkaError.UNKNOWN_PRODUCER_ID,
 }
 
+# the broker (or librdkafka, before sending) refuses the record for its size: resending the
+# same bytes can never succeed, so this is a permanent refusal, never "retry later"
+TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
+
 
 class DeliveryFailed(RuntimeError):
     def __init__(self, error: KafkaError) -> None:
         super().__init__(str(error))
         self.error = error
         self.unknown_outcome = error.code() in UNKNOWN_OUTCOME or error.fatal()
+        #: permanent: the record is larger than the broker or the topic accepts
+        self.too_large = error.code() in TOO_LARGE
 
 
 @dataclass(frozen=True)

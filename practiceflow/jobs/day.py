@@ -33,6 +33,7 @@ from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.sinks.docstore import open_document_store
 from practiceflow.streams import catalog, runner
 from practiceflow.streams.app import Pipeline
+from practiceflow.streams.claimcheck import store_for
 from practiceflow.streams.fax import FaxOcr
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
@@ -127,7 +128,7 @@ async def run_day(
     practice = plan.practice_id
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
-    fax = FaxOcr(cfg.state_dir / "ocr")
+    fax = FaxOcr.from_settings(cfg, store_for(cfg))
     pipeline = Pipeline(
         cfg,
         bootstrap,
@@ -140,8 +141,15 @@ async def run_day(
     await runner.start(pipeline)
 
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
-    core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="day")
     docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
+    core = GatewayCore(
+        producer,
+        AvroSerde(registry_client(registry_url)),
+        cfg.topic_prefix,
+        name="day",
+        docstore=docstore,
+        claim_check_bytes=cfg.claim_check_bytes,
+    )
     mllp = MllpGateway(core, practice, port=0)
     token = secrets.token_urlsafe(32)  # the day's FHIR/fax/X12 sender credential, new every run
     http = HttpGateway(
@@ -222,6 +230,8 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
         f"  HTTP callers: {report.auth.get('authenticated', 0)} authenticated (bearer token or portal HMAC), "
         f"{report.auth.get('refused', 0)} refused (no or wrong credential: 401, dead-lettered)"
     )
+    checked = {k.split(".")[0]: v for k, v in g.items() if k.endswith(".claim_checked")}
+    print(f"  large inputs carried through the document store (claim check): {checked or 'none'}")
     records = {k.removeprefix("record."): v for k, v in w.items() if k.startswith("record.")}
     print(f"\n  normalized records: {dict(sorted(records.items()))}")
     print("\n  handoff items (queue / workflow / priority: count):")

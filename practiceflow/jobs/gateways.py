@@ -75,9 +75,16 @@ def http_gateway(cfg: Settings, core: GatewayCore, docstore: DocumentStore, *, p
 async def serve(cfg: Settings, bootstrap: str, registry_url: str) -> None:
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
-    core = GatewayCore(producer, AvroSerde(registry_client(registry_url)), cfg.topic_prefix, name="gateways")
-    core.read_budget = ByteBudget(cfg.read_buffer_bytes)
     docstore = open_document_store(cfg.documents_uri, **cfg.document_store_options)
+    core = GatewayCore(
+        producer,
+        AvroSerde(registry_client(registry_url)),
+        cfg.topic_prefix,
+        name="gateways",
+        docstore=docstore,
+        claim_check_bytes=cfg.claim_check_bytes,
+    )
+    core.read_budget = ByteBudget(cfg.read_buffer_bytes)
     mllp = mllp_gateway(cfg, core)
     http = http_gateway(cfg, core, docstore)
     drops = FolderDrop(

@@ -268,6 +268,18 @@ def _faxes(seed: int) -> tuple[list, list]:
         upload.append(
             (f"fax_{kind}.tif", synth.to_tiff_g4(doc), {"from": "+12175550101", "to": "+12175550199", "pages": "1"})
         )
+    # a large multi-page fax (photo-mode scan, one JPEG per page, over Kafka's 1 MiB record
+    # limit): it travels through the document store (claim check)
+    import img2pdf
+
+    big = synth.render_document(seed + 7, pages=5, kinds=["referral"])
+    upload.append(
+        (
+            "fax_records_5_pages.pdf",
+            img2pdf.convert([synth.to_jpeg(p, quality=95) for p in big.pages], nodate=True),
+            {"from": "+12175550102", "to": "+12175550199", "pages": "5"},
+        )
+    )
     doc = synth.render_document(seed + 5, pages=1, kinds=["prior_auth_response"])
     drop = [
         ("inbound_prior_auth.pdf", synth.to_image_pdf(doc)),

@@ -61,12 +61,16 @@ def normalize_fax(
     *,
     ocr: OcrResult,
     storage_uri: str,
+    searchable_pdf_uri: str | None = None,
+    ocr_status: str | None = None,
 ) -> NormalizeResult:
     """One fax (its bytes, gateway metadata, OCR result) -> one Document record.
 
     ``received_at_ms`` is accepted for the common normalizer signature; the
     Document schema has no field for it, and ``source.sent_at`` is
     ``meta["received_at_iso"]`` exactly as the gateway supplied it.
+    ``searchable_pdf_uri`` (OCRmyPDF's output in the document store) and ``ocr_status``
+    (complete / partial_page_limit / timed_out) come from the worker's OCR step.
     """
     if not data:
         raise Rejected("empty_document", "fax has no bytes")
@@ -129,6 +133,8 @@ def normalize_fax(
         "authored_at": None,
         "source": source,
         "needs_human_read": bool(flagged) if assessed else None,
+        "searchable_pdf_uri": searchable_pdf_uri,
+        "ocr_status": ocr_status,
     }
     return NormalizeResult(
         message_id=message_id,

@@ -6,6 +6,15 @@ precise reason, and the sender is told why. Back-pressure: at most
 ``max_in_flight`` writes (and ``max_in_flight_bytes``) are pending at once; past
 that the gateway stops reading from the sender (MLLP) or answers 503 (HTTP) rather
 than let memory grow without bound.
+
+Large payloads (over ``claim_check_bytes``) are claim-checked here, once for every
+gateway: the bytes go to the document store and the raw record carries their
+reference (``streams/claimcheck.py``), so nothing the gateways accept is refused by
+the broker's record size limit. A record the broker still refuses as too large is a
+permanent refusal (dead letter + "never resend"), never "retry later": resending the
+same bytes could only fail again and, on MLLP, would stall the sender's whole feed.
+A dead letter keeps at most ``claim_check_bytes`` of the original (its head) and,
+when the document store is there, a reference to the whole original.
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from typing import Any
 
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.deadletter import dead_letter
+from practiceflow.sinks.docstore import DocumentStore, DocumentStoreUnavailable
 from practiceflow.streams import catalog
+from practiceflow.streams.claimcheck import check_in
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.gateways.limits import ByteBudget
 from practiceflow.streams.producer import DeliveryFailed, DurableProducer
@@ -77,7 +88,11 @@ class GatewayCore:
         max_in_flight: int = 256,
         max_in_flight_bytes: int = 64 * 1024 * 1024,
         recent_ids: int = 10000,
+        docstore: DocumentStore | None = None,
+        claim_check_bytes: int = 512 * 1024,
     ) -> None:
+        """``docstore``: where payloads over ``claim_check_bytes`` go (claim check); without
+        one they are written inline and the broker's size limit applies."""
         self.producer = producer
         self.serde = serde
         self.prefix = prefix
@@ -92,6 +107,8 @@ class GatewayCore:
         self._recent: dict[str, None] = {}
         self._recent_max = recent_ids
         self.stats: dict[str, int] = {}
+        self.docstore = docstore
+        self.claim_check_bytes = claim_check_bytes
 
     def _stat(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
@@ -134,11 +151,19 @@ class GatewayCore:
         *,
         headers: dict[str, str] | None = None,
         content_type: str | None = None,
+        stored: tuple[str, str] | None = None,
     ) -> Outcome:
-        """Write the raw bytes durably; raises Unavailable when Kafka does not confirm."""
+        """Write the raw bytes durably; raises Unavailable when Kafka (or, for a claim-checked
+        payload, the document store) does not confirm. A record the broker refuses for its size
+        is dead-lettered and returned as a refusal (``accepted=False``, ``too_large``).
+
+        ``stored``: (sha256, uri) when the caller already put these bytes in the document store.
+        """
         started = time.perf_counter()
         recent_key = f"{practice_id}/{feed}/{message_id}"
         duplicate = recent_key in self._recent
+        refused: DeliveryFailed | None = None
+        checked: dict[str, Any] = {}
         await self._reserve(len(payload))
         try:
             raw = {
@@ -150,28 +175,50 @@ class GatewayCore:
                 "payload": payload,
                 "headers": dict(headers or {}),
             }
+            if self.docstore is not None and len(payload) > self.claim_check_bytes:
+                # off the event loop: S3 is a network round trip
+                checked = await asyncio.to_thread(check_in, self.docstore, practice_id, payload, stored)
+                raw.update(checked, payload=b"")
             # A resend is still written: the worker's de-duplication table recognises it, and
             # writing it keeps the sender's view ("accepted") and Kafka's in step.
             await self._write(f"raw.{feed}", f"{practice_id}/{message_id}", raw, practice_id)
-        except DeliveryFailed as exc:
+        except DocumentStoreUnavailable as exc:
             UNAVAILABLE.labels(self.name, feed).inc()
             self._stat(f"{feed}.unavailable")
-            raise Unavailable(str(exc)) from exc
+            raise Unavailable(f"document store: {exc}") from exc
+        except DeliveryFailed as exc:
+            if not exc.too_large:
+                UNAVAILABLE.labels(self.name, feed).inc()
+                self._stat(f"{feed}.unavailable")
+                raise Unavailable(str(exc)) from exc
+            refused = exc
         finally:
             await self._release(len(payload))
+        if refused is not None:
+            return await self.reject(
+                feed,
+                practice_id,
+                payload,
+                "too_large",
+                f"record of {len(payload)} bytes refused by the broker as too large ({refused.error.name()}); "
+                "resending it cannot succeed",
+                message_id=message_id,
+            )
         self._remember(recent_key)
         ACCEPTED.labels(self.name, feed).inc()
         LATENCY.labels(self.name, feed).observe(time.perf_counter() - started)
         self._stat(f"{feed}.accepted")
         if duplicate:
             self._stat(f"{feed}.resent")
+        if checked:
+            self._stat(f"{feed}.claim_checked")
         await self._audit(
             practice_id,
             "accepted",
             feed,
             message_id,
             "received and written durably",
-            {"bytes": str(len(payload)), "resend": str(duplicate).lower()},
+            {"bytes": str(len(payload)), "resend": str(duplicate).lower(), "claim_check": str(bool(checked)).lower()},
         )
         return Outcome(True, message_id, duplicate=duplicate)
 
@@ -191,25 +238,50 @@ class GatewayCore:
         Raises Unavailable when the dead letter or its audit event is not confirmed by Kafka:
         the sender must then get a "retry" (AE / 503 / file left in the inbox), never a final
         refusal, or the input would exist nowhere.
+
+        A payload over ``claim_check_bytes`` keeps only its head in the dead letter (so the
+        record fits the topic); the whole original goes to the document store when there is
+        one and the input is not itself over the size limit (``too_large``); a store that does
+        not confirm is Unavailable too.
         """
         from practiceflow.processors.base import content_id
 
         mid = message_id or content_id(payload)
+        head, ref = payload, {}
+        if len(payload) > self.claim_check_bytes:
+            head = payload[: self.claim_check_bytes]
+            details = {**(details or {}), "head_only": "true", "original_bytes": str(len(payload))}
+            if self.docstore is not None and reason_code != "too_large":
+                try:
+                    ref = await asyncio.to_thread(check_in, self.docstore, practice_id, payload)
+                except DocumentStoreUnavailable as exc:
+                    log.error("could not store the original of a rejected %s input: document store unavailable", feed)
+                    self._stat(f"{feed}.dlq_unavailable")
+                    raise Unavailable(f"document store: {exc}") from exc
         dl = dead_letter(
             practice_id,
             feed,
             "gateway",
             reason_code,
             reason,
-            payload,
+            head,
             failed_at=now_ms(),
             message_id=mid,
             details={"gateway": self.name, **(details or {})},
+            **ref,
         )
         REJECTED.labels(self.name, feed, reason_code).inc()
         self._stat(f"{feed}.rejected")
         try:
-            await self._write(f"dlq.{feed}", f"{practice_id}/{mid}", dl, practice_id)
+            try:
+                await self._write(f"dlq.{feed}", f"{practice_id}/{mid}", dl, practice_id)
+            except DeliveryFailed as exc:
+                if not exc.too_large:
+                    raise
+                # the dead-letter topic's own size limit (a smaller max.message.bytes): the
+                # reason and the reference still fit, the head does not
+                dl = {**dl, "payload": b"", "details": {**dl["details"], "head_dropped": "too_large"}}
+                await self._write(f"dlq.{feed}", f"{practice_id}/{mid}", dl, practice_id)
         except DeliveryFailed as exc:
             log.error("could not dead-letter a rejected %s input (reason %s): Kafka unavailable", feed, reason_code)
             self._stat(f"{feed}.dlq_unavailable")

@@ -129,6 +129,11 @@ class FolderDrop:
                             ok = False
                     except Unavailable:
                         break  # it stays in inbox; so do this feed's other files until the next scan
+                    except Exception as exc:  # noqa: BLE001 - one bad file must not block the others
+                        log.error(
+                            "%s %s drop: a file failed (%s); left in the inbox", practice, feed, type(exc).__name__
+                        )
+                        continue
                     self._move(path, "done" if ok else "rejected")
                     handled += 1
         return handled
@@ -177,8 +182,8 @@ class FolderDrop:
             except Rejected as rej:
                 await self.core.reject("x12", practice, data, rej.reason_code, rej.reason, details={"file": path.name})
                 return False
-            await self.core.accept("x12", practice, data, result.message_id, headers={"file": path.name})
-            return True
+            outcome = await self.core.accept("x12", practice, data, result.message_id, headers={"file": path.name})
+            return outcome.accepted
         kind = sniff_document(data)
         if kind is None:
             await self.core.reject(
@@ -195,15 +200,16 @@ class FolderDrop:
         except DocumentStoreUnavailable as e:
             log.warning("document store unavailable, %s fax files stay in the inbox: %s", practice, e)
             raise Unavailable(str(e)) from e
-        await self.core.accept(
+        outcome = await self.core.accept(
             "fax",
             practice,
             data,
             sha,
             content_type=kind,
             headers={"file": path.name, "storage_uri": uri, "sha256": sha, "content_type": kind},
+            stored=(sha, uri),
         )
-        return True
+        return outcome.accepted
 
     async def _hl7(self, practice: str, path: Path, data: bytes) -> bool:
         from practiceflow.processors.hl7.normalize import normalize_hl7
@@ -234,11 +240,12 @@ class FolderDrop:
                 )
                 all_ok = False
                 continue
-            await self.core.accept(
+            outcome = await self.core.accept(
                 "hl7v2",
                 practice,
                 msg,
                 result.message_id,
                 headers={"file": path.name, "index": str(i), "message_type": result.message_type},
             )
+            all_ok = all_ok and outcome.accepted
         return all_ok

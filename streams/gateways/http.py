@@ -48,6 +48,7 @@ did not confirm (nothing stored; retry).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -374,11 +375,22 @@ class HttpGateway:
         message_id: str,
         headers: dict[str, str] | None = None,
         content_type: str | None = None,
+        stored: tuple[str, str] | None = None,
     ) -> Outcome:
         try:
-            return await self.core.accept(feed, practice, body, message_id, headers=headers, content_type=content_type)
+            outcome = await self.core.accept(
+                feed, practice, body, message_id, headers=headers, content_type=content_type, stored=stored
+            )
         except Unavailable:
             raise web.HTTPServiceUnavailable(headers={"Retry-After": "2"}, text="not stored; retry") from None
+        if not outcome.accepted:  # permanent refusal (dead-lettered): never a 503 "retry"
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=self.core.claim_check_bytes,
+                actual_size=len(body),
+                text=json.dumps({"accepted": False, "reason_code": outcome.reason_code, "reason": outcome.reason}),
+                content_type="application/json",
+            )
+        return outcome
 
     # ------------------------------------------------------------------ routes
     async def fhir(self, request: web.Request) -> web.Response:
@@ -543,7 +555,7 @@ class HttpGateway:
                 headers={"Retry-After": "5"}, text="document store unavailable; retry"
             ) from None
         meta.update({"storage_uri": uri, "sha256": sha, "content_type": kind})
-        outcome = await self._accept("fax", practice, data, sha, headers=meta, content_type=kind)
+        outcome = await self._accept("fax", practice, data, sha, headers=meta, content_type=kind, stored=(sha, uri))
         return web.json_response({"accepted": True, "message_id": outcome.message_id, "storage_uri": uri}, status=202)
 
     async def document(self, request: web.Request) -> web.Response:

@@ -364,7 +364,7 @@ class MllpGateway:
             await self.core.reject("hl7v2", practice, payload, rej.reason_code, rej.reason)
             return False, build_ack(payload, "AR", rej.reason, error_code=rej.reason_code, now=_now_hl7())
         try:
-            await self.core.accept(
+            outcome = await self.core.accept(
                 "hl7v2", practice, payload, result.message_id, headers={"message_type": result.message_type}
             )
         except Unavailable:
@@ -375,4 +375,6 @@ class MllpGateway:
                 error_code="207",
                 now=_now_hl7(),
             )
+        if not outcome.accepted:  # permanent (e.g. too large for the broker): AR, never "resend"
+            return False, build_ack(payload, "AR", outcome.reason or "", error_code="100", now=_now_hl7())
         return True, build_ack(payload, "AA", "", now=_now_hl7())
