@@ -164,6 +164,18 @@ class Settings(BaseSettings):
         default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends"
     )
 
+    # -- worker state and processing (streams/normalize_agent.py, streams/offsets.py)
+    table_store: str = Field(
+        default="rocksdb://",
+        description="Faust table store: rocksdb:// (RocksDB through rocksdict, under <state_dir>/worker) or memory://",
+    )
+    table_standby_replicas: int = Field(default=1, ge=0, description="standby copies of each table partition")
+    worker_batch_max: int = Field(default=500, gt=0, description="raw messages handled per commit")
+    worker_batch_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    retry_max_attempts: int = Field(default=6, ge=1, description="tries of a transiently failing input, first included")
+    retry_backoff_ms: int = Field(default=2_000, gt=0, description="delay before the first retry; doubles each time")
+    retry_backoff_max_ms: int = Field(default=300_000, gt=0, description="longest delay between two tries")
+
     # -- fax OCR in the worker
     ocr_max_pages: int = Field(
         default=30, gt=0, description="pages OCRed per fax; later pages are kept but not OCRed (flagged)"

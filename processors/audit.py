@@ -3,13 +3,21 @@
 Each practice's audit events form a chain: ``hash = sha256(prev_hash + canonical
 event)``. Editing, dropping or reordering any stored event breaks every hash after
 it, which :func:`verify_chain` detects. Details hold ids and codes, never PHI text.
+
+Event ids are unique per event and stable across replays. The worker's events name
+their ``source`` (the raw message id and the gateway's receipt time) and a ``seq``
+within that message, so re-processing a message after a crash re-creates the same
+ids, which the chain agent recognises and skips (``streams/audit_chain.py``); two
+identical actions on the same entity from two different inputs get two ids. Events
+without a source (the gateways') include their own ``at`` instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 GENESIS = "0" * 64
 
@@ -25,9 +33,17 @@ def audit_event(
     at: int,
     outcome: str = "ok",
     details: dict[str, str] | None = None,
+    source: str | None = None,
+    seq: int = 0,
 ) -> dict[str, Any]:
-    """An unchained AuditEvent; ``event_id`` is stable so replays are recognisable."""
-    basis = f"{practice_id}|{actor}|{action}|{entity_type}|{entity_id}|{outcome}"
+    """An unchained AuditEvent.
+
+    ``event_id`` hashes what makes the event unique: who did what to which entity, plus
+    ``source`` (what caused it, stable when the cause is replayed) and ``seq`` (its
+    place among the events one source causes), or ``at`` when there is no source.
+    """
+    cause = source if source is not None else str(at)
+    basis = f"{practice_id}|{actor}|{action}|{entity_type}|{entity_id}|{outcome}|{cause}|{seq}"
     return {
         "practice_id": practice_id,
         "event_id": hashlib.sha256(basis.encode()).hexdigest()[:32],

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 
 class Rejected(Exception):
@@ -26,6 +27,17 @@ class Rejected(Exception):
     def __init__(self, reason_code: str, reason: str) -> None:
         super().__init__(f"{reason_code}: {reason}")
         self.reason_code = reason_code
+        self.reason = reason
+
+
+class Transient(Exception):
+    """A failure that may pass if the same input is tried again later: a subprocess killed,
+    a store or service unreachable, a timeout. The worker retries it with backoff
+    (``processors/retry.py``) instead of dead-lettering it; pure code raises it when
+    it knows an input is fine but a dependency was not."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
         self.reason = reason
 
 
@@ -92,14 +104,14 @@ class _GcPause:
 
 def guarded(normalize: Callable[..., NormalizeResult], *args: Any) -> NormalizeResult:
     """Run a normalizer's body with the collector paused (``gc_paused``). A bug in it
-    (any exception but ``Rejected``) becomes ``Rejected("internal_error")``, so the
-    input is dead-lettered with the error text instead of crashing the stream."""
+    (any exception but ``Rejected`` or ``Transient``) becomes ``Rejected("internal_error")``,
+    so the input is dead-lettered with the error text instead of crashing the stream."""
     try:
         with gc_paused():
             return normalize(*args)
-    except Rejected:
+    except (Rejected, Transient):
         raise
-    except Exception as exc:  # noqa: BLE001 - RecursionError included
+    except Exception as exc:
         raise Rejected("internal_error", f"{type(exc).__name__}: {exc}") from exc
 
 

@@ -25,6 +25,7 @@ class Kind(str, Enum):
     AUDIT = "audit"
     DEAD_LETTER = "dead_letter"
     ANALYTICS = "analytics"
+    RETRY = "retry"
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class TopicSpec:
     key: str
     doc: str
     compact: bool = False
-    retention_ms: int = 30 * DAY_MS
+    retention_ms: int = 30 * DAY_MS  # -1 = never deleted by time
     partitions: int | None = None  # None = the settings' default
     config: dict[str, str] = field(default_factory=dict)
 
@@ -43,10 +44,14 @@ class TopicSpec:
         return f"{prefix}.{self.suffix}"
 
     def topic_config(self) -> dict[str, str]:
-        cfg = {
-            "cleanup.policy": "compact,delete" if self.compact else "delete",
-            "retention.ms": str(self.retention_ms),
-        }
+        """Kafka topic config. A compacted topic without time retention (``retention_ms=-1``)
+        is ``compact`` only: it is the system of record for its entities, and ``delete``
+        would drop an entity untouched for longer than the retention."""
+        if self.compact:
+            policy = "compact" if self.retention_ms < 0 else "compact,delete"
+        else:
+            policy = "delete"
+        cfg = {"cleanup.policy": policy, "retention.ms": str(self.retention_ms)}
         cfg.update(self.config)
         return cfg
 
@@ -58,6 +63,17 @@ def _raw(feed: str) -> TopicSpec:
         "RawMessage",
         "practice/message_id",
         f"Bytes exactly as the {feed} gateway accepted them.",
+        retention_ms=14 * DAY_MS,
+    )
+
+
+def _retry(feed: str) -> TopicSpec:
+    return TopicSpec(
+        f"retry.{feed}",
+        Kind.RETRY,
+        "RawMessage",
+        "practice/message_id",
+        f"{feed} raw messages waiting to be tried again after a transient failure (retry.* headers).",
         retention_ms=14 * DAY_MS,
     )
 
@@ -97,6 +113,8 @@ NORMALIZED: dict[str, str] = {
     "SchedulingRequest": "norm.scheduling_request",
     "IdentityLink": "norm.identity",
 }
+# Patients, coverages and identity links are the system of record for who a practice's patients are:
+# compacted (latest per key) and never deleted by age.
 _COMPACTED = {"Patient", "Coverage", "IdentityLink"}
 
 CATALOG: tuple[TopicSpec, ...] = (
@@ -109,7 +127,7 @@ CATALOG: tuple[TopicSpec, ...] = (
             "practice/patient/entity",
             f"Normalized {rt} records from every feed.",
             compact=rt in _COMPACTED,
-            retention_ms=(365 * DAY_MS if rt in _COMPACTED else 30 * DAY_MS),
+            retention_ms=(-1 if rt in _COMPACTED else 30 * DAY_MS),
         )
         for rt, suffix in NORMALIZED.items()
     ),
@@ -140,6 +158,7 @@ CATALOG: tuple[TopicSpec, ...] = (
         partitions=None,
     ),
     *(_dlq(f) for f in FEEDS),
+    *(_retry(f) for f in FEEDS),
     TopicSpec(
         "analytics.flow",
         Kind.ANALYTICS,

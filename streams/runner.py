@@ -76,6 +76,7 @@ async def start(pipeline: Pipeline, timeout: float = 90.0) -> None:
 
 async def stop(pipeline: Pipeline) -> None:
     await pipeline.app.stop()
+    pipeline.close()
     sink = _SINKS.pop(id(pipeline), None)
     if sink is not None:
         await asyncio.get_running_loop().run_in_executor(None, sink.stop)

@@ -1,10 +1,16 @@
-"""Create the catalog's topics idempotently at start-up."""
+"""Create the catalog's topics idempotently at start-up, and keep their config current.
+
+An existing topic whose cleanup policy or retention differs from the catalog is
+updated in place (incremental alter, only the catalog's own keys), so a catalog change
+such as "patients are compacted, never deleted by age" reaches clusters created by an
+earlier version. Other keys an operator set by hand are left alone. Partition counts
+are never changed (see :func:`create_topics`).
+"""
 
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
-
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 from practiceflow.streams.catalog import CATALOG, TopicSpec
 
 
@@ -16,7 +22,7 @@ def create_topics(
     specs: tuple[TopicSpec, ...] = CATALOG,
     timeout: float = 30.0,
 ) -> dict[str, str]:
-    """Create what is missing; report ``created``/``exists`` per topic.
+    """Create what is missing and update drifted config; report ``created``/``exists``/``updated``.
 
     An existing topic with fewer partitions than the catalog asks for is an error:
     growing it would move practices to other partitions and break their ordering.
@@ -33,6 +39,8 @@ def create_topics(
             if have != want:
                 raise RuntimeError(f"topic {name} has {have} partitions, the catalog says {want}")
             outcome[name] = "exists"
+            if _update_config(admin, name, spec.topic_config(), timeout):
+                outcome[name] = "updated"
             continue
         new.append(NewTopic(name, num_partitions=want, replication_factor=replication, config=spec.topic_config()))
     if new:
@@ -45,3 +53,16 @@ def create_topics(
                     raise
                 outcome[name] = "exists"
     return outcome
+
+
+def _update_config(admin: AdminClient, name: str, want: dict[str, str], timeout: float) -> bool:
+    """Set the catalog's config keys on an existing topic where they differ; True if changed."""
+    resource = ConfigResource(ResourceType.TOPIC, name)
+    have = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+    drift = {k: v for k, v in want.items() if k not in have or have[k].value != v}
+    if not drift:
+        return False
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()]
+    change = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+    admin.incremental_alter_configs([change], request_timeout=timeout)[change].result(timeout)
+    return True

@@ -1,0 +1,380 @@
+"""The normalize agents: raw (and retry) topics -> records, handoff items, dead letters, retries.
+
+Every raw message ends in exactly one outcome: normalized records (+ handoff items),
+a dead letter, or — for a failure of a dependency, not of the input — a retry through
+``pf.retry.<feed>`` (``streams/retry.py``) that ends in one of the first two.
+
+Commit rule (the fix for issue 8's silent loss, see ``streams/offsets.py``): messages
+are handled in batches; every output of a batch is sent, and the batch waits for the
+broker to confirm all of them; only then are the batch's ids marked in the de-dup
+table, and only once those table writes are confirmed too are the offsets committed.
+A crash at any point leaves the uncommitted messages to be handled again: a message
+whose outcome was written *and* marked is recognised as a replay (its de-dup entry
+holds this very copy's ``received_at``) and skipped; one whose outcome was written but
+not marked is handled again under the same keys and audit event ids, which the
+compacted topics, ReplacingMergeTree tables and the audit chain absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import faust
+from practiceflow.processors.audit import audit_event
+from practiceflow.processors.base import NormalizeResult, Rejected
+from practiceflow.processors.deadletter import dead_letter, raw_header_details
+from practiceflow.processors.dedup import control_key_for, is_redrive, sweep, sweep_due
+from practiceflow.processors.dispatch import handoffs_for
+from practiceflow.processors.retry import HEADERS as RETRY_HEADERS
+from practiceflow.processors.retry import decide, is_transient, not_before, retry_headers
+from practiceflow.streams import catalog, claimcheck
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
+from practiceflow.streams.offsets import Committer, in_event
+
+if TYPE_CHECKING:
+    from practiceflow.streams.app import Pipeline
+
+log = logging.getLogger("practiceflow.worker")
+
+
+async def confirmed(futures: list[Any]) -> list[Any]:
+    """Wait for every delivery future; raise if one failed. Shielded: when the agent is
+    cancelled (shutdown) the sends still complete and Faust's callbacks find them pending."""
+    if not futures:
+        return []
+    return list(await asyncio.gather(*(asyncio.shield(f) for f in futures)))
+
+
+def _redrive_headers(raw: dict[str, Any]) -> dict[str, str]:
+    headers = {k: v for k, v in (raw.get("headers") or {}).items() if k not in RETRY_HEADERS}
+    return raw_header_details(dict(raw, headers=headers))
+
+
+class Outbox:
+    """The sends of one batch; :meth:`confirm` waits until the broker has every one."""
+
+    def __init__(self) -> None:
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: faust.TopicT, key: str, value: dict[str, Any], partition: int) -> None:
+        fut = await topic.send(key=key.encode(), value=value, partition=partition)
+        self._pending.append(fut)  # type: ignore[arg-type]
+
+    async def confirm(self) -> list[Any]:
+        """RecordMetadata of every send, in order; raises if any was not written."""
+        pending, self._pending = self._pending, []
+        return await confirmed(pending)
+
+
+@dataclass
+class Batch:
+    """What one batch decided, applied once its outputs are confirmed."""
+
+    outbox: Outbox = field(default_factory=Outbox)
+    marks: list[tuple[Any, str, int]] = field(default_factory=list)  # (event, de-dup key, received_at)
+    pending: dict[str, int] = field(default_factory=dict)  # de-dup keys marked in this batch
+    counts: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Normalizer:
+    """Handles batches of RawMessage events for one Pipeline (raw and retry topics alike)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+
+    # ------------------------------------------------------------------ batch
+    async def run(self, stream: faust.StreamT, committer: Committer, *, honour_not_before: bool = False) -> None:
+        cfg = self.p.cfg
+        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
+            try:
+                await self.process_batch(list(events), committer, honour_not_before=honour_not_before)
+            except Exception as exc:
+                # Outputs not confirmed, offsets not committed: stop the worker loudly rather
+                # than leave an agent dead inside a live-looking process. The restart (or the
+                # next worker) handles the batch again from the last commit.
+                log.critical("normalize batch failed (%s); stopping the worker", type(exc).__name__)
+                await self.p.app.crash(exc)
+                raise
+
+    async def process_batch(self, events: list[Any], committer: Committer, *, honour_not_before: bool = False) -> None:
+        admitted = await committer.admit(events)
+        if not admitted:
+            return
+        batch = Batch()
+        for ev in admitted:
+            if honour_not_before:
+                await self._wait_not_before(ev.value)
+            with in_event(ev):
+                await self.handle(ev, batch)
+        await batch.outbox.confirm()
+        changelog = []
+        for ev, key, received_at in batch.marks:
+            with in_event(ev):
+                self.p.seen.data[key] = received_at
+            changelog.append(self.p.seen.send_changelog(ev.message.partition, key, received_at))
+        await confirmed(changelog)
+        for name, n in batch.counts:
+            self.p._count(name, n)
+        await committer.commit(admitted)
+
+    async def _wait_not_before(self, raw: dict[str, Any]) -> None:
+        delay = (not_before(raw.get("headers")) - now_ms()) / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ one message
+    async def handle(self, ev: Any, batch: Batch) -> str:
+        """Decide one message's outcome and queue its outputs; returns the outcome."""
+        raw: dict[str, Any] = ev.value
+        msg = ev.message
+        practice, feed = raw["practice_id"], raw["feed"]
+        seen_key = f"{practice}/{feed}/{raw['message_id']}"
+        self._forget_old_ids(msg.partition, raw["received_at"], batch)
+        headers = raw.get("headers") or {}
+        redrive = is_redrive(raw)  # `practiceflow dlq redrive` re-sends a dead-lettered id on purpose
+        prev = batch.pending.get(seen_key) or self.p.seen[seen_key]
+        if prev and not redrive:
+            if prev == raw["received_at"]:
+                batch.counts.append((f"{feed}.replayed", 1))
+                return "replayed"  # this very copy already has its outcome (a crash replay)
+            MESSAGES.labels(feed, "duplicate").inc()
+            batch.counts.append((f"{feed}.duplicate", 1))
+            await self._flow(batch, raw, "duplicate")
+            return "duplicate"
+        started = time.perf_counter()
+        try:
+            result = await self.p.normalize(raw)
+        except Rejected as rej:
+            await self._dead_letter(batch, raw, rej.reason_code, rej.reason, msg, started)
+            self._mark(batch, ev, seen_key, raw["received_at"])
+            return "dead_lettered"
+        except Exception as exc:
+            # The exception text can quote message content (PHI): plain logs get the type only;
+            # the full text travels in the dead letter or retry, which stay inside Kafka.
+            error = f"{type(exc).__name__}: {exc}"
+            if not is_transient(exc):
+                log.error("normalizer crashed on %s message %s: %s", feed, raw["message_id"], type(exc).__name__)
+                log.debug("normalizer crash details", exc_info=True)
+                await self._dead_letter(batch, raw, "internal_error", error, msg, started)
+            else:
+                failed_at = now_ms()
+                decision = decide(self.p.retry_policy, headers, failed_at)
+                if not decision.retry:
+                    await self._dead_letter(
+                        batch,
+                        raw,
+                        "retries_exhausted",
+                        f"{decision.attempt} attempts; last: {error}",
+                        msg,
+                        started,
+                    )
+                else:
+                    log.warning(
+                        "%s message %s failed transiently (%s); retry %d scheduled",
+                        feed,
+                        raw["message_id"],
+                        type(exc).__name__,
+                        decision.attempt,
+                    )
+                    retry = dict(raw, headers=retry_headers(headers, decision, error, failed_at))
+                    await batch.outbox.send(
+                        self.p.topics[f"retry.{feed}"],
+                        f"{practice}/{raw['message_id']}",
+                        retry,
+                        catalog.partition_for(practice, self.p.partitions),
+                    )
+                    MESSAGES.labels(feed, "retrying").inc()
+                    batch.counts.append((f"{feed}.retrying", 1))
+                    await self._flow(batch, raw, "retrying")
+                    return "retrying"  # not marked: the retry decides the outcome
+            self._mark(batch, ev, seen_key, raw["received_at"])
+            return "dead_lettered"
+        ctl_key = control_key_for(practice, feed, result.control_key)
+        if ctl_key is not None and not redrive and (batch.pending.get(ctl_key) or self.p.seen[ctl_key]):
+            await self._control_id_reused(batch, raw, result)
+        await self._normalized(batch, raw, result, msg.topic, started)
+        self._mark(batch, ev, seen_key, raw["received_at"])
+        if ctl_key is not None:
+            self._mark(batch, ev, ctl_key, raw["received_at"])
+        return "normalized"
+
+    async def _control_id_reused(self, batch: Batch, raw: dict[str, Any], result: NormalizeResult) -> None:
+        """The sender's control id was seen before with different content: processed (it is a
+        new message), and flagged so someone can check the interface engine."""
+        feed = raw["feed"]
+        result.warnings.append("control_id_reused: the sender's control id was seen before with different content")
+        batch.counts.append((f"{feed}.control_id_reused", 1))
+        await self._audit(
+            batch,
+            raw,
+            0,
+            action="flagged",
+            entity_type="RawMessage",
+            entity_id=raw["message_id"],
+            reason="control_id_reused",
+            details={"control_key": result.control_key or ""},
+        )
+
+    @staticmethod
+    def _mark(batch: Batch, ev: Any, key: str, received_at: int) -> None:
+        batch.marks.append((ev, key, received_at))
+        batch.pending[key] = received_at
+
+    async def _normalized(
+        self, batch: Batch, raw: dict[str, Any], result: NormalizeResult, topic: str, started: float
+    ) -> None:
+        practice, feed = raw["practice_id"], raw["feed"]
+        NORMALIZE_SECONDS.labels(feed).observe(time.perf_counter() - started)
+        count_unmapped(feed, result.warnings)
+        partition = catalog.partition_for(practice, self.p.partitions)
+        handoffs = handoffs_for(result, practice, now_ms())
+        for rec in result.records:
+            rec.value.setdefault("source", {})["raw_topic"] = topic
+            await batch.outbox.send(self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition)
+            RECORDS.labels(rec.record_type).inc()
+            batch.counts.append((f"record.{rec.record_type}", 1))
+        for seq, item in enumerate(handoffs, start=1):
+            await batch.outbox.send(self.p.topics["handoff"], item.key, item.value, partition)
+            HANDOFFS.labels(item.value["workflow"], item.value["queue"]).inc()
+            batch.counts.append(("handoff", 1))
+            await self._audit(
+                batch,
+                raw,
+                seq,
+                action="handoff_created",
+                entity_type="HandoffItem",
+                entity_id=item.value["item_id"],
+                reason=f"{item.value['workflow']} rule applied to {result.message_type}",
+                details={"queue": item.value["queue"], "priority": item.value["priority"]},
+            )
+        MESSAGES.labels(feed, "normalized").inc()
+        batch.counts.append((f"{feed}.normalized", 1))
+        await self._flow(batch, raw, "normalized", records=len(result.records), started=started)
+        await self._audit(
+            batch,
+            raw,
+            0,
+            action="normalized",
+            entity_type="RawMessage",
+            entity_id=raw["message_id"],
+            reason=f"{feed} {result.message_type} normalized",
+            details={"records": str(len(result.records)), "warnings": str(len(result.warnings))},
+        )
+
+    async def _dead_letter(
+        self, batch: Batch, raw: dict[str, Any], code: str, reason: str, msg: Any, started: float
+    ) -> None:
+        practice, feed = raw["practice_id"], raw["feed"]
+        dl = dead_letter(
+            practice,
+            feed,
+            "normalize",
+            code,
+            reason,
+            raw["payload"],
+            failed_at=now_ms(),
+            message_id=raw["message_id"],
+            source_topic=msg.topic,
+            source_partition=msg.partition,
+            source_offset=msg.offset,
+            # what a redrive needs to rebuild the RawMessage (e.g. the portal event type); a
+            # redrive starts its retries afresh, so the retry.* bookkeeping is left out
+            details={"content_type": raw.get("content_type") or "", **_redrive_headers(raw)},
+            **claimcheck.reference(raw),
+        )
+        partition = catalog.partition_for(practice, self.p.partitions)
+        await batch.outbox.send(self.p.topics[f"dlq.{feed}"], f"{practice}/{raw['message_id']}", dl, partition)
+        DEAD_LETTERS.labels(feed, code).inc()
+        MESSAGES.labels(feed, "dead_lettered").inc()
+        batch.counts.append((f"{feed}.dead_lettered", 1))
+        await self._flow(batch, raw, "dead_lettered", started=started)
+        await self._audit(
+            batch,
+            raw,
+            0,
+            action="dead_lettered",
+            entity_type="RawMessage",
+            entity_id=raw["message_id"],
+            reason=code,
+            outcome="rejected",
+        )
+
+    async def _audit(self, batch: Batch, raw: dict[str, Any], seq: int, **kw: Any) -> None:
+        practice = raw["practice_id"]
+        ev = audit_event(
+            practice,
+            actor="practiceflow.worker",
+            at=now_ms(),
+            source=f"{raw['feed']}/{raw['message_id']}@{raw['received_at']}",
+            seq=seq,
+            **kw,
+        )
+        await batch.outbox.send(
+            self.p.topics["audit.in"], practice, ev, catalog.partition_for(practice, self.p.partitions)
+        )
+
+    async def _flow(
+        self,
+        batch: Batch,
+        raw: dict[str, Any],
+        stage: str,
+        *,
+        records: int = 0,
+        started: float | None = None,
+    ) -> None:
+        practice = raw["practice_id"]
+        await batch.outbox.send(
+            self.p.topics["analytics.flow"],
+            f"{practice}/{raw['message_id']}",
+            {
+                "practice_id": practice,
+                "message_id": raw["message_id"],
+                "feed": raw["feed"],
+                "stage": stage,
+                "record_type": None,
+                "records": records,
+                "latency_ms": (time.perf_counter() - started) * 1000 if started else None,
+                "at": now_ms(),
+            },
+            catalog.partition_for(practice, self.p.partitions),
+        )
+
+    # ------------------------------------------------------------------ de-dup expiry
+    def _forget_old_ids(self, partition: int, received_at: int, batch: Batch) -> None:
+        """Delete this partition's de-dup entries older than the retention (in the
+        event's context, so each deletion is a tombstone in the table's changelog).
+
+        Reads the table through its public iteration (``items()``), which the memory and
+        RocksDB stores both serve; entries marked earlier in the same batch count too.
+        """
+        p = self.p
+        if not sweep_due(p._last_sweep.get(partition), received_at, p.dedup_retention_ms):
+            return
+        p._last_sweep[partition] = received_at
+        parts = p.partitions
+        mine: dict[str, bool] = {}  # practice -> owned by this partition (murmur2 once each)
+
+        def owned(key: str) -> bool:
+            practice = key.split("/", 1)[0]
+            hit = mine.get(practice)
+            if hit is None:
+                hit = mine[practice] = catalog.partition_for(practice, parts) == partition
+            return hit
+
+        cutoff = received_at - p.dedup_retention_ms
+        old, legacy = sweep(list(p.seen.items()), cutoff, owned)
+        for key in old:
+            del p.seen[key]
+        for key in legacy:
+            p.seen[key] = received_at
+        early = [k for k, at in batch.pending.items() if at < cutoff and owned(k)]
+        for key in early:
+            del batch.pending[key]
+        batch.marks[:] = [m for m in batch.marks if m[1] not in early]
+        if old or early:
+            batch.counts.append(("dedup.forgotten", len(old) + len(early)))

@@ -1,0 +1,248 @@
+"""Our own offset commits for the topics whose every message must end in an outcome.
+
+Why not Faust's commits: Faust commits the offsets its streams *acked*, and its
+bookkeeping acks messages that were never processed (faust-streaming 0.15, read in
+``faust/streams.py`` and ``faust/transport/consumer.py``):
+
+* ``Stream._py_aiter`` skips a message whose ``generation_id`` is older than the
+  consumer's, or that arrives while flow control is paused (a rebalance), and then
+  **acks** it (``value is skipped_value`` → ``event.ack()``). The skip assumes the
+  rebalance's seek will deliver the message again, but the ack lands in the new
+  generation's ``_acked`` list, which ``_new_offset`` then commits past.
+* ``Consumer._drain_messages`` records the offset of each delivered message as the
+  partition's read offset *after* handing it to the stream; a stale message delivered
+  across the seek overwrites the seek's read offset, and the re-fetched copies of the
+  skipped messages are then dropped as "already read" (``DROPPED MESSAGE ROFF``). An
+  offset jump is also filled in as acked (``_add_gap``), meant for compacted topics.
+* ``_new_offset`` allows one un-acked offset at the head (``min(acked) - committed > 1``)
+  and skips the check altogether when the committed offset is 0 or unknown.
+* ``ProducerBuffer.flush`` (which the commit awaits for table changelog writes) gives up
+  after 0.1 s without a message sent and reports the buffer flushed.
+
+Issue 8's run lost 16 consecutive messages of one partition this way: skipped during
+the restarted worker's rebalance, acked, dropped on re-fetch, committed past.
+
+So the topics that carry inputs (raw and retry topics, ``audit.in``) are declared
+with ``acks=False``, which keeps them out of all of Faust's ack and commit machinery,
+and their agents commit through :class:`OffsetLedger`: an offset is committed only
+when every message before it on its partition was processed *and* the outputs of
+that processing were confirmed by the broker. A message that Faust skipped or dropped
+shows up as a gap (a later offset arrives first); nothing after the gap is processed
+or committed, and the partition is sought back to the gap so it is delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+from confluent_kafka import Consumer as _CkConsumer
+from confluent_kafka import TopicPartition as _CkTP
+from faust.streams import _current_event
+from faust.types import TP
+
+log = logging.getLogger("practiceflow.worker.offsets")
+
+RESEEK_SECONDS = 2.0  # a gap still open this long after a seek is sought again
+
+
+@contextlib.contextmanager
+def in_event(event: faust.types.EventT) -> Iterator[None]:
+    """Make ``event`` the current event while a table is read or written.
+
+    Faust tables find the changelog partition, and the RocksDB store the partition's
+    database, from the current event. A batch handler runs outside the stream's
+    iteration, so it sets the event of the message it is working on.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class OffsetLedger:
+    """Which offsets of each partition are done, and how far that allows a commit (pure).
+
+    ``start`` sets a partition's base (its committed offset). ``done`` records a processed
+    offset. ``expected`` is the next offset that must be processed: the base advanced over
+    the contiguous done offsets. ``committable`` returns the partitions whose expected
+    offset moved since their last commit.
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[TP, int] = {}
+        self._done: dict[TP, set[int]] = {}
+        self._committed: dict[TP, int] = {}
+
+    def known(self, tp: TP) -> bool:
+        return tp in self._next
+
+    def start(self, tp: TP, committed: int) -> None:
+        self._next[tp] = committed
+        self._done[tp] = set()
+        self._committed[tp] = committed
+
+    def forget_all(self) -> None:
+        self._next.clear()
+        self._done.clear()
+        self._committed.clear()
+
+    def expected(self, tp: TP) -> int:
+        return self._next[tp]
+
+    def done(self, tp: TP, offset: int) -> None:
+        nxt = self._next[tp]
+        if offset < nxt:
+            return
+        done = self._done[tp]
+        done.add(offset)
+        while nxt in done:
+            done.discard(nxt)
+            nxt += 1
+        self._next[tp] = nxt
+
+    def committable(self) -> dict[TP, int]:
+        return {tp: nxt for tp, nxt in self._next.items() if nxt > self._committed.get(tp, -1)}
+
+    def committed(self, offsets: dict[TP, int]) -> None:
+        for tp, off in offsets.items():
+            if tp in self._committed:
+                self._committed[tp] = max(self._committed[tp], off)
+
+
+class CommittedOffsets:
+    """Reads a group's committed offsets with a plain client that never joins the group.
+
+    Used once per rebalance generation to set each partition's base; the member's own
+    consumer (aiokafka, in Faust's consumer thread) is not called from the agents.
+    """
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self._consumer = _CkConsumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "client.id": f"{group}-offsets",
+            }
+        )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="committed-offsets")
+
+    def _read(self, tps: list[TP]) -> dict[TP, int]:
+        got = self._consumer.committed([_CkTP(tp.topic, tp.partition) for tp in tps], timeout=30)
+        out: dict[TP, int] = {}
+        for ck in got:
+            tp = TP(ck.topic, ck.partition)
+            if ck.offset >= 0:
+                out[tp] = ck.offset
+            else:  # nothing committed yet: the consumer starts at the earliest offset
+                low, _high = self._consumer.get_watermark_offsets(_CkTP(ck.topic, ck.partition), timeout=30)
+                out[tp] = low
+        return out
+
+    async def read(self, tps: list[TP]) -> dict[TP, int]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, tps)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        with contextlib.suppress(Exception):
+            self._consumer.close()
+
+
+class Committer:
+    """Per agent: the ledger, its generation, and the commits and seeks it asks Faust for."""
+
+    def __init__(self, app: faust.App, offsets: CommittedOffsets, name: str) -> None:
+        self.app = app
+        self.offsets = offsets
+        self.name = name
+        self.ledger = OffsetLedger()
+        self.generation: int | None = None
+        self._gaps: dict[TP, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
+        self._watchdog: asyncio.Future[None] | None = None
+
+    async def admit(self, events: list[Any]) -> list[Any]:
+        """The events of this batch that are next in line on their partitions.
+
+        Drops events of an older generation (the rebalance's seek delivers them again),
+        starts partitions new to this generation at their committed offset, skips events
+        already done, and at a gap keeps nothing after it and seeks back to the gap.
+        """
+        gen = self.app.consumer_generation_id
+        if gen != self.generation:
+            self.generation = gen
+            self.ledger.forget_all()
+            self._gaps.clear()
+        fresh = [e for e in events if e.message.generation_id == gen]
+        unknown = sorted({e.message.tp for e in fresh if not self.ledger.known(e.message.tp)})
+        if unknown:
+            for tp, off in (await self.offsets.read(unknown)).items():
+                self.ledger.start(tp, off)
+        admitted: list[Any] = []
+        expected: dict[TP, int] = {}
+        gapped: dict[TP, int] = {}
+        for ev in fresh:
+            tp, off = ev.message.tp, ev.message.offset
+            if tp in gapped or not self.ledger.known(tp):
+                continue
+            want = expected.get(tp, self.ledger.expected(tp))
+            if off < want:
+                continue  # done already (delivered again after a seek)
+            if off > want:
+                gapped[tp] = want
+                continue
+            expected[tp] = off + 1
+            admitted.append(ev)
+        for tp, want in gapped.items():
+            await self._seek_back(tp, want)
+        return admitted
+
+    async def _seek_back(self, tp: TP, offset: int) -> None:
+        now = time.monotonic()
+        last = self._gaps.get(tp)
+        if last is not None and last[0] == offset and now - last[1] < RESEEK_SECONDS:
+            return  # asked lately; messages fetched before the seek may still be draining
+        self._gaps[tp] = (offset, now)
+        log.warning("%s: offset %s of %s was not delivered; seeking back to it", self.name, offset, tp)
+        # seek_wait runs in Faust's consumer thread and resets its read offset for tp
+        await self.app.consumer.seek_wait({tp: offset})
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        """Seek again while a gap stays open: Faust's fetcher can drop the re-fetched
+        messages when older ones delivered after the seek move its read offset past them,
+        and a partition that then receives nothing new would never bring a batch here."""
+        while self._gaps:
+            await asyncio.sleep(RESEEK_SECONDS)
+            assigned = self.app.consumer.assignment()
+            for tp, (offset, _when) in list(self._gaps.items()):
+                if tp not in assigned or not self.ledger.known(tp) or self.ledger.expected(tp) != offset:
+                    self._gaps.pop(tp, None)
+                    continue
+                await self._seek_back(tp, offset)
+
+    async def commit(self, processed: list[Any]) -> None:
+        """Record ``processed`` (outputs already confirmed) and commit what is contiguous."""
+        for ev in processed:
+            tp = ev.message.tp
+            if self.ledger.known(tp):
+                self.ledger.done(tp, ev.message.offset)
+                gap = self._gaps.get(tp)
+                if gap is not None and self.ledger.expected(tp) > gap[0]:
+                    self._gaps.pop(tp, None)
+        offsets = self.ledger.committable()
+        if not offsets:
+            return
+        assigned = self.app.consumer.assignment()
+        offsets = {tp: off for tp, off in offsets.items() if tp in assigned}
+        if offsets and await self.app.consumer._commit(offsets):  # Faust's own commit call, our offsets
+            self.ledger.committed(offsets)
