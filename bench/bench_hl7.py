@@ -168,7 +168,7 @@ def _per_type(out: dict, min_seconds: float, with_hl7apy: bool = True) -> None:
     def norm(d: bytes) -> object:
         return normalize_hl7(d, "bench-practice", 1_700_000_000_000)
 
-    for label, data in zip(LABELS, (ORU_R01, ADT_A01)):
+    for label, data in zip(LABELS, (ORU_R01, ADT_A01), strict=True):
         result = norm(data)
         nrm = _rate(norm, data, min_seconds)
         prs = _rate(parse, data, min_seconds)

@@ -32,13 +32,12 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import ocrmypdf
 
-from practiceflow.processors.fax import ocr as fax_ocr
-from practiceflow.processors.fax import synth
+from practiceflow.processors.fax import ocr as fax_ocr, synth
 from practiceflow.processors.fax.ocr import OcrSettings, ocr_document, pdf_page_texts
 
 TARGET_CPU_S_PER_PAGE = 1.0

@@ -50,8 +50,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from practiceflow.processors.fax import evalset, synth
-from practiceflow.processors.fax import ocr as fax_ocr
+from practiceflow.processors.fax import evalset, ocr as fax_ocr, synth
 from practiceflow.processors.fax.ocr import OcrSettings, ocr_document
 
 CONFIGS: dict[str, OcrSettings] = {

@@ -21,8 +21,8 @@ Fonts: DejaVu from the Debian package ``fonts-dejavu-core``.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from practiceflow.processors.fax import synth
 from practiceflow.processors.fax.synth import (  # noqa: F401  (re-exported)

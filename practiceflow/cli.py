@@ -33,11 +33,13 @@ def _stack(args: argparse.Namespace, cfg: Settings) -> int:
 
 
 def _schemas(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.schemas import typed_gen
     from practiceflow.schemas.avro_gen import export_all, load_parsed, record_names
 
     if args.action == "export":
         for path in export_all():
             print(path)
+        print(typed_gen.export())  # the TypedDicts of the same records (schemas/typed.py)
         return 0
     for name in record_names():
         load_parsed(name)

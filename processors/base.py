@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 
 class Rejected(Exception):
@@ -52,6 +52,17 @@ class Normalized(NamedTuple):
     record_type: str
     key: str
     value: dict[str, Any]
+
+
+def typed_record(record_type: str, key: str, value: Mapping[str, Any]) -> Normalized:
+    """A Normalized from a record built as its TypedDict (``schemas/typed.py``).
+
+    A TypedDict is the dict itself at run time; the type checker only refuses it where a
+    ``dict[str, Any]`` is expected (it could be given keys the record does not have). The
+    processors annotate the dict they build (a misspelt field is then a type error) and
+    hand it over here, where it becomes the plain value every consumer reads.
+    """
+    return Normalized(record_type, key, cast(dict[str, Any], value))
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ what the original run forgot.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def sweep_due(last_sweep_ms: int | None, received_at_ms: int, retention_ms: int) -> bool:

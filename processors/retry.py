@@ -111,7 +111,7 @@ def not_before(headers: dict[str, str] | None) -> int:
 
 def backoff_ms(policy: RetryPolicy, attempt: int) -> int:
     """Delay after the ``attempt``-th failure: base, 2x base, 4x base ... capped."""
-    return min(policy.base_ms * (2 ** max(attempt - 1, 0)), policy.max_backoff_ms)
+    return int(min(policy.base_ms * (2 ** max(attempt - 1, 0)), policy.max_backoff_ms))
 
 
 def decide(policy: RetryPolicy, headers: dict[str, str] | None, failed_at: int) -> RetryDecision:

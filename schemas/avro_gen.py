@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ AVRO_DIR = Path(__file__).resolve().parent / "avro"
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool: "boolean", bytes: "bytes"}
 
 
-def _type_of(annotation: Any, named: dict[str, dict]) -> Any:
+def _type_of(annotation: Any, named: dict[str, dict[str, Any]]) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -52,17 +52,16 @@ def _type_of(annotation: Any, named: dict[str, dict]) -> Any:
     raise TypeError(f"no Avro mapping for {annotation!r}")
 
 
-def _record(model: type[BaseModel], name: str, named: dict[str, dict]) -> dict:
+def _record(model: type[BaseModel], name: str, named: dict[str, dict[str, Any]]) -> dict[str, Any]:
     fields = []
     for fname, info in model.model_fields.items():
         avro_type = _type_of(info.annotation, named)
         field: dict[str, Any] = {"name": fname, "type": avro_type}
         if info.description:
             field["doc"] = info.description
-        if info.default_factory is not None:
-            field["default"] = info.default_factory()
-        elif info.default is not PydanticUndefined:
-            field["default"] = info.default
+        default = info.get_default(call_default_factory=True, validated_data={})
+        if default is not PydanticUndefined:
+            field["default"] = default
         fields.append(field)
     record: dict[str, Any] = {"type": "record", "name": name, "fields": fields}
     doc = (model.__doc__ or "").strip()
@@ -71,7 +70,7 @@ def _record(model: type[BaseModel], name: str, named: dict[str, dict]) -> dict:
     return record
 
 
-def avro_schema_for(model: type[AvroRecord]) -> dict:
+def avro_schema_for(model: type[AvroRecord]) -> dict[str, Any]:
     """The Avro schema (a dict) of one top-level record model."""
     schema = _record(model, model.__avro_name__, {})
     schema["namespace"] = NAMESPACE
@@ -89,16 +88,19 @@ def export_all(directory: Path = AVRO_DIR) -> list[Path]:
     return written
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema_text(name: str) -> str:
     """The committed .avsc text for a record name (what the registry is given)."""
     return (AVRO_DIR / f"{name}.avsc").read_text()
 
 
-@lru_cache(maxsize=None)
-def load_parsed(name: str) -> dict:
+@cache
+def load_parsed(name: str) -> dict[str, Any]:
     """The committed schema, parsed and checked by fastavro (raises if invalid)."""
-    return fastavro.parse_schema(json.loads(load_schema_text(name)))
+    parsed = fastavro.parse_schema(json.loads(load_schema_text(name)))
+    if not isinstance(parsed, dict):  # a record schema parses to a dict; anything else is a broken file
+        raise TypeError(f"{name}.avsc is not a record schema")
+    return parsed
 
 
 def record_names() -> list[str]:

@@ -27,7 +27,8 @@ def backward_errors(reader: Any, writer: Any) -> list[str]:
 
     Both are Avro schemas as parsed JSON (dicts/lists/strings) or JSON text.
     """
-    result = ReaderWriterCompatibilityChecker().get_compatibility(_parse(reader), _parse(writer))
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]  # avro ships no annotations here
+    result = checker.get_compatibility(_parse(reader), _parse(writer))
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
     kinds = ", ".join(sorted({i.value for i in result.incompatibilities}))

@@ -42,10 +42,12 @@ import hashlib
 import logging
 import re
 import threading
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import clickhouse_connect
+
 from practiceflow.processors.identity.choose import scrub_ssn
 
 log = logging.getLogger("practiceflow.clickhouse")
@@ -130,7 +132,7 @@ def _obs_value(v: dict[str, Any]) -> str:
 
 
 def _ts(ms: int | None) -> datetime:
-    return datetime.fromtimestamp((ms or 0) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp((ms or 0) / 1000, tz=UTC)
 
 
 def _s(v: Any) -> str:
@@ -194,7 +196,7 @@ class ClickHouseSink:
             parameters={"db": self.database, "t": table},
         ).result_rows
         if rows and rows[0][0].replace(" ", "") != want:
-            aside = f"{table}_before_{datetime.now(tz=timezone.utc):%Y%m%d%H%M%S}"
+            aside = f"{table}_before_{datetime.now(tz=UTC):%Y%m%d%H%M%S}"
             log.warning("ClickHouse table %s has key (%s), not (%s): renamed to %s", table, rows[0][0], want, aside)
             self.client.command(f"RENAME TABLE {self.database}.{table} TO {self.database}.{aside}")
             return aside
@@ -225,7 +227,9 @@ class ClickHouseSink:
 
     def query(self, sql: str, parameters: dict | None = None) -> list[tuple]:
         with self._lock:
-            return self.client.query(sql.format(db=self.database), parameters=parameters).result_rows
+            return [
+                tuple(row) for row in self.client.query(sql.format(db=self.database), parameters=parameters).result_rows
+            ]
 
     def close(self) -> None:
         with self._lock:
@@ -244,7 +248,7 @@ class ClickHouseSink:
         by_table: dict[str, list[dict[str, Any]]] = {}
         for item in batch:
             record_type, value = item[0], item[1]
-            pos: Sequence[Any] = item[2] if len(item) > 2 else ("", -1, -1)  # type: ignore[misc]
+            pos: Sequence[Any] = item[2] if len(item) > 2 else ("", -1, -1)
             for table, row in rows_for(record_type, value, now_ms):
                 row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = pos[0], pos[1], pos[2]
                 by_table.setdefault(table, []).append(row)

@@ -33,9 +33,12 @@ from typing import Any
 
 import faust
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.dispatch import normalize_raw
 from practiceflow.processors.retry import RetryPolicy
+from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
@@ -44,9 +47,6 @@ from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from practiceflow.settings import Settings
 
 log = logging.getLogger("practiceflow.worker")
 
@@ -196,7 +196,7 @@ class Pipeline:
             name = topic.get_topic_name()
             committer = Committer(app, self.committed_offsets, name)
 
-            async def normalize_agent(stream, _committer=committer):  # type: ignore[no-untyped-def]
+            async def normalize_agent(stream, _committer=committer):
                 await normalizer.run(stream, _committer)
 
             app.agent(topic, name=f"normalize-{name}")(normalize_agent)
@@ -208,7 +208,7 @@ class Pipeline:
         audit_committer = Committer(app, self.committed_offsets, "audit-chain")
 
         @app.agent(self.topics["audit.in"], name="audit-chain")
-        async def audit_chain(stream):  # type: ignore[no-untyped-def]
+        async def audit_chain(stream):
             await chainer.run(stream, audit_committer)
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())

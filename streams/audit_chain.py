@@ -31,14 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
 from practiceflow.processors.audit import chain
 from practiceflow.processors.dedup import sweep, sweep_due
 from practiceflow.streams import catalog
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.positions import position
 
 if TYPE_CHECKING:
     from faust.types import TP
+
     from practiceflow.streams.app import Pipeline
 
 log = logging.getLogger("practiceflow.worker.audit")
@@ -74,7 +77,7 @@ class AuditTail:
                     break
                 for m in msgs:
                     if m.error() is None and m.value() is not None:
-                        out.append((m.offset(), self.decode(m.value())))
+                        out.append((position(m)[2], self.decode(m.value())))
             return out
         finally:
             c.close()
@@ -97,7 +100,8 @@ class AuditChainer:
 
     async def run(self, stream: faust.StreamT, committer: Committer) -> None:
         cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
+        # take_events is faust's Stream API; its StreamT protocol does not declare it
+        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
             try:
                 await self.process_batch(list(events), committer)
             except Exception as exc:

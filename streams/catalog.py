@@ -18,7 +18,7 @@ DAY_MS = 24 * 3600 * 1000
 FEEDS: tuple[str, ...] = ("hl7v2", "fhir", "fax", "portal", "x12")
 
 
-class Kind(str, Enum):
+class Kind(str, Enum):  # noqa: UP042 - StrEnum would change str() and f-strings of members
     RAW = "raw"
     NORMALIZED = "normalized"
     HANDOFF = "handoff"

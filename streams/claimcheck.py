@@ -20,9 +20,8 @@ import hashlib
 from typing import Any
 
 from practiceflow.processors.base import Rejected
-from practiceflow.sinks.docstore import DocumentStore, open_document_store
-
 from practiceflow.settings import Settings
+from practiceflow.sinks.docstore import DocumentStore, open_document_store
 
 __all__ = ["check_in", "is_claim_checked", "reference", "resolve", "store_for"]
 

@@ -41,6 +41,7 @@ from prometheus_client import Counter, Gauge
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.positions import position
 from practiceflow.streams.serde import AvroSerde, SerdeError
 
 log = logging.getLogger("practiceflow.sink")
@@ -173,15 +174,16 @@ class ClickHouseSinkConsumer:
     def _decode(self, batch: list[Message]) -> list[tuple[str, dict[str, Any], tuple[str, int, int]]]:
         items = []
         for m in batch:
-            record_type = self.topics[m.topic()]
+            topic, partition, offset = position(m)
+            record_type = self.topics[topic]
             try:
-                value = self.serde.decode(m.value(), record_type)
+                value = self.serde.decode(m.value() or b"", record_type)  # a tombstone is not our wire format
             except SerdeError as exc:
                 # not our wire format: it can never be written; it stays in Kafka (no PHI in the log)
-                log.error("skipping an undecodable record at %s/%d@%d: %s", m.topic(), m.partition(), m.offset(), exc)
+                log.error("skipping an undecodable record at %s/%d@%d: %s", topic, partition, offset, exc)
                 self._count("clickhouse.undecodable")
                 continue
-            items.append((record_type, value, (m.topic(), m.partition(), m.offset())))
+            items.append((record_type, value, (topic, partition, offset)))
         return items
 
     def _handle(self, consumer: Consumer, batch: list[Message]) -> None:
@@ -191,7 +193,7 @@ class ClickHouseSinkConsumer:
                 items = self._decode(batch)  # registry lookups can fail transiently too
                 written = self.write(items, now_ms())
                 break
-            except Exception as exc:  # noqa: BLE001 - ClickHouse/registry down: retry, never skip
+            except Exception as exc:
                 delay = next(delays)
                 self._count("clickhouse.write_failures")
                 FAILURES.inc()
@@ -224,7 +226,7 @@ class ClickHouseSinkConsumer:
                     return True
                 m = consumer.poll(min(left, 0.5))  # serves rebalance callbacks, keeps membership
                 if m is not None and m.error() is None:  # fetched before the pause: read it again later
-                    consumer.seek(TopicPartition(m.topic(), m.partition(), m.offset()))
+                    consumer.seek(TopicPartition(*position(m)))
             return False
         finally:
             if not self._revoked:
@@ -233,8 +235,8 @@ class ClickHouseSinkConsumer:
     def _commit(self, consumer: Consumer, batch: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
         for m in batch:
-            key = (m.topic(), m.partition())
-            last[key] = max(last.get(key, -1), m.offset())
+            topic, partition, offset = position(m)
+            last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         try:
             consumer.commit(offsets=offsets, asynchronous=False)

@@ -35,6 +35,7 @@ from practiceflow.processors.deadletter import headers_from_details
 from practiceflow.processors.dedup import REDRIVE_HEADER
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.positions import position
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde
 
@@ -141,22 +142,25 @@ def _read(
         m = consumer.poll(0.5)
         if m is None:
             continue
-        key = (m.topic(), m.partition())
-        if m.error() is not None:
-            if m.error().code() == KafkaError._PARTITION_EOF:
-                ends.pop(key, None)
+        err = m.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                topic, partition, _ = position(m)
+                ends.pop((topic, partition), None)
             continue
-        feed = m.topic().rsplit(".", 1)[-1]
+        topic, partition, offset = position(m)
+        key = (topic, partition)
+        feed = topic.rsplit(".", 1)[-1]
         out.append(
             Letter(
-                letter_id(feed, m.partition(), m.offset()),
-                m.topic(),
-                m.partition(),
-                m.offset(),
-                serde.decode(m.value(), "DeadLetter"),
+                letter_id(feed, partition, offset),
+                topic,
+                partition,
+                offset,
+                serde.decode(m.value() or b"", "DeadLetter"),
             )
         )
-        if m.offset() + 1 >= ends.get(key, 0):
+        if offset + 1 >= ends.get(key, 0):
             ends.pop(key, None)
     if ends:
         raise TimeoutError(f"could not read the dead-letter topics to their end in {timeout}s")

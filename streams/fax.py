@@ -44,10 +44,9 @@ from typing import Any
 
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.fax.ocr import CONTENT_TYPES, OcrPage, OcrResult, sniff
+from practiceflow.settings import Settings
 from practiceflow.sinks.docstore import DocumentStore
 from practiceflow.streams import ocr_job
-
-from practiceflow.settings import Settings
 
 log = logging.getLogger("practiceflow.worker.fax")
 

@@ -77,7 +77,7 @@ class ProgressSensor(Sensor):
         self.rebalancing = False
         self.assigned_once = False
 
-    def on_stream_event_in(self, tp, offset, stream, event):  # noqa: D401 - Faust hook
+    def on_stream_event_in(self, tp, offset, stream, event):
         p = self.progress.get(tp)
         if p is None:
             p = self.progress[tp] = PartitionProgress()

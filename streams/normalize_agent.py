@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
+
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.deadletter import dead_letter, raw_header_details
 from practiceflow.processors.dedup import control_key_for, is_redrive, sweep, sweep_due
 from practiceflow.processors.dispatch import handoffs_for
-from practiceflow.processors.retry import HEADERS as RETRY_HEADERS
-from practiceflow.processors.retry import decide, is_transient, not_before, retry_headers
+from practiceflow.processors.retry import HEADERS as RETRY_HEADERS, decide, is_transient, not_before, retry_headers
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
@@ -90,7 +90,8 @@ class Normalizer:
     # ------------------------------------------------------------------ batch
     async def run(self, stream: faust.StreamT, committer: Committer, *, honour_not_before: bool = False) -> None:
         cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
+        # take_events is faust's Stream API; its StreamT protocol does not declare it
+        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
             try:
                 await self.process_batch(list(events), committer, honour_not_before=honour_not_before)
             except Exception as exc:

@@ -46,7 +46,7 @@ def count_pages(data: bytes, kind: str | None) -> int | None:
 
             with Image.open(io.BytesIO(data)) as im:
                 return int(getattr(im, "n_frames", 1))
-    except Exception:  # noqa: BLE001 - unreadable here: ocr_document rejects it precisely
+    except Exception:
         return None
     return None
 
@@ -64,7 +64,7 @@ def first_pages(data: bytes, kind: str, n: int) -> bytes:
     from PIL import Image, ImageSequence
 
     with Image.open(io.BytesIO(data)) as im:
-        frames = [f.copy() for _, f in zip(range(n), ImageSequence.Iterator(im))]
+        frames = [f.copy() for _, f in zip(range(n), ImageSequence.Iterator(im), strict=False)]  # the first n
         dpi = im.info.get("dpi")
     first = frames[0]
     opts: dict[str, Any] = {"compression": "group4" if all(f.mode == "1" for f in frames) else "tiff_deflate"}
@@ -80,7 +80,7 @@ def run(job: Path, content_type: str | None, jobs: int, max_pages: int) -> dict[
     total = count_pages(data, kind)
     (job / "pages.json").write_text(json.dumps({"total_pages": total}))
     limited = kind is not None and total is not None and total > max_pages
-    if limited:
+    if limited and kind is not None:  # (kind is always set when limited)
         data = first_pages(data, kind, max_pages)
     try:
         res = ocr_document(data, content_type, workdir=job / "work", jobs=jobs)
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
     job, content_type, jobs, max_pages = Path(argv[0]), argv[1] or None, int(argv[2]), int(argv[3])
     try:
         result = run(job, content_type, jobs, max_pages)
-    except Exception as exc:  # noqa: BLE001 - reported to the worker, which retries: not the document's fault
+    except Exception as exc:
         _write(job, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
         return 1
     _write(job, result)

@@ -43,8 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
-from confluent_kafka import Consumer as _CkConsumer
-from confluent_kafka import TopicPartition as _CkTP
+from confluent_kafka import Consumer as _CkConsumer, TopicPartition as _CkTP
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -244,5 +243,5 @@ class Committer:
             return
         assigned = self.app.consumer.assignment()
         offsets = {tp: off for tp, off in offsets.items() if tp in assigned}
-        if offsets and await self.app.consumer._commit(offsets):  # Faust's own commit call, our offsets
+        if offsets and await self.app.consumer._commit(offsets):  # type: ignore[attr-defined]  # Faust's own commit call (pinned <0.16)
             self.ledger.committed(offsets)

@@ -99,8 +99,8 @@ class DurableProducer:
         log.warning("producer re-created after an error with unknown outcome")
         try:
             old.flush(1)
-        except Exception:  # noqa: BLE001 - the old producer is being thrown away
-            pass
+        except Exception as exc:  # the old producer is being dropped; its outcome is already unknown
+            log.debug("flushing the replaced producer failed: %s", type(exc).__name__)
 
     def _produce(self, topic: str, key: str, value: bytes, practice_id: str, on_done) -> None:
         partition = partition_for(practice_id, self.partitions)
@@ -120,7 +120,9 @@ class DurableProducer:
             if failure.unknown_outcome:
                 self._recreate()
             raise failure
-        return Delivered(msg.topic(), msg.partition(), msg.offset())
+        if msg is None:  # librdkafka reports an error or a message, never neither
+            raise DeliveryFailed(KafkaError(KafkaError._UNKNOWN_PARTITION))
+        return Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
 
     def send(self, topic: str, key: str, value: bytes, practice_id: str, timeout: float = 35.0) -> Delivered:
         done = threading.Event()
@@ -141,7 +143,11 @@ class DurableProducer:
         fut: asyncio.Future = loop.create_future()
 
         def on_done(err, msg):
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result((err, msg)))
+            def settle() -> None:
+                if not fut.done():
+                    fut.set_result((err, msg))
+
+            loop.call_soon_threadsafe(settle)
 
         self._produce(topic, key, value, practice_id, on_done)
         err, msg = await fut
@@ -153,4 +159,4 @@ class DurableProducer:
         with self._lock:
             self._producer.flush(timeout)
             # drop the last reference: librdkafka's threads (and reconnect attempts) end with it
-            self._producer = None
+            self._producer = None  # type: ignore[assignment]  # closed: nothing produces after close()

@@ -32,7 +32,7 @@ def register_retry_agents(pipeline: Pipeline, normalizer: Normalizer) -> None:
         name = topic.get_topic_name()
         committer = Committer(pipeline.app, pipeline.committed_offsets, name)
 
-        async def retry_agent(stream, _committer=committer):  # type: ignore[no-untyped-def]
+        async def retry_agent(stream, _committer=committer):
             await normalizer.run(stream, _committer, honour_not_before=True)
 
         pipeline.app.agent(topic, name=f"retry-{name}")(retry_agent)

@@ -72,6 +72,8 @@ class AvroSerde:
         schema = self._writers.get(sid)
         if schema is None:
             registered = self.client.get_schema(sid)
+            if registered.schema_str is None:
+                raise SerdeError(f"schema id {sid} has no schema text")
             schema = fastavro.parse_schema(json.loads(registered.schema_str))
             with self._lock:
                 self._writers[sid] = schema
@@ -86,9 +88,12 @@ class AvroSerde:
         writer = self._writer_schema(sid)
         reader = load_parsed(record_type) if record_type else None
         try:
-            return fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, reader)
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on bad bytes
+            value = fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, reader)
+        except Exception as exc:
             raise SerdeError(f"avro body unreadable with schema id {sid}: {exc}") from exc
+        if not isinstance(value, dict):
+            raise SerdeError(f"schema id {sid} is not a record schema")
+        return value
 
 
 class AvroCodec(Codec):
@@ -106,6 +111,8 @@ class AvroCodec(Codec):
         self.record_type = record_type
 
     def _dumps(self, obj: Any) -> bytes:
+        if self.record_type is None:
+            raise SerdeError(f"{self.subject}: a codec without a record type only decodes")
         return self.serde.encode(self.subject, self.record_type, obj)
 
     def _loads(self, s: bytes) -> Any:

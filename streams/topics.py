@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+
 from practiceflow.streams.catalog import CATALOG, TopicSpec
 
 

@@ -6,14 +6,41 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_data_dir() -> Path | None:
-    """The public sample corpus: PRACTICEFLOW_SHARED_DATA, else ../shared/data beside the checkout."""
+def shared_data_path() -> Path:
+    """Where the public sample corpus is expected: PRACTICEFLOW_SHARED_DATA, else ../shared/data
+    beside the checkout (whether or not it is there)."""
     configured = os.environ.get("PRACTICEFLOW_SHARED_DATA")
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_data_dir() -> Path | None:
+    """The public sample corpus, or None when it is not there."""
+    path = shared_data_path()
     return path if path.is_dir() else None
+
+
+def require_corpus(kind: str) -> Path:
+    """``<shared>/data/<kind>``; fails the calling test, loudly, when it is missing, so a run
+    without the corpus never passes by collecting no corpus cases."""
+    path = shared_data_path() / kind
+    if not path.is_dir():
+        pytest.fail(
+            f"the {kind} sample corpus is missing at {path}: set PRACTICEFLOW_SHARED_DATA or put shared/data "
+            "beside the checkout (./pf test and CI do); deselect the corpus tests with -m 'not corpus'"
+        )
+    return path
+
+
+def outcome_totals(table: dict[str, str | list[str]]) -> tuple[int, int]:
+    """(normalized, rejected) over every message of an outcomes table (tests/processors/corpus_outcomes.py)."""
+    flat = [o for v in table.values() for o in (v if isinstance(v, list) else [v])]
+    normalized = sum(o == "normalized" for o in flat)
+    return normalized, len(flat) - normalized
 
 
 def oru_r01(control_id: str = "MSG00001", mrn: str = "MRN1001", glucose: str = "182", flag: str = "H") -> bytes:

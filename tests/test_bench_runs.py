@@ -1,13 +1,22 @@
-"""The committed benchmarks still run (their numbers are recorded by bench/run_all.py,
-not asserted here: speed is measured in the benchmark, not in timed tests)."""
+"""The committed benchmarks still run and measure what they claim to (their numbers are
+recorded by bench/run_all.py, not asserted here: speed is measured in the benchmark, not
+in timed tests)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 
 from tests.fixtures import REPO_ROOT
+
+HL7_DIR = REPO_ROOT / "processors" / "hl7"
+
+
+def _pure_python_requested() -> bool:
+    return os.environ.get("PRACTICEFLOW_PURE_PYTHON", "") not in ("", "0")
 
 
 def test_hl7_bench_per_type_runs_and_reports_the_form():
@@ -20,7 +29,18 @@ def test_hl7_bench_per_type_runs_and_reports_the_form():
         timeout=300,
     )
     res = json.loads(out.stdout)
-    assert set(res["forms"]) == {"dates", "parser", "normalize"}
+    if _pure_python_requested():  # the run says which form it measured, and it is the one asked for
+        assert res["forms"] == {"dates": "python", "parser": "python", "normalize": "python"}
+    else:
+        # the published figures are for the compiled build: a build that failed, was skipped or
+        # went stale (its recorded source hash no longer matches) would be measured as Python here
+        assert res["forms"] == {"dates": "compiled", "parser": "compiled", "normalize": "compiled"}
+        built = json.loads((HL7_DIR / "_compiled_sources.json").read_text())
+        for module in ("dates", "parser", "normalize"):
+            assert built[module] == hashlib.sha256((HL7_DIR / f"{module}.py").read_bytes()).hexdigest()
+    # the benchmark measured the messages it describes: the ORU gives 1 patient + 1 order +
+    # 14 observations, the ADT a patient, an encounter and a coverage
+    assert res["oru_r01_20seg"]["records"] == 16
+    assert res["adt_a01_pid_pv1_in1"]["records"] == 3
     for label in ("oru_r01_20seg", "adt_a01_pid_pv1_in1"):
-        assert res[label]["records"] > 0 and res[label]["normalize_msgs_per_s"] > 0
-    assert res["oru_r01_20seg"]["records"] == 16  # 1 patient + 1 order + 14 observations
+        assert res[label]["normalize_iterations"] > 0 and res[label]["parse_only_iterations"] > 0

@@ -24,11 +24,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from confluent_kafka import Consumer
-from practiceflow.streams import catalog
-from practiceflow.streams.serde import AvroSerde, registry_client
 
 from practiceflow.sampleday.generate import build_day
 from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
+from practiceflow.streams import catalog
+from practiceflow.streams.serde import AvroSerde, registry_client
 from tests.fixtures import closed_port, oru_r01
 from tests.streams.test_pipeline import consume_all
 

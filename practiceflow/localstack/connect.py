@@ -8,8 +8,8 @@ duration of the command.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from practiceflow.localstack.stack import LocalStack, read_state
 from practiceflow.settings import Settings

@@ -150,7 +150,7 @@ class KafkaCluster:
             *args,
         ]
 
-    def start(self, timeout: float = 90.0) -> "KafkaCluster":
+    def start(self, timeout: float = 90.0) -> KafkaCluster:
         cluster_id = _cluster_id()
         for node in self.nodes:
             node.data_dir.mkdir(parents=True, exist_ok=True)
@@ -174,13 +174,13 @@ class KafkaCluster:
             if fmt.returncode != 0:
                 raise StackError(f"kafka storage format failed for node {node.node_id}: {fmt.stderr[-2000:]}")
         for node in self.nodes:
-            log = open(node.log_file, "ab")
-            node.process = subprocess.Popen(
-                self._java("kafka.Kafka", str(node.data_dir / "server.properties"), node=node),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            with open(node.log_file, "ab") as log:  # the child keeps its own copy of the descriptor
+                node.process = subprocess.Popen(
+                    self._java("kafka.Kafka", str(node.data_dir / "server.properties"), node=node),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             if not wait_for_port("127.0.0.1", node.port, deadline, node.process):
@@ -201,7 +201,7 @@ class KafkaCluster:
                 md = admin.list_topics(timeout=5)
                 if len(md.brokers) >= len(self.nodes):
                     return
-            except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            except Exception as exc:
                 last = exc
             time.sleep(0.3)
         raise StackError(f"kafka metadata not ready in time: {last}")

@@ -55,13 +55,13 @@ def start_registry(cache_dir: Path, data_dir: Path, timeout: float = 90.0) -> tu
     reg_dir = ensure_registry(cache_dir)
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / "registry.log", "ab")
-    proc = subprocess.Popen(
-        [str(REGISTRY_DIR / "run.sh"), str(reg_dir), str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(data_dir / "registry.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [str(REGISTRY_DIR / "run.sh"), str(reg_dir), str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     base = f"http://127.0.0.1:{port}"
     if not wait_for_port("127.0.0.1", port, deadline, proc):
@@ -69,7 +69,7 @@ def start_registry(cache_dir: Path, data_dir: Path, timeout: float = 90.0) -> tu
         raise StackError(f"schema registry did not open port {port}; see {data_dir / 'registry.log'}")
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as resp:
+            with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as resp:  # noqa: S310 - http on loopback
                 if resp.status == 200:
                     break
         except OSError:
@@ -80,13 +80,13 @@ def start_registry(cache_dir: Path, data_dir: Path, timeout: float = 90.0) -> tu
         raise StackError("schema registry never became ready")
     url = base + CCOMPAT_PATH
     # Contracts evolve backward-compatibly; make the registry enforce it too.
-    req = urllib.request.Request(
+    req = urllib.request.Request(  # noqa: S310 - http to our own registry on loopback
         f"{url}/config",
         method="PUT",
         data=json.dumps({"compatibility": "BACKWARD"}).encode(),
         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
     )
-    urllib.request.urlopen(req, timeout=5).close()
+    urllib.request.urlopen(req, timeout=5).close()  # noqa: S310 - our own registry on loopback
     return proc, url
 
 
@@ -110,9 +110,9 @@ class LocalStack:
         for attempt in (1, 2):
             # A port picked free can be taken by another process before the JVM binds it;
             # one retry with fresh ports and a clean data dir covers that race.
-            self.kafka = new_cluster(self.run_dir / f"kafka-{attempt}", self.cache_dir, nodes=self.nodes)
+            self.kafka = kafka = new_cluster(self.run_dir / f"kafka-{attempt}", self.cache_dir, nodes=self.nodes)
             try:
-                self.kafka.start()
+                kafka.start()
                 break
             except StackError:
                 if attempt == 2:
@@ -122,13 +122,13 @@ class LocalStack:
             try:
                 self.registry_proc, registry_url = start_registry(self.cache_dir, self.run_dir / "registry")
             except Exception:
-                self.kafka.stop()
+                kafka.stop()
                 raise
         self.info = StackInfo(
-            bootstrap=self.kafka.bootstrap,
+            bootstrap=kafka.bootstrap,
             registry_url=registry_url,
-            kafka_version=kafka_version(self.kafka.jars),
-            kafka_pids=[n.process.pid for n in self.kafka.nodes if n.process],
+            kafka_version=kafka_version(kafka.jars),
+            kafka_pids=[n.process.pid for n in kafka.nodes if n.process],
             registry_pid=self.registry_proc.pid if self.registry_proc else None,
             root=str(self.run_dir),
             started_at=time.time(),

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from practiceflow.sampleday import hl7 as h
-from practiceflow.sampleday import x12 as x
+from practiceflow.sampleday import hl7 as h, x12 as x
 from practiceflow.sampleday.people import Person, make_people
 
 
@@ -38,7 +37,7 @@ class DayPlan:
 
 
 def _ts(d: date, minute: int) -> str:
-    return (datetime(d.year, d.month, d.day, 8, 0) + timedelta(minutes=minute)).strftime("%Y%m%d%H%M%S")
+    return (datetime(d.year, d.month, d.day, 8, 0, tzinfo=UTC) + timedelta(minutes=minute)).strftime("%Y%m%d%H%M%S")
 
 
 def _fhir_patient_bundle(p: Person, i: int) -> dict:

@@ -19,7 +19,7 @@ class MllpClient:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def __aenter__(self) -> "MllpClient":
+    async def __aenter__(self) -> MllpClient:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
         return self
 
@@ -29,6 +29,8 @@ class MllpClient:
             await self.writer.wait_closed()
 
     async def send(self, message: bytes, *, raw_frame: bytes | None = None, timeout: float = 30.0) -> bytes:
+        if self.writer is None or self.reader is None:
+            raise RuntimeError("MLLP sender used outside `async with`")
         self.writer.write(raw_frame if raw_frame is not None else VT + message + FS + CR)
         await self.writer.drain()
         ack = await asyncio.wait_for(self.reader.readuntil(FS + CR), timeout)

@@ -38,7 +38,9 @@ import logging
 import os
 import re
 import subprocess
+from argparse import ArgumentParser
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ocrmypdf import hookimpl
 from ocrmypdf.builtin_plugins import tesseract_ocr as _builtin
@@ -51,20 +53,26 @@ from PIL import Image
 from .ocr import image_quality, tsv_pages
 from .quality import PageQuality, tsv_words
 
+if TYPE_CHECKING:  # OCRmyPDF's own annotations for the hooks (the upper bound in pyproject pins this API)
+    import pluggy
+    from ocrmypdf._options import OcrOptions
+    from ocrmypdf.pluginspec import OcrEngine
+    from pydantic import BaseModel
+
 log = logging.getLogger(__name__)
 
 SIDECAR_OPTION = "practiceflow_sidecar_dir"
 _PAGE_PREFIX = re.compile(r"^(\d{6})_")
 
 
-def _sidecar_dir(options) -> Path | None:
+def _sidecar_dir(options: OcrOptions) -> Path | None:
     extra = getattr(options, "extra_attrs", None) or {}
     d = extra.get(SIDECAR_OPTION)
     return Path(d) if d else None
 
 
 def _write_sidecar(
-    options, page: int, text: str, confs: list[float], timed_out: bool, quality: PageQuality | None = None
+    options: OcrOptions, page: int, text: str, confs: list[float], timed_out: bool, quality: PageQuality | None = None
 ) -> None:
     d = _sidecar_dir(options)
     if d is None:
@@ -86,7 +94,7 @@ def _write_sidecar(
     tmp.replace(d / f"page-{page:06d}.json")
 
 
-def _tess_args(options) -> list[str]:
+def _tess_args(options: OcrOptions) -> list[str]:
     t = options.tesseract
     args = ["tesseract"]
     if options.languages:
@@ -104,7 +112,7 @@ def _tess_args(options) -> list[str]:
     return args
 
 
-def _run_tesseract(args: list[str], options) -> str:
+def _run_tesseract(args: list[str], options: OcrOptions) -> str:
     """Run Tesseract: "ok", "timeout", or "empty" (nothing it could read)."""
     t = options.tesseract
     env = os.environ.copy()
@@ -149,24 +157,24 @@ class ConfidenceTesseractEngine(TesseractOcrEngine):
 
     @staticmethod
     @functools.cache
-    def version():  # OCRmyPDF asks for this on every job; the binary does not change
-        return TesseractOcrEngine.version()
+    def version() -> str:  # OCRmyPDF asks for this on every job; the binary does not change
+        return str(TesseractOcrEngine.version())
 
     @staticmethod
     @functools.cache
-    def _languages():
+    def _languages() -> frozenset[str]:
         return frozenset(TesseractOcrEngine.languages(None))
 
     @staticmethod
-    def languages(options):
+    def languages(options: OcrOptions | None) -> set[str]:
         return set(ConfidenceTesseractEngine._languages())
 
     @staticmethod
-    def creator_tag(options):
+    def creator_tag(options: OcrOptions) -> str:
         renderer = "sandwich" if options.pdf_renderer == "sandwich" else "fpdf2"
         return f"OCRmyPDF {renderer} + Tesseract OCR {ConfidenceTesseractEngine.version()} (practiceflow)"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Tesseract OCR {ConfidenceTesseractEngine.version()}"
 
     @staticmethod
@@ -174,7 +182,7 @@ class ConfidenceTesseractEngine(TesseractOcrEngine):
         return True
 
     @staticmethod
-    def generate_ocr(input_file: Path, options, page_number: int = 0):
+    def generate_ocr(input_file: Path, options: OcrOptions, page_number: int = 0) -> tuple[OcrElement, str]:
         work = Path(input_file).parent
         prefix = work / f"pf_{page_number + 1:06d}_ocr"
         args = _tess_args(options) + [os.fspath(input_file), os.fspath(prefix), "hocr", "txt"]
@@ -197,7 +205,7 @@ class ConfidenceTesseractEngine(TesseractOcrEngine):
         return tree, text
 
     @staticmethod
-    def generate_pdf(input_file: Path, output_pdf: Path, output_text: Path, options) -> None:
+    def generate_pdf(input_file: Path, output_pdf: Path, output_text: Path, options: OcrOptions) -> None:
         page_number = _page_from_name(Path(output_pdf))
         prefix = Path(output_pdf).parent / Path(output_pdf).stem
         args = _tess_args(options) + [
@@ -242,23 +250,23 @@ _checked = False
 
 
 @hookimpl
-def initialize(plugin_manager):
+def initialize(plugin_manager: pluggy.PluginManager) -> None:
     if not plugin_manager.is_blocked(_BUILTIN_NAME):
         plugin_manager.set_blocked(_BUILTIN_NAME)
 
 
 @hookimpl
-def register_options():
-    return _builtin.register_options()
+def register_options() -> dict[str, type[BaseModel]]:
+    return _builtin.register_options()  # type: ignore[no-any-return]  # OCRmyPDF's builtin plugin is unannotated
 
 
 @hookimpl
-def add_options(parser):
+def add_options(parser: ArgumentParser) -> None:
     _builtin.add_options(parser)
 
 
 @hookimpl
-def check_options(options):
+def check_options(options: OcrOptions) -> None:
     global _checked
     if not _checked:  # Tesseract present, version supported: once per process
         _builtin.check_options(options)
@@ -266,17 +274,17 @@ def check_options(options):
 
 
 @hookimpl
-def validate(pdfinfo, options):
+def validate(pdfinfo: Any, options: OcrOptions) -> None:
     _builtin.validate(pdfinfo, options)
 
 
 @hookimpl
-def filter_ocr_image(page, image):
+def filter_ocr_image(page: Any, image: Image.Image) -> Image.Image:
     return _builtin.filter_ocr_image(page, image)
 
 
 @hookimpl
-def get_ocr_engine(options):
+def get_ocr_engine(options: OcrOptions | None) -> OcrEngine | None:
     if options is not None and getattr(options, "ocr_engine", "auto") not in ("auto", "tesseract"):
         return None
     return ConfidenceTesseractEngine()

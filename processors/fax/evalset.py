@@ -348,7 +348,7 @@ class _Canvas:
         row_h = self.step + 2 * pad
         top = self.y
         for r in rows:
-            for x, cell in zip(xs, r):
+            for x, cell in zip(xs, r, strict=False):  # a short row leaves its last cells empty
                 if cell:
                     self.d.text((x + pad, self.y + pad), cell, font=self.body, fill=0)
             self.lines.append(" ".join(c for c in r if c))
@@ -433,9 +433,8 @@ def render(s: PageSpec) -> SyntheticPage:
         im = im.rotate(s.skew_deg, resample=Image.Resampling.BILINEAR, fillcolor=255)
     level = s.threshold
     im = im.point(lambda v: 255 if v >= level else 0, mode="1")
-    if s.speckle > 0:
-        px = im.load()
-        assert px is not None
+    px = im.load() if s.speckle > 0 else None  # load() of an image in memory is never None
+    if px is not None:
         for _ in range(int(W * H * 0.0004 * s.speckle)):
             px[rng.randrange(W), rng.randrange(H)] = 0
     im.info["dpi"] = s.dpi

@@ -27,7 +27,8 @@ Record (``schemas/avro/Document.avsc``):
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..base import Normalized, NormalizeResult, Rejected, content_id, entity_key
 from .ocr import OcrResult
@@ -55,7 +56,7 @@ def _meta_str(meta: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
 
 def normalize_fax(
     data: bytes,
-    meta: dict,
+    meta: dict[str, Any],
     practice_id: str,
     received_at_ms: int,
     *,

@@ -60,13 +60,17 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..base import Rejected
 from .quality import PageQuality, WordBox, ink_mask, page_quality, tsv_words
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 PLUGIN = "practiceflow.processors.fax._ocrmypdf_plugin"
 
@@ -184,7 +188,7 @@ def tsv_pages(tsv_text: str) -> dict[int, tuple[list[float], str]]:
     if not header:
         return {}
     col = {name: i for i, name in enumerate(header)}
-    last_line: dict[int, tuple] = {}
+    last_line: dict[int, tuple[Any, ...]] = {}
     for r in rows:
         if len(r) < len(header):
             continue
@@ -240,7 +244,7 @@ def _decoded_image(data: bytes, kind: str) -> Iterator[Any]:
         im.close()
 
 
-def _frame_dpi(fr, fallback) -> tuple[float, float] | None:
+def _frame_dpi(fr: PILImage.Image, fallback: Any) -> tuple[float, float] | None:
     dpi = fr.info.get("dpi") or fallback
     try:
         x, y = float(dpi[0]), float(dpi[1])
@@ -250,8 +254,12 @@ def _frame_dpi(fr, fallback) -> tuple[float, float] | None:
 
 
 def _normalise_frame(
-    fr, dpi: tuple[float, float] | None, warnings: list[str], page_no: int, upscale_dpi: float | None = None
-):
+    fr: PILImage.Image,
+    dpi: tuple[float, float] | None,
+    warnings: list[str],
+    page_no: int,
+    upscale_dpi: float | None = None,
+) -> tuple[PILImage.Image, tuple[float, float]]:
     """-> (image in mode 1/L/RGB with square pixels, (dpi, dpi))."""
     from PIL import Image
 
@@ -275,16 +283,20 @@ def _normalise_frame(
         # 1-bit: bilinear on gray, then threshold: smooth edges, still bitonal for Tesseract
         size = (round(fr.width * upscale_dpi / dx), round(fr.height * upscale_dpi / dy))
         if fr.mode == "1":
-            fr = fr.convert("L").resize(size, Image.BILINEAR).point(lambda v: 255 if v >= 128 else 0, mode="1")
+            fr = (
+                fr.convert("L")
+                .resize(size, Image.Resampling.BILINEAR)
+                .point(lambda v: 255 if v >= 128 else 0, mode="1")
+            )
         else:
-            fr = fr.resize(size, Image.BICUBIC)
+            fr = fr.resize(size, Image.Resampling.BICUBIC)
         dx = dy = float(upscale_dpi)
     elif max(dx, dy) / min(dx, dy) > _MAX_ASPECT:
         # e.g. fax standard mode 204x98: without this Tesseract sees half-height glyphs.
         # NEAREST row doubling == bilinear + threshold for a 2x 1-bit resize.
         m = max(dx, dy)
         size = (round(fr.width * m / dx), round(fr.height * m / dy))
-        fr = fr.resize(size, Image.NEAREST if fr.mode == "1" else Image.BICUBIC)
+        fr = fr.resize(size, Image.Resampling.NEAREST if fr.mode == "1" else Image.Resampling.BICUBIC)
         dx = dy = m
     return fr, (dx, dy)
 
@@ -418,8 +430,8 @@ def _ocr_images(
         results = [_tesseract_chunk(chunks[0], bases[0], settings)]
     else:
         with ThreadPoolExecutor(len(chunks)) as ex:
-            results = list(ex.map(lambda cb: _tesseract_chunk(cb[0], cb[1], settings), zip(chunks, bases)))
-    pages = []
+            results = list(ex.map(lambda cb: _tesseract_chunk(cb[0], cb[1], settings), zip(chunks, bases, strict=True)))
+    pages: list[OcrPage] = []
     for text, conf, timed_out, q in (r for chunk in results for r in chunk):
         n = len(pages) + 1
         if timed_out:
@@ -608,7 +620,7 @@ def _drop_blank_text_layers(src: Path, pages: list[int], job: Path, warnings: li
             page = pdf.pages[i]
             try:
                 ops = pikepdf.parse_content_stream(page)
-            except Exception:  # unparseable content: leave it to OCRmyPDF
+            except Exception:  # noqa: S112 - unparseable content: leave the page to OCRmyPDF
                 continue
             kept, depth = [], 0
             for inst in ops:
@@ -636,7 +648,7 @@ def _ocr_pdf(
     jobs: int,
     settings: OcrSettings,
     warnings: list[str],
-    producer: dict,
+    producer: dict[str, Any],
     has_image: list[bool] | None = None,
 ) -> tuple[list[OcrPage], Path | None]:
     try:
@@ -674,7 +686,7 @@ def _ocr_pdf(
     sidecars.mkdir()
     out = job / "ocr.pdf"
     _run_ocrmypdf(src, out, sidecars, jobs, settings)
-    ocred: dict[int, dict] = {}
+    ocred: dict[int, dict[str, Any]] = {}
     for f in sidecars.glob("page-*.json"):
         rec = json.loads(f.read_text(encoding="utf-8"))
         ocred[int(rec["page"])] = rec

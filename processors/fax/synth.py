@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -329,12 +330,12 @@ def render_page(
             y += step
 
     W, H = round(LETTER_IN[0] * dpi[0]), round(LETTER_IN[1] * dpi[1])
-    im = im.resize((W, H), Image.BOX)
+    im = im.resize((W, H), Image.Resampling.BOX)
     if noise > 0:
-        im = im.rotate(rng.uniform(-0.6, 0.6) * noise, resample=Image.BILINEAR, fillcolor=255)
+        im = im.rotate(rng.uniform(-0.6, 0.6) * noise, resample=Image.Resampling.BILINEAR, fillcolor=255)
     im = im.point(lambda v: 255 if v >= 150 else 0, mode="1")
-    if noise > 0:
-        px = im.load()
+    px = im.load() if noise > 0 else None  # load() of an image in memory is never None
+    if px is not None:
         for _ in range(int(W * H * 0.0004 * noise)):  # salt-and-pepper specks
             px[rng.randrange(W), rng.randrange(H)] = 0
     im.info["dpi"] = dpi
@@ -372,7 +373,7 @@ def _pages(doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage]) -> 
     return list(doc)
 
 
-def to_tiff_g4(doc) -> bytes:
+def to_tiff_g4(doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage]) -> bytes:
     """Multi-page 1-bit TIFF, CCITT Group 4, resolution tags kept (e.g. 204x196)."""
     pages = _pages(doc)
     buf = io.BytesIO()
@@ -395,25 +396,26 @@ def to_jpeg(page: SyntheticPage, *, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
-def to_image_pdf(doc) -> bytes:
+def to_image_pdf(doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage]) -> bytes:
     """Image-only PDF (no text layer), one G4 image per page, like a fax server's PDF."""
     import img2pdf
 
     # The internal engine writes no /ID (pikepdf's is time-seeded): bytes depend on the seed only.
-    return img2pdf.convert([to_tiff_g4(p) for p in _pages(doc)], nodate=True, engine=img2pdf.Engine.internal)
+    pdf: bytes = img2pdf.convert([to_tiff_g4(p) for p in _pages(doc)], nodate=True, engine=img2pdf.Engine.internal)
+    return pdf
 
 
-def to_text_pdf(doc) -> bytes:
+def to_text_pdf(doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage]) -> bytes:
     """A born-digital PDF with a real text layer (fpdf2, DejaVu embedded), same text.
 
     Stands in for faxes that EHRs and e-fax services send as generated PDFs.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from fpdf import FPDF
 
     pdf = FPDF(unit="pt", format="letter")
-    pdf.set_creation_date(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    pdf.set_creation_date(datetime(2024, 1, 1, tzinfo=UTC))
     pdf.add_font("DejaVu", "", str(find_font("DejaVuSans.ttf")))
     pdf.set_auto_page_break(False)
     for page in _pages(doc):

@@ -37,10 +37,11 @@ import base64
 import binascii
 import hashlib
 import math
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
-from practiceflow.processors.base import Normalized, entity_key
+from practiceflow.processors.base import Normalized, entity_key, typed_record
 from practiceflow.processors.identity.choose import (
     DEFAULT_POLICY,
     IdentityPolicy,
@@ -73,6 +74,29 @@ from ._util import (
     s,
 )
 
+if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
+    from practiceflow.schemas.typed import (
+        AddressDict,
+        AdjustmentDict,
+        AppointmentDict,
+        BenefitDict,
+        ClaimAdjudicationDict,
+        ClaimDict,
+        CodingDict,
+        ConditionDict,
+        CoverageDict,
+        DocumentDict,
+        EligibilityResponseDict,
+        EncounterDict,
+        IdentifierDict,
+        MedicationOrderDict,
+        ObservationDict,
+        OrderDict,
+        PatientDict,
+        ServiceLineDict,
+        SourceRefDict,
+    )
+
 LOINC = "http://loinc.org"
 NPI = "http://hl7.org/fhir/sid/us-npi"
 _CARC_SYSTEMS = ("claim-adjustment-reason", "/carc", "x12.org/codes/claim-adjustment")
@@ -94,13 +118,13 @@ class Ctx:
 
     def __init__(
         self,
-        resource: dict,
+        resource: dict[str, Any],
         rtype: str,
         scope: Scope,
         practice_id: str,
         entity_id: str,
         event: str | None,
-        source: dict,
+        source: SourceRefDict,
         warnings: list[str],
         policy: IdentityPolicy = DEFAULT_POLICY,
     ) -> None:
@@ -118,14 +142,19 @@ class Ctx:
     def warn(self, msg: str) -> None:
         self.warnings.append(f"{self.rtype}/{self.entity_id}: {msg}")
 
-    def rec(self, record_type: str, patient_id: str | None, entity: str, value: dict) -> Normalized:
-        value["source"] = dict(self.source)
-        return Normalized(record_type, entity_key(self.practice_id, patient_id, entity), value)
+    def rec(self, record_type: str, patient_id: str | None, entity: str, value: Mapping[str, Any]) -> Normalized:
+        """``value``: the record, built as its TypedDict with ``"source": c.source.copy()`` last."""
+        return typed_record(record_type, entity_key(self.practice_id, patient_id, entity), value)
 
     def resolve(self, ref: Any) -> Target:
         return self.scope.resolve(ref)
 
+    @overload
+    def patient_id(self, ref: Any, field: str, required: Literal[True] = True) -> str: ...
+    @overload
+    def patient_id(self, ref: Any, field: str, required: bool) -> str | None: ...
     def patient_id(self, ref: Any, field: str, required: bool = True) -> str | None:
+        """The record's patient id; None only when not ``required`` (else Unmappable is raised)."""
         if not isinstance(ref, dict):
             if required:
                 raise Unmappable("missing_patient", f"{self.rtype}/{self.entity_id}: no {field}")
@@ -216,7 +245,7 @@ class Ctx:
         return None
 
 
-def typed_identifiers(res: dict) -> list[dict]:
+def typed_identifiers(res: dict[str, Any]) -> list[dict[str, Any]]:
     """``Patient.identifier`` -> Identifier dicts (value, system, type code or text)."""
     out = []
     for x in lst(res.get("identifier")):
@@ -228,7 +257,7 @@ def typed_identifiers(res: dict) -> list[dict]:
     return out
 
 
-def patient_identifier(res: dict, policy: IdentityPolicy = DEFAULT_POLICY) -> str | None:
+def patient_identifier(res: dict[str, Any], policy: IdentityPolicy = DEFAULT_POLICY) -> str | None:
     """The identifier the identity policy lets key this Patient (never an SSN, licence,
     passport or member id), or None."""
     ids = typed_identifiers(res)
@@ -238,7 +267,7 @@ def patient_identifier(res: dict, policy: IdentityPolicy = DEFAULT_POLICY) -> st
 
 def _interaction(method: str | None) -> str | None:
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "GET": "read", "HEAD": "read"}.get(
-        method or "", None
+        method or ""
     )
 
 
@@ -252,9 +281,10 @@ def map_patient(c: Ctx) -> list[Normalized]:
     if looks_like_ssn(pid):
         c.warn("logical id is written like an SSN; not used as a key")
         pid = unresolved_id(c.source.get("message_id") or "")
-    identifiers = [keep(x, c.policy) for x in typed_identifiers(r)]
+    # keep() (processors/identity, shared with HL7) returns a plain dict of the Identifier shape
+    identifiers = cast("list[IdentifierDict]", [keep(x, c.policy) for x in typed_identifiers(r)])
     family, given = name_parts(r.get("name"))
-    address = None
+    address: AddressDict | None = None
     addrs = [a for a in lst(r.get("address")) if isinstance(a, dict)]
     a = next((a for a in addrs if a.get("use") == "home"), None) or next(
         (a for a in addrs if a.get("use") != "old"), addrs[0] if addrs else None
@@ -277,11 +307,11 @@ def map_patient(c: Ctx) -> list[Normalized]:
     for link in lst(r.get("link")):
         link = d(link)
         if link.get("type") == "replaces":
-            t = c.resolve(link.get("other"))
-            other = t.rid or t.ident_value
+            replaced = c.resolve(link.get("other"))
+            other = replaced.rid or replaced.ident_value
             if other:
                 merged_from.append(other)
-    value = {
+    value: PatientDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "identifiers": identifiers,
@@ -294,12 +324,13 @@ def map_patient(c: Ctx) -> list[Normalized]:
         "deceased": deceased,
         "merged_from": merged_from,
         "event": c.event,
+        "source": c.source.copy(),
     }
     return [c.rec("Patient", pid, pid, value)]
 
 
 # --------------------------------------------------------------------------- Coverage
-def _coverage_class(r: dict, kind: str) -> dict | None:
+def _coverage_class(r: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for cl in lst(r.get("class")):
         cl = d(cl)
         if kind in cc_codes(cl.get("type")):
@@ -307,7 +338,7 @@ def _coverage_class(r: dict, kind: str) -> dict | None:
     return None
 
 
-def coverage_member_id(r: dict) -> str | None:
+def coverage_member_id(r: dict[str, Any]) -> str | None:
     sid = s(r.get("subscriberId"))
     if sid:
         return sid
@@ -325,7 +356,7 @@ def map_coverage(c: Ctx) -> list[Normalized]:
     plan = _coverage_class(r, "plan")
     group = _coverage_class(r, "group")
     period = d(r.get("period"))
-    value = {
+    value: CoverageDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "coverage_id": c.entity_id,
@@ -338,6 +369,7 @@ def map_coverage(c: Ctx) -> list[Normalized]:
         "period_start": s(period.get("start")),
         "period_end": s(period.get("end")),
         "status": s(r.get("status")),
+        "source": c.source.copy(),
     }
     return [c.rec("Coverage", pid, c.entity_id, value)]
 
@@ -360,7 +392,7 @@ def map_encounter(c: Ctx) -> list[Normalized]:
         reason = c.party(first(r.get("reasonReference")))
     period = d(r.get("period"))
     klass = r.get("class")
-    value = {
+    value: EncounterDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "encounter_id": c.entity_id,
@@ -372,6 +404,7 @@ def map_encounter(c: Ctx) -> list[Normalized]:
         "admit_at": s(period.get("start")),
         "discharge_at": s(period.get("end")),
         "reason": reason,
+        "source": c.source.copy(),
     }
     return [c.rec("Encounter", pid, c.entity_id, value)]
 
@@ -393,7 +426,7 @@ _VALUE_TYPES = {
 _VALUE_KEYS = tuple(_VALUE_TYPES)
 
 
-def _obs_value(node: dict) -> tuple[str | None, str | None, float | None, str | None]:
+def _obs_value(node: dict[str, Any]) -> tuple[str | None, str | None, float | None, str | None]:
     """(value_type, value, value_numeric, units) of an Observation or component."""
     for key in _VALUE_KEYS:
         if key not in node:
@@ -434,7 +467,7 @@ def _obs_value(node: dict) -> tuple[str | None, str | None, float | None, str | 
     return None, None, None, None
 
 
-def _ref_range(node: dict) -> str | None:
+def _ref_range(node: dict[str, Any]) -> str | None:
     rr = d(first(node.get("referenceRange")))
     if not rr:
         return None
@@ -453,7 +486,7 @@ def _ref_range(node: dict) -> str | None:
     return f"{out} {unit}" if unit else out
 
 
-def _flags(node: dict) -> list[str]:
+def _flags(node: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for cc in lst(node.get("interpretation")):
         codes = cc_codes(cc)
@@ -478,13 +511,13 @@ def map_observation(c: Ctx) -> list[Normalized]:
     status = s(r.get("status"))
     parent_flags = _flags(r)
 
-    def build(node: dict, obs_id: str, flags_fallback: list[str]) -> Normalized:
+    def build(node: dict[str, Any], obs_id: str, flags_fallback: list[str]) -> Normalized:
         vt, val, num, units = _obs_value(node)
         n_notes = list(notes)
         dar = node.get("dataAbsentReason")
         if dar and val is None:
             n_notes.append(f"data absent: {cc_text(dar) or 'unknown'}")
-        value = {
+        value: ObservationDict = {
             "practice_id": c.practice_id,
             "patient_id": pid,
             "observation_id": obs_id,
@@ -500,6 +533,7 @@ def map_observation(c: Ctx) -> list[Normalized]:
             "effective_at": effective,
             "performer": performer,
             "notes": n_notes,
+            "source": c.source.copy(),
         }
         return c.rec("Observation", pid, obs_id, value)
 
@@ -532,7 +566,7 @@ def map_condition(c: Ctx) -> list[Normalized]:
     if onset is None and r.get("onsetRange"):
         lo, hi = quantity_str(d(r["onsetRange"]).get("low")), quantity_str(d(r["onsetRange"]).get("high"))
         onset = f"{lo or ''}-{hi or ''}"
-    value = {
+    value: ConditionDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "condition_id": c.entity_id,
@@ -541,12 +575,13 @@ def map_condition(c: Ctx) -> list[Normalized]:
         "verification_status": cc_code(r.get("verificationStatus")) or cc_text(r.get("verificationStatus")),
         "onset": onset,
         "recorded_at": s(r.get("recordedDate")),
+        "source": c.source.copy(),
     }
     return [c.rec("Condition", pid, c.entity_id, value)]
 
 
 # --------------------------------------------------------------------------- MedicationRequest
-def _frequency(timing: dict) -> str | None:
+def _frequency(timing: dict[str, Any]) -> str | None:
     code = d(timing.get("code"))
     if code:
         return cc_code(code) or cc_text(code)
@@ -569,6 +604,7 @@ def _frequency(timing: dict) -> str | None:
 def map_medication_request(c: Ctx) -> list[Normalized]:
     r = c.r
     pid = c.patient_id(r.get("subject"), "subject")
+    med: CodingDict
     if r.get("medicationCodeableConcept") is not None:
         med = cc_coding(r.get("medicationCodeableConcept"))
     else:
@@ -599,14 +635,14 @@ def map_medication_request(c: Ctx) -> list[Normalized]:
         frequency = _frequency(d(d0.get("timing")))
     texts = []
     for x in dosages:
-        t = s(x.get("text"))
-        if t:
-            texts.append(t)
+        text = s(x.get("text"))
+        if text:
+            texts.append(text)
         pi = s(x.get("patientInstruction"))
         if pi and pi not in texts:
             texts.append(pi)
     disp = d(r.get("dispenseRequest"))
-    value = {
+    value: MedicationOrderDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "order_id": c.entity_id,
@@ -621,12 +657,13 @@ def map_medication_request(c: Ctx) -> list[Normalized]:
         "status": s(r.get("status")),
         "written_at": s(r.get("authoredOn")),
         "instructions": "; ".join(texts) or None,
+        "source": c.source.copy(),
     }
     return [c.rec("MedicationOrder", pid, c.entity_id, value)]
 
 
 # --------------------------------------------------------------------------- ServiceRequest
-def _identifier_of_type(r: dict, code: str) -> str | None:
+def _identifier_of_type(r: dict[str, Any], code: str) -> str | None:
     for x in lst(r.get("identifier")):
         x = d(x)
         if code in cc_codes(x.get("type")) and s(x.get("value")):
@@ -637,7 +674,7 @@ def _identifier_of_type(r: dict, code: str) -> str | None:
 def map_service_request(c: Ctx) -> list[Normalized]:
     r = c.r
     pid = c.patient_id(r.get("subject"), "subject")
-    value = {
+    value: OrderDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "order_id": c.entity_id,
@@ -650,6 +687,7 @@ def map_service_request(c: Ctx) -> list[Normalized]:
         "ordered_at": s(r.get("authoredOn")),
         "priority": s(r.get("priority")),
         "diagnoses": [cc_coding(cc) for cc in lst(r.get("reasonCode")) if isinstance(cc, dict)],
+        "source": c.source.copy(),
     }
     return [c.rec("Order", pid, c.entity_id, value)]
 
@@ -685,7 +723,7 @@ def map_appointment(c: Ctx) -> list[Normalized]:
     if duration is None:
         duration = _minutes_between(start, end)
     reason = cc_text(first(r.get("reasonCode"))) or s(r.get("description"))
-    value = {
+    value: AppointmentDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "appointment_id": c.entity_id,
@@ -697,6 +735,7 @@ def map_appointment(c: Ctx) -> list[Normalized]:
         "reason": reason,
         "provider": provider,
         "location": location,
+        "source": c.source.copy(),
     }
     return [c.rec("Appointment", pid, c.entity_id, value)]
 
@@ -747,7 +786,7 @@ def map_document_reference(c: Ctx) -> list[Normalized]:
                 f"inline attachment of type {media or 'unknown'!r} ({len(blob)} bytes) is not text/plain; "
                 "kept only as sha256 (the raw message keeps the bytes)"
             )
-    value = {
+    value: DocumentDict = {
         "practice_id": c.practice_id,
         "document_id": c.entity_id,
         "patient_id": pid,
@@ -764,12 +803,13 @@ def map_document_reference(c: Ctx) -> list[Normalized]:
         "fax_from": None,
         "fax_to": None,
         "authored_at": s(r.get("date")) or period_start(d(r.get("context")).get("period")),
+        "source": c.source.copy(),
     }
     return [c.rec("Document", pid, c.entity_id, value)]
 
 
 # --------------------------------------------------------------------------- Claim
-def _item_service_date(item: dict) -> str | None:
+def _item_service_date(item: dict[str, Any]) -> str | None:
     return s(item.get("servicedDate")) or period_start(item.get("servicedPeriod"))
 
 
@@ -783,7 +823,7 @@ def map_claim(c: Ctx) -> list[Normalized]:
     payer_id, payer_name = c.org(r.get("insurer")) if r.get("insurer") else (None, None)
     if payer_id is None and payer_name is None:
         payer_id, payer_name = _payer_from_insurance(c, r)
-    diagnoses = []
+    diagnoses: list[CodingDict] = []
     for dx in lst(r.get("diagnosis")):
         dx = d(dx)
         if dx.get("diagnosisCodeableConcept"):
@@ -792,7 +832,7 @@ def map_claim(c: Ctx) -> list[Normalized]:
             t = c.resolve(dx.get("diagnosisReference"))
             if t.resource is not None:
                 diagnoses.append(cc_coding(t.resource.get("code")))
-    lines = []
+    lines: list[ServiceLineDict] = []
     items = [d(x) for x in lst(r.get("item"))]
     for item in items:
         net, up, qty = _money(item.get("net")), _money(item.get("unitPrice")), f(d(item.get("quantity")).get("value"))
@@ -800,9 +840,9 @@ def map_claim(c: Ctx) -> list[Normalized]:
         lines.append(_line(item, charge=charge, paid=None, adjustments=[], remarks=[]))
     total = _money(r.get("total"))
     if total is None and lines and all(ln["charge"] is not None for ln in lines):
-        total = _sum([ln["charge"] for ln in lines])
+        total = _sum([ch for ln in lines if (ch := ln["charge"]) is not None])
     dates = sorted(x for x in (_item_service_date(it) for it in items) if x)
-    value = {
+    value: ClaimDict = {
         "practice_id": c.practice_id,
         "claim_id": c.entity_id,
         "patient_id": pid,
@@ -815,11 +855,12 @@ def map_claim(c: Ctx) -> list[Normalized]:
         "status": s(r.get("status")),
         "use": s(r.get("use")),
         "member_id": None,
+        "source": c.source.copy(),
     }
     return [c.rec("Claim", pid, c.entity_id, value)]
 
 
-def _payer_from_insurance(c: Ctx, r: dict) -> tuple[str | None, str | None]:
+def _payer_from_insurance(c: Ctx, r: dict[str, Any]) -> tuple[str | None, str | None]:
     ins = [d(x) for x in lst(r.get("insurance"))]
     focal = next((x for x in ins if is_true(x.get("focal"))), ins[0] if ins else None)
     if not focal:
@@ -832,15 +873,15 @@ def _payer_from_insurance(c: Ctx, r: dict) -> tuple[str | None, str | None]:
 
 
 def _line(
-    item: dict,
+    item: dict[str, Any],
     *,
     charge: float | None,
     paid: float | None,
-    adjustments: list,
-    remarks: list,
-    procedure: dict | None = None,
+    adjustments: list[AdjustmentDict],
+    remarks: list[str],
+    procedure: CodingDict | None = None,
     allowed: float | None = None,
-) -> dict:
+) -> ServiceLineDict:
     seq = i(item.get("sequence"))
     if seq is None:
         seq = i(item.get("itemSequence"))
@@ -890,7 +931,7 @@ _INFO_CATEGORIES = frozenset(
 )
 
 
-def _category(adj: dict) -> str | None:
+def _category(adj: dict[str, Any]) -> str | None:
     code = cc_code(adj.get("category"))
     if code is None:
         return None
@@ -898,12 +939,12 @@ def _category(adj: dict) -> str | None:
     return _CATEGORY_ALIASES.get(key, key)
 
 
-def _is_carc(coding_: dict) -> bool:
+def _is_carc(coding_: CodingDict) -> bool:
     sys_ = (coding_.get("system") or "").lower()
     return any(x in sys_ for x in _CARC_SYSTEMS)
 
 
-def _review_actions(adjs: list[dict]) -> list[str]:
+def _review_actions(adjs: list[dict[str, Any]]) -> list[str]:
     out = []
     for adj in adjs:
         for ext in lst(adj.get("extension")):
@@ -918,10 +959,10 @@ def _review_actions(adjs: list[dict]) -> list[str]:
     return out
 
 
-def _adjudicate(adjs: list[dict]) -> tuple[dict[str, float], list[dict], list[str]]:
+def _adjudicate(adjs: list[dict[str, Any]]) -> tuple[dict[str, float], list[AdjustmentDict], list[str]]:
     """Amounts by category, adjustments, remark codes of one adjudication list."""
     parts: dict[str, list[float]] = {}
-    adjustments: list[dict] = []
+    adjustments: list[AdjustmentDict] = []
     remarks: list[str] = []
     for adj in adjs:
         cat = _category(adj)
@@ -955,7 +996,7 @@ def _patient_resp(amounts: dict[str, float]) -> float | None:
     return _sum(parts) if parts else None
 
 
-def _pas_detail_procedure(item: dict) -> dict | None:
+def _pas_detail_procedure(item: dict[str, Any]) -> CodingDict | None:
     for ext in lst(item.get("extension")):
         ext = d(ext)
         if str(ext.get("url", "")).endswith("extension-itemAuthorizedDetail"):
@@ -978,7 +1019,7 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         patient_name = patient_name or t.display
     # claim id: the Claim this answers
     claim_ref = r.get("claim") if is_eob else r.get("request")
-    claim_items: dict[int, dict] = {}
+    claim_items: dict[int, dict[str, Any]] = {}
     claim_id = None
     if isinstance(claim_ref, dict):
         t = c.resolve(claim_ref)
@@ -1007,18 +1048,18 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         if t.resource is not None:
             member_id = coverage_member_id(t.resource)
     # lines
-    lines = []
+    lines: list[ServiceLineDict] = []
     line_pr: list[float] = []
     for item in [d(x) for x in lst(r.get("item"))] + [d(x) for x in lst(r.get("addItem"))]:
         amounts, adjustments, remarks = _adjudicate([d(a) for a in lst(item.get("adjudication"))])
         seq = i(item.get("itemSequence"))
         claim_item = claim_items.get(seq) if seq is not None else None
-        procedure = None
+        procedure: CodingDict | None = None
         if not item.get("productOrService"):
             if claim_item is not None:
                 procedure = cc_coding(claim_item.get("productOrService"))
             else:
-                procedure = _pas_detail_procedure(item) or dict(EMPTY_CODING)
+                procedure = _pas_detail_procedure(item) or EMPTY_CODING.copy()
         charge = amounts.get("submitted")
         if charge is None:
             charge = _money(item.get("net"))
@@ -1047,15 +1088,15 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
     if paid is None:
         paid = totals.get("paidtoprovider", totals.get("benefit"))
     if paid is None and lines and all(ln["paid"] is not None for ln in lines):
-        paid = _sum([ln["paid"] for ln in lines])
+        paid = _sum([p for ln in lines if (p := ln["paid"]) is not None])
     total_charge = totals.get("submitted")
     if total_charge is None and lines and all(ln["charge"] is not None for ln in lines):
-        total_charge = _sum([ln["charge"] for ln in lines])
+        total_charge = _sum([ch for ln in lines if (ch := ln["charge"]) is not None])
     pr = _patient_resp(totals)
     if pr is None and line_pr:
         pr = _sum(line_pr)
     dates = sorted(x for x in (ln["service_date"] for ln in lines) if x)
-    value = {
+    value: ClaimAdjudicationDict = {
         "practice_id": c.practice_id,
         "claim_id": claim_id,
         "adjudication_id": c.entity_id,
@@ -1081,6 +1122,7 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         "payment_trace": s(d(payment.get("identifier")).get("value")),
         "payment_date": s(payment.get("date")),
         "service_date": period_start(r.get("billablePeriod")) or (dates[0] if dates else None),
+        "source": c.source.copy(),
     }
     return [c.rec("ClaimAdjudication", pid, c.entity_id, value)]
 
@@ -1101,7 +1143,7 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
         patient_name = patient_name or t.display
     payer_id, payer_name = c.org(r.get("insurer"))
     member_id = None
-    benefits: list[dict] = []
+    benefits: list[BenefitDict] = []
     inforce: list[bool] = []
     for ins in [d(x) for x in lst(r.get("insurance"))]:
         plan = None
@@ -1166,7 +1208,7 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
                     )
                 )
     rejections = [code for e in lst(r.get("error")) for code in cc_codes(d(e).get("code"))]
-    value = {
+    value: EligibilityResponseDict = {
         "practice_id": c.practice_id,
         "response_id": c.entity_id,
         "trace_number": s(d(first(r.get("identifier"))).get("value")),
@@ -1179,6 +1221,7 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
         "benefits": benefits,
         "rejections": rejections,
         "patient_id": pid,
+        "source": c.source.copy(),
     }
     return [c.rec("EligibilityResponse", pid, c.entity_id, value)]
 
@@ -1194,7 +1237,7 @@ def _benefit(
     in_network: str | None = None,
     messages: list[str] | None = None,
     plan_description: str | None = None,
-) -> dict:
+) -> BenefitDict:
     return {
         "info_code": info_code,
         "coverage_level": coverage_level,
@@ -1298,6 +1341,7 @@ def map_immunization(c: Ctx) -> list[Normalized]:
         "funding_source": funding,
         "observations": observations,
         "notes": [t for t in (s(d(n).get("text")) for n in lst(r.get("note"))) if t],
+        "source": c.source.copy(),
     }
     return [c.rec("Immunization", pid, c.entity_id, value)]
 
@@ -1330,6 +1374,7 @@ def map_allergy_intolerance(c: Ctx) -> list[Normalized]:
         "identified_at": s(r.get("onsetDateTime")) or s(r.get("recordedDate")),
         "clinical_status": cc_code(r.get("clinicalStatus")) or cc_text(r.get("clinicalStatus")),
         "verification_status": cc_code(r.get("verificationStatus")) or cc_text(r.get("verificationStatus")),
+        "source": c.source.copy(),
     }
     return [c.rec("AllergyIntolerance", pid, c.entity_id, value)]
 

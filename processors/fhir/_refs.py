@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from ._util import d, lst, s
@@ -32,7 +33,7 @@ _RESTFUL = re.compile(
 
 @dataclass(slots=True)
 class Target:
-    resource: dict | None = None
+    resource: dict[str, Any] | None = None
     rtype: str | None = None
     rid: str | None = None
     ident_system: str | None = None
@@ -47,7 +48,7 @@ class Target:
 
 
 def _id_from_url(url: str) -> str:
-    if url.startswith("urn:uuid:") or url.startswith("urn:oid:"):
+    if url.startswith(("urn:uuid:", "urn:oid:")):
         return url[9:] if url.startswith("urn:uuid:") else url[8:]
     m = _RESTFUL.match(url)
     if m:
@@ -61,11 +62,11 @@ class BundleIndex:
     __slots__ = ("by_url", "by_type_id", "by_identifier")
 
     def __init__(self) -> None:
-        self.by_url: dict[str, dict] = {}
-        self.by_type_id: dict[tuple[str, str], dict] = {}
-        self.by_identifier: dict[tuple[str, str | None, str], dict] | None = None
+        self.by_url: dict[str, dict[str, Any]] = {}
+        self.by_type_id: dict[tuple[str, str], dict[str, Any]] = {}
+        self.by_identifier: dict[tuple[str, str | None, str], dict[str, Any]] | None = None
 
-    def add(self, full_url: str | None, resource: dict) -> None:
+    def add(self, full_url: str | None, resource: dict[str, Any]) -> None:
         rt = s(resource.get("resourceType"))
         rid = s(resource.get("id"))
         if full_url:
@@ -77,9 +78,9 @@ class BundleIndex:
             if m and m.group("type") == rt:
                 self.by_type_id.setdefault((rt, m.group("id")), resource)
 
-    def find_by_identifier(self, rtype: str, system: str | None, value: str) -> dict | None:
+    def find_by_identifier(self, rtype: str, system: str | None, value: str) -> dict[str, Any] | None:
         if self.by_identifier is None:  # built lazily: conditional references are rare
-            idx: dict[tuple[str, str | None, str], dict] = {}
+            idx: dict[tuple[str, str | None, str], dict[str, Any]] = {}
             for res in self.by_url.values():
                 rt = s(res.get("resourceType")) or ""
                 for ident in lst(res.get("identifier")):
@@ -96,13 +97,13 @@ class Scope:
 
     __slots__ = ("resource", "full_url", "index", "_contained")
 
-    def __init__(self, resource: dict, full_url: str | None, index: BundleIndex) -> None:
+    def __init__(self, resource: dict[str, Any], full_url: str | None, index: BundleIndex) -> None:
         self.resource = resource
         self.full_url = full_url
         self.index = index
-        self._contained: dict[str, dict] | None = None
+        self._contained: dict[str, dict[str, Any]] | None = None
 
-    def contained(self, cid: str) -> dict | None:
+    def contained(self, cid: str) -> dict[str, Any] | None:
         if self._contained is None:
             self._contained = {
                 s(c.get("id")) or "": c for c in lst(self.resource.get("contained")) if isinstance(c, dict)
@@ -168,13 +169,13 @@ class Scope:
         return self._found(t, res, None) if res is not None else t
 
     @staticmethod
-    def _found(t: Target, res: dict, url: str | None) -> Target:
+    def _found(t: Target, res: dict[str, Any], url: str | None) -> Target:
         t.resource = res
         t.rtype = s(res.get("resourceType")) or t.rtype
         t.rid = s(res.get("id")) or (t.rid if t.rid else (_id_from_url(url) if url else None))
         return t
 
-    def scope_for(self, target: Target) -> "Scope":
+    def scope_for(self, target: Target) -> Scope:
         """The scope to read a resolved target in (contained targets share ours)."""
         if target.resource is None or target.contained:
             return self

@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -72,7 +73,7 @@ class OverPreciseDecimal(float):
 
     literal: str
 
-    def __new__(cls, literal: str) -> "OverPreciseDecimal":
+    def __new__(cls, literal: str) -> OverPreciseDecimal:
         obj = super().__new__(cls, float(literal))
         obj.literal = literal
         return obj
@@ -285,7 +286,7 @@ class Invalid(Exception):
         self.summary = summary
 
 
-def _loc(loc: tuple) -> str:
+def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -295,7 +296,7 @@ def _loc(loc: tuple) -> str:
     return out or "<resource>"
 
 
-def summarize(errors: list[dict], limit: int = 4) -> str:
+def summarize(errors: Sequence[Mapping[str, Any]], limit: int = 4) -> str:
     parts = []
     for err in errors[:limit]:
         msg = str(err.get("msg", "")).replace("Value error, ", "")
@@ -304,7 +305,7 @@ def summarize(errors: list[dict], limit: int = 4) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def _get_parent(root: Any, loc: tuple) -> tuple[Any, Any] | None:
+def _get_parent(root: Any, loc: tuple[Any, ...]) -> tuple[Any, Any] | None:
     cur = root
     for part in loc[:-1]:
         if isinstance(cur, dict) and isinstance(part, str) and part in cur:
@@ -316,10 +317,12 @@ def _get_parent(root: Any, loc: tuple) -> tuple[Any, Any] | None:
     return cur, loc[-1]
 
 
-def _repair(data: dict, errors: list[dict], rtype: str) -> tuple[dict, list[str]] | None:
+def _repair(
+    data: dict[str, Any], errors: Sequence[Mapping[str, Any]], rtype: str
+) -> tuple[dict[str, Any], list[str]] | None:
     """Apply the documented lenient repairs to a copy, or None if some error is not repairable."""
-    fixes: list[tuple[tuple, str, str]] = []
-    seen: set[tuple] = set()
+    fixes: list[tuple[tuple[Any, ...], str, str]] = []
+    seen: set[tuple[Any, ...]] = set()
     for err in errors:
         loc = tuple(err.get("loc", ()))
         if loc in seen:
@@ -356,11 +359,11 @@ def _repair(data: dict, errors: list[dict], rtype: str) -> tuple[dict, list[str]
     return data, [w for _, _, w in fixes]
 
 
-def validate_resource(data: dict, rtype: str) -> tuple[dict, list[str]]:
+def validate_resource(data: dict[str, Any], rtype: str) -> tuple[dict[str, Any], list[str]]:
     """Validate one resource dict with its R4B model. Returns (possibly repaired dict, warnings)."""
     try:
         model = get_fhir_model_class(rtype)
-    except Exception:  # noqa: BLE001 - unknown name
+    except Exception:
         raise Invalid("unknown_resource_type", f"{rtype!r} is not an R4B resource type") from None
     warnings: list[str] = []
     for _attempt in range(4):
@@ -376,7 +379,7 @@ def validate_resource(data: dict, rtype: str) -> tuple[dict, list[str]]:
             warnings.extend(more)
         except RecursionError:
             raise Invalid("invalid_resource", f"{rtype}: nested too deeply") from None
-        except Exception as e:  # noqa: BLE001 - fhir.resources raises KeyError for unknown contained types
+        except Exception as e:
             raise Invalid("invalid_resource", f"{rtype}: {type(e).__name__}: {str(e)[:200]}") from None
     else:
         raise Invalid("invalid_resource", f"{rtype}: could not be repaired")

@@ -68,7 +68,7 @@ import json
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
@@ -79,6 +79,9 @@ from ._mappers import MAPPERS, Ctx, Unmappable, interaction
 from ._refs import BundleIndex, Scope, _id_from_url
 from ._util import d, lst, s
 from ._validate import BUNDLE_TYPES, Invalid, find_over_precise, parse_json, validate_resource
+
+if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
+    from practiceflow.schemas.typed import SourceRefDict
 
 __all__ = ["normalize_fhir", "SUPPORTED_TYPES"]
 
@@ -124,7 +127,7 @@ def _is_known_type(name: str) -> bool:
         return True
     try:
         get_fhir_model_class(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 
@@ -140,7 +143,7 @@ def _canonical_hash(obj: Any) -> str:
     return content_id(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
-def _entity_id(resource: dict, full_url: str | None) -> str:
+def _entity_id(resource: dict[str, Any], full_url: str | None) -> str:
     rid = s(resource.get("id"))
     if rid:
         return rid
@@ -161,14 +164,14 @@ def _resource_type(obj: Any, where: str) -> str:
 
 
 def _process(
-    resource: dict,
+    resource: dict[str, Any],
     rt: str,
     full_url: str | None,
     index: BundleIndex,
     *,
     practice_id: str,
     event: str | None,
-    base_source: dict,
+    base_source: SourceRefDict,
     bundle_sent_at: str | None,
     over_precise: bool,
     warnings: list[str],
@@ -186,7 +189,7 @@ def _process(
     eid = _entity_id(data, full_url)
     for fx in fixes:
         warnings.append(f"{rt}/{eid}: lenient: {fx}")
-    source = dict(base_source)
+    source = base_source.copy()
     source["sent_at"] = bundle_sent_at or s(d(data.get("meta")).get("lastUpdated"))
     ctx = Ctx(data, rt, Scope(data, full_url, index), practice_id, eid, event, source, warnings, policy)
     return MAPPERS[rt](ctx)
@@ -212,7 +215,7 @@ def normalize_fhir(
 
 
 # --------------------------------------------------------------------------- single resource
-def _single_message_id(rt: str, res: dict, raw: bytes) -> str:
+def _single_message_id(rt: str, res: dict[str, Any], raw: bytes) -> str:
     rid = s(res.get("id"))
     meta = d(res.get("meta"))
     vid, lu = s(meta.get("versionId")), s(meta.get("lastUpdated"))
@@ -224,7 +227,12 @@ def _single_message_id(rt: str, res: dict, raw: bytes) -> str:
 
 
 def _single(
-    res: dict, rt: str, raw: bytes, practice_id: str, over_precise: bool, policy: IdentityPolicy = DEFAULT_POLICY
+    res: dict[str, Any],
+    rt: str,
+    raw: bytes,
+    practice_id: str,
+    over_precise: bool,
+    policy: IdentityPolicy = DEFAULT_POLICY,
 ) -> NormalizeResult:
     mid = _single_message_id(rt, res, raw)
     result = NormalizeResult(message_id=mid, message_type=rt)
@@ -233,7 +241,13 @@ def _single(
             raise Rejected("unknown_resource_type", f"{rt[:60]!r} is not an R4/R4B resource type")
         result.warnings.append(f"unsupported resource type {rt} skipped (0 records)")
         return result
-    base_source = {"feed": FEED, "message_id": mid, "raw_topic": None, "message_type": rt, "sent_at": None}
+    base_source: SourceRefDict = {
+        "feed": FEED,
+        "message_id": mid,
+        "raw_topic": None,
+        "message_type": rt,
+        "sent_at": None,
+    }
     try:
         result.records = _process(
             res,
@@ -254,13 +268,13 @@ def _single(
         raise Rejected(e.code, e.reason) from None
     except RecursionError:
         raise Rejected("invalid_resource", f"{rt}: nested too deeply") from None
-    except Exception as e:  # noqa: BLE001 - a mapper bug must dead-letter, not crash the stream
+    except Exception as e:
         raise Rejected("mapping_error", f"{rt}: {type(e).__name__}: {str(e)[:200]}") from None
     return result
 
 
 # --------------------------------------------------------------------------- Bundle
-def _bundle_message_id(b: dict, btype: str, raw: bytes) -> str:
+def _bundle_message_id(b: dict[str, Any], btype: str, raw: bytes) -> str:
     ident = d(b.get("identifier"))
     meta = d(b.get("meta"))
     ts = s(b.get("timestamp")) or ""
@@ -275,7 +289,7 @@ def _bundle_message_id(b: dict, btype: str, raw: bytes) -> str:
     return content_id(_strip(raw))
 
 
-def _notification_status(entries: list) -> tuple[dict, str | None] | None:
+def _notification_status(entries: list[Any]) -> tuple[dict[str, Any], str | None] | None:
     """The first entry's status resource and the notification type, if this is a notification."""
     if not entries:
         return None
@@ -300,7 +314,7 @@ def _notification_status(entries: list) -> tuple[dict, str | None] | None:
 
 
 def _bundle(
-    b: dict, raw: bytes, practice_id: str, over_precise: bool, policy: IdentityPolicy = DEFAULT_POLICY
+    b: dict[str, Any], raw: bytes, practice_id: str, over_precise: bool, policy: IdentityPolicy = DEFAULT_POLICY
 ) -> NormalizeResult:
     entries = b.get("entry", [])
     if entries is None:
@@ -324,7 +338,13 @@ def _bundle(
     warnings = result.warnings
     warnings.extend(f"Bundle: lenient: {fx}" for fx in fixes)
     sent_at = s(envelope.get("timestamp")) or s(d(envelope.get("meta")).get("lastUpdated"))
-    base_source = {"feed": FEED, "message_id": mid, "raw_topic": None, "message_type": mtype, "sent_at": sent_at}
+    base_source: SourceRefDict = {
+        "feed": FEED,
+        "message_id": mid,
+        "raw_topic": None,
+        "message_type": mtype,
+        "sent_at": sent_at,
+    }
 
     start = 0
     notification = None
@@ -346,18 +366,18 @@ def _bundle(
     atomic = btype in _ATOMIC
     lenient_event = btype in ("transaction", "batch", "history", "subscription-notification")
     index = BundleIndex()
-    for e in entries:
-        res = e.get("resource")
+    for entry in entries:
+        res = entry.get("resource")
         if isinstance(res, dict):
-            index.add(s(e.get("fullUrl")), res)
+            index.add(s(entry.get("fullUrl")), res)
 
     skipped: Counter[str] = Counter()
     no_resource: list[str] = []
     invalid: list[str] = []
-    for n, e in enumerate(body, start=start):
-        res = e.get("resource")
-        full_url = s(e.get("fullUrl"))
-        request = d(e.get("request"))
+    for n, entry in enumerate(body, start=start):
+        res = entry.get("resource")
+        full_url = s(entry.get("fullUrl"))
+        request = d(entry.get("request"))
         method = s(request.get("method"))
         if res is None:
             if method == "DELETE":
@@ -370,7 +390,7 @@ def _bundle(
             if not isinstance(res, dict):
                 raise Invalid("invalid_resource", f"{where}: resource is not an object")
             rt = _resource_type(res, where)
-            if rt == "Bundle" or rt == "OperationOutcome" or d(e.get("search")).get("mode") == "outcome":
+            if rt == "Bundle" or rt == "OperationOutcome" or d(entry.get("search")).get("mode") == "outcome":
                 skipped[rt] += 1
                 continue
             if rt not in MAPPERS:
@@ -405,7 +425,7 @@ def _bundle(
             if atomic:
                 raise Rejected("invalid_resource", f"{where}: nested too deeply") from None
             invalid.append(f"{where}: invalid_resource: nested too deeply")
-        except Exception as err:  # noqa: BLE001 - a mapper bug must dead-letter, not crash the stream
+        except Exception as err:
             if atomic:
                 raise Rejected("mapping_error", f"{where}: {type(err).__name__}: {str(err)[:200]}") from None
             invalid.append(f"{where}: mapping_error: {type(err).__name__}: {str(err)[:200]}")

@@ -29,9 +29,10 @@ _PACKAGE = __name__.rpartition(".")[0]
 
 def _built_hashes() -> dict[str, str]:
     try:
-        return json.loads((_HERE / "_compiled_sources.json").read_text())
+        hashes = json.loads((_HERE / "_compiled_sources.json").read_text())
     except (OSError, ValueError):
         return {}
+    return {str(k): str(v) for k, v in hashes.items()} if isinstance(hashes, dict) else {}
 
 
 def _extension_path(module: str) -> Path | None:
@@ -66,7 +67,8 @@ def prefer_fresh() -> None:
                 module,
             )
         spec = importlib.util.spec_from_file_location(fullname, source)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {source}")
         mod = importlib.util.module_from_spec(spec)
         sys.modules[fullname] = mod
         try:

@@ -61,12 +61,12 @@ import re
 from operator import itemgetter
 from typing import Any
 
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, ascii_digits, guarded
+from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, ascii_digits, guarded
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
 from practiceflow.processors.identity.choose import (
-    SSN_SYSTEMS,
     DEFAULT_POLICY,
+    SSN_SYSTEMS,
     IdentityPolicy,
     choose,
     classify,
@@ -217,7 +217,7 @@ class _Ctx:
         msg: Message,
         practice_id: str,
         strict: bool,
-        source: dict,
+        source: dict[str, Any],
         warnings: list[str],
         trigger: str,
         plain: bool = False,
@@ -397,7 +397,7 @@ class _Ctx:
         return v
 
     # ---- output
-    def emit(self, record_type: str, patient_id: str | None, entity_id: str | None, value: dict) -> None:
+    def emit(self, record_type: str, patient_id: str | None, entity_id: str | None, value: dict[str, Any]) -> None:
         # key == entity_key(practice_id, patient_id[, entity_id]), written out for speed
         if record_type == "Patient":
             key = f"{self.practice_id}/{patient_id or '-'}"
@@ -405,7 +405,7 @@ class _Ctx:
             key = f"{self.practice_id}/{patient_id or '-'}/{entity_id or '-'}"
         self.out.append(_normalized(record_type, key, value))
 
-    def src(self) -> dict:
+    def src(self) -> dict[str, Any]:
         # One SourceRef dict per message, shared by its records (treat as read-only).
         return self.source
 
@@ -415,13 +415,13 @@ class _Ctx:
 _TUPLE_NEW = tuple.__new__
 
 
-def _normalized(record_type: str, key: str, value: dict) -> Normalized:
+def _normalized(record_type: str, key: str, value: dict[str, Any]) -> Normalized:
     return _TUPLE_NEW(Normalized, (record_type, key, value))
 
 
 # OBX-3 text -> (system, code, display) for escape-free values with the standard
 # component separator. A memo only (bounded): results do not depend on it.
-_CODINGS: dict[str, tuple] = {}
+_CODINGS: dict[str, tuple[Any, ...]] = {}
 
 _NONE6: list[None] = [None] * 6
 _PAD: list[str] = [""] * 32
@@ -442,7 +442,7 @@ def _f(seg: list[str], n: int) -> str:
 
 
 # --------------------------------------------------------------------------- patient
-def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
+def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict[str, Any] | None:
     """PID -> Patient dict, or None when the PID carries no identifier at all."""
     n = len(pid)
     if n < 31:
@@ -451,7 +451,7 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
     joined = "".join(pid)
     # no escapes and no HL7 null ("") in this PID: a strip is all a value needs
     leaf = _strip_none if ctx.es not in joined and '""' not in joined else ctx.leaf
-    identifiers: list[dict] = []
+    identifiers: list[dict[str, Any]] = []
     fields: list[int] = []
     for fno in (3, 2, 4):
         raw = pid[fno]
@@ -461,10 +461,8 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
             if not rep:
                 continue
             c = rep.split(cs, 5)
-            value = c[0]
-            if ss in value:
-                value = value.split(ss, 1)[0]
-            value = leaf(value)
+            first = c[0]
+            value = leaf(first.split(ss, 1)[0] if ss in first else first)
             if value is None:
                 continue
             k = len(c)
@@ -472,8 +470,8 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
             if k > 3 and c[3]:
                 hd = c[3]
                 if ss in hd:
-                    hd = hd.split(ss, 2)
-                    system = leaf(hd[0]) or leaf(hd[1])
+                    hd_parts = hd.split(ss, 2)
+                    system = leaf(hd_parts[0]) or leaf(hd_parts[1])
                 else:
                     system = leaf(hd)
             if k > 4 and c[4]:
@@ -517,10 +515,8 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
             c = rep.split(cs, 6)
             if len(c) < 6:
                 c += _PAD[: 6 - len(c)]
-            street = c[0]
-            if ss in street:
-                street = street.split(ss, 1)[0]
-            street = leaf(street)
+            first = c[0]
+            street = leaf(first.split(ss, 1)[0] if ss in first else first)
             other = leaf(c[1]) if c[1] else None
             city = leaf(c[2]) if c[2] else None
             state = leaf(c[3]) if c[3] else None
@@ -569,7 +565,7 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
         birth = None
     indicator = pid[30].strip().upper()
     deceased = indicator == "Y" or (indicator != "N" and bool(pid[29]) and ctx.comp(pid[29], 1) is not None)
-    sex = pid[8]
+    sex: str | None = pid[8]
     if sex:
         sex = leaf(sex.split(cs, 1)[0] if cs in sex else sex)
     return {
@@ -589,7 +585,7 @@ def _patient(ctx: _Ctx, pid: list[str], event: str | None) -> dict | None:
     }
 
 
-def _patient_key(ctx: _Ctx, identifiers: list[dict], fields: list[int], ssn_field: str) -> str:
+def _patient_key(ctx: _Ctx, identifiers: list[dict[str, Any]], fields: list[int], ssn_field: str) -> str:
     """The patient id the practice's identity policy allows (processors/identity), or an
     unresolved marker; masks SSNs in ``identifiers`` in place (PID-19 joins them, typed SS).
     Hot path: one MR identifier and no PID-19 costs one ``choose`` fast-path call."""
@@ -622,21 +618,22 @@ def _patient_key(ctx: _Ctx, identifiers: list[dict], fields: list[int], ssn_fiel
         and len(first["value"]) != 11
         and (system is None or (system.lower() not in SSN_SYSTEMS and not system.endswith("/us-ssn")))
     ):
-        i = 0  # fast path (compiled, no call): the policy's first type, first, not SSN-shaped
+        chosen: int | None = 0  # fast path (compiled, no call): the policy's first type, first, not SSN-shaped
     else:
-        i = choose(identifiers, policy)
-    if i is None:
+        chosen = choose(identifiers, policy)
+    patient_id: str
+    if chosen is None:
         ctx.unresolved += 1
         patient_id = unresolved_id(ctx.source["message_id"], ctx.unresolved)
         ctx.warnings.append(f"patient_unresolved: no keyable identifier among {len(identifiers)} in PID")
     else:
-        patient_id = identifiers[i]["value"]
-        if fields[i] != 3:
-            ctx.warnings.append(f"patient_id_from_PID-{fields[i]}")
-    if i is None or len(identifiers) > 1:
+        patient_id = identifiers[chosen]["value"]
+        if fields[chosen] != 3:
+            ctx.warnings.append(f"patient_id_from_PID-{fields[chosen]}")
+    if chosen is None or len(identifiers) > 1:
         clear = policy.ssn_in_clear
         for j, ident in enumerate(identifiers):
-            if j == i:  # the chosen identifier is never an SSN
+            if j == chosen:  # the chosen identifier is never an SSN
                 continue
             typ = ident["type"]
             v = ident["value"]
@@ -673,7 +670,7 @@ def _phone(ctx: _Ctx, rep: str) -> str | None:
     return num
 
 
-def _require_patient(ctx: _Ctx, pid: list[str] | None, event: str | None = None) -> dict:
+def _require_patient(ctx: _Ctx, pid: list[str] | None, event: str | None = None) -> dict[str, Any]:
     if pid is None:
         raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} has no PID segment")
     p = _patient(ctx, pid, event)
@@ -685,7 +682,7 @@ def _require_patient(ctx: _Ctx, pid: list[str] | None, event: str | None = None)
 # --------------------------------------------------------------------------- encounter / coverage
 def _encounter(
     ctx: _Ctx, patient_id: str, pv1: list[str], pv2: list[str] | None, reason: str | None, event: str | None
-) -> dict | None:
+) -> dict[str, Any] | None:
     enc_id = ctx.comp(_f(pv1, 19), 1) or ctx.comp(_f(pv1, 50), 1)
     admit = ctx.date(_f(pv1, 44), "PV1-44")
     discharge = ctx.date(_f(pv1, 45), "PV1-45")
@@ -717,7 +714,7 @@ def _encounter(
     }
 
 
-def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict:
+def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict[str, Any]:
     payer_id = ctx.comp(_f(in1, 3), 1)
     payer_name = ctx.comp(_f(in1, 4), 1)
     plan_code = ctx.comp(_f(in1, 2), 1)
@@ -745,7 +742,7 @@ def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict:
     }
 
 
-def _emit_patient(ctx: _Ctx, p: dict) -> None:
+def _emit_patient(ctx: _Ctx, p: dict[str, Any]) -> None:
     ctx.emit("Patient", p["patient_id"], "", p)
 
 
@@ -834,7 +831,7 @@ def _emit_allergy(ctx: _Ctx, patient_id: str, al1: list[str]) -> None:
 
 # --------------------------------------------------------------------------- ADT / DFT
 def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
-    patient: dict | None = None
+    patient: dict[str, Any] | None = None
     pv1 = pv2 = None
     dg1_reason = None
     any_pid = False
@@ -902,7 +899,7 @@ def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
 
 
 # --------------------------------------------------------------------------- orders
-def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_id: str) -> tuple:
+def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_id: str) -> tuple[Any, ...]:
     """(order id, placer, filler): the placer order number, else the filler's, else a
     hash of what identifies the order inside this patient's record."""
     placer = filler = None
@@ -925,7 +922,9 @@ def _order_id(ctx: _Ctx, orc: list[str] | None, obr: list[str] | None, patient_i
     return order_id, placer, filler
 
 
-def _new_order(ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str] | None, result: bool) -> dict:
+def _new_order(
+    ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str] | None, result: bool
+) -> dict[str, Any]:
     order_id, placer, filler = _order_id(ctx, orc, obr, patient_id)
     if orc is not None and len(orc) < 13:
         orc = orc + _PAD[: 13 - len(orc)]
@@ -987,16 +986,18 @@ def _new_order(ctx: _Ctx, patient_id: str, orc: list[str] | None, obr: list[str]
 
 def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     """ORU R01 (result=True: + Observations), ORM O01, OML O21."""
-    patient: dict | None = None
+    patient: dict[str, Any] | None = None
     patient_id = ""
     orc = None
-    order: dict | None = None
-    obs: dict | None = None
+    order: dict[str, Any] | None = None
+    obs: dict[str, Any] | None = None
     obr_time: str | None = None
     seen: set[str] = set()
     order_ids: set[str] = set()
     obx_index = 0
     any_pid = False
+
+    pending_priority = None
 
     def flush_orc() -> None:
         """An ORC that no OBR followed (e.g. a cancel) is an order of its own (ORM/OML)."""
@@ -1012,7 +1013,6 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     out = ctx.out
     prefix = ""
     order_id = None
-    pending_priority = None
     # hot-path constants for the inline OBX reader below
     practice_id = ctx.practice_id
     source = ctx.source
@@ -1022,8 +1022,8 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     codings = _CODINGS
     iso = hl7_to_iso
     last_eff = last_iso = None  # the last valid OBX-14 and its ISO form
-    template: dict | None = None  # reset whenever patient_id or order_id changes
-    for seg, line in zip(msg.segs, _raw_lines(msg)):
+    template: dict[str, Any] | None = None  # reset whenever patient_id or order_id changes
+    for seg, line in zip(msg.segs, _raw_lines(msg), strict=False):
         name = seg[0]
         if name == "OBX":
             # ORU: results. ORM/OML: ask-at-order-entry answers (clinical history,
@@ -1205,8 +1205,8 @@ def _observation(
     seen: set[str],
     index: int,
     prefix: str | None = None,
-    out: list | None = None,
-) -> dict:
+    out: list[Any] | None = None,
+) -> dict[str, Any]:
     """One OBX -> Observation. The hot path of ORU: simple values are read inline."""
     n = len(f)
     if n < 15:
@@ -1267,7 +1267,8 @@ def _observation(
             except ValueError:
                 pass
             if numeric is None or numeric - numeric != 0.0:  # not a number, or inf/nan
-                numeric = _bad_number(ctx, raw)
+                _bad_number(ctx, raw)
+                numeric = None
         else:
             obx5, numeric = _obx_value(ctx, vt, raw)
         raw = f[8]
@@ -1283,8 +1284,8 @@ def _observation(
             effective = ctx.date(raw, "OBX-14") or obr_time
         refrange = f[7] or None
         status = f[11] or None
-        set_id = f[1]
-        sub_id = f[4]
+        set_id: str | None = f[1]
+        sub_id: str | None = f[4]
     else:
         leaf = ctx.leaf
         vt = leaf(f[2])
@@ -1336,7 +1337,7 @@ def _observation(
         "source": ctx.source,
     }
     if out is not None:
-        out.append(_TUPLE_NEW(Normalized, ("Observation", prefix + obs_id, value)))
+        out.append(_TUPLE_NEW(Normalized, ("Observation", (prefix or "") + obs_id, value)))
     return value
 
 
@@ -1359,14 +1360,14 @@ def _obx_value(ctx: _Ctx, vt: str | None, raw: str) -> tuple[str | None, float |
     if vt in _TEXT_TYPES or vt is None:
         return ctx.text(raw), None
     if vt in _CODED_TYPES:
-        parts = []
+        parts: list[str] = []
         for rep in raw.split(ctx.rs):
-            c = ctx.coding(rep)
-            code, text = c["code"], c["display"]
+            coding = ctx.coding(rep)
+            code, text = coding["code"], coding["display"]
             if code and text and code != text:
                 parts.append(f"{text} ({code})")
-            elif code or text:
-                parts.append(text or code)
+            elif text or code:
+                parts.append(text or code or "")
         return ("; ".join(parts) or None), None
     if vt == "SN":
         c = ctx.comps(ctx.first(raw))
@@ -1408,7 +1409,7 @@ def _vxu(ctx: _Ctx, msg: Message) -> None:
     patient_id = ""
     patient = None
     orc = None
-    imm: dict | None = None
+    imm: dict[str, Any] | None = None
     seen: set[str] = set()
     index = 0
     any_pid = False
@@ -1474,7 +1475,7 @@ def _immunization_observation(ctx: _Ctx, obx: list[str]) -> dict:
 
 def _immunization(
     ctx: _Ctx, rxa: list[str], orc: list[str] | None, patient_id: str, seen: set[str], index: int
-) -> dict:
+) -> dict[str, Any]:
     code = ctx.coding(_f(rxa, 5))
     if code["system"] is None and code["code"]:
         code["system"] = "CVX"
@@ -1537,11 +1538,11 @@ def _duration_minutes(ctx: _Ctx, amount: str | None, units: str | None) -> int |
     num = _number(amount)
     if num is None or num < 0:
         return None
-    factor = _DURATION_UNITS.get((units or "M").upper(), None)
+    factor = _DURATION_UNITS.get((units or "M").upper())
     if factor is None:
         ctx.warnings.append(f"unknown_duration_units: {units!r}")
         return None
-    return int(round(num * factor))
+    return int(round(num * factor))  # noqa: RUF046 - compiled, round() of a C double can stay a double
 
 
 def _siu(ctx: _Ctx, msg: Message, event: str) -> None:
@@ -1583,17 +1584,17 @@ def _siu(ctx: _Ctx, msg: Message, event: str) -> None:
     tq = _f(sch, 11)
     if start is None and tq:
         start = ctx.date_value(ctx.comp(tq, 4), "SCH-11.4")
-    for seg, n, where in ((ais, 4, "AIS-4"), (aig, 8, "AIG-8"), (ail, 6, "AIL-6"), (aip, 6, "AIP-6")):
-        if start is None and seg is not None and _f(seg, n):
-            start = ctx.date(_f(seg, n), where)
+    for appt_seg, n, where in ((ais, 4, "AIS-4"), (aig, 8, "AIG-8"), (ail, 6, "AIL-6"), (aip, 6, "AIP-6")):
+        if start is None and appt_seg is not None and _f(appt_seg, n):
+            start = ctx.date(_f(appt_seg, n), where)
 
     duration = None
     if _f(sch, 9):
         duration = _duration_minutes(ctx, ctx.comp(_f(sch, 9), 1), ctx.comp(_f(sch, 10), 1))
     if duration is None:
-        for seg, n in ((ais, 7), (aig, 11), (ail, 9), (aip, 9)):
-            if seg is not None and _f(seg, n):
-                duration = _duration_minutes(ctx, ctx.comp(_f(seg, n), 1), ctx.comp(_f(seg, n + 1), 1))
+        for appt_seg, n in ((ais, 7), (aig, 11), (ail, 9), (aip, 9)):
+            if appt_seg is not None and _f(appt_seg, n):
+                duration = _duration_minutes(ctx, ctx.comp(_f(appt_seg, n), 1), ctx.comp(_f(appt_seg, n + 1), 1))
                 if duration is not None:
                     break
 
@@ -1659,7 +1660,7 @@ def _pharmacy(ctx: _Ctx, msg: Message) -> None:
             ctx.emit("MedicationOrder", rx["patient_id"], rx["order_id"], rx)
 
 
-def _medication(ctx: _Ctx, g: dict[str, Any]) -> dict | None:
+def _medication(ctx: _Ctx, g: dict[str, Any]) -> dict[str, Any] | None:
     orc, rxe, rxo, rxr, tq1 = g["ORC"], g.get("RXE"), g.get("RXO"), g.get("RXR"), g.get("TQ1")
     if rxe is None and rxo is None:
         ctx.warnings.append("pharmacy_orc_without_rxe_or_rxo")
@@ -1675,7 +1676,7 @@ def _medication(ctx: _Ctx, g: dict[str, Any]) -> dict | None:
         prescriber_field = _f(rxe, 13)
         written_field, written_where = _f(rxe, 32), "RXE-32"
         freq = ctx.comp(_f(rxe, 1), 2)
-    else:
+    elif rxo is not None:  # one of the two is there (checked above)
         med = ctx.coding(_f(rxo, 1))
         dmin, dmax, dunits = ctx.comp(_f(rxo, 2), 1), ctx.comp(_f(rxo, 3), 1), _f(rxo, 4)
         instr_field = _f(rxo, 7) or _f(rxo, 6)
@@ -1790,7 +1791,7 @@ def _mdm(ctx: _Ctx, msg: Message) -> None:
     kind = ctx.comp(_f(txa, 2), 1)
     title = ctx.comp(_f(txa, 2), 2) or _DOC_TYPES.get(kind or "") or (ctx.cwe_text(_f(obr, 4)) if obr else None)
     status_code = ctx.comp(_f(txa, 17), 1)
-    value = {
+    value: dict[str, Any] = {
         "practice_id": ctx.practice_id,
         "document_id": doc_id,
         "patient_id": patient_id,
@@ -1838,19 +1839,19 @@ def _link(ctx: _Ctx, msg: Message) -> None:
 
 
 # --------------------------------------------------------------------------- dispatch
-def _h_adt(ctx, msg):
+def _h_adt(ctx: _Ctx, msg: Message) -> None:
     _adt(ctx, msg, ctx.trigger)
 
 
-def _h_oru(ctx, msg):
+def _h_oru(ctx: _Ctx, msg: Message) -> None:
     _orders(ctx, msg, True)
 
 
-def _h_orm(ctx, msg):
+def _h_orm(ctx: _Ctx, msg: Message) -> None:
     _orders(ctx, msg, False)
 
 
-def _h_siu(ctx, msg):
+def _h_siu(ctx: _Ctx, msg: Message) -> None:
     _siu(ctx, msg, ctx.trigger)
 
 

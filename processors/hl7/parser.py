@@ -21,9 +21,9 @@ Nothing here does I/O or reads a clock.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from itertools import repeat
 from operator import itemgetter
-from typing import Iterator
 
 from practiceflow.processors.base import Rejected, ascii_digits
 
@@ -291,7 +291,7 @@ class Segment:
 
     __slots__ = ("fields", "msg")
 
-    def __init__(self, fields: list[str], msg: "Message") -> None:
+    def __init__(self, fields: list[str], msg: Message) -> None:
         self.fields = fields
         self.msg = msg
 
@@ -549,7 +549,7 @@ _ORDINARY: set[str] = set()  # ids of ordinary segments seen so far (bounded)
 _first = itemgetter(0)
 
 
-def _scan(lines: list[str], msg: "Message") -> None:
+def _scan(lines: list[str], msg: Message) -> None:
     """Set msg.plain and msg.nopad from the body lines (memchr-speed searches over
     one joined string; ``nopad`` would otherwise join them again on first use)."""
     fs = msg.fs
@@ -693,7 +693,7 @@ def parse(data: bytes | bytearray | memoryview | str, *, strict: bool = False, h
             warnings.append("content_before_msh_stripped")
             lines[i] = line = line[j:]
             break
-        if any(l.startswith("MSH") for l in lines[i + 1 :]):
+        if any(rest.startswith("MSH") for rest in lines[i + 1 :]):
             raise HL7ParseError("msh_not_first", f"segment {line[:3]!r} precedes MSH")
         raise HL7ParseError("missing_msh", "no MSH segment found")
     if i >= n:

@@ -131,7 +131,7 @@ def _bind(cw: Crosswalk, keys: Sequence[str], explicit: bool) -> None:
         # by a family), the other MRNs are left alone, the rest binds to the link's MRN.
         own = mrns[0]
         kept: list[tuple[str, str]] = []
-        for k, c in zip(keys, current):
+        for k, c in zip(keys, current, strict=True):
             if c.startswith("pid|") and c != own:
                 if not k.startswith("pid|"):
                     cw.ambiguous.add(k)

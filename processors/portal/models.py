@@ -12,7 +12,7 @@ reads a clock).
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 EARLIEST_DATE = date(1900, 1, 1)
-EARLIEST_SUBMISSION = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST_SUBMISSION = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW_S = 24 * 3600  # a submitted_at this far after receipt is a bad clock or a forgery
 
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
@@ -175,7 +175,7 @@ class TimeWindow(_Strict):
     end: AwareDatetime | None = None
 
     @model_validator(mode="after")
-    def _order(self) -> "TimeWindow":
+    def _order(self) -> TimeWindow:
         if self.end is not None and self.end <= self.start:
             raise ValueError("end must be after start")
         if self.end is not None and (self.end - self.start).days > 31:

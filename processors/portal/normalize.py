@@ -74,12 +74,12 @@ import hmac
 import json
 import math
 import re
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key
+from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key, typed_record
 from practiceflow.processors.identity.choose import (
     DEFAULT_POLICY,
     IdentityPolicy,
@@ -89,6 +89,9 @@ from practiceflow.processors.identity.choose import (
 )
 
 from .models import ID_FIELDS, IntakeSubmission, RefillRequestPayload, SchedulingRequestPayload, model_for
+
+if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
+    from practiceflow.schemas.typed import IntakeFormDict, RefillRequestDict, SchedulingRequestDict, SourceRefDict
 
 __all__ = ["normalize_portal", "verify_signature", "event_id", "EVENT_TYPES", "MAX_BODY_BYTES"]
 
@@ -228,7 +231,7 @@ def normalize_portal(
         raise Rejected("unknown_event_type", f"{str(event_type)[:60]!r} is not one of {', '.join(EVENT_TYPES)}")
     text = _decode(raw)
     try:
-        received = datetime.fromtimestamp(received_at_ms / 1000, tz=timezone.utc)
+        received = datetime.fromtimestamp(received_at_ms / 1000, tz=UTC)
     except (OverflowError, OSError, ValueError, TypeError):
         received = None
     try:
@@ -240,7 +243,7 @@ def normalize_portal(
     except RecursionError:
         raise Rejected("invalid_json", "JSON nested too deeply") from None
     mid = _message_id(event_type, ev.event_id)
-    source = {
+    source: SourceRefDict = {
         "feed": FEED,
         "message_id": mid,
         "raw_topic": None,
@@ -249,7 +252,8 @@ def normalize_portal(
     }
     result = NormalizeResult(message_id=mid, message_type=event_type)
     policy = policy or DEFAULT_POLICY
-    patient_id = ev.patient_id
+    every_event: Any = ev  # each event model has patient_id (a refill's is required, the others' optional)
+    patient_id: str | None = every_event.patient_id
     if patient_id is not None and looks_like_ssn(patient_id):
         patient_id = unresolved_id(mid)
         result.warnings.append("patient_unresolved: the portal's patient reference is written like an SSN")
@@ -261,11 +265,13 @@ def _clear(text: str | None, policy: IdentityPolicy) -> str | None:
     return text if text is None or policy.ssn_in_clear else scrub_ssn(text)
 
 
-def _map(ev: Any, practice_id: str, source: dict, patient_id: str | None, policy: IdentityPolicy) -> Normalized:
+def _map(
+    ev: Any, practice_id: str, source: SourceRefDict, patient_id: str | None, policy: IdentityPolicy
+) -> Normalized:
     submitted = _ms(ev.submitted_at)
     if isinstance(ev, IntakeSubmission):
         p, ins = ev.patient, ev.insurance
-        value = {
+        intake: IntakeFormDict = {
             "practice_id": practice_id,
             "submission_id": ev.submission_id,
             "patient_id": patient_id,
@@ -282,7 +288,7 @@ def _map(ev: Any, practice_id: str, source: dict, patient_id: str | None, policy
             "submitted_at": submitted,
             "source": source,
         }
-        return Normalized("IntakeForm", entity_key(practice_id, patient_id, ev.submission_id), value)
+        return typed_record("IntakeForm", entity_key(practice_id, patient_id, ev.submission_id), intake)
     if isinstance(ev, RefillRequestPayload):
         pharmacy = None
         if ev.pharmacy is not None:
@@ -290,10 +296,10 @@ def _map(ev: Any, practice_id: str, source: dict, patient_id: str | None, policy
                 x for x in (f"NCPDP {ev.pharmacy.ncpdp_id}" if ev.pharmacy.ncpdp_id else None, ev.pharmacy.phone) if x
             ]
             pharmacy = ev.pharmacy.name + (f" ({', '.join(extras)})" if extras else "")
-        value = {
+        refill: RefillRequestDict = {
             "practice_id": practice_id,
             "request_id": ev.request_id,
-            "patient_id": patient_id,
+            "patient_id": patient_id if patient_id is not None else ev.patient_id,  # required: never None here
             "medication": ev.medication.name,
             "medication_code": ev.medication.code,
             "pharmacy": pharmacy,
@@ -302,9 +308,10 @@ def _map(ev: Any, practice_id: str, source: dict, patient_id: str | None, policy
             "submitted_at": submitted,
             "source": source,
         }
-        return Normalized("RefillRequest", entity_key(practice_id, patient_id, ev.request_id), value)
-    assert isinstance(ev, SchedulingRequestPayload)
-    value = {
+        return typed_record("RefillRequest", entity_key(practice_id, patient_id, ev.request_id), refill)
+    if not isinstance(ev, SchedulingRequestPayload):  # the payload union is closed; a new member must be mapped here
+        raise TypeError(f"no mapping for {type(ev).__name__}")
+    scheduling: SchedulingRequestDict = {
         "practice_id": practice_id,
         "request_id": ev.request_id,
         "patient_id": patient_id,
@@ -315,4 +322,4 @@ def _map(ev: Any, practice_id: str, source: dict, patient_id: str | None, policy
         "submitted_at": submitted,
         "source": source,
     }
-    return Normalized("SchedulingRequest", entity_key(practice_id, patient_id, ev.request_id), value)
+    return typed_record("SchedulingRequest", entity_key(practice_id, patient_id, ev.request_id), scheduling)

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter, Gauge, Histogram
+
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.deadletter import dead_letter
 from practiceflow.sinks.docstore import DocumentStore, DocumentStoreUnavailable
@@ -34,7 +36,6 @@ from practiceflow.streams.clock import now_ms
 from practiceflow.streams.gateways.limits import ByteBudget
 from practiceflow.streams.producer import DeliveryFailed, DurableProducer
 from practiceflow.streams.serde import AvroSerde
-from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger("practiceflow.gateway")
 

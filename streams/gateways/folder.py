@@ -129,7 +129,7 @@ class FolderDrop:
                             ok = False
                     except Unavailable:
                         break  # it stays in inbox; so do this feed's other files until the next scan
-                    except Exception as exc:  # noqa: BLE001 - one bad file must not block the others
+                    except Exception as exc:
                         log.error(
                             "%s %s drop: a file failed (%s); left in the inbox", practice, feed, type(exc).__name__
                         )

@@ -56,6 +56,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
+
 from practiceflow.processors.auth import (
     UNKNOWN_PRACTICE,
     bearer_token,
@@ -68,8 +71,6 @@ from practiceflow.sinks.docstore import DocumentStore, DocumentStoreUnavailable
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.gateways.base import GatewayCore, Outcome, Unavailable
 from practiceflow.streams.gateways.replay import ReplayGuard
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import SecretStr
 
 log = logging.getLogger("practiceflow.gateway.http")
 
@@ -176,7 +177,7 @@ class HttpGateway:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self.runner.addresses[0][1]  # the port bound when 0 was asked for
         return self.port
 
     async def stop(self) -> None:
@@ -441,7 +442,7 @@ class HttpGateway:
         from practiceflow.processors.portal.normalize import normalize_portal, verify_signature
 
         practice = await self._practice(request, "portal")
-        event_type = request.match_info.get("event_type") or request.headers.get("X-Portal-Event", "")
+        event_type = request.match_info.get("event_type") or request.headers.get("X-Portal-Event") or ""
         timestamp = request.headers.get("X-Portal-Timestamp", "")
         signature = request.headers.get("X-Portal-Signature", "")
         if not timestamp or not signature:  # refused from the headers: no body read

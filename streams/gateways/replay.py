@@ -84,7 +84,8 @@ class ReplayGuard:
         return sum(len(t) for t in self._tables.values())
 
     def _load(self) -> None:
-        assert self.path is not None
+        if self.path is None:  # only called for a file-backed table
+            raise RuntimeError("replay table has no file")
         now_s = time.time()
         if self.path.exists():
             for raw in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -98,7 +99,8 @@ class ReplayGuard:
 
     def _compact(self, now_s: float) -> None:
         """Rewrite the file with the live ids only (atomic replace)."""
-        assert self.path is not None
+        if self.path is None:  # only called for a file-backed table
+            raise RuntimeError("replay table has no file")
         for table in self._tables.values():
             self._expire(table, now_s)
         tmp = self.path.with_suffix(".tmp")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
+
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.producer import Delivered
 from practiceflow.streams.serde import AvroSerde

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import aiohttp
 from confluent_kafka import KafkaError
 from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from practiceflow.sinks.docstore import LocalDocumentStore
 from practiceflow.streams.gateways.base import GatewayCore, Unavailable
+from practiceflow.streams.gateways.http import HttpGateway
 from practiceflow.streams.producer import Delivered, DeliveryFailed
 from practiceflow.streams.serde import AvroSerde
 
@@ -51,11 +56,45 @@ def test_in_flight_writes_are_bounded_by_count_and_bytes():
         assert big.producer.pending == 1 and big.saturated() is True  # second waits on bytes, not slots
         big.producer.release.set()
         await asyncio.gather(t1, t2)
+        assert big.saturated() is False  # everything written: open again
         return producer, outcomes
 
     producer, outcomes = asyncio.run(go())
     assert all(o.accepted for o in outcomes)
     assert producer.max_pending <= 3  # at most 2 raw writes (+ their audit events after release)
+
+
+def test_http_refuses_bodies_while_a_write_waits_for_the_byte_budget(tmp_path: Path):
+    """The HTTP gateway reads a body into memory before the core counts it; so while any write
+    is waiting, a new request must get 503 + Retry-After without its body being read."""
+
+    async def go() -> tuple[int, str | None, int]:
+        producer = SlowProducer()
+        core = _core(producer, max_in_flight=10, max_in_flight_bytes=150)
+        store = LocalDocumentStore((tmp_path / "docs").as_uri())
+        gw = HttpGateway(core, {"bp"}, store, tokens={"bp": "bp-token"}, portal_secrets={}, port=0)
+        await gw.start()
+        t1 = asyncio.create_task(core.accept("hl7v2", "bp", b"y" * 100, "a"))
+        t2 = asyncio.create_task(core.accept("hl7v2", "bp", b"y" * 100, "b"))  # waits on bytes
+        try:
+            await asyncio.sleep(0.1)
+            # a gateway that read the body would wait behind the blocked writes: the client gives up
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+                resp = await http.post(
+                    f"http://127.0.0.1:{gw.port}/x12/bp",
+                    data=b"ISA*" + b"z" * 10_000,
+                    headers={"Authorization": "Bearer bp-token"},
+                )
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+        finally:
+            producer.release.set()
+            await asyncio.gather(t1, t2)
+            await gw.stop()
+        return status, retry_after, producer.max_pending
+
+    status, retry_after, max_pending = asyncio.run(go())
+    assert (status, retry_after) == (503, "1")
+    assert max_pending == 1  # nothing but the first write ever reached Kafka concurrently
 
 
 def test_unconfirmed_write_is_unavailable_not_accepted():

@@ -16,7 +16,9 @@ import random
 
 import aiohttp
 import pytest
+
 from practiceflow.processors.fax import synth
+from practiceflow.sampleday.senders import MllpClient, ack_code
 from practiceflow.streams import runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.claimcheck import store_for
@@ -28,8 +30,6 @@ from practiceflow.streams.gateways.mllp import MllpGateway
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
-
-from practiceflow.sampleday.senders import MllpClient, ack_code
 from tests.fixtures import oru_r01
 from tests.streams.test_pipeline import consume_all
 
@@ -253,9 +253,11 @@ def test_rejected_large_input_keeps_its_whole_original_in_the_store(cfg, stack, 
         http = HttpGateway(core, {P}, store, tokens={P: TOKEN}, port=0, max_body_bytes=16 * MiB)
         await http.start()
         try:
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{http.port}", headers=AUTH) as s:
-                async with s.post(f"/fhir/{P}", data=body, headers={"Content-Type": "application/fhir+json"}) as r:
-                    status = r.status
+            async with (
+                aiohttp.ClientSession(base_url=f"http://127.0.0.1:{http.port}", headers=AUTH) as s,
+                s.post(f"/fhir/{P}", data=body, headers={"Content-Type": "application/fhir+json"}) as r,
+            ):
+                status = r.status
         finally:
             await http.stop()
             producer.close()

@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 import aiohttp
+
+from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
 from practiceflow.sinks.docstore import LocalDocumentStore
 from practiceflow.streams.gateways.folder import FolderDrop
 from practiceflow.streams.gateways.http import HttpGateway
 from practiceflow.streams.gateways.limits import ByteBudget
 from practiceflow.streams.gateways.mllp import MllpGateway
 from practiceflow.streams.gateways.replay import ReplayGuard
-
-from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
 from tests.fixtures import oru_r01
 from tests.gateways.recording import recording_core, written
 

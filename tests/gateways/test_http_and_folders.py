@@ -8,6 +8,8 @@ import time
 
 import aiohttp
 import pytest
+
+from practiceflow.sampleday.senders import sign_portal
 from practiceflow.sinks.docstore import DocumentStore, LocalDocumentStore, S3DocumentStore
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
@@ -15,8 +17,6 @@ from practiceflow.streams.gateways.http import HttpGateway
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
-
-from practiceflow.sampleday.senders import sign_portal
 from tests.fixtures import closed_port, oru_r01
 from tests.streams.test_pipeline import consume_all
 
@@ -143,7 +143,7 @@ def test_folder_drop_splits_batches_and_sorts_files(cfg, stack, tmp_path):
             producer.close()
         return handled, core.stats, drops
 
-    handled, stats, drops = asyncio.run(go())
+    handled, stats, _drops = asyncio.run(go())
     assert handled == 3
     assert stats["hl7v2.accepted"] == 2 and stats["fax.accepted"] == 1 and stats["fax.rejected"] == 1
     root = tmp_path / "drop" / "clinic-f"

@@ -6,6 +6,8 @@ import asyncio
 import uuid
 
 import pytest
+
+from practiceflow.sampleday.senders import MllpClient, ack_code
 from practiceflow.streams import runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.gateways.base import GatewayCore
@@ -13,8 +15,6 @@ from practiceflow.streams.gateways.mllp import MllpGateway
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
-
-from practiceflow.sampleday.senders import MllpClient, ack_code
 from tests.fixtures import oru_r01
 from tests.streams.test_pipeline import consume_all
 
@@ -33,7 +33,7 @@ async def _gateway(cfg, stack):
 
 def test_ack_only_after_the_raw_bytes_are_in_kafka(cfg, stack):
     async def go():
-        gw, core, producer, serde = await _gateway(cfg, stack)
+        gw, _core, producer, serde = await _gateway(cfg, stack)
         try:
             async with MllpClient("127.0.0.1", gw.port) as client:
                 ack = await client.send(oru_r01(control_id="ACK1"))
@@ -51,7 +51,7 @@ def test_ack_only_after_the_raw_bytes_are_in_kafka(cfg, stack):
 
 def test_garbage_gets_a_nak_with_a_reason_and_a_dead_letter(cfg, stack):
     async def go():
-        gw, core, producer, serde = await _gateway(cfg, stack)
+        gw, _core, producer, serde = await _gateway(cfg, stack)
         try:
             async with MllpClient("127.0.0.1", gw.port) as client:
                 nak1 = await client.send(b"hello, this is not hl7")
@@ -69,14 +69,14 @@ def test_garbage_gets_a_nak_with_a_reason_and_a_dead_letter(cfg, stack):
     letters = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.hl7v2", serde, 3, timeout=10)]
     assert len(letters) == 3
     assert letters[0]["payload"] == b"hello, this is not hl7"
-    assert {l["stage"] for l in letters} == {"gateway"}
+    assert {letter["stage"] for letter in letters} == {"gateway"}
     assert letters[1]["reason_code"] == "missing_control_id"
     assert letters[2]["reason_code"] == "mllp_framing"
 
 
 def test_resend_after_lost_ack_is_not_processed_twice(cfg, stack):
     async def go():
-        gw, core, producer, serde = await _gateway(cfg, stack)
+        gw, core, producer, _serde = await _gateway(cfg, stack)
         pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url)
         pipeline.register_schemas()
         await runner.start(pipeline)

@@ -18,17 +18,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yarl
+
+from practiceflow.jobs.gateways import mllp_gateway, tls_context
 from practiceflow.processors.auth import UNKNOWN_PRACTICE, cert_fingerprint
+from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
+from practiceflow.settings import Settings
 from practiceflow.sinks.docstore import LocalDocumentStore
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.http import HttpGateway
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
-
-from practiceflow.jobs.gateways import mllp_gateway, tls_context
-from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
-from practiceflow.settings import Settings
 from tests.fixtures import oru_r01
 from tests.streams.test_pipeline import consume_all
 

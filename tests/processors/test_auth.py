@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
+from pydantic import ValidationError
+
 from practiceflow.processors.auth import (
     bearer_token,
     cert_fingerprint,
@@ -13,8 +14,6 @@ from practiceflow.processors.auth import (
     practice_for_token,
     valid_practice_id,
 )
-from pydantic import ValidationError
-
 from practiceflow.settings import Settings, secret_bytes
 
 SECRETS = {"clinic-a": (b"a-current", b"a-next"), "clinic-b": (b"b-only",)}

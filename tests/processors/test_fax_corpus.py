@@ -18,6 +18,7 @@ from fastavro.validation import validate
 from practiceflow.processors.fax.normalize import normalize_fax
 from practiceflow.processors.fax.ocr import ocr_document
 from practiceflow.schemas.avro_gen import load_parsed
+from tests.fixtures import require_corpus
 
 pytestmark = pytest.mark.corpus
 
@@ -48,6 +49,12 @@ def _files() -> list[Path]:
     if FAX_DIR is None or not FAX_DIR.is_dir():
         return []
     return [FAX_DIR / name for name in PICKS if (FAX_DIR / name).is_file()]
+
+
+def test_sample_faxes_are_present():
+    """The cases below are generated from the files found; without them this fails instead."""
+    fax_dir = require_corpus("fax")
+    assert [n for n in PICKS if not (fax_dir / n).is_file()] == []
 
 
 @pytest.mark.parametrize("path", _files(), ids=lambda p: p.name)

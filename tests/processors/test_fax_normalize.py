@@ -7,8 +7,7 @@ import hashlib
 
 import pytest
 from fastavro.validation import validate
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from practiceflow.processors.base import Rejected, content_id
 from practiceflow.processors.fax.normalize import normalize_fax

@@ -46,7 +46,7 @@ def fax_tiff_result(workdir):
 
 # --------------------------------------------------------------------------- images
 def test_tiff_g4_fax_page_text_recovered(fax_tiff_result, workdir):
-    data, page, res = fax_tiff_result
+    _data, page, res = fax_tiff_result
     assert page.image.info["dpi"] == (204, 196)
     assert res.page_count == 1 and len(res.pages) == 1
     p = res.pages[0]
@@ -63,7 +63,7 @@ def test_multipage_tiff_two_jobs(workdir):
     doc = synth.render_document(21, pages=2, kinds=["lab_result", "prior_auth_response"])
     res = ocr_document(synth.to_tiff_g4(doc), None, workdir=workdir, jobs=2)
     assert [p.page_no for p in res.pages] == [1, 2]
-    for want, got in zip(doc.pages, res.pages):
+    for want, got in zip(doc.pages, res.pages, strict=True):
         assert got.ocr_used and got.confidence is not None
         assert synth.word_accuracy(want.text, got.text) >= 0.9
     assert res.text.count("\f") == 1
@@ -118,7 +118,7 @@ def test_pdf_with_text_layer_is_not_ocred(workdir):
     res = ocr_document(synth.to_text_pdf(doc), "application/pdf", workdir=workdir)
     assert res.page_count == 2
     assert all(not p.ocr_used and p.confidence is None for p in res.pages)
-    assert [synth.word_accuracy(a.text, b.text) for a, b in zip(doc.pages, res.pages)] == [1.0, 1.0]
+    assert [synth.word_accuracy(a.text, b.text) for a, b in zip(doc.pages, res.pages, strict=True)] == [1.0, 1.0]
     assert res.producer["engine"] == "pdf_text"
     assert res.seconds < 1.0
     assert res.output_pdf is None

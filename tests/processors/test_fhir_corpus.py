@@ -19,7 +19,8 @@ from fastavro.validation import validate
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.fhir import normalize_fhir
 from practiceflow.schemas.avro_gen import load_parsed
-from tests.fixtures import shared_data_dir
+from tests.fixtures import outcome_totals, require_corpus, shared_data_dir
+from tests.processors import corpus_outcomes
 
 pytestmark = pytest.mark.corpus
 
@@ -76,6 +77,22 @@ def test_invalid_corpus_file_yields_no_records_from_it(path):
         return
     # not rejected: only acceptable for a lenient Bundle that dropped the invalid entry
     assert any("invalid entry skipped" in w for w in result.warnings), result.warnings
+
+
+def test_every_file_has_its_expected_outcome():
+    """Per file: normalized or the exact rejection code (the README's corpus table); fails,
+    rather than collecting nothing, when the corpus folder is missing."""
+    fhir_dir = require_corpus("fhir")
+    actual = {}
+    for path in sorted(fhir_dir.glob("*.json")) + sorted((fhir_dir / "invalid").glob("*.json")):
+        try:
+            run(path)
+        except Rejected as exc:
+            actual[str(path.relative_to(fhir_dir))] = f"rejected:{exc.reason_code}"
+        else:
+            actual[str(path.relative_to(fhir_dir))] = "normalized"
+    assert actual == corpus_outcomes.FHIR
+    assert outcome_totals(dict(actual)) == (30, 5)  # README: 35 files, 30 normalized, the 5 in invalid/
 
 
 _INVALID_CODES = {

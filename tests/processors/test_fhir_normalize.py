@@ -9,8 +9,7 @@ import json
 
 import pytest
 from fastavro.validation import validate
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.fhir import normalize_fhir
@@ -1121,7 +1120,7 @@ _TARGETS = {
 
 def _reference_paths(node, path=()):
     if isinstance(node, dict):
-        if "reference" in node or "identifier" in node and "display" in node:
+        if "reference" in node or ("identifier" in node and "display" in node):
             yield path
         for k, v in node.items():
             if k != "contained":

@@ -55,7 +55,7 @@ def test_aa_swaps_sender_and_receiver_and_echoes_control_id():
 
 def test_ae_and_ar_carry_err_with_table_0357_codes():
     ack = build_ack(original(), "AE", "Bad | stuff ^ here", error_code="207", now=NOW)
-    msh, msa, err = segments(ack)
+    _msh, msa, err = segments(ack)
     assert msa == ["MSA", "AE", "CTRL-42", "Bad \\F\\ stuff \\S\\ here"]
     assert err[3] == "207^Application internal error^HL70357" and err[4] == "E"
     assert err[7] == "Bad \\F\\ stuff \\S\\ here"
@@ -75,7 +75,7 @@ def test_v23_message_type_has_two_components():
 
 
 def test_v27_and_later_put_the_text_in_err_only():
-    msh, msa, err = segments(build_ack(original("2.7"), "AE", "why", now=NOW))
+    _msh, msa, err = segments(build_ack(original("2.7"), "AE", "why", now=NOW))
     assert msa == ["MSA", "AE", "CTRL-42"]
     assert err[7] == "why"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fastavro.validation import validate
 
-from practiceflow.processors.base import NormalizeResult, Normalized, Rejected, entity_key
+from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key
 from practiceflow.processors.hl7.normalize import SUPPORTED, content_hash, message_id_for, normalize_hl7
 from practiceflow.schemas.avro_gen import load_parsed
 
@@ -558,7 +558,7 @@ def test_inline_numeric_obx_path_matches_the_general_reader():
     seen: set[str] = set()
     general = [
         N._observation(ctx, seg, line, "MRN123", "ORD9", None, seen, i + 1)
-        for i, (seg, line) in enumerate(x for x in zip(m.segs, m.lines) if x[0][0] == "OBX")
+        for i, (seg, line) in enumerate(x for x in zip(m.segs, m.lines, strict=True) if x[0][0] == "OBX")
     ]
     assert [r.value for r in second.records if r.record_type == "Observation"] == general
     assert general[2]["units"] == "mmol/L" and general[2]["abnormal_flags"] == ["H"]

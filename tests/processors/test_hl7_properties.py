@@ -5,8 +5,7 @@ batch splitting never fail."""
 from __future__ import annotations
 
 from fastavro.validation import validate
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.hl7.ack import build_ack

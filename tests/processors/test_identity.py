@@ -7,6 +7,7 @@ import json
 
 import pytest
 from fastavro.validation import validate
+
 from practiceflow.processors.base import NormalizeResult
 from practiceflow.processors.dispatch import normalize_raw
 from practiceflow.processors.fhir.normalize import normalize_fhir
@@ -26,7 +27,6 @@ from practiceflow.processors.identity.crosswalk import Crosswalk, apply, fold, r
 from practiceflow.processors.identity.links import links_for, record_keys
 from practiceflow.processors.portal.normalize import normalize_portal
 from practiceflow.schemas.avro_gen import load_parsed
-
 from practiceflow.settings import Settings
 
 P = "demo"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import re
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
+
 from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.processors.identity.choose import FORBIDDEN_TYPES, IdentityPolicy, choose, classify, is_unresolved
 

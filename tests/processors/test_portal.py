@@ -6,12 +6,11 @@ import copy
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from fastavro.validation import validate
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.portal import EVENT_TYPES, event_id, normalize_portal, sign, verify_signature
@@ -19,7 +18,7 @@ from practiceflow.schemas.avro_gen import load_parsed
 
 PRACTICE = "prac-1"
 SECRET = b"whsec_test_0123456789"
-RECEIVED = datetime(2024, 5, 1, 14, 10, tzinfo=timezone.utc)
+RECEIVED = datetime(2024, 5, 1, 14, 10, tzinfo=UTC)
 RECEIVED_MS = int(RECEIVED.timestamp() * 1000)
 NOW = RECEIVED.timestamp()
 
@@ -173,7 +172,7 @@ def test_intake():
         "G-77",
     )
     assert v["answers"] == {"allergies": "penicillin", "smoker": "no"}
-    assert v["submitted_at"] == int(datetime(2024, 5, 1, 14, 3, tzinfo=timezone.utc).timestamp() * 1000)
+    assert v["submitted_at"] == int(datetime(2024, 5, 1, 14, 3, tzinfo=UTC).timestamp() * 1000)
     assert v["source"] == {
         "feed": "portal",
         "message_id": "intake.submitted/intk_01HZX3",
@@ -202,7 +201,7 @@ def test_refill():
     assert v["medication"] == "lisinopril 10 mg tablet" and v["medication_code"] == "314076"
     assert v["pharmacy"] == "Main St Pharmacy (NCPDP 1234567, 555-010-2000)"
     assert v["last_filled"] == "2024-03-30" and v["note"] == "almost out"
-    assert v["submitted_at"] == int(datetime(2024, 5, 1, 18, 5, 10, tzinfo=timezone.utc).timestamp() * 1000)
+    assert v["submitted_at"] == int(datetime(2024, 5, 1, 18, 5, 10, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_scheduling():

@@ -18,7 +18,8 @@ from fastavro.validation import validate
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.x12.normalize import normalize_x12
 from practiceflow.schemas.avro_gen import load_parsed
-from tests.fixtures import shared_data_dir
+from tests.fixtures import outcome_totals, require_corpus, shared_data_dir
+from tests.processors import corpus_outcomes
 
 pytestmark = pytest.mark.corpus
 
@@ -77,6 +78,22 @@ def test_every_file_normalizes_or_is_rejected(path: Path):
         again = normalize_x12(raw, PID, 1_700_000_000_000, strict=strict)
         assert again.message_id == result.message_id
         assert [r.value for r in again.records] == [r.value for r in result.records]
+
+
+def test_every_file_has_its_expected_outcome():
+    """Per file: normalized or the exact rejection code (the README's corpus table); fails,
+    rather than collecting nothing, when the corpus folder is missing."""
+    require_corpus("x12")
+    actual = {}
+    for path in FILES:
+        try:
+            normalize_x12(path.read_bytes(), PID, 1_700_000_000_000)
+        except Rejected as exc:
+            actual[_id(path)] = f"rejected:{exc.reason_code}"
+        else:
+            actual[_id(path)] = "normalized"
+    assert actual == corpus_outcomes.X12
+    assert outcome_totals(dict(actual)) == (83, 20)  # README: 103 files, 83 normalized, 20 rejected
 
 
 # --------------------------------------------------------------------------- expectations

@@ -4,9 +4,8 @@ records validate against Avro, or raises Rejected (never another exception, neve
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 from fastavro.validation import validate
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from practiceflow.processors.base import NormalizeResult, Rejected
 from practiceflow.processors.x12.normalize import normalize_x12

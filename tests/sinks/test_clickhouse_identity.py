@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from practiceflow.processors.deadletter import dead_letter
 from practiceflow.processors.dispatch import handoffs_for, normalize_raw
 from practiceflow.sinks.clickhouse import ClickHouseSink

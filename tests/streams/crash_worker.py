@@ -10,9 +10,9 @@ Faust's data folder lands in the working directory the test gives it.
 from __future__ import annotations
 
 import faust
-from practiceflow.streams.app import Pipeline
 
 from practiceflow.settings import Settings
+from practiceflow.streams.app import Pipeline
 
 
 def main() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from practiceflow.processors.base import Rejected
-from practiceflow.streams.claimcheck import check_in, reference, resolve, store_for
 
+from practiceflow.processors.base import Rejected
 from practiceflow.settings import Settings
+from practiceflow.streams.claimcheck import check_in, reference, resolve, store_for
 
 
 def _raw(practice: str, ref: dict) -> dict:

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
+
+from practiceflow.jobs.run_file import raw_record
 from practiceflow.processors.audit import verify_chain
 from practiceflow.processors.hl7.normalize import message_id_for
+from practiceflow.settings import REPO_ROOT
 from practiceflow.streams import catalog
 from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
-
-from practiceflow.jobs.run_file import raw_record
-from practiceflow.settings import REPO_ROOT
 from tests.fixtures import oru_r01
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from practiceflow.processors.base import Rejected
 from practiceflow.processors.fax import synth
 from practiceflow.sinks.docstore import LocalDocumentStore

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from faust.types import TP
+
 from practiceflow.streams import catalog
 from practiceflow.streams.offsets import OffsetLedger
 

@@ -9,13 +9,13 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
-from practiceflow.processors.audit import audit_event, chain, verify_chain
-from practiceflow.processors.base import NormalizeResult
-from practiceflow.streams import catalog
-from practiceflow.streams.topics import create_topics
 
 from practiceflow.jobs.run_file import raw_record
+from practiceflow.processors.audit import audit_event, chain, verify_chain
+from practiceflow.processors.base import NormalizeResult
 from practiceflow.settings import REPO_ROOT
+from practiceflow.streams import catalog
+from practiceflow.streams.topics import create_topics
 from tests.fixtures import oru_r01
 from tests.streams.test_pipeline import _run, consume_all
 
