@@ -37,11 +37,11 @@ import base64
 import binascii
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
-from practiceflow.processors.base import Normalized, entity_key
+from practiceflow.processors.base import Normalized, entity_key, typed_record
 from practiceflow.processors.identity.choose import (
     DEFAULT_POLICY,
     IdentityPolicy,
@@ -74,6 +74,29 @@ from ._util import (
     s,
 )
 
+if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
+    from practiceflow.schemas.typed import (
+        AddressDict,
+        AdjustmentDict,
+        AppointmentDict,
+        BenefitDict,
+        ClaimAdjudicationDict,
+        ClaimDict,
+        CodingDict,
+        ConditionDict,
+        CoverageDict,
+        DocumentDict,
+        EligibilityResponseDict,
+        EncounterDict,
+        IdentifierDict,
+        MedicationOrderDict,
+        ObservationDict,
+        OrderDict,
+        PatientDict,
+        ServiceLineDict,
+        SourceRefDict,
+    )
+
 LOINC = "http://loinc.org"
 NPI = "http://hl7.org/fhir/sid/us-npi"
 _CARC_SYSTEMS = ("claim-adjustment-reason", "/carc", "x12.org/codes/claim-adjustment")
@@ -101,7 +124,7 @@ class Ctx:
         practice_id: str,
         entity_id: str,
         event: str | None,
-        source: dict[str, Any],
+        source: SourceRefDict,
         warnings: list[str],
         policy: IdentityPolicy = DEFAULT_POLICY,
     ) -> None:
@@ -119,14 +142,19 @@ class Ctx:
     def warn(self, msg: str) -> None:
         self.warnings.append(f"{self.rtype}/{self.entity_id}: {msg}")
 
-    def rec(self, record_type: str, patient_id: str | None, entity: str, value: dict[str, Any]) -> Normalized:
-        value["source"] = dict(self.source)
-        return Normalized(record_type, entity_key(self.practice_id, patient_id, entity), value)
+    def rec(self, record_type: str, patient_id: str | None, entity: str, value: Mapping[str, Any]) -> Normalized:
+        """``value``: the record, built as its TypedDict with ``"source": c.source.copy()`` last."""
+        return typed_record(record_type, entity_key(self.practice_id, patient_id, entity), value)
 
     def resolve(self, ref: Any) -> Target:
         return self.scope.resolve(ref)
 
+    @overload
+    def patient_id(self, ref: Any, field: str, required: Literal[True] = True) -> str: ...
+    @overload
+    def patient_id(self, ref: Any, field: str, required: bool) -> str | None: ...
     def patient_id(self, ref: Any, field: str, required: bool = True) -> str | None:
+        """The record's patient id; None only when not ``required`` (else Unmappable is raised)."""
         if not isinstance(ref, dict):
             if required:
                 raise Unmappable("missing_patient", f"{self.rtype}/{self.entity_id}: no {field}")
@@ -253,9 +281,10 @@ def map_patient(c: Ctx) -> list[Normalized]:
     if looks_like_ssn(pid):
         c.warn("logical id is written like an SSN; not used as a key")
         pid = unresolved_id(c.source.get("message_id") or "")
-    identifiers = [keep(x, c.policy) for x in typed_identifiers(r)]
+    # keep() (processors/identity, shared with HL7) returns a plain dict of the Identifier shape
+    identifiers = cast("list[IdentifierDict]", [keep(x, c.policy) for x in typed_identifiers(r)])
     family, given = name_parts(r.get("name"))
-    address = None
+    address: AddressDict | None = None
     addrs = [a for a in lst(r.get("address")) if isinstance(a, dict)]
     a = next((a for a in addrs if a.get("use") == "home"), None) or next(
         (a for a in addrs if a.get("use") != "old"), addrs[0] if addrs else None
@@ -282,7 +311,7 @@ def map_patient(c: Ctx) -> list[Normalized]:
             other = replaced.rid or replaced.ident_value
             if other:
                 merged_from.append(other)
-    value = {
+    value: PatientDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "identifiers": identifiers,
@@ -295,6 +324,7 @@ def map_patient(c: Ctx) -> list[Normalized]:
         "deceased": deceased,
         "merged_from": merged_from,
         "event": c.event,
+        "source": c.source.copy(),
     }
     return [c.rec("Patient", pid, pid, value)]
 
@@ -326,7 +356,7 @@ def map_coverage(c: Ctx) -> list[Normalized]:
     plan = _coverage_class(r, "plan")
     group = _coverage_class(r, "group")
     period = d(r.get("period"))
-    value = {
+    value: CoverageDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "coverage_id": c.entity_id,
@@ -339,6 +369,7 @@ def map_coverage(c: Ctx) -> list[Normalized]:
         "period_start": s(period.get("start")),
         "period_end": s(period.get("end")),
         "status": s(r.get("status")),
+        "source": c.source.copy(),
     }
     return [c.rec("Coverage", pid, c.entity_id, value)]
 
@@ -361,7 +392,7 @@ def map_encounter(c: Ctx) -> list[Normalized]:
         reason = c.party(first(r.get("reasonReference")))
     period = d(r.get("period"))
     klass = r.get("class")
-    value = {
+    value: EncounterDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "encounter_id": c.entity_id,
@@ -373,6 +404,7 @@ def map_encounter(c: Ctx) -> list[Normalized]:
         "admit_at": s(period.get("start")),
         "discharge_at": s(period.get("end")),
         "reason": reason,
+        "source": c.source.copy(),
     }
     return [c.rec("Encounter", pid, c.entity_id, value)]
 
@@ -485,7 +517,7 @@ def map_observation(c: Ctx) -> list[Normalized]:
         dar = node.get("dataAbsentReason")
         if dar and val is None:
             n_notes.append(f"data absent: {cc_text(dar) or 'unknown'}")
-        value = {
+        value: ObservationDict = {
             "practice_id": c.practice_id,
             "patient_id": pid,
             "observation_id": obs_id,
@@ -501,6 +533,7 @@ def map_observation(c: Ctx) -> list[Normalized]:
             "effective_at": effective,
             "performer": performer,
             "notes": n_notes,
+            "source": c.source.copy(),
         }
         return c.rec("Observation", pid, obs_id, value)
 
@@ -533,7 +566,7 @@ def map_condition(c: Ctx) -> list[Normalized]:
     if onset is None and r.get("onsetRange"):
         lo, hi = quantity_str(d(r["onsetRange"]).get("low")), quantity_str(d(r["onsetRange"]).get("high"))
         onset = f"{lo or ''}-{hi or ''}"
-    value = {
+    value: ConditionDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "condition_id": c.entity_id,
@@ -542,6 +575,7 @@ def map_condition(c: Ctx) -> list[Normalized]:
         "verification_status": cc_code(r.get("verificationStatus")) or cc_text(r.get("verificationStatus")),
         "onset": onset,
         "recorded_at": s(r.get("recordedDate")),
+        "source": c.source.copy(),
     }
     return [c.rec("Condition", pid, c.entity_id, value)]
 
@@ -570,6 +604,7 @@ def _frequency(timing: dict[str, Any]) -> str | None:
 def map_medication_request(c: Ctx) -> list[Normalized]:
     r = c.r
     pid = c.patient_id(r.get("subject"), "subject")
+    med: CodingDict
     if r.get("medicationCodeableConcept") is not None:
         med = cc_coding(r.get("medicationCodeableConcept"))
     else:
@@ -607,7 +642,7 @@ def map_medication_request(c: Ctx) -> list[Normalized]:
         if pi and pi not in texts:
             texts.append(pi)
     disp = d(r.get("dispenseRequest"))
-    value = {
+    value: MedicationOrderDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "order_id": c.entity_id,
@@ -622,6 +657,7 @@ def map_medication_request(c: Ctx) -> list[Normalized]:
         "status": s(r.get("status")),
         "written_at": s(r.get("authoredOn")),
         "instructions": "; ".join(texts) or None,
+        "source": c.source.copy(),
     }
     return [c.rec("MedicationOrder", pid, c.entity_id, value)]
 
@@ -638,7 +674,7 @@ def _identifier_of_type(r: dict[str, Any], code: str) -> str | None:
 def map_service_request(c: Ctx) -> list[Normalized]:
     r = c.r
     pid = c.patient_id(r.get("subject"), "subject")
-    value = {
+    value: OrderDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "order_id": c.entity_id,
@@ -651,6 +687,7 @@ def map_service_request(c: Ctx) -> list[Normalized]:
         "ordered_at": s(r.get("authoredOn")),
         "priority": s(r.get("priority")),
         "diagnoses": [cc_coding(cc) for cc in lst(r.get("reasonCode")) if isinstance(cc, dict)],
+        "source": c.source.copy(),
     }
     return [c.rec("Order", pid, c.entity_id, value)]
 
@@ -686,7 +723,7 @@ def map_appointment(c: Ctx) -> list[Normalized]:
     if duration is None:
         duration = _minutes_between(start, end)
     reason = cc_text(first(r.get("reasonCode"))) or s(r.get("description"))
-    value = {
+    value: AppointmentDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "appointment_id": c.entity_id,
@@ -698,6 +735,7 @@ def map_appointment(c: Ctx) -> list[Normalized]:
         "reason": reason,
         "provider": provider,
         "location": location,
+        "source": c.source.copy(),
     }
     return [c.rec("Appointment", pid, c.entity_id, value)]
 
@@ -748,7 +786,7 @@ def map_document_reference(c: Ctx) -> list[Normalized]:
                 f"inline attachment of type {media or 'unknown'!r} ({len(blob)} bytes) is not text/plain; "
                 "kept only as sha256 (the raw message keeps the bytes)"
             )
-    value: dict[str, Any] = {
+    value: DocumentDict = {
         "practice_id": c.practice_id,
         "document_id": c.entity_id,
         "patient_id": pid,
@@ -765,6 +803,7 @@ def map_document_reference(c: Ctx) -> list[Normalized]:
         "fax_from": None,
         "fax_to": None,
         "authored_at": s(r.get("date")) or period_start(d(r.get("context")).get("period")),
+        "source": c.source.copy(),
     }
     return [c.rec("Document", pid, c.entity_id, value)]
 
@@ -784,7 +823,7 @@ def map_claim(c: Ctx) -> list[Normalized]:
     payer_id, payer_name = c.org(r.get("insurer")) if r.get("insurer") else (None, None)
     if payer_id is None and payer_name is None:
         payer_id, payer_name = _payer_from_insurance(c, r)
-    diagnoses = []
+    diagnoses: list[CodingDict] = []
     for dx in lst(r.get("diagnosis")):
         dx = d(dx)
         if dx.get("diagnosisCodeableConcept"):
@@ -793,7 +832,7 @@ def map_claim(c: Ctx) -> list[Normalized]:
             t = c.resolve(dx.get("diagnosisReference"))
             if t.resource is not None:
                 diagnoses.append(cc_coding(t.resource.get("code")))
-    lines = []
+    lines: list[ServiceLineDict] = []
     items = [d(x) for x in lst(r.get("item"))]
     for item in items:
         net, up, qty = _money(item.get("net")), _money(item.get("unitPrice")), f(d(item.get("quantity")).get("value"))
@@ -801,9 +840,9 @@ def map_claim(c: Ctx) -> list[Normalized]:
         lines.append(_line(item, charge=charge, paid=None, adjustments=[], remarks=[]))
     total = _money(r.get("total"))
     if total is None and lines and all(ln["charge"] is not None for ln in lines):
-        total = _sum([ln["charge"] for ln in lines])
+        total = _sum([ch for ln in lines if (ch := ln["charge"]) is not None])
     dates = sorted(x for x in (_item_service_date(it) for it in items) if x)
-    value = {
+    value: ClaimDict = {
         "practice_id": c.practice_id,
         "claim_id": c.entity_id,
         "patient_id": pid,
@@ -816,6 +855,7 @@ def map_claim(c: Ctx) -> list[Normalized]:
         "status": s(r.get("status")),
         "use": s(r.get("use")),
         "member_id": None,
+        "source": c.source.copy(),
     }
     return [c.rec("Claim", pid, c.entity_id, value)]
 
@@ -837,11 +877,11 @@ def _line(
     *,
     charge: float | None,
     paid: float | None,
-    adjustments: list[Any],
-    remarks: list[Any],
-    procedure: dict[str, Any] | None = None,
+    adjustments: list[AdjustmentDict],
+    remarks: list[str],
+    procedure: CodingDict | None = None,
     allowed: float | None = None,
-) -> dict[str, Any]:
+) -> ServiceLineDict:
     seq = i(item.get("sequence"))
     if seq is None:
         seq = i(item.get("itemSequence"))
@@ -899,7 +939,7 @@ def _category(adj: dict[str, Any]) -> str | None:
     return _CATEGORY_ALIASES.get(key, key)
 
 
-def _is_carc(coding_: dict[str, Any]) -> bool:
+def _is_carc(coding_: CodingDict) -> bool:
     sys_ = (coding_.get("system") or "").lower()
     return any(x in sys_ for x in _CARC_SYSTEMS)
 
@@ -919,10 +959,10 @@ def _review_actions(adjs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _adjudicate(adjs: list[dict[str, Any]]) -> tuple[dict[str, float], list[dict[str, Any]], list[str]]:
+def _adjudicate(adjs: list[dict[str, Any]]) -> tuple[dict[str, float], list[AdjustmentDict], list[str]]:
     """Amounts by category, adjustments, remark codes of one adjudication list."""
     parts: dict[str, list[float]] = {}
-    adjustments: list[dict[str, Any]] = []
+    adjustments: list[AdjustmentDict] = []
     remarks: list[str] = []
     for adj in adjs:
         cat = _category(adj)
@@ -956,7 +996,7 @@ def _patient_resp(amounts: dict[str, float]) -> float | None:
     return _sum(parts) if parts else None
 
 
-def _pas_detail_procedure(item: dict[str, Any]) -> dict[str, Any] | None:
+def _pas_detail_procedure(item: dict[str, Any]) -> CodingDict | None:
     for ext in lst(item.get("extension")):
         ext = d(ext)
         if str(ext.get("url", "")).endswith("extension-itemAuthorizedDetail"):
@@ -1008,18 +1048,18 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         if t.resource is not None:
             member_id = coverage_member_id(t.resource)
     # lines
-    lines = []
+    lines: list[ServiceLineDict] = []
     line_pr: list[float] = []
     for item in [d(x) for x in lst(r.get("item"))] + [d(x) for x in lst(r.get("addItem"))]:
         amounts, adjustments, remarks = _adjudicate([d(a) for a in lst(item.get("adjudication"))])
         seq = i(item.get("itemSequence"))
         claim_item = claim_items.get(seq) if seq is not None else None
-        procedure = None
+        procedure: CodingDict | None = None
         if not item.get("productOrService"):
             if claim_item is not None:
                 procedure = cc_coding(claim_item.get("productOrService"))
             else:
-                procedure = _pas_detail_procedure(item) or dict(EMPTY_CODING)
+                procedure = _pas_detail_procedure(item) or EMPTY_CODING.copy()
         charge = amounts.get("submitted")
         if charge is None:
             charge = _money(item.get("net"))
@@ -1048,15 +1088,15 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
     if paid is None:
         paid = totals.get("paidtoprovider", totals.get("benefit"))
     if paid is None and lines and all(ln["paid"] is not None for ln in lines):
-        paid = _sum([ln["paid"] for ln in lines])
+        paid = _sum([p for ln in lines if (p := ln["paid"]) is not None])
     total_charge = totals.get("submitted")
     if total_charge is None and lines and all(ln["charge"] is not None for ln in lines):
-        total_charge = _sum([ln["charge"] for ln in lines])
+        total_charge = _sum([ch for ln in lines if (ch := ln["charge"]) is not None])
     pr = _patient_resp(totals)
     if pr is None and line_pr:
         pr = _sum(line_pr)
     dates = sorted(x for x in (ln["service_date"] for ln in lines) if x)
-    value = {
+    value: ClaimAdjudicationDict = {
         "practice_id": c.practice_id,
         "claim_id": claim_id,
         "adjudication_id": c.entity_id,
@@ -1082,6 +1122,7 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         "payment_trace": s(d(payment.get("identifier")).get("value")),
         "payment_date": s(payment.get("date")),
         "service_date": period_start(r.get("billablePeriod")) or (dates[0] if dates else None),
+        "source": c.source.copy(),
     }
     return [c.rec("ClaimAdjudication", pid, c.entity_id, value)]
 
@@ -1102,7 +1143,7 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
         patient_name = patient_name or t.display
     payer_id, payer_name = c.org(r.get("insurer"))
     member_id = None
-    benefits: list[dict[str, Any]] = []
+    benefits: list[BenefitDict] = []
     inforce: list[bool] = []
     for ins in [d(x) for x in lst(r.get("insurance"))]:
         plan = None
@@ -1167,7 +1208,7 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
                     )
                 )
     rejections = [code for e in lst(r.get("error")) for code in cc_codes(d(e).get("code"))]
-    value = {
+    value: EligibilityResponseDict = {
         "practice_id": c.practice_id,
         "response_id": c.entity_id,
         "trace_number": s(d(first(r.get("identifier"))).get("value")),
@@ -1180,6 +1221,7 @@ def map_eligibility_response(c: Ctx) -> list[Normalized]:
         "benefits": benefits,
         "rejections": rejections,
         "patient_id": pid,
+        "source": c.source.copy(),
     }
     return [c.rec("EligibilityResponse", pid, c.entity_id, value)]
 
@@ -1195,7 +1237,7 @@ def _benefit(
     in_network: str | None = None,
     messages: list[str] | None = None,
     plan_description: str | None = None,
-) -> dict[str, Any]:
+) -> BenefitDict:
     return {
         "info_code": info_code,
         "coverage_level": coverage_level,
@@ -1210,12 +1252,141 @@ def _benefit(
     }
 
 
+# --------------------------------------------------------------------------- Immunization
+_FHIR_FUNDING_SOURCE = "30963-3"
+_FHIR_FUNDING_ELIGIBILITY = "64994-7"
+
+
+def _cc_or_none(cc: Any) -> dict[str, str | None] | None:
+    c = cc_coding(cc)
+    return c if c["code"] or c["display"] else None
+
+
+def map_immunization(c: Ctx) -> list[Normalized]:
+    """Immunization -> the same Immunization record VXU^V04 gives. programEligibility,
+    fundingSource and education (VIS) become the nested observations with the LOINC
+    codes an HL7 feed uses for them, so both feeds read alike."""
+    r = c.r
+    pid = c.patient_id(r.get("patient"), "patient")
+    dose = d(r.get("doseQuantity"))
+    performer = None
+    for p in lst(r.get("performer")):
+        performer = c.party(d(p).get("actor"))
+        if performer:
+            break
+    eligibility = _cc_or_none(first(r.get("programEligibility")))
+    funding = _cc_or_none(r.get("fundingSource"))
+    observations = []
+    for code, display, value in (
+        (_FHIR_FUNDING_ELIGIBILITY, "Vaccine funding program eligibility category", eligibility),
+        (_FHIR_FUNDING_SOURCE, "Vaccine funding source", funding),
+    ):
+        if value is not None:
+            observations.append(
+                {
+                    "code": {"system": LOINC, "code": code, "display": display},
+                    "value_type": "CodeableConcept",
+                    "value": value["display"] or value["code"],
+                    "value_code": value,
+                    "sub_id": None,
+                    "effective_at": None,
+                }
+            )
+    for k, edu in enumerate(lst(r.get("education")), 1):
+        edu = d(edu)
+        for code, display, key, vt in (
+            ("69764-9", "Document type", "documentType", "string"),
+            ("29768-9", "Date vaccine information statement published", "publicationDate", "dateTime"),
+            ("29769-7", "Date vaccine information statement presented", "presentationDate", "dateTime"),
+        ):
+            v = s(edu.get(key))
+            if v:
+                observations.append(
+                    {
+                        "code": {"system": LOINC, "code": code, "display": display},
+                        "value_type": vt,
+                        "value": v,
+                        "value_code": None,
+                        "sub_id": str(k),
+                        "effective_at": None,
+                    }
+                )
+    primary = r.get("primarySource")
+    value = {
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "immunization_id": c.entity_id,
+        "vaccine": cc_coding(r.get("vaccineCode")),
+        "status": s(r.get("status")),
+        "completion_status": None,
+        "status_reason": cc_text(r.get("statusReason")) or cc_code(r.get("statusReason")),
+        "administered_at": s(r.get("occurrenceDateTime")) or s(r.get("occurrenceString")),
+        "amount": f(dose.get("value")),
+        "amount_units": s(dose.get("unit")) or s(dose.get("code")),
+        "lot_number": s(r.get("lotNumber")),
+        "expiration_date": s(r.get("expirationDate")),
+        "manufacturer": (
+            {"system": None, "code": None, "display": c.party(r.get("manufacturer"))}
+            if isinstance(r.get("manufacturer"), dict) and c.party(r.get("manufacturer"))
+            else None
+        ),
+        "site": cc_text(r.get("site")) or cc_code(r.get("site")),
+        "route": cc_text(r.get("route")) or cc_code(r.get("route")),
+        "performer": performer,
+        "ordering_provider": None,
+        "location": c.party(r.get("location")),
+        "primary_source": primary if isinstance(primary, bool) else None,
+        "information_source": cc_text(r.get("reportOrigin")),
+        "funding_eligibility": eligibility,
+        "funding_source": funding,
+        "observations": observations,
+        "notes": [t for t in (s(d(n).get("text")) for n in lst(r.get("note"))) if t],
+        "source": c.source.copy(),
+    }
+    return [c.rec("Immunization", pid, c.entity_id, value)]
+
+
+# --------------------------------------------------------------------------- AllergyIntolerance
+def map_allergy_intolerance(c: Ctx) -> list[Normalized]:
+    """AllergyIntolerance -> the record HL7 AL1 gives (first reaction's severity)."""
+    r = c.r
+    pid = c.patient_id(r.get("patient"), "patient")
+    reactions: list[str] = []
+    severity = None
+    for rx in lst(r.get("reaction")):
+        rx = d(rx)
+        severity = severity or s(rx.get("severity"))
+        for m in lst(rx.get("manifestation")):
+            t = cc_text(m) or cc_code(m)
+            if t and t not in reactions:
+                reactions.append(t)
+    categories = [s(x) for x in lst(r.get("category")) if s(x)]
+    value = {
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "allergy_id": c.entity_id,
+        "allergen": cc_coding(r.get("code")),
+        "allergen_type": s(r.get("type")),
+        "category": categories[0] if categories else None,
+        "severity": severity,
+        "criticality": s(r.get("criticality")),
+        "reactions": reactions,
+        "identified_at": s(r.get("onsetDateTime")) or s(r.get("recordedDate")),
+        "clinical_status": cc_code(r.get("clinicalStatus")) or cc_text(r.get("clinicalStatus")),
+        "verification_status": cc_code(r.get("verificationStatus")) or cc_text(r.get("verificationStatus")),
+        "source": c.source.copy(),
+    }
+    return [c.rec("AllergyIntolerance", pid, c.entity_id, value)]
+
+
 MAPPERS: dict[str, Callable[[Ctx], list[Normalized]]] = {
     "Patient": map_patient,
     "Coverage": map_coverage,
     "Encounter": map_encounter,
     "Observation": map_observation,
     "Condition": map_condition,
+    "Immunization": map_immunization,
+    "AllergyIntolerance": map_allergy_intolerance,
     "MedicationRequest": map_medication_request,
     "ServiceRequest": map_service_request,
     "Appointment": map_appointment,

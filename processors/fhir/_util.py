@@ -13,7 +13,12 @@ therefore checks types and never raises.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
+    from practiceflow.schemas.typed import CodingDict
+
+from practiceflow.processors.base import ascii_digits
 
 AVRO_LONG_MIN = -(2**63)
 AVRO_LONG_MAX = 2**63 - 1
@@ -63,9 +68,9 @@ def i(x: Any) -> int | None:
         return None
     if isinstance(x, int):
         v = x
-    elif (isinstance(x, float) and math.isfinite(x) and x.is_integer()) or (
-        isinstance(x, str) and x.strip().lstrip("-").isdigit() and len(x) < 20
-    ):
+    elif isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        v = int(x)
+    elif isinstance(x, str) and len(x) < 20 and ascii_digits(x.strip().removeprefix("-")):
         v = int(x)
     else:
         return None
@@ -89,15 +94,15 @@ def first(x: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- datatypes
-def coding(c: Any) -> dict[str, str | None]:
+def coding(c: Any) -> CodingDict:
     c = d(c)
     return {"system": s(c.get("system")), "code": s(c.get("code")), "display": s(c.get("display"))}
 
 
-EMPTY_CODING: dict[str, str | None] = {"system": None, "code": None, "display": None}
+EMPTY_CODING: CodingDict = {"system": None, "code": None, "display": None}
 
 
-def cc_coding(cc: Any, prefer_system: str | None = None) -> dict[str, str | None]:
+def cc_coding(cc: Any, prefer_system: str | None = None) -> CodingDict:
     """The most useful Coding of a CodeableConcept (display falls back to text)."""
     cc = d(cc)
     codings = [c for c in lst(cc.get("coding")) if isinstance(c, dict)]
@@ -106,7 +111,7 @@ def cc_coding(cc: Any, prefer_system: str | None = None) -> dict[str, str | None
         chosen = next((c for c in codings if s(c.get("system")) == prefer_system and s(c.get("code"))), None)
     if chosen is None:
         chosen = next((c for c in codings if s(c.get("code"))), codings[0] if codings else None)
-    out = coding(chosen) if chosen is not None else dict(EMPTY_CODING)
+    out = coding(chosen) if chosen is not None else EMPTY_CODING.copy()
     if out["display"] is None:
         out["display"] = s(cc.get("text"))
     return out

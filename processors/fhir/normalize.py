@@ -68,7 +68,7 @@ import json
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
@@ -79,6 +79,9 @@ from ._mappers import MAPPERS, Ctx, Unmappable, interaction
 from ._refs import BundleIndex, Scope, _id_from_url
 from ._util import d, lst, s
 from ._validate import BUNDLE_TYPES, Invalid, find_over_precise, parse_json, validate_resource
+
+if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
+    from practiceflow.schemas.typed import SourceRefDict
 
 __all__ = ["normalize_fhir", "SUPPORTED_TYPES"]
 
@@ -168,7 +171,7 @@ def _process(
     *,
     practice_id: str,
     event: str | None,
-    base_source: dict[str, Any],
+    base_source: SourceRefDict,
     bundle_sent_at: str | None,
     over_precise: bool,
     warnings: list[str],
@@ -186,7 +189,7 @@ def _process(
     eid = _entity_id(data, full_url)
     for fx in fixes:
         warnings.append(f"{rt}/{eid}: lenient: {fx}")
-    source = dict(base_source)
+    source = base_source.copy()
     source["sent_at"] = bundle_sent_at or s(d(data.get("meta")).get("lastUpdated"))
     ctx = Ctx(data, rt, Scope(data, full_url, index), practice_id, eid, event, source, warnings, policy)
     return MAPPERS[rt](ctx)
@@ -238,7 +241,13 @@ def _single(
             raise Rejected("unknown_resource_type", f"{rt[:60]!r} is not an R4/R4B resource type")
         result.warnings.append(f"unsupported resource type {rt} skipped (0 records)")
         return result
-    base_source = {"feed": FEED, "message_id": mid, "raw_topic": None, "message_type": rt, "sent_at": None}
+    base_source: SourceRefDict = {
+        "feed": FEED,
+        "message_id": mid,
+        "raw_topic": None,
+        "message_type": rt,
+        "sent_at": None,
+    }
     try:
         result.records = _process(
             res,
@@ -329,7 +338,13 @@ def _bundle(
     warnings = result.warnings
     warnings.extend(f"Bundle: lenient: {fx}" for fx in fixes)
     sent_at = s(envelope.get("timestamp")) or s(d(envelope.get("meta")).get("lastUpdated"))
-    base_source = {"feed": FEED, "message_id": mid, "raw_topic": None, "message_type": mtype, "sent_at": sent_at}
+    base_source: SourceRefDict = {
+        "feed": FEED,
+        "message_id": mid,
+        "raw_topic": None,
+        "message_type": mtype,
+        "sent_at": sent_at,
+    }
 
     start = 0
     notification = None

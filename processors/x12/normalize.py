@@ -85,9 +85,17 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key, guarded
+from practiceflow.processors.base import (
+    Normalized,
+    NormalizeResult,
+    Rejected,
+    ascii_digits,
+    entity_key,
+    guarded,
+    typed_record,
+)
 from practiceflow.processors.x12.tokenizer import (
     Delimiters,
     Interchange,
@@ -95,6 +103,20 @@ from practiceflow.processors.x12.tokenizer import (
     _Warn,
     tokenize,
 )
+
+if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
+    from practiceflow.schemas.typed import (
+        BenefitDict,
+        ClaimAdjudicationDict,
+        ClaimDict,
+        ClaimStatusDict,
+        CodingDict,
+        EligibilityResponseDict,
+        InterchangeAckDict,
+        ProviderAdjustmentDict,
+        ServiceLineDict,
+        SourceRefDict,
+    )
 
 __all__ = ["normalize_x12"]
 
@@ -269,9 +291,11 @@ def _d8(v: str) -> str | None:
     """CCYYMMDD (or the start of CCYYMMDD-CCYYMMDD) -> YYYY-MM-DD."""
     if len(v) != 8:
         v = v.strip()
-        if (len(v) > 8 and v[8] == "-") or (len(v) > 8 and v[:12].isdigit()):
+        if len(v) > 8 and v[8] == "-":
             v = v[:8]
-    if len(v) == 8 and v.isdigit() and v.isascii():
+        elif len(v) > 8 and ascii_digits(v[:12]):  # DT: CCYYMMDDHHMM
+            v = v[:8]
+    if len(v) == 8 and ascii_digits(v):
         m = v[4:6]
         d = v[6:]
         if "01" <= m <= "12" and "01" <= d <= "31":
@@ -281,10 +305,10 @@ def _d8(v: str) -> str | None:
 
 def _hhmm(v: str) -> str | None:
     v = v.strip()
-    if len(v) >= 4 and v[:4].isdigit() and v.isascii():
+    if len(v) >= 4 and ascii_digits(v[:4]) and v.isascii():
         hh, mm = v[:2], v[2:4]
         if hh <= "24" and mm <= "59":
-            if len(v) >= 6 and v[4:6].isdigit() and v[4:6] <= "60":
+            if len(v) >= 6 and ascii_digits(v[4:6]) and v[4:6] <= "60":
                 return f"{hh}:{mm}:{v[4:6]}"
             return f"{hh}:{mm}"
     return None
@@ -323,12 +347,12 @@ def _hash(*parts: Any) -> str:
     return hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode()).hexdigest()[:32]
 
 
-def _claim_id(claim: dict[str, Any] | None) -> str:
+def _claim_id(claim: ClaimAdjudicationDict | ClaimDict | None) -> str:
     """For warnings: a line or an adjustment is only ever read inside a claim."""
     return "?" if claim is None else str(claim["claim_id"])
 
 
-def _procedure(parts: list[str]) -> dict[str, Any]:
+def _procedure(parts: list[str]) -> CodingDict:
     qual = parts[0].strip()
     code = parts[1].strip() if len(parts) > 1 else ""
     desc = parts[6].strip() if len(parts) > 6 else ""
@@ -376,7 +400,7 @@ class _Set:
         self.message_type = message_type
         self.d: Delimiters = ic.delimiters
         gs06 = ts.group_control_number or "-"
-        self.source = {
+        self.source: SourceRefDict = {
             "feed": FEED,
             "message_id": f"{run.message_id}/{ic.control_number or '-'}/{gs06}/{ts.control_number or '-'}",
             "raw_topic": None,
@@ -428,7 +452,7 @@ def _sent_at(ic: Interchange, gs: list[str] | None) -> str | None:
             return f"{day}T{t}" if t else day
     if ic.isa is not None:
         v = ic.isa_field(9)
-        if len(v) == 6 and v.isdigit() and v.isascii():
+        if len(v) == 6 and ascii_digits(v):
             day = _d8(("19" if v[:2] >= "70" else "20") + v)
             if day:
                 t = _hhmm(ic.isa_field(10))
@@ -446,11 +470,13 @@ def _do_835(s: _Set) -> None:
     payee_npi: str | None = None
     trace: str | None = None
     pay_date: str | None = None
-    claims: list[dict[str, Any]] = []
+    # each claim with [member_from_il, member_from_qc, member_from_74]
+    claims: list[tuple[ClaimAdjudicationDict, list[str | None]]] = []
     plbs: list[tuple[str, str | None, str, str | None, float, str | None]] = []
-    claim: dict[str, Any] | None = None
-    line: dict[str, Any] | None = None
-    claim_extra: list[Any] | None = None  # [member_from_il, member_from_qc, member_from_74, service_dates]
+    claim: ClaimAdjudicationDict | None = None
+    line: ServiceLineDict | None = None
+    claim_extra: list[str | None] | None = None
+    proc: CodingDict
     skipping = False
     in_header = True
     for seg in s.ts.segments:
@@ -606,12 +632,11 @@ def _do_835(s: _Set) -> None:
                 "payment_trace": trace,
                 "payment_date": pay_date,
                 "service_date": None,
-                "source": None,
+                "source": s.source,  # each record gets its own copy when it is emitted
                 "outcome": None,
                 "authorization_number": None,
-                "_extra": claim_extra,
             }
-            claims.append(claim)
+            claims.append((claim, claim_extra))
         elif sid == "NM1":
             if claim is None or claim_extra is None:  # both are set by the same CLP
                 continue
@@ -689,11 +714,10 @@ def _do_835(s: _Set) -> None:
     occ = run.occ
     append = run.records.append
     sha256 = hashlib.sha256
-    for c in claims:
-        extra = c.pop("_extra")
+    for c, extra in claims:
         c["member_id"] = extra[0] or extra[1] or extra[2]
         if c["service_date"] is None:
-            dates = [ln["service_date"] for ln in c["lines"] if ln["service_date"]]
+            dates = [sd for ln in c["lines"] if (sd := ln["service_date"])]
             if dates:
                 c["service_date"] = min(dates)
         t = c["payment_trace"]
@@ -707,29 +731,24 @@ def _do_835(s: _Set) -> None:
         occ[key] = n_occ + 1
         adj_id = sha256(f"{t}\x1f{c['claim_id']}\x1f{'' if ccn is None else ccn}\x1f{n_occ}".encode()).hexdigest()[:32]
         c["adjudication_id"] = adj_id
-        c["source"] = dict(src)
-        append(Normalized("ClaimAdjudication", entity_key(pid, c["patient_id"], adj_id), c))
+        c["source"] = src.copy()
+        append(typed_record("ClaimAdjudication", entity_key(pid, c["patient_id"], adj_id), c))
     for provider, fiscal, reason, ref, amount, t in plbs:
         t_key = t or f"st:{src['message_id']}"
         plb_key = ("PLB", t_key, provider, fiscal, reason, ref)
         adj_id = _hash("PLB", t_key, provider, fiscal, reason, ref, run.occurrence(plb_key))
-        run.records.append(
-            Normalized(
-                "ProviderAdjustment",
-                entity_key(pid, None, adj_id),
-                {
-                    "practice_id": pid,
-                    "adjustment_id": adj_id,
-                    "provider_id": provider,
-                    "fiscal_period_end": fiscal,
-                    "reason": reason,
-                    "reference": ref,
-                    "amount": amount,
-                    "payment_trace": t,
-                    "source": dict(src),
-                },
-            )
-        )
+        plb: ProviderAdjustmentDict = {
+            "practice_id": pid,
+            "adjustment_id": adj_id,
+            "provider_id": provider,
+            "fiscal_period_end": fiscal,
+            "reason": reason,
+            "reference": ref,
+            "amount": amount,
+            "payment_trace": t,
+            "source": src.copy(),
+        }
+        run.records.append(typed_record("ProviderAdjustment", entity_key(pid, None, adj_id), plb))
 
 
 # --------------------------------------------------------------------------- 277 / 277CA
@@ -839,7 +858,7 @@ def _emit_stc(
     ccn: str | None,
     name: str | None,
     payer: str | None,
-    src: dict[str, Any],
+    src: SourceRefDict,
     pid: str,
     provider: str | None = None,
 ) -> None:
@@ -871,28 +890,23 @@ def _emit_stc(
         subject = claim_id or provider
         key = ("STC", subject, ccn, ":".join(p.strip() for p in parts), date, _el(stc, 4), _el(stc, 5))
         status_id = _hash(*key, run.occurrence(key))
-        run.records.append(
-            Normalized(
-                "ClaimStatus",
-                entity_key(pid, None, status_id),
-                {
-                    "practice_id": pid,
-                    "status_id": status_id,
-                    "claim_id": claim_id,
-                    "payer_claim_control_number": ccn,
-                    "patient_name": name,
-                    "category_code": cat,
-                    "status_code": code,
-                    "entity_code": entity,
-                    "status_date": date,
-                    "total_charge": charge,
-                    "paid": paid,
-                    "accepted": accepted,
-                    "payer_name": payer,
-                    "source": dict(src),
-                },
-            )
-        )
+        status: ClaimStatusDict = {
+            "practice_id": pid,
+            "status_id": status_id,
+            "claim_id": claim_id,
+            "payer_claim_control_number": ccn,
+            "patient_name": name,
+            "category_code": cat,
+            "status_code": code,
+            "entity_code": entity,
+            "status_date": date,
+            "total_charge": charge,
+            "paid": paid,
+            "accepted": accepted,
+            "payer_name": payer,
+            "source": src.copy(),
+        }
+        run.records.append(typed_record("ClaimStatus", entity_key(pid, None, status_id), status))
 
 
 # --------------------------------------------------------------------------- 271
@@ -905,8 +919,8 @@ def _do_271(s: _Set) -> None:
     upper_rejections: list[str] = []
     subs: list[dict[str, Any]] = []
     by_hl: dict[str, dict[str, Any]] = {}
-    cur: dict[str, Any] | None = None
-    benefit: dict[str, Any] | None = None
+    cur: dict[str, Any] | None = None  # a subscriber/dependent loop being read (not a record)
+    benefit: BenefitDict | None = None
     level = ""
     in_ls = False
     for seg in s.ts.segments:
@@ -1068,7 +1082,7 @@ def _do_271(s: _Set) -> None:
 def _emit_271(
     s: _Set,
     pid: str,
-    src: dict[str, Any],
+    src: SourceRefDict,
     position: str,
     trace: str | None,
     payer_id: str | None,
@@ -1077,32 +1091,27 @@ def _emit_271(
     name: str | None,
     dob: str | None,
     active: bool | None,
-    benefits: list[Any],
+    benefits: list[BenefitDict],
     rejections: list[str],
     patient_id: str | None = None,
 ) -> None:
     response_id = _hash("271", src["message_id"], position)
-    s.run.records.append(
-        Normalized(
-            "EligibilityResponse",
-            entity_key(pid, patient_id, response_id),
-            {
-                "practice_id": pid,
-                "response_id": response_id,
-                "trace_number": trace,
-                "payer_id": payer_id,
-                "payer_name": payer_name,
-                "member_id": member_id,
-                "patient_name": name,
-                "birth_date": dob,
-                "active": active,
-                "benefits": benefits,
-                "rejections": rejections,
-                "source": dict(src),
-                "patient_id": patient_id,
-            },
-        )
-    )
+    response: EligibilityResponseDict = {
+        "practice_id": pid,
+        "response_id": response_id,
+        "trace_number": trace,
+        "payer_id": payer_id,
+        "payer_name": payer_name,
+        "member_id": member_id,
+        "patient_name": name,
+        "birth_date": dob,
+        "active": active,
+        "benefits": benefits,
+        "rejections": rejections,
+        "source": src.copy(),
+        "patient_id": patient_id,
+    }
+    s.run.records.append(typed_record("EligibilityResponse", entity_key(pid, patient_id, response_id), response))
 
 
 # --------------------------------------------------------------------------- 999 / 997
@@ -1173,21 +1182,16 @@ def _do_999(s: _Set) -> None:
         s.warn("malformed_segment", f"{kind} without AK1 group response")
     src = s.source
     ack_id = _hash(kind, src["message_id"], group_ctl)
-    run.records.append(
-        Normalized(
-            "InterchangeAck",
-            entity_key(pid, None, ack_id),
-            {
-                "practice_id": pid,
-                "ack_id": ack_id,
-                "kind": kind,
-                "accepted": accepted or None,
-                "acknowledged_control_numbers": acked,
-                "errors": errors,
-                "source": dict(src),
-            },
-        )
-    )
+    ack: InterchangeAckDict = {
+        "practice_id": pid,
+        "ack_id": ack_id,
+        "kind": kind,
+        "accepted": accepted or None,
+        "acknowledged_control_numbers": acked,
+        "errors": errors,
+        "source": src.copy(),
+    }
+    run.records.append(typed_record("InterchangeAck", entity_key(pid, None, ack_id), ack))
 
 
 def _where(cur: list[str] | None) -> str:
@@ -1197,7 +1201,7 @@ def _where(cur: list[str] | None) -> str:
 # --------------------------------------------------------------------------- TA1
 def _do_ta1(run: _Run, ic: Interchange) -> None:
     pid = run.practice_id
-    src_base = {
+    src_base: SourceRefDict = {
         "feed": FEED,
         "message_id": f"{run.message_id}/{ic.control_number or '-'}/TA1",
         "raw_topic": None,
@@ -1210,23 +1214,18 @@ def _do_ta1(run: _Run, ic: Interchange) -> None:
         note = _el(seg, 5)
         errors = [f"TA1 {note}: {_TA105.get(note, 'unknown note code')}"] if note and note != "000" else []
         ack_id = _hash("TA1", src_base["message_id"], ctl, i)
-        src = dict(src_base)
+        src = src_base.copy()
         src["message_id"] = f"{src_base['message_id']}/{ctl or i}"
-        run.records.append(
-            Normalized(
-                "InterchangeAck",
-                entity_key(pid, None, ack_id),
-                {
-                    "practice_id": pid,
-                    "ack_id": ack_id,
-                    "kind": "TA1",
-                    "accepted": code or None,
-                    "acknowledged_control_numbers": [ctl] if ctl else [],
-                    "errors": errors,
-                    "source": src,
-                },
-            )
-        )
+        ack: InterchangeAckDict = {
+            "practice_id": pid,
+            "ack_id": ack_id,
+            "kind": "TA1",
+            "accepted": code or None,
+            "acknowledged_control_numbers": [ctl] if ctl else [],
+            "errors": errors,
+            "source": src,
+        }
+        run.records.append(typed_record("InterchangeAck", entity_key(pid, None, ack_id), ack))
 
 
 # --------------------------------------------------------------------------- 837
@@ -1236,10 +1235,11 @@ def _do_837(s: _Set) -> None:
     comp = s.d.component
     payer_name = payer_id = None
     member_id: str | None = None  # 2010BA NM1*IL09: links CLM01 to the patient (identity crosswalk)
-    claim: dict[str, Any] | None = None
-    line: dict[str, Any] | None = None
-    claims: list[dict[str, Any]] = []
-    claim_date: list[Any] | None = None
+    claim: ClaimDict | None = None
+    line: ServiceLineDict | None = None
+    claims: list[tuple[ClaimDict, list[str | None]]] = []  # each claim with [DTP*472, DTP*434]
+    claim_date: list[str | None] | None = None
+    proc: CodingDict
     for seg in s.ts.segments:
         sid = seg[0]
         n = len(seg)
@@ -1336,12 +1336,11 @@ def _do_837(s: _Set) -> None:
                 "diagnoses": [],
                 "lines": [],
                 "status": _FREQUENCY_STATUS.get(freq, "submitted"),
-                "source": None,
+                "source": s.source,  # each record gets its own copy when it is emitted
                 "use": "claim",
                 "member_id": member_id,
-                "_dates": claim_date,
             }
-            claims.append(claim)
+            claims.append((claim, claim_date))
         elif sid == "NM1":
             if claim is None and _el(seg, 1) == "PR":
                 payer_name = _opt(seg, 3)
@@ -1354,13 +1353,12 @@ def _do_837(s: _Set) -> None:
             if lvl == "22" or lvl == "20":
                 payer_name = payer_id = member_id = None
     src = s.source
-    for c in claims:
-        dates = c.pop("_dates")
+    for c, dates in claims:
         c["service_date"] = (
-            dates[0] or dates[1] or min((ln["service_date"] for ln in c["lines"] if ln["service_date"]), default=None)
+            dates[0] or dates[1] or min((sd for ln in c["lines"] if (sd := ln["service_date"])), default=None)
         )
-        c["source"] = dict(src)
-        run.records.append(Normalized("Claim", entity_key(pid, c["patient_id"], c["claim_id"]), c))
+        c["source"] = src.copy()
+        run.records.append(typed_record("Claim", entity_key(pid, c["patient_id"], c["claim_id"]), c))
 
 
 # --------------------------------------------------------------------------- dispatch
