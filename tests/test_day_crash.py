@@ -45,7 +45,7 @@ from practiceflow.streams.serde import AvroSerde, registry_client
 from tests.fixtures import closed_port
 from tests.test_worker_cli import _stop, _wait_http
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
 
 PRACTICE = "clinic-crash"
 FIRST_OUTCOMES = ("normalized", "dead_lettered")
@@ -178,6 +178,9 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
             )
 
     plan = build_day(seed=11, n_patients=10, practice_id=PRACTICE)
+    # CI size: the 5-page claim-checked fax costs minutes of OCR on a small runner (its path is
+    # tested in tests/streams/test_claimcheck.py); the day's other faxes stay
+    plan.fax_upload = [f for f in plan.fax_upload if f[2].get("pages") == "1"]
     serde = AvroSerde(registry_client(stack.registry_url))
     procs: dict[str, subprocess.Popen] = {}
     readers: list[_Reader] = []
@@ -219,8 +222,8 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
         kill_report = f"killed with {at_kill}/{len(copies)} raw message ids complete"
         assert 0 < at_kill < len(copies), kill_report  # the kill really was mid-day
 
-        procs["worker"] = spawn("worker")
-        deadline = time.monotonic() + 180
+        procs["worker"] = spawn("worker")  # rejoins once the broker dropped the killed member (~45 s)
+        deadline = time.monotonic() + 300
         while _complete(copies, _outcomes(flow.values())) < len(copies) and time.monotonic() < deadline:
             assert procs["worker"].poll() is None, log.read_text()[-3000:]
             flow.poll()
