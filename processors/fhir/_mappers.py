@@ -1257,7 +1257,7 @@ _FHIR_FUNDING_SOURCE = "30963-3"
 _FHIR_FUNDING_ELIGIBILITY = "64994-7"
 
 
-def _cc_or_none(cc: Any) -> dict[str, str | None] | None:
+def _cc_or_none(cc: Any) -> CodingDict | None:
     c = cc_coding(cc)
     return c if c["code"] or c["display"] else None
 
@@ -1277,17 +1277,17 @@ def map_immunization(c: Ctx) -> list[Normalized]:
     eligibility = _cc_or_none(first(r.get("programEligibility")))
     funding = _cc_or_none(r.get("fundingSource"))
     observations = []
-    for code, display, value in (
+    for code, display, concept in (
         (_FHIR_FUNDING_ELIGIBILITY, "Vaccine funding program eligibility category", eligibility),
         (_FHIR_FUNDING_SOURCE, "Vaccine funding source", funding),
     ):
-        if value is not None:
+        if concept is not None:
             observations.append(
                 {
                     "code": {"system": LOINC, "code": code, "display": display},
                     "value_type": "CodeableConcept",
-                    "value": value["display"] or value["code"],
-                    "value_code": value,
+                    "value": concept["display"] or concept["code"],
+                    "value_code": concept,
                     "sub_id": None,
                     "effective_at": None,
                 }
