@@ -81,6 +81,17 @@ def entity_key(practice_id: str, *parts: str | None) -> str:
     return "/".join([practice_id, *(p or "-" for p in parts)])
 
 
+def ascii_digits(s: str) -> bool:
+    """True when ``s`` is one or more ASCII digits 0-9, i.e. exactly the strings that
+    ``int(s)`` reads as a plain decimal number with no sign, space or underscore.
+
+    ``str.isdigit()`` is not that test: it is also true for superscripts and other
+    Unicode digits ("2\u00b9", "\u2460"), on which ``int()`` raises ValueError. Mutated X12 input
+    hit exactly that (an SE01 count of "2\u00b9"), so every parser uses this helper instead.
+    """
+    return s.isascii() and s.isdigit()
+
+
 def content_id(data: bytes) -> str:
     """A stable id for content that carries no id of its own."""
     return hashlib.sha256(data).hexdigest()[:32]

@@ -192,6 +192,85 @@ class Condition(AvroRecord):
     source: SourceRef
 
 
+class AllergyIntolerance(AvroRecord):
+    """An allergy or intolerance (HL7 AL1 in ADT/ORM/OML, FHIR AllergyIntolerance).
+
+    Its own record, not a Condition: the allergen, its type and the reactions are what
+    prescribing checks read, and a Condition has no place for them."""
+
+    __avro_name__ = "AllergyIntolerance"
+    practice_id: str
+    patient_id: str
+    allergy_id: str = Field(description="stable per patient and allergen, so an update rewrites the same record")
+    allergen: Coding = Field(description="AL1-3 / FHIR code")
+    allergen_type: str | None = Field(
+        default=None,
+        description="the sender's allergen type (AL1-2, table 0127: DA drug, FA food, EA environmental...)",
+    )
+    category: str | None = Field(default=None, description="FHIR category: medication | food | environment | biologic")
+    severity: str | None = Field(default=None, description="mild | moderate | severe, else the sender's AL1-4 text")
+    criticality: str | None = Field(default=None, description="FHIR criticality: low | high | unable-to-assess")
+    reactions: list[str] = Field(default_factory=list, description="AL1-5 repetitions / FHIR reaction manifestations")
+    identified_at: str | None = Field(
+        default=None, description="AL1-6 identification date / FHIR onset or recordedDate"
+    )
+    clinical_status: str | None = None
+    verification_status: str | None = None
+    source: SourceRef
+
+
+class ImmunizationObservation(BaseModel):
+    """One OBX that travels with an RXA (funding eligibility, funding source, VIS
+    document type, publication and presentation dates, ...). Kept inside the
+    Immunization, not as Observation records: these describe the administration
+    itself, mean nothing apart from it, and FHIR carries them inside the
+    Immunization too (programEligibility, fundingSource, education)."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: Coding = Field(description="OBX-3, e.g. LOINC 64994-7 funding eligibility, 69764-9 VIS document type")
+    value_type: str | None = None
+    value: str | None = Field(default=None, description="the value as text (coded values: display (code))")
+    value_code: Coding | None = Field(default=None, description="OBX-5 when coded (CE/CWE)")
+    sub_id: str | None = Field(default=None, description="OBX-4: groups a VIS document with its dates")
+    effective_at: str | None = None
+
+
+class Immunization(AvroRecord):
+    """A vaccine given, recorded as historical, or refused (VXU^V04 RXA, FHIR Immunization).
+
+    Not an Observation: an immunization has a lot, a manufacturer, a site, a route and
+    an administered amount, and public-health reporting reads those."""
+
+    __avro_name__ = "Immunization"
+    practice_id: str
+    patient_id: str
+    immunization_id: str = Field(description="ORC-3 filler order number (the IIS's id), else ORC-2, else a hash")
+    vaccine: Coding = Field(description="RXA-5 (CVX; NDC where the sender uses it)")
+    status: str | None = Field(default=None, description="FHIR status: completed | not-done | entered-in-error")
+    completion_status: str | None = Field(default=None, description="RXA-20 as sent: CP, PA, RE, NA")
+    status_reason: str | None = Field(default=None, description="why not given: RXA-18 refusal reason")
+    administered_at: str | None = Field(default=None, description="RXA-3 / occurrenceDateTime")
+    amount: float | None = Field(default=None, description="RXA-6 (999 = unknown is left empty)")
+    amount_units: str | None = None
+    lot_number: str | None = None
+    expiration_date: str | None = None
+    manufacturer: Coding | None = Field(default=None, description="RXA-17 (MVX)")
+    site: str | None = Field(default=None, description="RXR-2 administration site")
+    route: str | None = Field(default=None, description="RXR-1 route")
+    performer: str | None = Field(default=None, description="RXA-10 administering provider")
+    ordering_provider: str | None = None
+    location: str | None = Field(default=None, description="RXA-11 administered-at location")
+    primary_source: bool | None = Field(
+        default=None, description="RXA-9 00 (new record) -> true; historical/reported -> false"
+    )
+    information_source: str | None = None
+    funding_eligibility: Coding | None = Field(default=None, description="OBX 64994-7 (VFC eligibility)")
+    funding_source: Coding | None = Field(default=None, description="OBX 30963-3")
+    observations: list[ImmunizationObservation] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    source: SourceRef
+
+
 class Order(AvroRecord):
     """A lab/imaging/service order (ORM, OML, ServiceRequest)."""
 
@@ -605,6 +684,8 @@ ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     Encounter,
     Observation,
     Condition,
+    AllergyIntolerance,
+    Immunization,
     Order,
     MedicationOrder,
     Appointment,

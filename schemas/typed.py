@@ -154,6 +154,65 @@ class ConditionDict(TypedDict):
     source: SourceRefDict
 
 
+class AllergyIntoleranceDict(TypedDict):
+    """An allergy or intolerance (HL7 AL1 in ADT/ORM/OML, FHIR AllergyIntolerance). Its own record, not a Condition: the allergen, its type and the reactions are what prescribing checks read, and a Condition has no place for them."""
+
+    practice_id: str
+    patient_id: str
+    allergy_id: str
+    allergen: CodingDict
+    allergen_type: NotRequired[str | None]
+    category: NotRequired[str | None]
+    severity: NotRequired[str | None]
+    criticality: NotRequired[str | None]
+    reactions: NotRequired[list[str]]
+    identified_at: NotRequired[str | None]
+    clinical_status: NotRequired[str | None]
+    verification_status: NotRequired[str | None]
+    source: SourceRefDict
+
+
+class ImmunizationObservationDict(TypedDict):
+    """One OBX that travels with an RXA (funding eligibility, funding source, VIS document type, publication and presentation dates, ...). Kept inside the Immunization, not as Observation records: these describe the administration itself, mean nothing apart from it, and FHIR carries them inside the Immunization too (programEligibility, fundingSource, education)."""
+
+    code: CodingDict
+    value_type: NotRequired[str | None]
+    value: NotRequired[str | None]
+    value_code: NotRequired[CodingDict | None]
+    sub_id: NotRequired[str | None]
+    effective_at: NotRequired[str | None]
+
+
+class ImmunizationDict(TypedDict):
+    """A vaccine given, recorded as historical, or refused (VXU^V04 RXA, FHIR Immunization). Not an Observation: an immunization has a lot, a manufacturer, a site, a route and an administered amount, and public-health reporting reads those."""
+
+    practice_id: str
+    patient_id: str
+    immunization_id: str
+    vaccine: CodingDict
+    status: NotRequired[str | None]
+    completion_status: NotRequired[str | None]
+    status_reason: NotRequired[str | None]
+    administered_at: NotRequired[str | None]
+    amount: NotRequired[float | None]
+    amount_units: NotRequired[str | None]
+    lot_number: NotRequired[str | None]
+    expiration_date: NotRequired[str | None]
+    manufacturer: NotRequired[CodingDict | None]
+    site: NotRequired[str | None]
+    route: NotRequired[str | None]
+    performer: NotRequired[str | None]
+    ordering_provider: NotRequired[str | None]
+    location: NotRequired[str | None]
+    primary_source: NotRequired[bool | None]
+    information_source: NotRequired[str | None]
+    funding_eligibility: NotRequired[CodingDict | None]
+    funding_source: NotRequired[CodingDict | None]
+    observations: NotRequired[list[ImmunizationObservationDict]]
+    notes: NotRequired[list[str]]
+    source: SourceRefDict
+
+
 class OrderDict(TypedDict):
     """A lab/imaging/service order (ORM, OML, ServiceRequest)."""
 
@@ -508,6 +567,8 @@ RECORD_DICTS: dict[str, type] = {
     "Encounter": EncounterDict,
     "Observation": ObservationDict,
     "Condition": ConditionDict,
+    "AllergyIntolerance": AllergyIntoleranceDict,
+    "Immunization": ImmunizationDict,
     "Order": OrderDict,
     "MedicationOrder": MedicationOrderDict,
     "Appointment": AppointmentDict,

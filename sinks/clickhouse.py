@@ -66,6 +66,14 @@ TABLES: dict[str, str] = {
             value_numeric Nullable(Float64), units String, flags Array(String), status String,
             effective_at String, message_id String, written_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, observation_id)""",
+    "immunizations": """
+        CREATE TABLE IF NOT EXISTS {db}.immunizations (
+            practice_id LowCardinality(String), immunization_id String, patient_id String,
+            vaccine_code String, vaccine_system LowCardinality(String), vaccine_display String,
+            status LowCardinality(String), administered_at String, amount Nullable(Float64), amount_units String,
+            lot_number String, manufacturer String, site String, route String,
+            funding_eligibility String, message_id String, written_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, immunization_id)""",
     "handoff_items": """
         CREATE TABLE IF NOT EXISTS {db}.handoff_items (
             practice_id LowCardinality(String), item_id String, workflow LowCardinality(String),
@@ -382,7 +390,36 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                 },
             )
         )
+    elif record_type == "Immunization":
+        rows.append(("immunizations", _immunization_row(v, src, written)))
     return rows
+
+
+def _immunization_row(v: dict[str, Any], src: dict[str, Any], written: datetime) -> dict[str, Any]:
+    """One row per immunization: what an immunization registry report or a
+    "who is due" query reads (vaccine, date, lot, manufacturer, funding)."""
+    vaccine = v.get("vaccine") or {}
+    mvx = v.get("manufacturer") or {}
+    elig = v.get("funding_eligibility") or {}
+    return {
+        "practice_id": v["practice_id"],
+        "immunization_id": v["immunization_id"],
+        "patient_id": v["patient_id"],
+        "vaccine_code": _s(vaccine.get("code")),
+        "vaccine_system": _s(vaccine.get("system")),
+        "vaccine_display": _s(vaccine.get("display")),
+        "status": _s(v.get("status")),
+        "administered_at": _s(v.get("administered_at")),
+        "amount": v.get("amount"),
+        "amount_units": _s(v.get("amount_units")),
+        "lot_number": _s(v.get("lot_number")),
+        "manufacturer": _s(mvx.get("code") or mvx.get("display")),
+        "site": _s(v.get("site")),
+        "route": _s(v.get("route")),
+        "funding_eligibility": _s(elig.get("code")),
+        "message_id": _s(src.get("message_id")),
+        "written_at": written,
+    }
 
 
 _ID_FIELDS = (
@@ -393,6 +430,8 @@ _ID_FIELDS = (
     "encounter_id",
     "coverage_id",
     "condition_id",
+    "immunization_id",
+    "allergy_id",
     "adjudication_id",
     "adjustment_id",
     "status_id",

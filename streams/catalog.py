@@ -96,6 +96,8 @@ NORMALIZED: dict[str, str] = {
     "Encounter": "norm.encounter",
     "Observation": "norm.observation",
     "Condition": "norm.condition",
+    "AllergyIntolerance": "norm.allergy",
+    "Immunization": "norm.immunization",
     "Order": "norm.order",
     "MedicationOrder": "norm.medication_order",
     "Appointment": "norm.appointment",

@@ -33,6 +33,32 @@ NORMALIZE_SECONDS = Histogram(
     ["feed"],
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
 )
+UNMAPPED_SEGMENTS = Counter(
+    "practiceflow_unmapped_segments_total",
+    "Segments a normalizer received but does not map into any record (one per segment type per message)",
+    ["feed", "segment"],
+)
+UNMAPPED_PREFIX = "unmapped_segment:"  # the normalizers' warning prefix (processors/hl7/normalize.py)
+_MAX_SEGMENT_LABELS = 256  # distinct segment labels kept; hostile input cannot grow the metric without bound
+_segment_labels: set[str] = set()
+
+
+def count_unmapped(feed: str, warnings: list[str]) -> None:
+    """Count a result's ``unmapped_segment:<ID>`` warnings, so a gap in the mapping shows
+    in the metrics, not only in a message's warnings. Segment ids are validated by the
+    parser (3 upper-case ASCII characters, no content); past 256 distinct ids the rest
+    are counted as ``other``."""
+    for w in warnings:
+        if w.startswith(UNMAPPED_PREFIX):
+            seg = w[len(UNMAPPED_PREFIX) :]
+            if seg not in _segment_labels:
+                if len(_segment_labels) >= _MAX_SEGMENT_LABELS:
+                    seg = "other"
+                else:
+                    _segment_labels.add(seg)
+            UNMAPPED_SEGMENTS.labels(feed, seg).inc()
+
+
 CONSUMER_LAG = Gauge("practiceflow_consumer_lag", "High-water mark minus position", ["topic", "partition"])
 STALLED = Gauge("practiceflow_worker_stalled", "1 when a partition has lag and no progress")
 

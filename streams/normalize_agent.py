@@ -33,7 +33,7 @@ from practiceflow.processors.dispatch import handoffs_for
 from practiceflow.processors.retry import HEADERS as RETRY_HEADERS, decide, is_transient, not_before, retry_headers
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.clock import now_ms
-from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS
+from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
 from practiceflow.streams.offsets import Committer, in_event
 
 if TYPE_CHECKING:
@@ -246,6 +246,7 @@ class Normalizer:
     ) -> None:
         practice, feed = raw["practice_id"], raw["feed"]
         NORMALIZE_SECONDS.labels(feed).observe(time.perf_counter() - started)
+        count_unmapped(feed, result.warnings)
         partition = catalog.partition_for(practice, self.p.partitions)
         handoffs = handoffs_for(result, practice, now_ms())
         for rec in result.records:

@@ -1252,12 +1252,141 @@ def _benefit(
     }
 
 
+# --------------------------------------------------------------------------- Immunization
+_FHIR_FUNDING_SOURCE = "30963-3"
+_FHIR_FUNDING_ELIGIBILITY = "64994-7"
+
+
+def _cc_or_none(cc: Any) -> dict[str, str | None] | None:
+    c = cc_coding(cc)
+    return c if c["code"] or c["display"] else None
+
+
+def map_immunization(c: Ctx) -> list[Normalized]:
+    """Immunization -> the same Immunization record VXU^V04 gives. programEligibility,
+    fundingSource and education (VIS) become the nested observations with the LOINC
+    codes an HL7 feed uses for them, so both feeds read alike."""
+    r = c.r
+    pid = c.patient_id(r.get("patient"), "patient")
+    dose = d(r.get("doseQuantity"))
+    performer = None
+    for p in lst(r.get("performer")):
+        performer = c.party(d(p).get("actor"))
+        if performer:
+            break
+    eligibility = _cc_or_none(first(r.get("programEligibility")))
+    funding = _cc_or_none(r.get("fundingSource"))
+    observations = []
+    for code, display, value in (
+        (_FHIR_FUNDING_ELIGIBILITY, "Vaccine funding program eligibility category", eligibility),
+        (_FHIR_FUNDING_SOURCE, "Vaccine funding source", funding),
+    ):
+        if value is not None:
+            observations.append(
+                {
+                    "code": {"system": LOINC, "code": code, "display": display},
+                    "value_type": "CodeableConcept",
+                    "value": value["display"] or value["code"],
+                    "value_code": value,
+                    "sub_id": None,
+                    "effective_at": None,
+                }
+            )
+    for k, edu in enumerate(lst(r.get("education")), 1):
+        edu = d(edu)
+        for code, display, key, vt in (
+            ("69764-9", "Document type", "documentType", "string"),
+            ("29768-9", "Date vaccine information statement published", "publicationDate", "dateTime"),
+            ("29769-7", "Date vaccine information statement presented", "presentationDate", "dateTime"),
+        ):
+            v = s(edu.get(key))
+            if v:
+                observations.append(
+                    {
+                        "code": {"system": LOINC, "code": code, "display": display},
+                        "value_type": vt,
+                        "value": v,
+                        "value_code": None,
+                        "sub_id": str(k),
+                        "effective_at": None,
+                    }
+                )
+    primary = r.get("primarySource")
+    value = {
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "immunization_id": c.entity_id,
+        "vaccine": cc_coding(r.get("vaccineCode")),
+        "status": s(r.get("status")),
+        "completion_status": None,
+        "status_reason": cc_text(r.get("statusReason")) or cc_code(r.get("statusReason")),
+        "administered_at": s(r.get("occurrenceDateTime")) or s(r.get("occurrenceString")),
+        "amount": f(dose.get("value")),
+        "amount_units": s(dose.get("unit")) or s(dose.get("code")),
+        "lot_number": s(r.get("lotNumber")),
+        "expiration_date": s(r.get("expirationDate")),
+        "manufacturer": (
+            {"system": None, "code": None, "display": c.party(r.get("manufacturer"))}
+            if isinstance(r.get("manufacturer"), dict) and c.party(r.get("manufacturer"))
+            else None
+        ),
+        "site": cc_text(r.get("site")) or cc_code(r.get("site")),
+        "route": cc_text(r.get("route")) or cc_code(r.get("route")),
+        "performer": performer,
+        "ordering_provider": None,
+        "location": c.party(r.get("location")),
+        "primary_source": primary if isinstance(primary, bool) else None,
+        "information_source": cc_text(r.get("reportOrigin")),
+        "funding_eligibility": eligibility,
+        "funding_source": funding,
+        "observations": observations,
+        "notes": [t for t in (s(d(n).get("text")) for n in lst(r.get("note"))) if t],
+        "source": c.source.copy(),
+    }
+    return [c.rec("Immunization", pid, c.entity_id, value)]
+
+
+# --------------------------------------------------------------------------- AllergyIntolerance
+def map_allergy_intolerance(c: Ctx) -> list[Normalized]:
+    """AllergyIntolerance -> the record HL7 AL1 gives (first reaction's severity)."""
+    r = c.r
+    pid = c.patient_id(r.get("patient"), "patient")
+    reactions: list[str] = []
+    severity = None
+    for rx in lst(r.get("reaction")):
+        rx = d(rx)
+        severity = severity or s(rx.get("severity"))
+        for m in lst(rx.get("manifestation")):
+            t = cc_text(m) or cc_code(m)
+            if t and t not in reactions:
+                reactions.append(t)
+    categories = [s(x) for x in lst(r.get("category")) if s(x)]
+    value = {
+        "practice_id": c.practice_id,
+        "patient_id": pid,
+        "allergy_id": c.entity_id,
+        "allergen": cc_coding(r.get("code")),
+        "allergen_type": s(r.get("type")),
+        "category": categories[0] if categories else None,
+        "severity": severity,
+        "criticality": s(r.get("criticality")),
+        "reactions": reactions,
+        "identified_at": s(r.get("onsetDateTime")) or s(r.get("recordedDate")),
+        "clinical_status": cc_code(r.get("clinicalStatus")) or cc_text(r.get("clinicalStatus")),
+        "verification_status": cc_code(r.get("verificationStatus")) or cc_text(r.get("verificationStatus")),
+        "source": c.source.copy(),
+    }
+    return [c.rec("AllergyIntolerance", pid, c.entity_id, value)]
+
+
 MAPPERS: dict[str, Callable[[Ctx], list[Normalized]]] = {
     "Patient": map_patient,
     "Coverage": map_coverage,
     "Encounter": map_encounter,
     "Observation": map_observation,
     "Condition": map_condition,
+    "Immunization": map_immunization,
+    "AllergyIntolerance": map_allergy_intolerance,
     "MedicationRequest": map_medication_request,
     "ServiceRequest": map_service_request,
     "Appointment": map_appointment,

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
     from practiceflow.schemas.typed import CodingDict
 
+from practiceflow.processors.base import ascii_digits
+
 AVRO_LONG_MIN = -(2**63)
 AVRO_LONG_MAX = 2**63 - 1
 
@@ -66,9 +68,9 @@ def i(x: Any) -> int | None:
         return None
     if isinstance(x, int):
         v = x
-    elif (isinstance(x, float) and math.isfinite(x) and x.is_integer()) or (
-        isinstance(x, str) and x.strip().lstrip("-").isdigit() and len(x) < 20
-    ):
+    elif isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        v = int(x)
+    elif isinstance(x, str) and len(x) < 20 and ascii_digits(x.strip().removeprefix("-")):
         v = int(x)
     else:
         return None

@@ -4,7 +4,8 @@ Why R4B models validate R4 payloads: fhir.resources 8 ships R5 (default), R4B an
 STU3 but no R4. R4B (4.3.0) is R4 (4.0.1) plus the topic-based Subscription
 resources, the new medication-definition and evidence resources; every resource
 this normalizer maps (Patient, Coverage, Encounter, Observation, Condition,
-MedicationRequest, ServiceRequest, Appointment, DocumentReference, Claim,
+Immunization, AllergyIntolerance, MedicationRequest, ServiceRequest, Appointment,
+DocumentReference, Claim,
 ClaimResponse, ExplanationOfBenefit, CoverageEligibilityResponse, Bundle) has the
 same elements and cardinalities in R4 and R4B, so R4 instances of them validate
 unchanged. What does differ:
@@ -249,6 +250,11 @@ _BINDINGS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
     "DocumentReference": (
         ("status", frozenset({"current", "superseded", "entered-in-error"})),
         ("docStatus", frozenset({"preliminary", "final", "amended", "entered-in-error"})),
+    ),
+    "Immunization": (("status", frozenset({"completed", "entered-in-error", "not-done"})),),
+    "AllergyIntolerance": (
+        ("type", frozenset({"allergy", "intolerance"})),
+        ("criticality", frozenset({"low", "high", "unable-to-assess"})),
     ),
     "Claim": (("status", _FM_STATUS), ("use", _CLAIM_USE)),
     "ClaimResponse": (("status", _FM_STATUS), ("use", _CLAIM_USE), ("outcome", _OUTCOME)),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from practiceflow.processors.base import Rejected
+from practiceflow.processors.base import Rejected, ascii_digits
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, escape, parse
 
@@ -88,7 +88,7 @@ def error_code_for(reason_code: str | None) -> str:
 
 
 def _vkey(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".") if p.isdigit())
+    return tuple(int(p) for p in version.split(".") if ascii_digits(p))
 
 
 def _hl7_now(now: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from practiceflow.processors.base import ascii_digits
+
 __all__ = ["hl7_to_iso"]
 
 _DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -31,7 +33,7 @@ def hl7_to_iso(value: str) -> str | None:
             return None
         tz = s[k:]
         s = s[:k]
-        if len(tz) != 5 or not tz[1:].isdigit() or not tz.isascii():
+        if len(tz) != 5 or not ascii_digits(tz[1:]):
             return None
         th = int(tz[1:3])
         tm = int(tz[3:5])
@@ -40,9 +42,9 @@ def hl7_to_iso(value: str) -> str | None:
     frac = ""
     if "." in s:
         s, frac = s.split(".", 1)
-        if not frac or len(frac) > 6 or not frac.isdigit() or not frac.isascii() or len(s) != 14:
+        if not frac or len(frac) > 6 or not ascii_digits(frac) or len(s) != 14:
             return None
-    if len(s) not in _DIGIT_LENGTHS or not s.isdigit() or not s.isascii():
+    if len(s) not in _DIGIT_LENGTHS or not ascii_digits(s):
         return None
     year = int(s[0:4])
     if year < 1:

@@ -3,21 +3,25 @@
 ``normalize_hl7`` is a pure function (see ``processors/base.py``). Supported:
 
 =====================  ===========================================================
-ADT A01 A02 A03 A04    Patient (+ Encounter from PV1, + Coverage per IN1;
-A05 A06 A07 A08 A28    A40: ``merged_from`` from MRG-1, one Patient per PID/MRG pair)
-A31 A40
+ADT A01 A02 A03 A04    Patient (+ Encounter from PV1, + Coverage per IN1, + Condition
+A05 A06 A07 A08 A28    per DG1, + AllergyIntolerance per AL1; A40: ``merged_from`` from
+A31 A40                MRG-1, one Patient per PID/MRG pair)
 ADT A24, A37           IdentityLink (link / unlink) with both PIDs' identifiers
 ORU R01                Patient + Order per OBR + Observation per OBX (NTE -> notes)
-ORM O01, OML O21       Patient + Order per ORC/OBR group
+ORM O01, OML O21       Patient + Order per ORC/OBR group + Observation per OBX (the
+                       ask-at-order-entry answers, ``order_id`` = their order)
+                       + Coverage per IN1 + AllergyIntolerance per AL1
 SIU S12 S13 S14 S15    Appointment (+ Patient when PID has an id)
 RDE O11, OMP O09       Patient + MedicationOrder per ORC group (RXE/RXO/RXR/TQ1)
 MDM T02                Document (TXA + OBX text; ED payloads become a short marker)
                        (+ Patient when PID has an id)
 DFT P03                Patient + Encounter, with a warning (no charge record type)
-VXU V04                Patient + Observation per RXA (code = CVX)
+VXU V04                Patient + Immunization per RXA (RXR route/site; its OBX nested)
 =====================  ===========================================================
 
-Anything else is ``Rejected("unsupported_message_type")``; ACKs are
+A segment a message type does not map leaves one warning per segment type,
+``unmapped_segment:<ID>`` (see ``_MAPPED``). Anything else is
+``Rejected("unsupported_message_type")``; ACKs are
 ``Rejected("not_clinical_ack")``; header problems get their own codes (``missing_msh``,
 ``invalid_encoding_characters``, ``truncated_msh``, ``missing_control_id``,
 ``missing_version``, ``unsupported_version``, ``missing_message_type``, ...).
@@ -54,9 +58,10 @@ import binascii
 import hashlib
 import math
 import re
+from operator import itemgetter
 from typing import Any
 
-from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, guarded
+from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, ascii_digits, guarded
 from practiceflow.processors.hl7.dates import hl7_to_iso
 from practiceflow.processors.hl7.parser import Message, parse
 from practiceflow.processors.identity.choose import (
@@ -70,7 +75,7 @@ from practiceflow.processors.identity.choose import (
 )
 from practiceflow.processors.identity.links import identity_link
 
-__all__ = ["normalize_hl7", "message_id_for", "content_hash", "SUPPORTED", "FEED"]
+__all__ = ["normalize_hl7", "message_id_for", "content_hash", "SUPPORTED", "FEED", "UNMAPPED_PREFIX"]
 
 FEED = "hl7v2"
 _VERSION_RE = re.compile(r"2\.[3-8](?:\.\d{1,2})?\Z")
@@ -320,7 +325,7 @@ class _Ctx:
         if not field:
             return None
         code = self.comp(field, 1)
-        if code is not None and not code.isdigit():
+        if code is not None and not ascii_digits(code):
             return code
         return self.comp(field, 2) or code
 
@@ -747,6 +752,89 @@ def _emit_patient(ctx: _Ctx, p: dict[str, Any]) -> None:
     ctx.emit("Patient", p["patient_id"], "", p)
 
 
+# --------------------------------------------------------------------------- DG1 / AL1
+# DG1-6 diagnosis type (table 0052) -> FHIR verificationStatus: a final diagnosis is
+# confirmed; admitting and working diagnoses are still provisional.
+_DG1_VERIFICATION = {"F": "confirmed", "A": "provisional", "W": "provisional"}
+# AL1-2 allergen type (table 0127, and the words some senders use) -> FHIR category
+_ALLERGY_CATEGORY = {
+    "DA": "medication",
+    "DRUG": "medication",
+    "FA": "food",
+    "FOOD": "food",
+    "EA": "environment",
+    "AA": "environment",
+    "PA": "environment",
+    "LA": "environment",
+}
+_ALLERGY_SEVERITY = {"SV": "severe", "MO": "moderate", "MI": "mild"}  # AL1-4, table 0128
+
+
+def _emit_condition(ctx: _Ctx, patient_id: str, dg1: list[str]) -> None:
+    """ADT DG1 -> Condition, so diagnoses sent with ADT reach the problem list
+    (the first DG1 still gives the encounter its reason text).
+
+    DG1-5 (diagnosis date/time) -> onset, DG1-19 (attestation) -> recorded_at, as the
+    HL7 v2-to-FHIR mapping does. The id is DG1-20 (the sender's diagnosis identifier)
+    when sent, else a hash of patient + code, so a resend or an A08 update rewrites the
+    same record instead of adding one."""
+    code = ctx.coding(_f(dg1, 3))
+    if code["display"] is None:
+        code["display"] = ctx.comp(_f(dg1, 4), 1)
+    if code["code"] is None and code["display"] is None:
+        ctx.warnings.append("dg1_without_diagnosis: no Condition")
+        return
+    if code["system"] is None:
+        code["system"] = ctx.comp(_f(dg1, 2), 1)  # DG1-2 coding method (deprecated, still sent)
+    action = ctx.comp(_f(dg1, 21), 1)
+    verification = "entered-in-error" if action == "D" else _DG1_VERIFICATION.get(ctx.comp(_f(dg1, 6), 1) or "")
+    condition_id = ctx.comp(_f(dg1, 20), 1) or (
+        "dg1-" + _sha(patient_id, code["system"] or "", code["code"] or code["display"] or "")[:16]
+    )
+    value = {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "condition_id": condition_id,
+        "code": code,
+        "clinical_status": None,  # v2 does not say; a person or the EHR's FHIR feed does
+        "verification_status": verification,
+        "onset": ctx.date(_f(dg1, 5), "DG1-5"),
+        "recorded_at": ctx.date(_f(dg1, 19), "DG1-19"),
+        "source": ctx.source,
+    }
+    ctx.emit("Condition", patient_id, condition_id, value)
+
+
+def _emit_allergy(ctx: _Ctx, patient_id: str, al1: list[str]) -> None:
+    """AL1 -> AllergyIntolerance (ADT, ORM, OML). The id hashes patient + allergen, so
+    the same allergy sent again (every A08 repeats the list) updates one record."""
+    allergen = ctx.coding(_f(al1, 3))
+    if allergen["code"] is None and allergen["display"] is None:
+        ctx.warnings.append("al1_without_allergen: no AllergyIntolerance")
+        return
+    atype = ctx.comp(_f(al1, 2), 1)
+    sev = ctx.comp(_f(al1, 4), 1)
+    severity = (_ALLERGY_SEVERITY.get(sev.upper()) or ctx.cwe_text(_f(al1, 4))) if sev else None
+    reactions = [x for x in (ctx.cwe_text(r) for r in ctx.reps(_f(al1, 5))) if x]
+    allergy_id = "al1-" + _sha(patient_id, allergen["system"] or "", allergen["code"] or allergen["display"] or "")[:16]
+    value = {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "allergy_id": allergy_id,
+        "allergen": allergen,
+        "allergen_type": atype,
+        "category": _ALLERGY_CATEGORY.get(atype.upper()) if atype else None,
+        "severity": severity,
+        "criticality": None,
+        "reactions": reactions,
+        "identified_at": ctx.date(_f(al1, 6), "AL1-6"),
+        "clinical_status": None,
+        "verification_status": None,
+        "source": ctx.source,
+    }
+    ctx.emit("AllergyIntolerance", patient_id, allergy_id, value)
+
+
 # --------------------------------------------------------------------------- ADT / DFT
 def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
     patient: dict[str, Any] | None = None
@@ -779,10 +867,15 @@ def _adt(ctx: _Ctx, msg: Message, event: str) -> None:
         elif name == "DG1":
             if dg1_reason is None:
                 dg1_reason = ctx.comp(_f(seg, 4), 1) or ctx.cwe_text(_f(seg, 3))
+            if patient is not None:
+                _emit_condition(ctx, patient["patient_id"], seg)
         elif name == "IN1":
             if patient is not None:
                 cov = _coverage(ctx, patient["patient_id"], seg)
                 ctx.emit("Coverage", patient["patient_id"], cov["coverage_id"], cov)
+        elif name == "AL1":
+            if patient is not None:
+                _emit_allergy(ctx, patient["patient_id"], seg)
         elif name == "MRG":
             if patient is not None:
                 merged = []
@@ -939,8 +1032,8 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
     for seg, line in zip(msg.segs, _raw_lines(msg), strict=False):
         name = seg[0]
         if name == "OBX":
-            if not result:
-                continue
+            # ORU: results. ORM/OML: ask-at-order-entry answers (clinical history,
+            # fasting status...), kept as Observations linked to their order.
             if patient is None:
                 raise Rejected("missing_pid_segment", "OBX before any PID")
             obx_index += 1
@@ -1086,6 +1179,13 @@ def _orders(ctx: _Ctx, msg: Message, result: bool) -> None:
                     order["diagnoses"].append(c)
         elif name == "SPM":
             obs = None
+        elif name == "IN1":
+            if patient is not None:
+                cov = _coverage(ctx, patient_id, seg)
+                ctx.emit("Coverage", patient_id, cov["coverage_id"], cov)
+        elif name == "AL1":
+            if patient is not None:
+                _emit_allergy(ctx, patient_id, seg)
     flush_orc()
     if not any_pid:
         raise Rejected("missing_pid_segment", f"{ctx.source['message_type']} has no PID segment")
@@ -1304,11 +1404,18 @@ def _obx_value(ctx: _Ctx, vt: str | None, raw: str) -> tuple[str | None, float |
 
 
 # --------------------------------------------------------------------------- VXU
+_FUNDING_ELIGIBILITY = "64994-7"  # LOINC: vaccine funding program eligibility category
+_FUNDING_SOURCE = "30963-3"  # LOINC: vaccine funding source
+_RXA_NOT_DONE = frozenset(("RE", "NA"))  # RXA-20 (table 0322): refused, not administered
+
+
 def _vxu(ctx: _Ctx, msg: Message) -> None:
+    """VXU^V04 -> Patient + one Immunization per RXA, with the RXR route/site and the
+    RXA's OBX (funding, VIS) nested in it (see ``ImmunizationObservation`` for why)."""
     patient_id = ""
     patient = None
     orc = None
-    obs: dict[str, Any] | None = None
+    imm: dict[str, Any] | None = None
     seen: set[str] = set()
     index = 0
     any_pid = False
@@ -1319,37 +1426,57 @@ def _vxu(ctx: _Ctx, msg: Message) -> None:
             patient = _require_patient(ctx, seg)
             patient_id = patient["patient_id"]
             _emit_patient(ctx, patient)
-            obs = None
+            imm = None
         elif name == "ORC":
             orc = seg
-            obs = None
+            imm = None
         elif name == "RXA":
             if patient is None:
                 raise Rejected("missing_pid_segment", "RXA before any PID")
             index += 1
-            obs = _immunization(ctx, seg, orc, patient_id, seen, index)
-            ctx.emit("Observation", patient_id, obs["observation_id"], obs)
+            imm = _immunization(ctx, seg, orc, patient_id, seen, index)
+            ctx.emit("Immunization", patient_id, imm["immunization_id"], imm)
             orc = None
-        elif name == "RXR" and obs is not None:
-            route = ctx.cwe_text(_f(seg, 1))
-            site = ctx.cwe_text(_f(seg, 2))
-            if route:
-                obs["notes"].append(f"route: {route}")
-            if site:
-                obs["notes"].append(f"site: {site}")
-        elif name == "OBX" and obs is not None:
-            label = ctx.cwe_text(_f(seg, 3)) or "observation"
-            raw5 = _f(seg, 5)
-            if raw5:
-                v, _num = _obx_value(ctx, ctx.leaf(_f(seg, 2)), raw5)
-                if v:
-                    obs["notes"].append(f"{label}: {v}")
-        elif name == "NTE" and obs is not None:
+        elif name == "RXR":
+            if imm is not None:
+                imm["route"] = imm["route"] or ctx.cwe_text(_f(seg, 1))
+                imm["site"] = imm["site"] or ctx.cwe_text(_f(seg, 2))
+        elif name == "OBX":
+            if imm is None:
+                ctx.warnings.append("vxu_obx_outside_an_immunization_ignored")
+                continue
+            entry = _immunization_observation(ctx, seg)
+            imm["observations"].append(entry)
+            code = entry["code"]["code"]
+            if code == _FUNDING_ELIGIBILITY and imm["funding_eligibility"] is None:
+                imm["funding_eligibility"] = entry["value_code"]
+            elif code == _FUNDING_SOURCE and imm["funding_source"] is None:
+                imm["funding_source"] = entry["value_code"]
+        elif name == "NTE" and imm is not None:
             t = ctx.text(_f(seg, 3))
             if t:
-                obs["notes"].append(t)
+                imm["notes"].append(t)
     if not any_pid:
         raise Rejected("missing_pid_segment", "VXU has no PID segment")
+
+
+def _immunization_observation(ctx: _Ctx, obx: list[str]) -> dict:
+    vt = ctx.leaf(_f(obx, 2))
+    raw5 = _f(obx, 5)
+    value = _obx_value(ctx, vt, raw5)[0] if raw5 else None
+    value_code = None
+    if raw5 and vt in _CODED_TYPES:
+        c = ctx.coding(raw5)
+        if c["code"] or c["display"]:
+            value_code = c
+    return {
+        "code": ctx.coding(_f(obx, 3)),
+        "value_type": vt,
+        "value": value,
+        "value_code": value_code,
+        "sub_id": ctx.comp(_f(obx, 4), 1),
+        "effective_at": ctx.date(_f(obx, 14), "OBX-14"),
+    }
 
 
 def _immunization(
@@ -1359,52 +1486,55 @@ def _immunization(
     if code["system"] is None and code["code"]:
         code["system"] = "CVX"
     when = ctx.date(_f(rxa, 3), "RXA-3")
-    order_id = None
+    imm_id = None
     if orc is not None:
-        order_id = ctx.comp(_f(orc, 3), 1) or ctx.comp(_f(orc, 2), 1)
+        # ORC-3 (filler order number) is the IIS's unique id for the shot (CDC IIS guide)
+        imm_id = ctx.comp(_f(orc, 3), 1) or ctx.comp(_f(orc, 2), 1)
+    if imm_id is None:
+        # without an ORC order number the id names the patient: two patients' flu shots on
+        # one day must not share "2024-10-01:1:141"
+        imm_id = f"{patient_id}:{when or '-'}:{ctx.comp(_f(rxa, 2), 1) or index}:{code['code'] or '-'}"
+    if imm_id in seen:
+        imm_id += f"#{index}"
+    seen.add(imm_id)
     amount = ctx.comp(_f(rxa, 6), 1)
     if amount == "999":  # "unknown amount" (CDC IIS guide)
         amount = None
-    # without an ORC order number the id names the patient: two patients' flu shots on one
-    # day must not share "2024-10-01:1:141"
-    basis = order_id or f"{patient_id}:{when or '-'}"
-    obs_id = f"{basis}:{ctx.comp(_f(rxa, 2), 1) or index}:{code['code'] or '-'}"
-    if obs_id in seen:
-        obs_id += f"#{index}"
-    seen.add(obs_id)
-    notes = []
-    for label, n in (("lot", 15), ("expires", 16)):
-        v = ctx.comp(_f(rxa, n), 1)
-        if v:
-            notes.append(f"{label}: {hl7_to_iso(v) or v if n == 16 else v}")
-    mvx = ctx.cwe_text(_f(rxa, 17))
-    if mvx:
-        notes.append(f"manufacturer: {mvx}")
-    info = ctx.cwe_text(_f(rxa, 9))
-    if info:
-        notes.append(f"information source: {info}")
-    refusal = ctx.cwe_text(_f(rxa, 18))
-    if refusal:
-        notes.append(f"refusal reason: {refusal}")
+    completion = ctx.comp(_f(rxa, 20), 1)
     action = ctx.comp(_f(rxa, 21), 1)
-    if action and action != "A":
-        notes.append(f"action: {action}")
+    if action == "D":
+        status = "entered-in-error"
+    elif completion in _RXA_NOT_DONE:
+        status = "not-done"
+    else:
+        status = "completed"  # CP, PA, or empty (the CDC guide reads empty as CP)
+    info = ctx.comp(_f(rxa, 9), 1)
+    manufacturer = ctx.coding(_f(rxa, 17))
     return {
         "practice_id": ctx.practice_id,
         "patient_id": patient_id,
-        "observation_id": obs_id,
-        "order_id": order_id,
-        "code": code,
-        "value_type": "NM" if amount else None,
-        "value": amount,
-        "value_numeric": _number(amount),
-        "units": ctx.units(_f(rxa, 7)),
-        "reference_range": None,
-        "abnormal_flags": [],
-        "status": ctx.comp(_f(rxa, 20), 1),
-        "effective_at": when,
-        "performer": ctx.person(_f(rxa, 10)) or ctx.location(_f(rxa, 11)),
-        "notes": notes,
+        "immunization_id": imm_id,
+        "vaccine": code,
+        "status": status,
+        "completion_status": completion,
+        "status_reason": ctx.cwe_text(_f(rxa, 18)),
+        "administered_at": when,
+        "amount": _number(amount),
+        "amount_units": ctx.units(_f(rxa, 7)) if amount else None,
+        "lot_number": ctx.comp(_f(rxa, 15), 1),
+        "expiration_date": ctx.date(_f(rxa, 16), "RXA-16"),
+        "manufacturer": manufacturer if manufacturer["code"] or manufacturer["display"] else None,
+        "site": None,
+        "route": None,
+        "performer": ctx.person(_f(rxa, 10)),
+        "ordering_provider": ctx.person(_f(orc, 12)) if orc is not None else None,
+        "location": ctx.location(_f(rxa, 11)),
+        "primary_source": (info == "00") if info else None,
+        "information_source": ctx.cwe_text(_f(rxa, 9)),
+        "funding_eligibility": None,
+        "funding_source": None,
+        "observations": [],
+        "notes": [],
         "source": ctx.src(),
     }
 
@@ -1746,6 +1876,32 @@ SUPPORTED: dict[tuple[str, str], Any] = {
 }
 
 
+# Segments each message type maps into records. Any other segment in a message leaves
+# one warning per segment type, ``unmapped_segment:<ID>`` (a stable prefix the worker
+# counts in ``practiceflow_unmapped_segments_total``), so a gap is visible instead of
+# silent. MSH/EVN/SFT/UAC are envelope (sender, software, event time), not content.
+_ENVELOPE = ("MSH", "EVN", "SFT", "UAC")
+_ORDER_SEGMENTS = ("PID", "ORC", "OBR", "OBX", "NTE", "TQ1", "DG1", "IN1", "AL1")
+_MAPPED: dict[str, frozenset[str]] = {
+    mtype: frozenset(_ENVELOPE + segments)
+    for mtype, segments in (
+        ("ADT", ("PID", "PV1", "PV2", "DG1", "IN1", "AL1", "MRG")),
+        ("DFT", ("PID", "PV1", "PV2", "DG1", "IN1", "AL1", "MRG")),
+        ("ORU", _ORDER_SEGMENTS),
+        ("ORM", _ORDER_SEGMENTS),
+        ("OML", _ORDER_SEGMENTS),
+        ("SIU", ("SCH", "PID", "PV1", "TQ1", "AIS", "AIL", "AIP", "AIG")),
+        ("RDE", ("PID", "ORC", "RXE", "RXO", "RXR", "TQ1")),
+        ("OMP", ("PID", "ORC", "RXE", "RXO", "RXR", "TQ1")),
+        ("MDM", ("TXA", "PID", "OBR", "OBX")),
+        ("VXU", ("PID", "ORC", "RXA", "RXR", "OBX", "NTE")),
+    )
+}
+_ENVELOPE_ONLY = frozenset(_ENVELOPE)
+UNMAPPED_PREFIX = "unmapped_segment:"
+_SEG_ID = itemgetter(0)
+
+
 def _validate_with_hl7apy(msg: Message) -> None:
     """Strict mode: hl7apy STRICT parse + structure validation; its error text is the reason."""
     try:
@@ -1820,6 +1976,11 @@ def _normalize(
     ctx = _Ctx(msg, practice_id, strict, source, warnings, trigger, msg.plain, policy)
     source["sent_at"] = ctx.date(sent_raw, "MSH-7")
     handler(ctx, msg)
+    names = set(map(_SEG_ID, msg.segs))  # one set of segment ids per message: cheap
+    mapped = _MAPPED.get(mtype, _ENVELOPE_ONLY)  # a type added without an entry: all but envelope
+    if not names.issubset(mapped):
+        for name in sorted(names.difference(mapped)):
+            warnings.append(UNMAPPED_PREFIX + name)
     records = ctx.out
     if not records:
         raise Rejected("no_records", f"{message_type} produced no records")

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from itertools import repeat
 from operator import itemgetter
 
-from practiceflow.processors.base import Rejected
+from practiceflow.processors.base import Rejected, ascii_digits
 
 __all__ = [
     "HL7ParseError",
@@ -260,7 +260,7 @@ def unescape(
                 out.append("\n")
             elif cmd == ".sp":
                 arg = code[3:].strip().lstrip("+")
-                count = int(arg) if arg.isdigit() and len(arg) < 3 else 1
+                count = int(arg) if ascii_digits(arg) and len(arg) < 3 else 1
                 out.append("\n" * max(count, 1))
             elif cmd in _FORMATTING_DROP:
                 pass

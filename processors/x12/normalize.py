@@ -87,7 +87,15 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, entity_key, guarded, typed_record
+from practiceflow.processors.base import (
+    Normalized,
+    NormalizeResult,
+    Rejected,
+    ascii_digits,
+    entity_key,
+    guarded,
+    typed_record,
+)
 from practiceflow.processors.x12.tokenizer import (
     Delimiters,
     Interchange,
@@ -283,9 +291,11 @@ def _d8(v: str) -> str | None:
     """CCYYMMDD (or the start of CCYYMMDD-CCYYMMDD) -> YYYY-MM-DD."""
     if len(v) != 8:
         v = v.strip()
-        if (len(v) > 8 and v[8] == "-") or (len(v) > 8 and v[:12].isdigit()):
+        if len(v) > 8 and v[8] == "-":
             v = v[:8]
-    if len(v) == 8 and v.isdigit() and v.isascii():
+        elif len(v) > 8 and ascii_digits(v[:12]):  # DT: CCYYMMDDHHMM
+            v = v[:8]
+    if len(v) == 8 and ascii_digits(v):
         m = v[4:6]
         d = v[6:]
         if "01" <= m <= "12" and "01" <= d <= "31":
@@ -295,10 +305,10 @@ def _d8(v: str) -> str | None:
 
 def _hhmm(v: str) -> str | None:
     v = v.strip()
-    if len(v) >= 4 and v[:4].isdigit() and v.isascii():
+    if len(v) >= 4 and ascii_digits(v[:4]) and v.isascii():
         hh, mm = v[:2], v[2:4]
         if hh <= "24" and mm <= "59":
-            if len(v) >= 6 and v[4:6].isdigit() and v[4:6] <= "60":
+            if len(v) >= 6 and ascii_digits(v[4:6]) and v[4:6] <= "60":
                 return f"{hh}:{mm}:{v[4:6]}"
             return f"{hh}:{mm}"
     return None
@@ -442,7 +452,7 @@ def _sent_at(ic: Interchange, gs: list[str] | None) -> str | None:
             return f"{day}T{t}" if t else day
     if ic.isa is not None:
         v = ic.isa_field(9)
-        if len(v) == 6 and v.isdigit() and v.isascii():
+        if len(v) == 6 and ascii_digits(v):
             day = _d8(("19" if v[:2] >= "70" else "20") + v)
             if day:
                 t = _hhmm(ic.isa_field(10))

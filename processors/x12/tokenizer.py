@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from practiceflow.processors.base import Rejected
+from practiceflow.processors.base import Rejected, ascii_digits
 
 __all__ = [
     "Delimiters",
@@ -402,7 +402,7 @@ def _assemble(ic: Interchange, segs: list[list[str]], warn: _Warn, has_isa: bool
 def _check_se(ts: TransactionSet, se: list[str], warn: _Warn) -> None:
     count = se[1].strip() if len(se) > 1 else ""
     actual = len(ts.segments) + 2
-    if count != str(actual) and (not count.isdigit() or int(count) != actual):
+    if count != str(actual) and (not ascii_digits(count) or int(count) != actual):
         warn("envelope_mismatch", f"SE01 {count or '(empty)'} != {actual} segments in ST {ts.control_number}")
     ctl = se[2].strip() if len(se) > 2 else ""
     if ctl != ts.control_number:
@@ -412,7 +412,7 @@ def _check_se(ts: TransactionSet, se: list[str], warn: _Warn) -> None:
 def _check_ge(group: FunctionalGroup, ge: list[str], warn: _Warn) -> None:
     count = ge[1].strip() if len(ge) > 1 else ""
     n = len(group.transactions)
-    if not (count.isdigit() and int(count) == n):
+    if not (ascii_digits(count) and int(count) == n):
         warn("envelope_mismatch", f"GE01 {count or '(empty)'} != {n} transaction sets in GS {group.control_number}")
     ctl = ge[2].strip() if len(ge) > 2 else ""
     if group.gs is not None and ctl.lstrip("0") != group.control_number.lstrip("0"):
@@ -422,7 +422,7 @@ def _check_ge(group: FunctionalGroup, ge: list[str], warn: _Warn) -> None:
 def _check_iea(ic: Interchange, iea: list[str], warn: _Warn) -> None:
     count = iea[1].strip() if len(iea) > 1 else ""
     n = sum(1 for g in ic.groups if g.gs is not None)
-    if not (count.isdigit() and int(count) == n):
+    if not (ascii_digits(count) and int(count) == n):
         warn("envelope_mismatch", f"IEA01 {count or '(empty)'} != {n} functional groups")
     ctl = iea[2].strip() if len(iea) > 2 else ""
     if ic.isa is not None and ctl != ic.control_number:

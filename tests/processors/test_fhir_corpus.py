@@ -277,6 +277,10 @@ def test_synthea_bundles(name):
     assert got["Encounter"] == types["Encounter"] and got["Condition"] == types["Condition"]
     assert got["MedicationOrder"] == types.get("MedicationRequest", 0)
     assert got["Observation"] >= types["Observation"]  # BP panels fan out to components
+    # issue 14: the same Immunization / AllergyIntolerance records as the HL7 feed gives
+    assert got["Immunization"] == types["Immunization"] > 0
+    assert got["AllergyIntolerance"] == types.get("AllergyIntolerance", 0)
+    assert all(i["vaccine"]["code"] and i["status"] == "completed" for i in values(result, "Immunization"))
     eobs = values(result, "ClaimAdjudication")
     claim_ids = {c["claim_id"] for c in values(result, "Claim")}
     assert all(e["claim_id"] in claim_ids for e in eobs)

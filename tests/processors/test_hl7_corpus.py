@@ -158,6 +158,122 @@ def test_formatting_and_hex_escapes():
     assert m.get("NTE", 3, index=1) == "some text\r\nsome text after new line\r\nissue Efferent-Health#81"
 
 
+# ------------------------------------------------------------- issue 14: content no longer dropped
+def test_vxu_cdc_example_gives_immunizations_with_their_obx():
+    assert _records("vxu_v04_v251_cdc_iis_ig_example.hl7", "Observation") == []
+    imm = _records("vxu_v04_v251_cdc_iis_ig_example.hl7", "Immunization")
+    assert [(i["vaccine"]["system"], i["vaccine"]["code"]) for i in imm] == [
+        ("CVX", "85"),
+        ("CVX", "110"),
+        ("CVX", "48"),
+    ]
+    assert [i["immunization_id"] for i in imm] == ["65929", "65930", "65949"]
+    hist, dtap, hib = imm
+    assert (hist["primary_source"], hist["amount"], hist["observations"]) == (False, None, [])
+    assert (dtap["lot_number"], dtap["manufacturer"]["code"], dtap["amount"], dtap["amount_units"]) == (
+        "xy3939",
+        "SKB",
+        0.5,
+        "mL",
+    )
+    assert (dtap["route"], dtap["site"], dtap["status"]) == ("IM", "Right Thigh", "completed")
+    assert [o["code"]["code"] for o in dtap["observations"]] == ["64994-7", "29769-7", "69764-9"]
+    assert dtap["funding_eligibility"]["code"] == "V02" and hib["site"] == "left Thigh"
+
+
+def test_vxu_nist_example_keeps_its_four_obx():
+    imm = _records("vxu_v04_v251_nist_z22_bom.hl7", "Immunization")
+    assert [i["vaccine"]["code"] for i in imm] == ["49281-0215-88", "88", "88"]
+    first = imm[0]
+    assert [o["code"]["code"] for o in first["observations"]] == ["30963-3", "64994-7", "69764-9", "29769-7"]
+    assert (first["funding_source"]["code"], first["funding_eligibility"]["code"]) == ("PHC70", "V01")
+    assert (first["lot_number"], first["route"], first["site"]) == ("315841", "Intramuscular", "Right Deltoid")
+
+
+ORDER_OBX = {  # file -> (order id, OBX-3 codes of its observations)
+    "orm_o01_v251_nte_after_obx.hl7": ("2801690163", ["57723-9"]),
+    "orm_o01_v26_elr_order.hl7": ("73a6e9bd-aaec-418e-813a-0ad33366ca85", ["94558-4"]),
+    "orm_o01_v27_elr_order.hl7": (None, None),
+    "oml_o21_v251_mdhhs_public_health_lab.hl7": ("ORD723222", ["AOE15"]),
+}
+
+
+@pytest.mark.parametrize("name", list(ORDER_OBX))
+def test_obx_in_orders_become_observations_of_their_order(name: str):
+    obs = _records(name, "Observation")
+    order_ids = {o["order_id"] for o in _records(name, "Order")}
+    assert obs and all(o["order_id"] in order_ids for o in obs)
+    want_order, want_codes = ORDER_OBX[name]
+    if want_order is not None:
+        assert {o["order_id"] for o in obs} == {want_order}
+        assert [o["code"]["code"] for o in obs] == want_codes
+
+
+def test_orm_obx_notes_follow_the_observation():
+    (o,) = _records("orm_o01_v251_nte_after_obx.hl7", "Observation")
+    assert (o["value"], o["notes"]) == ("123456", ["note 1", "note 2"])
+
+
+def test_orm_with_17_obx_gives_17_observations():
+    assert len(_records("orm_o01_v24_mirth_crlf_17obx.hl7", "Observation")) == 17
+    assert len(_records("batch/batch_fhs_bhs_orm_o01_v24_crlf_no_trailer.hl7", "Observation")) == 17
+
+
+def test_oml_in1_becomes_coverage():
+    (cov,) = _records("oml_o21_v251_mdhhs_public_health_lab.hl7", "Coverage")
+    assert (cov["payer_id"], cov["payer_name"], cov["group_number"]) == ("LHC", "Lansing Health Care", "IG030101")
+
+
+ADT_DG1 = ["adt_a01_v23_bom_trailing_spaces.hl7", "adt_a01_v251_full_dg1_in1_ssn_repetition.hl7"] + [
+    f"adt_{e}.hl7"
+    for e in (
+        "a01_v28_full_gt1_in1_pr1_rf1",
+        "a03_v28_discharge",
+        "a08_v28_update_patient",
+        "a28_v28_add_person",
+        "a31_v28_update_person",
+    )
+]
+
+
+@pytest.mark.parametrize("name", ADT_DG1)
+def test_adt_dg1_becomes_a_condition(name: str):
+    (c,) = _records(name, "Condition")
+    assert c["code"]["code"] in ("71596", "R07.9", "422504002")
+    assert c["patient_id"] == _records(name, "Patient")[0]["patient_id"]
+
+
+def test_adt_v28_dg1_and_al1_details():
+    (c,) = _records("adt_a01_v28_full_gt1_in1_pr1_rf1.hl7", "Condition")
+    assert c["code"] == {"system": "SCT", "code": "422504002", "display": "Ischemic stroke(disorder)"}
+    assert (c["condition_id"], c["onset"]) == ("DI20", "2004-01-25T11:40:25+04:20")
+    for name in (
+        "adt_a01_v28_full_gt1_in1_pr1_rf1.hl7",
+        "adt_a28_v28_add_person.hl7",
+        "adt_a31_v28_update_person.hl7",
+    ):
+        (a,) = _records(name, "AllergyIntolerance")
+        assert (a["allergen"]["display"], a["allergen_type"], a["severity"]) == ("PENICILLIN", "EA", "mild")
+        assert (a["reactions"], a["identified_at"]) == (["CODE16"], "2021-08-24")
+
+
+def test_adt_al1_drug_allergies():
+    al = _records("adt_a01_v26_crlf_msh2_doubled_backslash.hl7", "AllergyIntolerance")
+    assert [(a["allergen"]["code"], a["allergen"]["display"], a["category"]) for a in al] == [
+        ("00000741", "OXYCODONE", "medication"),
+        ("00001433", "TRAMADOL", "medication"),
+    ]
+    assert al[0]["reactions"] == ["HYPOTENSION"]
+
+
+def test_unmapped_segments_are_named_in_warnings():
+    r = _normalize((HL7_DIR / "adt_a01_v25_fr_ihe_pam_zbe_zfa.hl7").read_bytes())
+    assert {"unmapped_segment:ZBE", "unmapped_segment:ZFA"} <= set(r.warnings)
+    r = _normalize((HL7_DIR / "oru_r01_v251_full_t_escape_abnormal_nte_spm.hl7").read_bytes())
+    assert {"unmapped_segment:SPM", "unmapped_segment:NK1", "unmapped_segment:PD1"} <= set(r.warnings)
+    assert len(r.warnings) == len(set(r.warnings))
+
+
 def test_hex_escape_in_notes():
     obs = _records("oru_r01_v251_hex_escape_x0d0a_truncation_char.hl7", "Observation")
     assert obs[0]["notes"] == ["Interpretation: \nNormal <5.7\nPrediabetes: 5.7-6.4\nDiabetic: &#8805;6.5"]
@@ -179,11 +295,6 @@ def test_ed_observation_keeps_a_marker():
     obs = _records("oru_r01_v25_fr_ed_base64_prt_metadata_obx.hl7", "Observation")
     eds = [o for o in obs if o["value_type"] == "ED"]
     assert eds and all(o["value"].startswith("[ED ") and len(o["value"]) < 80 for o in eds)
-
-
-def test_vxu_immunizations_as_observations():
-    obs = _records("vxu_v04_v251_cdc_iis_ig_example.hl7", "Observation")
-    assert [(o["code"]["system"], o["code"]["code"]) for o in obs] == [("CVX", "85"), ("CVX", "110"), ("CVX", "48")]
 
 
 def test_rde_medication_order():

@@ -424,16 +424,16 @@ def test_vxu_immunizations():
             "RXA|0|1|20230101||998^No vaccine administered^CVX|999||||||||||||||NA",
         )
     )
-    imm = by_type(r, "Observation")
+    assert by_type(r, "Observation") == []  # an immunization is not a lab observation (issue 14)
+    imm = by_type(r, "Immunization")
     assert len(imm) == 2
     a = imm[0]
-    assert a["code"] == {"system": "CVX", "code": "08", "display": "Hep B, adolescent or pediatric"}
-    assert (a["value"], a["value_numeric"], a["units"]) == ("0.5", 0.5, "mL")
-    assert (a["status"], a["effective_at"], a["order_id"]) == ("CP", "2024-03-01", "IZ-1")
-    assert a["observation_id"] == "IZ-1:1:08"
-    assert "lot: LOT123" in a["notes"] and "manufacturer: Merck" in a["notes"]
-    assert "route: Intramuscular" in a["notes"] and "Eligibility: Medicaid (V02)" in a["notes"]
-    assert (imm[1]["value"], imm[1]["status"]) == (None, "NA")
+    assert a["vaccine"] == {"system": "CVX", "code": "08", "display": "Hep B, adolescent or pediatric"}
+    assert (a["amount"], a["amount_units"]) == (0.5, "mL")
+    assert (a["status"], a["administered_at"], a["immunization_id"]) == ("completed", "2024-03-01", "IZ-1")
+    assert a["lot_number"] == "LOT123" and a["manufacturer"]["display"] == "Merck"
+    assert a["route"] == "Intramuscular" and a["funding_eligibility"]["code"] == "V02"
+    assert (imm[1]["amount"], imm[1]["status"], imm[1]["completion_status"]) == (None, "not-done", "NA")
 
 
 # --------------------------------------------------------------------------- header / rejections

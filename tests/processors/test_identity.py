@@ -357,10 +357,10 @@ def adt_in1(mrn: str, control: str) -> bytes:
 
 
 def test_two_patients_flu_shots_and_coverages_get_different_ids() -> None:
-    a = values(normalize_hl7(vxu("MRN-A", "V1"), P, T), "Observation")[0]
-    b = values(normalize_hl7(vxu("MRN-B", "V2"), P, T), "Observation")[0]
-    assert a["observation_id"] != b["observation_id"]
-    assert "MRN-A" in a["observation_id"]
+    a = values(normalize_hl7(vxu("MRN-A", "V1"), P, T), "Immunization")[0]  # issue 14: Immunization records
+    b = values(normalize_hl7(vxu("MRN-B", "V2"), P, T), "Immunization")[0]
+    assert a["immunization_id"] != b["immunization_id"]
+    assert "MRN-A" in a["immunization_id"]
     ca = values(normalize_hl7(adt_in1("MRN-A", "A1"), P, T), "Coverage")[0]
     cb = values(normalize_hl7(adt_in1("MRN-B", "A2"), P, T), "Coverage")[0]
     assert ca["coverage_id"] != cb["coverage_id"]

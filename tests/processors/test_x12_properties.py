@@ -210,7 +210,22 @@ def test_random_bytes_after_a_valid_header(sample: bytes, tail: bytes):
     check(sample[:108] + tail, strict=True)
 
 
-_NOISE = list(b"*~:^|!>+`\\'{}\r\n \t\x00") + [0xEF, 0xBB, 0xBF, 0xFF, 0xFE, ord("A"), ord("9"), ord("-"), ord(".")]
+# 0xB2/0xB3/0xB9 are the Latin-1 superscripts two, three and one: str.isdigit() is true for
+# them and int() fails on them (issue 14 found an SE01 of "2\u00b9" that way)
+_NOISE = list(b"*~:^|!>+`\\'{}\r\n \t\x00") + [
+    0xEF,
+    0xBB,
+    0xBF,
+    0xFF,
+    0xFE,
+    0xB2,
+    0xB3,
+    0xB9,
+    ord("A"),
+    ord("9"),
+    ord("-"),
+    ord("."),
+]
 
 
 @st.composite
@@ -303,3 +318,51 @@ def test_concatenated_interchanges(parts: list[bytes], glue: bytes):
     assert combined is not None
     singles = [check(p) for p in parts]
     assert sum(len(s.records) for s in singles) == len(combined.records)
+
+
+_SUPERSCRIPTS = ["\u00b9", "\u00b2", "\u00b3", "\u2074", "\u2460"]
+
+
+@SETTINGS
+@given(
+    st.sampled_from(SAMPLES),
+    st.sampled_from(["SE*", "GE*", "IEA*", "DTM*472*", "BPR*", "ISA*"]),
+    st.sampled_from(_SUPERSCRIPTS),
+    st.sampled_from(["utf-8", "latin-1"]),
+)
+def test_unicode_digits_after_a_digit_are_never_internal_errors(sample: bytes, marker: str, sup: str, codec: str):
+    """Put a superscript (isdigit() but not int()) right after the first digit following
+    a segment id that carries counts, dates or times."""
+    text = sample.decode()
+    if marker == "ISA*":
+        j = len(marker)
+    else:
+        k = text.find("\n" + marker)
+        assume(k >= 0)
+        j = k + 1 + len(marker)
+    while j < len(text) and not text[j].isdigit():
+        j += 1
+    assume(j < len(text))
+    mutated = text[: j + 1] + sup + text[j + 1 :]
+    try:
+        raw = mutated.encode(codec)
+    except UnicodeEncodeError:
+        assume(False)
+    check(raw)
+    check(raw, strict=True)
+
+
+def test_se01_with_a_superscript_digit_is_a_warning_not_an_internal_error():
+    """Regression (issue 14): SE01 "2\u00b9" passed str.isdigit() and crashed int()."""
+    sample = build(("835",)).decode()
+    body = len(_SETS["835"][2]) + 2
+    assert f"SE*{body}*0001" in sample
+    for codec in ("utf-8", "latin-1"):
+        raw = sample.replace(f"SE*{body}*0001", f"SE*{body}\u00b9*0001").encode(codec)
+        result = check(raw)
+        assert result is not None
+        assert any("SE01" in w for w in result.warnings), result.warnings
+        for marker in ("GE*1*", "IEA*1*"):
+            raw2 = sample.replace(marker, marker[:-2] + "1\u00b2*").encode(codec)
+            r2 = check(raw2)
+            assert r2 is not None and any(marker[:-3] + "01" in w for w in r2.warnings), (marker, r2.warnings)
