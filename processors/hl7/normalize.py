@@ -1460,7 +1460,7 @@ def _vxu(ctx: _Ctx, msg: Message) -> None:
         raise Rejected("missing_pid_segment", "VXU has no PID segment")
 
 
-def _immunization_observation(ctx: _Ctx, obx: list[str]) -> dict:
+def _immunization_observation(ctx: _Ctx, obx: list[str]) -> dict[str, Any]:
     vt = ctx.leaf(_f(obx, 2))
     raw5 = _f(obx, 5)
     value = _obx_value(ctx, vt, raw5)[0] if raw5 else None
