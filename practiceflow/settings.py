@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     )
     table_standby_replicas: int = Field(default=1, ge=0, description="standby copies of each table partition")
     worker_batch_max: int = Field(default=500, gt=0, description="raw messages handled per commit")
+    fax_batch_max: int = Field(
+        default=4, gt=0, description="faxes handled per commit (each is OCRed, seconds apiece; see worker_batch_max)"
+    )
     worker_batch_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     retry_max_attempts: int = Field(default=6, ge=1, description="tries of a transiently failing input, first included")
     retry_backoff_ms: int = Field(default=2_000, gt=0, description="delay before the first retry; doubles each time")
