@@ -163,7 +163,13 @@ def _dlq(args: argparse.Namespace, cfg: Settings) -> int:
         else:
             print("dlq redrive: give dead-letter ids, or --practice and --feed (optionally --reason)", file=sys.stderr)
             return 2
-        chosen = dlq.newest_per_message(letters)
+        chosen, partial = dlq.split_redrivable(dlq.newest_per_message(letters))
+        if partial:
+            print(
+                f"skipped {len(partial)} dead letter(s) that keep only the head of their original "
+                f"(no document-store copy; the sender must resend): {', '.join(lt.id for lt in partial)}",
+                file=sys.stderr,
+            )
         producer = DurableProducer(ep.bootstrap, cfg.topic_partitions, client_id="practiceflow-dlq")
         try:
             sent = dlq.redrive(producer, serde, cfg.topic_prefix, chosen)

@@ -156,6 +156,30 @@ class Settings(BaseSettings):
                     raise ValueError(f"practices {other!r} and {practice!r} share a bearer token")
         return value
 
+    def mllp_tls_problems(self) -> list[str]:
+        """Why the MLLP TLS settings are half-configured ([] = consistent).
+
+        WHY: a client CA or client mapping without a server certificate and key used to
+        give a plaintext listener that authenticates nobody; a CA without a mapping (or a
+        mapping without a CA) silently dropped the per-certificate tenants. Refuse instead.
+        """
+        problems: list[str] = []
+        if (self.mllp_tls_client_ca or self.mllp_client_practices) and not (self.mllp_tls_cert and self.mllp_tls_key):
+            problems.append("mllp_tls_client_ca/mllp_client_practices need mllp_tls_cert and mllp_tls_key")
+        if self.mllp_tls_client_ca and not self.mllp_client_practices:
+            problems.append("mllp_tls_client_ca needs mllp_client_practices (client certificate -> practice)")
+        if self.mllp_client_practices and not self.mllp_tls_client_ca:
+            problems.append("mllp_client_practices needs mllp_tls_client_ca (the CA that issues client certificates)")
+        return problems
+
+    @model_validator(mode="after")
+    def _mllp_tls_consistent(self) -> Settings:
+        """Refuse to load half-configured MLLP (mutual) TLS: it would fail open."""
+        problems = self.mllp_tls_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     # -- worker web (health + metrics)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -171,6 +195,9 @@ class Settings(BaseSettings):
     )
     table_standby_replicas: int = Field(default=1, ge=0, description="standby copies of each table partition")
     worker_batch_max: int = Field(default=500, gt=0, description="raw messages handled per commit")
+    fax_batch_max: int = Field(
+        default=4, gt=0, description="faxes handled per commit (each is OCRed, seconds apiece; see worker_batch_max)"
+    )
     worker_batch_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     retry_max_attempts: int = Field(default=6, ge=1, description="tries of a transiently failing input, first included")
     retry_backoff_ms: int = Field(default=2_000, gt=0, description="delay before the first retry; doubles each time")

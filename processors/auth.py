@@ -104,21 +104,42 @@ def practice_for_certificate(
     """
     if not cert:
         return None
-    lowered = {k.strip().lower(): v for k, v in mapping.items()}
+    by_fingerprint, by_san, by_cn = _certificate_namespaces(mapping)
     if der:
-        hit = lowered.get(cert_fingerprint(der).lower())
+        hit = by_fingerprint.get(cert_fingerprint(der).lower())
         if hit:
             return hit
     sans, cns = _cert_names(cert)
     for san in sans:
-        hit = lowered.get(f"san:{san.lower()}")
+        hit = by_san.get(san.lower())
         if hit:
             return hit
     for cn in cns:
-        hit = lowered.get(f"cn:{cn.lower()}") or lowered.get(cn.lower())
+        hit = by_cn.get(cn.lower())
         if hit:
             return hit
     return None
+
+
+def _certificate_namespaces(mapping: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The mapping split into (fingerprint, SAN, CN) lookups, keys lowercased.
+
+    WHY: a certificate's subject CN is chosen by whoever requested it; looked up against
+    the whole mapping, a CN spelled ``sha256:<B's fingerprint>`` or ``san:<B's name>``
+    would be taken for B. A CN is only ever compared with ``cn:`` (or bare) keys.
+    """
+    by_fingerprint: dict[str, str] = {}
+    by_san: dict[str, str] = {}
+    by_cn: dict[str, str] = {}
+    for key, practice in mapping.items():
+        k = key.strip().lower()
+        if k.startswith("sha256:"):
+            by_fingerprint[k] = practice
+        elif k.startswith("san:"):
+            by_san[k.removeprefix("san:")] = practice
+        else:
+            by_cn[k.removeprefix("cn:")] = practice
+    return by_fingerprint, by_san, by_cn
 
 
 def claimed_receiving_facility(payload: bytes) -> str:

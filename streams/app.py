@@ -187,6 +187,11 @@ class Pipeline:
             return await self.fax_handler(raw)
         return normalize_raw(raw, self.cfg.identity_policies)
 
+    def batch_max(self, feed: str) -> int:
+        """Messages per batch for a feed: faxes are OCRed one by one (seconds each), so
+        their batches stay small (``fax_batch_max``); every other feed uses ``worker_batch_max``."""
+        return self.cfg.fax_batch_max if feed == "fax" else self.cfg.worker_batch_max
+
     # ------------------------------------------------------------------ agents
     def _register_agents(self) -> None:
         app = self.app
@@ -195,9 +200,10 @@ class Pipeline:
             topic = self.topics[f"raw.{feed}"]
             name = topic.get_topic_name()
             committer = Committer(app, self.committed_offsets, name)
+            size = self.batch_max(feed)
 
-            async def normalize_agent(stream, _committer=committer):
-                await normalizer.run(stream, _committer)
+            async def normalize_agent(stream, _committer=committer, _size=size):
+                await normalizer.run(stream, _committer, batch_max=_size)
 
             app.agent(topic, name=f"normalize-{name}")(normalize_agent)
             self.source_topics.add(name)

@@ -237,9 +237,40 @@ def describe(letter: Letter, *, show_payload: bool = False) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- redrive
+class HeadOnly(ValueError):
+    """A dead letter that keeps only the head of its original and no document-store copy."""
+
+
+def head_only(letter: Letter) -> bool:
+    """True when the letter's payload is not the whole original and nothing else holds it.
+
+    WHY: the gateway keeps only the first bytes of an oversize input (``head_only``) or
+    drops even those (``head_dropped``); without a ``payload_uri`` the whole original is
+    nowhere, and re-sending the head would feed a truncated message in as if whole.
+    """
+    v = letter.value
+    details = v.get("details") or {}
+    partial = bool(details.get("head_only")) or bool(details.get("head_dropped"))
+    return partial and not claimcheck.is_claim_checked(v)
+
+
+def split_redrivable(letters: Iterable[Letter]) -> tuple[list[Letter], list[Letter]]:
+    """(letters a redrive can send whole, head-only letters it must refuse)."""
+    ok: list[Letter] = []
+    refused: list[Letter] = []
+    for letter in letters:
+        (refused if head_only(letter) else ok).append(letter)
+    return ok, refused
+
+
 def redrive_record(letter: Letter, received_at: int) -> dict[str, Any]:
     """The RawMessage a redrive sends: the original bytes, the same message id, a fresh
-    ``received_at``, the original headers, and the redrive marker."""
+    ``received_at``, the original headers, and the redrive marker.
+
+    Raises ``HeadOnly`` for a letter that keeps only part of its original (see ``head_only``).
+    """
+    if head_only(letter):
+        raise HeadOnly(f"dead letter {letter.id} keeps only the head of its original; it cannot be redriven")
     v = letter.value
     details = v.get("details") or {}
     headers = headers_from_details(details)

@@ -85,6 +85,17 @@ class ProgressSensor(Sensor):
         p.at = time.monotonic()
         return None
 
+    def touch(self, tp: Any) -> None:
+        """Progress without a new offset: the agent finished one message of a batch it took
+        earlier, or is waiting on a retry's backoff. A batch of slow faxes (OCR, up to
+        ``ocr_timeout_seconds`` each) would otherwise read as a stall once the batch as a
+        whole outlasts ``stall_seconds``, and a liveness probe would restart a worker that
+        is working, over and over."""
+        p = self.progress.get(tp)
+        if p is None:
+            p = self.progress[tp] = PartitionProgress()
+        p.at = time.monotonic()
+
     def on_rebalance_start(self, app):
         self.rebalancing = True
         self.rebalances.append(time.monotonic())

@@ -88,10 +88,20 @@ class Normalizer:
         self.p = pipeline
 
     # ------------------------------------------------------------------ batch
-    async def run(self, stream: faust.StreamT, committer: Committer, *, honour_not_before: bool = False) -> None:
+    async def run(
+        self,
+        stream: faust.StreamT,
+        committer: Committer,
+        *,
+        honour_not_before: bool = False,
+        batch_max: int | None = None,
+    ) -> None:
+        """``batch_max`` overrides ``worker_batch_max`` for slow feeds (fax: OCR per message),
+        so a crash re-does little work and a batch never holds many slow messages."""
         cfg = self.p.cfg
+        size = batch_max or cfg.worker_batch_max
         # take_events is faust's Stream API; its StreamT protocol does not declare it
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
+        async for events in stream.take_events(size, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
             try:
                 await self.process_batch(list(events), committer, honour_not_before=honour_not_before)
             except Exception as exc:
@@ -109,9 +119,10 @@ class Normalizer:
         batch = Batch()
         for ev in admitted:
             if honour_not_before:
-                await self._wait_not_before(ev.value)
+                await self._wait_not_before(ev.value, ev.message.tp)
             with in_event(ev):
                 await self.handle(ev, batch)
+            self.p.sensor.touch(ev.message.tp)
         await batch.outbox.confirm()
         changelog = []
         for ev, key, received_at in batch.marks:
@@ -123,10 +134,14 @@ class Normalizer:
             self.p._count(name, n)
         await committer.commit(admitted)
 
-    async def _wait_not_before(self, raw: dict[str, Any]) -> None:
-        delay = (not_before(raw.get("headers")) - now_ms()) / 1000
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def _wait_not_before(self, raw: dict[str, Any], tp: Any) -> None:
+        """Sleep until the retry's not-before time, in slices that report progress: a
+        backoff (up to ``retry_backoff_max_ms``) is waiting by design, not a stall."""
+        step = max(0.5, self.p.cfg.stall_seconds / 4)
+        while (delay := (not_before(raw.get("headers")) - now_ms()) / 1000) > 0:
+            self.p.sensor.touch(tp)
+            await asyncio.sleep(min(delay, step))
+        self.p.sensor.touch(tp)
 
     # ------------------------------------------------------------------ one message
     async def handle(self, ev: Any, batch: Batch) -> str:

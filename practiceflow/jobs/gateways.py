@@ -22,8 +22,16 @@ from practiceflow.streams.serde import AvroSerde, registry_client
 from practiceflow.streams.topics import create_topics
 
 
+def _refuse_half_configured_tls(cfg: Settings) -> None:
+    """Raise rather than fall back to plaintext (settings built by ``model_copy`` skip the validator)."""
+    problems = cfg.mllp_tls_problems()
+    if problems:
+        raise ValueError("MLLP TLS half-configured: " + "; ".join(problems))
+
+
 def tls_context(cfg: Settings) -> ssl.SSLContext | None:
     """The MLLP listener's TLS; with ``mllp_tls_client_ca`` a client certificate from that CA is required."""
+    _refuse_half_configured_tls(cfg)
     if not cfg.mllp_tls_cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -37,6 +45,7 @@ def tls_context(cfg: Settings) -> ssl.SSLContext | None:
 
 def mllp_gateway(cfg: Settings, core: GatewayCore, *, port: int | None = None) -> MllpGateway:
     """The MLLP listener as the settings describe it (mutual TLS when a client CA is configured)."""
+    _refuse_half_configured_tls(cfg)
     mtls = bool(cfg.mllp_tls_cert and cfg.mllp_tls_client_ca)
     return MllpGateway(
         core,

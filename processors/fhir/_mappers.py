@@ -89,6 +89,8 @@ if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain 
         EligibilityResponseDict,
         EncounterDict,
         IdentifierDict,
+        ImmunizationDict,
+        ImmunizationObservationDict,
         MedicationOrderDict,
         ObservationDict,
         OrderDict,
@@ -1257,7 +1259,7 @@ _FHIR_FUNDING_SOURCE = "30963-3"
 _FHIR_FUNDING_ELIGIBILITY = "64994-7"
 
 
-def _cc_or_none(cc: Any) -> dict[str, str | None] | None:
+def _cc_or_none(cc: Any) -> CodingDict | None:
     c = cc_coding(cc)
     return c if c["code"] or c["display"] else None
 
@@ -1276,7 +1278,7 @@ def map_immunization(c: Ctx) -> list[Normalized]:
             break
     eligibility = _cc_or_none(first(r.get("programEligibility")))
     funding = _cc_or_none(r.get("fundingSource"))
-    observations = []
+    observations: list[ImmunizationObservationDict] = []
     for code, display, value in (
         (_FHIR_FUNDING_ELIGIBILITY, "Vaccine funding program eligibility category", eligibility),
         (_FHIR_FUNDING_SOURCE, "Vaccine funding source", funding),
@@ -1312,7 +1314,7 @@ def map_immunization(c: Ctx) -> list[Normalized]:
                     }
                 )
     primary = r.get("primarySource")
-    value = {
+    record: ImmunizationDict = {
         "practice_id": c.practice_id,
         "patient_id": pid,
         "immunization_id": c.entity_id,
@@ -1343,7 +1345,7 @@ def map_immunization(c: Ctx) -> list[Normalized]:
         "notes": [t for t in (s(d(n).get("text")) for n in lst(r.get("note"))) if t],
         "source": c.source.copy(),
     }
-    return [c.rec("Immunization", pid, c.entity_id, value)]
+    return [c.rec("Immunization", pid, c.entity_id, record)]
 
 
 # --------------------------------------------------------------------------- AllergyIntolerance

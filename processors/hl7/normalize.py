@@ -723,8 +723,14 @@ def _coverage(ctx: _Ctx, patient_id: str, in1: list[str]) -> dict[str, Any]:
     group = ctx.comp(_f(in1, 8), 1)
     set_id = ctx.comp(_f(in1, 1), 1) or "1"
     payer = payer_id or payer_name or plan_code or "-"
-    # without a member id the id names the patient: two patients' "AETNA:1" must not collide
-    coverage_id = f"{payer}:{member_id}" if member_id else f"{payer}:{patient_id}:{group or set_id}"
+    # The coverage id is a Kafka key part and a ClickHouse sort key, so it never carries the
+    # member id itself (PHI; older Medicare ids are SSN-based): a digest of it stands in, the
+    # id stays a value field. Without a member id the id names the patient: two patients'
+    # "AETNA:1" must not collide.
+    if member_id:
+        coverage_id = f"{payer}:m{hashlib.sha256(f'{payer}|{member_id}'.encode()).hexdigest()[:20]}"
+    else:
+        coverage_id = f"{payer}:{patient_id}:{group or set_id}"
     return {
         "practice_id": ctx.practice_id,
         "patient_id": patient_id,
@@ -1454,7 +1460,7 @@ def _vxu(ctx: _Ctx, msg: Message) -> None:
         raise Rejected("missing_pid_segment", "VXU has no PID segment")
 
 
-def _immunization_observation(ctx: _Ctx, obx: list[str]) -> dict:
+def _immunization_observation(ctx: _Ctx, obx: list[str]) -> dict[str, Any]:
     vt = ctx.leaf(_f(obx, 2))
     raw5 = _f(obx, 5)
     value = _obx_value(ctx, vt, raw5)[0] if raw5 else None

@@ -287,8 +287,12 @@ class HttpGateway:
             raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"}, text="busy; retry")
         request[_RESERVED] = request.get(_RESERVED, 0) + size
 
-    async def _body(self, request: web.Request, feed: str, practice: str) -> bytes:
+    async def _body(self, request: web.Request, feed: str, practice: str, *, authenticated: bool) -> bytes:
         """The body, up to ``max_body_bytes``, counted before it is read; 413/408 + a dead letter with its head.
+
+        The head is kept only for an ``authenticated`` sender; an unauthenticated caller's
+        refusal keeps no body, only the request details (as every other refusal before
+        authentication does), so nobody can store bytes under a practice they do not hold.
 
         A declared Content-Length is charged to the read budget before the first byte is
         read (only the head the dead letter keeps when it declares more than the limit);
@@ -314,31 +318,52 @@ class HttpGateway:
                     chunks.append(chunk)
                     size += len(chunk)
         except TimeoutError:
-            await self.core.reject(
+            await self._reject_body(
+                request,
                 feed,
                 practice,
                 b"".join(chunks)[:HEAD_BYTES],
                 "body_timeout",
                 f"body not complete within {self.body_timeout_s} s; first bytes kept",
+                authenticated=authenticated,
             )
             raise web.HTTPRequestTimeout(text="body too slow") from None
         if oversize_declared or size > self.max_body_bytes:
-            await self.core.reject(
+            await self._reject_body(
+                request,
                 feed,
                 practice,
                 b"".join(chunks)[:HEAD_BYTES],
                 "too_large",
                 f"body larger than {self.max_body_bytes} bytes; first bytes kept",
+                authenticated=authenticated,
             )
             raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=max(size, declared or 0))
         return b"".join(chunks)
+
+    async def _reject_body(
+        self,
+        request: web.Request,
+        feed: str,
+        practice: str,
+        head: bytes,
+        code: str,
+        reason: str,
+        *,
+        authenticated: bool,
+    ) -> None:
+        """Dead-letter a body refused while reading: its head if the sender is authenticated, else nothing."""
+        if authenticated:
+            await self.core.reject(feed, practice, head, code, reason)
+        else:
+            await self._refuse(request, feed, practice, code, reason.replace("; first bytes kept", ""))
 
     async def _json_only(self, request: web.Request, feed: str, practice: str) -> web.Response | None:
         """415 (+ a dead letter keeping the body of this authenticated sender) unless the body is JSON."""
         ctype = request.content_type.lower()
         if ctype in JSON_TYPES:
             return None
-        body = await self._body(request, feed, practice)
+        body = await self._body(request, feed, practice, authenticated=True)
         xml = ctype in XML_TYPES
         reason = (
             "FHIR XML is not accepted here; send application/fhir+json"
@@ -402,7 +427,7 @@ class HttpGateway:
         refused = await self._json_only(request, "fhir", practice)
         if refused is not None:
             return refused
-        body = await self._body(request, "fhir", practice)
+        body = await self._body(request, "fhir", practice, authenticated=True)
         outcome, result = await self._validated(
             "fhir", practice, body, lambda: normalize_fhir(body, practice, now_ms())
         )
@@ -422,7 +447,7 @@ class HttpGateway:
         from practiceflow.processors.x12.normalize import normalize_x12
 
         practice = await self._authorize(request, "x12")
-        body = await self._body(request, "x12", practice)
+        body = await self._body(request, "x12", practice, authenticated=True)
         outcome, result = await self._validated("x12", practice, body, lambda: normalize_x12(body, practice, now_ms()))
         if not outcome.accepted or result is None:
             return web.json_response(
@@ -450,7 +475,7 @@ class HttpGateway:
                 request, "portal", practice, "missing_signature", "X-Portal-Timestamp/-Signature missing"
             )
             return web.json_response({"accepted": False, "reason_code": "missing_signature"}, status=401)
-        body = await self._body(request, "portal", practice)
+        body = await self._body(request, "portal", practice, authenticated=False)
         secrets = self.portal_secrets.get(practice, ())
         try:
             if not secrets:
@@ -530,7 +555,7 @@ class HttpGateway:
             if isinstance(upload, web.FileField) and upload.filename:
                 meta["filename"] = upload.filename
         else:
-            data = await self._body(request, "fax", practice)
+            data = await self._body(request, "fax", practice, authenticated=True)
             for k in ("from", "to", "pages"):
                 v = request.headers.get(f"X-Fax-{k.title()}")
                 if v:

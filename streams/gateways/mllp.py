@@ -100,6 +100,10 @@ class MllpGateway:
         self.max_message_bytes = max_message_bytes
         self.client_practices = dict(client_practices) if client_practices is not None else None
         self.practices = set(practices) if practices is not None else {practice_id}
+        if self.client_practices is None and practice_id not in self.practices:
+            # WHY: without client certificates every frame is written as practice_id; a tenant
+            # the gateways do not accept must not be reachable through the plain listener.
+            raise ValueError(f"MLLP listener practice {practice_id!r} is not one of the configured practices")
         self.idle_timeout_s = idle_timeout_s
         self.frame_timeout_s = frame_timeout_s
         self.limits = ConnectionLimits(max_connections, max_connections_per_peer)

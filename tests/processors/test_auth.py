@@ -77,3 +77,13 @@ def test_credential_settings_rotate_hide_and_refuse_shared_tokens(monkeypatch):
         Settings(gateway_tokens={"clinic-a": ["1", "2", "3"]})
     with pytest.raises(ValidationError, match="empty secret"):
         Settings(portal_secrets={"clinic-a": ""})
+
+
+def test_a_certificate_cn_cannot_spell_another_namespace():
+    """A CN is chosen by whoever asks for the certificate: ``sha256:<B's fingerprint>`` or
+    ``san:<B's name>`` as a CN must not map it to B."""
+    mapping = {cert_fingerprint(b"b-der"): "clinic-b", "san:ehr-b.example": "clinic-b", "cn:ehr-a": "clinic-a"}
+    for cn in (cert_fingerprint(b"b-der"), "san:ehr-b.example"):
+        cert = {"subject": ((("commonName", cn),),)}
+        assert practice_for_certificate(cert, b"a-der", mapping) is None, cn
+    assert practice_for_certificate({"subject": ((("commonName", "ehr-a"),),)}, b"a-der", mapping) == "clinic-a"

@@ -5,6 +5,7 @@ raises; mutated X12 hit that as an ``internal_error`` dead letter."""
 from __future__ import annotations
 
 import pytest
+
 from practiceflow.processors.base import ascii_digits
 from practiceflow.processors.fhir._util import i as fhir_int
 from practiceflow.processors.hl7.ack import _vkey

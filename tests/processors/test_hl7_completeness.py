@@ -5,8 +5,8 @@ IN1 in orders), and every segment a message type does not map leaves a warning."
 from __future__ import annotations
 
 import pytest
-from practiceflow.processors.hl7.normalize import UNMAPPED_PREFIX
 
+from practiceflow.processors.hl7.normalize import UNMAPPED_PREFIX
 from tests.processors.test_hl7_normalize import PID, by_type, hl7, msh, run, seg
 
 

@@ -105,7 +105,10 @@ def test_adt_a01_patient_encounter_coverage():
     assert e["admit_at"] == "2024-03-05T14:00:00"
     assert e["reason"] == "Chest pain"
     (c,) = by_type(r, "Coverage")
-    assert c["coverage_id"] == "BCBS01:MEM-42"
+    # the member id is a value, never part of the key (PHI)
+    assert c["member_id"] == "MEM-42"
+    assert c["coverage_id"].startswith("BCBS01:m") and "MEM-42" not in c["coverage_id"]
+    assert all("MEM-42" not in rec.key for rec in r.records)
     assert (c["payer_id"], c["payer_name"], c["plan_name"]) == ("BCBS01", "Blue Cross", "Gold PPO")
     assert (c["member_id"], c["group_number"], c["subscriber_relationship"]) == ("MEM-42", "GRP55", "Self")
     assert (c["period_start"], c["period_end"]) == ("2024-01-01", "2024-12-31")
@@ -120,7 +123,7 @@ def test_keys_are_entity_keys():
     keys = {x.record_type: x.key for x in r.records}
     assert keys["Patient"] == entity_key(PRACTICE, "MRN123")
     assert keys["Encounter"] == entity_key(PRACTICE, "MRN123", "VN777")
-    assert keys["Coverage"] == entity_key(PRACTICE, "MRN123", "BCBS01:MEM-42")
+    assert keys["Coverage"].startswith(entity_key(PRACTICE, "MRN123", "BCBS01:m")) and "MEM-42" not in keys["Coverage"]
 
 
 @pytest.mark.parametrize(
