@@ -11,7 +11,10 @@ then started again and left to drain. Afterwards:
   (the day resends one HL7 message after a lost ACK);
 - the audit topic holds no event id twice and every practice's chain verifies;
 - for every table the sink writes, ClickHouse holds one row per Kafka message (raw count)
-  and one row per distinct sort key (``FINAL`` count).
+  and one row per distinct sort key (``FINAL`` count). Where the topic holds the same key
+  twice (an output written again when the killed batch is replayed: same kind, idempotent),
+  a background merge may already have collapsed the copies, so the raw count then lies
+  between the two.
 
 Everything runs against the session broker; every wait is bounded.
 """
@@ -304,5 +307,5 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
             assert want["final"] <= got[table]["raw"] <= want["raw"], (table, got[table], want)
     print(
         f"\nday of {n_raw} raw messages ({len(copies)} ids); {kill_report}; outcome written twice for {doubled}; "
-        f"{len(audit)} audit events; clickhouse {got}; {time.monotonic() - started:.0f}s"
+        f"{len(audit)} audit events; clickhouse {got}; topics {expected}; {time.monotonic() - started:.0f}s"
     )
