@@ -73,7 +73,10 @@ def _write(sink: ClickHouseSink, raw: bytes) -> None:
 def _two_patients_flu_shots_and_coverages_both_survive_final(sink: ClickHouseSink) -> None:
     for raw in (vxu("MRN-A", "V1"), vxu("MRN-B", "V2"), adt_in1("MRN-A", "A1"), adt_in1("MRN-B", "A2")):
         _write(sink, raw)
-    shots = sink.query("SELECT patient_id, observation_id FROM {db}.observations FINAL WHERE code = '141' ORDER BY 1")
+    # a VXU is an Immunization record (its own table), not a lab observation
+    shots = sink.query(
+        "SELECT patient_id, immunization_id FROM {db}.immunizations FINAL WHERE vaccine_code = '141' ORDER BY 1"
+    )
     assert [r[0] for r in shots] == ["MRN-A", "MRN-B"]
     assert len({r[1] for r in shots}) == 2
     covs = sink.query(
@@ -84,7 +87,7 @@ def _two_patients_flu_shots_and_coverages_both_survive_final(sink: ClickHouseSin
     # the same messages again (a replay) rewrite, never add
     for raw in (vxu("MRN-A", "V1"), adt_in1("MRN-B", "A2")):
         _write(sink, raw)
-    assert sink.query("SELECT count() FROM {db}.observations FINAL WHERE code = '141'")[0][0] == 2
+    assert sink.query("SELECT count() FROM {db}.immunizations FINAL WHERE vaccine_code = '141'")[0][0] == 2
     assert sink.query("SELECT count() FROM {db}.records FINAL WHERE record_type = 'Coverage'")[0][0] == 2
 
 
