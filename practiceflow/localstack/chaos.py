@@ -114,12 +114,15 @@ async def send_stream(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"message {mid} got no AA in {give_up_s}s")
             try:
-                if writer is None:
-                    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+                if reader is not None and writer is not None:
+                    rd, wr = reader, writer
+                else:
+                    rd, wr = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+                    reader, writer = rd, wr
                 copies += 1
-                writer.write(VT + raw + FS + CR)
-                await writer.drain()
-                ack = await asyncio.wait_for(reader.readuntil(FS + CR), 30)  # type: ignore[union-attr]
+                wr.write(VT + raw + FS + CR)
+                await wr.drain()
+                ack = await asyncio.wait_for(rd.readuntil(FS + CR), 30)
                 code = ack_code(ack[1:-2])
             except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 code = "lost"
@@ -166,23 +169,27 @@ class TopicReader:
     def poll(self, seconds: float = 0.5) -> int:
         n = 0
         for msg in self.consumer.consume(num_messages=5000, timeout=seconds):
-            if msg.error() is None and msg.value() is not None:
-                self.items.append((msg.topic(), self.serde.decode(msg.value())))
+            value, topic = msg.value(), msg.topic()
+            if msg.error() is None and value is not None and topic is not None:
+                self.items.append((topic, self.serde.decode(value)))
                 n += 1
         return n
 
-    def read_to_end(self, timeout: float = 60.0) -> None:
+    def read_to_end(self, timeout: float = 300.0) -> None:
+        """Until every partition's position reaches the high-water mark it had when called
+        (nothing writes these topics while the checks run; asked once, not per poll: tens of
+        partitions on a loaded machine make per-poll watermark requests the slow part)."""
+        ends = {
+            (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in self.partitions
+        }
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.poll(0.5)
-            ends = {
-                (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=10)[1]
-                for tp in self.partitions
-            }
+            self.poll(1.0)
             at = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(self.partitions)}
-            if all(end == 0 or (at[k] >= 0 and at[k] >= end) for k, end in ends.items()):
+            if all(end <= 0 or at[k] >= end for k, end in ends.items()):
                 return
-        raise AssertionError("topics not read to their end in time")
+        behind = {k: (at[k], end) for k, end in ends.items() if end > 0 and at[k] < end}
+        raise AssertionError(f"topics not read to their end in {timeout}s: {list(behind.items())[:5]}")
 
     def values(self) -> list[dict[str, Any]]:
         return [v for _, v in self.items]

@@ -98,7 +98,17 @@ def start_registry(
         data=json.dumps({"compatibility": "BACKWARD"}).encode(),
         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
     )
-    urllib.request.urlopen(req, timeout=5).close()  # noqa: S310 - our own registry on loopback
+    # The first write creates the H2 file database's tables: on a loaded machine that takes
+    # seconds, so retry until the start deadline instead of failing on one short timeout.
+    while True:
+        try:
+            urllib.request.urlopen(req, timeout=20).close()  # noqa: S310 - our own registry on loopback
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                stop_process(proc)
+                raise StackError("schema registry did not accept its configuration in time") from None
+            time.sleep(0.5)
     return proc, url
 
 

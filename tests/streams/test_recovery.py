@@ -55,6 +55,7 @@ def test_the_worker_and_its_sink_join_their_groups_as_static_members(cfg, stack)
             return members
         finally:
             await runner.stop(pipeline)
+            sink.close()  # chdb: one engine path per process; later tests open their own
 
     members = asyncio.run(go())
     assert members[cfg.consumer_group] == [instance_id(cfg, "worker")]
