@@ -49,8 +49,12 @@ from practiceflow.streams.recovery import configure_faust
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
 from practiceflow.streams.undecodable import TolerantAvroCodec
+from practiceflow.streams.workflows import register_all as register_workflows
 
 log = logging.getLogger("practiceflow.worker")
+
+# the topics the normalize agents read: an undecodable record there is a dead letter
+_NORMALIZE_INPUTS = (catalog.Kind.RAW, catalog.Kind.RETRY)
 
 
 class Pipeline:
@@ -100,15 +104,22 @@ class Pipeline:
         )
         configure_faust(self.app.conf, cfg)  # static membership + short session (streams/recovery.py)
         self.app.sensors.add(self.sensor)
-        # Input topics (raw, retry, audit.in) are committed by their agents, after their
+        # Input topics (raw, retry, audit.in, and the normalized, workflow and command
+        # topics the workflow agents read) are committed by their agents, after their
         # outputs are confirmed (streams/offsets.py); acks=False keeps Faust's ack-based
         # commits, which commit past skipped messages, away from them.
-        inputs = {catalog.Kind.RAW, catalog.Kind.RETRY}
+        inputs = {
+            catalog.Kind.RAW,
+            catalog.Kind.RETRY,
+            catalog.Kind.NORMALIZED,
+            catalog.Kind.WORKFLOW,
+            catalog.Kind.COMMAND,
+        }
         self.topics: dict[str, faust.TopicT] = {
             spec.suffix: self.app.topic(
                 spec.name(self.prefix),
-                # input topics: an undecodable record becomes a dead letter (streams/undecodable.py)
-                value_serializer=(TolerantAvroCodec if spec.kind in inputs else AvroCodec)(
+                # raw and retry topics: an undecodable record becomes a dead letter (streams/undecodable.py)
+                value_serializer=(TolerantAvroCodec if spec.kind in _NORMALIZE_INPUTS else AvroCodec)(
                     self.serde, f"{spec.name(self.prefix)}-value", spec.record_type
                 ),
                 key_serializer="raw",
@@ -224,6 +235,7 @@ class Pipeline:
             await chainer.run(stream, audit_committer)
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())
+        register_workflows(self)  # streams/workflows/__init__.py MODULES: one module per workflow
 
     def _register_pages(self) -> None:
         app = self.app
