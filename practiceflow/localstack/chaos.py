@@ -337,7 +337,8 @@ class Chaos:
         if kind == "broker" and self.stack.kafka is not None:
             node = self.rng.choice(self.stack.kafka.nodes).node_id
             self.stack.kafka.kill_node(node)
-            return lambda: self.stack.kafka.restart_node(node)  # type: ignore[union-attr]
+            # a JVM on a loaded 2-core machine can take minutes to open its port
+            return lambda: self.stack.kafka.restart_node(node, timeout=300)  # type: ignore[union-attr]
         proc = self.procs[kind]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
