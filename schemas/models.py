@@ -806,6 +806,10 @@ class CommandResult(AvroRecord):
     attempts: int = 1
     latency_ms: float | None = None
     completed_at: int
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description="the command's params, echoed: the workflow reads its answer without looking the command up",
+    )
 
 
 class AuditEvent(AvroRecord):

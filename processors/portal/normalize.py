@@ -94,10 +94,23 @@ from practiceflow.processors.identity.choose import (
     unresolved_id,
 )
 
-from .models import ID_FIELDS, IntakeAddress, IntakeSubmission, RefillRequestPayload, SchedulingRequestPayload, model_for
+from .models import (
+    ID_FIELDS,
+    IntakeAddress,
+    IntakeSubmission,
+    RefillRequestPayload,
+    SchedulingRequestPayload,
+    model_for,
+)
 
 if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
-    from practiceflow.schemas.typed import AddressDict, IntakeFormDict, RefillRequestDict, SchedulingRequestDict, SourceRefDict
+    from practiceflow.schemas.typed import (
+        AddressDict,
+        IntakeFormDict,
+        RefillRequestDict,
+        SchedulingRequestDict,
+        SourceRefDict,
+    )
 
 __all__ = ["normalize_portal", "verify_signature", "event_id", "EVENT_TYPES", "MAX_BODY_BYTES"]
 

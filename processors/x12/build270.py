@@ -125,8 +125,8 @@ def _person_segments(p: Person270, entity: str, service: list[str], trace: list[
 
 def build_270(q: Inquiry270) -> bytes:
     """The 270 interchange for ``q`` (ISA..IEA, ``~`` terminated, one segment per line)."""
-    if q.dependent is not None and q.relationship not in RELATIONSHIP_CODES:
-        raise ValueError(f"a dependent needs a relationship in {sorted(RELATIONSHIP_CODES)}")
+    if q.dependent is not None and q.relationship is not None and q.relationship not in RELATIONSHIP_CODES:
+        raise ValueError(f"a dependent's relationship is one of {sorted(RELATIONSHIP_CODES)} (or None: no INS)")
     if not q.subscriber.member_id:
         raise ValueError("the subscriber's member id is required (2100C NM109)")
     when = q.created_at or datetime(2000, 1, 1)  # noqa: DTZ001 - a naive stamp is only formatted
@@ -156,7 +156,7 @@ def build_270(q: Inquiry270) -> bytes:
             "03",
             service,
             trn,
-            RELATIONSHIP_CODES[q.relationship or ""],
+            RELATIONSHIP_CODES[q.relationship] if q.relationship else None,
         )
     st = [_seg("ST", "270", "0001", IMPLEMENTATION), *body]
     st.append(_seg("SE", str(len(st) + 1), "0001"))
