@@ -63,7 +63,11 @@ Field choices worth knowing
   for A3/A4/A6/A7/A8, else from STC03 (WQ accepted / U rejected), else None.
 * 271: ``trace_number`` = TRN*2 (the 270's own trace echoed back), else TRN*1, else
   BHT03; a dependent inherits the subscriber's member id; LS/LE (2120) loops are
-  skipped so a PCP or other-payer NM1 never overwrites the patient or payer.
+  skipped so a PCP or other-payer NM1 never overwrites the patient or payer;
+  ``plan_begin`` / ``plan_end`` from 2100C/D DTP*346/356 and 347/357 (a 291/307 date or
+  RD8 range fills what they leave), EB11 as ``Benefit.authorization_required`` (Y/N), and
+  AAA04 follow-up actions in ``follow_up_actions``, one per deduplicated AAA03 in
+  ``rejections`` ("" where the payer sent none): the intake workflow's gap rules read them.
 * 999/997: ``acknowledged_control_numbers`` = [AK102 group control number,
   "AK102/AK202" per set]; ``errors`` = one readable line per IK3/CTX/IK4/IK5/AK9 error
   (CTX carries the rejected claim's CLM01). ``kind`` is "999", "997" or "TA1".

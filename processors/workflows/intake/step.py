@@ -255,8 +255,8 @@ def on_intake(ctx: IntakeContext, intake: Mapping[str, Any], rules: IntakeRules,
 def _fact_evidence(f: Fact, command_key: str, observed: str | None) -> EvidenceDict:
     return evidence(
         f.label,
-        record_type="CommandResult",
-        record_key=command_key,
+        record_type="CommandResult" if command_key else None,
+        record_key=command_key or None,
         value=f.value,
         observed_at=f.observed_at or observed,
         assessment=f.assessment,
@@ -271,8 +271,8 @@ def _base_evidence(
     ev.append(
         evidence(
             "eligibility outcome",
-            record_type="CommandResult",
-            record_key=command_key,
+            record_type="CommandResult" if command_key else None,
+            record_key=command_key or None,
             value=det.outcome,
             assessment="met" if det.outcome == "eligible" else "not_met",
             excerpt=f"{det.outcome}: {det.reason}",
