@@ -230,7 +230,7 @@ async def _core(request: web.Request) -> web.StreamResponse:
                     **reply,
                     "PayloadType": "CoreEnvelopeError",
                     "ErrorCode": "PayloadInvalid",
-                    "ErrorMessage": exc.message,
+                    "ErrorMessage": exc.reason,
                 }
             )
         )

@@ -69,7 +69,7 @@ async def _check(c: EligibilityClient, req: EligibilityRequest, budget: float = 
 def test_core_round_trip_returns_a_271_our_reader_reads(sim):
     ans = run(_check(client(sim), request("W555")))
     assert ans.outcome == "ok" and ans.attempts == 1
-    (rec,) = [r.record for r in normalize_x12(ans.x12_271, "clinic-a", 0).records]
+    (rec,) = [r.value for r in normalize_x12(ans.x12_271, "clinic-a", 0).records]
     assert rec["active"] is True and rec["member_id"] == "W555" and rec["trace_number"] == "PFTRACE1"
     got = sim.stats()["received"]
     assert [g["payload_id"] for g in got] == [payload_id_for("eligibility:W555:60054")]
@@ -195,7 +195,7 @@ def test_folder_drop_round_trip_and_no_second_drop(tmp_path):
         c = EligibilityClient(FolderConnector(out, inbox, poll_s=0.05), backoff_s=0.05)
         ans = run(_check(c, request("W9"), budget=20.0))
         assert ans.outcome == "ok"
-        (rec,) = [r.record for r in normalize_x12(ans.x12_271, "clinic-a", 0).records]
+        (rec,) = [r.value for r in normalize_x12(ans.x12_271, "clinic-a", 0).records]
         assert rec["member_id"] == "W9"
         assert (inbox / "done" / f"{payload_id_for('eligibility:W9:60054')}.271").exists()
         # the same request again: the 270 was handed over already, so nothing is dropped twice

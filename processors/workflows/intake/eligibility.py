@@ -79,7 +79,7 @@ def read_271(payload: str | bytes, practice_id: str, trace_number: str | None) -
     Raises :class:`Rejected` when the payload is not a readable 271."""
     raw = payload.encode() if isinstance(payload, str) else payload
     result = normalize_x12(raw, practice_id, 0)
-    responses = [r.record for r in result.records if r.record_type == "EligibilityResponse"]
+    responses = [r.value for r in result.records if r.record_type == "EligibilityResponse"]
     if not responses:
         return None
     if trace_number:
@@ -227,7 +227,7 @@ def determine(
         return Determination(
             "could_not_determine",
             "unreadable_271",
-            f"the clearinghouse's answer is not a readable 271 ({exc.code}: {exc.message})",
+            f"the clearinghouse's answer is not a readable 271 ({exc.reason_code}: {exc.reason})",
             follow_up="Call the payer; report the clearinghouse answer to the practice's administrator.",
             rule_id="intake.could_not_determine",
             rule_version="1",

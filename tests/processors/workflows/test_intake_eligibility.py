@@ -96,7 +96,7 @@ def kinds(step) -> list[str]:
         ("OON001", ["intake.gap.out_of_network"], "eligible"),
         ("NCOV001", ["intake.gap.not_covered"], "eligible"),
         ("PRIORAUTH1", ["intake.gap.prior_auth"], "eligible"),
-        ("HDED001", ["intake.gap.high_deductible"], "eligible"),
+        ("HDED001", ["intake.gap.deductible_remaining"], "eligible"),
         ("COB001", ["intake.gap.coordination_of_benefits"], "eligible"),
         ("NOTFOUND1", ["intake.not_eligible"], "not_eligible"),
         ("BADDOB001", ["intake.could_not_determine"], "could_not_determine"),
@@ -117,14 +117,17 @@ def test_each_gap_rule_and_outcome(member: str, expected_kinds: list[str], outco
         gap_item = step.work_items[0]
         assert gap_item["queue"] == "front_desk"
         # the 271 evidence names the record it comes from (the command's result)
-        assert any(e["record_type"] == "CommandResult" and e["assessment"] == "not_met" for e in gap_item["evidence"])
+        assert any(
+            e["record_type"] == "CommandResult" and e["assessment"] in ("not_met", "info") and e["value"]
+            for e in gap_item["evidence"][2:]
+        )
 
 
 def test_high_deductible_threshold_is_data() -> None:
     rule = RULES.gap("deductible_remaining")
     assert rule.threshold == 1000
     _, clean = check(intake("W1"))  # 250.00 remaining: under the threshold
-    assert "intake.gap.high_deductible" not in kinds(clean)
+    assert "intake.gap.deductible_remaining" not in kinds(clean)
 
 
 def test_plan_end_on_or_after_the_visit_is_no_gap() -> None:
