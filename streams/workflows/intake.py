@@ -92,6 +92,7 @@ class IntakeWorkflow:
                 cause=f"norm.intake_form/{form['submission_id']}",
                 at=now,
             )
+            self.p.sensor.touch(ev.message.tp)
             self.p._count("intake.forms")
             self.p._count("intake.commands", len(step.commands))
             for a in step.audit:
@@ -121,6 +122,7 @@ class IntakeWorkflow:
                 cause=f"cmd.results/{res['command_id']}",
                 at=res["completed_at"],
             )
+            self.p.sensor.touch(ev.message.tp)
             self.p._count("intake.results")
             self.p._count("handoff", len(step.work_items))
             for a in step.audit:
