@@ -146,7 +146,7 @@ class EligibilityExecutor:
             await self._mark([(ev, f"{c['practice_id']}/{c['command_id']}", {"state": "sending"}) for ev, c in to_send])
             client = await self.client()
             beat_tps = {ev.message.tp for ev, _ in to_send}
-            self._beat = asyncio.create_task(self._heartbeat(beat_tps))  # noqa: RUF006 - kept, cancelled below
+            self._beat = asyncio.create_task(self._heartbeat(beat_tps))
             try:
                 results = await asyncio.gather(*(self._check(client, cmd) for _, cmd in to_send))
             finally:
