@@ -671,7 +671,9 @@ class DecisionOption(BaseModel):
     option: str = Field(description="approve | edit | reject | acknowledge | pick | new_patient | reply | file | ...")
     label: str
     target: str | None = Field(default=None, description="what the option refers to (a draft id, a candidate id)")
-    editable_fields: list[str] = Field(default_factory=list, description="for edit: the draft fields a person may change")
+    editable_fields: list[str] = Field(
+        default_factory=list, description="for edit: the draft fields a person may change"
+    )
 
 
 class ProducedBy(BaseModel):

@@ -103,7 +103,13 @@ class Pipeline:
         # topics the workflow agents read) are committed by their agents, after their
         # outputs are confirmed (streams/offsets.py); acks=False keeps Faust's ack-based
         # commits, which commit past skipped messages, away from them.
-        inputs = {catalog.Kind.RAW, catalog.Kind.RETRY, catalog.Kind.NORMALIZED, catalog.Kind.WORKFLOW, catalog.Kind.COMMAND}
+        inputs = {
+            catalog.Kind.RAW,
+            catalog.Kind.RETRY,
+            catalog.Kind.NORMALIZED,
+            catalog.Kind.WORKFLOW,
+            catalog.Kind.COMMAND,
+        }
         self.topics: dict[str, faust.TopicT] = {
             spec.suffix: self.app.topic(
                 spec.name(self.prefix),

@@ -100,12 +100,16 @@ class PatientContext:
         booked = [
             a
             for a in self.appointments.values()
-            if (a.get("status") or "").lower() not in CANCELLED and a.get("event") != "S15" and (a.get("start") or "") >= after
+            if (a.get("status") or "").lower() not in CANCELLED
+            and a.get("event") != "S15"
+            and (a.get("start") or "") >= after
         ]
         return sorted(booked, key=lambda a: a.get("start") or "")
 
     def active_medication_orders(self) -> list[Mapping[str, Any]]:
-        return [m for m in self.medication_orders.values() if (m.get("status") or "active").lower() not in INACTIVE_ORDER]
+        return [
+            m for m in self.medication_orders.values() if (m.get("status") or "active").lower() not in INACTIVE_ORDER
+        ]
 
     def active_problems(self) -> list[Mapping[str, Any]]:
         return [
@@ -186,7 +190,8 @@ def apply(ctx: PatientContext, record_type: str, record: Mapping[str, Any]) -> P
         "AllergyIntolerance": "allergies",
         "Immunization": "immunizations",
     }[record_type]
-    return replace(ctx, **{attr: _put(getattr(ctx, attr), key, record)}, records_applied=n)
+    changes: dict[str, Any] = {attr: _put(getattr(ctx, attr), key, record), "records_applied": n}
+    return replace(ctx, **changes)
 
 
 def to_json(ctx: PatientContext) -> dict[str, Any]:

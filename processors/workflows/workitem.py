@@ -233,15 +233,15 @@ def apply_decision(item: HandoffItemDict, decision: StaffDecisionDict) -> Handof
     else:
         new_state = "rejected" if chosen in _REJECTING else "done"
         outcome, assigned = chosen, item.get("assigned_to")
-    updated: HandoffItemDict = dict(item)  # type: ignore[assignment]  # a copy of the same TypedDict
-    updated.update(
-        state=new_state,
-        revision=item.get("revision", 1) + 1,
-        assigned_to=assigned,
-        decision_id=decision["decision_id"],
-        outcome=outcome,
-        updated_at=decision["decided_at"],
-    )
+    updated: HandoffItemDict = {
+        **item,
+        "state": new_state,
+        "revision": item.get("revision", 1) + 1,
+        "assigned_to": assigned,
+        "decision_id": decision["decision_id"],
+        "outcome": outcome,
+        "updated_at": decision["decided_at"],
+    }
     return updated
 
 
@@ -249,13 +249,13 @@ def supersede(old: HandoffItemDict, by_item_id: str, now: int) -> HandoffItemDic
     """The old item's last revision when a newer item replaces it (``new.supersedes = old``)."""
     if old.get("state", "open") in END_STATES:
         raise InvalidTransition(f"item {old['item_id']} is already {old.get('state')}")
-    updated: HandoffItemDict = dict(old)  # type: ignore[assignment]
-    updated.update(
-        state="superseded",
-        revision=old.get("revision", 1) + 1,
-        outcome=f"superseded by {by_item_id}",
-        updated_at=now,
-    )
+    updated: HandoffItemDict = {
+        **old,
+        "state": "superseded",
+        "revision": old.get("revision", 1) + 1,
+        "outcome": f"superseded by {by_item_id}",
+        "updated_at": now,
+    }
     return updated
 
 
