@@ -183,10 +183,20 @@ def _multipart(fields: dict[str, str]) -> MultipartWriter:
     return mp
 
 
+def _text(v: Any) -> str:
+    """A form field as text (a plain field, or a file part)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).decode("utf-8", "replace")
+    data: bytes = v.file.read()
+    return data.decode("utf-8", "replace")
+
+
 async def _core(request: web.Request) -> web.StreamResponse:
     state: SimState = request.app["state"]
     form = await request.post()
-    fields = {k: (v if isinstance(v, str) else v.file.read().decode("utf-8", "replace")) for k, v in form.items()}
+    fields = {k: _text(v) for k, v in form.items()}
     state.received.append(
         {
             "payload_id": fields.get("PayloadID", ""),

@@ -17,6 +17,7 @@ being sent twice.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -56,8 +57,7 @@ class IntakeWorkflow:
         resolve = _resolver()
         if resolve is None or getattr(self.p, "contexts", None) is None:
             return replace(self.base, match_status="unknown")
-        from practiceflow.processors.context import matching
-
+        matching = importlib.import_module("practiceflow.processors.context.matching")
         key = ev.key.decode() if isinstance(ev.key, bytes) else str(ev.key)
         result = await resolve(
             self.p,
@@ -146,10 +146,10 @@ class IntakeWorkflow:
 def _resolver() -> Any:
     """patient-context's ``resolve_patient`` when that module is installed (it lands separately)."""
     try:
-        from practiceflow.streams.workflows.patient_match import resolve_patient
+        module = importlib.import_module("practiceflow.streams.workflows.patient_match")
     except ImportError:
         return None
-    return resolve_patient
+    return getattr(module, "resolve_patient", None)
 
 
 def register_intake_agents(pipeline: Pipeline, rules: IntakeRules | None = None) -> IntakeWorkflow:

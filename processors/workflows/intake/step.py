@@ -413,19 +413,18 @@ def on_result(ctx: IntakeContext | None, result: Mapping[str, Any], rules: Intak
             params.get("payer_name") or "",
         )
         item_drafts.append(_draft(intake, base["item_id"], "fhir.Coverage", coverage, det, now))
-        base.update(
-            title="Eligible: approve the registration for the EHR",
-            priority="routine",
-            draft_ids=[d["draft_id"] for d in item_drafts],
-            options=[
-                option("approve", "Write the Patient and Coverage to the EHR"),
-                option("edit", "Correct, then write", editable=("name", "address", "telecom", "subscriberId")),
-                option("reject", "Do not write"),
-            ],
-            decision_needed="Approve the Patient and Coverage drafts for the EHR."
-            + ("" if matched else " The patient match is ambiguous: pick the chart first (front-desk item)."),
-            due_at=None,
+        base["title"] = "Eligible: approve the registration for the EHR"
+        base["priority"] = "routine"
+        base["draft_ids"] = [d["draft_id"] for d in item_drafts]
+        base["options"] = [
+            option("approve", "Write the Patient and Coverage to the EHR"),
+            option("edit", "Correct, then write", editable=("name", "address", "telecom", "subscriberId")),
+            option("reject", "Do not write"),
+        ]
+        base["decision_needed"] = "Approve the Patient and Coverage drafts for the EHR." + (
+            "" if matched else " The patient match is ambiguous: pick the chart first (front-desk item)."
         )
+        base["due_at"] = None
         items.append(base)
         drafts.extend(item_drafts)
         items.append(_visit_item(intake, params, det, now, command_key))
