@@ -1,0 +1,84 @@
+"""Refill triage speed: decisions per second per core on a warm context, and end-to-end latency.
+
+``python bench/bench_refill.py`` prints JSON; ``--latency`` adds the broker measurement.
+
+* **Triage decisions/s (one core, warm context).** The evaluation set's 240 synthetic
+  patients (``processors/workflows/refill/evalset.py``: every drug class, brands,
+  misspellings, controlled substances, mismatches) are built once; then their requests
+  are triaged round-robin for at least ``MIN_SECONDS`` with ``time.perf_counter``. "Warm"
+  means what the worker has after its first few minutes: contexts in memory and the drug
+  table's identification memo filled (a practice sees the same drug strings over and
+  over). Reported for ``triage()`` (the decision and its evidence) and for the whole step
+  (the work item, and for routine requests the FHIR MedicationRequest draft validated
+  with fhir.resources). Target: >= 20,000 decisions/s.
+* **Latency (``--latency``).** A local stack and a worker (normalize + patient context +
+  refill agents); an HL7 history (ADT^A03 visit, ORU potassium/creatinine, RDE order) per
+  patient, then portal refill requests written to ``raw.portal`` at ``RATE`` per second;
+  latency = the handoff item's broker timestamp minus the raw request's. p50 / p99.
+  Target: p99 < 250 ms at 100 requests/s.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+try:
+    from practiceflow.processors.workflows.refill.evalset import NOW, build_evalset
+except ImportError:  # pragma: no cover - a checkout without the editable install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from practiceflow.processors.workflows.refill.evalset import NOW, build_evalset  # type: ignore[no-redef]
+
+from practiceflow.processors.workflows.refill.rules import load_refill_rules
+from practiceflow.processors.workflows.refill.step import refill_step
+from practiceflow.processors.workflows.refill.triage import triage
+
+MIN_SECONDS = 2.0
+TARGET_DECISIONS_PER_SECOND = 20_000.0
+
+
+def _rate(fn, work: list, min_seconds: float) -> tuple[float, int]:
+    n = 0
+    start = time.perf_counter()
+    while True:
+        for args in work:
+            fn(*args)
+        n += len(work)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return n / elapsed, n
+
+
+def run(min_seconds: float = MIN_SECONDS) -> dict:
+    rules = load_refill_rules()
+    cases = build_evalset()
+    work = [(c.request, c.context, rules, NOW) for c in cases]
+    step_work = [(c.context, c.request, rules, NOW) for c in cases]
+    for args in work:  # warm: identification memo, imports
+        triage(*args)
+    for args in step_work:
+        refill_step(*args)
+    triage_rate, n = _rate(triage, work, min_seconds)
+    step_rate, m = _rate(refill_step, step_work, min_seconds)
+    routine = sum(1 for args in work if triage(*args).routine)
+    return {
+        "cases": len(cases),
+        "routine_share": round(routine / len(cases), 3),
+        "triage_decisions_per_second": round(triage_rate),
+        "triage_iterations": n,
+        "step_per_second_with_items_and_drafts": round(step_rate),
+        "step_iterations": m,
+        "target_decisions_per_second": TARGET_DECISIONS_PER_SECOND,
+        "meets_target": triage_rate >= TARGET_DECISIONS_PER_SECOND,
+    }
+
+
+if __name__ == "__main__":
+    out = run(float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else MIN_SECONDS)
+    if "--latency" in sys.argv:
+        from bench.bench_refill_latency import run as run_latency  # type: ignore[import-not-found]
+
+        out["latency"] = run_latency()
+    print(json.dumps(out, indent=2))
