@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 from rapidfuzz import fuzz, process
@@ -122,6 +123,7 @@ def normalize_name(name: str) -> str:
     return " ".join(_WORD.findall(text))
 
 
+@lru_cache(maxsize=65536)
 def parse_strength(name: str) -> Strength | None:
     """The first strength written in ``name`` (``10 mg``, ``0.1 MG``, ``5-325 mg``, ``100 mcg``)."""
     m = _STRENGTH.search(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -44,11 +45,16 @@ class Monitoring(BaseModel):
 
     @property
     def range_text(self) -> str | None:
-        if self.low is None and self.high is None:
-            return None
-        lo = "" if self.low is None else f"{self.low:g}"
-        hi = "" if self.high is None else f"{self.high:g}"
-        return f">= {lo}" if not hi else (f"<= {hi}" if not lo else f"{lo}-{hi}")
+        return _range_text(self.low, self.high)
+
+
+@lru_cache(maxsize=1024)
+def _range_text(low: float | None, high: float | None) -> str | None:
+    if low is None and high is None:
+        return None
+    lo = "" if low is None else f"{low:g}"
+    hi = "" if high is None else f"{high:g}"
+    return f">= {lo}" if not hi else (f"<= {hi}" if not lo else f"{lo}-{hi}")
 
 
 class RefillRule(Rule):

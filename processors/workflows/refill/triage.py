@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from practiceflow.processors.context.snapshot import PatientContext
@@ -114,6 +115,7 @@ class Triage:
         return self.triage_class == ROUTINE
 
 
+@lru_cache(maxsize=65536)
 def day_of(value: str | None) -> date | None:
     """The calendar day of an ISO 8601 date/time at any precision; partial dates count from
     their EARLIEST day (``2026-05`` -> May 1), so an imprecise date never looks more recent."""
@@ -133,7 +135,12 @@ def day_of(value: str | None) -> date | None:
 
 
 def _today(now_ms: int) -> date:
-    return datetime.fromtimestamp(now_ms / 1000, tz=UTC).date()
+    return _day_number(now_ms // 86_400_000)
+
+
+@lru_cache(maxsize=1024)
+def _day_number(days: int) -> date:
+    return datetime.fromtimestamp(days * 86_400, tz=UTC).date()
 
 
 def order_strength(order: Mapping[str, Any]) -> Strength | None:
