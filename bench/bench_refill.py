@@ -78,7 +78,13 @@ def run(min_seconds: float = MIN_SECONDS) -> dict:
 if __name__ == "__main__":
     out = run(float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else MIN_SECONDS)
     if "--latency" in sys.argv:
-        from bench.bench_refill_latency import run as run_latency  # type: ignore[import-not-found]
+        import importlib.util
 
-        out["latency"] = run_latency()
+        spec = importlib.util.spec_from_file_location(
+            "bench_refill_latency", Path(__file__).with_name("bench_refill_latency.py")
+        )
+        assert spec is not None and spec.loader is not None
+        latency = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(latency)
+        out["latency"] = latency.run()
     print(json.dumps(out, indent=2))

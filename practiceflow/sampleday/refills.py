@@ -32,7 +32,10 @@ from datetime import date, timedelta
 
 from practiceflow.sampleday.people import PROVIDERS, Person
 
-BP = [("8480-6", "Systolic blood pressure", "mm[Hg]", 128, "", ""), ("8462-4", "Diastolic blood pressure", "mm[Hg]", 80, "", "")]
+BP = [
+    ("8480-6", "Systolic blood pressure", "mm[Hg]", 128, "", ""),
+    ("8462-4", "Diastolic blood pressure", "mm[Hg]", 80, "", ""),
+]
 FIRST = 20  # people[20:29]: none of them gets the day's other results, orders or vitals, which would be newer
 # (request name, order code, order display, labs: (loinc, name, units, value, range, flag), visit?)
 CASES: list[tuple[str, str | None, str, list[tuple[str, str, str, float, str, str]], bool]] = [
@@ -64,7 +67,7 @@ def _pid(p: Person) -> str:
 
 def history(p: Person, i: int, d: date, controls: Iterator[int]) -> list[bytes]:
     """The chart history of refill case ``i`` for patient ``p``, as HL7 messages."""
-    name, code, display, labs, visit = CASES[i]
+    _name, code, display, labs, visit = CASES[i]
     npi, fam, giv = PROVIDERS[i % len(PROVIDERS)]
     ymd = d.strftime("%Y%m%d")
     out: list[str] = []

@@ -88,7 +88,9 @@ class RefillTriage:
                 partition, touch=lambda tp=tp: self.p.sensor.touch(tp), timeout=CONTEXT_WAIT_SECONDS
             )
             if not ok:
-                log.warning("refill: patient context not caught up on partition %s after %ss", partition, CONTEXT_WAIT_SECONDS)
+                log.warning(
+                    "refill: patient context not caught up on partition %s after %ss", partition, CONTEXT_WAIT_SECONDS
+                )
         for ev in admitted:
             with in_event(ev):
                 kind = await self.handle(ev, outbox)

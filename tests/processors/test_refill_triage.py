@@ -42,7 +42,11 @@ class Chart:
 
     def _add(self, rt: str, rec: dict) -> Chart:
         self.n += 1
-        rec = {"practice_id": P, "patient_id": self.patient, "source": {"feed": "hl7v2", "message_id": f"m{self.n}"}} | rec
+        rec = {
+            "practice_id": P,
+            "patient_id": self.patient,
+            "source": {"feed": "hl7v2", "message_id": f"m{self.n}"},
+        } | rec
         self.ctx = apply(self.ctx, rt, rec)
         return self
 
@@ -113,7 +117,13 @@ def request(name: str, code: str | None = None, patient: str = "MRN1", rid: str 
 
 # a complete chart per drug class: (order display, request name, chart builder)
 def ace(c: Chart) -> Chart:
-    return c.visit(100).lab("2823-3", 4.4, 60).lab("2160-0", 0.9, 60).bp(128, 78).order("lisinopril 10 MG Oral Tablet", "314076")
+    return (
+        c.visit(100)
+        .lab("2823-3", 4.4, 60)
+        .lab("2160-0", 0.9, 60)
+        .bp(128, 78)
+        .order("lisinopril 10 MG Oral Tablet", "314076")
+    )
 
 
 def statin(c: Chart) -> Chart:
@@ -312,7 +322,12 @@ def _full_chart(drug_class: str) -> Chart:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(controlled=_CONTROLLED, drug_class=_BUILDERS, with_order=st.booleans(), code=st.sampled_from([None, "5489", "10689"]))
+@given(
+    controlled=_CONTROLLED,
+    drug_class=_BUILDERS,
+    with_order=st.booleans(),
+    code=st.sampled_from([None, "5489", "10689"]),
+)
 def test_property_controlled_is_never_routine(rules, controlled, drug_class, with_order, code):
     chart = _full_chart(drug_class)
     if with_order:
@@ -327,7 +342,9 @@ def test_property_controlled_is_never_routine(rules, controlled, drug_class, wit
 def test_property_missing_lab_or_abnormal_value_or_no_visit_is_never_routine(rules, drug_class, data):
     rule = rules.by_class[drug_class]
     monitoring = [*rule.labs, *rule.vitals]
-    what = data.draw(st.sampled_from(["no_visit", "old_visit"] + (["missing", "abnormal", "flagged", "stale"] if monitoring else [])))
+    what = data.draw(
+        st.sampled_from(["no_visit", "old_visit"] + (["missing", "abnormal", "flagged", "stale"] if monitoring else []))
+    )
     c = Chart()
     if what != "no_visit":
         c.visit(rule.visit_within_days + data.draw(st.integers(1, 2000)) if what == "old_visit" else 30)

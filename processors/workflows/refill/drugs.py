@@ -39,20 +39,19 @@ CONTROLLED_SUSPECT_MIN: Final = 80.0  # a word this close to a controlled ingred
 MIN_FUZZY_WORD: Final = 4  # shorter words are not fuzzy-matched (too many accidental hits)
 
 # words that say nothing about WHICH drug: dose forms, routes, release, salts, fillers
-FILLER: Final = frozenset(
-    """
-    tablet tablets tab tabs tabl caplet caplets capsule capsules cap caps softgel softgels pill pills
-    oral po by mouth solution suspension liquid syrup elixir injection injectable inj pen patch patches
-    cream ointment gel spray inhaler nasal topical transdermal sublingual film chewable odt
-    er xr xl sr cr la dr ec ir hr extended delayed release sustained controlled immediate modified
-    hcl hydrochloride sodium potassium calcium magnesium besylate maleate tartrate succinate
-    bitartrate sulfate phosphate citrate acetate mesylate fumarate medoxomil
-    mg mcg g gm ml meq unit units iu mmol percent day daily qd bid tid qid prn
-    and with w plus combo combination generic brand name refill refills please rx med meds medication
-    medicine prescription my the a an of for to in on per each once twice take takes taking
-    mg/ml mcg/ml mg/5ml usp
-    """.split()
-)
+_FILLER_WORDS = """
+tablet tablets tab tabs tabl caplet caplets capsule capsules cap caps softgel softgels pill
+pills oral po by mouth solution suspension liquid syrup elixir injection injectable inj pen
+patch patches cream ointment gel spray inhaler nasal topical transdermal sublingual film
+chewable odt er xr xl sr cr la dr ec ir hr extended delayed release sustained controlled
+immediate modified hcl hydrochloride sodium potassium calcium magnesium besylate maleate
+tartrate succinate bitartrate sulfate phosphate citrate acetate mesylate fumarate medoxomil mg
+mcg g gm ml meq unit units iu mmol percent day daily qd bid tid qid prn and with w plus combo
+combination generic brand name refill refills please rx med meds medication medicine
+prescription my the a an of for to in on per each once twice take takes taking mg/ml mcg/ml
+mg/5ml usp
+"""
+FILLER: Final = frozenset(_FILLER_WORDS.split())
 _SEPARATORS = re.compile(r"[/,+&;:()\[\]{}*\"']|\s-\s|-(?=[a-z])|(?<=[a-z])-")
 _STRENGTH = re.compile(
     r"(\d+(?:\.\d+)?)(?:\s*[-/]\s*(\d+(?:\.\d+)?))?\s*(mg|mcg|µg|ug|g|gm|meq|units?|iu|%)\b(?:\s*/\s*(\d*\.?\d*)\s*(ml))?",
@@ -155,7 +154,9 @@ class DrugTable:
         for e in entries:
             if e.rxcui:
                 if e.rxcui in self.by_rxcui and self.by_rxcui[e.rxcui] is not e:
-                    raise ValueError(f"RxCUI {e.rxcui} listed for {self.by_rxcui[e.rxcui].ingredient} and {e.ingredient}")
+                    raise ValueError(
+                        f"RxCUI {e.rxcui} listed for {self.by_rxcui[e.rxcui].ingredient} and {e.ingredient}"
+                    )
                 self.by_rxcui[e.rxcui] = e
             for a in e.aliases:
                 have = self.by_alias.get(a)

@@ -143,7 +143,9 @@ class _Builder:
             },
         )
 
-    def obs(self, loinc: str, name: str, value: float, unit: str, rng: str | None, days_ago: int, flags: list[str]) -> None:
+    def obs(
+        self, loinc: str, name: str, value: float, unit: str, rng: str | None, days_ago: int, flags: list[str]
+    ) -> None:
         self.add(
             "Observation",
             {

@@ -84,7 +84,9 @@ def render(res: dict[str, Any]) -> str:
     if res["disagreements"]:
         lines += ["", "disagreements:"]
         for d in res["disagreements"]:
-            lines.append(f"  {d['case']:40s} {d['medication']!r}: expected {d['expected']}, got {d['got']} ({d['why']})")
+            lines.append(
+                f"  {d['case']:40s} {d['medication']!r}: expected {d['expected']}, got {d['got']} ({d['why']})"
+            )
     return "\n".join(lines)
 
 

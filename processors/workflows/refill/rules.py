@@ -78,7 +78,9 @@ class RefillRules:
     files: tuple[str, ...] = ()
 
 
-def build_rules(rules: list[RefillRule], drugs: list[dict], controlled: list[dict], versions: tuple[str, str] = ("", "")) -> RefillRules:  # type: ignore[type-arg]
+def build_rules(
+    rules: list[RefillRule], drugs: list[dict], controlled: list[dict], versions: tuple[str, str] = ("", "")
+) -> RefillRules:  # type: ignore[type-arg]
     by_class: dict[str, RefillRule] = {}
     for r in rules:
         if r.drug_class in by_class:
@@ -89,7 +91,9 @@ def build_rules(rules: list[RefillRule], drugs: list[dict], controlled: list[dic
     if unknown:
         # a drug with a class no rule covers would silently never be routine: say so at load time
         raise ValueError(f"drug classes without a protocol rule: {', '.join(sorted(unknown))}")
-    return RefillRules(by_class=by_class, drugs=table, drug_table_version=versions[0], controlled_table_version=versions[1])
+    return RefillRules(
+        by_class=by_class, drugs=table, drug_table_version=versions[0], controlled_table_version=versions[1]
+    )
 
 
 def load_refill_rules(overrides_dir: Path | None = None) -> RefillRules:

@@ -72,7 +72,9 @@ def renewal_resource(
     coding = {"display": med.get("display") or request.get("medication")}
     if med.get("code"):
         coding["code"] = med["code"]
-        coding["system"] = RXNORM if (med.get("system") or "").upper() in ("RXNORM", "RXN", RXNORM.upper(), "") else med["system"]
+        coding["system"] = (
+            RXNORM if (med.get("system") or "").upper() in ("RXNORM", "RXN", RXNORM.upper(), "") else med["system"]
+        )
     dosage_text = " ".join(
         str(p) for p in (order.get("dose"), order.get("dose_units"), order.get("route"), order.get("frequency")) if p
     )
@@ -245,7 +247,10 @@ def failed_step(request: Mapping[str, Any], now: int, error: str) -> StepResult:
         subject_id=rid,
         decision_needed="Triage this refill request by hand.",
         proposed_action="Clinician review: automatic triage failed.",
-        options=[option("approve", "Approve the refill (prescribe in the EHR)"), option("reject", "Decline the refill")],
+        options=[
+            option("approve", "Approve the refill (prescribe in the EHR)"),
+            option("reject", "Decline the refill"),
+        ],
         due_at=now + DUE_MS,
     )
     audit = AuditReason(
@@ -254,7 +259,13 @@ def failed_step(request: Mapping[str, Any], now: int, error: str) -> StepResult:
         entity_id=rid,
         reason=f"{NEEDS_REVIEW} by {rid_}@{ver}",
         outcome="failed",
-        details={"class": NEEDS_REVIEW, "rule_id": rid_, "rule_version": ver, "error": error, "item_id": item["item_id"]},
+        details={
+            "class": NEEDS_REVIEW,
+            "rule_id": rid_,
+            "rule_version": ver,
+            "error": error,
+            "item_id": item["item_id"],
+        },
     )
     return StepResult(work_items=(item,), audit=(audit,))
 

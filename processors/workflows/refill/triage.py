@@ -60,9 +60,7 @@ POLICIES: Final = {
     "unidentified": Policy(
         "refill.unidentified_drug", "1", "fail closed: the drug tables (rules/refill/drugs.yaml) do not identify it"
     ),
-    "no_protocol": Policy(
-        "refill.no_protocol", "1", "fail closed: no refill protocol covers this drug or combination"
-    ),
+    "no_protocol": Policy("refill.no_protocol", "1", "fail closed: no refill protocol covers this drug or combination"),
 }
 
 # Sender flags that do NOT mean abnormal (HL7 table 0078 N; FHIR interpretation N; empty)
@@ -259,7 +257,11 @@ def _visit_finding(visit: Mapping[str, Any] | None, rule: RefillRule | None, tod
         return Finding(**base, assessment="info", excerpt=text), None
     if age is None or age > rule.visit_within_days:
         return (
-            Finding(**base, assessment="stale", excerpt=f"{text}; the protocol wants one within {rule.visit_within_days} days"),
+            Finding(
+                **base,
+                assessment="stale",
+                excerpt=f"{text}; the protocol wants one within {rule.visit_within_days} days",
+            ),
             "visit_too_old",
         )
     return Finding(**base, assessment="met", excerpt=text), None
