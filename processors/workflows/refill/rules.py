@@ -9,10 +9,11 @@ the drug table is indexed there, not per request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,8 +80,12 @@ class RefillRules:
 
 
 def build_rules(
-    rules: list[RefillRule], drugs: list[dict], controlled: list[dict], versions: tuple[str, str] = ("", "")
-) -> RefillRules:  # type: ignore[type-arg]
+    rules: Sequence[RefillRule],
+    drugs: Sequence[Mapping[str, Any]],
+    controlled: Sequence[Mapping[str, Any]],
+    versions: tuple[str, str] = ("", ""),
+) -> RefillRules:
+    """The bundle from validated rules and table entries (checked: one rule per class, every class covered)."""
     by_class: dict[str, RefillRule] = {}
     for r in rules:
         if r.drug_class in by_class:
