@@ -216,6 +216,7 @@ CASES = [
     # every class: a completed visit within the window
     ("no visit", lambda c: c.lab("3016-3", 2.0, 30).order("levothyroxine 50 MCG Oral Tablet"), "levothyroxine", "needs_visit", "no_visit"),
     ("visit 14 months ago", lambda c: c.visit(430).lab("13457-7", 80, 30).order("atorvastatin 20 MG Oral Tablet"), "atorvastatin", "needs_visit", "visit_too_old"),
+    ("only a visit in the future", lambda c: c.visit(-10).lab("13457-7", 80, 30).order("atorvastatin 20 MG Oral Tablet"), "atorvastatin", "needs_visit", "no_visit"),
     ("only a cancelled visit", lambda c: c.visit(20, status="cancelled").lab("13457-7", 80, 30).order("atorvastatin 20 MG Oral Tablet"), "atorvastatin", "needs_visit", "no_visit"),
     # the order
     ("other strength", lambda c: c.visit(60).lab("6301-6", 2.5, 7).order("warfarin 5 MG Oral Tablet"), "warfarin 7.5 mg", "needs_review", "strength_mismatch"),

@@ -228,12 +228,13 @@ def _check_monitoring(
     return Finding(**base, assessment="met"), None, None
 
 
-def _last_visit(ctx: PatientContext) -> Mapping[str, Any] | None:
+def _last_visit(ctx: PatientContext, today: date) -> Mapping[str, Any] | None:
+    """The newest completed encounter up to today (a pre-admission with a future time is not a visit)."""
     best: Mapping[str, Any] | None = None
     best_day: date | None = None
     for e in ctx.completed_encounters():
         d = day_of(e.get("discharge_at") or e.get("admit_at"))
-        if d is not None and (best_day is None or d > best_day):
+        if d is not None and d <= today and (best_day is None or d > best_day):
             best, best_day = e, d
     return best
 
@@ -410,7 +411,7 @@ def triage(request: Mapping[str, Any], ctx: PatientContext, rules: RefillRules, 
         findings.append(Finding("medication order", "missing", excerpt="no order for this drug on record"))
 
     # -- the visit
-    visit = _last_visit(ctx)
+    visit = _last_visit(ctx, today)
     vf, visit_reason = _visit_finding(visit, rule, today)
     findings.append(vf)
     if visit_reason:
