@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from practiceflow.processors.context.snapshot import apply, empty
 from practiceflow.processors.workflows.refill.rules import load_refill_rules
-from practiceflow.processors.workflows.refill.step import refill_step
+from practiceflow.processors.workflows.refill.step import failed_step, refill_step
 from practiceflow.processors.workflows.refill.triage import triage
 
 P = "demo-clinic"
@@ -375,3 +375,15 @@ def test_property_missing_lab_or_abnormal_value_or_no_visit_is_never_routine(rul
     name = data.draw(_NAMES)
     t = triage(request(CLASSES[drug_class][1] if data.draw(st.booleans()) else name), c.ctx, rules, NOW)
     assert t.triage_class != "routine", (what, t.reasons)
+
+
+def test_a_failed_step_still_reaches_a_clinician():
+    res = failed_step(request("lisinopril 10 mg"), NOW, "ValueError")
+    (item,) = res.work_items
+    assert item["kind"] == "refill.needs_review" and item["queue"] == "clinician" and item["priority"] == "high"
+    assert item["produced_by"]["rule_id"] == "refill.internal_error"
+    assert (
+        item["item_id"]
+        == refill_step(ace(Chart()).ctx, request("lisinopril 10 mg"), load_refill_rules(), NOW).work_items[0]["item_id"]
+    )
+    assert res.audit[0].outcome == "failed" and not res.drafts
