@@ -19,6 +19,7 @@ so (``refill.internal_error``), because a refill request must reach a person.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,6 @@ from practiceflow.processors.context.snapshot import empty
 from practiceflow.processors.workflows.refill.rules import RefillRules, load_refill_rules
 from practiceflow.processors.workflows.refill.step import WORKFLOW, failed_step, refill_step
 from practiceflow.streams import catalog
-from practiceflow.streams.normalize_agent import Outbox
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.serde import AvroCodec
 
@@ -40,6 +40,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("practiceflow.worker.refill")
 ACTOR = "workflow:refill"
 CONTEXT_WAIT_SECONDS = 30.0  # longer than any normal fold lag; after it, triage with what is there
+
+
+class _Sends:
+    """One batch's sends; :meth:`confirm` waits until the broker has every one (shielded, so a
+    shutdown mid-batch lets the sends complete; the offsets are not committed either way)."""
+
+    def __init__(self) -> None:
+        self.pending: list[Any] = []
+
+    async def send(self, topic: faust.TopicT, key: str, value: dict[str, Any], partition: int) -> None:
+        self.pending.append(await topic.send(key=key.encode(), value=value, partition=partition))
+
+    async def confirm(self) -> None:
+        pending, self.pending = self.pending, []
+        if pending:
+            await asyncio.gather(*(asyncio.shield(f) for f in pending))
 
 
 class RefillTriage:
@@ -80,7 +96,7 @@ class RefillTriage:
         admitted = await self.committer.admit(events)
         if not admitted:
             return
-        outbox = Outbox()
+        outbox = _Sends()
         counts: dict[str, int] = {}
         for partition in sorted({ev.message.partition for ev in admitted}):
             tp = next(ev.message.tp for ev in admitted if ev.message.partition == partition)
@@ -101,7 +117,7 @@ class RefillTriage:
             self.p._count(kind, n)
         await self.committer.commit(admitted)
 
-    async def handle(self, ev: Any, outbox: Outbox) -> str:
+    async def handle(self, ev: Any, outbox: _Sends) -> str:
         request: dict[str, Any] = ev.value
         practice, patient = request["practice_id"], request["patient_id"]
         partition = ev.message.partition
