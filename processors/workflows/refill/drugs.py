@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final
 
@@ -98,17 +98,27 @@ class Identification:
     strength: Strength | None
     unrecognised: tuple[str, ...]  # words neither known nor filler (fail closed)
 
-    @property
-    def controlled(self) -> tuple[DrugEntry, ...]:
-        return tuple(e for e in self.ingredients if e.schedule)
+    # derived once (an identification is memoised and read on every triage)
+    controlled: tuple[DrugEntry, ...] = field(init=False, compare=False)
+    ingredient_names: tuple[str, ...] = field(init=False, compare=False)
+    ingredient_set: frozenset[str] = field(init=False, compare=False)
+    identified: bool = field(init=False, compare=False)
 
-    @property
-    def ingredient_names(self) -> tuple[str, ...]:
-        return tuple(e.ingredient for e in self.ingredients)
+    def __post_init__(self) -> None:
+        names = tuple(e.ingredient for e in self.ingredients)
+        object.__setattr__(self, "controlled", tuple(e for e in self.ingredients if e.schedule))
+        object.__setattr__(self, "ingredient_names", names)
+        object.__setattr__(self, "ingredient_set", frozenset(names))
+        object.__setattr__(self, "identified", bool(names))
 
-    @property
-    def identified(self) -> bool:
-        return bool(self.ingredients)
+    def describe(self, name: str | None) -> str:
+        """One line for the evidence: what was asked for, what it was read as, and how."""
+        return (
+            f"{name!s} -> {', '.join(self.ingredient_names) or 'not identified'} ({self.method}"
+            + (f", matched {' + '.join(self.matched)}" if self.matched else "")
+            + (f", unrecognised words: {' '.join(self.unrecognised)}" if self.unrecognised else "")
+            + ")"
+        )
 
 
 def _squash(text: str) -> str:
@@ -168,6 +178,17 @@ class DrugTable:
         self._fuzzy_keys = sorted({a for a in self.by_alias if " " not in a and len(a) >= MIN_FUZZY_WORD})
         self._controlled_keys = [a for a in self._fuzzy_keys if self.by_alias[a].schedule]
         self._cache: dict[tuple[str, str | None], Identification] = {}
+        self._described: dict[tuple[int, str | None], tuple[Identification, str]] = {}
+
+    def describe(self, ident: Identification, name: str | None) -> str:
+        """``ident.describe(name)``, memoised: the same drug strings come back all day."""
+        key = (id(ident), name)
+        hit = self._described.get(key)
+        if hit is None or hit[0] is not ident:
+            hit = (ident, ident.describe(name))
+            if len(self._described) < 100_000:
+                self._described[key] = hit
+        return hit[1]
 
     def ingredient(self, name: str) -> DrugEntry | None:
         return next((e for e in self.entries if e.ingredient == name), None)

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from practiceflow.processors.context.snapshot import PatientContext
 
@@ -40,6 +40,21 @@ ROUTINE: Final = "routine"
 NEEDS_REVIEW: Final = "needs_review"
 NEEDS_VISIT: Final = "needs_visit"
 CLASSES: Final = (ROUTINE, NEEDS_REVIEW, NEEDS_VISIT)
+
+
+_REVIEW_FIRST: Final = frozenset(
+    {
+        "controlled_substance",
+        "drug_not_identified",
+        "combination_product",
+        "no_protocol",
+        "unrecognised_words",
+        "strength_mismatch",
+        "order_not_active",
+        "no_active_order",
+        "order_ambiguous",
+    }
+)  # reasons that make a request needs_review whatever the visit says
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +91,9 @@ _INACTIVE_ORDER: Final = frozenset(
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One piece of evidence, as the work-item contract's Evidence wants it."""
+class Finding(NamedTuple):
+    """One piece of evidence, as the work-item contract's Evidence wants it (a NamedTuple:
+    several are built per decision, and a frozen dataclass costs a setattr per field)."""
 
     label: str
     assessment: str  # present | missing | abnormal | stale | mismatch | met | not_met | info
@@ -92,8 +107,7 @@ class Finding:
     excerpt: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Triage:
+class Triage(NamedTuple):
     """The decision and everything it rests on."""
 
     triage_class: str
@@ -169,7 +183,8 @@ def _obs_value(o: Mapping[str, Any]) -> float | None:
 
 
 def _flags(o: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(str(f) for f in (o.get("abnormal_flags") or ()) if f)
+    flags = o.get("abnormal_flags")
+    return tuple(str(f) for f in flags if f) if flags else ()
 
 
 def _check_monitoring(
@@ -178,54 +193,62 @@ def _check_monitoring(
     """(finding, reason code if unmet, missing text if missing) for one lab or vital."""
     newest: Mapping[str, Any] | None = None
     newest_day: date | None = None
+    observations = ctx.observations
     for code in m.loinc:
-        o = ctx.latest_observation(code)
-        if o is None:
+        seen = observations.get(code)
+        if not seen:
             continue
+        o = seen[0]
         d = day_of(o.get("effective_at"))
         if newest is None or (d is not None and (newest_day is None or d > newest_day)):
             newest, newest_day = o, d
-    want = f"{m.name} within {m.within_days} days"
+    name = m.name
     if newest is None:
-        return Finding(m.name, "missing", excerpt=f"no {m.name} on record"), f"{kind}_missing", want
+        return Finding(name, "missing", excerpt=f"no {name} on record"), f"{kind}_missing", _want(m)
+    raw = newest.get("value")
     value = _obs_value(newest)
     flags = _flags(newest)
-    key = f"{newest.get('practice_id')}/{newest.get('patient_id')}/{newest.get('observation_id')}"
-    base = {
-        "label": m.name,
-        "record_type": "Observation",
-        "record_key": key,
-        "value": str(newest.get("value") if newest.get("value") is not None else (value if value is not None else "")),
-        "unit": newest.get("units") or m.unit,
-        "reference_range": newest.get("reference_range") or m.range_text,
-        "flags": flags,
-        "observed_at": newest.get("effective_at"),
-    }
+    observed = newest.get("effective_at")
+
+    def finding(assessment: str, excerpt: str | None = None) -> Finding:
+        return Finding(
+            name,
+            assessment,
+            "Observation",
+            f"{newest.get('practice_id')}/{newest.get('patient_id')}/{newest.get('observation_id')}",
+            str(raw if raw is not None else (value if value is not None else "")),
+            newest.get("units") or m.unit,
+            newest.get("reference_range") or m.range_text,
+            flags,
+            observed,
+            excerpt,
+        )
+
     if newest_day is None:
-        return Finding(**base, assessment="missing", excerpt="result has no usable date"), f"{kind}_undated", want
+        return finding("missing", "result has no usable date"), f"{kind}_undated", _want(m)
     age = (today - newest_day).days
     if age > m.within_days:
-        return (
-            Finding(**base, assessment="stale", excerpt=f"{age} days old; the protocol wants {m.within_days}"),
-            f"{kind}_stale",
-            want,
-        )
+        return finding("stale", f"{age} days old; the protocol wants {m.within_days}"), f"{kind}_stale", _want(m)
     if age < -1:
-        return Finding(**base, assessment="mismatch", excerpt="dated in the future"), f"{kind}_future_dated", None
-    status = str(newest.get("status") or "").upper()
-    if status not in _FINAL:
-        return Finding(**base, assessment="not_met", excerpt=f"result status {status}"), f"{kind}_not_final", None
-    if (m.low is not None or m.high is not None) and value is None:
-        return Finding(**base, assessment="not_met", excerpt="value is not a number"), f"{kind}_unreadable", None
-    if value is not None and ((m.low is not None and value < m.low) or (m.high is not None and value > m.high)):
-        return (
-            Finding(**base, assessment="abnormal", excerpt=f"outside the protocol's range {m.range_text}"),
-            f"{kind}_abnormal",
-            None,
-        )
-    if m.use_lab_flags and any(f.upper() not in _NORMAL_FLAGS for f in flags):
-        return Finding(**base, assessment="abnormal", excerpt=f"flagged {','.join(flags)}"), f"{kind}_abnormal", None
-    return Finding(**base, assessment="met"), None, None
+        return finding("mismatch", "dated in the future"), f"{kind}_future_dated", None
+    status = newest.get("status")
+    if status and str(status).upper() not in _FINAL:
+        return finding("not_met", f"result status {status}"), f"{kind}_not_final", None
+    low, high = m.low, m.high
+    if value is None:
+        if low is not None or high is not None:
+            return finding("not_met", "value is not a number"), f"{kind}_unreadable", None
+    elif (low is not None and value < low) or (high is not None and value > high):
+        return finding("abnormal", f"outside the protocol's range {m.range_text}"), f"{kind}_abnormal", None
+    if m.use_lab_flags:
+        for f in flags:
+            if f.upper() not in _NORMAL_FLAGS:
+                return finding("abnormal", f"flagged {','.join(flags)}"), f"{kind}_abnormal", None
+    return finding("met"), None, None
+
+
+def _want(m: Monitoring) -> str:
+    return f"{m.name} within {m.within_days} days"
 
 
 def _last_visit(ctx: PatientContext, today: date) -> Mapping[str, Any] | None:
@@ -300,7 +323,7 @@ def _match_orders(
     ctx: PatientContext, ident: Identification, code: str | None, rules: RefillRules
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """(active orders, inactive orders) of the same ingredients (or the same product code)."""
-    want = set(ident.ingredient_names)
+    want = ident.ingredient_set
     active: list[Mapping[str, Any]] = []
     inactive: list[Mapping[str, Any]] = []
     for o in ctx.medication_orders.values():
@@ -308,7 +331,7 @@ def _match_orders(
         same = bool(code) and med.get("code") == code
         if not same and want:
             oid = rules.drugs.identify(med.get("display"), med.get("code"))
-            same = set(oid.ingredient_names) == want
+            same = oid.ingredient_set == want
         if same:
             (active if _is_active(o) else inactive).append(o)
     key = lambda o: (str(o.get("written_at") or ""), str(o.get("order_id") or ""))  # noqa: E731
@@ -333,16 +356,13 @@ def triage(request: Mapping[str, Any], ctx: PatientContext, rules: RefillRules, 
     reasons: list[str] = []
     missing: list[str] = []
     findings: list[Finding] = []
-    ingredients = ", ".join(ident.ingredient_names) or "not identified"
+    name = request.get("medication")
     findings.append(
         Finding(
             "requested drug",
             "info" if ident.identified else "missing",
-            value=request.get("medication"),
-            excerpt=f"{request.get('medication')!s} -> {ingredients} ({ident.method}"
-            + (f", matched {' + '.join(ident.matched)}" if ident.matched else "")
-            + (f", unrecognised words: {' '.join(ident.unrecognised)}" if ident.unrecognised else "")
-            + ")",
+            value=name,
+            excerpt=rules.drugs.describe(ident, name),
         )
     )
 
@@ -432,18 +452,7 @@ def triage(request: Mapping[str, Any], ctx: PatientContext, rules: RefillRules, 
                     missing.append(miss)
 
     # -- the class: fail closed first, then the visit, then monitoring
-    review_first = {
-        "controlled_substance",
-        "drug_not_identified",
-        "combination_product",
-        "no_protocol",
-        "unrecognised_words",
-        "strength_mismatch",
-        "order_not_active",
-        "no_active_order",
-        "order_ambiguous",
-    }
-    if review_first.intersection(reasons) or rule is None:
+    if not _REVIEW_FIRST.isdisjoint(reasons) or rule is None:
         klass = NEEDS_REVIEW
     elif visit_reason:
         klass = NEEDS_VISIT
