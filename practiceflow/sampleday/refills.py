@@ -33,8 +33,8 @@ from datetime import date, timedelta
 from practiceflow.sampleday.people import PROVIDERS, Person
 
 BP = [
-    ("8480-6", "Systolic blood pressure", "mm[Hg]", 128, "", ""),
-    ("8462-4", "Diastolic blood pressure", "mm[Hg]", 80, "", ""),
+    ("8480-6", "Systolic blood pressure", "mm[Hg]", 128.0, "", ""),
+    ("8462-4", "Diastolic blood pressure", "mm[Hg]", 80.0, "", ""),
 ]
 FIRST = 20  # people[20:29]: none of them gets the day's other results, orders or vitals, which would be newer
 # (request name, order code, order display, labs: (loinc, name, units, value, range, flag), visit?)
@@ -42,14 +42,14 @@ CASES: list[tuple[str, str | None, str, list[tuple[str, str, str, float, str, st
     ("lisinopril 10 MG Oral Tablet", "314076", "lisinopril 10 MG Oral Tablet",
      [("2823-3", "Potassium", "mmol/L", 4.3, "3.5-5.1", "N"), ("2160-0", "Creatinine", "mg/dL", 0.9, "0.6-1.2", "N"), *BP], True),
     ("metformin 500 MG Oral Tablet", "861007", "metformin hydrochloride 500 MG Oral Tablet",
-     [("4548-4", "Hemoglobin A1c", "%", 6.9, "4.0-5.6", "H"), ("62238-1", "eGFR", "mL/min/{1.73_m2}", 78, ">60", "N")], True),
+     [("4548-4", "Hemoglobin A1c", "%", 6.9, "4.0-5.6", "H"), ("62238-1", "eGFR", "mL/min/{1.73_m2}", 78.0, ">60", "N")], True),
     ("atorvastatin 20 MG Oral Tablet", "617310", "atorvastatin 20 MG Oral Tablet",
-     [("13457-7", "LDL cholesterol", "mg/dL", 92, "0-99", "N")], True),
+     [("13457-7", "LDL cholesterol", "mg/dL", 92.0, "0-99", "N")], True),
     ("amlodipine 5 MG Oral Tablet", "197361", "amlodipine 5 MG Oral Tablet", BP, True),
     ("lisinopril 10 MG Oral Tablet", "314076", "lisinopril 10 MG Oral Tablet",
      [("2823-3", "Potassium", "mmol/L", 5.9, "3.5-5.1", "H"), ("2160-0", "Creatinine", "mg/dL", 1.0, "0.6-1.2", "N"), *BP], True),
     ("metformin 500 MG Oral Tablet", "861007", "metformin hydrochloride 500 MG Oral Tablet",
-     [("4548-4", "Hemoglobin A1c", "%", 7.1, "4.0-5.6", "H"), ("62238-1", "eGFR", "mL/min/{1.73_m2}", 81, ">60", "N")], False),
+     [("4548-4", "Hemoglobin A1c", "%", 7.1, "4.0-5.6", "H"), ("62238-1", "eGFR", "mL/min/{1.73_m2}", 81.0, ">60", "N")], False),
     ("atorvastatin 20 MG Oral Tablet", "617310", "atorvastatin 20 MG Oral Tablet", [], True),
     ("amlodipine 5 MG Oral Tablet", "308135", "amlodipine 10 MG Oral Tablet", BP, True),
     ("tramadol 50 mg tablet", None, "tramadol hydrochloride 50 MG Oral Tablet", [], True),

@@ -7,9 +7,9 @@ partition), reads the patient's snapshot (``context_for``), and runs the pure st
 (``processors/workflows/refill/step.py``) with the request's own ``submitted_at`` as
 "now", so a replay of the topic gives the same decision for the same context.
 
-Outputs: the work item on ``handoff`` (key ``practice/item_id``, compacted), a routine
-request's Draft on ``drafts`` (key ``practice/draft_id``), and an audit event (``refill_triaged``,
-ids and codes only). Commit rule as in every agent here (``streams/offsets.py``): the
+Outputs (through ``streams/workflows/emit.emit_step``, like every workflow): the work item
+on ``handoff`` (key ``practice/item_id``, compacted), a routine request's Draft on ``drafts``
+(key ``practice/draft_id``), and an audit event (``refill_triaged``, ids and codes only). Commit rule as in every agent here (``streams/offsets.py``): the
 batch's outputs are confirmed by the broker before its offsets are committed; a crash in
 between triages the batch again under the same item, draft and audit ids, so a restart
 writes no second work item. A step that raises (a bug, a rule the table cannot read)
@@ -19,43 +19,27 @@ so (``refill.internal_error``), because a refill request must reach a person.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
 import faust
 
-from practiceflow.processors.audit import audit_event
 from practiceflow.processors.context.snapshot import empty
 from practiceflow.processors.workflows.refill.rules import RefillRules, load_refill_rules
 from practiceflow.processors.workflows.refill.step import WORKFLOW, failed_step, refill_step
 from practiceflow.streams import catalog
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.normalize_agent import Outbox
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.serde import AvroCodec
+from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
     from practiceflow.streams.workflows.context import PatientContexts
 
 log = logging.getLogger("practiceflow.worker.refill")
-ACTOR = "workflow:refill"
 CONTEXT_WAIT_SECONDS = 30.0  # longer than any normal fold lag; after it, triage with what is there
-
-
-class _Sends:
-    """One batch's sends; :meth:`confirm` waits until the broker has every one (shielded, so a
-    shutdown mid-batch lets the sends complete; the offsets are not committed either way)."""
-
-    def __init__(self) -> None:
-        self.pending: list[Any] = []
-
-    async def send(self, topic: faust.TopicT, key: str, value: dict[str, Any], partition: int) -> None:
-        self.pending.append(await topic.send(key=key.encode(), value=value, partition=partition))
-
-    async def confirm(self) -> None:
-        pending, self.pending = self.pending, []
-        if pending:
-            await asyncio.gather(*(asyncio.shield(f) for f in pending))
 
 
 class RefillTriage:
@@ -96,7 +80,7 @@ class RefillTriage:
         admitted = await self.committer.admit(events)
         if not admitted:
             return
-        outbox = _Sends()
+        outbox = Outbox()
         counts: dict[str, int] = {}
         for partition in sorted({ev.message.partition for ev in admitted}):
             tp = next(ev.message.tp for ev in admitted if ev.message.partition == partition)
@@ -117,38 +101,26 @@ class RefillTriage:
             self.p._count(kind, n)
         await self.committer.commit(admitted)
 
-    async def handle(self, ev: Any, outbox: _Sends) -> str:
+    async def handle(self, ev: Any, outbox: Outbox) -> str:
         request: dict[str, Any] = ev.value
         practice, patient = request["practice_id"], request["patient_id"]
-        partition = ev.message.partition
         now = int(request.get("submitted_at") or 0)
         try:
             ctx = self.contexts.context_for(practice, patient) or empty(practice, patient)
             result = refill_step(ctx, request, self.rules, now)
         except Exception as exc:  # a request must reach a person even when the step fails
-            log.exception("refill step failed for request %s", request.get("request_id"))
+            # the type only: an exception's text can quote the request (PHI stays out of plain logs)
+            log.error("refill step failed for request %s (%s)", request.get("request_id"), type(exc).__name__)
             result = failed_step(request, now, type(exc).__name__)
-        topics = self.p.topics
-        for item in result.work_items:
-            await outbox.send(topics["handoff"], f"{practice}/{item['item_id']}", dict(item), partition)
-        for draft in result.drafts:
-            await outbox.send(topics["drafts"], f"{practice}/{draft['draft_id']}", dict(draft), partition)
-        source = f"{WORKFLOW}:{request['source'].get('message_id')}"
-        for seq, a in enumerate(result.audit):
-            event = audit_event(
-                practice,
-                actor=ACTOR,
-                action=a.action,
-                entity_type=a.entity_type,
-                entity_id=a.entity_id,
-                reason=a.reason,
-                at=now,
-                outcome=a.outcome,
-                details=dict(a.details),
-                source=source,
-                seq=seq,
-            )
-            await outbox.send(topics["audit.in"], f"{practice}/{event['event_id']}", event, partition)
+        await emit_step(
+            self.p,
+            outbox,
+            result,
+            practice_id=practice,
+            workflow=WORKFLOW,
+            cause=f"norm.refill_request/{request.get('request_id')}",
+            at=now_ms(),
+        )
         kind = str(result.work_items[0].get("kind")) if result.work_items else "refill.none"
         return kind
 

@@ -369,10 +369,10 @@ def build_evalset(seed: int = 9, n: int = 240) -> list[Case]:
         elif scenario == "look_alike":
             # the patient names another drug of the same class than the one on the order
             others = [d for d in DRUGS[drug_class] if d[0] != ingredient] or [DRUGS["ace_arb"][0]]
-            other = r.choice(others)
+            look_alike = r.choice(others)
             _history(b, drug_class, r)
             b.order(order_name, product)
-            name, code, style = f"{other[0]} {other[3]}", None, "look_alike"
+            name, code, style = f"{look_alike[0]} {look_alike[3]}", None, "look_alike"
         elif scenario == "product_code_only":
             # the request carries the order's RxNorm product code and no usable name
             _history(b, drug_class, r)

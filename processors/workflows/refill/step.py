@@ -121,7 +121,8 @@ def refill_step(ctx: PatientContext, request: Mapping[str, Any], rules: RefillRu
     subject = (practice, patient, rid)
     drafts: list[DraftDict] = []
     produced = by_rule(t.rule_id, t.rule_version, t.rule_source)
-    protocol = rules.by_class[t.drug_class].title if t.drug_class in rules.by_class else "no protocol"
+    rule = rules.by_class.get(t.drug_class) if t.drug_class else None
+    protocol = rule.title if rule is not None else "no protocol"
     ev = [_evidence(f) for f in t.findings]
     if t.missing:
         ev.append(evidence("missing", assessment="missing", excerpt="; ".join(t.missing)))

@@ -269,26 +269,19 @@ def _visit_finding(visit: Mapping[str, Any] | None, rule: RefillRule | None, tod
     d = day_of(when)
     age = (today - d).days if d is not None else None
     provider = visit.get("attending_provider")
-    base = {
-        "label": "last completed visit",
-        "record_type": "Encounter",
-        "record_key": f"{visit.get('practice_id')}/{visit.get('patient_id')}/{visit.get('encounter_id')}",
-        "value": provider,
-        "observed_at": when,
-    }
+    key = f"{visit.get('practice_id')}/{visit.get('patient_id')}/{visit.get('encounter_id')}"
     text = f"{when or '?'}" + (f" with {provider}" if provider else "")
-    if rule is None:
-        return Finding(**base, assessment="info", excerpt=text), None
-    if age is None or age > rule.visit_within_days:
-        return (
-            Finding(
-                **base,
-                assessment="stale",
-                excerpt=f"{text}; the protocol wants one within {rule.visit_within_days} days",
-            ),
-            "visit_too_old",
+
+    def finding(assessment: str, excerpt: str) -> Finding:
+        return Finding(
+            "last completed visit", assessment, "Encounter", key, provider, observed_at=when, excerpt=excerpt
         )
-    return Finding(**base, assessment="met", excerpt=text), None
+
+    if rule is None:
+        return finding("info", text), None
+    if age is None or age > rule.visit_within_days:
+        return finding("stale", f"{text}; the protocol wants one within {rule.visit_within_days} days"), "visit_too_old"
+    return finding("met", text), None
 
 
 def _order_finding(order: Mapping[str, Any], assessment: str, note: str, last_filled: str | None) -> Finding:
