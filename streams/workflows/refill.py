@@ -125,6 +125,10 @@ class RefillTriage:
         return kind
 
 
-def register_refill_agent(pipeline: Pipeline, contexts: PatientContexts) -> RefillTriage:
-    """Wire the refill agent into ``pipeline`` (called from streams/app.py)."""
-    return RefillTriage(pipeline, contexts)
+def register(pipeline: Pipeline) -> None:
+    """Wire the refill agent into ``pipeline`` (streams/workflows/__init__.py MODULES). Needs the
+    patient context tables (``pipeline.contexts``), so it comes after the ``context`` module."""
+    contexts = getattr(pipeline, "contexts", None)
+    if contexts is None:
+        raise RuntimeError("the refill workflow needs the patient context module registered before it")
+    pipeline.refills = RefillTriage(pipeline, contexts)  # type: ignore[attr-defined]
