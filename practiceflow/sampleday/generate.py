@@ -160,7 +160,7 @@ def build_day(
         plan.mllp.append(h.mdm_t02(p, f"C{next(ctl)}", _ts(d, 420), rng).encode())
     # the chart history the day's refill requests are triaged against (sampleday/refills.py)
     refill_ctl = iter(range(500001, 599999))
-    for i, p in enumerate(people[refills.FIRST : refills.FIRST + len(refills.CASES)]):
+    for i, p in enumerate(refills.patients(people)):
         plan.mllp += refills.history(p, i, d, refill_ctl)
     plan.mllp.append(
         b"MSH|^~\\&|DEMOEHR|DEMO CLINIC|PRACTICEFLOW|DEMO CLINIC|"
