@@ -45,10 +45,9 @@ from practiceflow.streams.audit_chain import AuditChainer, AuditTail
 from practiceflow.streams.health import ProgressSensor, evaluate
 from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer
-from practiceflow.streams.commands.eligibility import register_eligibility_executor
 from practiceflow.streams.retry import register_retry_agents
-from practiceflow.streams.workflows.intake import register_intake_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
+from practiceflow.streams.workflows import register_all as register_workflows
 
 log = logging.getLogger("practiceflow.worker")
 
@@ -175,7 +174,8 @@ class Pipeline:
         the same process, a restart in a test or job, would find their locks still held)."""
         self.committed_offsets.close()
         self.audit_tail.close()
-        for table in (self.seen, self.audit_heads, self.eligibility.sent):
+        # every table, the workflows' included (streams/workflows MODULES declare their own)
+        for table in list(self.app.tables.values()):
             store = getattr(table, "_data", None)  # faust <0.16: the table's store, if it was opened
             for db in list(getattr(store, "_dbs", {}).values()):
                 with contextlib.suppress(Exception):
@@ -217,9 +217,6 @@ class Pipeline:
             app.agent(topic, name=f"normalize-{name}")(normalize_agent)
             self.source_topics.add(name)
         register_retry_agents(self, normalizer)
-        # the intake workflow and its eligibility executor (streams/workflows/intake.py, streams/commands/eligibility.py)
-        self.intake = register_intake_agents(self)
-        self.eligibility = register_eligibility_executor(self)
 
         self.audit_tail = AuditTail(self.bootstrap, self.topics["audit"].get_topic_name(), self.serde.decode)
         chainer = AuditChainer(self, self.audit_tail)
@@ -230,6 +227,7 @@ class Pipeline:
             await chainer.run(stream, audit_committer)
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())
+        register_workflows(self)  # streams/workflows/__init__.py MODULES: one module per workflow
 
     def _register_pages(self) -> None:
         app = self.app

@@ -266,6 +266,8 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  handoff items (queue / workflow / priority: count):")
     for q, wf, pr, n in report.handoff_queues:
         print(f"    {q} / {wf} / {pr}: {n}")
+    triage = {k.removeprefix("refill."): v for k, v in w.items() if k.startswith("refill.")}
+    print(f"  refill triage (class: count): {dict(sorted(triage.items())) or 'none'}")
     outcomes = {k.split(".", 2)[2]: v for k, v in w.items() if k.startswith("intake.outcome.")}
     reasons = {k.split(".", 2)[2]: v for k, v in w.items() if k.startswith("intake.reason.")}
     print(

@@ -168,3 +168,11 @@ def register_intake_agents(pipeline: Pipeline, rules: IntakeRules | None = None)
         app.agent(topic, name=name)(agent)
         pipeline.source_topics.add(topic.get_topic_name())
     return wf
+
+
+def register(pipeline: Pipeline) -> None:
+    """The intake agents and the eligibility executor they depend on (streams/workflows MODULES)."""
+    from practiceflow.streams.commands.eligibility import register_eligibility_executor
+
+    pipeline.intake = register_intake_agents(pipeline)  # type: ignore[attr-defined]  # for tests and the day job
+    pipeline.eligibility = register_eligibility_executor(pipeline)  # type: ignore[attr-defined]
