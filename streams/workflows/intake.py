@@ -95,10 +95,10 @@ class IntakeWorkflow:
             self.p.sensor.touch(ev.message.tp)
             self.p._count("intake.forms")
             self.p._count("intake.commands", len(step.commands))
-            for a in step.audit:
-                if a.action == "eligibility_determined":  # no check possible (no insurance, unknown payer)
-                    self.p._count(f"intake.outcome.{a.details.get('outcome')}")
-                    self.p._count(f"intake.reason.{a.details.get('reason_code', '')}")
+            first = next((a for a in step.audit if a.action == "eligibility_determined"), None)
+            if first is not None:  # no check possible (no insurance, unknown payer): the outcome is here
+                self.p._count(f"intake.outcome.{first.details.get('outcome')}")
+                self.p._count(f"intake.reason.{first.details.get('reason_code', '')}")
             self.p._count("handoff", len(step.work_items))
         await outbox.confirm()
         await committer.commit(admitted)
@@ -125,10 +125,11 @@ class IntakeWorkflow:
             self.p.sensor.touch(ev.message.tp)
             self.p._count("intake.results")
             self.p._count("handoff", len(step.work_items))
-            for a in step.audit:
-                if a.action == "eligibility_determined":
-                    self.p._count(f"intake.outcome.{a.details.get('outcome')}")
-                    self.p._count(f"intake.reason.{a.details.get('reason_code', '').split(':')[0]}")
+            # one outcome per check (a clean check writes two items, each audited)
+            first = next((a for a in step.audit if a.action == "eligibility_determined"), None)
+            if first is not None:
+                self.p._count(f"intake.outcome.{first.details.get('outcome')}")
+                self.p._count(f"intake.reason.{first.details.get('reason_code', '').split(':')[0]}")
         await outbox.confirm()
         await committer.commit(admitted)
 
