@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
 
+    p = sub.add_parser("fax", help="the fax classifier: train it (once per checkout; ./pf setup does)")
+    p.add_argument("action", choices=["train"])
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -248,6 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         from practiceflow.jobs.day import main as day_main
 
         return day_main(args, cfg)
+    if args.cmd == "fax":
+        from pathlib import Path
+
+        from practiceflow.processors.fax.classifier import load_or_train
+
+        model = load_or_train(cfg.fax_model_dir or Path(cfg.state_dir) / "models")
+        print(f"fax classifier {model.model_id}: {sum(model.training_counts.values())} training pages, "
+              f"abstain below {model.threshold:.3f}")
+        return 0
     if args.cmd == "gateways":
         from practiceflow.jobs.gateways import main as gateways_main
 

@@ -77,7 +77,9 @@ def handoffs_for(result: NormalizeResult, practice_id: str, created_at: int) -> 
     rule by arriving in another format.
     """
     from practiceflow.processors.handoff.results_review import results_review
+    from practiceflow.processors.workflows.fax.handoffs import fax_handoffs
 
     items: list[Normalized] = []
     items += results_review(result, practice_id, created_at)
+    items += fax_handoffs(result, practice_id, created_at)
     return items

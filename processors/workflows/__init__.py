@@ -1,0 +1,1 @@
+"""The workflows' pure steps, one sub-package each."""

@@ -1,0 +1,1 @@
+"""The workflows' streaming wiring, one module each."""
