@@ -257,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         from practiceflow.processors.fax.classifier import load_or_train
 
         model = load_or_train(cfg.fax_model_dir or Path(cfg.state_dir) / "models")
-        print(f"fax classifier {model.model_id}: {sum(model.training_counts.values())} training pages, "
-              f"abstain below {model.threshold:.3f}")
+        print(
+            f"fax classifier {model.model_id}: {sum(model.training_counts.values())} training pages, "
+            f"abstain below {model.threshold:.3f}"
+        )
         return 0
     if args.cmd == "gateways":
         from practiceflow.jobs.gateways import main as gateways_main

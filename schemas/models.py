@@ -623,7 +623,9 @@ class FaxClassification(AvroRecord):
     pages: list[int] = Field(default_factory=list, description="pages of the fax that make up this document")
     page_labels: list[str] = Field(default_factory=list, description="each page's class ('?' = abstained)")
     doc_class: str = Field(description="lab_result | referral | prior_auth_response | records_request | ...")
-    kind: str = Field(description="finer kind: pa.denied, records.sent_to_us, lab.abnormal, insurance.correspondence...")
+    kind: str = Field(
+        description="finer kind: pa.denied, records.sent_to_us, lab.abnormal, insurance.correspondence..."
+    )
     confidence: float = Field(description="calibrated probability of doc_class (mean over its pages)")
     abstained: bool = Field(description="confidence below the model's calibrated threshold: a person decides")
     guesses: list[FaxGuess] = Field(default_factory=list, description="top three classes with probabilities")

@@ -81,7 +81,7 @@ def _build_pipeline() -> Any:
                 TfidfVectorizer(
                     preprocessor=_normalise,
                     ngram_range=_PARAMS["word_ngrams"],
-                    token_pattern=r"(?u)\b[a-z][a-z]+\b",
+                    token_pattern=r"(?u)\b[a-z][a-z]+\b",  # noqa: S106 - a regular expression, not a password
                     sublinear_tf=True,
                     min_df=2,
                     max_features=_PARAMS["word_max"],

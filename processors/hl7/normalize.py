@@ -1880,7 +1880,11 @@ def _referral(ctx: _Ctx, msg: Message) -> None:
         "filler_order_number": (rf1 and ctx.comp(_f(rf1, 11), 1)) or None,
         "control": "NW",
         "status": (rf1 and ctx.comp(_f(rf1, 1), 1)) or None,
-        "code": {"system": code["system"], "code": code["code"] or "referral", "display": code["display"] or "Referral"},
+        "code": {
+            "system": code["system"],
+            "code": code["code"] or "referral",
+            "display": code["display"] or "Referral",
+        },
         "ordering_provider": referring,
         "ordered_at": (rf1 and (ctx.date(_f(rf1, 7), "RF1-7") or ctx.date(_f(rf1, 9), "RF1-9"))) or None,
         "priority": (rf1 and ctx.comp(_f(rf1, 2), 1)) or None,

@@ -120,10 +120,7 @@ class FaxWorkflow:
     @classmethod
     def from_settings(cls, cfg: Settings, *, matcher: Matcher | None = None) -> FaxWorkflow:
         model_dir = cfg.fax_model_dir or (Path(cfg.state_dir) / "models")
-        rosters = {
-            practice: Roster(tuple(r.names), tuple(r.providers))
-            for practice, r in cfg.fax_roster.items()
-        }
+        rosters = {practice: Roster(tuple(r.names), tuple(r.providers)) for practice, r in cfg.fax_roster.items()}
         return cls(load_or_train(Path(model_dir)), matcher=matcher, rosters=rosters)
 
     def __call__(self, result: NormalizeResult) -> NormalizeResult:

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from practiceflow.processors.base import NormalizeResult
 from practiceflow.processors.fax import corpus
 from practiceflow.processors.fax.classifier import FaxClassifier, load_or_train, model_id, training_corpus
 from practiceflow.processors.workflows.fax.extract import RuleExtractor, span_holds
-from practiceflow.processors.workflows.fax.handoffs import fax_handoffs
 from practiceflow.processors.workflows.fax.match import Directory, DirectoryEntry, normalise_date
 from practiceflow.processors.workflows.fax.route import Roster, classify_fax
 from practiceflow.processors.workflows.fax.split import PageVerdict, announced_pages, split_pages
-from practiceflow.processors.base import NormalizeResult
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +88,9 @@ def test_packet_is_split_into_its_documents(model: FaxClassifier) -> None:
     pa = _page("pa.denied", 5)[0]
     texts = [cover, *referral, pa]
     probs = model.probabilities(texts)
-    verdicts = [PageVerdict(i + 1, t, tuple(map(float, r)), False) for i, (t, r) in enumerate(zip(texts, probs))]
+    verdicts = [
+        PageVerdict(i + 1, t, tuple(map(float, r)), False) for i, (t, r) in enumerate(zip(texts, probs, strict=True))
+    ]
     segs = split_pages(verdicts, model.classes)
     assert [(s.doc_class, s.pages) for s in segs] == [
         ("cover_sheet", (1,)),
@@ -145,7 +146,9 @@ def test_pa_decision_and_refill_strength() -> None:
     pages = ["Blue Harbor Health Plan\nDecision: DENIED\nReference Number: PA-123456\nMember: Ana Diaz"]
     found = {e.field: e.value for e in RuleExtractor().extract("prior_auth_response", pages, [1])}
     assert found["decision"] == "denied" and found["reference"] == "PA-123456"
-    pages = ["CVS Pharmacy #4417\nFax: (555) 222-3333\nPatient: Ana Diaz\nDOB: 01/02/1960\nDrug: lisinopril 10 mg tablet"]
+    pages = [
+        "CVS Pharmacy #4417\nFax: (555) 222-3333\nPatient: Ana Diaz\nDOB: 01/02/1960\nDrug: lisinopril 10 mg tablet"
+    ]
     found = {e.field: e.value for e in RuleExtractor().extract("refill_request", pages, [1])}
     assert found["strength"] == "10 mg" and found["pharmacy"] == "CVS Pharmacy #4417"
     assert found["sender_fax"] == "(555) 222-3333"
@@ -158,6 +161,12 @@ def test_dates_normalise() -> None:
 
 
 # --------------------------------------------------------------------------- routing
+def fax_handoffs(result, practice_id, created_at):  # type: ignore[no-untyped-def]
+    from practiceflow.processors.workflows.fax.handoffs import fax_handoffs as build
+
+    return build(result, practice_id, created_at)
+
+
 ROSTER = Roster(("Demo Family Clinic",), ("Dr. Ana Patel", "Dr. Omar Haddad"))
 
 
@@ -178,10 +187,14 @@ def test_packet_routes_each_document_and_hands_refills_to_refill_triage(model: F
     )
     lab = _page("lab.chemistry", 11)[0].replace("Ordering", "To: Dr. Omar Haddad\nOrdering")
     directory = Directory(
-        {"demo-clinic": [DirectoryEntry("MRN-1", "Maria Lopez", "1961-04-05")] + [
-            DirectoryEntry("MRN-2", e.value, "") for e in RuleExtractor().extract("lab_result", [lab], [1])
-            if e.field == "mrn"
-        ]}
+        {
+            "demo-clinic": [DirectoryEntry("MRN-1", "Maria Lopez", "1961-04-05")]
+            + [
+                DirectoryEntry("MRN-2", e.value, "")
+                for e in RuleExtractor().extract("lab_result", [lab], [1])
+                if e.field == "mrn"
+            ]
+        }
     )
     out = classify_fax(_doc([cover, refill, lab]), model, matcher=directory, roster=ROSTER)
     cls = [r.value for r in out.records if r.record_type == "FaxClassification"]

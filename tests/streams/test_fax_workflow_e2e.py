@@ -123,9 +123,11 @@ async def _drive(cfg, stack, tmp_path, files: dict[str, bytes], expect_rows: int
             (drops.inbox(PRACTICE, "fax") / name).write_bytes(data)
         assert await drops.scan_once() == len(files)
         done = await runner.wait_for(
-            lambda: pipeline.counts.get("fax.normalized", 0) >= len(files)
-            and pipeline.counts.get("clickhouse.fax_classifications", 0) >= expect_rows
-            and pipeline.counts.get("clickhouse.handoff_items", 0) >= 1,
+            lambda: (
+                pipeline.counts.get("fax.normalized", 0) >= len(files)
+                and pipeline.counts.get("clickhouse.fax_classifications", 0) >= expect_rows
+                and pipeline.counts.get("clickhouse.handoff_items", 0) >= 1
+            ),
             timeout=280,
         )
         assert done, pipeline.counts
@@ -183,7 +185,7 @@ def test_pdf_and_multipage_tiff_become_routed_work_items_and_clickhouse_rows(cfg
         ("billing", "fax.prior_auth_response"),
         ("clinician", "fax.lab_result"),
         ("misdirected", "fax.misdirected"),
-        ("referrals", "fax.referral"),
+        ("referrals", "referral.incoming"),
     ]
     mis = next(i for i in items if i["queue"] == "misdirected")
     assert "reply to sender" in mis["title"]

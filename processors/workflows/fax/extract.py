@@ -99,9 +99,15 @@ _FIELDS: dict[str, list[re.Pattern[str]]] = {
         re.compile(rf"(?m)^RE:[ \t]*{_NAME}"),
     ],
     "dob": [re.compile(rf"(?i)\b(?:DOB|D\.O\.B\.|date of birth|birth ?date)[ \t]*[:#\-]?[ \t]*{_DATE}")],
-    "mrn": [re.compile(rf"(?i)\b(?:MRN|medical record (?:#|no\.?|number)|chart #|patient id|acct #)[ \t]*[:#\-]?[ \t]*{_ID}")],
+    "mrn": [
+        re.compile(
+            rf"(?i)\b(?:MRN|medical record (?:#|no\.?|number)|chart #|patient id|acct #)[ \t]*[:#\-]?[ \t]*{_ID}"
+        )
+    ],
     "member_id": [
-        re.compile(rf"(?i)\b(?:member id|member #|subscriber id|insured'?s i\.?d\.? number|policy number)[ \t]*[:#\-]?[ \t]*{_ID}")
+        re.compile(
+            rf"(?i)\b(?:member id|member #|subscriber id|insured'?s i\.?d\.? number|policy number)[ \t]*[:#\-]?[ \t]*{_ID}"
+        )
     ],
     "sender_fax": [re.compile(rf"(?i)\bfax(?: number| #| no\.?)?[ \t]*[:#\-]?[ \t]*{_PHONE}")],
     "addressee": [
@@ -128,13 +134,18 @@ _LAB_ROW = re.compile(
     r"(?:(H|L|HH|LL|HIGH|LOW|A|CRIT|ABN)[ \t|]+)?([A-Za-z%/0-9.]*)"
 )
 _DECISIONS = (
-    ("more_info", re.compile(r"(?i)\b(additional information|more information|information requested|pended|incomplete)\b")),
+    (
+        "more_info",
+        re.compile(r"(?i)\b(additional information|more information|information requested|pended|incomplete)\b"),
+    ),
     ("denied", re.compile(r"(?i)\b(denied|not approved|adverse determination|denial)\b")),
     ("approved", re.compile(r"(?i)\b(approved|authorized|certified)\b")),
     ("pending", re.compile(r"(?i)\b(pending|in review|under (?:clinical )?review)\b")),
 )
 _SENT_TO_US = re.compile(r"(?i)\b(enclosed (?:please find|are)|records enclosed|as requested|in response to your)\b")
-_HEADER_LINE = re.compile(r"(?i)^(?:from\b|received:|\d{1,2}/\d{1,2}/\d{2,4} \d|\d{4}-\d{2}-\d{2} \d)|\bP(?:AGE|\.)? ?\d+ ?/ ?\d+")
+_HEADER_LINE = re.compile(
+    r"(?i)^(?:from\b|received:|\d{1,2}/\d{1,2}/\d{2,4} \d|\d{4}-\d{2}-\d{2} \d)|\bP(?:AGE|\.)? ?\d+ ?/ ?\d+"
+)
 
 
 class RuleExtractor:
@@ -169,7 +180,9 @@ class RuleExtractor:
             if drug is not None:
                 m = _STRENGTH.search(drug.value)
                 if m:
-                    out.append(Extracted("strength", m.group(1), drug.page, drug.start + m.start(1), drug.start + m.end(1)))
+                    out.append(
+                        Extracted("strength", m.group(1), drug.page, drug.start + m.start(1), drug.start + m.end(1))
+                    )
             if sender is not None:
                 out.append(Extracted("pharmacy", sender.value, sender.page, sender.start, sender.end))
         elif doc_class == "records_request":
@@ -219,7 +232,7 @@ class RuleExtractor:
                     continue
                 out.append(Extracted("test", m.group(0).strip(), no, m.start(1), m.end()))
                 if m.group(3):
-                    out.append(Extracted("abnormal", f"{name} {m.group(2)} {m.group(3)}", no, m.start(1), m.end(3)))
+                    out.append(Extracted("abnormal", text[m.start(1) : m.end(3)], no, m.start(1), m.end(3)))
         return out[:60]
 
     @staticmethod

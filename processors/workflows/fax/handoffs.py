@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from practiceflow.processors.base import Normalized, NormalizeResult, entity_key
+from practiceflow.processors.workflows.referral import referral_item
 from practiceflow.processors.workflows.workitem import by_model, evidence, new_item, option
 
 __all__ = ["fax_handoffs", "item_for"]
@@ -44,7 +45,9 @@ def _pages(v: Mapping[str, Any]) -> str:
 
 def _options(queue: str, v: Mapping[str, Any]) -> list[Any]:
     if queue == "triage":
-        opts = [option("pick", f"it is a {_LABELS.get(g['label'], g['label'])}", target=g["label"]) for g in v["guesses"]]
+        opts = [
+            option("pick", f"it is a {_LABELS.get(g['label'], g['label'])}", target=g["label"]) for g in v["guesses"]
+        ]
         return [*opts, option("escalate", "hand to someone else")]
     if queue == "misdirected":
         return [option("reply", "reply 'wrong recipient' to the sender"), option("file", "file without reply")]
@@ -79,9 +82,13 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
             "patient_no_match": "no chart matches the patient on it",
             "patient_ambiguous": "several charts could match the patient",
         }.get(reason, reason)
-        title = f"Sort fax {where}: {why} (best guess {_LABELS.get(top['label'], top['label'])} {top['probability']:.0%})"
-        decision = "Say what this document is and whose chart it belongs to." if reason != "pages_missing" else (
-            "Ask the sender to resend the missing pages."
+        title = (
+            f"Sort fax {where}: {why} (best guess {_LABELS.get(top['label'], top['label'])} {top['probability']:.0%})"
+        )
+        decision = (
+            "Say what this document is and whose chart it belongs to."
+            if reason != "pages_missing"
+            else ("Ask the sender to resend the missing pages.")
         )
         kind = "fax.triage"
     else:
@@ -98,7 +105,7 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
         kind = f"fax.{v['doc_class']}"
     if v.get("missing_pages") and queue != "triage":
         title += " (pages missing from the transmission)"
-    ev = [
+    ev: list[Any] = [
         evidence(
             e["field"],
             value=e["value"],
@@ -119,6 +126,24 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
         f"{where}; the classifier said {v['doc_class']} with probability {v['confidence']:.2f}"
         f"{' (below its threshold)' if v.get('abstained') else ''}; patient match: {v['patient_match']}."
     )
+    produced_by = by_model("fax-classifier", v.get("model_id") or None, None, float(v["confidence"]))
+    actions = [f"classified as {v['doc_class']}", f"routed to {queue} ({reason})"]
+    if queue == "referrals":  # the same item an HL7 REF^I12 becomes
+        return referral_item(
+            practice_id=v["practice_id"],
+            subject=("fax", v["classification_id"]),
+            patient_id=v.get("patient_id"),
+            title=title,
+            what_happened=what,
+            source=dict(v["source"]),
+            evidence_=ev,
+            now=created_at,
+            priority=v.get("priority") or "routine",
+            produced_by=produced_by,
+            subject_type="FaxClassification",
+            subject_id=v["classification_id"],
+            actions_taken=actions,
+        )
     return new_item(
         practice_id=v["practice_id"],
         workflow=WORKFLOW,
@@ -127,7 +152,7 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
         queue=queue,
         title=title,
         what_happened=what,
-        produced_by=by_model("fax-classifier", v.get("model_id") or None, None, float(v["confidence"])),
+        produced_by=produced_by,
         source=dict(v["source"]),  # type: ignore[arg-type]
         now=created_at,
         priority=v.get("priority") or "routine",
@@ -135,7 +160,7 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
         subject_type="FaxClassification",
         subject_id=v["classification_id"],
         decision_needed=decision,
-        actions_taken=[f"classified as {v['doc_class']}", f"routed to {queue} ({reason})"],
+        actions_taken=actions,
         evidence=ev,
         options=_options(queue, v),
     )

@@ -55,7 +55,9 @@ class DirectoryEntry:
     identifiers: tuple[str, ...] = ()
 
 
-_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
+_MONTHS = {
+    m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)
+}
 
 
 def normalise_date(text: str | None) -> str | None:

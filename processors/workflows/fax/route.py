@@ -114,7 +114,12 @@ def _misdirected(addressee: Extracted | None, text: str, roster: Roster) -> bool
     if roster.mentions_us(addressee.value) or roster.mentions_us(text):
         return False
     # only a named person or organisation counts ("To: Medical Records" names nobody)
-    return bool(re.search(r"(?i)\bdr\.?\s+[A-Z]|\b(clinic|medical|health|hospital|practice|associates|group|center)\b", addressee.value))
+    return bool(
+        re.search(
+            r"(?i)\bdr\.?\s+[A-Z]|\b(clinic|medical|health|hospital|practice|associates|group|center)\b",
+            addressee.value,
+        )
+    )
 
 
 def _fine_kind(doc_class: str, found: Sequence[Extracted], text: str) -> str:

@@ -65,8 +65,12 @@ def split_pages(verdicts: Sequence[PageVerdict], classes: Sequence[str]) -> list
             cur = groups[-1]
             cur_label = _best([sum(x) for x in zip(*(p.probs for p in cur), strict=True)], classes)
             cur_is_cover = cur_label == "cover_sheet"
-            continues = not cover and not cur_is_cover and (
-                label == cur_label or bool(CONTINUATION.search(v.text[:400] + "\n" + v.text[-200:])) or v.abstained
+            continues = (
+                not cover
+                and not cur_is_cover
+                and (
+                    label == cur_label or bool(CONTINUATION.search(v.text[:400] + "\n" + v.text[-200:])) or v.abstained
+                )
             )
             if continues:
                 cur.append(v)
