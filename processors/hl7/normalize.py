@@ -1928,6 +1928,20 @@ def _h_oru(ctx: _Ctx, msg: Message) -> None:
     _orders(ctx, msg, True)
 
 
+def _h_oul(ctx: _Ctx, msg: Message) -> None:
+    """OUL^R22 sends each OBR before its ORC (ORU sends ORC first): put every such ORC back in
+    front of its OBR, then read the message exactly as an ORU."""
+    segs = msg.segs
+    lines = msg.lines if len(msg.lines) == len(segs) else None
+    for i in range(len(segs) - 1):
+        if segs[i][0] == "OBR" and segs[i + 1][0] == "ORC":
+            segs[i], segs[i + 1] = segs[i + 1], segs[i]
+            if lines is not None:
+                lines[i], lines[i + 1] = lines[i + 1], lines[i]
+    msg._index = None
+    _orders(ctx, msg, True)
+
+
 def _h_orm(ctx: _Ctx, msg: Message) -> None:
     _orders(ctx, msg, False)
 
@@ -1950,7 +1964,7 @@ SUPPORTED: dict[tuple[str, str], Any] = {
     ("VXU", "V04"): lambda ctx, msg: _vxu(ctx, msg),
     # OUL^R22 (specimen-oriented results): the same Observations as ORU; its SPM/SAC
     # specimen segments map to nothing yet (warned as unmapped)
-    ("OUL", "R22"): _h_oru,
+    ("OUL", "R22"): _h_oul,
     ("REF", "I12"): lambda ctx, msg: _referral(ctx, msg),
 }
 
