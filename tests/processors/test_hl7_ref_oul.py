@@ -20,6 +20,7 @@ OUL = (
             "OBX|1|NM|2345-7^Glucose^LN||182|mg/dL|70-99|H|||F|||20261127070000",
             "OBX|2|NM|2951-2^Sodium^LN||140|mmol/L|135-145|N|||F|||20261127070000",
             "OBX|3|NM|2823-3^Potassium^LN||4.1|mmol/L|3.5-5.1|N|||F|||20261127070000",
+            "NTE|1||Fasting specimen",
         ]
     ).encode()
     + b"\r"
