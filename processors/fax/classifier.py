@@ -156,8 +156,32 @@ class FaxClassifier:
         """Calibrated class probabilities, one row per text (columns in ``classes`` order)."""
         if not texts:
             return np.zeros((0, len(self.classes)))
-        logits = self.pipeline.decision_function(list(texts))
-        return _softmax(np.asarray(logits, dtype=np.float64) / self.temperature)
+        return _softmax(self.logits(texts) / self.temperature)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """The linear model's scores, computed from the fitted vectorizers' own vocabularies and
+        idf weights without the per-call input validation of Pipeline / FeatureUnion /
+        TfidfTransformer (half the time of one page; same numbers as ``decision_function``,
+        which a test checks)."""
+        import scipy.sparse as sp
+        import sklearn
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        parts = []
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            for _, vec in self.pipeline.named_steps["features"].transformer_list:
+                x = CountVectorizer.transform(vec, list(texts)).astype(np.float64)
+                if vec.sublinear_tf:
+                    np.log(x.data, x.data)
+                    x.data += 1.0
+                x.data *= vec.idf_[x.indices]
+                norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+                norms[norms == 0.0] = 1.0
+                x = sp.diags(1.0 / norms) @ x
+                parts.append(x)
+        model = self.pipeline.named_steps["model"]
+        out: np.ndarray = np.asarray(sp.hstack(parts, format="csr") @ model.coef_.T) + model.intercept_
+        return out
 
     def predict(self, texts: Sequence[str]) -> list[PagePrediction]:
         """One :class:`PagePrediction` per text; an empty or blank page is abstained (confidence 0)."""

@@ -279,3 +279,8 @@ def test_a_classifier_error_sends_the_fax_to_triage(model: FaxClassifier) -> Non
     (c,) = [r.value for r in res.records if r.record_type == "FaxClassification"]
     assert c["queue"] == "triage" and c["abstained"]
     assert np.isclose(c["confidence"], 1 / 9, atol=1e-3)
+
+
+def test_fast_scores_equal_the_pipelines_own(model: FaxClassifier) -> None:
+    texts = [p.text for p in corpus.generate("heldout", 1, seed=5)][:40]
+    assert np.abs(model.logits(texts) - model.pipeline.decision_function(texts)).max() < 1e-4

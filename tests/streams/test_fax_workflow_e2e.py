@@ -151,58 +151,61 @@ def test_pdf_and_multipage_tiff_become_routed_work_items_and_clickhouse_rows(cfg
     wrong = synth.to_image_pdf(synth.render_lines_document([MISDIRECTED], seed=3, noise=0.5))
     files = {"lab.pdf": lab_pdf, "packet.tif": packet, "wrong.pdf": wrong}
     p, sink, elapsed = asyncio.run(_drive(cfg, stack, tmp_path, files, expect_rows=5))
-    assert p.counts["fax.normalized"] == 3 and not p.counts.get("fax.dead_lettered")
+    try:
+        assert p.counts["fax.normalized"] == 3 and not p.counts.get("fax.dead_lettered")
 
-    serde = p.serde
-    cls = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.norm.fax_classification", serde, 5)]
-    by_class = {(c["doc_class"], tuple(c["pages"])): c for c in cls}
-    assert set(by_class) == {
-        ("lab_result", (1,)),
-        ("cover_sheet", (1,)),
-        ("referral", (2, 3)),
-        ("prior_auth_response", (4,)),
-        ("referral", (1,)),  # the misdirected consult reply
-    }, [(c["doc_class"], c["pages"], c["confidence"]) for c in cls]
-    lab = by_class[("lab_result", (1,))]
-    assert lab["queue"] == "clinician" and lab["priority"] == "high" and lab["kind"] == "lab.abnormal"
-    assert lab["patient_match"] == "unverified" and lab["patient_id"] == "884512"
-    cover = by_class[("cover_sheet", (1,))]
-    assert cover["queue"] == "none" and cover["pages_announced"] == 4 and not cover["missing_pages"]
-    referral = by_class[("referral", (2, 3))]
-    assert referral["queue"] == "referrals" and referral["patient_id"] == "771203"
-    pa = by_class[("prior_auth_response", (4,))]
-    assert pa["queue"] == "billing" and pa["kind"] == "pa.denied" and pa["priority"] == "high"
-    assert any(e["field"] == "reference" and e["value"] == "PA-558201" for e in pa["extracted"])
-    wrong_c = by_class[("referral", (1,))]
-    assert wrong_c["misdirected"] and wrong_c["queue"] == "misdirected"
-    for c in cls:  # every extracted value points at a page of its document and a span on it
-        for e in c["extracted"]:
-            assert e["page"] in c["pages"] and 0 <= e["start"] <= e["end"]
+        serde = p.serde
+        cls = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.norm.fax_classification", serde, 5)]
+        by_class = {(c["doc_class"], tuple(c["pages"])): c for c in cls}
+        assert set(by_class) == {
+            ("lab_result", (1,)),
+            ("cover_sheet", (1,)),
+            ("referral", (2, 3)),
+            ("prior_auth_response", (4,)),
+            ("referral", (1,)),  # the misdirected consult reply
+        }, [(c["doc_class"], c["pages"], c["confidence"]) for c in cls]
+        lab = by_class[("lab_result", (1,))]
+        assert lab["queue"] == "clinician" and lab["priority"] == "high" and lab["kind"] == "lab.abnormal"
+        assert lab["patient_match"] == "unverified" and lab["patient_id"] == "884512"
+        cover = by_class[("cover_sheet", (1,))]
+        assert cover["queue"] == "none" and cover["pages_announced"] == 4 and not cover["missing_pages"]
+        referral = by_class[("referral", (2, 3))]
+        assert referral["queue"] == "referrals" and referral["patient_id"] == "771203"
+        pa = by_class[("prior_auth_response", (4,))]
+        assert pa["queue"] == "billing" and pa["kind"] == "pa.denied" and pa["priority"] == "high"
+        assert any(e["field"] == "reference" and e["value"] == "PA-558201" for e in pa["extracted"])
+        wrong_c = by_class[("referral", (1,))]
+        assert wrong_c["misdirected"] and wrong_c["queue"] == "misdirected"
+        for c in cls:  # every extracted value points at a page of its document and a span on it
+            for e in c["extracted"]:
+                assert e["page"] in c["pages"] and 0 <= e["start"] <= e["end"]
 
-    items = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.handoff", serde, 4)]
-    queues = sorted((i["queue"], i["kind"]) for i in items)
-    assert queues == [
-        ("billing", "fax.prior_auth_response"),
-        ("clinician", "fax.lab_result"),
-        ("misdirected", "fax.misdirected"),
-        ("referrals", "referral.incoming"),
-    ]
-    mis = next(i for i in items if i["queue"] == "misdirected")
-    assert "reply to sender" in mis["title"]
-    assert all(i["source"]["feed"] == "fax" for i in items)
+        items = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.handoff", serde, 4)]
+        queues = sorted((i["queue"], i["kind"]) for i in items)
+        assert queues == [
+            ("billing", "fax.prior_auth_response"),
+            ("clinician", "fax.lab_result"),
+            ("misdirected", "fax.misdirected"),
+            ("referrals", "referral.incoming"),
+        ]
+        mis = next(i for i in items if i["queue"] == "misdirected")
+        assert "reply to sender" in mis["title"]
+        assert all(i["source"]["feed"] == "fax" for i in items)
 
-    rows = sink.query(
-        "SELECT doc_class, queue, patient_match, abstained, confidence FROM {db}.fax_classifications FINAL "
-        "ORDER BY doc_class, queue"
-    )
-    assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("cover_sheet", "none", "not_needed"),
-        ("lab_result", "clinician", "unverified"),
-        ("prior_auth_response", "billing", "unverified"),
-        ("referral", "misdirected", "none"),
-        ("referral", "referrals", "unverified"),
-    ]
-    assert all(0.0 < r[4] <= 1.0 for r in rows)
-    handoff_rows = sink.query("SELECT queue FROM {db}.handoff_items FINAL ORDER BY queue")
-    assert [r[0] for r in handoff_rows] == ["billing", "clinician", "misdirected", "referrals"]
+        rows = sink.query(
+            "SELECT doc_class, queue, patient_match, abstained, confidence FROM {db}.fax_classifications FINAL "
+            "ORDER BY doc_class, queue"
+        )
+        assert [(r[0], r[1], r[2]) for r in rows] == [
+            ("cover_sheet", "none", "not_needed"),
+            ("lab_result", "clinician", "unverified"),
+            ("prior_auth_response", "billing", "unverified"),
+            ("referral", "misdirected", "none"),
+            ("referral", "referrals", "unverified"),
+        ]
+        assert all(0.0 < r[4] <= 1.0 for r in rows)
+        handoff_rows = sink.query("SELECT queue FROM {db}.handoff_items FINAL ORDER BY queue")
+        assert [r[0] for r in handoff_rows] == ["billing", "clinician", "misdirected", "referrals"]
+    finally:
+        sink.close()  # chdb: one engine path per process
     print(f"3 faxes (6 pages) from the inbox to work items and ClickHouse rows in {elapsed:.1f} s")
