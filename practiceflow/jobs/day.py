@@ -255,6 +255,8 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  faxed documents (class / routed to: count):")
     for cls, queue, n in report.fax_classes:
         print(f"    {cls} / {queue}: {n}")
+    triage = {k.removeprefix("refill."): v for k, v in w.items() if k.startswith("refill.")}
+    print(f"  refill triage (class: count): {dict(sorted(triage.items())) or 'none'}")
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")

@@ -17,7 +17,7 @@ from practiceflow.settings import Settings
 
 EVALS: dict[str, str] = {
     "fax": "practiceflow.jobs.fax_eval:main",
-    # "refills": "practiceflow.processors.workflows.refill.evaluate:main",
+    "refills": "practiceflow.processors.workflows.refill.evaluate:main",
 }
 
 
