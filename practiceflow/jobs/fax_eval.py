@@ -148,7 +148,9 @@ def evaluate_heldout(model: FaxClassifier, n_per_kind: int = 20) -> dict[str, An
 
 def evaluate_public(model: FaxClassifier, root: Path, cache: Path, workdir: Path) -> dict[str, Any]:
     labels = public_labels(root)
-    y, yhat, rows = [], [], []
+    y: list[str] = []
+    yhat: list[str] = []
+    rows: list[dict[str, Any]] = []
     for name, label in sorted(labels.items()):
         pages = [t for t in _ocr_pages(root / name, cache, workdir) if t.strip()] or [""]
         probs = model.probabilities(pages)

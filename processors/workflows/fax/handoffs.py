@@ -71,10 +71,10 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
     if queue == "misdirected":
         sender = v.get("fax_from") or v.get("sender_fax") or "unknown number"
         title = f"Misdirected fax ({label}, {where}): reply to sender {sender}"
-        decision = "Tell the sender the fax reached the wrong practice."
+        decision: str | None = "Tell the sender the fax reached the wrong practice."
         kind = "fax.misdirected"
     elif queue == "triage":
-        top = v["guesses"][0] if v.get("guesses") else {"label": "?", "probability": 0.0}
+        top: dict[str, Any] = v["guesses"][0] if v.get("guesses") else {"label": "?", "probability": 0.0}
         why = {
             "low_confidence": "the classifier is not sure",
             "ocr_needs_human_read": "the page could not be read reliably",
