@@ -168,10 +168,6 @@ def order_strength(order: Mapping[str, Any]) -> Strength | None:
     return None
 
 
-def _order_key(order: Mapping[str, Any]) -> str:
-    return f"{order.get('practice_id')}/{order.get('patient_id')}/{order.get('order_id')}"
-
-
 def _obs_value(o: Mapping[str, Any]) -> float | None:
     v = o.get("value_numeric")
     if isinstance(v, (int, float)):
@@ -285,26 +281,42 @@ def _visit_finding(visit: Mapping[str, Any] | None, rule: RefillRule | None, tod
 
 
 def _order_finding(order: Mapping[str, Any], assessment: str, note: str, last_filled: str | None) -> Finding:
-    med = order.get("medication") or {}
-    parts = [
-        str(med.get("display") or med.get("code") or "?"),
-        f"dose {order.get('dose')} {order.get('dose_units') or ''}".strip() if order.get("dose") else "",
-        f"qty {order['quantity']}" if order.get("quantity") else "",
-        f"refills left {order['refills']}" if order.get("refills") is not None else "",
-        f"written {order['written_at']}" if order.get("written_at") else "",
-        f"last fill {last_filled}" if last_filled else "",
-        f"status {order['status']}" if order.get("status") else "",
-        note,
-    ]
+    get = order.get
+    med = get("medication") or {}
+    display = str(med.get("display") or med.get("code") or "")
+    dose, written, status, quantity, refills = (
+        get("dose"),
+        get("written_at"),
+        get("status"),
+        get("quantity"),
+        get("refills"),
+    )
+    parts = [display or "?"]
+    if dose:
+        parts.append(f"dose {dose} {get('dose_units') or ''}".rstrip())
+    if quantity:
+        parts.append(f"qty {quantity}")
+    if refills is not None:
+        parts.append(f"refills left {refills}")
+    if written:
+        parts.append(f"written {written}")
+    if last_filled:
+        parts.append(f"last fill {last_filled}")
+    if status:
+        parts.append(f"status {status}")
+    if note:
+        parts.append(note)
     return Finding(
         "medication order",
         assessment,
-        record_type="MedicationOrder",
-        record_key=_order_key(order),
-        value=str(med.get("display") or med.get("code") or ""),
-        unit=None,
-        observed_at=order.get("written_at"),
-        excerpt="; ".join(p for p in parts if p),
+        "MedicationOrder",
+        f"{get('practice_id')}/{get('patient_id')}/{get('order_id')}",
+        display,
+        None,
+        None,
+        (),
+        written,
+        "; ".join(parts),
     )
 
 
