@@ -18,6 +18,7 @@ being sent twice.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +60,11 @@ class IntakeWorkflow:
             return replace(self.base, match_status="unknown")
         matching = importlib.import_module("practiceflow.processors.context.matching")
         key = ev.key.decode() if isinstance(ev.key, bytes) else str(ev.key)
+        extra = {"wait_for_context": True} if "wait_for_context" in inspect.signature(resolve).parameters else {}
         result = await resolve(
             self.p,
             outbox,
+            **extra,
             practice_id=form["practice_id"],
             subject_type="IntakeForm",
             subject_id=form["submission_id"],
