@@ -9,6 +9,7 @@ tables, and the agents, each of which lives in its own module:
 * ``normalize_agent.py`` — raw topics -> records, handoff items, dead letters, retries;
 * ``retry.py`` — ``pf.retry.<feed>`` back into the same normalize path after a backoff;
 * ``audit_chain.py`` — ``pf.audit.in`` -> the hash-chained ``pf.audit``;
+* ``workflows/context.py`` — normalized topics -> the patient context tables;
 * ``offsets.py`` — the commit rule those three share.
 
 Every raw message ends in exactly one outcome: normalized records (+ handoff items) or
@@ -47,6 +48,7 @@ from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
+from practiceflow.streams.workflows.context import register_context_agents
 
 log = logging.getLogger("practiceflow.worker")
 
@@ -166,7 +168,8 @@ class Pipeline:
         the same process, a restart in a test or job, would find their locks still held)."""
         self.committed_offsets.close()
         self.audit_tail.close()
-        for table in (self.seen, self.audit_heads):
+        self.contexts.close()
+        for table in self.app.tables.values():
             store = getattr(table, "_data", None)  # faust <0.16: the table's store, if it was opened
             for db in list(getattr(store, "_dbs", {}).values()):
                 with contextlib.suppress(Exception):
@@ -208,6 +211,8 @@ class Pipeline:
             app.agent(topic, name=f"normalize-{name}")(normalize_agent)
             self.source_topics.add(name)
         register_retry_agents(self, normalizer)
+        # the patient context tables; workflow agents read them through self.contexts
+        self.contexts = register_context_agents(self)
 
         self.audit_tail = AuditTail(self.bootstrap, self.topics["audit"].get_topic_name(), self.serde.decode)
         chainer = AuditChainer(self, self.audit_tail)
