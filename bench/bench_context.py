@@ -25,8 +25,7 @@ import time
 from practiceflow.jobs.run_file import raw_record
 from practiceflow.processors.context import fold, matching, snapshot
 from practiceflow.processors.dispatch import normalize_raw
-from practiceflow.processors.identity.crosswalk import Crosswalk
-from practiceflow.processors.identity.crosswalk import apply as apply_link
+from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
 from practiceflow.processors.workflows.patient_match import load_match_rules
 from practiceflow.sampleday.hl7 import adt_a04, oru_r01, rde_o11
 from practiceflow.sampleday.people import make_people
@@ -105,7 +104,15 @@ def bench_match(seconds: float) -> dict:
         dob = f"{rng.randint(1930, 2020)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
         people.append(
             matching.Demographics(
-                f"MRN{i}", rng.choice(family), rng.choice(given), "", dob, rng.choice("MF"), "", f"627{i % 100:02d}", f"217555{i:04d}"
+                f"MRN{i}",
+                rng.choice(family),
+                rng.choice(given),
+                "",
+                dob,
+                rng.choice("MF"),
+                "",
+                f"627{i % 100:02d}",
+                f"217555{i:04d}",
             )
         )
     index = matching.MemoryIndex(people)
@@ -116,7 +123,17 @@ def bench_match(seconds: float) -> dict:
         if kind < 0.3:
             d = matching.Demographics("p", d.family[:-1] + "E", d.given, "", d.birth_date, d.sex, "", "", d.phone)
         elif kind < 0.5:
-            d = matching.Demographics("p", d.family, d.given[:3], "", d.birth_date[:4] + d.birth_date[6:] + d.birth_date[4:6], "", "", "", d.phone)
+            d = matching.Demographics(
+                "p",
+                d.family,
+                d.given[:3],
+                "",
+                d.birth_date[:4] + d.birth_date[6:] + d.birth_date[4:6],
+                "",
+                "",
+                "",
+                d.phone,
+            )
         elif kind < 0.6:
             d = matching.Demographics("p", "NEWPERSON", "ZED", "", "19990101", "M", "", "", "3125550000")
         probes.append(d)

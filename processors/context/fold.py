@@ -51,7 +51,16 @@ def _obs_time(o: Mapping[str, Any]) -> str:
 
 #: record types that name their patient by ``patient_id`` alone (no member id, claim number...)
 _PATIENT_ID_ONLY = frozenset(
-    {"Encounter", "Appointment", "Observation", "MedicationOrder", "Order", "Condition", "AllergyIntolerance", "Immunization"}
+    {
+        "Encounter",
+        "Appointment",
+        "Observation",
+        "MedicationOrder",
+        "Order",
+        "Condition",
+        "AllergyIntolerance",
+        "Immunization",
+    }
 )
 
 

@@ -76,7 +76,10 @@ class MatchRules(Rule):
     weights: dict[str, float] = Field(description="field -> weight (name, birth_date, sex, address, phone)")
     require_birth_date: bool = Field(default=True, description="no automatic match without an agreeing DOB")
     name_min: float = Field(
-        default=0.75, ge=0, le=1, description="a chart whose name scores below this is another person, whatever else agrees"
+        default=0.75,
+        ge=0,
+        le=1,
+        description="a chart whose name scores below this is another person, whatever else agrees",
     )
     nicknames: dict[str, list[str]] = Field(default_factory=dict, description="canonical given name -> variants")
 
@@ -313,7 +316,12 @@ def _name_score(p: Demographics, c: Demographics, nick: Mapping[str, str]) -> fl
     straight = 0.5 * _jw(p.family, c.family) + 0.5 * _given(p.given, c.given, nick)
     swapped = 0.5 * _jw(p.family, c.given) + 0.5 * _jw(p.given, c.family)
     # a hyphenated / double family name that kept one part
-    if p.family and c.family and (p.family in c.family or c.family in p.family) and min(len(p.family), len(c.family)) >= 3:
+    if (
+        p.family
+        and c.family
+        and (p.family in c.family or c.family in p.family)
+        and min(len(p.family), len(c.family)) >= 3
+    ):
         straight = max(straight, 0.5 * 0.95 + 0.5 * _given(p.given, c.given, nick))
     return max(straight, 0.9 * swapped)
 

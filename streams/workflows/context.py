@@ -56,8 +56,7 @@ from faust.types import TP
 from practiceflow.processors.context import fold, matching, snapshot
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.identity.choose import policy_for
-from practiceflow.processors.identity.crosswalk import Crosswalk
-from practiceflow.processors.identity.crosswalk import apply as apply_link
+from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
 from practiceflow.streams import catalog
 from practiceflow.streams.normalize_agent import confirmed
 from practiceflow.streams.offsets import Committer, in_event
@@ -96,12 +95,20 @@ class Watermarks:
 
     def __init__(self, bootstrap: str, group: str) -> None:
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "client.id": f"{group}-barrier"}
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "client.id": f"{group}-barrier",
+            }
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="context-barrier")
 
     def _high(self, tps: list[TP]) -> dict[TP, int]:
-        return {tp: self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1] for tp in tps}
+        return {
+            tp: self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1]
+            for tp in tps
+        }
 
     def _committed(self, tps: list[TP]) -> dict[TP, int]:
         got = self._consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in tps], timeout=30)
@@ -127,7 +134,9 @@ class PatientContexts:
         app = pipeline.app
         opts = _table_options(pipeline)
         self.table = app.Table("patient-context", default=None, partitions=pipeline.partitions, options=opts)
-        self.index = app.Table("patient-index", default=None, partitions=pipeline.partitions, options=dict(opts or {}) or None)
+        self.index = app.Table(
+            "patient-index", default=None, partitions=pipeline.partitions, options=dict(opts or {}) or None
+        )
         names = [f"{pipeline.prefix}.{suffix}" for suffix in CONTEXT_TOPICS]
         self.topic_names = names
         self._record_type = dict(zip(names, CONTEXT_RECORD_TYPES, strict=True))
@@ -168,15 +177,18 @@ class PatientContexts:
             cw = self._crosswalks[practice_id] = self._load_crosswalk(practice_id)
         return cw
 
+    def rules(self) -> matching.MatchRules:
+        """The matching rule in force (shipped ``rules/matching/`` + the practice's ``rules_dir``)."""
+        if self.match_rules is None:
+            from practiceflow.processors.workflows.patient_match import load_match_rules
+
+            self.match_rules = load_match_rules(self.p.cfg.rules_dir)
+        return self.match_rules
+
     def match(self, practice_id: str, probe: matching.Demographics) -> matching.MatchResult:
         """Which chart ``probe`` (an intake form, a fax's patient) belongs to: identifiers via the
         crosswalk, then the demographic index (processors/context/matching.py)."""
-        rules = self.match_rules
-        if rules is None:
-            from practiceflow.processors.workflows.patient_match import load_match_rules
-
-            rules = self.match_rules = load_match_rules(self.p.cfg.rules_dir)
-        return matching.match(probe, _TableIndex(self.index, practice_id), rules, self.crosswalk(practice_id))
+        return matching.match(probe, _TableIndex(self.index, practice_id), self.rules(), self.crosswalk(practice_id))
 
     async def caught_up(
         self, partition: int, *, touch: Callable[[], None] | None = None, timeout: float | None = None
@@ -374,7 +386,18 @@ class _Batch:
 
 
 def _demo_to_json(d: matching.Demographics) -> list[Any]:
-    return [d.patient_id, d.family, d.given, d.middle, d.birth_date, d.sex, d.street, d.postal, d.phone, list(d.identifiers)]
+    return [
+        d.patient_id,
+        d.family,
+        d.given,
+        d.middle,
+        d.birth_date,
+        d.sex,
+        d.street,
+        d.postal,
+        d.phone,
+        list(d.identifiers),
+    ]
 
 
 def _demo_from_json(v: list[Any]) -> matching.Demographics:

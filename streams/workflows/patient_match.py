@@ -42,8 +42,7 @@ async def resolve_patient(
     ``now`` is the event's time (not the wall clock), so a replay builds the same item."""
     contexts = pipeline.contexts
     result = contexts.match(practice_id, probe)
-    rules = contexts.match_rules
-    assert rules is not None  # loaded by match()
+    rules = contexts.rules()
     out = step(None, MatchEvent(practice_id, subject_type, subject_id, record_key, source, result), rules, now)  # type: ignore[arg-type]
     partition = catalog.partition_for(practice_id, pipeline.partitions)
     for item in out.work_items:

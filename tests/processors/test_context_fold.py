@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from practiceflow.processors.context import fold, snapshot
-from practiceflow.processors.identity.crosswalk import Crosswalk
-from practiceflow.processors.identity.crosswalk import apply as apply_link
+from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
 
 P = "demo"
 
@@ -75,7 +73,11 @@ def test_unresolved_and_conflicting_records_are_filed_nowhere():
 
 def test_a_link_moves_the_provisional_context_into_the_mrn_and_nothing_is_lost():
     cw = Crosswalk(P)
-    prov = snapshot.apply(snapshot.empty(P, "fhir|abc"), "Observation", dict(obs("abc", "o2", "2823-3", 5.9, "2026-11-02"), patient_id="fhir|abc"))
+    prov = snapshot.apply(
+        snapshot.empty(P, "fhir|abc"),
+        "Observation",
+        dict(obs("abc", "o2", "2823-3", 5.9, "2026-11-02"), patient_id="fhir|abc"),
+    )
     mine = snapshot.apply(snapshot.empty(P, "MRN1"), "Observation", obs("MRN1", "o1", "2823-3", 4.1, "2026-11-01"))
     mine = snapshot.apply(mine, "MedicationOrder", med("MRN1", "rx1"))
     before = dict(cw.ids)
@@ -104,7 +106,11 @@ def test_merge_refuses_two_practices():
 
 
 _recs = st.lists(
-    st.tuples(st.sampled_from(["o1", "o2", "o3", "o4"]), st.integers(1, 9), st.sampled_from(["2026-01-01", "2026-02-01", "2026-03-01"])),
+    st.tuples(
+        st.sampled_from(["o1", "o2", "o3", "o4"]),
+        st.integers(1, 9),
+        st.sampled_from(["2026-01-01", "2026-02-01", "2026-03-01"]),
+    ),
     min_size=1,
     max_size=12,
 )
@@ -153,7 +159,12 @@ def _slow_context_patient(rt, record, cw):
     st.sampled_from(["Observation", "Encounter", "MedicationOrder", "Condition", "Appointment"]),
     st.sampled_from(["MRN1", "MRN2", "abc", "unresolved:0123", ""]),
     st.sampled_from(["hl7v2", "fhir", "portal"]),
-    st.lists(st.tuples(st.sampled_from(["MRN1", "MRN2", None]), st.sampled_from(["abc", "xyz"]), st.sampled_from(["FHIR", "MB"])), max_size=4),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["MRN1", "MRN2", None]), st.sampled_from(["abc", "xyz"]), st.sampled_from(["FHIR", "MB"])
+        ),
+        max_size=4,
+    ),
 )
 def test_fast_path_files_like_the_general_rule(rt, pid, feed, links):
     cw = Crosswalk(P)

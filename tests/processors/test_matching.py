@@ -7,8 +7,7 @@ birthday, address and phone; a hyphenated family name; a patient known by a nick
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from practiceflow.processors.context.matching import (
     Demographics,
@@ -21,8 +20,7 @@ from practiceflow.processors.context.matching import (
     score,
     soundex,
 )
-from practiceflow.processors.identity.crosswalk import Crosswalk
-from practiceflow.processors.identity.crosswalk import apply as apply_link
+from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
 from practiceflow.processors.workflows.patient_match import load_match_rules
 
 RULES = load_match_rules()
@@ -58,8 +56,18 @@ CASES = [
     ("hyphenated name kept one part", probe("GARCIA", "MARIA", "19850220", "F", phone="2175550400"), "matched", "MRN5"),
     ("swapped first and last", probe("THANH", "NGUYEN", "19900505", "M", phone="2175550300"), "matched", "MRN4"),
     ("apostrophe and nickname", probe("OBRIEN", "KATIE", "19701231", "F", "3 BAY COURT", "62705"), "matched", "MRN6"),
-    ("day and month swapped: never automatic", probe("JOHNSON", "MARY", "19750311", phone="2175550200"), "ambiguous", ["MRN3"]),
-    ("one DOB digit off: never automatic", probe("JOHNSON", "MARY", "19751108", phone="2175550200"), "ambiguous", ["MRN3"]),
+    (
+        "day and month swapped: never automatic",
+        probe("JOHNSON", "MARY", "19750311", phone="2175550200"),
+        "ambiguous",
+        ["MRN3"],
+    ),
+    (
+        "one DOB digit off: never automatic",
+        probe("JOHNSON", "MARY", "19751108", phone="2175550200"),
+        "ambiguous",
+        ["MRN3"],
+    ),
     ("twins, initial only", probe("SMITH", "R", "19800115", phone="2175550100"), "ambiguous", ["MRN1", "MRN2"]),
     ("duplicate charts", probe("OKAFOR", "AVERY", "19660707", "M", phone="2175550600"), "ambiguous", ["MRN7", "MRN8"]),
     ("too few fields", probe("NGUYEN", "THANH", "19900505"), "ambiguous", ["MRN4"]),
@@ -205,7 +213,10 @@ def test_decisions_are_consistent_and_never_guess(people, data):
 @settings(max_examples=100, deadline=None)
 @given(_person)
 def test_a_duplicate_chart_is_never_matched_automatically(d):
-    twin = Demographics("TWIN", *[getattr(d, f) for f in ("family", "given", "middle", "birth_date", "sex", "street", "postal", "phone")])
+    twin = Demographics(
+        "TWIN",
+        *[getattr(d, f) for f in ("family", "given", "middle", "birth_date", "sex", "street", "postal", "phone")],
+    )
     index = MemoryIndex([d, twin])
     p = Demographics("probe", d.family, d.given, "", d.birth_date, d.sex, "", "", d.phone)
     r = match(p, index, RULES)

@@ -66,7 +66,10 @@ def _adt_visit(p: Person, control: str, rng: random.Random) -> str:
     pv1[19] = f"V{control}"
     pv1[44], pv1[45] = "20261101093000", "20261101101500"
     segs = adt_a04(p, control, "20261101090000", rng).split("\r")
-    segs = ["|".join(pv1) if s.startswith("PV1|") else s.replace("ADT^A04", "ADT^A03").replace("EVN|A04", "EVN|A03") for s in segs]
+    segs = [
+        "|".join(pv1) if s.startswith("PV1|") else s.replace("ADT^A04", "ADT^A03").replace("EVN|A04", "EVN|A03")
+        for s in segs
+    ]
     return "\r".join(segs)
 
 
@@ -164,7 +167,10 @@ def test_ambiguous_match_gives_one_candidates_item(cfg, stack):
     twin_a = make_people(1, seed=5)[0]
     twin_a = Person(**{**twin_a.__dict__, "mrn": "MRNT1", "given": "Robert", "family": "Smith", "sex": "M"})
     twin_b = Person(**{**twin_a.__dict__, "mrn": "MRNT2", "given": "Roberta", "sex": "F"})
-    raws = [raw_record(practice, "hl7v2", adt_a04(p, f"T{i}", "20261101090000", rng).encode()) for i, p in enumerate((twin_a, twin_b))]
+    raws = [
+        raw_record(practice, "hl7v2", adt_a04(p, f"T{i}", "20261101090000", rng).encode())
+        for i, p in enumerate((twin_a, twin_b))
+    ]
     partition = catalog.partition_for(practice, cfg.topic_partitions)
     form = {
         "practice_id": practice,
@@ -266,7 +272,15 @@ def test_kill_9_mid_stream_recovers_the_context_tables(cfg, stack, tmp_path):
     for i, p in enumerate(people):
         practice = PRACTICES[i % len(PRACTICES)]
         msg = oru_r01(p, f"P{i:05d}", "20261115100000", rng, abnormal=True)
-        plan.append((practice, p, raw_record(practice, "hl7v2", msg.encode(), message_id=message_id_for("DEMOEHR", "DEMO CLINIC", f"P{i:05d}"))))
+        plan.append(
+            (
+                practice,
+                p,
+                raw_record(
+                    practice, "hl7v2", msg.encode(), message_id=message_id_for("DEMOEHR", "DEMO CLINIC", f"P{i:05d}")
+                ),
+            )
+        )
 
     def produce() -> None:
         prod = Producer({"bootstrap.servers": stack.bootstrap, "enable.idempotence": True, "linger.ms": 5})

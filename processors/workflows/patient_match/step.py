@@ -67,7 +67,9 @@ def step(context: None, event: MatchEvent, rules: MatchRules, now: int) -> StepR
             excerpt="; ".join(result.notes) or None,
         )
     )
-    options = [option("pick", f"Patient {c.patient_id} (score {c.score:.2f})", target=c.patient_id) for c in result.candidates]
+    options = [
+        option("pick", f"Patient {c.patient_id} (score {c.score:.2f})", target=c.patient_id) for c in result.candidates
+    ]
     options.append(option("new_patient", "None of these: register a new patient"))
     n = len(result.candidates)
     item = new_item(
