@@ -53,6 +53,7 @@ import faust
 from confluent_kafka import Consumer, TopicPartition
 from faust.types import TP
 
+from practiceflow.processors.base import gc_paused
 from practiceflow.processors.context import fold, matching, snapshot
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.identity.choose import policy_for
@@ -257,10 +258,11 @@ class PatientContexts:
         if not admitted:
             return
         batch = _Batch()
-        for ev in admitted:
-            with in_event(ev):
-                self._fold_one(ev, batch)
-            self.p.sensor.touch(ev.message.tp)
+        with gc_paused():  # a batch's fold allocates many short-lived dicts (as the normalizers do)
+            for ev in admitted:
+                with in_event(ev):
+                    self._fold_one(ev, batch)
+                self.p.sensor.touch(ev.message.tp)
         writes = []
         for table, key, (ev, value) in batch.writes(self):
             with in_event(ev):
@@ -293,7 +295,7 @@ class PatientContexts:
             return
         key = f"{practice}/{pid}"
         ctx = batch.context(key, self) or snapshot.empty(practice, pid)
-        ctx = snapshot.apply(ctx, rt, dict(record, patient_id=pid))
+        ctx = snapshot.apply(ctx, rt, record if record.get("patient_id") == pid else dict(record, patient_id=pid))
         batch.contexts[key] = (ev, ctx)
         batch.count("context.folded")
         if rt == "Patient":

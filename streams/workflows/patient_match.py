@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from practiceflow.processors.audit import audit_event
 from practiceflow.processors.context import matching
-from practiceflow.processors.workflows.patient_match import MatchEvent, step
-from practiceflow.streams import catalog
+from practiceflow.processors.workflows.patient_match import WORKFLOW, MatchEvent, step
+from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
@@ -42,25 +41,17 @@ async def resolve_patient(
     ``now`` is the event's time (not the wall clock), so a replay builds the same item."""
     contexts = pipeline.contexts
     result = contexts.match(practice_id, probe)
-    rules = contexts.rules()
-    out = step(None, MatchEvent(practice_id, subject_type, subject_id, record_key, source, result), rules, now)  # type: ignore[arg-type]
-    partition = catalog.partition_for(practice_id, pipeline.partitions)
-    for item in out.work_items:
-        await outbox.send(pipeline.topics["handoff"], f"{practice_id}/{item['item_id']}", dict(item), partition)
-        pipeline._count("handoff.patient_match", 1)
-    for i, reason in enumerate(out.audit, start=1):
-        ev = audit_event(
-            practice_id,
-            actor="practiceflow.worker",
-            at=now,
-            source=f"patient_match/{subject_type}/{subject_id}",
-            seq=i,
-            action=reason.action,
-            entity_type=reason.entity_type,
-            entity_id=reason.entity_id,
-            reason=reason.reason,
-            outcome=reason.outcome,
-            details=dict(reason.details),
-        )
-        await outbox.send(pipeline.topics["audit.in"], practice_id, ev, partition)
+    event = MatchEvent(practice_id, subject_type, subject_id, record_key, source, result)  # type: ignore[arg-type]
+    out = step(None, event, contexts.rules(), now)
+    if out.work_items:
+        pipeline._count("handoff.patient_match", len(out.work_items))
+    await emit_step(
+        pipeline,
+        outbox,
+        out,
+        practice_id=practice_id,
+        workflow=WORKFLOW,
+        cause=f"patient_match/{subject_type}/{subject_id}",
+        at=now,
+    )
     return result
