@@ -124,7 +124,7 @@ def merge(into: PatientContext, other: PatientContext) -> PatientContext:
         a: Mapping[str, Mapping[str, Any]] = getattr(into, attr)
         b: Mapping[str, Mapping[str, Any]] = getattr(other, attr)
         if b:
-            combined = {k: dict(v, patient_id=into.patient_id) for k, v in b.items()}
+            combined: dict[str, Mapping[str, Any]] = {k: dict(v, patient_id=into.patient_id) for k, v in b.items()}
             combined.update(a)
             changes[attr] = MappingProxyType(combined)
     if other.observations:

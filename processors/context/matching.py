@@ -403,10 +403,10 @@ def match(
     nicknames: Mapping[str, str] | None = None,
 ) -> MatchResult:
     """The chart ``probe`` belongs to: matched, ambiguous (candidates for a person) or new."""
-    base = {"rule_id": rules.id, "rule_version": rules.version}
+    rid, rver = rules.id, rules.version
     pid, notes = _by_identifier(probe, crosswalk)
     if pid is not None:
-        return MatchResult("matched", pid, "identifier", notes=tuple(notes), **base)
+        return MatchResult("matched", pid, "identifier", notes=tuple(notes), rule_id=rid, rule_version=rver)
     nick = nicknames if nicknames is not None else nickname_table(rules)
     seen: set[str] = set()
     scored: list[Candidate] = []
@@ -423,7 +423,7 @@ def match(
     scored.sort(key=lambda c: (-c.score, c.patient_id))
     listed = tuple(c for c in scored if c.score >= rules.review_min)[: rules.max_candidates]
     if not listed:
-        return MatchResult("new", None, "demographics", notes=tuple(notes), **base)
+        return MatchResult("new", None, "demographics", notes=tuple(notes), rule_id=rid, rule_version=rver)
     best = listed[0]
     second = scored[1].score if len(scored) > 1 else 0.0
     clear = (
@@ -433,5 +433,7 @@ def match(
         and (not rules.require_birth_date or best.fields.get("birth_date") == 1.0)
     )
     if clear:
-        return MatchResult("matched", best.patient_id, "demographics", listed, notes=tuple(notes), **base)
-    return MatchResult("ambiguous", None, "demographics", listed, notes=tuple(notes), **base)
+        return MatchResult(
+            "matched", best.patient_id, "demographics", listed, notes=tuple(notes), rule_id=rid, rule_version=rver
+        )
+    return MatchResult("ambiguous", None, "demographics", listed, notes=tuple(notes), rule_id=rid, rule_version=rver)
