@@ -9,7 +9,7 @@ tables, and the agents, each of which lives in its own module:
 * ``normalize_agent.py`` — raw topics -> records, handoff items, dead letters, retries;
 * ``retry.py`` — ``pf.retry.<feed>`` back into the same normalize path after a backoff;
 * ``audit_chain.py`` — ``pf.audit.in`` -> the hash-chained ``pf.audit``;
-* ``workflows/context.py`` — normalized topics -> the patient context tables;
+* ``workflows/`` — the patient context tables and the workflows (``workflows/__init__.py`` MODULES);
 * ``offsets.py`` — the commit rule those three share.
 
 Every raw message ends in exactly one outcome: normalized records (+ handoff items) or
@@ -48,7 +48,7 @@ from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
-from practiceflow.streams.workflows.context import register_context_agents
+from practiceflow.streams.workflows import register_all as register_workflows
 
 log = logging.getLogger("practiceflow.worker")
 
@@ -175,7 +175,9 @@ class Pipeline:
         the same process, a restart in a test or job, would find their locks still held)."""
         self.committed_offsets.close()
         self.audit_tail.close()
-        self.contexts.close()
+        contexts = getattr(self, "contexts", None)  # streams/workflows/context.py, when registered
+        if contexts is not None:
+            contexts.close()
         for table in self.app.tables.values():
             store = getattr(table, "_data", None)  # faust <0.16: the table's store, if it was opened
             for db in list(getattr(store, "_dbs", {}).values()):
@@ -218,8 +220,6 @@ class Pipeline:
             app.agent(topic, name=f"normalize-{name}")(normalize_agent)
             self.source_topics.add(name)
         register_retry_agents(self, normalizer)
-        # the patient context tables; workflow agents read them through self.contexts
-        self.contexts = register_context_agents(self)
 
         self.audit_tail = AuditTail(self.bootstrap, self.topics["audit"].get_topic_name(), self.serde.decode)
         chainer = AuditChainer(self, self.audit_tail)
@@ -230,6 +230,7 @@ class Pipeline:
             await chainer.run(stream, audit_committer)
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())
+        register_workflows(self)  # streams/workflows/__init__.py MODULES: one module per workflow
 
     def _register_pages(self) -> None:
         app = self.app

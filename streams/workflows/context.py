@@ -421,6 +421,15 @@ class _TableIndex:
         return _demo_from_json(v) if v else None
 
 
-def register_context_agents(pipeline: Pipeline) -> PatientContexts:
-    """Create the context tables and agent on ``pipeline`` (called by ``streams/app.py``)."""
-    return PatientContexts(pipeline)
+def contexts_of(pipeline: Pipeline) -> PatientContexts:
+    """The pipeline's context tables (registered by :func:`register`)."""
+    contexts = getattr(pipeline, "contexts", None)
+    if not isinstance(contexts, PatientContexts):
+        raise RuntimeError("the patient context module is not registered (streams/workflows/__init__.py MODULES)")
+    return contexts
+
+
+def register(pipeline: Pipeline) -> None:
+    """Create the context tables and agent on ``pipeline`` as ``pipeline.contexts``
+    (streams/workflows/__init__.py MODULES, before every workflow that reads them)."""
+    pipeline.contexts = PatientContexts(pipeline)  # type: ignore[attr-defined]

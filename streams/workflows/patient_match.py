@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from practiceflow.processors.context import matching
 from practiceflow.processors.workflows.patient_match import WORKFLOW, MatchEvent, step
+from practiceflow.streams.workflows.context import contexts_of
 from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ async def resolve_patient(
     """Match ``probe``; for an ambiguous result queue the candidates item (+ audit) on ``outbox``.
 
     ``now`` is the event's time (not the wall clock), so a replay builds the same item."""
-    contexts = pipeline.contexts
+    contexts = contexts_of(pipeline)
     result = contexts.match(practice_id, probe)
     event = MatchEvent(practice_id, subject_type, subject_id, record_key, source, result)  # type: ignore[arg-type]
     out = step(None, event, contexts.rules(), now)
