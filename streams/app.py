@@ -178,7 +178,8 @@ class Pipeline:
         contexts = getattr(self, "contexts", None)  # streams/workflows/context.py, when registered
         if contexts is not None:
             contexts.close()
-        for table in self.app.tables.values():
+        # every table, the workflows' included (streams/workflows MODULES declare their own)
+        for table in list(self.app.tables.values()):
             store = getattr(table, "_data", None)  # faust <0.16: the table's store, if it was opened
             for db in list(getattr(store, "_dbs", {}).values()):
                 with contextlib.suppress(Exception):

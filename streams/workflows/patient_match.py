@@ -1,8 +1,9 @@
 """Patient matching in the worker: an input without a known patient -> a chart, or a front-desk item.
 
 Workflow agents that receive an input naming a person rather than a chart (an intake
-form from a new patient, a fax, a pharmacy request) call :func:`resolve_patient` after
-``PatientContexts.caught_up`` for the event's partition. It matches through the
+form from a new patient, a fax, a pharmacy request) call :func:`resolve_patient`. It first
+waits for ``PatientContexts.caught_up`` on the practice's partition (every chart registered
+before the input is in the index), then matches through the
 crosswalk and the demographic index (``processors/context/matching.py``); an ambiguous
 answer becomes the ``patient_match.ambiguous`` work item (``processors/workflows/
 patient_match``), sent with its audit event through the caller's outbox, so it is
@@ -13,16 +14,21 @@ same item, never a second one.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from practiceflow.processors.context import matching
 from practiceflow.processors.workflows.patient_match import WORKFLOW, MatchEvent, step
+from practiceflow.streams import catalog
 from practiceflow.streams.workflows.context import contexts_of
 from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
     from practiceflow.streams.normalize_agent import Outbox
+
+log = logging.getLogger("practiceflow.worker.patient_match")
+CONTEXT_WAIT_SECONDS = 30.0
 
 
 async def resolve_patient(
@@ -41,6 +47,10 @@ async def resolve_patient(
 
     ``now`` is the event's time (not the wall clock), so a replay builds the same item."""
     contexts = contexts_of(pipeline)
+    # the charts registered before this input must be in the index (streams/workflows/context.py)
+    partition = catalog.partition_for(practice_id, pipeline.partitions)
+    if not await contexts.caught_up(partition, timeout=CONTEXT_WAIT_SECONDS):
+        log.warning("patient match: context not caught up on partition %s; matching on what is folded", partition)
     result = contexts.match(practice_id, probe)
     event = MatchEvent(practice_id, subject_type, subject_id, record_key, source, result)  # type: ignore[arg-type]
     out = step(None, event, contexts.rules(), now)
