@@ -47,6 +47,7 @@ from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
+from practiceflow.streams.workflows.denials import register_denials_agents
 
 log = logging.getLogger("practiceflow.worker")
 
@@ -218,6 +219,8 @@ class Pipeline:
             await chainer.run(stream, audit_committer)
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())
+        # the denial workflow: the claim store and 835 follow-up (streams/workflows/denials.py)
+        self.denials = register_denials_agents(self)
 
     def _register_pages(self) -> None:
         app = self.app
