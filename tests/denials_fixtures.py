@@ -105,7 +105,14 @@ class RemitClaim:
     dos: str = "20261102"
 
 
-def remit_835(claims: Sequence[RemitClaim], *, control: int = 1, date: str = "20261201", trace: str = "EFT1") -> bytes:
+def remit_835(
+    claims: Sequence[RemitClaim],
+    *,
+    control: int = 1,
+    date: str = "20261201",
+    trace: str = "EFT1",
+    plb: Sequence[str] = (),
+) -> bytes:
     total = sum(c.paid for c in claims)
     body = [
         f"BPR*I*{total:.2f}*C*ACH*CCP*01*999999999*DA*123456*1512345678**01*999988880*DA*98765*{date}",
@@ -128,6 +135,7 @@ def remit_835(claims: Sequence[RemitClaim], *, control: int = 1, date: str = "20
             body += [f"SVC*HC:{code}*{charge:.2f}*{paid:.2f}**1", f"DTM*472*{c.dos}"]
             body += [f"CAS*{g}*{carc}*{amt:.2f}" for g, carc, amt in cas]
             body += [f"LQ*HE*{r}" for r in rarcs]
+    body += list(plb)  # whole PLB segments, without terminator
     st = ["ST*835*0001*005010X221A1", *body]
     st.append(f"SE*{len(st) + 1}*0001")
     segs = [

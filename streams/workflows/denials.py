@@ -1,8 +1,8 @@
 """The denial workflow's agent: 837 claims into the claim store, 835 claims into work items.
 
-Reads ``norm.claim`` (the 837s the practice sent, normalized) and
-``norm.claim_adjudication`` (each 835 CLP loop), and nothing else: those two topics are
-committed by this agent alone (one consumer group has one committed offset per
+Reads ``norm.claim`` (the 837s the practice sent, normalized),
+``norm.claim_adjudication`` (each 835 CLP loop) and ``norm.provider_adjustment`` (835 PLB),
+and nothing else: those topics are committed by this agent alone (one consumer group has one committed offset per
 partition, so no other agent of the worker may read them).
 
 Tables (Faust, RocksDB by default, changelog-backed):
@@ -32,6 +32,7 @@ import faust
 
 from practiceflow.processors.rules import load_table
 from practiceflow.processors.workflows.denials.drafts import WORKFLOW, BillingProfile
+from practiceflow.processors.workflows.denials.plb import plb_step
 from practiceflow.processors.workflows.denials.rules import load_denial_rules
 from practiceflow.processors.workflows.denials.step import DenialContext, decide, descriptions_from_table
 from practiceflow.processors.workflows.denials.store import PatientFacts, facts_of, fold_claim, fold_patient
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("practiceflow.worker.denials")
 
-INPUT_RECORD_TYPES = ("Claim", "ClaimAdjudication")
+INPUT_RECORD_TYPES = ("Claim", "ClaimAdjudication", "ProviderAdjustment")
 CONTEXT_WAIT_SECONDS = 30.0
 
 
@@ -61,6 +62,9 @@ class Denials:
         self.rules = load_denial_rules(rules_dir)
         table = load_table("denials", "denials.carc_table", rules_dir)
         self.descriptions = descriptions_from_table(table.entries)
+        plb = load_table("denials", "denials.plb_reasons", rules_dir)
+        self.plb_reasons = {str(e["code"]): e for e in plb.entries}
+        self.plb_version = plb.version
         self.profile = BillingProfile()
         opts = {"driver": "rocksdict"} if cfg.table_store.startswith("rocksdb") else None
         self.claims = app.Table("denials-claims", default=None, partitions=pipeline.partitions, options=opts)
@@ -123,6 +127,16 @@ class Denials:
             rt = self._record_type.get(ev.message.topic)
             v: dict[str, Any] = ev.value
             practice = v.get("practice_id")
+            partition = catalog.partition_for(practice or "", partitions)
+            if rt == "ProviderAdjustment" and practice:
+                now = int(ev.message.timestamp * 1000)
+                result, entry = plb_step(v, self.plb_reasons, self.plb_version, now)
+                cause = f"norm.provider_adjustment/{v['adjustment_id']}"
+                await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+                await outbox.send(ledger_topic, f"{practice}/{entry['entry_id']}", entry, partition)
+                self._count("provider_adjustments")
+                self._count("ledger_entries")
+                continue
             if rt is None or not practice or not v.get("claim_id"):
                 continue
             key = f"{practice}/{v['claim_id']}"
@@ -148,7 +162,6 @@ class Denials:
                 cause=f"norm.claim_adjudication/{v['adjudication_id']}",
                 at=now,
             )
-            partition = catalog.partition_for(practice, partitions)
             for entry in decision.ledger:
                 await outbox.send(ledger_topic, f"{practice}/{entry['entry_id']}", entry, partition)
             states[key] = (ev, decision.state)

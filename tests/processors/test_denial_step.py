@@ -265,3 +265,24 @@ def test_the_step_is_deterministic():
     a = decide(DenialContext(state), adj, RULES, NOW)
     b = decide(DenialContext(state), adj, RULES, NOW)
     assert a.result == b.result and a.ledger == b.ledger and a.state == b.state
+
+
+def test_plb_adjustments_go_to_the_ledger_and_recoupments_to_billing():
+    from practiceflow.processors.workflows.denials.plb import plb_step
+    from practiceflow.processors.x12.normalize import normalize_x12
+    from tests.denials_fixtures import PID
+
+    table = load_table("denials", "denials.plb_reasons")
+    reasons = {e["code"]: e for e in table.entries}
+    raw = remit_835([CO4], plb=["PLB*1234567893*20261231*WO:PCN0999*25.00*L6*-1.23"])
+    plbs = [r.value for r in normalize_x12(raw, PID, 0).records if r.record_type == "ProviderAdjustment"]
+    assert [p["reason"] for p in plbs] == ["WO", "L6"]
+    wo, l6 = (plb_step(p, reasons, table.version, NOW) for p in plbs)
+    (item,) = wo[0].work_items
+    assert item["kind"] == "denials.provider_adjustment" and item["queue"] == "billing"
+    assert wo[1]["state"] == "open" and wo[1]["claim_id"] == "PCN0999" and wo[1]["adjusted"] == 25.0
+    assert not l6[0].work_items and l6[1]["state"] == "closed"
+    for result, entry in (wo, l6):
+        validate(entry, load_parsed("DenialLedgerEntry"), raise_errors=True)
+        for it in result.work_items:
+            validate(it, load_parsed("HandoffItem"), raise_errors=True)
