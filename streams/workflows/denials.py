@@ -65,7 +65,20 @@ class Denials:
         plb = load_table("denials", "denials.plb_reasons", rules_dir)
         self.plb_reasons = {str(e["code"]): e for e in plb.entries}
         self.plb_version = plb.version
-        self.profile = BillingProfile()
+        b = getattr(cfg, "billing", None)
+        self.profile = (
+            BillingProfile(
+                name=b.name,
+                tax_id=b.tax_id,
+                npi=b.npi,
+                address=(b.street, b.city, b.state, b.zip),
+                sender_id=b.sender_id,
+                receiver_id=b.receiver_id,
+                receiver_name=b.receiver_name,
+            )
+            if b is not None
+            else BillingProfile()
+        )
         opts = {"driver": "rocksdict"} if cfg.table_store.startswith("rocksdb") else None
         self.claims = app.Table("denials-claims", default=None, partitions=pipeline.partitions, options=opts)
         names = [f"{pipeline.prefix}.{catalog.NORMALIZED[rt]}" for rt in INPUT_RECORD_TYPES]
