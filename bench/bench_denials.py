@@ -130,9 +130,7 @@ def run(min_seconds: float = MIN_SECONDS) -> dict:
 
     items_per_file = whole_path()
     corrected = sum(
-        1
-        for a in adjs
-        if decide(DenialContext(store.get(a["claim_id"])), a, rules, 0).action == "corrected_claim"
+        1 for a in adjs if decide(DenialContext(store.get(a["claim_id"])), a, rules, 0).action == "corrected_claim"
     )
     path_rate, path_cpu_rate, _ = _loop(whole_path, n_claims, min_seconds)
 

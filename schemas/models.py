@@ -507,7 +507,9 @@ class DenialLedgerEntry(AvroRecord):
     patient_responsibility: float = Field(default=0.0, description="moved to the patient's balance")
     net_paid_before: float = Field(default=0.0, description="the claim's net payment when the entry was opened")
     state: str = Field(description="open | recovered | partially_recovered | written_off | transferred | closed")
-    action: str | None = Field(default=None, description="corrected_claim | appeal | transfer_to_patient | write_off | review")
+    action: str | None = Field(
+        default=None, description="corrected_claim | appeal | transfer_to_patient | write_off | review"
+    )
     denied_on: str | None = Field(default=None, description="835 payment date (BPR16), ISO date")
     resolved_on: str | None = None
     days_to_resolution: int | None = None

@@ -162,9 +162,7 @@ def write_837p(
     ctl = f"{interchange_control:09d}"
     d8 = _d8(created)
     sender, receiver = _v(p.sender_id, "sender id"), _v(p.receiver_id, "receiver id")
-    isa = (
-        f"ISA*00*{'':10}*00*{'':10}*ZZ*{sender:<15}*ZZ*{receiver:<15}*{d8[2:]}*{time_hhmm}*^*00501*{ctl}*0*{usage}*:"
-    )
+    isa = f"ISA*00*{'':10}*00*{'':10}*ZZ*{sender:<15}*ZZ*{receiver:<15}*{d8[2:]}*{time_hhmm}*^*00501*{ctl}*0*{usage}*:"
     st: list[str] = [
         f"ST*837*0001*{IMPLEMENTATION}",
         f"BHT*0019*00*{ctl}*{d8}*{time_hhmm}*CH",

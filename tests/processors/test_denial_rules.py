@@ -150,7 +150,11 @@ def test_every_835_adjustment_is_categorized_by_a_named_rule(path: Path):
 
 # what each 835 sample shows, by file name: the categories of its adjustments
 EXPECTED = {
-    "835_denied_pr29_timely_filing_and_paid_pr3_co45.x12": {"timely_filing", "patient_responsibility", "contractual_obligation"},
+    "835_denied_pr29_timely_filing_and_paid_pr3_co45.x12": {
+        "timely_filing",
+        "patient_responsibility",
+        "contractual_obligation",
+    },
     "835_emedny_denied_co29_co251_lq_he_n206.x12": {"timely_filing", "missing_information"},
     "835_tr3_cob_contractual_oa23_oa94_negative.x12": {"coordination_of_benefits", "contractual_obligation"},
     "835_tr3_managed_care_co_a2_pr1_co45.x12": {"contractual_obligation", "patient_responsibility"},

@@ -209,9 +209,7 @@ def test_a_later_835_recovers_the_denied_money_with_days_to_resolution():
         pccn="PAYER-CCN-2",
         lines=(("99214", 150.0, 150.0, (), ()), ("82947", 40.0, 32.0, (("CO", "45", 8.0),), ())),
     )
-    second = decide(
-        DenialContext(first.state), _one(remit_835([paid], date="20261231", trace="EFT2")), RULES, NOW + 1
-    )
+    second = decide(DenialContext(first.state), _one(remit_835([paid], date="20261231", trace="EFT2")), RULES, NOW + 1)
     _valid(second)
     recovered = [e for e in second.ledger if e["recovered"]]
     assert len(recovered) == 1
@@ -220,9 +218,7 @@ def test_a_later_835_recovers_the_denied_money_with_days_to_resolution():
     assert (e["denied_on"], e["resolved_on"], e["days_to_resolution"]) == ("2026-12-01", "2026-12-31", 30)
     assert second.state["open"] == []
     # replaying the same 835 recovers nothing twice
-    again = decide(
-        DenialContext(second.state), _one(remit_835([paid], date="20261231", trace="EFT2")), RULES, NOW + 1
-    )
+    again = decide(DenialContext(second.state), _one(remit_835([paid], date="20261231", trace="EFT2")), RULES, NOW + 1)
     assert not [x for x in again.ledger if x["recovered"] and x["category"] == "coding_modifier"]
 
 

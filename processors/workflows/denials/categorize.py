@@ -56,7 +56,16 @@ def categorize_adjudication(adj: Mapping[str, Any], rules: DenialRules) -> list[
             r = decide(a["group"], a["reason"], line_rarcs)
             append(
                 Categorized(
-                    n, code, a["group"], a["reason"], a["amount"], line_rarcs, r.category, r.id, r.version, r.core_scenario
+                    n,
+                    code,
+                    a["group"],
+                    a["reason"],
+                    a["amount"],
+                    line_rarcs,
+                    r.category,
+                    r.id,
+                    r.version,
+                    r.core_scenario,
                 )
             )
     return out

@@ -96,5 +96,7 @@ def plb_step(
         options=[option("acknowledge", "Posted / matched"), option("escalate", "Hand to the billing coordinator")],
     )
     entry["item_id"] = item["item_id"]
-    audit = AuditReason("denial_plb_review", "ProviderAdjustment", adj_id, f"denials.plb_reasons@{table_version}: {reason}")
+    audit = AuditReason(
+        "denial_plb_review", "ProviderAdjustment", adj_id, f"denials.plb_reasons@{table_version}: {reason}"
+    )
     return StepResult(work_items=(item,), audit=(audit,)), entry

@@ -182,9 +182,7 @@ def decide(ctx: DenialContext, adj: Mapping[str, Any], rules: DenialRules, now: 
     for c in categorized:
         by_cat.setdefault(c.category, []).append(c)
     totals = totals_by_category(categorized)
-    denial_cats = sorted(
-        (c for c in by_cat if c not in POSTING and totals[c] > 0), key=lambda c: (-totals[c], c)
-    )
+    denial_cats = sorted((c for c in by_cat if c not in POSTING and totals[c] > 0), key=lambda c: (-totals[c], c))
     primary = denial_cats[0] if denial_cats else None
     original = state.get("claim")
 
@@ -251,7 +249,9 @@ def decide(ctx: DenialContext, adj: Mapping[str, Any], rules: DenialRules, now: 
                 action = arule.otherwise if arule.otherwise != "corrected_claim" else "review"
                 diff = ()
         if action == "appeal":
-            lines = [f"remittance advice of {adj.get('payment_date') or 'the payment'} (835, trace {adj.get('payment_trace')})"]
+            lines = [
+                f"remittance advice of {adj.get('payment_date') or 'the payment'} (835, trace {adj.get('payment_trace')})"
+            ]
             if original is not None:
                 lines.append(
                     f"the claim as submitted (837, {original.get('service_date')}: "
@@ -279,7 +279,7 @@ def decide(ctx: DenialContext, adj: Mapping[str, Any], rules: DenialRules, now: 
         amount = totals[cat]
         if amount == 0:
             continue
-        denied = amount if cat not in POSTING else 0.0
+        denied = max(amount, 0.0) if cat not in POSTING else 0.0  # a negative adjustment paid more, denied nothing
         recoverable = amount if cat in RECOVERABLE and amount > 0 else 0.0
         entry = {
             "practice_id": pid,
