@@ -269,6 +269,8 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  handoff items (queue / workflow / priority: count):")
     for q, wf, pr, n in report.handoff_queues:
         print(f"    {q} / {wf} / {pr}: {n}")
+    triage = {k.removeprefix("refill."): v for k, v in w.items() if k.startswith("refill.")}
+    print(f"  refill triage (class: count): {dict(sorted(triage.items())) or 'none'}")
     actions = {k.removeprefix("denials.action."): v for k, v in w.items() if k.startswith("denials.action.")}
     print(f"\n  denials (835 follow-up): {w.get('denials.adjudications', 0)} claims, drafts by action {actions}")
     print("    category: denied / recoverable / written off / patient responsibility (US$, entries)")

@@ -199,6 +199,7 @@ class Denials:
         return self.claims.get(f"{practice_id}/{claim_id}")
 
 
-def register_denials_agents(pipeline: Pipeline) -> Denials:
-    """Create the claim store table and the denials agent on ``pipeline`` (``streams/app.py``)."""
-    return Denials(pipeline)
+def register(pipeline: Pipeline) -> None:
+    """Create the claim store table and the denials agent on ``pipeline`` (``streams/workflows`` MODULES);
+    the workflow is reachable as ``pipeline.denials`` (tests, the day job's counts)."""
+    pipeline.denials = Denials(pipeline)  # type: ignore[attr-defined]  # set by the workflow registry
