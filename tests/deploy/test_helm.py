@@ -1,0 +1,129 @@
+"""The Helm chart (deploy/helm/practiceflow) lints, renders and passes the offline Kubernetes
+schema check, and renders what an operator relies on: one gateway per practice group, workers
+on persistent volumes bounded by the partitions, vLLM on GPU nodes, workers' egress fenced in.
+
+deploy/helm/check.sh builds helm (Go module proxy) and kubecheck once, cached under
+.stack/cache/bin; without a Go toolchain these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from practiceflow.settings import REPO_ROOT
+
+HELM_DIR = REPO_ROOT / "deploy" / "helm"
+CHART = HELM_DIR / "practiceflow"
+BIN = REPO_ROOT / ".stack" / "cache" / "bin"
+
+pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="the Go toolchain builds helm")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, list[dict]]:
+    out = tmp_path_factory.mktemp("helm")
+    proc = subprocess.run(
+        ["bash", str(HELM_DIR / "check.sh")],
+        env={**__import__("os").environ, "PF_HELM_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {name: [d for d in yaml.safe_load_all((out / f"{name}.yaml").read_text()) if d] for name in ("default", "region", "incluster")}
+
+
+def _helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "helm"), *args], capture_output=True, text=True, timeout=300)
+
+
+def _by(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def _env(container: dict) -> dict[str, object]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_region_renders_one_gateway_per_practice_group(rendered):
+    docs = rendered["region"]
+    gws = _by(docs, "Deployment")
+    assert {"pf-gw-north", "pf-gw-south", "pf-gw-rural"} <= set(gws)
+    env = _env(gws["pf-gw-south"]["spec"]["template"]["spec"]["containers"][0])
+    assert yaml.safe_load(env["PRACTICEFLOW_PRACTICES"]) == ["harbor-dermatology", "lakeside-ortho"]
+    # tokens come from the operator's existing secret, never rendered into the manifests
+    assert env["PRACTICEFLOW_GATEWAY_TOKENS"] == {
+        "secretKeyRef": {"name": "practiceflow-us-east-1-gateway", "key": "GATEWAY_TOKENS"}
+    }
+    assert not _by(docs, "Secret")
+    assert {"pf-gw-north", "pf-gw-south", "pf-gw-rural", "pf-worker"} <= set(_by(docs, "PodDisruptionBudget"))
+
+
+def test_workers_are_a_statefulset_with_volumes_and_health_probes(rendered):
+    sts = _by(rendered["region"], "StatefulSet")["pf-worker"]
+    assert sts["spec"]["replicas"] == 6
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"] == ["worker", "--no-sink"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = _env(c)
+    assert env["PRACTICEFLOW_WEB_PORT"] == "6066" and env["PRACTICEFLOW_TOPIC_PARTITIONS"] == "12"
+    assert env["PRACTICEFLOW_LLM__BASE_URL"] == "http://pf-vllm:8000/v1"
+    assert c["resources"]["requests"]["cpu"]
+
+
+def test_vllm_on_gpu_nodes(rendered):
+    dep = _by(rendered["region"], "Deployment")["pf-vllm"]
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert "--tensor-parallel-size=2" in c["args"] and "--gpu-memory-utilization=0.85" in c["args"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": "g6.12xlarge"}
+    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_worker_egress_only_to_dependencies_and_vllm(rendered):
+    pol = _by(rendered["region"], "NetworkPolicy")
+    assert pol["pf-default-deny"]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    egress = pol["pf-worker"]["spec"]["egress"]
+    cidrs = {(p["to"][0].get("ipBlock", {}).get("cidr"), p["ports"][0]["port"]) for p in egress}
+    assert cidrs >= {("10.20.0.0/16", 9092), ("10.20.0.0/16", 8080), ("10.20.0.0/16", 8123)}
+    pods = [p["to"][0]["podSelector"]["matchLabels"] for p in egress if "podSelector" in p["to"][0]]
+    assert pods == [{"app.kubernetes.io/instance": "pf", "practiceflow.io/role": "vllm"}]
+    assert all("to" in p for p in egress)  # no rule allows egress to anywhere
+
+
+def test_in_cluster_dependencies_behind_a_flag(rendered):
+    assert not _by(rendered["default"], "StatefulSet").keys() - {"pf-worker"}
+    sts = _by(rendered["incluster"], "StatefulSet")
+    assert {"pf-kafka", "pf-clickhouse", "pf-worker"} <= set(sts)
+    env = _env(sts["pf-worker"]["spec"]["template"]["spec"]["containers"][0])
+    assert env["PRACTICEFLOW_KAFKA_BOOTSTRAP"] == "pf-kafka:9092"
+
+
+def test_more_workers_than_partitions_is_refused(rendered):
+    r = _helm("template", "pf", str(CHART), "--set", "workers.replicas=4")
+    assert r.returncode != 0 and "must not exceed kafka.topicPartitions" in r.stderr
+
+
+def test_values_schema_refuses_unknown_and_wrong_values(rendered):
+    assert _helm("lint", "--strict", str(CHART), "--set", "workerz.replicas=2").returncode != 0
+    assert _helm("lint", "--strict", str(CHART), "--set", "vllm.tensorParallelSize=3").returncode != 0
+    assert _helm("lint", "--strict", str(CHART), "--set", "settings.kafka_bootstrap=x:1").returncode != 0
+
+
+def test_kubecheck_refuses_unknown_fields(rendered, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {a: b}}\n"
+        "  template:\n    metadata: {labels: {a: c}}\n    spec:\n      containers: [{name: c, image: i}]\n"
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {portz: []}\n"
+    )
+    r = subprocess.run([str(BIN / "kubecheck"), str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "selector does not match" in r.stdout and 'unknown field "spec.portz"' in r.stdout
