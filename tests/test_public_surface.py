@@ -126,8 +126,9 @@ HANDOFF_ITEM_FIELDS = [
 ]
 EVIDENCE_FIELDS = ["label", "ref", "excerpt"]
 
-CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways"]
+CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "llm"]
 DLQ_ACTIONS = ["list", "show", "redrive"]
+LLM_ACTIONS = ["executor", "check", "serve-local"]
 
 
 def test_record_types_are_the_published_ones():
@@ -168,3 +169,4 @@ def _subcommands(*args: str) -> list[str]:
 def test_cli_subcommands():
     assert _subcommands() == CLI_COMMANDS
     assert _subcommands("dlq") == DLQ_ACTIONS
+    assert _subcommands("llm") == LLM_ACTIONS
