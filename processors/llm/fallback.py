@@ -21,23 +21,22 @@ from practiceflow.processors.llm.tasks import TASKS, ExtractionOutput, LLMReques
 # field -> label spellings seen on faxes (case-insensitive), longest first where they overlap
 LABELS: dict[str, tuple[str, ...]] = {
     "patient_name": ("patient name", "patient", "pt name", "name of patient", "re"),
-    "patient_dob": ("date of birth", "birth date", "dob", "d.o.b."),
+    "dob": ("date of birth", "birth date", "dob", "d.o.b."),
     "mrn": ("medical record number", "medical record #", "mrn", "chart #", "chart number"),
     "member_id": ("member id", "member #", "subscriber id", "insurance id", "policy #"),
-    "sender_name": ("from", "sender", "ordering provider", "referring provider"),
+    "sender": ("from", "sender", "ordering provider", "referring provider"),
     "sender_fax": ("from fax", "sender fax", "fax from", "return fax", "reply fax", "sender fax #"),
-    "recipient_name": ("to", "attention", "attn"),
-    "recipient_fax": ("to fax", "recipient fax"),
+    "addressee": ("to", "attention", "attn"),
     "payer": ("payer", "health plan", "insurance", "insurer"),
-    "pa_decision": ("decision", "determination", "status"),
-    "pa_reference": ("reference #", "reference number", "authorization #", "auth #", "case #"),
+    "decision": ("decision", "determination", "status"),
+    "reference": ("reference #", "reference number", "authorization #", "auth #", "case #"),
     "records_requested": ("records requested", "records needed"),
     "date_range": ("date range", "dates of service"),
     "drug": ("medication", "drug", "drug name"),
     "strength": ("strength",),
     "pharmacy": ("pharmacy",),
     "referral_reason": ("reason for referral", "reason"),
-    "test_name": ("test",),
+    "test": ("test",),
 }
 
 MODEL_NAME = "embedded:labelled-fields"

@@ -31,27 +31,29 @@ FAX_CLASSES: tuple[str, ...] = (
     "other_clinical",
 )
 
-# What staff need from a fax (issue 10): identity and sender on every class, then per class.
+# What staff need from a fax (issue 10): identity and sender on every class, then per class. The names are
+# the fax workflow's own (processors/workflows/fax/extract.py), so its merge() takes model values as they are.
 EXTRACT_FIELDS: tuple[str, ...] = (
     "patient_name",
-    "patient_dob",
+    "dob",
     "mrn",
     "member_id",
-    "sender_name",
+    "sender",
     "sender_fax",
-    "recipient_name",
-    "recipient_fax",
-    "test_name",
-    "abnormal_flag",
+    "addressee",
+    "test",
+    "abnormal",
     "payer",
-    "pa_decision",
-    "pa_reference",
+    "decision",
+    "reference",
     "records_requested",
     "date_range",
     "drug",
     "strength",
     "pharmacy",
     "referral_reason",
+    "direction",
+    "pages_announced",
 )
 
 

@@ -105,15 +105,15 @@ def test_a_practice_adds_its_own_prompt_version(tmp_path):
     (tmp_path / "fax_extract").mkdir()
     (tmp_path / "fax_extract" / "v1-ours.md").write_text("<!-- role: user -->\nJust $fields from:\n$pages\n")
     p = load_prompt("fax_extract", "v1-ours", tmp_path)
-    assert render(p, request())[0]["content"].startswith("Just patient_name, patient_dob")
+    assert render(p, request())[0]["content"].startswith("Just patient_name, dob")
     (tmp_path / "fax_extract" / "bad.md").write_text("<!-- role: user -->\n$nonsense\n")
     with pytest.raises(PromptError, match="placeholder"):
         render(load_prompt("fax_extract", "bad", tmp_path), request())
 
 
 def test_json_schema_narrows_field_names():
-    schema = TASKS["fax_extract"].json_schema(["mrn", "patient_dob", "not_a_field"])
-    assert schema["$defs"]["QuotedField"]["properties"]["name"]["enum"] == ["mrn", "patient_dob"]
+    schema = TASKS["fax_extract"].json_schema(["mrn", "dob", "not_a_field"])
+    assert schema["$defs"]["QuotedField"]["properties"]["name"]["enum"] == ["mrn", "dob"]
     assert "label" in TASKS["fax_classify"].json_schema()["properties"]
 
 
@@ -149,7 +149,7 @@ def test_span_check_keeps_found_values_and_drops_invented_ones():
             "fields": [
                 {"name": "patient_name", "text": "alex testpatient", "page": 2},
                 {"name": "mrn", "text": "MRN1001", "page": 1},  # wrong page: found on page 2
-                {"name": "patient_dob", "text": "1980-01-01", "page": 2},  # normalized: not in the text
+                {"name": "dob", "text": "1980-01-01", "page": 2},  # normalized: not in the text
                 {"name": "sender_fax", "text": "(555) 010-4478", "page": 1},  # one digit off
             ]
         }
@@ -160,9 +160,9 @@ def test_span_check_keeps_found_values_and_drops_invented_ones():
     assert kept["patient_name"].text == "Alex   Testpatient"  # the document's own characters
     assert PAGE2[kept["patient_name"].span_start : kept["patient_name"].span_end] == "Alex   Testpatient"
     assert kept["mrn"].page == 2
-    assert {d.name for d in res.dropped} == {"patient_dob", "sender_fax"}
+    assert {d.name for d in res.dropped} == {"dob", "sender_fax"}
     assert res.needs_person
-    assert "llm_span_not_found:patient_dob" in res.reasons
+    assert "llm_span_not_found:dob" in res.reasons
 
 
 def test_a_field_not_asked_for_is_dropped():
@@ -188,10 +188,10 @@ def test_the_embedded_fallback_reads_labelled_fields():
     out = fallback.extract_labelled(request())
     got = {f.name: (f.text, f.page) for f in out.fields}
     assert got["patient_name"] == ("Alex   Testpatient", 2)
-    assert got["patient_dob"] == ("01/01/1980", 2)
+    assert got["dob"] == ("01/01/1980", 2)
     assert got["mrn"] == ("MRN1001", 2)
     assert got["sender_fax"] == ("(555) 010-4477", 1)
-    assert got["recipient_name"] == ("Demo Family Medicine", 1)
+    assert got["addressee"] == ("Demo Family Medicine", 1)
     res = checked_result(request(), out, source="fallback")
     assert not res.dropped  # everything it returns is a span of the page by construction
 
@@ -206,3 +206,20 @@ def test_commands_are_keyed_by_the_question():
     assert a["command_id"].startswith("llm:fax:fax_extract:doc-1/p2:") and "Testpatient" not in a["command_id"]
     assert LLMRequest.model_validate_json(a["payload"]) == request()
     assert read_result({"outcome": "failed", "reason": "llm_bad_request", "payload": ""}).needs_person
+
+
+def test_fax_adapter_offers_checked_values_once_the_result_is_in():
+    from practiceflow.processors.llm.fax import LLMResultExtractor, extraction_request, model_values
+
+    pages, numbers = [PAGE1, PAGE2], [1, 2]
+    req = extraction_request("lab_result", pages, numbers)
+    assert req.hints == {"class": "lab_result"} and [p.page for p in req.pages] == [1, 2]
+    out = ExtractionOutput.model_validate({"fields": [{"name": "mrn", "text": "MRN1001", "page": 2}]})
+    result = checked_result(req, out, source="model")
+    ex = LLMResultExtractor("doc-abc", {})
+    assert ex.extract("lab_result", pages, numbers) == []  # not answered yet: emit ex.command_id(...)
+    ex = LLMResultExtractor("doc-abc", {ex.command_id("lab_result", pages, numbers): result})
+    [v] = ex.extract("lab_result", pages, numbers)
+    assert (v.field, v.value, v.page, v.source) == ("mrn", "MRN1001", 2, "llm")
+    assert PAGE2[v.start : v.end] == "MRN1001"
+    assert model_values(result) == [v]
