@@ -14,6 +14,8 @@ is only ever trusted together with a quote that was found.
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -127,11 +129,17 @@ class TaskSpec:
     def json_schema(self, fields: list[str] | None = None) -> dict[str, Any]:
         """The output model's JSON schema, with field names narrowed to an enum (so
         constrained decoding cannot invent a field) when the task has named fields."""
-        schema = self.output.model_json_schema()
+        schema = copy.deepcopy(_output_schema(self.output))
         names = [f for f in (fields or self.field_names) if f in self.field_names] or list(self.field_names)
         if names and "QuotedField" in schema.get("$defs", {}):
             schema["$defs"]["QuotedField"]["properties"]["name"]["enum"] = names
         return schema
+
+
+@functools.cache
+def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """pydantic builds a JSON schema in milliseconds; a task's never changes in a process."""
+    return model.model_json_schema()
 
 
 TASKS: dict[str, TaskSpec] = {
