@@ -97,10 +97,17 @@ class Pipeline:
             table_cleanup_interval=60.0,
         )
         self.app.sensors.add(self.sensor)
-        # Input topics (raw, retry, audit.in) are committed by their agents, after their
+        # Input topics (raw, retry, audit.in, and the normalized, workflow and command
+        # topics the workflow agents read) are committed by their agents, after their
         # outputs are confirmed (streams/offsets.py); acks=False keeps Faust's ack-based
         # commits, which commit past skipped messages, away from them.
-        inputs = {catalog.Kind.RAW, catalog.Kind.RETRY}
+        inputs = {
+            catalog.Kind.RAW,
+            catalog.Kind.RETRY,
+            catalog.Kind.NORMALIZED,
+            catalog.Kind.WORKFLOW,
+            catalog.Kind.COMMAND,
+        }
         self.topics: dict[str, faust.TopicT] = {
             spec.suffix: self.app.topic(
                 spec.name(self.prefix),
