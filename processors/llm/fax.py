@@ -67,12 +67,14 @@ class LLMResultExtractor:
 
     name = "llm"
 
-    def __init__(self, subject: str, results: Mapping[str, LLMResult]) -> None:
+    def __init__(self, practice_id: str, subject: str, results: Mapping[str, LLMResult]) -> None:
+        self.practice_id = practice_id
         self.subject = subject
         self.results = results
 
     def command_id(self, doc_class: str, pages: Sequence[str], page_numbers: Sequence[int]) -> str:
-        return command_id(WORKFLOW, self.subject, extraction_request(doc_class, pages, page_numbers))
+        request = extraction_request(doc_class, pages, page_numbers)
+        return command_id(self.practice_id, WORKFLOW, self.subject, request)
 
     def extract(self, doc_class: str, pages: Sequence[str], page_numbers: Sequence[int]) -> list[ModelValue]:
         result = self.results.get(self.command_id(doc_class, pages, page_numbers))

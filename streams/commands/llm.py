@@ -33,7 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter
 from pydantic import ValidationError
 
@@ -94,7 +94,7 @@ class ResultsIndex:
         if not self._assigned:
             self._assign()
         assignment = self.consumer.assignment()
-        marks = {tp.partition: self.consumer.get_watermark_offsets(tp, timeout=10) for tp in assignment}
+        marks = {tp.partition: self._watermarks(tp) for tp in assignment}
         ends = {p: high for p, (low, high) in marks.items() if high > low}  # partitions with something to read
         new = 0
         deadline = time.monotonic() + timeout
@@ -116,6 +116,18 @@ class ResultsIndex:
                     if key not in self.done:
                         self.done.add(key)
                         new += 1
+
+    def _watermarks(self, tp: TopicPartition, attempts: int = 20) -> tuple[int, int]:
+        """(low, high), waiting out a leader election (a new topic, a broker restart)."""
+        for attempt in range(attempts):
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
+                return low, high
+            except KafkaException:  # not leader / leader not available / timed out: all pass on their own
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.25)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.consumer.close()

@@ -199,11 +199,12 @@ def test_the_embedded_fallback_reads_labelled_fields():
 def test_commands_are_keyed_by_the_question():
     from practiceflow.processors.llm.commands import llm_command, read_result
 
-    a = llm_command("clinic-a", "fax", "doc-1/p2", request(), issued_at=1)
-    again = llm_command("clinic-a", "fax", "doc-1/p2", request(), issued_at=99)
-    other = llm_command("clinic-a", "fax", "doc-1/p2", request(prompt_version="v2"), issued_at=1)
-    assert a["command_id"] == again["command_id"] != other["command_id"]
-    assert a["command_id"].startswith("llm:fax:fax_extract:doc-1/p2:") and "Testpatient" not in a["command_id"]
+    a = llm_command("clinic-a", "fax", "doc-1/p2", request(), now=1)
+    again = llm_command("clinic-a", "fax", "doc-1/p2", request(), now=99)
+    other = llm_command("clinic-a", "fax", "doc-1/p2", request(prompt_version="v2"), now=1)
+    elsewhere = llm_command("clinic-b", "fax", "doc-1/p2", request(), now=1)
+    assert a["command_id"] == again["command_id"] != other["command_id"] != elsewhere["command_id"]
+    assert a["command_id"].startswith("llm:") and a["kind"] == "llm" and a["payload_type"] == "llm.request"
     assert LLMRequest.model_validate_json(a["payload"]) == request()
     assert read_result({"outcome": "failed", "reason": "llm_bad_request", "payload": ""}).needs_person
 
@@ -216,9 +217,9 @@ def test_fax_adapter_offers_checked_values_once_the_result_is_in():
     assert req.hints == {"class": "lab_result"} and [p.page for p in req.pages] == [1, 2]
     out = ExtractionOutput.model_validate({"fields": [{"name": "mrn", "text": "MRN1001", "page": 2}]})
     result = checked_result(req, out, source="model")
-    ex = LLMResultExtractor("doc-abc", {})
+    ex = LLMResultExtractor("clinic-a", "doc-abc", {})
     assert ex.extract("lab_result", pages, numbers) == []  # not answered yet: emit ex.command_id(...)
-    ex = LLMResultExtractor("doc-abc", {ex.command_id("lab_result", pages, numbers): result})
+    ex = LLMResultExtractor("clinic-a", "doc-abc", {ex.command_id("lab_result", pages, numbers): result})
     [v] = ex.extract("lab_result", pages, numbers)
     assert (v.field, v.value, v.page, v.source) == ("mrn", "MRN1001", 2, "llm")
     assert PAGE2[v.start : v.end] == "MRN1001"
