@@ -47,6 +47,7 @@ from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
+from practiceflow.streams.workflows import register_all as register_workflows
 
 log = logging.getLogger("practiceflow.worker")
 
@@ -225,6 +226,7 @@ class Pipeline:
             await chainer.run(stream, audit_committer)
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())
+        register_workflows(self)  # streams/workflows/__init__.py MODULES: one module per workflow
 
     def _register_pages(self) -> None:
         app = self.app
