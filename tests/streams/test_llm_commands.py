@@ -151,6 +151,7 @@ def test_model_server_down_or_refused_still_answers_every_command(stack, cfg, ll
         model="m",
         backoff_s=0.01,
         backoff_max_s=0.02,
+        breaker_fail_max=50,  # both commands run at once; keep the breaker closed so the reason is the cause
     )
     create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
     serde = AvroSerde(registry_client(stack.registry_url))
