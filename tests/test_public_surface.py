@@ -172,7 +172,20 @@ EVIDENCE_FIELDS = [
     "span_end",
 ]
 
-CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "fax", "rules", "eval", "llm"]
+CLI_COMMANDS = [
+    "stack",
+    "schemas",
+    "run-file",
+    "worker",
+    "sink",
+    "dlq",
+    "day",
+    "gateways",
+    "fax",
+    "rules",
+    "eval",
+    "llm",
+]
 DLQ_ACTIONS = ["list", "show", "redrive"]
 LLM_ACTIONS = ["executor", "check", "serve-local"]
 
