@@ -179,6 +179,15 @@ def _dlq(args: argparse.Namespace, cfg: Settings) -> int:
         return 0
 
 
+def _queue(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.jobs.queue import main as queue_main
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.streams.serde import AvroSerde, registry_client
+
+    with endpoints(cfg, autostart=False) as ep:
+        return queue_main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="practiceflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -230,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
 
+    p = sub.add_parser("queue", help="work queues: list, show with evidence, approve / edit / reject")
+    from practiceflow.jobs.queue import add_arguments as queue_arguments
+
+    queue_arguments(p)
+
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
 
@@ -250,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": _worker,
         "sink": _sink,
         "dlq": _dlq,
+        "queue": _queue,
     }
     if args.cmd == "day":
         from practiceflow.jobs.day import main as day_main

@@ -106,6 +106,7 @@ class Pipeline:
             catalog.Kind.RAW,
             catalog.Kind.RETRY,
             catalog.Kind.NORMALIZED,
+            catalog.Kind.HANDOFF,
             catalog.Kind.WORKFLOW,
             catalog.Kind.COMMAND,
         }

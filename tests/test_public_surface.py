@@ -168,7 +168,7 @@ EVIDENCE_FIELDS = [
     "span_end",
 ]
 
-CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "rules", "eval"]
+CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "queue", "rules", "eval"]
 DLQ_ACTIONS = ["list", "show", "redrive"]
 
 

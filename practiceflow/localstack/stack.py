@@ -86,7 +86,7 @@ def start_registry(cache_dir: Path, data_dir: Path, timeout: float = 90.0) -> tu
         data=json.dumps({"compatibility": "BACKWARD"}).encode(),
         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
     )
-    urllib.request.urlopen(req, timeout=5).close()  # noqa: S310 - our own registry on loopback
+    urllib.request.urlopen(req, timeout=30).close()  # noqa: S310 - our own registry on loopback (a loaded machine is slow)
     return proc, url
 
 
