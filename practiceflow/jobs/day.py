@@ -239,6 +239,8 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  handoff items (queue / workflow / priority: count):")
     for q, wf, pr, n in report.handoff_queues:
         print(f"    {q} / {wf} / {pr}: {n}")
+    triage = {k.removeprefix("refill."): v for k, v in w.items() if k.startswith("refill.")}
+    print(f"  refill triage (class: count): {dict(sorted(triage.items())) or 'none'}")
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")

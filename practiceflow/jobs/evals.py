@@ -16,7 +16,7 @@ from collections.abc import Callable
 from practiceflow.settings import Settings
 
 EVALS: dict[str, str] = {
-    # "refills": "practiceflow.processors.workflows.refill.evaluate:main",
+    "refills": "practiceflow.processors.workflows.refill.evaluate:main",
 }
 
 

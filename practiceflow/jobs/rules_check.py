@@ -24,7 +24,9 @@ class _AnyRule(Rule):
 
 # workflow -> "module:RuleModel"; a workflow without an entry is checked against the base Rule
 # (ids, versions and sources only) until it registers its own model.
-RULE_MODELS: dict[str, str] = {}
+RULE_MODELS: dict[str, str] = {
+    "refill": "practiceflow.processors.workflows.refill.rules:RefillRule",
+}
 
 
 def _model(workflow: str) -> type[Rule]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from practiceflow.sampleday import hl7 as h, x12 as x
+from practiceflow.sampleday import hl7 as h, refills, x12 as x
 from practiceflow.sampleday.people import Person, make_people
 
 
@@ -158,6 +158,10 @@ def build_day(
         plan.mllp.append(h.rde_o11(p, f"C{next(ctl)}", _ts(d, 300), rng).encode())
     for p in people[: max(2, n_patients // 8)]:
         plan.mllp.append(h.mdm_t02(p, f"C{next(ctl)}", _ts(d, 420), rng).encode())
+    # the chart history the day's refill requests are triaged against (sampleday/refills.py)
+    refill_ctl = iter(range(500001, 599999))
+    for i, p in enumerate(refills.patients(people)):
+        plan.mllp += refills.history(p, i, d, refill_ctl)
     plan.mllp.append(
         b"MSH|^~\\&|DEMOEHR|DEMO CLINIC|PRACTICEFLOW|DEMO CLINIC|"
         + ymd.encode()
@@ -202,24 +206,8 @@ def build_day(
                 True,
             )
         )
-    meds = [m[1] for m in h.MEDS]
-    for i, p in enumerate(people[: n_patients // 5]):
-        plan.portal.append(
-            (
-                "refill.requested",
-                json.dumps(
-                    {
-                        "request_id": f"rfl_{ymd}_{i}",
-                        "submitted_at": stamp,
-                        "patient_id": p.mrn,
-                        "medication": {"name": meds[i % len(meds)]},
-                        "last_filled": (d - timedelta(days=28)).isoformat(),
-                        "note": "almost out",
-                    }
-                ).encode(),
-                True,
-            )
-        )
+    # refill requests (issue 9), one case per triage class; their chart history goes over MLLP above
+    plan.portal += refills.requests(people, d, stamp)
     for i, p in enumerate(people[: n_patients // 6]):
         plan.portal.append(
             (
