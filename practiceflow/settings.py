@@ -107,6 +107,31 @@ class Settings(BaseSettings):
         description='practice id (or "*") -> which identifier is the canonical patient id; default MR, MRN, PI, PT',
     )
 
+    # -- insurance eligibility (processors/workflows/intake, sinks/clearinghouse)
+    clearinghouse: str = Field(
+        default="simulator",
+        pattern=r"^(simulator|core|folder)$",
+        description="simulator: the local clearinghouse simulator (started by the worker, CORE envelope); "
+        "core: CAQH CORE real-time at clearinghouse_url; folder: batch drop in clearinghouse_outbox/inbox",
+    )
+    clearinghouse_url: str | None = Field(default=None, description="CORE endpoint; None = the simulator's")
+    clearinghouse_sim_port: int = Field(default=8095, description="port of the embedded simulator")
+    clearinghouse_sender_id: str = Field(default="PRACTICEFLOW", description="ISA06 / CORE SenderID")
+    clearinghouse_receiver_id: str = Field(default="CLEARINGHOUSE", description="ISA08 / CORE ReceiverID")
+    clearinghouse_username: str | None = None
+    clearinghouse_password: SecretStr | None = None
+    clearinghouse_outbox: Path | None = Field(
+        default=None, description="folder mode; None = <state_dir>/clearinghouse/out"
+    )
+    clearinghouse_inbox: Path | None = Field(
+        default=None, description="folder mode; None = <state_dir>/clearinghouse/in"
+    )
+    eligibility_deadline_s: float = Field(default=120.0, gt=0, description="a check not answered by then: timeout")
+    eligibility_attempt_timeout_s: float = Field(default=10.0, gt=0, description="one attempt's time limit")
+    eligibility_rate_per_payer: float = Field(default=5.0, ge=0, description="requests per second per payer (0 = none)")
+    eligibility_provider_npi: str = Field(default="1234567893", description="2100B NM109: the practice's NPI")
+    eligibility_provider_name: str = Field(default="DEMO CLINIC", description="2100B NM103")
+
     # -- gateway credentials (each practice: the current secret and, while rotating, the next one)
     gateway_tokens: dict[str, list[SecretStr]] = Field(
         default_factory=dict,

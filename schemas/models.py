@@ -505,6 +505,9 @@ class Benefit(BaseModel):
     percent: float | None = None
     in_network: str | None = None
     messages: list[str] = Field(default_factory=list)
+    authorization_required: bool | None = Field(
+        default=None, description="EB11: Y prior authorization or certification required, N not required"
+    )
 
 
 class EligibilityResponse(AvroRecord):
@@ -527,6 +530,11 @@ class EligibilityResponse(AvroRecord):
         default=None,
         description="the practice's id echoed back: 2100C/D REF*EA (MRN), else REF*EJ (patient account number)",
     )
+    follow_up_actions: list[str] = Field(
+        default_factory=list, description="AAA04 follow-up action codes, in the order of rejections"
+    )
+    plan_begin: str | None = Field(default=None, description="DTP*346 / 356 (2100C/D): plan or eligibility begin")
+    plan_end: str | None = Field(default=None, description="DTP*347 / 357 (2100C/D): plan or eligibility end")
 
 
 class InterchangeAck(AvroRecord):
@@ -560,6 +568,19 @@ class IntakeForm(AvroRecord):
     answers: dict[str, str] = Field(default_factory=dict)
     submitted_at: int
     source: SourceRef
+    sex: str | None = Field(default=None, description="administrative sex as the portal sent it: F, M, U")
+    address: Address | None = None
+    insurance_payer_id: str | None = Field(default=None, description="the payer's id (NM1*PR09) when the portal knows it")
+    subscriber_relationship: str | None = Field(
+        default=None, description="self | spouse | child | other: the patient's relation to the insurance subscriber"
+    )
+    subscriber_family_name: str | None = None
+    subscriber_given_name: str | None = None
+    subscriber_birth_date: str | None = None
+    appointment_id: str | None = Field(default=None, description="the visit the intake is for, when booked")
+    appointment_start: str | None = Field(default=None, description="ISO date-time of that visit")
+    appointment_provider: str | None = None
+    service_type: str | None = Field(default=None, description="X12 service type code to ask about (EQ01), e.g. 30")
 
 
 class RefillRequest(AvroRecord):
@@ -787,6 +808,10 @@ class CommandResult(AvroRecord):
     attempts: int = 1
     latency_ms: float | None = None
     completed_at: int
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description="the command's params, echoed: the workflow reads its answer without looking the command up",
+    )
 
 
 class AuditEvent(AvroRecord):

@@ -412,6 +412,7 @@ class BenefitDict(TypedDict):
     percent: NotRequired[float | None]
     in_network: NotRequired[str | None]
     messages: NotRequired[list[str]]
+    authorization_required: NotRequired[bool | None]
 
 
 class EligibilityResponseDict(TypedDict):
@@ -430,6 +431,9 @@ class EligibilityResponseDict(TypedDict):
     rejections: NotRequired[list[str]]
     source: SourceRefDict
     patient_id: NotRequired[str | None]
+    follow_up_actions: NotRequired[list[str]]
+    plan_begin: NotRequired[str | None]
+    plan_end: NotRequired[str | None]
 
 
 class InterchangeAckDict(TypedDict):
@@ -460,6 +464,17 @@ class IntakeFormDict(TypedDict):
     answers: NotRequired[dict[str, str]]
     submitted_at: int
     source: SourceRefDict
+    sex: NotRequired[str | None]
+    address: NotRequired[AddressDict | None]
+    insurance_payer_id: NotRequired[str | None]
+    subscriber_relationship: NotRequired[str | None]
+    subscriber_family_name: NotRequired[str | None]
+    subscriber_given_name: NotRequired[str | None]
+    subscriber_birth_date: NotRequired[str | None]
+    appointment_id: NotRequired[str | None]
+    appointment_start: NotRequired[str | None]
+    appointment_provider: NotRequired[str | None]
+    service_type: NotRequired[str | None]
 
 
 class RefillRequestDict(TypedDict):
@@ -643,6 +658,7 @@ class CommandResultDict(TypedDict):
     attempts: NotRequired[int]
     latency_ms: NotRequired[float | None]
     completed_at: int
+    params: NotRequired[dict[str, str]]
 
 
 class AuditEventDict(TypedDict):

@@ -175,7 +175,8 @@ class Pipeline:
         the same process, a restart in a test or job, would find their locks still held)."""
         self.committed_offsets.close()
         self.audit_tail.close()
-        for table in (self.seen, self.audit_heads):
+        # every table, the workflows' included (streams/workflows MODULES declare their own)
+        for table in list(self.app.tables.values()):
             store = getattr(table, "_data", None)  # faust <0.16: the table's store, if it was opened
             for db in list(getattr(store, "_dbs", {}).values()):
                 with contextlib.suppress(Exception):

@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -61,6 +62,27 @@ class DayReport:
     first_message_seconds: float | None = None
     seconds: float = 0.0
     drained: bool = False
+
+
+def _clearinghouse_simulator(cfg: Settings) -> Any:
+    """Start the local clearinghouse simulator for the day's eligibility checks (the default
+    ``clearinghouse = simulator``); the pipeline's executor then finds it on its port."""
+    if cfg.clearinghouse != "simulator" or cfg.clearinghouse_url is not None:
+        return None
+    from practiceflow.localstack.clearinghouse import SimulatorProcess
+    from practiceflow.localstack.ports import wait_for_port
+
+    if wait_for_port("127.0.0.1", cfg.clearinghouse_sim_port, time.monotonic() + 0.3):
+        return None  # one is running already
+    return SimulatorProcess(cfg.clearinghouse_sim_port, latency_ms=40).start()
+
+
+def _eligibility_done(pipeline: Pipeline) -> bool:
+    """Every intake form reached the intake agent and every check it sent has its result."""
+    c = pipeline.counts
+    return c.get("intake.forms", 0) >= c.get("record.IntakeForm", 0) and c.get("intake.results", 0) >= c.get(
+        "intake.commands", 0
+    )
 
 
 def _bump(d: dict[str, int], key: str, n: int = 1) -> None:
@@ -138,6 +160,8 @@ async def run_day(
         fax_handler=fax,
     )
     pipeline.register_schemas()
+    # the clearinghouse simulator the eligibility checks go to (no real clearinghouse here)
+    sim = _clearinghouse_simulator(cfg)
     await runner.start(pipeline)
 
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
@@ -177,8 +201,11 @@ async def run_day(
         await runner.wait_for(lambda: pipeline.handled() >= 1, timeout)
         report.first_message_seconds = round(time.monotonic() - t0, 2)
         report.drained = await runner.wait_for(lambda: inboxes_empty() and pipeline.handled() >= accepted(), timeout)
+        await runner.wait_for(lambda: _eligibility_done(pipeline), 120)
         await runner.wait_for(pipeline.sink_caught_up, 60)
     finally:
+        if sim is not None:
+            sim.stop()
         await drops.stop()
         await http.stop()
         await mllp.stop()
@@ -241,6 +268,13 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
         print(f"    {q} / {wf} / {pr}: {n}")
     triage = {k.removeprefix("refill."): v for k, v in w.items() if k.startswith("refill.")}
     print(f"  refill triage (class: count): {dict(sorted(triage.items())) or 'none'}")
+    outcomes = {k.split(".", 2)[2]: v for k, v in w.items() if k.startswith("intake.outcome.")}
+    reasons = {k.split(".", 2)[2]: v for k, v in w.items() if k.startswith("intake.reason.")}
+    print(
+        f"\n  eligibility checks (clearinghouse simulator): {w.get('intake.forms', 0)} intake forms, "
+        f"{w.get('intake.commands', 0)} 270s sent, outcomes {dict(sorted(outcomes.items()))}"
+    )
+    print(f"    by reason: {dict(sorted(reasons.items()))}")
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")

@@ -25,6 +25,7 @@ class _AnyRule(Rule):
 # workflow -> "module:RuleModel"; a workflow without an entry is checked against the base Rule
 # (ids, versions and sources only) until it registers its own model.
 RULE_MODELS: dict[str, str] = {
+    "intake": "practiceflow.processors.workflows.intake.rules:GapRule",
     "refill": "practiceflow.processors.workflows.refill.rules:RefillRule",
 }
 

@@ -36,6 +36,20 @@ class DayPlan:
     truth: dict[str, object] = field(default_factory=dict)
 
 
+# intake form index -> (payer as the patient writes it, member id; "*" = digits of the person's own id):
+# the day's eligibility outcomes. The simulator answers by member-id prefix; an unknown payer is
+# never sent; the offline payer answers AAA 42. Forms not listed are clean (eligible).
+INTAKE_INSURANCE: dict[int, tuple[str, str]] = {
+    1: ("Aetna", "INACT*"),  # inactive plan -> front-desk item, not eligible
+    2: ("United Test Health", "ENDED*"),  # plan ends before the visit -> not eligible
+    3: ("Cigna", "PRIORAUTH*"),  # prior authorization required -> front-desk item, eligible
+    4: ("Aetna", "HDED*"),  # high remaining deductible -> front-desk item, eligible
+    5: ("Cigna", "NOTFOUND*"),  # AAA 75 subscriber not found -> not eligible
+    6: ("Nowhere Mutual", "W*"),  # a payer the practice's payer table lacks -> could not determine
+    7: ("Offline Test Payer", "W*"),  # the payer cannot answer (AAA 42) -> could not determine
+}
+
+
 def _ts(d: date, minute: int) -> str:
     return (datetime(d.year, d.month, d.day, 8, 0, tzinfo=UTC) + timedelta(minutes=minute)).strftime("%Y%m%d%H%M%S")
 
@@ -184,6 +198,9 @@ def build_day(
     # -- patient portal
     stamp = f"{d.isoformat()}T07:30:00Z"
     for i, p in enumerate(people[: n_patients // 4]):
+        # the eligibility check's answer: the clearinghouse simulator's fixture picked by the member
+        # id's prefix (practiceflow/localstack/clearinghouse.py); the rest are clean
+        payer, member = INTAKE_INSURANCE.get(i, (p.payer_name, p.member_id))
         plan.portal.append(
             (
                 "intake.submitted",
@@ -197,10 +214,22 @@ def build_day(
                             "given_name": p.given,
                             "birth_date": p.dob_iso,
                             "phone": f"+1 217 {p.phone}",
+                            "sex": p.sex,
+                            "address": {"line": [p.street], "city": p.city, "state": p.state, "postal_code": p.zip},
                         },
-                        "insurance": {"payer": p.payer_name, "member_id": p.member_id, "group_number": p.group},
+                        "insurance": {
+                            "payer": payer,
+                            "member_id": member.replace("*", p.member_id[1:6]),
+                            "group_number": p.group,
+                        },
                         "reason_for_visit": "annual physical",
                         "answers": {"smoker": "no"},
+                        "appointment": {
+                            "appointment_id": f"appt_{ymd}_{i}",
+                            "start": f"{(d + timedelta(days=7)).isoformat()}T09:{i:02d}:00-06:00",
+                            "provider": "Dr. Welby" if i % 2 else "Dr. Quinn",
+                            "service_type": "30",
+                        },
                     }
                 ).encode(),
                 True,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # never an edit of streams/app.py.
 MODULES: tuple[str, ...] = (
     "decisions",  # staff decisions -> work items (every workflow)
+    "intake",  # intake forms -> patient match -> eligibility (270/271) -> front-desk items
 )
 
 
