@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # ``pipeline.source_topics`` (health checks watch those). Adding a workflow is one line here,
 # never an edit of streams/app.py.
 MODULES: tuple[str, ...] = (
+    "context",  # first: the workflows read its tables
     "decisions",  # staff decisions -> work items (every workflow)
     "intake",  # intake forms -> patient match -> eligibility (270/271) -> front-desk items
 )

@@ -80,11 +80,17 @@ class Strength:
 
     text: str
     mg: tuple[float, ...]  # one per ingredient of a combination ("5-325 mg" -> (5, 325))
+    key: tuple[object, ...] = field(init=False, compare=False)  # what same_as compares, derived once
+
+    def __post_init__(self) -> None:
+        key = tuple(sorted(round(x, 6) for x in self.mg)) if self.mg else (_squash(self.text),)
+        object.__setattr__(self, "key", key)
 
     def same_as(self, other: Strength) -> bool:
-        if self.mg and other.mg:
-            return sorted(round(x, 6) for x in self.mg) == sorted(round(x, 6) for x in other.mg)
-        return _squash(self.text) == _squash(other.text)
+        """Equal amounts in mg (0.1 mg == 100 mcg; combinations in any order), else equal text."""
+        if bool(self.mg) != bool(other.mg):
+            return _squash(self.text) == _squash(other.text)
+        return self.key == other.key
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ the drug table is indexed there, not per request.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -68,6 +68,41 @@ class RefillRule(Rule):
     vitals: tuple[Monitoring, ...] = ()
 
 
+class MonitoringPlan(NamedTuple):
+    """A rule's lab or vital as plain data, derived once at load: triage reads these for every
+    request, and plain tuples are cheaper to read than model attributes and properties."""
+
+    kind: str  # lab | vital
+    name: str
+    loinc: tuple[str, ...]
+    within_days: int
+    low: float | None
+    high: float | None
+    unit: str | None
+    use_lab_flags: bool
+    range_text: str | None
+    want: str  # "potassium within 365 days": the missing line
+
+
+def plan_for(rule: RefillRule) -> tuple[MonitoringPlan, ...]:
+    return tuple(
+        MonitoringPlan(
+            kind,
+            m.name,
+            m.loinc,
+            m.within_days,
+            m.low,
+            m.high,
+            m.unit,
+            m.use_lab_flags,
+            m.range_text,
+            f"{m.name} within {m.within_days} days",
+        )
+        for kind, items in (("lab", rule.labs), ("vital", rule.vitals))
+        for m in items
+    )
+
+
 @dataclass(frozen=True)
 class RefillRules:
     """What the refill step reads: protocols by drug class and the drug table."""
@@ -77,6 +112,11 @@ class RefillRules:
     drug_table_version: str
     controlled_table_version: str
     files: tuple[str, ...] = ()
+    plans: Mapping[str, tuple[MonitoringPlan, ...]] = field(default_factory=dict)  # drug class -> monitoring
+
+    def __post_init__(self) -> None:
+        if not self.plans:
+            object.__setattr__(self, "plans", {c: plan_for(r) for c, r in self.by_class.items()})
 
 
 def build_rules(

@@ -34,7 +34,7 @@ from typing import Any, Final, NamedTuple
 from practiceflow.processors.context.snapshot import PatientContext
 
 from .drugs import Identification, Strength, parse_strength
-from .rules import Monitoring, RefillRule, RefillRules
+from .rules import MonitoringPlan, RefillRule, RefillRules
 
 ROUTINE: Final = "routine"
 NEEDS_REVIEW: Final = "needs_review"
@@ -168,10 +168,6 @@ def order_strength(order: Mapping[str, Any]) -> Strength | None:
     return None
 
 
-def _order_key(order: Mapping[str, Any]) -> str:
-    return f"{order.get('practice_id')}/{order.get('patient_id')}/{order.get('order_id')}"
-
-
 def _obs_value(o: Mapping[str, Any]) -> float | None:
     v = o.get("value_numeric")
     if isinstance(v, (int, float)):
@@ -187,9 +183,7 @@ def _flags(o: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(f) for f in flags if f) if flags else ()
 
 
-def _check_monitoring(
-    ctx: PatientContext, m: Monitoring, today: date, kind: str
-) -> tuple[Finding, str | None, str | None]:
+def _check_monitoring(ctx: PatientContext, m: MonitoringPlan, today: date) -> tuple[Finding, str | None, str | None]:
     """(finding, reason code if unmet, missing text if missing) for one lab or vital."""
     newest: Mapping[str, Any] | None = None
     newest_day: date | None = None
@@ -202,53 +196,37 @@ def _check_monitoring(
         d = day_of(o.get("effective_at"))
         if newest is None or (d is not None and (newest_day is None or d > newest_day)):
             newest, newest_day = o, d
-    name = m.name
+    name, kind = m.name, m.kind
     if newest is None:
-        return Finding(name, "missing", excerpt=f"no {name} on record"), f"{kind}_missing", _want(m)
-    raw = newest.get("value")
+        return Finding(name, "missing", excerpt=f"no {name} on record"), f"{kind}_missing", m.want
+    get = newest.get
+    raw = get("value")
     value = _obs_value(newest)
     flags = _flags(newest)
-    observed = newest.get("effective_at")
-
-    def finding(assessment: str, excerpt: str | None = None) -> Finding:
-        return Finding(
-            name,
-            assessment,
-            "Observation",
-            f"{newest.get('practice_id')}/{newest.get('patient_id')}/{newest.get('observation_id')}",
-            str(raw if raw is not None else (value if value is not None else "")),
-            newest.get("units") or m.unit,
-            newest.get("reference_range") or m.range_text,
-            flags,
-            observed,
-            excerpt,
-        )
-
+    observed = get("effective_at")
+    key = f"{get('practice_id')}/{get('patient_id')}/{get('observation_id')}"
+    shown = str(raw if raw is not None else (value if value is not None else ""))
+    unit = get("units") or m.unit
+    ref = get("reference_range") or m.range_text
     if newest_day is None:
-        return finding("missing", "result has no usable date"), f"{kind}_undated", _want(m)
-    age = (today - newest_day).days
-    if age > m.within_days:
-        return finding("stale", f"{age} days old; the protocol wants {m.within_days}"), f"{kind}_stale", _want(m)
-    if age < -1:
-        return finding("mismatch", "dated in the future"), f"{kind}_future_dated", None
-    status = newest.get("status")
-    if status and str(status).upper() not in _FINAL:
-        return finding("not_met", f"result status {status}"), f"{kind}_not_final", None
-    low, high = m.low, m.high
-    if value is None:
-        if low is not None or high is not None:
-            return finding("not_met", "value is not a number"), f"{kind}_unreadable", None
-    elif (low is not None and value < low) or (high is not None and value > high):
-        return finding("abnormal", f"outside the protocol's range {m.range_text}"), f"{kind}_abnormal", None
-    if m.use_lab_flags:
-        for f in flags:
-            if f.upper() not in _NORMAL_FLAGS:
-                return finding("abnormal", f"flagged {','.join(flags)}"), f"{kind}_abnormal", None
-    return finding("met"), None, None
-
-
-def _want(m: Monitoring) -> str:
-    return f"{m.name} within {m.within_days} days"
+        why, miss, assessment, excerpt = f"{kind}_undated", m.want, "missing", "result has no usable date"
+    elif (age := (today - newest_day).days) > m.within_days:
+        why, miss, assessment = f"{kind}_stale", m.want, "stale"
+        excerpt = f"{age} days old; the protocol wants {m.within_days}"
+    elif age < -1:
+        why, miss, assessment, excerpt = f"{kind}_future_dated", None, "mismatch", "dated in the future"
+    elif (status := get("status")) and str(status).upper() not in _FINAL:
+        why, miss, assessment, excerpt = f"{kind}_not_final", None, "not_met", f"result status {status}"
+    elif value is None and (m.low is not None or m.high is not None):
+        why, miss, assessment, excerpt = f"{kind}_unreadable", None, "not_met", "value is not a number"
+    elif value is not None and ((m.low is not None and value < m.low) or (m.high is not None and value > m.high)):
+        why, miss, assessment = f"{kind}_abnormal", None, "abnormal"
+        excerpt = f"outside the protocol's range {m.range_text}"
+    elif m.use_lab_flags and any(f.upper() not in _NORMAL_FLAGS for f in flags):
+        why, miss, assessment, excerpt = f"{kind}_abnormal", None, "abnormal", f"flagged {','.join(flags)}"
+    else:
+        why, miss, assessment, excerpt = None, None, "met", None
+    return Finding(name, assessment, "Observation", key, shown, unit, ref, flags, observed, excerpt), why, miss
 
 
 def _last_visit(ctx: PatientContext, today: date) -> Mapping[str, Any] | None:
@@ -285,26 +263,42 @@ def _visit_finding(visit: Mapping[str, Any] | None, rule: RefillRule | None, tod
 
 
 def _order_finding(order: Mapping[str, Any], assessment: str, note: str, last_filled: str | None) -> Finding:
-    med = order.get("medication") or {}
-    parts = [
-        str(med.get("display") or med.get("code") or "?"),
-        f"dose {order.get('dose')} {order.get('dose_units') or ''}".strip() if order.get("dose") else "",
-        f"qty {order['quantity']}" if order.get("quantity") else "",
-        f"refills left {order['refills']}" if order.get("refills") is not None else "",
-        f"written {order['written_at']}" if order.get("written_at") else "",
-        f"last fill {last_filled}" if last_filled else "",
-        f"status {order['status']}" if order.get("status") else "",
-        note,
-    ]
+    get = order.get
+    med = get("medication") or {}
+    display = str(med.get("display") or med.get("code") or "")
+    dose, written, status, quantity, refills = (
+        get("dose"),
+        get("written_at"),
+        get("status"),
+        get("quantity"),
+        get("refills"),
+    )
+    parts = [display or "?"]
+    if dose:
+        parts.append(f"dose {dose} {get('dose_units') or ''}".rstrip())
+    if quantity:
+        parts.append(f"qty {quantity}")
+    if refills is not None:
+        parts.append(f"refills left {refills}")
+    if written:
+        parts.append(f"written {written}")
+    if last_filled:
+        parts.append(f"last fill {last_filled}")
+    if status:
+        parts.append(f"status {status}")
+    if note:
+        parts.append(note)
     return Finding(
         "medication order",
         assessment,
-        record_type="MedicationOrder",
-        record_key=_order_key(order),
-        value=str(med.get("display") or med.get("code") or ""),
-        unit=None,
-        observed_at=order.get("written_at"),
-        excerpt="; ".join(p for p in parts if p),
+        "MedicationOrder",
+        f"{get('practice_id')}/{get('patient_id')}/{get('order_id')}",
+        display,
+        None,
+        None,
+        (),
+        written,
+        "; ".join(parts),
     )
 
 
@@ -435,14 +429,13 @@ def triage(request: Mapping[str, Any], ctx: PatientContext, rules: RefillRules, 
 
     # -- monitoring labs and vitals
     if rule is not None:
-        for kind, items in (("lab", rule.labs), ("vital", rule.vitals)):
-            for m in items:
-                f, why, miss = _check_monitoring(ctx, m, today, kind)
-                findings.append(f)
-                if why:
-                    reasons.append(why)
-                if miss:
-                    missing.append(miss)
+        for m in rules.plans[rule.drug_class]:
+            f, why, miss = _check_monitoring(ctx, m, today)
+            findings.append(f)
+            if why:
+                reasons.append(why)
+            if miss:
+                missing.append(miss)
 
     # -- the class: fail closed first, then the visit, then monitoring
     if not _REVIEW_FIRST.isdisjoint(reasons) or rule is None:
