@@ -23,6 +23,7 @@ MODULES: tuple[str, ...] = (
     "context",  # first: the workflows read its tables
     "decisions",  # staff decisions -> work items (every workflow)
     "intake",  # intake forms -> patient match -> eligibility (270/271) -> front-desk items
+    "denials",  # 835 adjustments -> categories -> corrected claims / appeals
 )
 
 
