@@ -47,6 +47,25 @@ class PatientIdPolicy(BaseModel):
         return IdentityPolicy(tuple(self.types), tuple(self.authorities), self.fallback, self.ssn_in_clear)
 
 
+class BillingIdentity(BaseModel):
+    """The practice's billing identity on drafted corrected claims (837P, denial workflow).
+
+    The defaults are placeholders marked VERIFY: a draft is never sent without a person's
+    approval, and the person sees them; set the real values per deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "VERIFY PRACTICE NAME"
+    tax_id: str = "000000000"
+    npi: str | None = Field(default=None, description="billing NPI; None = the payee NPI of the 835 (N1*PE)")
+    street: str = "VERIFY ADDRESS"
+    city: str = "CITY"
+    state: str = "ST"
+    zip: str = "00000"
+    sender_id: str = Field(default="PRACTICEFLOW", description="ISA06 / submitter id at the clearinghouse")
+    receiver_id: str = Field(default="CLEARINGHOUSE", description="ISA08 / receiver id")
+    receiver_name: str = "CLEARINGHOUSE"
+
+
 def _config_file() -> Path:
     return Path(os.environ.get("PRACTICEFLOW_CONFIG", "practiceflow.toml"))
 
@@ -230,8 +249,24 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     stall_seconds: float = Field(default=60.0, description="no progress for this long while lag > 0 = not live")
+    commit_stall_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="committed offset unchanged this long while messages wait after it = not live; keep it above "
+        "the longest batch (fax_batch_max x ocr_timeout_seconds)",
+    )
     dedup_retention_hours: float = Field(
         default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends"
+    )
+    # -- worker recovery (streams/recovery.py)
+    worker_instance_id: str = Field(
+        default="auto",
+        description="Kafka static group membership (group.instance.id) of the worker and its sink: a restarted "
+        "worker takes its partitions back at once instead of waiting for the dead member's session to expire. "
+        "auto = host name + state dir (unique per worker, as its RocksDB folder is); empty = dynamic membership",
+    )
+    worker_session_timeout_s: float = Field(
+        default=10.0, ge=6.0, le=60.0, description="a worker silent this long loses its partitions (broker minimum 6)"
     )
 
     # -- worker state and processing (streams/normalize_agent.py, streams/offsets.py)
@@ -278,6 +313,11 @@ class Settings(BaseSettings):
     document_store_region: str | None = None
     document_store_sse: str | None = Field(
         default=None, description='S3 server-side encryption: "AES256" or "aws:kms"; None = the bucket default'
+    )
+
+    # -- denial workflow
+    billing: BillingIdentity = Field(
+        default_factory=BillingIdentity, description="billing identity on drafted corrected claims (837P)"
     )
 
     @classmethod

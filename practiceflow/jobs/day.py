@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from practiceflow.jobs.day_scope import positions_now, since_clause, skip_earlier_inputs
 from practiceflow.localstack.connect import endpoints
 from practiceflow.sampleday.generate import DayPlan, build_day, write_day
 from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
@@ -35,6 +36,7 @@ from practiceflow.sinks.docstore import open_document_store
 from practiceflow.streams import catalog, runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.claimcheck import store_for
+from practiceflow.streams.clickhouse_sink import sink_topics
 from practiceflow.streams.fax import FaxOcr
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
@@ -59,6 +61,7 @@ class DayReport:
     handoff_queues: list[tuple] = field(default_factory=list)
     fax_classes: list[tuple] = field(default_factory=list)
     dead_letter_reasons: list[tuple] = field(default_factory=list)
+    denial_money: list[tuple] = field(default_factory=list)  # (category, denied, recoverable, written off, patient)
     auth: dict[str, int] = field(default_factory=dict)
     first_message_seconds: float | None = None
     seconds: float = 0.0
@@ -150,6 +153,12 @@ async def run_day(
     report = DayReport()
     practice = plan.practice_id
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
+    # the stack keeps earlier runs' data: this run reads only its own inputs and sums only
+    # its own rows (practiceflow/jobs/day_scope.py)
+    app_id = f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}"
+    inputs = [s.name(cfg.topic_prefix) for s in catalog.CATALOG if s.kind in (catalog.Kind.RAW, catalog.Kind.RETRY)]
+    skip_earlier_inputs(bootstrap, app_id, positions_now(bootstrap, inputs))
+    since, since_params = since_clause(positions_now(bootstrap, list(sink_topics(cfg.topic_prefix))))
     sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
     if practice not in cfg.fax_roster and "*" not in cfg.fax_roster:
         # the generated practice's names and providers, so its misdirected fax is recognised
@@ -163,7 +172,7 @@ async def run_day(
         cfg,
         bootstrap,
         registry_url,
-        app_id=f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}",
+        app_id=app_id,
         sink=sink,
         fax_handler=fax,
     )
@@ -211,6 +220,7 @@ async def run_day(
         report.drained = await runner.wait_for(lambda: inboxes_empty() and pipeline.handled() >= accepted(), timeout)
         await runner.wait_for(lambda: _eligibility_done(pipeline), 120)
         await runner.wait_for(pipeline.sink_caught_up, 60)
+        await _wait_denials(pipeline, sink, practice)
     finally:
         if sim is not None:
             sim.stop()
@@ -222,30 +232,57 @@ async def run_day(
         fax.close()
     report.gateway = dict(core.stats)
     report.worker = dict(pipeline.counts)
-    for table in ("records", "observations", "handoff_items", "dead_letters", "flow_events", "audit_events"):
+    for table in (
+        "records",
+        "observations",
+        "handoff_items",
+        "dead_letters",
+        "flow_events",
+        "audit_events",
+        "denial_money",
+    ):
         report.clickhouse[table] = sink.query(
             # the table name comes from the literal tuple above; the practice id is a bound parameter
-            f"SELECT count() FROM {{db}}.{table} FINAL WHERE practice_id = %(p)s",  # noqa: S608
-            {"p": practice},
+            f"SELECT count() FROM {{db}}.{table} FINAL WHERE practice_id = %(p)s AND {since}",  # noqa: S608
+            {"p": practice, **since_params},
         )[0][0]
+    where = f"WHERE practice_id = %(p)s AND {since} GROUP BY ALL ORDER BY ALL"  # since_clause binds its values
+    params = {"p": practice, **since_params}
     report.fax_classes = sink.query(
-        "SELECT doc_class, queue, count() FROM {db}.fax_classifications FINAL "
-        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
-        {"p": practice},
+        "SELECT doc_class, queue, count() FROM {db}.fax_classifications FINAL " + where,  # noqa: S608
+        params,
     )
     report.handoff_queues = sink.query(
-        "SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL "
-        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
-        {"p": practice},
+        "SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL " + where,  # noqa: S608
+        params,
     )
     report.dead_letter_reasons = sink.query(
-        "SELECT feed, stage, reason_code, count() FROM {db}.dead_letters FINAL "
-        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
-        {"p": practice},
+        "SELECT feed, stage, reason_code, count() FROM {db}.dead_letters FINAL " + where,  # noqa: S608
+        params,
+    )
+    report.denial_money = sink.query(
+        "SELECT category, round(sum(denied), 2), round(sum(recoverable), 2), round(sum(written_off), 2),"  # noqa: S608
+        " round(sum(patient_responsibility), 2), count() FROM {db}.denial_money FINAL"
+        " WHERE practice_id = %(p)s AND " + since + " GROUP BY category ORDER BY category",
+        params,
     )
     sink.close()
     report.seconds = round(time.monotonic() - t0, 1)
     return report
+
+
+async def _wait_denials(pipeline: Pipeline, sink: ClickHouseSink, practice: str, timeout: float = 60.0) -> bool:
+    """Until the denial agent has stepped every 835 claim and its money is in ClickHouse."""
+    c = pipeline.counts
+
+    def stepped() -> bool:
+        return c.get("denials.adjudications", 0) >= c.get("record.ClaimAdjudication", 0)
+
+    def sunk() -> bool:
+        rows = sink.query("SELECT count() FROM {db}.denial_money WHERE practice_id = %(p)s", {"p": practice})[0][0]
+        return rows >= c.get("denials.ledger_entries", 0)
+
+    return await runner.wait_for(stepped, timeout) and await runner.wait_for(sunk, timeout)
 
 
 def print_report(report: DayReport, plan: DayPlan, ep) -> None:
@@ -291,6 +328,11 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
         f"{w.get('intake.commands', 0)} 270s sent, outcomes {dict(sorted(outcomes.items()))}"
     )
     print(f"    by reason: {dict(sorted(reasons.items()))}")
+    actions = {k.removeprefix("denials.action."): v for k, v in w.items() if k.startswith("denials.action.")}
+    print(f"\n  denials (835 follow-up): {w.get('denials.adjudications', 0)} claims, drafts by action {actions}")
+    print("    category: denied / recoverable / written off / patient responsibility (US$, entries)")
+    for cat, denied, recoverable, written_off, patient, n in report.denial_money:
+        print(f"    {cat}: {denied:,.2f} / {recoverable:,.2f} / {written_off:,.2f} / {patient:,.2f} ({n})")
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")

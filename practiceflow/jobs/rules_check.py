@@ -26,7 +26,9 @@ class _AnyRule(Rule):
 # (ids, versions and sources only) until it registers its own model.
 RULE_MODELS: dict[str, str] = {
     "intake": "practiceflow.processors.workflows.intake.rules:GapRule",
+    "matching": "practiceflow.processors.context.matching:MatchRules",
     "refill": "practiceflow.processors.workflows.refill.rules:RefillRule",
+    "denials": "practiceflow.processors.workflows.denials.rules:DenialRule",
 }
 
 
