@@ -50,6 +50,13 @@ def _config_file() -> Path:
     return Path(os.environ.get("PRACTICEFLOW_CONFIG", "practiceflow.toml"))
 
 
+class FaxRoster(BaseModel):
+    """Who a practice is, for recognising a fax meant for someone else (``fax_roster``)."""
+
+    names: list[str] = Field(default_factory=list, description="names the practice goes by")
+    providers: list[str] = Field(default_factory=list, description="its providers, e.g. 'Dr. Ana Patel'")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRACTICEFLOW_", env_nested_delimiter="__", extra="ignore")
 
@@ -246,6 +253,13 @@ class Settings(BaseSettings):
         "Keep it under stall_seconds",
     )
     ocr_jobs: int = Field(default=1, gt=0, description="pages OCRed in parallel within one fax")
+    fax_model_dir: Path | None = Field(
+        default=None, description="where the fax classifier is trained to and loaded from; None = <state_dir>/models"
+    )
+    fax_roster: dict[str, FaxRoster] = Field(
+        default_factory=dict,
+        description='practice id (or "*") -> its names and providers; a fax addressed to others is misdirected',
+    )
 
     # -- documents
     document_store: str | None = Field(

@@ -516,6 +516,56 @@ class IdentityLinkDict(TypedDict):
     source: SourceRefDict
 
 
+class FaxGuessDict(TypedDict):
+    label: str
+    probability: float
+
+
+class FaxExtractedValueDict(TypedDict):
+    """One value read from a fax page: ``text[start:end]`` of page ``page`` holds it."""
+
+    field: str
+    value: str
+    page: int
+    start: int
+    end: int
+    source: NotRequired[str]
+
+
+class FaxClassificationDict(TypedDict):
+    """One document inside a faxed transmission: its pages, class, patient match and routing. Written by the fax step (``processors/workflows/fax``) beside the fax's Document; one per document the transmission was split into (a cover sheet, a referral, a payer letter...)."""
+
+    practice_id: str
+    classification_id: str
+    document_id: str
+    storage_uri: NotRequired[str | None]
+    segment_index: NotRequired[int]
+    pages: NotRequired[list[int]]
+    page_labels: NotRequired[list[str]]
+    doc_class: str
+    kind: str
+    confidence: float
+    abstained: bool
+    guesses: NotRequired[list[FaxGuessDict]]
+    queue: str
+    priority: NotRequired[str]
+    routing_reason: NotRequired[str]
+    patient_match: str
+    patient_id: NotRequired[str | None]
+    match_candidates: NotRequired[list[str]]
+    misdirected: NotRequired[bool]
+    pages_announced: NotRequired[int | None]
+    pages_received: NotRequired[int]
+    missing_pages: NotRequired[bool]
+    fax_from: NotRequired[str | None]
+    sender_fax: NotRequired[str | None]
+    extracted: NotRequired[list[FaxExtractedValueDict]]
+    model_id: NotRequired[str]
+    extractor: NotRequired[str]
+    needs_human_read: NotRequired[bool]
+    source: SourceRefDict
+
+
 class EvidenceDict(TypedDict):
     """One fact a work item rests on, typed so a staff tool can show it and link to it. ``label``/``ref``/``excerpt`` are the human-readable form every item has had since contract version 1. Version 2 adds where the fact lives (record type and key, or a document page and text span) and the value used, so a person can check the software's reading against the source instead of trusting it."""
 
@@ -716,6 +766,7 @@ RECORD_DICTS: dict[str, type] = {
     "RefillRequest": RefillRequestDict,
     "SchedulingRequest": SchedulingRequestDict,
     "IdentityLink": IdentityLinkDict,
+    "FaxClassification": FaxClassificationDict,
     "HandoffItem": HandoffItemDict,
     "Draft": DraftDict,
     "StaffDecision": StaffDecisionDict,

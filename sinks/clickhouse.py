@@ -74,6 +74,15 @@ TABLES: dict[str, str] = {
             lot_number String, manufacturer String, site String, route String,
             funding_eligibility String, message_id String, written_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, immunization_id)""",
+    "fax_classifications": """
+        CREATE TABLE IF NOT EXISTS {db}.fax_classifications (
+            practice_id LowCardinality(String), classification_id String, document_id String,
+            segment_index UInt16, pages UInt16, doc_class LowCardinality(String), kind LowCardinality(String),
+            confidence Float64, abstained Bool, queue LowCardinality(String), priority LowCardinality(String),
+            routing_reason LowCardinality(String), patient_match LowCardinality(String), patient_id String,
+            misdirected Bool, missing_pages Bool, model_id LowCardinality(String), message_id String,
+            written_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, document_id, classification_id)""",
     "handoff_items": """
         CREATE TABLE IF NOT EXISTS {db}.handoff_items (
             practice_id LowCardinality(String), item_id String, workflow LowCardinality(String),
@@ -421,6 +430,34 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
         )
     elif record_type == "Immunization":
         rows.append(("immunizations", _immunization_row(v, src, written)))
+    elif record_type == "FaxClassification":
+        # class, confidence, match and routing; never the extracted values (names, dates of birth)
+        rows.append(
+            (
+                "fax_classifications",
+                {
+                    "practice_id": v["practice_id"],
+                    "classification_id": v["classification_id"],
+                    "document_id": v["document_id"],
+                    "segment_index": v.get("segment_index") or 0,
+                    "pages": len(v.get("pages") or []),
+                    "doc_class": v["doc_class"],
+                    "kind": v["kind"],
+                    "confidence": float(v["confidence"]),
+                    "abstained": bool(v["abstained"]),
+                    "queue": v["queue"],
+                    "priority": _s(v.get("priority")),
+                    "routing_reason": scrub_ssn(_s(v.get("routing_reason")))[:200],
+                    "patient_match": v["patient_match"],
+                    "patient_id": _s(v.get("patient_id")),
+                    "misdirected": bool(v.get("misdirected")),
+                    "missing_pages": bool(v.get("missing_pages")),
+                    "model_id": _s(v.get("model_id")),
+                    "message_id": _s(src.get("message_id")),
+                    "written_at": written,
+                },
+            )
+        )
     return rows
 
 
@@ -452,6 +489,7 @@ def _immunization_row(v: dict[str, Any], src: dict[str, Any], written: datetime)
 
 
 _ID_FIELDS = (
+    "classification_id",
     "observation_id",
     "order_id",
     "appointment_id",

@@ -130,6 +130,7 @@ NORMALIZED: dict[str, str] = {
     "RefillRequest": "norm.refill_request",
     "SchedulingRequest": "norm.scheduling_request",
     "IdentityLink": "norm.identity",
+    "FaxClassification": "norm.fax_classification",
 }
 # Patients, coverages and identity links are the system of record for who a practice's patients are:
 # compacted (latest per key) and never deleted by age.

@@ -42,6 +42,7 @@ RECORD_TYPES = [
     "RefillRequest",
     "SchedulingRequest",
     "IdentityLink",
+    "FaxClassification",
     "HandoffItem",
     "Draft",
     "StaffDecision",
@@ -60,6 +61,8 @@ NESTED_TYPES = [
     "DecisionOption",
     "DocumentPage",
     "Evidence",
+    "FaxExtractedValue",
+    "FaxGuess",
     "Identifier",
     "ImmunizationObservation",
     "ProducedBy",
@@ -100,6 +103,7 @@ TOPICS = {
     "norm.refill_request": ("RefillRequest", "normalized"),
     "norm.scheduling_request": ("SchedulingRequest", "normalized"),
     "norm.identity": ("IdentityLink", "normalized"),
+    "norm.fax_classification": ("FaxClassification", "normalized"),
     "handoff": ("HandoffItem", "handoff"),
     "drafts": ("Draft", "workflow"),
     "decisions": ("StaffDecision", "workflow"),
@@ -168,7 +172,7 @@ EVIDENCE_FIELDS = [
     "span_end",
 ]
 
-CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "rules", "eval"]
+CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "fax", "rules", "eval"]
 DLQ_ACTIONS = ["list", "show", "redrive"]
 
 

@@ -57,6 +57,7 @@ class DayReport:
     http: dict[str, int] = field(default_factory=dict)
     clickhouse: dict[str, int] = field(default_factory=dict)
     handoff_queues: list[tuple] = field(default_factory=list)
+    fax_classes: list[tuple] = field(default_factory=list)
     dead_letter_reasons: list[tuple] = field(default_factory=list)
     auth: dict[str, int] = field(default_factory=dict)
     first_message_seconds: float | None = None
@@ -150,6 +151,13 @@ async def run_day(
     practice = plan.practice_id
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
+    if practice not in cfg.fax_roster and "*" not in cfg.fax_roster:
+        # the generated practice's names and providers, so its misdirected fax is recognised
+        from practiceflow.sampleday.generate import DAY_PRACTICE_NAMES, DAY_PROVIDERS
+        from practiceflow.settings import FaxRoster
+
+        roster = FaxRoster(names=list(DAY_PRACTICE_NAMES), providers=list(DAY_PROVIDERS))
+        cfg = cfg.model_copy(update={"fax_roster": {**cfg.fax_roster, practice: roster}})
     fax = FaxOcr.from_settings(cfg, store_for(cfg))
     pipeline = Pipeline(
         cfg,
@@ -220,6 +228,11 @@ async def run_day(
             f"SELECT count() FROM {{db}}.{table} FINAL WHERE practice_id = %(p)s",  # noqa: S608
             {"p": practice},
         )[0][0]
+    report.fax_classes = sink.query(
+        "SELECT doc_class, queue, count() FROM {db}.fax_classifications FINAL "
+        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
+        {"p": practice},
+    )
     report.handoff_queues = sink.query(
         "SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL "
         "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
@@ -266,6 +279,9 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  handoff items (queue / workflow / priority: count):")
     for q, wf, pr, n in report.handoff_queues:
         print(f"    {q} / {wf} / {pr}: {n}")
+    print("\n  faxed documents (class / routed to: count):")
+    for cls, queue, n in report.fax_classes:
+        print(f"    {cls} / {queue}: {n}")
     triage = {k.removeprefix("refill."): v for k, v in w.items() if k.startswith("refill.")}
     print(f"  refill triage (class: count): {dict(sorted(triage.items())) or 'none'}")
     outcomes = {k.split(".", 2)[2]: v for k, v in w.items() if k.startswith("intake.outcome.")}

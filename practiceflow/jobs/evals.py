@@ -16,6 +16,7 @@ from collections.abc import Callable
 from practiceflow.settings import Settings
 
 EVALS: dict[str, str] = {
+    "fax": "practiceflow.jobs.fax_eval:main",
     "refills": "practiceflow.processors.workflows.refill.evaluate:main",
 }
 

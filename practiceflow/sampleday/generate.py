@@ -272,6 +272,7 @@ def build_day(
 
     # -- faxes: typed letters rendered as fax-quality pages
     plan.fax_upload, plan.fax_drop = _faxes(seed)
+    plan.fax_drop += _classified_faxes(seed, plan.people)
     return plan
 
 
@@ -302,6 +303,75 @@ def _faxes(seed: int) -> tuple[list, list]:
         ("not_a_fax.txt", b"this file was dropped in the fax folder by mistake\n"),
     ]
     return upload, drop
+
+
+#: who the day's practice is, for the fax workflow's misdirection check (``fax_roster``)
+DAY_PRACTICE_NAMES = ("Demo Family Clinic",)
+DAY_PROVIDERS = ("Dr. Ana Patel", "Dr. Omar Haddad", "Dr. Grace Kim")
+
+
+def _classified_faxes(seed: int, people: list[Person]) -> list[tuple[str, bytes]]:
+    """Faxes for the classification workflow: a 4-page packet (cover sheet, a 2-page referral,
+    a PA denial) about one of the day's patients, and a consult reply meant for another practice."""
+    from practiceflow.processors.fax import synth
+
+    p = people[seed % len(people)]
+    dob = f"{p.dob[4:6]}/{p.dob[6:]}/{p.dob[:4]}"
+    name = f"{p.given} {p.family}"
+    cover = [
+        "Summit Primary Care",
+        "FAX COVER SHEET",
+        f"To: {DAY_PROVIDERS[0]}",
+        f"Company: {DAY_PRACTICE_NAMES[0]}",
+        "From: Dr. Paul Carter",
+        "Fax: (217) 555-0142",
+        "Pages (including cover): 4",
+        "Re: Referral",
+        "CONFIDENTIALITY NOTICE: This facsimile contains protected health information.",
+    ]
+    referral = [
+        "Summit Primary Care",
+        "Phone (217) 555-0140   Fax (217) 555-0142",
+        "SPECIALIST REFERRAL",
+        f"To: {DAY_PROVIDERS[0]}, {DAY_PRACTICE_NAMES[0]}",
+        f"RE: {name}  DOB {dob}  MRN {p.mrn}",
+        f"I am referring {name} for evaluation of exertional chest pain and palpitations.",
+        "Symptoms began about 6 weeks ago; current medications include lisinopril 10 mg daily.",
+        "Please consider an ECG and echocardiogram. Relevant notes are attached.",
+        "Sincerely, Dr. Paul Carter",
+    ]
+    referral_2 = [
+        f"RE: {name}  DOB {dob}  (continued)",
+        "Past medical history: hypertension, hyperlipidemia.",
+        "Medications: lisinopril 10 mg; atorvastatin 40 mg. Allergies: penicillin.",
+        "Page 2 of 2",
+    ]
+    pa = [
+        p.payer_name or "Blue Harbor Health Plan",
+        "PRIOR AUTHORIZATION DETERMINATION",
+        f"Member: {name}   DOB: {dob}   Member ID: {p.member_id}",
+        f"Patient ID: {p.mrn}",
+        f"Prescriber: {DAY_PROVIDERS[0]}, {DAY_PRACTICE_NAMES[0]}",
+        "Request: MRI lumbar spine without contrast",
+        "Reference Number: PA-558201",
+        "Decision: DENIED",
+        "Medical necessity criteria were not met based on the information provided.",
+        "You may request a peer-to-peer review or file an appeal within 60 days.",
+    ]
+    wrong = [
+        "Cedar Ridge Cardiology",
+        "Phone (217) 555-0300   Fax (217) 555-0399",
+        "Consultation Note",
+        "To: Dr. Helen Wallace, Lakeshore Pediatrics",
+        "RE: Noah Brooks  DOB 02/03/2015",
+        "Thank you for referring Noah Brooks in cardiology consultation for palpitations.",
+        "Assessment: benign sinus arrhythmia. Plan: no follow-up needed.",
+    ]
+    packet = synth.render_lines_document([cover, referral, referral_2, pa], seed=seed + 11, noise=0.5)
+    return [
+        ("fax_packet_4_pages.tif", synth.to_tiff_g4(packet)),
+        ("fax_misdirected.pdf", synth.to_image_pdf(synth.render_lines_document([wrong], seed=seed + 12, noise=0.5))),
+    ]
 
 
 def write_day(plan: DayPlan, out: Path) -> Path:
