@@ -570,7 +570,9 @@ class IntakeForm(AvroRecord):
     source: SourceRef
     sex: str | None = Field(default=None, description="administrative sex as the portal sent it: F, M, U")
     address: Address | None = None
-    insurance_payer_id: str | None = Field(default=None, description="the payer's id (NM1*PR09) when the portal knows it")
+    insurance_payer_id: str | None = Field(
+        default=None, description="the payer's id (NM1*PR09) when the portal knows it"
+    )
     subscriber_relationship: str | None = Field(
         default=None, description="self | spouse | child | other: the patient's relation to the insurance subscriber"
     )

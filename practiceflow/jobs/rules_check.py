@@ -26,6 +26,7 @@ class _AnyRule(Rule):
 # (ids, versions and sources only) until it registers its own model.
 RULE_MODELS: dict[str, str] = {
     "intake": "practiceflow.processors.workflows.intake.rules:GapRule",
+    "matching": "practiceflow.processors.context.matching:MatchRules",
     "refill": "practiceflow.processors.workflows.refill.rules:RefillRule",
 }
 
