@@ -46,6 +46,25 @@ class PatientIdPolicy(BaseModel):
         return IdentityPolicy(tuple(self.types), tuple(self.authorities), self.fallback, self.ssn_in_clear)
 
 
+class BillingIdentity(BaseModel):
+    """The practice's billing identity on drafted corrected claims (837P, denial workflow).
+
+    The defaults are placeholders marked VERIFY: a draft is never sent without a person's
+    approval, and the person sees them; set the real values per deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "VERIFY PRACTICE NAME"
+    tax_id: str = "000000000"
+    npi: str | None = Field(default=None, description="billing NPI; None = the payee NPI of the 835 (N1*PE)")
+    street: str = "VERIFY ADDRESS"
+    city: str = "CITY"
+    state: str = "ST"
+    zip: str = "00000"
+    sender_id: str = Field(default="PRACTICEFLOW", description="ISA06 / submitter id at the clearinghouse")
+    receiver_id: str = Field(default="CLEARINGHOUSE", description="ISA08 / receiver id")
+    receiver_name: str = "CLEARINGHOUSE"
+
+
 def _config_file() -> Path:
     return Path(os.environ.get("PRACTICEFLOW_CONFIG", "practiceflow.toml"))
 
@@ -271,6 +290,11 @@ class Settings(BaseSettings):
     document_store_region: str | None = None
     document_store_sse: str | None = Field(
         default=None, description='S3 server-side encryption: "AES256" or "aws:kms"; None = the bucket default'
+    )
+
+    # -- denial workflow
+    billing: BillingIdentity = Field(
+        default_factory=BillingIdentity, description="billing identity on drafted corrected claims (837P)"
     )
 
     @classmethod

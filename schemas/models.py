@@ -422,6 +422,14 @@ class Claim(AvroRecord):
     member_id: str | None = Field(
         default=None, description="the subscriber's member id (837 2010BA NM109), for the identity crosswalk"
     )
+    frequency_code: str | None = Field(
+        default=None, description="837 CLM05-3: 1 original, 7 replacement of a prior claim, 8 void"
+    )
+    place_of_service: str | None = Field(default=None, description="837P CLM05-1 (CMS place-of-service code)")
+    payer_claim_control_number: str | None = Field(
+        default=None, description="837 2300 REF*F8: the payer's control number of the claim a replacement/void corrects"
+    )
+    authorization_number: str | None = Field(default=None, description="837 2300 REF*G1: prior authorization number")
 
 
 class ClaimAdjudication(AvroRecord):
@@ -470,6 +478,43 @@ class ProviderAdjustment(AvroRecord):
     reference: str | None = None
     amount: float
     payment_trace: str | None = None
+    source: SourceRef
+
+
+class DenialLedgerEntry(AvroRecord):
+    """Money of one 835 claim in one denial category, and what became of it.
+
+    Written by the denial workflow when an 835 is categorized and again whenever the
+    entry's outcome changes (a later 835 pays it, a person approves a write-off): the
+    topic is compacted by ``practice/entry_id`` and ClickHouse keeps the latest row
+    (``updated_at``). Amounts are US dollars."""
+
+    __avro_name__ = "DenialLedgerEntry"
+    practice_id: str
+    entry_id: str = Field(description="stable: adjudication id + category")
+    claim_id: str
+    adjudication_id: str
+    payer_id: str | None = None
+    payer_name: str | None = None
+    category: str = Field(description="a denial category (rules/denials) or provider_adjustment (PLB)")
+    rule_ids: list[str] = Field(default_factory=list, description="rule id@version that decided each adjustment")
+    reason_codes: list[str] = Field(default_factory=list, description="group-CARC (CO-197) and RARC codes")
+    adjusted: float = Field(default=0.0, description="sum of the category's adjustments on this claim")
+    denied: float = Field(default=0.0, description="what the payer did not pay for a denial reason")
+    recoverable: float = Field(default=0.0, description="denied money a corrected claim or appeal can recover")
+    recovered: float = Field(default=0.0, description="paid by a later 835 of the same claim")
+    written_off: float = Field(default=0.0, description="contractual adjustment (write-off recommended/approved)")
+    patient_responsibility: float = Field(default=0.0, description="moved to the patient's balance")
+    net_paid_before: float = Field(default=0.0, description="the claim's net payment when the entry was opened")
+    state: str = Field(description="open | recovered | partially_recovered | written_off | transferred | closed")
+    action: str | None = Field(
+        default=None, description="corrected_claim | appeal | transfer_to_patient | write_off | review"
+    )
+    denied_on: str | None = Field(default=None, description="835 payment date (BPR16), ISO date")
+    resolved_on: str | None = None
+    days_to_resolution: int | None = None
+    item_id: str | None = Field(default=None, description="the work item that follows the entry up")
+    updated_at: int
     source: SourceRef
 
 
@@ -924,6 +969,7 @@ ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     Claim,
     ClaimAdjudication,
     ProviderAdjustment,
+    DenialLedgerEntry,
     ClaimStatus,
     EligibilityResponse,
     InterchangeAck,

@@ -337,6 +337,10 @@ class ClaimDict(TypedDict):
     source: SourceRefDict
     use: NotRequired[str | None]
     member_id: NotRequired[str | None]
+    frequency_code: NotRequired[str | None]
+    place_of_service: NotRequired[str | None]
+    payer_claim_control_number: NotRequired[str | None]
+    authorization_number: NotRequired[str | None]
 
 
 class ClaimAdjudicationDict(TypedDict):
@@ -379,6 +383,35 @@ class ProviderAdjustmentDict(TypedDict):
     reference: NotRequired[str | None]
     amount: float
     payment_trace: NotRequired[str | None]
+    source: SourceRefDict
+
+
+class DenialLedgerEntryDict(TypedDict):
+    """Money of one 835 claim in one denial category, and what became of it. Written by the denial workflow when an 835 is categorized and again whenever the entry's outcome changes (a later 835 pays it, a person approves a write-off): the topic is compacted by ``practice/entry_id`` and ClickHouse keeps the latest row (``updated_at``). Amounts are US dollars."""
+
+    practice_id: str
+    entry_id: str
+    claim_id: str
+    adjudication_id: str
+    payer_id: NotRequired[str | None]
+    payer_name: NotRequired[str | None]
+    category: str
+    rule_ids: NotRequired[list[str]]
+    reason_codes: NotRequired[list[str]]
+    adjusted: NotRequired[float]
+    denied: NotRequired[float]
+    recoverable: NotRequired[float]
+    recovered: NotRequired[float]
+    written_off: NotRequired[float]
+    patient_responsibility: NotRequired[float]
+    net_paid_before: NotRequired[float]
+    state: str
+    action: NotRequired[str | None]
+    denied_on: NotRequired[str | None]
+    resolved_on: NotRequired[str | None]
+    days_to_resolution: NotRequired[int | None]
+    item_id: NotRequired[str | None]
+    updated_at: int
     source: SourceRefDict
 
 
@@ -759,6 +792,7 @@ RECORD_DICTS: dict[str, type] = {
     "Claim": ClaimDict,
     "ClaimAdjudication": ClaimAdjudicationDict,
     "ProviderAdjustment": ProviderAdjustmentDict,
+    "DenialLedgerEntry": DenialLedgerEntryDict,
     "ClaimStatus": ClaimStatusDict,
     "EligibilityResponse": EligibilityResponseDict,
     "InterchangeAck": InterchangeAckDict,

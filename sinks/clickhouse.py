@@ -96,6 +96,17 @@ TABLES: dict[str, str] = {
             reason_code LowCardinality(String), reason String, message_id String,
             payload_sha256 String, payload_bytes UInt32, failed_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(failed_at) ORDER BY (practice_id, feed, payload_sha256, reason_code)""",
+    # the denial workflow's money (DenialLedgerEntry, topic denials.ledger): latest row per entry;
+    # sums per practice / payer / category with FINAL (README "Denial follow-up")
+    "denial_money": """
+        CREATE TABLE IF NOT EXISTS {db}.denial_money (
+            practice_id LowCardinality(String), entry_id String, claim_id String, adjudication_id String,
+            payer_id LowCardinality(String), payer_name LowCardinality(String), category LowCardinality(String),
+            rule_ids Array(String), reason_codes Array(String), adjusted Float64, denied Float64,
+            recoverable Float64, recovered Float64, written_off Float64, patient_responsibility Float64,
+            state LowCardinality(String), action LowCardinality(String), denied_on String, resolved_on String,
+            days_to_resolution Nullable(Int32), item_id String, updated_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (practice_id, entry_id)""",
     "flow_events": """
         CREATE TABLE IF NOT EXISTS {db}.flow_events (
             practice_id LowCardinality(String), message_id String, feed LowCardinality(String),
@@ -353,6 +364,8 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                 },
             )
         ]
+    if record_type == "DenialLedgerEntry":
+        return [("denial_money", _denial_money_row(v))]
     if record_type == "FlowEvent":
         return [
             (
@@ -459,6 +472,34 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
             )
         )
     return rows
+
+
+def _denial_money_row(v: dict[str, Any]) -> dict[str, Any]:
+    """One row per ledger entry (its latest state wins): money, not narrative - codes, amounts, dates."""
+    return {
+        "practice_id": v["practice_id"],
+        "entry_id": v["entry_id"],
+        "claim_id": v["claim_id"],
+        "adjudication_id": v["adjudication_id"],
+        "payer_id": _s(v.get("payer_id")),
+        "payer_name": _s(v.get("payer_name")),
+        "category": v["category"],
+        "rule_ids": list(v.get("rule_ids") or []),
+        "reason_codes": list(v.get("reason_codes") or []),
+        "adjusted": float(v.get("adjusted") or 0.0),
+        "denied": float(v.get("denied") or 0.0),
+        "recoverable": float(v.get("recoverable") or 0.0),
+        "recovered": float(v.get("recovered") or 0.0),
+        "written_off": float(v.get("written_off") or 0.0),
+        "patient_responsibility": float(v.get("patient_responsibility") or 0.0),
+        "state": v["state"],
+        "action": _s(v.get("action")),
+        "denied_on": _s(v.get("denied_on")),
+        "resolved_on": _s(v.get("resolved_on")),
+        "days_to_resolution": v.get("days_to_resolution"),
+        "item_id": _s(v.get("item_id")),
+        "updated_at": _ts(v["updated_at"]),
+    }
 
 
 def _immunization_row(v: dict[str, Any], src: dict[str, Any], written: datetime) -> dict[str, Any]:

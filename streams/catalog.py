@@ -212,6 +212,15 @@ CATALOG: tuple[TopicSpec, ...] = (
         "One event per message per stage, for the ClickHouse analytics tables.",
         retention_ms=7 * DAY_MS,
     ),
+    TopicSpec(
+        "denials.ledger",
+        Kind.ANALYTICS,
+        "DenialLedgerEntry",
+        "practice/entry_id",
+        "Denial money per 835 claim and category (denied, recoverable, recovered, written off); latest per entry.",
+        compact=True,
+        retention_ms=-1,
+    ),
 )
 
 BY_SUFFIX: dict[str, TopicSpec] = {t.suffix: t for t in CATALOG}

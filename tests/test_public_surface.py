@@ -35,6 +35,7 @@ RECORD_TYPES = [
     "Claim",
     "ClaimAdjudication",
     "ProviderAdjustment",
+    "DenialLedgerEntry",
     "ClaimStatus",
     "EligibilityResponse",
     "InterchangeAck",
@@ -119,6 +120,7 @@ TOPICS = {
     "dlq.portal": ("DeadLetter", "dead_letter"),
     "dlq.x12": ("DeadLetter", "dead_letter"),
     "analytics.flow": ("FlowEvent", "analytics"),
+    "denials.ledger": ("DenialLedgerEntry", "analytics"),
 }
 
 # the work-item contract: what staff tools read from pf.handoff

@@ -59,6 +59,7 @@ class DayReport:
     handoff_queues: list[tuple] = field(default_factory=list)
     fax_classes: list[tuple] = field(default_factory=list)
     dead_letter_reasons: list[tuple] = field(default_factory=list)
+    denial_money: list[tuple] = field(default_factory=list)  # (category, denied, recoverable, written off, patient)
     auth: dict[str, int] = field(default_factory=dict)
     first_message_seconds: float | None = None
     seconds: float = 0.0
@@ -218,6 +219,7 @@ async def run_day(
         await runner.wait_for(lambda: _eligibility_done(pipeline), 120)
         await runner.wait_for(lambda: _refills_done(pipeline), 120)
         await runner.wait_for(pipeline.sink_caught_up, 60)
+        await _wait_denials(pipeline, sink, practice)
     finally:
         if sim is not None:
             sim.stop()
@@ -229,7 +231,15 @@ async def run_day(
         fax.close()
     report.gateway = dict(core.stats)
     report.worker = dict(pipeline.counts)
-    for table in ("records", "observations", "handoff_items", "dead_letters", "flow_events", "audit_events"):
+    for table in (
+        "records",
+        "observations",
+        "handoff_items",
+        "dead_letters",
+        "flow_events",
+        "audit_events",
+        "denial_money",
+    ):
         report.clickhouse[table] = sink.query(
             # the table name comes from the literal tuple above; the practice id is a bound parameter
             f"SELECT count() FROM {{db}}.{table} FINAL WHERE practice_id = %(p)s",  # noqa: S608
@@ -250,9 +260,29 @@ async def run_day(
         "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
         {"p": practice},
     )
+    report.denial_money = sink.query(
+        "SELECT category, round(sum(denied), 2), round(sum(recoverable), 2), round(sum(written_off), 2),"
+        " round(sum(patient_responsibility), 2), count() FROM {db}.denial_money FINAL"
+        " WHERE practice_id = %(p)s GROUP BY category ORDER BY category",
+        {"p": practice},
+    )
     sink.close()
     report.seconds = round(time.monotonic() - t0, 1)
     return report
+
+
+async def _wait_denials(pipeline: Pipeline, sink: ClickHouseSink, practice: str, timeout: float = 60.0) -> bool:
+    """Until the denial agent has stepped every 835 claim and its money is in ClickHouse."""
+    c = pipeline.counts
+
+    def stepped() -> bool:
+        return c.get("denials.adjudications", 0) >= c.get("record.ClaimAdjudication", 0)
+
+    def sunk() -> bool:
+        rows = sink.query("SELECT count() FROM {db}.denial_money WHERE practice_id = %(p)s", {"p": practice})[0][0]
+        return rows >= c.get("denials.ledger_entries", 0)
+
+    return await runner.wait_for(stepped, timeout) and await runner.wait_for(sunk, timeout)
 
 
 def print_report(report: DayReport, plan: DayPlan, ep) -> None:
@@ -298,6 +328,11 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
         f"{w.get('intake.commands', 0)} 270s sent, outcomes {dict(sorted(outcomes.items()))}"
     )
     print(f"    by reason: {dict(sorted(reasons.items()))}")
+    actions = {k.removeprefix("denials.action."): v for k, v in w.items() if k.startswith("denials.action.")}
+    print(f"\n  denials (835 follow-up): {w.get('denials.adjudications', 0)} claims, drafts by action {actions}")
+    print("    category: denied / recoverable / written off / patient responsibility (US$, entries)")
+    for cat, denied, recoverable, written_off, patient, n in report.denial_money:
+        print(f"    {cat}: {denied:,.2f} / {recoverable:,.2f} / {written_off:,.2f} / {patient:,.2f} ({n})")
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")

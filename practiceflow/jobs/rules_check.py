@@ -28,6 +28,7 @@ RULE_MODELS: dict[str, str] = {
     "intake": "practiceflow.processors.workflows.intake.rules:GapRule",
     "matching": "practiceflow.processors.context.matching:MatchRules",
     "refill": "practiceflow.processors.workflows.refill.rules:RefillRule",
+    "denials": "practiceflow.processors.workflows.denials.rules:DenialRule",
 }
 
 

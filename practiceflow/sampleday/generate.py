@@ -261,6 +261,8 @@ def build_day(
     claims = [
         (f"CLM{ymd}{i:03d}", p, round(rng.uniform(90, 260), 2), ymd) for i, p in enumerate(people[: n_patients // 2])
     ]
+    # the practice's 837P for those claims first (the denial workflow's claim store), then the payer's answer
+    plan.x12_upload.append((f"claims_{ymd}.837", x.claims_837(claims, 900, ymd).encode()))
     era, truth = x.remittance_835(claims, 901, ymd, rng)
     plan.truth["835"] = truth
     rejected = {c[0] for c in claims[::7]}

@@ -71,7 +71,9 @@ Field choices worth knowing
 * 999/997: ``acknowledged_control_numbers`` = [AK102 group control number,
   "AK102/AK202" per set]; ``errors`` = one readable line per IK3/CTX/IK4/IK5/AK9 error
   (CTX carries the rejected claim's CLM01). ``kind`` is "999", "997" or "TA1".
-* 837: ``status`` "submitted" (CLM05-3 = 1), "replacement" (7) or "void" (8); payer =
+* 837: ``status`` "submitted" (CLM05-3 = 1), "replacement" (7) or "void" (8), the code
+  itself in ``frequency_code``, CLM05-1 in ``place_of_service``, 2300 REF*F8 (the payer's
+  control number a replacement refers to) and REF*G1 (prior authorization); payer =
   the subscriber loop's NM1*PR (never a COB other-payer NM1*PR after CLM);
   ``member_id`` = the subscriber's NM1*IL09 (member-id qualifiers only, never an SSN),
   so the identity crosswalk links CLM01 (echoed as CLP01 in the 835) to the member.
@@ -1353,6 +1355,10 @@ def _do_837(s: _Set) -> None:
                     line["control_number"] = _opt(seg, 2)
             elif q == "EA":
                 claim["patient_id"] = _opt(seg, 2)
+            elif q == "F8":
+                claim["payer_claim_control_number"] = _opt(seg, 2)
+            elif q == "G1":
+                claim["authorization_number"] = _opt(seg, 2)
         elif sid == "HI":
             if claim is None:
                 continue
@@ -1400,6 +1406,10 @@ def _do_837(s: _Set) -> None:
                 "source": s.source,  # each record gets its own copy when it is emitted
                 "use": "claim",
                 "member_id": member_id,
+                "frequency_code": freq or None,
+                "place_of_service": freq_parts[0].strip() or None,
+                "payer_claim_control_number": None,
+                "authorization_number": None,
             }
             claims.append((claim, claim_date))
         elif sid == "NM1":
