@@ -12,7 +12,7 @@ from practiceflow.settings import Settings
 
 
 def _stack(args: argparse.Namespace, cfg: Settings) -> int:
-    from practiceflow.localstack.stack import LocalStack, read_state, stop_recorded
+    from practiceflow.localstack.stack import LocalStack, read_state, stop_recorded, wipe
 
     if args.action == "up":
         info = read_state(cfg.state_dir)
@@ -25,7 +25,17 @@ def _stack(args: argparse.Namespace, cfg: Settings) -> int:
         print(f"started in {info.cold_start_seconds}s; logs under {info.root}")
         return 0
     if args.action == "down":
-        print("stopped" if stop_recorded(cfg.state_dir) else "no stack recorded")
+        print("stopped (data kept; `stack wipe` deletes it)" if stop_recorded(cfg.state_dir) else "no stack recorded")
+        return 0
+    if args.action == "wipe":
+        deleted = wipe(cfg.state_dir)
+        for path, size in deleted:
+            print(f"deleted {path} ({size / 1e6:.1f} MB)")
+        print(
+            f"wiped {len(deleted)} item(s) under {cfg.state_dir} (the jar cache is kept)"
+            if deleted
+            else "nothing to wipe"
+        )
         return 0
     info = read_state(cfg.state_dir)
     print(json.dumps(info.__dict__, indent=2) if info else "not running")
@@ -85,8 +95,11 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
             fax_handler=FaxOcr.from_settings(cfg, store_for(cfg)),
         )
         pipeline.register_schemas()
-        from practiceflow.streams.runner import start_sink
+        from practiceflow.streams.recovery import wait_for_coordinator
+        from practiceflow.streams.runner import sink_group, start_sink
 
+        # quietly, before any consumer asks (no COORDINATOR_NOT_AVAILABLE errors at start-up)
+        wait_for_coordinator(ep.bootstrap, [pipeline.app.conf.id, sink_group(pipeline)])
         start_sink(pipeline, ep.bootstrap)  # a thread with its own consumer group (streams/clickhouse_sink.py)
         import faust
 
@@ -104,6 +117,7 @@ def _sink(args: argparse.Namespace, cfg: Settings) -> int:
     from practiceflow.localstack.connect import endpoints
     from practiceflow.sinks.clickhouse import ClickHouseSink
     from practiceflow.streams.clickhouse_sink import ClickHouseSinkConsumer
+    from practiceflow.streams.recovery import librdkafka_settings, wait_for_coordinator
     from practiceflow.streams.serde import AvroSerde, registry_client
     from practiceflow.streams.topics import create_topics
 
@@ -118,7 +132,9 @@ def _sink(args: argparse.Namespace, cfg: Settings) -> int:
             batch_size=args.batch_size,
             batch_seconds=args.batch_seconds,
             backoff_max=args.backoff_max,
+            consumer_config=librdkafka_settings(cfg, "sink"),  # static membership: a restart resumes at once
         )
+        wait_for_coordinator(ep.bootstrap, [consumer.group_id])  # no coordinator errors at start-up
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: consumer.stop(timeout=0))
         if args.metrics_port:
@@ -179,13 +195,22 @@ def _dlq(args: argparse.Namespace, cfg: Settings) -> int:
         return 0
 
 
+def _queue(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.jobs.queue import main as queue_main
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.streams.serde import AvroSerde, registry_client
+
+    with endpoints(cfg, autostart=False) as ep:
+        return queue_main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="practiceflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("stack", help="start/stop the embedded local Kafka + schema registry")
-    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("action", choices=["up", "down", "status", "wipe"], help="wipe: stop and delete all stack data")
     p.add_argument("--nodes", type=int, default=1, help="Kafka nodes (1, or 3 for the fault tests)")
     p.add_argument("--no-registry", action="store_true", help="skip the schema registry (serde uses mock://)")
 
@@ -233,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fax", help="the fax classifier: train it (once per checkout; ./pf setup does)")
     p.add_argument("action", choices=["train"])
 
+    p = sub.add_parser("queue", help="work queues: list, show with evidence, approve / edit / reject")
+    from practiceflow.jobs.queue import add_arguments as queue_arguments
+
+    queue_arguments(p)
+
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
 
@@ -253,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": _worker,
         "sink": _sink,
         "dlq": _dlq,
+        "queue": _queue,
     }
     if args.cmd == "day":
         from practiceflow.jobs.day import main as day_main

@@ -242,8 +242,24 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     stall_seconds: float = Field(default=60.0, description="no progress for this long while lag > 0 = not live")
+    commit_stall_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="committed offset unchanged this long while messages wait after it = not live; keep it above "
+        "the longest batch (fax_batch_max x ocr_timeout_seconds)",
+    )
     dedup_retention_hours: float = Field(
         default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends"
+    )
+    # -- worker recovery (streams/recovery.py)
+    worker_instance_id: str = Field(
+        default="auto",
+        description="Kafka static group membership (group.instance.id) of the worker and its sink: a restarted "
+        "worker takes its partitions back at once instead of waiting for the dead member's session to expire. "
+        "auto = host name + state dir (unique per worker, as its RocksDB folder is); empty = dynamic membership",
+    )
+    worker_session_timeout_s: float = Field(
+        default=10.0, ge=6.0, le=60.0, description="a worker silent this long loses its partitions (broker minimum 6)"
     )
 
     # -- worker state and processing (streams/normalize_agent.py, streams/offsets.py)

@@ -174,7 +174,20 @@ EVIDENCE_FIELDS = [
     "span_end",
 ]
 
-CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "fax", "rules", "eval"]
+CLI_COMMANDS = [
+    "stack",
+    "schemas",
+    "run-file",
+    "worker",
+    "sink",
+    "dlq",
+    "day",
+    "gateways",
+    "fax",
+    "queue",
+    "rules",
+    "eval",
+]
 DLQ_ACTIONS = ["list", "show", "redrive"]
 
 
