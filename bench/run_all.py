@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("hl7", "x12", "fhir", "ocr", "ocr_fax", "fax_classify", "context")
+BENCHES = ("hl7", "x12", "fhir", "ocr", "ocr_fax", "fax_classify", "context", "denials")
 
 
 def _load(name: str):

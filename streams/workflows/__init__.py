@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "decisions",  # staff decisions -> work items (every workflow)
     "intake",  # intake forms -> patient match -> eligibility (270/271) -> front-desk items
     "denials",  # 835 adjustments -> categories -> corrected claims / appeals
+    "refill",  # refill requests -> routine / needs_review / needs_visit items + renewal drafts
 )
 
 
