@@ -427,10 +427,16 @@ class _TableIndex:
         self.practice_id = practice_id
 
     def patients(self, block: str) -> Iterable[str]:
-        return self.table.get(keys.block_key(self.practice_id, block)) or ()
+        members = self.table.get(keys.block_key(self.practice_id, block)) or ()
+        # a block written before keys were digests (until the one-time re-key): a stale member
+        # only adds a candidate, scored on its current demographics like any other
+        legacy = self.table.get(f"b:{self.practice_id}|{block}")
+        return sorted({*members, *legacy}) if legacy else members
 
     def demographics(self, patient_id: str) -> matching.Demographics | None:
         v = self.table.get("d:" + keys.patient_key(self.practice_id, patient_id))
+        if not v and "|" in patient_id:  # a provisional id's entry from before keys were digests
+            v = self.table.get(f"d:{self.practice_id}/{patient_id}")
         return _demo_from_json(v) if v else None
 
 

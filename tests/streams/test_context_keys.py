@@ -136,6 +136,17 @@ def test_crosswalk_written_before_digests_still_loads() -> None:
     assert cw.ambiguous == {"mb|W1"}
 
 
+def test_demographic_blocks_written_before_digests_are_still_found() -> None:
+    ada = Demographics(patient_id="MRN100", family="OKAFOR", given="ADA", birth_date=DOB_DIGITS, phone=PHONE)
+    table: dict[str, Any] = {f"d:{PRACTICE}/MRN100": _demo_to_json(ada)}
+    for block in blocking_keys(ada):
+        table[f"b:{PRACTICE}|{block}"] = ["MRN100"]
+    probe = dataclasses.replace(ada, patient_id="intake")
+    r = match(probe, _TableIndex(table, PRACTICE), RULES, fold_links(PRACTICE, []))
+    assert r == match(probe, MemoryIndex([ada]), RULES, fold_links(PRACTICE, []))
+    assert r.status == "matched" and r.patient_id == "MRN100"
+
+
 def test_digest_is_per_practice_and_kind() -> None:
     a = table_keys.block_key("p1", f"dob:{DOB_DIGITS}")
     assert a == table_keys.block_key("p1", f"dob:{DOB_DIGITS}")
