@@ -127,6 +127,24 @@ def message_ids(msgs: list[tuple[str, bytes]]) -> tuple[list[str], float]:
     return ids, len(msgs) / (time.perf_counter() - t0)
 
 
+def normalizer_rates(msgs: list[tuple[str, bytes]], seconds: float = 2.0) -> dict[str, float]:
+    """The bare normalizer over ``msgs``, at least ``seconds``: msg/s of wall time (what a core
+    gave it) and of CPU time (comparable with the worker's CPU per message on a loaded machine)."""
+    from practiceflow.processors.hl7.normalize import normalize_hl7
+
+    n, w0, c0 = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - w0 < seconds:
+        for practice, payload in msgs:
+            normalize_hl7(payload, practice, 0)
+        n += len(msgs)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {
+        "msgs_per_s": round(n / wall, 1),
+        "cpu_msgs_per_s": round(n / cpu, 1),
+        "cpu_ms_per_msg": round(cpu * 1000 / n, 4),
+    }
+
+
 # ---------------------------------------------------------------------------------- helpers
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
@@ -444,6 +462,53 @@ def run_batch(ports, msgs, ids, watcher: FlowWatcher, worker_pids: list[int], *,
     }
 
 
+def drain(
+    procs: Procs, env: dict[str, str], ids: list[str], watcher: FlowWatcher, profile: Path | None = None
+) -> dict[str, Any]:
+    """Start the worker on a backlog already in the raw topic; rate = backlog / (first -> last
+    FlowEvent seen), CPU between those two moments (sampled every 0.1 s)."""
+    load0 = loadavg()
+    proc = procs.spawn("worker-drain", [sys.executable, "-m", "practiceflow.cli", "worker", "--no-sink"], env)
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set() and proc.poll() is None:
+            try:
+                samples.append((time.perf_counter(), cpu_seconds(proc.pid)))
+            except OSError:
+                return
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    spy = _profile(proc.pid, profile) if profile else None
+    done = watcher.wait(ids, 900)
+    stop.set()
+    sampler.join(2)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(120)
+    seen = [watcher.seen[i] for i in ids if i in watcher.seen]
+    first, last = min(seen), max(seen)
+
+    def cpu_at(t: float) -> float:
+        return min(samples, key=lambda s: abs(s[0] - t))[1]
+
+    cpu = cpu_at(last) - cpu_at(first)
+    procs.stop(proc)
+    return {
+        "messages": len(ids),
+        "all_seen": done,
+        "drain_seconds": round(last - first, 3),
+        "drain_msgs_per_s": round(len(seen) / (last - first), 1),
+        "worker_cpu_ms_per_msg": round(cpu * 1000 / len(seen), 3),
+        "loadavg_before": load0,
+        "loadavg_after": loadavg(),
+        **({"profile": top_entries(profile)} if profile else {}),
+    }
+
+
 def run(
     *,
     messages: int = 20_000,
@@ -497,25 +562,21 @@ def run(
         msgs = mix(next(counter), messages)
         ids, _ = message_ids(msgs)
         # the bare normalizer's rate, over the same messages, at least 2 s
-        rates_norm, t_end = [], time.monotonic() + 2.0
-        while time.monotonic() < t_end:
-            rates_norm.append(message_ids(msgs[:5000])[1])
-        out["normalizer_msgs_per_s"] = round(max(rates_norm), 1)
-        out["normalizer_loadavg"] = loadavg()
-        spy = _profile(worker.pid, workdir / "worker-profile.txt") if profile else None
+        out["normalizer"] = {**normalizer_rates(msgs[:5000]), "loadavg": loadavg()}
         out["throughput"] = run_batch(ports, msgs, ids, watcher, [worker.pid])
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(60)
-            out["throughput"]["profile"] = top_entries(workdir / "worker-profile.txt")
         out["latency"] = {}
         for rate in rates:
             batch = mix(next(counter), int(rate * rate_seconds))
             bids, _ = message_ids(batch)
             res = run_batch(ports, batch, bids, watcher, [worker.pid], rate=rate, timeout=120)
             out["latency"][str(rate)] = res
-        watcher.close()
+        # the worker alone: a backlog written while it was stopped, drained after its restart
         procs.stop(worker)
+        backlog = mix(next(counter), messages)
+        bids, _ = message_ids(backlog)
+        asyncio.run(send_all(ports, backlog))
+        out["worker_drain"] = drain(procs, env, bids, watcher, workdir / "worker-profile.txt" if profile else None)
+        watcher.close()
         # ---------------------------------------------------------------- two workers
         if two_workers:
             prefix2 = f"b{uuid.uuid4().hex[:6]}"

@@ -225,11 +225,14 @@ class Normalizer:
         count_unmapped(feed, result.warnings)
         partition = catalog.partition_for(practice, self.p.partitions)
         handoffs = handoffs_for(result, practice, now_ms())
+        types: dict[str, int] = {}  # counted per type, not per record: a labelled metric costs a lookup
         for rec in result.records:
             rec.value.setdefault("source", {})["raw_topic"] = topic
             await batch.outbox.send(self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition)
-            RECORDS.labels(rec.record_type).inc()
-            batch.counts.append((f"record.{rec.record_type}", 1))
+            types[rec.record_type] = types.get(rec.record_type, 0) + 1
+        for record_type, n in types.items():
+            RECORDS.labels(record_type).inc(n)
+            batch.counts.append((f"record.{record_type}", n))
         for seq, item in enumerate(handoffs, start=1):
             await batch.outbox.send(self.p.topics["handoff"], item.key, item.value, partition)
             HANDOFFS.labels(item.value["workflow"], item.value["queue"]).inc()
