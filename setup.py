@@ -30,6 +30,7 @@ ROOTS = {
     "practiceflow.processors": "processors",
     "practiceflow.schemas": "schemas",
     "practiceflow.sinks": "sinks",
+    "practiceflow.rules": "rules",
 }
 # Compiled in this order of dependency; keep in step with processors/hl7/_speedups.py.
 COMPILED = ("dates", "parser", "normalize")

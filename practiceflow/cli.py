@@ -230,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
 
+    p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
+    p.add_argument("action", choices=["check"])
+
+    p = sub.add_parser("eval", help="run a workflow's evaluation set and print its report")
+    p.add_argument("name", help="which evaluation (see practiceflow/jobs/evals.py)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that evaluation")
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -248,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
         from practiceflow.jobs.day import main as day_main
 
         return day_main(args, cfg)
+    if args.cmd == "rules":
+        from practiceflow.jobs.rules_check import main as rules_main
+
+        return rules_main(args, cfg)
+    if args.cmd == "eval":
+        from practiceflow.jobs.evals import main as eval_main
+
+        return eval_main(args, cfg)
     if args.cmd == "gateways":
         from practiceflow.jobs.gateways import main as gateways_main
 

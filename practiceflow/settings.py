@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         "reference, size and SHA-256 (keep it well under the broker's max.message.bytes, about 1 MiB)",
     )
 
+    # -- workflows (processors/workflows, rules/)
+    rules_dir: Path | None = Field(
+        default=None,
+        description="the practice's own rule files, <rules_dir>/<workflow>/*.yaml; they replace or extend the "
+        "shipped rules/ (see rules/README.md); None = the shipped rules only",
+    )
+
     # -- patient identity (processors/identity)
     patient_id_policy: dict[str, PatientIdPolicy] = Field(
         default_factory=dict,

@@ -502,13 +502,49 @@ class IdentityLinkDict(TypedDict):
 
 
 class EvidenceDict(TypedDict):
+    """One fact a work item rests on, typed so a staff tool can show it and link to it. ``label``/``ref``/``excerpt`` are the human-readable form every item has had since contract version 1. Version 2 adds where the fact lives (record type and key, or a document page and text span) and the value used, so a person can check the software's reading against the source instead of trusting it."""
+
     label: str
     ref: NotRequired[str | None]
     excerpt: NotRequired[str | None]
+    record_type: NotRequired[str | None]
+    record_key: NotRequired[str | None]
+    value: NotRequired[str | None]
+    unit: NotRequired[str | None]
+    reference_range: NotRequired[str | None]
+    flags: NotRequired[list[str]]
+    observed_at: NotRequired[str | None]
+    assessment: NotRequired[str | None]
+    document_uri: NotRequired[str | None]
+    page: NotRequired[int | None]
+    span_start: NotRequired[int | None]
+    span_end: NotRequired[int | None]
+
+
+class DecisionOptionDict(TypedDict):
+    """One choice a person can make on a work item (processors/workflows/workitem.py OPTIONS)."""
+
+    option: str
+    label: str
+    target: NotRequired[str | None]
+    editable_fields: NotRequired[list[str]]
+
+
+class ProducedByDict(TypedDict):
+    """The rule (id, version, source) or model (name, version, prompt version) behind an output."""
+
+    kind: str
+    rule_id: NotRequired[str | None]
+    rule_version: NotRequired[str | None]
+    rule_source: NotRequired[str | None]
+    model: NotRequired[str | None]
+    model_version: NotRequired[str | None]
+    prompt_version: NotRequired[str | None]
+    confidence: NotRequired[float | None]
 
 
 class HandoffItemDict(TypedDict):
-    """A unit of work for a person: what happened, what was done, what they must decide."""
+    """A unit of work for a person: what happened, what was done, what they must decide. The work-item contract of every workflow (docs: README "Work items"). Keyed by practice/item_id in a compacted topic: the latest revision of an item wins, and a replay writes the same item_id and revision again rather than a second item."""
 
     practice_id: str
     item_id: str
@@ -526,6 +562,87 @@ class HandoffItemDict(TypedDict):
     created_at: int
     source: SourceRefDict
     corrected: NotRequired[bool]
+    contract_version: NotRequired[int]
+    kind: NotRequired[str | None]
+    state: NotRequired[str]
+    revision: NotRequired[int]
+    due_at: NotRequired[int | None]
+    supersedes: NotRequired[str | None]
+    proposed_action: NotRequired[str | None]
+    draft_ids: NotRequired[list[str]]
+    options: NotRequired[list[DecisionOptionDict]]
+    produced_by: NotRequired[ProducedByDict | None]
+    assigned_to: NotRequired[str | None]
+    decision_id: NotRequired[str | None]
+    outcome: NotRequired[str | None]
+    updated_at: NotRequired[int | None]
+
+
+class DraftDict(TypedDict):
+    """Something the software prepared for a person to sign off: a FHIR resource, an X12 transaction, a letter. Nothing in a draft leaves the practice without a decision."""
+
+    practice_id: str
+    draft_id: str
+    item_id: str
+    workflow: str
+    kind: str
+    content_type: str
+    body: NotRequired[str]
+    document_uri: NotRequired[str | None]
+    patient_id: NotRequired[str | None]
+    status: NotRequired[str]
+    produced_by: NotRequired[ProducedByDict | None]
+    created_at: int
+    source: NotRequired[SourceRefDict | None]
+
+
+class StaffDecisionDict(TypedDict):
+    """A person's decision on a work item, from the CLI, the EHR (Task status) or a staff tool."""
+
+    practice_id: str
+    decision_id: str
+    item_id: str
+    item_revision: NotRequired[int | None]
+    option: str
+    actor: str
+    actor_role: NotRequired[str | None]
+    edits: NotRequired[dict[str, str]]
+    comment: NotRequired[str | None]
+    channel: NotRequired[str]
+    decided_at: int
+
+
+class WorkflowCommandDict(TypedDict):
+    """A side effect a workflow asks for (send a 270, call the LLM, write to the EHR). ``command_id`` is the idempotency key: the executor performs each id at most once, so replaying the workflow's log re-emits the command but never re-sends it."""
+
+    practice_id: str
+    command_id: str
+    kind: str
+    workflow: str
+    item_id: NotRequired[str | None]
+    patient_id: NotRequired[str | None]
+    payload_type: str
+    payload: str
+    params: NotRequired[dict[str, str]]
+    issued_at: int
+    deadline_at: NotRequired[int | None]
+    source: NotRequired[SourceRefDict | None]
+
+
+class CommandResultDict(TypedDict):
+    """What became of one command: its answer, or why there is none."""
+
+    practice_id: str
+    command_id: str
+    kind: str
+    workflow: str
+    outcome: str
+    reason: NotRequired[str | None]
+    payload_type: NotRequired[str | None]
+    payload: NotRequired[str]
+    attempts: NotRequired[int]
+    latency_ms: NotRequired[float | None]
+    completed_at: int
 
 
 class AuditEventDict(TypedDict):
@@ -584,6 +701,10 @@ RECORD_DICTS: dict[str, type] = {
     "SchedulingRequest": SchedulingRequestDict,
     "IdentityLink": IdentityLinkDict,
     "HandoffItem": HandoffItemDict,
+    "Draft": DraftDict,
+    "StaffDecision": StaffDecisionDict,
+    "WorkflowCommand": WorkflowCommandDict,
+    "CommandResult": CommandResultDict,
     "AuditEvent": AuditEventDict,
     "FlowEvent": FlowEventDict,
 }

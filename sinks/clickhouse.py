@@ -101,6 +101,24 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree(at) ORDER BY (practice_id, event_id, at)""",
 }
 
+# columns added after a table's first release, per table (ALTER ... ADD COLUMN IF NOT EXISTS at
+# start, so a database created by an older version gains them; rows written before read the default)
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    # the work-item contract, version 2 (processors/workflows/workitem.py)
+    "handoff_items": {
+        "kind": "LowCardinality(String) DEFAULT ''",
+        "state": "LowCardinality(String) DEFAULT 'open'",
+        "revision": "UInt32 DEFAULT 1",
+        "rule_id": "LowCardinality(String) DEFAULT ''",
+        "rule_version": "LowCardinality(String) DEFAULT ''",
+        "model": "LowCardinality(String) DEFAULT ''",
+        "prompt_version": "LowCardinality(String) DEFAULT ''",
+        "outcome": "LowCardinality(String) DEFAULT ''",
+        "due_at": "Nullable(DateTime64(3, 'UTC'))",
+        "updated_at": "Nullable(DateTime64(3, 'UTC'))",
+    },
+}
+
 # the Kafka position of each row (see the module docstring); added to every table, also to
 # tables created by an older version (ALTER ... ADD COLUMN IF NOT EXISTS)
 POSITION_COLUMNS: dict[str, str] = {
@@ -157,7 +175,7 @@ class ClickHouseSink:
             for table, ddl in TABLES.items():
                 aside = self._set_aside_if_rekeyed(table, ddl)
                 self.client.command(ddl.format(db=self.database))
-                for col, spec in POSITION_COLUMNS.items():
+                for col, spec in {**ADDED_COLUMNS.get(table, {}), **POSITION_COLUMNS}.items():
                     self.client.command(f"ALTER TABLE {self.database}.{table} ADD COLUMN IF NOT EXISTS {col} {spec}")
                 if aside is not None:
                     self._copy_rows(aside, table)
@@ -278,6 +296,7 @@ class ClickHouseSink:
 def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:
     written = _ts(now_ms)
     if record_type == "HandoffItem":
+        by = v.get("produced_by") or {}
         return [
             (
                 "handoff_items",
@@ -293,6 +312,16 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "subject_id": _s(v.get("subject_id")),
                     "evidence_count": len(v.get("evidence") or []),
                     "created_at": _ts(v["created_at"]),
+                    "kind": _s(v.get("kind")),
+                    "state": v.get("state") or "open",
+                    "revision": v.get("revision") or 1,
+                    "rule_id": _s(by.get("rule_id")),
+                    "rule_version": _s(by.get("rule_version")),
+                    "model": _s(by.get("model")),
+                    "prompt_version": _s(by.get("prompt_version")),
+                    "outcome": _s(v.get("outcome")),
+                    "due_at": _ts(v["due_at"]) if v.get("due_at") is not None else None,
+                    "updated_at": _ts(v["updated_at"]) if v.get("updated_at") is not None else None,
                 },
             )
         ]

@@ -48,6 +48,7 @@ from practiceflow.streams.offsets import CommittedOffsets, Committer, Outbox
 from practiceflow.streams.producer import OutputProducer
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
+from practiceflow.streams.workflows import register_all as register_workflows
 
 log = logging.getLogger("practiceflow.worker")
 
@@ -98,10 +99,17 @@ class Pipeline:
             table_cleanup_interval=60.0,
         )
         self.app.sensors.add(self.sensor)
-        # Input topics (raw, retry, audit.in) are committed by their agents, after their
+        # Input topics (raw, retry, audit.in, and the normalized, workflow and command
+        # topics the workflow agents read) are committed by their agents, after their
         # outputs are confirmed (streams/offsets.py); acks=False keeps Faust's ack-based
         # commits, which commit past skipped messages, away from them.
-        inputs = {catalog.Kind.RAW, catalog.Kind.RETRY}
+        inputs = {
+            catalog.Kind.RAW,
+            catalog.Kind.RETRY,
+            catalog.Kind.NORMALIZED,
+            catalog.Kind.WORKFLOW,
+            catalog.Kind.COMMAND,
+        }
         self.topics: dict[str, faust.TopicT] = {
             spec.suffix: self.app.topic(
                 spec.name(self.prefix),
@@ -226,6 +234,7 @@ class Pipeline:
             await chainer.run(stream, audit_committer)
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())
+        register_workflows(self)  # streams/workflows/__init__.py MODULES: one module per workflow
 
     def _register_pages(self) -> None:
         app = self.app

@@ -26,6 +26,8 @@ class Kind(str, Enum):  # noqa: UP042 - StrEnum would change str() and f-strings
     DEAD_LETTER = "dead_letter"
     ANALYTICS = "analytics"
     RETRY = "retry"
+    WORKFLOW = "workflow"
+    COMMAND = "command"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,22 @@ def _dlq(feed: str) -> TopicSpec:
     )
 
 
+# Side effects workflows ask for, one topic each (processors/workflows/commands.py); an
+# executor per kind (streams/commands/<kind>.py) performs each command id at most once.
+COMMAND_KINDS: tuple[str, ...] = ("eligibility", "llm", "ehr_write")
+
+
+def _command(kind: str) -> TopicSpec:
+    return TopicSpec(
+        f"cmd.{kind}",
+        Kind.COMMAND,
+        "WorkflowCommand",
+        "practice/command_id",
+        f"{kind} commands from the workflows; the key is the idempotency key.",
+        retention_ms=30 * DAY_MS,
+    )
+
+
 # record type -> normalized topic suffix
 NORMALIZED: dict[str, str] = {
     "Patient": "norm.patient",
@@ -139,6 +157,32 @@ CATALOG: tuple[TopicSpec, ...] = (
         "Work items for staff tools; a replayed item carries the same item_id.",
         compact=True,
         retention_ms=90 * DAY_MS,
+    ),
+    TopicSpec(
+        "drafts",
+        Kind.WORKFLOW,
+        "Draft",
+        "practice/draft_id",
+        "Drafts awaiting a person's sign-off (FHIR resources, X12, letters); latest per draft id.",
+        compact=True,
+        retention_ms=90 * DAY_MS,
+    ),
+    TopicSpec(
+        "decisions",
+        Kind.WORKFLOW,
+        "StaffDecision",
+        "practice/item_id",
+        "Staff decisions on work items (CLI, EHR Task status, staff tools); the workflows record the outcome.",
+        retention_ms=400 * DAY_MS,
+    ),
+    *(_command(k) for k in COMMAND_KINDS),
+    TopicSpec(
+        "cmd.results",
+        Kind.COMMAND,
+        "CommandResult",
+        "practice/command_id",
+        "Results of commands: the answer (a 271, a completion, a write receipt) or why there is none.",
+        retention_ms=30 * DAY_MS,
     ),
     TopicSpec(
         "audit.in",

@@ -43,6 +43,10 @@ RECORD_TYPES = [
     "SchedulingRequest",
     "IdentityLink",
     "HandoffItem",
+    "Draft",
+    "StaffDecision",
+    "WorkflowCommand",
+    "CommandResult",
     "AuditEvent",
     "FlowEvent",
 ]
@@ -53,10 +57,12 @@ NESTED_TYPES = [
     "Adjustment",
     "Benefit",
     "Coding",
+    "DecisionOption",
     "DocumentPage",
     "Evidence",
     "Identifier",
     "ImmunizationObservation",
+    "ProducedBy",
     "ServiceLine",
     "SourceRef",
 ]
@@ -95,6 +101,12 @@ TOPICS = {
     "norm.scheduling_request": ("SchedulingRequest", "normalized"),
     "norm.identity": ("IdentityLink", "normalized"),
     "handoff": ("HandoffItem", "handoff"),
+    "drafts": ("Draft", "workflow"),
+    "decisions": ("StaffDecision", "workflow"),
+    "cmd.eligibility": ("WorkflowCommand", "command"),
+    "cmd.llm": ("WorkflowCommand", "command"),
+    "cmd.ehr_write": ("WorkflowCommand", "command"),
+    "cmd.results": ("CommandResult", "command"),
     "audit.in": ("AuditEvent", "audit"),
     "audit": ("AuditEvent", "audit"),
     "dlq.hl7v2": ("DeadLetter", "dead_letter"),
@@ -123,10 +135,40 @@ HANDOFF_ITEM_FIELDS = [
     "created_at",
     "source",
     "corrected",
+    "contract_version",
+    "kind",
+    "state",
+    "revision",
+    "due_at",
+    "supersedes",
+    "proposed_action",
+    "draft_ids",
+    "options",
+    "produced_by",
+    "assigned_to",
+    "decision_id",
+    "outcome",
+    "updated_at",
 ]
-EVIDENCE_FIELDS = ["label", "ref", "excerpt"]
+EVIDENCE_FIELDS = [
+    "label",
+    "ref",
+    "excerpt",
+    "record_type",
+    "record_key",
+    "value",
+    "unit",
+    "reference_range",
+    "flags",
+    "observed_at",
+    "assessment",
+    "document_uri",
+    "page",
+    "span_start",
+    "span_end",
+]
 
-CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways"]
+CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "rules", "eval"]
 DLQ_ACTIONS = ["list", "show", "redrive"]
 
 

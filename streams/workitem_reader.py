@@ -1,0 +1,82 @@
+"""A sample consumer of the work-item contract: read ``pf.handoff`` and fold it to the latest items.
+
+What a staff tool does (README "Work items"): read the compacted handoff topic of its
+practice from the beginning, keep the highest ``revision`` per ``item_id``, and show the open
+ones by queue. It reads with ``assign()`` and never commits, so any number of tools (and the
+``practiceflow queue`` commands) can read it side by side. Only the practice's own partition
+is read, and every record is checked to belong to the practice: nothing crosses tenants.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from practiceflow.processors.workflows.workitem import END_STATES, latest
+from practiceflow.schemas.typed import HandoffItemDict
+from practiceflow.streams import catalog
+from practiceflow.streams.serde import AvroSerde
+
+
+def _records(
+    bootstrap: str, serde: AvroSerde, topic: str, practice_id: str, timeout: float
+) -> Iterator[HandoffItemDict]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"practiceflow-reader-{uuid.uuid4().hex[:8]}",  # assign() only, never commits
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return
+        partition = catalog.partition_for(practice_id, len(meta.partitions))
+        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        if hi <= lo:
+            return
+        consumer.assign([TopicPartition(topic, partition, lo)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = consumer.poll(0.5)
+            if m is None:
+                continue
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    break
+                continue
+            value = serde.decode(m.value() or b"", "HandoffItem")
+            if value["practice_id"] == practice_id:
+                yield value  # type: ignore[misc]  # decoded by the HandoffItem schema
+            offset = m.offset()
+            if offset is not None and offset + 1 >= hi:
+                return
+        raise TimeoutError(f"could not read {topic} to its end in {timeout}s")
+    finally:
+        consumer.close()
+
+
+def read_work_items(
+    bootstrap: str, serde: AvroSerde, prefix: str, practice_id: str, *, timeout: float = 30.0
+) -> dict[str, HandoffItemDict]:
+    """Every work item of one practice at its latest revision, by item id."""
+    topic = catalog.BY_SUFFIX["handoff"].name(prefix)
+    return latest(_records(bootstrap, serde, topic, practice_id, timeout))
+
+
+def open_by_queue(items: dict[str, HandoffItemDict]) -> dict[str, list[HandoffItemDict]]:
+    """Open and in-progress items per queue, urgent first, then oldest first (how a queue is worked)."""
+    rank = {"urgent": 0, "high": 1, "routine": 2}
+    out: dict[str, list[HandoffItemDict]] = {}
+    for it in items.values():
+        if it.get("state", "open") not in END_STATES:
+            out.setdefault(it["queue"], []).append(it)
+    for q in out.values():
+        q.sort(key=lambda i: (rank.get(i.get("priority", "routine"), 3), i["created_at"]))
+    return out

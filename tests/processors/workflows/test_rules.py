@@ -1,0 +1,83 @@
+"""Rules as data: shipped rules load, a practice's file overrides them, bad files are refused clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from practiceflow.processors import rules as rules_mod
+from practiceflow.processors.rules import Rule, RuleError, load_rules, load_table
+
+
+class Threshold(Rule):
+    limit: float
+
+
+def _write(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    root = tmp_path / "shipped"
+    _write(
+        root / "demo",
+        "a.yaml",
+        "rules:\n  - {id: k.high, version: '1', source: 'protocol A', limit: 5.5}\n"
+        "  - {id: k.low, version: '1', source: 'protocol A', limit: 3.5}\n",
+    )
+    _write(root / "demo", "drugs.yaml", "id: drugs\nversion: '2'\nsource: 'RxNorm'\nentries:\n  - {name: lisinopril}\n")
+    monkeypatch.setattr(rules_mod, "default_dir", lambda wf: root / wf)
+    return root
+
+
+def test_shipped_rules_load_with_id_version_source(shipped):
+    rs = load_rules("demo", Threshold)
+    assert [(r.id, r.version, r.limit) for r in rs] == [("k.high", "1", 5.5), ("k.low", "1", 3.5)]
+    assert rs.by_id("k.low").source == "protocol A"
+    assert load_table("demo", "drugs").entries == [{"name": "lisinopril"}]
+
+
+def test_a_practice_replaces_a_rule_with_a_new_version_and_adds_one(shipped, tmp_path):
+    practice = tmp_path / "practice"
+    _write(
+        practice / "demo",
+        "mine.yaml",
+        "rules:\n  - {id: k.high, version: '1-clinic', source: 'our protocol', limit: 5.0}\n"
+        "  - {id: k.extra, version: '1', source: 'our protocol', limit: 9}\n",
+    )
+    rs = load_rules("demo", Threshold, practice)
+    assert {r.id: r.limit for r in rs} == {"k.high": 5.0, "k.low": 3.5, "k.extra": 9}
+
+
+def test_changing_a_rule_without_a_new_version_is_refused(shipped, tmp_path):
+    practice = tmp_path / "practice"
+    _write(practice / "demo", "mine.yaml", "rules:\n  - {id: k.high, version: '1', source: 'protocol A', limit: 9}\n")
+    with pytest.raises(RuleError, match="keeps its version"):
+        load_rules("demo", Threshold, practice)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules:\n  - {id: k.x, version: '1', limit: 1}\n", "rule k.x"),  # no source
+        ("rules:\n  - {id: k.x, version: '1', source: s, limit: 1, colour: red}\n", "rule k.x"),  # unknown field
+        ("rules: [unclosed\n", "not valid YAML"),
+        ("- just a list\n", "expected a mapping"),
+        ("rules:\n  - {id: 'Bad Id', version: '1', source: s, limit: 1}\n", "rule Bad Id"),
+    ],
+)
+def test_bad_files_name_the_file_and_the_rule(shipped, tmp_path, text, message):
+    practice = tmp_path / "practice"
+    _write(practice / "demo", "bad.yaml", text)
+    with pytest.raises(RuleError, match=message) as err:
+        load_rules("demo", Threshold, practice)
+    assert "bad.yaml" in str(err.value)
+
+
+def test_duplicate_ids_in_shipped_files_are_refused(shipped):
+    _write(shipped / "demo", "b.yaml", "rules:\n  - {id: k.high, version: '2', source: s, limit: 1}\n")
+    with pytest.raises(RuleError, match="also in"):
+        load_rules("demo", Threshold)
