@@ -170,12 +170,12 @@ class Outbox:
 def _encoder(topic: faust.TopicT) -> tuple[str, Any]:
     """(topic name, value -> bytes) with the topic's own value serializer; an Avro codec
     (``streams/serde.py``) is called directly, anything else through Faust's schema."""
-    codec = topic.value_serializer
+    codec = topic.value_serializer  # type: ignore[attr-defined]  # faust's Topic has it; TopicT does not declare it
     if isinstance(codec, Codec):
         return topic.get_topic_name(), codec.dumps
 
     def dumps(value: Any) -> bytes:
-        return topic.prepare_value(value, codec)[0]  # type: ignore[attr-defined]  # faust Topic API
+        return topic.prepare_value(value, codec)[0]
 
     return topic.get_topic_name(), dumps
 

@@ -259,7 +259,7 @@ class OutputProducer:
         key: bytes | None,
         value: bytes | None,
         partition: int,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         idx = len(ticket.results)
         ticket.results.append(None)
