@@ -1,6 +1,6 @@
 """Run every benchmark and record the results in bench/RESULTS.md and bench/results.json.
 
-Usage: .venv/bin/python bench/run_all.py [name ...]   (names: hl7, x12, fhir, ocr, ocr_fax)
+Usage: .venv/bin/python bench/run_all.py [name ...]   (names: hl7, x12, fhir, ocr, ocr_fax, fax_classify, context)
 Numbers are single-core throughput on the machine that runs it; the file records
 which machine (cores, CPU model) so later runs compare like with like.
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("hl7", "x12", "fhir", "ocr", "ocr_fax")
+BENCHES = ("hl7", "x12", "fhir", "ocr", "ocr_fax", "fax_classify", "context")
 # run by themselves (they start a broker, gateways and workers): `.venv/bin/python bench/bench_e2e.py`
 SEPARATE = ("e2e",)
 

@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
 
+    p = sub.add_parser("fax", help="the fax classifier: train it (once per checkout; ./pf setup does)")
+    p.add_argument("action", choices=["train"])
+
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
 
@@ -255,6 +258,17 @@ def main(argv: list[str] | None = None) -> int:
         from practiceflow.jobs.day import main as day_main
 
         return day_main(args, cfg)
+    if args.cmd == "fax":
+        from pathlib import Path
+
+        from practiceflow.processors.fax.classifier import load_or_train
+
+        model = load_or_train(cfg.fax_model_dir or Path(cfg.state_dir) / "models")
+        print(
+            f"fax classifier {model.model_id}: {sum(model.training_counts.values())} training pages, "
+            f"abstain below {model.threshold:.3f}"
+        )
+        return 0
     if args.cmd == "rules":
         from practiceflow.jobs.rules_check import main as rules_main
 

@@ -46,8 +46,34 @@ class PatientIdPolicy(BaseModel):
         return IdentityPolicy(tuple(self.types), tuple(self.authorities), self.fallback, self.ssn_in_clear)
 
 
+class BillingIdentity(BaseModel):
+    """The practice's billing identity on drafted corrected claims (837P, denial workflow).
+
+    The defaults are placeholders marked VERIFY: a draft is never sent without a person's
+    approval, and the person sees them; set the real values per deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "VERIFY PRACTICE NAME"
+    tax_id: str = "000000000"
+    npi: str | None = Field(default=None, description="billing NPI; None = the payee NPI of the 835 (N1*PE)")
+    street: str = "VERIFY ADDRESS"
+    city: str = "CITY"
+    state: str = "ST"
+    zip: str = "00000"
+    sender_id: str = Field(default="PRACTICEFLOW", description="ISA06 / submitter id at the clearinghouse")
+    receiver_id: str = Field(default="CLEARINGHOUSE", description="ISA08 / receiver id")
+    receiver_name: str = "CLEARINGHOUSE"
+
+
 def _config_file() -> Path:
     return Path(os.environ.get("PRACTICEFLOW_CONFIG", "practiceflow.toml"))
+
+
+class FaxRoster(BaseModel):
+    """Who a practice is, for recognising a fax meant for someone else (``fax_roster``)."""
+
+    names: list[str] = Field(default_factory=list, description="names the practice goes by")
+    providers: list[str] = Field(default_factory=list, description="its providers, e.g. 'Dr. Ana Patel'")
 
 
 class Settings(BaseSettings):
@@ -106,6 +132,31 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='practice id (or "*") -> which identifier is the canonical patient id; default MR, MRN, PI, PT',
     )
+
+    # -- insurance eligibility (processors/workflows/intake, sinks/clearinghouse)
+    clearinghouse: str = Field(
+        default="simulator",
+        pattern=r"^(simulator|core|folder)$",
+        description="simulator: the local clearinghouse simulator (started by the worker, CORE envelope); "
+        "core: CAQH CORE real-time at clearinghouse_url; folder: batch drop in clearinghouse_outbox/inbox",
+    )
+    clearinghouse_url: str | None = Field(default=None, description="CORE endpoint; None = the simulator's")
+    clearinghouse_sim_port: int = Field(default=8095, description="port of the embedded simulator")
+    clearinghouse_sender_id: str = Field(default="PRACTICEFLOW", description="ISA06 / CORE SenderID")
+    clearinghouse_receiver_id: str = Field(default="CLEARINGHOUSE", description="ISA08 / CORE ReceiverID")
+    clearinghouse_username: str | None = None
+    clearinghouse_password: SecretStr | None = None
+    clearinghouse_outbox: Path | None = Field(
+        default=None, description="folder mode; None = <state_dir>/clearinghouse/out"
+    )
+    clearinghouse_inbox: Path | None = Field(
+        default=None, description="folder mode; None = <state_dir>/clearinghouse/in"
+    )
+    eligibility_deadline_s: float = Field(default=120.0, gt=0, description="a check not answered by then: timeout")
+    eligibility_attempt_timeout_s: float = Field(default=10.0, gt=0, description="one attempt's time limit")
+    eligibility_rate_per_payer: float = Field(default=5.0, ge=0, description="requests per second per payer (0 = none)")
+    eligibility_provider_npi: str = Field(default="1234567893", description="2100B NM109: the practice's NPI")
+    eligibility_provider_name: str = Field(default="DEMO CLINIC", description="2100B NM103")
 
     # -- gateway credentials (each practice: the current secret and, while rotating, the next one)
     gateway_tokens: dict[str, list[SecretStr]] = Field(
@@ -221,6 +272,13 @@ class Settings(BaseSettings):
         "Keep it under stall_seconds",
     )
     ocr_jobs: int = Field(default=1, gt=0, description="pages OCRed in parallel within one fax")
+    fax_model_dir: Path | None = Field(
+        default=None, description="where the fax classifier is trained to and loaded from; None = <state_dir>/models"
+    )
+    fax_roster: dict[str, FaxRoster] = Field(
+        default_factory=dict,
+        description='practice id (or "*") -> its names and providers; a fax addressed to others is misdirected',
+    )
 
     # -- documents
     document_store: str | None = Field(
@@ -232,6 +290,11 @@ class Settings(BaseSettings):
     document_store_region: str | None = None
     document_store_sse: str | None = Field(
         default=None, description='S3 server-side encryption: "AES256" or "aws:kms"; None = the bucket default'
+    )
+
+    # -- denial workflow
+    billing: BillingIdentity = Field(
+        default_factory=BillingIdentity, description="billing identity on drafted corrected claims (837P)"
     )
 
     @classmethod

@@ -422,6 +422,14 @@ class Claim(AvroRecord):
     member_id: str | None = Field(
         default=None, description="the subscriber's member id (837 2010BA NM109), for the identity crosswalk"
     )
+    frequency_code: str | None = Field(
+        default=None, description="837 CLM05-3: 1 original, 7 replacement of a prior claim, 8 void"
+    )
+    place_of_service: str | None = Field(default=None, description="837P CLM05-1 (CMS place-of-service code)")
+    payer_claim_control_number: str | None = Field(
+        default=None, description="837 2300 REF*F8: the payer's control number of the claim a replacement/void corrects"
+    )
+    authorization_number: str | None = Field(default=None, description="837 2300 REF*G1: prior authorization number")
 
 
 class ClaimAdjudication(AvroRecord):
@@ -473,6 +481,43 @@ class ProviderAdjustment(AvroRecord):
     source: SourceRef
 
 
+class DenialLedgerEntry(AvroRecord):
+    """Money of one 835 claim in one denial category, and what became of it.
+
+    Written by the denial workflow when an 835 is categorized and again whenever the
+    entry's outcome changes (a later 835 pays it, a person approves a write-off): the
+    topic is compacted by ``practice/entry_id`` and ClickHouse keeps the latest row
+    (``updated_at``). Amounts are US dollars."""
+
+    __avro_name__ = "DenialLedgerEntry"
+    practice_id: str
+    entry_id: str = Field(description="stable: adjudication id + category")
+    claim_id: str
+    adjudication_id: str
+    payer_id: str | None = None
+    payer_name: str | None = None
+    category: str = Field(description="a denial category (rules/denials) or provider_adjustment (PLB)")
+    rule_ids: list[str] = Field(default_factory=list, description="rule id@version that decided each adjustment")
+    reason_codes: list[str] = Field(default_factory=list, description="group-CARC (CO-197) and RARC codes")
+    adjusted: float = Field(default=0.0, description="sum of the category's adjustments on this claim")
+    denied: float = Field(default=0.0, description="what the payer did not pay for a denial reason")
+    recoverable: float = Field(default=0.0, description="denied money a corrected claim or appeal can recover")
+    recovered: float = Field(default=0.0, description="paid by a later 835 of the same claim")
+    written_off: float = Field(default=0.0, description="contractual adjustment (write-off recommended/approved)")
+    patient_responsibility: float = Field(default=0.0, description="moved to the patient's balance")
+    net_paid_before: float = Field(default=0.0, description="the claim's net payment when the entry was opened")
+    state: str = Field(description="open | recovered | partially_recovered | written_off | transferred | closed")
+    action: str | None = Field(
+        default=None, description="corrected_claim | appeal | transfer_to_patient | write_off | review"
+    )
+    denied_on: str | None = Field(default=None, description="835 payment date (BPR16), ISO date")
+    resolved_on: str | None = None
+    days_to_resolution: int | None = None
+    item_id: str | None = Field(default=None, description="the work item that follows the entry up")
+    updated_at: int
+    source: SourceRef
+
+
 class ClaimStatus(AvroRecord):
     """A claim status (277 / 277CA)."""
 
@@ -505,6 +550,9 @@ class Benefit(BaseModel):
     percent: float | None = None
     in_network: str | None = None
     messages: list[str] = Field(default_factory=list)
+    authorization_required: bool | None = Field(
+        default=None, description="EB11: Y prior authorization or certification required, N not required"
+    )
 
 
 class EligibilityResponse(AvroRecord):
@@ -527,6 +575,11 @@ class EligibilityResponse(AvroRecord):
         default=None,
         description="the practice's id echoed back: 2100C/D REF*EA (MRN), else REF*EJ (patient account number)",
     )
+    follow_up_actions: list[str] = Field(
+        default_factory=list, description="AAA04 follow-up action codes, in the order of rejections"
+    )
+    plan_begin: str | None = Field(default=None, description="DTP*346 / 356 (2100C/D): plan or eligibility begin")
+    plan_end: str | None = Field(default=None, description="DTP*347 / 357 (2100C/D): plan or eligibility end")
 
 
 class InterchangeAck(AvroRecord):
@@ -560,6 +613,21 @@ class IntakeForm(AvroRecord):
     answers: dict[str, str] = Field(default_factory=dict)
     submitted_at: int
     source: SourceRef
+    sex: str | None = Field(default=None, description="administrative sex as the portal sent it: F, M, U")
+    address: Address | None = None
+    insurance_payer_id: str | None = Field(
+        default=None, description="the payer's id (NM1*PR09) when the portal knows it"
+    )
+    subscriber_relationship: str | None = Field(
+        default=None, description="self | spouse | child | other: the patient's relation to the insurance subscriber"
+    )
+    subscriber_family_name: str | None = None
+    subscriber_given_name: str | None = None
+    subscriber_birth_date: str | None = None
+    appointment_id: str | None = Field(default=None, description="the visit the intake is for, when booked")
+    appointment_start: str | None = Field(default=None, description="ISO date-time of that visit")
+    appointment_provider: str | None = None
+    service_type: str | None = Field(default=None, description="X12 service type code to ask about (EQ01), e.g. 30")
 
 
 class RefillRequest(AvroRecord):
@@ -586,6 +654,65 @@ class SchedulingRequest(AvroRecord):
     visit_type: str | None = None
     reason: str | None = None
     submitted_at: int
+    source: SourceRef
+
+
+# --------------------------------------------------------------------------- fax classification
+class FaxGuess(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str
+    probability: float
+
+
+class FaxExtractedValue(BaseModel):
+    """One value read from a fax page: ``text[start:end]`` of page ``page`` holds it."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str
+    value: str
+    page: int
+    start: int
+    end: int
+    source: str = Field(default="rules", description="rules | the model that read it")
+
+
+class FaxClassification(AvroRecord):
+    """One document inside a faxed transmission: its pages, class, patient match and routing.
+
+    Written by the fax step (``processors/workflows/fax``) beside the fax's Document; one per
+    document the transmission was split into (a cover sheet, a referral, a payer letter...)."""
+
+    __avro_name__ = "FaxClassification"
+    practice_id: str
+    classification_id: str = Field(description="stable: the fax Document id (prefix) + document index")
+    document_id: str = Field(description="the fax's Document record (sha256 of the fax bytes)")
+    storage_uri: str | None = None
+    segment_index: int = 0
+    pages: list[int] = Field(default_factory=list, description="pages of the fax that make up this document")
+    page_labels: list[str] = Field(default_factory=list, description="each page's class ('?' = abstained)")
+    doc_class: str = Field(description="lab_result | referral | prior_auth_response | records_request | ...")
+    kind: str = Field(
+        description="finer kind: pa.denied, records.sent_to_us, lab.abnormal, insurance.correspondence..."
+    )
+    confidence: float = Field(description="calibrated probability of doc_class (mean over its pages)")
+    abstained: bool = Field(description="confidence below the model's calibrated threshold: a person decides")
+    guesses: list[FaxGuess] = Field(default_factory=list, description="top three classes with probabilities")
+    queue: str = Field(description="where it went: a work-item queue, refill_triage, filed or none")
+    priority: str = "routine"
+    routing_reason: str = ""
+    patient_match: str = Field(description="matched | unverified | ambiguous | none | not_needed")
+    patient_id: str | None = None
+    match_candidates: list[str] = Field(default_factory=list)
+    misdirected: bool = False
+    pages_announced: int | None = Field(default=None, description="what the cover sheet said, cover included")
+    pages_received: int = 0
+    missing_pages: bool = Field(default=False, description="the cover sheet announced more pages than arrived")
+    fax_from: str | None = None
+    sender_fax: str | None = Field(default=None, description="the sender's fax number as printed on the document")
+    extracted: list[FaxExtractedValue] = Field(default_factory=list)
+    model_id: str = ""
+    extractor: str = "rules"
+    needs_human_read: bool = False
     source: SourceRef
 
 
@@ -787,6 +914,10 @@ class CommandResult(AvroRecord):
     attempts: int = 1
     latency_ms: float | None = None
     completed_at: int
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description="the command's params, echoed: the workflow reads its answer without looking the command up",
+    )
 
 
 class AuditEvent(AvroRecord):
@@ -838,6 +969,7 @@ ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     Claim,
     ClaimAdjudication,
     ProviderAdjustment,
+    DenialLedgerEntry,
     ClaimStatus,
     EligibilityResponse,
     InterchangeAck,
@@ -845,6 +977,7 @@ ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     RefillRequest,
     SchedulingRequest,
     IdentityLink,
+    FaxClassification,
     HandoffItem,
     Draft,
     StaffDecision,

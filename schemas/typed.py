@@ -337,6 +337,10 @@ class ClaimDict(TypedDict):
     source: SourceRefDict
     use: NotRequired[str | None]
     member_id: NotRequired[str | None]
+    frequency_code: NotRequired[str | None]
+    place_of_service: NotRequired[str | None]
+    payer_claim_control_number: NotRequired[str | None]
+    authorization_number: NotRequired[str | None]
 
 
 class ClaimAdjudicationDict(TypedDict):
@@ -382,6 +386,35 @@ class ProviderAdjustmentDict(TypedDict):
     source: SourceRefDict
 
 
+class DenialLedgerEntryDict(TypedDict):
+    """Money of one 835 claim in one denial category, and what became of it. Written by the denial workflow when an 835 is categorized and again whenever the entry's outcome changes (a later 835 pays it, a person approves a write-off): the topic is compacted by ``practice/entry_id`` and ClickHouse keeps the latest row (``updated_at``). Amounts are US dollars."""
+
+    practice_id: str
+    entry_id: str
+    claim_id: str
+    adjudication_id: str
+    payer_id: NotRequired[str | None]
+    payer_name: NotRequired[str | None]
+    category: str
+    rule_ids: NotRequired[list[str]]
+    reason_codes: NotRequired[list[str]]
+    adjusted: NotRequired[float]
+    denied: NotRequired[float]
+    recoverable: NotRequired[float]
+    recovered: NotRequired[float]
+    written_off: NotRequired[float]
+    patient_responsibility: NotRequired[float]
+    net_paid_before: NotRequired[float]
+    state: str
+    action: NotRequired[str | None]
+    denied_on: NotRequired[str | None]
+    resolved_on: NotRequired[str | None]
+    days_to_resolution: NotRequired[int | None]
+    item_id: NotRequired[str | None]
+    updated_at: int
+    source: SourceRefDict
+
+
 class ClaimStatusDict(TypedDict):
     """A claim status (277 / 277CA)."""
 
@@ -412,6 +445,7 @@ class BenefitDict(TypedDict):
     percent: NotRequired[float | None]
     in_network: NotRequired[str | None]
     messages: NotRequired[list[str]]
+    authorization_required: NotRequired[bool | None]
 
 
 class EligibilityResponseDict(TypedDict):
@@ -430,6 +464,9 @@ class EligibilityResponseDict(TypedDict):
     rejections: NotRequired[list[str]]
     source: SourceRefDict
     patient_id: NotRequired[str | None]
+    follow_up_actions: NotRequired[list[str]]
+    plan_begin: NotRequired[str | None]
+    plan_end: NotRequired[str | None]
 
 
 class InterchangeAckDict(TypedDict):
@@ -460,6 +497,17 @@ class IntakeFormDict(TypedDict):
     answers: NotRequired[dict[str, str]]
     submitted_at: int
     source: SourceRefDict
+    sex: NotRequired[str | None]
+    address: NotRequired[AddressDict | None]
+    insurance_payer_id: NotRequired[str | None]
+    subscriber_relationship: NotRequired[str | None]
+    subscriber_family_name: NotRequired[str | None]
+    subscriber_given_name: NotRequired[str | None]
+    subscriber_birth_date: NotRequired[str | None]
+    appointment_id: NotRequired[str | None]
+    appointment_start: NotRequired[str | None]
+    appointment_provider: NotRequired[str | None]
+    service_type: NotRequired[str | None]
 
 
 class RefillRequestDict(TypedDict):
@@ -498,6 +546,56 @@ class IdentityLinkDict(TypedDict):
     other_patient_id: NotRequired[str | None]
     other_identifiers: NotRequired[list[IdentifierDict]]
     record_type: NotRequired[str | None]
+    source: SourceRefDict
+
+
+class FaxGuessDict(TypedDict):
+    label: str
+    probability: float
+
+
+class FaxExtractedValueDict(TypedDict):
+    """One value read from a fax page: ``text[start:end]`` of page ``page`` holds it."""
+
+    field: str
+    value: str
+    page: int
+    start: int
+    end: int
+    source: NotRequired[str]
+
+
+class FaxClassificationDict(TypedDict):
+    """One document inside a faxed transmission: its pages, class, patient match and routing. Written by the fax step (``processors/workflows/fax``) beside the fax's Document; one per document the transmission was split into (a cover sheet, a referral, a payer letter...)."""
+
+    practice_id: str
+    classification_id: str
+    document_id: str
+    storage_uri: NotRequired[str | None]
+    segment_index: NotRequired[int]
+    pages: NotRequired[list[int]]
+    page_labels: NotRequired[list[str]]
+    doc_class: str
+    kind: str
+    confidence: float
+    abstained: bool
+    guesses: NotRequired[list[FaxGuessDict]]
+    queue: str
+    priority: NotRequired[str]
+    routing_reason: NotRequired[str]
+    patient_match: str
+    patient_id: NotRequired[str | None]
+    match_candidates: NotRequired[list[str]]
+    misdirected: NotRequired[bool]
+    pages_announced: NotRequired[int | None]
+    pages_received: NotRequired[int]
+    missing_pages: NotRequired[bool]
+    fax_from: NotRequired[str | None]
+    sender_fax: NotRequired[str | None]
+    extracted: NotRequired[list[FaxExtractedValueDict]]
+    model_id: NotRequired[str]
+    extractor: NotRequired[str]
+    needs_human_read: NotRequired[bool]
     source: SourceRefDict
 
 
@@ -643,6 +741,7 @@ class CommandResultDict(TypedDict):
     attempts: NotRequired[int]
     latency_ms: NotRequired[float | None]
     completed_at: int
+    params: NotRequired[dict[str, str]]
 
 
 class AuditEventDict(TypedDict):
@@ -693,6 +792,7 @@ RECORD_DICTS: dict[str, type] = {
     "Claim": ClaimDict,
     "ClaimAdjudication": ClaimAdjudicationDict,
     "ProviderAdjustment": ProviderAdjustmentDict,
+    "DenialLedgerEntry": DenialLedgerEntryDict,
     "ClaimStatus": ClaimStatusDict,
     "EligibilityResponse": EligibilityResponseDict,
     "InterchangeAck": InterchangeAckDict,
@@ -700,6 +800,7 @@ RECORD_DICTS: dict[str, type] = {
     "RefillRequest": RefillRequestDict,
     "SchedulingRequest": SchedulingRequestDict,
     "IdentityLink": IdentityLinkDict,
+    "FaxClassification": FaxClassificationDict,
     "HandoffItem": HandoffItemDict,
     "Draft": DraftDict,
     "StaffDecision": StaffDecisionDict,

@@ -74,6 +74,15 @@ TABLES: dict[str, str] = {
             lot_number String, manufacturer String, site String, route String,
             funding_eligibility String, message_id String, written_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, immunization_id)""",
+    "fax_classifications": """
+        CREATE TABLE IF NOT EXISTS {db}.fax_classifications (
+            practice_id LowCardinality(String), classification_id String, document_id String,
+            segment_index UInt16, pages UInt16, doc_class LowCardinality(String), kind LowCardinality(String),
+            confidence Float64, abstained Bool, queue LowCardinality(String), priority LowCardinality(String),
+            routing_reason LowCardinality(String), patient_match LowCardinality(String), patient_id String,
+            misdirected Bool, missing_pages Bool, model_id LowCardinality(String), message_id String,
+            written_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, document_id, classification_id)""",
     "handoff_items": """
         CREATE TABLE IF NOT EXISTS {db}.handoff_items (
             practice_id LowCardinality(String), item_id String, workflow LowCardinality(String),
@@ -87,6 +96,17 @@ TABLES: dict[str, str] = {
             reason_code LowCardinality(String), reason String, message_id String,
             payload_sha256 String, payload_bytes UInt32, failed_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(failed_at) ORDER BY (practice_id, feed, payload_sha256, reason_code)""",
+    # the denial workflow's money (DenialLedgerEntry, topic denials.ledger): latest row per entry;
+    # sums per practice / payer / category with FINAL (README "Denial follow-up")
+    "denial_money": """
+        CREATE TABLE IF NOT EXISTS {db}.denial_money (
+            practice_id LowCardinality(String), entry_id String, claim_id String, adjudication_id String,
+            payer_id LowCardinality(String), payer_name LowCardinality(String), category LowCardinality(String),
+            rule_ids Array(String), reason_codes Array(String), adjusted Float64, denied Float64,
+            recoverable Float64, recovered Float64, written_off Float64, patient_responsibility Float64,
+            state LowCardinality(String), action LowCardinality(String), denied_on String, resolved_on String,
+            days_to_resolution Nullable(Int32), item_id String, updated_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (practice_id, entry_id)""",
     "flow_events": """
         CREATE TABLE IF NOT EXISTS {db}.flow_events (
             practice_id LowCardinality(String), message_id String, feed LowCardinality(String),
@@ -344,6 +364,8 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                 },
             )
         ]
+    if record_type == "DenialLedgerEntry":
+        return [("denial_money", _denial_money_row(v))]
     if record_type == "FlowEvent":
         return [
             (
@@ -421,7 +443,63 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
         )
     elif record_type == "Immunization":
         rows.append(("immunizations", _immunization_row(v, src, written)))
+    elif record_type == "FaxClassification":
+        # class, confidence, match and routing; never the extracted values (names, dates of birth)
+        rows.append(
+            (
+                "fax_classifications",
+                {
+                    "practice_id": v["practice_id"],
+                    "classification_id": v["classification_id"],
+                    "document_id": v["document_id"],
+                    "segment_index": v.get("segment_index") or 0,
+                    "pages": len(v.get("pages") or []),
+                    "doc_class": v["doc_class"],
+                    "kind": v["kind"],
+                    "confidence": float(v["confidence"]),
+                    "abstained": bool(v["abstained"]),
+                    "queue": v["queue"],
+                    "priority": _s(v.get("priority")),
+                    "routing_reason": scrub_ssn(_s(v.get("routing_reason")))[:200],
+                    "patient_match": v["patient_match"],
+                    "patient_id": _s(v.get("patient_id")),
+                    "misdirected": bool(v.get("misdirected")),
+                    "missing_pages": bool(v.get("missing_pages")),
+                    "model_id": _s(v.get("model_id")),
+                    "message_id": _s(src.get("message_id")),
+                    "written_at": written,
+                },
+            )
+        )
     return rows
+
+
+def _denial_money_row(v: dict[str, Any]) -> dict[str, Any]:
+    """One row per ledger entry (its latest state wins): money, not narrative - codes, amounts, dates."""
+    return {
+        "practice_id": v["practice_id"],
+        "entry_id": v["entry_id"],
+        "claim_id": v["claim_id"],
+        "adjudication_id": v["adjudication_id"],
+        "payer_id": _s(v.get("payer_id")),
+        "payer_name": _s(v.get("payer_name")),
+        "category": v["category"],
+        "rule_ids": list(v.get("rule_ids") or []),
+        "reason_codes": list(v.get("reason_codes") or []),
+        "adjusted": float(v.get("adjusted") or 0.0),
+        "denied": float(v.get("denied") or 0.0),
+        "recoverable": float(v.get("recoverable") or 0.0),
+        "recovered": float(v.get("recovered") or 0.0),
+        "written_off": float(v.get("written_off") or 0.0),
+        "patient_responsibility": float(v.get("patient_responsibility") or 0.0),
+        "state": v["state"],
+        "action": _s(v.get("action")),
+        "denied_on": _s(v.get("denied_on")),
+        "resolved_on": _s(v.get("resolved_on")),
+        "days_to_resolution": v.get("days_to_resolution"),
+        "item_id": _s(v.get("item_id")),
+        "updated_at": _ts(v["updated_at"]),
+    }
 
 
 def _immunization_row(v: dict[str, Any], src: dict[str, Any], written: datetime) -> dict[str, Any]:
@@ -452,6 +530,7 @@ def _immunization_row(v: dict[str, Any], src: dict[str, Any], written: datetime)
 
 
 _ID_FIELDS = (
+    "classification_id",
     "observation_id",
     "order_id",
     "appointment_id",

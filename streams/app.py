@@ -9,6 +9,7 @@ tables, and the agents, each of which lives in its own module:
 * ``normalize_agent.py`` — raw topics -> records, handoff items, dead letters, retries;
 * ``retry.py`` — ``pf.retry.<feed>`` back into the same normalize path after a backoff;
 * ``audit_chain.py`` — ``pf.audit.in`` -> the hash-chained ``pf.audit``;
+* ``workflows/`` — the patient context tables and the workflows (``workflows/__init__.py`` MODULES);
 * ``offsets.py`` — the commit rule those three share.
 
 Every raw message ends in exactly one outcome: normalized records (+ handoff items) or
@@ -182,7 +183,11 @@ class Pipeline:
         self.committed_offsets.close()
         self.producer.close()
         self.audit_tail.close()
-        for table in (self.seen, self.audit_heads):
+        contexts = getattr(self, "contexts", None)  # streams/workflows/context.py, when registered
+        if contexts is not None:
+            contexts.close()
+        # every table, the workflows' included (streams/workflows MODULES declare their own)
+        for table in list(self.app.tables.values()):
             store = getattr(table, "_data", None)  # faust <0.16: the table's store, if it was opened
             for db in list(getattr(store, "_dbs", {}).values()):
                 with contextlib.suppress(Exception):

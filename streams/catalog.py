@@ -130,6 +130,7 @@ NORMALIZED: dict[str, str] = {
     "RefillRequest": "norm.refill_request",
     "SchedulingRequest": "norm.scheduling_request",
     "IdentityLink": "norm.identity",
+    "FaxClassification": "norm.fax_classification",
 }
 # Patients, coverages and identity links are the system of record for who a practice's patients are:
 # compacted (latest per key) and never deleted by age.
@@ -210,6 +211,15 @@ CATALOG: tuple[TopicSpec, ...] = (
         "practice/message_id",
         "One event per message per stage, for the ClickHouse analytics tables.",
         retention_ms=7 * DAY_MS,
+    ),
+    TopicSpec(
+        "denials.ledger",
+        Kind.ANALYTICS,
+        "DenialLedgerEntry",
+        "practice/entry_id",
+        "Denial money per 835 claim and category (denied, recoverable, recovered, written off); latest per entry.",
+        compact=True,
+        retention_ms=-1,
     ),
 )
 

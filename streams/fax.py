@@ -94,6 +94,7 @@ class FaxOcr:
         timeout_s: float = 50.0,
         jobs: int = 1,
         concurrency: int = 1,
+        classify: Callable[[NormalizeResult], NormalizeResult] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -103,18 +104,24 @@ class FaxOcr:
         self.jobs = jobs
         self._slots = asyncio.Semaphore(concurrency)
         self.timed_out = 0
+        #: the fax workflow (streams/workflows/fax.py): classify, split, extract, match, route
+        self.classify = classify
         #: what the forked job runs (``ocr_job.main``; tests replace it to simulate hangs and crashes)
         self.target: Callable[[list[str]], int] = ocr_job.main
 
     @classmethod
-    def from_settings(cls, cfg: Settings, store: DocumentStore | None) -> FaxOcr:
-        """The production handler: limits from the settings, searchable PDFs into ``store``."""
+    def from_settings(cls, cfg: Settings, store: DocumentStore | None, *, classify: bool = True) -> FaxOcr:
+        """The production handler: limits from the settings, searchable PDFs into ``store``, and
+        the fax workflow after OCR (its model loaded, or trained once, before the first fax)."""
+        from practiceflow.streams.workflows.fax import FaxWorkflow
+
         return cls(
             cfg.state_dir / "ocr",
             store=store,
             max_pages=cfg.ocr_max_pages,
             timeout_s=cfg.ocr_timeout_seconds,
             jobs=cfg.ocr_jobs,
+            classify=FaxWorkflow.from_settings(cfg) if classify else None,
         )
 
     async def _child(self, job: Path, content_type: str | None) -> dict[str, Any] | None:
@@ -188,7 +195,7 @@ class FaxOcr:
         ocr, status, pdf_uri = await self.ocr(raw["payload"], headers.get("content_type"), raw["practice_id"])
         meta = dict(headers)
         meta["received_at_iso"] = datetime.fromtimestamp(raw["received_at"] / 1000, tz=UTC).isoformat()
-        return normalize_fax(
+        result = normalize_fax(
             raw["payload"],
             meta,
             raw["practice_id"],
@@ -198,6 +205,7 @@ class FaxOcr:
             searchable_pdf_uri=pdf_uri,
             ocr_status=status,
         )
+        return self.classify(result) if self.classify is not None else result
 
     def close(self) -> None:
         """Nothing to release: each document's OCR process ends with its document."""

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from practiceflow.localstack.ports import free_port
 from practiceflow.localstack.stack import LocalStack
 from practiceflow.settings import REPO_ROOT, Settings
 
@@ -30,6 +31,7 @@ def cfg(tmp_path) -> Settings:
         topic_prefix=f"t{uuid.uuid4().hex[:6]}",
         topic_partitions=3,
         consumer_group=f"test-{uuid.uuid4().hex[:8]}",
+        clearinghouse_sim_port=free_port(),  # each test's own clearinghouse simulator, if it starts one
     )
 
 

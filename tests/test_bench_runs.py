@@ -44,3 +44,20 @@ def test_hl7_bench_per_type_runs_and_reports_the_form():
     assert res["adt_a01_pid_pv1_in1"]["records"] == 3
     for label in ("oru_r01_20seg", "adt_a01_pid_pv1_in1"):
         assert res[label]["normalize_iterations"] > 0 and res[label]["parse_only_iterations"] > 0
+
+
+def test_context_bench_runs_over_every_context_record_type():
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "bench_context.py"), "0.05"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    res = json.loads(out.stdout)
+    assert set(res["input"]["by_type"]) >= {"Encounter", "Observation", "MedicationOrder", "Coverage", "Patient"}
+    for part in ("fold", "fold_with_table_codec"):
+        assert res[part]["records"] >= res["input"]["records"] and res[part]["records_per_s"] > 0
+    assert res["match"]["index_size"] == 20_000 and res["match"]["matches"] > 0
+    assert set(res["match"]["share"]) <= {"matched", "ambiguous", "new"}

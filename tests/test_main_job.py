@@ -29,9 +29,18 @@ def test_small_practice_day_end_to_end(cfg, stack):
     assert report.http["fhir 401"] == 1 and report.auth["refused"] == 2  # + the forged portal webhook
     assert report.auth["authenticated"] >= len(plan.fhir) + len(plan.x12_upload) + len(plan.fax_upload)
     assert g["fax.rejected"] == 1  # the text file in the fax folder
-    assert w["fax.normalized"] == 4  # OCRed faxes became Document records
+    assert w["fax.normalized"] == 6  # OCRed faxes became Document records
+    # the fax workflow split the 4-page packet and recognised the fax meant for another practice
+    classes = {(c, q) for c, q, _ in report.fax_classes}
+    assert {("cover_sheet", "none"), ("prior_auth_response", "billing"), ("referral", "misdirected")} <= classes, (
+        classes
+    )
     assert g["fax.claim_checked"] == 1  # the 5-page fax (> 1 MiB) went through the document store
     assert report.clickhouse["handoff_items"] >= 1
+    # the day's intake forms (2 for 8 patients): one clean check, one inactive plan, through the simulator
+    assert w["intake.forms"] == len(plan.people) // 4 and w["intake.commands"] == w["intake.results"] == 2
+    assert w["intake.outcome.eligible"] == 1 and w["intake.outcome.not_eligible"] == 1
+    assert w["intake.reason.gap"] == 1 and w["intake.reason.clean"] == 1
     reasons = {(f, s, r) for f, s, r, _ in report.dead_letter_reasons}
     assert ("hl7v2", "gateway", "missing_control_id") in reasons
     assert ("fhir", "gateway", "unauthenticated") in reasons

@@ -35,6 +35,7 @@ RECORD_TYPES = [
     "Claim",
     "ClaimAdjudication",
     "ProviderAdjustment",
+    "DenialLedgerEntry",
     "ClaimStatus",
     "EligibilityResponse",
     "InterchangeAck",
@@ -42,6 +43,7 @@ RECORD_TYPES = [
     "RefillRequest",
     "SchedulingRequest",
     "IdentityLink",
+    "FaxClassification",
     "HandoffItem",
     "Draft",
     "StaffDecision",
@@ -60,6 +62,8 @@ NESTED_TYPES = [
     "DecisionOption",
     "DocumentPage",
     "Evidence",
+    "FaxExtractedValue",
+    "FaxGuess",
     "Identifier",
     "ImmunizationObservation",
     "ProducedBy",
@@ -100,6 +104,7 @@ TOPICS = {
     "norm.refill_request": ("RefillRequest", "normalized"),
     "norm.scheduling_request": ("SchedulingRequest", "normalized"),
     "norm.identity": ("IdentityLink", "normalized"),
+    "norm.fax_classification": ("FaxClassification", "normalized"),
     "handoff": ("HandoffItem", "handoff"),
     "drafts": ("Draft", "workflow"),
     "decisions": ("StaffDecision", "workflow"),
@@ -115,6 +120,7 @@ TOPICS = {
     "dlq.portal": ("DeadLetter", "dead_letter"),
     "dlq.x12": ("DeadLetter", "dead_letter"),
     "analytics.flow": ("FlowEvent", "analytics"),
+    "denials.ledger": ("DenialLedgerEntry", "analytics"),
 }
 
 # the work-item contract: what staff tools read from pf.handoff
@@ -168,7 +174,7 @@ EVIDENCE_FIELDS = [
     "span_end",
 ]
 
-CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "rules", "eval"]
+CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "fax", "rules", "eval"]
 DLQ_ACTIONS = ["list", "show", "redrive"]
 
 

@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -56,11 +57,34 @@ class DayReport:
     http: dict[str, int] = field(default_factory=dict)
     clickhouse: dict[str, int] = field(default_factory=dict)
     handoff_queues: list[tuple] = field(default_factory=list)
+    fax_classes: list[tuple] = field(default_factory=list)
     dead_letter_reasons: list[tuple] = field(default_factory=list)
+    denial_money: list[tuple] = field(default_factory=list)  # (category, denied, recoverable, written off, patient)
     auth: dict[str, int] = field(default_factory=dict)
     first_message_seconds: float | None = None
     seconds: float = 0.0
     drained: bool = False
+
+
+def _clearinghouse_simulator(cfg: Settings) -> Any:
+    """Start the local clearinghouse simulator for the day's eligibility checks (the default
+    ``clearinghouse = simulator``); the pipeline's executor then finds it on its port."""
+    if cfg.clearinghouse != "simulator" or cfg.clearinghouse_url is not None:
+        return None
+    from practiceflow.localstack.clearinghouse import SimulatorProcess
+    from practiceflow.localstack.ports import wait_for_port
+
+    if wait_for_port("127.0.0.1", cfg.clearinghouse_sim_port, time.monotonic() + 0.3):
+        return None  # one is running already
+    return SimulatorProcess(cfg.clearinghouse_sim_port, latency_ms=40).start()
+
+
+def _eligibility_done(pipeline: Pipeline) -> bool:
+    """Every intake form reached the intake agent and every check it sent has its result."""
+    c = pipeline.counts
+    return c.get("intake.forms", 0) >= c.get("record.IntakeForm", 0) and c.get("intake.results", 0) >= c.get(
+        "intake.commands", 0
+    )
 
 
 def _bump(d: dict[str, int], key: str, n: int = 1) -> None:
@@ -128,6 +152,13 @@ async def run_day(
     practice = plan.practice_id
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
+    if practice not in cfg.fax_roster and "*" not in cfg.fax_roster:
+        # the generated practice's names and providers, so its misdirected fax is recognised
+        from practiceflow.sampleday.generate import DAY_PRACTICE_NAMES, DAY_PROVIDERS
+        from practiceflow.settings import FaxRoster
+
+        roster = FaxRoster(names=list(DAY_PRACTICE_NAMES), providers=list(DAY_PROVIDERS))
+        cfg = cfg.model_copy(update={"fax_roster": {**cfg.fax_roster, practice: roster}})
     fax = FaxOcr.from_settings(cfg, store_for(cfg))
     pipeline = Pipeline(
         cfg,
@@ -138,6 +169,8 @@ async def run_day(
         fax_handler=fax,
     )
     pipeline.register_schemas()
+    # the clearinghouse simulator the eligibility checks go to (no real clearinghouse here)
+    sim = _clearinghouse_simulator(cfg)
     await runner.start(pipeline)
 
     producer = DurableProducer(bootstrap, cfg.topic_partitions)
@@ -177,8 +210,12 @@ async def run_day(
         await runner.wait_for(lambda: pipeline.handled() >= 1, timeout)
         report.first_message_seconds = round(time.monotonic() - t0, 2)
         report.drained = await runner.wait_for(lambda: inboxes_empty() and pipeline.handled() >= accepted(), timeout)
+        await runner.wait_for(lambda: _eligibility_done(pipeline), 120)
         await runner.wait_for(pipeline.sink_caught_up, 60)
+        await _wait_denials(pipeline, sink, practice)
     finally:
+        if sim is not None:
+            sim.stop()
         await drops.stop()
         await http.stop()
         await mllp.stop()
@@ -187,12 +224,25 @@ async def run_day(
         fax.close()
     report.gateway = dict(core.stats)
     report.worker = dict(pipeline.counts)
-    for table in ("records", "observations", "handoff_items", "dead_letters", "flow_events", "audit_events"):
+    for table in (
+        "records",
+        "observations",
+        "handoff_items",
+        "dead_letters",
+        "flow_events",
+        "audit_events",
+        "denial_money",
+    ):
         report.clickhouse[table] = sink.query(
             # the table name comes from the literal tuple above; the practice id is a bound parameter
             f"SELECT count() FROM {{db}}.{table} FINAL WHERE practice_id = %(p)s",  # noqa: S608
             {"p": practice},
         )[0][0]
+    report.fax_classes = sink.query(
+        "SELECT doc_class, queue, count() FROM {db}.fax_classifications FINAL "
+        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
+        {"p": practice},
+    )
     report.handoff_queues = sink.query(
         "SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL "
         "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
@@ -203,9 +253,29 @@ async def run_day(
         "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
         {"p": practice},
     )
+    report.denial_money = sink.query(
+        "SELECT category, round(sum(denied), 2), round(sum(recoverable), 2), round(sum(written_off), 2),"
+        " round(sum(patient_responsibility), 2), count() FROM {db}.denial_money FINAL"
+        " WHERE practice_id = %(p)s GROUP BY category ORDER BY category",
+        {"p": practice},
+    )
     sink.close()
     report.seconds = round(time.monotonic() - t0, 1)
     return report
+
+
+async def _wait_denials(pipeline: Pipeline, sink: ClickHouseSink, practice: str, timeout: float = 60.0) -> bool:
+    """Until the denial agent has stepped every 835 claim and its money is in ClickHouse."""
+    c = pipeline.counts
+
+    def stepped() -> bool:
+        return c.get("denials.adjudications", 0) >= c.get("record.ClaimAdjudication", 0)
+
+    def sunk() -> bool:
+        rows = sink.query("SELECT count() FROM {db}.denial_money WHERE practice_id = %(p)s", {"p": practice})[0][0]
+        return rows >= c.get("denials.ledger_entries", 0)
+
+    return await runner.wait_for(stepped, timeout) and await runner.wait_for(sunk, timeout)
 
 
 def print_report(report: DayReport, plan: DayPlan, ep) -> None:
@@ -239,6 +309,23 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  handoff items (queue / workflow / priority: count):")
     for q, wf, pr, n in report.handoff_queues:
         print(f"    {q} / {wf} / {pr}: {n}")
+    print("\n  faxed documents (class / routed to: count):")
+    for cls, queue, n in report.fax_classes:
+        print(f"    {cls} / {queue}: {n}")
+    triage = {k.removeprefix("refill."): v for k, v in w.items() if k.startswith("refill.")}
+    print(f"  refill triage (class: count): {dict(sorted(triage.items())) or 'none'}")
+    outcomes = {k.split(".", 2)[2]: v for k, v in w.items() if k.startswith("intake.outcome.")}
+    reasons = {k.split(".", 2)[2]: v for k, v in w.items() if k.startswith("intake.reason.")}
+    print(
+        f"\n  eligibility checks (clearinghouse simulator): {w.get('intake.forms', 0)} intake forms, "
+        f"{w.get('intake.commands', 0)} 270s sent, outcomes {dict(sorted(outcomes.items()))}"
+    )
+    print(f"    by reason: {dict(sorted(reasons.items()))}")
+    actions = {k.removeprefix("denials.action."): v for k, v in w.items() if k.startswith("denials.action.")}
+    print(f"\n  denials (835 follow-up): {w.get('denials.adjudications', 0)} claims, drafts by action {actions}")
+    print("    category: denied / recoverable / written off / patient responsibility (US$, entries)")
+    for cat, denied, recoverable, written_off, patient, n in report.denial_money:
+        print(f"    {cat}: {denied:,.2f} / {recoverable:,.2f} / {written_off:,.2f} / {patient:,.2f} ({n})")
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")

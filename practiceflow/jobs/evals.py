@@ -16,7 +16,8 @@ from collections.abc import Callable
 from practiceflow.settings import Settings
 
 EVALS: dict[str, str] = {
-    # "refills": "practiceflow.processors.workflows.refill.evaluate:main",
+    "fax": "practiceflow.jobs.fax_eval:main",
+    "refills": "practiceflow.processors.workflows.refill.evaluate:main",
 }
 
 

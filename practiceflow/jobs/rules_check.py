@@ -24,7 +24,12 @@ class _AnyRule(Rule):
 
 # workflow -> "module:RuleModel"; a workflow without an entry is checked against the base Rule
 # (ids, versions and sources only) until it registers its own model.
-RULE_MODELS: dict[str, str] = {}
+RULE_MODELS: dict[str, str] = {
+    "intake": "practiceflow.processors.workflows.intake.rules:GapRule",
+    "matching": "practiceflow.processors.context.matching:MatchRules",
+    "refill": "practiceflow.processors.workflows.refill.rules:RefillRule",
+    "denials": "practiceflow.processors.workflows.denials.rules:DenialRule",
+}
 
 
 def _model(workflow: str) -> type[Rule]:

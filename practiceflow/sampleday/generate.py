@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from practiceflow.sampleday import hl7 as h, x12 as x
+from practiceflow.sampleday import hl7 as h, refills, x12 as x
 from practiceflow.sampleday.people import Person, make_people
 
 
@@ -34,6 +34,20 @@ class DayPlan:
     fax_upload: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
     fax_drop: list[tuple[str, bytes]] = field(default_factory=list)
     truth: dict[str, object] = field(default_factory=dict)
+
+
+# intake form index -> (payer as the patient writes it, member id; "*" = digits of the person's own id):
+# the day's eligibility outcomes. The simulator answers by member-id prefix; an unknown payer is
+# never sent; the offline payer answers AAA 42. Forms not listed are clean (eligible).
+INTAKE_INSURANCE: dict[int, tuple[str, str]] = {
+    1: ("Aetna", "INACT*"),  # inactive plan -> front-desk item, not eligible
+    2: ("United Test Health", "ENDED*"),  # plan ends before the visit -> not eligible
+    3: ("Cigna", "PRIORAUTH*"),  # prior authorization required -> front-desk item, eligible
+    4: ("Aetna", "HDED*"),  # high remaining deductible -> front-desk item, eligible
+    5: ("Cigna", "NOTFOUND*"),  # AAA 75 subscriber not found -> not eligible
+    6: ("Nowhere Mutual", "W*"),  # a payer the practice's payer table lacks -> could not determine
+    7: ("Offline Test Payer", "W*"),  # the payer cannot answer (AAA 42) -> could not determine
+}
 
 
 def _ts(d: date, minute: int) -> str:
@@ -158,6 +172,10 @@ def build_day(
         plan.mllp.append(h.rde_o11(p, f"C{next(ctl)}", _ts(d, 300), rng).encode())
     for p in people[: max(2, n_patients // 8)]:
         plan.mllp.append(h.mdm_t02(p, f"C{next(ctl)}", _ts(d, 420), rng).encode())
+    # the chart history the day's refill requests are triaged against (sampleday/refills.py)
+    refill_ctl = iter(range(500001, 599999))
+    for i, p in enumerate(refills.patients(people)):
+        plan.mllp += refills.history(p, i, d, refill_ctl)
     plan.mllp.append(
         b"MSH|^~\\&|DEMOEHR|DEMO CLINIC|PRACTICEFLOW|DEMO CLINIC|"
         + ymd.encode()
@@ -180,6 +198,9 @@ def build_day(
     # -- patient portal
     stamp = f"{d.isoformat()}T07:30:00Z"
     for i, p in enumerate(people[: n_patients // 4]):
+        # the eligibility check's answer: the clearinghouse simulator's fixture picked by the member
+        # id's prefix (practiceflow/localstack/clearinghouse.py); the rest are clean
+        payer, member = INTAKE_INSURANCE.get(i, (p.payer_name, p.member_id))
         plan.portal.append(
             (
                 "intake.submitted",
@@ -193,33 +214,29 @@ def build_day(
                             "given_name": p.given,
                             "birth_date": p.dob_iso,
                             "phone": f"+1 217 {p.phone}",
+                            "sex": p.sex,
+                            "address": {"line": [p.street], "city": p.city, "state": p.state, "postal_code": p.zip},
                         },
-                        "insurance": {"payer": p.payer_name, "member_id": p.member_id, "group_number": p.group},
+                        "insurance": {
+                            "payer": payer,
+                            "member_id": member.replace("*", p.member_id[1:6]),
+                            "group_number": p.group,
+                        },
                         "reason_for_visit": "annual physical",
                         "answers": {"smoker": "no"},
+                        "appointment": {
+                            "appointment_id": f"appt_{ymd}_{i}",
+                            "start": f"{(d + timedelta(days=7)).isoformat()}T09:{i:02d}:00-06:00",
+                            "provider": "Dr. Welby" if i % 2 else "Dr. Quinn",
+                            "service_type": "30",
+                        },
                     }
                 ).encode(),
                 True,
             )
         )
-    meds = [m[1] for m in h.MEDS]
-    for i, p in enumerate(people[: n_patients // 5]):
-        plan.portal.append(
-            (
-                "refill.requested",
-                json.dumps(
-                    {
-                        "request_id": f"rfl_{ymd}_{i}",
-                        "submitted_at": stamp,
-                        "patient_id": p.mrn,
-                        "medication": {"name": meds[i % len(meds)]},
-                        "last_filled": (d - timedelta(days=28)).isoformat(),
-                        "note": "almost out",
-                    }
-                ).encode(),
-                True,
-            )
-        )
+    # refill requests (issue 9), one case per triage class; their chart history goes over MLLP above
+    plan.portal += refills.requests(people, d, stamp)
     for i, p in enumerate(people[: n_patients // 6]):
         plan.portal.append(
             (
@@ -244,6 +261,8 @@ def build_day(
     claims = [
         (f"CLM{ymd}{i:03d}", p, round(rng.uniform(90, 260), 2), ymd) for i, p in enumerate(people[: n_patients // 2])
     ]
+    # the practice's 837P for those claims first (the denial workflow's claim store), then the payer's answer
+    plan.x12_upload.append((f"claims_{ymd}.837", x.claims_837(claims, 900, ymd).encode()))
     era, truth = x.remittance_835(claims, 901, ymd, rng)
     plan.truth["835"] = truth
     rejected = {c[0] for c in claims[::7]}
@@ -255,6 +274,7 @@ def build_day(
 
     # -- faxes: typed letters rendered as fax-quality pages
     plan.fax_upload, plan.fax_drop = _faxes(seed)
+    plan.fax_drop += _classified_faxes(seed, plan.people)
     return plan
 
 
@@ -285,6 +305,75 @@ def _faxes(seed: int) -> tuple[list, list]:
         ("not_a_fax.txt", b"this file was dropped in the fax folder by mistake\n"),
     ]
     return upload, drop
+
+
+#: who the day's practice is, for the fax workflow's misdirection check (``fax_roster``)
+DAY_PRACTICE_NAMES = ("Demo Family Clinic",)
+DAY_PROVIDERS = ("Dr. Ana Patel", "Dr. Omar Haddad", "Dr. Grace Kim")
+
+
+def _classified_faxes(seed: int, people: list[Person]) -> list[tuple[str, bytes]]:
+    """Faxes for the classification workflow: a 4-page packet (cover sheet, a 2-page referral,
+    a PA denial) about one of the day's patients, and a consult reply meant for another practice."""
+    from practiceflow.processors.fax import synth
+
+    p = people[seed % len(people)]
+    dob = f"{p.dob[4:6]}/{p.dob[6:]}/{p.dob[:4]}"
+    name = f"{p.given} {p.family}"
+    cover = [
+        "Summit Primary Care",
+        "FAX COVER SHEET",
+        f"To: {DAY_PROVIDERS[0]}",
+        f"Company: {DAY_PRACTICE_NAMES[0]}",
+        "From: Dr. Paul Carter",
+        "Fax: (217) 555-0142",
+        "Pages (including cover): 4",
+        "Re: Referral",
+        "CONFIDENTIALITY NOTICE: This facsimile contains protected health information.",
+    ]
+    referral = [
+        "Summit Primary Care",
+        "Phone (217) 555-0140   Fax (217) 555-0142",
+        "SPECIALIST REFERRAL",
+        f"To: {DAY_PROVIDERS[0]}, {DAY_PRACTICE_NAMES[0]}",
+        f"RE: {name}  DOB {dob}  MRN {p.mrn}",
+        f"I am referring {name} for evaluation of exertional chest pain and palpitations.",
+        "Symptoms began about 6 weeks ago; current medications include lisinopril 10 mg daily.",
+        "Please consider an ECG and echocardiogram. Relevant notes are attached.",
+        "Sincerely, Dr. Paul Carter",
+    ]
+    referral_2 = [
+        f"RE: {name}  DOB {dob}  (continued)",
+        "Past medical history: hypertension, hyperlipidemia.",
+        "Medications: lisinopril 10 mg; atorvastatin 40 mg. Allergies: penicillin.",
+        "Page 2 of 2",
+    ]
+    pa = [
+        p.payer_name or "Blue Harbor Health Plan",
+        "PRIOR AUTHORIZATION DETERMINATION",
+        f"Member: {name}   DOB: {dob}   Member ID: {p.member_id}",
+        f"Patient ID: {p.mrn}",
+        f"Prescriber: {DAY_PROVIDERS[0]}, {DAY_PRACTICE_NAMES[0]}",
+        "Request: MRI lumbar spine without contrast",
+        "Reference Number: PA-558201",
+        "Decision: DENIED",
+        "Medical necessity criteria were not met based on the information provided.",
+        "You may request a peer-to-peer review or file an appeal within 60 days.",
+    ]
+    wrong = [
+        "Cedar Ridge Cardiology",
+        "Phone (217) 555-0300   Fax (217) 555-0399",
+        "Consultation Note",
+        "To: Dr. Helen Wallace, Lakeshore Pediatrics",
+        "RE: Noah Brooks  DOB 02/03/2015",
+        "Thank you for referring Noah Brooks in cardiology consultation for palpitations.",
+        "Assessment: benign sinus arrhythmia. Plan: no follow-up needed.",
+    ]
+    packet = synth.render_lines_document([cover, referral, referral_2, pa], seed=seed + 11, noise=0.5)
+    return [
+        ("fax_packet_4_pages.tif", synth.to_tiff_g4(packet)),
+        ("fax_misdirected.pdf", synth.to_image_pdf(synth.render_lines_document([wrong], seed=seed + 12, noise=0.5))),
+    ]
 
 
 def write_day(plan: DayPlan, out: Path) -> Path:

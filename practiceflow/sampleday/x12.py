@@ -1,4 +1,4 @@
-"""X12 5010 files a clearinghouse returns to a practice in a day (synthetic): 835, 277CA, 271."""
+"""X12 5010 files of a practice's day (synthetic): the 837P it sends, and the 835, 277CA, 271 it gets back."""
 
 from __future__ import annotations
 
@@ -136,3 +136,52 @@ def eligibility_271(people: list[Person], ic: int, date: str, inactive: set[str]
                 "EB*A**98****.2****Y",
             ]
     return _envelope(ic, date, "1300", "HB", "271", "005010X279A1", body)
+
+
+def claims_837(claims: list[tuple[str, Person, float, str]], ic: int, date: str) -> str:
+    """The practice's own 837P batch for the day's claims (one file per claim, joined), written
+    by the project's 837P writer, so the denial workflow's claim store has each original."""
+    from practiceflow.processors.x12.write837 import Parties, write_837p
+
+    out = []
+    for n, (claim_id, p, charge, dos) in enumerate(claims):
+        iso = f"{dos[:4]}-{dos[4:6]}-{dos[6:]}"
+        claim = {
+            "practice_id": "-",
+            "claim_id": claim_id,
+            "patient_id": p.mrn,
+            "payer_id": p.payer_id,
+            "payer_name": p.payer_name,
+            "total_charge": charge,
+            "service_date": iso,
+            "diagnoses": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E119", "display": None}],
+            "lines": [
+                {
+                    "procedure": {"system": "http://www.ama-assn.org/go/cpt", "code": "99213", "display": None},
+                    "modifiers": [],
+                    "charge": charge,
+                    "units": 1.0,
+                    "service_date": iso,
+                    "control_number": None,
+                }
+            ],
+            "status": "submitted",
+            "member_id": p.member_id,
+            "place_of_service": "11",
+        }
+        parties = Parties(
+            sender_id="DEMOCLINIC",
+            receiver_id="CLEARINGHOUSE",
+            submitter_name="DEMO CLINIC",
+            receiver_name="CLEARINGHOUSE",
+            billing_provider_name="DEMO CLINIC",
+            billing_provider_npi="1234567893",
+            billing_provider_tax_id="123456789",
+            billing_address=("12 MAIN ST", "SPRINGFIELD", "IL", "62701"),
+            subscriber_last=p.family,
+            subscriber_first=p.given,
+            subscriber_birth_date=f"{p.dob[:4]}-{p.dob[4:6]}-{p.dob[6:]}",
+            subscriber_gender=p.sex if p.sex in ("M", "F") else "U",
+        )
+        out.append(write_837p(claim, parties, interchange_control=ic * 1000 + n, created=iso))  # type: ignore[arg-type]
+    return "".join(out)

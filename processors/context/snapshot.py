@@ -20,7 +20,7 @@ What is kept, and why:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -28,6 +28,30 @@ OBSERVATIONS_PER_CODE: Final = 5
 COMPLETED_ENCOUNTER: Final = frozenset({"finished", "completed", "discharged"})
 CANCELLED: Final = frozenset({"cancelled", "noshow", "no-show", "entered-in-error"})
 INACTIVE_ORDER: Final = frozenset({"stopped", "cancelled", "completed", "entered-in-error", "discontinued", "on-hold"})
+#: HL7 v2 order control (ORC-1) / order status (ORC-5) codes -> the FHIR MedicationRequest status words
+HL7_ORDER_STATUS: Final = {
+    "nw": "active",
+    "ok": "active",
+    "rf": "active",
+    "xo": "active",
+    "xx": "active",
+    "ro": "active",
+    "rp": "active",
+    "sc": "active",
+    "ip": "active",
+    "dc": "stopped",
+    "od": "stopped",
+    "ca": "cancelled",
+    "oc": "cancelled",
+    "cr": "cancelled",
+    "cm": "completed",
+    "hd": "on-hold",
+    "oh": "on-hold",
+}
+APPOINTMENT_DONE: Final = frozenset({"fulfilled", "completed", "complete", "arrived", "checked-in", "checked-out"})
+ICD10CM_SYSTEMS: Final = frozenset(
+    {"icd-10-cm", "icd10cm", "i10", "icd10", "icd-10", "http://hl7.org/fhir/sid/icd-10-cm", "2.16.840.1.113883.6.90"}
+)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 # record type -> the field that is the record's own id
@@ -107,8 +131,38 @@ class PatientContext:
         return sorted(booked, key=lambda a: a.get("start") or "")
 
     def active_medication_orders(self) -> list[Mapping[str, Any]]:
+        return [m for m in self.medication_orders.values() if medication_status(m) not in INACTIVE_ORDER]
+
+    def past_medication_orders(self) -> list[Mapping[str, Any]]:
+        """Stopped, cancelled, completed or held orders, newest written first."""
+        past = [m for m in self.medication_orders.values() if medication_status(m) in INACTIVE_ORDER]
+        return sorted(past, key=lambda m: str(m.get("written_at") or ""), reverse=True)
+
+    def last_visits_by_provider(self) -> dict[str, Mapping[str, Any]]:
+        """provider -> that provider's last completed visit."""
+        out: dict[str, Mapping[str, Any]] = {}
+        for e in self.completed_encounters():  # newest first: the first seen per provider wins
+            out.setdefault(str(e.get("attending_provider") or ""), e)
+        return out
+
+    def last_visits_by_class(self) -> dict[str, Mapping[str, Any]]:
+        """encounter class (ambulatory, inpatient, ...) -> the last completed visit of that class."""
+        out: dict[str, Mapping[str, Any]] = {}
+        for e in self.completed_encounters():
+            out.setdefault(str(e.get("encounter_class") or ""), e)
+        return out
+
+    def appointments_by_state(self) -> dict[str, list[Mapping[str, Any]]]:
+        """booked | cancelled | completed -> appointments, by start time."""
+        out: dict[str, list[Mapping[str, Any]]] = {"booked": [], "cancelled": [], "completed": []}
+        for a in sorted(self.appointments.values(), key=lambda a: str(a.get("start") or "")):
+            out[appointment_state(a)].append(a)
+        return out
+
+    def problems_icd10cm(self) -> list[Mapping[str, Any]]:
+        """Active problems coded in ICD-10-CM (by code system name, OID or FHIR URI)."""
         return [
-            m for m in self.medication_orders.values() if (m.get("status") or "active").lower() not in INACTIVE_ORDER
+            c for c in self.active_problems() if ((c.get("code") or {}).get("system") or "").lower() in ICD10CM_SYSTEMS
         ]
 
     def active_problems(self) -> list[Mapping[str, Any]]:
@@ -133,12 +187,32 @@ class PatientContext:
         return out
 
 
+def medication_status(order: Mapping[str, Any]) -> str:
+    """The order's status as a FHIR MedicationRequest word (HL7 ORC codes translated)."""
+    raw = str(order.get("status") or "active").lower()
+    return HL7_ORDER_STATUS.get(raw, raw)
+
+
+def appointment_state(a: Mapping[str, Any]) -> str:
+    """booked | cancelled | completed, from the FHIR status or the SIU trigger (S15 = cancelled)."""
+    status = str(a.get("status") or "").lower()
+    if status in CANCELLED or a.get("event") == "S15":
+        return "cancelled"
+    if status in APPOINTMENT_DONE:
+        return "completed"
+    return "booked"
+
+
 def _visit_time(e: Mapping[str, Any]) -> str:
     return str(e.get("discharge_at") or e.get("admit_at") or "")
 
 
 def _obs_time(o: Mapping[str, Any]) -> str:
     return str(o.get("effective_at") or "")
+
+
+def _obs_order(o: Mapping[str, Any]) -> tuple[str, str]:
+    return str(o.get("effective_at") or ""), str(o.get("observation_id") or "")
 
 
 def observation_code(o: Mapping[str, Any]) -> str:
@@ -151,6 +225,15 @@ def _put(m: Mapping[str, Mapping[str, Any]], key: str, value: Mapping[str, Any])
     new = dict(m)
     new[key] = value
     return MappingProxyType(new)
+
+
+def _evolve(ctx: PatientContext, **changes: Any) -> PatientContext:
+    """``dataclasses.replace`` without re-running ``__init__`` over every field: the fold runs
+    once per record (bench/bench_context.py), and replace() was a third of its time."""
+    new = object.__new__(PatientContext)
+    new.__dict__.update(ctx.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 def empty(practice_id: str, patient_id: str) -> PatientContext:
@@ -171,15 +254,15 @@ def apply(ctx: PatientContext, record_type: str, record: Mapping[str, Any]) -> P
     n = ctx.records_applied + 1
     key = str(record.get(ID_FIELD[record_type]) or "")
     if record_type == "Patient":
-        return replace(ctx, patient=MappingProxyType(dict(record)), records_applied=n)
+        return _evolve(ctx, patient=MappingProxyType(dict(record)), records_applied=n)
     if record_type == "Observation":
         code = observation_code(record)
         kept = [o for o in ctx.observations.get(code, ()) if o.get("observation_id") != key]
         kept.append(record)
-        kept.sort(key=_obs_time, reverse=True)
+        kept.sort(key=_obs_order, reverse=True)  # time, then id: the same whatever the arrival order
         obs = dict(ctx.observations)
         obs[code] = tuple(kept[:OBSERVATIONS_PER_CODE])
-        return replace(ctx, observations=MappingProxyType(obs), records_applied=n)
+        return _evolve(ctx, observations=MappingProxyType(obs), records_applied=n)
     attr = {
         "Coverage": "coverages",
         "Encounter": "encounters",
@@ -191,7 +274,7 @@ def apply(ctx: PatientContext, record_type: str, record: Mapping[str, Any]) -> P
         "Immunization": "immunizations",
     }[record_type]
     changes: dict[str, Any] = {attr: _put(getattr(ctx, attr), key, record), "records_applied": n}
-    return replace(ctx, **changes)
+    return _evolve(ctx, **changes)
 
 
 def to_json(ctx: PatientContext) -> dict[str, Any]:

@@ -364,6 +364,93 @@ def render_document(
     return out
 
 
+def render_lines(
+    lines: Sequence[str],
+    seed: int,
+    *,
+    dpi: tuple[int, int] = FAX_FINE_DPI,
+    noise: float = 1.0,
+    point_size: float = 10.0,
+    font: str | None = None,
+    skew_deg: float | None = None,
+    page_no: int = 1,
+    page_count: int = 1,
+    fax_from: str | None = None,
+    kind: str = "",
+) -> SyntheticPage:
+    """Any page text (e.g. a :mod:`.corpus` page) drawn as a received fax: the first line bold as a
+    letterhead, then one text line per line (wrapped), skewed by ``skew_deg`` (default: a
+    random slight skew scaled by ``noise``), thresholded to 1 bit and speckled. ``dpi``
+    (204, 98) gives the low-resolution "standard" fax mode."""
+    rng = random.Random(seed)
+    face = font or rng.choice(FONT_FACES)
+    fax_from = fax_from or _phone(rng)
+    ss = 2 * dpi[0]
+    w, h = round(LETTER_IN[0] * ss), round(LETTER_IN[1] * ss)
+    im = Image.new("L", (w, h), 255)
+    d = ImageDraw.Draw(im)
+    pt = ss / 72.0
+    f_body = ImageFont.truetype(str(find_font(face)), round(point_size * pt))
+    f_bold = ImageFont.truetype(str(find_font(BOLD_FACES.get(face, face))), round(14 * pt))
+    f_head = ImageFont.truetype(str(find_font(face)), round(8 * pt))
+    drawn: list[str] = []
+    margin = round(0.8 * ss)
+    if noise > 0:
+        header = f"FROM {fax_from}  {_date(rng)} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}  P. {page_no}/{page_count}"
+        d.text((round(0.3 * ss), round(0.3 * ss)), header, font=f_head, fill=0)
+        drawn.append(header)
+    y = round(0.8 * ss)
+    step = round(point_size * pt * 1.5)
+    for i, line in enumerate(x for x in lines if x.strip()):
+        f = f_bold if i == 0 else f_body
+        for part in _wrap(line.replace("\t", "  "), f, w - 2 * margin):
+            if y > h - margin:
+                break
+            d.text((margin, y), part, font=f, fill=0)
+            drawn.append(part)
+            y += round(14 * pt * 1.6) if i == 0 else step
+    W, H = round(LETTER_IN[0] * dpi[0]), round(LETTER_IN[1] * dpi[1])
+    im = im.resize((W, H), Image.Resampling.BOX)
+    angle = rng.uniform(-0.8, 0.8) * noise if skew_deg is None else skew_deg
+    if angle:
+        im = im.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
+    im = im.point(lambda v: 255 if v >= 150 else 0, mode="1")
+    if noise > 0:
+        px = im.load()
+        if px is not None:
+            for _ in range(int(W * H * 0.0004 * noise)):
+                px[rng.randrange(W), rng.randrange(H)] = 0
+    im.info["dpi"] = dpi
+    return SyntheticPage(image=im, text="\n".join(drawn), kind=kind, dpi=dpi)
+
+
+def render_lines_document(
+    pages: Sequence[Sequence[str]],
+    seed: int,
+    *,
+    dpi: tuple[int, int] = FAX_FINE_DPI,
+    noise: float = 1.0,
+    kinds: Sequence[str] = (),
+) -> SyntheticDocument:
+    """A multi-page fax from page texts (one list of lines per page), e.g. a packet of corpus pages."""
+    rng = random.Random(seed)
+    out = SyntheticDocument(seed=seed, fax_from=_phone(rng), fax_to=_phone(rng))
+    for i, lines in enumerate(pages):
+        out.pages.append(
+            render_lines(
+                lines,
+                rng.randrange(2**31),
+                dpi=dpi,
+                noise=noise,
+                page_no=i + 1,
+                page_count=len(pages),
+                fax_from=out.fax_from,
+                kind=kinds[i] if i < len(kinds) else "",
+            )
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- files
 def _pages(doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage]) -> list[SyntheticPage]:
     if isinstance(doc, SyntheticDocument):

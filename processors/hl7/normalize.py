@@ -17,6 +17,10 @@ MDM T02                Document (TXA + OBX text; ED payloads become a short mark
                        (+ Patient when PID has an id)
 DFT P03                Patient + Encounter, with a warning (no charge record type)
 VXU V04                Patient + Immunization per RXA (RXR route/site; its OBX nested)
+OUL R22                as ORU: Patient + Order per OBR + Observation per OBX (SPM/SAC
+                       specimen segments are not mapped yet: warned)
+REF I12                Patient + Order for the referral (RF1, referring PRD, DG1 codes)
+                       + Condition per DG1 + Coverage per IN1
 =====================  ===========================================================
 
 A segment a message type does not map leaves one warning per segment type,
@@ -1819,6 +1823,77 @@ def _mdm(ctx: _Ctx, msg: Message) -> None:
     ctx.emit("Document", patient_id, doc_id, value)
 
 
+# --------------------------------------------------------------------------- REF I12
+def _referral(ctx: _Ctx, msg: Message) -> None:
+    """REF^I12 (patient referral) -> Patient, an Order for the referral itself, Conditions, Coverage.
+
+    The referral is an ``Order`` so it reaches the same place as every other request for
+    care: RF1-6 (originating referral id) or the message control id is its id, RF1-3
+    (referral type) or RF1-10 (reason) its code, RF1-1 its status, RF1-2 its priority, the
+    referring provider's PRD (PRD-1 ``RP``) its ordering provider, DG1 its diagnoses.
+    ``processors/workflows/referral`` turns it into the same referral work item a faxed
+    referral becomes."""
+    pid = rf1 = None
+    prds: list[list[str]] = []
+    dg1s: list[list[str]] = []
+    in1s: list[list[str]] = []
+    for seg in msg.segs:
+        name = seg[0]
+        if name == "PID" and pid is None:
+            pid = seg
+        elif name == "RF1" and rf1 is None:
+            rf1 = seg
+        elif name == "PRD":
+            prds.append(seg)
+        elif name == "DG1":
+            dg1s.append(seg)
+        elif name == "IN1":
+            in1s.append(seg)
+    p = _require_patient(ctx, pid)
+    patient_id = p["patient_id"]
+    _emit_patient(ctx, p)
+    referring = None
+    for prd in prds:
+        role = (ctx.comp(_f(prd, 1), 1) or "").upper()
+        if role in ("RP", "PP") and referring is None:
+            referring = ctx.person(_f(prd, 2))
+    if referring is None and prds:
+        referring = ctx.person(_f(prds[0], 2))
+    diagnoses = []
+    for dg1 in dg1s:
+        code = ctx.coding(_f(dg1, 3))
+        if code["code"] or code["display"]:
+            diagnoses.append(code)
+        _emit_condition(ctx, patient_id, dg1)
+    for in1 in in1s:
+        cov = _coverage(ctx, patient_id, in1)
+        ctx.emit("Coverage", patient_id, cov["coverage_id"], cov)
+    ref_id = (rf1 and ctx.comp(_f(rf1, 6), 1)) or ("ref-" + _sha(patient_id, ctx.source["message_id"])[:16])
+    code = ctx.coding(_f(rf1, 3)) if rf1 is not None else {"system": None, "code": None, "display": None}
+    if rf1 is not None and code["code"] is None and code["display"] is None:
+        code = ctx.coding(_f(rf1, 10))
+    value = {
+        "practice_id": ctx.practice_id,
+        "patient_id": patient_id,
+        "order_id": ref_id,
+        "placer_order_number": ref_id,
+        "filler_order_number": (rf1 and ctx.comp(_f(rf1, 11), 1)) or None,
+        "control": "NW",
+        "status": (rf1 and ctx.comp(_f(rf1, 1), 1)) or None,
+        "code": {
+            "system": code["system"],
+            "code": code["code"] or "referral",
+            "display": code["display"] or "Referral",
+        },
+        "ordering_provider": referring,
+        "ordered_at": (rf1 and (ctx.date(_f(rf1, 7), "RF1-7") or ctx.date(_f(rf1, 9), "RF1-9"))) or None,
+        "priority": (rf1 and ctx.comp(_f(rf1, 2), 1)) or None,
+        "diagnoses": diagnoses,
+        "source": ctx.src(),
+    }
+    ctx.emit("Order", patient_id, ref_id, value)
+
+
 # --------------------------------------------------------------------------- A24 / A37
 def _link(ctx: _Ctx, msg: Message) -> None:
     """ADT^A24 (link patient information) / A37 (unlink): one IdentityLink with both
@@ -1853,6 +1928,20 @@ def _h_oru(ctx: _Ctx, msg: Message) -> None:
     _orders(ctx, msg, True)
 
 
+def _h_oul(ctx: _Ctx, msg: Message) -> None:
+    """OUL^R22 sends each OBR before its ORC (ORU sends ORC first): put every such ORC back in
+    front of its OBR, then read the message exactly as an ORU."""
+    segs = msg.segs
+    lines = msg.lines if len(msg.lines) == len(segs) else None
+    for i in range(len(segs) - 1):
+        if segs[i][0] == "OBR" and segs[i + 1][0] == "ORC":
+            segs[i], segs[i + 1] = segs[i + 1], segs[i]
+            if lines is not None:
+                lines[i], lines[i + 1] = lines[i + 1], lines[i]
+    msg._index = None
+    _orders(ctx, msg, True)
+
+
 def _h_orm(ctx: _Ctx, msg: Message) -> None:
     _orders(ctx, msg, False)
 
@@ -1873,6 +1962,10 @@ SUPPORTED: dict[tuple[str, str], Any] = {
     ("OMP", "O09"): lambda ctx, msg: _pharmacy(ctx, msg),
     ("MDM", "T02"): lambda ctx, msg: _mdm(ctx, msg),
     ("VXU", "V04"): lambda ctx, msg: _vxu(ctx, msg),
+    # OUL^R22 (specimen-oriented results): the same Observations as ORU; its SPM/SAC
+    # specimen segments map to nothing yet (warned as unmapped)
+    ("OUL", "R22"): _h_oul,
+    ("REF", "I12"): lambda ctx, msg: _referral(ctx, msg),
 }
 
 
@@ -1895,6 +1988,8 @@ _MAPPED: dict[str, frozenset[str]] = {
         ("OMP", ("PID", "ORC", "RXE", "RXO", "RXR", "TQ1")),
         ("MDM", ("TXA", "PID", "OBR", "OBX")),
         ("VXU", ("PID", "ORC", "RXA", "RXR", "OBX", "NTE")),
+        ("OUL", (*_ORDER_SEGMENTS, "PV1", "PV2")),
+        ("REF", ("RF1", "PRD", "PID", "DG1", "IN1")),
     )
 }
 _ENVELOPE_ONLY = frozenset(_ENVELOPE)

@@ -143,7 +143,10 @@ def _bind(cw: Crosswalk, keys: Sequence[str], explicit: bool) -> None:
         mrns = [own]
     existing = [c for c in current if cw.ids.get(c) == c]  # canonical keys already in use
     target = mrns[0] if mrns else (existing[0] if existing else current[0])
-    moving = set(current) - {target}
+    # Only a key already in use can have followers (every canonical key maps to itself; a key
+    # dropped as ambiguous may still be followed): a key new to the crosswalk needs no scan,
+    # which keeps a practice's usual link (a new patient's MRN + member id) O(1), not O(size).
+    moving = {c for c in set(current) - {target} if c in cw.ids or c in cw.ambiguous}
     for k in keys:
         cw.ids[k] = target
     if moving:  # everything that followed a provisional (or, explicitly, merged) id follows on

@@ -97,12 +97,21 @@ class _Event(_Strict):
 
 
 # --------------------------------------------------------------------------- intake.submitted
+class IntakeAddress(_Strict):
+    line: list[Short] = Field(default_factory=list, max_length=3)
+    city: Name | None = None
+    state: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
+    postal_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{5}(-?[0-9]{4})?$")] | None = None
+
+
 class IntakePatient(_Strict):
     family_name: Name
     given_name: Name
     birth_date: date
     phone: Phone | None = None
     email: Email | None = None
+    sex: Annotated[str, StringConstraints(pattern=r"^[FMU]$")] | None = Field(default=None, description="F, M or U")
+    address: IntakeAddress | None = None
 
     @field_validator("birth_date")
     @classmethod
@@ -115,10 +124,37 @@ class IntakePatient(_Strict):
         return _check_phone(v)
 
 
+class IntakeSubscriber(_Strict):
+    """The policy holder when it is not the patient (a child on a parent's plan)."""
+
+    relationship: Annotated[str, StringConstraints(pattern=r"^(self|spouse|child|other)$")]
+    family_name: Name | None = None
+    given_name: Name | None = None
+    birth_date: date | None = None
+
+    @field_validator("birth_date")
+    @classmethod
+    def _bd(cls, v: date | None, info: ValidationInfo) -> date | None:
+        return _check_past_date(v, info, "subscriber birth_date")
+
+
 class IntakeInsurance(_Strict):
     payer: Short
     member_id: Code
     group_number: Code | None = None
+    payer_id: Code | None = Field(default=None, description="the payer's electronic id, when the portal knows it")
+    subscriber: IntakeSubscriber | None = None
+
+
+class IntakeAppointment(_Strict):
+    """The visit the intake is for: the eligibility check asks about its date and service type."""
+
+    appointment_id: EventId | None = None
+    start: AwareDatetime
+    provider: Short | None = None
+    service_type: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{1,2}$")] | None = Field(
+        default=None, description="X12 service type code (EQ01), e.g. 30 health benefit plan coverage"
+    )
 
 
 class IntakeSubmission(_Event):
@@ -128,6 +164,7 @@ class IntakeSubmission(_Event):
     insurance: IntakeInsurance | None = None
     reason_for_visit: Text | None = None
     answers: dict[AnswerKey, AnswerValue] = Field(default_factory=dict, max_length=100)
+    appointment: IntakeAppointment | None = None
 
     @property
     def event_id(self) -> str:

@@ -39,6 +39,12 @@ are rejected):
      "reason_for_visit": "knee pain after a fall",
      "answers": {"allergies": "penicillin", "smoker": "no"}}
 
+    Optional (the eligibility check uses them): ``patient.sex`` (F/M/U),
+    ``patient.address`` ({line: [..], city, state, postal_code}), ``insurance.payer_id``,
+    ``insurance.subscriber`` ({relationship: self|spouse|child|other, family_name,
+    given_name, birth_date}) and ``appointment`` ({appointment_id, start, provider,
+    service_type: X12 EQ01 code}).
+
 ``refill.requested``::
 
     {"request_id": "rfl_8842", "submitted_at": "2024-05-01T14:05:10-04:00",
@@ -88,10 +94,23 @@ from practiceflow.processors.identity.choose import (
     unresolved_id,
 )
 
-from .models import ID_FIELDS, IntakeSubmission, RefillRequestPayload, SchedulingRequestPayload, model_for
+from .models import (
+    ID_FIELDS,
+    IntakeAddress,
+    IntakeSubmission,
+    RefillRequestPayload,
+    SchedulingRequestPayload,
+    model_for,
+)
 
 if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
-    from practiceflow.schemas.typed import IntakeFormDict, RefillRequestDict, SchedulingRequestDict, SourceRefDict
+    from practiceflow.schemas.typed import (
+        AddressDict,
+        IntakeFormDict,
+        RefillRequestDict,
+        SchedulingRequestDict,
+        SourceRefDict,
+    )
 
 __all__ = ["normalize_portal", "verify_signature", "event_id", "EVENT_TYPES", "MAX_BODY_BYTES"]
 
@@ -265,12 +284,19 @@ def _clear(text: str | None, policy: IdentityPolicy) -> str | None:
     return text if text is None or policy.ssn_in_clear else scrub_ssn(text)
 
 
+def _address(a: IntakeAddress | None) -> AddressDict | None:
+    if a is None:
+        return None
+    return {"line": list(a.line), "city": a.city, "state": a.state, "postal_code": a.postal_code, "country": None}
+
+
 def _map(
     ev: Any, practice_id: str, source: SourceRefDict, patient_id: str | None, policy: IdentityPolicy
 ) -> Normalized:
     submitted = _ms(ev.submitted_at)
     if isinstance(ev, IntakeSubmission):
-        p, ins = ev.patient, ev.insurance
+        p, ins, appt = ev.patient, ev.insurance, ev.appointment
+        sub = ins.subscriber if ins else None
         intake: IntakeFormDict = {
             "practice_id": practice_id,
             "submission_id": ev.submission_id,
@@ -287,6 +313,17 @@ def _map(
             "answers": {k: v if policy.ssn_in_clear else scrub_ssn(v) for k, v in ev.answers.items()},
             "submitted_at": submitted,
             "source": source,
+            "sex": p.sex,
+            "address": _address(p.address),
+            "insurance_payer_id": ins.payer_id if ins else None,
+            "subscriber_relationship": sub.relationship if sub else None,
+            "subscriber_family_name": sub.family_name if sub else None,
+            "subscriber_given_name": sub.given_name if sub else None,
+            "subscriber_birth_date": sub.birth_date.isoformat() if sub and sub.birth_date else None,
+            "appointment_id": appt.appointment_id if appt else None,
+            "appointment_start": appt.start.isoformat() if appt else None,
+            "appointment_provider": appt.provider if appt else None,
+            "service_type": appt.service_type if appt else None,
         }
         return typed_record("IntakeForm", entity_key(practice_id, patient_id, ev.submission_id), intake)
     if isinstance(ev, RefillRequestPayload):

@@ -63,11 +63,17 @@ Field choices worth knowing
   for A3/A4/A6/A7/A8, else from STC03 (WQ accepted / U rejected), else None.
 * 271: ``trace_number`` = TRN*2 (the 270's own trace echoed back), else TRN*1, else
   BHT03; a dependent inherits the subscriber's member id; LS/LE (2120) loops are
-  skipped so a PCP or other-payer NM1 never overwrites the patient or payer.
+  skipped so a PCP or other-payer NM1 never overwrites the patient or payer;
+  ``plan_begin`` / ``plan_end`` from 2100C/D DTP*346/356 and 347/357 (a 291/307 date or
+  RD8 range fills what they leave), EB11 as ``Benefit.authorization_required`` (Y/N), and
+  AAA04 follow-up actions in ``follow_up_actions``, one per deduplicated AAA03 in
+  ``rejections`` ("" where the payer sent none): the intake workflow's gap rules read them.
 * 999/997: ``acknowledged_control_numbers`` = [AK102 group control number,
   "AK102/AK202" per set]; ``errors`` = one readable line per IK3/CTX/IK4/IK5/AK9 error
   (CTX carries the rejected claim's CLM01). ``kind`` is "999", "997" or "TA1".
-* 837: ``status`` "submitted" (CLM05-3 = 1), "replacement" (7) or "void" (8); payer =
+* 837: ``status`` "submitted" (CLM05-3 = 1), "replacement" (7) or "void" (8), the code
+  itself in ``frequency_code``, CLM05-1 in ``place_of_service``, 2300 REF*F8 (the payer's
+  control number a replacement refers to) and REF*G1 (prior authorization); payer =
   the subscriber loop's NM1*PR (never a COB other-payer NM1*PR after CLM);
   ``member_id`` = the subscriber's NM1*IL09 (member-id qualifiers only, never an SSN),
   so the identity crosswalk links CLM01 (echoed as CLP01 in the 835) to the member.
@@ -917,6 +923,7 @@ def _do_271(s: _Set) -> None:
     payer_name = payer_id = None
     bht03: str | None = None
     upper_rejections: list[str] = []
+    upper_actions: dict[str, str] = {}
     subs: list[dict[str, Any]] = []
     by_hl: dict[str, dict[str, Any]] = {}
     cur: dict[str, Any] | None = None  # a subscriber/dependent loop being read (not a record)
@@ -964,6 +971,7 @@ def _do_271(s: _Set) -> None:
                 "percent": pct,
                 "in_network": _opt(seg, 12),
                 "messages": [],
+                "authorization_required": _yn(_el(seg, 11)),
             }
             cur["benefits"].append(benefit)
         elif sid == "MSG":
@@ -986,8 +994,10 @@ def _do_271(s: _Set) -> None:
                     "traces": [],
                     "benefits": [],
                     "rejections": [],
+                    "actions": {},
                     "children": 0,
                     "refs": {},
+                    "dates": {},
                 }
                 subs.append(cur)
                 by_hl[hl] = cur
@@ -1019,10 +1029,20 @@ def _do_271(s: _Set) -> None:
         elif sid == "AAA":
             code = _el(seg, 3)
             if code:
+                action = _el(seg, 4)
                 if cur is None:
                     upper_rejections.append(code)
+                    if action:
+                        upper_actions.setdefault(code, action)
                 else:
                     cur["rejections"].append(code)
+                    if action:
+                        cur["actions"].setdefault(code, action)
+        elif sid == "DTP":
+            # 2100C/D dates (before any EB): 346/356 plan/eligibility begin, 347/357 end,
+            # 291 plan, 307 eligibility (a single date or an RD8 range)
+            if cur is not None and not cur["benefits"]:
+                _dtp_271(seg, cur["dates"])
         elif sid == "BHT":
             bht03 = _opt(seg, 3)
 
@@ -1041,6 +1061,7 @@ def _do_271(s: _Set) -> None:
             or bht03
         )
         rejections = list(dict.fromkeys(upper_rejections + sub["rejections"]))
+        actions = {**upper_actions, **sub["actions"]}
         codes = {b["info_code"] for b in sub["benefits"]}
         active = True if codes & {"1", "2", "3", "4", "5"} else (False if codes & {"6", "7", "8"} else None)
         refs = sub["refs"]
@@ -1059,6 +1080,8 @@ def _do_271(s: _Set) -> None:
             sub["benefits"],
             rejections,
             refs.get("EA") or refs.get("EJ"),
+            [actions.get(c, "") for c in rejections],
+            sub["dates"],
         )
         emitted += 1
     if not emitted and upper_rejections:
@@ -1076,7 +1099,42 @@ def _do_271(s: _Set) -> None:
             None,
             [],
             list(dict.fromkeys(upper_rejections)),
+            None,
+            [upper_actions.get(c, "") for c in dict.fromkeys(upper_rejections)],
         )
+
+
+def _yn(v: str) -> bool | None:
+    return True if v == "Y" else (False if v == "N" else None)
+
+
+_DTP_BEGIN = ("346", "356")
+_DTP_END = ("347", "357")
+_DTP_RANGE = ("291", "307")
+
+
+def _dtp_271(seg: list[str], dates: dict[str, str]) -> None:
+    """Plan / eligibility dates of a 2100C/D loop: the begin and end a gap rule compares
+    with the appointment (a plan that ends before the visit)."""
+    qual, fmt, value = _el(seg, 1), _el(seg, 2), _el(seg, 3)
+    if fmt == "RD8" and "-" in value:
+        start, _, end = value.partition("-")
+        b, e = _d8(start), _d8(end)
+        if qual in _DTP_RANGE + _DTP_BEGIN + _DTP_END:
+            if b:
+                dates.setdefault("begin", b)
+            if e:
+                dates.setdefault("end", e)
+        return
+    d = _d8(value)
+    if d is None:
+        return
+    if qual in _DTP_BEGIN:
+        dates["begin"] = d
+    elif qual in _DTP_END:
+        dates["end"] = d
+    elif qual in _DTP_RANGE:
+        dates.setdefault("begin", d)
 
 
 def _emit_271(
@@ -1094,6 +1152,8 @@ def _emit_271(
     benefits: list[BenefitDict],
     rejections: list[str],
     patient_id: str | None = None,
+    actions: list[str] | None = None,
+    dates: dict[str, str] | None = None,
 ) -> None:
     response_id = _hash("271", src["message_id"], position)
     response: EligibilityResponseDict = {
@@ -1110,6 +1170,9 @@ def _emit_271(
         "rejections": rejections,
         "source": src.copy(),
         "patient_id": patient_id,
+        "follow_up_actions": actions or [],
+        "plan_begin": (dates or {}).get("begin"),
+        "plan_end": (dates or {}).get("end"),
     }
     s.run.records.append(typed_record("EligibilityResponse", entity_key(pid, patient_id, response_id), response))
 
@@ -1292,6 +1355,10 @@ def _do_837(s: _Set) -> None:
                     line["control_number"] = _opt(seg, 2)
             elif q == "EA":
                 claim["patient_id"] = _opt(seg, 2)
+            elif q == "F8":
+                claim["payer_claim_control_number"] = _opt(seg, 2)
+            elif q == "G1":
+                claim["authorization_number"] = _opt(seg, 2)
         elif sid == "HI":
             if claim is None:
                 continue
@@ -1339,6 +1406,10 @@ def _do_837(s: _Set) -> None:
                 "source": s.source,  # each record gets its own copy when it is emitted
                 "use": "claim",
                 "member_id": member_id,
+                "frequency_code": freq or None,
+                "place_of_service": freq_parts[0].strip() or None,
+                "payer_claim_control_number": None,
+                "authorization_number": None,
             }
             claims.append((claim, claim_date))
         elif sid == "NM1":

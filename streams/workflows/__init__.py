@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # that declares its agents and tables on ``pipeline.app`` and adds the topics it reads to
 # ``pipeline.source_topics`` (health checks watch those). Adding a workflow is one line here,
 # never an edit of streams/app.py.
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("context", "intake", "denials")  # context first: the workflows read its tables
 
 
 def register_all(pipeline: Pipeline) -> None:

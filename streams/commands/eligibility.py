@@ -1,0 +1,219 @@
+"""The eligibility executor: ``cmd.eligibility`` -> a clearinghouse (270 -> 271) -> ``cmd.results``.
+
+Each command id (the idempotency key) is sent at most once, ever:
+
+1. The batch's new commands are first marked ``sending`` in the ``eligibility-sent`` table,
+   and the changelog writes are confirmed, *before* any 270 leaves.
+2. The checks run concurrently (retries, timeouts and the per-payer rate limit are
+   :class:`~practiceflow.sinks.clearinghouse.base.EligibilityClient`'s), each bounded by
+   the command's ``deadline_at``.
+3. Their ``CommandResult`` s are sent and confirmed; then the table records each result
+   (``done``), and only then are the input offsets committed.
+
+A command seen again (a replayed batch, the workflow re-emitting it) is answered from the
+table: a ``done`` result is published again unchanged; a ``sending`` mark without a
+result (the worker died while the 270 was out) is answered ``failed`` with reason
+``interrupted``, and the 270 is *not* sent again — the workflow makes that a "could not
+determine" for a person to re-check. Nothing is dropped: every command ends in a result.
+
+The clearinghouse is chosen by settings (``sinks/clearinghouse``). With the default
+``simulator``, the executor starts the local clearinghouse simulator process on first use
+when nothing listens on ``clearinghouse_sim_port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from practiceflow.processors.workflows.commands import COMMAND_KINDS
+from practiceflow.sinks.clearinghouse import EligibilityClient, EligibilityRequest, client_from_settings, payload_id_for
+from practiceflow.streams import catalog
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.normalize_agent import Outbox, confirmed
+from practiceflow.streams.offsets import Committer, in_event
+
+if TYPE_CHECKING:
+    from practiceflow.schemas.typed import CommandResultDict
+    from practiceflow.streams.app import Pipeline
+
+log = logging.getLogger("practiceflow.eligibility")
+assert "eligibility" in COMMAND_KINDS  # noqa: S101 - the catalog must declare cmd.eligibility
+
+
+class EligibilityExecutor:
+    def __init__(self, pipeline: Pipeline, client: EligibilityClient | None = None) -> None:
+        self.p = pipeline
+        self._client = client
+        self._sim: Any = None
+        self._beat: asyncio.Task[None] | None = None
+        opts = {"driver": "rocksdict"} if pipeline.cfg.table_store.startswith("rocksdb") else None
+        # command id -> {"state": "sending"|"done", "result": CommandResult | None}
+        self.sent = pipeline.app.Table("eligibility-sent", default=None, partitions=pipeline.partitions, options=opts)
+
+    # ------------------------------------------------------------------ connector
+    async def client(self) -> EligibilityClient:
+        if self._client is None:
+            cfg = self.p.cfg
+            if cfg.clearinghouse == "simulator" and cfg.clearinghouse_url is None:
+                await asyncio.to_thread(self._ensure_simulator)
+            self._client = client_from_settings(cfg)
+        return self._client
+
+    def _ensure_simulator(self) -> None:
+        from practiceflow.localstack.clearinghouse import SimulatorProcess
+        from practiceflow.localstack.ports import wait_for_port
+
+        port = self.p.cfg.clearinghouse_sim_port
+        if wait_for_port("127.0.0.1", port, time.monotonic() + 0.3):
+            return  # one is running (the day job's, another worker's)
+        self._sim = SimulatorProcess(port).start()
+        atexit.register(self._sim.stop)
+        log.info("started the clearinghouse simulator on port %s (no real clearinghouse configured)", port)
+
+    # ------------------------------------------------------------------ batches
+    async def run(self, stream: Any, committer: Committer) -> None:
+        cfg = self.p.cfg
+        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
+            try:
+                await self.process_batch(list(events), committer)
+            except Exception as exc:
+                log.critical("eligibility batch failed (%s); stopping the worker", type(exc).__name__)
+                await self.p.app.crash(exc)
+                raise
+
+    def _result(self, cmd: dict[str, Any], outcome: str, **kw: Any) -> CommandResultDict:
+        return {
+            "practice_id": cmd["practice_id"],
+            "command_id": cmd["command_id"],
+            "kind": "eligibility",
+            "workflow": cmd["workflow"],
+            "outcome": outcome,
+            "reason": kw.get("reason"),
+            "payload_type": "x12.271" if kw.get("payload") else None,
+            "payload": kw.get("payload", ""),
+            "attempts": kw.get("attempts", 0),
+            "latency_ms": kw.get("latency_ms"),
+            "completed_at": now_ms(),
+            "params": dict(cmd.get("params") or {}),
+        }
+
+    async def _mark(self, marks: list[tuple[Any, str, dict[str, Any]]]) -> None:
+        changelog = []
+        for ev, key, value in marks:
+            with in_event(ev):
+                self.sent.data[key] = value
+            changelog.append(self.sent.send_changelog(ev.message.partition, key, value))
+        await confirmed(changelog)
+
+    async def process_batch(self, events: list[Any], committer: Committer) -> None:
+        admitted = await committer.admit(events)
+        if not admitted:
+            return
+        outbox = Outbox()
+        answers: list[tuple[Any, dict[str, Any], CommandResultDict]] = []
+        to_send: list[tuple[Any, dict[str, Any]]] = []
+        seen_now: set[str] = set()
+        for ev in admitted:
+            cmd = ev.value
+            key = f"{cmd['practice_id']}/{cmd['command_id']}"
+            with in_event(ev):
+                prior = self.sent.get(key)
+            if prior is not None or key in seen_now:
+                self.p._count("eligibility.deduplicated")
+                if prior is not None and prior.get("state") == "done" and prior.get("result"):
+                    answers.append((ev, cmd, prior["result"]))  # answered before: the same answer again
+                elif prior is not None:
+                    answers.append(
+                        (
+                            ev,
+                            cmd,
+                            self._result(
+                                cmd,
+                                "failed",
+                                reason="interrupted: the 270 was handed to the "
+                                "clearinghouse before a restart and is not sent twice; re-check",
+                            ),
+                        )
+                    )
+                continue
+            seen_now.add(key)
+            to_send.append((ev, cmd))
+        if to_send:
+            await self._mark([(ev, f"{c['practice_id']}/{c['command_id']}", {"state": "sending"}) for ev, c in to_send])
+            client = await self.client()
+            beat_tps = {ev.message.tp for ev, _ in to_send}
+            self._beat = asyncio.create_task(self._heartbeat(beat_tps))
+            try:
+                results = await asyncio.gather(*(self._check(client, cmd) for _, cmd in to_send))
+            finally:
+                self._beat.cancel()
+            for (ev, cmd), res in zip(to_send, results, strict=True):
+                answers.append((ev, cmd, res))
+        for _ev, cmd, res in answers:
+            partition = catalog.partition_for(cmd["practice_id"], self.p.partitions)
+            await outbox.send(
+                self.p.topics["cmd.results"], f"{cmd['practice_id']}/{cmd['command_id']}", dict(res), partition
+            )
+        await outbox.confirm()
+        sent_now = {id(ev) for ev, _ in to_send}
+        done = [
+            (ev, f"{cmd['practice_id']}/{cmd['command_id']}", {"state": "done", "result": dict(res)})
+            for ev, cmd, res in answers
+            if id(ev) in sent_now
+        ]
+        if done:
+            await self._mark(done)
+        for _ev, _cmd, res in answers:
+            self.p._count(f"eligibility.{res['outcome']}")
+        await committer.commit(admitted)
+
+    async def _heartbeat(self, tps: set[Any]) -> None:
+        """Report progress while checks wait on the clearinghouse (latency, backoff, the rate
+        limit): a batch of slow checks is work, not a stall, for ``/healthz``."""
+        every = max(0.5, self.p.cfg.stall_seconds / 4)
+        while True:
+            for tp in tps:
+                self.p.sensor.touch(tp)
+            await asyncio.sleep(every)
+
+    async def _check(self, client: EligibilityClient, cmd: dict[str, Any]) -> CommandResultDict:
+        if cmd.get("payload_type") != "x12.270":
+            return self._result(cmd, "refused", reason=f"payload_type {cmd.get('payload_type')!r} is not x12.270")
+        deadline = cmd.get("deadline_at")
+        budget = (deadline - now_ms()) / 1000 if deadline else self.p.cfg.eligibility_deadline_s
+        if budget <= 0:
+            return self._result(cmd, "timeout", reason="the command's deadline passed before it could be sent")
+        req = EligibilityRequest(
+            command_id=cmd["command_id"],
+            practice_id=cmd["practice_id"],
+            payer_id=(cmd.get("params") or {}).get("payer_id", ""),
+            x12_270=cmd["payload"].encode(),
+            payload_id=payload_id_for(cmd["command_id"]),
+        )
+        answer = await client.check(req, budget)
+        return self._result(
+            cmd,
+            answer.outcome,
+            reason=answer.reason,
+            payload=answer.x12_271.decode("utf-8", "replace"),
+            attempts=answer.attempts,
+            latency_ms=round(answer.latency_ms, 1),
+        )
+
+
+def register_eligibility_executor(pipeline: Pipeline, client: EligibilityClient | None = None) -> EligibilityExecutor:
+    """The executor agent on ``cmd.eligibility`` (committed by the agent, like the raw topics)."""
+    executor = EligibilityExecutor(pipeline, client)
+    topic = pipeline.topics["cmd.eligibility"]
+    committer = Committer(pipeline.app, pipeline.committed_offsets, "eligibility-executor")
+
+    async def eligibility_executor(stream: Any) -> None:
+        await executor.run(stream, committer)
+
+    pipeline.app.agent(topic, name="eligibility-executor")(eligibility_executor)
+    pipeline.source_topics.add(topic.get_topic_name())
+    return executor

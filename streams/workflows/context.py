@@ -1,0 +1,435 @@
+"""The patient context agent: normalized topics -> one PatientContext per practice and patient.
+
+Tables (Faust, RocksDB store by default, changelog-backed like the de-dup table):
+
+* ``patient-context``: ``<practice>/<canonical patient id>`` -> the snapshot
+  (``processors/context/snapshot.py``, stored with its ``to_json``).
+* ``patient-index``: the identity crosswalk (``x:<practice>|<identifier key>`` -> canonical
+  key, ``a:<practice>|<identifier key>`` for keys two patients claim) and the demographic
+  index for matching (``b:<practice>|<block>`` -> patient ids, ``d:<practice>/<id>`` ->
+  demographics), see ``processors/context/matching.py``.
+
+One agent reads every topic that changes a context (:data:`CONTEXT_TOPICS`), resolves
+each record's canonical patient through the crosswalk (``processors/context/fold.py``),
+folds it with the pure ``snapshot.apply`` and, when an ``IdentityLink`` moves a patient
+to another canonical id (a FHIR id linked to its MRN, an A40 merge), merges the two
+contexts. Commit rule, inherited from the normalize agent (``streams/offsets.py``): a
+batch's table writes are sent to the changelogs and confirmed by the broker before the
+batch's offsets are committed. A crash in between re-folds the batch; the fold is
+idempotent (records replace earlier versions by their own id), so nothing is doubled.
+These topics are committed by this agent alone: no other agent of the worker may
+consume them (one consumer group has one committed offset per partition).
+
+**Ordering: a workflow sees every record that arrived before its event.** All of a
+practice's records go to the same partition number of every topic (``catalog.
+partition_for``), and Faust assigns equal partition numbers of equally partitioned topics
+to the same worker, so a practice's context and its refill / intake requests live in one
+process. A workflow agent calls :meth:`PatientContexts.caught_up` for its batch's
+partition before stepping. It is a barrier in two stages:
+
+1. the raw topics (hl7v2, fhir, portal, x12): wait until the normalize agents have
+   committed up to the high watermark read at the call, i.e. every input a gateway had
+   accepted by then has its normalized records in Kafka (the commit waits for them);
+2. the context topics: wait until this agent has folded (and confirmed) up to their high
+   watermarks read after stage 1.
+
+So an ORU or RDE accepted before the refill request was read is in the context the step
+reads, whichever feed it came by. Faxes are left out of stage 1 (OCR takes seconds and a
+fax changes no context), and so are retry topics (a message waiting out a backoff).
+Then :meth:`PatientContexts.context_for` returns the snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import faust
+from confluent_kafka import Consumer, TopicPartition
+from faust.types import TP
+
+from practiceflow.processors.base import gc_paused
+from practiceflow.processors.context import fold, matching, snapshot
+from practiceflow.processors.context.snapshot import PatientContext
+from practiceflow.processors.identity.choose import policy_for
+from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
+from practiceflow.streams import catalog
+from practiceflow.streams.normalize_agent import confirmed
+from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.serde import AvroCodec
+
+if TYPE_CHECKING:
+    from practiceflow.streams.app import Pipeline
+
+log = logging.getLogger("practiceflow.worker.context")
+
+#: record type -> its normalized topic suffix, for every record that changes a context
+CONTEXT_RECORD_TYPES: tuple[str, ...] = (
+    "Patient",
+    "Coverage",
+    "Encounter",
+    "Appointment",
+    "Observation",
+    "MedicationOrder",
+    "Order",
+    "Condition",
+    "AllergyIntolerance",
+    "Immunization",
+    "IdentityLink",
+)
+CONTEXT_TOPICS: tuple[str, ...] = tuple(catalog.NORMALIZED[rt] for rt in CONTEXT_RECORD_TYPES)
+BARRIER_FEEDS: tuple[str, ...] = tuple(f for f in catalog.FEEDS if f != "fax")
+POLL_SECONDS = 0.01
+
+
+def _table_options(pipeline: Pipeline) -> dict[str, Any] | None:
+    return {"driver": "rocksdict"} if pipeline.cfg.table_store.startswith("rocksdb") else None
+
+
+class Watermarks:
+    """High watermarks and a group's committed offsets, read with plain clients (no group join)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "client.id": f"{group}-barrier",
+            }
+        )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="context-barrier")
+
+    def _high(self, tps: list[TP]) -> dict[TP, int]:
+        return {
+            tp: self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1]
+            for tp in tps
+        }
+
+    def _committed(self, tps: list[TP]) -> dict[TP, int]:
+        got = self._consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in tps], timeout=30)
+        return {TP(c.topic, c.partition): c.offset for c in got}
+
+    async def high(self, tps: list[TP]) -> dict[TP, int]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._high, tps)
+
+    async def committed(self, tps: list[TP]) -> dict[TP, int]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._committed, tps)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        with contextlib.suppress(Exception):
+            self._consumer.close()
+
+
+class PatientContexts:
+    """The context tables, the agent that folds into them, and the read API of the workflows."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        app = pipeline.app
+        opts = _table_options(pipeline)
+        self.table = app.Table("patient-context", default=None, partitions=pipeline.partitions, options=opts)
+        self.index = app.Table(
+            "patient-index", default=None, partitions=pipeline.partitions, options=dict(opts or {}) or None
+        )
+        names = [f"{pipeline.prefix}.{suffix}" for suffix in CONTEXT_TOPICS]
+        self.topic_names = names
+        self._record_type = dict(zip(names, CONTEXT_RECORD_TYPES, strict=True))
+        # acks=False: committed by this agent (streams/offsets.py), never by Faust
+        self.topic = app.topic(
+            *names,
+            value_serializer=AvroCodec(pipeline.serde, f"{pipeline.prefix}.context-in", None),
+            key_serializer="raw",
+            acks=False,
+        )
+        self.committer = Committer(app, pipeline.committed_offsets, "patient-context")
+        self.watermarks = Watermarks(pipeline.bootstrap, app.conf.id)
+        self._crosswalks: dict[str, Crosswalk] = {}  # practice -> crosswalk, loaded from the index table
+        self._generation: int | None = None
+        self.match_rules: matching.MatchRules | None = None
+
+        async def patient_context(stream: faust.StreamT) -> None:
+            await self.run(stream)
+
+        app.agent(self.topic, name="patient-context")(patient_context)
+        pipeline.source_topics.update(names)
+
+    # ------------------------------------------------------------------ read API
+    def context_for(self, practice_id: str, patient_id: str) -> PatientContext | None:
+        """The patient's snapshot, or None when nothing was folded for them.
+
+        Call it after :meth:`caught_up` for the event's partition (see module doc). Works
+        inside any agent's event of the same practice (the practice's records share one
+        partition number, so the current event points the RocksDB store at the right
+        partition) and outside any event (the store then looks through its partitions)."""
+        data = self.table.get(f"{practice_id}/{patient_id}")
+        return snapshot.from_json(data) if data else None
+
+    def crosswalk(self, practice_id: str) -> Crosswalk:
+        """The practice's identity crosswalk as this worker holds it (read-only use)."""
+        cw = self._crosswalks.get(practice_id)
+        if cw is None:
+            cw = self._crosswalks[practice_id] = self._load_crosswalk(practice_id)
+        return cw
+
+    def rules(self) -> matching.MatchRules:
+        """The matching rule in force (shipped ``rules/matching/`` + the practice's ``rules_dir``)."""
+        if self.match_rules is None:
+            from practiceflow.processors.workflows.patient_match import load_match_rules
+
+            self.match_rules = load_match_rules(self.p.cfg.rules_dir)
+        return self.match_rules
+
+    def match(self, practice_id: str, probe: matching.Demographics) -> matching.MatchResult:
+        """Which chart ``probe`` (an intake form, a fax's patient) belongs to: identifiers via the
+        crosswalk, then the demographic index (processors/context/matching.py)."""
+        return matching.match(probe, _TableIndex(self.index, practice_id), self.rules(), self.crosswalk(practice_id))
+
+    async def caught_up(
+        self, partition: int, *, touch: Callable[[], None] | None = None, timeout: float | None = None
+    ) -> bool:
+        """Wait until every record accepted before this call is folded (two stages, module doc).
+
+        ``touch`` is called while waiting (a caller's health progress); returns False only
+        when ``timeout`` (seconds) ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        prefix = self.p.prefix
+        raw = [TP(f"{prefix}.raw.{feed}", partition) for feed in BARRIER_FEEDS]
+        high = await self.watermarks.high(raw)
+        while True:
+            committed = await self.watermarks.committed(raw)
+            if all(committed.get(tp, -1) >= high[tp] or high[tp] == 0 for tp in raw):
+                break
+            if not await self._wait(deadline, touch):
+                return False
+        mine = [TP(name, partition) for name in self.topic_names]
+        high = await self.watermarks.high(mine)
+        need = {tp: off for tp, off in high.items() if off > 0}
+        while need:
+            ledger = self.committer.ledger
+            unknown = [tp for tp in need if not ledger.known(tp)]
+            committed = await self.watermarks.committed(unknown) if unknown else {}
+            need = {
+                tp: off
+                for tp, off in need.items()
+                if (ledger.expected(tp) if ledger.known(tp) else committed.get(tp, -1)) < off
+            }
+            if need and not await self._wait(deadline, touch):
+                return False
+        return True
+
+    @staticmethod
+    async def _wait(deadline: float | None, touch: Callable[[], None] | None) -> bool:
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        if touch is not None:
+            touch()
+        await asyncio.sleep(POLL_SECONDS)
+        return True
+
+    def close(self) -> None:
+        self.watermarks.close()
+
+    # ------------------------------------------------------------------ the agent
+    async def run(self, stream: faust.StreamT) -> None:
+        cfg = self.p.cfg
+        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
+            try:
+                await self.process_batch(list(events))
+            except Exception as exc:
+                # as the normalize agent: table writes not confirmed, offsets not committed; the
+                # restart folds the batch again from the last commit
+                log.critical("patient context batch failed (%s); stopping the worker", type(exc).__name__)
+                await self.p.app.crash(exc)
+                raise
+
+    async def process_batch(self, events: list[Any]) -> None:
+        committer = self.committer
+        admitted = await committer.admit(events)
+        if committer.generation != self._generation:
+            self._generation = committer.generation
+            self._crosswalks.clear()  # another worker may have moved it while we did not own the partition
+        if not admitted:
+            return
+        batch = _Batch()
+        with gc_paused():  # a batch's fold allocates many short-lived dicts (as the normalizers do)
+            for ev in admitted:
+                with in_event(ev):
+                    self._fold_one(ev, batch)
+                self.p.sensor.touch(ev.message.tp)
+        writes = []
+        for table, key, (ev, value) in batch.writes(self):
+            with in_event(ev):
+                if value is None:
+                    with contextlib.suppress(KeyError):
+                        del table.data[key]
+                    writes.append(table.send_changelog(ev.message.partition, key, None, value_serializer="raw"))
+                else:
+                    table.data[key] = value
+                    writes.append(table.send_changelog(ev.message.partition, key, value))
+        await confirmed(writes)
+        for name, n in batch.counts.items():
+            self.p._count(name, n)
+        await committer.commit(admitted)
+
+    def _fold_one(self, ev: Any, batch: _Batch) -> None:
+        record: dict[str, Any] = ev.value
+        rt = self._record_type.get(ev.message.topic)
+        practice = record.get("practice_id")
+        if rt is None or not practice:
+            return
+        cw = self.crosswalk(practice)
+        if rt == "IdentityLink":
+            self._link(ev, practice, cw, record, batch)
+            return
+        policy = policy_for(self.p.cfg.identity_policies, practice)
+        pid = fold.context_patient(rt, record, cw, policy)
+        if pid is None:
+            batch.count("context.unfiled")
+            return
+        key = f"{practice}/{pid}"
+        ctx = batch.context(key, self) or snapshot.empty(practice, pid)
+        ctx = snapshot.apply(ctx, rt, record if record.get("patient_id") == pid else dict(record, patient_id=pid))
+        batch.contexts[key] = (ev, ctx)
+        batch.count("context.folded")
+        if rt == "Patient":
+            self._index_patient(ev, practice, pid, record, batch)
+
+    # ------------------------------------------------------------------ identity
+    def _load_crosswalk(self, practice_id: str) -> Crosswalk:
+        cw = Crosswalk(practice_id)
+        ids = f"x:{practice_id}|"
+        amb = f"a:{practice_id}|"
+        for key, value in self.index.items():
+            if not isinstance(key, str):
+                continue
+            if key.startswith(ids):
+                cw.ids[key[len(ids) :]] = value
+            elif key.startswith(amb):
+                cw.ambiguous.add(key[len(amb) :])
+        return cw
+
+    def _link(self, ev: Any, practice: str, cw: Crosswalk, link: dict[str, Any], batch: _Batch) -> None:
+        before = dict(cw.ids)
+        before_amb = set(cw.ambiguous)
+        try:
+            apply_link(cw, link, in_place=True)
+        except ValueError:
+            batch.count("context.link_refused")
+            return
+        for k, v in cw.ids.items():
+            if before.get(k) != v:
+                batch.index[f"x:{practice}|{k}"] = (ev, v)
+        for k in before.keys() - cw.ids.keys():
+            batch.index[f"x:{practice}|{k}"] = (ev, None)
+        for k in cw.ambiguous - before_amb:
+            batch.index[f"a:{practice}|{k}"] = (ev, 1)
+        for old, new in fold.moved(before, cw):
+            old_key, new_key = f"{practice}/{old}", f"{practice}/{new}"
+            other = batch.context(old_key, self)
+            if other is None:
+                continue
+            into = batch.context(new_key, self) or snapshot.empty(practice, new)
+            batch.contexts[new_key] = (ev, fold.merge(into, other))
+            batch.contexts[old_key] = (ev, None)
+            batch.count("context.merged")
+
+    def _index_patient(self, ev: Any, practice: str, pid: str, record: dict[str, Any], batch: _Batch) -> None:
+        demo = matching.from_patient(record, pid)
+        dkey = f"d:{practice}/{pid}"
+        old = batch.index_value(dkey, self)
+        old_blocks = set(matching.blocking_keys(_demo_from_json(old))) if old else set()
+        new_blocks = set(matching.blocking_keys(demo))
+        for block in old_blocks ^ new_blocks:
+            bkey = f"b:{practice}|{block}"
+            members = set(batch.index_value(bkey, self) or [])
+            if block in new_blocks:
+                members.add(pid)
+            else:
+                members.discard(pid)
+            batch.index[bkey] = (ev, sorted(members) if members else None)
+        batch.index[dkey] = (ev, _demo_to_json(demo))
+
+
+class _Batch:
+    """Pending writes of one batch: the latest value per table key (None = delete)."""
+
+    def __init__(self) -> None:
+        self.contexts: dict[str, tuple[Any, PatientContext | None]] = {}
+        self.index: dict[str, tuple[Any, Any]] = {}
+        self.counts: dict[str, int] = {}
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def context(self, key: str, owner: PatientContexts) -> PatientContext | None:
+        if key in self.contexts:
+            return self.contexts[key][1]
+        data = owner.table.get(key)
+        return snapshot.from_json(data) if data else None
+
+    def index_value(self, key: str, owner: PatientContexts) -> Any:
+        if key in self.index:
+            return self.index[key][1]
+        return owner.index.get(key)
+
+    def writes(self, owner: PatientContexts) -> Iterable[tuple[Any, str, tuple[Any, Any]]]:
+        """(table, key, (event, value)) for every pending write, contexts first."""
+        for key, (ev, ctx) in self.contexts.items():
+            yield owner.table, key, (ev, snapshot.to_json(ctx) if ctx is not None else None)
+        for key, (ev, value) in self.index.items():
+            yield owner.index, key, (ev, value)
+
+
+def _demo_to_json(d: matching.Demographics) -> list[Any]:
+    return [
+        d.patient_id,
+        d.family,
+        d.given,
+        d.middle,
+        d.birth_date,
+        d.sex,
+        d.street,
+        d.postal,
+        d.phone,
+        list(d.identifiers),
+    ]
+
+
+def _demo_from_json(v: list[Any]) -> matching.Demographics:
+    return matching.Demographics(*v[:9], identifiers=tuple(v[9]))  # type: ignore[misc]
+
+
+class _TableIndex:
+    """The demographic index of one practice, read from the ``patient-index`` table."""
+
+    def __init__(self, table: Any, practice_id: str) -> None:
+        self.table = table
+        self.practice_id = practice_id
+
+    def patients(self, block: str) -> Iterable[str]:
+        return self.table.get(f"b:{self.practice_id}|{block}") or ()
+
+    def demographics(self, patient_id: str) -> matching.Demographics | None:
+        v = self.table.get(f"d:{self.practice_id}/{patient_id}")
+        return _demo_from_json(v) if v else None
+
+
+def contexts_of(pipeline: Pipeline) -> PatientContexts:
+    """The pipeline's context tables (registered by :func:`register`)."""
+    contexts = getattr(pipeline, "contexts", None)
+    if not isinstance(contexts, PatientContexts):
+        raise RuntimeError("the patient context module is not registered (streams/workflows/__init__.py MODULES)")
+    return contexts
+
+
+def register(pipeline: Pipeline) -> None:
+    """Create the context tables and agent on ``pipeline`` as ``pipeline.contexts``
+    (streams/workflows/__init__.py MODULES, before every workflow that reads them)."""
+    pipeline.contexts = PatientContexts(pipeline)  # type: ignore[attr-defined]

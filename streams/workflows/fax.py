@@ -1,0 +1,142 @@
+"""The fax workflow in the worker: after OCR, classify, split, extract, match and route each fax.
+
+Why here and not in a separate agent: the fax's Document, its classifications and its
+refill requests are produced from the same raw message, so they travel in the same
+batch and share its commit (``streams/normalize_agent.py``): a crash can never leave a
+Document without its routing, or route a fax twice under different keys. The work items
+follow from the classifications as a handoff rule (``processors/workflows/fax/handoffs.py``).
+
+The model is loaded (or trained, once per checkout, ~15 CPU-s) when the worker starts,
+not on the first fax. Classification costs about a millisecond a page, so it runs on the
+event loop.
+
+Health (Prometheus, so the classifier cannot fail silently):
+``practiceflow_fax_training_pages{class}`` (what the model learnt from),
+``practiceflow_fax_pages_classified_total{label}`` (``abstained`` included),
+``practiceflow_fax_abstain_rate`` (over the last ``WINDOW`` pages),
+``practiceflow_fax_confidence_mean`` and ``practiceflow_fax_confidence_drift`` (the recent
+mean confidence minus the calibration split's: a strongly negative drift means the faxes
+no longer look like what the model was trained on), ``practiceflow_fax_documents_total{doc_class,queue}``
+and ``practiceflow_fax_classifier_errors_total``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+
+from practiceflow.processors.base import NormalizeResult
+from practiceflow.processors.fax.classifier import FaxClassifier, load_or_train
+from practiceflow.processors.workflows.fax.extract import Extractor, RuleExtractor
+from practiceflow.processors.workflows.fax.match import IdentifierOnPage, Matcher
+from practiceflow.processors.workflows.fax.route import FaxOutcome, Roster, classify_fax
+from practiceflow.settings import Settings
+
+log = logging.getLogger("practiceflow.worker.fax")
+
+WINDOW = 500
+TRAINING_PAGES = Gauge("practiceflow_fax_training_pages", "Training pages per class of the loaded model", ["class"])
+PAGES = Counter("practiceflow_fax_pages_classified_total", "Fax pages classified, by label", ["label"])
+DOCUMENTS = Counter("practiceflow_fax_documents_total", "Documents split out of faxes", ["doc_class", "queue"])
+ABSTAIN_RATE = Gauge("practiceflow_fax_abstain_rate", "Share of the recent pages the classifier abstained on")
+CONF_MEAN = Gauge("practiceflow_fax_confidence_mean", "Mean top-class probability over the recent pages")
+CONF_DRIFT = Gauge(
+    "practiceflow_fax_confidence_drift", "Recent mean confidence minus the calibration split's (negative: drifting)"
+)
+ERRORS = Counter("practiceflow_fax_classifier_errors_total", "Faxes whose classification raised (sent to triage)")
+
+__all__ = ["FaxWorkflow", "Health"]
+
+
+class Health:
+    """Rolling abstain rate and confidence over the last ``window`` pages, exported as gauges."""
+
+    def __init__(self, model: FaxClassifier, window: int = WINDOW) -> None:
+        self.model = model
+        self.recent: deque[tuple[float, bool]] = deque(maxlen=window)
+        for cls, n in model.training_counts.items():
+            TRAINING_PAGES.labels(cls).set(n)
+
+    def observe(self, outcome: FaxOutcome) -> None:
+        for label, conf in zip(outcome.page_labels, outcome.page_confidences, strict=True):
+            PAGES.labels("abstained" if label == "?" else label).inc()
+            self.recent.append((conf, label == "?"))
+        for rec in outcome.records:
+            if rec.record_type == "FaxClassification":
+                DOCUMENTS.labels(rec.value["doc_class"], rec.value["queue"]).inc()
+        if self.recent:
+            confs = [c for c, _ in self.recent]
+            mean = float(np.mean(confs))
+            ABSTAIN_RATE.set(sum(a for _, a in self.recent) / len(self.recent))
+            CONF_MEAN.set(mean)
+            CONF_DRIFT.set(mean - float(self.model.calibration.get("mean_confidence", mean)))
+
+    def snapshot(self) -> dict[str, float]:
+        if not self.recent:
+            return {"pages": 0.0}
+        confs = [c for c, _ in self.recent]
+        return {
+            "pages": float(len(self.recent)),
+            "abstain_rate": sum(a for _, a in self.recent) / len(self.recent),
+            "confidence_mean": float(np.mean(confs)),
+        }
+
+
+class _Undecided:
+    """Stands in when the model raised: every page abstains, so the fax goes to a person."""
+
+    def __init__(self, model: FaxClassifier) -> None:
+        self.classes = model.classes
+        self.threshold = 1.01
+        self.model_id = f"{model.model_id}+error"
+
+    def probabilities(self, texts: Sequence[str]) -> Any:
+        return np.full((len(texts), len(self.classes)), 1.0 / len(self.classes))
+
+
+class FaxWorkflow:
+    """Callable the fax handler runs on each normalized fax (adds classifications + refill requests)."""
+
+    def __init__(
+        self,
+        model: FaxClassifier,
+        *,
+        extractor: Extractor | None = None,
+        matcher: Matcher | None = None,
+        rosters: dict[str, Roster] | None = None,
+    ) -> None:
+        self.model = model
+        self.extractor = extractor or RuleExtractor()
+        self.matcher = matcher or IdentifierOnPage()
+        self.rosters = rosters or {}
+        self.health = Health(model)
+
+    @classmethod
+    def from_settings(cls, cfg: Settings, *, matcher: Matcher | None = None) -> FaxWorkflow:
+        model_dir = cfg.fax_model_dir or (Path(cfg.state_dir) / "models")
+        rosters = {practice: Roster(tuple(r.names), tuple(r.providers)) for practice, r in cfg.fax_roster.items()}
+        return cls(load_or_train(Path(model_dir)), matcher=matcher, rosters=rosters)
+
+    def __call__(self, result: NormalizeResult) -> NormalizeResult:
+        docs = [r for r in result.records if r.record_type == "Document"]
+        for doc in docs:
+            roster = self.rosters.get(doc.value["practice_id"]) or self.rosters.get("*")
+            try:
+                outcome = classify_fax(
+                    doc.value, self.model, extractor=self.extractor, matcher=self.matcher, roster=roster
+                )
+            except Exception as exc:  # the fax must still reach a person: every page abstains
+                ERRORS.inc()
+                log.error("fax classification failed (%s); the fax goes to triage", type(exc).__name__)
+                outcome = classify_fax(
+                    doc.value, _Undecided(self.model), extractor=self.extractor, matcher=self.matcher, roster=roster
+                )
+            self.health.observe(outcome)
+            result.records.extend(outcome.records)
+        return result
