@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("hl7", "x12", "fhir", "ocr", "ocr_fax", "fax_classify", "context")
+BENCHES = ("hl7", "x12", "fhir", "ocr", "ocr_fax", "fax_classify", "context", "denials")
 # run by themselves (they start a broker, gateways and workers): `.venv/bin/python bench/bench_e2e.py`
 SEPARATE = ("e2e",)
 

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from practiceflow.processors.identity.choose import IdentityPolicy
+from practiceflow.processors.llm.config import LLMSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,12 +239,34 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
+    # -- the LLM layer (processors/llm/config.py; env PRACTICEFLOW_LLM__BASE_URL etc.)
+    llm: LLMSettings = Field(
+        default_factory=LLMSettings,
+        description="the practice's own model server, the PHI guard's allow-list, timeouts, retries, breaker",
+    )
+
     # -- worker web (health + metrics)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     stall_seconds: float = Field(default=60.0, description="no progress for this long while lag > 0 = not live")
+    commit_stall_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="committed offset unchanged this long while messages wait after it = not live; keep it above "
+        "the longest batch (fax_batch_max x ocr_timeout_seconds)",
+    )
     dedup_retention_hours: float = Field(
         default=168.0, gt=0, description="how long the worker remembers a message id to recognise resends"
+    )
+    # -- worker recovery (streams/recovery.py)
+    worker_instance_id: str = Field(
+        default="auto",
+        description="Kafka static group membership (group.instance.id) of the worker and its sink: a restarted "
+        "worker takes its partitions back at once instead of waiting for the dead member's session to expire. "
+        "auto = host name + state dir (unique per worker, as its RocksDB folder is); empty = dynamic membership",
+    )
+    worker_session_timeout_s: float = Field(
+        default=10.0, ge=6.0, le=60.0, description="a worker silent this long loses its partitions (broker minimum 6)"
     )
 
     # -- worker state and processing (streams/normalize_agent.py, streams/offsets.py)

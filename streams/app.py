@@ -43,15 +43,20 @@ from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
-from practiceflow.streams.health import ProgressSensor, evaluate
+from practiceflow.streams.health import ProgressSensor, probe
 from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer, Outbox
 from practiceflow.streams.producer import OutputProducer
+from practiceflow.streams.recovery import configure_faust
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
+from practiceflow.streams.undecodable import TolerantAvroCodec
 from practiceflow.streams.workflows import register_all as register_workflows
 
 log = logging.getLogger("practiceflow.worker")
+
+# the topics the normalize agents read: an undecodable record there is a dead letter
+_NORMALIZE_INPUTS = (catalog.Kind.RAW, catalog.Kind.RETRY)
 
 
 class Pipeline:
@@ -99,6 +104,7 @@ class Pipeline:
             web_host=cfg.web_host,
             table_cleanup_interval=60.0,
         )
+        configure_faust(self.app.conf, cfg)  # static membership + short session (streams/recovery.py)
         self.app.sensors.add(self.sensor)
         # Input topics (raw, retry, audit.in, and the normalized, workflow and command
         # topics the workflow agents read) are committed by their agents, after their
@@ -108,13 +114,17 @@ class Pipeline:
             catalog.Kind.RAW,
             catalog.Kind.RETRY,
             catalog.Kind.NORMALIZED,
+            catalog.Kind.HANDOFF,
             catalog.Kind.WORKFLOW,
             catalog.Kind.COMMAND,
         }
         self.topics: dict[str, faust.TopicT] = {
             spec.suffix: self.app.topic(
                 spec.name(self.prefix),
-                value_serializer=AvroCodec(self.serde, f"{spec.name(self.prefix)}-value", spec.record_type),
+                # raw and retry topics: an undecodable record becomes a dead letter (streams/undecodable.py)
+                value_serializer=(TolerantAvroCodec if spec.kind in _NORMALIZE_INPUTS else AvroCodec)(
+                    self.serde, f"{spec.name(self.prefix)}-value", spec.record_type
+                ),
                 key_serializer="raw",
                 partitions=spec.partitions or self.partitions,
                 internal=False,
@@ -244,16 +254,9 @@ class Pipeline:
     def _register_pages(self) -> None:
         app = self.app
 
-        def verdict():
-            consumer = app.consumer
-            # Only partitions an agent reads; changelog partitions are written, not read, while running.
-            assigned = {tp for tp in consumer.assignment() if tp.topic in self.source_topics} if consumer else set()
-            highwaters = {tp: consumer.highwater(tp) for tp in assigned} if consumer else {}
-            return evaluate(self.sensor, assigned, highwaters, stall_seconds=self.cfg.stall_seconds)
-
         @app.page("/healthz")
         async def healthz(self_view, request):
-            v = verdict()
+            v = await probe(self)
             return web.json_response(
                 {"live": v.live, "reasons": v.reasons, "lag": {k: n for k, n in v.lag.items() if n}},
                 status=200 if v.live else 503,
@@ -261,7 +264,7 @@ class Pipeline:
 
         @app.page("/readyz")
         async def readyz(self_view, request):
-            v = verdict()
+            v = await probe(self)
             return web.json_response({"ready": v.ready, "reasons": v.reasons}, status=200 if v.ready else 503)
 
         @app.page("/metrics")

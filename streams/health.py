@@ -7,14 +7,25 @@ sensor) records, per assigned partition, the last offset the agents took and whe
 
 - *stalled*: a partition has lag but no progress for ``stall_seconds`` -> not live,
   so the orchestrator restarts the worker;
+- *not committing*: a partition's committed offset stood still for ``commit_stall_seconds``
+  while there was lag past it -> not live (issue 8 saw an audit partition whose committed
+  offset never moved in a worker's whole life, while the worker looked busy);
 - *rebalance loop*: more than ``max_rebalances`` rebalances within the window -> not live;
 - *ready* once started, assigned, not mid-rebalance.
+
+Lag is measured from the furthest of the offset the agents took and the group's
+committed offset: a partition that received no event since the worker started is caught
+up when its committed offset equals its high-water mark. (Issue 8: counting such a
+partition as lagging by its whole high-water mark made ``/healthz`` call a healthy,
+caught-up worker dead for minutes after a restart.)
 
 Duplicates after a restart are handled by the agents' de-duplication tables, not here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +33,8 @@ from typing import Any
 
 from faust.sensors.base import Sensor
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger("practiceflow.health")
 
 MESSAGES = Counter("practiceflow_messages_total", "Messages per feed and stage", ["feed", "stage"])
 RECORDS = Counter("practiceflow_records_total", "Normalized records per type", ["record_type"])
@@ -69,6 +82,14 @@ class PartitionProgress:
     at: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class CommitProgress:
+    """A partition's committed offset and since when it has had that value."""
+
+    offset: int
+    since: float
+
+
 class ProgressSensor(Sensor):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -76,6 +97,16 @@ class ProgressSensor(Sensor):
         self.rebalances: deque[float] = deque(maxlen=64)
         self.rebalancing = False
         self.assigned_once = False
+        self.commits: dict[Any, CommitProgress] = {}
+
+    def note_committed(self, committed: dict[Any, int], now: float | None = None) -> None:
+        """Record the group's committed offsets as a probe read them; a value that changed
+        restarts that partition's commit clock."""
+        now = time.monotonic() if now is None else now
+        for tp, off in committed.items():
+            c = self.commits.get(tp)
+            if c is None or c.offset != off:
+                self.commits[tp] = CommitProgress(off, now)
 
     def on_stream_event_in(self, tp, offset, stream, event):
         p = self.progress.get(tp)
@@ -108,6 +139,8 @@ class ProgressSensor(Sensor):
         # A fresh assignment restarts every partition's clock.
         for p in self.progress.values():
             p.at = now
+        for c in self.commits.values():
+            c.since = now
 
 
 @dataclass
@@ -124,12 +157,16 @@ def evaluate(
     highwaters: dict,
     *,
     stall_seconds: float,
+    committed: dict | None = None,
+    commit_stall_seconds: float | None = None,
     max_rebalances: int = 6,
     window_s: float = 300.0,
     now: float | None = None,
 ) -> HealthVerdict:
-    """Pure verdict from what the sensor saw and the consumer's high-water marks."""
+    """Pure verdict from what the sensor saw, the consumer's high-water marks and the group's
+    ``committed`` offsets (when the probe could read them; see module doc)."""
     now = time.monotonic() if now is None else now
+    committed = committed or {}
     reasons: list[str] = []
     lag: dict[str, int] = {}
     stalled = False
@@ -138,13 +175,26 @@ def evaluate(
         if hw is None:
             continue
         p = sensor.progress.get(tp)
-        position = p.offset + 1 if p else None
+        done = committed.get(tp)
+        taken = p.offset + 1 if p else None
+        known = [x for x in (taken, done) if x is not None]
+        position = max(known) if known else None
         behind = hw - position if position is not None else hw
         lag[f"{tp.topic}[{tp.partition}]"] = max(0, behind)
+        CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, behind))
         since = now - (p.at if p else _assigned_at(sensor, now))
         if behind > 0 and since > stall_seconds:
             stalled = True
             reasons.append(f"{tp.topic}[{tp.partition}] lag {behind} with no progress for {since:.0f}s")
+        c = sensor.commits.get(tp)
+        if commit_stall_seconds is not None and done is not None and c is not None and c.offset == done:
+            still = now - c.since
+            if hw > done and still > commit_stall_seconds:
+                stalled = True
+                reasons.append(
+                    f"{tp.topic}[{tp.partition}] committed offset {done} stood still for {still:.0f}s "
+                    f"with {hw - done} messages after it"
+                )
     recent = [t for t in sensor.rebalances if now - t < window_s]
     looping = len(recent) > max_rebalances
     if looping:
@@ -157,6 +207,32 @@ def evaluate(
     if sensor.rebalancing:
         reasons.append("rebalancing")
     return HealthVerdict(live=live, ready=ready, reasons=reasons, lag=lag)
+
+
+async def probe(pipeline: Any) -> HealthVerdict:
+    """The worker's verdict now: the agents' input partitions, their high-water marks and the
+    group's committed offsets (read with the pipeline's non-member client; if that read
+    fails, e.g. the coordinator is moving, the verdict falls back to the agents' progress)."""
+    consumer = pipeline.app.consumer
+    # Only partitions an agent reads; changelog partitions are written, not read, while running.
+    assigned = {tp for tp in consumer.assignment() if tp.topic in pipeline.source_topics} if consumer else set()
+    highwaters = {tp: consumer.highwater(tp) for tp in assigned} if consumer else {}
+    committed: dict = {}
+    if assigned:
+        try:
+            committed = await asyncio.wait_for(pipeline.committed_offsets.read(sorted(assigned)), 5.0)
+        except Exception as exc:  # a probe must answer; a missing input only weakens the verdict
+            log.warning("health probe could not read committed offsets: %s", type(exc).__name__)
+    pipeline.sensor.note_committed(committed)
+    cfg = pipeline.cfg
+    return evaluate(
+        pipeline.sensor,
+        assigned,
+        highwaters,
+        stall_seconds=cfg.stall_seconds,
+        committed=committed,
+        commit_stall_seconds=cfg.commit_stall_seconds,
+    )
 
 
 def _assigned_at(sensor: ProgressSensor, now: float) -> float:

@@ -35,6 +35,12 @@ from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
 from practiceflow.streams.offsets import Committer, Outbox, confirmed, in_event
+from practiceflow.streams.undecodable import (
+    REASON_CODE as UNDECODABLE_CODE,
+    UNDECODABLE,
+    as_raw_message,
+    is_undecodable,
+)
 
 __all__ = ["Batch", "Normalizer", "Outbox", "confirmed"]  # Outbox/confirmed: moved to offsets.py, kept here too
 
@@ -124,6 +130,8 @@ class Normalizer:
         """Decide one message's outcome and queue its outputs; returns the outcome."""
         raw: dict[str, Any] = ev.value
         msg = ev.message
+        if is_undecodable(raw):  # bytes no reader understands: a dead letter, never a stalled partition
+            return await self._undecodable(ev, batch)
         practice, feed = raw["practice_id"], raw["feed"]
         seen_key = f"{practice}/{feed}/{raw['message_id']}"
         self._forget_old_ids(msg.partition, raw["received_at"], batch)
@@ -194,6 +202,17 @@ class Normalizer:
         if ctl_key is not None:
             self._mark(batch, ev, ctl_key, raw["received_at"])
         return "normalized"
+
+    async def _undecodable(self, ev: Any, batch: Batch) -> str:
+        """Dead-letter an input record that could not be decoded (``streams/undecodable.py``)."""
+        raw = as_raw_message(ev.value, ev.message, self.p.cfg.practices, self.p.cfg.claim_check_bytes)
+        key = f"{raw['practice_id']}/{raw['feed']}/{raw['message_id']}"
+        if (batch.pending.get(key) or self.p.seen[key]) == raw["received_at"]:
+            return "replayed"
+        reason = ev.value[UNDECODABLE]
+        await self._dead_letter(batch, raw, UNDECODABLE_CODE, reason, ev.message, time.perf_counter())
+        self._mark(batch, ev, key, raw["received_at"])
+        return "dead_lettered"
 
     async def _control_id_reused(self, batch: Batch, raw: dict[str, Any], result: NormalizeResult) -> None:
         """The sender's control id was seen before with different content: processed (it is a

@@ -253,11 +253,14 @@ class CommittedOffsets:
         out: dict[TP, int] = {}
         for ck in got:
             tp = TP(ck.topic, ck.partition)
-            if ck.offset >= 0:
-                out[tp] = ck.offset
-            else:  # nothing committed yet: the consumer starts at the earliest offset
-                low, _high = self._consumer.get_watermark_offsets(_CkTP(ck.topic, ck.partition), timeout=30)
-                out[tp] = low
+            low, _high = self._consumer.get_watermark_offsets(_CkTP(ck.topic, ck.partition), timeout=30)
+            # Nothing committed yet: the consumer starts at the earliest offset. Committed below
+            # the log start (retention deleted those records while no worker ran): the consumer's
+            # reset also lands on the earliest offset, and a base below it would read as a gap
+            # that no seek can fill, stalling the partition for good.
+            out[tp] = max(ck.offset, low) if ck.offset >= 0 else low
+            if 0 <= ck.offset < low:
+                log.warning("%s: committed offset %s is below the log start %s; starting there", tp, ck.offset, low)
         return out
 
     async def read(self, tps: list[TP]) -> dict[TP, int]:

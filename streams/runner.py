@@ -12,6 +12,7 @@ import time
 
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.clickhouse_sink import ClickHouseSinkConsumer
+from practiceflow.streams.recovery import librdkafka_settings, wait_for_coordinator
 
 # pipeline -> its ClickHouse sink consumer (a thread beside the Faust app)
 _SINKS: dict[int, ClickHouseSinkConsumer] = {}
@@ -50,6 +51,7 @@ def start_sink(
         pipeline.prefix,
         pipeline.sink,
         group_id=sink_group(pipeline),
+        consumer_config=librdkafka_settings(pipeline.cfg, "sink-thread"),
         on_written=count_on_loop if loop is not None else None,
     )
     consumer.start()
@@ -58,6 +60,8 @@ def start_sink(
 
 
 async def start(pipeline: Pipeline, timeout: float = 90.0) -> None:
+    groups = [pipeline.app.conf.id] + ([sink_group(pipeline)] if pipeline.sink is not None else [])
+    await asyncio.get_running_loop().run_in_executor(None, wait_for_coordinator, pipeline.bootstrap, groups)
     start_sink(pipeline, ",".join(u.authority for u in pipeline.app.conf.broker), asyncio.get_running_loop())
     await pipeline.app.start()
     deadline = time.monotonic() + timeout

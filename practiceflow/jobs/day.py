@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from practiceflow.jobs.day_scope import positions_now, since_clause, skip_earlier_inputs
 from practiceflow.localstack.connect import endpoints
 from practiceflow.sampleday.generate import DayPlan, build_day, write_day
 from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
@@ -35,6 +36,7 @@ from practiceflow.sinks.docstore import open_document_store
 from practiceflow.streams import catalog, runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.claimcheck import store_for
+from practiceflow.streams.clickhouse_sink import sink_topics
 from practiceflow.streams.fax import FaxOcr
 from practiceflow.streams.gateways.base import GatewayCore
 from practiceflow.streams.gateways.folder import FolderDrop
@@ -85,6 +87,12 @@ def _eligibility_done(pipeline: Pipeline) -> bool:
     return c.get("intake.forms", 0) >= c.get("record.IntakeForm", 0) and c.get("intake.results", 0) >= c.get(
         "intake.commands", 0
     )
+
+
+def _refills_done(pipeline: Pipeline) -> bool:
+    """Every normalized refill request has its triage item (the refill agent counts its classes)."""
+    c = pipeline.counts
+    return sum(v for k, v in c.items() if k.startswith("refill.")) >= c.get("record.RefillRequest", 0)
 
 
 def _bump(d: dict[str, int], key: str, n: int = 1) -> None:
@@ -151,6 +159,12 @@ async def run_day(
     report = DayReport()
     practice = plan.practice_id
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
+    # the stack keeps earlier runs' data: this run reads only its own inputs and sums only
+    # its own rows (practiceflow/jobs/day_scope.py)
+    app_id = f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}"
+    inputs = [s.name(cfg.topic_prefix) for s in catalog.CATALOG if s.kind in (catalog.Kind.RAW, catalog.Kind.RETRY)]
+    skip_earlier_inputs(bootstrap, app_id, positions_now(bootstrap, inputs))
+    since, since_params = since_clause(positions_now(bootstrap, list(sink_topics(cfg.topic_prefix))))
     sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
     if practice not in cfg.fax_roster and "*" not in cfg.fax_roster:
         # the generated practice's names and providers, so its misdirected fax is recognised
@@ -164,7 +178,7 @@ async def run_day(
         cfg,
         bootstrap,
         registry_url,
-        app_id=f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}",
+        app_id=app_id,
         sink=sink,
         fax_handler=fax,
     )
@@ -211,6 +225,7 @@ async def run_day(
         report.first_message_seconds = round(time.monotonic() - t0, 2)
         report.drained = await runner.wait_for(lambda: inboxes_empty() and pipeline.handled() >= accepted(), timeout)
         await runner.wait_for(lambda: _eligibility_done(pipeline), 120)
+        await runner.wait_for(lambda: _refills_done(pipeline), 120)
         await runner.wait_for(pipeline.sink_caught_up, 60)
         await _wait_denials(pipeline, sink, practice)
     finally:
@@ -235,29 +250,28 @@ async def run_day(
     ):
         report.clickhouse[table] = sink.query(
             # the table name comes from the literal tuple above; the practice id is a bound parameter
-            f"SELECT count() FROM {{db}}.{table} FINAL WHERE practice_id = %(p)s",  # noqa: S608
-            {"p": practice},
+            f"SELECT count() FROM {{db}}.{table} FINAL WHERE practice_id = %(p)s AND {since}",  # noqa: S608
+            {"p": practice, **since_params},
         )[0][0]
+    where = f"WHERE practice_id = %(p)s AND {since} GROUP BY ALL ORDER BY ALL"  # since_clause binds its values
+    params = {"p": practice, **since_params}
     report.fax_classes = sink.query(
-        "SELECT doc_class, queue, count() FROM {db}.fax_classifications FINAL "
-        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
-        {"p": practice},
+        "SELECT doc_class, queue, count() FROM {db}.fax_classifications FINAL " + where,  # noqa: S608
+        params,
     )
     report.handoff_queues = sink.query(
-        "SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL "
-        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
-        {"p": practice},
+        "SELECT queue, workflow, priority, count() FROM {db}.handoff_items FINAL " + where,  # noqa: S608
+        params,
     )
     report.dead_letter_reasons = sink.query(
-        "SELECT feed, stage, reason_code, count() FROM {db}.dead_letters FINAL "
-        "WHERE practice_id = %(p)s GROUP BY ALL ORDER BY ALL",
-        {"p": practice},
+        "SELECT feed, stage, reason_code, count() FROM {db}.dead_letters FINAL " + where,  # noqa: S608
+        params,
     )
     report.denial_money = sink.query(
-        "SELECT category, round(sum(denied), 2), round(sum(recoverable), 2), round(sum(written_off), 2),"
+        "SELECT category, round(sum(denied), 2), round(sum(recoverable), 2), round(sum(written_off), 2),"  # noqa: S608
         " round(sum(patient_responsibility), 2), count() FROM {db}.denial_money FINAL"
-        " WHERE practice_id = %(p)s GROUP BY category ORDER BY category",
-        {"p": practice},
+        " WHERE practice_id = %(p)s AND " + since + " GROUP BY category ORDER BY category",
+        params,
     )
     sink.close()
     report.seconds = round(time.monotonic() - t0, 1)

@@ -72,7 +72,7 @@ def kafka_version(jars: Path) -> str:
     return "unknown"
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
@@ -150,8 +150,13 @@ class KafkaCluster:
             *args,
         ]
 
-    def start(self, timeout: float = 90.0) -> KafkaCluster:
-        cluster_id = _cluster_id()
+    def start(self, timeout: float = 90.0, cluster_id: str | None = None) -> KafkaCluster:
+        """Format (only a node's first time: ``--ignore-formatted``) and start every node.
+
+        ``cluster_id`` is the id a durable stack formatted its data with; a node already
+        formatted keeps its data (the local stack survives ``stack down``/``stack up``).
+        """
+        cluster_id = cluster_id or new_cluster_id()
         for node in self.nodes:
             node.data_dir.mkdir(parents=True, exist_ok=True)
             (node.data_dir / "log4j2.properties").write_text(_LOG4J2.format(level=self.log_level))
@@ -174,13 +179,7 @@ class KafkaCluster:
             if fmt.returncode != 0:
                 raise StackError(f"kafka storage format failed for node {node.node_id}: {fmt.stderr[-2000:]}")
         for node in self.nodes:
-            with open(node.log_file, "ab") as log:  # the child keeps its own copy of the descriptor
-                node.process = subprocess.Popen(
-                    self._java("kafka.Kafka", str(node.data_dir / "server.properties"), node=node),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            self._spawn(node)
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             if not wait_for_port("127.0.0.1", node.port, deadline, node.process):
@@ -211,13 +210,32 @@ class KafkaCluster:
             stop_process(node.process, timeout)
             node.process = None
 
+    def _spawn(self, node: KafkaNode) -> None:
+        with open(node.log_file, "ab") as log:  # the child keeps its own copy of the descriptor
+            node.process = subprocess.Popen(
+                self._java("kafka.Kafka", str(node.data_dir / "server.properties"), node=node),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
     def kill_node(self, node_id: int) -> None:
-        """Hard-kill one node (fault tests)."""
+        """Hard-kill one node (fault tests, the chaos harness)."""
         for node in self.nodes:
             if node.node_id == node_id and node.process:
                 os.killpg(node.process.pid, signal.SIGKILL)
                 node.process.wait()
                 node.process = None
+
+    def restart_node(self, node_id: int, timeout: float = 90.0) -> None:
+        """Start a killed node again on its own ports and data: it rejoins the quorum and
+        catches its replicas up from the leaders (the chaos harness's broker kill)."""
+        node = next(n for n in self.nodes if n.node_id == node_id)
+        if node.process is not None and node.process.poll() is None:
+            return
+        self._spawn(node)
+        if not wait_for_port("127.0.0.1", node.port, time.monotonic() + timeout, node.process):
+            raise StackError(f"kafka node {node_id} did not come back on port {node.port}")
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
@@ -235,16 +253,18 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
         proc.wait()
 
 
-def new_cluster(root: Path, cache_dir: Path, nodes: int = 1, heap: str | None = None) -> KafkaCluster:
+def new_cluster(
+    root: Path,
+    cache_dir: Path,
+    nodes: int = 1,
+    heap: str | None = None,
+    ports: list[tuple[int, int]] | None = None,
+) -> KafkaCluster:
+    """A cluster of ``nodes`` under ``root``; ``ports`` (broker, controller) per node keeps
+    the addresses a durable stack used before, else free ports are picked."""
     jars = ensure_jars(cache_dir)
     cluster = KafkaCluster(root=root, jars=jars, heap=heap or ("512m" if nodes == 1 else "384m"))
     for i in range(1, nodes + 1):
-        cluster.nodes.append(
-            KafkaNode(
-                node_id=i,
-                port=free_port(),
-                controller_port=free_port(),
-                data_dir=root / f"node-{i}",
-            )
-        )
+        port, controller = ports[i - 1] if ports else (free_port(), free_port())
+        cluster.nodes.append(KafkaNode(node_id=i, port=port, controller_port=controller, data_dir=root / f"node-{i}"))
     return cluster

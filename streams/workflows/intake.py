@@ -18,6 +18,7 @@ being sent twice.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +60,11 @@ class IntakeWorkflow:
             return replace(self.base, match_status="unknown")
         matching = importlib.import_module("practiceflow.processors.context.matching")
         key = ev.key.decode() if isinstance(ev.key, bytes) else str(ev.key)
+        extra = {"wait_for_context": True} if "wait_for_context" in inspect.signature(resolve).parameters else {}
         result = await resolve(
             self.p,
             outbox,
+            **extra,
             practice_id=form["practice_id"],
             subject_type="IntakeForm",
             subject_id=form["submission_id"],
@@ -95,10 +98,10 @@ class IntakeWorkflow:
             self.p.sensor.touch(ev.message.tp)
             self.p._count("intake.forms")
             self.p._count("intake.commands", len(step.commands))
-            for a in step.audit:
-                if a.action == "eligibility_determined":  # no check possible (no insurance, unknown payer)
-                    self.p._count(f"intake.outcome.{a.details.get('outcome')}")
-                    self.p._count(f"intake.reason.{a.details.get('reason_code', '')}")
+            first = next((a for a in step.audit if a.action == "eligibility_determined"), None)
+            if first is not None:  # no check possible (no insurance, unknown payer): the outcome is here
+                self.p._count(f"intake.outcome.{first.details.get('outcome')}")
+                self.p._count(f"intake.reason.{first.details.get('reason_code', '')}")
             self.p._count("handoff", len(step.work_items))
         await outbox.confirm()
         await committer.commit(admitted)
@@ -125,10 +128,11 @@ class IntakeWorkflow:
             self.p.sensor.touch(ev.message.tp)
             self.p._count("intake.results")
             self.p._count("handoff", len(step.work_items))
-            for a in step.audit:
-                if a.action == "eligibility_determined":
-                    self.p._count(f"intake.outcome.{a.details.get('outcome')}")
-                    self.p._count(f"intake.reason.{a.details.get('reason_code', '').split(':')[0]}")
+            # one outcome per check (a clean check writes two items, each audited)
+            first = next((a for a in step.audit if a.action == "eligibility_determined"), None)
+            if first is not None:
+                self.p._count(f"intake.outcome.{first.details.get('outcome')}")
+                self.p._count(f"intake.reason.{first.details.get('reason_code', '').split(':')[0]}")
         await outbox.confirm()
         await committer.commit(admitted)
 

@@ -20,6 +20,7 @@ so (``refill.internal_error``), because a refill request must reach a person.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -85,7 +86,7 @@ class RefillTriage:
         for partition in sorted({ev.message.partition for ev in admitted}):
             tp = next(ev.message.tp for ev in admitted if ev.message.partition == partition)
             ok = await self.contexts.caught_up(
-                partition, touch=lambda tp=tp: self.p.sensor.touch(tp), timeout=CONTEXT_WAIT_SECONDS
+                partition, touch=partial(self.p.sensor.touch, tp), timeout=CONTEXT_WAIT_SECONDS
             )
             if not ok:
                 log.warning(

@@ -1,0 +1,63 @@
+"""`practiceflow day` on a stack that keeps its data: it reads and sums only its own run."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from practiceflow.jobs.day_scope import positions_now, since_clause, skip_earlier_inputs
+from practiceflow.jobs.run_file import raw_record
+from practiceflow.sinks.clickhouse import ClickHouseSink
+from practiceflow.streams import runner
+from practiceflow.streams.app import Pipeline
+from practiceflow.streams.producer import DurableProducer
+from practiceflow.streams.topics import create_topics
+from tests.fixtures import oru_r01
+
+
+def test_since_clause_counts_only_rows_after_the_runs_start_positions(tmp_path):
+    sink = ClickHouseSink(f"chdb://{tmp_path / 'ch'}", "practiceflow")
+    try:
+        sink.query("CREATE TABLE {db}.t (kafka_topic String, kafka_partition Int32, kafka_offset Int64) ENGINE = Log")
+        rows = [("a", 0, 5), ("a", 0, 9), ("a", 1, 2), ("b", 0, 0), ("new", 0, 0)]
+        sink.client.insert(f"{sink.database}.t", rows, column_names=["kafka_topic", "kafka_partition", "kafka_offset"])
+        where, params = since_clause({("a", 0): 9, ("a", 1): 0, ("b", 0): 1})
+        got = sink.query(f"SELECT kafka_topic, kafka_offset FROM {{db}}.t WHERE {where} ORDER BY ALL", params)
+        assert got == [("a", 2), ("a", 9), ("new", 0)] or sorted(got) == [("a", 2), ("a", 9), ("new", 0)]
+    finally:
+        sink.close()
+
+
+@pytest.mark.broker
+def test_a_second_day_does_not_read_the_first_days_raw_messages(cfg, stack):
+    topic = f"{cfg.topic_prefix}.raw.hl7v2"
+
+    async def go() -> dict[str, int]:
+        create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+        group = f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}"
+        pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url, app_id=group)
+        pipeline.register_schemas()
+        producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
+        try:
+            for i in range(3):  # the first run's messages, already on the topic
+                raw = raw_record("clinic-d", "hl7v2", oru_r01(control_id=f"FIRST{i}"))
+                value = pipeline.serde.encode(f"{topic}-value", "RawMessage", raw)
+                await producer.send_async(topic, f"clinic-d/{raw['message_id']}", value, "clinic-d")
+            skip_earlier_inputs(stack.bootstrap, group, positions_now(stack.bootstrap, [topic]))
+            await runner.start(pipeline)
+            try:
+                raw = raw_record("clinic-d", "hl7v2", oru_r01(control_id="SECOND"))
+                value = pipeline.serde.encode(f"{topic}-value", "RawMessage", raw)
+                await producer.send_async(topic, f"clinic-d/{raw['message_id']}", value, "clinic-d")
+                assert await runner.wait_for(lambda: pipeline.handled() >= 1, 60)
+                await asyncio.sleep(3)  # had it started at the beginning, the first three would show now
+            finally:
+                await runner.stop(pipeline)
+        finally:
+            producer.close()
+        return dict(pipeline.counts)
+
+    counts = asyncio.run(go())
+    assert counts.get("hl7v2.normalized") == 1, counts
