@@ -195,6 +195,80 @@ def _dlq(args: argparse.Namespace, cfg: Settings) -> int:
         return 0
 
 
+def _llm(args: argparse.Namespace, cfg: Settings) -> int:
+    """The LLM layer: the cmd.llm executor, an endpoint check, the local test server."""
+    import asyncio
+
+    if args.action == "serve-local":
+        from practiceflow.localstack.llm_server import main as serve
+
+        return serve(["--host", args.host, "--port", str(args.port), "--mode", args.mode])
+    if args.action == "check":
+        return asyncio.run(_llm_check(cfg))
+    return asyncio.run(_llm_executor(args, cfg))
+
+
+async def _llm_check(cfg: Settings) -> int:
+    """Say what the guard allows and whether the configured server answers /v1/models."""
+    from practiceflow.processors.llm.guard import EndpointRefused
+    from practiceflow.sinks.llm.client import LLMClient, LLMUnavailable
+
+    llm = cfg.llm
+    print(f"allow-list: {', '.join(llm.allowed_endpoints) or '(empty: no model is ever called)'}")
+    if llm.base_url is None:
+        print("llm.base_url not set: every LLM command is answered by the embedded fallback")
+        return 0
+    async with LLMClient(llm) as client:
+        try:
+            names = await client.models()
+        except (EndpointRefused, LLMUnavailable) as exc:
+            print(f"{llm.base_url}: {getattr(exc, 'code', '')} {exc}")
+            return 1
+    print(f"{llm.base_url}: serves {', '.join(names) or '(no model)'}; using {llm.model or (names or ['?'])[0]}")
+    return 0
+
+
+async def _llm_executor(args: argparse.Namespace, cfg: Settings) -> int:
+    import asyncio
+    import signal
+
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.sinks.llm.service import LLMService
+    from practiceflow.streams.commands.llm import LLMCommandExecutor
+    from practiceflow.streams.serde import AvroSerde, registry_client
+    from practiceflow.streams.topics import create_topics
+
+    with endpoints(cfg, autostart=False) as ep:
+        create_topics(ep.bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
+        service = LLMService.from_settings(cfg.llm)
+        executor = LLMCommandExecutor(cfg, ep.bootstrap, AvroSerde(registry_client(ep.registry_url)), service)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(args.metrics_port, addr=cfg.web_host)  # practiceflow_llm_*
+        target = cfg.llm.base_url or "embedded fallback only"
+        print(f"practiceflow llm executor: group {executor.group_id}, model server {target}", file=sys.stderr)
+        try:
+            await executor.run(stop)
+        finally:
+            executor.close()
+            await service.aclose()
+    return 0
+
+
+def _queue(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.jobs.queue import main as queue_main
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.streams.serde import AvroSerde, registry_client
+
+    with endpoints(cfg, autostart=False) as ep:
+        return queue_main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="practiceflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -249,12 +323,29 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fax", help="the fax classifier: train it (once per checkout; ./pf setup does)")
     p.add_argument("action", choices=["train"])
 
+    p = sub.add_parser("queue", help="work queues: list, show with evidence, approve / edit / reject")
+    from practiceflow.jobs.queue import add_arguments as queue_arguments
+
+    queue_arguments(p)
+
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
 
     p = sub.add_parser("eval", help="run a workflow's evaluation set and print its report")
     p.add_argument("name", help="which evaluation (see practiceflow/jobs/evals.py)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that evaluation")
+
+    p = sub.add_parser("llm", help="the LLM layer: run the cmd.llm executor, check the endpoint, a local test server")
+    lsub = p.add_subparsers(dest="action", required=True)
+    d = lsub.add_parser("executor", help="answer cmd.llm commands (guarded client, fallback, idempotent)")
+    d.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
+    lsub.add_parser("check", help="print the allow-list and ask the configured server for /v1/models")
+    d = lsub.add_parser("serve-local", help="the local OpenAI-compatible test server (rule-based model, no GPU)")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument(
+        "--mode", default="normal", help="normal | slow | fail | truncated | schema | wrong_spans | redirect"
+    )
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -269,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         "worker": _worker,
         "sink": _sink,
         "dlq": _dlq,
+        "llm": _llm,
+        "queue": _queue,
     }
     if args.cmd == "day":
         from practiceflow.jobs.day import main as day_main

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from practiceflow.processors.identity.choose import IdentityPolicy
+from practiceflow.processors.llm.config import LLMSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,6 +238,12 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    # -- the LLM layer (processors/llm/config.py; env PRACTICEFLOW_LLM__BASE_URL etc.)
+    llm: LLMSettings = Field(
+        default_factory=LLMSettings,
+        description="the practice's own model server, the PHI guard's allow-list, timeouts, retries, breaker",
+    )
 
     # -- worker web (health + metrics)
     web_host: str = "127.0.0.1"

@@ -37,6 +37,9 @@ def test_small_practice_day_end_to_end(cfg, stack):
     )
     assert g["fax.claim_checked"] == 1  # the 5-page fax (> 1 MiB) went through the document store
     assert report.clickhouse["handoff_items"] >= 1
+    # every portal refill request was triaged into exactly one class (sampleday/refills.py)
+    refills = sum(1 for event, _body, good in plan.portal if event == "refill.requested" and good)
+    assert refills > 0 and sum(v for k, v in w.items() if k.startswith("refill.")) == refills
     # the day's intake forms (2 for 8 patients): one clean check, one inactive plan, through the simulator
     assert w["intake.forms"] == len(plan.people) // 4 and w["intake.commands"] == w["intake.results"] == 2
     assert w["intake.outcome.eligible"] == 1 and w["intake.outcome.not_eligible"] == 1

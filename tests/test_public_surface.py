@@ -119,6 +119,7 @@ TOPICS = {
     "dlq.fax": ("DeadLetter", "dead_letter"),
     "dlq.portal": ("DeadLetter", "dead_letter"),
     "dlq.x12": ("DeadLetter", "dead_letter"),
+    "dlq.cmd": ("DeadLetter", "dead_letter"),
     "analytics.flow": ("FlowEvent", "analytics"),
     "denials.ledger": ("DenialLedgerEntry", "analytics"),
 }
@@ -174,8 +175,23 @@ EVIDENCE_FIELDS = [
     "span_end",
 ]
 
-CLI_COMMANDS = ["stack", "schemas", "run-file", "worker", "sink", "dlq", "day", "gateways", "fax", "rules", "eval"]
+CLI_COMMANDS = [
+    "stack",
+    "schemas",
+    "run-file",
+    "worker",
+    "sink",
+    "dlq",
+    "day",
+    "gateways",
+    "fax",
+    "queue",
+    "rules",
+    "eval",
+    "llm",
+]
 DLQ_ACTIONS = ["list", "show", "redrive"]
+LLM_ACTIONS = ["executor", "check", "serve-local"]
 
 
 def test_record_types_are_the_published_ones():
@@ -216,3 +232,4 @@ def _subcommands(*args: str) -> list[str]:
 def test_cli_subcommands():
     assert _subcommands() == CLI_COMMANDS
     assert _subcommands("dlq") == DLQ_ACTIONS
+    assert _subcommands("llm") == LLM_ACTIONS

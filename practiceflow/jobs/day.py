@@ -89,6 +89,12 @@ def _eligibility_done(pipeline: Pipeline) -> bool:
     )
 
 
+def _refills_done(pipeline: Pipeline) -> bool:
+    """Every normalized refill request has its triage item (the refill agent counts its classes)."""
+    c = pipeline.counts
+    return sum(v for k, v in c.items() if k.startswith("refill.")) >= c.get("record.RefillRequest", 0)
+
+
 def _bump(d: dict[str, int], key: str, n: int = 1) -> None:
     d[key] = d.get(key, 0) + n
 
@@ -219,6 +225,7 @@ async def run_day(
         report.first_message_seconds = round(time.monotonic() - t0, 2)
         report.drained = await runner.wait_for(lambda: inboxes_empty() and pipeline.handled() >= accepted(), timeout)
         await runner.wait_for(lambda: _eligibility_done(pipeline), 120)
+        await runner.wait_for(lambda: _refills_done(pipeline), 120)
         await runner.wait_for(pipeline.sink_caught_up, 60)
         await _wait_denials(pipeline, sink, practice)
     finally:

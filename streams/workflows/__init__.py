@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 # that declares its agents and tables on ``pipeline.app`` and adds the topics it reads to
 # ``pipeline.source_topics`` (health checks watch those). Adding a workflow is one line here,
 # never an edit of streams/app.py.
-MODULES: tuple[str, ...] = ("context", "intake", "denials")  # context first: the workflows read its tables
+MODULES: tuple[str, ...] = (
+    "context",  # first: the workflows read its tables
+    "decisions",  # staff decisions -> work items (every workflow)
+    "intake",  # intake forms -> patient match -> eligibility (270/271) -> front-desk items
+    "denials",  # 835 adjustments -> categories -> corrected claims / appeals
+    "refill",  # refill requests -> routine / needs_review / needs_visit items + renewal drafts
+)
 
 
 def register_all(pipeline: Pipeline) -> None:

@@ -18,11 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from practiceflow.processors.workflows.denials.categorize import Categorized
 from practiceflow.processors.workflows.denials.store import FieldChange, apply_changes
 from practiceflow.processors.x12.write837 import Parties, write_837p
+
+if TYPE_CHECKING:
+    from practiceflow.schemas.typed import ClaimDict
 
 WORKFLOW = "denials"
 
@@ -76,7 +79,8 @@ def corrected_claim(
         subscriber_last=last,
         subscriber_first=first,
     )
-    return fixed, write_837p(fixed, parties, interchange_control=interchange_control, created=created)
+    text = write_837p(cast("ClaimDict", fixed), parties, interchange_control=interchange_control, created=created)
+    return fixed, text
 
 
 def appeal_letter(

@@ -1,0 +1,91 @@
+"""A staff decision applied to its work item (pure): the next revision, or a refusal with the reason.
+
+Shared by every workflow: a person approves, edits, rejects (or assigns, escalates...) an
+item through the CLI, the EHR's Task status or a staff tool; the decisions agent
+(``streams/workflows/decisions.py``) looks up the item's latest revision and calls
+:func:`decide`. What a decision *does* beyond closing the item (a renewal written to the
+EHR once a clinician approved it, a corrected claim queued for submission) is the
+workflow's follow-up: a pure function registered in :data:`FOLLOW_UPS` that returns
+commands — so nothing is sent without the decision, and a replayed decision re-emits the
+same command ids.
+
+Idempotent: the caller passes the decision ids already applied to the item; a decision
+seen again (a replay after a crash, a staff tool retrying) changes nothing and writes
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from practiceflow.processors.workflows.refill.follow_up import refill_follow_up
+from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResult
+from practiceflow.processors.workflows.workitem import InvalidTransition, apply_decision
+from practiceflow.schemas.typed import HandoffItemDict, StaffDecisionDict
+
+# workflow -> follow-up(item after the decision, decision) -> StepResult (commands, drafts)
+FollowUp = Callable[[HandoffItemDict, StaffDecisionDict], StepResult]
+FOLLOW_UPS: dict[str, FollowUp] = {
+    "refill": refill_follow_up,  # a signed renewal draft -> cmd.ehr_write (executor: issue 12)
+}
+
+
+def decide(
+    item: HandoffItemDict | None,
+    decision: StaffDecisionDict,
+    applied: Collection[str] = (),
+    follow_ups: dict[str, FollowUp] | None = None,
+) -> StepResult:
+    """The outputs of one decision: the item's next revision + audit, or only a refusal audit."""
+    if decision["decision_id"] in applied:
+        return EMPTY
+    who = f"{decision['actor']} via {decision.get('channel', 'cli')}"
+    if item is None:
+        return StepResult(
+            audit=(
+                AuditReason(
+                    "decision_refused",
+                    "HandoffItem",
+                    decision["item_id"],
+                    f"{who}: no such work item in this practice",
+                    outcome="refused",
+                    details={"option": decision["option"], "decision_id": decision["decision_id"]},
+                ),
+            )
+        )
+    if item["practice_id"] != decision["practice_id"]:
+        raise ValueError("a decision of another practice reached this item")  # the table is keyed by practice
+    stale = decision.get("item_revision")
+    try:
+        after = apply_decision(item, decision)
+    except InvalidTransition as exc:
+        return StepResult(
+            audit=(
+                AuditReason(
+                    "decision_refused",
+                    "HandoffItem",
+                    item["item_id"],
+                    f"{who}: {exc}",
+                    outcome="refused",
+                    details={"option": decision["option"], "decision_id": decision["decision_id"]},
+                ),
+            )
+        )
+    details = {
+        "option": decision["option"],
+        "decision_id": decision["decision_id"],
+        "state": after.get("state", "open"),
+        "revision": str(after.get("revision", 1)),
+    }
+    if stale is not None and stale != item.get("revision", 1):
+        details["seen_revision"] = str(stale)  # decided on an older view: applied, and said so
+    if decision.get("edits"):
+        details["edited_fields"] = ",".join(sorted(decision["edits"]))
+    result = StepResult(
+        work_items=(after,),
+        audit=(AuditReason("work_item_decided", "HandoffItem", item["item_id"], who, details=details),),
+    )
+    follow = (follow_ups if follow_ups is not None else FOLLOW_UPS).get(item["workflow"])
+    if follow is not None and after.get("state") in ("done", "rejected"):
+        result = result + follow(after, decision)
+    return result

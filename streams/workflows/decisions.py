@@ -1,0 +1,143 @@
+"""Staff decisions -> work items: the agents that keep every item's latest revision and apply decisions.
+
+Two agents share one table, ``work-items`` (``practice/item_id`` -> the latest revision and
+the decision ids applied to it, as JSON):
+
+* ``work-items`` reads ``pf.handoff`` (every workflow's items) and keeps the highest
+  revision per item;
+* ``staff-decisions`` reads ``pf.decisions``, applies each decision to the item's latest
+  revision with the pure :func:`~practiceflow.processors.workflows.decisions.decide`, and
+  writes the next revision to ``pf.handoff``, the audit reason to ``pf.audit.in``, and the
+  workflow's follow-up commands. It writes the new revision into the table itself before
+  committing, so a second decision in the same batch sees it.
+
+Both topics are keyed and partitioned by practice, so an item and the decisions on it are
+on the same partition number and the table partition is the same for both. Commit rule
+as everywhere (streams/offsets.py): outputs confirmed, then table writes confirmed, then
+offsets. A replayed decision finds its id among the applied ones and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from practiceflow.processors.workflows.decisions import decide
+from practiceflow.streams.clock import now_ms
+from practiceflow.streams.normalize_agent import Outbox, confirmed
+from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.workflows.emit import emit_step
+
+if TYPE_CHECKING:
+    import faust
+
+    from practiceflow.streams.app import Pipeline
+
+log = logging.getLogger("practiceflow.workflows.decisions")
+MAX_APPLIED = 50  # decision ids remembered per item (an item sees a handful in its life)
+
+
+class WorkItems:
+    """The ``work-items`` table and the two agents that use it."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        cfg = pipeline.cfg
+        options = {"driver": "rocksdict"} if cfg.table_store.startswith("rocksdb") else None
+        self.table = pipeline.app.Table("work-items", default=str, partitions=pipeline.partitions, options=options)
+
+    # ------------------------------------------------------------------ table
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self.table.get(key) or ""
+        return json.loads(raw) if raw else None
+
+    def put(self, ev: Any, key: str, entry: dict[str, Any]) -> Any:
+        value = json.dumps(entry, separators=(",", ":"), sort_keys=True)
+        self.table.data[key] = value
+        return self.table.send_changelog(ev.message.partition, key, value)
+
+    # ------------------------------------------------------------------ agents
+    async def _batches(self, stream: faust.StreamT, committer: Committer, handle: Any, name: str) -> None:
+        cfg = self.p.cfg
+        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
+            try:
+                admitted = await committer.admit(list(events))
+                if admitted:
+                    await handle(admitted)
+                    await committer.commit(admitted)
+            except Exception as exc:
+                log.critical("%s batch failed (%s); stopping the worker", name, type(exc).__name__)
+                await self.p.app.crash(exc)
+                raise
+
+    async def track_items(self, events: list[Any]) -> None:
+        writes = []
+        for ev in events:
+            item = ev.value
+            key = f"{item['practice_id']}/{item['item_id']}"
+            with in_event(ev):
+                have = self.get(key)
+                if have is not None and have["item"].get("revision", 1) > item.get("revision", 1):
+                    continue  # an older revision arriving late (a replay): the table keeps the newer
+                applied = have["applied"] if have else []
+                writes.append(self.put(ev, key, {"item": item, "applied": applied}))
+            self.p.sensor.touch(ev.message.tp)
+        await confirmed(writes)
+
+    async def apply_decisions(self, events: list[Any]) -> None:
+        outbox = Outbox()
+        writes_after: list[tuple[Any, str, dict[str, Any]]] = []
+        pending: dict[str, dict[str, Any]] = {}  # this batch's newest entries, before they are written
+        for ev in events:
+            decision = ev.value
+            practice = decision["practice_id"]
+            key = f"{practice}/{decision['item_id']}"
+            with in_event(ev):
+                entry = pending.get(key) or self.get(key)
+            item = entry["item"] if entry else None
+            applied = entry["applied"] if entry else []
+            result = decide(item, decision, applied)
+            await emit_step(
+                self.p,
+                outbox,
+                result,
+                practice_id=practice,
+                workflow="decisions",
+                cause=f"decisions/{decision['decision_id']}",
+                at=now_ms(),
+            )
+            if result.work_items and entry is not None:
+                new_entry = {
+                    "item": dict(result.work_items[0]),
+                    "applied": [*applied, decision["decision_id"]][-MAX_APPLIED:],
+                }
+                pending[key] = new_entry
+                writes_after.append((ev, key, new_entry))
+            self.p._count("decisions.applied" if result.work_items else "decisions.refused")
+            self.p.sensor.touch(ev.message.tp)
+        await outbox.confirm()
+        writes = []
+        for ev, key, entry in writes_after:
+            with in_event(ev):
+                writes.append(self.put(ev, key, entry))
+        await confirmed(writes)
+
+
+def register(pipeline: Pipeline) -> None:
+    """Declare the ``work-items`` table and its two agents on the pipeline's app."""
+    app = pipeline.app
+    items = WorkItems(pipeline)
+    pipeline.work_items = items  # type: ignore[attr-defined]  # read by tests and the health pages
+    handoff, decisions = pipeline.topics["handoff"], pipeline.topics["decisions"]
+    for topic, name, handle in (
+        (handoff, "work-items", items.track_items),
+        (decisions, "staff-decisions", items.apply_decisions),
+    ):
+        committer = Committer(app, pipeline.committed_offsets, name)
+
+        async def agent(stream: Any, _c: Committer = committer, _h: Any = handle, _n: str = name) -> None:
+            await items._batches(stream, _c, _h, _n)
+
+        app.agent(topic, name=name)(agent)
+        pipeline.source_topics.add(topic.get_topic_name())
