@@ -8,6 +8,7 @@ deploy/helm/check.sh builds helm (Go module proxy) and kubecheck once, cached un
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,8 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from practiceflow.settings import REPO_ROOT
-
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HELM_DIR = REPO_ROOT / "deploy" / "helm"
 CHART = HELM_DIR / "practiceflow"
 BIN = REPO_ROOT / ".stack" / "cache" / "bin"
@@ -29,13 +29,16 @@ def rendered(tmp_path_factory) -> dict[str, list[dict]]:
     out = tmp_path_factory.mktemp("helm")
     proc = subprocess.run(
         ["bash", str(HELM_DIR / "check.sh")],
-        env={**__import__("os").environ, "PF_HELM_OUT": str(out)},
+        env={**os.environ, "PF_HELM_OUT": str(out)},
         capture_output=True,
         text=True,
         timeout=3600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {name: [d for d in yaml.safe_load_all((out / f"{name}.yaml").read_text()) if d] for name in ("default", "region", "incluster")}
+    return {
+        name: [d for d in yaml.safe_load_all((out / f"{name}.yaml").read_text()) if d]
+        for name in ("default", "region", "incluster")
+    }
 
 
 def _helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -83,7 +86,7 @@ def test_vllm_on_gpu_nodes(rendered):
     c = spec["containers"][0]
     assert "--tensor-parallel-size=2" in c["args"] and "--gpu-memory-utilization=0.85" in c["args"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
-    assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": "g6.12xlarge"}
+    assert spec["nodeSelector"]["node.kubernetes.io/instance-type"] == "g6.12xlarge"
     assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
 
 
