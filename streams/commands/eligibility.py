@@ -34,7 +34,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -228,10 +228,12 @@ class EligibilityExecutor:
             # the table recorded it): that result is the answer, never a contradicting second one
             found = await self.published({f"{c['practice_id']}/{c['command_id']}" for _, c in interrupted})
             for ev, cmd in interrupted:
-                res = found.get(f"{cmd['practice_id']}/{cmd['command_id']}")
-                if res is not None:
+                published = found.get(f"{cmd['practice_id']}/{cmd['command_id']}")
+                if published is not None:
                     self.p._count("eligibility.recovered")
-                answers.append((ev, cmd, res if res is not None else self._result(cmd, "failed", reason=INTERRUPTED)))
+                    answers.append((ev, cmd, cast("CommandResultDict", published)))
+                else:
+                    answers.append((ev, cmd, self._result(cmd, "failed", reason=INTERRUPTED)))
         if to_send:
             await self._mark([(ev, f"{c['practice_id']}/{c['command_id']}", {"state": "sending"}) for ev, c in to_send])
             client = await self.client()
