@@ -45,7 +45,8 @@ from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
 from practiceflow.streams.health import ProgressSensor, probe
 from practiceflow.streams.normalize_agent import Normalizer
-from practiceflow.streams.offsets import CommittedOffsets, Committer
+from practiceflow.streams.offsets import CommittedOffsets, Committer, Outbox
+from practiceflow.streams.producer import OutputProducer
 from practiceflow.streams.recovery import configure_faust
 from practiceflow.streams.retry import register_retry_agents
 from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
@@ -132,6 +133,8 @@ class Pipeline:
             for spec in catalog.CATALOG
         }
         self.committed_offsets = CommittedOffsets(bootstrap, app_id)
+        # batch outputs and table changelog writes go through librdkafka (streams/producer.py)
+        self.producer = OutputProducer(bootstrap, client_id=f"{app_id}-outputs")
         self.retry_policy = RetryPolicy(cfg.retry_max_attempts, cfg.retry_backoff_ms, cfg.retry_backoff_max_ms)
         # message key -> received_at (ms) of the copy whose outcome was written; ids older
         # than the retention are forgotten (processors/dedup.py) so the table stays bounded
@@ -160,6 +163,10 @@ class Pipeline:
             for spec in catalog.CATALOG
         }
 
+    def outbox(self) -> Outbox:
+        """A new Outbox on this worker's output producer (see ``streams/offsets.py``)."""
+        return Outbox(self.producer)
+
     def handled(self, feed: str | None = None) -> int:
         """Raw messages this worker finished: normalized, dead-lettered or recognised as duplicates
         (counted once their outputs are confirmed; retries and crash replays are not outcomes)."""
@@ -184,6 +191,7 @@ class Pipeline:
         the RocksDB handles (Faust's store drops them without closing; a second Pipeline in
         the same process, a restart in a test or job, would find their locks still held)."""
         self.committed_offsets.close()
+        self.producer.close()
         self.audit_tail.close()
         contexts = getattr(self, "contexts", None)  # streams/workflows/context.py, when registered
         if contexts is not None:

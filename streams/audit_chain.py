@@ -35,7 +35,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from practiceflow.processors.audit import chain
 from practiceflow.processors.dedup import sweep, sweep_due
 from practiceflow.streams import catalog
-from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.positions import position
 
@@ -120,19 +119,14 @@ class AuditChainer:
         found = await self.tail.read(partition, int(ckpt) if ckpt else None)
         if not found:
             return
-        writes = []
-        with in_event(ev):
-            for offset, chained in found:
-                practice = chained["practice_id"]
-                writes += self._set(ev, f"{ID_PREFIX}{practice}/{chained['event_id']}", str(chained["at"]))
-                writes += self._set(ev, practice, chained["hash"])
-                writes += self._set(ev, f"{CKPT_PREFIX}{partition}", str(offset))
-        await confirmed(writes)
+        writes = self.p.outbox()
+        for offset, chained in found:
+            practice = chained["practice_id"]
+            writes.table_write(self.table, ev, f"{ID_PREFIX}{practice}/{chained['event_id']}", str(chained["at"]))
+            writes.table_write(self.table, ev, practice, chained["hash"])
+            writes.table_write(self.table, ev, f"{CKPT_PREFIX}{partition}", str(offset))
+        await writes.confirm()
         log.warning("audit chain: partition %d caught up with %d events written before a crash", partition, len(found))
-
-    def _set(self, ev: Any, key: str, value: str) -> list[Any]:
-        self.table.data[key] = value
-        return [self.table.send_changelog(ev.message.partition, key, value)]
 
     async def process_batch(self, events: list[Any], committer: Committer) -> None:
         admitted = await committer.admit(events)
@@ -146,7 +140,7 @@ class AuditChainer:
             if tp not in self._reconciled:
                 await self._reconcile(ev)
                 self._reconciled.add(tp)
-        outbox = Outbox()
+        outbox = self.p.outbox()
         heads: dict[str, str] = {}
         chained_ids: set[str] = set()
         plan: list[tuple[Any, dict[str, Any]]] = []
@@ -171,22 +165,19 @@ class AuditChainer:
         written = await outbox.confirm()
         # ids, then each practice's last head, then each partition's last checkpoint: in this
         # order within a changelog partition, a surviving checkpoint vouches for the rest
-        writes = []
+        writes = self.p.outbox()
         last_head: dict[str, tuple[Any, str]] = {}
         last_ckpt: dict[int, tuple[Any, int]] = {}
         for (ev, linked), meta in zip(plan, written, strict=True):
             practice = linked["practice_id"]
-            with in_event(ev):
-                writes += self._set(ev, f"{ID_PREFIX}{practice}/{linked['event_id']}", str(linked["at"]))
+            writes.table_write(self.table, ev, f"{ID_PREFIX}{practice}/{linked['event_id']}", str(linked["at"]))
             last_head[practice] = (ev, linked["hash"])
             last_ckpt[ev.message.partition] = (ev, meta.offset)
         for practice, (ev, head) in last_head.items():
-            with in_event(ev):
-                writes += self._set(ev, practice, head)
+            writes.table_write(self.table, ev, practice, head)
         for partition, (ev, offset) in last_ckpt.items():
-            with in_event(ev):
-                writes += self._set(ev, f"{CKPT_PREFIX}{partition}", str(offset))
-        await confirmed(writes)
+            writes.table_write(self.table, ev, f"{CKPT_PREFIX}{partition}", str(offset))
+        await writes.confirm()
         if plan:
             self.p._count("audit.chained", len(plan))
         if skipped:

@@ -34,7 +34,7 @@ from practiceflow.processors.retry import HEADERS as RETRY_HEADERS, decide, is_t
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, confirmed, in_event
 from practiceflow.streams.undecodable import (
     REASON_CODE as UNDECODABLE_CODE,
     UNDECODABLE,
@@ -42,18 +42,12 @@ from practiceflow.streams.undecodable import (
     is_undecodable,
 )
 
+__all__ = ["Batch", "Normalizer", "Outbox", "confirmed"]  # Outbox/confirmed: moved to offsets.py, kept here too
+
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
 
 log = logging.getLogger("practiceflow.worker")
-
-
-async def confirmed(futures: list[Any]) -> list[Any]:
-    """Wait for every delivery future; raise if one failed. Shielded: when the agent is
-    cancelled (shutdown) the sends still complete and Faust's callbacks find them pending."""
-    if not futures:
-        return []
-    return list(await asyncio.gather(*(asyncio.shield(f) for f in futures)))
 
 
 def _redrive_headers(raw: dict[str, Any]) -> dict[str, str]:
@@ -61,27 +55,11 @@ def _redrive_headers(raw: dict[str, Any]) -> dict[str, str]:
     return raw_header_details(dict(raw, headers=headers))
 
 
-class Outbox:
-    """The sends of one batch; :meth:`confirm` waits until the broker has every one."""
-
-    def __init__(self) -> None:
-        self._pending: list[asyncio.Future[Any]] = []
-
-    async def send(self, topic: faust.TopicT, key: str, value: dict[str, Any], partition: int) -> None:
-        fut = await topic.send(key=key.encode(), value=value, partition=partition)
-        self._pending.append(fut)  # type: ignore[arg-type]
-
-    async def confirm(self) -> list[Any]:
-        """RecordMetadata of every send, in order; raises if any was not written."""
-        pending, self._pending = self._pending, []
-        return await confirmed(pending)
-
-
 @dataclass
 class Batch:
     """What one batch decided, applied once its outputs are confirmed."""
 
-    outbox: Outbox = field(default_factory=Outbox)
+    outbox: Outbox
     marks: list[tuple[Any, str, int]] = field(default_factory=list)  # (event, de-dup key, received_at)
     pending: dict[str, int] = field(default_factory=dict)  # de-dup keys marked in this batch
     counts: list[tuple[str, int]] = field(default_factory=list)
@@ -122,20 +100,18 @@ class Normalizer:
         admitted = await committer.admit(events)
         if not admitted:
             return
-        batch = Batch()
+        batch = Batch(outbox=self.p.outbox())
         for ev in admitted:
             if honour_not_before:
                 await self._wait_not_before(ev.value, ev.message.tp)
             with in_event(ev):
                 await self.handle(ev, batch)
             self.p.sensor.touch(ev.message.tp)
-        await batch.outbox.confirm()
-        changelog = []
+        await batch.outbox.confirm()  # 1. every output is in Kafka
+        marks = self.p.outbox()
         for ev, key, received_at in batch.marks:
-            with in_event(ev):
-                self.p.seen.data[key] = received_at
-            changelog.append(self.p.seen.send_changelog(ev.message.partition, key, received_at))
-        await confirmed(changelog)
+            marks.table_write(self.p.seen, ev, key, received_at)
+        await marks.confirm()  # 2. the de-dup marks are in the changelog
         for name, n in batch.counts:
             self.p._count(name, n)
         await committer.commit(admitted)
@@ -268,11 +244,14 @@ class Normalizer:
         count_unmapped(feed, result.warnings)
         partition = catalog.partition_for(practice, self.p.partitions)
         handoffs = handoffs_for(result, practice, now_ms())
+        types: dict[str, int] = {}  # counted per type, not per record: a labelled metric costs a lookup
         for rec in result.records:
             rec.value.setdefault("source", {})["raw_topic"] = topic
             await batch.outbox.send(self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition)
-            RECORDS.labels(rec.record_type).inc()
-            batch.counts.append((f"record.{rec.record_type}", 1))
+            types[rec.record_type] = types.get(rec.record_type, 0) + 1
+        for record_type, n in types.items():
+            RECORDS.labels(record_type).inc(n)
+            batch.counts.append((f"record.{record_type}", n))
         for seq, item in enumerate(handoffs, start=1):
             await batch.outbox.send(self.p.topics["handoff"], item.key, item.value, partition)
             HANDOFFS.labels(item.value["workflow"], item.value["queue"]).inc()

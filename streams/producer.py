@@ -11,6 +11,7 @@ stable message ids absorbs the case where the first write did land.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -157,6 +158,129 @@ class DurableProducer:
         self._poller_stop.set()
         self._poller.join(timeout=2)
         with self._lock:
+            self._producer.flush(timeout)
+            # drop the last reference: librdkafka's threads (and reconnect attempts) end with it
+            self._producer = None  # type: ignore[assignment]  # closed: nothing produces after close()
+
+
+class _Ticket:
+    """The deliveries of one group of sends (a batch's outputs, or its table writes).
+
+    ``produce`` runs on the event loop; librdkafka's delivery reports run in the poll
+    thread. The loop is woken once per ticket, when the last report arrived after
+    :meth:`wait` sealed it, not once per message (``call_soon_threadsafe`` per message
+    would cost more than the send itself).
+    """
+
+    __slots__ = ("done", "error", "future", "lock", "loop", "results", "sealed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.results: list[Delivered | None] = []
+        self.done = 0
+        self.sealed = False
+        self.error: KafkaError | None = None
+        self.future: asyncio.Future[None] | None = None
+
+    def delivered(self, idx: int, err: KafkaError | None, msg: Message | None) -> None:  # poll thread
+        if err is not None:
+            if self.error is None:
+                self.error = err
+        elif msg is not None:
+            self.results[idx] = Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+        with self.lock:
+            self.done += 1
+            finished = self.sealed and self.done == len(self.results) and self.future is not None
+        if finished:
+            self.loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+    async def wait(self) -> list[Delivered]:
+        with self.lock:
+            self.sealed = True
+            if self.done < len(self.results):
+                self.future = self.loop.create_future()
+        if self.future is not None:
+            await self.future
+        if self.error is not None:
+            raise DeliveryFailed(self.error)
+        return self.results  # type: ignore[return-value]  # every slot is filled once error is None
+
+
+class OutputProducer:
+    """The worker's producer for batch outputs: librdkafka, idempotent, ``acks=all``.
+
+    Why not Faust's producer (aiokafka): issue 8's profile put most of the worker's CPU in
+    aiokafka's produce path — each input fans out into a dozen records plus audit, flow and
+    table-changelog writes, each a Python-level send of a few dozen microseconds.
+    librdkafka batches and frames in C; what remains in Python is one ``produce`` call and
+    one delivery report per message.
+
+    Sends are grouped in tickets (:meth:`ticket`); ``await ticket.wait()`` returns once the
+    broker acknowledged every send of the ticket (or raises :class:`DeliveryFailed`), which
+    is what the worker's commit rule needs (``streams/offsets.py``): outputs confirmed ->
+    de-dup marks confirmed -> offsets committed. Ordering per partition is kept by the
+    idempotent producer, across retries too.
+    """
+
+    def __init__(self, bootstrap: str, *, client_id: str = "practiceflow-worker", extra: dict | None = None) -> None:
+        self.conf = {
+            "bootstrap.servers": bootstrap,
+            "client.id": client_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.size": 1024 * 1024,
+            "compression.type": "lz4",
+            "message.max.bytes": 16 * 1024 * 1024,
+            "queue.buffering.max.messages": 1_000_000,
+            **(extra or {}),
+        }
+        self._producer = Producer(self.conf)
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name="output-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    def ticket(self) -> _Ticket:
+        return _Ticket(asyncio.get_running_loop())
+
+    def produce(
+        self,
+        ticket: _Ticket,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        idx = len(ticket.results)
+        ticket.results.append(None)
+        on_done = functools.partial(ticket.delivered, idx)
+        while True:
+            try:
+                if headers:
+                    self._producer.produce(topic, value, key, partition, on_delivery=on_done, headers=headers)
+                else:
+                    self._producer.produce(topic, value, key, partition, on_delivery=on_done)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                on_done(exc.args[0], None)
+                return
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._poller.join(timeout=2)
+        if self._producer is not None:
             self._producer.flush(timeout)
             # drop the last reference: librdkafka's threads (and reconnect attempts) end with it
             self._producer = None  # type: ignore[assignment]  # closed: nothing produces after close()

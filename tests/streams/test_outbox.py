@@ -1,0 +1,129 @@
+"""The Outbox on librdkafka (streams/offsets.py + streams/producer.py OutputProducer), real broker.
+
+The worker's commit rule stands on ``Outbox.confirm``: it must return only when the broker
+has every send, in order, with the bytes Faust's own path would have written, and it must
+raise (so nothing is committed) when one send was not written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import faust
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from practiceflow.streams.offsets import Outbox
+from practiceflow.streams.producer import DeliveryFailed, OutputProducer
+from practiceflow.streams.serde import AvroCodec, AvroSerde, registry_client
+from practiceflow.streams.topics import create_topics
+
+
+def _read(bootstrap: str, topic: str, partition: int, n: int) -> list:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, partition, 0)])
+        out: list = []
+        for _ in range(100):
+            out += [m for m in c.consume(num_messages=n, timeout=0.5) if m.error() is None]
+            if len(out) >= n:
+                break
+        return out
+    finally:
+        c.close()
+
+
+def test_outbox_writes_the_topic_codec_bytes_and_confirms_offsets_in_order(stack, tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    create_topics(stack.bootstrap, prefix, 3, 1)
+    serde = AvroSerde(registry_client(stack.registry_url))
+    app = faust.App(f"outbox-{prefix}", broker=f"kafka://{stack.bootstrap}", datadir=str(tmp_path), store="memory://")
+    name = f"{prefix}.analytics.flow"
+    codec = AvroCodec(serde, f"{name}-value", "FlowEvent")
+    topic = app.topic(name, value_serializer=codec, key_serializer="raw", partitions=3)
+    table = app.Table("seen-outbox", default=int, partitions=3)
+    # the worker's Faust app declares its changelog topics at start; this app is never started
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    for fut in admin.create_topics([NewTopic(table.changelog_topic.get_topic_name(), 3, 1)]).values():
+        fut.result(30)
+    producer = OutputProducer(stack.bootstrap)
+
+    def flow(i: int) -> dict:
+        return {
+            "practice_id": "p",
+            "message_id": f"m{i}",
+            "feed": "hl7v2",
+            "stage": "normalized",
+            "record_type": None,
+            "records": i,
+            "latency_ms": None,
+            "at": 1_700_000_000_000 + i,
+        }
+
+    class _Msg:
+        partition = 2
+
+    class _Ev:
+        message = _Msg()
+
+    async def go():
+        box = Outbox(producer)
+        for i in range(50):
+            await box.send(topic, f"p/m{i}", flow(i), 1)
+        written = await box.confirm()
+        marks = Outbox(producer)
+        marks.table_write(table, _Ev(), "p/hl7v2/m1", 123)
+        changelog = await marks.confirm()
+        return written, changelog
+
+    try:
+        written, changelog = asyncio.run(go())
+    finally:
+        producer.close()
+    assert [w.partition for w in written] == [1] * 50
+    assert [w.offset for w in written] == list(range(written[0].offset, written[0].offset + 50))
+    got = _read(stack.bootstrap, name, 1, 50)
+    assert [m.key() for m in got] == [f"p/m{i}".encode() for i in range(50)]
+    assert got[7].value() == codec.dumps(flow(7))  # the bytes Faust's topic.send would write
+    assert serde.decode(got[7].value(), "FlowEvent")["records"] == 7
+    # the table entry is in the store and its changelog record in the changelog partition
+    assert table.data["p/hl7v2/m1"] == 123
+    cl = table.changelog_topic.get_topic_name()
+    (rec,) = _read(stack.bootstrap, cl, 2, 1)
+    assert (changelog[0].topic, changelog[0].partition) == (cl, 2)
+    assert json.loads(rec.key()) == "p/hl7v2/m1" and json.loads(rec.value()) == 123
+
+
+def test_outbox_confirm_raises_when_a_send_was_not_written(stack, tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    create_topics(stack.bootstrap, prefix, 3, 1)
+    serde = AvroSerde(registry_client(stack.registry_url))
+    app = faust.App(f"outbox-{prefix}", broker=f"kafka://{stack.bootstrap}", datadir=str(tmp_path), store="memory://")
+    name = f"{prefix}.analytics.flow"
+    topic = app.topic(name, value_serializer=AvroCodec(serde, f"{name}-value", "FlowEvent"), key_serializer="raw")
+    producer = OutputProducer(stack.bootstrap, extra={"message.timeout.ms": 5000})
+    value = {
+        "practice_id": "p",
+        "message_id": "m",
+        "feed": "hl7v2",
+        "stage": "normalized",
+        "record_type": None,
+        "records": 1,
+        "latency_ms": None,
+        "at": 1,
+    }
+
+    async def go():
+        box = Outbox(producer)
+        await box.send(topic, "p/ok", value, 0)
+        await box.send(topic, "p/lost", value, 7)  # the topic has 3 partitions: never written
+        await box.confirm()
+
+    try:
+        with pytest.raises(DeliveryFailed):
+            asyncio.run(go())
+    finally:
+        producer.close()
