@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from practiceflow.processors.workflows.refill.follow_up import refill_follow_up
 from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import InvalidTransition, apply_decision
 from practiceflow.schemas.typed import HandoffItemDict, StaffDecisionDict
 
 # workflow -> follow-up(item after the decision, decision) -> StepResult (commands, drafts)
 FollowUp = Callable[[HandoffItemDict, StaffDecisionDict], StepResult]
-FOLLOW_UPS: dict[str, FollowUp] = {}
+FOLLOW_UPS: dict[str, FollowUp] = {
+    "refill": refill_follow_up,  # a signed renewal draft -> cmd.ehr_write (executor: issue 12)
+}
 
 # Queues whose items only that role may close: a front-desk user cannot sign a refill or
 # acknowledge a result. The role is the one the channel asserts (the CLI's --role, the EHR
