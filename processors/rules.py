@@ -156,6 +156,24 @@ def load_table(workflow: str, table_id: str, overrides_dir: Path | None = None) 
     return found
 
 
+def load_table_layers(workflow: str, table_id: str, overrides_dir: Path | None = None) -> tuple[Table, Table | None]:
+    """The shipped table and the practice's table of the same id (None when it has none), kept
+    apart: for tables a practice may only ADD to (the controlled-substance list), the caller
+    unions them instead of letting the practice's file replace the shipped one."""
+    shipped = load_table(workflow, table_id)
+    practice: Table | None = None
+    if overrides_dir is not None:
+        for path in _yaml_files(overrides_dir / workflow):
+            data = _read(path)
+            if "entries" not in data or data.get("id") != table_id:
+                continue
+            try:
+                practice = Table.model_validate(data)
+            except ValidationError as exc:
+                raise RuleError(f"{path}: table {table_id}: {exc}") from exc
+    return shipped, practice
+
+
 def workflows_with_rules(overrides_dir: Path | None = None) -> list[str]:
     """Every workflow folder that holds rule files (shipped or the practice's)."""
     root = Path(str(resources.files("practiceflow.rules")))

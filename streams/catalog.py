@@ -203,6 +203,15 @@ CATALOG: tuple[TopicSpec, ...] = (
         partitions=None,
     ),
     *(_dlq(f) for f in FEEDS),
+    TopicSpec(
+        "dlq.cmd",
+        Kind.DEAD_LETTER,
+        "DeadLetter",
+        "practice/message_id",
+        "Commands (cmd.<kind>) whose value and key were both unreadable, so no result could be addressed: "
+        "original bytes + reason.",
+        retention_ms=90 * DAY_MS,
+    ),
     *(_retry(f) for f in FEEDS),
     TopicSpec(
         "analytics.flow",

@@ -94,7 +94,7 @@ class FaxOcr:
         timeout_s: float = 50.0,
         jobs: int = 1,
         concurrency: int = 1,
-        classify: Callable[[NormalizeResult], NormalizeResult] | None = None,
+        classify: Callable[[NormalizeResult, int], NormalizeResult] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ class FaxOcr:
             searchable_pdf_uri=pdf_uri,
             ocr_status=status,
         )
-        return self.classify(result) if self.classify is not None else result
+        return self.classify(result, int(raw["received_at"])) if self.classify is not None else result
 
     def close(self) -> None:
         """Nothing to release: each document's OCR process ends with its document."""

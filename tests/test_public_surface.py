@@ -119,6 +119,7 @@ TOPICS = {
     "dlq.fax": ("DeadLetter", "dead_letter"),
     "dlq.portal": ("DeadLetter", "dead_letter"),
     "dlq.x12": ("DeadLetter", "dead_letter"),
+    "dlq.cmd": ("DeadLetter", "dead_letter"),
     "analytics.flow": ("FlowEvent", "analytics"),
     "denials.ledger": ("DenialLedgerEntry", "analytics"),
 }

@@ -20,12 +20,16 @@ A crash before step 4 leaves the command uncommitted and without a result: it is
 again (the model may be called twice for it; the result is written once). A crash
 between 4 and 5 re-reads the command and step 2 skips it. A command past its
 ``deadline_at`` is answered ``timeout`` without a call; an unreadable payload ``failed``.
+A command whose bytes cannot be decoded at all is answered ``failed`` (``unreadable_command``)
+from its message key (practice/command_id); when even the key is unusable, its bytes go to
+``<prefix>.dlq.cmd`` with that reason. Either is confirmed before the offset is committed.
 Results always carry ``needs_person`` and reasons, so nothing waits on a model forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -34,10 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from prometheus_client import Counter
 from pydantic import ValidationError
 
 from practiceflow.processors.audit import audit_event
+from practiceflow.processors.deadletter import dead_letter
 from practiceflow.processors.llm.tasks import LLMRequest
 from practiceflow.processors.llm.validate import LLMResult
 from practiceflow.settings import Settings
@@ -52,6 +58,8 @@ log = logging.getLogger("practiceflow.commands.llm")
 COMMANDS = Counter("practiceflow_llm_commands_total", "cmd.llm commands by what became of them", ["outcome"])
 
 KIND = "llm"
+UNREADABLE = "unreadable_command"
+UNKNOWN_PRACTICE = "unknown"  # a dead letter whose key named no practice
 
 
 def command_key(practice_id: str, command_id: str) -> str:
@@ -161,6 +169,7 @@ class LLMCommandExecutor:
         self.topic = catalog.BY_SUFFIX[f"cmd.{KIND}"].name(prefix)
         self.results_topic = catalog.BY_SUFFIX["cmd.results"].name(prefix)
         self.audit_topic = catalog.BY_SUFFIX["audit.in"].name(prefix)
+        self.dead_letter_topic = catalog.BY_SUFFIX["dlq.cmd"].name(prefix)
         self.group_id = group_id or f"{cfg.consumer_group}-cmd-{KIND}"
         self.consumer = Consumer(
             {
@@ -226,15 +235,24 @@ class LLMCommandExecutor:
         await asyncio.to_thread(self.index.catch_up)
         in_batch: set[str] = set()
         work = []
+        dead: list[tuple[Message, str]] = []
         for msg in msgs:
             try:
                 cmd = self.serde.decode(msg.value() or b"", "WorkflowCommand")
-            except SerdeError as exc:
-                # not our wire format: there is no command id to answer; it stays in Kafka
-                log.error("cmd.llm %s:%s unreadable (%s); skipped", msg.partition(), msg.offset(), type(exc).__name__)
+            except (SerdeError, SchemaRegistryError) as exc:
+                if isinstance(exc, SchemaRegistryError) and exc.http_status_code != 404:
+                    raise  # the registry is down or busy: transient, the batch is read again
+                # a 404 is the registry's answer (no such schema id), as in streams/undecodable.py
+                # not our wire format. The workflow still waits for an answer: when the key names
+                # the command, it gets a ``failed`` result; otherwise the bytes go to dlq.cmd.
+                log.error("cmd.llm %s:%s unreadable (%s)", msg.partition(), msg.offset(), type(exc).__name__)
                 report.unreadable += 1
                 COMMANDS.labels("unreadable").inc()
-                continue
+                ids = _ids_from_key(msg.key())
+                if ids is None:
+                    dead.append((msg, type(exc).__name__))
+                    continue
+                cmd = {"practice_id": ids[0], "command_id": ids[1], "unreadable": True}
             key = command_key(cmd["practice_id"], cmd["command_id"])
             if key in self.index.done or key in in_batch:
                 report.replayed += 1
@@ -251,6 +269,8 @@ class LLMCommandExecutor:
             sends.append(self._send(self.audit_topic, practice, "AuditEvent", audit, practice))
             report.outcomes[result["outcome"]] = report.outcomes.get(result["outcome"], 0) + 1
             COMMANDS.labels(result["outcome"]).inc()
+        for msg, error in dead:
+            sends.append(self._dead_letter(msg, error))
         await asyncio.gather(*sends)  # acks=all for every result and audit event, or raise (nothing committed)
         for cmd in work:
             self.index.done.add(command_key(cmd["practice_id"], cmd["command_id"]))
@@ -258,6 +278,27 @@ class LLMCommandExecutor:
         report.handled = len(work)
         self._add(report)
         return report
+
+    async def _dead_letter(self, msg: Message, error: str) -> None:
+        """The original bytes of a command nobody can be told about (neither value nor key readable)."""
+        value = msg.value() or b""
+        raw_key = msg.key() or b""
+        dl = dead_letter(
+            UNKNOWN_PRACTICE,
+            f"cmd.{KIND}",
+            "process",
+            UNREADABLE,
+            f"cmd.{KIND} command could not be decoded ({error}) and its key is not practice/command_id",
+            value,
+            failed_at=now_ms(),
+            message_id=hashlib.sha256(value).hexdigest(),
+            source_topic=msg.topic(),
+            source_partition=msg.partition(),
+            source_offset=msg.offset(),
+            details={"key_hex": raw_key.hex() if isinstance(raw_key, bytes) else str(raw_key).encode().hex()},
+        )
+        topic = self.dead_letter_topic
+        await self._send(topic, f"{UNKNOWN_PRACTICE}/{dl['message_id']}", "DeadLetter", dl, UNKNOWN_PRACTICE)
 
     def _commit(self, msgs: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
@@ -274,6 +315,8 @@ class LLMCommandExecutor:
         """(CommandResult, AuditEvent) for one command that has none yet."""
         now = now_ms()
         deadline = cmd.get("deadline_at")
+        if cmd.get("unreadable"):  # only its key could be read (see _handle)
+            return self._result(cmd, "failed", UNREADABLE, None, None, now)
         if cmd.get("kind") != KIND:
             return self._result(cmd, "refused", "wrong_command_kind", None, None, now)
         if deadline is not None and now > deadline:
@@ -364,6 +407,20 @@ def _task_of(cmd: dict[str, Any]) -> str:
         return str(json.loads(cmd.get("payload") or "{}").get("task") or "unknown")
     except (ValueError, AttributeError):
         return "unknown"
+
+
+def _ids_from_key(key: bytes | str | None) -> tuple[str, str] | None:
+    """(practice_id, command_id) from a ``practice/command_id`` message key, or None."""
+    if key is None:
+        return None
+    try:
+        text = key.decode("utf-8") if isinstance(key, bytes) else key
+    except UnicodeDecodeError:
+        return None
+    practice, sep, command_id = text.partition("/")
+    if not sep or not practice.strip() or not command_id.strip() or not text.isprintable():
+        return None
+    return practice, command_id
 
 
 def _usable(msg: Message) -> bool:

@@ -4,10 +4,15 @@ Tables (Faust, RocksDB store by default, changelog-backed like the de-dup table)
 
 * ``patient-context``: ``<practice>/<canonical patient id>`` -> the snapshot
   (``processors/context/snapshot.py``, stored with its ``to_json``).
-* ``patient-index``: the identity crosswalk (``x:<practice>|<identifier key>`` -> canonical
-  key, ``a:<practice>|<identifier key>`` for keys two patients claim) and the demographic
-  index for matching (``b:<practice>|<block>`` -> patient ids, ``d:<practice>/<id>`` ->
-  demographics), see ``processors/context/matching.py``.
+* ``patient-index``: the identity crosswalk (``x:<practice>|<digest>`` -> ``[identifier
+  key, canonical key]``, ``a:<practice>|<digest>`` -> identifier key for keys two patients
+  claim) and the demographic index for matching (``b:<practice>|<digest>`` -> patient ids,
+  ``d:<practice>/<id>`` -> demographics), see ``processors/context/matching.py``.
+
+No DOB, phone or identifier is ever in a key (a table key is a changelog topic's Kafka
+key): blocks and identifier keys are replaced by a SHA-256 digest, and a provisional
+patient id (``mb|<member id>``) by ``~<digest>`` (``processors/context/keys.py``). Every
+lookup on them is exact-match, so matching gives the same answers.
 
 One agent reads every topic that changes a context (:data:`CONTEXT_TOPICS`), resolves
 each record's canonical patient through the crosswalk (``processors/context/fold.py``),
@@ -54,7 +59,7 @@ from confluent_kafka import Consumer, TopicPartition
 from faust.types import TP
 
 from practiceflow.processors.base import gc_paused
-from practiceflow.processors.context import fold, matching, snapshot
+from practiceflow.processors.context import fold, keys, matching, snapshot
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.identity.choose import policy_for
 from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
@@ -168,7 +173,7 @@ class PatientContexts:
         inside any agent's event of the same practice (the practice's records share one
         partition number, so the current event points the RocksDB store at the right
         partition) and outside any event (the store then looks through its partitions)."""
-        data = self.table.get(f"{practice_id}/{patient_id}")
+        data = self.table.get(keys.patient_key(practice_id, patient_id))
         return snapshot.from_json(data) if data else None
 
     def crosswalk(self, practice_id: str) -> Crosswalk:
@@ -293,7 +298,7 @@ class PatientContexts:
         if pid is None:
             batch.count("context.unfiled")
             return
-        key = f"{practice}/{pid}"
+        key = keys.patient_key(practice, pid)
         ctx = batch.context(key, self) or snapshot.empty(practice, pid)
         ctx = snapshot.apply(ctx, rt, record if record.get("patient_id") == pid else dict(record, patient_id=pid))
         batch.contexts[key] = (ev, ctx)
@@ -306,13 +311,21 @@ class PatientContexts:
         cw = Crosswalk(practice_id)
         ids = f"x:{practice_id}|"
         amb = f"a:{practice_id}|"
+        legacy: dict[str, str] = {}
+        current: dict[str, str] = {}
         for key, value in self.index.items():
             if not isinstance(key, str):
                 continue
             if key.startswith(ids):
-                cw.ids[key[len(ids) :]] = value
+                if isinstance(value, list):
+                    current[value[0]] = value[1]
+                elif isinstance(value, str):  # written before keys were digests: the current form wins
+                    legacy[key[len(ids) :]] = value
             elif key.startswith(amb):
-                cw.ambiguous.add(key[len(amb) :])
+                # the identifier key in the value; a key written before keys were digests holds it
+                cw.ambiguous.add(value if isinstance(value, str) else key[len(amb) :])
+        cw.ids.update(legacy)
+        cw.ids.update(current)
         return cw
 
     def _link(self, ev: Any, practice: str, cw: Crosswalk, link: dict[str, Any], batch: _Batch) -> None:
@@ -325,13 +338,13 @@ class PatientContexts:
             return
         for k, v in cw.ids.items():
             if before.get(k) != v:
-                batch.index[f"x:{practice}|{k}"] = (ev, v)
+                batch.index[keys.ident_key("x", practice, k)] = (ev, [k, v])
         for k in before.keys() - cw.ids.keys():
-            batch.index[f"x:{practice}|{k}"] = (ev, None)
+            batch.index[keys.ident_key("x", practice, k)] = (ev, None)
         for k in cw.ambiguous - before_amb:
-            batch.index[f"a:{practice}|{k}"] = (ev, 1)
+            batch.index[keys.ident_key("a", practice, k)] = (ev, k)
         for old, new in fold.moved(before, cw):
-            old_key, new_key = f"{practice}/{old}", f"{practice}/{new}"
+            old_key, new_key = keys.patient_key(practice, old), keys.patient_key(practice, new)
             other = batch.context(old_key, self)
             if other is None:
                 continue
@@ -342,12 +355,12 @@ class PatientContexts:
 
     def _index_patient(self, ev: Any, practice: str, pid: str, record: dict[str, Any], batch: _Batch) -> None:
         demo = matching.from_patient(record, pid)
-        dkey = f"d:{practice}/{pid}"
+        dkey = "d:" + keys.patient_key(practice, pid)
         old = batch.index_value(dkey, self)
         old_blocks = set(matching.blocking_keys(_demo_from_json(old))) if old else set()
         new_blocks = set(matching.blocking_keys(demo))
         for block in old_blocks ^ new_blocks:
-            bkey = f"b:{practice}|{block}"
+            bkey = keys.block_key(practice, block)
             members = set(batch.index_value(bkey, self) or [])
             if block in new_blocks:
                 members.add(pid)
@@ -414,10 +427,16 @@ class _TableIndex:
         self.practice_id = practice_id
 
     def patients(self, block: str) -> Iterable[str]:
-        return self.table.get(f"b:{self.practice_id}|{block}") or ()
+        members = self.table.get(keys.block_key(self.practice_id, block)) or ()
+        # a block written before keys were digests (until the one-time re-key): a stale member
+        # only adds a candidate, scored on its current demographics like any other
+        legacy = self.table.get(f"b:{self.practice_id}|{block}")
+        return sorted({*members, *legacy}) if legacy else members
 
     def demographics(self, patient_id: str) -> matching.Demographics | None:
-        v = self.table.get(f"d:{self.practice_id}/{patient_id}")
+        v = self.table.get("d:" + keys.patient_key(self.practice_id, patient_id))
+        if not v and "|" in patient_id:  # a provisional id's entry from before keys were digests
+            v = self.table.get(f"d:{self.practice_id}/{patient_id}")
         return _demo_from_json(v) if v else None
 
 

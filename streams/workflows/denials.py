@@ -26,6 +26,7 @@ replay rewrites the same item, drafts and entries.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -116,17 +117,20 @@ class Denials:
         contexts = getattr(self.p, "contexts", None)
         if contexts is None or not patient_id:
             return PatientFacts()
-        await contexts.caught_up(
+        ok = await contexts.caught_up(
             ev.message.partition, touch=lambda: self.p.sensor.touch(ev.message.tp), timeout=CONTEXT_WAIT_SECONDS
         )
+        if not ok:
+            log.warning("denials: patient context not caught up on partition %s", ev.message.partition)
         with in_event(ev):
             ctx = contexts.context_for(practice, patient_id)
         if ctx is None:
-            return PatientFacts()
+            return PatientFacts(current=ok)
         state: dict[str, Any] | None = None
         for cov in ctx.coverages.values():
             state = fold_patient(state, "Coverage", cov)
-        return facts_of(state)
+        facts = facts_of(state)
+        return facts if ok else replace(facts, current=False)  # fail closed: step.decide sends it to review
 
     async def process_batch(self, events: list[Any]) -> None:
         admitted = await self.committer.admit(events)

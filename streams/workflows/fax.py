@@ -123,19 +123,30 @@ class FaxWorkflow:
         rosters = {practice: Roster(tuple(r.names), tuple(r.providers)) for practice, r in cfg.fax_roster.items()}
         return cls(load_or_train(Path(model_dir)), matcher=matcher, rosters=rosters)
 
-    def __call__(self, result: NormalizeResult) -> NormalizeResult:
+    def __call__(self, result: NormalizeResult, received_at: int | None = None) -> NormalizeResult:
+        """Classify the Documents of one fax; ``received_at`` (epoch ms) dates refill requests."""
         docs = [r for r in result.records if r.record_type == "Document"]
         for doc in docs:
             roster = self.rosters.get(doc.value["practice_id"]) or self.rosters.get("*")
             try:
                 outcome = classify_fax(
-                    doc.value, self.model, extractor=self.extractor, matcher=self.matcher, roster=roster
+                    doc.value,
+                    self.model,
+                    extractor=self.extractor,
+                    matcher=self.matcher,
+                    roster=roster,
+                    received_at=received_at,
                 )
             except Exception as exc:  # the fax must still reach a person: every page abstains
                 ERRORS.inc()
                 log.error("fax classification failed (%s); the fax goes to triage", type(exc).__name__)
                 outcome = classify_fax(
-                    doc.value, _Undecided(self.model), extractor=self.extractor, matcher=self.matcher, roster=roster
+                    doc.value,
+                    _Undecided(self.model),
+                    extractor=self.extractor,
+                    matcher=self.matcher,
+                    roster=roster,
+                    received_at=received_at,
                 )
             self.health.observe(outcome)
             result.records.extend(outcome.records)

@@ -83,18 +83,21 @@ class RefillTriage:
             return
         outbox = Outbox()
         counts: dict[str, int] = {}
+        stale: set[int] = set()
         for partition in sorted({ev.message.partition for ev in admitted}):
             tp = next(ev.message.tp for ev in admitted if ev.message.partition == partition)
             ok = await self.contexts.caught_up(
                 partition, touch=partial(self.p.sensor.touch, tp), timeout=CONTEXT_WAIT_SECONDS
             )
             if not ok:
+                # fail closed: these requests are triaged, but never routine (context_not_current)
+                stale.add(partition)
                 log.warning(
                     "refill: patient context not caught up on partition %s after %ss", partition, CONTEXT_WAIT_SECONDS
                 )
         for ev in admitted:
             with in_event(ev):
-                kind = await self.handle(ev, outbox)
+                kind = await self.handle(ev, outbox, ev.message.partition not in stale)
             counts[kind] = counts.get(kind, 0) + 1
             self.p.sensor.touch(ev.message.tp)
         await outbox.confirm()
@@ -102,13 +105,13 @@ class RefillTriage:
             self.p._count(kind, n)
         await self.committer.commit(admitted)
 
-    async def handle(self, ev: Any, outbox: Outbox) -> str:
+    async def handle(self, ev: Any, outbox: Outbox, context_current: bool = True) -> str:
         request: dict[str, Any] = ev.value
         practice, patient = request["practice_id"], request["patient_id"]
         now = int(request.get("submitted_at") or 0)
         try:
             ctx = self.contexts.context_for(practice, patient) or empty(practice, patient)
-            result = refill_step(ctx, request, self.rules, now)
+            result = refill_step(ctx, request, self.rules, now, context_current)
         except Exception as exc:  # a request must reach a person even when the step fails
             # the type only: an exception's text can quote the request (PHI stays out of plain logs)
             log.error("refill step failed for request %s (%s)", request.get("request_id"), type(exc).__name__)

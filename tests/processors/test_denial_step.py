@@ -140,6 +140,29 @@ def test_new_coverage_fixes_an_eligibility_denial():
     assert fixes and fixes[0]["record_type"] == "Coverage"
 
 
+def test_facts_from_a_context_not_caught_up_never_draft_a_fix():
+    """Review s17 MUST-FIX 3: a stale patient context sends the denial to review, no draft."""
+    state = _stored(claim_record(member_id="W111"))
+    facts = fold_patient(
+        None,
+        "Coverage",
+        {
+            "practice_id": "demo-clinic",
+            "patient_id": "MRN1001",
+            "coverage_id": "cov-2",
+            "payer_id": "60054",
+            "payer_name": "DEMO TEST PAYER",
+            "member_id": "W222",
+            "status": "active",
+            "period_start": "2026-01-01",
+        },
+    )
+    adj = _one(remit_835([RemitClaim("PCN1001", 190.0, 0.0, claim_cas=(("CO", "31", 190.0),))]))
+    d = decide(DenialContext(state, PatientFacts(tuple(facts["coverages"]), current=False)), adj, RULES, NOW)
+    assert d.action == "review" and d.diff == ()
+    assert not [x for x in d.result.drafts if x["kind"] == "x12.837P"]
+
+
 def test_an_authorization_on_file_fixes_an_authorization_denial():
     state = _stored(claim_record())
     auth = {"number": "AUTH-9", "service_start": "2026-10-01", "service_end": "2026-12-31", "procedures": ["99214"]}

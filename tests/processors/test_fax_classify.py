@@ -196,7 +196,7 @@ def test_packet_routes_each_document_and_hands_refills_to_refill_triage(model: F
             ]
         }
     )
-    out = classify_fax(_doc([cover, refill, lab]), model, matcher=directory, roster=ROSTER)
+    out = classify_fax(_doc([cover, refill, lab]), model, matcher=directory, roster=ROSTER, received_at=RECEIVED)
     cls = [r.value for r in out.records if r.record_type == "FaxClassification"]
     assert [c["doc_class"] for c in cls] == ["cover_sheet", "refill_request", "lab_result"]
     assert [c["queue"] for c in cls][:2] == ["none", "refill_triage"]
@@ -204,12 +204,32 @@ def test_packet_routes_each_document_and_hands_refills_to_refill_triage(model: F
     (req,) = [r.value for r in out.records if r.record_type == "RefillRequest"]
     assert req["patient_id"] == "MRN-1" and req["medication"].startswith("atorvastatin 40 mg")
     assert req["pharmacy"] == "CVS Pharmacy #4417" and req["source"]["feed"] == "fax"
+    assert req["submitted_at"] == RECEIVED  # triaged as of the day the fax came in, never 1970
     result = NormalizeResult("fax-1", "fax", records=out.records)
     items = [i.value for i in fax_handoffs(result, "demo-clinic", 1_700_000_000_000)]
     assert len(items) == 1 and items[0]["queue"] in ("clinician", "triage")
     for ev in items[0]["evidence"]:
         if ev["record_type"] == "FaxClassification" and ev["page"] is not None:
             assert ev["document_uri"] == "file:///docs/ab"
+
+
+RECEIVED = 1_795_000_000_000  # 2026-11-18, epoch ms
+
+
+def test_refill_with_an_unverified_patient_id_goes_to_fax_triage_not_refill_triage(model: FaxClassifier) -> None:
+    refill = (
+        "CVS Pharmacy #4417\nPhone (555) 111-2222  Fax (555) 222-3333\nREFILL AUTHORIZATION REQUEST\n"
+        "To: Dr. Ana Patel   Demo Family Clinic\nPatient: Maria Lopez\nMRN: 4410027\nDOB: 04/05/1961\n"
+        "Drug: atorvastatin 40 mg tablet\nSig: take 1 tablet by mouth daily\nQty: 90\nRefills remaining: 0\n"
+        "[ ] Approved  refills: ____  [ ] Denied"
+    )
+    out = classify_fax(_doc([refill]), model, roster=ROSTER, received_at=RECEIVED)  # IdentifierOnPage: unverified
+    (c,) = [r.value for r in out.records if r.record_type == "FaxClassification"]
+    assert c["doc_class"] == "refill_request" and c["patient_match"] != "matched"
+    assert c["queue"] == "triage" and c["routing_reason"] == "patient_unverified"
+    assert not [r for r in out.records if r.record_type == "RefillRequest"]
+    items = [i.value for i in fax_handoffs(NormalizeResult("fax-1", "fax", records=out.records), "demo-clinic", 1)]
+    assert len(items) == 1 and "not checked against a chart" in items[0]["title"]
 
 
 def test_cover_sheet_announcing_missing_pages_is_flagged(model: FaxClassifier) -> None:

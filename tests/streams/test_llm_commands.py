@@ -9,6 +9,7 @@ import logging
 import time
 
 import pytest
+from confluent_kafka import Producer
 
 from practiceflow.processors.llm.config import LLMSettings
 from practiceflow.sinks.llm.service import LLMService
@@ -181,3 +182,40 @@ def test_model_server_down_or_refused_still_answers_every_command(stack, cfg, ll
     r1 = json.loads(res["r1"]["payload"])
     assert res["r1"]["outcome"] == "refused" and res["r1"]["reason"] == "llm_public_endpoint"
     assert r1["source"] == "fallback" and r1["fields"]
+
+
+def test_unreadable_command_is_answered_or_dead_lettered(stack, cfg, llm_server):
+    """Bytes that are no WorkflowCommand: the key names the command -> a ``failed`` result the
+    workflow can act on; the key is unusable too -> the original bytes on dlq.cmd. Never silence."""
+    cfg = cfg.model_copy(update={"llm": llm_settings(llm_server)})
+    create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+    serde = AvroSerde(registry_client(stack.registry_url))
+    topic = f"{cfg.topic_prefix}.cmd.llm"
+    raw = Producer({"bootstrap.servers": stack.bootstrap, "acks": "all"})
+    raw.produce(topic, key=b"clinic-a/garbled", value=b"not avro at all")
+    raw.produce(topic, key=b"\xff\xfe", value=b"\x00no key either")
+    assert raw.flush(30) == 0
+
+    async def go():
+        await send(stack, cfg, serde, [command("clinic-a", "late", deadline_at=1)])  # the batch goes on past them
+        service = LLMService.from_settings(cfg.llm)
+        ex = LLMCommandExecutor(cfg, stack.bootstrap, serde, service)
+        try:
+            await drive(ex, lambda t: t.unreadable >= 2 and t.handled >= 2)
+        finally:
+            ex.close()
+            await service.aclose()
+        return ex.totals
+
+    totals = asyncio.run(go())
+    assert totals.outcomes == {"failed": 1, "timeout": 1}
+    res = results_by_id(stack, cfg, serde, 2)
+    garbled = res["garbled"]
+    assert garbled["practice_id"] == "clinic-a" and garbled["outcome"] == "failed"
+    assert garbled["reason"] == "unreadable_command" and json.loads(garbled["payload"])["needs_person"]
+    assert res["late"]["outcome"] == "timeout"
+    dead = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.dlq.cmd", serde, 1)
+    assert len(dead) == 1
+    dl = dead[0][1]
+    assert dl["payload"] == b"\x00no key either" and dl["reason_code"] == "unreadable_command"
+    assert dl["source_topic"] == topic and dl["details"]["key_hex"] == "fffe"

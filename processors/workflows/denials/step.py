@@ -204,6 +204,10 @@ def decide(ctx: DenialContext, adj: Mapping[str, Any], rules: DenialRules, now: 
         priority = arule.priority
         fix = find_fix(primary, state, ctx.facts)
         action = arule.with_fix if fix is not None else arule.otherwise
+        if not ctx.facts.current and action != "review":
+            # fail closed: the coverage/authorization facts may be stale (context_not_current)
+            notes.append("context_not_current: the patient's coverage and authorizations had not caught up")
+            fix, action = None, "review"
         if action == "corrected_claim":
             problem = None
             if fix is None or original is None:

@@ -59,6 +59,9 @@ class PatientFacts:
 
     coverages: tuple[Mapping[str, Any], ...] = ()
     authorizations: tuple[Mapping[str, Any], ...] = ()
+    # False when the patient-context tables had not caught up: a new coverage or authorization
+    # may be missing, so no fix (or its absence) read from these facts is trusted (step.decide)
+    current: bool = True
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
             "pages_missing": f"the cover sheet announced {v.get('pages_announced')} pages, {v.get('pages_received')} arrived",
             "patient_no_match": "no chart matches the patient on it",
             "patient_ambiguous": "several charts could match the patient",
+            "patient_unverified": "the patient id on the page was not checked against a chart",
         }.get(reason, reason)
         title = (
             f"Sort fax {where}: {why} (best guess {_LABELS.get(top['label'], top['label'])} {top['probability']:.0%})"

@@ -143,8 +143,15 @@ def classify_fax(
     extractor: Extractor | None = None,
     matcher: Matcher | None = None,
     roster: Roster | None = None,
+    received_at: int | None = None,
 ) -> FaxOutcome:
-    """Classify every page of a fax Document, split it, extract, match and route each document."""
+    """Classify every page of a fax Document, split it, extract, match and route each document.
+
+    ``received_at`` (epoch ms, the gateway's receive time) dates a faxed refill request: the
+    refill step judges visit and lab windows as of that day, so it must never be 0 (1970).
+    A refill request is handed to refill triage only when the patient was ``matched`` to a
+    chart; an ``unverified`` id (an MRN read off the page, never checked) goes to fax triage,
+    because one misread digit would otherwise triage the request against another chart."""
     extractor = extractor or RuleExtractor()
     matcher = matcher or IdentifierOnPage()
     roster = roster or Roster()
@@ -214,6 +221,8 @@ def classify_fax(
             priority = "high" if missing else "routine"
         elif needs_patient and match.status in ("none", "ambiguous"):
             queue, reason = "triage", f"patient_{'no_match' if match.status == 'none' else 'ambiguous'}"
+        elif QUEUE_BY_CLASS[seg.doc_class] == "refill_triage" and match.status != "matched":
+            queue, reason = "triage", "patient_unverified"
         else:
             queue, reason = QUEUE_BY_CLASS[seg.doc_class], "by_class"
             if kind == "insurance.correspondence":
@@ -257,15 +266,19 @@ def classify_fax(
             "source": source,
         }
         outcome.records.append(Normalized("FaxClassification", entity_key(practice, patient_id, cid), value))
-        if queue == "refill_triage" and patient_id:
-            outcome.records.append(_refill_request(value, found, source))
+        if queue == "refill_triage" and patient_id and match.status == "matched":
+            outcome.records.append(_refill_request(value, found, source, received_at))
     return outcome
 
 
-def _refill_request(value: Mapping[str, Any], found: Sequence[Extracted], source: Mapping[str, Any]) -> Normalized:
+def _refill_request(
+    value: Mapping[str, Any], found: Sequence[Extracted], source: Mapping[str, Any], received_at: int | None
+) -> Normalized:
     drug, strength, pharmacy = first(found, "drug"), first(found, "strength"), first(found, "pharmacy")
     rid = "fax-" + hashlib.sha256(str(value["classification_id"]).encode()).hexdigest()[:24]
-    submitted = 0
+    if not received_at or received_at <= 0:
+        raise ValueError("a faxed refill request needs the fax's received time (received_at)")
+    submitted = int(received_at)
     rec = {
         "practice_id": value["practice_id"],
         "request_id": rid,

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from practiceflow.processors.rules import Rule, load_rules, load_table
+from practiceflow.processors.rules import Rule, load_rules, load_table, load_table_layers
 
-from .drugs import DrugTable
+from .drugs import DrugTable, normalize_name
 
 WORKFLOW = "refill"
 
@@ -131,7 +131,7 @@ def build_rules(
         if r.drug_class in by_class:
             raise ValueError(f"rules {by_class[r.drug_class].id} and {r.id} both cover drug class {r.drug_class}")
         by_class[r.drug_class] = r
-    table = DrugTable(drugs, controlled)
+    table = DrugTable(*_controlled_first(drugs, controlled))
     unknown = {e.drug_class for e in table.entries if e.drug_class and e.drug_class not in by_class}
     if unknown:
         # a drug with a class no rule covers would silently never be routine: say so at load time
@@ -141,16 +141,67 @@ def build_rules(
     )
 
 
+def _keys(entry: Mapping[str, Any]) -> set[str]:
+    keys = {"i:" + normalize_name(str(entry["ingredient"]))}
+    if entry.get("rxcui"):
+        keys.add(f"r:{entry['rxcui']}")
+    return keys
+
+
+def _controlled_first(
+    drugs: Sequence[Mapping[str, Any]], controlled: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(drugs, controlled) where a controlled entry wins over a drug-table entry of the same
+    ingredient or RxCUI: a practice scheduling gabapentin (listed in drugs.yaml) makes it
+    controlled instead of failing start-up with a duplicate RxCUI. The drug entry's brand
+    names and aliases move to the controlled entry, so "neurontin" is flagged too."""
+    ctrl = [dict(c) for c in controlled]
+    owner: dict[str, int] = {}
+    for i, c in enumerate(ctrl):
+        for k in _keys(c):
+            owner.setdefault(k, i)
+    kept: list[dict[str, Any]] = []
+    for d in drugs:
+        hit = next((owner[k] for k in _keys(d) if k in owner), None)
+        if hit is None:
+            kept.append(dict(d))
+            continue
+        c = ctrl[hit]
+        c["aliases"] = [*(c.get("aliases") or ()), *(d.get("brands") or ()), *(d.get("aliases") or ())]
+    return kept, ctrl
+
+
+def merge_controlled(
+    shipped: Sequence[Mapping[str, Any]], practice: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The federal list plus a practice's additions (state schedules). A practice's file ADDS
+    to the shipped list and never replaces it: dropping the federal CII-CV entries would let a
+    controlled drug lose its flag (triage.py: a rule file cannot make a controlled substance
+    routine). A practice entry for an ingredient or RxCUI already shipped is ignored: the
+    shipped (federal) entry stays."""
+    merged = [dict(e) for e in shipped]
+    taken: set[str] = set().union(*(_keys(e) for e in merged)) if merged else set()
+    for e in practice:
+        if _keys(e) & taken:
+            continue
+        merged.append(dict(e))
+        taken |= _keys(e)
+    return merged
+
+
 def load_refill_rules(overrides_dir: Path | None = None) -> RefillRules:
-    """The shipped refill protocols and tables, with a practice's overrides applied."""
+    """The shipped refill protocols and tables, with a practice's overrides applied (the
+    controlled list is the union of the shipped and the practice's, see :func:`merge_controlled`)."""
     ruleset = load_rules(WORKFLOW, RefillRule, overrides_dir)
     drugs = load_table(WORKFLOW, "refill.drugs", overrides_dir)
-    controlled = load_table(WORKFLOW, "refill.controlled", overrides_dir)
+    shipped, practice = load_table_layers(WORKFLOW, "refill.controlled", overrides_dir)
+    controlled = merge_controlled(shipped.entries, practice.entries if practice else ())
+    version = shipped.version + (f"+{practice.version}" if practice else "")
     bundle = build_rules(
         list(ruleset.rules),
         [dict(e) for e in drugs.entries],
-        [dict(e) for e in controlled.entries],
-        (drugs.version, controlled.version),
+        controlled,
+        (drugs.version, version),
     )
     return RefillRules(
         by_class=bundle.by_class,

@@ -112,11 +112,14 @@ def renewal_resource(
     return resource
 
 
-def refill_step(ctx: PatientContext, request: Mapping[str, Any], rules: RefillRules, now: int) -> StepResult:
-    """Triage one refill request into one work item (+ a renewal draft when routine)."""
+def refill_step(
+    ctx: PatientContext, request: Mapping[str, Any], rules: RefillRules, now: int, context_current: bool = True
+) -> StepResult:
+    """Triage one refill request into one work item (+ a renewal draft when routine).
+    ``context_current=False`` makes it needs_review (see :func:`triage`)."""
     if request.get("practice_id") != ctx.practice_id or request.get("patient_id") != ctx.patient_id:
         raise ValueError("refill request folded with another practice's or patient's context")
-    t = triage(request, ctx, rules, now)
+    t = triage(request, ctx, rules, now, context_current)
     practice, patient, rid = request["practice_id"], request["patient_id"], request["request_id"]
     subject = (practice, patient, rid)
     drafts: list[DraftDict] = []
@@ -137,7 +140,7 @@ def refill_step(ctx: PatientContext, request: Mapping[str, Any], rules: RefillRu
             + f" as on order {t.order.get('order_id')}: the draft MedicationRequest is ready to sign."
         )
         options = [
-            option("approve", "Sign the renewal as drafted", target=draft_id),
+            option("approve", "Sign the renewal as drafted (queued for the EHR write-back)", target=draft_id),
             option("edit", "Change quantity, refills or directions, then sign", target=draft_id, editable=EDITABLE),
             option("reject", "Do not renew; tell the patient why", target=draft_id),
         ]

@@ -53,6 +53,7 @@ _REVIEW_FIRST: Final = frozenset(
         "order_not_active",
         "no_active_order",
         "order_ambiguous",
+        "context_not_current",  # the patient context had not caught up: an order or lab may be missing
     }
 )  # reasons that make a request needs_review whatever the visit says
 
@@ -325,8 +326,14 @@ def _match_orders(
     return sorted(active, key=key, reverse=True), sorted(inactive, key=key, reverse=True)
 
 
-def triage(request: Mapping[str, Any], ctx: PatientContext, rules: RefillRules, now: int) -> Triage:
-    """Classify one refill request (see the module docstring for the classes and their order)."""
+def triage(
+    request: Mapping[str, Any], ctx: PatientContext, rules: RefillRules, now: int, context_current: bool = True
+) -> Triage:
+    """Classify one refill request (see the module docstring for the classes and their order).
+
+    ``context_current=False`` (the context tables had not caught up when the request was read)
+    is never routine: a discontinued order or a new abnormal lab may not be folded in yet.
+    Fail closed."""
     today = _today(now)
     code = request.get("medication_code") or None
     ident = rules.drugs.identify(request.get("medication"), code)
@@ -436,6 +443,13 @@ def triage(request: Mapping[str, Any], ctx: PatientContext, rules: RefillRules, 
                 reasons.append(why)
             if miss:
                 missing.append(miss)
+
+    # -- what the step cannot vouch for: a context that had not caught up
+    if not context_current:
+        reasons.append("context_not_current")
+        findings.append(
+            Finding("patient context", "missing", excerpt="the chart data had not caught up when this was triaged")
+        )
 
     # -- the class: fail closed first, then the visit, then monitoring
     if not _REVIEW_FIRST.isdisjoint(reasons) or rule is None:
