@@ -136,10 +136,12 @@ class Settings(BaseSettings):
 
     # -- insurance eligibility (processors/workflows/intake, sinks/clearinghouse)
     clearinghouse: str = Field(
-        default="simulator",
-        pattern=r"^(simulator|core|folder)$",
-        description="simulator: the local clearinghouse simulator (started by the worker, CORE envelope); "
-        "core: CAQH CORE real-time at clearinghouse_url; folder: batch drop in clearinghouse_outbox/inbox",
+        default="none",
+        pattern=r"^(none|simulator|core|folder)$",
+        description="none: no clearinghouse configured, every check ends 'could not determine' (nothing "
+        "is sent, nothing started); simulator: the local clearinghouse simulator (synthetic 271s: "
+        "development and tests only; the worker starts it); core: CAQH CORE real-time at clearinghouse_url; "
+        "folder: batch drop in clearinghouse_outbox/inbox",
     )
     clearinghouse_url: str | None = Field(default=None, description="CORE endpoint; None = the simulator's")
     clearinghouse_sim_port: int = Field(default=8095, description="port of the embedded simulator")

@@ -88,8 +88,8 @@ TABLES: dict[str, str] = {
             practice_id LowCardinality(String), item_id String, workflow LowCardinality(String),
             queue LowCardinality(String), priority LowCardinality(String), title String,
             patient_id String, subject_type String, subject_id String, evidence_count UInt16,
-            created_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(created_at) ORDER BY (practice_id, item_id)""",
+            created_at DateTime64(3, 'UTC'), revision UInt32 DEFAULT 1
+        ) ENGINE = ReplacingMergeTree(revision) ORDER BY (practice_id, item_id)""",
     "dead_letters": """
         CREATE TABLE IF NOT EXISTS {db}.dead_letters (
             practice_id LowCardinality(String), feed LowCardinality(String), stage LowCardinality(String),
@@ -128,7 +128,6 @@ ADDED_COLUMNS: dict[str, dict[str, str]] = {
     "handoff_items": {
         "kind": "LowCardinality(String) DEFAULT ''",
         "state": "LowCardinality(String) DEFAULT 'open'",
-        "revision": "UInt32 DEFAULT 1",
         "rule_id": "LowCardinality(String) DEFAULT ''",
         "rule_version": "LowCardinality(String) DEFAULT ''",
         "model": "LowCardinality(String) DEFAULT ''",
@@ -225,15 +224,19 @@ class ClickHouseSink:
 
     def _set_aside_if_rekeyed(self, table: str, ddl: str) -> str | None:
         """A table created by an older version with another ORDER BY (the ReplacingMergeTree
-        key) cannot be altered to the new key: rename it aside (``<table>_before_<time>``, rows
+        key) or another engine (its version column) cannot be altered to the new one: rename it aside (``<table>_before_<time>``, rows
         kept) so the new one is created; ``ensure_schema`` then copies the rows over. Kafka holds the records; a new sink consumer group
         (``practiceflow sink --group …``) re-reads them within the topics' retention."""
         want = ddl.rsplit("ORDER BY", 1)[1].strip().strip("()").replace(" ", "")
+        # the engine and its version column only, e.g. ReplacingMergeTree(revision): the rest of
+        # engine_full (PARTITION BY, TTL, SETTINGS) is formatted by the server its own way
+        engine = ddl.split("ENGINE =", 1)[1].strip().split(")", 1)[0].replace(" ", "") + ")"
         rows = self.client.query(
-            "SELECT sorting_key FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+            "SELECT sorting_key, engine_full FROM system.tables WHERE database = %(db)s AND name = %(t)s",
             parameters={"db": self.database, "t": table},
         ).result_rows
-        if rows and rows[0][0].replace(" ", "") != want:
+        # a new ORDER BY, or a new version column (handoff_items: by revision, not created_at)
+        if rows and (rows[0][0].replace(" ", "") != want or not rows[0][1].replace(" ", "").startswith(engine)):
             aside = f"{table}_before_{datetime.now(tz=UTC):%Y%m%d%H%M%S}"
             log.warning("ClickHouse table %s has key (%s), not (%s): renamed to %s", table, rows[0][0], want, aside)
             self.client.command(f"RENAME TABLE {self.database}.{table} TO {self.database}.{aside}")

@@ -31,6 +31,7 @@ def cfg(tmp_path) -> Settings:
         topic_prefix=f"t{uuid.uuid4().hex[:6]}",
         topic_partitions=3,
         consumer_group=f"test-{uuid.uuid4().hex[:8]}",
+        clearinghouse="simulator",  # the tests' checks go to the local simulator (the default is none)
         clearinghouse_sim_port=free_port(),  # each test's own clearinghouse simulator, if it starts one
     )
 

@@ -69,8 +69,8 @@ class DayReport:
 
 
 def _clearinghouse_simulator(cfg: Settings) -> Any:
-    """Start the local clearinghouse simulator for the day's eligibility checks (the default
-    ``clearinghouse = simulator``); the pipeline's executor then finds it on its port."""
+    """Start the local clearinghouse simulator for the day's eligibility checks (``clearinghouse``
+    ``none`` or ``simulator``); the pipeline's executor then finds it on its port."""
     if cfg.clearinghouse != "simulator" or cfg.clearinghouse_url is not None:
         return None
     from practiceflow.localstack.clearinghouse import SimulatorProcess
@@ -173,6 +173,9 @@ async def run_day(
 
         roster = FaxRoster(names=list(DAY_PRACTICE_NAMES), providers=list(DAY_PROVIDERS))
         cfg = cfg.model_copy(update={"fax_roster": {**cfg.fax_roster, practice: roster}})
+    if cfg.clearinghouse == "none":
+        # the day's data is synthetic and its stack local: its checks go to the local simulator
+        cfg = cfg.model_copy(update={"clearinghouse": "simulator"})
     fax = FaxOcr.from_settings(cfg, store_for(cfg))
     pipeline = Pipeline(
         cfg,

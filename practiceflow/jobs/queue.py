@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime
 
 from practiceflow.processors.audit import audit_event
+from practiceflow.processors.workflows.decisions import ROLE_REQUIRED
 from practiceflow.processors.workflows.workitem import END_STATES
 from practiceflow.schemas.typed import HandoffItemDict, StaffDecisionDict
 from practiceflow.settings import Settings
@@ -31,6 +32,11 @@ from practiceflow.streams.workitem_reader import open_by_queue, read_work_items
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--practice", help="the practice (default: default_practice_id)")
     p.add_argument("--actor", default=None, help="who is acting (user id; required to decide)")
+    p.add_argument(
+        "--role",
+        default=None,
+        help="the actor's role (clinician, nurse, front_desk, billing...); clinician items need clinician",
+    )
     qsub = p.add_subparsers(dest="action", required=True)
     q = qsub.add_parser("list", help="open items by queue, urgent first")
     q.add_argument("--queue", help="only this queue (front_desk, clinician, billing, ...)")
@@ -139,6 +145,10 @@ def main(args: argparse.Namespace, cfg: Settings, serde: AvroSerde, bootstrap: s
         if option not in offered:
             print(f"option {option!r} is not offered; this item offers: {', '.join(sorted(offered))}", file=sys.stderr)
             return 2
+        need = ROLE_REQUIRED.get(item["queue"])
+        if need is not None and option not in ("assign", "escalate") and args.role != need:
+            print(f"only a {need} may decide a {item['queue']} item (give --role {need})", file=sys.stderr)
+            return 2
         if item.get("state", "open") in END_STATES:
             print(f"item is {item.get('state')}; nothing to decide", file=sys.stderr)
             return 2
@@ -150,7 +160,7 @@ def main(args: argparse.Namespace, cfg: Settings, serde: AvroSerde, bootstrap: s
             "item_revision": item.get("revision", 1),
             "option": option,
             "actor": args.actor,
-            "actor_role": None,
+            "actor_role": args.role,
             "edits": edits,
             "comment": args.comment,
             "channel": "cli",

@@ -73,7 +73,13 @@ def kafka_version(jars: Path) -> str:
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id as Kafka's ``Uuid.randomUuid`` makes them: URL-safe base64 of 16 random
+    bytes, never starting with "-" (the storage tool's argument parser would read it as an option;
+    1 id in 64 did, and the stack failed to start)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass
@@ -167,8 +173,7 @@ class KafkaCluster:
                     "kafka.tools.StorageTool",
                     "format",
                     "--ignore-formatted",
-                    "-t",
-                    cluster_id,
+                    f"--cluster-id={cluster_id}",  # one argument: an id may not be taken for an option
                     "-c",
                     str(props),
                     node=node,

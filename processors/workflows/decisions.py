@@ -29,6 +29,27 @@ FOLLOW_UPS: dict[str, FollowUp] = {
     "refill": refill_follow_up,  # a signed renewal draft -> cmd.ehr_write (executor: issue 12)
 }
 
+# Queues whose items only that role may close: a front-desk user cannot sign a refill or
+# acknowledge a result. The role is the one the channel asserts (the CLI's --role, the EHR
+# user's PractitionerRole); assigning or escalating is open to everyone.
+ROLE_REQUIRED: dict[str, str] = {"clinician": "clinician"}
+_OPEN_TO_ALL = frozenset({"assign", "escalate"})
+
+
+def _refusal(item_id: str, decision: StaffDecisionDict, who: str, why: str) -> StepResult:
+    return StepResult(
+        audit=(
+            AuditReason(
+                "decision_refused",
+                "HandoffItem",
+                item_id,
+                f"{who}: {why}",
+                outcome="refused",
+                details={"option": decision["option"], "decision_id": decision["decision_id"]},
+            ),
+        )
+    )
+
 
 def decide(
     item: HandoffItemDict | None,
@@ -37,40 +58,23 @@ def decide(
     follow_ups: dict[str, FollowUp] | None = None,
 ) -> StepResult:
     """The outputs of one decision: the item's next revision + audit, or only a refusal audit."""
-    if decision["decision_id"] in applied:
-        return EMPTY
+    if decision["decision_id"] in applied or (item is not None and item.get("decision_id") == decision["decision_id"]):
+        return EMPTY  # seen before: the item already carries this decision
     who = f"{decision['actor']} via {decision.get('channel', 'cli')}"
     if item is None:
-        return StepResult(
-            audit=(
-                AuditReason(
-                    "decision_refused",
-                    "HandoffItem",
-                    decision["item_id"],
-                    f"{who}: no such work item in this practice",
-                    outcome="refused",
-                    details={"option": decision["option"], "decision_id": decision["decision_id"]},
-                ),
-            )
-        )
+        return _refusal(decision["item_id"], decision, who, "no such work item in this practice")
     if item["practice_id"] != decision["practice_id"]:
         raise ValueError("a decision of another practice reached this item")  # the table is keyed by practice
+    role = ROLE_REQUIRED.get(item["queue"])
+    if role is not None and decision["option"] not in _OPEN_TO_ALL and decision.get("actor_role") != role:
+        return _refusal(
+            item["item_id"], decision, who, f"only a {role} may decide an item of the {item['queue']} queue"
+        )
     stale = decision.get("item_revision")
     try:
         after = apply_decision(item, decision)
     except InvalidTransition as exc:
-        return StepResult(
-            audit=(
-                AuditReason(
-                    "decision_refused",
-                    "HandoffItem",
-                    item["item_id"],
-                    f"{who}: {exc}",
-                    outcome="refused",
-                    details={"option": decision["option"], "decision_id": decision["decision_id"]},
-                ),
-            )
-        )
+        return _refusal(item["item_id"], decision, who, str(exc))
     details = {
         "option": decision["option"],
         "decision_id": decision["decision_id"],

@@ -1063,7 +1063,10 @@ def _do_271(s: _Set) -> None:
         rejections = list(dict.fromkeys(upper_rejections + sub["rejections"]))
         actions = {**upper_actions, **sub["actions"]}
         codes = {b["info_code"] for b in sub["benefits"]}
-        active = True if codes & {"1", "2", "3", "4", "5"} else (False if codes & {"6", "7", "8"} else None)
+        # one plan active and another inactive/terminated in the same answer is not "active":
+        # the payer's answer is mixed, so the status is unknown (None) for a person to resolve
+        on, off = bool(codes & {"1", "2", "3", "4", "5"}), bool(codes & {"6", "7", "8"})
+        active = None if on and off else (True if on else (False if off else None))
         refs = sub["refs"]
         _emit_271(
             s,

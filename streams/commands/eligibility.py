@@ -11,14 +11,19 @@ Each command id (the idempotency key) is sent at most once, ever:
    (``done``), and only then are the input offsets committed.
 
 A command seen again (a replayed batch, the workflow re-emitting it) is answered from the
-table: a ``done`` result is published again unchanged; a ``sending`` mark without a
-result (the worker died while the 270 was out) is answered ``failed`` with reason
-``interrupted``, and the 270 is *not* sent again — the workflow makes that a "could not
-determine" for a person to re-check. Nothing is dropped: every command ends in a result.
+table: a ``done`` result is published again unchanged. A ``sending`` mark without a result
+means the worker died after step 1 — either while the 270 was out, or after its result was
+published and before the table recorded it. So ``cmd.results`` is looked up first (read to
+its end, as the LLM executor's ``ResultsIndex`` does): a result found there is the answer
+(the same one again, never a contradicting second one); only when there is none is the
+command answered ``failed`` with reason ``interrupted`` — the 270 is *not* sent again and
+the workflow makes that a "could not determine" for a person to re-check. Either answer is
+then recorded ``done``, so a later replay repeats it. Nothing is dropped: every command
+ends in a result.
 
-The clearinghouse is chosen by settings (``sinks/clearinghouse``). With the default
-``simulator``, the executor starts the local clearinghouse simulator process on first use
-when nothing listens on ``clearinghouse_sim_port``.
+The clearinghouse is chosen by settings (``sinks/clearinghouse``). The executor starts the
+local clearinghouse simulator process only when the settings point at it
+(:func:`points_at_local_simulator`) and nothing listens on ``clearinghouse_sim_port``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ import asyncio
 import atexit
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from practiceflow.processors.workflows.commands import COMMAND_KINDS
 from practiceflow.sinks.clearinghouse import EligibilityClient, EligibilityRequest, client_from_settings, payload_id_for
@@ -43,11 +52,84 @@ if TYPE_CHECKING:
 log = logging.getLogger("practiceflow.eligibility")
 assert "eligibility" in COMMAND_KINDS  # noqa: S101 - the catalog must declare cmd.eligibility
 
+INTERRUPTED = "interrupted: the 270 was handed to the clearinghouse before a restart and is not sent twice; re-check"
+
+# keys ("practice/command_id") -> the eligibility CommandResult already on cmd.results for each found
+ResultsLookup = Callable[[set[str]], Awaitable[dict[str, dict[str, Any]]]]
+
+
+def published_results(
+    bootstrap: str, topic: str, decode: Callable[[bytes, str], dict[str, Any]], partitions: set[int], keys: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The eligibility results for ``keys`` on ``topic`` (``cmd.results``), read from the start
+    of ``partitions`` to their current end (blocking; only after a crash left ``sending`` marks).
+
+    Raises TimeoutError when the end is not reached: the caller must not answer "interrupted"
+    from a partial read (the batch fails and is read again)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"practiceflow-eligibility-lookup-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        ends: dict[int, int] = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return found
+        assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
+        consumer.assign(assignment)
+        deadline = time.monotonic() + 60
+        while True:
+            positions = {tp.partition: tp.offset for tp in consumer.position(assignment)}
+            if all(positions.get(p, -1) >= end for p, end in ends.items()):
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end within 60s")
+            for msg in consumer.consume(500, 0.5):
+                if msg.error() is not None:
+                    continue
+                try:
+                    value = decode(msg.value() or b"", "CommandResult")
+                except Exception:  # noqa: S112 - not a CommandResult: not ours to answer from
+                    continue
+                key = f"{value.get('practice_id')}/{value.get('command_id')}"
+                if value.get("kind") == "eligibility" and key in keys:
+                    found[key] = value
+    except KafkaException as exc:
+        raise TimeoutError(f"{topic}: lookup failed ({exc})") from exc
+    finally:
+        consumer.close()
+
+
+def points_at_local_simulator(cfg: Any) -> bool:
+    """Whether the settings send eligibility checks to the local simulator, the only case in
+    which the worker may start it: ``clearinghouse = "simulator"`` and no ``clearinghouse_url``
+    (or one on this machine's loopback at ``clearinghouse_sim_port``). A real clearinghouse
+    (``core`` with its URL, ``folder``) or no clearinghouse (``none``) never starts it."""
+    if cfg.clearinghouse != "simulator":
+        return False
+    if cfg.clearinghouse_url is None:
+        return True
+    from urllib.parse import urlsplit
+
+    url = urlsplit(cfg.clearinghouse_url)
+    return url.hostname in ("127.0.0.1", "localhost", "::1") and url.port == cfg.clearinghouse_sim_port
+
 
 class EligibilityExecutor:
-    def __init__(self, pipeline: Pipeline, client: EligibilityClient | None = None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, client: EligibilityClient | None = None, lookup: ResultsLookup | None = None
+    ) -> None:
         self.p = pipeline
         self._client = client
+        self._lookup = lookup
         self._sim: Any = None
         self._beat: asyncio.Task[None] | None = None
         opts = {"driver": "rocksdict"} if pipeline.cfg.table_store.startswith("rocksdb") else None
@@ -58,7 +140,7 @@ class EligibilityExecutor:
     async def client(self) -> EligibilityClient:
         if self._client is None:
             cfg = self.p.cfg
-            if cfg.clearinghouse == "simulator" and cfg.clearinghouse_url is None:
+            if points_at_local_simulator(cfg):
                 await asyncio.to_thread(self._ensure_simulator)
             self._client = client_from_settings(cfg)
         return self._client
@@ -72,7 +154,15 @@ class EligibilityExecutor:
             return  # one is running (the day job's, another worker's)
         self._sim = SimulatorProcess(port).start()
         atexit.register(self._sim.stop)
-        log.info("started the clearinghouse simulator on port %s (no real clearinghouse configured)", port)
+        log.info("started the clearinghouse simulator on port %s (settings: clearinghouse = simulator)", port)
+
+    async def published(self, keys: set[str]) -> dict[str, dict[str, Any]]:
+        """Results already on ``cmd.results`` for these command keys (see :func:`published_results`)."""
+        if self._lookup is not None:
+            return await self._lookup(keys)
+        parts = {catalog.partition_for(k.split("/", 1)[0], self.p.partitions) for k in keys}
+        topic = self.p.topics["cmd.results"].get_topic_name()
+        return await asyncio.to_thread(published_results, self.p.bootstrap, topic, self.p.serde.decode, parts, keys)
 
     # ------------------------------------------------------------------ batches
     async def run(self, stream: Any, committer: Committer) -> None:
@@ -117,6 +207,7 @@ class EligibilityExecutor:
         answers: list[tuple[Any, dict[str, Any], CommandResultDict]] = []
         to_send: list[tuple[Any, dict[str, Any]]] = []
         seen_now: set[str] = set()
+        interrupted: list[tuple[Any, dict[str, Any]]] = []  # marked sending, no result recorded
         for ev in admitted:
             cmd = ev.value
             key = f"{cmd['practice_id']}/{cmd['command_id']}"
@@ -126,22 +217,23 @@ class EligibilityExecutor:
                 self.p._count("eligibility.deduplicated")
                 if prior is not None and prior.get("state") == "done" and prior.get("result"):
                     answers.append((ev, cmd, prior["result"]))  # answered before: the same answer again
-                elif prior is not None:
-                    answers.append(
-                        (
-                            ev,
-                            cmd,
-                            self._result(
-                                cmd,
-                                "failed",
-                                reason="interrupted: the 270 was handed to the "
-                                "clearinghouse before a restart and is not sent twice; re-check",
-                            ),
-                        )
-                    )
+                elif prior is not None and key not in seen_now:
+                    interrupted.append((ev, cmd))
+                    seen_now.add(key)
                 continue
             seen_now.add(key)
             to_send.append((ev, cmd))
+        if interrupted:
+            # the result may be on cmd.results already (a crash after it was confirmed, before
+            # the table recorded it): that result is the answer, never a contradicting second one
+            found = await self.published({f"{c['practice_id']}/{c['command_id']}" for _, c in interrupted})
+            for ev, cmd in interrupted:
+                published = found.get(f"{cmd['practice_id']}/{cmd['command_id']}")
+                if published is not None:
+                    self.p._count("eligibility.recovered")
+                    answers.append((ev, cmd, cast("CommandResultDict", published)))
+                else:
+                    answers.append((ev, cmd, self._result(cmd, "failed", reason=INTERRUPTED)))
         if to_send:
             await self._mark([(ev, f"{c['practice_id']}/{c['command_id']}", {"state": "sending"}) for ev, c in to_send])
             client = await self.client()
@@ -159,7 +251,7 @@ class EligibilityExecutor:
                 self.p.topics["cmd.results"], f"{cmd['practice_id']}/{cmd['command_id']}", dict(res), partition
             )
         await outbox.confirm()
-        sent_now = {id(ev) for ev, _ in to_send}
+        sent_now = {id(ev) for ev, _ in to_send} | {id(ev) for ev, _ in interrupted}  # recorded done below
         done = [
             (ev, f"{cmd['practice_id']}/{cmd['command_id']}", {"state": "done", "result": dict(res)})
             for ev, cmd, res in answers
@@ -181,6 +273,10 @@ class EligibilityExecutor:
             await asyncio.sleep(every)
 
     async def _check(self, client: EligibilityClient, cmd: dict[str, Any]) -> CommandResultDict:
+        if self.p.cfg.clearinghouse == "none":
+            return self._result(
+                cmd, "refused", reason="no clearinghouse configured (settings: clearinghouse = none); nothing sent"
+            )
         if cmd.get("payload_type") != "x12.270":
             return self._result(cmd, "refused", reason=f"payload_type {cmd.get('payload_type')!r} is not x12.270")
         deadline = cmd.get("deadline_at")

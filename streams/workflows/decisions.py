@@ -19,6 +19,7 @@ offsets. A replayed decision finds its id among the applied ones and writes noth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from practiceflow.streams.clock import now_ms
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.workflows.emit import emit_step
+from practiceflow.streams.workitem_reader import read_work_items
 
 if TYPE_CHECKING:
     import faust
@@ -85,6 +87,16 @@ class WorkItems:
             self.p.sensor.touch(ev.message.tp)
         await confirmed(writes)
 
+    async def _look_up(self, practice: str, item_id: str) -> dict[str, Any] | None:
+        """An item the work-items agent has not reached yet (a staff tool read it straight from
+        ``pf.handoff``): read the practice's handoff partition for it rather than refuse a valid
+        decision. Rare (the agent is normally caught up), so the cost of a read is acceptable."""
+        items = await asyncio.to_thread(
+            read_work_items, self.p.bootstrap, self.p.serde, self.p.prefix, practice, timeout=60.0
+        )
+        item = items.get(item_id)
+        return {"item": dict(item), "applied": []} if item is not None else None
+
     async def apply_decisions(self, events: list[Any]) -> None:
         outbox = Outbox()
         writes_after: list[tuple[Any, str, dict[str, Any]]] = []
@@ -95,6 +107,8 @@ class WorkItems:
             key = f"{practice}/{decision['item_id']}"
             with in_event(ev):
                 entry = pending.get(key) or self.get(key)
+            if entry is None:
+                entry = await self._look_up(practice, decision["item_id"])
             item = entry["item"] if entry else None
             applied = entry["applied"] if entry else []
             result = decide(item, decision, applied)
@@ -107,7 +121,7 @@ class WorkItems:
                 cause=f"decisions/{decision['decision_id']}",
                 at=now_ms(),
             )
-            if result.work_items and entry is not None:
+            if result.work_items and entry is not None:  # (the lookup may have found it: write it too)
                 new_entry = {
                     "item": dict(result.work_items[0]),
                     "applied": [*applied, decision["decision_id"]][-MAX_APPLIED:],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from practiceflow.processors.audit import audit_event, chain
-from practiceflow.sinks.clickhouse import ClickHouseSink
+from practiceflow.sinks.clickhouse import ClickHouseSink, rows_for
 
 
 def _flow(i: int) -> dict:
@@ -63,3 +63,51 @@ def test_a_table_with_an_old_key_is_set_aside_and_recreated(tmp_path):
     assert any(
         k.startswith("audit_events_before_") and v.replace(" ", "") == "practice_id,hash" for k, v in keys.items()
     )
+
+
+def test_work_items_keep_their_latest_revision_and_an_old_table_is_re_versioned(tmp_path):
+    """handoff_items is versioned by the item's revision: a replayed revision 1 written after
+    revision 2 must not reopen a closed item. A table from before (versioned by created_at)
+    is set aside once, its rows copied, and a second start changes nothing."""
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    first = ClickHouseSink(dsn)
+    first.client.command("DROP TABLE practiceflow.handoff_items")
+    first.client.command(
+        "CREATE TABLE practiceflow.handoff_items (practice_id LowCardinality(String), item_id String, "
+        "workflow LowCardinality(String), queue LowCardinality(String), priority LowCardinality(String), "
+        "title String, patient_id String, subject_type String, subject_id String, evidence_count UInt16, "
+        "created_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(created_at) ORDER BY (practice_id, item_id)"
+    )
+    first.client.command(
+        "INSERT INTO practiceflow.handoff_items (practice_id, item_id, workflow, queue, priority, title) "
+        "VALUES ('p1', 'old:1', 'results_review', 'clinician', 'routine', 'old item')"
+    )
+    first.close()
+    sink = ClickHouseSink(dsn)
+    try:
+        tables = [t for (t,) in sink.query("SELECT name FROM system.tables WHERE database = 'practiceflow'")]
+        assert len([t for t in tables if t.startswith("handoff_items_before_")]) == 1
+        assert sink.query("SELECT item_id, revision FROM {db}.handoff_items")[0] == ("old:1", 1)
+        base = {
+            "practice_id": "p1",
+            "item_id": "refill:1",
+            "workflow": "refill",
+            "queue": "clinician",
+            "priority": "routine",
+            "title": "t",
+            "created_at": 1_000,
+        }
+        closed = rows_for("HandoffItem", {**base, "state": "done", "revision": 2}, 2_000)[0][1]
+        replayed = rows_for("HandoffItem", {**base, "state": "open", "revision": 1}, 3_000)[0][1]
+        sink.insert("handoff_items", [closed])
+        sink.insert("handoff_items", [replayed])
+        state = sink.query("SELECT state, revision FROM {db}.handoff_items FINAL WHERE item_id = 'refill:1'")
+        assert state == [("done", 2)]
+    finally:
+        sink.close()
+    again = ClickHouseSink(dsn)  # a second start: the table is current, nothing is set aside again
+    try:
+        tables = [t for (t,) in again.query("SELECT name FROM system.tables WHERE database = 'practiceflow'")]
+        assert len([t for t in tables if t.startswith("handoff_items_before_")]) == 1
+    finally:
+        again.close()

@@ -17,6 +17,7 @@ from practiceflow.localstack.clearinghouse import SimulatorProcess
 from practiceflow.localstack.ports import free_port
 from practiceflow.streams import runner
 from practiceflow.streams.app import Pipeline
+from practiceflow.streams.commands.eligibility import published_results
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
 from tests.streams.test_pipeline import consume_all
@@ -134,6 +135,16 @@ def test_outage_ends_could_not_determine_and_a_replay_never_resends(cfg, stack):
         sim.configure(outage=False)
         p2 = asyncio.run(_resend_command(cfg, stack, cmds[0]))
         assert len(sim.stats()["received"]) == first  # nothing sent again
+    # the executor's crash-recovery lookup finds the published result on cmd.results
+    key = cmds[0][0].decode()
+    found = published_results(
+        stack.bootstrap,
+        f"{cfg.topic_prefix}.cmd.results",
+        p.serde.decode,
+        set(range(cfg.topic_partitions)),
+        {key, "clinic-a/eligibility:nope"},
+    )
+    assert set(found) == {key} and found[key]["outcome"] == "timeout"
     assert p2.counts.get("eligibility.deduplicated", 0) == 1
     items = [i for _, i in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.handoff", p.serde, 1)]
     assert [i["kind"] for i in items] == ["intake.could_not_determine"]

@@ -66,7 +66,13 @@ def test_cli_decision_is_applied_once_and_a_late_one_is_refused(cfg, stack, monk
             # an option the item does not offer is refused before anything is written
             rc, _, err = cli_run("queue", "--practice", PRACTICE, "--actor", "dr.b", "decide", item["item_id"], "pick")
             assert rc == 2 and "not offered" in err
-            rc, out, _ = cli_run("queue", "--practice", PRACTICE, "--actor", "dr.b", "approve", item["item_id"])
+            rc, _, err = cli_run(
+                "queue", "--practice", PRACTICE, "--actor", "fd.c", "--role", "front_desk", "approve", item["item_id"]
+            )
+            assert rc == 2 and "only a clinician" in err
+            rc, out, _ = cli_run(
+                "queue", "--practice", PRACTICE, "--actor", "dr.b", "--role", "clinician", "approve", item["item_id"]
+            )
             assert rc == 0
             decision_id = json.loads(out)["decision_id"]
             assert await runner.wait_for(lambda: pipeline.counts.get("decisions.applied", 0) >= 1, 90)
@@ -86,6 +92,7 @@ def test_cli_decision_is_applied_once_and_a_late_one_is_refused(cfg, stack, monk
                 "item_id": item["item_id"],
                 "option": "approve",
                 "actor": "dr.b",
+                "actor_role": "clinician",
                 "channel": "cli",
                 "decided_at": 5,
             }

@@ -38,6 +38,8 @@ __all__ = ["Determination", "Fact", "Gap", "determine", "gaps_for", "read_271"]
 
 ACTIVE = frozenset({"1", "2", "3", "4", "5"})
 INACTIVE = frozenset({"6", "7", "8"})
+# EB01 5 "Active - Pending Investigation": the payer itself is not sure; never a clean result
+PENDING = frozenset({"5"})
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,43 @@ def determine(
         )
     if response.get("rejections"):
         return _aaa(response, rules, rules.versions.get("intake.aaa", "1"))
+    codes = {str(b.get("info_code")) for b in response.get("benefits") or []}
+    if codes & ACTIVE and codes & INACTIVE:
+        return Determination(
+            "could_not_determine",
+            "mixed_coverage_status",
+            "the 271 reports both active (EB01 "
+            + ",".join(sorted(codes & ACTIVE))
+            + ") and inactive (EB01 "
+            + ",".join(sorted(codes & INACTIVE))
+            + ") coverage",
+            follow_up="Call the payer to learn which plan covers the visit; re-check with it.",
+            facts=tuple(
+                Fact(_benefit_label(b), "active" if b.get("info_code") in ACTIVE else "inactive", assessment="not_met")
+                for b in response.get("benefits") or []
+                if b.get("info_code") in ACTIVE | INACTIVE
+            ),
+            response=response,
+            rule_id="intake.could_not_determine",
+            rule_version="1",
+            rule_source="005010X279A1 EB01 codes 1-5 (active) and 6-8 (inactive) in one answer",
+        )
+    if codes & PENDING:
+        return Determination(
+            "could_not_determine",
+            "pending_investigation",
+            "the payer reports coverage as active pending investigation (EB01 5)",
+            follow_up="Call the payer to confirm coverage before the visit; re-check after their investigation.",
+            facts=tuple(
+                Fact(_benefit_label(b), "active - pending investigation", assessment="not_met")
+                for b in response.get("benefits") or []
+                if b.get("info_code") in PENDING
+            ),
+            response=response,
+            rule_id="intake.could_not_determine",
+            rule_version="1",
+            rule_source="005010X279A1 EB01 code 5 Active - Pending Investigation",
+        )
     if response.get("active") is None:
         return Determination(
             "could_not_determine",

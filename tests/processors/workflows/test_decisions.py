@@ -25,15 +25,8 @@ def _item():
 
 
 def _dec(opt: str, did: str = "d1", **kw):
-    return {
-        "practice_id": "p1",
-        "decision_id": did,
-        "item_id": "x",
-        "option": opt,
-        "actor": "dr.a",
-        "decided_at": 9,
-        **kw,
-    }
+    base = {"practice_id": "p1", "decision_id": did, "item_id": "x", "option": opt, "actor": "dr.a", "decided_at": 9}
+    return {**base, "actor_role": "clinician", **kw}
 
 
 def test_approve_writes_the_next_revision_and_an_audit_reason():
@@ -77,3 +70,16 @@ def test_follow_ups_run_only_when_the_item_closes():
     assert [c["kind"] for c in done.commands] == ["ehr_write"]
     taken = decide(_item(), _dec("assign"), follow_ups={"refill": follow})
     assert not taken.commands and taken.work_items[0]["state"] == "in_progress"
+
+
+def test_only_a_clinician_closes_a_clinician_queue_item():
+    r = decide(_item(), _dec("approve", actor_role="front_desk"))
+    assert not r.work_items and "only a clinician" in r.audit[0].reason
+    assert decide(_item(), _dec("approve", actor_role=None)).audit[0].outcome == "refused"
+    taken = decide(_item(), _dec("assign", actor_role="front_desk"))  # taking an item is open to everyone
+    assert taken.work_items[0]["state"] == "in_progress"
+
+
+def test_a_decision_the_item_already_carries_is_not_applied_again():
+    done = decide(_item(), _dec("approve")).work_items[0]
+    assert decide(done, _dec("approve")).empty  # replay after a crash: table had the new revision, not the id

@@ -276,3 +276,58 @@ def test_gap_on_another_service_type_does_not_fire() -> None:
 
     assert gaps_for(resp, RULES, "30", None) == []
     assert [g.rule.check for g in gaps_for(resp, RULES, "MH", None)] == ["prior_auth"]
+
+
+def _eb_271(*ebs: str) -> bytes:
+    """A 271 for subscriber W1 whose 2110C loop holds the given EB segments."""
+    segs = _aaa_271("ZZ").decode().split("~\n")
+    body = segs[: segs.index("NM1*IL*1*RIVERA*ANA****MI*W1") + 1]
+    body += list(ebs)
+    body.append(f"SE*{len(body) - 1}*0001")
+    body += ["GE*1*1", "IEA*1*000000001"]
+    return ("~\n".join(body) + "~\n").encode()
+
+
+@pytest.mark.parametrize(
+    "ebs",
+    [
+        ("EB*1*IND*30**GOLD PPO", "EB*6*IND*30**SILVER HMO"),  # one plan active, another inactive
+        ("EB*2*FAM*30", "EB*8*IND*30"),
+    ],
+)
+def test_mixed_active_and_inactive_coverage_is_could_not_determine(ebs: tuple[str, ...]) -> None:
+    from practiceflow.processors.workflows.intake.eligibility import read_271
+
+    payload = _eb_271(*ebs).decode()
+    assert read_271(payload, "demo-clinic", "T1")["active"] is None  # the 271 reader: mixed is unknown
+    det = determine(
+        {"practice_id": "demo-clinic", "outcome": "ok", "payload": payload},
+        RULES,
+        trace_number="T1",
+        service_type="30",
+        visit_date="2026-12-10",
+    )
+    assert det.outcome == "could_not_determine" and det.reason_code == "mixed_coverage_status"
+    assert {f.value for f in det.facts} == {"active", "inactive"}
+
+
+def test_active_pending_investigation_is_not_clean() -> None:
+    payload = _eb_271("EB*5*IND*30**GOLD PPO").decode()
+    det = determine(
+        {"practice_id": "demo-clinic", "outcome": "ok", "payload": payload},
+        RULES,
+        trace_number="T1",
+        service_type="30",
+        visit_date="2026-12-10",
+    )
+    assert det.outcome == "could_not_determine" and det.reason_code == "pending_investigation"
+    assert "EB01 5" in det.facts[0].label
+    # plain active coverage stays clean
+    clean = determine(
+        {"practice_id": "demo-clinic", "outcome": "ok", "payload": _eb_271("EB*1*IND*30**GOLD PPO").decode()},
+        RULES,
+        trace_number="T1",
+        service_type="30",
+        visit_date="2026-12-10",
+    )
+    assert clean.outcome == "eligible" and clean.reason_code == "clean"
