@@ -80,6 +80,9 @@ class State:
         self.fail_next = 0
         self.counts: dict[str, int] = {"models": 0, "chat": 0, "chat_answered": 0, "max_in_flight": 0}
         self.in_flight = 0
+        # counters start a new epoch on reset: a slow request a previous test abandoned (aiohttp
+        # does not cancel a handler when its client goes away) must not count in the next one
+        self.epoch = 0
         self.last_style: str | None = None
 
 
@@ -165,12 +168,14 @@ async def models(request: web.Request) -> web.Response:
 async def chat(request: web.Request) -> web.StreamResponse:
     state: State = request.app["state"]
     state.counts["chat"] += 1
+    epoch = state.epoch
     state.in_flight += 1
     state.counts["max_in_flight"] = max(state.counts["max_in_flight"], state.in_flight)
     try:
         return await _chat(request, state)
     finally:
-        state.in_flight -= 1
+        if state.epoch == epoch:  # a reset since this request began already zeroed the count
+            state.in_flight -= 1
 
 
 async def _chat(request: web.Request, state: State) -> web.StreamResponse:
@@ -234,6 +239,8 @@ async def control_put(request: web.Request) -> web.Response:
     state.fail_next = int(body.get("fail_next", 0))
     if body.get("reset_counts"):
         state.counts = dict.fromkeys(state.counts, 0)
+        state.epoch += 1
+        state.in_flight = 0
     return await control_get(request)
 
 
