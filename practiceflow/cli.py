@@ -269,6 +269,17 @@ def _queue(args: argparse.Namespace, cfg: Settings) -> int:
         return queue_main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
 
 
+def _ehr(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.jobs import ehr
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.streams.serde import AvroSerde, registry_client
+
+    if args.action == "serve-local":
+        return ehr.serve_local(args, cfg)
+    with endpoints(cfg, autostart=False) as ep:
+        return ehr.main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="practiceflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -328,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
 
     queue_arguments(p)
 
+    p = sub.add_parser("ehr", help="EHR write-back: work items -> FHIR Tasks, Task status -> decisions")
+    from practiceflow.jobs.ehr import add_arguments as ehr_arguments
+
+    ehr_arguments(p)
+
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
 
@@ -362,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         "dlq": _dlq,
         "llm": _llm,
         "queue": _queue,
+        "ehr": _ehr,
     }
     if args.cmd == "day":
         from practiceflow.jobs.day import main as day_main

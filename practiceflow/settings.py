@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from practiceflow.processors.identity.choose import IdentityPolicy
+from practiceflow.processors.ehr.config import EhrFhirTarget
 from practiceflow.processors.llm.config import LLMSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -318,6 +319,11 @@ class Settings(BaseSettings):
     )
 
     # -- denial workflow
+    ehr_fhir: dict[str, EhrFhirTarget] = Field(
+        default_factory=dict,
+        description="practice id -> its EHR's FHIR R4 API for the write-back (base_url, SMART Backend Services "
+        "client); a practice without one is not written back (README: Write-back to the EHR)",
+    )
     billing: BillingIdentity = Field(
         default_factory=BillingIdentity, description="billing identity on drafted corrected claims (837P)"
     )
