@@ -145,7 +145,7 @@ class FhirClient:
         @retry(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=5),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5, jitter=0.2),
             reraise=True,
         )
         def once() -> httpx.Response:
