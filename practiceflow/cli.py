@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="where to write the generated day (default: <state_dir>/day)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--patients", type=int, default=40)
+    p.add_argument("--no-ehr", action="store_true", help="skip writing the day's items to a local FHIR server")
 
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
 

@@ -21,8 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from practiceflow.processors.identity.choose import IdentityPolicy
 from practiceflow.processors.ehr.config import EhrFhirTarget
+from practiceflow.processors.identity.choose import IdentityPolicy
 from practiceflow.processors.llm.config import LLMSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -54,20 +54,35 @@ def target_for(cfg: Settings, practice: str) -> EhrFhirTarget | None:
     return cfg.ehr_fhir.get(practice)
 
 
-def _send(producer: DurableProducer, serde: AvroSerde, cfg: Settings, suffix: str, record: str, key: str, value: dict[str, Any]) -> None:
+def _send(
+    producer: DurableProducer,
+    serde: AvroSerde,
+    cfg: Settings,
+    suffix: str,
+    record: str,
+    key: str,
+    value: dict[str, Any],
+) -> None:
     topic = catalog.BY_SUFFIX[suffix].name(cfg.topic_prefix)
     producer.send(topic, key, serde.encode(f"{topic}-value", record, value), value["practice_id"])
 
 
 def sync_practice(
-    cfg: Settings, serde: AvroSerde, bootstrap: str, practice: str, client: FhirClient, target: EhrFhirTarget | None = None
+    cfg: Settings,
+    serde: AvroSerde,
+    bootstrap: str,
+    practice: str,
+    client: FhirClient,
+    target: EhrFhirTarget | None = None,
 ) -> WriteReport:
     """Read the practice's items, drafts and signed-draft commands and write them back.
 
     The audit events and the ``cmd.ehr_write`` answers are sent (acks=all) before returning."""
     items = read_work_items(bootstrap, serde, cfg.topic_prefix, practice)
     drafts: dict[str, DraftDict] = {}
-    for d in read_practice_records(bootstrap, serde, catalog.BY_SUFFIX["drafts"].name(cfg.topic_prefix), practice, "Draft"):
+    for d in read_practice_records(
+        bootstrap, serde, catalog.BY_SUFFIX["drafts"].name(cfg.topic_prefix), practice, "Draft"
+    ):
         drafts[d["draft_id"]] = d  # type: ignore[assignment]  # decoded by the Draft schema; latest wins
     commands = [
         c

@@ -88,7 +88,13 @@ class FhirServerProcess:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
         java = shutil.which("java") or "java"
         # small footprint: the machine is shared with Kafka and the registry
-        opts = ["-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"]
+        opts = [
+            "-Xms32m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+        ]
         self.proc = subprocess.Popen(
             [java, *opts, "-cp", f"{jars}/*:{classes}", MAIN_CLASS, str(self.port)], stdout=out, stderr=out
         )

@@ -127,7 +127,10 @@ def _evidence_input(ev: Mapping[str, Any]) -> dict[str, Any]:
     kind = {"text": "evidence" + (f" ({ev['assessment']})" if ev.get("assessment") else "")}
     if ev.get("record_key"):
         ref: dict[str, Any] = {
-            "identifier": {"system": f"urn:practiceflow:record:{ev.get('record_type') or 'record'}", "value": ev["record_key"]},
+            "identifier": {
+                "system": f"urn:practiceflow:record:{ev.get('record_type') or 'record'}",
+                "value": ev["record_key"],
+            },
             "display": label,
         }
         return {"type": kind, "valueReference": ref}
@@ -183,7 +186,10 @@ def task_for(
         task["focus"] = {"reference": draft_refs[0]["reference"]}
     elif item.get("subject_id"):
         task["focus"] = {
-            "identifier": {"system": f"urn:practiceflow:{item.get('subject_type') or 'subject'}", "value": item["subject_id"]}
+            "identifier": {
+                "system": f"urn:practiceflow:{item.get('subject_type') or 'subject'}",
+                "value": item["subject_id"],
+            }
         }
     inputs = [_evidence_input(ev) for ev in item.get("evidence") or []]
     inputs += [{"type": {"text": "draft"}, "valueReference": ref} for ref in draft_refs]

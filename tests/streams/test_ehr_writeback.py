@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 import pytest
 
 from practiceflow import cli
@@ -102,7 +101,9 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
     cfg, stack, fhir_server, monkeypatch, capsys
 ):
     _cli_env(monkeypatch, cfg, stack)
-    monkeypatch.setenv("PRACTICEFLOW_EHR_FHIR", json.dumps({PRACTICE: {"base_url": fhir_server.base_url, "auth": "none"}}))
+    monkeypatch.setenv(
+        "PRACTICEFLOW_EHR_FHIR", json.dumps({PRACTICE: {"base_url": fhir_server.base_url, "auth": "none"}})
+    )
     refill, desk = _refill_item(), _front_desk_item()
     draft = dict(_draft(), item_id=refill["item_id"])
     fhir = FhirClient(EhrFhirTarget(base_url=fhir_server.base_url, auth="none"))
@@ -138,7 +139,10 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
         try:
             for it in (refill, desk):
                 await producer.send_async(
-                    handoff, f"{PRACTICE}/{it['item_id']}", serde.encode(f"{handoff}-value", "HandoffItem", it), PRACTICE
+                    handoff,
+                    f"{PRACTICE}/{it['item_id']}",
+                    serde.encode(f"{handoff}-value", "HandoffItem", it),
+                    PRACTICE,
                 )
             await producer.send_async(
                 drafts, f"{PRACTICE}/{DRAFT_ID}", serde.encode(f"{drafts}-value", "Draft", draft), PRACTICE
@@ -157,7 +161,7 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             assert {"system": "urn:practiceflow:record:Observation", "value": f"{PRACTICE}/MRN-88/obs-1"} in [
                 r.get("identifier") for r in refs
             ]
-            assert any("Needed: Sign the renewal." == n["text"] for n in task["note"])
+            assert any(n["text"] == "Needed: Sign the renewal." for n in task["note"])
             med = fhir.read(med_type, med_id)
             assert med is not None and med["status"] == "draft"
             assert fhir.read("PractitionerRole", queue_role_id("front_desk")) is not None
@@ -172,12 +176,7 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             current = fhir.read("Task", desk_task)
             assert current is not None
             staff = dict(current, status="completed", owner={"reference": "Practitioner/fd-ann"})
-            r = httpx.put(
-                f"{fhir_server.base_url}/Task/{desk_task}",
-                json=staff,
-                headers={"If-Match": f'W/"{current["meta"]["versionId"]}"', "Content-Type": "application/fhir+json"},
-            )
-            assert r.status_code == 200
+            assert fhir.put(staff, if_match=current["meta"]["versionId"])  # what the EHR's UI does
             rc, out = cli_run("ehr", "poll", "--practice", PRACTICE)
             assert rc == 0 and "1 decision(s)" in out, out
             assert await runner.wait_for(lambda: pipeline.counts.get("decisions.applied", 0) >= 1, 90)
