@@ -345,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ehr_arguments(p)
 
+    p = sub.add_parser("audit", help="the audit trail: verify every practice's hash chain (topic and ClickHouse)")
+    from practiceflow.jobs.audit import add_arguments as audit_arguments
+
+    audit_arguments(p)
+
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
 
@@ -396,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
             f"abstain below {model.threshold:.3f}"
         )
         return 0
+    if args.cmd == "audit":
+        from practiceflow.jobs.audit import main as audit_main
+
+        return audit_main(args, cfg)
     if args.cmd == "rules":
         from practiceflow.jobs.rules_check import main as rules_main
 

@@ -186,6 +186,7 @@ CLI_COMMANDS = [
     "gateways",
     "fax",
     "queue",
+    "audit",
     "rules",
     "eval",
     "llm",
