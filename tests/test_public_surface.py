@@ -186,6 +186,7 @@ CLI_COMMANDS = [
     "gateways",
     "fax",
     "queue",
+    "ehr",
     "audit",
     "rules",
     "eval",
