@@ -1,7 +1,12 @@
 """Rules as data: load a workflow's YAML rule files, validate them, apply a practice's overrides.
 
 The shipped defaults live in the top-level ``rules/<workflow>/`` folder (installed as
-``practiceflow.rules``); a practice edits or extends them in ``<settings.rules_dir>/<workflow>/``.
+``practiceflow.rules``). Overrides come in layers, each a folder with ``<workflow>/`` below it,
+later layers winning: ``<settings.rules_dir>/<workflow>/`` for every practice of the
+installation (a practice group's shared rules), then
+``<settings.rules_dir>/practices/<practice_id>/<workflow>/`` for one practice only. A region
+serves many practices from one worker, and one practice's edit must never change another's
+decisions: the workflows ask :class:`PracticeRules` for the rules of the event's practice.
 Each YAML file holds either a list of rules under ``rules:`` or a reference table under
 ``entries:`` (a drug list, a code table), always with the ``source`` it was taken from.
 
@@ -14,7 +19,8 @@ pydantic's reason — the worker does not start on rules it cannot read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -46,6 +52,13 @@ class Table(BaseModel):
 
 
 R = TypeVar("R", bound=Rule)
+T = TypeVar("T")
+
+# One override folder, or the layers in order (each holding ``<workflow>/`` folders); None: shipped only.
+Overrides = Path | Sequence[Path] | None
+
+PRACTICES_FOLDER = "practices"  # <rules_dir>/practices/<practice_id>/<workflow>/
+_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 class RuleError(ValueError):
@@ -74,6 +87,58 @@ class RuleSet(Generic[R]):
 def default_dir(workflow: str) -> Path:
     """The shipped rules of one workflow (inside the installed package)."""
     return Path(str(resources.files("practiceflow.rules"))) / workflow
+
+
+def layers(overrides: Overrides) -> tuple[Path, ...]:
+    """The override folders in the order they apply (the later wins)."""
+    if overrides is None:
+        return ()
+    if isinstance(overrides, (str, Path)):
+        return (Path(overrides),)
+    return tuple(Path(p) for p in overrides)
+
+
+def practice_layers(rules_dir: Path | None, practice_id: str) -> tuple[Path, ...]:
+    """The override layers for one practice: the installation's ``rules_dir``, then the
+    practice's own ``rules_dir/practices/<practice_id>`` when it has one."""
+    if rules_dir is None:
+        return ()
+    own = Path(rules_dir) / PRACTICES_FOLDER / practice_id
+    if _PRACTICE_ID.match(practice_id) and own.is_dir():
+        return (Path(rules_dir), own)
+    return (Path(rules_dir),)
+
+
+def practices_with_rules(rules_dir: Path | None) -> list[str]:
+    """The practices that have their own rule folder under ``rules_dir/practices``."""
+    root = Path(rules_dir) / PRACTICES_FOLDER if rules_dir is not None else None
+    if root is None or not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and _PRACTICE_ID.match(p.name))
+
+
+class PracticeRules(Generic[T]):
+    """A workflow's compiled rules per practice, loaded once per distinct set of layers.
+
+    ``load`` compiles the rules for a set of override layers (a workflow's ``load_*_rules``).
+    Practices without a folder of their own share one compiled set; a practice with one gets
+    its own, built on the installation's layer. ``fixed`` (tests, evaluations) answers every
+    practice with the same rules."""
+
+    def __init__(self, load: Callable[[tuple[Path, ...]], T], rules_dir: Path | None, fixed: T | None = None) -> None:
+        self._load = load
+        self._rules_dir = rules_dir
+        self._fixed = fixed
+        self._by_layers: dict[tuple[Path, ...], T] = {}
+
+    def get(self, practice_id: str) -> T:
+        if self._fixed is not None:
+            return self._fixed
+        key = practice_layers(self._rules_dir, practice_id)
+        found = self._by_layers.get(key)
+        if found is None:
+            found = self._by_layers[key] = self._load(key)
+        return found
 
 
 def _yaml_files(folder: Path) -> list[Path]:
@@ -109,8 +174,8 @@ def _rules_in(path: Path, model: type[R]) -> list[R]:
     return out
 
 
-def load_rules(workflow: str, model: type[R], overrides_dir: Path | None = None) -> RuleSet[R]:
-    """The workflow's shipped rules, with a practice's overrides applied (see module doc)."""
+def load_rules(workflow: str, model: type[R], overrides_dir: Overrides = None) -> RuleSet[R]:
+    """The workflow's shipped rules, with each override layer applied in turn (see module doc)."""
     rules: dict[str, R] = {}
     origin: dict[str, Path] = {}
     files: list[str] = []
@@ -120,28 +185,28 @@ def load_rules(workflow: str, model: type[R], overrides_dir: Path | None = None)
             if rule.id in rules:
                 raise RuleError(f"{path}: rule id {rule.id} also in {origin[rule.id]}")
             rules[rule.id], origin[rule.id] = rule, path
-    if overrides_dir is not None:
+    for layer in layers(overrides_dir):
         seen: set[str] = set()
-        for path in _yaml_files(overrides_dir / workflow):
+        for path in _yaml_files(layer / workflow):
             files.append(str(path))
             for rule in _rules_in(path, model):
                 if rule.id in seen:
                     raise RuleError(f"{path}: rule id {rule.id} given twice in the practice's rules")
                 seen.add(rule.id)
-                shipped = rules.get(rule.id)
-                if shipped is not None and shipped.version == rule.version and shipped != rule:
+                before = rules.get(rule.id)
+                if before is not None and before.version == rule.version and before != rule:
                     raise RuleError(
-                        f"{path}: rule {rule.id} changes the shipped rule but keeps its version {rule.version}; "
-                        "give it a new version so work items can tell them apart"
+                        f"{path}: rule {rule.id} changes the rule of {origin[rule.id]} but keeps its version "
+                        f"{rule.version}; give it a new version so work items can tell them apart"
                     )
                 rules[rule.id], origin[rule.id] = rule, path
     return RuleSet(workflow, tuple(rules.values()), tuple(files))
 
 
-def load_table(workflow: str, table_id: str, overrides_dir: Path | None = None) -> Table:
-    """A reference table by id; a practice's file with the same id replaces the shipped one."""
+def load_table(workflow: str, table_id: str, overrides_dir: Overrides = None) -> Table:
+    """A reference table by id; a layer's file with the same id replaces the one before it."""
     found: Table | None = None
-    folders = [default_dir(workflow)] + ([overrides_dir / workflow] if overrides_dir else [])
+    folders = [default_dir(workflow)] + [layer / workflow for layer in layers(overrides_dir)]
     for folder in folders:
         for path in _yaml_files(folder):
             data = _read(path)
@@ -156,28 +221,29 @@ def load_table(workflow: str, table_id: str, overrides_dir: Path | None = None) 
     return found
 
 
-def load_table_layers(workflow: str, table_id: str, overrides_dir: Path | None = None) -> tuple[Table, Table | None]:
-    """The shipped table and the practice's table of the same id (None when it has none), kept
+def load_table_layers(workflow: str, table_id: str, overrides_dir: Overrides = None) -> tuple[Table, list[Table]]:
+    """The shipped table and each override layer's table of the same id (in layer order), kept
     apart: for tables a practice may only ADD to (the controlled-substance list), the caller
-    unions them instead of letting the practice's file replace the shipped one."""
+    unions them instead of letting a layer's file replace the shipped one."""
     shipped = load_table(workflow, table_id)
-    practice: Table | None = None
-    if overrides_dir is not None:
-        for path in _yaml_files(overrides_dir / workflow):
+    added: list[Table] = []
+    for layer in layers(overrides_dir):
+        for path in _yaml_files(layer / workflow):
             data = _read(path)
             if "entries" not in data or data.get("id") != table_id:
                 continue
             try:
-                practice = Table.model_validate(data)
+                added.append(Table.model_validate(data))
             except ValidationError as exc:
                 raise RuleError(f"{path}: table {table_id}: {exc}") from exc
-    return shipped, practice
+    return shipped, added
 
 
-def workflows_with_rules(overrides_dir: Path | None = None) -> list[str]:
-    """Every workflow folder that holds rule files (shipped or the practice's)."""
+def workflows_with_rules(overrides_dir: Overrides = None) -> list[str]:
+    """Every workflow folder that holds rule files (shipped or in an override layer)."""
     root = Path(str(resources.files("practiceflow.rules")))
     names = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")}
-    if overrides_dir is not None and overrides_dir.is_dir():
-        names |= {p.name for p in overrides_dir.iterdir() if p.is_dir()}
+    for layer in layers(overrides_dir):
+        if layer.is_dir():
+            names |= {p.name for p in layer.iterdir() if p.is_dir() and p.name != PRACTICES_FOLDER}
     return sorted(names)

@@ -35,6 +35,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from practiceflow.processors.audit import chain
 from practiceflow.processors.dedup import sweep, sweep_due
 from practiceflow.streams import catalog
+from practiceflow.streams.batches import run_batches
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.positions import position
 
@@ -98,15 +99,7 @@ class AuditChainer:
         self._last_sweep: dict[int, int] = {}
 
     async def run(self, stream: faust.StreamT, committer: Committer) -> None:
-        cfg = self.p.cfg
-        # take_events is faust's Stream API; its StreamT protocol does not declare it
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
-            try:
-                await self.process_batch(list(events), committer)
-            except Exception as exc:
-                log.critical("audit chain batch failed (%s); stopping the worker", type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
+        await run_batches(self.p, stream, lambda events: self.process_batch(events, committer), "audit chain")
 
     def _get(self, key: str) -> str:
         return self.table[key] or ""

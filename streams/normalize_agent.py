@@ -32,6 +32,7 @@ from practiceflow.processors.dedup import control_key_for, is_redrive, sweep, sw
 from practiceflow.processors.dispatch import handoffs_for
 from practiceflow.processors.retry import HEADERS as RETRY_HEADERS, decide, is_transient, not_before, retry_headers
 from practiceflow.streams import catalog, claimcheck
+from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
 from practiceflow.streams.offsets import Committer, Outbox, confirmed, in_event
@@ -82,19 +83,11 @@ class Normalizer:
     ) -> None:
         """``batch_max`` overrides ``worker_batch_max`` for slow feeds (fax: OCR per message),
         so a crash re-does little work and a batch never holds many slow messages."""
-        cfg = self.p.cfg
-        size = batch_max or cfg.worker_batch_max
-        # take_events is faust's Stream API; its StreamT protocol does not declare it
-        async for events in stream.take_events(size, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
-            try:
-                await self.process_batch(list(events), committer, honour_not_before=honour_not_before)
-            except Exception as exc:
-                # Outputs not confirmed, offsets not committed: stop the worker loudly rather
-                # than leave an agent dead inside a live-looking process. The restart (or the
-                # next worker) handles the batch again from the last commit.
-                log.critical("normalize batch failed (%s); stopping the worker", type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
+
+        async def handle(events: list[Any]) -> None:
+            await self.process_batch(events, committer, honour_not_before=honour_not_before)
+
+        await run_batches(self.p, stream, handle, "normalize", batch_max=batch_max)
 
     async def process_batch(self, events: list[Any], committer: Committer, *, honour_not_before: bool = False) -> None:
         admitted = await committer.admit(events)

@@ -9,10 +9,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from pydantic import ConfigDict
 
-from practiceflow.processors.rules import Rule, RuleError, load_rules, workflows_with_rules
+from practiceflow.processors.rules import (
+    Rule,
+    RuleError,
+    load_rules,
+    practice_layers,
+    practices_with_rules,
+    workflows_with_rules,
+)
 from practiceflow.settings import Settings
 
 
@@ -41,17 +49,27 @@ def _model(workflow: str) -> type[Rule]:
     return model
 
 
-def main(args: argparse.Namespace, cfg: Settings) -> int:
+def _check(label: str, layers: tuple[Path, ...]) -> int:
     failed = 0
-    for workflow in workflows_with_rules(cfg.rules_dir):
+    for workflow in workflows_with_rules(layers):
         model = _model(workflow)
         try:
-            rules = load_rules(workflow, model, cfg.rules_dir)
+            rules = load_rules(workflow, model, layers)
         except RuleError as exc:
-            print(f"{workflow}: INVALID: {exc}", file=sys.stderr)
+            print(f"{label}{workflow}: INVALID: {exc}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{workflow}: {len(rules)} rule(s) from {len(rules.files)} file(s)")
+        print(f"{label}{workflow}: {len(rules)} rule(s) from {len(rules.files)} file(s)")
         for r in rules:
             print(f"  {r.id}@{r.version}  ({r.source})")
+    return failed
+
+
+def main(args: argparse.Namespace, cfg: Settings) -> int:
+    """The installation's rules, then each practice's that has a folder of its own
+    (``<rules_dir>/practices/<practice_id>/``, layered on the installation's)."""
+    failed = _check("", practice_layers(cfg.rules_dir, ""))
+    for practice in practices_with_rules(cfg.rules_dir):
+        print(f"\npractice {practice}:")
+        failed += _check(f"{practice}/", practice_layers(cfg.rules_dir, practice))
     return 1 if failed else 0

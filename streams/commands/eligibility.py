@@ -41,6 +41,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from practiceflow.processors.workflows.commands import COMMAND_KINDS
 from practiceflow.sinks.clearinghouse import EligibilityClient, EligibilityRequest, client_from_settings, payload_id_for
 from practiceflow.streams import catalog
+from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.lifecycle import close_on_stop
 from practiceflow.streams.normalize_agent import Outbox, confirmed
@@ -172,14 +173,7 @@ class EligibilityExecutor:
 
     # ------------------------------------------------------------------ batches
     async def run(self, stream: Any, committer: Committer) -> None:
-        cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
-            try:
-                await self.process_batch(list(events), committer)
-            except Exception as exc:
-                log.critical("eligibility batch failed (%s); stopping the worker", type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
+        await run_batches(self.p, stream, lambda events: self.process_batch(events, committer), "eligibility")
 
     def _result(self, cmd: dict[str, Any], outcome: str, **kw: Any) -> CommandResultDict:
         return {

@@ -63,7 +63,9 @@ from practiceflow.processors.context import fold, keys, matching, snapshot
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.identity.choose import policy_for
 from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
+from practiceflow.processors.rules import PracticeRules
 from practiceflow.streams import catalog
+from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.serde import AvroCodec
@@ -157,7 +159,7 @@ class PatientContexts:
         self.watermarks = Watermarks(pipeline.bootstrap, app.conf.id)
         self._crosswalks: dict[str, Crosswalk] = {}  # practice -> crosswalk, loaded from the index table
         self._generation: int | None = None
-        self.match_rules: matching.MatchRules | None = None
+        self.match_rules: PracticeRules[matching.MatchRules] | None = None
 
         async def patient_context(stream: faust.StreamT) -> None:
             await self.run(stream)
@@ -183,18 +185,20 @@ class PatientContexts:
             cw = self._crosswalks[practice_id] = self._load_crosswalk(practice_id)
         return cw
 
-    def rules(self) -> matching.MatchRules:
-        """The matching rule in force (shipped ``rules/matching/`` + the practice's ``rules_dir``)."""
+    def rules(self, practice_id: str) -> matching.MatchRules:
+        """The practice's matching rule (shipped ``rules/matching/`` + the ``rules_dir`` layers)."""
         if self.match_rules is None:
             from practiceflow.processors.workflows.patient_match import load_match_rules
 
-            self.match_rules = load_match_rules(self.p.cfg.rules_dir)
-        return self.match_rules
+            self.match_rules = PracticeRules(load_match_rules, self.p.cfg.rules_dir)
+        return self.match_rules.get(practice_id)
 
     def match(self, practice_id: str, probe: matching.Demographics) -> matching.MatchResult:
         """Which chart ``probe`` (an intake form, a fax's patient) belongs to: identifiers via the
         crosswalk, then the demographic index (processors/context/matching.py)."""
-        return matching.match(probe, _TableIndex(self.index, practice_id), self.rules(), self.crosswalk(practice_id))
+        return matching.match(
+            probe, _TableIndex(self.index, practice_id), self.rules(practice_id), self.crosswalk(practice_id)
+        )
 
     async def caught_up(
         self, partition: int, *, touch: Callable[[], None] | None = None, timeout: float | None = None
@@ -243,16 +247,7 @@ class PatientContexts:
 
     # ------------------------------------------------------------------ the agent
     async def run(self, stream: faust.StreamT) -> None:
-        cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
-            try:
-                await self.process_batch(list(events))
-            except Exception as exc:
-                # as the normalize agent: table writes not confirmed, offsets not committed; the
-                # restart folds the batch again from the last commit
-                log.critical("patient context batch failed (%s); stopping the worker", type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
+        await run_batches(self.p, stream, self.process_batch, "patient context")
 
     async def process_batch(self, events: list[Any]) -> None:
         committer = self.committer

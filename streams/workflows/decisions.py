@@ -25,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from practiceflow.processors.workflows.decisions import decide
+from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
@@ -61,17 +62,14 @@ class WorkItems:
 
     # ------------------------------------------------------------------ agents
     async def _batches(self, stream: faust.StreamT, committer: Committer, handle: Any, name: str) -> None:
-        cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
-            try:
-                admitted = await committer.admit(list(events))
-                if admitted:
-                    await handle(admitted)
-                    await committer.commit(admitted)
-            except Exception as exc:
-                log.critical("%s batch failed (%s); stopping the worker", name, type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
+
+        async def batch(events: list[Any]) -> None:
+            admitted = await committer.admit(events)
+            if admitted:
+                await handle(admitted)
+                await committer.commit(admitted)
+
+        await run_batches(self.p, stream, batch, name)
 
     async def track_items(self, events: list[Any]) -> None:
         writes = []

@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from practiceflow.processors.rules import load_table
+from practiceflow.processors.rules import PracticeRules, load_table
 from practiceflow.processors.workflows.denials.drafts import WORKFLOW, BillingProfile
 from practiceflow.processors.workflows.denials.plb import plb_step
 from practiceflow.processors.workflows.denials.rules import load_denial_rules
 from practiceflow.processors.workflows.denials.step import DenialContext, decide, descriptions_from_table
 from practiceflow.processors.workflows.denials.store import PatientFacts, facts_of, fold_claim, fold_patient
 from practiceflow.streams import catalog
+from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.serde import AvroCodec
@@ -60,7 +61,9 @@ class Denials:
         app = pipeline.app
         cfg = pipeline.cfg
         rules_dir = getattr(cfg, "rules_dir", None)
-        self.rules = load_denial_rules(rules_dir)
+        # per practice: one practice's rule edit never changes another's follow-up (processors/rules.py);
+        # the code tables (CARC descriptions, PLB reasons) are the installation's
+        self.rules = PracticeRules(load_denial_rules, rules_dir)
         table = load_table("denials", "denials.carc_table", rules_dir)
         self.descriptions = descriptions_from_table(table.entries)
         plb = load_table("denials", "denials.plb_reasons", rules_dir)
@@ -100,14 +103,7 @@ class Denials:
         pipeline.source_topics.update(names)
 
     async def run(self, stream: faust.StreamT) -> None:
-        cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
-            try:
-                await self.process_batch(list(events))
-            except Exception as exc:
-                log.critical("denials batch failed (%s); stopping the worker", type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
+        await run_batches(self.p, stream, self.process_batch, "denials")
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -169,7 +165,7 @@ class Denials:
             now = int(ev.message.timestamp * 1000)
             facts = await self._facts(ev, practice, v.get("patient_id"))
             ctx = DenialContext(current, facts, self.profile, self.descriptions)
-            decision = decide(ctx, v, self.rules, now)
+            decision = decide(ctx, v, self.rules.get(practice), now)
             await emit_step(
                 self.p,
                 outbox,

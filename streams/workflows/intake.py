@@ -22,8 +22,10 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
+from practiceflow.processors.rules import PracticeRules
 from practiceflow.processors.workflows.intake import IntakeContext, load_intake_rules, on_intake, on_result
 from practiceflow.processors.workflows.intake.rules import IntakeRules
+from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import Outbox
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.workflows.emit import emit_step
@@ -39,7 +41,8 @@ class IntakeWorkflow:
     def __init__(self, pipeline: Pipeline, rules: IntakeRules | None = None) -> None:
         self.p = pipeline
         cfg = pipeline.cfg
-        self.rules = rules or load_intake_rules(cfg.rules_dir)
+        # per practice: one practice's rule edit never changes another's intake (processors/rules.py)
+        self.rules = PracticeRules(load_intake_rules, cfg.rules_dir, fixed=rules)
         self.base = IntakeContext(
             provider_npi=cfg.eligibility_provider_npi,
             provider_name=cfg.eligibility_provider_name,
@@ -85,7 +88,7 @@ class IntakeWorkflow:
             now = int(ev.message.timestamp * 1000)
             with in_event(ev):
                 ctx = await self._match(outbox, ev, form, now)
-            step = on_intake(ctx, form, self.rules, now)
+            step = on_intake(ctx, form, self.rules.get(form["practice_id"]), now)
             await emit_step(
                 self.p,
                 outbox,
@@ -115,7 +118,7 @@ class IntakeWorkflow:
             res = ev.value
             if res.get("workflow") != WORKFLOW or res.get("kind") != "eligibility":
                 continue  # another workflow's command
-            step = on_result(self.base, res, self.rules, res["completed_at"])
+            step = on_result(self.base, res, self.rules.get(res["practice_id"]), res["completed_at"])
             await emit_step(
                 self.p,
                 outbox,
@@ -137,14 +140,7 @@ class IntakeWorkflow:
         await committer.commit(admitted)
 
     async def run(self, stream: Any, committer: Committer, handler: Any) -> None:
-        cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
-            try:
-                await handler(list(events), committer)
-            except Exception as exc:
-                log.critical("intake batch failed (%s); stopping the worker", type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
+        await run_batches(self.p, stream, lambda events: handler(events, committer), "intake")
 
 
 def _resolver() -> Any:

@@ -58,7 +58,7 @@ async def resolve_patient(
             log.warning("patient match: context not caught up on partition %s; matching on what is folded", partition)
     result = contexts.match(practice_id, probe)
     event = MatchEvent(practice_id, subject_type, subject_id, record_key, source, result)  # type: ignore[arg-type]
-    out = step(None, event, contexts.rules(), now)
+    out = step(None, event, contexts.rules(practice_id), now)
     if out.work_items:
         pipeline._count("handoff.patient_match", len(out.work_items))
     await emit_step(

@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from practiceflow.processors.context.snapshot import empty
+from practiceflow.processors.rules import PracticeRules
 from practiceflow.processors.workflows.refill.rules import RefillRules, load_refill_rules
 from practiceflow.processors.workflows.refill.step import WORKFLOW, failed_step, refill_step
 from practiceflow.streams import catalog
+from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.normalize_agent import Outbox
 from practiceflow.streams.offsets import Committer, in_event
@@ -49,7 +51,8 @@ class RefillTriage:
     def __init__(self, pipeline: Pipeline, contexts: PatientContexts, rules: RefillRules | None = None) -> None:
         self.p = pipeline
         self.contexts = contexts
-        self.rules = rules or load_refill_rules(pipeline.cfg.rules_dir)
+        # per practice: one practice's rule edit never changes another's triage (processors/rules.py)
+        self.rules = PracticeRules(load_refill_rules, pipeline.cfg.rules_dir, fixed=rules)
         app = pipeline.app
         name = catalog.BY_SUFFIX[catalog.NORMALIZED["RefillRequest"]].name(pipeline.prefix)
         # acks=False: committed by this agent after its outputs are confirmed, never by Faust
@@ -68,14 +71,7 @@ class RefillTriage:
         pipeline.source_topics.add(name)
 
     async def run(self, stream: faust.StreamT) -> None:
-        cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
-            try:
-                await self.process_batch(list(events))
-            except Exception as exc:
-                log.critical("refill batch failed (%s); stopping the worker", type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
+        await run_batches(self.p, stream, self.process_batch, "refill")
 
     async def process_batch(self, events: list[Any]) -> None:
         admitted = await self.committer.admit(events)
@@ -111,7 +107,7 @@ class RefillTriage:
         now = int(request.get("submitted_at") or 0)
         try:
             ctx = self.contexts.context_for(practice, patient) or empty(practice, patient)
-            result = refill_step(ctx, request, self.rules, now, context_current)
+            result = refill_step(ctx, request, self.rules.get(practice), now, context_current)
         except Exception as exc:  # a request must reach a person even when the step fails
             # the type only: an exception's text can quote the request (PHI stays out of plain logs)
             log.error("refill step failed for request %s (%s)", request.get("request_id"), type(exc).__name__)

@@ -108,3 +108,24 @@ def test_practice_cannot_weaken_a_federal_entry(tmp_path):
         tmp_path, '  - {ingredient: oxycodone, rxcui: "7804", schedule: CV, citation: "wrong"}\n'
     )
     assert [e.schedule for e in local.drugs.identify("oxycodone", None).controlled] == ["CII"]
+
+
+def test_a_practice_folder_adds_controlled_entries_for_that_practice_only(tmp_path):
+    """Two practices of one installation in different states: clinic-ky schedules gabapentin
+    (state schedule V) in its own folder; clinic-oh, served by the same worker, does not."""
+    from practiceflow.processors.rules import PracticeRules
+
+    own = tmp_path / "practices" / "clinic-ky" / "refill"
+    own.mkdir(parents=True)
+    (own / "controlled.yaml").write_text(
+        "id: refill.controlled\nversion: ky-1\nsource: Kentucky schedule V (902 KAR 55:035)\nentries:\n"
+        '  - {ingredient: gabapentin, rxcui: "25480", schedule: CV, citation: "KY schedule V"}\n'
+    )
+    per_practice = PracticeRules(load_refill_rules, tmp_path)
+    ky, oh = per_practice.get("clinic-ky"), per_practice.get("clinic-oh")
+    assert [e.schedule for e in ky.drugs.identify("gabapentin 300 mg", None).controlled] == ["CV"]
+    assert not oh.drugs.identify("gabapentin 300 mg", None).controlled
+    assert ky.controlled_table_version.endswith("+ky-1") and "+" not in oh.controlled_table_version
+    chart = Chart().visit(30).order("gabapentin 300 MG Oral Capsule").ctx
+    assert "controlled_substance" in triage(request("gabapentin 300 mg"), chart, ky, NOW).reasons
+    assert "controlled_substance" not in triage(request("gabapentin 300 mg"), chart, oh, NOW).reasons

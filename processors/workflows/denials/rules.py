@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from practiceflow.processors.rules import Rule, load_rules
+from practiceflow.processors.rules import Overrides, Rule, load_rules
 
 CATEGORIES: tuple[str, ...] = (
     "eligibility_coverage",
@@ -165,8 +164,8 @@ def compile_rules(category_rules: Sequence[DenialRule], action_rules: Sequence[D
     return DenialRules(rules, actions, compiled)
 
 
-def load_denial_rules(overrides_dir: str | Path | None = None) -> DenialRules:
+def load_denial_rules(overrides_dir: Overrides = None) -> DenialRules:
     """The shipped rules (``rules/denials``) plus a practice's own (``<overrides_dir>/denials``),
     validated and compiled. A practice rule with a shipped id replaces it (with a new version)."""
-    ruleset = load_rules("denials", DenialRule, Path(overrides_dir) if overrides_dir else None)
+    ruleset = load_rules("denials", DenialRule, overrides_dir)
     return compile_rules([r for r in ruleset if not r.is_action], [r for r in ruleset if r.is_action])

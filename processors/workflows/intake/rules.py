@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from practiceflow.processors.rules import Rule, RuleError, load_rules, load_table
+from practiceflow.processors.rules import Overrides, Rule, RuleError, load_rules, load_table
 
 WORKFLOW = "intake"
 
@@ -128,7 +127,7 @@ def build_rules(
     return IntakeRules(tuple(gaps), reasons, actions, by_name, by_id, dict(versions or {}))
 
 
-def load_intake_rules(overrides_dir: Path | None = None) -> IntakeRules:
+def load_intake_rules(overrides_dir: Overrides = None) -> IntakeRules:
     """The shipped intake rules with a practice's overrides (``settings.rules_dir``)."""
     gaps = load_rules(WORKFLOW, GapRule, overrides_dir)
     aaa = load_table(WORKFLOW, "intake.aaa", overrides_dir)

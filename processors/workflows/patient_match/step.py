@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from practiceflow.processors.context.matching import MatchResult, MatchRules
-from practiceflow.processors.rules import load_rules
+from practiceflow.processors.rules import Overrides, load_rules
 from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import by_rule, evidence, new_item, option
 from practiceflow.schemas.typed import SourceRefDict
@@ -30,7 +29,7 @@ class MatchEvent:
     result: MatchResult
 
 
-def load_match_rules(overrides_dir: Path | None = None, rule_id: str = DEFAULT_RULE) -> MatchRules:
+def load_match_rules(overrides_dir: Overrides = None, rule_id: str = DEFAULT_RULE) -> MatchRules:
     """The matching rule in force (shipped ``rules/matching/``, a practice's overrides applied)."""
     return load_rules(RULES_FOLDER, MatchRules, overrides_dir).by_id(rule_id)
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from practiceflow.processors.rules import Rule, load_rules, load_table, load_table_layers
+from practiceflow.processors.rules import Overrides, Rule, load_rules, load_table, load_table_layers
 
 from .drugs import DrugTable, normalize_name
 
@@ -189,14 +188,14 @@ def merge_controlled(
     return merged
 
 
-def load_refill_rules(overrides_dir: Path | None = None) -> RefillRules:
-    """The shipped refill protocols and tables, with a practice's overrides applied (the
-    controlled list is the union of the shipped and the practice's, see :func:`merge_controlled`)."""
+def load_refill_rules(overrides_dir: Overrides = None) -> RefillRules:
+    """The shipped refill protocols and tables, with the override layers applied (the
+    controlled list is the union of the shipped and every layer's, see :func:`merge_controlled`)."""
     ruleset = load_rules(WORKFLOW, RefillRule, overrides_dir)
     drugs = load_table(WORKFLOW, "refill.drugs", overrides_dir)
-    shipped, practice = load_table_layers(WORKFLOW, "refill.controlled", overrides_dir)
-    controlled = merge_controlled(shipped.entries, practice.entries if practice else ())
-    version = shipped.version + (f"+{practice.version}" if practice else "")
+    shipped, added = load_table_layers(WORKFLOW, "refill.controlled", overrides_dir)
+    controlled = merge_controlled(shipped.entries, [e for table in added for e in table.entries])
+    version = "+".join([shipped.version, *(t.version for t in added)])
     bundle = build_rules(
         list(ruleset.rules),
         [dict(e) for e in drugs.entries],

@@ -81,3 +81,58 @@ def test_duplicate_ids_in_shipped_files_are_refused(shipped):
     _write(shipped / "demo", "b.yaml", "rules:\n  - {id: k.high, version: '2', source: s, limit: 1}\n")
     with pytest.raises(RuleError, match="also in"):
         load_rules("demo", Threshold)
+
+
+def test_a_practice_folder_changes_only_that_practice(shipped, tmp_path):
+    """<rules_dir>/<workflow> is the installation's layer; <rules_dir>/practices/<id>/<workflow>
+    is one practice's, on top of it. Another practice of the same worker keeps the installation's."""
+    rules_dir = tmp_path / "rules"
+    _write(
+        rules_dir / "demo", "group.yaml", "rules:\n  - {id: k.low, version: '1-group', source: 'group', limit: 3.0}\n"
+    )
+    _write(
+        rules_dir / "practices" / "clinic-a" / "demo",
+        "own.yaml",
+        "rules:\n  - {id: k.high, version: '1-a', source: 'clinic A protocol', limit: 4.5}\n",
+    )
+    loads: list[tuple[Path, ...]] = []
+
+    def load(layers: tuple[Path, ...]) -> dict[str, float]:
+        loads.append(layers)
+        return {r.id: r.limit for r in load_rules("demo", Threshold, layers)}
+
+    per_practice = rules_mod.PracticeRules(load, rules_dir)
+    assert per_practice.get("clinic-a") == {"k.high": 4.5, "k.low": 3.0}
+    assert per_practice.get("clinic-b") == {"k.high": 5.5, "k.low": 3.0}
+    assert per_practice.get("clinic-c") == per_practice.get("clinic-b")
+    assert len(loads) == 2  # practices without a folder of their own share one compiled set
+    # a practice id is never a path: nothing outside rules_dir/practices is read
+    assert rules_mod.practice_layers(rules_dir, "../../etc") == (rules_dir,)
+    assert rules_mod.practices_with_rules(rules_dir) == ["clinic-a"]
+    assert "practices" not in rules_mod.workflows_with_rules(rules_dir)
+
+
+def test_a_practice_layer_that_changes_a_group_rule_needs_its_own_version(shipped, tmp_path):
+    rules_dir = tmp_path / "rules"
+    _write(
+        rules_dir / "demo", "group.yaml", "rules:\n  - {id: k.low, version: '1-group', source: 'group', limit: 3.0}\n"
+    )
+    own = rules_dir / "practices" / "clinic-a"
+    _write(own / "demo", "own.yaml", "rules:\n  - {id: k.low, version: '1-group', source: 'group', limit: 2.0}\n")
+    with pytest.raises(RuleError, match="keeps its version"):
+        load_rules("demo", Threshold, (rules_dir, own))
+
+
+def test_rules_check_validates_each_practice_folder(tmp_path, capsys):
+    from practiceflow.jobs import rules_check
+    from practiceflow.settings import Settings
+
+    rules_dir = tmp_path / "rules"
+    own = rules_dir / "practices" / "clinic-a" / "refill"
+    _write(own, "bad.yaml", "rules:\n  - {id: Not An Id, version: '1', source: s}\n")
+    cfg = Settings(rules_dir=rules_dir)
+    assert rules_check.main(None, cfg) == 1  # type: ignore[arg-type]
+    out = capsys.readouterr()
+    assert "practice clinic-a:" in out.out and "clinic-a/refill: INVALID" in out.err
+    (own / "bad.yaml").unlink()
+    assert rules_check.main(None, cfg) == 0  # type: ignore[arg-type]
