@@ -199,7 +199,7 @@ async def run_day(
         # the day's data is synthetic and its stack local: its checks go to the local simulator
         cfg = cfg.model_copy(update={"clearinghouse": "simulator"})
     cfg, llm_server = _local_model_server(cfg)
-    report.llm_server = "local serve-local " + cfg.llm.base_url if llm_server else str(cfg.llm.base_url)
+    report.llm_server = f"local serve-local {cfg.llm.base_url}" if llm_server else str(cfg.llm.base_url)
     fax = FaxOcr.from_settings(cfg, store_for(cfg))
     pipeline = Pipeline(
         cfg,

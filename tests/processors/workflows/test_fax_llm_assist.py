@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from practiceflow.processors.base import NormalizeResult
-from practiceflow.processors.llm.tasks import ClassificationOutput, ExtractionOutput, LLMRequest, QuotedField, Quote
+from practiceflow.processors.llm.tasks import ClassificationOutput, ExtractionOutput, LLMRequest, Quote, QuotedField
 from practiceflow.processors.llm.validate import checked_result
 from practiceflow.processors.workflows.fax.assist import llm_commands, missing_fields, on_llm_result
 from practiceflow.processors.workflows.fax.handoffs import fax_handoffs, item_for
