@@ -92,15 +92,15 @@ class FaxLLMAnswers:
                 continue  # a replayed result: already applied
             base = entry["value"] if entry else json.loads(params[PARAM_CLASSIFICATION])
             revision = (entry["revision"] if entry else 1) + 1
-            with in_event(ev):
-                latest = self._latest_item(practice, params.get("item_id"))
+            with in_event(ev):  # the item as it stands now (a person may have acted on it)
+                latest = self._latest_item(practice, (entry or {}).get("item_id") or params.get("item_id"))
             if latest is not None:
                 revision = max(revision, int(latest.get("revision", 1)) + 1)
             at = int(res["completed_at"])
             rev = on_llm_result(base, res, self.matcher, revision=revision, now=at)
             acted = latest is not None and latest.get("state", "open") != "open"
             item = rev.item if rev.changed and not acted else None
-            step = StepResult(work_items=(item,) if item else (), audit=(rev.audit,))
+            step = StepResult(work_items=rev.items if item else (), audit=(rev.audit,))
             await emit_step(
                 self.p,
                 outbox,
@@ -116,7 +116,7 @@ class FaxLLMAnswers:
                 ck = entity_key(practice, v.get("patient_id"), str(v["classification_id"]))
                 await outbox.send(self.p.topics[spec.suffix], ck, v, catalog.partition_for(practice, self.p.partitions))
                 self.p._count("record.FaxClassification")
-                self.p._count("handoff")
+                self.p._count("handoff", len(step.work_items))
                 self.p._count(f"fax.llm.queue.{v['queue']}")
             result = json.loads(res.get("payload") or "{}") if res.get("payload") else {}
             self.p._count("fax.llm.results")
@@ -126,6 +126,9 @@ class FaxLLMAnswers:
             new_entry = {
                 "value": rev.classification if item is not None else base,
                 "revision": item["revision"] if item is not None else revision - 1,
+                "item_id": item["item_id"]
+                if item is not None
+                else (entry or {}).get("item_id") or params.get("item_id"),
                 "applied": [*(entry["applied"] if entry else []), res["command_id"]][-MAX_APPLIED:],
             }
             pending[key] = new_entry

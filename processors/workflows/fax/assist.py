@@ -36,6 +36,7 @@ from practiceflow.processors.llm.commands import llm_command, read_result
 from practiceflow.processors.llm.fax import classification_request, extraction_request, model_values
 from practiceflow.processors.llm.validate import LLMResult
 from practiceflow.processors.workflows.step import AuditReason
+from practiceflow.processors.workflows.workitem import supersede
 from practiceflow.schemas.typed import HandoffItemDict, WorkflowCommandDict
 
 from .extract import Extracted
@@ -127,6 +128,13 @@ class LLMRevision:
     item: HandoffItemDict | None
     audit: AuditReason
     changed: bool
+    #: the item it replaces, closed (``superseded``), when the new routing names another item
+    #: (a referral is a ``referral.incoming`` item, a sorted page a ``fax.triage`` one)
+    superseded: HandoffItemDict | None = None
+
+    @property
+    def items(self) -> tuple[HandoffItemDict, ...]:
+        return tuple(i for i in (self.superseded, self.item) if i is not None)
 
 
 def _why_person(result: LLMResult, outcome: str) -> str | None:
@@ -235,6 +243,12 @@ def on_llm_result(
         item["actions_taken"] = [*item["actions_taken"], f"the practice's language model {who} {done}"]
         if person is not None:
             item["what_happened"] += f" The language model's answer needs a person: {', '.join(result.reasons)}."
+    old = item_for(current, now)
+    superseded = None
+    if item is not None and old is not None and old["item_id"] != item["item_id"]:
+        item["supersedes"] = old["item_id"]
+        superseded = supersede(old, item["item_id"], now)
+        superseded["revision"] = revision
     audit = AuditReason(
         action="fax_llm_applied",
         entity_type="FaxClassification",
@@ -250,7 +264,7 @@ def on_llm_result(
             "revision": str(revision),
         },
     )
-    return LLMRevision(v, item, audit, changed)
+    return LLMRevision(v, item, audit, changed, superseded)
 
 
 def _kind(label: str, model_kind: str | None, found: Sequence[Mapping[str, Any]]) -> str:

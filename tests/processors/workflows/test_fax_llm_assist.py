@@ -117,6 +117,9 @@ def test_an_abstained_page_asks_the_model_once_and_its_label_reroutes_the_item()
     assert rev.changed and rev.classification["doc_class"] == "referral" and not rev.classification["abstained"]
     assert rev.item is not None and rev.item["revision"] == 2 and rev.item["item_id"] != ""
     assert rev.item["queue"] == "referrals" and rev.item["patient_id"] == "771203"
+    # a referral is its own kind of item: the triage item is closed and points at it
+    assert rev.superseded is not None and rev.superseded["state"] == "superseded"
+    assert rev.item["supersedes"] == rev.superseded["item_id"] == item["item_id"]
     ev = next(e for e in rev.item["evidence"] if e["label"] == "class_evidence")
     assert ev["page"] == 1 and REFERRAL[ev["span_start"] : ev["span_end"]] == "Reason for Referral"
 
