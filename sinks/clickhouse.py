@@ -117,11 +117,12 @@ class ClickHouseSink:
         dsn: str,
         database: str = "practiceflow",
         *,
-        audit_retention_days: int = 0,
-        retention_days: int = 0,
+        audit_retention_days: int | None = None,
+        retention_days: int | None = None,
     ) -> None:
-        """``*_retention_days``: the TTLs (0: rows kept for ever). The deployment's settings
-        pass six years (``clickhouse_audit_retention_days``); a bare instance keeps everything."""
+        """``*_retention_days``: the TTLs to set (0: rows kept for ever; None: leave the tables'
+        TTLs as they are, for readers such as ``practiceflow audit verify``). The deployment's
+        sink passes the settings' (``from_settings``: six years by default)."""
         self.dsn = dsn
         self.database = database
         self.audit_retention_days = audit_retention_days
@@ -149,7 +150,7 @@ class ClickHouseSink:
             done = migrations.apply_migrations(self.client, self.database)
             migrations.apply_retention(
                 self.client, self.database, audit_days=self.audit_retention_days, records_days=self.retention_days
-            )
+            )  # no-op for None
             return done
 
     def forget_marks(self) -> None:
@@ -342,6 +343,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "entity_id": v["entity_id"],
                     "reason": scrub_ssn(v["reason"]),
                     "outcome": v["outcome"],
+                    "details": dict(v.get("details") or {}),
                     "prev_hash": _s(v.get("prev_hash")),
                     "hash": _s(v.get("hash")),
                 },

@@ -38,13 +38,14 @@ FROM {db}.kafka_flow_events;
 -- ---------------------------------------------------------------- audit -> audit_events (the chained topic)
 CREATE TABLE IF NOT EXISTS {db}.kafka_audit_events (
     practice_id String, event_id String, at Int64, actor String, action String, entity_type String,
-    entity_id String, reason String, outcome String, prev_hash Nullable(String), hash Nullable(String)
+    entity_id String, reason String, outcome String, details Map(String, String), prev_hash Nullable(String),
+    hash Nullable(String)
 ) ENGINE = Kafka SETTINGS kafka_broker_list = '{brokers}', kafka_topic_list = '{prefix}.audit',
     kafka_group_name = '{group}', kafka_format = 'AvroConfluent', format_avro_schema_registry_url = '{registry}';
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.kafka_audit_events_mv TO {db}.audit_events AS
 SELECT practice_id, event_id, fromUnixTimestamp64Milli(at, 'UTC') AS at, actor, action, entity_type, entity_id,
        replaceRegexpAll(reason, '(^|[^0-9])[0-9]{3}-[0-9]{2}-([0-9]{4})([^0-9]|$)', '\\1***-**-\\2\\3') AS reason, outcome,
-       ifNull(prev_hash, '') AS prev_hash, ifNull(hash, '') AS hash,
+       details, ifNull(prev_hash, '') AS prev_hash, ifNull(hash, '') AS hash,
        _topic AS kafka_topic, toInt32(_partition) AS kafka_partition, toInt64(_offset) AS kafka_offset
 FROM {db}.kafka_audit_events;
 

@@ -185,8 +185,9 @@ def apply_migrations(client: Any, database: str, migrations: list[Migration] | N
 _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
 
 
-def apply_retention(client: Any, database: str, *, audit_days: int, records_days: int) -> dict[str, int]:
-    """Set each ``RETENTION`` table's TTL to the configured days (0: no TTL, rows kept).
+def apply_retention(client: Any, database: str, *, audit_days: int | None, records_days: int | None) -> dict[str, int]:
+    """Set each ``RETENTION`` table's TTL to the configured days (0: no TTL, rows kept; None:
+    leave that kind of table as it is).
 
     Returns table -> days for the tables it changed. ``MODIFY TTL`` rewrites parts in the
     background (a mutation), so it runs only when the configured days differ."""
@@ -197,6 +198,8 @@ def apply_retention(client: Any, database: str, *, audit_days: int, records_days
         if info is None:
             continue
         days = audit_days if which == "audit" else records_days
+        if days is None:
+            continue
         m = _TTL_DAYS.search(info[2])
         have = int(m.group(1)) if m else 0
         if have == days:

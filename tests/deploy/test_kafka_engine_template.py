@@ -72,6 +72,7 @@ def test_its_views_write_the_sinks_rows_without_phi(tmp_path):
             "entity_id": "1",
             "reason": f"matched on {SSN}",
             "outcome": "ok",
+            "details": {"rule": "r1"},
             "prev_hash": None,
             "hash": "h",
         }

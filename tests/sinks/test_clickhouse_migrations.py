@@ -190,12 +190,16 @@ def test_audit_is_kept_six_years_by_default_and_retention_follows_the_settings(t
         assert sink.query("SELECT entity_id FROM {db}.audit_events ORDER BY entity_id") == [("1",), ("2",)]
     finally:
         sink.close()
+    reader = ClickHouseSink(dsn)  # no retention given (a reader: audit verify): the TTLs stay
+    try:
+        engines = dict(reader.query("SELECT name, engine_full FROM system.tables WHERE database = 'practiceflow'"))
+        assert "toIntervalDay(2192)" in engines["audit_events"] and "toIntervalDay(400)" in engines["flow_events"]
+    finally:
+        reader.close()
     kept = ClickHouseSink(dsn, audit_retention_days=0)  # 0: kept for ever (the TTL is removed)
     try:
-        engine = kept.query(
-            "SELECT engine_full FROM system.tables WHERE database = 'practiceflow' AND name = 'audit_events'"
-        )
-        assert " TTL " not in engine[0][0]
+        engines = dict(kept.query("SELECT name, engine_full FROM system.tables WHERE database = 'practiceflow'"))
+        assert " TTL " not in engines["audit_events"] and "toIntervalDay(400)" in engines["flow_events"]
     finally:
         kept.close()
 
