@@ -36,7 +36,7 @@ class LocalEhr:
     def _start(self) -> None:
         try:
             self.server.start()
-        except Exception as exc:
+        except Exception as exc:  # reported in the summary; the day goes on without the write-back
             self.error = f"{type(exc).__name__}: {str(exc)[:300]}"
 
     def ready(self, timeout: float = 180.0) -> bool:
