@@ -29,6 +29,7 @@ Results always carry ``needs_person`` and reasons, so nothing waits on a model f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -50,6 +51,7 @@ from practiceflow.settings import Settings
 from practiceflow.sinks.llm.service import CallRecord, LLMService
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.lifecycle import close_on_stop
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, SerdeError
 
@@ -443,23 +445,27 @@ def register_llm_executor(pipeline: Pipeline) -> LLMCommandExecutor:
 
     Its own consumer group and plain Kafka clients (not a Faust agent): the same executor
     ``practiceflow llm executor`` runs as a process of its own. It starts with the app and
-    stops with it; the clients are closed once the last poll has returned."""
+    stops with it (``streams/lifecycle.close_on_stop``); the clients are closed once the last
+    poll has returned."""
     service = LLMService.from_settings(pipeline.cfg.llm)
     executor = LLMCommandExecutor(pipeline.cfg, pipeline.bootstrap, pipeline.serde, service)
     stop = asyncio.Event()
+    finished = asyncio.Event()
 
     async def llm_executor() -> None:
         try:
             await executor.run(stop, batch_size=16, poll_seconds=0.5)
         finally:
-            stop.set()
-            await asyncio.shield(_close(executor, service))
+            finished.set()
+
+    async def close() -> None:  # when the app stops (streams/lifecycle.py), after its agents
+        stop.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), 5.0)
+        await asyncio.sleep(0.6)  # a poll still in its thread (0.5 s) returns before the consumer closes
+        await asyncio.to_thread(executor.close)
+        await service.aclose()
 
     pipeline.app.task(llm_executor)
+    close_on_stop(pipeline.app, "cmd.llm executor", close)
     return executor
-
-
-async def _close(executor: LLMCommandExecutor, service: LLMService) -> None:
-    await asyncio.sleep(0.7)  # a poll in its thread (0.5 s) returns before its consumer is closed
-    await asyncio.to_thread(executor.close)
-    await service.aclose()

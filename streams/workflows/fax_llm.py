@@ -4,7 +4,7 @@ The fax step (``streams/workflows/fax.py``, in the normalize batch of the fax) r
 document at once and, where the embedded classifier abstained or the rules left fields
 empty, emits a ``cmd.llm`` command (``processors/workflows/fax/assist.py``). The executor
 (``streams/commands/llm.py``, started here when ``llm.base_url`` is set) answers on
-``cmd.results``; this agent applies each answer with the pure
+``cmd.results``; this handler (of the one agent on it, ``streams/workflows/results.py``) applies each answer with the pure
 :func:`~practiceflow.processors.workflows.fax.assist.on_llm_result` and writes the next
 revision of the document's ``FaxClassification`` and of its work item.
 
@@ -15,7 +15,7 @@ on each other and a replayed result writes nothing. The revision number also res
 acted on (not ``open``) is not re-routed under them; the answer is audited only.
 
 Commit rule as everywhere (``streams/offsets.py``): outputs confirmed, then the table's
-changelog writes, then the offsets. ``cmd.results`` is keyed and partitioned by practice,
+changelog writes, then (by the results agent) the offsets. ``cmd.results`` is keyed and partitioned by practice,
 like ``handoff``, so the table partition is the event's.
 """
 
@@ -31,7 +31,7 @@ from practiceflow.processors.workflows.fax.match import IdentifierOnPage, Matche
 from practiceflow.processors.workflows.step import StepResult
 from practiceflow.streams import catalog
 from practiceflow.streams.normalize_agent import Outbox, confirmed
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import in_event
 from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ MAX_APPLIED = 20
 
 
 class FaxLLMAnswers:
-    """The ``fax-llm`` table and the agent on ``cmd.results`` that uses it."""
+    """The ``fax-llm`` table and the ``cmd.results`` handler that uses it."""
 
     def __init__(self, pipeline: Pipeline, matcher: Matcher | None = None) -> None:
         self.p = pipeline
@@ -143,34 +143,15 @@ class FaxLLMAnswers:
                 writes.append(self.table.send_changelog(ev.message.partition, key, value))
         await confirmed(writes)
 
-    async def run(self, stream: Any, committer: Committer) -> None:
-        cfg = self.p.cfg
-        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):
-            try:
-                admitted = await committer.admit(list(events))
-                if admitted:
-                    await self.handle(admitted)
-                    await committer.commit(admitted)
-            except Exception as exc:
-                log.critical("fax llm batch failed (%s); stopping the worker", type(exc).__name__)
-                await self.p.app.crash(exc)
-                raise
-
 
 def register(pipeline: Pipeline) -> None:
     """The answers agent, and the cmd.llm executor when a model server is configured (MODULES)."""
     if pipeline.cfg.llm.base_url is None:
         return  # the fax step asks no model (processors/workflows/fax/assist.py): nothing to answer
     from practiceflow.streams.commands.llm import register_llm_executor
+    from practiceflow.streams.workflows.results import add_handler
 
     answers = FaxLLMAnswers(pipeline)
-    topic = pipeline.topics["cmd.results"]
-    committer = Committer(pipeline.app, pipeline.committed_offsets, "fax-llm-results")
-
-    async def fax_llm_results(stream: Any) -> None:
-        await answers.run(stream, committer)
-
-    pipeline.app.agent(topic, name="fax-llm-results")(fax_llm_results)
-    pipeline.source_topics.add(topic.get_topic_name())
+    add_handler(pipeline, "fax_llm", answers.handle)  # the one agent on cmd.results (results.py)
     pipeline.fax_llm = answers  # type: ignore[attr-defined]  # for tests and the day job
     pipeline.llm_executor = register_llm_executor(pipeline)  # type: ignore[attr-defined]
