@@ -26,7 +26,7 @@ from practiceflow.processors.workflows.prior_auth.step import (
     draft,
     respond,
 )
-from practiceflow.processors.workflows.prior_auth.x12_278 import read_278
+from practiceflow.processors.x12.x278 import read_278
 from practiceflow.processors.workflows.step import as_dict
 from practiceflow.processors.workflows.workitem import apply_decision
 

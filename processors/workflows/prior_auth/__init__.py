@@ -3,6 +3,6 @@
 Pure steps (no broker, clock or network): :mod:`.rules` (payer rules and criteria sets as
 data), :mod:`.detect` (which order needs authorization), :mod:`.evidence` (each criterion
 met / not met / insufficient information, with the records behind it), :mod:`.pas`,
-:mod:`.x12_278` and :mod:`.letter` (the drafts), :mod:`.step` (the workflow step) and
+:mod:`practiceflow.processors.x12.x278` and :mod:`.letter` (the drafts), :mod:`.step` (the workflow step) and
 :mod:`.response` (a payer's answer updates the authorization).
 """

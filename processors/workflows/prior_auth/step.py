@@ -7,7 +7,7 @@ id``). For an order that needs authorization (:mod:`.detect`) it
 1. checks every criterion of the rule's set against the patient context
    (:mod:`.evidence`): met / not met / insufficient information, with the records;
 2. drafts the submission in the forms payers accept: a Da Vinci PAS request Bundle
-   (:mod:`.pas`), an X12 278 request (:mod:`.x12_278`; not for a drug coded only in
+   (:mod:`.pas`), an X12 278 request (:mod:`practiceflow.processors.x12.x278`; not for a drug coded only in
    RxNorm, which a 278 cannot carry: the PAS bundle is then the submission) and a letter
    of medical necessity as a PDF (:mod:`.letter`);
 3. puts one work item in the **clinician** queue (kind ``prior_auth.sign_off``) with the
@@ -39,7 +39,7 @@ from practiceflow.processors.workflows.prior_auth.codes import check, dotted
 from practiceflow.processors.workflows.prior_auth.detect import Need, detect
 from practiceflow.processors.workflows.prior_auth.evidence import CriterionResult, assess, day
 from practiceflow.processors.workflows.prior_auth.rules import PriorAuthRules
-from practiceflow.processors.workflows.prior_auth.x12_278 import Request278, WriteError, write_278
+from practiceflow.processors.x12.x278 import Request278, WriteError, write_278
 from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import END_STATES, by_rule, evidence, item_id_for, new_item, option
 

@@ -178,11 +178,12 @@ def read_278(data: str | bytes) -> list[Read278]:
             for ts in group.transactions:
                 if ts.set_id != "278":
                     continue
-                out.append(_read_one(ts.segments, d))
+                out.append(read_278_segments(ts.segments, d))
     return out
 
 
-def _read_one(segments: Sequence[Sequence[str]], d: Any) -> Read278:
+def read_278_segments(segments: Sequence[Sequence[str]], d: Any) -> Read278:
+    """One 278 transaction's segments (ST..SE, as the tokenizer split them) read."""
     v: dict[str, Any] = {"purpose": "", "reference": ""}
     level = ""
     traces: list[str] = []
@@ -218,8 +219,8 @@ def _read_one(segments: Sequence[Sequence[str]], d: Any) -> Read278:
                 parts = split_composite(el.strip(), d)
                 if len(parts) > 1 and parts[1]:
                     dx.append(parts[1])
-        elif sid in ("SV1", "SV2"):
-            parts = split_composite(_el(seg, 1), d)
+        elif sid in ("SV1", "SV2"):  # the procedure composite: SV101, SV202
+            parts = split_composite(_el(seg, 1 if sid == "SV1" else 2), d)
             if len(parts) > 1:
                 procs.append(parts[1])
         elif sid == "HCR":
