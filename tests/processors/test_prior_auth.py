@@ -306,6 +306,8 @@ def test_order_needing_auth_drafts_pas_278_and_letter_for_the_clinician():
     pdf = base64.b64decode(d.result.drafts[2]["body"])
     assert pdf.startswith(b"%PDF-") and d.result.drafts[2]["content_type"] == "application/pdf"
     assert d.state["status"] == "drafted" and d.state["authorization_id"] == authorization_id(P, PT, "ord-mri")
+    (audit,) = d.result.audit  # Avro map<string>: every detail a string
+    assert all(isinstance(v, str) for v in audit.details.values()) and audit.details["insufficient"] == "2"
 
 
 def test_the_step_is_deterministic():

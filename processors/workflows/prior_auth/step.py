@@ -325,7 +325,7 @@ def draft(
         record_type,
         str(order["order_id"]),
         f"{rule.id}@{rule.version}: needs authorization; {cset.id}@{cset.version}",
-        details={**counts, "drafts": str(len(drafts))},  # type: ignore[dict-item]
+        details={**{k: str(v) for k, v in counts.items()}, "drafts": str(len(drafts))},
     )
     return PriorAuthDecision(StepResult(work_items=(item,), drafts=tuple(drafts), audit=(audit,)), state, results)
 
