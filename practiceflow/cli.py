@@ -269,6 +269,17 @@ def _queue(args: argparse.Namespace, cfg: Settings) -> int:
         return queue_main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
 
 
+def _ehr(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.jobs import ehr
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.streams.serde import AvroSerde, registry_client
+
+    if args.action == "serve-local":
+        return ehr.serve_local(args, cfg)
+    with endpoints(cfg, autostart=False) as ep:
+        return ehr.main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="practiceflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -317,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="where to write the generated day (default: <state_dir>/day)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--patients", type=int, default=40)
+    p.add_argument("--no-ehr", action="store_true", help="skip writing the day's items to a local FHIR server")
 
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
 
@@ -327,6 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     from practiceflow.jobs.queue import add_arguments as queue_arguments
 
     queue_arguments(p)
+
+    p = sub.add_parser("ehr", help="EHR write-back: work items -> FHIR Tasks, Task status -> decisions")
+    from practiceflow.jobs.ehr import add_arguments as ehr_arguments
+
+    ehr_arguments(p)
+
+    p = sub.add_parser("audit", help="the audit trail: verify every practice's hash chain (topic and ClickHouse)")
+    from practiceflow.jobs.audit import add_arguments as audit_arguments
+
+    audit_arguments(p)
 
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
@@ -362,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         "dlq": _dlq,
         "llm": _llm,
         "queue": _queue,
+        "ehr": _ehr,
     }
     if args.cmd == "day":
         from practiceflow.jobs.day import main as day_main
@@ -378,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
             f"abstain below {model.threshold:.3f}"
         )
         return 0
+    if args.cmd == "audit":
+        from practiceflow.jobs.audit import main as audit_main
+
+        return audit_main(args, cfg)
     if args.cmd == "rules":
         from practiceflow.jobs.rules_check import main as rules_main
 

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from practiceflow.processors.ehr.config import EhrFhirTarget
 from practiceflow.processors.identity.choose import IdentityPolicy
 from practiceflow.processors.llm.config import LLMSettings
 
@@ -318,6 +319,11 @@ class Settings(BaseSettings):
     )
 
     # -- denial workflow
+    ehr_fhir: dict[str, EhrFhirTarget] = Field(
+        default_factory=dict,
+        description="practice id -> its EHR's FHIR R4 API for the write-back (base_url, SMART Backend Services "
+        "client); a practice without one is not written back (README: Write-back to the EHR)",
+    )
     billing: BillingIdentity = Field(
         default_factory=BillingIdentity, description="billing identity on drafted corrected claims (837P)"
     )

@@ -136,6 +136,8 @@ ADDED_COLUMNS: dict[str, dict[str, str]] = {
         "due_at": "Nullable(DateTime64(3, 'UTC'))",
         "updated_at": "Nullable(DateTime64(3, 'UTC'))",
     },
+    # the event's details are hashed into the chain: `practiceflow audit verify` needs them
+    "audit_events": {"details": "Map(String, String)"},
 }
 
 # the Kafka position of each row (see the module docstring); added to every table, also to
@@ -399,6 +401,7 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "entity_id": v["entity_id"],
                     "reason": scrub_ssn(v["reason"]),
                     "outcome": v["outcome"],
+                    "details": dict(v.get("details") or {}),
                     "prev_hash": _s(v.get("prev_hash")),
                     "hash": _s(v.get("hash")),
                 },

@@ -188,6 +188,8 @@ CLI_COMMANDS = [
     "gateways",
     "fax",
     "queue",
+    "ehr",
+    "audit",
     "rules",
     "eval",
     "llm",

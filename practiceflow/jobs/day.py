@@ -358,10 +358,19 @@ def main(args: argparse.Namespace, cfg: Settings) -> int:
     out = write_day(plan, Path(args.out) if args.out else cfg.state_dir / "day" / "inputs")
     print(f"generated the day's inputs under {out}")
     t0 = time.monotonic()
-    with endpoints(cfg) as ep:
-        if ep.started_here:
-            print(f"started the local stack in {ep.cold_start_seconds}s")
-        report = asyncio.run(run_day(cfg, ep.bootstrap, ep.registry_url, plan))
-        print_report(report, plan, ep)
+    from practiceflow.jobs.day_ehr import LocalEhr, write_back_day
+
+    ehr = None if getattr(args, "no_ehr", False) else LocalEhr(cfg)  # starts while the day runs
+    try:
+        with endpoints(cfg) as ep:
+            if ep.started_here:
+                print(f"started the local stack in {ep.cold_start_seconds}s")
+            report = asyncio.run(run_day(cfg, ep.bootstrap, ep.registry_url, plan))
+            print_report(report, plan, ep)
+            serde = AvroSerde(registry_client(ep.registry_url))
+            print(write_back_day(ehr, cfg, serde, ep.bootstrap, plan.practice_id))
+    finally:
+        if ehr is not None:
+            ehr.stop()
     print(f"\n  total wall time {time.monotonic() - t0:.1f}s")
     return 0 if report.drained else 1
