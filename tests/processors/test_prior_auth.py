@@ -26,9 +26,9 @@ from practiceflow.processors.workflows.prior_auth.step import (
     draft,
     respond,
 )
-from practiceflow.processors.x12.x278 import read_278
 from practiceflow.processors.workflows.step import as_dict
 from practiceflow.processors.workflows.workitem import apply_decision
+from practiceflow.processors.x12.x278 import read_278
 
 P, PT = "clinic-a", "MRN100"
 SRC = {"feed": "hl7v2", "message_id": "m-1"}

@@ -39,9 +39,9 @@ from practiceflow.processors.workflows.prior_auth.codes import check, dotted
 from practiceflow.processors.workflows.prior_auth.detect import Need, detect
 from practiceflow.processors.workflows.prior_auth.evidence import CriterionResult, assess, day
 from practiceflow.processors.workflows.prior_auth.rules import PriorAuthRules
-from practiceflow.processors.x12.x278 import Request278, WriteError, write_278
 from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import END_STATES, by_rule, evidence, item_id_for, new_item, option
+from practiceflow.processors.x12.x278 import Request278, WriteError, write_278
 
 if TYPE_CHECKING:
     from practiceflow.schemas.typed import DraftDict, EvidenceDict, HandoffItemDict, ProducedByDict
