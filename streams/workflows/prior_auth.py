@@ -15,8 +15,10 @@ Inputs, and why they come the way they do:
 
 Table ``prior-auth`` (Faust, changelog-backed): ``<practice>/<authorization id>`` -> the
 authorization's state (status drafted / approved / pended / denied / ..., the payer's
-number, the work item, the responses applied), and ``pp:<digest of practice/patient>`` ->
-the patient's authorization ids (for a fax, which names a patient, not a trace number).
+number, the work item, the responses applied), ``pp:<digest of practice/patient>`` ->
+the patient's authorization ids (for a fax, which names a patient, not a trace number), and
+``r:<practice>/<trace>`` -> a 278 response whose authorization is not drafted yet (the
+order still on its way through the context agent): applied when the order is drafted.
 No identifier is in a key.
 
 Outputs go through :func:`.emit.emit_step` (work items to the clinician queue, drafts,
@@ -156,7 +158,24 @@ class PriorAuth:
                 cause=f"{catalog.NORMALIZED[rt]}/{order['order_id']}",
                 at=now,
             )
-            pending[key] = (ev, decision.state)
+            state = decision.state
+            pkey_resp = f"r:{practice}/{aid}"
+            with in_event(ev):
+                parked = pending[pkey_resp][1] if pkey_resp in pending else self._get(pkey_resp)
+            if parked and parked.get("response_id") not in (state.get("responses") or ()):
+                # the payer's answer arrived before the order was folded: apply it now
+                result, state = respond(state, parked, decision.result.work_items[0], now)
+                await emit_step(
+                    self.p,
+                    outbox,
+                    result,
+                    practice_id=practice,
+                    workflow=WORKFLOW,
+                    cause=f"{catalog.NORMALIZED['AuthorizationResponse']}/{parked['response_id']}",
+                    at=now,
+                )
+                counts["responses_applied"] = counts.get("responses_applied", 0) + 1
+            pending[key] = (ev, state)
             pkey = patient_index_key(practice, ctx.patient_id)
             with in_event(ev):
                 ids = list(pending[pkey][1] if pkey in pending else (self._get(pkey) or []))
@@ -218,8 +237,14 @@ class PriorAuth:
                 continue
             key = self._find(ev, rt, v, pending)
             if key is None:
-                name = "responses_unmatched" if rt == "AuthorizationResponse" else "faxes_not_for_us"
-                counts[name] = counts.get(name, 0) + 1
+                if rt == "AuthorizationResponse" and v.get("trace_number"):
+                    # no authorization (yet) with this trace: the order may still be on its way
+                    # through the context agent; parked, applied when it is drafted
+                    pending[f"r:{practice}/{v['trace_number']}"] = (ev, v)
+                    counts["responses_parked"] = counts.get("responses_parked", 0) + 1
+                else:
+                    name = "responses_unmatched" if rt == "AuthorizationResponse" else "faxes_not_for_us"
+                    counts[name] = counts.get(name, 0) + 1
                 continue
             state = pending[key][1] if key in pending else self._get_in(ev, key)
             if rt == "FaxClassification":

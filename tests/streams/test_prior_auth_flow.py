@@ -70,14 +70,33 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
             applied = lambda: pipeline.counts.get("prior_auth.responses_applied", 0) >= 1  # noqa: E731
             assert await runner.wait_for(applied, 180), pipeline.counts
             after = pipeline.prior_auth.authorization(practice, aid)
-            return pipeline, before, after
+            # an answer that arrives before its order (a second practice, response first): parked,
+            # then applied when the order is drafted
+            early = "pa-e2e-early"
+            ctl2 = iter(range(910001, 999999))
+            await _send(
+                pipeline,
+                producer,
+                [raw_record(early, "x12", spa.response_278(early, people[0], 992, "20261127").encode())],
+            )
+            parked = lambda: pipeline.counts.get("prior_auth.responses_parked", 0) >= 1  # noqa: E731
+            assert await runner.wait_for(parked, 120), pipeline.counts
+            await _send(pipeline, producer, [raw_record(early, "hl7v2", m) for m in spa.history(people[0], 0, d, ctl2)])
+            both = lambda: pipeline.counts.get("prior_auth.responses_applied", 0) >= 2  # noqa: E731
+            assert await runner.wait_for(both, 180), pipeline.counts
+            late = pipeline.prior_auth.authorization(early, authorization_id(early, people[0].mrn, spa.order_id(0)))
+            return pipeline, before, after, late
         finally:
             producer.close()
             await runner.stop(pipeline)
 
-    pipeline, before, after = asyncio.run(run())
+    pipeline, before, after, late = asyncio.run(run())
     assert before["status"] == "drafted" and after["status"] == "approved"
     assert after["authorization_number"] == "AUTH2026001"
+    assert late["status"] == "approved" and late["authorization_number"] == "AUTH2026001"
+    early_items = read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, "pa-e2e-early")
+    (early_item,) = [v for v in early_items.values() if v["workflow"] == "prior_auth"]
+    assert early_item["kind"] == "prior_auth.approved" and early_item["revision"] == 2
 
     items = {
         k: v
