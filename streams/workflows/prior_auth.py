@@ -46,6 +46,7 @@ from practiceflow.processors.workflows.prior_auth.step import (
     draft,
     respond,
 )
+from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.streams import catalog
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
@@ -146,7 +147,28 @@ class PriorAuth:
             with in_event(ev):
                 current = pending[key][1] if key in pending else self._get(key)
             now = int(ev.message.timestamp * 1000)
-            decision = draft(PriorAuthContext(ctx, current, self.profile), rt, order, self.rules, now)
+            try:
+                decision = draft(PriorAuthContext(ctx, current, self.profile), rt, order, self.rules, now)
+            except Exception as exc:
+                # a bug in this step must not stop the patient context every workflow reads: the
+                # order is audited as not checked (a person sees it in the audit trail), the
+                # context batch commits; the type name only, no PHI in logs
+                log.error("prior-auth step failed on an order (%s)", type(exc).__name__)
+                failed = StepResult(
+                    audit=(
+                        AuditReason(
+                            "prior_auth_failed",
+                            rt,
+                            str(order["order_id"]),
+                            f"the prior-authorization check raised {type(exc).__name__}; check the order by hand",
+                            outcome="error",
+                        ),
+                    )
+                )
+                cause = f"{catalog.NORMALIZED[rt]}/{order['order_id']}"
+                await emit_step(self.p, outbox, failed, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+                counts["step_errors"] = counts.get("step_errors", 0) + 1
+                continue
             if decision.state is None:
                 continue
             await emit_step(
@@ -183,8 +205,8 @@ class PriorAuth:
                 pending[pkey] = (ev, [*ids, aid][-50:])
             counts["drafted"] = counts.get("drafted", 0) + 1
             counts["drafts"] = counts.get("drafts", 0) + len(decision.result.drafts)
+        await outbox.confirm()
         if pending:
-            await outbox.confirm()
             await self._write(pending)
         for name, n in counts.items():  # after the writes: a reader that saw the count sees the state
             self._count(name, n)
