@@ -44,7 +44,8 @@ class LocalEhr:
         return self.error is None and self.server.proc is not None
 
     def stop(self) -> None:
-        self._thread.join(5)
+        # a start still under way (a slow first build) would leave an orphaned JVM behind: wait for it
+        self._thread.join(180)
         self.server.stop()
 
 

@@ -213,8 +213,9 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             rc, out = cli_run("ehr", "poll", "--practice", PRACTICE)
             assert "0 decision(s)" in out
             # the service form: one round of sync + poll over every configured practice
-            rc, out = cli_run("ehr", "run", "--rounds", "1", "--every", "0")
+            rc, out = cli_run("ehr", "run", "--rounds", "2", "--every", "0")
             assert rc == 0 and f"{PRACTICE}: 0 Tasks written" in out and "0 decision(s) read back" in out, out
+            assert f"{PRACTICE}: nothing new to write" in out, out  # the second round: the topics did not grow
             assert versions() == before
         finally:
             producer.close()
