@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
@@ -303,5 +306,32 @@ def test_workflow_topics_land_without_free_text(tmp_path):
         assert sink.query("SELECT active, authorization_required FROM {db}.eligibility_results") == [(True, True)]
         dump = "".join(repr(sink.query(f"SELECT * FROM {{db}}.{t}")) for t in TABLE_KEYS)
         assert "SECRET" not in dump
+    finally:
+        sink.close()
+
+
+def test_practiceflow_sink_migrate_only_applies_the_migrations_and_exits(tmp_path):
+    """The deploy step: no Kafka needed, the settings' retention applied, exit 0."""
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    env = dict(os.environ, PRACTICEFLOW_CLICKHOUSE_DSN=dsn, PRACTICEFLOW_STATE_DIR=str(tmp_path))
+    env.pop("PRACTICEFLOW_KAFKA_BOOTSTRAP", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "practiceflow.cli", "sink", "--migrate-only"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    sink = ClickHouseSink(dsn)
+    try:
+        assert [v for (v,) in sink.query("SELECT version FROM {db}.schema_migrations ORDER BY version")] == [
+            m.version for m in migrations.discover()
+        ]
+        engine = sink.query(
+            "SELECT engine_full FROM system.tables WHERE database = 'practiceflow' AND name = 'audit_events'"
+        )
+        assert "toIntervalDay(2192)" in engine[0][0]  # six years: the settings' default
     finally:
         sink.close()
