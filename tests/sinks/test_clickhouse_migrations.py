@@ -335,3 +335,20 @@ def test_practiceflow_sink_migrate_only_applies_the_migrations_and_exits(tmp_pat
         assert "toIntervalDay(2192)" in engine[0][0]  # six years: the settings' default
     finally:
         sink.close()
+
+
+# what every landed migration file hashes to: a database records it when it applies the file, and
+# never applies an edited file again (README "ClickHouse analytics": fix forward with a new file).
+# A new migration adds its line here once it lands.
+LANDED = {
+    1: "cdb7830bf331e4a4f7050462a8aa645ecdd6721ae259db8d02e77312ca57f43e",
+    2: "a9302212049309da5a1c637efa696c8bdf3b8c9628a1cd07c4fb3c0e7f9e5695",
+    3: "ef4a9baa62137560084ee154a61c25cb0f1b34baae5a68947895efc74af9025c",
+    4: "75c2d7894bd04a6fe464727f79d3af3b022151129bd1d8dc5585265655b02934",
+    5: "669ceecbd383ea24f0cf3044b4f215a61105462483ce8d996e3ddbc41ae29769",
+}
+
+
+def test_landed_migrations_are_never_edited():
+    found = {m.version: m.checksum for m in migrations.discover()}
+    assert {v: found.get(v) for v in LANDED} == LANDED
