@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
 import clickhouse_connect
+import pytest
 
 from practiceflow.processors.audit import audit_event, chain
 from practiceflow.sinks import clickhouse_migrations as migrations
@@ -352,3 +353,25 @@ LANDED = {
 def test_landed_migrations_are_never_edited():
     found = {m.version: m.checksum for m in migrations.discover()}
     assert {v: found.get(v) for v in LANDED} == LANDED
+
+
+def test_a_server_migrates_under_a_lock_that_only_a_pending_migration_waits_for(tmp_path):
+    """Against a server several sinks may start at once: one takes the lock table, the others wait.
+    A lock left by a killed migrator stops the next migration with a clear message, never a restart."""
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path / 'ch'}")
+    try:
+        client.command("CREATE DATABASE practiceflow")
+        client.command("CREATE TABLE practiceflow.schema_migrations_lock (owner String) ENGINE = Memory")
+        with pytest.raises(RuntimeError, match="schema_migrations_lock"):
+            migrations.apply_migrations(client, "practiceflow", lock=True, lock_wait_s=1.0)
+        assert migrations.applied(client, "practiceflow") == {}  # nothing ran without the lock
+        client.command("DROP TABLE practiceflow.schema_migrations_lock")
+        assert migrations.apply_migrations(client, "practiceflow", lock=True) == [
+            m.version for m in migrations.discover()
+        ]
+        tables = {t for (t,) in client.query("SHOW TABLES FROM practiceflow").result_rows}
+        assert "schema_migrations_lock" not in tables  # released
+        client.command("CREATE TABLE practiceflow.schema_migrations_lock (owner String) ENGINE = Memory")
+        assert migrations.apply_migrations(client, "practiceflow", lock=True, lock_wait_s=1.0) == []  # no wait
+    finally:
+        client.close()
