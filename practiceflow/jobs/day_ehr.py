@@ -36,7 +36,7 @@ class LocalEhr:
     def _start(self) -> None:
         try:
             self.server.start()
-        except Exception as exc:
+        except Exception as exc:  # reported in the summary; the day goes on without the write-back
             self.error = f"{type(exc).__name__}: {str(exc)[:300]}"
 
     def ready(self, timeout: float = 180.0) -> bool:
@@ -44,7 +44,8 @@ class LocalEhr:
         return self.error is None and self.server.proc is not None
 
     def stop(self) -> None:
-        self._thread.join(5)
+        # a start still under way (a slow first build) would leave an orphaned JVM behind: wait for it
+        self._thread.join(180)
         self.server.stop()
 
 

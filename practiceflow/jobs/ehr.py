@@ -3,6 +3,7 @@ decisions back from Task status changes, and run the local FHIR server.
 
     practiceflow ehr sync [--practice P]          # pf.handoff + pf.drafts + pf.cmd.ehr_write -> the EHR
     practiceflow ehr poll [--practice P] [--every S]   # Task status changes -> pf.decisions
+    practiceflow ehr run [--every 60]             # both, for every practice in ehr_fhir, as a service
     practiceflow ehr serve-local [--port 8090]    # HAPI FHIR in memory (auth off), for trying it out
 
 Both read the practice's partitions from the beginning (assign, never commit), like
@@ -46,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e = esub.add_parser("poll", help="read Task status changes made by staff back as decisions (pf.decisions)")
     e.add_argument("--practice", help="the practice (default: default_practice_id)")
     e.add_argument("--every", type=float, default=0.0, help="poll again every S seconds (0: once)")
+    e = esub.add_parser("run", help="sync then poll every configured practice, again every S seconds (a service)")
+    e.add_argument("--every", type=float, default=60.0, help="seconds between rounds (default 60)")
+    e.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: run until stopped)")
     e = esub.add_parser("serve-local", help="the local FHIR R4 server (HAPI FHIR, in memory, auth off)")
     e.add_argument("--port", type=int, default=8090)
 
@@ -132,7 +136,72 @@ def poll_practice(
     return len(decisions)
 
 
+def input_marks(cfg: Settings, bootstrap: str, practice: str) -> tuple[int, ...]:
+    """The end offsets of the practice's partitions of what the write-back reads (handoff,
+    drafts, cmd.ehr_write): unchanged marks mean nothing new to write."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "practiceflow-ehr-marks", "enable.auto.commit": False}
+    )
+    try:
+        marks = []
+        for suffix in ("handoff", "drafts", "cmd.ehr_write"):
+            topic = catalog.BY_SUFFIX[suffix].name(cfg.topic_prefix)
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                marks.append(-1)
+                continue
+            part = catalog.partition_for(practice, len(meta.partitions))
+            marks.append(consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)[1])
+        return tuple(marks)
+    finally:
+        consumer.close()
+
+
+def run_rounds(cfg: Settings, serde: AvroSerde, bootstrap: str, every: float, rounds: int = 0) -> int:
+    """The write-back as a service: each round syncs, then polls, every practice in ``ehr_fhir``.
+
+    A round syncs a practice only when its topics grew since its last clean sync (or that
+    sync had failures), so an idle service costs a poll per practice, not a read of every Task.
+    A practice whose EHR is down is reported and tried again next round; the others go on.
+    Returns 1 if the last round had a failure, else 0."""
+    done, failed = 0, False
+    clean: dict[str, tuple[int, ...]] = {}  # practice -> input marks of its last sync without failures
+    while True:
+        failed = False
+        for practice, target in sorted(cfg.ehr_fhir.items()):
+            try:
+                marks = input_marks(cfg, bootstrap, practice)
+                with FhirClient(target) as client:
+                    report = None
+                    if clean.get(practice) != marks:
+                        report = sync_practice(cfg, serde, bootstrap, practice, client, target)
+                    n = poll_practice(cfg, serde, bootstrap, practice, client)
+                if report is None:
+                    print(f"{practice}: nothing new to write; {n} decision(s) read back", flush=True)
+                    continue
+                print(f"{practice}: {report.summary()}; {n} decision(s) read back", flush=True)
+                failed = failed or bool(report.failed)
+                if report.failed:
+                    clean.pop(practice, None)
+                else:
+                    clean[practice] = marks
+            except Exception as exc:  # one practice's EHR being down must not stop the others
+                failed = True
+                print(f"{practice}: round failed ({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr, flush=True)
+        done += 1
+        if rounds and done >= rounds:
+            return 1 if failed else 0
+        time.sleep(every)
+
+
 def main(args: argparse.Namespace, cfg: Settings, serde: AvroSerde, bootstrap: str) -> int:
+    if args.action == "run":
+        if not cfg.ehr_fhir:
+            print("ehr: no practice has an EHR configured (setting ehr_fhir); nothing to do", file=sys.stderr)
+            return 2
+        return run_rounds(cfg, serde, bootstrap, args.every, args.rounds)
     practice = args.practice or cfg.default_practice_id
     target = target_for(cfg, practice)
     if target is None:

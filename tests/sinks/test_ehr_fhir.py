@@ -124,3 +124,77 @@ def test_transient_failures_are_retried_with_backoff_and_client_errors_are_not()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_smart_backend_services_token_then_bearer_on_every_request(tmp_path):
+    """A loopback OAuth2 token endpoint that verifies the private_key_jwt assertion with the
+    client's public key, and a FHIR endpoint that wants its token: the client gets a token
+    once, sends it, and asks for a new one when the server answers 401 (revoked)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "client.pem"
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public = RSAKey.import_key(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    state = {"issued": [], "valid": set(), "jti": set()}
+
+    class Ehr(http.server.BaseHTTPRequestHandler):
+        def _json(self, code, body):
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):  # the token endpoint
+            from urllib.parse import parse_qs
+
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
+            claims = jwt.decode(form["client_assertion"], public, algorithms=["RS384"]).claims
+            ok = (
+                form["grant_type"] == "client_credentials"
+                and form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                and claims["iss"] == claims["sub"] == "pf-client"
+                and claims["aud"] == f"http://127.0.0.1:{self.server.server_address[1]}/token"
+                and claims["jti"] not in state["jti"]
+            )
+            if not ok:
+                return self._json(401, {"error": "invalid_client"})
+            state["jti"].add(claims["jti"])
+            token = f"tok-{len(state['issued'])}"
+            state["issued"].append(token)
+            state["valid"] = {token}
+            return self._json(200, {"access_token": token, "token_type": "bearer", "expires_in": 300})
+
+        def do_GET(self):  # a FHIR read that needs the token
+            if self.headers.get("Authorization", "").removeprefix("Bearer ") not in state["valid"]:
+                return self._json(401, {"resourceType": "OperationOutcome", "issue": []})
+            return self._json(200, {"resourceType": "Task", "id": "t", "status": "requested", "intent": "order"})
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ehr)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    target = EhrFhirTarget(
+        base_url=f"{base}/fhir", token_url=f"{base}/token", client_id="pf-client", private_key_file=pem, key_id="k1"
+    )
+    try:
+        with FhirClient(target) as c:
+            assert c.read("Task", "t") is not None and c.read("Task", "t") is not None
+            assert state["issued"] == ["tok-0"]  # one token, cached
+            state["valid"] = set()  # the EHR revokes it
+            assert c.read("Task", "t") is not None
+            assert state["issued"] == ["tok-0", "tok-1"] and len(state["jti"]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -212,9 +212,43 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             assert versions() == before
             rc, out = cli_run("ehr", "poll", "--practice", PRACTICE)
             assert "0 decision(s)" in out
+            # the service form: one round of sync + poll over every configured practice
+            rc, out = cli_run("ehr", "run", "--rounds", "2", "--every", "0")
+            assert rc == 0 and f"{PRACTICE}: 0 Tasks written" in out and "0 decision(s) read back" in out, out
+            assert f"{PRACTICE}: nothing new to write" in out, out  # the second round: the topics did not grow
+            assert versions() == before
         finally:
             producer.close()
             fhir.close()
             await runner.stop(pipeline)
 
     asyncio.run(go())
+
+
+def test_a_practice_day_through_the_broker_becomes_tasks_once(cfg, stack, fhir_server):
+    """The Done-when of issue 12 on a small day: every work item the day produced is a Task on
+    the FHIR server, its FHIR drafts are there, and writing the day again adds no version."""
+    from practiceflow.jobs.day import run_day
+    from practiceflow.jobs.ehr import sync_practice
+    from practiceflow.sampleday.generate import build_day
+    from practiceflow.streams.serde import AvroSerde, registry_client
+
+    plan = build_day(seed=5, n_patients=8, practice_id="clinic-ehr-day")
+    report = asyncio.run(run_day(cfg, stack.bootstrap, stack.registry_url, plan, timeout=240))
+    assert report.drained
+    serde = AvroSerde(registry_client(stack.registry_url))
+    items = read_work_items(stack.bootstrap, serde, cfg.topic_prefix, plan.practice_id)
+    assert len(items) >= 10
+    target = EhrFhirTarget(base_url=fhir_server.base_url, auth="none")
+    with FhirClient(target) as fhir:
+        first = sync_practice(cfg, serde, stack.bootstrap, plan.practice_id, fhir, target)
+        assert first.failed == [] and first.tasks_written == len(items) and first.drafts_written >= 1
+        for item_id, item in items.items():
+            task = fhir.read("Task", task_id_for(plan.practice_id, item_id))
+            assert task is not None and task["owner"]["reference"] == f"PractitionerRole/{queue_role_id(item['queue'])}"
+        ids = [task_id_for(plan.practice_id, i) for i in items]
+        before = [fhir.history_count("Task", t) for t in ids]
+        again = sync_practice(cfg, serde, stack.bootstrap, plan.practice_id, fhir, target)
+        assert (again.tasks_written, again.drafts_written, again.signed_written) == (0, 0, 0)
+        assert again.tasks_unchanged == len(items)
+        assert [fhir.history_count("Task", t) for t in ids] == before
