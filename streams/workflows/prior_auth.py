@@ -37,6 +37,7 @@ import faust
 
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.rules import PracticeRules
+from practiceflow.processors.workflows.prior_auth.codes import load_code_set
 from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
 from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
 from practiceflow.processors.workflows.prior_auth.step import (
@@ -311,4 +312,5 @@ class PriorAuth:
 def register(pipeline: Pipeline) -> None:
     """The prior-authorization table, agent and context follower (streams/workflows MODULES,
     after ``context``); reachable as ``pipeline.prior_auth`` (tests, the day job)."""
+    load_code_set()  # before the app starts: never inside an agent (processors/workflows/prior_auth/codes.py)
     pipeline.prior_auth = PriorAuth(pipeline)  # type: ignore[attr-defined]  # set by the workflow registry

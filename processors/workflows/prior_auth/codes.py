@@ -27,6 +27,13 @@ def _cm() -> ModuleType:
     return module
 
 
+def load_code_set() -> None:
+    """Parse the code set now (the worker calls this while it registers, before it joins its
+    group): the first check would otherwise spend ~3 CPU-s inside an agent, blocking the
+    event loop long enough to miss heartbeats and set off a rebalance on a busy machine."""
+    _cm()
+
+
 @dataclass(frozen=True)
 class CodeCheck:
     code: str
