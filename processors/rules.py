@@ -118,27 +118,27 @@ def practices_with_rules(rules_dir: Path | None) -> list[str]:
 
 
 class PracticeRules(Generic[T]):
-    """A workflow's compiled rules per practice, loaded once per distinct set of layers.
+    """A workflow's compiled rules per practice, all loaded when the worker starts.
 
     ``load`` compiles the rules for a set of override layers (a workflow's ``load_*_rules``).
-    Practices without a folder of their own share one compiled set; a practice with one gets
-    its own, built on the installation's layer. ``fixed`` (tests, evaluations) answers every
-    practice with the same rules."""
+    Practices without a folder of their own share one compiled set; each practice with one
+    gets its own, built on the installation's layer. Everything is compiled here, once, so
+    an agent never parses YAML on the event loop (a drug table takes seconds on a busy
+    machine: long enough to miss heartbeats); a changed rule takes effect when the worker
+    restarts, after ``practiceflow rules check``. ``fixed`` (tests, evaluations) answers
+    every practice with the same rules."""
 
     def __init__(self, load: Callable[[tuple[Path, ...]], T], rules_dir: Path | None, fixed: T | None = None) -> None:
-        self._load = load
-        self._rules_dir = rules_dir
         self._fixed = fixed
-        self._by_layers: dict[tuple[Path, ...], T] = {}
+        self._own: dict[str, T] = {}
+        if fixed is None:
+            self._shared = load(practice_layers(rules_dir, ""))
+            self._own = {p: load(practice_layers(rules_dir, p)) for p in practices_with_rules(rules_dir)}
 
     def get(self, practice_id: str) -> T:
         if self._fixed is not None:
             return self._fixed
-        key = practice_layers(self._rules_dir, practice_id)
-        found = self._by_layers.get(key)
-        if found is None:
-            found = self._by_layers[key] = self._load(key)
-        return found
+        return self._own.get(practice_id, self._shared)
 
 
 def _yaml_files(folder: Path) -> list[Path]:

@@ -44,6 +44,7 @@ from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
 from practiceflow.streams.health import ProgressSensor, probe
+from practiceflow.streams.lifecycle import freeze_startup_heap
 from practiceflow.streams.normalize_agent import Normalizer
 from practiceflow.streams.offsets import CommittedOffsets, Committer, Outbox
 from practiceflow.streams.producer import OutputProducer
@@ -154,6 +155,7 @@ class Pipeline:
         self._register_agents()
         if web_port is not None:
             self._register_pages()
+        freeze_startup_heap()  # reference data loaded by the agents: out of the collector's scans
 
     # ------------------------------------------------------------------ helpers
     def register_schemas(self) -> dict[str, int]:

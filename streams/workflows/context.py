@@ -159,7 +159,10 @@ class PatientContexts:
         self.watermarks = Watermarks(pipeline.bootstrap, app.conf.id)
         self._crosswalks: dict[str, Crosswalk] = {}  # practice -> crosswalk, loaded from the index table
         self._generation: int | None = None
-        self.match_rules: PracticeRules[matching.MatchRules] | None = None
+        from practiceflow.processors.workflows.patient_match import load_match_rules
+
+        # compiled now, not on the event loop (processors/rules.py PracticeRules)
+        self.match_rules = PracticeRules(load_match_rules, pipeline.cfg.rules_dir)
         # Called with each batch's folded records [(event, record type, record, the context after
         # the batch)] once the batch's context writes are confirmed and before its offsets are
         # committed: a workflow triggered by a context record (prior_auth: orders) follows here,
@@ -192,10 +195,6 @@ class PatientContexts:
 
     def rules(self, practice_id: str) -> matching.MatchRules:
         """The practice's matching rule (shipped ``rules/matching/`` + the ``rules_dir`` layers)."""
-        if self.match_rules is None:
-            from practiceflow.processors.workflows.patient_match import load_match_rules
-
-            self.match_rules = PracticeRules(load_match_rules, self.p.cfg.rules_dir)
         return self.match_rules.get(practice_id)
 
     def match(self, practice_id: str, probe: matching.Demographics) -> matching.MatchResult:
