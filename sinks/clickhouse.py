@@ -113,6 +113,16 @@ TABLES: dict[str, str] = {
             stage LowCardinality(String), record_type LowCardinality(String), records UInt32,
             latency_ms Nullable(Float64), at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(at) ORDER BY (practice_id, feed, stage, message_id, record_type)""",
+    # pilot (shadow) mode: one row per compared work item (processors/pilot/compare.py); sums per
+    # workflow / kind / rule version are `practiceflow pilot report` (README "Pilot mode")
+    "pilot_agreement": """
+        CREATE TABLE IF NOT EXISTS {db}.pilot_agreement (
+            practice_id LowCardinality(String), item_id String, workflow LowCardinality(String),
+            kind LowCardinality(String), queue LowCardinality(String), rule_id LowCardinality(String),
+            rule_version LowCardinality(String), staff_option LowCardinality(String), staff_queue LowCardinality(String),
+            staff_channel LowCardinality(String), decision_id String, verdict LowCardinality(String), why String,
+            minutes Float64, minutes_saved Float64, task_rule LowCardinality(String), decided_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(decided_at) ORDER BY (practice_id, item_id)""",
     "audit_events": """
         CREATE TABLE IF NOT EXISTS {db}.audit_events (
             practice_id LowCardinality(String), event_id String, at DateTime64(3, 'UTC'),
@@ -318,6 +328,27 @@ class ClickHouseSink:
         return len(rows)
 
 
+_PILOT_COLUMNS = (
+    "practice_id",
+    "item_id",
+    "workflow",
+    "kind",
+    "queue",
+    "rule_id",
+    "rule_version",
+    "staff_option",
+    "staff_queue",
+    "staff_channel",
+    "decision_id",
+    "verdict",
+    "why",
+    "minutes",
+    "minutes_saved",
+    "task_rule",
+    "decided_at",
+)
+
+
 def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:
     written = _ts(now_ms)
     if record_type == "HandoffItem":
@@ -387,6 +418,10 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                 },
             )
         ]
+    if record_type == "PilotComparison":
+        row = {k: v[k] for k in _PILOT_COLUMNS}
+        row["decided_at"] = _ts(v["decided_at"])
+        return [("pilot_agreement", row)]
     if record_type == "AuditEvent":
         return [
             (

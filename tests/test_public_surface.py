@@ -51,6 +51,7 @@ RECORD_TYPES = [
     "CommandResult",
     "AuditEvent",
     "FlowEvent",
+    "PilotComparison",
 ]
 
 # nested records (Avro named types inside the top-level records)
@@ -121,6 +122,7 @@ TOPICS = {
     "dlq.x12": ("DeadLetter", "dead_letter"),
     "dlq.cmd": ("DeadLetter", "dead_letter"),
     "analytics.flow": ("FlowEvent", "analytics"),
+    "pilot.comparisons": ("PilotComparison", "analytics"),
     "denials.ledger": ("DenialLedgerEntry", "analytics"),
 }
 
@@ -187,6 +189,7 @@ CLI_COMMANDS = [
     "fax",
     "queue",
     "audit",
+    "pilot",
     "rules",
     "eval",
     "llm",

@@ -63,6 +63,7 @@ class DayReport:
     dead_letter_reasons: list[tuple] = field(default_factory=list)
     denial_money: list[tuple] = field(default_factory=list)  # (category, denied, recoverable, written off, patient)
     auth: dict[str, int] = field(default_factory=dict)
+    pilot: dict[str, Any] = field(default_factory=dict)  # --pilot: scripted decisions, comparisons (day_pilot.py)
     first_message_seconds: float | None = None
     seconds: float = 0.0
     drained: bool = False
@@ -84,9 +85,8 @@ def _clearinghouse_simulator(cfg: Settings) -> Any:
 def _eligibility_done(pipeline: Pipeline) -> bool:
     """Every intake form reached the intake agent and every check it sent has its result."""
     c = pipeline.counts
-    return c.get("intake.forms", 0) >= c.get("record.IntakeForm", 0) and c.get("intake.results", 0) >= c.get(
-        "intake.commands", 0
-    )
+    answered = c.get("intake.results", 0) + c.get("pilot.withheld.intake.eligibility", 0)  # pilot: never sent
+    return c.get("intake.forms", 0) >= c.get("record.IntakeForm", 0) and answered >= c.get("intake.commands", 0)
 
 
 def _refills_done(pipeline: Pipeline) -> bool:
@@ -153,11 +153,20 @@ async def _send_all(
 
 
 async def run_day(
-    cfg: Settings, bootstrap: str, registry_url: str, plan: DayPlan, *, timeout: float = 300.0
+    cfg: Settings,
+    bootstrap: str,
+    registry_url: str,
+    plan: DayPlan,
+    *,
+    timeout: float = 300.0,
+    pilot: bool = False,
+    staff_seed: int = 7,
 ) -> DayReport:
     t0 = time.monotonic()
     report = DayReport()
     practice = plan.practice_id
+    if pilot:  # every workflow of the day's practice in pilot (shadow) mode (README "Pilot mode")
+        cfg = cfg.model_copy(update={"pilot": {**cfg.pilot, practice: ["*"]}})
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     # the stack keeps earlier runs' data: this run reads only its own inputs and sums only
     # its own rows (practiceflow/jobs/day_scope.py)
@@ -231,6 +240,10 @@ async def run_day(
         await runner.wait_for(lambda: _refills_done(pipeline), 120)
         await runner.wait_for(pipeline.sink_caught_up, 60)
         await _wait_denials(pipeline, sink, practice)
+        if pilot:
+            from practiceflow.jobs.day_pilot import scripted_staff
+
+            report.pilot = await scripted_staff(pipeline, producer, practice, staff_seed, sink, since, since_params)
     finally:
         if sim is not None:
             sim.stop()
@@ -250,6 +263,7 @@ async def run_day(
         "flow_events",
         "audit_events",
         "denial_money",
+        "pilot_agreement",
     ):
         report.clickhouse[table] = sink.query(
             # the table name comes from the literal tuple above; the practice id is a bound parameter
@@ -346,6 +360,10 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")
+    if report.pilot:
+        from practiceflow.jobs.day_pilot import print_pilot
+
+        print_pilot(report.pilot)
     print(f"\n  ClickHouse rows: {report.clickhouse}")
     print(
         f"\n  first message through the pipeline {report.first_message_seconds}s after start; "
@@ -361,7 +379,7 @@ def main(args: argparse.Namespace, cfg: Settings) -> int:
     with endpoints(cfg) as ep:
         if ep.started_here:
             print(f"started the local stack in {ep.cold_start_seconds}s")
-        report = asyncio.run(run_day(cfg, ep.bootstrap, ep.registry_url, plan))
+        report = asyncio.run(run_day(cfg, ep.bootstrap, ep.registry_url, plan, pilot=args.pilot, staff_seed=args.seed))
         print_report(report, plan, ep)
     print(f"\n  total wall time {time.monotonic() - t0:.1f}s")
     return 0 if report.drained else 1
