@@ -188,6 +188,7 @@ CLI_COMMANDS = [
     "gateways",
     "fax",
     "queue",
+    "ehr",
     "audit",
     "pilot",
     "rules",
