@@ -20,6 +20,7 @@ import asyncio
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,20 @@ async def _send_all(
 
 
 async def run_day(
-    cfg: Settings, bootstrap: str, registry_url: str, plan: DayPlan, *, timeout: float = 300.0
+    cfg: Settings,
+    bootstrap: str,
+    registry_url: str,
+    plan: DayPlan,
+    *,
+    timeout: float = 300.0,
+    web_port: int | None = None,
+    http_port: int = 0,
+    hold: Callable[[], Awaitable[None]] | None = None,
 ) -> DayReport:
+    """Run the day. ``web_port`` serves the worker's pages (/metrics, /healthz) and
+    ``http_port`` is the HTTP gateway's (0: any free port); ``hold``, when given, is awaited
+    once the day has drained, with the worker and the gateways still up (the metrics test
+    scrapes them meanwhile: tests/deploy/test_metrics_stack.py)."""
     t0 = time.monotonic()
     report = DayReport()
     practice = plan.practice_id
@@ -184,6 +197,7 @@ async def run_day(
         app_id=app_id,
         sink=sink,
         fax_handler=fax,
+        web_port=web_port,
     )
     pipeline.register_schemas()
     # the clearinghouse simulator the eligibility checks go to (no real clearinghouse here)
@@ -209,7 +223,7 @@ async def run_day(
         tokens={practice: token},
         portal_secrets={practice: DEMO_SECRET},
         replay=ReplayGuard(cfg.state_dir / "day" / f"replay-{uuid.uuid4().hex[:8]}.jsonl"),
-        port=0,
+        port=http_port,
     )
     drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2, interval=0.5)
     await mllp.start()
@@ -231,6 +245,8 @@ async def run_day(
         await runner.wait_for(lambda: _refills_done(pipeline), 120)
         await runner.wait_for(pipeline.sink_caught_up, 60)
         await _wait_denials(pipeline, sink, practice)
+        if hold is not None:
+            await hold()
     finally:
         if sim is not None:
             sim.stop()
