@@ -74,8 +74,10 @@ def panel_queries() -> list[tuple[str, str, str]]:
 def concrete(expr: str) -> str:
     """A panel's query as Grafana would send it with every variable at "All"."""
     return (
-        expr.replace("$__rate_interval", "2m")
-        .replace("$__range", "15m")
+        # the windows span the whole demo (a few minutes): the question is whether the query
+        # finds the series, not how Grafana sizes its step
+        expr.replace("$__rate_interval", "10m")
+        .replace("$__range", "20m")
         .replace("$practice", ".*")
         .replace("$workflow", ".*")
     )
@@ -207,7 +209,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(cfg, stack, l
 
     # consumer lag is set by a scrape alone (no /healthz call in this test), per partition
     text = seen["metrics_text"].decode()  # type: ignore[union-attr]
-    assert re.search(r'^practiceflow_consumer_lag\{partition="\d+",topic="[^"]+"\} ', text, re.M), "no consumer lag"
+    assert re.search(r'^practiceflow_consumer_lag\{topic="[^"]+",partition="\d+"\} ', text, re.M), "no consumer lag"
     # the day dead-letters a few inputs: the depth gauge reads them from the topics
     assert re.search(r'^practiceflow_dead_letter_depth\{feed="hl7v2"\} [1-9]', text, re.M)
     # every exported name passes promtool's lint (conventional names and units)
