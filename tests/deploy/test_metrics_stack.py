@@ -4,12 +4,14 @@ A small practice day runs through the real broker, the worker (its /metrics page
 gateways (the HTTP gateway's /metrics); while it holds, the cmd.llm executor answers two
 commands against the local OpenAI-compatible server and a person takes a work item with
 ``practiceflow queue``. A Prometheus built from its Go module (deploy/prometheus/build.sh,
-run by ``./pf setup``) scrapes both endpoints every second from before the first message.
+run by ``PRACTICEFLOW_BUILD_PROMETHEUS=1 ./pf setup``) scrapes both endpoints every second from before the first message.
 Then every panel query of every committed dashboard must return data (a finite value), and
 ``promtool`` checks the alert rules, unit-tests them, and lints the exported metric names.
 
-Without the prometheus/promtool binaries the tests skip and say why (the build takes
-minutes: see README "Metrics and dashboards"); ``./pf setup`` builds them when Go is there.
+Without the prometheus/promtool binaries the tests skip and say why (the first build took
+over an hour on the project's loaded machines: README "Metrics and dashboards"). The day test
+has not yet run to the end on them: its one try here (without Prometheus) timed out in the
+day's own MLLP sends at load 22, before the metrics part.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ RULES = REPO_ROOT / "deploy" / "prometheus"
 
 _missing = [p.name for p in (PROMETHEUS, PROMTOOL) if not p.exists()]
 _WHY = (
-    f"{' and '.join(_missing)} not built under .stack/cache/bin: run ./pf setup (needs Go; it runs "
-    "deploy/prometheus/build.sh, about 15 minutes on 2 busy cores the first time)"
+    f"{' and '.join(_missing)} not built under .stack/cache/bin: run PRACTICEFLOW_BUILD_PROMETHEUS=1 ./pf setup "
+    "(needs Go; it runs deploy/prometheus/build.sh; over an hour on 2 busy cores the first time)"
 )
 if _missing:  # say why on the console too, not only in the skip summary
     print(f"tests/deploy/test_metrics_stack.py: {_WHY}", file=sys.stderr)
@@ -111,7 +113,7 @@ def test_alert_rules_pass_promtool():
 
 @needs_prometheus
 @pytest.mark.broker
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)  # the day under load: minutes; see README
 def test_every_dashboard_panel_returns_data_from_a_real_prometheus(cfg, stack, llm_server, tmp_path):
     from practiceflow.jobs.day import run_day
     from practiceflow.jobs.queue import main as queue_main
