@@ -89,7 +89,7 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
             cfg,
             ep.bootstrap,
             ep.registry_url,
-            sink=None if args.no_sink else ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
+            sink=None if args.no_sink else ClickHouseSink.from_settings(cfg),
             web_port=cfg.web_port,
             # faxes are OCRed here (a child process per fax, page and time limits from the settings)
             fax_handler=FaxOcr.from_settings(cfg, store_for(cfg)),
@@ -121,13 +121,18 @@ def _sink(args: argparse.Namespace, cfg: Settings) -> int:
     from practiceflow.streams.serde import AvroSerde, registry_client
     from practiceflow.streams.topics import create_topics
 
+    sink = ClickHouseSink.from_settings(cfg)  # applies the schema migrations (sinks/clickhouse_migrations)
+    if args.migrate_only:
+        print(f"practiceflow sink: ClickHouse {cfg.clickhouse_database} migrated", file=sys.stderr)
+        sink.close()
+        return 0
     with endpoints(cfg, autostart=False) as ep:
         create_topics(ep.bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
         consumer = ClickHouseSinkConsumer(
             ep.bootstrap,
             AvroSerde(registry_client(ep.registry_url)),
             cfg.topic_prefix,
-            ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
+            sink,
             group_id=args.group or f"{cfg.consumer_group}-clickhouse-sink",
             batch_size=args.batch_size,
             batch_seconds=args.batch_seconds,
@@ -269,6 +274,17 @@ def _queue(args: argparse.Namespace, cfg: Settings) -> int:
         return queue_main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
 
 
+def _ehr(args: argparse.Namespace, cfg: Settings) -> int:
+    from practiceflow.jobs import ehr
+    from practiceflow.localstack.connect import endpoints
+    from practiceflow.streams.serde import AvroSerde, registry_client
+
+    if args.action == "serve-local":
+        return ehr.serve_local(args, cfg)
+    with endpoints(cfg, autostart=False) as ep:
+        return ehr.main(args, cfg, AvroSerde(registry_client(ep.registry_url)), ep.bootstrap)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="practiceflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -297,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-seconds", type=float, default=0.5)
     p.add_argument("--backoff-max", type=float, default=30.0, help="longest wait between retries of a failed write")
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
+    p.add_argument(
+        "--migrate-only", action="store_true", help="apply the ClickHouse schema migrations and exit (deploy hook)"
+    )
 
     p = sub.add_parser("dlq", help="dead letters: list, show (no PHI unless asked), redrive after a fix")
     dsub = p.add_subparsers(dest="action", required=True)
@@ -317,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="where to write the generated day (default: <state_dir>/day)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--patients", type=int, default=40)
+    p.add_argument("--no-ehr", action="store_true", help="skip writing the day's items to a local FHIR server")
 
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
 
@@ -327,6 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     from practiceflow.jobs.queue import add_arguments as queue_arguments
 
     queue_arguments(p)
+
+    p = sub.add_parser("ehr", help="EHR write-back: work items -> FHIR Tasks, Task status -> decisions")
+    from practiceflow.jobs.ehr import add_arguments as ehr_arguments
+
+    ehr_arguments(p)
+
+    p = sub.add_parser("audit", help="the audit trail: verify every practice's hash chain (topic and ClickHouse)")
+    from practiceflow.jobs.audit import add_arguments as audit_arguments
+
+    audit_arguments(p)
 
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
@@ -362,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "dlq": _dlq,
         "llm": _llm,
         "queue": _queue,
+        "ehr": _ehr,
     }
     if args.cmd == "day":
         from practiceflow.jobs.day import main as day_main
@@ -378,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
             f"abstain below {model.threshold:.3f}"
         )
         return 0
+    if args.cmd == "audit":
+        from practiceflow.jobs.audit import main as audit_main
+
+        return audit_main(args, cfg)
     if args.cmd == "rules":
         from practiceflow.jobs.rules_check import main as rules_main
 

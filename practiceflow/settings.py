@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from practiceflow.processors.ehr.config import EhrFhirTarget
 from practiceflow.processors.identity.choose import IdentityPolicy
 from practiceflow.processors.llm.config import LLMSettings
 
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
     # -- ClickHouse through clickhouse-connect
     clickhouse_dsn: str | None = Field(default=None, description="None = chdb:///<state_dir>/clickhouse")
     clickhouse_database: str = "practiceflow"
+    clickhouse_audit_retention_days: int = Field(
+        default=2192, description="TTL of ClickHouse audit_events, by event time (six years); 0 = kept for ever"
+    )
+    clickhouse_retention_days: int = Field(
+        default=2192, description="TTL of the other ClickHouse tables (sinks/clickhouse_migrations RETENTION); 0 = kept"
+    )
 
     # -- tenants
     default_practice_id: str = "demo-clinic"
@@ -318,6 +325,11 @@ class Settings(BaseSettings):
     )
 
     # -- denial workflow
+    ehr_fhir: dict[str, EhrFhirTarget] = Field(
+        default_factory=dict,
+        description="practice id -> its EHR's FHIR R4 API for the write-back (base_url, SMART Backend Services "
+        "client); a practice without one is not written back (README: Write-back to the EHR)",
+    )
     billing: BillingIdentity = Field(
         default_factory=BillingIdentity, description="billing identity on drafted corrected claims (837P)"
     )

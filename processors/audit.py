@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
@@ -82,3 +83,44 @@ def verify_chain(events: Iterable[dict[str, Any]]) -> tuple[bool, int]:
             return False, i
         prev = ev["hash"]
     return True, -1
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """Where and how a stored chain stops verifying (``position`` counts from 0, in chain order)."""
+
+    position: int
+    event_id: str
+    problem: str  # "altered" | "link" (an event deleted before it, or the order changed) | "doubled"
+
+    def describe(self) -> str:
+        what = {
+            "altered": "its content no longer matches its hash (the event was altered)",
+            "link": "it does not link to the event before it (an event was deleted before it, or events reordered)",
+            "doubled": "the same event id appears twice",
+        }[self.problem]
+        return f"position {self.position} (event {self.event_id}): {what}"
+
+
+def find_break(events: Iterable[dict[str, Any]]) -> ChainBreak | None:
+    """The first place one practice's chain (in stored order) stops verifying, and why; None if intact.
+
+    The same test as :func:`verify_chain`, split by cause so an operator knows what to look
+    for: a recomputed hash that differs from the stored one is an altered event; a
+    ``prev_hash`` that is not the previous event's hash means something was deleted or moved
+    between them (a swap of two events breaks the link at the earlier position). Deleting the
+    *last* events is only visible against an independent copy of the head (the worker's
+    ``audit-heads`` table, or the other store): see ``practiceflow audit verify``."""
+    prev: str | None = None
+    seen: set[str] = set()
+    for i, ev in enumerate(events):
+        eid = str(ev.get("event_id"))
+        if eid in seen:
+            return ChainBreak(i, eid, "doubled")
+        seen.add(eid)
+        if ev.get("prev_hash") != (prev or GENESIS):
+            return ChainBreak(i, eid, "link")
+        if ev.get("hash") != chain(prev, ev)["hash"]:
+            return ChainBreak(i, eid, "altered")
+        prev = ev["hash"]
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -22,7 +23,7 @@ from practiceflow.streams.serde import AvroSerde
 
 
 def _records(
-    bootstrap: str, serde: AvroSerde, topic: str, practice_id: str, timeout: float
+    bootstrap: str, serde: AvroSerde, topic: str, practice_id: str, timeout: float, record: str = "HandoffItem"
 ) -> Iterator[HandoffItemDict]:
     consumer = Consumer(
         {
@@ -51,7 +52,7 @@ def _records(
                 if err.code() == KafkaError._PARTITION_EOF:
                     break
                 continue
-            value = serde.decode(m.value() or b"", "HandoffItem")
+            value = serde.decode(m.value() or b"", record)
             if value["practice_id"] == practice_id:
                 yield value  # type: ignore[misc]  # decoded by the HandoffItem schema
             offset = m.offset()
@@ -68,6 +69,14 @@ def read_work_items(
     """Every work item of one practice at its latest revision, by item id."""
     topic = catalog.BY_SUFFIX["handoff"].name(prefix)
     return latest(_records(bootstrap, serde, topic, practice_id, timeout))
+
+
+def read_practice_records(
+    bootstrap: str, serde: AvroSerde, topic: str, practice_id: str, record: str, *, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """Every record of one practice on a practice-partitioned topic (drafts, commands), in order;
+    read the same way as the handoff topic (assign, never commit, checked per practice)."""
+    return [dict(r) for r in _records(bootstrap, serde, topic, practice_id, timeout, record)]
 
 
 def open_by_queue(items: dict[str, HandoffItemDict]) -> dict[str, list[HandoffItemDict]]:

@@ -24,6 +24,18 @@ def stack(tmp_path_factory):
     st.stop()
 
 
+@pytest.fixture(scope="session")
+def fhir_server(tmp_path_factory):
+    """A real FHIR R4 server (HAPI FHIR, in memory, auth off) for the EHR write-back tests;
+    started once per session like the stack (jars cached under <repo>/.stack/cache)."""
+    from practiceflow.localstack.fhir_server import FhirServerProcess
+
+    server = FhirServerProcess(REPO_ROOT / ".stack" / "cache", log_file=tmp_path_factory.mktemp("fhir") / "fhir.log")
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def cfg(tmp_path) -> Settings:
     return Settings(

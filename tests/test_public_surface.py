@@ -186,6 +186,8 @@ CLI_COMMANDS = [
     "gateways",
     "fax",
     "queue",
+    "ehr",
+    "audit",
     "rules",
     "eval",
     "llm",

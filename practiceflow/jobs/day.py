@@ -178,7 +178,7 @@ async def run_day(
     inputs = [s.name(cfg.topic_prefix) for s in catalog.CATALOG if s.kind in (catalog.Kind.RAW, catalog.Kind.RETRY)]
     skip_earlier_inputs(bootstrap, app_id, positions_now(bootstrap, inputs))
     since, since_params = since_clause(positions_now(bootstrap, list(sink_topics(cfg.topic_prefix))))
-    sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
+    sink = ClickHouseSink.from_settings(cfg)
     if practice not in cfg.fax_roster and "*" not in cfg.fax_roster:
         # the generated practice's names and providers, so its misdirected fax is recognised
         from practiceflow.sampleday.generate import DAY_PRACTICE_NAMES, DAY_PROVIDERS
@@ -374,10 +374,19 @@ def main(args: argparse.Namespace, cfg: Settings) -> int:
     out = write_day(plan, Path(args.out) if args.out else cfg.state_dir / "day" / "inputs")
     print(f"generated the day's inputs under {out}")
     t0 = time.monotonic()
-    with endpoints(cfg) as ep:
-        if ep.started_here:
-            print(f"started the local stack in {ep.cold_start_seconds}s")
-        report = asyncio.run(run_day(cfg, ep.bootstrap, ep.registry_url, plan))
-        print_report(report, plan, ep)
+    from practiceflow.jobs.day_ehr import LocalEhr, write_back_day
+
+    ehr = None if getattr(args, "no_ehr", False) else LocalEhr(cfg)  # starts while the day runs
+    try:
+        with endpoints(cfg) as ep:
+            if ep.started_here:
+                print(f"started the local stack in {ep.cold_start_seconds}s")
+            report = asyncio.run(run_day(cfg, ep.bootstrap, ep.registry_url, plan))
+            print_report(report, plan, ep)
+            serde = AvroSerde(registry_client(ep.registry_url))
+            print(write_back_day(ehr, cfg, serde, ep.bootstrap, plan.practice_id))
+    finally:
+        if ehr is not None:
+            ehr.stop()
     print(f"\n  total wall time {time.monotonic() - t0:.1f}s")
     return 0 if report.drained else 1

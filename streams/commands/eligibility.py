@@ -42,6 +42,7 @@ from practiceflow.processors.workflows.commands import COMMAND_KINDS
 from practiceflow.sinks.clearinghouse import EligibilityClient, EligibilityRequest, client_from_settings, payload_id_for
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.lifecycle import close_on_stop
 from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
@@ -156,6 +157,11 @@ class EligibilityExecutor:
         self._sim = SimulatorProcess(port).start()
         atexit.register(self._sim.stop)
         log.info("started the clearinghouse simulator on port %s (settings: clearinghouse = simulator)", port)
+
+    async def close(self) -> None:
+        """Close the connector's HTTP session (the app's stop awaits this: streams/lifecycle.py)."""
+        if self._client is not None:
+            await self._client.close()
 
     async def published(self, keys: set[str]) -> dict[str, dict[str, Any]]:
         """Results already on ``cmd.results`` for these command keys (see :func:`published_results`)."""
@@ -314,5 +320,6 @@ def register_eligibility_executor(pipeline: Pipeline, client: EligibilityClient 
         await executor.run(stream, committer)
 
     pipeline.app.agent(topic, name="eligibility-executor")(eligibility_executor)
+    close_on_stop(pipeline.app, "eligibility connector", executor.close)
     pipeline.source_topics.add(topic.get_topic_name())
     return executor

@@ -90,6 +90,8 @@ def test_intake_forms_get_eligibility_results_and_an_inactive_plan_a_front_desk_
         )
         stats = sim.stats()
     assert p.counts["intake.commands"] == 2  # the unknown payer never reaches the clearinghouse
+    # the app's stop closed the connector's HTTP session (streams/lifecycle.py): no "Unclosed client session"
+    assert p.eligibility._client.connector._session is None
     assert len(stats["received"]) == 2 and stats["answered"] == 2
 
     cmds = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.cmd.eligibility", p.serde, 2)

@@ -1,0 +1,291 @@
+"""The EHR write-back: work items -> FHIR Tasks, drafts -> their resources, ``cmd.ehr_write`` ->
+the signed resource; and the way back, Task status changes -> ``StaffDecision`` s.
+
+One entry point writes (:func:`write_back`), so a practice + workflow in pilot mode can be
+gated in one place; :func:`sync_practice` reads the practice's topics and calls it, and
+:func:`poll_decisions` reads the EHR back. Both run as ``practiceflow ehr sync|poll`` and
+from the day job.
+
+Nothing twice. A Task's id is derived from practice + item id and carries the item
+revision it was written from; the writer reads the Task first and writes only a newer
+revision, with ``If-Match`` on the version it read (a Task changed meanwhile answers
+409/412 and is read again). Drafts and signed drafts are compared with what the server
+holds and written only when different. So running the write-back again over the same
+topics (a replay, a restart, the next sync) adds no version on the server: the tests
+count versions. A Task whose status staff changed in the EHR (completed, rejected...)
+is not overwritten by an older view of its item: it is held until the poller turned the
+change into a decision and the item's next revision closes it.
+
+Audited: every resource written is an ``AuditEvent`` (``ehr_written``) on ``pf.audit.in``
+with the resource, version and item revision; every decision read back is one
+(``ehr_decision_read``). The event ids are derived from what was written, so a re-run
+that writes nothing audits nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from practiceflow.processors.audit import audit_event
+from practiceflow.processors.ehr.config import EhrFhirTarget
+from practiceflow.processors.ehr.tasks import (
+    STATUS_FOR_STATE,
+    WRITTEN_STATUS_EXT,
+    decision_from_task,
+    draft_resource,
+    item_id_of,
+    queue_roles,
+    revision_of,
+    task_for,
+    written_status_of,
+)
+from practiceflow.processors.workflows.workitem import END_STATES
+from practiceflow.schemas.typed import DraftDict, HandoffItemDict, StaffDecisionDict
+from practiceflow.sinks.ehr_fhir import FhirClient, FhirError, VersionConflict
+
+log = logging.getLogger("practiceflow.ehr")
+Audit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class WriteReport:
+    """What one write-back pass did (counts; reasons without PHI)."""
+
+    tasks_written: int = 0
+    tasks_unchanged: int = 0
+    tasks_held: int = 0  # staff changed the Task in the EHR; waits for the poller's decision
+    drafts_written: int = 0
+    drafts_unchanged: int = 0
+    signed_written: int = 0
+    failed: list[str] = field(default_factory=list)
+    answered: list[dict[str, Any]] = field(default_factory=list)  # CommandResults for cmd.ehr_write
+
+    def summary(self) -> str:
+        return (
+            f"{self.tasks_written} Tasks written ({self.tasks_unchanged} unchanged, {self.tasks_held} held for staff "
+            f"changes), {self.drafts_written + self.signed_written} drafts written ({self.signed_written} signed), "
+            f"{len(self.failed)} failed"
+        )
+
+
+def _same(server: Mapping[str, Any] | None, ours: Mapping[str, Any]) -> bool:
+    if server is None:
+        return False
+    strip = {k: v for k, v in server.items() if k not in ("meta", "text")}
+    return strip == {k: v for k, v in ours.items() if k not in ("meta", "text")}
+
+
+def _put_if_changed(client: FhirClient, resource: dict[str, Any], current: Mapping[str, Any] | None) -> str | None:
+    """Write unless the server already holds exactly this; the new version id, or None."""
+    if _same(current, resource):
+        return None
+    version = ((current or {}).get("meta") or {}).get("versionId") if current is not None else None
+    return client.put(resource, if_match=version)
+
+
+def _audit(audit: Audit | None, practice: str, entity_type: str, entity_id: str, reason: str, source: str) -> None:
+    if audit is not None:
+        audit(
+            audit_event(
+                practice,
+                actor="ehr-writeback",
+                action="ehr_written",
+                entity_type=entity_type,
+                entity_id=entity_id,
+                reason=reason,
+                at=int(datetime.now(UTC).timestamp() * 1000),
+                source=source,
+            )
+        )
+
+
+def _write_task(client: FhirClient, task: dict[str, Any], item: HandoffItemDict, report: WriteReport) -> str | None:
+    """One Task, at most one new version; returns the version written or None."""
+    for _attempt in range(3):
+        current = client.read("Task", task["id"])
+        if current is not None:
+            if revision_of(current) >= int(item.get("revision") or 1):
+                report.tasks_unchanged += 1
+                return None
+            staff_status = current.get("status") != written_status_of(current)
+            if staff_status and (item.get("state") or "open") not in END_STATES:
+                report.tasks_held += 1  # the poller turns it into a decision; then the item closes
+                return None
+        try:
+            version = client.put(task, if_match=((current or {}).get("meta") or {}).get("versionId"))
+        except VersionConflict:
+            continue  # changed meanwhile (staff, another writer): read again and decide again
+        report.tasks_written += 1
+        return version
+    report.failed.append(f"Task/{task['id']}: changed on the server during 3 attempts; retried next sync")
+    return None
+
+
+def write_back(
+    practice_id: str,
+    items: Mapping[str, HandoffItemDict],
+    drafts: Mapping[str, DraftDict],
+    signed: Iterable[Mapping[str, Any]],
+    client: FhirClient,
+    *,
+    target: EhrFhirTarget | None = None,
+    audit: Audit | None = None,
+) -> WriteReport:
+    """Write one practice's work items as Tasks, its FHIR drafts, and the drafts staff signed
+    (``signed``: ``cmd.ehr_write`` commands) to its EHR. THE single entry point of every write
+    to an EHR: gate it (pilot mode) here, nowhere else.
+
+    Per resource failures are collected in the report (the next sync tries again), never
+    raised, so one bad resource does not stop a practice's write-back; transport failures
+    are retried inside the client."""
+    report = WriteReport()
+    name = target.practice_name if target is not None else None
+    write_drafts = target.write_drafts if target is not None else True
+    for resource in queue_roles(practice_id, name):
+        try:
+            rtype, rid = resource["resourceType"], resource["id"]
+            if _put_if_changed(client, resource, client.read(rtype, rid)) is not None:
+                _audit(audit, practice_id, rtype, rid, f"{rtype}/{rid} written", f"ehr:{rtype}/{rid}")
+        except FhirError as exc:
+            report.failed.append(f"{resource['resourceType']}/{resource['id']}: {exc}")
+    signed_by_draft = {}
+    for cmd in signed:
+        try:
+            payload = json.loads(cmd.get("payload") or "{}")
+        except ValueError:
+            report.answered.append(_result(cmd, "refused", "payload is not JSON"))
+            continue
+        signed_by_draft[str(payload.get("draft_id") or (cmd.get("params") or {}).get("draft_id"))] = (cmd, payload)
+    kinds = {d["draft_id"]: d["kind"] for d in drafts.values()}
+    for draft in drafts.values() if write_drafts else ():
+        if draft["practice_id"] != practice_id:
+            continue
+        pair = signed_by_draft.get(draft["draft_id"])
+        try:
+            built = draft_resource(draft, signed=pair[1] if pair else None)
+        except (ValueError, KeyError) as exc:
+            report.failed.append(f"draft {draft['draft_id']}: {exc}")
+            continue
+        if built is None:
+            continue
+        rtype, rid, resource = built
+        try:
+            current = client.read(rtype, rid)
+            if pair is None and current is not None and current.get("status") not in (None, "draft"):
+                report.drafts_unchanged += 1  # signed (or acted on in the EHR) already: never back to draft
+                continue
+            version = _put_if_changed(client, resource, current)
+        except FhirError as exc:
+            report.failed.append(f"{rtype}/{rid}: {exc}")
+            if pair is not None:
+                report.answered.append(_result(pair[0], "failed", str(exc)))
+            continue
+        if version is None:
+            report.drafts_unchanged += 1
+        else:
+            if pair is not None:
+                report.signed_written += 1
+                report.answered.append(_result(pair[0], "ok", f"{rtype}/{rid} version {version}"))
+            else:
+                report.drafts_written += 1
+            _audit(
+                audit,
+                practice_id,
+                "Draft",
+                draft["draft_id"],
+                f"{rtype}/{rid} version {version}" + (" (signed)" if pair else " (draft)"),
+                f"ehr:{rtype}/{rid}/{'signed' if pair else 'draft'}",
+            )
+    for draft_id, (cmd, _payload) in signed_by_draft.items():
+        if draft_id not in kinds:
+            report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: draft {draft_id} not on pf.drafts")
+    for item in items.values():
+        if item["practice_id"] != practice_id:
+            continue
+        task = task_for(item, kinds, name)
+        try:
+            version = _write_task(client, task, item, report)
+        except FhirError as exc:
+            report.failed.append(f"Task/{task['id']}: {exc}")
+            continue
+        if version is not None:
+            _audit(
+                audit,
+                practice_id,
+                "HandoffItem",
+                item["item_id"],
+                f"Task/{task['id']} version {version} (item revision {item.get('revision', 1)}, {task['status']})",
+                f"ehr:Task/{task['id']}/{item.get('revision', 1)}",
+            )
+    return report
+
+
+def _result(cmd: Mapping[str, Any], outcome: str, reason: str) -> dict[str, Any]:
+    return {
+        "practice_id": cmd["practice_id"],
+        "command_id": cmd["command_id"],
+        "kind": "ehr_write",
+        "workflow": cmd.get("workflow") or "",
+        "outcome": outcome,
+        "reason": reason,
+        "payload_type": None,
+        "payload": "",
+        "attempts": 1,
+        "latency_ms": None,
+        "completed_at": int(datetime.now(UTC).timestamp() * 1000),
+        "params": dict(cmd.get("params") or {}),
+    }
+
+
+# ---------------------------------------------------------------------- the way back
+def poll_decisions(
+    practice_id: str,
+    items: Mapping[str, HandoffItemDict],
+    client: FhirClient,
+    since: str | None,
+    now: int,
+) -> tuple[list[StaffDecisionDict], str | None]:
+    """Tasks changed since ``since`` (server time, ISO) -> the decisions staff made in the EHR,
+    and the new watermark (the newest ``meta.lastUpdated`` seen; ``ge``: a Task changed in
+    the same instant as the last poll is read again and yields the same decision id)."""
+    params = {"_lastUpdated": f"ge{since}"} if since else {"_lastUpdated": "ge1970-01-01T00:00:00Z"}
+    decisions: list[StaffDecisionDict] = []
+    mark = since
+    for task in client.search("Task", params):
+        updated = (task.get("meta") or {}).get("lastUpdated")
+        if updated and (mark is None or updated > mark):
+            mark = updated
+        item_id = item_id_of(task)
+        if item_id is None:
+            continue  # not one of ours
+        decision = decision_from_task(practice_id, task, items.get(item_id), now)
+        if decision is not None:
+            decisions.append(decision)
+    return decisions, mark
+
+
+def read_watermark(path: Path) -> str | None:
+    return path.read_text().strip() or None if path.exists() else None
+
+
+def write_watermark(path: Path, mark: str | None) -> None:
+    if mark:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(mark)
+        tmp.replace(path)
+
+
+__all__ = [
+    "STATUS_FOR_STATE",
+    "WRITTEN_STATUS_EXT",
+    "WriteReport",
+    "poll_decisions",
+    "write_back",
+]

@@ -1,0 +1,173 @@
+"""Work items -> FHIR Tasks and Task status -> staff decisions (pure), and the SMART Backend
+Services client assertion (signed and verified with a key made here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fhir.resources.task import Task
+
+from practiceflow.processors.ehr.config import EhrFhirTarget
+from practiceflow.processors.ehr.tasks import (
+    WRITTEN_STATUS_EXT,
+    decision_from_task,
+    draft_resource,
+    revision_of,
+    task_for,
+    task_id_for,
+)
+from practiceflow.processors.workflows.workitem import apply_decision, by_rule, evidence, new_item, option
+
+
+def _item(**kw):
+    base = dict(
+        practice_id="p1",
+        workflow="refill",
+        subject=["r1"],
+        kind="refill.routine",
+        queue="clinician",
+        title="Refill: lisinopril",
+        what_happened="Requested by fax.",
+        decision_needed="Sign the renewal.",
+        produced_by=by_rule("refill.ace", "3", "protocol"),
+        source={"feed": "fax", "message_id": "f1"},
+        now=1_700_000_000_000,
+        patient_id="MRN1",
+        priority="high",
+        due_at=1_700_000_360_000,
+        evidence=[
+            evidence("K+", record_type="Observation", record_key="p1/MRN1/o1", value="4.1", unit="mmol/L"),
+            evidence("fax page", document_uri="docs://p1/fax/1.pdf", page=2),
+            evidence("last visit", value="2026-10-01"),
+        ],
+        options=[option("approve", "Sign"), option("reject", "Decline")],
+    )
+    base.update(kw)
+    return new_item(**base)
+
+
+def test_a_work_item_becomes_a_valid_r4_task():
+    item = _item()
+    task = task_for(item)
+    Task.model_validate({k: v for k, v in task.items() if k != "resourceType"})  # a server would accept it
+    assert task["id"] == task_id_for("p1", item["item_id"]) and len(task["id"]) <= 64
+    assert "MRN1" not in task["id"]  # no identifier in the URL
+    assert (task["status"], task["intent"], task["priority"]) == ("requested", "order", "urgent")
+    assert task["owner"]["reference"] == "PractitionerRole/pf-queue-clinician"
+    assert task["for"]["identifier"] == {"system": "urn:practiceflow:p1:patient", "value": "MRN1"}
+    kinds = [next(iter(k for k in i if k.startswith("value"))) for i in task["input"]]
+    assert kinds == ["valueReference", "valueUrl", "valueString"]
+    assert task["input"][1]["valueUrl"] == "docs://p1/fax/1.pdf#page=2"
+    assert task["restriction"]["period"]["end"].startswith("2023-11-14")
+    assert revision_of(task) == 1
+    done = apply_decision(
+        item,
+        {
+            "practice_id": "p1",
+            "decision_id": "cli:1",
+            "item_id": item["item_id"],
+            "option": "reject",
+            "actor": "dr.a",
+            "channel": "cli",
+            "decided_at": 1_700_000_100_000,
+        },
+    )
+    closed = task_for(done)
+    assert (closed["status"], revision_of(closed), closed["id"]) == ("rejected", 2, task["id"])
+
+
+def _server_copy(task, status, version="2"):
+    return dict(task, status=status, meta={"versionId": version, "lastUpdated": "2026-12-02T05:00:00Z"})
+
+
+@pytest.mark.parametrize(
+    ("status", "option"),
+    [("completed", "approve"), ("rejected", "reject"), ("cancelled", "reject"), ("in-progress", "assign")],
+)
+def test_a_status_staff_set_is_a_decision_with_a_stable_id(status, option):
+    item = _item()
+    task = _server_copy(task_for(item), status)
+    d = decision_from_task("p1", task, item, now=5)
+    assert d is not None
+    assert (d["option"], d["channel"], d["actor_role"], d["item_revision"]) == (option, "fhir", "clinician", 1)
+    assert d["decision_id"] == f"fhir:{task['id']}/2"
+    assert decision_from_task("p1", task, item, now=6)["decision_id"] == d["decision_id"]  # type: ignore[index]
+
+
+def test_our_own_write_another_practice_and_closed_items_are_not_decisions():
+    item = _item()
+    ours = _server_copy(task_for(item), "requested")
+    assert decision_from_task("p1", ours, item, now=5) is None
+    assert decision_from_task("p2", _server_copy(task_for(item), "completed"), item, now=5) is None
+    # an item closed meanwhile (through the CLI) is not decided again from the EHR
+    closed = dict(item, state="done")
+    assert decision_from_task("p1", _server_copy(task_for(item), "completed"), closed, now=5) is None
+    # a Task we wrote as completed (the item was closed) read back is ours
+    written = task_for(closed)
+    assert {"url": WRITTEN_STATUS_EXT, "valueCode": "completed"} in written["extension"]
+    assert decision_from_task("p1", _server_copy(written, "completed"), item, now=5) is None
+    # an acknowledge-only item completed in the EHR is acknowledged
+    notice = _item(options=[option("acknowledge", "Seen")], queue="nurse")
+    d = decision_from_task("p1", _server_copy(task_for(notice), "completed"), notice, now=5)
+    assert d is not None and d["option"] == "acknowledge"
+
+
+def test_a_signed_renewal_is_the_active_order_with_the_edits():
+    body = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order", "subject": {"display": "x"}}
+    draft = {
+        "practice_id": "p1",
+        "draft_id": "d1",
+        "item_id": "i1",
+        "workflow": "refill",
+        "kind": "fhir.MedicationRequest",
+        "content_type": "application/fhir+json",
+        "body": json.dumps(body),
+        "created_at": 1,
+    }
+    rtype, rid, as_draft = draft_resource(draft)  # type: ignore[misc]
+    assert (rtype, as_draft["status"]) == ("MedicationRequest", "draft") and rid.startswith("pf-")
+    signed = {"edits": {"quantity": "30", "refills": "2"}, "signed_by": "dr.a", "signed_at": 1_700_000_000_000}
+    _, same_id, active = draft_resource(draft, signed=signed)  # type: ignore[misc]
+    assert same_id == rid and active["status"] == "active"
+    assert active["dispenseRequest"] == {"quantity": {"value": 30.0}, "numberOfRepeatsAllowed": 2}
+    assert "Signed by dr.a" in active["note"][-1]["text"] and "quantity=30" in active["note"][-1]["text"]
+    assert draft_resource(dict(draft, kind="x12.837P", body="ISA*...")) is None
+
+
+def test_smart_backend_client_assertion_is_signed_rs384_for_the_token_endpoint(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    from practiceflow.sinks.ehr_fhir import SmartBackendAuth
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "client.pem"
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    target = EhrFhirTarget(
+        base_url="https://ehr.example/fhir",
+        token_url="https://ehr.example/oauth2/token",
+        client_id="practiceflow-p1",
+        private_key_file=pem,
+        key_id="k1",
+    )
+    token = SmartBackendAuth(target, http=None).assertion(now=1_700_000_000)  # type: ignore[arg-type]
+    public = RSAKey.import_key(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    decoded = jwt.decode(token, public, algorithms=["RS384"])
+    assert decoded.header["alg"] == "RS384" and decoded.header["kid"] == "k1"
+    c = decoded.claims
+    assert (c["iss"], c["sub"], c["aud"], c["exp"]) == (
+        "practiceflow-p1",
+        "practiceflow-p1",
+        "https://ehr.example/oauth2/token",
+        1_700_000_300,
+    )
+    assert len(c["jti"]) == 32
+    with pytest.raises(ValueError, match="smart-backend needs"):
+        EhrFhirTarget(base_url="https://ehr.example/fhir")

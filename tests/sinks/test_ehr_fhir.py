@@ -1,0 +1,200 @@
+"""The FHIR client and the write-back against a real FHIR server (HAPI FHIR, in memory): versioned
+writes, a change made in the EHR is never overwritten by an older view, retries on 5xx."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+
+import pytest
+
+from practiceflow.processors.ehr.config import EhrFhirTarget
+from practiceflow.processors.ehr.tasks import task_id_for
+from practiceflow.processors.workflows.workitem import apply_decision, by_rule, new_item, option
+from practiceflow.sinks.ehr_fhir import FhirClient, FhirError, VersionConflict
+from practiceflow.streams.commands.ehr_write import poll_decisions, write_back
+
+
+def _item(practice: str, n: int):
+    return new_item(
+        practice_id=practice,
+        workflow="intake",
+        subject=[f"s{n}"],
+        kind="intake.eligible",
+        queue="front_desk",
+        title=f"Item {n}",
+        what_happened="Form received.",
+        produced_by=by_rule("r", "1"),
+        source={"feed": "portal", "message_id": f"m{n}"},
+        now=1_000 + n,
+        patient_id=f"MRN{n}",
+        options=[option("approve", "OK"), option("reject", "No")],
+    )
+
+
+@pytest.fixture
+def client(fhir_server):
+    with FhirClient(EhrFhirTarget(base_url=fhir_server.base_url, auth="none")) as c:
+        yield c
+
+
+def test_if_match_on_a_stale_version_is_a_conflict(client):
+    task = {"resourceType": "Task", "id": "pf-test-conflict", "status": "requested", "intent": "order"}
+    assert client.put(task) == "1"
+    assert client.put(dict(task, status="in-progress"), if_match="1") == "2"
+    with pytest.raises(VersionConflict):
+        client.put(dict(task, status="completed"), if_match="1")
+    assert client.read("Task", "pf-test-conflict")["status"] == "in-progress"  # type: ignore[index]
+    assert client.read("Task", "pf-test-absent") is None
+
+
+def test_a_staff_change_is_held_until_decided_and_the_replay_writes_nothing(client):
+    practice = "p-hold"
+    item = _item(practice, 1)
+    tid = task_id_for(practice, item["item_id"])
+    assert write_back(practice, {item["item_id"]: item}, {}, [], client).tasks_written == 1
+    # staff cancel the Task in the EHR
+    server = client.read("Task", tid)
+    assert server is not None
+    client.put(dict(server, status="cancelled"), if_match=server["meta"]["versionId"])
+    # a newer revision that does not close the item (escalated) must not undo the staff's change
+    escalated = dict(item, revision=2)
+    report = write_back(practice, {item["item_id"]: escalated}, {}, [], client)
+    assert (report.tasks_written, report.tasks_held) == (0, 1)
+    assert client.read("Task", tid)["status"] == "cancelled"  # type: ignore[index]
+    # the poller reads it as a rejection; once applied, the closed item is written
+    decisions, mark = poll_decisions(practice, {item["item_id"]: escalated}, client, None, now=9)
+    assert [d["option"] for d in decisions] == ["reject"] and mark is not None
+    closed = apply_decision(escalated, decisions[0])
+    assert write_back(practice, {item["item_id"]: closed}, {}, [], client).tasks_written == 1
+    task = client.read("Task", tid)
+    assert task is not None and task["status"] == "rejected"
+    versions = client.history_count("Task", tid)
+    again = write_back(practice, {item["item_id"]: closed}, {}, [], client)
+    assert (again.tasks_written, again.tasks_unchanged) == (0, 1)
+    assert client.history_count("Task", tid) == versions
+    assert poll_decisions(practice, {item["item_id"]: closed}, client, mark, now=10)[0] == []
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    failures = 2
+    seen = 0
+
+    def do_GET(self):
+        type(self).seen += 1
+        if type(self).seen <= type(self).failures:
+            self.send_response(503)
+            self.end_headers()
+            return
+        body = json.dumps({"resourceType": "Task", "id": "t", "status": "requested", "intent": "order"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self):
+        self.send_response(400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_transient_failures_are_retried_with_backoff_and_client_errors_are_not():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/fhir"
+        with FhirClient(EhrFhirTarget(base_url=base, auth="none"), attempts=4) as c:
+            assert c.read("Task", "t")["status"] == "requested"  # type: ignore[index]
+            assert c.requests == 3  # two 503s, then the answer
+        _Flaky.seen, _Flaky.failures = 0, 10
+        with (
+            FhirClient(EhrFhirTarget(base_url=base, auth="none"), attempts=2) as c,
+            pytest.raises(Exception, match="503"),
+        ):
+            c.read("Task", "t")
+        with FhirClient(EhrFhirTarget(base_url=base, auth="none"), attempts=3) as c:
+            with pytest.raises(FhirError, match="HTTP 400"):
+                c.put({"resourceType": "Task", "id": "x"})
+            assert c.requests == 1  # a refusal is not retried
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_smart_backend_services_token_then_bearer_on_every_request(tmp_path):
+    """A loopback OAuth2 token endpoint that verifies the private_key_jwt assertion with the
+    client's public key, and a FHIR endpoint that wants its token: the client gets a token
+    once, sends it, and asks for a new one when the server answers 401 (revoked)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "client.pem"
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public = RSAKey.import_key(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    state = {"issued": [], "valid": set(), "jti": set()}
+
+    class Ehr(http.server.BaseHTTPRequestHandler):
+        def _json(self, code, body):
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):  # the token endpoint
+            from urllib.parse import parse_qs
+
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
+            claims = jwt.decode(form["client_assertion"], public, algorithms=["RS384"]).claims
+            ok = (
+                form["grant_type"] == "client_credentials"
+                and form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                and claims["iss"] == claims["sub"] == "pf-client"
+                and claims["aud"] == f"http://127.0.0.1:{self.server.server_address[1]}/token"
+                and claims["jti"] not in state["jti"]
+            )
+            if not ok:
+                return self._json(401, {"error": "invalid_client"})
+            state["jti"].add(claims["jti"])
+            token = f"tok-{len(state['issued'])}"
+            state["issued"].append(token)
+            state["valid"] = {token}
+            return self._json(200, {"access_token": token, "token_type": "bearer", "expires_in": 300})
+
+        def do_GET(self):  # a FHIR read that needs the token
+            if self.headers.get("Authorization", "").removeprefix("Bearer ") not in state["valid"]:
+                return self._json(401, {"resourceType": "OperationOutcome", "issue": []})
+            return self._json(200, {"resourceType": "Task", "id": "t", "status": "requested", "intent": "order"})
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ehr)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    target = EhrFhirTarget(
+        base_url=f"{base}/fhir", token_url=f"{base}/token", client_id="pf-client", private_key_file=pem, key_id="k1"
+    )
+    try:
+        with FhirClient(target) as c:
+            assert c.read("Task", "t") is not None and c.read("Task", "t") is not None
+            assert state["issued"] == ["tok-0"]  # one token, cached
+            state["valid"] = set()  # the EHR revokes it
+            assert c.read("Task", "t") is not None
+            assert state["issued"] == ["tok-0", "tok-1"] and len(state["jti"]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
