@@ -48,9 +48,13 @@ from practiceflow.processors.ehr.tasks import (
 from practiceflow.processors.workflows.workitem import END_STATES
 from practiceflow.schemas.typed import DraftDict, HandoffItemDict, StaffDecisionDict
 from practiceflow.sinks.ehr_fhir import FhirClient, FhirError, VersionConflict
+from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 
 log = logging.getLogger("practiceflow.ehr")
 Audit = Callable[[dict[str, Any]], None]
+
+
+init_command_outcomes("ehr_write")  # a failure rate of 0 reads 0, not "no data"
 
 
 @dataclass
@@ -227,6 +231,7 @@ def write_back(
 
 
 def _result(cmd: Mapping[str, Any], outcome: str, reason: str) -> dict[str, Any]:
+    COMMAND_RESULTS.labels("ehr_write", outcome).inc()  # a failing write-back alerts (deploy/prometheus)
     return {
         "practice_id": cmd["practice_id"],
         "command_id": cmd["command_id"],
