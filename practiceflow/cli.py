@@ -89,7 +89,7 @@ def _worker(args: argparse.Namespace, cfg: Settings) -> int:
             cfg,
             ep.bootstrap,
             ep.registry_url,
-            sink=None if args.no_sink else ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
+            sink=None if args.no_sink else ClickHouseSink.from_settings(cfg),
             web_port=cfg.web_port,
             # faxes are OCRed here (a child process per fax, page and time limits from the settings)
             fax_handler=FaxOcr.from_settings(cfg, store_for(cfg)),
@@ -121,13 +121,18 @@ def _sink(args: argparse.Namespace, cfg: Settings) -> int:
     from practiceflow.streams.serde import AvroSerde, registry_client
     from practiceflow.streams.topics import create_topics
 
+    sink = ClickHouseSink.from_settings(cfg)  # applies the schema migrations (sinks/clickhouse_migrations)
+    if args.migrate_only:
+        print(f"practiceflow sink: ClickHouse {cfg.clickhouse_database} migrated", file=sys.stderr)
+        sink.close()
+        return 0
     with endpoints(cfg, autostart=False) as ep:
         create_topics(ep.bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
         consumer = ClickHouseSinkConsumer(
             ep.bootstrap,
             AvroSerde(registry_client(ep.registry_url)),
             cfg.topic_prefix,
-            ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database),
+            sink,
             group_id=args.group or f"{cfg.consumer_group}-clickhouse-sink",
             batch_size=args.batch_size,
             batch_seconds=args.batch_seconds,
@@ -308,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-seconds", type=float, default=0.5)
     p.add_argument("--backoff-max", type=float, default=30.0, help="longest wait between retries of a failed write")
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
+    p.add_argument(
+        "--migrate-only", action="store_true", help="apply the ClickHouse schema migrations and exit (deploy hook)"
+    )
 
     p = sub.add_parser("dlq", help="dead letters: list, show (no PHI unless asked), redrive after a fix")
     dsub = p.add_subparsers(dest="action", required=True)

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # -- ClickHouse through clickhouse-connect
     clickhouse_dsn: str | None = Field(default=None, description="None = chdb:///<state_dir>/clickhouse")
     clickhouse_database: str = "practiceflow"
+    clickhouse_audit_retention_days: int = Field(
+        default=2192, description="TTL of ClickHouse audit_events, by event time (six years); 0 = kept for ever"
+    )
+    clickhouse_retention_days: int = Field(
+        default=2192, description="TTL of the other ClickHouse tables (sinks/clickhouse_migrations RETENTION); 0 = kept"
+    )
 
     # -- tenants
     default_practice_id: str = "demo-clinic"

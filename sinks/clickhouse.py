@@ -1,25 +1,27 @@
 """ClickHouse tables for analytics, written through clickhouse-connect.
 
 Embedded default: chdb (ClickHouse in-process, ``chdb:///path``); production: a
-ClickHouse server URL. Tables are ReplacingMergeTree on stable keys, so a replay
+ClickHouse server URL. Tables are ReplacingMergeTree on stable keys (``TABLE_KEYS``), so a replay
 after a restart rewrites the same rows instead of adding new ones (query with
 FINAL, or let merges collapse them). Audit events are keyed by event id and time, so an
 event the chain wrote twice (a crash between its changelog write and its send) is one row,
 while the same action repeated later (a resend accepted again) stays two.
 
 Exactly once, raw counts included: every row carries the Kafka position it came from
-(``kafka_topic``, ``kafka_partition``, ``kafka_offset``). One INSERT per table per batch
-is atomic, so the highest offset a table holds for a partition says exactly what of
-that partition is in that table; ``write_batch`` skips rows at or below it. A batch
-re-read after a crash between the INSERT and the offset commit (or after a failed
-INSERT whose outcome is unknown) therefore adds nothing twice. This relies on one
-writer per partition at a time, which the sink's Kafka consumer group provides
-(``streams/clickhouse_sink.py``).
+(``kafka_topic``, ``kafka_partition``, ``kafka_offset``). Positions above the highest
+offset a table holds for a Kafka partition (its mark) are new. Positions at or below it
+are looked up exactly: one INSERT is atomic per ClickHouse partition only (tables are
+partitioned by practice bucket and month), so a crash may leave part of a batch written.
+A batch re-read after a crash between the INSERT and the offset commit (or after a failed
+INSERT whose outcome is unknown) therefore adds nothing twice and loses nothing. This
+relies on one writer per partition at a time, which the sink's Kafka consumer group
+provides (``streams/clickhouse_sink.py``).
 
 Tables of patient records are ordered by (practice, patient, entity...): a sort key
 without the patient let two patients' records with the same entity id (two flu shots on
-one day) replace each other. ``ensure_schema`` sets a table with an out-of-date key aside
-and copies its rows into the re-keyed one (rows the old key already collapsed must be replayed).
+one day) replace each other. The schema is versioned: ``ensure_schema`` applies the
+migrations in ``sinks/clickhouse_migrations/`` (0001 sets a table with an out-of-date key
+aside and copies its rows into the re-keyed one) and the configured retention (TTLs).
 
 What PHI lands here (the analytics store), and what does not:
 
@@ -44,108 +46,37 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 
 from practiceflow.processors.identity.choose import scrub_ssn
+from practiceflow.sinks import clickhouse_migrations as migrations
+
+if TYPE_CHECKING:
+    from practiceflow.settings import Settings
 
 log = logging.getLogger("practiceflow.clickhouse")
 
-TABLES: dict[str, str] = {
-    "records": """
-        CREATE TABLE IF NOT EXISTS {db}.records (
-            practice_id LowCardinality(String), record_type LowCardinality(String), key String,
-            message_id String, feed LowCardinality(String), message_type LowCardinality(String),
-            patient_id String, written_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, record_type, key)""",
-    "observations": """
-        CREATE TABLE IF NOT EXISTS {db}.observations (
-            practice_id LowCardinality(String), observation_id String, patient_id String,
-            order_id String, code String, code_system String, display String, value String,
-            value_numeric Nullable(Float64), units String, flags Array(String), status String,
-            effective_at String, message_id String, written_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, observation_id)""",
-    "immunizations": """
-        CREATE TABLE IF NOT EXISTS {db}.immunizations (
-            practice_id LowCardinality(String), immunization_id String, patient_id String,
-            vaccine_code String, vaccine_system LowCardinality(String), vaccine_display String,
-            status LowCardinality(String), administered_at String, amount Nullable(Float64), amount_units String,
-            lot_number String, manufacturer String, site String, route String,
-            funding_eligibility String, message_id String, written_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, patient_id, immunization_id)""",
-    "fax_classifications": """
-        CREATE TABLE IF NOT EXISTS {db}.fax_classifications (
-            practice_id LowCardinality(String), classification_id String, document_id String,
-            segment_index UInt16, pages UInt16, doc_class LowCardinality(String), kind LowCardinality(String),
-            confidence Float64, abstained Bool, queue LowCardinality(String), priority LowCardinality(String),
-            routing_reason LowCardinality(String), patient_match LowCardinality(String), patient_id String,
-            misdirected Bool, missing_pages Bool, model_id LowCardinality(String), message_id String,
-            written_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(written_at) ORDER BY (practice_id, document_id, classification_id)""",
-    "handoff_items": """
-        CREATE TABLE IF NOT EXISTS {db}.handoff_items (
-            practice_id LowCardinality(String), item_id String, workflow LowCardinality(String),
-            queue LowCardinality(String), priority LowCardinality(String), title String,
-            patient_id String, subject_type String, subject_id String, evidence_count UInt16,
-            created_at DateTime64(3, 'UTC'), revision UInt32 DEFAULT 1
-        ) ENGINE = ReplacingMergeTree(revision) ORDER BY (practice_id, item_id)""",
-    "dead_letters": """
-        CREATE TABLE IF NOT EXISTS {db}.dead_letters (
-            practice_id LowCardinality(String), feed LowCardinality(String), stage LowCardinality(String),
-            reason_code LowCardinality(String), reason String, message_id String,
-            payload_sha256 String, payload_bytes UInt32, failed_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(failed_at) ORDER BY (practice_id, feed, payload_sha256, reason_code)""",
-    # the denial workflow's money (DenialLedgerEntry, topic denials.ledger): latest row per entry;
-    # sums per practice / payer / category with FINAL (README "Denial follow-up")
-    "denial_money": """
-        CREATE TABLE IF NOT EXISTS {db}.denial_money (
-            practice_id LowCardinality(String), entry_id String, claim_id String, adjudication_id String,
-            payer_id LowCardinality(String), payer_name LowCardinality(String), category LowCardinality(String),
-            rule_ids Array(String), reason_codes Array(String), adjusted Float64, denied Float64,
-            recoverable Float64, recovered Float64, written_off Float64, patient_responsibility Float64,
-            state LowCardinality(String), action LowCardinality(String), denied_on String, resolved_on String,
-            days_to_resolution Nullable(Int32), item_id String, updated_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (practice_id, entry_id)""",
-    "flow_events": """
-        CREATE TABLE IF NOT EXISTS {db}.flow_events (
-            practice_id LowCardinality(String), message_id String, feed LowCardinality(String),
-            stage LowCardinality(String), record_type LowCardinality(String), records UInt32,
-            latency_ms Nullable(Float64), at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(at) ORDER BY (practice_id, feed, stage, message_id, record_type)""",
-    "audit_events": """
-        CREATE TABLE IF NOT EXISTS {db}.audit_events (
-            practice_id LowCardinality(String), event_id String, at DateTime64(3, 'UTC'),
-            actor LowCardinality(String), action LowCardinality(String), entity_type LowCardinality(String),
-            entity_id String, reason String, outcome LowCardinality(String), prev_hash String, hash String
-        ) ENGINE = ReplacingMergeTree(at) ORDER BY (practice_id, event_id, at)""",
-}
-
-# columns added after a table's first release, per table (ALTER ... ADD COLUMN IF NOT EXISTS at
-# start, so a database created by an older version gains them; rows written before read the default)
-ADDED_COLUMNS: dict[str, dict[str, str]] = {
-    # the work-item contract, version 2 (processors/workflows/workitem.py)
-    "handoff_items": {
-        "kind": "LowCardinality(String) DEFAULT ''",
-        "state": "LowCardinality(String) DEFAULT 'open'",
-        "rule_id": "LowCardinality(String) DEFAULT ''",
-        "rule_version": "LowCardinality(String) DEFAULT ''",
-        "model": "LowCardinality(String) DEFAULT ''",
-        "prompt_version": "LowCardinality(String) DEFAULT ''",
-        "outcome": "LowCardinality(String) DEFAULT ''",
-        "due_at": "Nullable(DateTime64(3, 'UTC'))",
-        "updated_at": "Nullable(DateTime64(3, 'UTC'))",
-    },
-    # the event's details are hashed into the chain: `practiceflow audit verify` needs them
-    "audit_events": {"details": "Map(String, String)"},
-}
-
-# the Kafka position of each row (see the module docstring); added to every table, also to
-# tables created by an older version (ALTER ... ADD COLUMN IF NOT EXISTS)
-POSITION_COLUMNS: dict[str, str] = {
-    "kafka_topic": "LowCardinality(String) DEFAULT ''",
-    "kafka_partition": "Int32 DEFAULT -1",
-    "kafka_offset": "Int64 DEFAULT -1",
+# every table the sink writes -> its ReplacingMergeTree sort key (the key FINAL collapses on).
+# The tables themselves are created and changed by the versioned migrations in
+# sinks/clickhouse_migrations/ (README "ClickHouse analytics": add a table = add a migration
+# here, a row builder in rows_for, and the table's key here; tests check they agree).
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "records": ("practice_id", "patient_id", "record_type", "key"),
+    "observations": ("practice_id", "patient_id", "observation_id"),
+    "immunizations": ("practice_id", "patient_id", "immunization_id"),
+    "fax_classifications": ("practice_id", "document_id", "classification_id"),
+    "handoff_items": ("practice_id", "item_id"),
+    "dead_letters": ("practice_id", "feed", "payload_sha256", "reason_code"),
+    "denial_money": ("practice_id", "entry_id"),
+    "flow_events": ("practice_id", "feed", "stage", "message_id", "record_type"),
+    "audit_events": ("practice_id", "event_id", "at"),
+    "work_item_events": ("practice_id", "item_id", "revision"),
+    "decisions": ("practice_id", "decision_id"),
+    "drafts": ("practice_id", "draft_id"),
+    "command_results": ("practice_id", "command_id"),
+    "eligibility_results": ("practice_id", "patient_id", "response_id"),
 }
 
 Position = tuple[str, int, int]  # (topic, partition, offset)
@@ -181,69 +112,46 @@ def _s(v: Any) -> str:
 class ClickHouseSink:
     """Batches rows per table; one lock because chdb is one embedded engine."""
 
-    def __init__(self, dsn: str, database: str = "practiceflow") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        database: str = "practiceflow",
+        *,
+        audit_retention_days: int | None = None,
+        retention_days: int | None = None,
+    ) -> None:
+        """``*_retention_days``: the TTLs to set (0: rows kept for ever; None: leave the tables'
+        TTLs as they are, for readers such as ``practiceflow audit verify``). The deployment's
+        sink passes the settings' (``from_settings``: six years by default)."""
         self.dsn = dsn
         self.database = database
+        self.audit_retention_days = audit_retention_days
+        self.retention_days = retention_days
         self._lock = threading.Lock()
         self.client = clickhouse_connect.get_client(dsn=dsn)
         # table -> (topic, partition) -> highest Kafka offset the table holds; loaded lazily
         self._marks: dict[str, dict[tuple[str, int], int]] = {}
         self.ensure_schema()
 
-    def ensure_schema(self) -> None:
+    @classmethod
+    def from_settings(cls, cfg: Settings) -> ClickHouseSink:
+        """The deployment's sink: its DSN, database and retention (TTLs) from the settings."""
+        return cls(
+            cfg.chdb_dsn,
+            cfg.clickhouse_database,
+            audit_retention_days=cfg.clickhouse_audit_retention_days,
+            retention_days=cfg.clickhouse_retention_days,
+        )
+
+    def ensure_schema(self) -> list[int]:
+        """Apply the migrations this database lacks, then the configured retention (TTLs);
+        returns the migration versions applied now."""
         with self._lock:
-            self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            for table, ddl in TABLES.items():
-                aside = self._set_aside_if_rekeyed(table, ddl)
-                self.client.command(ddl.format(db=self.database))
-                for col, spec in {**ADDED_COLUMNS.get(table, {}), **POSITION_COLUMNS}.items():
-                    self.client.command(f"ALTER TABLE {self.database}.{table} ADD COLUMN IF NOT EXISTS {col} {spec}")
-                if aside is not None:
-                    self._copy_rows(aside, table)
-
-    def _copy_rows(self, source: str, table: str) -> None:
-        """Copy a set-aside table's rows into its re-keyed successor (the columns both have;
-        Kafka positions included, so the sink's exactly-once marks stay right). Rows the old
-        key had already collapsed (two patients' records with one entity id) are not there
-        to copy: only a replay of the topics brings those back."""
-        cols = [
-            c
-            for (c,) in self.client.query(
-                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s ORDER BY position",
-                parameters={"db": self.database, "t": source},
-            ).result_rows
-        ]
-        target = {
-            c
-            for (c,) in self.client.query(
-                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
-                parameters={"db": self.database, "t": table},
-            ).result_rows
-        }
-        shared = ", ".join(c for c in cols if c in target)
-        db = self.database
-        self.client.command(f"INSERT INTO {db}.{table} ({shared}) SELECT {shared} FROM {db}.{source}")
-
-    def _set_aside_if_rekeyed(self, table: str, ddl: str) -> str | None:
-        """A table created by an older version with another ORDER BY (the ReplacingMergeTree
-        key) or another engine (its version column) cannot be altered to the new one: rename it aside (``<table>_before_<time>``, rows
-        kept) so the new one is created; ``ensure_schema`` then copies the rows over. Kafka holds the records; a new sink consumer group
-        (``practiceflow sink --group …``) re-reads them within the topics' retention."""
-        want = ddl.rsplit("ORDER BY", 1)[1].strip().strip("()").replace(" ", "")
-        # the engine and its version column only, e.g. ReplacingMergeTree(revision): the rest of
-        # engine_full (PARTITION BY, TTL, SETTINGS) is formatted by the server its own way
-        engine = ddl.split("ENGINE =", 1)[1].strip().split(")", 1)[0].replace(" ", "") + ")"
-        rows = self.client.query(
-            "SELECT sorting_key, engine_full FROM system.tables WHERE database = %(db)s AND name = %(t)s",
-            parameters={"db": self.database, "t": table},
-        ).result_rows
-        # a new ORDER BY, or a new version column (handoff_items: by revision, not created_at)
-        if rows and (rows[0][0].replace(" ", "") != want or not rows[0][1].replace(" ", "").startswith(engine)):
-            aside = f"{table}_before_{datetime.now(tz=UTC):%Y%m%d%H%M%S}"
-            log.warning("ClickHouse table %s has key (%s), not (%s): renamed to %s", table, rows[0][0], want, aside)
-            self.client.command(f"RENAME TABLE {self.database}.{table} TO {self.database}.{aside}")
-            return aside
-        return None
+            done = migrations.apply_migrations(self.client, self.database)
+            migrations.apply_retention(
+                self.client, self.database, audit_days=self.audit_retention_days, records_days=self.retention_days
+            )  # no-op for None
+            return done
 
     def forget_marks(self) -> None:
         """Re-read the written positions before the next write (after a rebalance: another
@@ -265,7 +173,13 @@ class ClickHouseSink:
             return 0
         cols = list(rows[0].keys())
         with self._lock:
-            self.client.insert(f"{self.database}.{table}", [[r[c] for c in cols] for r in rows], column_names=cols)
+            self.client.insert(
+                f"{self.database}.{table}",
+                [[r[c] for c in cols] for r in rows],
+                column_names=cols,
+                # a replay of months of history spans more than the default 100 partitions (0002_partitions.py)
+                settings={"max_partitions_per_insert_block": 0},
+            )
         return len(rows)
 
     def query(self, sql: str, parameters: dict | None = None) -> list[tuple]:
@@ -298,13 +212,15 @@ class ClickHouseSink:
         return {t: self._insert_new(t, rows) for t, rows in by_table.items()}
 
     def _insert_new(self, table: str, rows: list[dict[str, Any]]) -> int:
-        """Insert the rows this table does not hold yet (by Kafka position); one atomic INSERT."""
+        """Insert the rows this table does not hold yet (by Kafka position).
+
+        Rows above the table's mark are new. Rows at or below it are looked up by their exact
+        position: one INSERT is atomic only per partition, so after a crash mid-INSERT a
+        table may hold a batch's rows of one month or practice bucket and not another's."""
         marks = self._table_marks(table)
-        fresh = [
-            r
-            for r in rows
-            if r["kafka_offset"] < 0 or r["kafka_offset"] > marks.get((r["kafka_topic"], r["kafka_partition"]), -1)
-        ]
+        below = [r for r in rows if 0 <= r["kafka_offset"] <= marks.get((r["kafka_topic"], r["kafka_partition"]), -1)]
+        present = self._present(table, below) if below else set()
+        fresh = [r for r in rows if r["kafka_offset"] < 0 or _pos(r) not in present]
         try:
             self.insert(table, fresh)
         except Exception:
@@ -316,6 +232,25 @@ class ClickHouseSink:
                 if r["kafka_offset"] > marks.get(key, -1):
                     marks[key] = r["kafka_offset"]
         return len(rows)
+
+    def _present(self, table: str, rows: list[dict[str, Any]]) -> set[Position]:
+        """The positions of ``rows`` that ``table`` already holds (one query per Kafka partition)."""
+        spans: dict[tuple[str, int], list[int]] = {}
+        for r in rows:
+            spans.setdefault((r["kafka_topic"], r["kafka_partition"]), []).append(r["kafka_offset"])
+        found: set[Position] = set()
+        for (topic, partition), offsets in spans.items():
+            for (off,) in self.query(
+                f"SELECT DISTINCT kafka_offset FROM {{db}}.{table} WHERE kafka_topic = %(t)s "
+                "AND kafka_partition = %(p)s AND kafka_offset BETWEEN %(lo)s AND %(hi)s",
+                {"t": topic, "p": partition, "lo": min(offsets), "hi": max(offsets)},
+            ):
+                found.add((topic, partition, int(off)))
+        return found
+
+
+def _pos(row: dict[str, Any]) -> Position:
+    return (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])
 
 
 def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:
@@ -348,8 +283,15 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                     "due_at": _ts(v["due_at"]) if v.get("due_at") is not None else None,
                     "updated_at": _ts(v["updated_at"]) if v.get("updated_at") is not None else None,
                 },
-            )
+            ),
+            ("work_item_events", _work_item_event_row(v)),
         ]
+    if record_type == "StaffDecision":
+        return [("decisions", _decision_row(v))]
+    if record_type == "Draft":
+        return [("drafts", _draft_row(v, written))]
+    if record_type == "CommandResult":
+        return [("command_results", _command_result_row(v))]
     if record_type == "DeadLetter":
         payload = v.get("payload") or b""
         return [
@@ -449,6 +391,8 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
         )
     elif record_type == "Immunization":
         rows.append(("immunizations", _immunization_row(v, src, written)))
+    elif record_type == "EligibilityResponse":
+        rows.append(("eligibility_results", _eligibility_row(v, src, written)))
     elif record_type == "FaxClassification":
         # class, confidence, match and routing; never the extracted values (names, dates of birth)
         rows.append(
@@ -478,6 +422,105 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
             )
         )
     return rows
+
+
+def _work_item_event_row(v: dict[str, Any]) -> dict[str, Any]:
+    """One row per revision of a work item: the history the compacted topic forgets."""
+    by = v.get("produced_by") or {}
+    src = v.get("source") or {}
+    created = _ts(v["created_at"])
+    return {
+        "practice_id": v["practice_id"],
+        "item_id": v["item_id"],
+        "revision": v.get("revision") or 1,
+        "workflow": v["workflow"],
+        "kind": _s(v.get("kind")),
+        "queue": v["queue"],
+        "priority": _s(v.get("priority")),
+        "state": v.get("state") or "open",
+        "outcome": _s(v.get("outcome")),
+        "decision_id": _s(v.get("decision_id")),
+        "rule_id": _s(by.get("rule_id")),
+        "rule_version": _s(by.get("rule_version")),
+        "model": _s(by.get("model")),
+        "prompt_version": _s(by.get("prompt_version")),
+        "source_feed": _s(src.get("feed")),
+        "source_message_id": _s(src.get("message_id")),
+        "created_at": created,
+        "at": _ts(v["updated_at"]) if v.get("updated_at") is not None else created,
+    }
+
+
+def _decision_row(v: dict[str, Any]) -> dict[str, Any]:
+    """Who chose what, when; the names of edited fields only (their values and comments are free text)."""
+    return {
+        "practice_id": v["practice_id"],
+        "decision_id": v["decision_id"],
+        "item_id": v["item_id"],
+        "item_revision": v.get("item_revision") or 0,
+        "option": v["option"],
+        "actor": v["actor"],
+        "actor_role": _s(v.get("actor_role")),
+        "channel": _s(v.get("channel")),
+        "edited_fields": sorted((v.get("edits") or {}).keys()),
+        "decided_at": _ts(v["decided_at"]),
+    }
+
+
+def _draft_row(v: dict[str, Any], written: datetime) -> dict[str, Any]:
+    """What was prepared for sign-off and its status; never the body (a FHIR resource, a letter)."""
+    by = v.get("produced_by") or {}
+    return {
+        "practice_id": v["practice_id"],
+        "draft_id": v["draft_id"],
+        "item_id": v["item_id"],
+        "workflow": v["workflow"],
+        "kind": v["kind"],
+        "content_type": v["content_type"],
+        "status": _s(v.get("status")),
+        "patient_id": _s(v.get("patient_id")),
+        "rule_id": _s(by.get("rule_id")),
+        "model": _s(by.get("model")),
+        "created_at": _ts(v["created_at"]),
+        "written_at": written,
+    }
+
+
+def _command_result_row(v: dict[str, Any]) -> dict[str, Any]:
+    """A command's outcome, attempts and latency; never its payload (a 271, an LLM completion)."""
+    return {
+        "practice_id": v["practice_id"],
+        "command_id": v["command_id"],
+        "kind": v["kind"],
+        "workflow": v["workflow"],
+        "outcome": v["outcome"],
+        "reason": _reason(_s(v.get("reason")))[:200],
+        "payload_type": _s(v.get("payload_type")),
+        "attempts": v.get("attempts") or 1,
+        "latency_ms": v.get("latency_ms"),
+        "completed_at": _ts(v["completed_at"]),
+    }
+
+
+def _eligibility_row(v: dict[str, Any], src: dict[str, Any], written: datetime) -> dict[str, Any]:
+    """A 271's answer: payer, active, benefits, rejections; no member id, name or birth date."""
+    benefits = v.get("benefits") or []
+    return {
+        "practice_id": v["practice_id"],
+        "response_id": v["response_id"],
+        "patient_id": _s(v.get("patient_id")),
+        "payer_id": _s(v.get("payer_id")),
+        "payer_name": _s(v.get("payer_name")),
+        "active": v.get("active"),
+        "benefits": len(benefits),
+        "authorization_required": any(b.get("authorization_required") for b in benefits),
+        "rejections": list(v.get("rejections") or []),
+        "follow_up_actions": list(v.get("follow_up_actions") or []),
+        "plan_begin": _s(v.get("plan_begin")),
+        "plan_end": _s(v.get("plan_end")),
+        "message_id": _s(src.get("message_id")),
+        "written_at": written,
+    }
 
 
 def _denial_money_row(v: dict[str, Any]) -> dict[str, Any]:

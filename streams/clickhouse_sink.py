@@ -52,6 +52,9 @@ LAST_COMMIT = Gauge("practiceflow_sink_last_commit_timestamp_seconds", "When the
 FAILING = Gauge("practiceflow_sink_failing", "1 while the sink is retrying a batch ClickHouse did not take")
 
 SINK_KINDS = (catalog.Kind.NORMALIZED, catalog.Kind.HANDOFF, catalog.Kind.DEAD_LETTER, catalog.Kind.ANALYTICS)
+# and these topics of other kinds: the chained audit (not audit.in), staff decisions, drafts,
+# command results (not the commands: their payloads are requests, the results say what came of them)
+SINK_SUFFIXES = ("audit", "decisions", "drafts", "cmd.results")
 
 
 def sink_topics(prefix: str) -> dict[str, str]:
@@ -59,7 +62,7 @@ def sink_topics(prefix: str) -> dict[str, str]:
     return {
         spec.name(prefix): spec.record_type
         for spec in catalog.CATALOG
-        if spec.kind in SINK_KINDS or spec.suffix == "audit"
+        if spec.kind in SINK_KINDS or spec.suffix in SINK_SUFFIXES
     }
 
 

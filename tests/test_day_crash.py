@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -41,7 +40,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from practiceflow.jobs.day import DEMO_SECRET, DayReport, _send_all
 from practiceflow.processors.audit import verify_chain
 from practiceflow.sampleday.generate import build_day
-from practiceflow.sinks.clickhouse import TABLES, ClickHouseSink, rows_for
+from practiceflow.sinks.clickhouse import TABLE_KEYS, ClickHouseSink, rows_for
 from practiceflow.streams import catalog
 from practiceflow.streams.clickhouse_sink import committed_lag, sink_topics
 from practiceflow.streams.serde import AvroSerde, registry_client
@@ -140,9 +139,7 @@ def _complete(copies: Counter, outcomes: dict[tuple[str, str, str], Counter]) ->
 
 
 def _order_by(table: str) -> list[str]:
-    cols = re.search(r"ORDER BY \(([^)]*)\)", TABLES[table])
-    assert cols, table
-    return [c.strip() for c in cols.group(1).split(",")]
+    return list(TABLE_KEYS[table])
 
 
 def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_reconciled_clickhouse(stack, tmp_path):
@@ -294,11 +291,11 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
                 "raw": ch.query(f"SELECT count() FROM {{db}}.{table}")[0][0],
                 "final": ch.query(f"SELECT count() FROM {{db}}.{table} FINAL")[0][0],
             }
-            for table in TABLES
+            for table in TABLE_KEYS
         }
     finally:
         ch.close()
-    for table in TABLES:
+    for table in TABLE_KEYS:
         want = expected.get(table, {"raw": 0, "final": 0})
         assert got[table]["final"] == want["final"], (table, got[table], want)
         if want["raw"] == want["final"]:

@@ -165,7 +165,7 @@ async def run_day(
     inputs = [s.name(cfg.topic_prefix) for s in catalog.CATALOG if s.kind in (catalog.Kind.RAW, catalog.Kind.RETRY)]
     skip_earlier_inputs(bootstrap, app_id, positions_now(bootstrap, inputs))
     since, since_params = since_clause(positions_now(bootstrap, list(sink_topics(cfg.topic_prefix))))
-    sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
+    sink = ClickHouseSink.from_settings(cfg)
     if practice not in cfg.fax_roster and "*" not in cfg.fax_roster:
         # the generated practice's names and providers, so its misdirected fax is recognised
         from practiceflow.sampleday.generate import DAY_PRACTICE_NAMES, DAY_PROVIDERS

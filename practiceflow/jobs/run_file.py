@@ -52,7 +52,7 @@ async def _run(
     t0 = time.monotonic()
     report = RunReport()
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
-    sink = ClickHouseSink(cfg.chdb_dsn, cfg.clickhouse_database)
+    sink = ClickHouseSink.from_settings(cfg)
     pipeline = Pipeline(
         cfg, bootstrap, registry_url, app_id=f"{cfg.consumer_group}-run-{uuid.uuid4().hex[:8]}", sink=sink
     )

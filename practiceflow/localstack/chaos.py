@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import secrets
 import signal
 import subprocess
@@ -47,7 +46,7 @@ from practiceflow.processors.audit import verify_chain
 from practiceflow.processors.hl7.normalize import content_hash, message_id_for
 from practiceflow.sampleday.senders import CR, FS, VT, ack_code
 from practiceflow.settings import REPO_ROOT
-from practiceflow.sinks.clickhouse import TABLES, ClickHouseSink, rows_for
+from practiceflow.sinks.clickhouse import TABLE_KEYS, ClickHouseSink, rows_for
 from practiceflow.streams.clickhouse_sink import committed_lag, sink_topics
 from practiceflow.streams.serde import AvroSerde, registry_client
 
@@ -207,10 +206,7 @@ def outcomes_by_id(flow: list[dict[str, Any]]) -> dict[str, Counter]:
 
 
 def order_by(table: str) -> list[str]:
-    cols = re.search(r"ORDER BY \(([^)]*)\)", TABLES[table])
-    if cols is None:
-        raise ValueError(f"no ORDER BY in the DDL of {table}")
-    return [c.strip() for c in cols.group(1).split(",")]
+    return list(TABLE_KEYS[table])
 
 
 # ---------------------------------------------------------------------- the system under test
@@ -479,7 +475,7 @@ class Chaos:
             ch = ClickHouseSink(f"chdb://{(self.state / 'app' / 'clickhouse').resolve()}", "practiceflow")
             try:
                 ch_rows = {}
-                for t in TABLES:
+                for t in TABLE_KEYS:
                     key = ", ".join(["kafka_topic", "kafka_partition", "kafka_offset", *order_by(t)])
                     raw, once = ch.query(f"SELECT count(), uniqExact({key}) FROM {{db}}.{t}")[0]  # noqa: S608
                     final = ch.query(f"SELECT count() FROM {{db}}.{t} FINAL")[0][0]  # noqa: S608 - our table names
@@ -488,8 +484,8 @@ class Chaos:
                         problems.append(f"clickhouse {t}: {raw - once} rows written twice for one Kafka message")
             finally:
                 ch.close()
-            expected = {t: {"raw": rows[t], "final": len(keys[t])} for t in TABLES}
-            for t in TABLES:
+            expected = {t: {"raw": rows[t], "final": len(keys[t])} for t in TABLE_KEYS}
+            for t in TABLE_KEYS:
                 want, have = expected[t], ch_rows[t]
                 if have["final"] != want["final"]:
                     problems.append(f"clickhouse {t} FINAL {have['final']} != {want['final']} distinct keys")

@@ -50,6 +50,7 @@ def test_a_table_with_an_old_key_is_set_aside_and_recreated(tmp_path):
     dsn = f"chdb://{tmp_path / 'ch'}"
     first = ClickHouseSink(dsn)
     first.client.command("DROP TABLE practiceflow.audit_events")
+    first.client.command("DROP TABLE practiceflow.schema_migrations")  # a database from before the migrations
     first.client.command(
         "CREATE TABLE practiceflow.audit_events (practice_id String, event_id String, at DateTime64(3, 'UTC'), "
         "actor String, action String, entity_type String, entity_id String, reason String, outcome String, "
@@ -72,6 +73,7 @@ def test_work_items_keep_their_latest_revision_and_an_old_table_is_re_versioned(
     dsn = f"chdb://{tmp_path / 'ch'}"
     first = ClickHouseSink(dsn)
     first.client.command("DROP TABLE practiceflow.handoff_items")
+    first.client.command("DROP TABLE practiceflow.schema_migrations")  # a database from before the migrations
     first.client.command(
         "CREATE TABLE practiceflow.handoff_items (practice_id LowCardinality(String), item_id String, "
         "workflow LowCardinality(String), queue LowCardinality(String), priority LowCardinality(String), "

@@ -29,6 +29,7 @@ from practiceflow.streams.topics import create_topics
 pytestmark = pytest.mark.broker
 
 N_FLOW, N_AUDIT, N_DEAD = 150, 40, 30
+T0 = 1_780_000_000_000  # 2026: event times inside the tables' retention (TTL, six years by default)
 
 
 def _produce(stack, cfg) -> dict[str, dict[str, int]]:
@@ -53,16 +54,24 @@ def _produce(stack, cfg) -> dict[str, dict[str, int]]:
         sends.append(("analytics.flow", f"{practice}/m{i}", ev, practice))
         if i % 5 == 0 and len([s for s in sends if s[0] == "audit"]) < N_AUDIT - 1:
             a = chain(
-                None, audit_event(practice, actor="t", action="x", entity_type="m", entity_id=f"m{i}", reason="r", at=i)
+                None,
+                audit_event(practice, actor="t", action="x", entity_type="m", entity_id=f"m{i}", reason="r", at=T0 + i),
             )
             sends.append(("audit", practice, a, practice))
         if i % 5 == 1 and len([s for s in sends if s[0].startswith("dlq")]) < N_DEAD:
             dl = dead_letter(
-                practice, "hl7v2", "normalize", "bad", "bad", f"payload {i}".encode(), failed_at=i, message_id=f"d{i}"
+                practice,
+                "hl7v2",
+                "normalize",
+                "bad",
+                "bad",
+                f"payload {i}".encode(),
+                failed_at=T0 + i,
+                message_id=f"d{i}",
             )
             sends.append(("dlq.hl7v2", f"{practice}/d{i}", dl, practice))
     # the audit chain's crash duplicate: the same event (same id and time) chained twice
-    dup = audit_event("clinic-0", actor="t", action="dup", entity_type="m", entity_id="d", reason="r", at=5)
+    dup = audit_event("clinic-0", actor="t", action="dup", entity_type="m", entity_id="d", reason="r", at=T0 + 5)
     sends.append(("audit", "clinic-0", chain(None, dup), "clinic-0"))
     sends.append(("audit", "clinic-0", chain("f" * 64, dup), "clinic-0"))
     for suffix, key, value, practice in sends:

@@ -1,0 +1,79 @@
+"""0002: partition the 0001 tables by practice bucket and month.
+
+Why buckets, not one partition per practice: ClickHouse advises few partitions (a partition
+key is for data management, not for queries; thousands of partitions per table slow
+inserts, merges and start-up, and one INSERT may touch at most 100 partitions by default).
+``cityHash64(practice_id) % 8`` keeps a region of hundreds of practices at 8 buckets x
+months; queries filter by ``practice_id``, the first column of every sort key. Months let
+retention (TTL) and maintenance drop whole parts.
+
+The time column of each table is one that does not change between the versions of a row
+(a work item's ``created_at``, not its ``updated_at``): ReplacingMergeTree collapses
+versions only inside one partition. ``denial_money`` rows are re-versioned for months
+(an entry is denied, then recovered), so it is partitioned by bucket only.
+
+A partition key cannot be altered: each table is renamed to ``<table>_before_0002``,
+re-created with the same columns, engine and sort key plus the partition key, and its
+rows copied back (Kafka positions included); the set-aside table is dropped once the
+copy holds all of its rows. Re-runnable: after a crash the copy is redone from the
+set-aside table.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from practiceflow.sinks.clickhouse_migrations import MigrationContext
+
+PRACTICE_BUCKETS = 8
+
+
+def practice_month(column: str | None) -> str:
+    """The partition expression of a table whose rows' stable time is ``column``."""
+    bucket = f"cityHash64(practice_id) % {PRACTICE_BUCKETS}"
+    return f"({bucket}, toYYYYMM({column}))" if column else bucket
+
+
+# table -> its stable time column (None: by practice bucket only)
+PARTITIONED: dict[str, str | None] = {
+    "records": "written_at",
+    "observations": "written_at",
+    "immunizations": "written_at",
+    "fax_classifications": "written_at",
+    "handoff_items": "created_at",
+    "dead_letters": "failed_at",
+    "denial_money": None,
+    "flow_events": "at",
+    "audit_events": "at",
+}
+
+
+def _norm(expr: str) -> str:
+    return expr.replace(" ", "").strip("()")
+
+
+def migrate(ctx: MigrationContext) -> None:
+    copy_rows = importlib.import_module("practiceflow.sinks.clickhouse_migrations.0001_baseline").copy_rows
+    for table, column in PARTITIONED.items():
+        want = practice_month(column)
+        aside = f"{table}_before_0002"
+        info = ctx.table_info(table)
+        if info is not None and _norm(info[0]) != _norm(want):
+            ctx.command(f"RENAME TABLE {{db}}.{table} TO {{db}}.{aside}")
+        source = ctx.table_info(aside)
+        if source is None:
+            continue  # partitioned already, and no copy pending
+        engine = source[2].split(")", 1)[0] + ")"  # e.g. ReplacingMergeTree(written_at)
+        ctx.command(
+            f"CREATE TABLE IF NOT EXISTS {{db}}.{table} AS {{db}}.{aside} "
+            f"ENGINE = {engine} PARTITION BY {want} ORDER BY ({source[1]})"
+        )
+        ctx.command(f"TRUNCATE TABLE {{db}}.{table}")  # a crashed earlier run may have copied part
+        if ctx.count(aside):
+            copy_rows(ctx, aside, table)
+        keys = f"uniqExact({source[1]})"  # merges may collapse versions; they never change the keys
+        copied = ctx.rows(f"SELECT {keys} FROM {{db}}.{table}")[0][0]  # noqa: S608 - our table names
+        had = ctx.rows(f"SELECT {keys} FROM {{db}}.{aside}")[0][0]  # noqa: S608
+        if copied != had:
+            raise RuntimeError(f"ClickHouse migration 0002: {table} holds {copied} keys of {aside}'s {had}")
+        ctx.command(f"DROP TABLE {{db}}.{aside}")  # same columns, same rows: nothing is lost with it
