@@ -22,7 +22,7 @@ from practiceflow.streams.topics import create_topics
 from practiceflow.streams.workitem_reader import read_work_items
 from tests.streams.test_dlq_and_dedup import _cli_env
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]  # a day + HAPI: 512 s measured at load 23
 PRACTICE = "clinic-e"
 DRAFT_ID = "refill:draft:req-88"
 
