@@ -582,6 +582,31 @@ class EligibilityResponse(AvroRecord):
     plan_end: str | None = Field(default=None, description="DTP*347 / 357 (2100C/D): plan or eligibility end")
 
 
+class AuthorizationResponse(AvroRecord):
+    """A payer's answer to a prior-authorization request (X12 278 response, 005010X217).
+
+    The prior-authorization workflow (``streams/workflows/prior_auth.py``) finds its
+    authorization by ``trace_number`` (the request's 2000E TRN02, echoed by the payer)."""
+
+    __avro_name__ = "AuthorizationResponse"
+    practice_id: str
+    response_id: str
+    trace_number: str | None = Field(default=None, description="2000E TRN02: the request's trace, echoed")
+    reference: str | None = Field(default=None, description="BHT03")
+    payer_id: str | None = None
+    payer_name: str | None = None
+    member_id: str | None = None
+    patient_name: str | None = None
+    action_code: str | None = Field(default=None, description="HCR01: A1 certified, A3 not certified, A4 pended, ...")
+    decision: str = Field(description="approved | partially_approved | denied | pended | modified | cancelled | ...")
+    authorization_number: str | None = Field(default=None, description="HCR02: the payer's review number")
+    reason_code: str | None = Field(default=None, description="HCR03")
+    service_codes: list[str] = Field(default_factory=list, description="SV1/SV2 procedure codes of the service loops")
+    messages: list[str] = Field(default_factory=list)
+    rejections: list[str] = Field(default_factory=list, description="AAA03 reject reason codes")
+    source: SourceRef
+
+
 class InterchangeAck(AvroRecord):
     """A 999 / TA1: did the clearinghouse accept the files we sent?"""
 
@@ -973,6 +998,7 @@ ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     ClaimStatus,
     EligibilityResponse,
     InterchangeAck,
+    AuthorizationResponse,
     IntakeForm,
     RefillRequest,
     SchedulingRequest,

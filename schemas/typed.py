@@ -481,6 +481,27 @@ class InterchangeAckDict(TypedDict):
     source: SourceRefDict
 
 
+class AuthorizationResponseDict(TypedDict):
+    """A payer's answer to a prior-authorization request (X12 278 response, 005010X217). The prior-authorization workflow (``streams/workflows/prior_auth.py``) finds its authorization by ``trace_number`` (the request's 2000E TRN02, echoed by the payer)."""
+
+    practice_id: str
+    response_id: str
+    trace_number: NotRequired[str | None]
+    reference: NotRequired[str | None]
+    payer_id: NotRequired[str | None]
+    payer_name: NotRequired[str | None]
+    member_id: NotRequired[str | None]
+    patient_name: NotRequired[str | None]
+    action_code: NotRequired[str | None]
+    decision: str
+    authorization_number: NotRequired[str | None]
+    reason_code: NotRequired[str | None]
+    service_codes: NotRequired[list[str]]
+    messages: NotRequired[list[str]]
+    rejections: NotRequired[list[str]]
+    source: SourceRefDict
+
+
 class IntakeFormDict(TypedDict):
     practice_id: str
     submission_id: str
@@ -796,6 +817,7 @@ RECORD_DICTS: dict[str, type] = {
     "ClaimStatus": ClaimStatusDict,
     "EligibilityResponse": EligibilityResponseDict,
     "InterchangeAck": InterchangeAckDict,
+    "AuthorizationResponse": AuthorizationResponseDict,
     "IntakeForm": IntakeFormDict,
     "RefillRequest": RefillRequestDict,
     "SchedulingRequest": SchedulingRequestDict,

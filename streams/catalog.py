@@ -131,6 +131,7 @@ NORMALIZED: dict[str, str] = {
     "SchedulingRequest": "norm.scheduling_request",
     "IdentityLink": "norm.identity",
     "FaxClassification": "norm.fax_classification",
+    "AuthorizationResponse": "norm.authorization_response",
 }
 # Patients, coverages and identity links are the system of record for who a practice's patients are:
 # compacted (latest per key) and never deleted by age.

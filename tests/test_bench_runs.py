@@ -61,3 +61,19 @@ def test_context_bench_runs_over_every_context_record_type():
         assert res[part]["records"] >= res["input"]["records"] and res[part]["records_per_s"] > 0
     assert res["match"]["index_size"] == 20_000 and res["match"]["matches"] > 0
     assert set(res["match"]["share"]) <= {"matched", "ambiguous", "new"}
+
+
+def test_prior_auth_bench_drafts_every_sample_case():
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "bench_prior_auth.py"), "0.05"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    res = json.loads(out.stdout)
+    # MRI, oxygen and sleep study: PAS + 278 + letter; the CT without a diagnosis: no 278
+    assert res["orders"] == 4 and res["drafts_per_order"] == [3, 3, 2, 3]
+    assert res["pa_drafts_per_second"] > 0 and res["draft_latency_ms_p99"] >= res["draft_latency_ms_p50"] > 0
+    assert res["llm"] is False

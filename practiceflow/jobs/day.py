@@ -62,6 +62,7 @@ class DayReport:
     fax_classes: list[tuple] = field(default_factory=list)
     dead_letter_reasons: list[tuple] = field(default_factory=list)
     denial_money: list[tuple] = field(default_factory=list)  # (category, denied, recoverable, written off, patient)
+    authorizations: list[tuple] = field(default_factory=list)  # (work item kind, count): prior auth by state
     auth: dict[str, int] = field(default_factory=dict)
     first_message_seconds: float | None = None
     seconds: float = 0.0
@@ -93,6 +94,15 @@ def _refills_done(pipeline: Pipeline) -> bool:
     """Every normalized refill request has its triage item (the refill agent counts its classes)."""
     c = pipeline.counts
     return sum(v for k, v in c.items() if k.startswith("refill.")) >= c.get("record.RefillRequest", 0)
+
+
+def _prior_auth_done(pipeline: Pipeline) -> bool:
+    """Every 278 response is applied or parked, and every order the context folded was looked at."""
+    c = pipeline.counts
+    answered = c.get("prior_auth.responses_applied", 0) + c.get("prior_auth.responses_parked", 0)
+    return answered >= c.get("record.AuthorizationResponse", 0) and (
+        c.get("prior_auth.drafted", 0) > 0 or not c.get("record.AuthorizationResponse", 0)
+    )
 
 
 def _bump(d: dict[str, int], key: str, n: int = 1) -> None:
@@ -229,6 +239,7 @@ async def run_day(
         report.drained = await runner.wait_for(lambda: inboxes_empty() and pipeline.handled() >= accepted(), timeout)
         await runner.wait_for(lambda: _eligibility_done(pipeline), 120)
         await runner.wait_for(lambda: _refills_done(pipeline), 120)
+        await runner.wait_for(lambda: _prior_auth_done(pipeline), 60)
         await runner.wait_for(pipeline.sink_caught_up, 60)
         await _wait_denials(pipeline, sink, practice)
     finally:
@@ -274,6 +285,11 @@ async def run_day(
         "SELECT category, round(sum(denied), 2), round(sum(recoverable), 2), round(sum(written_off), 2),"  # noqa: S608
         " round(sum(patient_responsibility), 2), count() FROM {db}.denial_money FINAL"
         " WHERE practice_id = %(p)s AND " + since + " GROUP BY category ORDER BY category",
+        params,
+    )
+    report.authorizations = sink.query(
+        "SELECT kind, count() FROM {db}.handoff_items FINAL"  # noqa: S608
+        " WHERE practice_id = %(p)s AND workflow = 'prior_auth' AND " + since + " GROUP BY kind ORDER BY kind",
         params,
     )
     sink.close()
@@ -343,6 +359,11 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("    category: denied / recoverable / written off / patient responsibility (US$, entries)")
     for cat, denied, recoverable, written_off, patient, n in report.denial_money:
         print(f"    {cat}: {denied:,.2f} / {recoverable:,.2f} / {written_off:,.2f} / {patient:,.2f} ({n})")
+    drafted = w.get("prior_auth.drafted", 0)
+    states = {
+        str(k).removeprefix("prior_auth.").replace("sign_off", "awaiting_sign_off"): n for k, n in report.authorizations
+    }
+    print(f"\n  prior authorizations drafted by state: {drafted} drafted, {states or 'none'}")
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")

@@ -29,6 +29,7 @@ RULE_MODELS: dict[str, str] = {
     "matching": "practiceflow.processors.context.matching:MatchRules",
     "refill": "practiceflow.processors.workflows.refill.rules:RefillRule",
     "denials": "practiceflow.processors.workflows.denials.rules:DenialRule",
+    "prior_auth": "practiceflow.processors.workflows.prior_auth.rules:PriorAuthRule",
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from practiceflow.sampleday import hl7 as h, refills, x12 as x
+from practiceflow.sampleday import hl7 as h, prior_auth, refills, x12 as x
 from practiceflow.sampleday.people import Person, make_people
 
 
@@ -176,6 +176,12 @@ def build_day(
     refill_ctl = iter(range(500001, 599999))
     for i, p in enumerate(refills.patients(people)):
         plan.mllp += refills.history(p, i, d, refill_ctl)
+    # orders that need prior authorization, with their chart history (sampleday/prior_auth.py);
+    # full days only: their patients must be untouched by the day's other traffic
+    pa_people = prior_auth.patients(people) if len(people) >= prior_auth.FIRST + len(prior_auth.CASES) else []
+    pa_ctl = iter(range(600001, 699999))
+    for i, p in enumerate(pa_people):
+        plan.mllp += prior_auth.history(p, i, d, pa_ctl)
     plan.mllp.append(
         b"MSH|^~\\&|DEMOEHR|DEMO CLINIC|PRACTICEFLOW|DEMO CLINIC|"
         + ymd.encode()
@@ -271,6 +277,8 @@ def build_day(
     inactive = {p.mrn for p in people[:3]}
     plan.x12_drop.append((f"elig_{ymd}.271", x.eligibility_271(people[: n_patients // 4], 903, ymd, inactive).encode()))
     plan.x12_drop.append((f"broken_{ymd}.835", era.encode()[:300]))
+    if pa_people:  # the payer approves the first prior-authorization request (278 response, HCR*A1)
+        plan.x12_drop.append((f"auth_{ymd}.278", prior_auth.response_278(practice_id, pa_people[0], 904, ymd).encode()))
 
     # -- faxes: typed letters rendered as fax-quality pages
     plan.fax_upload, plan.fax_drop = _faxes(seed)

@@ -18,7 +18,8 @@ What each transaction set becomes
   one response of their own when there is no subscriber loop.
 * 999 / 997 -> one ``InterchangeAck`` per acknowledgment set; TA1 -> one per TA1.
 * 837 (P, I, D) -> one ``Claim`` per CLM.
-* 270 / 276 / 278 (and anything else) -> ``Rejected("unsupported_transaction")``
+* 278 response (BHT02 11 / HCR) -> one ``AuthorizationResponse`` (processors/x12/x278.py reads it).
+* 270 / 276 / 278 request (and anything else) -> ``Rejected("unsupported_transaction")``
   when the file holds nothing else; skipped with a warning in a mixed file.
 
 Leniency (default) vs ``strict=True``
@@ -109,9 +110,11 @@ from practiceflow.processors.x12.tokenizer import (
     _Warn,
     tokenize,
 )
+from practiceflow.processors.x12.x278 import read_278_segments, response_fields
 
 if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
     from practiceflow.schemas.typed import (
+        AuthorizationResponseDict,
         BenefitDict,
         ClaimAdjudicationDict,
         ClaimDict,
@@ -274,7 +277,6 @@ _UNSUPPORTED_REASONS = {
     "270": "270 is an eligibility inquiry, which a practice sends; the payer's answer arrives as a 271",
     "276": "276 is a claim status inquiry, which a practice sends; the answer arrives as a 277",
     "278": "278 request (services review / prior authorization) is what a practice sends, not an inbound feed",
-    "278R": "278 response (prior-authorization decision): no normalized record type exists for it yet",
 }
 _FREQUENCY_STATUS = {"7": "replacement", "8": "void"}
 
@@ -1436,6 +1438,35 @@ def _do_837(s: _Set) -> None:
 
 
 # --------------------------------------------------------------------------- dispatch
+# --------------------------------------------------------------------------- 278 response
+def _is_278_response(ts: TransactionSet) -> bool:
+    """BHT02 11 (response) or an HCR segment: a payer's answer, not a request we would send."""
+    for seg in ts.segments[:3]:
+        if seg[0] == "BHT" and _el(seg, 2) == "11":
+            return True
+    return any(seg[0] == "HCR" for seg in ts.segments)
+
+
+def _do_278(s: _Set) -> None:
+    """A 278 response -> one AuthorizationResponse (read by processors/x12/x278.py)."""
+    read = read_278_segments(s.ts.segments, s.d)
+    fields = response_fields(read)
+    if read.action_code is None and not read.rejections:
+        s.warn("malformed_segment", "278 response without HCR or AAA: no decision to record")
+        return
+    pid = s.run.practice_id
+    src = s.source
+    response_id = _hash("278", src["message_id"], read.reference, fields["trace_number"] or "")
+    rec: AuthorizationResponseDict = {
+        "practice_id": pid,
+        "response_id": response_id,
+        "reference": read.reference or None,
+        **fields,  # type: ignore[typeddict-item]  # the reader's field names are the record's
+        "source": src.copy(),
+    }
+    s.run.records.append(typed_record("AuthorizationResponse", entity_key(pid, None, response_id), rec))
+
+
 def _message_type(ts: TransactionSet) -> str:
     set_id = ts.set_id
     impl = ts.implementation.upper()
@@ -1477,16 +1508,11 @@ _HANDLERS: dict[str, Callable[[_Set], None]] = {
     "837I": _do_837,
     "837D": _do_837,
     "837": _do_837,
+    "278": _do_278,  # responses only (see _normalize): a 278 request is what a practice sends
 }
 
 
 def _unsupported_reason(ts: TransactionSet, mtype: str) -> str:
-    if mtype == "278":
-        for seg in ts.segments[:3]:
-            if seg[0] == "BHT" and _el(seg, 2) == "11":
-                return _UNSUPPORTED_REASONS["278R"]
-        if any(seg[0] == "HCR" for seg in ts.segments):
-            return _UNSUPPORTED_REASONS["278R"]
     return _UNSUPPORTED_REASONS.get(
         mtype,
         f"transaction set {mtype or '(none)'} is not an inbound feed "
@@ -1522,7 +1548,7 @@ def _normalize(raw: bytes, practice_id: str, strict: bool) -> NormalizeResult:
         for group in ic.groups:
             for ts in group.transactions:
                 mtype = _message_type(ts)
-                handler = _HANDLERS.get(mtype)
+                handler = _HANDLERS.get(mtype) if mtype != "278" or _is_278_response(ts) else None
                 if handler is None:
                     reason = _unsupported_reason(ts, mtype)
                     unsupported.append(f"ST {ts.control_number or '?'} ({mtype or '?'}): {reason}")

@@ -25,6 +25,7 @@ MODULES: tuple[str, ...] = (
     "intake",  # intake forms -> patient match -> eligibility (270/271) -> front-desk items
     "denials",  # 835 adjustments -> categories -> corrected claims / appeals
     "refill",  # refill requests -> routine / needs_review / needs_visit items + renewal drafts
+    "prior_auth",  # orders needing authorization -> PAS bundle + 278 + letter to sign; 278 / faxed answers
 )
 
 

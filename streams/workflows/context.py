@@ -50,7 +50,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +158,11 @@ class PatientContexts:
         self._crosswalks: dict[str, Crosswalk] = {}  # practice -> crosswalk, loaded from the index table
         self._generation: int | None = None
         self.match_rules: matching.MatchRules | None = None
+        # Called with each batch's folded records [(event, record type, record, the context after
+        # the batch)] once the batch's context writes are confirmed and before its offsets are
+        # committed: a workflow triggered by a context record (prior_auth: orders) follows here,
+        # as no second agent may consume these topics. A follower that raises fails the batch.
+        self.followers: list[Callable[[list[tuple[Any, str, dict[str, Any], PatientContext]]], Awaitable[None]]] = []
 
         async def patient_context(stream: faust.StreamT) -> None:
             await self.run(stream)
@@ -279,6 +284,14 @@ class PatientContexts:
                     table.data[key] = value
                     writes.append(table.send_changelog(ev.message.partition, key, value))
         await confirmed(writes)
+        if self.followers and batch.folded:
+            folded = [
+                (ev, rt, rec, ctx)
+                for ev, rt, rec, key in batch.folded
+                if (ctx := batch.contexts.get(key, (None, None))[1]) is not None
+            ]
+            for follow in self.followers:
+                await follow(folded)
         for name, n in batch.counts.items():
             self.p._count(name, n)
         await committer.commit(admitted)
@@ -300,8 +313,11 @@ class PatientContexts:
             return
         key = keys.patient_key(practice, pid)
         ctx = batch.context(key, self) or snapshot.empty(practice, pid)
-        ctx = snapshot.apply(ctx, rt, record if record.get("patient_id") == pid else dict(record, patient_id=pid))
+        filed = record if record.get("patient_id") == pid else dict(record, patient_id=pid)
+        ctx = snapshot.apply(ctx, rt, filed)
         batch.contexts[key] = (ev, ctx)
+        if self.followers:
+            batch.folded.append((ev, rt, filed, key))
         batch.count("context.folded")
         if rt == "Patient":
             self._index_patient(ev, practice, pid, record, batch)
@@ -377,6 +393,7 @@ class _Batch:
         self.contexts: dict[str, tuple[Any, PatientContext | None]] = {}
         self.index: dict[str, tuple[Any, Any]] = {}
         self.counts: dict[str, int] = {}
+        self.folded: list[tuple[Any, str, dict[str, Any], str]] = []  # for the followers
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

@@ -1,0 +1,447 @@
+"""The prior-authorization step: an order -> criteria checked -> PAS Bundle + 278 + letter, to sign.
+
+``draft(context, event, rules, now)`` is pure (the contract's step shape, plus the
+authorization's state, which the shell keeps in a table keyed ``practice/authorization
+id``). For an order that needs authorization (:mod:`.detect`) it
+
+1. checks every criterion of the rule's set against the patient context
+   (:mod:`.evidence`): met / not met / insufficient information, with the records;
+2. drafts the submission in the forms payers accept: a Da Vinci PAS request Bundle
+   (:mod:`.pas`), an X12 278 request (:mod:`practiceflow.processors.x12.x278`; not for a drug coded only in
+   RxNorm, which a 278 cannot carry: the PAS bundle is then the submission) and a letter
+   of medical necessity as a PDF (:mod:`.letter`);
+3. puts one work item in the **clinician** queue (kind ``prior_auth.sign_off``) with the
+   criteria not met / insufficient first, each saying what would satisfy it, and the
+   drafts to approve, edit or reject. Nothing is submitted: a person signs first.
+
+``respond(state, response, item, now)`` applies a payer's answer (a 278 response or a faxed
+decision) to the authorization: its new state, and a new revision of the clinician's item
+(or a new item when that one is closed) so the ordering provider sees the decision.
+
+Ids are derived from the practice, patient and order (never time): a replay rewrites the
+same authorization, item and drafts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from practiceflow.processors.base import entity_key
+from practiceflow.processors.context.snapshot import PatientContext
+from practiceflow.processors.workflows.commands import draft_id_for
+from practiceflow.processors.workflows.prior_auth import letter, pas
+from practiceflow.processors.workflows.prior_auth.codes import check, dotted
+from practiceflow.processors.workflows.prior_auth.detect import Need, detect
+from practiceflow.processors.workflows.prior_auth.evidence import CriterionResult, assess, day
+from practiceflow.processors.workflows.prior_auth.rules import PriorAuthRules
+from practiceflow.processors.workflows.step import AuditReason, StepResult
+from practiceflow.processors.workflows.workitem import END_STATES, by_rule, evidence, item_id_for, new_item, option
+from practiceflow.processors.x12.x278 import Request278, WriteError, write_278
+
+if TYPE_CHECKING:
+    from practiceflow.schemas.typed import DraftDict, EvidenceDict, HandoffItemDict, ProducedByDict
+
+WORKFLOW: Final = "prior_auth"
+STATES: Final = ("drafted", "approved", "partially_approved", "pended", "denied", "modified", "cancelled", "other")
+_DECISION_STATE: Final = {
+    "approved": "approved",
+    "partially_approved": "partially_approved",
+    "pended": "pended",
+    "denied": "denied",
+    "modified": "modified",
+    "cancelled": "cancelled",
+    "not_required": "approved",
+}
+_NPI: Final = re.compile(r"\((\d{10})\)")
+_SYSTEM_URI: Final = {"cpt": pas.CPT, "hcpcs": pas.HCPCS, "rxnorm": pas.RXNORM, "ndc": "http://hl7.org/fhir/sid/ndc"}
+
+
+@dataclass(frozen=True)
+class PracticeProfile:
+    """The practice's identity on drafts (settings); placeholders are marked VERIFY for the signer."""
+
+    name: str = "VERIFY PRACTICE NAME"
+    sender_id: str = "PRACTICEFLOW"
+    receiver_id: str = "UMO"
+    place_of_service: str = "11"
+
+
+@dataclass(frozen=True)
+class PriorAuthContext:
+    patient: PatientContext | None
+    state: Mapping[str, Any] | None = None  # the authorization's current state (a replay / an updated order)
+    profile: PracticeProfile = field(default_factory=PracticeProfile)
+
+
+@dataclass(frozen=True)
+class PriorAuthDecision:
+    result: StepResult
+    state: dict[str, Any] | None  # the authorization's next state (None: nothing to authorize)
+    results: tuple[CriterionResult, ...] = ()
+
+
+def authorization_id(practice_id: str, patient_id: str, order_id: str) -> str:
+    """``pa<hex>``: alphanumeric, so it travels unchanged in a 278's TRN02 and comes back in the response."""
+    return "pa" + hashlib.sha256("\x1f".join((practice_id, patient_id, order_id)).encode()).hexdigest()[:30]
+
+
+def _requester(order: Mapping[str, Any], record_type: str) -> tuple[str, str | None, str, str]:
+    """(display name, NPI, last, first) of the ordering clinician."""
+    raw = str((order.get("prescriber") if record_type == "MedicationOrder" else order.get("ordering_provider")) or "")
+    m = _NPI.search(raw)
+    npi = m.group(1) if m else None
+    name = _NPI.sub("", raw).strip() or "VERIFY ORDERING CLINICIAN"
+    last, _, first = name.partition(",")
+    return name, npi, last.strip() or "VERIFY", first.strip().split(" ")[0] if first.strip() else ""
+
+
+def _diagnosis_codes(results: tuple[CriterionResult, ...], order: Mapping[str, Any]) -> list[str]:
+    """Valid, billable ICD-10-CM codes: those the diagnosis criteria found first, then the order's."""
+    codes: list[str] = []
+    for r in results:
+        if r.criterion.kind == "diagnosis":
+            codes += [str(e["value"]) for e in r.evidence if e.get("assessment") == "supports" and e.get("value")]
+    for dx in order.get("diagnoses") or ():
+        if dx.get("code"):
+            codes.append(str(dx["code"]))
+    out: list[str] = []
+    for c in codes:
+        chk = check(c)
+        d = dotted(c)
+        if chk.valid and chk.billable and d not in out:
+            out.append(d)
+    return out[:12]
+
+
+def _criterion_evidence(r: CriterionResult) -> list[EvidenceDict]:
+    head = evidence(
+        f"criterion {r.criterion.id}: {r.label}",
+        assessment=r.status,
+        ref=f"{r.criterion.id}@{r.criterion.version}",
+        excerpt=(r.summary if r.status == "met" else f"{r.summary}. Would satisfy: {r.criterion.satisfy}")[:500],
+    )
+    return [head, *r.evidence]
+
+
+def _draft(
+    pid: str,
+    aid: str,
+    item_id: str,
+    kind: str,
+    ctype: str,
+    body: str,
+    produced: ProducedByDict,
+    now: int,
+    event: Mapping[str, Any],
+) -> DraftDict:
+    return {
+        "practice_id": pid,
+        "draft_id": draft_id_for(WORKFLOW, kind, pid, aid),
+        "item_id": item_id,
+        "workflow": WORKFLOW,
+        "kind": kind,
+        "content_type": ctype,
+        "body": body,
+        "document_uri": None,
+        "patient_id": event.get("patient_id"),
+        "status": "draft",
+        "produced_by": produced,
+        "created_at": now,
+        "source": dict(event.get("source") or {}),  # type: ignore[typeddict-item]
+    }
+
+
+def draft(
+    ctx: PriorAuthContext, record_type: str, order: Mapping[str, Any], rules: PriorAuthRules, now: int
+) -> PriorAuthDecision:
+    """See the module docstring. ``now`` is the event time in epoch ms (never the wall clock)."""
+    pid = order["practice_id"]
+    patient_id = str(order.get("patient_id") or "")
+    if ctx.state is not None and ctx.state.get("status") not in (None, "drafted"):
+        return PriorAuthDecision(StepResult(), None)  # the payer already answered: a re-sent order changes nothing
+    need: Need | None = detect(
+        ctx.patient, record_type, order, rules, default_place_of_service=ctx.profile.place_of_service
+    )
+    if need is None:
+        return PriorAuthDecision(StepResult(), None)
+    rule = need.rule
+    cset = rules.criteria_for(rule)
+    on = day(order.get("ordered_at") or order.get("written_at")) or datetime.fromtimestamp(now / 1000, tz=UTC).date()
+    patient_ctx = ctx.patient or PatientContext(practice_id=pid, patient_id=patient_id)
+    results = assess(patient_ctx, order, cset.criteria, on)
+    aid = authorization_id(pid, patient_id, str(order["order_id"]))
+    subject = ("authorization", pid, aid)
+    item_id = item_id_for(WORKFLOW, *subject)
+    produced = by_rule(rule.id, rule.version, rule.source)
+    created = datetime.fromtimestamp(now / 1000, tz=UTC)
+    cov = need.coverage or {}
+    patient = dict(patient_ctx.patient or {"patient_id": patient_id})
+    req_name, npi, req_last, req_first = _requester(order, record_type)
+    dx = _diagnosis_codes(results, order)
+    service = f"{need.display or need.code} ({need.code})"
+    payer_name = str(cov.get("payer_name") or cov.get("payer_id") or "VERIFY PAYER")
+    notes: list[str] = []
+    drafts: list[DraftDict] = []
+    system_uri = _SYSTEM_URI.get(need.system, "urn:practiceflow:local-code")
+    try:
+        bundle = pas.pas_bundle(
+            authorization_id=aid,
+            created=created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            patient=patient,
+            coverage=need.coverage,
+            order=order,
+            order_type=record_type,
+            procedure=(system_uri, need.code, need.display),
+            diagnoses=dx,
+            requester=(req_name, npi),
+            results=results,
+            place_of_service=need.place_of_service,
+        )
+        drafts.append(
+            _draft(pid, aid, item_id, "fhir.Bundle.pas", "application/fhir+json", bundle, produced, now, order)
+        )
+    except pas.PasError as exc:
+        notes.append(f"no PAS bundle: {exc}")
+    if need.system in ("cpt", "hcpcs", "ndc"):
+        family = str(patient.get("family_name") or "VERIFY")
+        given = list(patient.get("given_names") or [""])
+        try:
+            x12 = write_278(
+                Request278(
+                    trace=aid,
+                    payer_name=payer_name,
+                    payer_id=str(cov.get("payer_id") or "VERIFY"),
+                    requester_last=req_last,
+                    requester_first=req_first,
+                    requester_npi=npi or "VERIFY",
+                    member_last=family,
+                    member_first=str(given[0] or ""),
+                    member_id=str(cov.get("member_id") or "VERIFY"),
+                    birth_date=str(patient["birth_date"])[:10] if patient.get("birth_date") else None,
+                    sex=str(patient.get("sex") or "U")[:1].upper() or "U",
+                    service_type=rule.service_type,
+                    place_of_service=need.place_of_service,
+                    diagnoses=dx,
+                    procedure=need.code,
+                    procedure_qualifier="N4" if need.system == "ndc" else "HC",
+                    service_date=on.isoformat(),
+                ),
+                interchange_control=int(aid[2:10], 16) % 999_999_999 + 1,
+                created=created.date().isoformat(),
+                time_hhmm=created.strftime("%H%M"),
+            )
+            drafts.append(_draft(pid, aid, item_id, "x12.278", "application/edi-x12", x12, produced, now, order))
+        except WriteError as exc:
+            notes.append(f"no 278: {exc}")
+    else:
+        notes.append(f"no 278: a {need.system} code cannot be carried in SV1; the PAS bundle is the submission")
+    patient_name = " ".join(p for p in (*(patient.get("given_names") or []), patient.get("family_name") or "") if p)
+    text = letter.narrative(
+        patient_name=patient_name or "VERIFY PATIENT NAME",
+        birth_date=patient.get("birth_date"),
+        member_id=cov.get("member_id"),
+        payer_name=payer_name,
+        service=service,
+        diagnoses=dx,
+        results=results,
+        clinician=req_name,
+        practice_name=ctx.profile.name,
+        date=created.date().isoformat(),
+    )
+    pdf = letter.render_pdf(text, title=f"Letter of medical necessity: {service}", now_ms=now)
+    drafts.append(
+        _draft(
+            pid, aid, item_id, "letter.medical_necessity", "application/pdf", letter.pdf_body(pdf), produced, now, order
+        )
+    )
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("not_met", "insufficient", "met")}
+    ev: list[EvidenceDict] = []
+    for r in results:
+        ev += _criterion_evidence(r)
+    what = (
+        f"{service} ordered {on.isoformat()} needs prior authorization from {payer_name} "
+        f"(rule {rule.id}@{rule.version}, criteria {cset.id}@{cset.version}): "
+        f"{counts['not_met']} not met, {counts['insufficient']} insufficient information, {counts['met']} met."
+        + (f" Note: {'; '.join(notes)}." if notes else "")
+    )
+    draft_ids = [d["draft_id"] for d in drafts]
+    item = new_item(
+        practice_id=pid,
+        workflow=WORKFLOW,
+        subject=subject,
+        kind=f"{WORKFLOW}.sign_off",
+        queue="clinician",
+        title=f"Prior authorization to sign: {service} ({payer_name})",
+        what_happened=what,
+        produced_by=produced,
+        source=dict(order.get("source") or {}),  # type: ignore[arg-type]  # a SourceRef record
+        now=now,
+        priority="high"
+        if str(order.get("priority") or "").upper() in ("S", "STAT", "A", "ASAP", "URGENT")
+        else "routine",
+        patient_id=patient_id or None,
+        subject_type=record_type,
+        subject_id=str(order["order_id"]),
+        decision_needed="Review the criteria (not met / insufficient first), then approve, edit or reject the drafts.",
+        proposed_action="Sign the drafted PAS request, 278 and letter of medical necessity; nothing is submitted until you do.",
+        actions_taken=[f"checked {len(results)} criteria of {cset.id}", f"drafted {len(drafts)} document(s)"],
+        evidence=ev,
+        options=[
+            option("approve", "Sign and submit the drafts as they stand", target=draft_ids[0]),
+            option("edit", "Change the letter or the drafts, then sign", target=draft_ids[-1], editable=["body"]),
+            option("reject", "Do not request authorization"),
+        ],
+        draft_ids=draft_ids,
+    )
+    state = {
+        "practice_id": pid,
+        "authorization_id": aid,
+        "patient_id": patient_id or None,
+        "order_id": str(order["order_id"]),
+        "order_type": record_type,
+        "code": need.code,
+        "service": service,
+        "payer_id": cov.get("payer_id"),
+        "payer_name": cov.get("payer_name"),
+        "member_id": cov.get("member_id"),
+        "rule": f"{rule.id}@{rule.version}",
+        "criteria_set": f"{cset.id}@{cset.version}",
+        "criteria": {r.criterion.id: r.status for r in results},
+        "status": "drafted",
+        "authorization_number": None,
+        "item_id": item["item_id"],
+        "item": dict(item),
+        "draft_ids": draft_ids,
+        "responses": [],
+        "updated_at": now,
+    }
+    audit = AuditReason(
+        "prior_auth_drafted",
+        record_type,
+        str(order["order_id"]),
+        f"{rule.id}@{rule.version}: needs authorization; {cset.id}@{cset.version}",
+        details={**{k: str(v) for k, v in counts.items()}, "drafts": str(len(drafts))},
+    )
+    return PriorAuthDecision(StepResult(work_items=(item,), drafts=tuple(drafts), audit=(audit,)), state, results)
+
+
+def step(ctx: PriorAuthContext, event: Mapping[str, Any], rules: PriorAuthRules, now: int) -> StepResult:
+    """The contract's step signature for an ``Order`` event (a medication order: :func:`draft`)."""
+    return draft(ctx, "Order", event, rules, now).result
+
+
+# ---------------------------------------------------------------------------------- responses
+_RESPONSE_TITLES: Final = {
+    "approved": "approved",
+    "partially_approved": "partially approved",
+    "pended": "pended (the payer needs more)",
+    "denied": "denied",
+    "modified": "approved with modifications",
+    "cancelled": "cancelled",
+    "other": "answered",
+}
+
+
+def respond(
+    state: Mapping[str, Any],
+    response: Mapping[str, Any],
+    item: HandoffItemDict | None,
+    now: int,
+) -> tuple[StepResult, dict[str, Any]]:
+    """A payer's answer applied to the authorization: its next state and the clinician's notice.
+
+    ``response`` is an ``AuthorizationResponse`` (X12 278) or the fields a faxed decision
+    gave (``decision``, ``authorization_number``, ``response_id``, ``source``). ``item`` is the
+    latest revision of the authorization's work item (the work-items table), else the copy
+    in ``state``. An open item gets its next revision (kind ``prior_auth.<state>``, the
+    decision first in its evidence); a closed one (already signed) is left closed and a new
+    item tells the ordering clinician. A response seen before changes nothing."""
+    rid = str(response.get("response_id") or "")
+    if rid and rid in (state.get("responses") or ()):
+        return StepResult(), dict(state)
+    decision = str(response.get("decision") or "other")
+    new_status = _DECISION_STATE.get(decision, "other")
+    number = response.get("authorization_number") or state.get("authorization_number")
+    pid = str(state["practice_id"])
+    aid = str(state["authorization_id"])
+    src = dict(response.get("source") or {})
+    head = evidence(
+        f"payer decision: {_RESPONSE_TITLES[new_status]}",
+        record_type=str(response.get("record_type") or "AuthorizationResponse"),
+        record_key=entity_key(pid, state.get("patient_id"), rid or aid),
+        value=decision,
+        assessment=new_status,
+        ref=str(number) if number else None,
+        excerpt=(
+            f"{response.get('payer_name') or state.get('payer_name') or 'payer'}: {decision}"
+            + (f", authorization number {number}" if number else "")
+            + (f", reason {response.get('reason_code')}" if response.get("reason_code") else "")
+            + (f" ({'; '.join(response.get('messages') or [])})" if response.get("messages") else "")
+        )[:500],
+    )
+    base: HandoffItemDict | None = item or state.get("item")
+    title = f"Prior authorization {_RESPONSE_TITLES[new_status]}: {state.get('service')}" + (
+        f" - #{number}" if number else ""
+    )
+    what = f"The payer answered the authorization request: {decision}" + (f", number {number}." if number else ".")
+    opts = [option("acknowledge", "Seen; the order can proceed" if new_status == "approved" else "Seen")]
+    if new_status in ("denied", "pended", "partially_approved", "modified"):
+        opts.append(option("escalate", "Hand to the billing office (appeal / more information)"))
+    items: list[HandoffItemDict] = []
+    if base is not None and base.get("state", "open") not in END_STATES:
+        revised: HandoffItemDict = {
+            **base,
+            "kind": f"{WORKFLOW}.{new_status}",
+            "title": title,
+            "what_happened": what + " " + str(base.get("what_happened") or ""),
+            "evidence": [head, *(base.get("evidence") or [])],
+            "options": opts,
+            "decision_needed": "Acknowledge the payer's decision.",
+            "proposed_action": None,
+            "revision": int(base.get("revision", 1)) + 1,
+            "updated_at": now,
+            "priority": "high" if new_status in ("denied", "pended") else base.get("priority", "routine"),
+        }
+        items.append(revised)
+    else:
+        items.append(
+            new_item(
+                practice_id=pid,
+                workflow=WORKFLOW,
+                subject=("response", pid, aid, rid or decision),
+                kind=f"{WORKFLOW}.{new_status}",
+                queue="clinician",
+                title=title,
+                what_happened=what,
+                produced_by=by_rule("prior_auth.response", "1", "X12 278 HCR01 action codes / faxed payer decision"),
+                source=src,  # type: ignore[arg-type]
+                now=now,
+                priority="high" if new_status in ("denied", "pended") else "routine",
+                patient_id=state.get("patient_id"),
+                subject_type=str(state.get("order_type") or "Order"),
+                subject_id=str(state.get("order_id")),
+                evidence=[head],
+                options=opts,
+            )
+        )
+    new_state = {
+        **state,
+        "status": new_status,
+        "authorization_number": number,
+        "item": dict(items[0]) if items[0]["item_id"] == state.get("item_id") else state.get("item"),
+        "responses": [*(state.get("responses") or []), rid][-20:] if rid else list(state.get("responses") or []),
+        "updated_at": now,
+    }
+    audit = AuditReason(
+        "prior_auth_response",
+        "Authorization",
+        aid,
+        f"payer decision {decision}" + (f" ({response.get('action_code')})" if response.get("action_code") else ""),
+        details={"status": new_status, "authorization_number": str(number or "")},
+    )
+    return StepResult(work_items=tuple(items), audit=(audit,)), new_state

@@ -1,0 +1,318 @@
+"""The prior-authorization workflow in the worker: orders -> drafts to sign; payer answers -> state.
+
+Inputs, and why they come the way they do:
+
+* **Orders and medication orders** (``norm.order``, ``norm.medication_order``) are read by
+  the patient context agent alone (one consumer group has one committed offset per
+  partition, so no second agent may consume them). The context agent hands each batch's
+  folded records to its *followers* after the batch's context writes are confirmed and
+  before its offsets are committed (``PatientContexts.followers``); this module follows
+  it. So the step sees the context *with* the order folded in, and a crash before the
+  commit replays the batch: the fold is idempotent and the step's ids are stable.
+* **278 responses** (``norm.authorization_response``) and **faxed decisions**
+  (``norm.fax_classification`` of class ``prior_auth_response``) are read by this module's
+  own agent, ``prior-auth``, committed by it alone (streams/offsets.py).
+
+Table ``prior-auth`` (Faust, changelog-backed): ``<practice>/<authorization id>`` -> the
+authorization's state (status drafted / approved / pended / denied / ..., the payer's
+number, the work item, the responses applied), ``pp:<digest of practice/patient>`` ->
+the patient's authorization ids (for a fax, which names a patient, not a trace number), and
+``r:<practice>/<trace>`` -> a 278 response whose authorization is not drafted yet (the
+order still on its way through the context agent): applied when the order is drafted.
+No identifier is in a key.
+
+Outputs go through :func:`.emit.emit_step` (work items to the clinician queue, drafts,
+audit). Commit rule as everywhere: outputs confirmed, table writes confirmed, then offsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import faust
+
+from practiceflow.processors.context.snapshot import PatientContext
+from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
+from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
+from practiceflow.processors.workflows.prior_auth.step import (
+    WORKFLOW,
+    PracticeProfile,
+    PriorAuthContext,
+    authorization_id,
+    draft,
+    respond,
+)
+from practiceflow.processors.workflows.step import AuditReason, StepResult
+from practiceflow.streams import catalog
+from practiceflow.streams.normalize_agent import Outbox, confirmed
+from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.serde import AvroCodec
+from practiceflow.streams.workflows.emit import emit_step
+
+if TYPE_CHECKING:
+    from practiceflow.streams.app import Pipeline
+
+log = logging.getLogger("practiceflow.worker.prior_auth")
+
+RESPONSE_RECORD_TYPES: Final = ("AuthorizationResponse", "FaxClassification")
+FAX_DECISIONS: Final = {
+    "pa.approved": "approved",
+    "pa.denied": "denied",
+    "pa.pending": "pended",
+    "pa.more_info": "pended",
+}
+OPEN_STATES: Final = frozenset({"drafted", "pended"})
+
+
+def patient_index_key(practice_id: str, patient_id: str) -> str:
+    return "pp:" + hashlib.sha256(f"{practice_id}/{patient_id}".encode()).hexdigest()[:32]
+
+
+class PriorAuth:
+    """The authorization table, the context follower (orders) and the response agent."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        app = pipeline.app
+        cfg = pipeline.cfg
+        rules_dir = getattr(cfg, "rules_dir", None)
+        self.rules = load_prior_auth_rules(Path(rules_dir) if rules_dir else None)
+        billing = getattr(cfg, "billing", None)
+        self.profile = PracticeProfile(name=billing.name) if billing is not None else PracticeProfile()
+        opts = {"driver": "rocksdict"} if cfg.table_store.startswith("rocksdb") else None
+        self.table = app.Table("prior-auth", default=str, partitions=pipeline.partitions, options=opts)
+        names = [f"{pipeline.prefix}.{catalog.NORMALIZED[rt]}" for rt in RESPONSE_RECORD_TYPES]
+        self._record_type = dict(zip(names, RESPONSE_RECORD_TYPES, strict=True))
+        self.topic = app.topic(
+            *names,
+            value_serializer=AvroCodec(pipeline.serde, f"{pipeline.prefix}.prior-auth-in", None),
+            key_serializer="raw",
+            acks=False,  # committed by this agent (streams/offsets.py), never by Faust
+        )
+        self.committer = Committer(app, pipeline.committed_offsets, "prior-auth")
+        self.counts: dict[str, int] = {}
+
+        async def prior_auth(stream: faust.StreamT) -> None:
+            await self.run(stream)
+
+        app.agent(self.topic, name="prior-auth")(prior_auth)
+        pipeline.source_topics.update(names)
+        contexts = getattr(pipeline, "contexts", None)
+        if contexts is None:
+            raise RuntimeError("prior_auth follows the patient context agent: register 'context' first (MODULES)")
+        contexts.followers.append(self.on_context_batch)
+
+    # ------------------------------------------------------------------ table
+    def _get(self, key: str) -> dict[str, Any] | None:
+        raw = self.table.get(key) or ""
+        return json.loads(raw) if raw else None
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+        self.p._count(f"prior_auth.{name}", n)
+
+    async def _write(self, pending: dict[str, tuple[Any, Any]]) -> None:
+        writes = []
+        for key, (ev, value) in pending.items():
+            raw = json.dumps(value, separators=(",", ":"), sort_keys=True)
+            with in_event(ev):
+                self.table.data[key] = raw
+                writes.append(self.table.send_changelog(ev.message.partition, key, raw))
+        await confirmed(writes)
+
+    def _latest_item(self, ev: Any, practice: str, state: dict[str, Any]) -> Any:
+        items = getattr(self.p, "work_items", None)
+        if items is None:
+            return None
+        with in_event(ev):
+            entry = items.get(f"{practice}/{state['item_id']}")
+        return entry["item"] if entry else None
+
+    # ------------------------------------------------------------------ orders (context follower)
+    async def on_context_batch(self, folded: list[tuple[Any, str, dict[str, Any], PatientContext]]) -> None:
+        """Step every order of the context agent's batch (called before it commits; see module doc)."""
+        outbox = Outbox()
+        pending: dict[str, tuple[Any, Any]] = {}
+        counts: dict[str, int] = {}
+        for ev, rt, order, ctx in folded:
+            if rt not in ORDER_TYPES or not order.get("order_id"):
+                continue
+            practice = ctx.practice_id
+            aid = authorization_id(practice, ctx.patient_id, str(order["order_id"]))
+            key = f"{practice}/{aid}"
+            with in_event(ev):
+                current = pending[key][1] if key in pending else self._get(key)
+            now = int(ev.message.timestamp * 1000)
+            try:
+                decision = draft(PriorAuthContext(ctx, current, self.profile), rt, order, self.rules, now)
+            except Exception as exc:
+                # a bug in this step must not stop the patient context every workflow reads: the
+                # order is audited as not checked (a person sees it in the audit trail), the
+                # context batch commits; the type name only, no PHI in logs
+                log.error("prior-auth step failed on an order (%s)", type(exc).__name__)
+                failed = StepResult(
+                    audit=(
+                        AuditReason(
+                            "prior_auth_failed",
+                            rt,
+                            str(order["order_id"]),
+                            f"the prior-authorization check raised {type(exc).__name__}; check the order by hand",
+                            outcome="error",
+                        ),
+                    )
+                )
+                cause = f"{catalog.NORMALIZED[rt]}/{order['order_id']}"
+                await emit_step(self.p, outbox, failed, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+                counts["step_errors"] = counts.get("step_errors", 0) + 1
+                continue
+            if decision.state is None:
+                continue
+            await emit_step(
+                self.p,
+                outbox,
+                decision.result,
+                practice_id=practice,
+                workflow=WORKFLOW,
+                cause=f"{catalog.NORMALIZED[rt]}/{order['order_id']}",
+                at=now,
+            )
+            state = decision.state
+            pkey_resp = f"r:{practice}/{aid}"
+            with in_event(ev):
+                parked = pending[pkey_resp][1] if pkey_resp in pending else self._get(pkey_resp)
+            if parked and parked.get("response_id") not in (state.get("responses") or ()):
+                # the payer's answer arrived before the order was folded: apply it now
+                result, state = respond(state, parked, decision.result.work_items[0], now)
+                await emit_step(
+                    self.p,
+                    outbox,
+                    result,
+                    practice_id=practice,
+                    workflow=WORKFLOW,
+                    cause=f"{catalog.NORMALIZED['AuthorizationResponse']}/{parked['response_id']}",
+                    at=now,
+                )
+                counts["responses_applied"] = counts.get("responses_applied", 0) + 1
+            pending[key] = (ev, state)
+            pkey = patient_index_key(practice, ctx.patient_id)
+            with in_event(ev):
+                ids = list(pending[pkey][1] if pkey in pending else (self._get(pkey) or []))
+            if aid not in ids:
+                pending[pkey] = (ev, [*ids, aid][-50:])
+            counts["drafted"] = counts.get("drafted", 0) + 1
+            counts["drafts"] = counts.get("drafts", 0) + len(decision.result.drafts)
+        await outbox.confirm()
+        if pending:
+            await self._write(pending)
+        for name, n in counts.items():  # after the writes: a reader that saw the count sees the state
+            self._count(name, n)
+
+    # ------------------------------------------------------------------ responses (own agent)
+    async def run(self, stream: faust.StreamT) -> None:
+        cfg = self.p.cfg
+        async for events in stream.take_events(cfg.worker_batch_max, within=cfg.worker_batch_seconds):  # type: ignore[attr-defined]
+            try:
+                await self.process_batch(list(events))
+            except Exception as exc:
+                log.critical("prior-auth batch failed (%s); stopping the worker", type(exc).__name__)
+                await self.p.app.crash(exc)
+                raise
+
+    def _find(self, ev: Any, rt: str, v: dict[str, Any], pending: dict[str, tuple[Any, Any]]) -> str | None:
+        """The table key of the authorization a response answers, or None."""
+        practice = v["practice_id"]
+
+        def get(key: str) -> Any:
+            if key in pending:
+                return pending[key][1]
+            with in_event(ev):
+                return self._get(key)
+
+        if rt == "AuthorizationResponse":
+            trace = v.get("trace_number")
+            key = f"{practice}/{trace}" if trace else None
+            return key if key and get(key) is not None else None
+        if v.get("doc_class") != "prior_auth_response" or v.get("kind") not in FAX_DECISIONS:
+            return None
+        if v.get("patient_match") != "matched" or not v.get("patient_id"):
+            return None
+        ids = get(patient_index_key(practice, v["patient_id"])) or []
+        open_ = [f"{practice}/{a}" for a in ids if (get(f"{practice}/{a}") or {}).get("status") in OPEN_STATES]
+        return open_[0] if len(open_) == 1 else None  # two open requests: the fax's own billing item decides
+
+    async def process_batch(self, events: list[Any]) -> None:
+        admitted = await self.committer.admit(events)
+        if not admitted:
+            return
+        outbox = Outbox()
+        pending: dict[str, tuple[Any, Any]] = {}
+        counts: dict[str, int] = {}
+        for ev in admitted:
+            rt = self._record_type.get(ev.message.topic)
+            v: dict[str, Any] = ev.value
+            practice = v.get("practice_id")
+            if rt is None or not practice:
+                continue
+            key = self._find(ev, rt, v, pending)
+            if key is None:
+                if rt == "AuthorizationResponse" and v.get("trace_number"):
+                    # no authorization (yet) with this trace: the order may still be on its way
+                    # through the context agent; parked, applied when it is drafted
+                    pending[f"r:{practice}/{v['trace_number']}"] = (ev, v)
+                    counts["responses_parked"] = counts.get("responses_parked", 0) + 1
+                else:
+                    name = "responses_unmatched" if rt == "AuthorizationResponse" else "faxes_not_for_us"
+                    counts[name] = counts.get(name, 0) + 1
+                continue
+            state = pending[key][1] if key in pending else self._get_in(ev, key)
+            if rt == "FaxClassification":
+                ref = next((e["value"] for e in v.get("extracted") or () if e.get("field") == "reference"), None)
+                response = {
+                    "response_id": f"fax:{v['classification_id']}",
+                    "decision": FAX_DECISIONS[v["kind"]],
+                    "authorization_number": ref,
+                    "record_type": "FaxClassification",
+                    "source": v.get("source"),
+                }
+            else:
+                response = v
+            now = int(ev.message.timestamp * 1000)
+            result, new_state = respond(state, response, self._latest_item(ev, practice, state), now)
+            await emit_step(
+                self.p,
+                outbox,
+                result,
+                practice_id=practice,
+                workflow=WORKFLOW,
+                cause=f"{catalog.NORMALIZED[rt]}/{response['response_id']}",
+                at=now,
+            )
+            pending[key] = (ev, new_state)
+            counts["responses_applied"] = counts.get("responses_applied", 0) + 1
+            self.p.sensor.touch(ev.message.tp)
+        await outbox.confirm()
+        await self._write(pending)
+        await self.committer.commit(admitted)
+        for name, n in counts.items():  # after the writes (see on_context_batch)
+            self._count(name, n)
+
+    def _get_in(self, ev: Any, key: str) -> dict[str, Any]:
+        with in_event(ev):
+            state = self._get(key)
+        if state is None:
+            raise LookupError(f"authorization {key} vanished from the table between lookups")
+        return state
+
+    def authorization(self, practice_id: str, authorization_id: str) -> dict[str, Any] | None:
+        """An authorization's state (tests, tools)."""
+        return self._get(f"{practice_id}/{authorization_id}")
+
+
+def register(pipeline: Pipeline) -> None:
+    """The prior-authorization table, agent and context follower (streams/workflows MODULES,
+    after ``context``); reachable as ``pipeline.prior_auth`` (tests, the day job)."""
+    pipeline.prior_auth = PriorAuth(pipeline)  # type: ignore[attr-defined]  # set by the workflow registry

@@ -1,0 +1,383 @@
+"""Prior authorization (issue 11): rules as data, detection, per-criterion evidence, drafts, responses.
+
+Table-driven over the shipped rules (rules/prior_auth) and small patient contexts built with
+the real fold (processors/context/snapshot.apply)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from practiceflow.jobs.rules_check import RULE_MODELS
+from practiceflow.processors.context import snapshot as snap
+from practiceflow.processors.rules import RuleError
+from practiceflow.processors.workflows.prior_auth.codes import check
+from practiceflow.processors.workflows.prior_auth.detect import detect
+from practiceflow.processors.workflows.prior_auth.evidence import STATUSES, assess
+from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
+from practiceflow.processors.workflows.prior_auth.step import (
+    PriorAuthContext,
+    authorization_id,
+    draft,
+    respond,
+)
+from practiceflow.processors.workflows.step import as_dict
+from practiceflow.processors.workflows.workitem import apply_decision
+from practiceflow.processors.x12.x278 import read_278
+
+P, PT = "clinic-a", "MRN100"
+SRC = {"feed": "hl7v2", "message_id": "m-1"}
+NOW = 1_772_400_000_000  # 2026-03-01T21:20Z
+RULES = load_prior_auth_rules()
+
+
+def ctx_with(*records: tuple[str, dict[str, Any]], coverage: bool = True) -> snap.PatientContext:
+    c = snap.empty(P, PT)
+    base = [
+        (
+            "Patient",
+            {"patient_id": PT, "family_name": "Doe", "given_names": ["Ann"], "birth_date": "1970-02-03", "sex": "F"},
+        ),
+    ]
+    if coverage:
+        base.append(
+            (
+                "Coverage",
+                {
+                    "coverage_id": "cov1",
+                    "payer_id": "ACME01",
+                    "payer_name": "Acme Health",
+                    "member_id": "W123",
+                    "plan_name": "Acme PPO",
+                },
+            )
+        )
+    for rt, rec in [*base, *records]:
+        c = snap.apply(c, rt, {"practice_id": P, "patient_id": PT, "source": SRC, **rec})
+    return c
+
+
+def order(code: str, display: str = "", oid: str = "o1", dx: tuple[str, ...] = (), **kw: Any) -> dict[str, Any]:
+    return {
+        "practice_id": P,
+        "patient_id": PT,
+        "order_id": oid,
+        "code": {"system": "CPT4", "code": code, "display": display or code},
+        "ordered_at": "2026-03-01T10:00:00",
+        "ordering_provider": "Smith, Jo (1234567893)",
+        "diagnoses": [{"system": "I10", "code": d} for d in dx],
+        "source": SRC,
+        **kw,
+    }
+
+
+def med(oid: str, code: str, display: str, written: str, status: str = "active") -> tuple[str, dict[str, Any]]:
+    return (
+        "MedicationOrder",
+        {"order_id": oid, "medication": {"code": code, "display": display}, "written_at": written, "status": status},
+    )
+
+
+# ------------------------------------------------------------------------------------------- rules
+def test_rules_load_and_are_registered_for_rules_check():
+    assert RULE_MODELS["prior_auth"].endswith(":PriorAuthRule")
+    assert len(RULES.payer_rules) >= 6
+    for r in RULES.payer_rules:
+        assert r.source and r.version
+        if r.needs_auth:
+            cset = RULES.criteria_for(r)
+            for c in cset.criteria:
+                assert c.id and c.version and c.source and c.satisfy
+    topics = {r.category for r in RULES.payer_rules}
+    assert {"advanced_imaging", "sleep_study", "dme", "home_oxygen", "specialty_drug"} <= topics
+
+
+def test_a_practice_rule_overrides_and_a_bad_one_is_refused(tmp_path: Path):
+    d = tmp_path / "prior_auth"
+    d.mkdir()
+    (d / "mine.yaml").write_text(
+        "rules:\n"
+        "  - {id: prior_auth.payer.acme.mri_exempt, version: '1', kind: payer_rule, category: advanced_imaging,\n"
+        "     payers: [ACME01], codes: ['72148'], needs_auth: false, source: 'Acme provider manual 2026'}\n"
+    )
+    rules = load_prior_auth_rules(tmp_path)
+    assert rules.match(codes=["72148"], payer=["ACME01"]).id == "prior_auth.payer.acme.mri_exempt"
+    assert rules.match(codes=["72148"], payer=["OTHER"]).id == "prior_auth.payer.any.mri_lumbar"
+    (d / "bad.yaml").write_text("rules:\n  - {id: x.y, version: '1', kind: payer_rule, codes: ['1'], source: s}\n")
+    with pytest.raises(RuleError, match="criteria_set"):
+        load_prior_auth_rules(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- detection
+@pytest.mark.parametrize(
+    ("rt", "rec", "expected"),
+    [
+        ("Order", order("72148", "MRI lumbar spine"), "prior_auth.payer.any.mri_lumbar"),
+        ("Order", order("74177", "CT abd/pelvis"), "prior_auth.payer.any.ct"),
+        ("Order", order("74177", "CT abd/pelvis", place_of_service="23"), None),  # ED: exempt rule wins
+        ("Order", order("95810", "Polysomnography"), "prior_auth.payer.any.sleep_study"),
+        ("Order", order("E0601", "CPAP device"), "prior_auth.payer.any.pap_device"),
+        ("Order", order("E1390", "Oxygen concentrator"), "prior_auth.payer.any.home_oxygen"),
+        ("Order", order("85025", "CBC"), None),  # no rule names it
+        ("Order", order("72148", "MRI", control="CA"), None),  # cancelled
+        (
+            "MedicationOrder",
+            {**med("rx9", "327361", "adalimumab 40 MG pen", "2026-03-01")[1], "practice_id": P, "patient_id": PT},
+            "prior_auth.payer.any.tnf_inhibitor",
+        ),
+        (
+            "MedicationOrder",
+            {**med("rx9", "999", "HUMIRA pen", "2026-03-01")[1], "practice_id": P, "patient_id": PT},
+            "prior_auth.payer.any.tnf_inhibitor",
+        ),
+        (
+            "MedicationOrder",
+            {**med("rx9", "197361", "amlodipine 5 mg", "2026-03-01")[1], "practice_id": P, "patient_id": PT},
+            None,
+        ),
+    ],
+)
+def test_detect(rt, rec, expected):
+    need = detect(ctx_with(), rt, rec, RULES)
+    assert (need.rule.id if need else None) == expected
+
+
+def test_detect_without_coverage_still_applies_any_payer_rules():
+    need = detect(ctx_with(coverage=False), "Order", order("72148"), RULES)
+    assert need is not None and need.coverage is None
+
+
+# ------------------------------------------------------------------------------------------- evidence
+def crit(set_id: str, cid: str):
+    return next(c for c in RULES.criteria_sets[set_id].criteria if c.id == cid)
+
+
+MRI = "prior_auth.criteria.mri_lumbar_spine"
+O2 = "prior_auth.criteria.home_oxygen"
+TNF = "prior_auth.criteria.tnf_inhibitor"
+COND = "Condition"
+
+
+def cond(code: str, cid: str = "c1") -> tuple[str, dict[str, Any]]:
+    return (COND, {"condition_id": cid, "code": {"system": "I10", "code": code}, "clinical_status": "active"})
+
+
+def obs(code: str, value: float, when: str, display: str = "") -> tuple[str, dict[str, Any]]:
+    return (
+        "Observation",
+        {
+            "observation_id": f"ob-{code}-{when}",
+            "code": {"code": code, "display": display or code},
+            "value": str(value),
+            "value_numeric": value,
+            "units": "%",
+            "effective_at": when,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("set_id", "cid", "records", "dx", "status"),
+    [
+        (MRI, "mri_lumbar.diagnosis", [cond("M54.16")], (), "met"),
+        (MRI, "mri_lumbar.diagnosis", [], ("M5416",), "met"),
+        (MRI, "mri_lumbar.diagnosis", [cond("J45.909")], (), "not_met"),  # coded, but not a back diagnosis
+        (MRI, "mri_lumbar.diagnosis", [], (), "insufficient"),
+        (MRI, "mri_lumbar.diagnosis", [cond("M54.1")], (), "insufficient"),  # a category, not billable
+        (MRI, "mri_lumbar.diagnosis", [cond("M54.99")], (), "insufficient"),  # not in the code set
+        (MRI, "mri_lumbar.conservative_therapy", [med("r1", "5640", "ibuprofen 600 mg", "2026-01-02")], (), "met"),
+        (MRI, "mri_lumbar.conservative_therapy", [med("r1", "5640", "ibuprofen 600 mg", "2026-02-20")], (), "not_met"),
+        (
+            MRI,
+            "mri_lumbar.conservative_therapy",
+            [("Order", {"order_id": "pt", "code": {"code": "97110", "display": "PT"}, "ordered_at": "2025-12-01"})],
+            (),
+            "met",
+        ),
+        (MRI, "mri_lumbar.conservative_therapy", [], (), "insufficient"),
+        (
+            MRI,
+            "mri_lumbar.prior_imaging",
+            [
+                (
+                    "Order",
+                    {"order_id": "xr", "code": {"code": "72100", "display": "XR lumbar"}, "ordered_at": "2025-11-01"},
+                )
+            ],
+            (),
+            "met",
+        ),
+        (
+            MRI,
+            "mri_lumbar.prior_imaging",
+            [
+                (
+                    "Order",
+                    {"order_id": "xr", "code": {"code": "72100", "display": "XR lumbar"}, "ordered_at": "2024-01-01"},
+                )
+            ],
+            (),
+            "insufficient",
+        ),
+        (MRI, "mri_lumbar.failure_documented", [], (), "insufficient"),
+        (O2, "o2.saturation", [obs("59408-5", 86, "2026-02-20")], (), "met"),
+        (O2, "o2.saturation", [obs("59408-5", 94, "2026-02-20")], (), "not_met"),
+        (O2, "o2.saturation", [obs("59408-5", 86, "2025-10-01")], (), "insufficient"),  # older than 30 days
+        (O2, "o2.saturation", [obs("LOCAL1", 85, "2026-02-25", "SpO2 at rest")], (), "met"),  # by name
+        (O2, "o2.saturation", [], (), "insufficient"),
+        (TNF, "tnf.conventional_dmard", [med("m", "6851", "methotrexate 2.5 mg", "2025-09-01", "stopped")], (), "met"),
+        (
+            TNF,
+            "tnf.conventional_dmard",
+            [med("m", "6851", "methotrexate 2.5 mg", "2026-02-01", "stopped")],
+            (),
+            "not_met",
+        ),
+        (TNF, "tnf.conventional_dmard", [], (), "insufficient"),
+        (TNF, "tnf.tb_screening", [obs("X1", 0, "2026-01-15", "QuantiFERON-TB Gold")], (), "met"),
+    ],
+)
+def test_criterion(set_id, cid, records, dx, status):
+    from datetime import date
+
+    c = crit(set_id, cid)
+    (res,) = assess(ctx_with(*records), order("72148", dx=dx), [c], date(2026, 3, 1))
+    assert res.status == status, res.summary
+    if status != "insufficient" or records:
+        assert res.evidence or c.kind == "documentation", "a decided criterion names the records behind it"
+
+
+def test_icd10cm_is_checked_against_the_code_set():
+    assert check("M54.16").valid and check("M5416").billable
+    assert check("M54.1").valid and not check("M54.1").billable
+    assert not check("M54.99").valid and not check("ZZZ").valid
+
+
+# ------------------------------------------------------------------------------------------- the step
+def mri_case(**kw: Any):
+    c = ctx_with(
+        cond("M54.16"),
+        med("r1", "5640", "ibuprofen 600 mg", "2026-01-02", "stopped"),
+        (
+            "Order",
+            {"order_id": "pt", "code": {"code": "97110", "display": "Physical therapy"}, "ordered_at": "2026-01-10"},
+        ),
+    )
+    o = order("72148", "MRI lumbar spine w/o contrast", oid="ord-mri", dx=("M5416",), **kw)
+    return c, o
+
+
+def test_order_needing_auth_drafts_pas_278_and_letter_for_the_clinician():
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    (item,) = d.result.work_items
+    assert item["queue"] == "clinician" and item["kind"] == "prior_auth.sign_off" and item["state"] == "open"
+    assert {opt["option"] for opt in item["options"]} == {"approve", "edit", "reject"}
+    assert item["produced_by"]["rule_id"] == "prior_auth.payer.any.mri_lumbar"
+    kinds = [dr["kind"] for dr in d.result.drafts]
+    assert kinds == ["fhir.Bundle.pas", "x12.278", "letter.medical_necessity"]
+    assert item["draft_ids"] == [dr["draft_id"] for dr in d.result.drafts]
+    assert all(dr["status"] == "draft" for dr in d.result.drafts)
+    # per-criterion evidence, not met / insufficient first, each with what would satisfy it
+    heads = [e for e in item["evidence"] if e["label"].startswith("criterion ")]
+    assert [h["assessment"] for h in heads] == ["insufficient", "insufficient", "met", "met"]
+    assert all("Would satisfy" in h["excerpt"] for h in heads if h["assessment"] != "met")
+    assert {h["assessment"] for h in heads} <= set(STATUSES)  # never "deny"
+    # PAS bundle: valid FHIR, a preauthorization Claim first, one supportingInfo per criterion
+    bundle = json.loads(d.result.drafts[0]["body"])
+    Bundle.model_validate(bundle)
+    claim = bundle["entry"][0]["resource"]
+    assert claim["resourceType"] == "Claim" and claim["use"] == "preauthorization"
+    assert len(claim["supportingInfo"]) == 4
+    assert claim["diagnosis"][0]["diagnosisCodeableConcept"]["coding"][0]["code"] == "M54.16"
+    assert claim["item"][0]["productOrService"]["coding"][0]["code"] == "72148"
+    # 278: read back with the project's tokenizer
+    (r,) = read_278(d.result.drafts[1]["body"])
+    assert r.purpose == "13" and r.traces == (d.state["authorization_id"],)
+    assert (r.member_id, r.payer_id, r.requester_npi) == ("W123", "ACME01", "1234567893")
+    assert r.diagnoses == ("M5416",) and r.procedures == ("72148",) and r.service_type == "62"
+    assert r.place_of_service == "11" and r.birth_date == "1970-02-03"
+    # letter: a PDF
+    pdf = base64.b64decode(d.result.drafts[2]["body"])
+    assert pdf.startswith(b"%PDF-") and d.result.drafts[2]["content_type"] == "application/pdf"
+    assert d.state["status"] == "drafted" and d.state["authorization_id"] == authorization_id(P, PT, "ord-mri")
+    (audit,) = d.result.audit  # Avro map<string>: every detail a string
+    assert all(isinstance(v, str) for v in audit.details.values()) and audit.details["insufficient"] == "2"
+
+
+def test_the_step_is_deterministic():
+    c, o = mri_case()
+    a = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    b = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    assert as_dict(a.result) == as_dict(b.result) and a.state == b.state
+
+
+def test_no_auth_needed_gives_nothing():
+    d = draft(PriorAuthContext(ctx_with()), "Order", order("85025"), RULES, NOW)
+    assert d.result.empty and d.state is None
+
+
+def test_a_drug_coded_in_rxnorm_gets_pas_and_letter_but_no_278():
+    c = ctx_with(cond("M05.79"), med("m", "6851", "methotrexate 2.5 mg", "2025-06-01", "stopped"))
+    rx = {
+        **med("rx-h", "327361", "adalimumab 40 MG/0.4ML pen", "2026-03-01")[1],
+        "practice_id": P,
+        "patient_id": PT,
+        "prescriber": "Lee, Kim (1999999984)",
+        "source": SRC,
+    }
+    d = draft(PriorAuthContext(c), "MedicationOrder", rx, RULES, NOW)
+    assert [dr["kind"] for dr in d.result.drafts] == ["fhir.Bundle.pas", "letter.medical_necessity"]
+    assert "no 278" in d.result.work_items[0]["what_happened"]
+    bundle = json.loads(d.result.drafts[0]["body"])
+    assert bundle["entry"][-1]["resource"]["resourceType"] == "MedicationRequest"
+
+
+# ------------------------------------------------------------------------------------------- responses
+def resp(decision: str, number: str | None = "AUTH778", rid: str = "r1") -> dict[str, Any]:
+    return {
+        "response_id": rid,
+        "decision": decision,
+        "authorization_number": number,
+        "action_code": "A1",
+        "source": SRC,
+    }
+
+
+@pytest.mark.parametrize(("decision", "state"), [("approved", "approved"), ("pended", "pended"), ("denied", "denied")])
+def test_a_response_revises_the_open_item(decision, state):
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    result, new_state = respond(d.state, resp(decision), None, NOW + 1000)
+    (item,) = result.work_items
+    assert item["item_id"] == d.state["item_id"] and item["revision"] == 2
+    assert item["kind"] == f"prior_auth.{state}" and item["state"] == "open" and item["queue"] == "clinician"
+    assert item["evidence"][0]["assessment"] == state and "AUTH778" in item["evidence"][0]["excerpt"]
+    assert new_state["status"] == state and new_state["authorization_number"] == "AUTH778"
+    again, same = respond(new_state, resp(decision), item, NOW + 2000)
+    assert again.empty and same["status"] == state  # a replayed response changes nothing
+
+
+def test_a_response_after_sign_off_opens_a_new_item():
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    signed = apply_decision(
+        d.result.work_items[0],
+        {
+            "decision_id": "dec1",
+            "option": "approve",
+            "actor": "dr",
+            "decided_at": NOW + 10,
+            "practice_id": P,
+            "item_id": d.state["item_id"],
+        },  # type: ignore[typeddict-item]
+    )
+    result, st = respond(d.state, resp("approved"), signed, NOW + 1000)
+    (item,) = result.work_items
+    assert item["item_id"] != d.state["item_id"] and item["kind"] == "prior_auth.approved" and item["revision"] == 1
+    assert st["status"] == "approved"

@@ -1,0 +1,135 @@
+"""Prior authorization end to end through the real broker (issue 11).
+
+HL7 over the raw topic: registrations with insurance, the chart history (an NSAID, physical
+therapy, a pulse oximetry, an Epworth score) and four orders that need authorization
+(practiceflow/sampleday/prior_auth.py). The patient context agent folds them and hands the
+orders to the prior-auth workflow, which puts one sign-off item per order in the clinician
+queue with per-criterion evidence, and drafts a PAS Bundle, a 278 and a PDF letter on
+``drafts``. Then the payer's X12 278 response (HCR*A1 with an authorization number) comes
+in on the X12 feed: the authorization's state becomes approved and the clinician's item gets
+its next revision saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import date
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from practiceflow.jobs.run_file import raw_record
+from practiceflow.processors.workflows.prior_auth.step import authorization_id
+from practiceflow.processors.x12.x278 import read_278
+from practiceflow.sampleday import prior_auth as spa
+from practiceflow.sampleday.people import make_people
+from practiceflow.streams import runner
+from practiceflow.streams.app import Pipeline
+from practiceflow.streams.producer import DurableProducer
+from practiceflow.streams.topics import create_topics
+from practiceflow.streams.workitem_reader import read_work_items
+from tests.streams.test_pipeline import consume_all
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
+
+
+async def _send(pipeline, producer, raws):
+    for raw in raws:
+        topic = f"{pipeline.prefix}.raw.{raw['feed']}"
+        await producer.send_async(
+            topic,
+            f"{raw['practice_id']}/{raw['message_id']}",
+            pipeline.serde.encode(f"{topic}-value", "RawMessage", raw),
+            raw["practice_id"],
+        )
+
+
+def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_updates_them(cfg, stack):
+    practice = "pa-e2e"
+    people = spa.patients(make_people(40, 7))
+    d = date(2026, 11, 27)
+    controls = iter(range(810001, 899999))
+    history = [raw_record(practice, "hl7v2", m) for i, p in enumerate(people) for m in spa.history(p, i, d, controls)]
+    response = raw_record(practice, "x12", spa.response_278(practice, people[0], 991, "20261127").encode())
+    aid = authorization_id(practice, people[0].mrn, spa.order_id(0))
+
+    async def run():
+        create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+        pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url)
+        pipeline.register_schemas()
+        await runner.start(pipeline)
+        producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
+        try:
+            await _send(pipeline, producer, history)
+            drafted = lambda: pipeline.counts.get("prior_auth.drafted", 0) >= 4  # noqa: E731
+            assert await runner.wait_for(drafted, 240), pipeline.counts
+            before = pipeline.prior_auth.authorization(practice, aid)
+            await _send(pipeline, producer, [response])
+            applied = lambda: pipeline.counts.get("prior_auth.responses_applied", 0) >= 1  # noqa: E731
+            assert await runner.wait_for(applied, 180), pipeline.counts
+            after = pipeline.prior_auth.authorization(practice, aid)
+            # an answer that arrives before its order (a second practice, response first): parked,
+            # then applied when the order is drafted
+            early = "pa-e2e-early"
+            ctl2 = iter(range(910001, 999999))
+            await _send(
+                pipeline,
+                producer,
+                [raw_record(early, "x12", spa.response_278(early, people[0], 992, "20261127").encode())],
+            )
+            parked = lambda: pipeline.counts.get("prior_auth.responses_parked", 0) >= 1  # noqa: E731
+            assert await runner.wait_for(parked, 120), pipeline.counts
+            await _send(pipeline, producer, [raw_record(early, "hl7v2", m) for m in spa.history(people[0], 0, d, ctl2)])
+            both = lambda: pipeline.counts.get("prior_auth.responses_applied", 0) >= 2  # noqa: E731
+            assert await runner.wait_for(both, 180), pipeline.counts
+            late = pipeline.prior_auth.authorization(early, authorization_id(early, people[0].mrn, spa.order_id(0)))
+            return pipeline, before, after, late
+        finally:
+            producer.close()
+            await runner.stop(pipeline)
+
+    pipeline, before, after, late = asyncio.run(run())
+    assert before["status"] == "drafted" and after["status"] == "approved"
+    assert after["authorization_number"] == "AUTH2026001"
+    assert late["status"] == "approved" and late["authorization_number"] == "AUTH2026001"
+    early_items = read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, "pa-e2e-early")
+    (early_item,) = [v for v in early_items.values() if v["workflow"] == "prior_auth"]
+    assert early_item["kind"] == "prior_auth.approved" and early_item["revision"] == 2
+
+    items = {
+        k: v
+        for k, v in read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, practice).items()
+        if v["workflow"] == "prior_auth"
+    }
+    assert len(items) == 4 and all(i["queue"] == "clinician" for i in items.values())
+    mri = items[before["item_id"]]
+    # the 278 response: the same item's next revision, approved, the number first in its evidence
+    assert mri["kind"] == "prior_auth.approved" and mri["revision"] == 2 and mri["state"] == "open"
+    assert mri["evidence"][0]["assessment"] == "approved" and "AUTH2026001" in mri["evidence"][0]["excerpt"]
+    heads = [e for e in mri["evidence"] if e["label"].startswith("criterion ")]
+    assert [h["assessment"] for h in heads] == ["insufficient", "insufficient", "met", "met"]
+    therapy = next(e for e in mri["evidence"] if e["label"] == "ibuprofen 600 MG Oral Tablet")
+    assert therapy["record_type"] == "MedicationOrder" and therapy["assessment"] == "supports"
+    assert {i["kind"] for i in items.values() if i["item_id"] != mri["item_id"]} == {"prior_auth.sign_off"}
+
+    drafts = {
+        v["draft_id"]: v
+        for _k, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.drafts", pipeline.serde, 11, timeout=30)
+    }
+    mine = [drafts[i] for i in mri["draft_ids"]]
+    assert [dr["kind"] for dr in mine] == ["fhir.Bundle.pas", "x12.278", "letter.medical_necessity"]
+    bundle = Bundle.model_validate(json.loads(mine[0]["body"]))
+    assert bundle.entry[0].resource.use == "preauthorization"
+    (req,) = read_278(mine[1]["body"])
+    assert req.traces == (aid,) and req.procedures == ("72148",) and req.diagnoses == ("M5416",)
+    assert req.member_id == people[0].member_id
+    assert base64.b64decode(mine[2]["body"]).startswith(b"%PDF-")
+
+    audit = [
+        v for _k, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.audit.in", pipeline.serde, 400, timeout=15)
+    ]
+    actions = {a["action"] for a in audit if a["actor"] == "practiceflow.prior_auth"}
+    assert {"prior_auth_drafted", "prior_auth_response"} <= actions
+    assert all(p.mrn not in json.dumps(a) for a in audit if a["actor"] == "practiceflow.prior_auth" for p in people)
