@@ -147,7 +147,8 @@ class ClickHouseSink:
         """Apply the migrations this database lacks, then the configured retention (TTLs);
         returns the migration versions applied now."""
         with self._lock:
-            done = migrations.apply_migrations(self.client, self.database)
+            # chdb is one process per path; a server may see several sinks start at once
+            done = migrations.apply_migrations(self.client, self.database, lock=not self.dsn.startswith("chdb:"))
             migrations.apply_retention(
                 self.client, self.database, audit_days=self.audit_retention_days, records_days=self.retention_days
             )  # no-op for None

@@ -246,6 +246,10 @@ class Normalizer:
         handoffs = handoffs_for(result, practice, now_ms())
         types: dict[str, int] = {}  # counted per type, not per record: a labelled metric costs a lookup
         for rec in result.records:
+            if rec.record_type == "WorkflowCommand":  # a step's command (the fax step's cmd.llm), same batch
+                await batch.outbox.send(self.p.topics[f"cmd.{rec.value['kind']}"], rec.key, rec.value, partition)
+                batch.counts.append((f"commands.{rec.value['kind']}", 1))
+                continue
             rec.value.setdefault("source", {})["raw_topic"] = topic
             await batch.outbox.send(self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition)
             types[rec.record_type] = types.get(rec.record_type, 0) + 1

@@ -17,8 +17,8 @@ Applied versions are rows of ``{db}.schema_migrations`` (version, name, checksum
 a version is recorded only after all of its statements succeeded, so the runner is
 idempotent across crashes and restarts. A file changed after it was applied is not
 applied again (its checksum differs: logged as a warning): fix forward with a new file.
-One process should migrate at a time (the sink at start; a deployment runs one sink
-replica's start, or ``practiceflow sink --migrate-only``, before scaling out).
+One process migrates at a time: with chdb that is given (one process per path); against a
+server the sink takes ``{db}.schema_migrations_lock`` (``apply_migrations(lock=True)``).
 
 Retention is not a migration: ``apply_retention`` sets each table's TTL from the settings
 at every start (``ALTER TABLE ... MODIFY TTL`` only when it differs), so changing
@@ -31,7 +31,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+import os
 import re
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -154,17 +157,61 @@ def applied(client: Any, database: str) -> dict[int, str]:
     }
 
 
-def apply_migrations(client: Any, database: str, migrations: list[Migration] | None = None) -> list[int]:
-    """Apply the migrations this database does not have yet, in order; returns their versions."""
+def apply_migrations(
+    client: Any,
+    database: str,
+    migrations: list[Migration] | None = None,
+    *,
+    lock: bool = False,
+    lock_wait_s: float = 600.0,
+) -> list[int]:
+    """Apply the migrations this database does not have yet, in order; returns their versions.
+
+    ``lock``: hold ``{db}.schema_migrations_lock`` while migrating (a ClickHouse server with
+    several sink processes starting at once). ``CREATE TABLE`` without ``IF NOT EXISTS``
+    succeeds for exactly one of them; the others wait, then find the work done. Taken only
+    when something is pending, so a lock left by a killed migrator blocks only the next
+    migration (it fails after ``lock_wait_s`` saying which table to drop), never a restart."""
     ctx = MigrationContext(client, database)
     ctx.command("CREATE DATABASE IF NOT EXISTS {db}")
     ctx.command(
         "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, checksum String, "
         "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version"
     )
-    done = applied(client, database)
+    todo = migrations if migrations is not None else discover()
+    if lock and all(m.version in applied(client, database) for m in todo):
+        return []
+    if lock:
+        _take_lock(ctx, lock_wait_s)
+    try:
+        return _apply(ctx, todo)
+    finally:
+        if lock:
+            ctx.command("DROP TABLE IF EXISTS {db}.schema_migrations_lock")
+
+
+def _take_lock(ctx: MigrationContext, wait_s: float) -> None:
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            ctx.command(f"CREATE TABLE {{db}}.schema_migrations_lock (owner String) ENGINE = Memory COMMENT '{owner}'")
+            return
+        except Exception as exc:
+            if "already exists" not in str(exc).lower():
+                raise
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"another process has been migrating {ctx.database} for over {wait_s:.0f} s "
+                    f"({ctx.database}.schema_migrations_lock); if none is, drop that table"
+                ) from exc
+            time.sleep(1.0)
+
+
+def _apply(ctx: MigrationContext, todo: list[Migration]) -> list[int]:
+    done = applied(ctx.client, ctx.database)
     now: list[int] = []
-    for mig in migrations if migrations is not None else discover():
+    for mig in todo:
         if mig.version in done:
             if done[mig.version] != mig.checksum:
                 log.warning(
@@ -173,8 +220,8 @@ def apply_migrations(client: Any, database: str, migrations: list[Migration] | N
             continue
         log.info("applying ClickHouse migration %04d_%s", mig.version, mig.name)
         mig.apply(ctx)
-        client.insert(
-            f"{database}.schema_migrations",
+        ctx.client.insert(
+            f"{ctx.database}.schema_migrations",
             [[mig.version, mig.name, mig.checksum, datetime.now(tz=UTC)]],
             column_names=["version", "name", "checksum", "applied_at"],
         )

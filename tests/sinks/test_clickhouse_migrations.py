@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
 import clickhouse_connect
+import pytest
 
 from practiceflow.processors.audit import audit_event, chain
 from practiceflow.sinks import clickhouse_migrations as migrations
@@ -305,3 +309,69 @@ def test_workflow_topics_land_without_free_text(tmp_path):
         assert "SECRET" not in dump
     finally:
         sink.close()
+
+
+def test_practiceflow_sink_migrate_only_applies_the_migrations_and_exits(tmp_path):
+    """The deploy step: no Kafka needed, the settings' retention applied, exit 0."""
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    env = dict(os.environ, PRACTICEFLOW_CLICKHOUSE_DSN=dsn, PRACTICEFLOW_STATE_DIR=str(tmp_path))
+    env.pop("PRACTICEFLOW_KAFKA_BOOTSTRAP", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "practiceflow.cli", "sink", "--migrate-only"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    sink = ClickHouseSink(dsn)
+    try:
+        assert [v for (v,) in sink.query("SELECT version FROM {db}.schema_migrations ORDER BY version")] == [
+            m.version for m in migrations.discover()
+        ]
+        engine = sink.query(
+            "SELECT engine_full FROM system.tables WHERE database = 'practiceflow' AND name = 'audit_events'"
+        )
+        assert "toIntervalDay(2192)" in engine[0][0]  # six years: the settings' default
+    finally:
+        sink.close()
+
+
+# what every landed migration file hashes to: a database records it when it applies the file, and
+# never applies an edited file again (README "ClickHouse analytics": fix forward with a new file).
+# A new migration adds its line here once it lands.
+LANDED = {
+    1: "cdb7830bf331e4a4f7050462a8aa645ecdd6721ae259db8d02e77312ca57f43e",
+    2: "a9302212049309da5a1c637efa696c8bdf3b8c9628a1cd07c4fb3c0e7f9e5695",
+    3: "ef4a9baa62137560084ee154a61c25cb0f1b34baae5a68947895efc74af9025c",
+    4: "75c2d7894bd04a6fe464727f79d3af3b022151129bd1d8dc5585265655b02934",
+    5: "669ceecbd383ea24f0cf3044b4f215a61105462483ce8d996e3ddbc41ae29769",
+}
+
+
+def test_landed_migrations_are_never_edited():
+    found = {m.version: m.checksum for m in migrations.discover()}
+    assert {v: found.get(v) for v in LANDED} == LANDED
+
+
+def test_a_server_migrates_under_a_lock_that_only_a_pending_migration_waits_for(tmp_path):
+    """Against a server several sinks may start at once: one takes the lock table, the others wait.
+    A lock left by a killed migrator stops the next migration with a clear message, never a restart."""
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path / 'ch'}")
+    try:
+        client.command("CREATE DATABASE practiceflow")
+        client.command("CREATE TABLE practiceflow.schema_migrations_lock (owner String) ENGINE = Memory")
+        with pytest.raises(RuntimeError, match="schema_migrations_lock"):
+            migrations.apply_migrations(client, "practiceflow", lock=True, lock_wait_s=1.0)
+        assert migrations.applied(client, "practiceflow") == {}  # nothing ran without the lock
+        client.command("DROP TABLE practiceflow.schema_migrations_lock")
+        assert migrations.apply_migrations(client, "practiceflow", lock=True) == [
+            m.version for m in migrations.discover()
+        ]
+        tables = {t for (t,) in client.query("SHOW TABLES FROM practiceflow").result_rows}
+        assert "schema_migrations_lock" not in tables  # released
+        client.command("CREATE TABLE practiceflow.schema_migrations_lock (owner String) ENGINE = Memory")
+        assert migrations.apply_migrations(client, "practiceflow", lock=True, lock_wait_s=1.0) == []  # no wait
+    finally:
+        client.close()
