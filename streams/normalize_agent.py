@@ -34,6 +34,7 @@ from practiceflow.processors.retry import HEADERS as RETRY_HEADERS, decide, is_t
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
+from practiceflow.streams.metrics import observe_pipeline_seconds
 from practiceflow.streams.offsets import Committer, Outbox, confirmed, in_event
 from practiceflow.streams.undecodable import (
     REASON_CODE as UNDECODABLE_CODE,
@@ -108,6 +109,7 @@ class Normalizer:
                 await self.handle(ev, batch)
             self.p.sensor.touch(ev.message.tp)
         await batch.outbox.confirm()  # 1. every output is in Kafka
+        observe_pipeline_seconds(batch.marks)
         marks = self.p.outbox()
         for ev, key, received_at in batch.marks:
             marks.table_write(self.p.seen, ev, key, received_at)
@@ -246,6 +248,10 @@ class Normalizer:
         handoffs = handoffs_for(result, practice, now_ms())
         types: dict[str, int] = {}  # counted per type, not per record: a labelled metric costs a lookup
         for rec in result.records:
+            if rec.record_type == "WorkflowCommand":  # a step's command (the fax step's cmd.llm), same batch
+                await batch.outbox.send(self.p.topics[f"cmd.{rec.value['kind']}"], rec.key, rec.value, partition)
+                batch.counts.append((f"commands.{rec.value['kind']}", 1))
+                continue
             rec.value.setdefault("source", {})["raw_topic"] = topic
             await batch.outbox.send(self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition)
             types[rec.record_type] = types.get(rec.record_type, 0) + 1

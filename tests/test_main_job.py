@@ -35,6 +35,9 @@ def test_small_practice_day_end_to_end(cfg, stack):
     assert {("cover_sheet", "none"), ("prior_auth_response", "billing"), ("referral", "misdirected")} <= classes, (
         classes
     )
+    # the fax workflow asked the day's model server (the local serve-local) and every answer came back
+    assert w.get("commands.llm", 0) >= 1 and w.get("fax.llm.results", 0) == w["commands.llm"], w
+    assert w.get("fax.llm.source.model", 0) >= 1 and report.llm_server.startswith("local serve-local http://127.0.0.1:")
     assert g["fax.claim_checked"] == 1  # the 5-page fax (> 1 MiB) went through the document store
     assert report.clickhouse["handoff_items"] >= 1
     # every portal refill request was triaged into exactly one class (sampleday/refills.py)

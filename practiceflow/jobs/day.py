@@ -20,6 +20,7 @@ import asyncio
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class DayReport:
     authorizations: list[tuple] = field(default_factory=list)  # (work item kind, count): prior auth by state
     auth: dict[str, int] = field(default_factory=dict)
     pilot: dict[str, Any] = field(default_factory=dict)  # --pilot: scripted decisions, comparisons (day_pilot.py)
+    llm_server: str = ""
     first_message_seconds: float | None = None
     seconds: float = 0.0
     drained: bool = False
@@ -81,6 +83,27 @@ def _clearinghouse_simulator(cfg: Settings) -> Any:
     if wait_for_port("127.0.0.1", cfg.clearinghouse_sim_port, time.monotonic() + 0.3):
         return None  # one is running already
     return SimulatorProcess(cfg.clearinghouse_sim_port, latency_ms=40).start()
+
+
+def _local_model_server(cfg: Settings) -> tuple[Settings, Any]:
+    """The day's model server: the practice's own (``llm.base_url``) when set, else the local
+    OpenAI-compatible test server (``practiceflow llm serve-local``), allow-listed for this run
+    only, so the fax workflow's ``cmd.llm`` commands go through the real executor and guard."""
+    if cfg.llm.base_url is not None:
+        return cfg, None
+    from practiceflow.localstack.llm_server import LocalLLMServer
+    from practiceflow.processors.llm.config import LLMSettings
+
+    server = LocalLLMServer().start()
+    llm = cfg.llm.model_dump()
+    llm.update(base_url=server.base_url, allowed_endpoints=[*cfg.llm.allowed_endpoints, server.origin])
+    return cfg.model_copy(update={"llm": LLMSettings(**llm)}), server
+
+
+def _fax_llm_done(pipeline: Pipeline) -> bool:
+    """Every cmd.llm the fax step sent has its answer applied (streams/workflows/fax_llm.py)."""
+    c = pipeline.counts
+    return c.get("fax.llm.results", 0) + c.get("fax.llm.unlinked", 0) >= c.get("commands.llm", 0)
 
 
 def _eligibility_done(pipeline: Pipeline) -> bool:
@@ -171,7 +194,14 @@ async def run_day(
     timeout: float = 300.0,
     pilot: bool = False,
     staff_seed: int = 7,
+    web_port: int | None = None,
+    http_port: int = 0,
+    hold: Callable[[], Awaitable[None]] | None = None,
 ) -> DayReport:
+    """Run the day. ``web_port`` serves the worker's pages (/metrics, /healthz) and
+    ``http_port`` is the HTTP gateway's (0: any free port); ``hold``, when given, is awaited
+    once the day has drained, with the worker and the gateways still up (the metrics test
+    scrapes them meanwhile: tests/deploy/test_metrics_stack.py)."""
     t0 = time.monotonic()
     report = DayReport()
     practice = plan.practice_id
@@ -195,6 +225,8 @@ async def run_day(
     if cfg.clearinghouse == "none":
         # the day's data is synthetic and its stack local: its checks go to the local simulator
         cfg = cfg.model_copy(update={"clearinghouse": "simulator"})
+    cfg, llm_server = _local_model_server(cfg)
+    report.llm_server = f"local serve-local {cfg.llm.base_url}" if llm_server else str(cfg.llm.base_url)
     fax = FaxOcr.from_settings(cfg, store_for(cfg))
     pipeline = Pipeline(
         cfg,
@@ -203,6 +235,7 @@ async def run_day(
         app_id=app_id,
         sink=sink,
         fax_handler=fax,
+        web_port=web_port,
     )
     pipeline.register_schemas()
     # the clearinghouse simulator the eligibility checks go to (no real clearinghouse here)
@@ -228,7 +261,7 @@ async def run_day(
         tokens={practice: token},
         portal_secrets={practice: DEMO_SECRET},
         replay=ReplayGuard(cfg.state_dir / "day" / f"replay-{uuid.uuid4().hex[:8]}.jsonl"),
-        port=0,
+        port=http_port,
     )
     drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2, interval=0.5)
     await mllp.start()
@@ -248,6 +281,7 @@ async def run_day(
         report.drained = await runner.wait_for(lambda: inboxes_empty() and pipeline.handled() >= accepted(), timeout)
         await runner.wait_for(lambda: _eligibility_done(pipeline), 120)
         await runner.wait_for(lambda: _refills_done(pipeline), 120)
+        await runner.wait_for(lambda: _fax_llm_done(pipeline), 120)
         await runner.wait_for(lambda: _prior_auth_done(pipeline), 60)
         await runner.wait_for(pipeline.sink_caught_up, 60)
         await _wait_denials(pipeline, sink, practice)
@@ -255,9 +289,13 @@ async def run_day(
             from practiceflow.jobs.day_pilot import scripted_staff
 
             report.pilot = await scripted_staff(pipeline, producer, practice, staff_seed, sink, since, since_params)
+        if hold is not None:
+            await hold()
     finally:
         if sim is not None:
             sim.stop()
+        if llm_server is not None:
+            llm_server.stop()
         await drops.stop()
         await http.stop()
         await mllp.stop()
@@ -359,6 +397,14 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  faxed documents (class / routed to: count):")
     for cls, queue, n in report.fax_classes:
         print(f"    {cls} / {queue}: {n}")
+    sources = {k.removeprefix("fax.llm.source."): v for k, v in w.items() if k.startswith("fax.llm.source.")}
+    routed = {k.removeprefix("fax.llm.routed."): v for k, v in w.items() if k.startswith("fax.llm.routed.")}
+    print(
+        f"  language model ({report.llm_server}, allow-listed): {w.get('commands.llm', 0)} cmd.llm asked, "
+        f"{w.get('fax.llm.results', 0)} answered (LLM calls {sources.get('model', 0)}, "
+        f"fallbacks {sources.get('fallback', 0)}, none {sources.get('none', 0)}); "
+        f"span-check drops {w.get('fax.llm.dropped_fields', 0)}; items after the answer by queue {dict(sorted(routed.items()))}"
+    )
     triage = {k.removeprefix("refill."): v for k, v in w.items() if k.startswith("refill.")}
     print(f"  refill triage (class: count): {dict(sorted(triage.items())) or 'none'}")
     outcomes = {k.split(".", 2)[2]: v for k, v in w.items() if k.startswith("intake.outcome.")}

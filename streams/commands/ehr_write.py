@@ -49,9 +49,14 @@ from practiceflow.processors.pilot.mode import is_piloted
 from practiceflow.processors.workflows.workitem import END_STATES
 from practiceflow.schemas.typed import DraftDict, HandoffItemDict, StaffDecisionDict
 from practiceflow.sinks.ehr_fhir import FhirClient, FhirError, VersionConflict
+from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 
 log = logging.getLogger("practiceflow.ehr")
+CANCELLABLE = frozenset({"MedicationRequest", "Coverage", "Claim"})  # resources whose status has "cancelled"
 Audit = Callable[[dict[str, Any]], None]
+
+
+init_command_outcomes("ehr_write")  # a failure rate of 0 reads 0, not "no data"
 
 
 @dataclass
@@ -172,6 +177,14 @@ def write_back(
             continue
         signed_by_draft[str(payload.get("draft_id") or (cmd.get("params") or {}).get("draft_id"))] = (cmd, payload)
     kinds = {d["draft_id"]: d["kind"] for d in drafts.values()}
+    # drafts of items a person rejected (or that were superseded): cancelled in the EHR, never
+    # left as drafts that someone might still sign there
+    dropped = {
+        d
+        for it in items.values()
+        if (it.get("state") or "open") in ("rejected", "superseded")
+        for d in it.get("draft_ids") or []
+    }
     for draft in drafts.values() if write_drafts else ():
         if draft["practice_id"] != practice_id:
             continue
@@ -184,10 +197,12 @@ def write_back(
         if built is None:
             continue
         rtype, rid, resource = built
+        if pair is None and draft["draft_id"] in dropped and rtype in CANCELLABLE:
+            resource["status"] = "cancelled"
         try:
             current = client.read(rtype, rid)
             if pair is None and current is not None and current.get("status") not in (None, "draft"):
-                report.drafts_unchanged += 1  # signed (or acted on in the EHR) already: never back to draft
+                report.drafts_unchanged += 1  # signed, cancelled or acted on in the EHR: never back to draft
                 continue
             version = _put_if_changed(client, resource, current)
         except FhirError as exc:
@@ -236,6 +251,7 @@ def write_back(
 
 
 def _result(cmd: Mapping[str, Any], outcome: str, reason: str) -> dict[str, Any]:
+    COMMAND_RESULTS.labels("ehr_write", outcome).inc()  # a failing write-back alerts (deploy/prometheus)
     return {
         "practice_id": cmd["practice_id"],
         "command_id": cmd["command_id"],

@@ -29,13 +29,14 @@ Results always carry ``needs_person`` and reasons, so nothing waits on a model f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -50,8 +51,13 @@ from practiceflow.settings import Settings
 from practiceflow.sinks.llm.service import CallRecord, LLMService
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.lifecycle import close_on_stop
+from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, SerdeError
+
+if TYPE_CHECKING:
+    from practiceflow.streams.app import Pipeline
 
 log = logging.getLogger("practiceflow.commands.llm")
 
@@ -187,6 +193,7 @@ class LLMCommandExecutor:
         self._own_producer = producer is None
         self.producer = producer or DurableProducer(bootstrap, cfg.topic_partitions, client_id="practiceflow-cmd-llm")
         self.totals = BatchReport()
+        init_command_outcomes(KIND)  # a failure rate of 0 reads 0, not "no data"
 
     def close(self) -> None:
         self.consumer.close()
@@ -269,6 +276,7 @@ class LLMCommandExecutor:
             sends.append(self._send(self.audit_topic, practice, "AuditEvent", audit, practice))
             report.outcomes[result["outcome"]] = report.outcomes.get(result["outcome"], 0) + 1
             COMMANDS.labels(result["outcome"]).inc()
+            COMMAND_RESULTS.labels(KIND, result["outcome"]).inc()
         for msg, error in dead:
             sends.append(self._dead_letter(msg, error))
         await asyncio.gather(*sends)  # acks=all for every result and audit event, or raise (nothing committed)
@@ -359,6 +367,9 @@ class LLMCommandExecutor:
             "attempts": record.attempts if record else 0,
             "latency_ms": record.latency_ms if record else None,
             "completed_at": at,
+            # echoed, so the workflow reads its answer without looking the command up (the fax
+            # workflow finds the document it asked about: processors/workflows/fax/assist.py)
+            "params": dict(cmd.get("params") or {}),
         }
         details = {
             "task": result.task,
@@ -430,3 +441,34 @@ def _usable(msg: Message) -> bool:
     if err.code() != KafkaError._PARTITION_EOF:
         log.warning("cmd.llm consumer: %s", err.name())
     return False
+
+
+def register_llm_executor(pipeline: Pipeline) -> LLMCommandExecutor:
+    """Run the executor inside the worker, as a task of its Faust app (streams/workflows/fax_llm.py).
+
+    Its own consumer group and plain Kafka clients (not a Faust agent): the same executor
+    ``practiceflow llm executor`` runs as a process of its own. It starts with the app and
+    stops with it (``streams/lifecycle.close_on_stop``); the clients are closed once the last
+    poll has returned."""
+    service = LLMService.from_settings(pipeline.cfg.llm)
+    executor = LLMCommandExecutor(pipeline.cfg, pipeline.bootstrap, pipeline.serde, service)
+    stop = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def llm_executor() -> None:
+        try:
+            await executor.run(stop, batch_size=16, poll_seconds=0.5)
+        finally:
+            finished.set()
+
+    async def close() -> None:  # when the app stops (streams/lifecycle.py), after its agents
+        stop.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), 5.0)
+        await asyncio.sleep(0.6)  # a poll still in its thread (0.5 s) returns before the consumer closes
+        await asyncio.to_thread(executor.close)
+        await service.aclose()
+
+    pipeline.app.task(llm_executor)
+    close_on_stop(pipeline.app, "cmd.llm executor", close)
+    return executor

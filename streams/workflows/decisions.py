@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from practiceflow.processors.workflows.decisions import decide
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.metrics import DECISIONS, decision_option
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.workflows.emit import emit_step
@@ -140,6 +141,11 @@ class WorkItems:
                 pending[key] = new_entry
                 writes_after.append((ev, key, new_entry))
             self.p._count("decisions.applied" if result.work_items else "decisions.refused")
+            DECISIONS.labels(
+                (item or {}).get("workflow") or "unknown",
+                decision_option(decision["option"]),
+                "applied" if result.work_items else "refused",
+            ).inc()
             self.p.sensor.touch(ev.message.tp)
         await outbox.confirm()
         writes = []

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge
 
-from practiceflow.processors.base import NormalizeResult
+from practiceflow.processors.base import Normalized, NormalizeResult
 from practiceflow.processors.fax.classifier import FaxClassifier, load_or_train
+from practiceflow.processors.workflows.fax.assist import llm_commands
 from practiceflow.processors.workflows.fax.extract import Extractor, RuleExtractor
 from practiceflow.processors.workflows.fax.match import IdentifierOnPage, Matcher
 from practiceflow.processors.workflows.fax.route import FaxOutcome, Roster, classify_fax
@@ -110,8 +111,12 @@ class FaxWorkflow:
         extractor: Extractor | None = None,
         matcher: Matcher | None = None,
         rosters: dict[str, Roster] | None = None,
+        ask_llm: bool = False,
     ) -> None:
         self.model = model
+        #: ask the practice's language model (cmd.llm) about abstained pages and missing fields;
+        #: on when ``llm.base_url`` is set (processors/workflows/fax/assist.py)
+        self.ask_llm = ask_llm
         self.extractor = extractor or RuleExtractor()
         self.matcher = matcher or IdentifierOnPage()
         self.rosters = rosters or {}
@@ -121,7 +126,8 @@ class FaxWorkflow:
     def from_settings(cls, cfg: Settings, *, matcher: Matcher | None = None) -> FaxWorkflow:
         model_dir = cfg.fax_model_dir or (Path(cfg.state_dir) / "models")
         rosters = {practice: Roster(tuple(r.names), tuple(r.providers)) for practice, r in cfg.fax_roster.items()}
-        return cls(load_or_train(Path(model_dir)), matcher=matcher, rosters=rosters)
+        ask = cfg.llm.base_url is not None
+        return cls(load_or_train(Path(model_dir)), matcher=matcher, rosters=rosters, ask_llm=ask)
 
     def __call__(self, result: NormalizeResult, received_at: int | None = None) -> NormalizeResult:
         """Classify the Documents of one fax; ``received_at`` (epoch ms) dates refill requests."""
@@ -150,4 +156,9 @@ class FaxWorkflow:
                 )
             self.health.observe(outcome)
             result.records.extend(outcome.records)
+            if self.ask_llm and received_at:
+                classified = [r.value for r in outcome.records if r.record_type == "FaxClassification"]
+                for cmd in llm_commands(doc.value, classified, now=received_at):
+                    key = f"{cmd['practice_id']}/{cmd['command_id']}"
+                    result.records.append(Normalized("WorkflowCommand", key, dict(cmd)))
         return result

@@ -6,7 +6,7 @@ offsets committed; ``streams/offsets.py``):
 * ``intake-forms`` on ``norm.intake_form``: match the patient (patient-context's matcher
   when the worker has it: an ambiguous match becomes its candidates item), then
   :func:`~practiceflow.processors.workflows.intake.on_intake` -> the ``eligibility`` command;
-* ``intake-results`` on ``cmd.results`` (results of intake commands only) ->
+* a handler of ``cmd.results`` (``streams/workflows/results.py``; intake commands only) ->
   :func:`~practiceflow.processors.workflows.intake.on_result` -> work items, drafts, audit.
 
 ``now`` given to the steps is the input record's Kafka timestamp (forms) or the result's
@@ -106,10 +106,8 @@ class IntakeWorkflow:
         await outbox.confirm()
         await committer.commit(admitted)
 
-    async def results(self, events: list[Any], committer: Committer) -> None:
-        admitted = await committer.admit(events)
-        if not admitted:
-            return
+    async def results(self, admitted: list[Any]) -> None:
+        """A batch of ``cmd.results`` (admitted and committed by ``streams/workflows/results.py``)."""
         outbox = Outbox()
         for ev in admitted:
             res = ev.value
@@ -134,7 +132,6 @@ class IntakeWorkflow:
                 self.p._count(f"intake.outcome.{first.details.get('outcome')}")
                 self.p._count(f"intake.reason.{first.details.get('reason_code', '').split(':')[0]}")
         await outbox.confirm()
-        await committer.commit(admitted)
 
     async def run(self, stream: Any, committer: Committer, handler: Any) -> None:
         cfg = self.p.cfg
@@ -159,10 +156,10 @@ def _resolver() -> Any:
 def register_intake_agents(pipeline: Pipeline, rules: IntakeRules | None = None) -> IntakeWorkflow:
     wf = IntakeWorkflow(pipeline, rules)
     app = pipeline.app
-    for suffix, name, handler in (
-        ("norm.intake_form", "intake-forms", wf.forms),
-        ("cmd.results", "intake-results", wf.results),
-    ):
+    from practiceflow.streams.workflows.results import add_handler
+
+    add_handler(pipeline, "intake", wf.results)  # cmd.results has one agent for every workflow
+    for suffix, name, handler in (("norm.intake_form", "intake-forms", wf.forms),):
         topic = pipeline.topics[suffix]
         committer = Committer(app, pipeline.committed_offsets, name)
 

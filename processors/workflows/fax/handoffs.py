@@ -82,6 +82,12 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
             "patient_no_match": "no chart matches the patient on it",
             "patient_ambiguous": "several charts could match the patient",
             "patient_unverified": "the patient id on the page was not checked against a chart",
+            "llm_unavailable": "the language model was unavailable (the embedded fallback read what it could)",
+            "llm_no_answer": "the language model gave no answer",
+            "llm_span_check_failed": "a value the language model quoted is not on the page",
+            "llm_unsupported": "the language model's answer is not supported by the page",
+            "refill_after_llm": "a refill request identified by the language model: hand it to refill triage",
+            "llm_cover_sheet": "the language model says these pages are a cover sheet",
         }.get(reason, reason)
         title = (
             f"Sort fax {where}: {why} (best guess {_LABELS.get(top['label'], top['label'])} {top['probability']:.0%})"
@@ -115,6 +121,7 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
             span=(e["start"], e["end"]),
             record_type="FaxClassification",
             record_key=v["classification_id"],
+            assessment=None if e.get("source") in (None, "rules") else f"read by {e['source']}",
         )
         for e in v.get("extracted") or []
     ]
@@ -170,10 +177,19 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
 def fax_handoffs(result: NormalizeResult, practice_id: str, created_at: int) -> list[Normalized]:
     """One item per FaxClassification record of ``result`` that needs a person."""
     out: list[Normalized] = []
+    asked = {  # documents the fax step asked the language model about (processors/workflows/fax/assist.py)
+        r.value["params"].get("classification_id"): r.value["params"].get("task", "")
+        for r in result.records
+        if r.record_type == "WorkflowCommand" and r.value.get("kind") == "llm"
+    }
     for rec in result.records:
         if rec.record_type != "FaxClassification":
             continue
         item = item_for(rec.value, created_at)
         if item is not None:
+            task = asked.get(rec.value["classification_id"])
+            if task:
+                what = "classify the pages" if task == "fax_classify" else "read the fields the rules missed"
+                item["actions_taken"] = [*item["actions_taken"], f"asked the practice's language model to {what}"]
             out.append(Normalized("HandoffItem", entity_key(practice_id, item["item_id"]), dict(item)))
     return out

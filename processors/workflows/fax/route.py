@@ -38,7 +38,16 @@ from .extract import Extracted, Extractor, RuleExtractor, first, values
 from .match import IdentifierOnPage, Matcher, PatientMatch
 from .split import PageVerdict, Segment, announced_pages, split_pages
 
-__all__ = ["Classifier", "Roster", "FaxOutcome", "classify_fax", "ROUTING_RULE", "QUEUE_BY_CLASS", "PATIENT_CLASSES"]
+__all__ = [
+    "Classifier",
+    "Roster",
+    "FaxOutcome",
+    "classify_fax",
+    "decide_route",
+    "ROUTING_RULE",
+    "QUEUE_BY_CLASS",
+    "PATIENT_CLASSES",
+]
 
 ROUTING_RULE = ("fax.routing", "1")
 QUEUE_BY_CLASS: dict[str, str] = {
@@ -136,6 +145,36 @@ def _fine_kind(doc_class: str, found: Sequence[Extracted], text: str) -> str:
     return doc_class
 
 
+def decide_route(
+    *,
+    doc_class: str,
+    kind: str,
+    misdirected: bool,
+    low_confidence: bool,
+    unread: bool,
+    confidence: float,
+    missing_pages: bool,
+    match_status: str,
+) -> tuple[str, str, str]:
+    """(queue, routing reason, priority) of one document: the routing rules of the module doc.
+
+    A function of its own because a document is routed again when the practice's language
+    model answers for it (``processors/workflows/fax/assist.py``): same rules, new facts."""
+    if misdirected:
+        return "misdirected", "misdirected", "routine"
+    if low_confidence or (unread and confidence < 0.9):
+        return "triage", "low_confidence" if low_confidence else "ocr_needs_human_read", "routine"
+    if doc_class == "cover_sheet":
+        return ("triage", "pages_missing", "high") if missing_pages else ("none", "cover_sheet", "routine")
+    if doc_class in PATIENT_CLASSES and match_status in ("none", "ambiguous"):
+        return "triage", f"patient_{'no_match' if match_status == 'none' else 'ambiguous'}", "routine"
+    if QUEUE_BY_CLASS[doc_class] == "refill_triage" and match_status != "matched":
+        return "triage", "patient_unverified", "routine"
+    queue = "billing" if kind == "insurance.correspondence" else QUEUE_BY_CLASS[doc_class]
+    high = kind == "lab.abnormal" or kind in ("pa.denied", "pa.more_info")
+    return queue, "by_class", "high" if high else "routine"
+
+
 def classify_fax(
     document: Mapping[str, Any],
     classifier: Classifier,
@@ -210,25 +249,16 @@ def classify_fax(
         addressee = first(found, "addressee")
         sender_fax = first(found, "sender_fax")
         misdirected = seg.doc_class not in ("marketing", "blank_form") and _misdirected(addressee, joined, roster)
-        priority = "routine"
-        if misdirected:
-            queue, reason = "misdirected", "misdirected"
-        elif low_conf or (unread and seg.confidence < 0.9):
-            queue = "triage"
-            reason = "low_confidence" if low_conf else "ocr_needs_human_read"
-        elif seg.doc_class == "cover_sheet":
-            queue, reason = ("triage", "pages_missing") if missing else ("none", "cover_sheet")
-            priority = "high" if missing else "routine"
-        elif needs_patient and match.status in ("none", "ambiguous"):
-            queue, reason = "triage", f"patient_{'no_match' if match.status == 'none' else 'ambiguous'}"
-        elif QUEUE_BY_CLASS[seg.doc_class] == "refill_triage" and match.status != "matched":
-            queue, reason = "triage", "patient_unverified"
-        else:
-            queue, reason = QUEUE_BY_CLASS[seg.doc_class], "by_class"
-            if kind == "insurance.correspondence":
-                queue = "billing"
-            if kind == "lab.abnormal" or kind in ("pa.denied", "pa.more_info"):
-                priority = "high"
+        queue, reason, priority = decide_route(
+            doc_class=seg.doc_class,
+            kind=kind,
+            misdirected=misdirected,
+            low_confidence=low_conf,
+            unread=unread,
+            confidence=seg.confidence,
+            missing_pages=missing,
+            match_status=match.status,
+        )
         cid = _classification_id(str(document["document_id"]), seg.index)
         patient_id = match.patient_id if match.status in ("matched", "unverified") else None
         value = {
