@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="where to write the generated day (default: <state_dir>/day)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--patients", type=int, default=40)
+    p.add_argument("--pilot", action="store_true", help="run the workflows in pilot mode beside scripted staff")
     p.add_argument("--no-ehr", action="store_true", help="skip writing the day's items to a local FHIR server")
 
     p = sub.add_parser("gateways", help="run the ingest gateways (MLLP, HTTP, folder drops)")
@@ -357,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     from practiceflow.jobs.audit import add_arguments as audit_arguments
 
     audit_arguments(p)
+
+    p = sub.add_parser("pilot", help="pilot (shadow) mode: agreement with staff per workflow, kind, rule version")
+    from practiceflow.jobs.pilot import add_arguments as pilot_arguments
+
+    pilot_arguments(p)
 
     p = sub.add_parser("rules", help="validate the workflow rules in force (shipped + the practice's rules_dir)")
     p.add_argument("action", choices=["check"])
@@ -413,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
         from practiceflow.jobs.audit import main as audit_main
 
         return audit_main(args, cfg)
+    if args.cmd == "pilot":
+        from practiceflow.jobs.pilot import main as pilot_main
+
+        return pilot_main(args, cfg)
     if args.cmd == "rules":
         from practiceflow.jobs.rules_check import main as rules_main
 

@@ -134,6 +134,15 @@ class Settings(BaseSettings):
         description="the practice's own rule files, <rules_dir>/<workflow>/*.yaml; they replace or extend the "
         "shipped rules/ (see rules/README.md); None = the shipped rules only",
     )
+    pilot: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='pilot (shadow) mode: practice id (or "*") -> workflows (or ["*"]) that run beside staff, '
+        "send nothing, and are compared with staff decisions (processors/pilot/)",
+    )
+    pilot_allowed_commands: list[str] = Field(
+        default_factory=lambda: ["llm"],
+        description="command kinds a piloted workflow may still issue (reads its proposal needs; writes nothing)",
+    )
 
     # -- patient identity (processors/identity)
     patient_id_policy: dict[str, PatientIdPolicy] = Field(

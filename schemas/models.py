@@ -977,6 +977,31 @@ class FlowEvent(AvroRecord):
     at: int
 
 
+class PilotComparison(AvroRecord):
+    """Pilot (shadow) mode: one work item's proposal against what staff did (processors/pilot/compare.py).
+
+    Keyed ``practice/item_id`` (compacted): one verdict per item, the first decision that gave one."""
+
+    __avro_name__ = "PilotComparison"
+    practice_id: str
+    item_id: str
+    workflow: str
+    kind: str = Field(description="the item's class, e.g. refill.routine, fax.lab_result")
+    queue: str = Field(description="where the agent routed it")
+    rule_id: str = Field(description="the rule (or model) that produced the proposal")
+    rule_version: str
+    staff_option: str = Field(description="what staff chose: approve, edit, reject, file, ...")
+    staff_queue: str = Field(default="", description="where staff filed it instead, if elsewhere")
+    staff_channel: str = Field(default="cli", description="cli | ehr | staff_tool | scripted")
+    decision_id: str
+    verdict: str = Field(description="agree | disagree | no_verdict")
+    why: str = ""
+    minutes: float = Field(default=0.0, description="documented staff minutes per task (rules/pilot/tasks.yaml)")
+    minutes_saved: float = Field(default=0.0, description="minutes when staff agreed, else 0")
+    task_rule: str = Field(default="", description="the pilot rule id@version that judged it")
+    decided_at: int
+
+
 ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     RawMessage,
     DeadLetter,
@@ -1011,4 +1036,5 @@ ALL_RECORDS: tuple[type[AvroRecord], ...] = (
     CommandResult,
     AuditEvent,
     FlowEvent,
+    PilotComparison,
 )

@@ -795,6 +795,28 @@ class FlowEventDict(TypedDict):
     at: int
 
 
+class PilotComparisonDict(TypedDict):
+    """Pilot (shadow) mode: one work item's proposal against what staff did (processors/pilot/compare.py). Keyed ``practice/item_id`` (compacted): one verdict per item, the first decision that gave one."""
+
+    practice_id: str
+    item_id: str
+    workflow: str
+    kind: str
+    queue: str
+    rule_id: str
+    rule_version: str
+    staff_option: str
+    staff_queue: NotRequired[str]
+    staff_channel: NotRequired[str]
+    decision_id: str
+    verdict: str
+    why: NotRequired[str]
+    minutes: NotRequired[float]
+    minutes_saved: NotRequired[float]
+    task_rule: NotRequired[str]
+    decided_at: int
+
+
 # record type -> its TypedDict
 RECORD_DICTS: dict[str, type] = {
     "RawMessage": RawMessageDict,
@@ -830,4 +852,5 @@ RECORD_DICTS: dict[str, type] = {
     "CommandResult": CommandResultDict,
     "AuditEvent": AuditEventDict,
     "FlowEvent": FlowEventDict,
+    "PilotComparison": PilotComparisonDict,
 }

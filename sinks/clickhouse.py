@@ -77,6 +77,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "drafts": ("practice_id", "draft_id"),
     "command_results": ("practice_id", "command_id"),
     "eligibility_results": ("practice_id", "patient_id", "response_id"),
+    "pilot_agreement": ("practice_id", "item_id"),
 }
 
 Position = tuple[str, int, int]  # (topic, partition, offset)
@@ -254,6 +255,27 @@ def _pos(row: dict[str, Any]) -> Position:
     return (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])
 
 
+_PILOT_COLUMNS = (
+    "practice_id",
+    "item_id",
+    "workflow",
+    "kind",
+    "queue",
+    "rule_id",
+    "rule_version",
+    "staff_option",
+    "staff_queue",
+    "staff_channel",
+    "decision_id",
+    "verdict",
+    "why",
+    "minutes",
+    "minutes_saved",
+    "task_rule",
+    "decided_at",
+)
+
+
 def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:
     written = _ts(now_ms)
     if record_type == "HandoffItem":
@@ -330,6 +352,10 @@ def rows_for(record_type: str, v: dict[str, Any], now_ms: int) -> list[tuple[str
                 },
             )
         ]
+    if record_type == "PilotComparison":
+        row = {k: v[k] for k in _PILOT_COLUMNS}
+        row["decided_at"] = _ts(v["decided_at"])
+        return [("pilot_agreement", row)]
     if record_type == "AuditEvent":
         return [
             (

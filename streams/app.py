@@ -41,7 +41,7 @@ from practiceflow.processors.dispatch import normalize_raw
 from practiceflow.processors.retry import RetryPolicy
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.streams import catalog, claimcheck
+from practiceflow.streams import catalog, claimcheck, metrics
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
 from practiceflow.streams.health import ProgressSensor, probe
 from practiceflow.streams.lifecycle import freeze_startup_heap
@@ -195,6 +195,7 @@ class Pipeline:
         self.committed_offsets.close()
         self.producer.close()
         self.audit_tail.close()
+        metrics.close(self)  # the scrape-time watermark client (streams/metrics.py)
         contexts = getattr(self, "contexts", None)  # streams/workflows/context.py, when registered
         if contexts is not None:
             contexts.close()
@@ -270,5 +271,6 @@ class Pipeline:
             return web.json_response({"ready": v.ready, "reasons": v.reasons}, status=200 if v.ready else 503)
 
         @app.page("/metrics")
-        async def metrics(self_view, request):
+        async def metrics_page(self_view, request):
+            await metrics.refresh(self)  # lag, dead-letter depth, work items: read at scrape time
             return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -223,6 +223,15 @@ CATALOG: tuple[TopicSpec, ...] = (
         retention_ms=7 * DAY_MS,
     ),
     TopicSpec(
+        "pilot.comparisons",
+        Kind.ANALYTICS,
+        "PilotComparison",
+        "practice/item_id",
+        "Pilot (shadow) mode: each work item's proposal against what staff did, one verdict per item.",
+        compact=True,
+        retention_ms=-1,
+    ),
+    TopicSpec(
         "denials.ledger",
         Kind.ANALYTICS,
         "DenialLedgerEntry",

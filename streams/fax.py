@@ -47,6 +47,7 @@ from practiceflow.processors.fax.ocr import CONTENT_TYPES, OcrPage, OcrResult, s
 from practiceflow.settings import Settings
 from practiceflow.sinks.docstore import DocumentStore
 from practiceflow.streams import ocr_job
+from practiceflow.streams.metrics import observe_ocr
 
 log = logging.getLogger("practiceflow.worker.fax")
 
@@ -175,11 +176,14 @@ class FaxOcr:
                 doc = await self._child(job, content_type)
                 if doc is None:
                     self.timed_out += 1
-                    return self._timed_out(data, job), "timed_out", None
+                    timed_out = self._timed_out(data, job)
+                    observe_ocr(timed_out, "timed_out")
+                    return timed_out, "timed_out", None
                 if "rejected" in doc:
                     raise Rejected(*doc["rejected"])
                 result = ocr_job.result_from_json(doc)
                 status = "partial_page_limit" if doc.get("limited") else "complete"
+                observe_ocr(result, status)
                 pdf_uri = None
                 if result.output_pdf is not None and self.store is not None:
                     pdf = await asyncio.to_thread(result.output_pdf.read_bytes)

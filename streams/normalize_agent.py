@@ -35,6 +35,7 @@ from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
+from practiceflow.streams.metrics import observe_pipeline_seconds
 from practiceflow.streams.offsets import Committer, Outbox, confirmed, in_event
 from practiceflow.streams.undecodable import (
     REASON_CODE as UNDECODABLE_CODE,
@@ -101,6 +102,7 @@ class Normalizer:
                 await self.handle(ev, batch)
             self.p.sensor.touch(ev.message.tp)
         await batch.outbox.confirm()  # 1. every output is in Kafka
+        observe_pipeline_seconds(batch.marks)
         marks = self.p.outbox()
         for ev, key, received_at in batch.marks:
             marks.table_write(self.p.seen, ev, key, received_at)

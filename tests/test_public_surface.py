@@ -52,6 +52,7 @@ RECORD_TYPES = [
     "CommandResult",
     "AuditEvent",
     "FlowEvent",
+    "PilotComparison",
 ]
 
 # nested records (Avro named types inside the top-level records)
@@ -123,6 +124,7 @@ TOPICS = {
     "dlq.x12": ("DeadLetter", "dead_letter"),
     "dlq.cmd": ("DeadLetter", "dead_letter"),
     "analytics.flow": ("FlowEvent", "analytics"),
+    "pilot.comparisons": ("PilotComparison", "analytics"),
     "denials.ledger": ("DenialLedgerEntry", "analytics"),
 }
 
@@ -190,6 +192,7 @@ CLI_COMMANDS = [
     "queue",
     "ehr",
     "audit",
+    "pilot",
     "rules",
     "eval",
     "llm",

@@ -20,6 +20,7 @@ import asyncio
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class DayReport:
     denial_money: list[tuple] = field(default_factory=list)  # (category, denied, recoverable, written off, patient)
     authorizations: list[tuple] = field(default_factory=list)  # (work item kind, count): prior auth by state
     auth: dict[str, int] = field(default_factory=dict)
+    pilot: dict[str, Any] = field(default_factory=dict)  # --pilot: scripted decisions, comparisons (day_pilot.py)
     llm_server: str = ""
     first_message_seconds: float | None = None
     seconds: float = 0.0
@@ -107,9 +109,8 @@ def _fax_llm_done(pipeline: Pipeline) -> bool:
 def _eligibility_done(pipeline: Pipeline) -> bool:
     """Every intake form reached the intake agent and every check it sent has its result."""
     c = pipeline.counts
-    return c.get("intake.forms", 0) >= c.get("record.IntakeForm", 0) and c.get("intake.results", 0) >= c.get(
-        "intake.commands", 0
-    )
+    answered = c.get("intake.results", 0) + c.get("pilot.withheld.intake.eligibility", 0)  # pilot: never sent
+    return c.get("intake.forms", 0) >= c.get("record.IntakeForm", 0) and answered >= c.get("intake.commands", 0)
 
 
 def _refills_done(pipeline: Pipeline) -> bool:
@@ -185,11 +186,27 @@ async def _send_all(
 
 
 async def run_day(
-    cfg: Settings, bootstrap: str, registry_url: str, plan: DayPlan, *, timeout: float = 300.0
+    cfg: Settings,
+    bootstrap: str,
+    registry_url: str,
+    plan: DayPlan,
+    *,
+    timeout: float = 300.0,
+    pilot: bool = False,
+    staff_seed: int = 7,
+    web_port: int | None = None,
+    http_port: int = 0,
+    hold: Callable[[], Awaitable[None]] | None = None,
 ) -> DayReport:
+    """Run the day. ``web_port`` serves the worker's pages (/metrics, /healthz) and
+    ``http_port`` is the HTTP gateway's (0: any free port); ``hold``, when given, is awaited
+    once the day has drained, with the worker and the gateways still up (the metrics test
+    scrapes them meanwhile: tests/deploy/test_metrics_stack.py)."""
     t0 = time.monotonic()
     report = DayReport()
     practice = plan.practice_id
+    if pilot:  # every workflow of the day's practice in pilot (shadow) mode (README "Pilot mode")
+        cfg = cfg.model_copy(update={"pilot": {**cfg.pilot, practice: ["*"]}})
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, cfg.topic_replication)
     # the stack keeps earlier runs' data: this run reads only its own inputs and sums only
     # its own rows (practiceflow/jobs/day_scope.py)
@@ -218,6 +235,7 @@ async def run_day(
         app_id=app_id,
         sink=sink,
         fax_handler=fax,
+        web_port=web_port,
     )
     pipeline.register_schemas()
     # the clearinghouse simulator the eligibility checks go to (no real clearinghouse here)
@@ -243,7 +261,7 @@ async def run_day(
         tokens={practice: token},
         portal_secrets={practice: DEMO_SECRET},
         replay=ReplayGuard(cfg.state_dir / "day" / f"replay-{uuid.uuid4().hex[:8]}.jsonl"),
-        port=0,
+        port=http_port,
     )
     drops = FolderDrop(core, cfg.state_dir / "day" / "drop", {practice}, docstore, settle_seconds=0.2, interval=0.5)
     await mllp.start()
@@ -267,6 +285,12 @@ async def run_day(
         await runner.wait_for(lambda: _prior_auth_done(pipeline), 60)
         await runner.wait_for(pipeline.sink_caught_up, 60)
         await _wait_denials(pipeline, sink, practice)
+        if pilot:
+            from practiceflow.jobs.day_pilot import scripted_staff
+
+            report.pilot = await scripted_staff(pipeline, producer, practice, staff_seed, sink, since, since_params)
+        if hold is not None:
+            await hold()
     finally:
         if sim is not None:
             sim.stop()
@@ -288,6 +312,7 @@ async def run_day(
         "flow_events",
         "audit_events",
         "denial_money",
+        "pilot_agreement",
     ):
         report.clickhouse[table] = sink.query(
             # the table name comes from the literal tuple above; the practice id is a bound parameter
@@ -402,6 +427,10 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")
+    if report.pilot:
+        from practiceflow.jobs.day_pilot import print_pilot
+
+        print_pilot(report.pilot)
     print(f"\n  ClickHouse rows: {report.clickhouse}")
     print(
         f"\n  first message through the pipeline {report.first_message_seconds}s after start; "
@@ -416,12 +445,17 @@ def main(args: argparse.Namespace, cfg: Settings) -> int:
     t0 = time.monotonic()
     from practiceflow.jobs.day_ehr import LocalEhr, write_back_day
 
+    if args.pilot:  # the write-back below must see the pilot too: it writes nothing for piloted workflows
+        cfg = cfg.model_copy(update={"pilot": {**cfg.pilot, plan.practice_id: ["*"]}})
+
     ehr = None if getattr(args, "no_ehr", False) else LocalEhr(cfg)  # starts while the day runs
     try:
         with endpoints(cfg) as ep:
             if ep.started_here:
                 print(f"started the local stack in {ep.cold_start_seconds}s")
-            report = asyncio.run(run_day(cfg, ep.bootstrap, ep.registry_url, plan))
+            report = asyncio.run(
+                run_day(cfg, ep.bootstrap, ep.registry_url, plan, pilot=args.pilot, staff_seed=args.seed)
+            )
             print_report(report, plan, ep)
             serde = AvroSerde(registry_client(ep.registry_url))
             print(write_back_day(ehr, cfg, serde, ep.bootstrap, plan.practice_id))

@@ -50,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e = esub.add_parser("run", help="sync then poll every configured practice, again every S seconds (a service)")
     e.add_argument("--every", type=float, default=60.0, help="seconds between rounds (default 60)")
     e.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: run until stopped)")
+    e.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
     e = esub.add_parser("serve-local", help="the local FHIR R4 server (HAPI FHIR, in memory, auth off)")
     e.add_argument("--port", type=int, default=8090)
 
@@ -98,7 +99,9 @@ def sync_practice(
     producer = DurableProducer(bootstrap, cfg.topic_partitions, client_id="practiceflow-ehr")
     try:
         audits: list[dict[str, Any]] = []
-        report = write_back(practice, items, drafts, commands, client, target=target, audit=audits.append)
+        report = write_back(
+            practice, items, drafts, commands, client, target=target, audit=audits.append, pilot=cfg.pilot
+        )
         for ev in audits:
             _send(producer, serde, cfg, "audit.in", "AuditEvent", practice, ev)
         for res in report.answered:
@@ -201,6 +204,12 @@ def main(args: argparse.Namespace, cfg: Settings, serde: AvroSerde, bootstrap: s
         if not cfg.ehr_fhir:
             print("ehr: no practice has an EHR configured (setting ehr_fhir); nothing to do", file=sys.stderr)
             return 2
+        if args.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(
+                args.metrics_port, addr=cfg.web_host
+            )  # practiceflow_command_results_total{kind="ehr_write"}
         return run_rounds(cfg, serde, bootstrap, args.every, args.rounds)
     practice = args.practice or cfg.default_practice_id
     target = target_for(cfg, practice)

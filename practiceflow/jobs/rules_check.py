@@ -38,6 +38,7 @@ RULE_MODELS: dict[str, str] = {
     "refill": "practiceflow.processors.workflows.refill.rules:RefillRule",
     "denials": "practiceflow.processors.workflows.denials.rules:DenialRule",
     "prior_auth": "practiceflow.processors.workflows.prior_auth.rules:PriorAuthRule",
+    "pilot": "practiceflow.processors.pilot.rules:TaskRule",
 }
 
 

@@ -49,6 +49,8 @@ STATUS_FOR_STATE: Final = {
     "rejected": "rejected",
     "superseded": "cancelled",
 }
+# the draft resources the EHR receives (kind ``fhir.<Type>``); the rest go elsewhere
+EHR_DRAFT_TYPES: Final = frozenset({"Patient", "Coverage", "MedicationRequest", "Claim"})
 PRIORITY: Final = {"routine": "routine", "high": "urgent", "urgent": "asap"}
 QUEUE_NAMES: Final = {
     "front_desk": "Front desk",
@@ -91,10 +93,13 @@ def _iso(ms: int | None) -> str | None:
 
 
 def draft_target(practice_id: str, draft_id: str, kind: str) -> tuple[str, str] | None:
-    """(resource type, id) a draft is written as, or None for drafts that are not FHIR (X12, letters)."""
-    if not kind.startswith("fhir."):
+    """(resource type, id) a draft is written as, or None for drafts that are not for the EHR:
+    X12, letters, and FHIR drafts meant for someone else (``fhir.Bundle.pas``: a prior-auth
+    request goes to the payer)."""
+    parts = kind.split(".")
+    if parts[0] != "fhir" or len(parts) < 2 or parts[1] not in EHR_DRAFT_TYPES:
         return None
-    return kind.split(".", 1)[1], fhir_id(practice_id, "draft", draft_id)
+    return parts[1], fhir_id(practice_id, "draft", draft_id)
 
 
 def queue_roles(practice_id: str, practice_name: str | None = None) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ RETENTION: dict[str, tuple[str, str]] = {
     "drafts": ("created_at", "records"),
     "command_results": ("completed_at", "records"),
     "eligibility_results": ("written_at", "records"),
+    "pilot_agreement": ("decided_at", "records"),
 }
 
 

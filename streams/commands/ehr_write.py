@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,12 +45,18 @@ from practiceflow.processors.ehr.tasks import (
     task_for,
     written_status_of,
 )
+from practiceflow.processors.pilot.mode import is_piloted
 from practiceflow.processors.workflows.workitem import END_STATES
 from practiceflow.schemas.typed import DraftDict, HandoffItemDict, StaffDecisionDict
 from practiceflow.sinks.ehr_fhir import FhirClient, FhirError, VersionConflict
+from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 
 log = logging.getLogger("practiceflow.ehr")
+CANCELLABLE = frozenset({"MedicationRequest", "Coverage", "Claim"})  # resources whose status has "cancelled"
 Audit = Callable[[dict[str, Any]], None]
+
+
+init_command_outcomes("ehr_write")  # a failure rate of 0 reads 0, not "no data"
 
 
 @dataclass
@@ -63,6 +69,7 @@ class WriteReport:
     drafts_written: int = 0
     drafts_unchanged: int = 0
     signed_written: int = 0
+    piloted: int = 0  # items, drafts and signed drafts of workflows in pilot mode: never written
     failed: list[str] = field(default_factory=list)
     answered: list[dict[str, Any]] = field(default_factory=list)  # CommandResults for cmd.ehr_write
 
@@ -70,7 +77,7 @@ class WriteReport:
         return (
             f"{self.tasks_written} Tasks written ({self.tasks_unchanged} unchanged, {self.tasks_held} held for staff "
             f"changes), {self.drafts_written + self.signed_written} drafts written ({self.signed_written} signed), "
-            f"{len(self.failed)} failed"
+            f"{len(self.failed)} failed" + (f", {self.piloted} withheld (pilot mode)" if self.piloted else "")
         )
 
 
@@ -136,6 +143,7 @@ def write_back(
     *,
     target: EhrFhirTarget | None = None,
     audit: Audit | None = None,
+    pilot: Mapping[str, Collection[str]] | None = None,
 ) -> WriteReport:
     """Write one practice's work items as Tasks, its FHIR drafts, and the drafts staff signed
     (``signed``: ``cmd.ehr_write`` commands) to its EHR. THE single entry point of every write
@@ -145,6 +153,12 @@ def write_back(
     raised, so one bad resource does not stop a practice's write-back; transport failures
     are retried inside the client."""
     report = WriteReport()
+    if pilot:  # pilot mode (settings ``pilot``, processors/pilot/mode.py): a piloted workflow writes nothing
+        n = len(items) + len(drafts)
+        items = {k: i for k, i in items.items() if not is_piloted(pilot, practice_id, i["workflow"])}
+        drafts = {k: d for k, d in drafts.items() if not is_piloted(pilot, practice_id, d["workflow"])}
+        signed = [c for c in signed if not is_piloted(pilot, practice_id, str(c.get("workflow")))]
+        report.piloted = n - len(items) - len(drafts)
     name = target.practice_name if target is not None else None
     write_drafts = target.write_drafts if target is not None else True
     for resource in queue_roles(practice_id, name):
@@ -163,6 +177,14 @@ def write_back(
             continue
         signed_by_draft[str(payload.get("draft_id") or (cmd.get("params") or {}).get("draft_id"))] = (cmd, payload)
     kinds = {d["draft_id"]: d["kind"] for d in drafts.values()}
+    # drafts of items a person rejected (or that were superseded): cancelled in the EHR, never
+    # left as drafts that someone might still sign there
+    dropped = {
+        d
+        for it in items.values()
+        if (it.get("state") or "open") in ("rejected", "superseded")
+        for d in it.get("draft_ids") or []
+    }
     for draft in drafts.values() if write_drafts else ():
         if draft["practice_id"] != practice_id:
             continue
@@ -175,10 +197,12 @@ def write_back(
         if built is None:
             continue
         rtype, rid, resource = built
+        if pair is None and draft["draft_id"] in dropped and rtype in CANCELLABLE:
+            resource["status"] = "cancelled"
         try:
             current = client.read(rtype, rid)
             if pair is None and current is not None and current.get("status") not in (None, "draft"):
-                report.drafts_unchanged += 1  # signed (or acted on in the EHR) already: never back to draft
+                report.drafts_unchanged += 1  # signed, cancelled or acted on in the EHR: never back to draft
                 continue
             version = _put_if_changed(client, resource, current)
         except FhirError as exc:
@@ -227,6 +251,7 @@ def write_back(
 
 
 def _result(cmd: Mapping[str, Any], outcome: str, reason: str) -> dict[str, Any]:
+    COMMAND_RESULTS.labels("ehr_write", outcome).inc()  # a failing write-back alerts (deploy/prometheus)
     return {
         "practice_id": cmd["practice_id"],
         "command_id": cmd["command_id"],

@@ -44,6 +44,7 @@ from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.lifecycle import close_on_stop
+from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
 
@@ -261,6 +262,7 @@ class EligibilityExecutor:
             await self._mark(done)
         for _ev, _cmd, res in answers:
             self.p._count(f"eligibility.{res['outcome']}")
+            COMMAND_RESULTS.labels("eligibility", res["outcome"]).inc()
         await committer.commit(admitted)
 
     async def _heartbeat(self, tps: set[Any]) -> None:
@@ -304,6 +306,7 @@ class EligibilityExecutor:
 def register_eligibility_executor(pipeline: Pipeline, client: EligibilityClient | None = None) -> EligibilityExecutor:
     """The executor agent on ``cmd.eligibility`` (committed by the agent, like the raw topics)."""
     executor = EligibilityExecutor(pipeline, client)
+    init_command_outcomes("eligibility")  # a failure rate of 0 reads 0, not "no data"
     topic = pipeline.topics["cmd.eligibility"]
     committer = Committer(pipeline.app, pipeline.committed_offsets, "eligibility-executor")
 

@@ -52,6 +52,7 @@ from practiceflow.sinks.llm.service import CallRecord, LLMService
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.lifecycle import close_on_stop
+from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde, SerdeError
 
@@ -192,6 +193,7 @@ class LLMCommandExecutor:
         self._own_producer = producer is None
         self.producer = producer or DurableProducer(bootstrap, cfg.topic_partitions, client_id="practiceflow-cmd-llm")
         self.totals = BatchReport()
+        init_command_outcomes(KIND)  # a failure rate of 0 reads 0, not "no data"
 
     def close(self) -> None:
         self.consumer.close()
@@ -274,6 +276,7 @@ class LLMCommandExecutor:
             sends.append(self._send(self.audit_topic, practice, "AuditEvent", audit, practice))
             report.outcomes[result["outcome"]] = report.outcomes.get(result["outcome"], 0) + 1
             COMMANDS.labels(result["outcome"]).inc()
+            COMMAND_RESULTS.labels(KIND, result["outcome"]).inc()
         for msg, error in dead:
             sends.append(self._dead_letter(msg, error))
         await asyncio.gather(*sends)  # acks=all for every result and audit event, or raise (nothing committed)

@@ -34,6 +34,7 @@ from practiceflow.streams import catalog
 from practiceflow.streams.claimcheck import check_in
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.gateways.limits import ByteBudget
+from practiceflow.streams.metrics import PRACTICE_INPUTS, practice_label
 from practiceflow.streams.producer import DeliveryFailed, DurableProducer
 from practiceflow.streams.serde import AvroSerde
 
@@ -207,6 +208,7 @@ class GatewayCore:
             )
         self._remember(recent_key)
         ACCEPTED.labels(self.name, feed).inc()
+        PRACTICE_INPUTS.labels(practice_label(practice_id), feed, "accepted").inc()
         LATENCY.labels(self.name, feed).observe(time.perf_counter() - started)
         self._stat(f"{feed}.accepted")
         if duplicate:
@@ -272,6 +274,7 @@ class GatewayCore:
             **ref,
         )
         REJECTED.labels(self.name, feed, reason_code).inc()
+        PRACTICE_INPUTS.labels(practice_label(practice_id), feed, "rejected").inc()
         self._stat(f"{feed}.rejected")
         try:
             try:

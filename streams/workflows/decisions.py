@@ -25,8 +25,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from practiceflow.processors.workflows.decisions import decide
+from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
+from practiceflow.streams.metrics import DECISIONS, decision_option
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.workflows.emit import emit_step
@@ -119,6 +121,16 @@ class WorkItems:
                 cause=f"decisions/{decision['decision_id']}",
                 at=now_ms(),
             )
+            pilot = getattr(self.p, "pilot", None)  # streams/workflows/pilot.py: compare with the proposal
+            compared = pilot.comparison(item, decision, bool(result.work_items)) if pilot is not None else None
+            if compared is not None:
+                topic = self.p.topics["pilot.comparisons"]
+                await outbox.send(
+                    topic,
+                    f"{practice}/{compared['item_id']}",
+                    compared,
+                    catalog.partition_for(practice, self.p.partitions),
+                )
             if result.work_items and entry is not None:  # (the lookup may have found it: write it too)
                 new_entry = {
                     "item": dict(result.work_items[0]),
@@ -127,6 +139,11 @@ class WorkItems:
                 pending[key] = new_entry
                 writes_after.append((ev, key, new_entry))
             self.p._count("decisions.applied" if result.work_items else "decisions.refused")
+            DECISIONS.labels(
+                (item or {}).get("workflow") or "unknown",
+                decision_option(decision["option"]),
+                "applied" if result.work_items else "refused",
+            ).inc()
             self.p.sensor.touch(ev.message.tp)
         await outbox.confirm()
         writes = []

@@ -8,6 +8,11 @@ partition, so a staff tool sees one practice's items in the order they were writ
 
 The sends go into the caller's :class:`~practiceflow.streams.normalize_agent.Outbox`; the
 caller confirms the batch before committing its input offsets (``streams/offsets.py``).
+Pilot mode is enforced here, for every workflow at once: the commands of a piloted
+practice + workflow (settings ``pilot``) are withheld and audited as ``command_withheld``
+(``processors/pilot/mode.py``), so no executor ever receives them. Every draft is audited
+(``drafted``), whichever workflow wrote it.
+
 Audit event ids derive from ``cause`` (the input's stable id) and the position of the
 reason in the step's result, so a replayed batch writes the same ids and the audit chain
 skips them.
@@ -18,7 +23,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from practiceflow.processors.audit import audit_event
-from practiceflow.processors.workflows.step import StepResult
+from practiceflow.processors.pilot.mode import withhold
+from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.streams import catalog
 from practiceflow.streams.health import HANDOFFS
 
@@ -44,6 +50,10 @@ async def emit_step(
     partition = catalog.partition_for(practice_id, pipeline.partitions)
     topics = pipeline.topics
     sent = 0
+    cfg = pipeline.cfg
+    result, withheld = withhold(result, cfg.pilot, practice_id, cfg.pilot_allowed_commands)
+    for cmd in withheld:
+        pipeline._count(f"pilot.withheld.{cmd['workflow']}.{cmd['kind']}")
     for record in (*result.work_items, *result.drafts, *result.commands):
         if record["practice_id"] != practice_id:
             raise ValueError(f"{workflow} produced a record for another practice; refusing to send it")
@@ -58,7 +68,17 @@ async def emit_step(
         topic = topics[f"cmd.{cmd['kind']}"]
         await outbox.send(topic, f"{practice_id}/{cmd['command_id']}", dict(cmd), partition)
         sent += 1
-    for seq, reason in enumerate(result.audit):
+    drafted = tuple(
+        AuditReason(
+            "drafted",
+            "Draft",
+            d["draft_id"],
+            f"{d.get('kind') or 'draft'} drafted for sign-off",
+            details={"item_id": d.get("item_id") or ""},
+        )
+        for d in result.drafts
+    )
+    for seq, reason in enumerate(result.audit + drafted):
         ev = audit_event(
             practice_id,
             actor=f"practiceflow.{workflow}",

@@ -8,6 +8,7 @@ deploy/helm/check.sh builds helm (Go module proxy) and kubecheck once, cached un
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -135,3 +136,27 @@ def test_kubecheck_refuses_unknown_fields(rendered, tmp_path):
     r = subprocess.run([str(BIN / "kubecheck"), str(bad)], capture_output=True, text=True)
     assert r.returncode == 1
     assert "selector does not match" in r.stdout and 'unknown field "spec.portz"' in r.stdout
+
+
+def test_dashboards_are_provisioned_as_labelled_configmaps(rendered):
+    """One ConfigMap per committed dashboard (deploy/grafana/generate.py), labelled for Grafana's
+    sidecar, holding the dashboard's JSON unchanged."""
+    cms = _by(rendered["region"], "ConfigMap")
+    dashboards = REPO_ROOT / "deploy" / "grafana" / "dashboards"
+    for path in sorted(dashboards.glob("*.json")):
+        cm = cms[f"pf-dashboard-{path.stem.removeprefix('practiceflow-')}"]
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(cm["data"][path.name]) == json.loads(path.read_text())
+    assert len([n for n in cms if n.startswith("pf-dashboard-")]) == 3
+
+
+def test_sink_serves_metrics_and_only_the_monitoring_namespace_scrapes(rendered):
+    sink = _by(rendered["region"], "Deployment")["pf-sink"]["spec"]["template"]["spec"]["containers"][0]
+    assert sink["args"] == ["sink", "--metrics-port", "9108"]
+    assert _env(sink)["PRACTICEFLOW_WEB_HOST"] == "0.0.0.0"  # noqa: S104 - in a pod, behind its NetworkPolicy
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    pols = _by(rendered["region"], "NetworkPolicy")
+    assert pols["pf-sink"]["spec"]["ingress"] == [{"from": monitoring, "ports": [{"protocol": "TCP", "port": 9108}]}]
+    assert {"from": monitoring, "ports": [{"protocol": "TCP", "port": 8080}]} in pols["pf-gateway"]["spec"]["ingress"]
+    # without scrapeFrom (the default values) nothing may reach the sink
+    assert _by(rendered["default"], "NetworkPolicy")["pf-sink"]["spec"]["ingress"] == []

@@ -133,6 +133,8 @@ def test_a_signed_renewal_is_the_active_order_with_the_edits():
     assert active["dispenseRequest"] == {"quantity": {"value": 30.0}, "numberOfRepeatsAllowed": 2}
     assert "Signed by dr.a" in active["note"][-1]["text"] and "quantity=30" in active["note"][-1]["text"]
     assert draft_resource(dict(draft, kind="x12.837P", body="ISA*...")) is None
+    # a prior-auth request (PAS Bundle) is for the payer, not the EHR
+    assert draft_resource(dict(draft, kind="fhir.Bundle.pas", body='{"resourceType": "Bundle"}')) is None
 
 
 def test_smart_backend_client_assertion_is_signed_rs384_for_the_token_endpoint(tmp_path):

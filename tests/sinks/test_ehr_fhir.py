@@ -198,3 +198,51 @@ def test_smart_backend_services_token_then_bearer_on_every_request(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_draft_of_a_rejected_item_is_cancelled_in_the_ehr_not_left_to_sign(client):
+    from practiceflow.processors.ehr.tasks import draft_target
+
+    practice = "p-cancel"
+    item = dict(_item(practice, 7), draft_ids=["d-7"])
+    body = {"resourceType": "Coverage", "status": "draft", "beneficiary": {"display": "x"}, "payor": [{"display": "y"}]}
+    draft = {
+        "practice_id": practice,
+        "draft_id": "d-7",
+        "item_id": item["item_id"],
+        "workflow": "intake",
+        "kind": "fhir.Coverage",
+        "content_type": "application/fhir+json",
+        "body": json.dumps(body),
+        "created_at": 1,
+    }
+    rtype, rid = draft_target(practice, "d-7", "fhir.Coverage")  # type: ignore[misc]
+    assert write_back(practice, {item["item_id"]: item}, {"d-7": draft}, [], client).drafts_written == 1
+    assert client.read(rtype, rid)["status"] == "draft"  # type: ignore[index]
+    rejected = dict(item, state="rejected", revision=2, outcome="reject")
+    report = write_back(practice, {item["item_id"]: rejected}, {"d-7": draft}, [], client)
+    assert (report.drafts_written, report.tasks_written) == (1, 1)
+    assert client.read(rtype, rid)["status"] == "cancelled"  # type: ignore[index]
+    versions = client.history_count(rtype, rid)
+    again = write_back(practice, {item["item_id"]: rejected}, {"d-7": draft}, [], client)
+    assert (again.drafts_written, again.drafts_unchanged) == (0, 1)
+    assert client.history_count(rtype, rid) == versions
+
+
+def test_a_piloted_workflow_writes_nothing_to_the_ehr(client):
+    """Pilot mode (settings ``pilot``): the practice's piloted workflow is not written back; the
+    same practice's other workflows, and other practices, are."""
+    practice = "p-pilot"
+    piloted = _item(practice, 1)  # workflow intake
+    live = dict(_item(practice, 2), workflow="refill", kind="refill.routine")
+    items = {piloted["item_id"]: piloted, live["item_id"]: live}
+    report = write_back(practice, items, {}, [], client, pilot={practice: ["intake"]})
+    assert (report.tasks_written, report.piloted) == (1, 1)
+    assert client.read("Task", task_id_for(practice, piloted["item_id"])) is None
+    assert client.read("Task", task_id_for(practice, live["item_id"])) is not None
+    assert "1 withheld (pilot mode)" in report.summary()
+    # every workflow of the practice piloted: nothing at all
+    other = _item("p-pilot-all", 3)
+    none = write_back("p-pilot-all", {other["item_id"]: other}, {}, [], client, pilot={"p-pilot-all": ["*"]})
+    assert (none.tasks_written, none.piloted) == (0, 1)
+    assert client.read("Task", task_id_for("p-pilot-all", other["item_id"])) is None
