@@ -25,6 +25,7 @@ from typing import Any, Final
 from practiceflow.processors.x12.tokenizer import split_composite, tokenize
 
 IMPLEMENTATION: Final = "005010X217"
+ORIGINATOR: Final = "9PRCTFLOW0"  # TRN03 of our requests: a payer echoes it on the trace that answers them
 ACTIONS: Final = {
     "A1": "approved",
     "A2": "partially_approved",
@@ -121,7 +122,7 @@ def write_278(
         st.append(f"DMG*D8*{_d8(req.birth_date)}*{_v(req.sex or 'U', 'sex')}")
     st += [
         "HL*4*3*EV*1",
-        f"TRN*1*{_v(req.trace, 'trace')}*9PRCTFLOW0",
+        f"TRN*1*{_v(req.trace, 'trace')}*{ORIGINATOR}",
         f"UM*HS*I*{_v(req.service_type, 'service type')}*{_v(req.place_of_service, 'place of service')}:B",
     ]
     if req.service_date:
@@ -186,7 +187,7 @@ def read_278_segments(segments: Sequence[Sequence[str]], d: Any) -> Read278:
     """One 278 transaction's segments (ST..SE, as the tokenizer split them) read."""
     v: dict[str, Any] = {"purpose": "", "reference": ""}
     level = ""
-    traces: list[str] = []
+    trns: list[tuple[str, str, str]] = []  # (TRN01, TRN02, TRN03) of the patient event and service levels
     dx: list[str] = []
     procs: list[str] = []
     msgs: list[str] = []
@@ -210,7 +211,7 @@ def read_278_segments(segments: Sequence[Sequence[str]], d: Any) -> Read278:
         elif sid == "DMG":
             v["birth_date"] = _iso(_el(seg, 2))
         elif sid == "TRN" and level in ("EV", "SS"):
-            traces.append(_el(seg, 2))
+            trns.append((_el(seg, 1), _el(seg, 2), _el(seg, 3)))
         elif sid == "UM":
             v["service_type"] = _el(seg, 3) or None
             v["place_of_service"] = (split_composite(_el(seg, 4), d) or [""])[0] or None
@@ -237,12 +238,25 @@ def read_278_segments(segments: Sequence[Sequence[str]], d: Any) -> Read278:
         v["reason_code"] = _el(ev, 3) or None
     return Read278(
         **v,
-        traces=tuple(t for t in traces if t),
+        traces=_ours_first(trns),
         diagnoses=tuple(dx),
         procedures=tuple(procs),
         messages=tuple(m for m in msgs if m),
         rejections=tuple(r for r in rej if r),
     )
+
+
+def _ours_first(trns: list[tuple[str, str, str]]) -> tuple[str, ...]:
+    """The trace numbers of a response, the one that answers our request first.
+
+    A payer echoes our trace as ``TRN*2*<ours>*9PRCTFLOW0`` (TRN01 2: referenced transaction)
+    and often adds its own ``TRN*1*<its trace>*<its id>``, sometimes before ours; taking the
+    first TRN would look the authorization up by the payer's number and park the answer."""
+
+    def rank(t: tuple[str, str, str]) -> int:
+        return 0 if t[2] == ORIGINATOR else 1 if t[0] == "2" else 2
+
+    return tuple(t[1] for t in sorted(trns, key=rank) if t[1])
 
 
 def response_fields(r: Read278) -> Mapping[str, Any]:

@@ -381,3 +381,37 @@ def test_a_response_after_sign_off_opens_a_new_item():
     (item,) = result.work_items
     assert item["item_id"] != d.state["item_id"] and item["kind"] == "prior_auth.approved" and item["revision"] == 1
     assert st["status"] == "approved"
+
+
+def _response_278(trns: list[str]) -> str:
+    segs = [
+        "ISA*00*          *00*          *ZZ*UMO            *ZZ*PRACTICEFLOW   *261201*1200*^*00501*000000007*0*P*:",
+        "GS*HI*UMO*PRACTICEFLOW*20261201*1200*7*X*005010X217",
+        "ST*278*0001*005010X217",
+        "BHT*0007*11*R7*20261201*1200*18",
+        "HL*1**20*1",
+        "NM1*X3*2*ACME HEALTH*****PI*12345",
+        "HL*2*1*21*1",
+        "NM1*1P*1*SMITH*ANNA****XX*1234567893",
+        "HL*3*2*22*1",
+        "NM1*IL*1*DOE*JANE****MI*W100",
+        "HL*4*3*EV*0",
+        *trns,
+        "UM*HS*I*62*11:B",
+        "HCR*A1*AUTH1",
+    ]
+    n = len(segs) - 2 + 1
+    return "~\n".join([*segs, f"SE*{n}*0001", "GE*1*7", "IEA*1*000000007"]) + "~\n"
+
+
+@pytest.mark.parametrize("payer_first", [True, False])
+def test_a_278_response_is_matched_by_our_echoed_trace_not_the_payers_own(payer_first: bool):
+    """X217: the payer echoes our trace as TRN*2*<ours>*9PRCTFLOW0 and may add its own TRN*1,
+    sometimes first; the response must be looked up by ours, or it is parked for ever."""
+    from practiceflow.processors.x12.x278 import response_fields
+
+    ours, theirs = "TRN*2*pa-0001-abc*9PRCTFLOW0", "TRN*1*PAYER-TRACE-99*1234567890"
+    (r,) = read_278(_response_278([theirs, ours] if payer_first else [ours, theirs]))
+    assert response_fields(r)["trace_number"] == "pa-0001-abc"
+    assert set(r.traces) == {"pa-0001-abc", "PAYER-TRACE-99"}  # both kept
+    assert r.decision == "approved"
