@@ -47,6 +47,7 @@ from practiceflow.processors.workflows.prior_auth.step import (
     authorization_id,
     draft,
     respond,
+    trusted_fax_decision,
 )
 from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.streams import catalog
@@ -235,6 +236,8 @@ class PriorAuth:
             return key if key and get(key) is not None else None
         if v.get("doc_class") != "prior_auth_response" or v.get("kind") not in FAX_DECISIONS:
             return None
+        if not trusted_fax_decision(v):
+            return None  # a person reads it first: the fax's own item goes to them
         if v.get("patient_match") != "matched" or not v.get("patient_id"):
             return None
         ids = get(patient_index_key(practice, v["patient_id"])) or []

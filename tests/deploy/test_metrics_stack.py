@@ -21,6 +21,7 @@ import asyncio
 import json
 import math
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -36,15 +37,26 @@ __all__ = ["llm_server"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = REPO_ROOT / ".stack" / "cache" / "bin"
-PROMETHEUS, PROMTOOL = BIN / "prometheus", BIN / "promtool"
 DASHBOARDS = REPO_ROOT / "deploy" / "grafana" / "dashboards"
 CHART_DASHBOARDS = REPO_ROOT / "deploy" / "helm" / "practiceflow" / "dashboards"
 RULES = REPO_ROOT / "deploy" / "prometheus"
 
-_missing = [p.name for p in (PROMETHEUS, PROMTOOL) if not p.exists()]
+
+def _binary(name: str) -> Path | None:
+    """The one built from the Go module (``PRACTICEFLOW_BUILD_PROMETHEUS=1 ./pf setup``) if there is
+    one, else Debian's (``./pf setup`` installs the ``prometheus`` package: prometheus + promtool)."""
+    built = BIN / name
+    if built.exists():
+        return built
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+PROMETHEUS, PROMTOOL = _binary("prometheus"), _binary("promtool")
+_missing = [name for name, p in (("prometheus", PROMETHEUS), ("promtool", PROMTOOL)) if p is None]
 _WHY = (
-    f"{' and '.join(_missing)} not built under .stack/cache/bin: run PRACTICEFLOW_BUILD_PROMETHEUS=1 ./pf setup "
-    "(needs Go; it runs deploy/prometheus/build.sh; over an hour on 2 busy cores the first time)"
+    f"{' and '.join(_missing)} not found: `./pf setup` installs Debian's prometheus package; or build them "
+    "from the Go module with PRACTICEFLOW_BUILD_PROMETHEUS=1 ./pf setup (over an hour on 2 busy cores)"
 )
 if _missing:  # say why on the console too, not only in the skip summary
     print(f"tests/deploy/test_metrics_stack.py: {_WHY}", file=sys.stderr)

@@ -415,3 +415,21 @@ def test_a_278_response_is_matched_by_our_echoed_trace_not_the_payers_own(payer_
     assert response_fields(r)["trace_number"] == "pa-0001-abc"
     assert set(r.traces) == {"pa-0001-abc", "PAYER-TRACE-99"}  # both kept
     assert r.decision == "approved"
+
+
+@pytest.mark.parametrize(
+    ("changes", "trusted"),
+    [
+        ({}, True),
+        ({"abstained": True}, False),  # the classifier was not sure: a person reads it
+        ({"misdirected": True}, False),  # addressed to another practice
+        ({"needs_human_read": True}, False),  # OCR could not read it reliably
+        ({"extractor": "rules+llm"}, False),  # the label or decision came from the language model
+    ],
+)
+def test_only_a_confident_rule_read_fax_decision_updates_an_authorization(changes, trusted):
+    from practiceflow.processors.workflows.prior_auth.step import trusted_fax_decision
+
+    fax = {"doc_class": "prior_auth_response", "kind": "pa.approved", "abstained": False, "misdirected": False}
+    fax.update({"extractor": "rules", "needs_human_read": False}, **changes)
+    assert trusted_fax_decision(fax) is trusted

@@ -347,6 +347,20 @@ _RESPONSE_TITLES: Final = {
 }
 
 
+def trusted_fax_decision(classification: Mapping[str, Any]) -> bool:
+    """Whether a faxed payer decision may update an authorization without a person reading it.
+
+    Only a classification the embedded model made with confidence, addressed to us, and read
+    by the rules: an abstained page, a misdirected fax, or a label or decision that came from
+    the language model (extractor ``...+llm``, uncalibrated) goes to a person through the fax's
+    own work item instead. A wrong "approved" would rewrite the clinician's sign-off item."""
+    if classification.get("abstained") or classification.get("misdirected"):
+        return False
+    if classification.get("needs_human_read"):
+        return False
+    return "llm" not in str(classification.get("extractor") or "rules")
+
+
 def respond(
     state: Mapping[str, Any],
     response: Mapping[str, Any],
