@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,22 @@ def sync_practice(
     return report
 
 
+def decision_read_audit(practice: str, decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The audit event of a decision read back from the EHR. Its reason names the option only:
+    the decision's comment carries the EHR user's free text (``Task.statusReason``: "wrong
+    patient - <name>"), which stays on the StaffDecision and never reaches the audit trail."""
+    return audit_event(
+        practice,
+        actor=decision["actor"],
+        action="ehr_decision_read",
+        entity_type="HandoffItem",
+        entity_id=decision["item_id"],
+        reason=f"Task status changed in the EHR: {decision['option']}",
+        at=decision["decided_at"],
+        source=decision["decision_id"],
+    )
+
+
 def poll_practice(
     cfg: Settings, serde: AvroSerde, bootstrap: str, practice: str, client: FhirClient, watermark: Path | None = None
 ) -> int:
@@ -122,17 +139,7 @@ def poll_practice(
     try:
         for d in decisions:
             _send(producer, serde, cfg, "decisions", "StaffDecision", f"{practice}/{d['item_id']}", dict(d))
-            ev = audit_event(
-                practice,
-                actor=d["actor"],
-                action="ehr_decision_read",
-                entity_type="HandoffItem",
-                entity_id=d["item_id"],
-                reason=f"{d.get('comment')}: {d['option']}",
-                at=d["decided_at"],
-                source=d["decision_id"],
-            )
-            _send(producer, serde, cfg, "audit.in", "AuditEvent", practice, ev)
+            _send(producer, serde, cfg, "audit.in", "AuditEvent", practice, decision_read_audit(practice, d))
     finally:
         producer.close()
     write_watermark(mark_file, mark)

@@ -173,3 +173,21 @@ def test_smart_backend_client_assertion_is_signed_rs384_for_the_token_endpoint(t
     assert len(c["jti"]) == 32
     with pytest.raises(ValueError, match="smart-backend needs"):
         EhrFhirTarget(base_url="https://ehr.example/fhir")
+
+
+def test_the_audit_of_a_decision_read_from_the_ehr_carries_no_free_text():
+    """Task.statusReason is the EHR user's free text ("wrong patient - <name>"): it stays on the
+    StaffDecision, and the audit event (ids and codes only) names the option alone."""
+    from practiceflow.jobs.ehr import decision_read_audit
+
+    d = {
+        "actor": "ehr-user",
+        "item_id": "refill:abc",
+        "option": "reject",
+        "decided_at": 1_800_000_000_000,
+        "decision_id": "fhir:Task/pf-1/_history/3",
+        "comment": "Task cancelled in the EHR: wrong patient - Jane Doe",
+    }
+    ev = decision_read_audit("clinic-a", d)
+    assert ev["reason"] == "Task status changed in the EHR: reject"
+    assert "Jane" not in str(ev)
