@@ -246,3 +246,26 @@ def test_a_piloted_workflow_writes_nothing_to_the_ehr(client):
     none = write_back("p-pilot-all", {other["item_id"]: other}, {}, [], client, pilot={"p-pilot-all": ["*"]})
     assert (none.tasks_written, none.piloted) == (0, 1)
     assert client.read("Task", task_id_for("p-pilot-all", other["item_id"])) is None
+
+
+def test_a_retried_put_keeps_if_match_and_the_fhir_content_type():
+    """Review s18 M1: the headers were popped inside the retried closure, so the retry after a 503
+    went out without If-Match, an unconditional overwrite of whatever staff changed meanwhile."""
+    import httpx
+
+    seen: list[httpx.Headers] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        if len(seen) == 1:
+            return httpx.Response(503)
+        return httpx.Response(200, headers={"ETag": 'W/"3"'}, json={"resourceType": "Task", "id": "x"})
+
+    http_client = httpx.Client(transport=httpx.MockTransport(handler))
+    target = EhrFhirTarget(base_url="http://127.0.0.1:1/fhir", auth="none")
+    with FhirClient(target, attempts=3, http=http_client) as c:
+        assert c.put({"resourceType": "Task", "id": "x"}, if_match="2") == "3"
+    assert len(seen) == 2
+    for headers in seen:
+        assert headers.get("if-match") == 'W/"2"'
+        assert headers.get("content-type") == "application/fhir+json"
