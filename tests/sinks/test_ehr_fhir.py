@@ -269,3 +269,51 @@ def test_a_retried_put_keeps_if_match_and_the_fhir_content_type():
     for headers in seen:
         assert headers.get("if-match") == 'W/"2"'
         assert headers.get("content-type") == "application/fhir+json"
+
+
+def test_unsigned_intake_registration_drafts_are_not_written_to_the_ehr():
+    """Review s18 M4: the intake Patient (no status at all) and Coverage ("active") drafts were
+    written at every sync, before anyone approved: a live registration from an unverified form,
+    and a duplicate chart for a matched patient. Built with the real intake builders."""
+    import httpx
+
+    from practiceflow.processors.workflows.intake.drafts import as_body, coverage_resource, patient_resource
+
+    intake = {"submission_id": "sub-1", "family_name": "Doe", "given_name": "Jan", "birth_date": "1980-02-03"}
+    patient = patient_resource(intake, "MRN-1", "urn:mrn")  # a matched chart
+    coverage = coverage_resource(intake, {"member_id": "M1"}, "Patient/MRN-1", "P1", "Payer")
+    renewal = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order", "subject": {"display": "x"}}
+
+    def draft(did: str, kind: str, body: dict) -> dict:
+        return {
+            "practice_id": "p-m4",
+            "draft_id": did,
+            "item_id": "i1",
+            "workflow": "intake",
+            "kind": kind,
+            "content_type": "application/fhir+json",
+            "body": as_body(body),
+            "created_at": 1,
+        }
+
+    drafts = {
+        "d-pat": draft("d-pat", "fhir.Patient", patient),
+        "d-cov": draft("d-cov", "fhir.Coverage", coverage),
+        "d-med": draft("d-med", "fhir.MedicationRequest", renewal),
+    }
+    written: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404)
+        body = json.loads(request.content)
+        written.append(body["resourceType"])
+        return httpx.Response(201, headers={"ETag": 'W/"1"'}, json=body)
+
+    target = EhrFhirTarget(base_url="http://127.0.0.1:1/fhir", auth="none")
+    with FhirClient(target, attempts=1, http=httpx.Client(transport=httpx.MockTransport(handler))) as c:
+        report = write_back("p-m4", {}, drafts, [], c)
+    assert report.failed == []
+    assert "Patient" not in written and "Coverage" not in written
+    assert written.count("MedicationRequest") == 1  # a real draft status: shown in the EHR as a draft
+    assert (report.drafts_written, report.drafts_held) == (1, 2)
