@@ -246,6 +246,7 @@ def write_back(
     for draft_id, (cmd, _payload) in signed_by_draft.items():
         if draft_id not in kinds:
             report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: draft {draft_id} not on pf.drafts")
+            report.answered.append(_result(cmd, "failed", f"draft {draft_id} not on pf.drafts"))  # never silent
     for item in items.values():
         if item["practice_id"] != practice_id:
             continue

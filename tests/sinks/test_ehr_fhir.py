@@ -317,3 +317,25 @@ def test_unsigned_intake_registration_drafts_are_not_written_to_the_ehr():
     assert "Patient" not in written and "Coverage" not in written
     assert written.count("MedicationRequest") == 1  # a real draft status: shown in the EHR as a draft
     assert (report.drafts_written, report.drafts_held) == (1, 2)
+
+
+def test_a_signed_write_whose_draft_is_missing_is_answered_failed():
+    """Review s18 M6 (part): a signed renewal whose draft is not on pf.drafts was only logged;
+    its command was never answered on pf.cmd.results."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404)
+        return httpx.Response(201, headers={"ETag": 'W/"1"'}, json=json.loads(request.content))
+
+    cmd = {
+        "practice_id": "p-m6",
+        "command_id": "c-1",
+        "workflow": "refill",
+        "payload": json.dumps({"draft_id": "gone"}),
+    }
+    target = EhrFhirTarget(base_url="http://127.0.0.1:1/fhir", auth="none")
+    with FhirClient(target, attempts=1, http=httpx.Client(transport=httpx.MockTransport(handler))) as c:
+        report = write_back("p-m6", {}, {}, [cmd], c)
+    assert [(r["command_id"], r["outcome"]) for r in report.answered] == [("c-1", "failed")]
