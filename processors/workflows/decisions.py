@@ -4,10 +4,10 @@ Shared by every workflow: a person approves, edits, rejects (or assigns, escalat
 item through the CLI, the EHR's Task status or a staff tool; the decisions agent
 (``streams/workflows/decisions.py``) looks up the item's latest revision and calls
 :func:`decide`. What a decision *does* beyond closing the item (a renewal written to the
-EHR once a clinician approved it, a corrected claim queued for submission) is the
-workflow's follow-up: a pure function registered in :data:`FOLLOW_UPS` that returns
-commands — so nothing is sent without the decision, and a replayed decision re-emits the
-same command ids.
+EHR once a clinician approved it, signed prior-auth drafts handed to the billing office to
+submit) is the workflow's follow-up: a pure function registered in :data:`FOLLOW_UPS` that
+returns commands or follow-up work items — so nothing is sent without the decision, and a
+replayed decision re-emits the same ids.
 
 Idempotent: the caller passes the decision ids already applied to the item; a decision
 seen again (a replay after a crash, a staff tool retrying) changes nothing and writes
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from practiceflow.processors.workflows.prior_auth.follow_up import prior_auth_follow_up
 from practiceflow.processors.workflows.refill.follow_up import refill_follow_up
 from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import InvalidTransition, apply_decision
@@ -27,6 +28,7 @@ from practiceflow.schemas.typed import HandoffItemDict, StaffDecisionDict
 FollowUp = Callable[[HandoffItemDict, StaffDecisionDict], StepResult]
 FOLLOW_UPS: dict[str, FollowUp] = {
     "refill": refill_follow_up,  # a signed renewal draft -> cmd.ehr_write (executor: issue 12)
+    "prior_auth": prior_auth_follow_up,  # signed PA drafts -> a billing item to submit them (no payer link)
 }
 
 # Queues whose items only that role may close: a front-desk user cannot sign a refill or

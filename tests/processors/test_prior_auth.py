@@ -16,6 +16,7 @@ from fhir.resources.R4B.bundle import Bundle
 from practiceflow.jobs.rules_check import RULE_MODELS
 from practiceflow.processors.context import snapshot as snap
 from practiceflow.processors.rules import RuleError
+from practiceflow.processors.workflows.decisions import decide
 from practiceflow.processors.workflows.prior_auth.codes import check
 from practiceflow.processors.workflows.prior_auth.detect import detect
 from practiceflow.processors.workflows.prior_auth.evidence import STATUSES, assess
@@ -27,7 +28,7 @@ from practiceflow.processors.workflows.prior_auth.step import (
     respond,
 )
 from practiceflow.processors.workflows.step import as_dict
-from practiceflow.processors.workflows.workitem import apply_decision
+from practiceflow.processors.workflows.workitem import QUEUES, apply_decision
 from practiceflow.processors.x12.x278 import read_278
 
 P, PT = "clinic-a", "MRN100"
@@ -381,3 +382,63 @@ def test_a_response_after_sign_off_opens_a_new_item():
     (item,) = result.work_items
     assert item["item_id"] != d.state["item_id"] and item["kind"] == "prior_auth.approved" and item["revision"] == 1
     assert st["status"] == "approved"
+
+
+# ------------------------------------------------------------------------- sign-off follow-up (review M3)
+def _decision(item: dict, option: str, decision_id: str = "dec-pa-1", **kw: Any) -> dict:
+    return {
+        "practice_id": P,
+        "decision_id": decision_id,
+        "item_id": item["item_id"],
+        "item_revision": item["revision"],
+        "option": option,
+        "actor": "dr-lee",
+        "actor_role": "clinician",
+        "decided_at": NOW + 60_000,
+        **kw,
+    }
+
+
+def test_signing_a_prior_auth_opens_a_billing_item_to_submit_it():
+    """Approving "sign the drafts" used to close the item and nothing else: no submission, nobody told."""
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    (item,) = d.result.work_items
+    labels = {opt["option"]: opt["label"] for opt in item["options"]}
+    assert "and submit" not in labels["approve"] and "billing office submits" in labels["approve"]  # honest label
+    for opt in ("approve", "edit"):
+        edits = {"body": "amended letter"} if opt == "edit" else {}
+        result = decide(item, _decision(item, opt, edits=edits))
+        signed, submit = result.work_items
+        assert signed["item_id"] == item["item_id"] and signed["state"] == "done"
+        assert submit["queue"] == "billing" and submit["kind"] == "prior_auth.submit" and submit["state"] == "open"
+        assert submit["queue"] in QUEUES
+        assert submit["title"] == "Submit the signed prior-authorization request to Acme Health"
+        assert submit["draft_ids"] == item["draft_ids"] == [dr["draft_id"] for dr in d.result.drafts]
+        keys = {e["record_key"] for e in submit["evidence"]}
+        assert set(item["draft_ids"]) | {d.state["authorization_id"]} <= keys
+        assert d.state["authorization_id"] in submit["what_happened"]
+        assert {e["value"] for e in submit["evidence"] if e["record_type"] == "Draft"} == {
+            "fhir.Bundle.pas",
+            "x12.278",
+            "letter.medical_necessity",
+        }
+        assert submit["patient_id"] == item["patient_id"] and submit["practice_id"] == P
+        assert any(a.action == "prior_auth_submission_requested" for a in result.audit)
+    # idempotent by decision id: the same decision yields the same item; a replay on the signed item nothing
+    again = decide(item, _decision(item, "approve"))
+    assert again.work_items[1]["item_id"] == decide(item, _decision(item, "approve")).work_items[1]["item_id"]
+    assert again.work_items[1]["item_id"] != decide(item, _decision(item, "approve", "dec-2")).work_items[1]["item_id"]
+    assert decide(again.work_items[0], _decision(item, "approve")).work_items == ()
+    # deciding the billing item itself opens nothing further
+    submit = again.work_items[1]
+    assert decide(submit, _decision(submit, "approve", "dec-3", actor_role="billing")).work_items[1:] == ()
+
+
+def test_rejecting_or_a_non_clinician_opens_no_submission_item():
+    c, o = mri_case()
+    (item,) = draft(PriorAuthContext(c), "Order", o, RULES, NOW).result.work_items
+    rejected = decide(item, _decision(item, "reject"))
+    assert [i["item_id"] for i in rejected.work_items] == [item["item_id"]]
+    assert rejected.work_items[0]["state"] == "rejected"
+    assert decide(item, _decision(item, "approve", actor_role="front_desk")).work_items == ()  # refused

@@ -2,8 +2,8 @@
 `practiceflow sink` process is SIGKILLed twice mid-stream (issue 13, Done-when 1; chdb).
 
 Every topic the sink reads gets records (normalized observations and eligibility answers,
-fax classifications, work items and their revisions, staff decisions, drafts, command
-results, denial money, dead letters, flow events, the audit chain) for three practices. The
+fax classifications, work items and their revisions, staff decisions, pilot comparisons,
+drafts, command results, denial money, dead letters, flow events, the audit chain) for three practices. The
 sink runs as the production command with small batches, is killed with SIGKILL right after
 its first committed batch, restarted, killed again, restarted and left to drain. Then every
 table reconciles with the topics: no Kafka position twice, every position of a message whose
@@ -101,6 +101,26 @@ def _day() -> list[tuple[str, str, dict[str, Any], str]]:
                 decided_at=t + 600_000,
             )
             add("decisions", f"{p}/{item.item_id}", decision, p)
+            add(
+                "pilot.comparisons",
+                f"{p}/{item.item_id}",
+                models.PilotComparison(
+                    practice_id=p,
+                    item_id=item.item_id,
+                    workflow=item.workflow,
+                    kind="results.abnormal",
+                    queue=item.queue,
+                    rule_id="results.abnormal",
+                    rule_version="1",
+                    staff_option=decision.option,
+                    decision_id=decision.decision_id,
+                    verdict="agree" if decision.option == "approve" else "disagree",
+                    minutes=2.0,
+                    minutes_saved=2.0 if decision.option == "approve" else 0.0,
+                    decided_at=decision.decided_at,
+                ),
+                p,
+            )
             done = item.model_copy(
                 update={
                     "revision": 2,

@@ -12,7 +12,9 @@ id``). For an order that needs authorization (:mod:`.detect`) it
    of medical necessity as a PDF (:mod:`.letter`);
 3. puts one work item in the **clinician** queue (kind ``prior_auth.sign_off``) with the
    criteria not met / insufficient first, each saying what would satisfy it, and the
-   drafts to approve, edit or reject. Nothing is submitted: a person signs first.
+   drafts to approve, edit or reject. Nothing is submitted: a person signs first, and
+   practiceflow has no payer connection, so a signature opens a **billing**-queue item
+   "Submit the signed prior-authorization request to <payer>" (:mod:`.follow_up`).
 
 ``respond(state, response, item, now)`` applies a payer's answer (a 278 response or a faxed
 decision) to the authorization: its new state, and a new revision of the clinician's item
@@ -38,6 +40,7 @@ from practiceflow.processors.workflows.prior_auth import letter, pas
 from practiceflow.processors.workflows.prior_auth.codes import check, dotted
 from practiceflow.processors.workflows.prior_auth.detect import Need, detect
 from practiceflow.processors.workflows.prior_auth.evidence import CriterionResult, assess, day
+from practiceflow.processors.workflows.prior_auth.follow_up import request_evidence
 from practiceflow.processors.workflows.prior_auth.rules import PriorAuthRules
 from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import END_STATES, by_rule, evidence, item_id_for, new_item, option
@@ -263,6 +266,7 @@ def draft(
     ev: list[EvidenceDict] = []
     for r in results:
         ev += _criterion_evidence(r)
+    ev.append(request_evidence(aid, payer_name))  # read by follow_up.py when the clinician signs
     what = (
         f"{service} ordered {on.isoformat()} needs prior authorization from {payer_name} "
         f"(rule {rule.id}@{rule.version}, criteria {cset.id}@{cset.version}): "
@@ -288,12 +292,20 @@ def draft(
         subject_type=record_type,
         subject_id=str(order["order_id"]),
         decision_needed="Review the criteria (not met / insufficient first), then approve, edit or reject the drafts.",
-        proposed_action="Sign the drafted PAS request, 278 and letter of medical necessity; nothing is submitted until you do.",
+        proposed_action=(
+            "Sign the drafted PAS request, 278 and letter of medical necessity. practiceflow does not send them: "
+            "your signature opens an item for the billing office to submit them to the payer."
+        ),
         actions_taken=[f"checked {len(results)} criteria of {cset.id}", f"drafted {len(drafts)} document(s)"],
         evidence=ev,
         options=[
-            option("approve", "Sign and submit the drafts as they stand", target=draft_ids[0]),
-            option("edit", "Change the letter or the drafts, then sign", target=draft_ids[-1], editable=["body"]),
+            option("approve", "Sign the drafts as they stand (the billing office submits them)", target=draft_ids[0]),
+            option(
+                "edit",
+                "Change the letter or the drafts, then sign (the billing office submits them)",
+                target=draft_ids[-1],
+                editable=["body"],
+            ),
             option("reject", "Do not request authorization"),
         ],
         draft_ids=draft_ids,
