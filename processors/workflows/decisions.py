@@ -32,8 +32,8 @@ FOLLOW_UPS: dict[str, FollowUp] = {
 }
 
 # Queues whose items only that role may close: a front-desk user cannot sign a refill or
-# acknowledge a result. The role is the one the channel asserts (the CLI's --role, the EHR
-# user's PractitionerRole); assigning or escalating is open to everyone.
+# acknowledge a result. The role is the one the channel asserts (the CLI's --role; a Task
+# status read from the EHR asserts none); assigning or escalating is open to everyone.
 ROLE_REQUIRED: dict[str, str] = {"clinician": "clinician"}
 _OPEN_TO_ALL = frozenset({"assign", "escalate"})
 # Options that sign an item's drafts (a renewal becomes an active order, a registration is written).
