@@ -142,6 +142,10 @@ class FhirClient:
         self.http.close()
 
     def _send(self, method: str, url: str, what: str, **kw: Any) -> httpx.Response:
+        # Taken out once, outside the retried closure: popping them inside it sent every retry
+        # without If-Match (a blind overwrite of a staff change) and without the FHIR content type.
+        extra_headers: dict[str, str] = dict(kw.pop("headers", None) or {})
+
         @retry(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self.attempts),
@@ -149,7 +153,7 @@ class FhirClient:
             reraise=True,
         )
         def once() -> httpx.Response:
-            headers = {"Accept": FHIR_JSON, **kw.pop("headers", {})}
+            headers = {"Accept": FHIR_JSON, **extra_headers}
             for refreshed in (False, True):
                 if self.auth is not None:
                     headers["Authorization"] = f"Bearer {self.auth.token(refresh=refreshed)}"

@@ -279,8 +279,14 @@ def decision_from_task(
     A status equal to the one our last write set (:data:`WRITTEN_STATUS_EXT`) is ours, not
     a person's. The option is the item's own option that the status expresses (completed -> approve,
     acknowledge, file or reply, whichever the item offers; rejected / cancelled -> reject;
-    in-progress -> assign). The role is the item's queue: the EHR's own access control let
-    this user change a Task of that queue's worklist (README: the channel asserts the role)."""
+    in-progress -> assign).
+
+    ``actor_role`` is None: a Task status says neither who changed it nor in what role (the owner
+    is usually still our ``PractitionerRole/pf-queue-*``, and EHRs rarely restrict Task status per
+    worklist). Asserting the queue's role here let any EHR user "sign" a clinician's renewal
+    (review s18 M2); with None the decisions agent refuses clinician-queue items and signing
+    options (approve/edit on an item with drafts) from this channel, and audits the refusal,
+    so a clinician signs in the EHR's own order or with ``practiceflow queue``."""
     status = str(task.get("status") or "")
     if item is None or item["practice_id"] != practice_id or item_id_of(task) != item["item_id"]:
         return None
@@ -305,7 +311,7 @@ def decision_from_task(
         "item_revision": revision_of(task) or None,
         "option": option,
         "actor": actor,
-        "actor_role": item["queue"],
+        "actor_role": None,  # the EHR asserted no role (see the docstring); never the item's queue
         "edits": {},
         "comment": f"Task {status} in the EHR" + (f": {reason}" if reason else ""),
         "channel": "fhir",

@@ -32,10 +32,14 @@ FOLLOW_UPS: dict[str, FollowUp] = {
 }
 
 # Queues whose items only that role may close: a front-desk user cannot sign a refill or
-# acknowledge a result. The role is the one the channel asserts (the CLI's --role, the EHR
-# user's PractitionerRole); assigning or escalating is open to everyone.
+# acknowledge a result. The role is the one the channel asserts (the CLI's --role; a Task
+# status read from the EHR asserts none); assigning or escalating is open to everyone.
 ROLE_REQUIRED: dict[str, str] = {"clinician": "clinician"}
 _OPEN_TO_ALL = frozenset({"assign", "escalate"})
+# Options that sign an item's drafts (a renewal becomes an active order, a registration is written).
+SIGNING_OPTIONS = frozenset({"approve", "edit"})
+# Channels whose decisions name no signer: a Task status change in the EHR (review s18 M2).
+UNSIGNED_CHANNELS = frozenset({"fhir"})
 
 
 def _refusal(item_id: str, decision: StaffDecisionDict, who: str, why: str) -> StepResult:
@@ -71,6 +75,13 @@ def decide(
     if role is not None and decision["option"] not in _OPEN_TO_ALL and decision.get("actor_role") != role:
         return _refusal(
             item["item_id"], decision, who, f"only a {role} may decide an item of the {item['queue']} queue"
+        )
+    if decision.get("channel") in UNSIGNED_CHANNELS and decision["option"] in SIGNING_OPTIONS and item.get("draft_ids"):
+        return _refusal(
+            item["item_id"],
+            decision,
+            who,
+            "a Task status change in the EHR signs no draft: sign it in the EHR's order or with `practiceflow queue`",
         )
     stale = decision.get("item_revision")
     try:

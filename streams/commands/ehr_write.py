@@ -53,6 +53,17 @@ from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 
 log = logging.getLogger("practiceflow.ehr")
 CANCELLABLE = frozenset({"MedicationRequest", "Coverage", "Claim"})  # resources whose status has "cancelled"
+# Resources whose status has "draft": only these are written before sign-off, and only when the
+# body says "draft". An intake Patient (no status at all) or an "active" Coverage written before
+# anyone decided was a live registration from an unverified form (review s18 M4).
+DRAFT_STATUS_TYPES = frozenset({"MedicationRequest", "Coverage", "Claim"})
+
+
+def writable_before_sign_off(rtype: str, resource: Mapping[str, Any]) -> bool:
+    """A draft may go to the EHR unsigned only as what the EHR itself shows as a draft."""
+    return rtype in DRAFT_STATUS_TYPES and resource.get("status") == "draft"
+
+
 Audit = Callable[[dict[str, Any]], None]
 
 
@@ -68,6 +79,7 @@ class WriteReport:
     tasks_held: int = 0  # staff changed the Task in the EHR; waits for the poller's decision
     drafts_written: int = 0
     drafts_unchanged: int = 0
+    drafts_held: int = 0  # no draft status in the EHR (intake Patient/Coverage): written only once signed
     signed_written: int = 0
     piloted: int = 0  # items, drafts and signed drafts of workflows in pilot mode: never written
     failed: list[str] = field(default_factory=list)
@@ -77,7 +89,9 @@ class WriteReport:
         return (
             f"{self.tasks_written} Tasks written ({self.tasks_unchanged} unchanged, {self.tasks_held} held for staff "
             f"changes), {self.drafts_written + self.signed_written} drafts written ({self.signed_written} signed), "
-            f"{len(self.failed)} failed" + (f", {self.piloted} withheld (pilot mode)" if self.piloted else "")
+            f"{len(self.failed)} failed"
+            + (f", {self.piloted} withheld (pilot mode)" if self.piloted else "")
+            + (f", {self.drafts_held} drafts held for sign-off" if self.drafts_held else "")
         )
 
 
@@ -197,6 +211,9 @@ def write_back(
         if built is None:
             continue
         rtype, rid, resource = built
+        if pair is None and not writable_before_sign_off(rtype, resource):
+            report.drafts_held += 1  # written only from a signed cmd.ehr_write
+            continue
         if pair is None and draft["draft_id"] in dropped and rtype in CANCELLABLE:
             resource["status"] = "cancelled"
         try:
@@ -229,6 +246,7 @@ def write_back(
     for draft_id, (cmd, _payload) in signed_by_draft.items():
         if draft_id not in kinds:
             report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: draft {draft_id} not on pf.drafts")
+            report.answered.append(_result(cmd, "failed", f"draft {draft_id} not on pf.drafts"))  # never silent
     for item in items.values():
         if item["practice_id"] != practice_id:
             continue

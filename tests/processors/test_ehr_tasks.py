@@ -90,7 +90,7 @@ def test_a_status_staff_set_is_a_decision_with_a_stable_id(status, option):
     task = _server_copy(task_for(item), status)
     d = decision_from_task("p1", task, item, now=5)
     assert d is not None
-    assert (d["option"], d["channel"], d["actor_role"], d["item_revision"]) == (option, "fhir", "clinician", 1)
+    assert (d["option"], d["channel"], d["actor_role"], d["item_revision"]) == (option, "fhir", None, 1)
     assert d["decision_id"] == f"fhir:{task['id']}/2"
     assert decision_from_task("p1", task, item, now=6)["decision_id"] == d["decision_id"]  # type: ignore[index]
 
@@ -111,6 +111,24 @@ def test_our_own_write_another_practice_and_closed_items_are_not_decisions():
     notice = _item(options=[option("acknowledge", "Seen")], queue="nurse")
     d = decision_from_task("p1", _server_copy(task_for(notice), "completed"), notice, now=5)
     assert d is not None and d["option"] == "acknowledge"
+
+
+def test_a_task_completed_in_the_ehr_signs_no_renewal():
+    """Review s18 M2: any EHR user ticking the clinician's Task "completed" (owner still our queue
+    role) became a clinician approve -> cmd.ehr_write -> an active MedicationRequest."""
+    from practiceflow.processors.workflows.decisions import FOLLOW_UPS, decide
+
+    for queue in ("clinician", "front_desk"):  # a signing option on an item with drafts, whatever its queue
+        item = _item(draft_ids=["d1"], queue=queue)
+        d = decision_from_task("p1", _server_copy(task_for(item), "completed"), item, now=5)
+        assert d is not None and d["actor_role"] is None and d["actor"] == "ehr-user"
+        out = decide(item, d, follow_ups=FOLLOW_UPS)
+        assert out.commands == () and out.work_items == ()  # no ehr_write, the item stays open
+        assert [a.action for a in out.audit] == ["decision_refused"]  # recorded: a person signs instead
+    # a clinician-queue item without drafts is not closed by an unnamed EHR user either
+    item = _item()
+    out = decide(item, decision_from_task("p1", _server_copy(task_for(item), "rejected"), item, now=5))  # type: ignore[arg-type]
+    assert out.work_items == () and [a.action for a in out.audit] == ["decision_refused"]
 
 
 def test_a_signed_renewal_is_the_active_order_with_the_edits():

@@ -246,3 +246,96 @@ def test_a_piloted_workflow_writes_nothing_to_the_ehr(client):
     none = write_back("p-pilot-all", {other["item_id"]: other}, {}, [], client, pilot={"p-pilot-all": ["*"]})
     assert (none.tasks_written, none.piloted) == (0, 1)
     assert client.read("Task", task_id_for("p-pilot-all", other["item_id"])) is None
+
+
+def test_a_retried_put_keeps_if_match_and_the_fhir_content_type():
+    """Review s18 M1: the headers were popped inside the retried closure, so the retry after a 503
+    went out without If-Match, an unconditional overwrite of whatever staff changed meanwhile."""
+    import httpx
+
+    seen: list[httpx.Headers] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        if len(seen) == 1:
+            return httpx.Response(503)
+        return httpx.Response(200, headers={"ETag": 'W/"3"'}, json={"resourceType": "Task", "id": "x"})
+
+    http_client = httpx.Client(transport=httpx.MockTransport(handler))
+    target = EhrFhirTarget(base_url="http://127.0.0.1:1/fhir", auth="none")
+    with FhirClient(target, attempts=3, http=http_client) as c:
+        assert c.put({"resourceType": "Task", "id": "x"}, if_match="2") == "3"
+    assert len(seen) == 2
+    for headers in seen:
+        assert headers.get("if-match") == 'W/"2"'
+        assert headers.get("content-type") == "application/fhir+json"
+
+
+def test_unsigned_intake_registration_drafts_are_not_written_to_the_ehr():
+    """Review s18 M4: the intake Patient (no status at all) and Coverage ("active") drafts were
+    written at every sync, before anyone approved: a live registration from an unverified form,
+    and a duplicate chart for a matched patient. Built with the real intake builders."""
+    import httpx
+
+    from practiceflow.processors.workflows.intake.drafts import as_body, coverage_resource, patient_resource
+
+    intake = {"submission_id": "sub-1", "family_name": "Doe", "given_name": "Jan", "birth_date": "1980-02-03"}
+    patient = patient_resource(intake, "MRN-1", "urn:mrn")  # a matched chart
+    coverage = coverage_resource(intake, {"member_id": "M1"}, "Patient/MRN-1", "P1", "Payer")
+    renewal = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order", "subject": {"display": "x"}}
+
+    def draft(did: str, kind: str, body: dict) -> dict:
+        return {
+            "practice_id": "p-m4",
+            "draft_id": did,
+            "item_id": "i1",
+            "workflow": "intake",
+            "kind": kind,
+            "content_type": "application/fhir+json",
+            "body": as_body(body),
+            "created_at": 1,
+        }
+
+    drafts = {
+        "d-pat": draft("d-pat", "fhir.Patient", patient),
+        "d-cov": draft("d-cov", "fhir.Coverage", coverage),
+        "d-med": draft("d-med", "fhir.MedicationRequest", renewal),
+    }
+    written: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404)
+        body = json.loads(request.content)
+        written.append(body["resourceType"])
+        return httpx.Response(201, headers={"ETag": 'W/"1"'}, json=body)
+
+    target = EhrFhirTarget(base_url="http://127.0.0.1:1/fhir", auth="none")
+    with FhirClient(target, attempts=1, http=httpx.Client(transport=httpx.MockTransport(handler))) as c:
+        report = write_back("p-m4", {}, drafts, [], c)
+    assert report.failed == []
+    assert "Patient" not in written and "Coverage" not in written
+    assert written.count("MedicationRequest") == 1  # a real draft status: shown in the EHR as a draft
+    assert (report.drafts_written, report.drafts_held) == (1, 2)
+
+
+def test_a_signed_write_whose_draft_is_missing_is_answered_failed():
+    """Review s18 M6 (part): a signed renewal whose draft is not on pf.drafts was only logged;
+    its command was never answered on pf.cmd.results."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404)
+        return httpx.Response(201, headers={"ETag": 'W/"1"'}, json=json.loads(request.content))
+
+    cmd = {
+        "practice_id": "p-m6",
+        "command_id": "c-1",
+        "workflow": "refill",
+        "payload": json.dumps({"draft_id": "gone"}),
+    }
+    target = EhrFhirTarget(base_url="http://127.0.0.1:1/fhir", auth="none")
+    with FhirClient(target, attempts=1, http=httpx.Client(transport=httpx.MockTransport(handler))) as c:
+        report = write_back("p-m6", {}, {}, [cmd], c)
+    assert [(r["command_id"], r["outcome"]) for r in report.answered] == [("c-1", "failed")]
