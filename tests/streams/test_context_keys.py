@@ -17,6 +17,7 @@ from hypothesis import given, settings, strategies as st
 from practiceflow.processors.context import keys as table_keys
 from practiceflow.processors.context.matching import Demographics, MemoryIndex, blocking_keys, match
 from practiceflow.processors.identity.crosswalk import fold as fold_links
+from practiceflow.processors.rules import PracticeRules
 from practiceflow.processors.workflows.patient_match import load_match_rules
 from practiceflow.streams.workflows.context import (
     CONTEXT_RECORD_TYPES,
@@ -42,7 +43,8 @@ def _agent() -> Any:
     agent._crosswalks = {}
     agent.table = {}
     agent.index = {}
-    agent.match_rules = RULES
+    agent.match_rules = PracticeRules(lambda layers: RULES, None, fixed=RULES)  # every practice: RULES
+    agent.followers = []  # no workflow follows the context here
     return agent
 
 
