@@ -1,4 +1,8 @@
-"""The prior-auth agent and the context follower share one table: a 278 answer is never parked for ever.
+"""The prior-auth agent and its context follower, without a broker (review s18 S7, S6, S8).
+
+The prior-auth agent and the context follower share one table: a 278 answer is never parked
+for ever; a faxed decision that names no request is evidence only; a failing check is a
+triage item.
 
 Review s18 S7: the response agent looked the authorization up (absent: its order still in
 the context agent), then awaited its sends before parking the answer under ``r:<trace>``;
@@ -135,3 +139,42 @@ def test_a_278_answer_arriving_while_its_order_is_drafted_is_applied(agent: mod.
     # applied exactly once (a prior_auth_response audit in one step result)
     applied = [r for r in agent.emitted if any(a.action == "prior_auth_response" for a in r.audit)]  # type: ignore[attr-defined]
     assert len(applied) == 1
+
+
+def _drafted(agent: mod.PriorAuth) -> tuple[Any, dict[str, Any], str]:
+    ctx, order = mri_case()
+    asyncio.run(agent.on_context_batch([(_event("pf.norm.order", order), "Order", order, ctx)]))
+    aid = authorization_id(P, PT, order["order_id"])
+    assert agent.authorization(P, aid)["status"] == "drafted"  # type: ignore[index]
+    return ctx, order, aid
+
+
+def test_a_trusted_fax_that_names_no_request_is_evidence_in_the_agent_too(agent: mod.PriorAuth) -> None:
+    """Review s18 S6: the agent applied a faxed "approved" to the patient's only open authorization."""
+    from tests.processors.test_prior_auth import _fax
+
+    _ctx, _order, aid = _drafted(agent)
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    fax = _fax("approved")  # rule-read, confident, ours, the patient matched; no reference
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", fax)]))
+    state = agent.authorization(P, aid)
+    assert state is not None and state["status"] == "drafted" and state["authorization_number"] is None
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["kind"] == "prior_auth.sign_off" and item["evidence"][0]["assessment"] == "unconfirmed"
+
+
+def test_a_failing_check_puts_a_triage_item_in_front_of_a_person(
+    agent: mod.PriorAuth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s18 S8: the failure was an audit event only; nobody reads the audit trail as a queue."""
+    ctx, order = mri_case()
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        raise KeyError("birth_date")
+
+    monkeypatch.setattr(mod, "draft", broken)
+    asyncio.run(agent.on_context_batch([(_event("pf.norm.order", order), "Order", order, ctx)]))
+    (result,) = agent.emitted  # type: ignore[attr-defined]
+    (item,) = result.work_items
+    assert item["queue"] == "triage" and item["subject_id"] == order["order_id"] and "KeyError" in item["what_happened"]
+    assert [a.action for a in result.audit] == ["prior_auth_failed"]
