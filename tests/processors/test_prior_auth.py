@@ -470,6 +470,12 @@ def test_a_278_response_is_matched_by_our_echoed_trace_not_the_payers_own(payer_
     assert response_fields(r)["trace_number"] == "pa-0001-abc"
     assert set(r.traces) == {"pa-0001-abc", "PAYER-TRACE-99"}  # both kept
     assert r.decision == "approved"
+    # the same file through the X12 feed's normalizer: the record the prior-auth agent looks up by
+    from practiceflow.processors.x12.normalize import normalize_x12
+
+    raw = _response_278([theirs, ours] if payer_first else [ours, theirs]).encode()
+    (rec,) = [x for x in normalize_x12(raw, P, NOW).records if x.record_type == "AuthorizationResponse"]
+    assert rec.value["trace_number"] == "pa-0001-abc" and rec.value["decision"] == "approved"
 
 
 @pytest.mark.parametrize(
