@@ -259,7 +259,7 @@ def main(args: argparse.Namespace, cfg: Settings) -> int:
         with endpoints(cfg, autostart=False) as ep:
             # the order matters on a live system: the sink's committed offsets first (all of that is
             # in ClickHouse by then), then ClickHouse, then the topic (holding all ClickHouse holds)
-            n, done = (0, {})
+            n, done = 0, dict[int, int]()
             if args.source == "both":
                 n, done = sink_committed(
                     ep.bootstrap, cfg.topic_prefix, args.sink_group or f"{cfg.consumer_group}-clickhouse-sink"
