@@ -667,6 +667,9 @@ def test_a_cancelled_order_supersedes_its_open_sign_off_item_and_cancels_the_aut
     assert item["outcome"] == "order cancelled"
     assert out.state is not None and out.state["status"] == "cancelled"
     assert [a.action for a in out.result.audit] == ["prior_auth_cancelled"]
+    # a completed order (performed) is not a cancelled one: nothing is superseded
+    done = draft(PriorAuthContext(c, d.state), "Order", {**o, "status": "completed"}, RULES, NOW + 5000)
+    assert done.result.empty and done.state is None
     # the order re-sent (or cancelled again) changes nothing now
     assert draft(PriorAuthContext(c, out.state), "Order", o, RULES, NOW + 6000).result.empty
     assert draft(PriorAuthContext(c, out.state), "Order", _cancelled(o), RULES, NOW + 6000).result.empty

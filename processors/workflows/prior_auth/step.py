@@ -43,7 +43,7 @@ from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.workflows.commands import draft_id_for
 from practiceflow.processors.workflows.prior_auth import letter, pas
 from practiceflow.processors.workflows.prior_auth.codes import check, dotted
-from practiceflow.processors.workflows.prior_auth.detect import Need, detect, is_active
+from practiceflow.processors.workflows.prior_auth.detect import Need, detect, is_cancelled
 from practiceflow.processors.workflows.prior_auth.evidence import CriterionResult, assess, day
 from practiceflow.processors.workflows.prior_auth.follow_up import request_evidence
 from practiceflow.processors.workflows.prior_auth.rules import PriorAuthRules
@@ -179,7 +179,7 @@ def draft(
     """See the module docstring. ``now`` is the event time in epoch ms (never the wall clock)."""
     pid = order["practice_id"]
     patient_id = str(order.get("patient_id") or "")
-    if ctx.state is not None and ctx.state.get("status") in CANCELLABLE and not is_active(order):
+    if ctx.state is not None and ctx.state.get("status") in CANCELLABLE and is_cancelled(order):
         return _cancel(ctx, record_type, order, now)
     if ctx.state is not None and ctx.state.get("status") not in (None, "drafted"):
         return PriorAuthDecision(StepResult(), None)  # the payer already answered: a re-sent order changes nothing
