@@ -102,7 +102,7 @@ class ChainBreak:
         return f"position {self.position} (event {self.event_id}): {what}"
 
 
-def find_break(events: Iterable[dict[str, Any]]) -> ChainBreak | None:
+def find_break(events: Iterable[dict[str, Any]], start: str | None = None) -> ChainBreak | None:
     """The first place one practice's chain (in stored order) stops verifying, and why; None if intact.
 
     The same test as :func:`verify_chain`, split by cause so an operator knows what to look
@@ -110,8 +110,11 @@ def find_break(events: Iterable[dict[str, Any]]) -> ChainBreak | None:
     ``prev_hash`` that is not the previous event's hash means something was deleted or moved
     between them (a swap of two events breaks the link at the earlier position). Deleting the
     *last* events is only visible against an independent copy of the head (the worker's
-    ``audit-heads`` table, or the other store): see ``practiceflow audit verify``."""
-    prev: str | None = None
+    ``audit-heads`` table, or the other store): see ``practiceflow audit verify``.
+
+    ``start``: the ``prev_hash`` the first event must carry when the store holds the chain from
+    the middle on (ClickHouse after its retention TTL deleted the oldest rows); None = genesis."""
+    prev: str | None = start
     seen: set[str] = set()
     for i, ev in enumerate(events):
         eid = str(ev.get("event_id"))

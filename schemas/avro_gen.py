@@ -23,6 +23,8 @@ from practiceflow.schemas.models import ALL_RECORDS, AvroRecord
 NAMESPACE = "org.practiceflow"
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 
+# the record models' own modules (re-exported by schemas/models.py): only their docstrings become Avro docs
+_MODELS_PACKAGE = "practiceflow.schemas.records."
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool: "boolean", bytes: "bytes"}
 
 
@@ -65,7 +67,7 @@ def _record(model: type[BaseModel], name: str, named: dict[str, dict[str, Any]])
         fields.append(field)
     record: dict[str, Any] = {"type": "record", "name": name, "fields": fields}
     doc = (model.__doc__ or "").strip()
-    if doc and model.__module__ == "practiceflow.schemas.models" and doc != BaseModel.__doc__:
+    if doc and model.__module__.startswith(_MODELS_PACKAGE) and doc != BaseModel.__doc__:
         record["doc"] = " ".join(doc.split())
     return record
 

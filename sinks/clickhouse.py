@@ -120,10 +120,12 @@ class ClickHouseSink:
         *,
         audit_retention_days: int | None = None,
         retention_days: int | None = None,
+        migrate: bool = True,
     ) -> None:
         """``*_retention_days``: the TTLs to set (0: rows kept for ever; None: leave the tables'
         TTLs as they are, for readers such as ``practiceflow audit verify``). The deployment's
-        sink passes the settings' (``from_settings``: six years by default)."""
+        sink passes the settings' (``from_settings``: six years by default). ``migrate=False``:
+        a reader that neither migrates nor sets TTLs (``audit verify``: one process migrates)."""
         self.dsn = dsn
         self.database = database
         self.audit_retention_days = audit_retention_days
@@ -132,7 +134,8 @@ class ClickHouseSink:
         self.client = clickhouse_connect.get_client(dsn=dsn)
         # table -> (topic, partition) -> highest Kafka offset the table holds; loaded lazily
         self._marks: dict[str, dict[tuple[str, int], int]] = {}
-        self.ensure_schema()
+        if migrate:
+            self.ensure_schema()
 
     @classmethod
     def from_settings(cls, cfg: Settings) -> ClickHouseSink:

@@ -41,7 +41,7 @@ from prometheus_client import Counter, Gauge
 from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
-from practiceflow.streams.positions import position
+from practiceflow.streams.positions import position, watermarks
 from practiceflow.streams.serde import AvroSerde, SerdeError
 
 log = logging.getLogger("practiceflow.sink")
@@ -268,7 +268,7 @@ def committed_lag(bootstrap: str, group_id: str, topics: list[str], timeout: flo
                 tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
         lag = 0
         for tp in _committed(probe, tps, timeout):
-            lo, hi = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout)
+            lo, hi = watermarks(probe, tp, timeout)
             lag += max(hi - (tp.offset if tp.offset >= 0 else lo), 0)
         return lag
     finally:

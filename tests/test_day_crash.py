@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from practiceflow.jobs.day import DEMO_SECRET, DayReport, _send_all
+from practiceflow.localstack.chaos import TopicReader
 from practiceflow.processors.audit import verify_chain
 from practiceflow.sampleday.generate import build_day
 from practiceflow.sinks.clickhouse import TABLE_KEYS, ClickHouseSink, rows_for
@@ -66,54 +66,6 @@ class _Drops:
 
     def empty(self, practice: str) -> bool:
         return not any(any(self.inbox(practice, f).iterdir()) for f in ("hl7v2", "x12", "fax"))
-
-
-class _Reader:
-    """Reads topics from offset 0 with assigned partitions (no group: a rebalance can never
-    re-deliver); keeps (topic, decoded value), incrementally."""
-
-    def __init__(self, bootstrap: str, topics: list[str], serde: AvroSerde) -> None:
-        self.serde = serde
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"check-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        self.partitions = [
-            TopicPartition(t, p, OFFSET_BEGINNING)
-            for t in topics
-            for p in self.consumer.list_topics(t, timeout=10).topics[t].partitions
-        ]
-        self.consumer.assign(self.partitions)
-        self.items: list[tuple[str, dict[str, Any]]] = []
-
-    def poll(self, seconds: float = 0.5) -> None:
-        for msg in self.consumer.consume(num_messages=5000, timeout=seconds):
-            if msg.error() is None and msg.value() is not None:
-                self.items.append((msg.topic(), self.serde.decode(msg.value())))
-
-    def read_to_end(self, timeout: float = 30.0) -> None:
-        """Until the position of every partition reaches its (last stable) high watermark."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.poll(0.5)
-            ends = {
-                (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=5)[1]
-                for tp in self.partitions
-            }
-            at = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(self.partitions)}
-            if all((at[k] >= 0 and at[k] >= end) or end == 0 for k, end in ends.items()):
-                return
-        raise AssertionError("topics not read to their end in time")
-
-    def values(self) -> list[dict[str, Any]]:
-        return [v for _, v in self.items]
-
-    def close(self) -> None:
-        self.consumer.close()
 
 
 def _key(v: dict[str, Any]) -> tuple[str, str, str]:
@@ -183,14 +135,14 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
     plan.fax_upload = [f for f in plan.fax_upload if f[2].get("pages") == "1"]
     serde = AvroSerde(registry_client(stack.registry_url))
     procs: dict[str, subprocess.Popen] = {}
-    readers: list[_Reader] = []
+    readers: list[TopicReader] = []
     kill_report = ""
     try:
         procs["gateways"] = spawn("gateways")  # creates the topics
         _wait_http(f"http://127.0.0.1:{ports['http']}/healthz", 90, procs["gateways"], tmp_path / "gateways.log")
         raw_topics = [s.name(prefix) for s in catalog.CATALOG if s.kind == catalog.Kind.RAW]
-        raw = _Reader(stack.bootstrap, raw_topics, serde)
-        flow = _Reader(stack.bootstrap, [f"{prefix}.analytics.flow"], serde)
+        raw = TopicReader(stack.bootstrap, raw_topics, serde)
+        flow = TopicReader(stack.bootstrap, [f"{prefix}.analytics.flow"], serde)
         readers += [raw, flow]
 
         # the whole day is sent (and durably in the raw topics) before the worker starts, so
@@ -245,7 +197,11 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
     # 1. every raw message has exactly one outcome
     outcomes = _outcomes(flow.values())
     missing = [k for k in copies if not outcomes.get(k)]
-    assert not missing, f"{len(missing)} of {len(copies)} raw message ids without an outcome; {kill_report}"
+    assert not missing, (
+        f"{len(missing)} of {len(copies)} raw message ids without an outcome: {missing[:5]} "
+        f"(their flow stages: {[[ev['stage'] for ev in flow.values() if _key(ev) == k] for k in missing[:5]]}); {kill_report}; "
+        f"worker log: {log.read_text(errors='replace')[-2500:]}"
+    )
     mixed = {k: c for k, c in outcomes.items() if k in copies and sum(1 for s in FIRST_OUTCOMES if c[s]) != 1}
     assert not mixed, f"{len(mixed)} ids not exactly one of normalized/dead-lettered: {list(mixed.items())[:3]}"
     short = {
@@ -257,7 +213,7 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
     doubled = sum(1 for k, c in outcomes.items() if sum(c.values()) > copies[k])
 
     # 2. the audit chain: no event twice, every practice's chain verifies
-    audit_reader = _Reader(stack.bootstrap, [f"{prefix}.audit"], serde)
+    audit_reader = TopicReader(stack.bootstrap, [f"{prefix}.audit"], serde)
     audit_reader.read_to_end()
     audit_reader.close()
     audit = audit_reader.values()
@@ -272,7 +228,7 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
 
     # 3. ClickHouse reconciles with the topics: raw rows = messages, FINAL rows = distinct sort keys
     types = sink_topics(prefix)
-    sinks = _Reader(stack.bootstrap, list(types), serde)
+    sinks = TopicReader(stack.bootstrap, list(types), serde)
     sinks.read_to_end()
     sinks.close()
     expected: dict[str, dict[str, int]] = {}

@@ -9,13 +9,15 @@ compatibility tests (tests/schemas).
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 import subprocess
 import sys
 
 from pydantic import BaseModel
 
-from practiceflow.schemas import models
+from practiceflow.schemas import models, records
 from practiceflow.streams import catalog
 
 RECORD_TYPES = [
@@ -209,9 +211,17 @@ def test_models_module_exports_only_known_models():
     defined = sorted(
         name
         for name, obj in vars(models).items()
-        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == models.__name__
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__.startswith(f"{records.__name__}.")
     )
     assert defined == sorted(["AvroRecord", *RECORD_TYPES, *NESTED_TYPES])
+    # and every model the record modules define is re-exported by schemas/models.py
+    in_records = sorted(
+        name
+        for info in pkgutil.iter_modules(records.__path__)
+        for name, obj in vars(importlib.import_module(f"{records.__name__}.{info.name}")).items()
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == f"{records.__name__}.{info.name}"
+    )
+    assert in_records == defined
 
 
 def test_topic_catalog_is_the_published_one():

@@ -83,7 +83,9 @@ def sync_practice(
 ) -> WriteReport:
     """Read the practice's items, drafts and signed-draft commands and write them back.
 
-    The audit events and the ``cmd.ehr_write`` answers are sent (acks=all) before returning."""
+    The audit events and the ``cmd.ehr_write`` answers are sent (acks=all) before returning. Should
+    that send fail after the writes, the next sync answers and audits the signed commands from the
+    server's version (``answered_ok``: the commands ``cmd.results`` already answers)."""
     items = read_work_items(bootstrap, serde, cfg.topic_prefix, practice)
     drafts: dict[str, DraftDict] = {}
     for d in read_practice_records(
@@ -97,11 +99,27 @@ def sync_practice(
         )
         if c.get("kind") == "ehr_write"
     ]
+    # answered already: such a command is neither written nor answered again (idempotent by command id)
+    answered_ok = {
+        str(r["command_id"])
+        for r in read_practice_records(
+            bootstrap, serde, catalog.BY_SUFFIX["cmd.results"].name(cfg.topic_prefix), practice, "CommandResult"
+        )
+        if r.get("kind") == "ehr_write" and r.get("outcome") == "ok"
+    }
     producer = DurableProducer(bootstrap, cfg.topic_partitions, client_id="practiceflow-ehr")
     try:
         audits: list[dict[str, Any]] = []
         report = write_back(
-            practice, items, drafts, commands, client, target=target, audit=audits.append, pilot=cfg.pilot
+            practice,
+            items,
+            drafts,
+            commands,
+            client,
+            target=target,
+            audit=audits.append,
+            pilot=cfg.pilot,
+            answered_ok=answered_ok,
         )
         for ev in audits:
             _send(producer, serde, cfg, "audit.in", "AuditEvent", practice, ev)

@@ -48,6 +48,7 @@ from practiceflow.sampleday.senders import CR, FS, VT, ack_code
 from practiceflow.settings import REPO_ROOT
 from practiceflow.sinks.clickhouse import TABLE_KEYS, ClickHouseSink, rows_for
 from practiceflow.streams.clickhouse_sink import committed_lag, sink_topics
+from practiceflow.streams.positions import watermarks
 from practiceflow.streams.serde import AvroSerde, registry_client
 
 KINDS = ("worker", "sink", "gateways", "broker")
@@ -175,20 +176,30 @@ class TopicReader:
         return n
 
     def read_to_end(self, timeout: float = 300.0) -> None:
-        """Until every partition's position reaches the high-water mark it had when called
-        (nothing writes these topics while the checks run; asked once, not per poll: tens of
-        partitions on a loaded machine make per-poll watermark requests the slow part)."""
-        ends = {
-            (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in self.partitions
-        }
+        """Until every partition's position reaches its high-water mark, and the marks asked
+        again then have not moved (a writer still finishing is followed to its end).
+
+        The marks are asked once per round, not per poll: tens of partitions on a loaded
+        machine make per-poll watermark requests the slow part."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.poll(1.0)
-            at = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(self.partitions)}
-            if all(end <= 0 or at[k] >= end for k, end in ends.items()):
+        ends = self._ends()
+        while True:
+            at: dict[tuple[str, int], int] = {}
+            while time.monotonic() < deadline:
+                self.poll(1.0)
+                at = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(self.partitions)}
+                if all(end <= 0 or at[k] >= end for k, end in ends.items()):
+                    break
+            else:
+                behind = {k: (at.get(k), end) for k, end in ends.items() if end > 0 and at.get(k, -1) < end}
+                raise AssertionError(f"topics not read to their end in {timeout}s: {list(behind.items())[:5]}")
+            again = self._ends()
+            if again == ends:
                 return
-        behind = {k: (at[k], end) for k, end in ends.items() if end > 0 and at[k] < end}
-        raise AssertionError(f"topics not read to their end in {timeout}s: {list(behind.items())[:5]}")
+            ends = again
+
+    def _ends(self) -> dict[tuple[str, int], int]:
+        return {(tp.topic, tp.partition): watermarks(self.consumer, tp, timeout=30)[1] for tp in self.partitions}
 
     def values(self) -> list[dict[str, Any]]:
         return [v for _, v in self.items]
@@ -203,6 +214,12 @@ def outcomes_by_id(flow: list[dict[str, Any]]) -> dict[str, Counter]:
         if ev["stage"] in (*FIRST_OUTCOMES, "duplicate"):
             by_id[ev["message_id"]][ev["stage"]] += 1
     return by_id
+
+
+def _notable(log_text: str, n: int = 30) -> list[str]:
+    """The last ``n`` lines of a process log that say something went wrong (for a failed check)."""
+    marks = ("ERROR", "WARNING", "Traceback", "Error", "%3|", "%4|", "exited")
+    return [ln[:300] for ln in log_text.splitlines() if any(m in ln for m in marks)][-n:]
 
 
 def order_by(table: str) -> list[str]:
@@ -424,11 +441,15 @@ class Chaos:
         lag_topics = list(sink_topics(self.prefix))
         deadline = time.monotonic() + 180
         lag = committed_lag(self.info.bootstrap, f"{self.group}-clickhouse-sink", lag_topics)
+        lags = [lag]
         while lag and time.monotonic() < deadline:
             time.sleep(1)
+            self.revive()  # a process that stopped by itself after the last cycle (counted, as an orchestrator would)
             lag = committed_lag(self.info.bootstrap, f"{self.group}-clickhouse-sink", lag_topics)
+            lags.append(lag)
         if lag:
-            problems.append(f"sink {lag} behind")
+            problems.append(f"sink {lag} behind (lag {lags[0]} -> {lags[len(lags) // 2]} -> {lag})")
+            self.log(json.dumps({"sink_behind_log_tail": _notable(self.tail("sink", 200_000))}))
         stop_process(self.procs.pop("sink"), timeout=30)
         try:
             # 1. one outcome per raw copy, one first outcome per AA'd message

@@ -3,14 +3,31 @@
 Each practice has its own EHR, so its own FHIR base URL and its own OAuth2 client: SMART
 Backend Services (a ``client_credentials`` grant whose client authenticates with a
 ``private_key_jwt`` assertion signed by the practice's key, registered with the EHR by its
-JWKS / key id). ``auth = "none"`` is for the local FHIR server only (tests, the sample day).
+JWKS / key id). ``auth = "none"`` is for the local FHIR server only (tests, the sample day),
+so it is refused for any host that is not loopback, and so is plain ``http://`` (a bearer token
+and PHI in clear): a typo or a copied local config pointed at a real EHR fails at start-up
+instead of sending Tasks unauthenticated (review s18 S11; the LLM layer refuses the same way).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is this machine (``localhost``, 127.0.0.0/8, ``::1``); no DNS
+    lookup, so a name that merely resolves to loopback does not count."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class EhrFhirTarget(BaseModel):
@@ -36,6 +53,16 @@ class EhrFhirTarget(BaseModel):
     def _check(self) -> EhrFhirTarget:
         if self.auth not in ("smart-backend", "none"):
             raise ValueError(f"auth must be smart-backend or none, not {self.auth!r}")
+        for url in (self.base_url, self.token_url):
+            if url is None:
+                continue
+            scheme = urlsplit(url).scheme.lower()
+            if scheme not in ("https", "http"):
+                raise ValueError(f"{url!r}: the EHR is reached over https")
+            if scheme == "http" and not is_loopback_url(url):
+                raise ValueError(f"{url!r}: plain http is for a loopback test server only; use https")
+        if self.auth == "none" and not is_loopback_url(self.base_url):
+            raise ValueError('auth = "none" is for the local FHIR server on loopback only; use smart-backend')
         if self.auth == "smart-backend" and not (self.token_url and self.client_id and self.private_key_file):
             raise ValueError("smart-backend needs token_url, client_id and private_key_file")
         if self.algorithm not in ("RS384", "ES384"):

@@ -13,8 +13,8 @@ Mapping (README "Write-back to the EHR"):
   done -> completed, rejected -> rejected, superseded -> cancelled);
 * ``intent`` ``proposal`` when the software proposes an action or a draft, else ``order``;
 * ``priority`` routine -> routine, high -> urgent, urgent -> asap;
-* ``owner`` the queue's PractitionerRole (``PractitionerRole/pf-queue-<queue>``, written by
-  :func:`queue_roles`), ``requester`` the practice's Organization;
+* ``owner`` the queue's PractitionerRole (:func:`queue_role_id`: a digest of practice + queue,
+  written by :func:`queue_roles`), ``requester`` the practice's Organization;
 * ``for`` the patient (a logical reference by the practice's patient identifier, as the
   workflows' drafts do), ``focus`` the first draft (else the subject by identifier);
 * ``input`` one per piece of evidence (a reference to the record, a document URL, or the
@@ -80,8 +80,22 @@ def task_id_for(practice_id: str, item_id: str) -> str:
     return fhir_id(practice_id, "item", item_id)
 
 
-def queue_role_id(queue: str) -> str:
-    return f"pf-queue-{queue.replace('_', '-')}"
+def queue_role_id(practice_id: str, queue: str) -> str:
+    """The practice's own PractitionerRole for a queue. Practice-scoped: two practices on one FHIR
+    base (a group on one EHR instance) each keep their role, instead of each sync rewriting a
+    shared ``pf-queue-<queue>``'s organization to itself (review s18 S1)."""
+    return fhir_id(practice_id, "queue", queue)
+
+
+# owners written before the roles were practice-scoped (a Task not rewritten since still names one)
+LEGACY_QUEUE_ROLE_PREFIX: Final = "PractitionerRole/pf-queue-"
+
+
+def is_queue_owner(practice_id: str, reference: str) -> bool:
+    """The owner is one of our queue roles (the Task was not assigned to a person in the EHR)."""
+    if reference.startswith(LEGACY_QUEUE_ROLE_PREFIX):
+        return True
+    return reference in {f"PractitionerRole/{queue_role_id(practice_id, q)}" for q in QUEUE_NAMES}
 
 
 def organization_id(practice_id: str) -> str:
@@ -117,7 +131,7 @@ def queue_roles(practice_id: str, practice_name: str | None = None) -> list[dict
         out.append(
             {
                 "resourceType": "PractitionerRole",
-                "id": queue_role_id(queue),
+                "id": queue_role_id(practice_id, queue),
                 "identifier": [{"system": "urn:practiceflow:queue", "value": queue}],
                 "active": True,
                 "organization": {"reference": f"Organization/{org}"},
@@ -176,7 +190,7 @@ def task_for(
         "priority": PRIORITY.get(item.get("priority") or "routine", "routine"),
         "code": {"coding": [{"system": KIND_SYSTEM, "code": item.get("kind") or item["workflow"]}]},
         "description": item["title"],
-        "owner": {"reference": f"PractitionerRole/{queue_role_id(item['queue'])}", "display": item["queue"]},
+        "owner": {"reference": f"PractitionerRole/{queue_role_id(practice, item['queue'])}", "display": item["queue"]},
         "requester": {"reference": f"Organization/{organization_id(practice)}", "display": practice_name or practice},
         "authoredOn": _iso(item["created_at"]),
         "lastModified": _iso(item.get("updated_at") or item["created_at"]),
@@ -274,7 +288,8 @@ def decision_from_task(
 ) -> StaffDecisionDict | None:
     """The StaffDecision a status change made in the EHR stands for, or None.
 
-    None when the Task is not ours, its item is unknown or closed, or its status is the one
+    None when the Task is not ours (nor this practice's: its id must be :func:`task_id_for` of
+    this practice and item), its item is unknown or closed, or its status is the one
     the item's current state writes (our own write read back, not a person's change).
     A status equal to the one our last write set (:data:`WRITTEN_STATUS_EXT`) is ours, not
     a person's. The option is the item's own option that the status expresses (completed -> approve,
@@ -282,7 +297,7 @@ def decision_from_task(
     in-progress -> assign).
 
     ``actor_role`` is None: a Task status says neither who changed it nor in what role (the owner
-    is usually still our ``PractitionerRole/pf-queue-*``, and EHRs rarely restrict Task status per
+    is usually still our queue's PractitionerRole, and EHRs rarely restrict Task status per
     worklist). Asserting the queue's role here let any EHR user "sign" a clinician's renewal
     (review s18 M2); with None the decisions agent refuses clinician-queue items and signing
     options (approve/edit on an item with drafts) from this channel, and audits the refusal,
@@ -290,6 +305,8 @@ def decision_from_task(
     status = str(task.get("status") or "")
     if item is None or item["practice_id"] != practice_id or item_id_of(task) != item["item_id"]:
         return None
+    if task.get("id") != task_id_for(practice_id, item["item_id"]):
+        return None  # another practice's Task for the same subject on a shared FHIR base (review s18 S1)
     state = item.get("state") or "open"
     if state in END_STATES or status not in _STATUS_OPTIONS:
         return None
@@ -301,7 +318,7 @@ def decision_from_task(
     if option == "assign" and state != "open":
         return None  # already in progress: nothing changed
     owner = (task.get("owner") or {}).get("reference") or ""
-    actor = owner if owner and not owner.startswith("PractitionerRole/pf-queue-") else "ehr-user"
+    actor = owner if owner and not is_queue_owner(practice_id, owner) else "ehr-user"
     meta = task.get("meta") or {}
     reason = (task.get("statusReason") or {}).get("text")
     return {

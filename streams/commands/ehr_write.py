@@ -40,6 +40,7 @@ from practiceflow.processors.ehr.tasks import (
     decision_from_task,
     draft_resource,
     item_id_of,
+    organization_id,
     queue_roles,
     revision_of,
     task_for,
@@ -81,6 +82,7 @@ class WriteReport:
     drafts_unchanged: int = 0
     drafts_held: int = 0  # no draft status in the EHR (intake Patient/Coverage): written only once signed
     signed_written: int = 0
+    signed_unanswered: int = 0  # signed resource already on the server, its command answered only now
     piloted: int = 0  # items, drafts and signed drafts of workflows in pilot mode: never written
     failed: list[str] = field(default_factory=list)
     answered: list[dict[str, Any]] = field(default_factory=list)  # CommandResults for cmd.ehr_write
@@ -92,6 +94,11 @@ class WriteReport:
             f"{len(self.failed)} failed"
             + (f", {self.piloted} withheld (pilot mode)" if self.piloted else "")
             + (f", {self.drafts_held} drafts held for sign-off" if self.drafts_held else "")
+            + (
+                f", {self.signed_unanswered} signed writes found on the server and answered"
+                if self.signed_unanswered
+                else ""
+            )
         )
 
 
@@ -134,8 +141,12 @@ def _write_task(client: FhirClient, task: dict[str, Any], item: HandoffItemDict,
             if revision_of(current) >= int(item.get("revision") or 1):
                 report.tasks_unchanged += 1
                 return None
-            staff_status = current.get("status") != written_status_of(current)
-            if staff_status and (item.get("state") or "open") not in END_STATES:
+            state = item.get("state") or "open"
+            # a status staff set that the item has not absorbed yet (the poller's decision is still
+            # to come); one the item's state already writes (in-progress -> assign -> in_progress)
+            # is no pending change, so the item's later revisions reach the Task (review s18 S14)
+            pending = current.get("status") not in (written_status_of(current), STATUS_FOR_STATE.get(state))
+            if pending and state not in END_STATES:
                 report.tasks_held += 1  # the poller turns it into a decision; then the item closes
                 return None
         try:
@@ -158,6 +169,7 @@ def write_back(
     target: EhrFhirTarget | None = None,
     audit: Audit | None = None,
     pilot: Mapping[str, Collection[str]] | None = None,
+    answered_ok: Collection[str] = (),
 ) -> WriteReport:
     """Write one practice's work items as Tasks, its FHIR drafts, and the drafts staff signed
     (``signed``: ``cmd.ehr_write`` commands) to its EHR. THE single entry point of every write
@@ -165,7 +177,12 @@ def write_back(
 
     Per resource failures are collected in the report (the next sync tries again), never
     raised, so one bad resource does not stop a practice's write-back; transport failures
-    are retried inside the client."""
+    are retried inside the client.
+
+    ``answered_ok``: ids of ``cmd.ehr_write`` commands already answered ``ok`` on ``cmd.results``.
+    A signed command whose resource the server already holds and that is not among them is
+    answered (and audited) from the server's version: idempotent by command id, so a write whose
+    answer was lost is answered at the next sync and an answered one is not answered again."""
     report = WriteReport()
     if pilot:  # pilot mode (settings ``pilot``, processors/pilot/mode.py): a piloted workflow writes nothing
         n = len(items) + len(drafts)
@@ -178,8 +195,11 @@ def write_back(
     for resource in queue_roles(practice_id, name):
         try:
             rtype, rid = resource["resourceType"], resource["id"]
-            if _put_if_changed(client, resource, client.read(rtype, rid)) is not None:
-                _audit(audit, practice_id, rtype, rid, f"{rtype}/{rid} written", f"ehr:{rtype}/{rid}")
+            version = _put_if_changed(client, resource, client.read(rtype, rid))
+            if version is not None:  # the version in the source: a later rewrite is a new event
+                _audit(
+                    audit, practice_id, rtype, rid, f"{rtype}/{rid} version {version}", f"ehr:{rtype}/{rid}/{version}"
+                )
         except FhirError as exc:
             report.failed.append(f"{resource['resourceType']}/{resource['id']}: {exc}")
     signed_by_draft = {}
@@ -203,6 +223,11 @@ def write_back(
         if draft["practice_id"] != practice_id:
             continue
         pair = signed_by_draft.get(draft["draft_id"])
+        if pair is not None and str(pair[0].get("command_id")) in answered_ok:
+            # written and answered: never again, or a later sync would undo what staff did to the
+            # order in the EHR since (discontinued it, changed the quantity)
+            report.drafts_unchanged += 1
+            continue
         try:
             built = draft_resource(draft, signed=pair[1] if pair else None)
         except (ValueError, KeyError) as exc:
@@ -227,22 +252,30 @@ def write_back(
             if pair is not None:
                 report.answered.append(_result(pair[0], "failed", str(exc)))
             continue
-        if version is None:
+        if version is None and pair is not None and str(pair[0].get("command_id")) not in answered_ok:
+            # the signed resource is already on the server, but its command was never answered
+            # (the producer failed after an earlier write, review s18 S2 b): answer and audit it now
+            # from the server's version; the same source as that earlier write, so one audit event
+            version = str(((current or {}).get("meta") or {}).get("versionId") or "")
+            report.signed_unanswered += 1
+        elif version is None:
             report.drafts_unchanged += 1
+            continue
+        elif pair is not None:
+            report.signed_written += 1
         else:
-            if pair is not None:
-                report.signed_written += 1
-                report.answered.append(_result(pair[0], "ok", f"{rtype}/{rid} version {version}"))
-            else:
-                report.drafts_written += 1
-            _audit(
-                audit,
-                practice_id,
-                "Draft",
-                draft["draft_id"],
-                f"{rtype}/{rid} version {version}" + (" (signed)" if pair else " (draft)"),
-                f"ehr:{rtype}/{rid}/{'signed' if pair else 'draft'}",
-            )
+            report.drafts_written += 1
+        if pair is not None:
+            report.answered.append(_result(pair[0], "ok", f"{rtype}/{rid} version {version}"))
+        _audit(
+            audit,
+            practice_id,
+            "Draft",
+            draft["draft_id"],
+            f"{rtype}/{rid} version {version}" + (" (signed)" if pair else " (draft)"),
+            # the version in the source: a draft rewritten under the same id is a new event (S2 a)
+            f"ehr:{rtype}/{rid}/{'signed' if pair else 'draft'}/{version}",
+        )
     for draft_id, (cmd, _payload) in signed_by_draft.items():
         if draft_id not in kinds:
             report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: draft {draft_id} not on pf.drafts")
@@ -296,8 +329,16 @@ def poll_decisions(
 ) -> tuple[list[StaffDecisionDict], str | None]:
     """Tasks changed since ``since`` (server time, ISO) -> the decisions staff made in the EHR,
     and the new watermark (the newest ``meta.lastUpdated`` seen; ``ge``: a Task changed in
-    the same instant as the last poll is read again and yields the same decision id)."""
-    params = {"_lastUpdated": f"ge{since}"} if since else {"_lastUpdated": "ge1970-01-01T00:00:00Z"}
+    the same instant as the last poll is read again and yields the same decision id).
+
+    Only the practice's own Tasks are asked for (``requester`` = its Organization): several
+    practices may share one FHIR base, and item ids do not include the practice, so another
+    practice's Task for the same subject must never read as this practice's decision (review
+    s18 S1; :func:`decision_from_task` checks the Task id as well)."""
+    params = {
+        "_lastUpdated": f"ge{since}" if since else "ge1970-01-01T00:00:00Z",
+        "requester": f"Organization/{organization_id(practice_id)}",
+    }
     decisions: list[StaffDecisionDict] = []
     mark = since
     for task in client.search("Task", params):

@@ -13,6 +13,7 @@ from practiceflow.processors.ehr.tasks import (
     WRITTEN_STATUS_EXT,
     decision_from_task,
     draft_resource,
+    queue_role_id,
     revision_of,
     task_for,
     task_id_for,
@@ -54,7 +55,7 @@ def test_a_work_item_becomes_a_valid_r4_task():
     assert task["id"] == task_id_for("p1", item["item_id"]) and len(task["id"]) <= 64
     assert "MRN1" not in task["id"]  # no identifier in the URL
     assert (task["status"], task["intent"], task["priority"]) == ("requested", "order", "urgent")
-    assert task["owner"]["reference"] == "PractitionerRole/pf-queue-clinician"
+    assert task["owner"]["reference"] == f"PractitionerRole/{queue_role_id('p1', 'clinician')}"
     assert task["for"]["identifier"] == {"system": "urn:practiceflow:p1:patient", "value": "MRN1"}
     kinds = [next(iter(k for k in i if k.startswith("value"))) for i in task["input"]]
     assert kinds == ["valueReference", "valueUrl", "valueString"]
@@ -209,3 +210,49 @@ def test_the_audit_of_a_decision_read_from_the_ehr_carries_no_free_text():
     ev = decision_read_audit("clinic-a", d)
     assert ev["reason"] == "Task status changed in the EHR: reject"
     assert "Jane" not in str(ev)
+
+
+def test_another_practices_task_for_the_same_item_id_is_not_a_decision():
+    """Review s18 S1: item ids hash the subject, not the practice, so two practices on one FHIR base
+    can hold Tasks with the same item identifier; only this practice's own Task id is read back."""
+    item = _item()
+    other = dict(item, practice_id="p2")
+    theirs = _server_copy(task_for(other), "cancelled")  # practice p2's Task, same identifier
+    assert theirs["identifier"] == task_for(item)["identifier"] and theirs["id"] != task_for(item)["id"]
+    assert decision_from_task("p1", theirs, item, now=5) is None
+    assert decision_from_task("p1", _server_copy(task_for(item), "cancelled"), item, now=5) is not None
+    # each practice owns its queue roles: no shared pf-queue-<queue> to rewrite
+    assert queue_role_id("p1", "clinician") != queue_role_id("p2", "clinician")
+    assert task_for(item)["owner"]["reference"] != task_for(other)["owner"]["reference"]
+
+
+@pytest.mark.parametrize(
+    ("kw", "refused"),
+    [
+        ({"base_url": "http://127.0.0.1:8090/fhir", "auth": "none"}, None),
+        ({"base_url": "http://localhost:8090/fhir", "auth": "none"}, None),
+        ({"base_url": "http://[::1]:8090/fhir", "auth": "none"}, None),
+        ({"base_url": "https://ehr.example/fhir/r4", "auth": "none"}, "loopback only"),
+        ({"base_url": "http://ehr.example/fhir/r4", "auth": "none"}, "plain http"),
+        ({"base_url": "http://10.0.0.5/fhir", "auth": "none"}, "plain http"),
+        ({"base_url": "ftp://127.0.0.1/fhir", "auth": "none"}, "over https"),
+    ],
+)
+def test_an_unauthenticated_or_plain_http_target_must_be_loopback(kw, refused):
+    """Review s18 S11: auth "none" or http:// pointed at a real EHR sent PHI unauthenticated or in clear."""
+    if refused is None:
+        assert EhrFhirTarget(**kw).auth == "none"
+    else:
+        with pytest.raises(ValueError, match=refused):
+            EhrFhirTarget(**kw)
+
+
+def test_smart_backend_over_plain_http_is_refused(tmp_path):
+    pem = tmp_path / "k.pem"
+    pem.write_text("unused")
+    common = {"token_url": "https://ehr.example/token", "client_id": "c", "private_key_file": pem}
+    with pytest.raises(ValueError, match="plain http"):
+        EhrFhirTarget(base_url="http://ehr.example/fhir", **common)
+    with pytest.raises(ValueError, match="plain http"):
+        EhrFhirTarget(base_url="https://ehr.example/fhir", **dict(common, token_url="http://ehr.example/token"))
+    assert EhrFhirTarget(base_url="https://ehr.example/fhir", **common).auth == "smart-backend"

@@ -339,3 +339,142 @@ def test_a_signed_write_whose_draft_is_missing_is_answered_failed():
     with FhirClient(target, attempts=1, http=httpx.Client(transport=httpx.MockTransport(handler))) as c:
         report = write_back("p-m6", {}, {}, [cmd], c)
     assert [(r["command_id"], r["outcome"]) for r in report.answered] == [("c-1", "failed")]
+
+
+def _renewal_draft(practice: str, draft_id: str, quantity: float = 90.0) -> dict:
+    body = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "atorvastatin 20 mg tablet"},
+        "subject": {"identifier": {"system": f"urn:practiceflow:{practice}:patient", "value": "MRN-1"}},
+        "dispenseRequest": {"quantity": {"value": quantity}},
+    }
+    return {
+        "practice_id": practice,
+        "draft_id": draft_id,
+        "item_id": "",
+        "workflow": "refill",
+        "kind": "fhir.MedicationRequest",
+        "content_type": "application/fhir+json",
+        "body": json.dumps(body),
+        "created_at": 1,
+    }
+
+
+def test_two_practices_on_one_fhir_base_never_read_each_others_tasks(client):
+    """Review s18 S1: item ids hash the subject, not the practice; practice B's Task for the same
+    subject was read as practice A's decision, and each sync rewrote the shared queue roles'
+    organization to its own practice."""
+    from practiceflow.processors.ehr.tasks import organization_id, queue_role_id
+
+    a_item, b_item = _item("p-share-a", 1), _item("p-share-b", 1)
+    assert a_item["item_id"] == b_item["item_id"]  # same subject: same item id in both practices
+    assert write_back("p-share-a", {a_item["item_id"]: a_item}, {}, [], client).tasks_written == 1
+    assert write_back("p-share-b", {b_item["item_id"]: b_item}, {}, [], client).tasks_written == 1
+    # each practice's queue role still names its own Organization
+    for practice in ("p-share-a", "p-share-b"):
+        role = client.read("PractitionerRole", queue_role_id(practice, "front_desk"))
+        assert role is not None and role["organization"]["reference"] == f"Organization/{organization_id(practice)}"
+    # staff of practice B cancel B's Task; practice A's poll must not see a decision
+    b_tid = task_id_for("p-share-b", b_item["item_id"])
+    server = client.read("Task", b_tid)
+    assert server is not None
+    client.put(dict(server, status="cancelled"), if_match=server["meta"]["versionId"])
+    assert poll_decisions("p-share-a", {a_item["item_id"]: a_item}, client, None, now=9)[0] == []
+    decisions, _ = poll_decisions("p-share-b", {b_item["item_id"]: b_item}, client, None, now=9)
+    assert [(d["practice_id"], d["option"]) for d in decisions] == [("p-share-b", "reject")]
+    # the server answers the practice's own Tasks only (requester = its Organization)
+    seen = {
+        t["id"]
+        for t in client.search(
+            "Task",
+            {"_lastUpdated": "ge1970-01-01T00:00:00Z", "requester": f"Organization/{organization_id('p-share-a')}"},
+        )
+    }
+    assert task_id_for("p-share-a", a_item["item_id"]) in seen and b_tid not in seen
+
+
+def test_a_staff_status_the_item_absorbed_lets_later_revisions_reach_the_task(client):
+    """Review s18 S14: after staff set a Task in-progress and the poller turned it into "assign",
+    every later revision was held until the item closed (new evidence, a changed due date)."""
+    from practiceflow.processors.workflows.workitem import evidence
+
+    practice = "p-s14"
+    item = _item(practice, 14)
+    tid = task_id_for(practice, item["item_id"])
+    assert write_back(practice, {item["item_id"]: item}, {}, [], client).tasks_written == 1
+    server = client.read("Task", tid)
+    assert server is not None
+    client.put(dict(server, status="in-progress"), if_match=server["meta"]["versionId"])  # staff picked it up
+    decisions, _ = poll_decisions(practice, {item["item_id"]: item}, client, None, now=9)
+    assert [d["option"] for d in decisions] == ["assign"]
+    taken = apply_decision(item, decisions[0])
+    assert taken["state"] == "in_progress"
+    report = write_back(practice, {item["item_id"]: taken}, {}, [], client)
+    assert (report.tasks_written, report.tasks_held) == (1, 0)
+    # a later revision (new evidence) reaches the Task too, still in progress
+    later = dict(taken, revision=int(taken["revision"]) + 1, evidence=[evidence("payer answer", value="approved")])
+    report = write_back(practice, {item["item_id"]: later}, {}, [], client)
+    assert (report.tasks_written, report.tasks_held) == (1, 0)
+    task = client.read("Task", tid)
+    assert task is not None and task["status"] == "in-progress"
+    assert any("payer answer" in i.get("valueString", "") for i in task["input"])
+
+
+def test_a_rewritten_draft_and_the_queue_roles_are_audited_per_version(client):
+    """Review s18 S2 (a): the audit source of a draft (and of Organization/PractitionerRole) had no
+    version, so a draft rewritten under the same id got the same event id, which the chain drops."""
+    practice = "p-s2a"
+    audits: list[dict] = []
+    first = _renewal_draft(practice, "d-s2a", 90.0)
+    assert write_back(practice, {}, {"d-s2a": first}, [], client, audit=audits.append).drafts_written == 1
+    rewritten = _renewal_draft(practice, "d-s2a", 30.0)
+    assert write_back(practice, {}, {"d-s2a": rewritten}, [], client, audit=audits.append).drafts_written == 1
+    drafts = [a for a in audits if a["entity_type"] == "Draft"]
+    assert len(drafts) == 2 and len({a["event_id"] for a in drafts}) == 2
+    # the practice's Organization renamed: its new version is a new event too
+    from practiceflow.processors.ehr.config import EhrFhirTarget as Target
+
+    renamed = Target(base_url=client.base, auth="none", practice_name="Renamed clinic")
+    write_back(practice, {}, {}, [], client, target=renamed, audit=audits.append)
+    orgs = [a for a in audits if a["entity_type"] == "Organization"]
+    assert len(orgs) == 2 and len({a["event_id"] for a in orgs}) == 2
+
+
+def test_a_signed_write_whose_answer_was_lost_is_answered_from_the_server(client):
+    """Review s18 S2 (b): the write reached the EHR, then the producer failed before the audit
+    and the CommandResult were sent; the next sync found the resource unchanged and answered
+    nothing, so the signed renewal waited for ever. Now it is answered (and audited with the same
+    event id as the lost one) from the server's version, once per command id."""
+    practice = "p-s2b"
+    draft = _renewal_draft(practice, "d-s2b")
+    cmd = {
+        "practice_id": practice,
+        "command_id": "cmd-s2b",
+        "workflow": "refill",
+        "payload": json.dumps({"draft_id": "d-s2b", "signed_by": "dr.b", "signed_at": 5_000, "option": "approve"}),
+    }
+    lost: list[dict] = []  # the first sync's audits and answers are never sent
+    first = write_back(practice, {}, {"d-s2b": draft}, [cmd], client, audit=lost.append)
+    assert first.signed_written == 1 and [r["outcome"] for r in first.answered] == ["ok"]
+    from practiceflow.processors.ehr.tasks import draft_target
+
+    rtype, rid = draft_target(practice, "d-s2b", "fhir.MedicationRequest")  # type: ignore[misc]
+    versions = client.history_count(rtype, rid)
+    audits: list[dict] = []
+    again = write_back(practice, {}, {"d-s2b": draft}, [cmd], client, audit=audits.append)
+    assert (again.signed_written, again.signed_unanswered) == (0, 1)
+    assert [(r["command_id"], r["outcome"]) for r in again.answered] == [("cmd-s2b", "ok")]
+    assert first.answered[0]["reason"] == again.answered[0]["reason"]  # the same server version
+    assert [a["event_id"] for a in audits if a["entity_type"] == "Draft"] == [
+        a["event_id"] for a in lost if a["entity_type"] == "Draft"
+    ]
+    assert client.history_count(rtype, rid) == versions  # nothing written again
+    # once answered, the command is neither answered nor written again, even if the EHR changed it
+    server = client.read(rtype, rid)
+    assert server is not None
+    client.put(dict(server, status="stopped"), if_match=server["meta"]["versionId"])  # discontinued in the EHR
+    done = write_back(practice, {}, {"d-s2b": draft}, [cmd], client, answered_ok={"cmd-s2b"})
+    assert done.answered == [] and done.signed_written == 0
+    assert client.read(rtype, rid)["status"] == "stopped"  # type: ignore[index]

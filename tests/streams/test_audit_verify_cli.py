@@ -114,12 +114,62 @@ def test_audit_verify_names_the_first_bad_position_in_each_store(cfg, stack, mon
     rc, out = _run(capsys, "--practice", "clinic-swap", "--source", "clickhouse")
     assert rc == 1 and "BROKEN at position 1 " in out, out
 
-    # the last event deleted from ClickHouse alone: its chain is shorter but intact; the topic disagrees
+    # the last event missing from ClickHouse alone: its chain is shorter but intact. On a live system
+    # that is the sink being behind (review s18 S5: reported, exit 0) ...
     tail = _chain(3, "clinic-tail")
     _write(stack, cfg, {"clinic-tail": tail})
     _tamper(
         cfg,
         f"ALTER TABLE {{db}}.audit_events DELETE WHERE event_id = '{tail[2]['event_id']}' SETTINGS mutations_sync = 1",
     )
-    rc, out = _run(capsys, "--practice", "clinic-tail")
-    assert rc == 1 and "disagree" in out, out
+    group = f"audit-verify-sink-{cfg.topic_prefix}"
+    rc, out = _run(capsys, "--practice", "clinic-tail", "--sink-group", group)
+    assert rc == 0 and "ClickHouse behind by 1" in out, out
+    # ... unless the sink already committed that event: then it was deleted from ClickHouse
+    _commit_sink(stack, cfg, group, "clinic-tail")
+    rc, out = _run(capsys, "--practice", "clinic-tail", "--sink-group", group)
+    assert rc == 1 and "1 events the sink committed are missing" in out, out
+
+    # the retention TTL deleted ClickHouse's oldest rows (these events are from 1970): its chain
+    # starts mid-way, links to the topic's, and verifies
+    old = _chain(4, "clinic-ttl")
+    _write(stack, cfg, {"clinic-ttl": old})
+    _tamper(
+        cfg,
+        f"ALTER TABLE {{db}}.audit_events DELETE WHERE event_id = '{old[0]['event_id']}' SETTINGS mutations_sync = 1",
+    )
+    rc, out = _run(capsys, "--practice", "clinic-ttl")
+    assert rc == 0 and "past the retention TTL" in out, out
+    rc, out = _run(capsys, "--practice", "clinic-ttl", "--source", "clickhouse")
+    assert rc == 0 and "starts after the retention TTL" in out, out
+
+
+def _commit_sink(stack, cfg, group: str, practice: str) -> None:
+    """Commit the audit partition's end for ``group``, as the sink does after ClickHouse confirmed."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = catalog.BY_SUFFIX["audit"].name(cfg.topic_prefix)
+    c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        part = catalog.partition_for(practice, cfg.topic_partitions)
+        hi = c.get_watermark_offsets(TopicPartition(topic, part), timeout=10)[1]
+        c.commit(offsets=[TopicPartition(topic, part, hi)], asynchronous=False)
+    finally:
+        c.close()
+
+
+def test_audit_verify_reads_clickhouse_without_migrating_it(cfg, stack, monkeypatch, capsys):
+    """Review s18 S5: the read-only verify constructed the sink, which ran the migrations: a second
+    migrator beside the deployment's (README: one process migrates at a time)."""
+    from practiceflow.sinks import clickhouse_migrations
+
+    _cli_env(monkeypatch, cfg, stack)
+    _write(stack, cfg, {"clinic-ro": _chain(3, "clinic-ro")})
+
+    def refuse(*args, **kw):
+        raise AssertionError("audit verify ran the migrations")
+
+    monkeypatch.setattr(clickhouse_migrations, "apply_migrations", refuse)
+    monkeypatch.setattr(clickhouse_migrations, "apply_retention", refuse)
+    rc, out = _run(capsys, "--practice", "clinic-ro")
+    assert rc == 0 and "every chain verifies" in out, out

@@ -123,7 +123,7 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
                 ("Task", desk_task),
                 (med_type, med_id),
                 ("Organization", organization_id(PRACTICE)),
-                ("PractitionerRole", queue_role_id("clinician")),
+                ("PractitionerRole", queue_role_id(PRACTICE, "clinician")),
             )
         }
 
@@ -154,7 +154,7 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             task = fhir.read("Task", refill_task)
             assert task is not None
             assert (task["status"], task["intent"], task["priority"]) == ("requested", "proposal", "routine")
-            assert task["owner"]["reference"] == "PractitionerRole/pf-queue-clinician"
+            assert task["owner"]["reference"] == f"PractitionerRole/{queue_role_id(PRACTICE, 'clinician')}"
             assert task["for"]["identifier"]["value"] == "MRN-88"
             assert task["focus"]["reference"] == f"MedicationRequest/{med_id}"
             refs = [i.get("valueReference", {}) for i in task["input"]]
@@ -164,7 +164,7 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             assert any(n["text"] == "Needed: Sign the renewal." for n in task["note"])
             med = fhir.read(med_type, med_id)
             assert med is not None and med["status"] == "draft"
-            assert fhir.read("PractitionerRole", queue_role_id("front_desk")) is not None
+            assert fhir.read("PractitionerRole", queue_role_id(PRACTICE, "front_desk")) is not None
 
             # 2. a replay (the same topics, read again) writes nothing: no new version anywhere
             before = versions()
@@ -203,7 +203,7 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             assert task is not None and task["status"] == "completed"
             desk_now = fhir.read("Task", desk_task)
             assert desk_now is not None and desk_now["status"] == "completed"
-            assert desk_now["owner"]["reference"] == "PractitionerRole/pf-queue-front-desk"
+            assert desk_now["owner"]["reference"] == f"PractitionerRole/{queue_role_id(PRACTICE, 'front_desk')}"
 
             # 5. and a replay of all of it, once more, writes nothing
             before = versions()
@@ -246,7 +246,10 @@ def test_a_practice_day_through_the_broker_becomes_tasks_once(cfg, stack, fhir_s
         assert first.failed == [] and first.tasks_written == len(items) and first.drafts_written >= 1
         for item_id, item in items.items():
             task = fhir.read("Task", task_id_for(plan.practice_id, item_id))
-            assert task is not None and task["owner"]["reference"] == f"PractitionerRole/{queue_role_id(item['queue'])}"
+            assert (
+                task is not None
+                and task["owner"]["reference"] == f"PractitionerRole/{queue_role_id(plan.practice_id, item['queue'])}"
+            )
         ids = [task_id_for(plan.practice_id, i) for i in items]
         before = [fhir.history_count("Task", t) for t in ids]
         again = sync_practice(cfg, serde, stack.bootstrap, plan.practice_id, fhir, target)

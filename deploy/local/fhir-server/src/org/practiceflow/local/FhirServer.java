@@ -1,10 +1,12 @@
 package org.practiceflow.local;
 
 import ca.uhn.fhir.context.FhirContext;
+import ca.uhn.fhir.rest.annotation.OptionalParam;
 import ca.uhn.fhir.rest.annotation.RequiredParam;
 import ca.uhn.fhir.rest.annotation.Search;
 import ca.uhn.fhir.rest.api.server.RequestDetails;
 import ca.uhn.fhir.rest.param.DateRangeParam;
+import ca.uhn.fhir.rest.param.ReferenceParam;
 import ca.uhn.fhir.rest.server.RestfulServer;
 import ca.uhn.fhir.rest.server.exceptions.ResourceVersionConflictException;
 import ca.uhn.fhir.rest.server.provider.HashMapResourceProvider;
@@ -33,7 +35,8 @@ import org.hl7.fhir.r4.model.Task;
  * <p>Two things the stock in-memory provider lacks and an EHR's API has, added here because the
  * write-back relies on them: {@code If-Match} on update is enforced (a stale version gets 409/412,
  * as on a real server), and {@code _lastUpdated} is a search parameter (the decisions poller asks
- * for the Tasks changed since its last poll).
+ * for the Tasks changed since its last poll), with {@code requester} (the poller asks only for its
+ * practice's Tasks: several practices may share one FHIR base).
  *
  * <p>Usage: {@code java -cp jars/*:classes org.practiceflow.local.FhirServer PORT} (listens on
  * 127.0.0.1 only; base URL http://127.0.0.1:PORT/fhir).
@@ -43,8 +46,11 @@ public final class FhirServer {
 
   /** In-memory provider with {@code If-Match} enforced and a {@code _lastUpdated} search. */
   public static class Provider<T extends IBaseResource> extends HashMapResourceProvider<T> {
+    private final FhirContext context;
+
     public Provider(FhirContext ctx, Class<T> type) {
       super(ctx, type);
+      this.context = ctx;
     }
 
     @Override
@@ -71,15 +77,21 @@ public final class FhirServer {
 
     @Search(allowUnknownParams = true)
     public synchronized List<IBaseResource> searchByLastUpdated(
-        @RequiredParam(name = "_lastUpdated") DateRangeParam range, RequestDetails request) {
+        @RequiredParam(name = "_lastUpdated") DateRangeParam range,
+        @OptionalParam(name = "requester") ReferenceParam requester,
+        RequestDetails request) {
       List<IBaseResource> out = new ArrayList<>();
+      String wanted = requester == null ? null : requester.getValue();
       Date lower = range.getLowerBoundAsInstant();
       Date upper = range.getUpperBoundAsInstant();
       for (T r : getStoredResources()) {
         Date updated = r.getMeta().getLastUpdated();
         if (updated != null
             && (lower == null || !updated.before(lower))
-            && (upper == null || !updated.after(upper))) {
+            && (upper == null || !updated.after(upper))
+            && (wanted == null
+                || wanted.equals(
+                    context.newTerser().getSinglePrimitiveValueOrNull(r, "requester.reference")))) {
           out.add(r);
         }
       }
