@@ -24,6 +24,7 @@ from typing import Any
 
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.ehr.config import EhrFhirTarget
+from practiceflow.processors.ehr.unwritten import NO_EHR
 from practiceflow.schemas.typed import DraftDict
 from practiceflow.settings import Settings
 from practiceflow.sinks.ehr_fhir import FhirClient
@@ -105,7 +106,9 @@ def sync_practice(
         for r in read_practice_records(
             bootstrap, serde, catalog.BY_SUFFIX["cmd.results"].name(cfg.topic_prefix), practice, "CommandResult"
         )
-        if r.get("kind") == "ehr_write" and r.get("outcome") == "ok"
+        # no_ehr: answered while the practice had no EHR, so a person entered it by hand; configuring
+        # an EHR later must not write it a second time
+        if r.get("kind") == "ehr_write" and r.get("outcome") in ("ok", NO_EHR)
     }
     producer = DurableProducer(bootstrap, cfg.topic_partitions, client_id="practiceflow-ehr")
     try:

@@ -257,7 +257,38 @@ def draft_resource(draft: DraftDict, signed: Mapping[str, Any] | None = None) ->
         if edits:
             note += "; edited: " + ", ".join(f"{k}={v}" for k, v in sorted(edits.items()))
         resource["note"] = [*(resource.get("note") or []), {"text": note}]
+    if signed is not None and rtype in REGISTRATION_EDITS:
+        apply_registration_edits(rtype, resource, dict(signed.get("edits") or {}))
     return rtype, rid, resource
+
+
+# The front desk's "Correct, then write" fields (intake/step.py) -> the resource they belong to.
+REGISTRATION_EDITS: dict[str, frozenset[str]] = {
+    "Patient": frozenset({"name", "address", "telecom"}),
+    "Coverage": frozenset({"subscriberId"}),
+}
+
+
+def apply_registration_edits(rtype: str, resource: dict[str, Any], edits: Mapping[str, Any]) -> None:
+    """A signed intake Patient / Coverage with the front desk's corrections. ``subscriberId`` is
+    a string; ``name`` / ``address`` / ``telecom`` must be FHIR JSON (a list of HumanName /
+    Address / ContactPoint): a free-text correction cannot be split into FHIR parts without
+    guessing, so it raises ValueError and the write is answered failed (a person enters it by
+    hand) rather than written uncorrected."""
+    for key in sorted(REGISTRATION_EDITS[rtype] & set(edits)):
+        value = edits[key]
+        if key == "subscriberId":
+            resource[key] = str(value)
+            continue
+        parsed = value
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(v, dict) for v in parsed):
+            raise ValueError(f"the edit of {key} is not FHIR JSON (a list of objects); enter the correction by hand")
+        resource[key] = parsed
 
 
 def revision_of(task: Mapping[str, Any]) -> int:

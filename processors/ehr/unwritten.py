@@ -19,13 +19,30 @@ from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResul
 from practiceflow.processors.workflows.workitem import by_rule, evidence, new_item, option
 
 KIND: Final = "ehr_write"
-NOT_WRITTEN: Final = frozenset({"failed", "refused"})
+# ``no_ehr``: the practice has no EHR target (setting ``ehr_fhir``); the worker answers the
+# command so (``streams/commands/ehr_none.py``) and the sync never writes it later.
+NO_EHR: Final = "no_ehr"
+NOT_WRITTEN: Final = frozenset({"failed", "refused", NO_EHR})
+# workflow -> (queue, title, what the person does): the one who signed does it by hand
+WHO_DOES_IT: Final[dict[str, tuple[str, str, str]]] = {
+    "refill": (
+        "clinician",
+        "Signed renewal NOT written to the EHR: prescribe it by hand",
+        "Enter the signed order in the EHR yourself, then mark this done.",
+    ),
+    "intake": (
+        "front_desk",
+        "Signed registration NOT written to the EHR: enter it by hand",
+        "Enter the signed Patient / Coverage in the EHR yourself (the draft is attached), then mark this done.",
+    ),
+}
 RULE_ID: Final = "ehr.write_not_done"
 RULE_VERSION: Final = "1"
 
 
 def unwritten_write_item(result: Mapping[str, Any]) -> StepResult:
-    """The clinician item for an ``ehr_write`` answer that is not ``ok``; nothing otherwise."""
+    """The item for an ``ehr_write`` answer that is not ``ok`` (to the queue of whoever signed:
+    clinician for a renewal, front desk for a registration); nothing otherwise."""
     if result.get("kind") != KIND or result.get("outcome") not in NOT_WRITTEN:
         return EMPTY
     command_id = str(result["command_id"])
@@ -33,16 +50,19 @@ def unwritten_write_item(result: Mapping[str, Any]) -> StepResult:
     draft_id = params.get("draft_id")
     reason = str(result.get("reason") or "no reason given")
     workflow = str(result.get("workflow") or "refill")
+    queue, title, decision_needed = WHO_DOES_IT.get(workflow, WHO_DOES_IT["refill"])
+    if result.get("outcome") == NO_EHR:
+        title = title.replace("NOT written to the EHR", "NOT written: no EHR is configured")
     item = new_item(
         practice_id=result["practice_id"],
         workflow=workflow,
         subject=["ehr_write", command_id],
         kind=f"{workflow}.ehr_write_not_done",
-        queue="clinician",
+        queue=queue,
         priority="high",
-        title="Signed renewal NOT written to the EHR: prescribe it by hand",
+        title=title,
         what_happened=f"The EHR write-back answered {result.get('outcome')}: {reason}",
-        decision_needed="Enter the signed order in the EHR yourself, then mark this done.",
+        decision_needed=decision_needed,
         produced_by=by_rule(RULE_ID, RULE_VERSION, "ehr write-back"),
         source={"feed": "cmd.results", "message_id": command_id},
         now=int(result["completed_at"]),
@@ -55,13 +75,13 @@ def unwritten_write_item(result: Mapping[str, Any]) -> StepResult:
             ),
             evidence("reason", value=reason),
         ],
-        options=[option("acknowledge", "Prescribed in the EHR by hand"), option("escalate", "Escalate")],
+        options=[option("acknowledge", "Entered in the EHR by hand"), option("escalate", "Escalate")],
     )
     audit = AuditReason(
         "ehr_write_not_done",
         "WorkflowCommand",
         command_id,
-        f"{RULE_ID}@{RULE_VERSION}: answer {result.get('outcome')}; a clinician item asks for it by hand",
+        f"{RULE_ID}@{RULE_VERSION}: answer {result.get('outcome')}; a {queue} item asks for it by hand",
         outcome="failed",
     )
     return StepResult(work_items=(item,), audit=(audit,))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from practiceflow.processors.workflows.intake.follow_up import intake_follow_up
 from practiceflow.processors.workflows.prior_auth.follow_up import prior_auth_follow_up
 from practiceflow.processors.workflows.refill.follow_up import refill_follow_up
 from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResult
@@ -28,6 +29,7 @@ from practiceflow.schemas.typed import HandoffItemDict, StaffDecisionDict
 FollowUp = Callable[[HandoffItemDict, StaffDecisionDict], StepResult]
 FOLLOW_UPS: dict[str, FollowUp] = {
     "refill": refill_follow_up,  # a signed renewal draft -> cmd.ehr_write (executor: issue 12)
+    "intake": intake_follow_up,  # a signed registration -> cmd.ehr_write per Patient / Coverage draft
     "prior_auth": prior_auth_follow_up,  # signed PA drafts -> a billing item to submit them (no payer link)
 }
 

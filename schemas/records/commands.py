@@ -36,7 +36,7 @@ class CommandResult(AvroRecord):
     command_id: str
     kind: str
     workflow: str
-    outcome: str = Field(description="ok | failed | timeout | refused")
+    outcome: str = Field(description="ok | failed | timeout | refused | no_ehr (ehr_write: the practice has no EHR)")
     reason: str | None = None
     payload_type: str | None = None
     payload: str = ""

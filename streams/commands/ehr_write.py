@@ -219,7 +219,9 @@ def write_back(
         if (it.get("state") or "open") in ("rejected", "superseded")
         for d in it.get("draft_ids") or []
     }
-    for draft in drafts.values() if write_drafts else ():
+    # a registration's Patient before its Coverage, whose beneficiary refers to it
+    ordered = sorted(drafts.values(), key=lambda d: d["kind"] != "fhir.Patient")
+    for draft in ordered if write_drafts else ():
         if draft["practice_id"] != practice_id:
             continue
         pair = signed_by_draft.get(draft["draft_id"])
@@ -232,6 +234,8 @@ def write_back(
             built = draft_resource(draft, signed=pair[1] if pair else None)
         except (ValueError, KeyError) as exc:
             report.failed.append(f"draft {draft['draft_id']}: {exc}")
+            if pair is not None:  # a signed write that cannot be built is answered, never silent
+                report.answered.append(_result(pair[0], "failed", str(exc)))
             continue
         if built is None:
             continue
@@ -242,12 +246,16 @@ def write_back(
         if pair is None and draft["draft_id"] in dropped and rtype in CANCELLABLE:
             resource["status"] = "cancelled"
         try:
-            current = client.read(rtype, rid)
+            current: Mapping[str, Any] | None = None
+            if pair is not None and rtype in ("Patient", "Coverage"):
+                rid, resource, current = _registration(client, practice_id, draft, drafts, resource)
+            else:
+                current = client.read(rtype, rid)
             if pair is None and current is not None and current.get("status") not in (None, "draft"):
                 report.drafts_unchanged += 1  # signed, cancelled or acted on in the EHR: never back to draft
                 continue
             version = _put_if_changed(client, resource, current)
-        except FhirError as exc:
+        except (FhirError, ValueError) as exc:
             report.failed.append(f"{rtype}/{rid}: {exc}")
             if pair is not None:
                 report.answered.append(_result(pair[0], "failed", str(exc)))
@@ -299,6 +307,60 @@ def write_back(
                 f"ehr:Task/{task['id']}/{item.get('revision', 1)}",
             )
     return report
+
+
+def _matched_chart(client: FhirClient, patient: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The EHR's own chart of a matched intake patient: the one Patient whose identifier is the
+    practice MRN the draft carries (None: a new patient, no chart with that MRN yet). Several
+    charts with that MRN raise ValueError: the signed write is answered failed, a person picks."""
+    ident = next(iter(patient.get("identifier") or []), None)
+    if not ident or not ident.get("system") or not ident.get("value"):
+        return None
+    found = list(client.search("Patient", {"identifier": f"{ident['system']}|{ident['value']}"}))
+    if len(found) > 1:  # never a third chart, and never a guess which one is the patient's
+        raise ValueError(f"{len(found)} Patients in the EHR carry this MRN: a person picks the chart")
+    return dict(found[0]) if found else None
+
+
+def _registration(
+    client: FhirClient,
+    practice_id: str,
+    draft: DraftDict,
+    drafts: Mapping[str, DraftDict],
+    resource: dict[str, Any],
+) -> tuple[str, dict[str, Any], Mapping[str, Any] | None]:
+    """(id, resource, server copy) of a signed intake Patient or Coverage.
+
+    A matched patient's Patient updates the EHR's existing chart (found by MRN) instead of
+    creating a second one under the draft's id (review s18 M4): the server copy with the intake's
+    demographics laid over it, its own identifiers kept. A Coverage's beneficiary is rewritten to
+    the id its Patient is written under (the draft names the form's id, not the EHR's)."""
+    rtype = resource["resourceType"]
+    if rtype == "Patient":
+        chart = _matched_chart(client, resource)
+        if chart is None:
+            return resource["id"], resource, client.read("Patient", resource["id"])
+        merged = {**chart, **{k: v for k, v in resource.items() if k not in ("id", "identifier", "meta")}}
+        idents = list(chart.get("identifier") or [])
+        merged["identifier"] = idents + [i for i in resource.get("identifier") or [] if i not in idents]
+        return str(chart["id"]), merged, chart
+    patient_draft = next(
+        (
+            d
+            for d in drafts.values()
+            if d["practice_id"] == practice_id
+            and d.get("item_id") == draft.get("item_id")
+            and d["kind"] == "fhir.Patient"
+        ),
+        None,
+    )
+    ref = (resource.get("beneficiary") or {}).get("reference")
+    if patient_draft is not None and ref == f"Patient/{json.loads(patient_draft['body'] or '{}').get('id')}":
+        built = draft_resource(patient_draft)
+        if built is not None:
+            chart = _matched_chart(client, built[2])
+            resource["beneficiary"] = {"reference": f"Patient/{chart['id'] if chart else built[1]}"}
+    return resource["id"], resource, client.read("Coverage", resource["id"])
 
 
 def _result(cmd: Mapping[str, Any], outcome: str, reason: str) -> dict[str, Any]:

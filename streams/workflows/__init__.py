@@ -27,7 +27,7 @@ MODULES: tuple[str, ...] = (
     "refill",  # refill requests -> routine / needs_review / needs_visit items + renewal drafts
     "prior_auth",  # orders needing authorization -> PAS bundle + 278 + letter to sign; 278 / faxed answers
     "fax_llm",  # the language model's answers (cmd.results) -> revised fax items; the cmd.llm executor
-    "ehr_results",  # a failed / refused signed EHR write (cmd.results) -> a clinician item to do it by hand
+    "ehr_results",  # a failed / refused / no-EHR signed EHR write (cmd.results) -> an item to do it by hand
     "pilot",  # pilot (shadow) mode: staff decisions compared with the proposals, running counts
     "results",  # last: the one agent on cmd.results, handing each batch to the handlers added above
 )

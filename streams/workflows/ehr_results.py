@@ -1,4 +1,5 @@
-"""``cmd.results`` of kind ``ehr_write`` -> a clinician item when a signed write did not happen.
+"""``cmd.results`` of kind ``ehr_write`` -> an item (clinician: renewal; front desk: registration)
+when a signed write did not happen (failed, refused, or ``no_ehr``: the practice has no EHR target).
 
 A handler of the one agent on ``cmd.results`` (``streams/workflows/results.py``). The pure
 step is :func:`~practiceflow.processors.ehr.unwritten.unwritten_write_item` (WHY there). Its item
@@ -64,7 +65,11 @@ class EhrWriteResults:
 
 
 def register(pipeline: Pipeline) -> None:
-    """Adds the handler; the ``results`` module (last in MODULES) starts the one agent."""
+    """Adds the handler (the ``results`` module, last in MODULES, starts the one agent) and the
+    agent that answers the signed writes of practices without an EHR (``streams/commands/ehr_none.py``)."""
+    from practiceflow.streams.commands.ehr_none import register as register_no_target
     from practiceflow.streams.workflows.results import add_handler
+
+    register_no_target(pipeline)
 
     add_handler(pipeline, "ehr_write", EhrWriteResults(pipeline).handle)

@@ -7,6 +7,8 @@ import ca.uhn.fhir.rest.annotation.Search;
 import ca.uhn.fhir.rest.api.server.RequestDetails;
 import ca.uhn.fhir.rest.param.DateRangeParam;
 import ca.uhn.fhir.rest.param.ReferenceParam;
+import ca.uhn.fhir.rest.param.TokenParam;
+import ca.uhn.fhir.util.FhirTerser;
 import ca.uhn.fhir.rest.server.RestfulServer;
 import ca.uhn.fhir.rest.server.exceptions.ResourceVersionConflictException;
 import ca.uhn.fhir.rest.server.provider.HashMapResourceProvider;
@@ -17,6 +19,7 @@ import org.eclipse.jetty.ee10.servlet.ServletContextHandler;
 import org.eclipse.jetty.ee10.servlet.ServletHolder;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.hl7.fhir.instance.model.api.IBase;
 import org.hl7.fhir.instance.model.api.IBaseResource;
 import org.hl7.fhir.instance.model.api.IIdType;
 import org.hl7.fhir.r4.model.Claim;
@@ -99,12 +102,45 @@ public final class FhirServer {
     }
   }
 
+  /**
+   * Like {@link Provider}, plus a search by {@code identifier=system|value}: the write-back finds a
+   * matched patient's own chart by MRN before writing a signed registration (the stock provider's
+   * search ignores the parameter and returns every Patient).
+   */
+  public static class IdentifiedProvider<T extends IBaseResource> extends Provider<T> {
+    private final FhirContext ctx;
+
+    public IdentifiedProvider(FhirContext ctx, Class<T> type) {
+      super(ctx, type);
+      this.ctx = ctx;
+    }
+
+    @Search(allowUnknownParams = true)
+    public synchronized List<IBaseResource> searchByIdentifier(
+        @RequiredParam(name = "identifier") TokenParam token, RequestDetails request) {
+      List<IBaseResource> out = new ArrayList<>();
+      FhirTerser terser = ctx.newTerser();
+      for (T r : getStoredResources()) {
+        for (IBase ident : terser.getValues(r, "identifier")) {
+          String system = terser.getSinglePrimitiveValueOrNull(ident, "system");
+          String value = terser.getSinglePrimitiveValueOrNull(ident, "value");
+          if (token.getValue().equals(value)
+              && (token.getSystem() == null || token.getSystem().isEmpty() || token.getSystem().equals(system))) {
+            out.add(r);
+            break;
+          }
+        }
+      }
+      return fireInterceptorsAndFilterAsNeeded(out, request);
+    }
+  }
+
   public static void main(String[] args) throws Exception {
     int port = Integer.parseInt(args[0]);
     FhirContext ctx = FhirContext.forR4();
     RestfulServer servlet = new RestfulServer(ctx);
     servlet.registerProvider(new Provider<>(ctx, Task.class));
-    servlet.registerProvider(new Provider<>(ctx, Patient.class));
+    servlet.registerProvider(new IdentifiedProvider<>(ctx, Patient.class));
     servlet.registerProvider(new Provider<>(ctx, Coverage.class));
     servlet.registerProvider(new Provider<>(ctx, MedicationRequest.class));
     servlet.registerProvider(new Provider<>(ctx, Claim.class));
