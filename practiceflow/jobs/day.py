@@ -449,6 +449,8 @@ def main(args: argparse.Namespace, cfg: Settings) -> int:
         cfg = cfg.model_copy(update={"pilot": {**cfg.pilot, plan.practice_id: ["*"]}})
 
     ehr = None if getattr(args, "no_ehr", False) else LocalEhr(cfg)  # starts while the day runs
+    if ehr is not None:  # the worker must know the practice has an EHR, or it answers signed writes no_ehr
+        cfg = cfg.model_copy(update={"ehr_fhir": {**cfg.ehr_fhir, plan.practice_id: ehr.target(plan.practice_id)}})
     try:
         with endpoints(cfg) as ep:
             if ep.started_here:

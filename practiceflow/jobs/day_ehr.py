@@ -14,9 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from practiceflow.settings import Settings
+
+if TYPE_CHECKING:
+    from practiceflow.processors.ehr.config import EhrFhirTarget
 
 
 class LocalEhr:
@@ -39,6 +42,12 @@ class LocalEhr:
         except Exception as exc:  # reported in the summary; the day goes on without the write-back
             self.error = f"{type(exc).__name__}: {str(exc)[:300]}"
 
+    def target(self, practice: str) -> EhrFhirTarget:
+        """The practice's ``ehr_fhir`` entry for this server (its port is fixed before it starts)."""
+        from practiceflow.processors.ehr.config import EhrFhirTarget
+
+        return EhrFhirTarget(base_url=self.server.base_url, auth="none", practice_name=practice)
+
     def ready(self, timeout: float = 180.0) -> bool:
         self._thread.join(timeout)
         return self.error is None and self.server.proc is not None
@@ -57,10 +66,9 @@ def write_back_day(ehr: LocalEhr | None, cfg: Settings, serde: Any, bootstrap: s
     if not ehr.ready():
         return f"  EHR write-back: skipped, the local FHIR server did not start ({ehr.error or 'timeout'})"
     from practiceflow.jobs.ehr import sync_practice
-    from practiceflow.processors.ehr.config import EhrFhirTarget
     from practiceflow.sinks.ehr_fhir import FhirClient
 
-    target = EhrFhirTarget(base_url=ehr.server.base_url, auth="none", practice_name=practice)
+    target = ehr.target(practice)
     with FhirClient(target) as client:
         t0 = time.monotonic()
         first = sync_practice(cfg, serde, bootstrap, practice, client, target)

@@ -19,7 +19,7 @@ from practiceflow.streams import catalog, runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
-from practiceflow.streams.workitem_reader import read_work_items
+from practiceflow.streams.workitem_reader import read_practice_records, read_work_items
 from tests.streams.test_dlq_and_dedup import _cli_env
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]  # a day + HAPI: 512 s measured at load 23
@@ -104,6 +104,8 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
     monkeypatch.setenv(
         "PRACTICEFLOW_EHR_FHIR", json.dumps({PRACTICE: {"base_url": fhir_server.base_url, "auth": "none"}})
     )
+    # the worker reads the same setting (without it, it answers the signed renewal no_ehr)
+    cfg = cfg.model_copy(update={"ehr_fhir": {PRACTICE: EhrFhirTarget(base_url=fhir_server.base_url, auth="none")}})
     refill, desk = _refill_item(), _front_desk_item()
     draft = dict(_draft(), item_id=refill["item_id"])
     fhir = FhirClient(EhrFhirTarget(base_url=fhir_server.base_url, auth="none"))
@@ -256,3 +258,93 @@ def test_a_practice_day_through_the_broker_becomes_tasks_once(cfg, stack, fhir_s
         assert (again.tasks_written, again.drafts_written, again.signed_written) == (0, 0, 0)
         assert again.tasks_unchanged == len(items)
         assert [fhir.history_count("Task", t) for t in ids] == before
+
+
+def test_a_practice_without_an_ehr_answers_signed_writes_and_a_person_gets_each(cfg, stack, fhir_server, monkeypatch):
+    """Issue 12 gaps 1 + 2 through the broker: the front desk approves an intake registration
+    (Patient + Coverage drafts) and a clinician signs a renewal, for a practice with no
+    ``ehr_fhir``. Old code: the intake approval emitted nothing, and the renewal's
+    ``cmd.ehr_write`` was never consumed nor answered, so nobody learned it never reached the
+    EHR. Now each signed write is answered ``no_ehr`` on ``cmd.results``, the signer's queue gets
+    one item per write (front desk / clinician), and a later ``ehr sync`` (the practice configured
+    afterwards) writes none of them: a person entered them by hand."""
+    from practiceflow.jobs.ehr import sync_practice
+    from tests.sinks.test_ehr_registration import _registration
+
+    _cli_env(monkeypatch, cfg, stack)
+    practice = PRACTICE
+    item, drafts = _registration(practice, "sub-noehr", None)
+    refill = _refill_item()
+    renewal = dict(_draft(), item_id=refill["item_id"])
+
+    async def go():
+        create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+        pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url)
+        pipeline.register_schemas()
+        await runner.start(pipeline)
+        producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
+        serde = pipeline.serde
+        handoff = catalog.BY_SUFFIX["handoff"].name(cfg.topic_prefix)
+        drafts_topic = catalog.BY_SUFFIX["drafts"].name(cfg.topic_prefix)
+        try:
+            for it in (item, refill):
+                await producer.send_async(
+                    handoff,
+                    f"{practice}/{it['item_id']}",
+                    serde.encode(f"{handoff}-value", "HandoffItem", it),
+                    practice,
+                )
+            for d in (*drafts.values(), renewal):
+                await producer.send_async(
+                    drafts_topic,
+                    f"{practice}/{d['draft_id']}",
+                    serde.encode(f"{drafts_topic}-value", "Draft", d),
+                    practice,
+                )
+            assert cli.main(["queue", "--practice", practice, "--actor", "fd.ann", "approve", item["item_id"]]) == 0
+            argv = ["queue", "--practice", practice, "--actor", "dr.b", "--role", "clinician", "approve"]
+            assert cli.main([*argv, refill["item_id"]]) == 0
+            assert await runner.wait_for(lambda: pipeline.counts.get("ehr_write.not_done", 0) >= 3, 120)
+            results = [
+                r
+                for r in read_practice_records(
+                    stack.bootstrap,
+                    serde,
+                    catalog.BY_SUFFIX["cmd.results"].name(cfg.topic_prefix),
+                    practice,
+                    "CommandResult",
+                )
+                if r.get("kind") == "ehr_write"
+            ]
+            assert sorted((r["workflow"], r["outcome"]) for r in results) == [
+                ("intake", "no_ehr"),
+                ("intake", "no_ehr"),
+                ("refill", "no_ehr"),
+            ]
+            items = read_work_items(stack.bootstrap, serde, cfg.topic_prefix, practice)
+            opened = sorted(
+                (i["queue"], i["kind"], i["priority"])
+                for i in items.values()
+                if i["kind"].endswith("ehr_write_not_done")
+            )
+            assert opened == [
+                ("clinician", "refill.ehr_write_not_done", "high"),
+                ("front_desk", "intake.ehr_write_not_done", "high"),
+                ("front_desk", "intake.ehr_write_not_done", "high"),
+            ]
+            assert all("no EHR is configured" in i["title"] for i in items.values() if i["kind"].endswith("not_done"))
+            # configured later: the sync writes none of what was answered no_ehr (entered by hand)
+            target = EhrFhirTarget(base_url=fhir_server.base_url, auth="none")
+            with FhirClient(target) as fhir:
+                _, med_id = draft_target(practice, DRAFT_ID, "fhir.MedicationRequest")  # type: ignore[misc]
+                before = fhir.history_count("MedicationRequest", med_id)  # the session's server: maybe written
+                report = sync_practice(cfg, serde, stack.bootstrap, practice, fhir, target)
+                assert report.signed_written == 0 and report.answered == [], report.summary()
+                assert fhir.history_count("MedicationRequest", med_id) == before
+                _, pid = draft_target(practice, item["draft_ids"][0], "fhir.Patient")  # type: ignore[misc]
+                assert fhir.read("Patient", pid) is None
+        finally:
+            producer.close()
+            await runner.stop(pipeline)
+
+    asyncio.run(go())
