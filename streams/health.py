@@ -19,6 +19,15 @@ up when its committed offset equals its high-water mark. (Issue 8: counting such
 partition as lagging by its whole high-water mark made ``/healthz`` call a healthy,
 caught-up worker dead for minutes after a restart.)
 
+The ``practiceflow_consumer_lag`` gauge is set for every assigned partition, from the
+high-water mark the probe reads from the broker together with the committed offsets (one
+read per probe, not per event). The member consumer learns a partition's high-water mark
+only from a fetch response, so on a freshly started or idle worker it often has none, and a
+gauge set only from it left the lag panel and the lag alert without data. The *verdict*
+(stalled / not committing) still judges only partitions the consumer has fetched: a
+partition held back while Faust recovers its tables is not a stall, and calling it one
+would make the orchestrator restart a worker that is recovering.
+
 Duplicates after a restart are handled by the agents' de-duplication tables, not here.
 """
 
@@ -98,6 +107,9 @@ class ProgressSensor(Sensor):
         self.rebalancing = False
         self.assigned_once = False
         self.commits: dict[Any, CommitProgress] = {}
+        # the probe's broker read in flight, shared by probes that come while it runs (a scrape
+        # every second must not queue reads behind a slow one; the agents' reads share the pool)
+        self.positions_read: asyncio.Future[dict[Any, tuple[int, int]]] | None = None
 
     def note_committed(self, committed: dict[Any, int], now: float | None = None) -> None:
         """Record the group's committed offsets as a probe read them; a value that changed
@@ -158,30 +170,39 @@ def evaluate(
     *,
     stall_seconds: float,
     committed: dict | None = None,
+    broker_highwaters: dict | None = None,
     commit_stall_seconds: float | None = None,
     max_rebalances: int = 6,
     window_s: float = 300.0,
     now: float | None = None,
 ) -> HealthVerdict:
     """Pure verdict from what the sensor saw, the consumer's high-water marks and the group's
-    ``committed`` offsets (when the probe could read them; see module doc)."""
+    ``committed`` offsets (when the probe could read them; see module doc). The lag (the
+    verdict's ``lag`` and the gauge) also counts partitions whose high-water mark only the
+    broker's ``broker_highwaters`` know; the stall checks do not (module doc)."""
     now = time.monotonic() if now is None else now
     committed = committed or {}
+    broker_highwaters = broker_highwaters or {}
     reasons: list[str] = []
     lag: dict[str, int] = {}
+    series: dict[tuple[str, int], int] = {}
     stalled = False
     for tp in assigned:
         hw = highwaters.get(tp)
-        if hw is None:
-            continue
         p = sensor.progress.get(tp)
         done = committed.get(tp)
         taken = p.offset + 1 if p else None
         known = [x for x in (taken, done) if x is not None]
         position = max(known) if known else None
+        marks = [x for x in (hw, broker_highwaters.get(tp)) if x is not None]
+        if marks:  # the newer of the two: the broker's read is fresher than the last fetch's
+            newest = max(marks)
+            ahead = max(0, newest - position if position is not None else newest)
+            lag[f"{tp.topic}[{tp.partition}]"] = ahead
+            series[(tp.topic, tp.partition)] = ahead
+        if hw is None:
+            continue
         behind = hw - position if position is not None else hw
-        lag[f"{tp.topic}[{tp.partition}]"] = max(0, behind)
-        CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, behind))
         since = now - (p.at if p else _assigned_at(sensor, now))
         if behind > 0 and since > stall_seconds:
             stalled = True
@@ -195,6 +216,7 @@ def evaluate(
                     f"{tp.topic}[{tp.partition}] committed offset {done} stood still for {still:.0f}s "
                     f"with {hw - done} messages after it"
                 )
+    _publish_lag(series)
     recent = [t for t in sensor.rebalances if now - t < window_s]
     looping = len(recent) > max_rebalances
     if looping:
@@ -211,16 +233,26 @@ def evaluate(
 
 async def probe(pipeline: Any) -> HealthVerdict:
     """The worker's verdict now: the agents' input partitions, their high-water marks and the
-    group's committed offsets (read with the pipeline's non-member client; if that read
-    fails, e.g. the coordinator is moving, the verdict falls back to the agents' progress)."""
+    group's committed offsets (read with the pipeline's non-member client, with the broker's
+    high-water marks; if that read fails, e.g. the coordinator is moving, the verdict falls
+    back to the agents' progress and the consumer's high-water marks)."""
     consumer = pipeline.app.consumer
     # Only partitions an agent reads; changelog partitions are written, not read, while running.
     assigned = {tp for tp in consumer.assignment() if tp.topic in pipeline.source_topics} if consumer else set()
     highwaters = {tp: consumer.highwater(tp) for tp in assigned} if consumer else {}
     committed: dict = {}
+    broker_highwaters: dict = {}
     if assigned:
+        sensor = pipeline.sensor
+        pending = sensor.positions_read
+        if pending is None or pending.done():
+            pending = asyncio.ensure_future(pipeline.committed_offsets.read_positions(sorted(assigned)))
+            pending.add_done_callback(_retrieve)
+            sensor.positions_read = pending
         try:
-            committed = await asyncio.wait_for(pipeline.committed_offsets.read(sorted(assigned)), 5.0)
+            positions = await asyncio.wait_for(asyncio.shield(pending), 5.0)
+            committed = {tp: start for tp, (start, _high) in positions.items() if tp in assigned}
+            broker_highwaters = {tp: high for tp, (_start, high) in positions.items() if tp in assigned}
         except Exception as exc:  # a probe must answer; a missing input only weakens the verdict
             log.warning("health probe could not read committed offsets: %s", type(exc).__name__)
     pipeline.sensor.note_committed(committed)
@@ -231,8 +263,27 @@ async def probe(pipeline: Any) -> HealthVerdict:
         highwaters,
         stall_seconds=cfg.stall_seconds,
         committed=committed,
+        broker_highwaters=broker_highwaters,
         commit_stall_seconds=cfg.commit_stall_seconds,
     )
+
+
+def _publish_lag(series: dict[tuple[str, int], int]) -> None:
+    """Replace the lag gauge's series with ``series`` in one step, with no await in between:
+    partitions this worker no longer holds stop reporting, and a concurrent scrape never sees
+    the gauge emptied. (It was cleared before the probe's broker read and set after it; a
+    second scrape's clear then landed while the first still awaited its other reads, and the
+    first page went out with no lag series at all.)"""
+    CONSUMER_LAG.clear()
+    for (topic, partition), n in series.items():
+        CONSUMER_LAG.labels(topic, str(partition)).set(n)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Take a shared read's outcome, so one that failed after every probe gave up on it is not
+    logged as "exception never retrieved"."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _assigned_at(sensor: ProgressSensor, now: float) -> float:

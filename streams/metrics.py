@@ -180,11 +180,10 @@ def count_work_items(values: Any) -> dict[tuple[str, str, str], int]:
 async def refresh(pipeline: Pipeline) -> None:
     """Set the state gauges from their sources; called by the worker's ``/metrics`` page.
     Each read is independent: one that fails is counted and leaves its gauge as it was."""
-    from practiceflow.streams.health import CONSUMER_LAG, probe
+    from practiceflow.streams.health import probe
 
     try:
-        CONSUMER_LAG.clear()  # partitions this worker no longer holds stop reporting
-        await asyncio.wait_for(probe(pipeline), 10.0)
+        await asyncio.wait_for(probe(pipeline), 10.0)  # replaces the lag series in one step (health.py)
     except Exception as exc:  # a scrape must answer
         REFRESH_ERRORS.labels("consumer_lag").inc()
         log.warning("metrics: consumer lag not refreshed: %s", type(exc).__name__)

@@ -249,22 +249,32 @@ class CommittedOffsets:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="committed-offsets")
 
     def _read(self, tps: list[TP]) -> dict[TP, int]:
+        return {tp: start for tp, (start, _high) in self._read_positions(tps).items()}
+
+    def _read_positions(self, tps: list[TP]) -> dict[TP, tuple[int, int]]:
         got = self._consumer.committed([_CkTP(tp.topic, tp.partition) for tp in tps], timeout=30)
-        out: dict[TP, int] = {}
+        out: dict[TP, tuple[int, int]] = {}
         for ck in got:
             tp = TP(ck.topic, ck.partition)
-            low, _high = self._consumer.get_watermark_offsets(_CkTP(ck.topic, ck.partition), timeout=30)
+            low, high = self._consumer.get_watermark_offsets(_CkTP(ck.topic, ck.partition), timeout=30)
             # Nothing committed yet: the consumer starts at the earliest offset. Committed below
             # the log start (retention deleted those records while no worker ran): the consumer's
             # reset also lands on the earliest offset, and a base below it would read as a gap
             # that no seek can fill, stalling the partition for good.
-            out[tp] = max(ck.offset, low) if ck.offset >= 0 else low
+            out[tp] = (max(ck.offset, low) if ck.offset >= 0 else low, high)
             if 0 <= ck.offset < low:
                 log.warning("%s: committed offset %s is below the log start %s; starting there", tp, ck.offset, low)
         return out
 
     async def read(self, tps: list[TP]) -> dict[TP, int]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, tps)
+
+    async def read_positions(self, tps: list[TP]) -> dict[TP, tuple[int, int]]:
+        """Each partition's (committed offset as :meth:`read` gives it, high-water mark), both from
+        the broker. The health probe and the lag gauge use it: the high-water mark comes with the
+        watermark read :meth:`read` makes anyway, and unlike the member consumer's it is known
+        before the first fetch (streams/health.py)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read_positions, tps)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -7,7 +7,22 @@ always has all three. One accessor says so once instead of at every call site.
 
 from __future__ import annotations
 
-from confluent_kafka import Message
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+# A partition's leader can be moving (a broker restarted, a preferred-leader election, a topic
+# just created): the broker answers these for a moment, and asking again a little later is the
+# documented remedy (retriable errors), not a reason to fail a check or a health probe.
+LEADER_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
 
 
 def position(m: Message) -> tuple[str, int, int]:
@@ -16,3 +31,17 @@ def position(m: Message) -> tuple[str, int, int]:
     if topic is None or partition is None or offset is None:
         raise ValueError("a Kafka event without a topic, partition or offset is not a record")
     return topic, partition, offset
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 10.0) -> tuple[int, int]:
+    """(low, high) watermark of ``tp``, asked again while its leader moves (up to 4x ``timeout``)."""
+    deadline = time.monotonic() + 4 * timeout
+    probe = TopicPartition(tp.topic, tp.partition)
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(probe, timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

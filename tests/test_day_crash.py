@@ -197,7 +197,11 @@ def test_kill_9_mid_day_then_restart_leaves_one_outcome_each_a_valid_chain_and_r
     # 1. every raw message has exactly one outcome
     outcomes = _outcomes(flow.values())
     missing = [k for k in copies if not outcomes.get(k)]
-    assert not missing, f"{len(missing)} of {len(copies)} raw message ids without an outcome; {kill_report}"
+    assert not missing, (
+        f"{len(missing)} of {len(copies)} raw message ids without an outcome: {missing[:5]} "
+        f"(their flow stages: {[[ev['stage'] for ev in flow.values() if _key(ev) == k] for k in missing[:5]]}); {kill_report}; "
+        f"worker log: {log.read_text(errors='replace')[-2500:]}"
+    )
     mixed = {k: c for k, c in outcomes.items() if k in copies and sum(1 for s in FIRST_OUTCOMES if c[s]) != 1}
     assert not mixed, f"{len(mixed)} ids not exactly one of normalized/dead-lettered: {list(mixed.items())[:3]}"
     short = {

@@ -1,4 +1,5 @@
-"""positions_now asks again while a new topic's leader is being elected, instead of failing the day."""
+"""Watermarks are asked again while a partition's leader moves (a new topic, a restarted broker), instead
+of failing the day, a crash check or the sink's lag probe."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from practiceflow.jobs import day_scope
+from practiceflow.streams import positions
 
 
 class FlakyProbe:
@@ -20,7 +22,7 @@ class FlakyProbe:
 
 
 def test_not_leader_yet_is_asked_again(monkeypatch):
-    monkeypatch.setattr(day_scope.time, "sleep", lambda s: None)
+    monkeypatch.setattr(positions.time, "sleep", lambda s: None)
     probe = FlakyProbe(failures=3)
     assert day_scope._high_water(probe, TopicPartition("t", 0), 1.0) == 42 and probe.calls == 4
 
@@ -30,3 +32,9 @@ def test_other_errors_are_raised_at_once():
     with pytest.raises(KafkaException):
         day_scope._high_water(probe, TopicPartition("t", 0), 1.0)
     assert probe.calls == 1
+
+
+def test_a_restarted_brokers_transport_error_is_asked_again(monkeypatch):
+    monkeypatch.setattr(positions.time, "sleep", lambda s: None)
+    probe = FlakyProbe(failures=2, code=KafkaError._TRANSPORT)
+    assert positions.watermarks(probe, TopicPartition("t", 0), 1.0) == (0, 42) and probe.calls == 3  # type: ignore[arg-type]

@@ -16,31 +16,14 @@ summary would count everything ClickHouse ever saw. Two measures:
 
 from __future__ import annotations
 
-import time
+from confluent_kafka import Consumer, TopicPartition
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
-# Topics the day just created may not have elected their leaders yet: the broker answers these
-# for a moment, and asking again a little later is the documented remedy (retriable errors).
-_NOT_YET = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._TIMED_OUT,
-    }
-)
+from practiceflow.streams.positions import watermarks
 
 
 def _high_water(probe: Consumer, tp: TopicPartition, timeout: float) -> int:
-    deadline = time.monotonic() + 4 * timeout
-    while True:
-        try:
-            return int(probe.get_watermark_offsets(tp, timeout=timeout)[1])
-        except KafkaException as exc:
-            if exc.args[0].code() not in _NOT_YET or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    # topics the day just created may not have elected their leaders yet: asked again meanwhile
+    return watermarks(probe, tp, timeout)[1]
 
 
 def positions_now(bootstrap: str, topics: list[str], timeout: float = 10.0) -> dict[tuple[str, int], int]:

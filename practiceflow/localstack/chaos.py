@@ -48,6 +48,7 @@ from practiceflow.sampleday.senders import CR, FS, VT, ack_code
 from practiceflow.settings import REPO_ROOT
 from practiceflow.sinks.clickhouse import TABLE_KEYS, ClickHouseSink, rows_for
 from practiceflow.streams.clickhouse_sink import committed_lag, sink_topics
+from practiceflow.streams.positions import watermarks
 from practiceflow.streams.serde import AvroSerde, registry_client
 
 KINDS = ("worker", "sink", "gateways", "broker")
@@ -198,9 +199,7 @@ class TopicReader:
             ends = again
 
     def _ends(self) -> dict[tuple[str, int], int]:
-        return {
-            (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in self.partitions
-        }
+        return {(tp.topic, tp.partition): watermarks(self.consumer, tp, timeout=30)[1] for tp in self.partitions}
 
     def values(self) -> list[dict[str, Any]]:
         return [v for _, v in self.items]

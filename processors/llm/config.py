@@ -14,6 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from practiceflow.processors.llm.guard import EndpointRefused, check_allow_list, check_url
 
+#: the least self-reported confidence at which a model's fax label replaces an abstained
+#: classification (``llm.fax_min_confidence``). WHY 0.8: a model's stated confidence is not
+#: calibrated (the embedded classifier's threshold is, processors/fax/classifier.py), so this
+#: only drops the answers the model itself calls guesses (the local test server says 0.3 for
+#: "no keyword found", 0.8 for a quoted one); below it the document stays in triage with the
+#: model's guess shown. A practice that measured its own model sets its own value.
+DEFAULT_FAX_MIN_CONFIDENCE = 0.8
+
 
 class LLMSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -49,6 +57,13 @@ class LLMSettings(BaseModel):
     breaker_reset_s: float = Field(default=30.0, gt=0, description="open breaker: fail fast this long, then try one")
     max_tokens: int = Field(default=1024, gt=0)
     temperature: float = Field(default=0.0, ge=0)
+    fax_min_confidence: float = Field(
+        default=DEFAULT_FAX_MIN_CONFIDENCE,
+        ge=0,
+        le=1,
+        description="a fax label from the model counts only at or above this stated confidence; below it the "
+        "document stays abstained, in triage (the model's confidence is not calibrated)",
+    )
     prompts_dir: Path | None = Field(
         default=None,
         description="a practice's own prompt versions (<dir>/<task>/<version>.md), beside the shipped ones",

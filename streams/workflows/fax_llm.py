@@ -25,7 +25,6 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from practiceflow.processors.base import entity_key
 from practiceflow.processors.workflows.fax.assist import PARAM_CLASSIFICATION, on_llm_result
 from practiceflow.processors.workflows.fax.match import IdentifierOnPage, Matcher
 from practiceflow.processors.workflows.step import StepResult
@@ -97,7 +96,9 @@ class FaxLLMAnswers:
             if latest is not None:
                 revision = max(revision, int(latest.get("revision", 1)) + 1)
             at = int(res["completed_at"])
-            rev = on_llm_result(base, res, self.matcher, revision=revision, now=at)
+            rev = on_llm_result(
+                base, res, self.matcher, revision=revision, now=at, min_confidence=self.p.cfg.llm.fax_min_confidence
+            )
             acted = latest is not None and latest.get("state", "open") != "open"
             item = rev.item if rev.changed and not acted else None
             step = StepResult(work_items=rev.items if item else (), audit=(rev.audit,))
@@ -113,8 +114,10 @@ class FaxLLMAnswers:
             if item is not None:
                 v = rev.classification
                 spec = catalog.normalized_topic("FaxClassification")
-                ck = entity_key(practice, v.get("patient_id"), str(v["classification_id"]))
-                await outbox.send(self.p.topics[spec.suffix], ck, v, catalog.partition_for(practice, self.p.partitions))
+                # the first record's key (review s18 N8): one document, one key on the compacted topic
+                await outbox.send(
+                    self.p.topics[spec.suffix], rev.key, v, catalog.partition_for(practice, self.p.partitions)
+                )
                 self.p._count("record.FaxClassification")
                 self.p._count("handoff", len(step.work_items))
                 self.p._count(f"fax.llm.queue.{v['queue']}")

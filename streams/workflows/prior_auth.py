@@ -27,6 +27,7 @@ audit). Commit rule as everywhere: outputs confirmed, table writes confirmed, th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -41,13 +42,16 @@ from practiceflow.processors.workflows.prior_auth.codes import load_code_set
 from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
 from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
 from practiceflow.processors.workflows.prior_auth.step import (
+    FAX_DECISIONS,
     WORKFLOW,
     PracticeProfile,
     PriorAuthContext,
     authorization_id,
     draft,
+    failed_check_item,
+    fax_matches,
+    on_fax_decision,
     respond,
-    trusted_fax_decision,
 )
 from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.streams import catalog
@@ -63,12 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("practiceflow.worker.prior_auth")
 
 RESPONSE_RECORD_TYPES: Final = ("AuthorizationResponse", "FaxClassification")
-FAX_DECISIONS: Final = {
-    "pa.approved": "approved",
-    "pa.denied": "denied",
-    "pa.pending": "pended",
-    "pa.more_info": "pended",
-}
+__all__ = ["FAX_DECISIONS", "OPEN_STATES", "PriorAuth", "patient_index_key", "register"]
 OPEN_STATES: Final = frozenset({"drafted", "pended"})
 
 
@@ -100,6 +99,11 @@ class PriorAuth:
         )
         self.committer = Committer(app, pipeline.committed_offsets, "prior-auth")
         self.counts: dict[str, int] = {}
+        # the context follower (orders) and the response agent read and write the same table
+        # keys across awaits: a 278 answer looked up before its order's write and parked after
+        # the follower looked for it would stay parked for ever (review s18 S7). One at a time:
+        # each sees the other's table writes (table.data is set before the lock is released).
+        self.lock = asyncio.Lock()
 
         async def prior_auth(stream: faust.StreamT) -> None:
             await self.run(stream)
@@ -140,6 +144,12 @@ class PriorAuth:
     # ------------------------------------------------------------------ orders (context follower)
     async def on_context_batch(self, folded: list[tuple[Any, str, dict[str, Any], PatientContext]]) -> None:
         """Step every order of the context agent's batch (called before it commits; see module doc)."""
+        if not any(rt in ORDER_TYPES for _ev, rt, _v, _ctx in folded):
+            return
+        async with self.lock:
+            await self._on_context_batch(folded)
+
+    async def _on_context_batch(self, folded: list[tuple[Any, str, dict[str, Any], PatientContext]]) -> None:
         outbox = Outbox()
         pending: dict[str, tuple[Any, Any]] = {}
         counts: dict[str, int] = {}
@@ -152,14 +162,17 @@ class PriorAuth:
             with in_event(ev):
                 current = pending[key][1] if key in pending else self._get(key)
             now = int(ev.message.timestamp * 1000)
+            latest = self._latest_item(ev, practice, current) if current else None
             try:
-                decision = draft(PriorAuthContext(ctx, current, self.profile), rt, order, self.rules.get(practice), now)
+                pctx = PriorAuthContext(ctx, current, self.profile, item=latest)
+                decision = draft(pctx, rt, order, self.rules.get(practice), now)
             except Exception as exc:
                 # a bug in this step must not stop the patient context every workflow reads: the
-                # order is audited as not checked (a person sees it in the audit trail), the
-                # context batch commits; the type name only, no PHI in logs
+                # context batch commits, and a person is told in the triage queue (ids only) and
+                # the audit trail; the type name only, no PHI in logs
                 log.error("prior-auth step failed on an order (%s)", type(exc).__name__)
                 failed = StepResult(
+                    work_items=(failed_check_item(practice, ctx.patient_id, rt, order, type(exc).__name__, now),),
                     audit=(
                         AuditReason(
                             "prior_auth_failed",
@@ -168,7 +181,7 @@ class PriorAuth:
                             f"the prior-authorization check raised {type(exc).__name__}; check the order by hand",
                             outcome="error",
                         ),
-                    )
+                    ),
                 )
                 cause = f"{catalog.NORMALIZED[rt]}/{order['order_id']}"
                 await emit_step(self.p, outbox, failed, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
@@ -186,6 +199,10 @@ class PriorAuth:
                 at=now,
             )
             state = decision.state
+            if state.get("status") == "cancelled":
+                pending[key] = (ev, state)
+                counts["cancelled"] = counts.get("cancelled", 0) + 1
+                continue
             pkey_resp = f"r:{practice}/{aid}"
             with in_event(ev):
                 parked = pending[pkey_resp][1] if pkey_resp in pending else self._get(pkey_resp)
@@ -236,18 +253,32 @@ class PriorAuth:
             return key if key and get(key) is not None else None
         if v.get("doc_class") != "prior_auth_response" or v.get("kind") not in FAX_DECISIONS:
             return None
-        if not trusted_fax_decision(v):
-            return None  # a person reads it first: the fax's own item goes to them
+        if v.get("misdirected"):
+            return None  # another practice's fax: nothing of ours to note it on
         if v.get("patient_match") != "matched" or not v.get("patient_id"):
             return None
+        # which authorization: the one the fax names (reference / code), else the patient's
+        # only open one; on_fax_decision then applies it only when trusted and named, else
+        # adds it as evidence for a person (review s18 S6 / S18)
         ids = get(patient_index_key(practice, v["patient_id"])) or []
-        open_ = [f"{practice}/{a}" for a in ids if (get(f"{practice}/{a}") or {}).get("status") in OPEN_STATES]
+        states = [(f"{practice}/{a}", get(f"{practice}/{a}") or {}) for a in ids]
+        named = [k for k, st in states if st and fax_matches(st, v)]
+        if len(named) == 1:
+            return named[0]
+        open_ = [k for k, st in states if st.get("status") in OPEN_STATES]
         return open_[0] if len(open_) == 1 else None  # two open requests: the fax's own billing item decides
 
     async def process_batch(self, events: list[Any]) -> None:
         admitted = await self.committer.admit(events)
         if not admitted:
             return
+        async with self.lock:  # see __init__: never between the follower's lookup and its write
+            counts = await self._apply_responses(admitted)
+        await self.committer.commit(admitted)
+        for name, n in counts.items():  # after the writes (see on_context_batch)
+            self._count(name, n)
+
+    async def _apply_responses(self, admitted: list[Any]) -> dict[str, int]:
         outbox = Outbox()
         pending: dict[str, tuple[Any, Any]] = {}
         counts: dict[str, int] = {}
@@ -269,36 +300,31 @@ class PriorAuth:
                     counts[name] = counts.get(name, 0) + 1
                 continue
             state = pending[key][1] if key in pending else self._get_in(ev, key)
-            if rt == "FaxClassification":
-                ref = next((e["value"] for e in v.get("extracted") or () if e.get("field") == "reference"), None)
-                response = {
-                    "response_id": f"fax:{v['classification_id']}",
-                    "decision": FAX_DECISIONS[v["kind"]],
-                    "authorization_number": ref,
-                    "record_type": "FaxClassification",
-                    "source": v.get("source"),
-                }
-            else:
-                response = v
             now = int(ev.message.timestamp * 1000)
-            result, new_state = respond(state, response, self._latest_item(ev, practice, state), now)
+            latest = self._latest_item(ev, practice, state)
+            if rt == "FaxClassification":
+                result, new_state = on_fax_decision(state, v, latest, now)
+                rid = f"fax:{v['classification_id']}"
+                applied = any(a.action == "prior_auth_response" for a in result.audit)
+                name = "responses_applied" if applied else "faxes_unconfirmed"
+            else:
+                result, new_state = respond(state, v, latest, now)
+                rid, name = str(v.get("response_id")), "responses_applied"
             await emit_step(
                 self.p,
                 outbox,
                 result,
                 practice_id=practice,
                 workflow=WORKFLOW,
-                cause=f"{catalog.NORMALIZED[rt]}/{response['response_id']}",
+                cause=f"{catalog.NORMALIZED[rt]}/{rid}",
                 at=now,
             )
             pending[key] = (ev, new_state)
-            counts["responses_applied"] = counts.get("responses_applied", 0) + 1
+            counts[name] = counts.get(name, 0) + 1
             self.p.sensor.touch(ev.message.tp)
         await outbox.confirm()
         await self._write(pending)
-        await self.committer.commit(admitted)
-        for name, n in counts.items():  # after the writes (see on_context_batch)
-            self._count(name, n)
+        return counts
 
     def _get_in(self, ev: Any, key: str) -> dict[str, Any]:
         with in_event(ev):

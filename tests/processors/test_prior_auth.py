@@ -17,6 +17,7 @@ from practiceflow.jobs.rules_check import RULE_MODELS
 from practiceflow.processors.context import snapshot as snap
 from practiceflow.processors.rules import RuleError
 from practiceflow.processors.workflows.decisions import decide
+from practiceflow.processors.workflows.prior_auth import letter
 from practiceflow.processors.workflows.prior_auth.codes import check
 from practiceflow.processors.workflows.prior_auth.detect import detect
 from practiceflow.processors.workflows.prior_auth.evidence import STATUSES, assess
@@ -278,7 +279,8 @@ def test_order_needing_auth_drafts_pas_278_and_letter_for_the_clinician():
     d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
     (item,) = d.result.work_items
     assert item["queue"] == "clinician" and item["kind"] == "prior_auth.sign_off" and item["state"] == "open"
-    assert {opt["option"] for opt in item["options"]} == {"approve", "edit", "reject"}
+    # two criteria lack information: no plain approve (review s18 S9)
+    assert {opt["option"] for opt in item["options"]} == {"edit", "reject"}
     assert item["produced_by"]["rule_id"] == "prior_auth.payer.any.mri_lumbar"
     kinds = [dr["kind"] for dr in d.result.drafts]
     assert kinds == ["fhir.Bundle.pas", "x12.278", "letter.medical_necessity"]
@@ -309,6 +311,58 @@ def test_order_needing_auth_drafts_pas_278_and_letter_for_the_clinician():
     assert d.state["status"] == "drafted" and d.state["authorization_id"] == authorization_id(P, PT, "ord-mri")
     (audit,) = d.result.audit  # Avro map<string>: every detail a string
     assert all(isinstance(v, str) for v in audit.details.values()) and audit.details["insufficient"] == "2"
+
+
+def pap_case(**kw: Any):
+    """A CPAP order whose every criterion is met (OSA coded, AHI 22 on a sleep test)."""
+    c = ctx_with(cond("G47.33"), obs("ahi", 22.0, "2026-02-01T09:00:00", "Apnea-hypopnea index"))
+    return c, order("E0601", "CPAP device", oid="ord-pap", dx=("G4733",), **kw)
+
+
+def _letter_text(d) -> bytes:
+    import zlib
+
+    pdf = base64.b64decode(d.result.drafts[-1]["body"])
+    out = b""
+    for chunk in pdf.split(b"stream")[1:]:
+        data = chunk.split(b"endstream")[0].strip(b"\r\n")
+        try:
+            out += zlib.decompress(data)
+        except zlib.error:
+            out += data
+    return out
+
+
+def test_with_a_criterion_not_met_no_approve_and_the_letter_claims_nothing_and_hides_the_checklist():
+    """Review s18 S9: the letter carried "FOR THE CLINICIAN BEFORE SIGNING" and "medically necessary"
+    whatever the criteria said, and "approve" signed it as it stood."""
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    assert [x["option"] for x in d.result.work_items[0]["options"]] == ["edit", "reject"]
+    assert "edit the letter" in d.result.work_items[0]["decision_needed"]
+    text = letter.narrative(
+        patient_name="Ann Doe",
+        birth_date="1970-02-03",
+        member_id="W123",
+        payer_name="Acme",
+        service="MRI (72148)",
+        diagnoses=["M54.16"],
+        results=d.results,
+        clinician="Smith, Jo",
+        practice_name="Clinic",
+        date="2026-03-01",
+    )
+    assert "FOR THE CLINICIAN" not in text and "Would satisfy" not in text and "remove this section" not in text
+    assert "medically necessary" not in text
+    pdf = _letter_text(d)
+    assert b"FOR THE CLINICIAN" not in pdf and b"medically necessary" not in pdf and b"Criteria and" in pdf
+    # the to-do list stays with the clinician: in the item's evidence
+    assert any("Would satisfy" in (e["excerpt"] or "") for e in d.result.work_items[0]["evidence"])
+    # every criterion met: approve is offered and the letter states necessity
+    c2, o2 = pap_case()
+    d2 = draft(PriorAuthContext(c2), "Order", o2, RULES, NOW)
+    assert [x["option"] for x in d2.result.work_items[0]["options"]] == ["approve", "edit", "reject"]
+    assert b"medically necessary" in _letter_text(d2)
 
 
 def test_the_step_is_deterministic():
@@ -365,7 +419,7 @@ def test_a_response_revises_the_open_item(decision, state):
 
 
 def test_a_response_after_sign_off_opens_a_new_item():
-    c, o = mri_case()
+    c, o = pap_case()
     d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
     signed = apply_decision(
         d.result.work_items[0],
@@ -416,6 +470,12 @@ def test_a_278_response_is_matched_by_our_echoed_trace_not_the_payers_own(payer_
     assert response_fields(r)["trace_number"] == "pa-0001-abc"
     assert set(r.traces) == {"pa-0001-abc", "PAYER-TRACE-99"}  # both kept
     assert r.decision == "approved"
+    # the same file through the X12 feed's normalizer: the record the prior-auth agent looks up by
+    from practiceflow.processors.x12.normalize import normalize_x12
+
+    raw = _response_278([theirs, ours] if payer_first else [ours, theirs]).encode()
+    (rec,) = [x for x in normalize_x12(raw, P, NOW).records if x.record_type == "AuthorizationResponse"]
+    assert rec.value["trace_number"] == "pa-0001-abc" and rec.value["decision"] == "approved"
 
 
 @pytest.mark.parametrize(
@@ -453,7 +513,7 @@ def _decision(item: dict, option: str, decision_id: str = "dec-pa-1", **kw: Any)
 
 def test_signing_a_prior_auth_opens_a_billing_item_to_submit_it():
     """Approving "sign the drafts" used to close the item and nothing else: no submission, nobody told."""
-    c, o = mri_case()
+    c, o = pap_case()
     d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
     (item,) = d.result.work_items
     labels = {opt["option"]: opt["label"] for opt in item["options"]}
@@ -488,9 +548,150 @@ def test_signing_a_prior_auth_opens_a_billing_item_to_submit_it():
 
 
 def test_rejecting_or_a_non_clinician_opens_no_submission_item():
-    c, o = mri_case()
+    c, o = pap_case()
     (item,) = draft(PriorAuthContext(c), "Order", o, RULES, NOW).result.work_items
     rejected = decide(item, _decision(item, "reject"))
     assert [i["item_id"] for i in rejected.work_items] == [item["item_id"]]
     assert rejected.work_items[0]["state"] == "rejected"
     assert decide(item, _decision(item, "approve", actor_role="front_desk")).work_items == ()  # refused
+
+
+# ------------------------------------------------------------------------- review s18 S6 / S15 / S8
+def _fax(decision: str = "approved", reference: str | None = None, cid: str = "fx1", **kw: Any) -> dict[str, Any]:
+    extracted = [{"field": "decision", "value": decision, "page": 1, "start": 0, "end": 3, "source": "rules"}]
+    if reference:
+        extracted.append(
+            {"field": "reference", "value": reference, "page": 1, "start": 9, "end": 20, "source": "rules"}
+        )
+    fax = {
+        "practice_id": P,
+        "classification_id": cid,
+        "doc_class": "prior_auth_response",
+        "kind": f"pa.{decision}",
+        "abstained": False,
+        "misdirected": False,
+        "needs_human_read": False,
+        "extractor": "rules",
+        "patient_match": "matched",
+        "patient_id": PT,
+        "pages": [1],
+        "storage_uri": "file:///fax/fx1.pdf",
+        "extracted": extracted,
+        "source": SRC,
+    }
+    fax.update(kw)
+    return fax
+
+
+def _signed(d) -> dict:
+    return apply_decision(
+        d.result.work_items[0],
+        {
+            "decision_id": "dec1",
+            "option": "edit",
+            "actor": "dr",
+            "decided_at": NOW + 10,
+            "practice_id": P,
+            "item_id": d.state["item_id"],
+        },  # type: ignore[typeddict-item]
+    )
+
+
+@pytest.mark.parametrize(
+    ("fax_kw", "why"),
+    [
+        ({}, "it names no reference"),  # trusted, but the patient's only open request is a guess
+        ({"reference": "WRONG-1"}, "it names no reference"),  # another request's number
+        ({"reference": "AID", "abstained": True}, "not read reliably"),
+        ({"reference": "AID", "extractor": "rules+llm"}, "not read reliably"),  # an LLM relabel (S18)
+        ({"reference": "AID", "needs_human_read": True}, "not read reliably"),
+    ],
+)
+def test_an_unmatched_or_untrusted_faxed_decision_is_evidence_and_never_moves_the_authorization(fax_kw, why):
+    """Review s18 S6: a faxed "approved" set the patient's only open authorization to approved and
+    replaced the clinician's options, whatever the fax named or however it was read."""
+    from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
+
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    signed = _signed(d)
+    kw = dict(fax_kw)
+    if kw.get("reference") == "AID":
+        kw["reference"] = d.state["authorization_id"]
+    result, st = on_fax_decision(d.state, _fax(**kw), signed, NOW + 1000)
+    assert st["status"] == "drafted" and st["authorization_number"] is None
+    assert result.work_items == ()  # the signed item stays closed; the fax's own billing item has it
+    (audit,) = result.audit
+    assert audit.action == "prior_auth_fax_unconfirmed" and why in audit.reason
+    # on the open sign-off item: a revision with the fax first in the evidence, options kept
+    result, st = on_fax_decision(d.state, _fax(**kw), None, NOW + 1000)
+    (item,) = result.work_items
+    assert item["item_id"] == d.state["item_id"] and item["kind"] == "prior_auth.sign_off"
+    assert item["options"] == d.result.work_items[0]["options"] and item["revision"] == 2
+    head = item["evidence"][0]
+    assert head["assessment"] == "unconfirmed" and head["record_type"] == "FaxClassification"
+    assert head["document_uri"] == "file:///fax/fx1.pdf" and st["status"] == "drafted"
+    again, _ = on_fax_decision(st, _fax(**kw), item, NOW + 2000)
+    assert again.empty  # a replayed fax changes nothing
+
+
+def test_a_trusted_fax_naming_the_request_moves_it_only_once_signed():
+    from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
+
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    fax = _fax("approved", reference=d.state["authorization_id"].upper())
+    # not signed yet: nothing was submitted, so the sign-off options stay (evidence only)
+    result, st = on_fax_decision(d.state, fax, None, NOW + 1000)
+    assert st["status"] == "drafted" and result.work_items[0]["kind"] == "prior_auth.sign_off"
+    # signed: the trusted fax naming our request id is the payer's answer
+    result, st = on_fax_decision(d.state, fax, _signed(d), NOW + 1000)
+    assert st["status"] == "approved" and result.work_items[0]["kind"] == "prior_auth.approved"
+    # the payer's number already on file (a pended 278 gave it) also names the request
+    pended, st2 = respond(d.state, resp("pended", number="CASE-77"), _signed(d), NOW + 500)
+    result, st3 = on_fax_decision(st2, _fax("denied", reference="case 77", cid="fx2"), pended.work_items[0], NOW + 900)
+    assert st3["status"] == "denied"
+
+
+def _cancelled(o: dict[str, Any]) -> dict[str, Any]:
+    return {**o, "control": "CA", "status": "CA"}
+
+
+def test_a_cancelled_order_supersedes_its_open_sign_off_item_and_cancels_the_authorization():
+    """Review s18 S15: ORM^O01 CA after the NW left "sign the drafts" open for an order that no longer exists."""
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    out = draft(PriorAuthContext(c, d.state), "Order", _cancelled(o), RULES, NOW + 5000)
+    (item,) = out.result.work_items
+    assert item["item_id"] == d.state["item_id"] and item["state"] == "superseded" and item["revision"] == 2
+    assert item["outcome"] == "order cancelled"
+    assert out.state is not None and out.state["status"] == "cancelled"
+    assert [a.action for a in out.result.audit] == ["prior_auth_cancelled"]
+    # the order re-sent (or cancelled again) changes nothing now
+    assert draft(PriorAuthContext(c, out.state), "Order", o, RULES, NOW + 6000).result.empty
+    assert draft(PriorAuthContext(c, out.state), "Order", _cancelled(o), RULES, NOW + 6000).result.empty
+
+
+def test_a_cancelled_order_after_sign_off_asks_billing_to_withdraw_the_request():
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    signed = _signed(d)
+    out = draft(PriorAuthContext(c, d.state, item=signed), "Order", _cancelled(o), RULES, NOW + 5000)
+    (item,) = out.result.work_items
+    assert item["item_id"] != d.state["item_id"] and item["queue"] == "billing" and item["state"] == "open"
+    assert item["kind"] == "prior_auth.cancelled" and d.state["authorization_id"] in item["what_happened"]
+    assert out.state is not None and out.state["status"] == "cancelled"
+
+
+def test_a_failed_check_is_a_triage_item_with_ids_only():
+    """Review s18 S8: a failing step was an audit event only; nobody reads the audit trail as a queue."""
+    from practiceflow.processors.workflows.prior_auth.step import failed_check_item
+
+    _c, o = mri_case()
+    item = failed_check_item(P, PT, "Order", {**o, "ordering_provider": "Smith, Jo"}, "KeyError", NOW)
+    assert item["queue"] == "triage" and item["kind"] == "prior_auth.check_failed" and item["state"] == "open"
+    assert item["subject_id"] == "ord-mri" and item["patient_id"] == PT and "KeyError" in item["what_happened"]
+    assert "Smith" not in json.dumps(item) and "Doe" not in json.dumps(item)
+    assert failed_check_item(P, PT, "Order", o, "KeyError", NOW) == failed_check_item(
+        P, PT, "Order", o, "KeyError", NOW
+    )

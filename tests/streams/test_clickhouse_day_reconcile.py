@@ -4,8 +4,9 @@
 Every topic the sink reads gets records (normalized observations and eligibility answers,
 fax classifications, work items and their revisions, staff decisions, pilot comparisons,
 drafts, command results, denial money, dead letters, flow events, the audit chain) for three practices. The
-sink runs as the production command with small batches, is killed with SIGKILL right after
-its first committed batch, restarted, killed again, restarted and left to drain. Then every
+sink runs as the production command with small batches and SIGKILLs itself right after its
+third committed batch (tests/streams/sink_kill_after.py: a fixed point, not a race with a lag
+probe), is restarted, kills itself again three batches later, is restarted and left to drain. Then every
 table reconciles with the topics: no Kafka position twice, every position of a message whose
 table key is its own present, and FINAL equal to the distinct keys the records carry.
 """
@@ -19,6 +20,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,7 +288,13 @@ def _messages(bootstrap: str, topics: list[str]) -> dict[str, int]:
         probe.close()
 
 
-def _sink_process(stack, cfg, dsn: str, group: str, tmp_path) -> subprocess.Popen:
+KILL_AFTER = 3  # committed batches per run before the sink SIGKILLs itself
+BATCH = 15  # messages per batch at most (--batch-size)
+
+
+def _sink_process(stack, cfg, dsn: str, group: str, tmp_path, kill_after: int | None = None) -> subprocess.Popen:
+    """The production ``practiceflow sink``; with ``kill_after`` it SIGKILLs itself right after
+    that many committed batches (tests/streams/sink_kill_after.py)."""
     env = dict(
         os.environ,
         PRACTICEFLOW_KAFKA_BOOTSTRAP=stack.bootstrap,
@@ -296,20 +304,12 @@ def _sink_process(stack, cfg, dsn: str, group: str, tmp_path) -> subprocess.Pope
         PRACTICEFLOW_CLICKHOUSE_DSN=dsn,
         PRACTICEFLOW_STATE_DIR=str(tmp_path),
     )
-    cmd = [sys.executable, "-m", "practiceflow.cli", "sink", "--group", group, "--batch-size", "15"]
-    return subprocess.Popen([*cmd, "--batch-seconds", "0.2"], env=env, stderr=subprocess.DEVNULL)
-
-
-def _kill_after_progress(proc: subprocess.Popen, lag_of, below: int, timeout: float = 180.0) -> int:
-    """SIGKILL the sink as soon as its committed lag drops below ``below``; returns the lag then."""
-    deadline = time.monotonic() + timeout
-    lag = lag_of()
-    while lag >= below and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        lag = lag_of()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-    return lag
+    if kill_after is None:
+        cmd = [sys.executable, "-m", "practiceflow.cli"]
+    else:
+        cmd = [sys.executable, str(Path(__file__).with_name("sink_kill_after.py")), str(kill_after)]
+    cmd += ["sink", "--group", group, "--batch-size", str(BATCH), "--batch-seconds", "0.2"]
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
 
 
 def test_a_day_reconciles_exactly_after_the_sink_is_killed_twice_mid_stream(cfg, stack, tmp_path):
@@ -325,12 +325,14 @@ def test_a_day_reconciles_exactly_after_the_sink_is_killed_twice_mid_stream(cfg,
         return committed_lag(stack.bootstrap, group, topics)
 
     lags = []
-    below = total
-    for _ in range(2):  # two SIGKILLs, each right after the sink committed some progress
-        proc = _sink_process(stack, cfg, dsn, group, tmp_path)
-        below = _kill_after_progress(proc, lag_of, below)
-        lags.append(below)
-    assert 0 < lags[1] < lags[0] < total, lags  # both kills left work behind them
+    for _ in range(2):  # two SIGKILLs, each right after the sink's third committed batch of its run
+        proc = _sink_process(stack, cfg, dsn, group, tmp_path, kill_after=KILL_AFTER)
+        assert proc.wait(300) == -signal.SIGKILL  # it killed itself (a generous guard, not a speed check)
+        lags.append(lag_of())  # read with the sink dead: exactly what its commits left
+    # each run committed exactly KILL_AFTER batches of 1..BATCH new messages, so both kills left
+    # work behind them, and the second run went on from where the first stopped
+    assert total - KILL_AFTER * BATCH <= lags[0] < total, lags
+    assert lags[0] - KILL_AFTER * BATCH <= lags[1] < lags[0], lags
     proc = _sink_process(stack, cfg, dsn, group, tmp_path)
     try:
         deadline = time.monotonic() + 240

@@ -80,3 +80,25 @@ def test_a_committed_offset_that_stands_still_with_nothing_after_it_is_idle_not_
     s.progress[tp] = PartitionProgress(offset=499, at=1000.0)
     v = evaluate(s, {tp}, {tp: 500}, stall_seconds=60, committed=committed, commit_stall_seconds=300, now=90_000.0)
     assert v.live and v.ready
+
+
+def test_lag_is_reported_from_the_brokers_high_water_mark_before_the_consumer_has_one():
+    """A partition the member consumer has not fetched yet (its high-water mark is unknown) still
+    reports its lag, from the broker's high-water mark; it is not judged stalled on that alone
+    (a partition held back while Faust recovers its tables is not a stall)."""
+    s = _sensor()
+    fetched, unfetched, idle = TP("pf.raw.hl7v2", 0), TP("pf.raw.hl7v2", 1), TP("pf.raw.x12", 0)
+    committed = {fetched: 10, unfetched: 5, idle: 7}
+    s.note_committed(committed, now=1000.0)
+    v = evaluate(
+        s,
+        {fetched, unfetched, idle},
+        {fetched: 10, unfetched: None},  # the consumer's: none yet for two of them
+        stall_seconds=60,
+        committed=committed,
+        broker_highwaters={fetched: 12, unfetched: 8, idle: 7},
+        commit_stall_seconds=300,
+        now=5000.0,
+    )
+    assert v.lag == {"pf.raw.hl7v2[0]": 2, "pf.raw.hl7v2[1]": 3, "pf.raw.x12[0]": 0}
+    assert v.live, v.reasons  # the consumer's own high-water mark shows no lag: no stall

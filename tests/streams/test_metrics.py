@@ -62,3 +62,72 @@ def test_command_outcomes_start_at_zero():
     for outcome in metrics.COMMAND_OUTCOMES:
         labels = {"kind": "metrics_test_kind", "outcome": outcome}
         assert REGISTRY.get_sample_value("practiceflow_command_results_total", labels) == 0
+
+
+def test_a_scrape_that_overlaps_another_still_exports_the_lag():
+    """Two scrapes of /metrics overlap (Prometheus every second, a person's curl): the second's
+    refresh starts while the first still awaits its dead-letter read. The first page must still
+    carry the lag series. (The gauge was cleared at the start of each refresh and refilled after
+    the broker read, so the second's clear emptied the first's page: the metrics stack test saw
+    no practiceflow_consumer_lag on a busy worker.)"""
+    import asyncio
+    from collections import namedtuple
+
+    from prometheus_client import generate_latest
+
+    from practiceflow.streams.health import ProgressSensor
+
+    tp = namedtuple("TP", "topic partition")("pf.raw.race", 0)
+    gate = asyncio.Event()
+
+    class Offsets:  # the broker read; the second scrape's waits on ``gate``
+        async def read_positions(self, tps):
+            await gate.wait()
+            return dict.fromkeys(tps, (2, 5))
+
+        async def read(self, tps):  # what the probe used before read_positions
+            return {t: c for t, (c, _h) in (await self.read_positions(tps)).items()}
+
+    def lag_series(page: bytes) -> list[str]:
+        return [
+            ln
+            for ln in page.decode().splitlines()
+            if ln.startswith("practiceflow_consumer_lag{") and 'topic="pf.raw.race"' in ln
+        ]
+
+    async def go() -> tuple[bytes, bytes]:
+        second: asyncio.Task[bytes] | None = None
+
+        async def scrape() -> bytes:
+            await metrics.refresh(pipeline)
+            return generate_latest()
+
+        class Watermarks:  # the dead-letter read: the first scrape's starts the second scrape
+            async def depth(self, topics):
+                nonlocal second
+                if second is None:
+                    gate.clear()
+                    second = asyncio.create_task(scrape())
+                    for _ in range(20):  # let it run up to its broker read
+                        await asyncio.sleep(0)
+                return {}
+
+        consumer = SimpleNamespace(assignment=lambda: {tp}, highwater=lambda t: None)
+        pipeline = SimpleNamespace(
+            app=SimpleNamespace(consumer=consumer),
+            source_topics={tp.topic},
+            committed_offsets=Offsets(),
+            sensor=ProgressSensor(),
+            cfg=SimpleNamespace(stall_seconds=60.0, commit_stall_seconds=300.0),
+            watermarks=Watermarks(),
+            prefix="pf",
+        )
+        gate.set()
+        first = await scrape()
+        assert second is not None
+        gate.set()
+        return first, await second
+
+    first, second = asyncio.run(go())
+    assert lag_series(first) == ['practiceflow_consumer_lag{partition="0",topic="pf.raw.race"} 3.0']
+    assert lag_series(second) == lag_series(first)

@@ -32,7 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from practiceflow.processors.base import entity_key
 from practiceflow.processors.llm.commands import llm_command, read_result
+from practiceflow.processors.llm.config import DEFAULT_FAX_MIN_CONFIDENCE
 from practiceflow.processors.llm.fax import classification_request, extraction_request, model_values
 from practiceflow.processors.llm.validate import LLMResult
 from practiceflow.processors.workflows.step import AuditReason
@@ -44,7 +46,15 @@ from .handoffs import item_for
 from .match import Matcher, PatientMatch
 from .route import PATIENT_CLASSES, decide_route
 
-__all__ = ["FIELDS_BY_CLASS", "missing_fields", "llm_commands", "LLMRevision", "on_llm_result", "PARAM_CLASSIFICATION"]
+__all__ = [
+    "FIELDS_BY_CLASS",
+    "missing_fields",
+    "llm_commands",
+    "LLMRevision",
+    "on_llm_result",
+    "first_key",
+    "PARAM_CLASSIFICATION",
+]
 
 WORKFLOW = "fax"
 #: the command's params carry the document's classification as it was routed, echoed on the
@@ -131,6 +141,9 @@ class LLMRevision:
     #: the item it replaces, closed (``superseded``), when the new routing names another item
     #: (a referral is a ``referral.incoming`` item, a sorted page a ``fax.triage`` one)
     superseded: HandoffItemDict | None = None
+    #: the record key of the revised ``FaxClassification``: the first record's key, whatever
+    #: patient the answer matched, so the compacted topic and ClickHouse keep one document
+    key: str = ""
 
     @property
     def items(self) -> tuple[HandoffItemDict, ...]:
@@ -162,6 +175,18 @@ def _match_again(v: Mapping[str, Any], found: Sequence[Mapping[str, Any]], match
     return matcher.match(v["practice_id"], first("patient_name"), first("dob"), first("mrn"), first("member_id"))
 
 
+def first_key(current: Mapping[str, Any], result_record: Mapping[str, Any]) -> str:
+    """The key the fax step gave the document's first ``FaxClassification`` record.
+
+    The command carries that classification as it was routed (``PARAM_CLASSIFICATION``,
+    echoed on the result), so every revision reuses its key even when the model's answer
+    matched a patient the first pass did not (the key's patient part would otherwise differ,
+    and a compacted topic keeps both versions of one document)."""
+    raw = (result_record.get("params") or {}).get(PARAM_CLASSIFICATION)
+    first = json.loads(raw) if raw else current
+    return entity_key(str(first["practice_id"]), first.get("patient_id"), str(first["classification_id"]))
+
+
 def on_llm_result(
     current: Mapping[str, Any],
     result_record: Mapping[str, Any],
@@ -169,12 +194,15 @@ def on_llm_result(
     *,
     revision: int,
     now: int,
+    min_confidence: float = DEFAULT_FAX_MIN_CONFIDENCE,
 ) -> LLMRevision:
     """Apply one ``cmd.results`` answer to the document's classification as it stands.
 
     ``current`` is the classification (the one the command carried, or the last revision
     this step made); ``revision`` is the work item's next revision number; ``now`` is the
-    result's ``completed_at``. Pure: no clock, no I/O."""
+    result's ``completed_at``; ``min_confidence`` is ``llm.fax_min_confidence``: a label the
+    model states with less confidence (or none) leaves the document abstained, in triage.
+    Pure: no clock, no I/O."""
     result = read_result(dict(result_record))
     outcome = str(result_record.get("outcome") or "failed")
     task = (result_record.get("params") or {}).get("task") or result.task
@@ -193,6 +221,12 @@ def on_llm_result(
     v["extracted"] = found
     person = _why_person(result, outcome)
     relabelled = False
+    guess = ""
+    if task == "fax_classify" and person is None and result.label and not _confident(result, min_confidence):
+        # an uncalibrated guess must not replace a classification the embedded model would not
+        # trust: the item stays abstained, in triage, with the guess shown (review s18 S18)
+        person = "llm_low_confidence"
+        guess = f"its label {result.label} at stated confidence {result.confidence} is below {min_confidence}"
     if task == "fax_classify" and person is None and result.label:
         relabelled = result.label != v["doc_class"] or bool(v.get("abstained"))
         v["doc_class"] = result.label
@@ -242,7 +276,8 @@ def on_llm_result(
         done = "classified the pages" if task == "fax_classify" else f"read {len(added)} more field(s)"
         item["actions_taken"] = [*item["actions_taken"], f"the practice's language model {who} {done}"]
         if person is not None:
-            item["what_happened"] += f" The language model's answer needs a person: {', '.join(result.reasons)}."
+            why = ", ".join([*result.reasons, *([guess] if guess else [])]) or person
+            item["what_happened"] += f" The language model's answer needs a person: {why}."
     old = item_for(current, now)
     superseded = None
     if item is not None and old is not None and old["item_id"] != item["item_id"]:
@@ -264,7 +299,11 @@ def on_llm_result(
             "revision": str(revision),
         },
     )
-    return LLMRevision(v, item, audit, changed, superseded)
+    return LLMRevision(v, item, audit, changed, superseded, first_key(current, result_record))
+
+
+def _confident(result: LLMResult, min_confidence: float) -> bool:
+    return result.confidence is not None and float(result.confidence) >= min_confidence
 
 
 def _kind(label: str, model_kind: str | None, found: Sequence[Mapping[str, Any]]) -> str:

@@ -84,6 +84,7 @@ def item_for(v: Mapping[str, Any], created_at: int) -> Any | None:
             "patient_unverified": "the patient id on the page was not checked against a chart",
             "llm_unavailable": "the language model was unavailable (the embedded fallback read what it could)",
             "llm_no_answer": "the language model gave no answer",
+            "llm_low_confidence": "the language model is not sure either (below llm.fax_min_confidence)",
             "llm_span_check_failed": "a value the language model quoted is not on the page",
             "llm_unsupported": "the language model's answer is not supported by the page",
             "refill_after_llm": "a refill request identified by the language model: hand it to refill triage",

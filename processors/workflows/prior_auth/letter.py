@@ -2,9 +2,11 @@
 
 Without the LLM a template writes the narrative from the same per-criterion results the
 work item shows, so every clinical statement in the letter is one of the context's records
-(its evidence) and nothing is invented. Criteria that are not met or lack information
-are listed first and marked for the clinician, who edits or signs the letter: the
-software never argues past what the records show.
+(its evidence) and nothing is invented. The letter is what the payer reads once signed, so
+it carries no internal checklist (what would satisfy an open criterion is in the work
+item's evidence) and claims medical necessity only when every criterion is met; otherwise
+the clinician must edit it before signing (the item offers no plain approve): the software
+never argues past what the records show.
 
 Deterministic: the PDF's creation date is the step's ``now`` and fpdf2 writes no random
 ids, so a replay produces identical bytes (and an identical draft).
@@ -51,22 +53,26 @@ def narrative(
         "The criteria of your policy and the records that address each are listed below.",
         "",
     ]
-    open_items = [r for r in results if r.status != "met"]
-    if open_items:
-        lines.append("FOR THE CLINICIAN BEFORE SIGNING (remove this section once addressed):")
-        for r in open_items:
-            lines.append(f"  [{r.label}] {r.criterion.text}: {r.summary}. Would satisfy: {r.criterion.satisfy}")
-        lines.append("")
+    # the clinician's to-do list (what would satisfy each open criterion) is the work item's
+    # evidence, never the letter's: a signed letter goes to the payer as it stands
     lines.append("Criteria and supporting records:")
     for r in results:
         lines.append(f"  - {r.criterion.text} [{r.label}]: {r.summary}")
         for ev in r.evidence[:5]:
             when = f" ({ev.get('observed_at')})" if ev.get("observed_at") else ""
             lines.append(f"      * {ev.get('excerpt') or ev.get('label')}{when}")
+    if all(r.status == "met" for r in results):
+        closing = (
+            "Based on the above, the requested service is medically necessary for this patient. "
+            "Please contact me with any questions."
+        )
+    else:
+        # criteria not met or lacking information: the software claims no necessity; the item
+        # offers only edit / reject (step.sign_off_options), so the clinician writes this part
+        closing = "Please contact me with any questions."
     lines += [
         "",
-        "Based on the above, the requested service is medically necessary for this patient. "
-        "Please contact me with any questions.",
+        closing,
         "",
         "Sincerely,",
         clinician,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -38,7 +38,7 @@ from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.workflows.commands import draft_id_for
 from practiceflow.processors.workflows.prior_auth import letter, pas
 from practiceflow.processors.workflows.prior_auth.codes import check, dotted
-from practiceflow.processors.workflows.prior_auth.detect import Need, detect
+from practiceflow.processors.workflows.prior_auth.detect import Need, detect, is_active
 from practiceflow.processors.workflows.prior_auth.evidence import CriterionResult, assess, day
 from practiceflow.processors.workflows.prior_auth.follow_up import request_evidence
 from practiceflow.processors.workflows.prior_auth.rules import PriorAuthRules
@@ -47,7 +47,13 @@ from practiceflow.processors.workflows.workitem import END_STATES, by_rule, evid
 from practiceflow.processors.x12.x278 import Request278, WriteError, write_278
 
 if TYPE_CHECKING:
-    from practiceflow.schemas.typed import DraftDict, EvidenceDict, HandoffItemDict, ProducedByDict
+    from practiceflow.schemas.typed import (
+        DecisionOptionDict,
+        DraftDict,
+        EvidenceDict,
+        HandoffItemDict,
+        ProducedByDict,
+    )
 
 WORKFLOW: Final = "prior_auth"
 STATES: Final = ("drafted", "approved", "partially_approved", "pended", "denied", "modified", "cancelled", "other")
@@ -60,6 +66,8 @@ _DECISION_STATE: Final = {
     "cancelled": "cancelled",
     "not_required": "approved",
 }
+#: an authorization a cancelled order ends (one the payer approved or denied stays as it is)
+CANCELLABLE: Final = frozenset({"drafted", "pended"})
 _NPI: Final = re.compile(r"\((\d{10})\)")
 _SYSTEM_URI: Final = {"cpt": pas.CPT, "hcpcs": pas.HCPCS, "rxnorm": pas.RXNORM, "ndc": "http://hl7.org/fhir/sid/ndc"}
 
@@ -79,6 +87,7 @@ class PriorAuthContext:
     patient: PatientContext | None
     state: Mapping[str, Any] | None = None  # the authorization's current state (a replay / an updated order)
     profile: PracticeProfile = field(default_factory=PracticeProfile)
+    item: HandoffItemDict | None = None  # the authorization's item as it stands (work-items table), else state's
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,8 @@ def draft(
     """See the module docstring. ``now`` is the event time in epoch ms (never the wall clock)."""
     pid = order["practice_id"]
     patient_id = str(order.get("patient_id") or "")
+    if ctx.state is not None and ctx.state.get("status") in CANCELLABLE and not is_active(order):
+        return _cancel(ctx, record_type, order, now)
     if ctx.state is not None and ctx.state.get("status") not in (None, "drafted"):
         return PriorAuthDecision(StepResult(), None)  # the payer already answered: a re-sent order changes nothing
     need: Need | None = detect(
@@ -263,6 +274,7 @@ def draft(
         )
     )
     counts = {s: sum(1 for r in results if r.status == s) for s in ("not_met", "insufficient", "met")}
+    all_met = all(r.status == "met" for r in results)
     ev: list[EvidenceDict] = []
     for r in results:
         ev += _criterion_evidence(r)
@@ -291,23 +303,19 @@ def draft(
         patient_id=patient_id or None,
         subject_type=record_type,
         subject_id=str(order["order_id"]),
-        decision_needed="Review the criteria (not met / insufficient first), then approve, edit or reject the drafts.",
+        decision_needed=(
+            "Review the criteria (not met / insufficient first), then approve, edit or reject the drafts."
+            if all_met
+            else "Some criteria are not met or lack information: edit the letter (say why the service is "
+            "necessary, or add the records) before signing, or reject."
+        ),
         proposed_action=(
             "Sign the drafted PAS request, 278 and letter of medical necessity. practiceflow does not send them: "
             "your signature opens an item for the billing office to submit them to the payer."
         ),
         actions_taken=[f"checked {len(results)} criteria of {cset.id}", f"drafted {len(drafts)} document(s)"],
         evidence=ev,
-        options=[
-            option("approve", "Sign the drafts as they stand (the billing office submits them)", target=draft_ids[0]),
-            option(
-                "edit",
-                "Change the letter or the drafts, then sign (the billing office submits them)",
-                target=draft_ids[-1],
-                editable=["body"],
-            ),
-            option("reject", "Do not request authorization"),
-        ],
+        options=sign_off_options(results, draft_ids),
         draft_ids=draft_ids,
     )
     state = {
@@ -342,6 +350,112 @@ def draft(
     return PriorAuthDecision(StepResult(work_items=(item,), drafts=tuple(drafts), audit=(audit,)), state, results)
 
 
+def _cancel(ctx: PriorAuthContext, record_type: str, order: Mapping[str, Any], now: int) -> PriorAuthDecision:
+    """A cancelled / discontinued order (ORC-1 CA/DC, status revoked) ends its authorization.
+
+    WHY: the clinician's sign-off item would otherwise keep asking to sign drafts for an order
+    that no longer exists. An item still open gets its last revision, ``superseded`` with the
+    outcome "order cancelled"; one already signed (the request may be with the payer) is left
+    closed and the billing office gets an item to withdraw the request. The authorization's
+    status becomes ``cancelled``, so a re-sent order changes nothing."""
+    state = dict(ctx.state or {})
+    pid = str(state["practice_id"])
+    aid = str(state["authorization_id"])
+    base: HandoffItemDict | None = ctx.item or state.get("item")
+    why = "The order was cancelled or discontinued, so no authorization is needed any more."
+    items: list[HandoffItemDict] = []
+    if base is not None and base.get("state", "open") not in END_STATES:
+        closed: HandoffItemDict = {
+            **base,
+            "state": "superseded",
+            "outcome": "order cancelled",
+            "what_happened": why + " " + str(base.get("what_happened") or ""),
+            "revision": int(base.get("revision", 1)) + 1,
+            "updated_at": now,
+        }
+        items.append(closed)
+    else:
+        items.append(
+            new_item(
+                practice_id=pid,
+                workflow=WORKFLOW,
+                subject=("cancelled", pid, aid),
+                kind=f"{WORKFLOW}.cancelled",
+                queue="billing",
+                title=f"Order cancelled: withdraw the prior-authorization request ({state.get('service')})",
+                what_happened=why + " The request was signed; if it was submitted, withdraw it with "
+                f"{state.get('payer_name') or 'the payer'} (authorization {aid}).",
+                produced_by=by_rule("prior_auth.cancel", "1", "order control CA/DC or status revoked"),
+                source=dict(order.get("source") or {}),  # type: ignore[arg-type]
+                now=now,
+                patient_id=state.get("patient_id"),
+                subject_type=record_type,
+                subject_id=str(state.get("order_id")),
+                evidence=[request_evidence(aid, str(state.get("payer_name") or "the payer"))],
+                options=[option("acknowledge", "Withdrawn, or it was never submitted")],
+            )
+        )
+    new_state = {
+        **state,
+        "status": "cancelled",
+        "item": dict(items[0]) if items[0]["item_id"] == state.get("item_id") else state.get("item"),
+        "updated_at": now,
+    }
+    audit = AuditReason(
+        "prior_auth_cancelled", "Authorization", aid, "the order was cancelled or discontinued", details={}
+    )
+    return PriorAuthDecision(StepResult(work_items=tuple(items), audit=(audit,)), new_state)
+
+
+def failed_check_item(
+    practice_id: str, patient_id: str | None, record_type: str, order: Mapping[str, Any], error: str, now: int
+) -> HandoffItemDict:
+    """A triage item for an order the prior-authorization check failed on (ids only, no PHI).
+
+    WHY: "nothing is lost" means a person acts on every input; an audit event alone is read
+    by nobody as a queue, and the order may need an authorization before the service."""
+    oid = str(order.get("order_id") or "")
+    return new_item(
+        practice_id=practice_id,
+        workflow=WORKFLOW,
+        subject=("failed", practice_id, str(patient_id or ""), oid),
+        kind=f"{WORKFLOW}.check_failed",
+        queue="triage",
+        title="Prior-authorization check failed on an order: check it by hand",
+        what_happened=f"The prior-authorization check raised {error} on {record_type} {oid}; the order was not "
+        "checked and nothing was drafted. Check whether the payer needs an authorization for it.",
+        produced_by=by_rule("prior_auth.check_failed", "1", "streams/workflows/prior_auth.py"),
+        source=dict(order.get("source") or {}),  # type: ignore[arg-type]
+        now=now,
+        patient_id=patient_id or None,
+        subject_type=record_type,
+        subject_id=oid,
+        options=[option("acknowledge", "Checked by hand"), option("escalate", "Hand to the billing office")],
+    )
+
+
+def sign_off_options(results: Sequence[CriterionResult], draft_ids: Sequence[str]) -> list[DecisionOptionDict]:
+    """The sign-off item's options: ``approve`` only when every criterion is met.
+
+    WHY: approving signs the drafts as they stand and the billing office submits them; with a
+    criterion not met or lacking information the drafted letter cannot argue necessity (the
+    software never does, :mod:`.letter`), so the clinician must write that part (``edit``) or
+    not ask (``reject``). One click must never send a payer a letter nobody completed."""
+    opts: list[DecisionOptionDict] = []
+    if all(r.status == "met" for r in results):
+        opts.append(option("approve", "Sign the drafts as they stand (the billing office submits them)", draft_ids[0]))
+    opts += [
+        option(
+            "edit",
+            "Change the letter or the drafts, then sign (the billing office submits them)",
+            target=draft_ids[-1],
+            editable=["body"],
+        ),
+        option("reject", "Do not request authorization"),
+    ]
+    return opts
+
+
 def step(ctx: PriorAuthContext, event: Mapping[str, Any], rules: PriorAuthRules, now: int) -> StepResult:
     """The contract's step signature for an ``Order`` event (a medication order: :func:`draft`)."""
     return draft(ctx, "Order", event, rules, now).result
@@ -359,18 +473,137 @@ _RESPONSE_TITLES: Final = {
 }
 
 
+#: a faxed decision's ``kind`` (processors/workflows/fax) -> the payer decision it states
+FAX_DECISIONS: Final = {
+    "pa.approved": "approved",
+    "pa.denied": "denied",
+    "pa.pending": "pended",
+    "pa.more_info": "pended",
+}
+_CODE_FIELDS: Final = frozenset({"code", "procedure", "procedure_code", "service_code", "cpt"})
+
+
 def trusted_fax_decision(classification: Mapping[str, Any]) -> bool:
-    """Whether a faxed payer decision may update an authorization without a person reading it.
+    """Whether a faxed payer decision was read well enough to update an authorization.
 
     Only a classification the embedded model made with confidence, addressed to us, and read
-    by the rules: an abstained page, a misdirected fax, or a label or decision that came from
-    the language model (extractor ``...+llm``, uncalibrated) goes to a person through the fax's
-    own work item instead. A wrong "approved" would rewrite the clinician's sign-off item."""
+    by the rules: an abstained page, a misdirected fax, an unreadable page, or any revision by
+    the language-model layer (extractor ``rules+llm`` / ``+fallback``: the label or the
+    decision may be the model's, uncalibrated) goes to a person through the fax's own work
+    item instead. A wrong "approved" would rewrite the clinician's sign-off item."""
     if classification.get("abstained") or classification.get("misdirected"):
         return False
     if classification.get("needs_human_read"):
         return False
-    return "llm" not in str(classification.get("extractor") or "rules")
+    extractor = str(classification.get("extractor") or "rules")
+    return "llm" not in extractor and "+" not in extractor
+
+
+def _norm_ref(value: Any) -> str:
+    return re.sub(r"[^0-9a-z]", "", str(value or "").lower())
+
+
+def fax_matches(state: Mapping[str, Any], classification: Mapping[str, Any]) -> bool:
+    """Whether the fax names *this* authorization: its reference is our request id (the 278's
+    TRN) or the payer's number already on file, or a procedure code it carries is the order's.
+
+    WHY: a patient can have another request in flight (one the office phoned in, an older
+    one); "the patient's only open authorization" is a guess, and a guessed approval would
+    send the patient to an MRI nobody authorized."""
+    refs = {_norm_ref(state.get(k)) for k in ("authorization_id", "authorization_number")} - {""}
+    code = _norm_ref(state.get("code"))
+    for e in classification.get("extracted") or ():
+        val = _norm_ref(e.get("value"))
+        if not val:
+            continue
+        if e.get("field") == "reference" and val in refs:
+            return True
+        if e.get("field") in _CODE_FIELDS and code and val == code:
+            return True
+    return False
+
+
+def fax_response(classification: Mapping[str, Any]) -> dict[str, Any]:
+    """A faxed decision as the response :func:`respond` applies."""
+    ref = next((e["value"] for e in classification.get("extracted") or () if e.get("field") == "reference"), None)
+    return {
+        "response_id": f"fax:{classification['classification_id']}",
+        "decision": FAX_DECISIONS.get(str(classification.get("kind")), "other"),
+        "authorization_number": ref,
+        "record_type": "FaxClassification",
+        "source": classification.get("source"),
+    }
+
+
+def on_fax_decision(
+    state: Mapping[str, Any],
+    classification: Mapping[str, Any],
+    item: HandoffItemDict | None,
+    now: int,
+) -> tuple[StepResult, dict[str, Any]]:
+    """A faxed payer decision for this authorization: applied, or only shown to a person.
+
+    It moves the authorization (:func:`respond`) only when it is trusted
+    (:func:`trusted_fax_decision`), names this authorization (:func:`fax_matches`) and the
+    request was signed (the sign-off item is closed: something can have been submitted).
+    Otherwise the clinician's open item gets the fax as its first evidence, options kept,
+    and the authorization's status is unchanged: a person confirms the decision on the
+    fax's own billing item (processors/workflows/fax routes it there)."""
+    response = fax_response(classification)
+    rid = response["response_id"]
+    if rid in (state.get("responses") or ()):
+        return StepResult(), dict(state)
+    base: HandoffItemDict | None = item or state.get("item")
+    is_open = base is not None and base.get("state", "open") not in END_STATES
+    unsigned = is_open and base is not None and base.get("kind") == f"{WORKFLOW}.sign_off"
+    trusted, matches = trusted_fax_decision(classification), fax_matches(state, classification)
+    if trusted and matches and not unsigned:
+        return respond(state, response, item, now)
+    why = (
+        "not read reliably (the classifier abstained, OCR was unsure, or the language model labelled it)"
+        if not trusted
+        else "it names no reference or code of this request"
+        if not matches
+        else "the request is not signed yet, so nothing was submitted"
+    )
+    pid, aid = str(state["practice_id"]), str(state["authorization_id"])
+    head = evidence(
+        f"faxed payer decision, unconfirmed: {response['decision']}",
+        record_type="FaxClassification",
+        record_key=entity_key(pid, state.get("patient_id"), str(classification["classification_id"])),
+        value=str(response["decision"]),
+        assessment="unconfirmed",
+        ref=str(response["authorization_number"]) if response["authorization_number"] else None,
+        document_uri=classification.get("storage_uri"),
+        page=int(classification["pages"][0]) if classification.get("pages") else None,
+        excerpt=f"A fax says {response['decision']}; it did not change this authorization: {why}. "
+        "Confirm it on the fax's billing item.",
+    )
+    items: list[HandoffItemDict] = []
+    if is_open and base is not None:
+        noted: HandoffItemDict = {
+            **base,
+            "evidence": [head, *(base.get("evidence") or [])],
+            "what_happened": f"A faxed payer decision ({response['decision']}) arrived; a person confirms it. "
+            + str(base.get("what_happened") or ""),
+            "revision": int(base.get("revision", 1)) + 1,
+            "updated_at": now,
+        }
+        items.append(noted)
+    new_state = {
+        **state,
+        "item": dict(items[0]) if items and items[0]["item_id"] == state.get("item_id") else state.get("item"),
+        "responses": [*(state.get("responses") or []), rid][-20:],
+        "updated_at": now,
+    }
+    audit = AuditReason(
+        "prior_auth_fax_unconfirmed",
+        "Authorization",
+        aid,
+        f"faxed decision {response['decision']} not applied: {why}",
+        details={"status": str(state.get("status")), "trusted": str(trusted), "matches": str(matches)},
+    )
+    return StepResult(work_items=tuple(items), audit=(audit,)), new_state
 
 
 def respond(

@@ -172,3 +172,49 @@ def test_nothing_is_asked_when_the_rules_found_everything_or_the_fax_is_not_ours
     v2 = dict(v, misdirected=True, queue="misdirected")
     doc2 = _doc([LAB])
     assert llm_commands(doc2, [v2], now=RECEIVED) == []
+
+
+def test_a_label_below_llm_fax_min_confidence_leaves_the_page_abstained_in_triage() -> None:
+    """Review s18 S18: the model's label replaced the abstained classification whatever its confidence;
+    a prior_auth_response label then moved an authorization with no threshold and no person."""
+    doc = _doc([REFERRAL])
+    (v,) = _classified(doc, Fixed("other_clinical", 0.3))
+    (cmd,) = llm_commands(doc, [v], now=RECEIVED)
+    out = ClassificationOutput(label="referral", confidence=0.55, evidence=[Quote(text="Reason for Referral", page=1)])
+    base = json.loads(cmd["params"]["classification"])
+    rev = on_llm_result(base, _answer(cmd, out), IdentifierOnPage(), revision=2, now=RECEIVED + 5_000)
+    c = rev.classification
+    assert c["abstained"] and c["doc_class"] == "other_clinical" and c["confidence"] == v["confidence"]
+    assert c["queue"] == "triage" and c["routing_reason"] == "llm_low_confidence"
+    assert rev.item is not None and rev.item["queue"] == "triage" and "below 0.8" in rev.item["what_happened"]
+    assert rev.audit.outcome == "needs_person"
+    # the practice's own threshold (llm.fax_min_confidence) lets it count
+    rev = on_llm_result(
+        base, _answer(cmd, out), IdentifierOnPage(), revision=2, now=RECEIVED + 5_000, min_confidence=0.5
+    )
+    assert rev.classification["doc_class"] == "referral" and not rev.classification["abstained"]
+
+
+def test_the_revised_classification_keeps_the_first_records_key() -> None:
+    """Review s18 N8: the revision was keyed with the patient the model's answer matched, so the
+    compacted topic (and ClickHouse) kept two records for one document."""
+    from practiceflow.processors.base import entity_key
+
+    doc = _doc([REFERRAL])
+    (v,) = _classified(doc, Fixed("marketing", 0.3))  # abstained on a class that needs no patient
+    assert v["patient_id"] is None
+    (cmd,) = llm_commands(doc, [v], now=RECEIVED)
+    out = ClassificationOutput(label="referral", confidence=0.93, evidence=[Quote(text="Reason for Referral", page=1)])
+    rev = on_llm_result(
+        json.loads(cmd["params"]["classification"]),
+        _answer(cmd, out),
+        IdentifierOnPage(),
+        revision=2,
+        now=RECEIVED + 5_000,
+    )
+    assert rev.classification["patient_id"] == "771203"  # the model's answer found the chart
+    first = entity_key("demo-clinic", None, v["classification_id"])
+    assert rev.key == first
+    # a second answer building on the revision keeps it too
+    again = on_llm_result(rev.classification, _answer(cmd, out), IdentifierOnPage(), revision=3, now=RECEIVED + 6_000)
+    assert again.key == first

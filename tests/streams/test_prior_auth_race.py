@@ -1,0 +1,180 @@
+"""The prior-auth agent and its context follower, without a broker (review s18 S7, S6, S8).
+
+The prior-auth agent and the context follower share one table: a 278 answer is never parked
+for ever; a faxed decision that names no request is evidence only; a failing check is a
+triage item.
+
+Review s18 S7: the response agent looked the authorization up (absent: its order still in
+the context agent), then awaited its sends before parking the answer under ``r:<trace>``;
+meanwhile the follower drafted the order and looked for ``r:`` (absent too). Neither side
+applied the answer, and nothing noticed.
+
+No broker: the race is one of the event loop's interleavings, so the test pins it. The sends
+and the changelog confirmations are replaced by fakes that yield to the loop (the response
+agent's sends take longer than the follower's, the interleaving that lost the answer), and
+the table is an in-memory one. Everything else is the real ``PriorAuth`` code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from practiceflow.processors.workflows.prior_auth.step import authorization_id
+from practiceflow.streams.workflows import prior_auth as mod
+from tests.processors.test_prior_auth import NOW, PT, RULES, P, mri_case
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def send_changelog(self, partition: int, key: str, value: str) -> Any:
+        return None
+
+
+class _Outbox:
+    """Queues nothing; ``confirm`` yields to the loop ``turns`` times, as a broker round trip does."""
+
+    turns = 1
+
+    def __init__(self) -> None:
+        pass
+
+    async def confirm(self) -> list[Any]:
+        for _ in range(self.turns):
+            await asyncio.sleep(0)
+        return []
+
+
+class _Committer:
+    async def admit(self, events: list[Any]) -> list[Any]:
+        return events
+
+    async def commit(self, events: list[Any]) -> None:
+        return None
+
+
+class _Event:
+    """A Faust event's shape as the agent reads it (weak-referenceable, as ``in_event`` needs)."""
+
+    def __init__(self, topic: str, value: dict[str, Any]) -> None:
+        self.message = SimpleNamespace(topic=topic, partition=0, timestamp=NOW / 1000 + 1, tp=("t", 0))
+        self.value = value
+
+
+def _event(topic: str, value: dict[str, Any]) -> Any:
+    return _Event(topic, value)
+
+
+@pytest.fixture
+def agent(monkeypatch: pytest.MonkeyPatch) -> mod.PriorAuth:
+    emitted: list[Any] = []
+
+    async def emit_step(pipeline: Any, outbox: Any, result: Any, **kw: Any) -> int:
+        emitted.append(result)
+        await asyncio.sleep(0)
+        return 0
+
+    async def confirmed(futures: list[Any]) -> list[Any]:
+        await asyncio.sleep(0)
+        return []
+
+    # the response agent's sends are slow (5 turns), the follower's quick: the lost interleaving
+    class SlowOutbox(_Outbox):
+        def __init__(self) -> None:
+            import inspect
+
+            caller = inspect.stack()[1].function  # the response agent's batch (old or new name)
+            self.turns = 5 if caller in ("_apply_responses", "process_batch") else 1
+
+    monkeypatch.setattr(mod, "emit_step", emit_step)
+    monkeypatch.setattr(mod, "confirmed", confirmed)
+    monkeypatch.setattr(mod, "Outbox", SlowOutbox)
+    a = mod.PriorAuth.__new__(mod.PriorAuth)
+    a.p = SimpleNamespace(  # type: ignore[assignment]
+        _count=lambda name, n=1: None, sensor=SimpleNamespace(touch=lambda tp: None), work_items=None
+    )
+    a.table = _Table()  # type: ignore[assignment]
+    a.rules = SimpleNamespace(get=lambda practice: RULES)  # type: ignore[assignment]
+    a.profile = mod.PracticeProfile()
+    a.committer = _Committer()  # type: ignore[assignment]
+    a.counts = {}
+    a.lock = asyncio.Lock()
+    a._record_type = {"pf.norm.authorization_response": "AuthorizationResponse"}
+    a.emitted = emitted  # type: ignore[attr-defined]
+    return a
+
+
+def test_a_278_answer_arriving_while_its_order_is_drafted_is_applied(agent: mod.PriorAuth) -> None:
+    ctx, order = mri_case()
+    aid = authorization_id(P, PT, order["order_id"])
+    response = {
+        "practice_id": P,
+        "response_id": "resp-1",
+        "trace_number": aid,
+        "decision": "approved",
+        "authorization_number": "AUTH9",
+        "action_code": "A1",
+        "source": {"feed": "x12", "message_id": "x-1"},
+    }
+    resp_ev = _event("pf.norm.authorization_response", response)
+    order_ev = _event("pf.norm.order", order)
+
+    async def both() -> None:
+        # the answer's batch starts first (its lookup misses), the order's batch runs while the
+        # answer's sends are in flight
+        await asyncio.gather(agent.process_batch([resp_ev]), agent.on_context_batch([(order_ev, "Order", order, ctx)]))
+
+    asyncio.run(both())
+    state = agent.authorization(P, aid)
+    assert state is not None and state["status"] == "approved" and state["authorization_number"] == "AUTH9"
+    assert state["responses"] == ["resp-1"]
+    # applied exactly once (a prior_auth_response audit in one step result)
+    applied = [r for r in agent.emitted if any(a.action == "prior_auth_response" for a in r.audit)]  # type: ignore[attr-defined]
+    assert len(applied) == 1
+
+
+def _drafted(agent: mod.PriorAuth) -> tuple[Any, dict[str, Any], str]:
+    ctx, order = mri_case()
+    asyncio.run(agent.on_context_batch([(_event("pf.norm.order", order), "Order", order, ctx)]))
+    aid = authorization_id(P, PT, order["order_id"])
+    assert agent.authorization(P, aid)["status"] == "drafted"  # type: ignore[index]
+    return ctx, order, aid
+
+
+def test_a_trusted_fax_that_names_no_request_is_evidence_in_the_agent_too(agent: mod.PriorAuth) -> None:
+    """Review s18 S6: the agent applied a faxed "approved" to the patient's only open authorization."""
+    from tests.processors.test_prior_auth import _fax
+
+    _ctx, _order, aid = _drafted(agent)
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    fax = _fax("approved")  # rule-read, confident, ours, the patient matched; no reference
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", fax)]))
+    state = agent.authorization(P, aid)
+    assert state is not None and state["status"] == "drafted" and state["authorization_number"] is None
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["kind"] == "prior_auth.sign_off" and item["evidence"][0]["assessment"] == "unconfirmed"
+
+
+def test_a_failing_check_puts_a_triage_item_in_front_of_a_person(
+    agent: mod.PriorAuth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s18 S8: the failure was an audit event only; nobody reads the audit trail as a queue."""
+    ctx, order = mri_case()
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        raise KeyError("birth_date")
+
+    monkeypatch.setattr(mod, "draft", broken)
+    asyncio.run(agent.on_context_batch([(_event("pf.norm.order", order), "Order", order, ctx)]))
+    (result,) = agent.emitted  # type: ignore[attr-defined]
+    (item,) = result.work_items
+    assert item["queue"] == "triage" and item["subject_id"] == order["order_id"] and "KeyError" in item["what_happened"]
+    assert [a.action for a in result.audit] == ["prior_auth_failed"]
