@@ -667,6 +667,9 @@ def test_a_cancelled_order_supersedes_its_open_sign_off_item_and_cancels_the_aut
     assert item["outcome"] == "order cancelled"
     assert out.state is not None and out.state["status"] == "cancelled"
     assert [a.action for a in out.result.audit] == ["prior_auth_cancelled"]
+    # a completed order (performed) is not a cancelled one: nothing is superseded
+    done = draft(PriorAuthContext(c, d.state), "Order", {**o, "status": "completed"}, RULES, NOW + 5000)
+    assert done.result.empty and done.state is None
     # the order re-sent (or cancelled again) changes nothing now
     assert draft(PriorAuthContext(c, out.state), "Order", o, RULES, NOW + 6000).result.empty
     assert draft(PriorAuthContext(c, out.state), "Order", _cancelled(o), RULES, NOW + 6000).result.empty
@@ -695,3 +698,22 @@ def test_a_failed_check_is_a_triage_item_with_ids_only():
     assert failed_check_item(P, PT, "Order", o, "KeyError", NOW) == failed_check_item(
         P, PT, "Order", o, "KeyError", NOW
     )
+
+
+def test_a_rule_read_fax_naming_the_orders_procedure_code_names_the_request():
+    """The fax extractor reads a payer decision's CPT / HCPCS code; it names the request as its reference would."""
+    from practiceflow.processors.workflows.fax.extract import RuleExtractor
+    from practiceflow.processors.workflows.prior_auth.step import fax_matches
+
+    page = (
+        "PRIOR AUTHORIZATION DETERMINATION\nPlan: Acme Health\nMember ID: W123\n"
+        "Procedure code: 72148 MRI lumbar spine\nReference number: ACME-55321\nDecision: APPROVED\n"
+    )
+    found = RuleExtractor().extract("prior_auth_response", [page], [1])
+    assert {e.field: e.value for e in found}["procedure_code"] == "72148"
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    extracted = [{"field": e.field, "value": e.value} for e in found]
+    assert fax_matches(d.state, {"extracted": extracted})
+    other = [e for e in extracted if e["field"] != "procedure_code"]
+    assert not fax_matches(d.state, {"extracted": other})  # the payer's own number is not ours
