@@ -49,6 +49,9 @@ log = logging.getLogger("practiceflow.sink")
 ROWS = Counter("practiceflow_sink_rows_total", "Rows confirmed in ClickHouse (written or already there)", ["table"])
 FAILURES = Counter("practiceflow_sink_write_failures_total", "ClickHouse batch writes that failed (then retried)")
 LAST_COMMIT = Gauge("practiceflow_sink_last_commit_timestamp_seconds", "When the sink last committed a written batch")
+RESTARTS = Counter(
+    "practiceflow_sink_consumer_restarts_total", "Kafka consumers the sink replaced after a fatal error (e.g. fenced)"
+)
 FAILING = Gauge("practiceflow_sink_failing", "1 while the sink is retrying a batch ClickHouse did not take")
 
 SINK_KINDS = (catalog.Kind.NORMALIZED, catalog.Kind.HANDOFF, catalog.Kind.DEAD_LETTER, catalog.Kind.ANALYTICS)
@@ -143,9 +146,31 @@ class ClickHouseSinkConsumer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
-        """Consume until ``stop`` is called (blocking)."""
-        consumer = Consumer(self.conf)
-        consumer.subscribe(list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        """Consume until ``stop`` is called (blocking).
+
+        A consumer that hit a fatal error is replaced by a new one. librdkafka makes a few
+        errors fatal, after which the consumer only ever returns that error: with static
+        membership, a session that timed out while the group coordinator moved (a broker
+        restart) ends in FENCED_INSTANCE_ID (librdkafka issue 3437). Logging it and polling
+        on left the sink alive, in its group, and writing nothing for good. The new consumer
+        resumes from the committed offsets; rows already written are skipped, as after a crash.
+        """
+        while not self._stop.is_set():
+            consumer = Consumer(self.conf)
+            consumer.subscribe(list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
+            try:
+                fatal = self._consume(consumer)
+            finally:
+                _close_quietly(consumer)  # leaves the group; nothing is committed here
+            if fatal is None:
+                return
+            self._count("clickhouse.consumer_restarts")
+            RESTARTS.inc()
+            log.error("the sink's Kafka consumer hit a fatal error (%s); starting a new one", fatal)
+            self._stop.wait(1.0)
+
+    def _consume(self, consumer: Consumer) -> str | None:
+        """Batches until ``stop`` (None) or a fatal error (its text: the consumer is unusable)."""
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(self.batch_size, timeout=self.batch_seconds)
@@ -153,8 +178,14 @@ class ClickHouseSinkConsumer:
                 if batch:
                     self._revoked = False
                     self._handle(consumer, batch)
-        finally:
-            consumer.close()  # leaves the group; nothing is committed here
+        except _FatalConsumerError as exc:
+            return str(exc)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._FATAL):
+                return str(err)
+            raise
+        return None
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.sink.forget_marks()  # another instance may have written these partitions
@@ -170,6 +201,8 @@ class ClickHouseSinkConsumer:
             err = m.error()
             if err is None:
                 out.append(m)
+            elif err.fatal() or err.code() == KafkaError._FATAL:  # the event carries the code, not the flag
+                raise _FatalConsumerError(str(err))
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("sink consumer: %s", err)
         return out
@@ -251,6 +284,17 @@ class ClickHouseSinkConsumer:
             return
         self._count("clickhouse.batches")
         LAST_COMMIT.set_to_current_time()
+
+
+class _FatalConsumerError(Exception):
+    """librdkafka reported a fatal error: this consumer instance can never fetch again."""
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except KafkaException as exc:  # a fenced consumer may refuse to leave cleanly; it is dropped either way
+        log.warning("closing the sink's consumer: %s", exc)
 
 
 def committed_lag(bootstrap: str, group_id: str, topics: list[str], timeout: float = 10.0) -> int:

@@ -221,3 +221,44 @@ def test_practiceflow_sink_command_drains_the_topics_and_stops_on_sigterm(cfg, s
         _assert_exactly_once(_counts(sink), expected)
     finally:
         sink.close()  # chdb: one engine path per process
+
+
+def test_a_fenced_sink_consumer_is_replaced_and_every_row_still_lands(cfg, stack, tmp_path):
+    """With static membership, librdkafka makes FENCED_INSTANCE_ID fatal: the consumer only ever
+    returns that error again (a session that timed out while the coordinator moved, librdkafka
+    issue 3437). The sink used to log it and poll on, alive and writing nothing for good; it
+    now replaces the consumer. Here a second member with the sink's instance id fences it."""
+    from confluent_kafka import Consumer
+
+    group, instance = f"sinkfence-{uuid.uuid4().hex[:6]}", f"sink-{uuid.uuid4().hex[:6]}"
+    create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+    sink = ClickHouseSink(f"chdb://{tmp_path / 'ch'}")
+    consumer = ClickHouseSinkConsumer(
+        stack.bootstrap,
+        AvroSerde(registry_client(stack.registry_url)),
+        cfg.topic_prefix,
+        sink,
+        group_id=group,
+        batch_size=25,
+        consumer_config={"group.instance.id": instance, "session.timeout.ms": 6000},
+    )
+    consumer.start()
+    try:
+        assert consumer.assigned.wait(60), "the sink never joined its group"
+        impostor = Consumer(
+            {"bootstrap.servers": stack.bootstrap, "group.id": group, "group.instance.id": instance, "log_level": 0}
+        )
+        impostor.subscribe(list(consumer.topics))
+        deadline = time.monotonic() + 60
+        while not consumer.counts.get("clickhouse.consumer_restarts") and time.monotonic() < deadline:
+            impostor.poll(0.5)
+        impostor.close()
+        assert consumer.counts.get("clickhouse.consumer_restarts"), "the sink was never fenced"
+        expected = _produce(stack, cfg)  # everything is sent after the fence
+        assert _wait_drained(stack.bootstrap, group, list(consumer.topics), timeout=120) == 0
+        consumer.stop()
+        assert consumer.error is None
+        _assert_exactly_once(_counts(sink), expected)
+    finally:
+        consumer.stop()
+        sink.close()
