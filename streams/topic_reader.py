@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from practiceflow.streams import catalog
-from practiceflow.streams.positions import position
+from practiceflow.streams.positions import position, watermarks
 
 __all__ = ["Span", "reader_consumer", "spans_to_end", "read_spans", "read_to_end"]
 
@@ -81,7 +81,7 @@ def spans_to_end(
             partitions = meta.partitions
     spans = []
     for p in sorted(partitions):
-        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+        lo, hi = watermarks(consumer, TopicPartition(topic, p), timeout)  # asked again while a leader moves
         if hi > lo:
             spans.append(Span(topic, p, lo, hi))
     return spans

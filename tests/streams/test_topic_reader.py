@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 
 import pytest
@@ -94,3 +96,46 @@ def test_an_end_that_cannot_be_reached_raises_instead_of_returning_a_partial_rea
     finally:
         consumer.close()
     assert _values(got) == [(0, "a")]  # what was read is yielded before the error
+
+
+def test_the_audit_tail_reads_after_its_checkpoint_to_the_end(stack):
+    """The audit chain's catch-up after a restart (streams/audit_chain.AuditTail)."""
+    from practiceflow.streams.audit_chain import AuditTail
+
+    topic = _topic(stack.bootstrap)
+    _send(stack.bootstrap, topic, [(1, f'{{"n": {i}}}') for i in range(30)])
+    tail = AuditTail(stack.bootstrap, topic, json.loads)
+    try:
+        assert [(o, v["n"]) for o, v in tail._read(1, 19)] == [(o, o) for o in range(20, 30)]
+        assert len(tail._read(1, None)) == 30 and tail._read(1, 29) == [] and tail._read(0, None) == []
+    finally:
+        tail.close()
+
+
+def test_the_audit_tail_raises_when_the_broker_does_not_deliver_in_time(stack, monkeypatch):
+    """It used to stop after 5 s without a record and return what it had: the chain's head would then
+    be an event that is not the last, and every new event would fork the chain from there. A broker
+    that answers the watermarks but delivers nothing (a loaded one) now fails the read."""
+    from practiceflow.streams import audit_chain
+
+    class Silent:  # the real consumer, except that no fetch ever returns a record
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def poll(self, timeout):
+            time.sleep(timeout)
+
+    topic = _topic(stack.bootstrap)
+    _send(stack.bootstrap, topic, [(2, f'{{"n": {i}}}') for i in range(5)])
+    real = audit_chain.reader_consumer
+    monkeypatch.setattr(audit_chain, "reader_consumer", lambda bootstrap, purpose: Silent(real(bootstrap, purpose)))
+    monkeypatch.setattr(audit_chain, "READ_TIMEOUT", 3.0)
+    tail = audit_chain.AuditTail(stack.bootstrap, topic, lambda b: b)
+    try:
+        with pytest.raises(TimeoutError):
+            tail._read(2, None)
+    finally:
+        tail.close()
