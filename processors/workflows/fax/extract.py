@@ -11,7 +11,7 @@ whose span does not hold that text is dropped (the span check is :func:`span_hol
 Fields, for every class: ``patient_name``, ``dob``, ``mrn``, ``member_id``, ``sender``,
 ``sender_fax``, ``addressee``; per class: lab results ``test`` (value ``name=value unit``)
 and ``abnormal`` (the flagged tests); PA responses ``payer``, ``decision``
-(approved | denied | more_info | pending), ``reference``; records requests
+(approved | denied | more_info | pending), ``reference``, ``procedure_code`` (CPT/HCPCS); records requests
 ``records_requested``, ``date_range``, ``direction`` (requested_from_us | sent_to_us);
 refill requests ``drug``, ``strength``, ``pharmacy``; cover sheets ``pages_announced``.
 """
@@ -120,6 +120,12 @@ _FIELDS: dict[str, list[re.Pattern[str]]] = {
             r"[ \t]*[:#\-]?[ \t]*([A-Z0-9][A-Z0-9\-#]{3,24})"
         )
     ],
+    # a payer decision's procedure (CPT / HCPCS): the prior-auth workflow matches it to the order's
+    "procedure_code": [
+        re.compile(
+            r"(?i)\b(?:CPT|HCPCS|procedure code|service code|procedure)(?: code)?[ \t]*[:#\-]?[ \t]*([A-Z]?\d{4,5})\b"
+        )
+    ],
     "records_requested": [_rx(r"records requested|requested records|please send|enclosed", r"([^\n]{3,200})")],
     "date_range": [re.compile(rf"(?i){_DATE}[ \t]*(?:to|through|-)[ \t]*{_DATE}")],
     "drug": [_rx(r"drug name|drug|medication|rx|medication requested", r"([A-Za-z][^\n]{2,80})")],
@@ -157,7 +163,7 @@ class RuleExtractor:
         out: list[Extracted] = []
         wanted = ["patient_name", "dob", "mrn", "member_id", "sender_fax", "addressee"]
         wanted += {
-            "prior_auth_response": ["payer", "reference"],
+            "prior_auth_response": ["payer", "reference", "procedure_code"],
             "records_request": ["records_requested", "date_range"],
             "refill_request": ["drug"],
             "cover_sheet": ["pages_announced"],

@@ -64,6 +64,18 @@ def is_active(order: Mapping[str, Any]) -> bool:
     return not any(str(order.get(f) or "").lower() in _INACTIVE for f in ("control", "status"))
 
 
+#: the order was withdrawn (not performed): its authorization is cancelled (step._cancel)
+_CANCELLED: Final = _INACTIVE - {"completed"}
+
+
+def is_cancelled(order: Mapping[str, Any]) -> bool:
+    """Cancelled, discontinued, stopped or entered in error; a *completed* order is not.
+
+    WHY: a completed order was performed, so its authorization is not withdrawn (and the
+    billing office must not be told "the order was cancelled")."""
+    return any(str(order.get(f) or "").lower() in _CANCELLED for f in ("control", "status"))
+
+
 def detect(
     ctx: PatientContext | None,
     record_type: str,

@@ -12,13 +12,18 @@ id``). For an order that needs authorization (:mod:`.detect`) it
    of medical necessity as a PDF (:mod:`.letter`);
 3. puts one work item in the **clinician** queue (kind ``prior_auth.sign_off``) with the
    criteria not met / insufficient first, each saying what would satisfy it, and the
-   drafts to approve, edit or reject. Nothing is submitted: a person signs first, and
+   drafts to approve, edit or reject (only edit or reject while a criterion is not met:
+   :func:`sign_off_options`). Nothing is submitted: a person signs first, and
    practiceflow has no payer connection, so a signature opens a **billing**-queue item
    "Submit the signed prior-authorization request to <payer>" (:mod:`.follow_up`).
 
 ``respond(state, response, item, now)`` applies a payer's answer (a 278 response or a faxed
 decision) to the authorization: its new state, and a new revision of the clinician's item
-(or a new item when that one is closed) so the ordering provider sees the decision.
+(or a new item when that one is closed) so the ordering provider sees the decision. A faxed
+decision goes through :func:`on_fax_decision` first: only a trusted one that names the
+request, once signed, is applied; any other is evidence for a person. A cancelled order
+ends its authorization (``_cancel``); a check that raises becomes a triage item
+(:func:`failed_check_item`, used by the shell).
 
 Ids are derived from the practice, patient and order (never time): a replay rewrites the
 same authorization, item and drafts.
@@ -38,7 +43,7 @@ from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.workflows.commands import draft_id_for
 from practiceflow.processors.workflows.prior_auth import letter, pas
 from practiceflow.processors.workflows.prior_auth.codes import check, dotted
-from practiceflow.processors.workflows.prior_auth.detect import Need, detect, is_active
+from practiceflow.processors.workflows.prior_auth.detect import Need, detect, is_cancelled
 from practiceflow.processors.workflows.prior_auth.evidence import CriterionResult, assess, day
 from practiceflow.processors.workflows.prior_auth.follow_up import request_evidence
 from practiceflow.processors.workflows.prior_auth.rules import PriorAuthRules
@@ -174,7 +179,7 @@ def draft(
     """See the module docstring. ``now`` is the event time in epoch ms (never the wall clock)."""
     pid = order["practice_id"]
     patient_id = str(order.get("patient_id") or "")
-    if ctx.state is not None and ctx.state.get("status") in CANCELLABLE and not is_active(order):
+    if ctx.state is not None and ctx.state.get("status") in CANCELLABLE and is_cancelled(order):
         return _cancel(ctx, record_type, order, now)
     if ctx.state is not None and ctx.state.get("status") not in (None, "drafted"):
         return PriorAuthDecision(StepResult(), None)  # the payer already answered: a re-sent order changes nothing
