@@ -30,14 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import faust
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from practiceflow.processors.audit import chain
 from practiceflow.processors.dedup import sweep, sweep_due
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.offsets import Committer, in_event
-from practiceflow.streams.positions import position
+from practiceflow.streams.positions import position, watermarks
+from practiceflow.streams.topic_reader import Span, read_spans, reader_consumer
 
 if TYPE_CHECKING:
     from faust.types import TP
@@ -49,6 +50,7 @@ log = logging.getLogger("practiceflow.worker.audit")
 ID_PREFIX = "id:"
 CKPT_PREFIX = "ckpt:"
 RECONCILE_WITHOUT_CHECKPOINT = 10_000  # a table from before checkpoints: re-read this many events
+READ_TIMEOUT = 120.0  # seconds to read a partition's unchained tail to its end (a loaded broker is slow)
 
 
 class AuditTail:
@@ -61,24 +63,21 @@ class AuditTail:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-tail")
 
     def _read(self, partition: int, after: int | None) -> list[tuple[int, dict[str, Any]]]:
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "unused", "enable.auto.commit": False})
+        """Every chained event of ``partition`` after ``after``, to the end the topic has now.
+
+        An end not reached in ``READ_TIMEOUT`` raises (``TimeoutError``: the batch fails and the
+        worker restarts) rather than returning a part: a partial read would make the chain's head
+        an event that is not the last one, and every new event would fork the chain from there."""
+        c = reader_consumer(self.bootstrap, "audit-tail")
         try:
-            tp = TopicPartition(self.topic, partition)
-            low, high = c.get_watermark_offsets(tp, timeout=30)
+            low, high = watermarks(c, TopicPartition(self.topic, partition), timeout=30)
             start = after + 1 if after is not None else max(low, high - RECONCILE_WITHOUT_CHECKPOINT)
-            start = max(start, low)
-            if start >= high:
-                return []
-            c.assign([TopicPartition(self.topic, partition, start if start > 0 else OFFSET_BEGINNING)])
-            out: list[tuple[int, dict[str, Any]]] = []
-            while not out or out[-1][0] < high - 1:
-                msgs = c.consume(num_messages=1000, timeout=5)
-                if not msgs:
-                    break
-                for m in msgs:
-                    if m.error() is None and m.value() is not None:
-                        out.append((position(m)[2], self.decode(m.value())))
-            return out
+            span = Span(self.topic, partition, max(start, low), high)
+            return [
+                (position(m)[2], self.decode(m.value()))
+                for m in read_spans(c, [span], READ_TIMEOUT)
+                if m.value() is not None
+            ]
         finally:
             c.close()
 

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer
 
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.base import content_id
@@ -38,6 +36,7 @@ from practiceflow.streams.clock import now_ms
 from practiceflow.streams.positions import position
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.serde import AvroSerde
+from practiceflow.streams.topic_reader import Span, read_spans, reader_consumer, spans_to_end
 
 # detail keys whose values never carry PHI (a folder file name or a reason text might)
 SAFE_DETAILS = {"gateway", "content_type", "header.message_type", "header.event_type"}
@@ -77,18 +76,6 @@ def parse_letter_id(text: str) -> tuple[str, int, int]:
     return feed, int(partition), int(offset)
 
 
-def _consumer(bootstrap: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"practiceflow-dlq-{uuid.uuid4().hex[:8]}",  # never commits; assign() only
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-
-
 def read_letters(
     bootstrap: str,
     serde: AvroSerde,
@@ -100,70 +87,37 @@ def read_letters(
 ) -> list[Letter]:
     """Every dead letter currently in the topics (of one practice and/or feed), oldest first."""
     feeds = [feed] if feed else list(catalog.FEEDS)
-    consumer = _consumer(bootstrap)
+    consumer = reader_consumer(bootstrap, "dlq")
     try:
-        wanted: list[TopicPartition] = []
-        ends: dict[tuple[str, int], int] = {}
+        spans: list[Span] = []
         for f in feeds:
-            topic = catalog.dlq_topic(f).name(prefix)
-            meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-            if meta is None or meta.error is not None or not meta.partitions:
-                continue
-            parts = sorted(meta.partitions)
-            if practice is not None:
-                parts = [catalog.partition_for(practice, len(parts))]
-            for p in parts:
-                lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                if hi > lo:
-                    wanted.append(TopicPartition(topic, p, lo))
-                    ends[(topic, p)] = hi
+            spans += spans_to_end(consumer, catalog.dlq_topic(f).name(prefix), timeout, practice_id=practice)
         return [
             letter
-            for letter in _read(consumer, serde, wanted, ends, timeout)
+            for letter in _read(consumer, serde, spans, timeout)
             if practice is None or letter.practice_id == practice
         ]
     finally:
         consumer.close()
 
 
-def _read(
-    consumer: Consumer,
-    serde: AvroSerde,
-    wanted: list[TopicPartition],
-    ends: dict[tuple[str, int], int],
-    timeout: float,
-) -> list[Letter]:
+def _read(consumer: Consumer, serde: AvroSerde, spans: list[Span], timeout: float) -> list[Letter]:
     out: list[Letter] = []
-    if not wanted:
-        return out
-    consumer.assign(wanted)
-    deadline = time.monotonic() + timeout
-    while ends and time.monotonic() < deadline:
-        m = consumer.poll(0.5)
-        if m is None:
-            continue
-        err = m.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                topic, partition, _ = position(m)
-                ends.pop((topic, partition), None)
-            continue
-        topic, partition, offset = position(m)
-        key = (topic, partition)
-        feed = topic.rsplit(".", 1)[-1]
-        out.append(
-            Letter(
-                letter_id(feed, partition, offset),
-                topic,
-                partition,
-                offset,
-                serde.decode(m.value() or b"", "DeadLetter"),
+    try:
+        for m in read_spans(consumer, spans, timeout):
+            topic, partition, offset = position(m)
+            feed = topic.rsplit(".", 1)[-1]
+            out.append(
+                Letter(
+                    letter_id(feed, partition, offset),
+                    topic,
+                    partition,
+                    offset,
+                    serde.decode(m.value() or b"", "DeadLetter"),
+                )
             )
-        )
-        if offset + 1 >= ends.get(key, 0):
-            ends.pop(key, None)
-    if ends:
-        raise TimeoutError(f"could not read the dead-letter topics to their end in {timeout}s")
+    except TimeoutError as exc:
+        raise TimeoutError(f"could not read the dead-letter topics to their end in {timeout}s") from exc
     return out
 
 
@@ -171,15 +125,13 @@ def get_letters(
     bootstrap: str, serde: AvroSerde, prefix: str, ids: Iterable[str], timeout: float = 30.0
 ) -> list[Letter]:
     """The letters with these ids (``feed:partition:offset``); a missing one raises KeyError."""
-    consumer = _consumer(bootstrap)
+    consumer = reader_consumer(bootstrap, "dlq")
     out: list[Letter] = []
     try:
         for text in ids:
             feed, partition, offset = parse_letter_id(text)
             topic = catalog.dlq_topic(feed).name(prefix)
-            got = _read(
-                consumer, serde, [TopicPartition(topic, partition, offset)], {(topic, partition): offset + 1}, timeout
-            )
+            got = _read(consumer, serde, [Span(topic, partition, offset, offset + 1)], timeout)
             if not got or got[0].offset != offset:
                 raise KeyError(text)
             out.append(got[0])

@@ -9,58 +9,23 @@ is read, and every record is checked to belong to the practice: nothing crosses 
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
-
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from practiceflow.processors.workflows.workitem import END_STATES, latest
 from practiceflow.schemas.typed import HandoffItemDict
 from practiceflow.streams import catalog
 from practiceflow.streams.serde import AvroSerde
+from practiceflow.streams.topic_reader import read_to_end
 
 
 def _records(
     bootstrap: str, serde: AvroSerde, topic: str, practice_id: str, timeout: float, record: str = "HandoffItem"
 ) -> Iterator[HandoffItemDict]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"practiceflow-reader-{uuid.uuid4().hex[:8]}",  # assign() only, never commits
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            return
-        partition = catalog.partition_for(practice_id, len(meta.partitions))
-        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-        if hi <= lo:
-            return
-        consumer.assign([TopicPartition(topic, partition, lo)])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = consumer.poll(0.5)
-            if m is None:
-                continue
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    break
-                continue
-            value = serde.decode(m.value() or b"", record)
-            if value["practice_id"] == practice_id:
-                yield value  # type: ignore[misc]  # decoded by the HandoffItem schema
-            offset = m.offset()
-            if offset is not None and offset + 1 >= hi:
-                return
-        raise TimeoutError(f"could not read {topic} to its end in {timeout}s")
-    finally:
-        consumer.close()
+    for m in read_to_end(bootstrap, topic, "reader", timeout, practice_id=practice_id):
+        value = serde.decode(m.value() or b"", record)
+        if value["practice_id"] == practice_id:
+            yield value  # type: ignore[misc]  # decoded by the HandoffItem schema
 
 
 def read_work_items(

@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from practiceflow.processors.audit import GENESIS, ChainBreak, find_break
 from practiceflow.settings import Settings
 from practiceflow.streams import catalog
+from practiceflow.streams.positions import position
 from practiceflow.streams.serde import AvroSerde
+from practiceflow.streams.topic_reader import read_spans, reader_consumer, spans_to_end
 
 EVENT_FIELDS = ("practice_id", "event_id", "at", "actor", "action", "entity_type", "entity_id", "reason", "outcome")
 
@@ -64,46 +65,16 @@ def read_topic_chains(
     """Every practice's events on ``<prefix>.audit`` in offset (= chain) order; reads, never commits.
     ``offsets`` (when given) receives each practice's events' offsets, in the same order."""
     topic = catalog.BY_SUFFIX["audit"].name(prefix)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"practiceflow-audit-verify-{uuid.uuid4().hex[:8]}",  # assign() only, never commits
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = reader_consumer(bootstrap, "audit-verify")
     out: dict[str, list[dict[str, Any]]] = {}
     try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            return out
-        n = len(meta.partitions)
-        parts = [catalog.partition_for(practice, n)] if practice else sorted(meta.partitions)
-        for part in parts:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=timeout)
-            if hi <= lo:
-                continue
-            consumer.assign([TopicPartition(topic, part, lo)])
-            deadline = time.monotonic() + timeout
-            while True:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not read {topic}[{part}] to its end in {timeout}s")
-                m = consumer.poll(0.5)
-                if m is None:
-                    continue
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        break
-                    continue
+        for span in spans_to_end(consumer, topic, timeout, practice_id=practice or None):
+            for m in read_spans(consumer, [span], timeout):  # one partition after the other, each in `timeout`
                 ev = serde.decode(m.value() or b"", "AuditEvent")
-                offset = m.offset()
                 if practice is None or ev["practice_id"] == practice:
                     out.setdefault(ev["practice_id"], []).append(ev)
                     if offsets is not None:
-                        offsets.setdefault(ev["practice_id"], []).append(int(offset if offset is not None else -1))
-                if offset is not None and offset + 1 >= hi:
-                    break
+                        offsets.setdefault(ev["practice_id"], []).append(position(m)[2])
     finally:
         consumer.close()
     return out

@@ -10,16 +10,13 @@ beside the staff minutes the agreed items would have saved (documented per-task 
 from __future__ import annotations
 
 import argparse
-import time
-import uuid
 from typing import Any
-
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from practiceflow.processors.pilot.compare import Key, report_lines, summarize
 from practiceflow.settings import Settings
 from practiceflow.streams import catalog
 from practiceflow.streams.serde import AvroSerde
+from practiceflow.streams.topic_reader import read_to_end
 
 _COLUMNS = ("practice_id", "item_id", "workflow", "kind", "rule_id", "rule_version", "verdict", "minutes_saved")
 
@@ -53,41 +50,14 @@ def withheld_in_clickhouse(sink: Any, practice: str, since: str = "1", params: d
 def from_topic(bootstrap: str, serde: AvroSerde, prefix: str, practice: str, timeout: float = 60.0) -> list[dict]:
     """The practice's comparisons on ``<prefix>.pilot.comparisons`` (its one partition; reads, never commits)."""
     topic = catalog.BY_SUFFIX["pilot.comparisons"].name(prefix)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"practiceflow-pilot-report-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
     out: list[dict] = []
     try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            return out
-        part = catalog.partition_for(practice, len(meta.partitions))
-        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=timeout)
-        if hi <= lo:
-            return out
-        consumer.assign([TopicPartition(topic, part, lo)])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = consumer.poll(0.5)
-            if m is None:
-                continue
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    break
-                continue
+        for m in read_to_end(bootstrap, topic, "pilot-report", timeout, practice_id=practice):
             c = serde.decode(m.value() or b"", "PilotComparison")
             if c["practice_id"] == practice:
                 out.append(c)
-            if (m.offset() or 0) + 1 >= hi:
-                break
-    finally:
-        consumer.close()
+    except TimeoutError:
+        pass  # as this report always did: the comparisons read within `timeout`
     return out
 
 

@@ -17,6 +17,9 @@ Applied versions are rows of ``{db}.schema_migrations`` (version, name, checksum
 a version is recorded only after all of its statements succeeded, so the runner is
 idempotent across crashes and restarts. A file changed after it was applied is not
 applied again (its checksum differs: logged as a warning): fix forward with a new file.
+A ``.py`` migration whose docstring or comments were corrected after it landed lists its
+earlier checksums in ``AMENDED_FROM`` (checksum -> what changed); a database that recorded one
+of them counts as having this file. Statements are never amended.
 One process migrates at a time: with chdb that is given (one process per path); against a
 server the sink takes ``{db}.schema_migrations_lock`` (``apply_migrations(lock=True)``).
 
@@ -106,6 +109,7 @@ class Migration:
     name: str
     checksum: str
     apply: Callable[[MigrationContext], None] = field(compare=False)
+    amended_from: frozenset[str] = field(default=frozenset(), compare=False)  # earlier checksums, same statements
 
 
 def split_statements(sql: str) -> list[str]:
@@ -135,13 +139,16 @@ def discover() -> list[Migration]:
             continue
         version, name, ext = int(m.group(1)), m.group(2), m.group(3)
         text = entry.read_text(encoding="utf-8")
+        amended: frozenset[str] = frozenset()
         if ext == "sql":
             apply = _sql_apply(text)
         else:
-            apply = importlib.import_module(f"{__name__}.{entry.name[:-3]}").migrate
+            module = importlib.import_module(f"{__name__}.{entry.name[:-3]}")
+            apply = module.migrate
+            amended = frozenset(getattr(module, "AMENDED_FROM", {}))
         if version in found:
             raise ValueError(f"two ClickHouse migrations with version {version:04d}: {found[version].name}, {name}")
-        found[version] = Migration(version, name, hashlib.sha256(text.encode()).hexdigest(), apply)
+        found[version] = Migration(version, name, hashlib.sha256(text.encode()).hexdigest(), apply, amended)
     return [found[v] for v in sorted(found)]
 
 
@@ -214,7 +221,7 @@ def _apply(ctx: MigrationContext, todo: list[Migration]) -> list[int]:
     now: list[int] = []
     for mig in todo:
         if mig.version in done:
-            if done[mig.version] != mig.checksum:
+            if done[mig.version] != mig.checksum and done[mig.version] not in mig.amended_from:
                 log.warning(
                     "ClickHouse migration %04d_%s changed after it was applied; not re-applied", mig.version, mig.name
                 )

@@ -32,11 +32,10 @@ import asyncio
 import atexit
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from practiceflow.processors.workflows.commands import COMMAND_KINDS
 from practiceflow.sinks.clearinghouse import EligibilityClient, EligibilityRequest, client_from_settings, payload_id_for
@@ -47,6 +46,7 @@ from practiceflow.streams.lifecycle import close_on_stop
 from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.topic_reader import read_spans, reader_consumer, spans_to_end
 
 if TYPE_CHECKING:
     from practiceflow.schemas.typed import CommandResultDict
@@ -69,46 +69,25 @@ def published_results(
 
     Raises TimeoutError when the end is not reached: the caller must not answer "interrupted"
     from a partial read (the batch fails and is read again)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"practiceflow-eligibility-lookup-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = reader_consumer(bootstrap, "eligibility-lookup")
     found: dict[str, dict[str, Any]] = {}
     try:
-        ends: dict[int, int] = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return found
-        assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
-        consumer.assign(assignment)
-        deadline = time.monotonic() + 60
-        while True:
-            positions = {tp.partition: tp.offset for tp in consumer.position(assignment)}
-            if all(positions.get(p, -1) >= end for p, end in ends.items()):
-                return found
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: not read to its end within 60s")
-            for msg in consumer.consume(500, 0.5):
-                if msg.error() is not None:
-                    continue
-                try:
-                    value = decode(msg.value() or b"", "CommandResult")
-                except Exception:  # noqa: S112 - not a CommandResult: not ours to answer from
-                    continue
-                key = f"{value.get('practice_id')}/{value.get('command_id')}"
-                if value.get("kind") == "eligibility" and key in keys:
-                    found[key] = value
+        spans = spans_to_end(consumer, topic, 10, partitions=partitions)
+        for msg in read_spans(consumer, spans, 60):
+            try:
+                value = decode(msg.value() or b"", "CommandResult")
+            except Exception:  # noqa: S112 - not a CommandResult: not ours to answer from
+                continue
+            key = f"{value.get('practice_id')}/{value.get('command_id')}"
+            if value.get("kind") == "eligibility" and key in keys:
+                found[key] = value
+    except TimeoutError as exc:
+        raise TimeoutError(f"{topic}: not read to its end within 60s") from exc
     except KafkaException as exc:
         raise TimeoutError(f"{topic}: lookup failed ({exc})") from exc
     finally:
         consumer.close()
+    return found
 
 
 def points_at_local_simulator(cfg: Any) -> bool:

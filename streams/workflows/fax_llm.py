@@ -101,7 +101,9 @@ class FaxLLMAnswers:
             )
             acted = latest is not None and latest.get("state", "open") != "open"
             item = rev.item if rev.changed and not acted else None
-            step = StepResult(work_items=rev.items if item else (), audit=(rev.audit,))
+            refill = rev.refill if rev.changed and not acted else None  # handed to refill triage
+            revised = item is not None or refill is not None
+            step = StepResult(work_items=rev.items if revised else (), audit=(rev.audit,))
             await emit_step(
                 self.p,
                 outbox,
@@ -111,7 +113,12 @@ class FaxLLMAnswers:
                 cause=f"cmd.results/{res['command_id']}",
                 at=at,
             )
-            if item is not None:
+            if refill is not None:  # the refill agent reads it like the fax step's own (route.py)
+                spec = catalog.normalized_topic("RefillRequest")
+                part = catalog.partition_for(practice, self.p.partitions)
+                await outbox.send(self.p.topics[spec.suffix], refill.key, refill.value, part)
+                self.p._count("record.RefillRequest")
+            if revised:
                 v = rev.classification
                 spec = catalog.normalized_topic("FaxClassification")
                 # the first record's key (review s18 N8): one document, one key on the compacted topic
@@ -127,8 +134,8 @@ class FaxLLMAnswers:
             self.p._count("fax.llm.dropped_fields", len(result.get("dropped") or []))
             self.p._count(f"fax.llm.routed.{rev.audit.details.get('queue')}")
             new_entry = {
-                "value": rev.classification if item is not None else base,
-                "revision": item["revision"] if item is not None else revision - 1,
+                "value": rev.classification if revised else base,
+                "revision": revision if revised else revision - 1,
                 "item_id": item["item_id"]
                 if item is not None
                 else (entry or {}).get("item_id") or params.get("item_id"),

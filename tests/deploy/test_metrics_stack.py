@@ -3,9 +3,9 @@
 A small practice day runs through the real broker, the worker (its /metrics page) and the
 gateways (the HTTP gateway's /metrics); while it holds, the cmd.llm executor answers two
 commands against the local OpenAI-compatible server and a person takes a work item with
-``practiceflow queue``. A Prometheus built from its Go module (deploy/prometheus/build.sh,
-run by ``PRACTICEFLOW_BUILD_PROMETHEUS=1 ./pf setup``) scrapes both endpoints every second from before the first message.
-Then every panel query of every committed dashboard must return data (a finite value), and
+``practiceflow queue``. A real Prometheus scrapes both endpoints every second from before the
+first message. Then every panel query of every committed dashboard must return data (a finite
+value; the consumer-lag panel included), and
 ``promtool`` checks the alert rules, unit-tests them, and lints the exported metric names.
 
 The binaries: the ones built from the Go module when present, else Debian's ``prometheus``

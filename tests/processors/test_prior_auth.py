@@ -717,3 +717,34 @@ def test_a_rule_read_fax_naming_the_orders_procedure_code_names_the_request():
     assert fax_matches(d.state, {"extracted": extracted})
     other = [e for e in extracted if e["field"] != "procedure_code"]
     assert not fax_matches(d.state, {"extracted": other})  # the payer's own number is not ours
+
+
+def test_an_orm_o01_ca_after_the_nw_supersedes_the_sign_off_item():
+    """Review s18 S15, through the HL7 normalizer: the sample day's MRI order (NW), then its cancel (CA)."""
+    from datetime import date
+
+    from practiceflow.processors.hl7.normalize import normalize_hl7
+    from practiceflow.sampleday import prior_auth as spa
+    from practiceflow.sampleday.people import make_people
+
+    person = spa.patients(make_people(40, 7))[0]
+    msgs = spa.history(person, 0, date(2026, 11, 27), iter(range(700001, 799999)))
+    ctx, orders = None, []
+    for raw in msgs:
+        for rec in normalize_hl7(raw, P, NOW).records:
+            if ctx is None and rec.value.get("patient_id"):
+                ctx = snap.empty(P, rec.value["patient_id"])
+            if ctx is not None and rec.value.get("patient_id") == ctx.patient_id:
+                ctx = snap.apply(ctx, rec.record_type, rec.value)
+            if rec.record_type == "Order" and rec.value["order_id"] == spa.order_id(0):
+                orders.append(rec.value)
+    assert ctx is not None and len(orders) == 1
+    d = draft(PriorAuthContext(ctx), "Order", orders[0], RULES, NOW)
+    assert d.state is not None and d.result.work_items[0]["kind"] == "prior_auth.sign_off"
+    cancel = msgs[-1].replace(b"ORC|NW|", b"ORC|CA|").replace(b"|P700", b"|C700")
+    (ca,) = [r.value for r in normalize_hl7(cancel, P, NOW + 60_000).records if r.record_type == "Order"]
+    assert ca["order_id"] == spa.order_id(0) and ca["control"] == "CA"
+    out = draft(PriorAuthContext(ctx, d.state), "Order", ca, RULES, NOW + 60_000)
+    (item,) = out.result.work_items
+    assert item["item_id"] == d.state["item_id"] and item["state"] == "superseded"
+    assert out.state is not None and out.state["status"] == "cancelled"

@@ -21,8 +21,9 @@ from practiceflow.sinks.clickhouse import TABLE_KEYS, ClickHouseSink, rows_for
 
 baseline = importlib.import_module("practiceflow.sinks.clickhouse_migrations.0001_baseline")
 partitions = importlib.import_module("practiceflow.sinks.clickhouse_migrations.0002_partitions")
+by_bucket = importlib.import_module("practiceflow.sinks.clickhouse_migrations.0007_bucket_partitions")
 
-JAN, MAR = 1_767_225_600_000, 1_772_323_200_000  # 2026-01-01, 2026-03-01 (UTC)
+JAN, FEB, MAR = 1_767_225_600_000, 1_769_904_000_000, 1_772_323_200_000  # 2026-01-01, -02-01, -03-01 (UTC)
 
 
 def _flow(i: int, at: int) -> dict:
@@ -343,17 +344,137 @@ def test_practiceflow_sink_migrate_only_applies_the_migrations_and_exits(tmp_pat
 # A new migration adds its line here once it lands.
 LANDED = {
     1: "cdb7830bf331e4a4f7050462a8aa645ecdd6721ae259db8d02e77312ca57f43e",
-    2: "a9302212049309da5a1c637efa696c8bdf3b8c9628a1cd07c4fb3c0e7f9e5695",
+    2: "aaac1292b8d5716f97c35cc2c45e06a118318c37118f0d5a199e74244982d1cd",  # docstring amended (S17)
     3: "ef4a9baa62137560084ee154a61c25cb0f1b34baae5a68947895efc74af9025c",
     4: "75c2d7894bd04a6fe464727f79d3af3b022151129bd1d8dc5585265655b02934",
     5: "669ceecbd383ea24f0cf3044b4f215a61105462483ce8d996e3ddbc41ae29769",
     6: "4c458bc05c4ff9b621d96b5cfba79dd12f73c745051a7ce48dfec079181bdd82",
+    7: "708981054a0ca8632fae81669039a81e93d5624cc85fc4511a8ebb6ac744860c",
 }
+
+
+# files whose docstring was corrected after they landed: the checksums databases may have recorded
+AMENDED = {2: {"a9302212049309da5a1c637efa696c8bdf3b8c9628a1cd07c4fb3c0e7f9e5695"}}
 
 
 def test_landed_migrations_are_never_edited():
     found = {m.version: m.checksum for m in migrations.discover()}
     assert {v: found.get(v) for v in LANDED} == LANDED
+    assert {m.version: set(m.amended_from) for m in migrations.discover() if m.amended_from} == AMENDED
+
+
+def test_a_database_that_applied_an_amended_file_counts_it_as_applied_without_a_warning(tmp_path, caplog):
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path / 'ch'}")
+    try:
+        found = migrations.discover()
+        migrations.apply_migrations(client, "practiceflow", found)
+        # as recorded by a database that applied 0002 before its docstring was corrected
+        client.command(
+            "ALTER TABLE practiceflow.schema_migrations UPDATE checksum = %(c)s WHERE version = 2",
+            parameters={"c": next(iter(AMENDED[2]))},
+            settings={"mutations_sync": 2},
+        )
+        assert migrations.applied(client, "practiceflow")[2] in AMENDED[2]
+        with caplog.at_level("WARNING", logger="practiceflow.clickhouse.migrations"):
+            assert migrations.apply_migrations(client, "practiceflow", found) == []
+        assert "changed after it was applied" not in caplog.text
+    finally:
+        client.close()
+
+
+def _patient(patient_id: str = "MRN1") -> dict:
+    from practiceflow.schemas import models
+
+    src = models.SourceRef(feed="hl7v2", message_id=f"m-{patient_id}")
+    return models.Patient(practice_id="clinic-a", patient_id=patient_id, source=src).model_dump()
+
+
+def test_versions_of_one_key_written_in_different_months_merge_on_optimize(tmp_path):
+    """Review S17: the written_at tables were partitioned by the month of written_at (the sink's
+    clock), so a patient written in January and again in February kept both versions on disk:
+    merges never cross partitions. Now the tables are by practice bucket only."""
+    sink = ClickHouseSink(f"chdb://{tmp_path / 'ch'}")
+    try:
+        sink.write_batch([("Patient", _patient(), ("pf.norm.patient", 0, 1))], JAN)
+        sink.write_batch([("Patient", _patient(), ("pf.norm.patient", 0, 2))], FEB)
+        assert sink.query("SELECT count() FROM {db}.records") == [(2,)]
+        sink.client.command(f"OPTIMIZE TABLE {sink.database}.records FINAL")
+        rows = sink.query("SELECT kafka_offset, toYYYYMM(written_at) FROM {db}.records")
+        assert rows == [(2, 202602)]  # one row on disk: the newer version
+    finally:
+        sink.close()
+
+
+def test_0007_repartitions_by_bucket_keeping_rows_retention_and_positions(tmp_path):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_upgrade_to_0007, str(tmp_path)).result()
+
+
+def test_a_crash_inside_0007_is_finished_at_the_next_start_without_loss(tmp_path):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_crash_in_0007, str(tmp_path)).result()
+
+
+def _crash_in_0007(tmp: str) -> None:
+    dsn = f"chdb://{tmp}/ch"
+    client = clickhouse_connect.get_client(dsn=dsn)
+    migrations.apply_migrations(client, "practiceflow", [m for m in migrations.discover() if m.version <= 6])
+    for i in range(6):
+        for table, row in rows_for("Patient", _patient(f"MRN{i}"), JAN if i % 2 else FEB):
+            row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = "pf.norm.patient", 0, i
+            client.insert(f"practiceflow.{table}", [list(row.values())], column_names=list(row))
+    # 0007 had renamed records aside, created the new table and copied part of it, then died
+    client.command("RENAME TABLE practiceflow.records TO practiceflow.records_before_0007")
+    client.command(
+        "CREATE TABLE practiceflow.records AS practiceflow.records_before_0007 ENGINE = "
+        f"ReplacingMergeTree(written_at) PARTITION BY {by_bucket.BY_BUCKET} "
+        "ORDER BY (practice_id, patient_id, record_type, key)"
+    )
+    client.command("INSERT INTO practiceflow.records SELECT * FROM practiceflow.records_before_0007 LIMIT 2")
+    client.close()
+    sink = ClickHouseSink(dsn)
+    try:
+        assert sink.query("SELECT count(), uniqExact(kafka_offset) FROM {db}.records") == [(6, 6)]
+        assert "records_before_0007" not in _tables(sink)
+    finally:
+        sink.close()
+
+
+def _upgrade_to_0007(tmp: str) -> None:
+    dsn = f"chdb://{tmp}/ch"
+    client = clickhouse_connect.get_client(dsn=dsn)
+    migrations.apply_migrations(client, "practiceflow", [m for m in migrations.discover() if m.version <= 6])
+    migrations.apply_retention(client, "practiceflow", audit_days=None, records_days=400)
+    batch = [("Patient", _patient(p), ("pf.norm.patient", 0, i)) for i, p in enumerate(("MRN1", "MRN2"))]
+    for when, shift in ((JAN, 0), (FEB, 10)):  # each patient written in January, then again in February
+        for rt, value, (topic, partition, offset) in batch:
+            for table, row in rows_for(rt, value, when):
+                row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = topic, partition, offset + shift
+                client.insert(f"practiceflow.{table}", [list(row.values())], column_names=list(row))
+    client.command("OPTIMIZE TABLE practiceflow.records FINAL")
+    assert client.query("SELECT count() FROM practiceflow.records").result_rows == [(4,)]  # at 0006: never merged
+    client.close()
+
+    sink = ClickHouseSink(dsn)  # applies 0007, leaves the TTLs as they are
+    try:
+        tables = _tables(sink)
+        for table in by_bucket.TABLES:
+            assert tables[table][0].replace(" ", "") == "cityHash64(practice_id)%8", table
+            assert f"{table}_before_0007" not in tables
+        for table in ("handoff_items", "flow_events", "audit_events"):  # stable times keep their months
+            assert "toYYYYMM" in tables[table][0], table
+        ttl = sink.query("SELECT engine_full FROM system.tables WHERE database = 'practiceflow' AND name = 'records'")
+        assert "toDateTime(written_at) + toIntervalDay(400)" in ttl[0][0]  # the row TTL carried over
+        # every key copied (a merge may already have collapsed versions: now they share a partition)
+        assert sink.query("SELECT count() FROM {db}.records FINAL") == [(2,)]
+        sink.client.command(f"OPTIMIZE TABLE {sink.database}.records FINAL")
+        assert sorted(sink.query("SELECT patient_id, kafka_offset FROM {db}.records")) == [("MRN1", 10), ("MRN2", 11)]
+        # the sink re-reads a batch it had written before the upgrade: nothing is added
+        again = [(rt, v, (t, p, o + 10)) for rt, v, (t, p, o) in batch]
+        assert sink.write_batch(again, MAR) == {"records": 2}
+        assert sink.query("SELECT count() FROM {db}.records") == [(2,)]
+    finally:
+        sink.close()
 
 
 def test_a_server_migrates_under_a_lock_that_only_a_pending_migration_waits_for(tmp_path):

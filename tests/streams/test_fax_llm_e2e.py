@@ -211,3 +211,29 @@ def test_model_server_down_falls_back_sends_items_to_a_person_and_keeps_the_faxe
         assert "unavailable" in item["title"]
     docs = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.norm.document", p.serde, 2)
     assert len(docs) == 2  # the faxes themselves are kept
+
+
+def test_a_value_the_model_quotes_that_is_not_on_the_page_is_dropped_and_goes_to_a_person(
+    stack, cfg, llm_server, tmp_path
+):
+    """The span check through the broker: the local server "corrects" what it quotes (digits
+    changed, "(verified)" added), so nothing it says is in the page text."""
+    set_mode(llm_server, "wrong_spans")
+    cfg = _cfg(cfg, llm_settings(llm_server))
+    p = asyncio.run(_drive(cfg, stack, tmp_path, _files()))
+    assert p.counts.get("fax.llm.source.model") == 2 and p.counts.get("fax.llm.dropped_fields", 0) >= 1, p.counts
+    assert server_state(llm_server)["counts"]["chat_answered"] == 2
+
+    items = read_work_items(stack.bootstrap, p.serde, cfg.topic_prefix, PRACTICE)
+    referral = _by_page_text(items, "771203")  # was routed to referrals; the answer sends it to a person
+    assert referral["queue"] == "triage" and referral["revision"] == 2, referral
+    assert not any(e["label"] == "referral_reason" for e in referral["evidence"])  # the value is dropped
+    assert "needs a person" in referral["what_happened"]
+    assert _by_page_text(items, "550172")["queue"] == "triage"  # its quoted evidence is not on the page either
+    cls = [v for _, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.norm.fax_classification", p.serde, 4)]
+    revised = [c for c in cls if "llm" in c["extractor"]]
+    assert revised and all(c["queue"] == "triage" for c in revised)
+    assert "llm_span_check_failed" in {c["routing_reason"] for c in revised}
+    assert not any(e["field"] == "referral_reason" for c in cls for e in c["extracted"])
+    docs = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.norm.document", p.serde, 2)
+    assert len(docs) == 2  # the faxes are kept

@@ -7,7 +7,6 @@ import asyncio
 import json
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from practiceflow import cli
 from practiceflow.processors.workflows.workitem import by_rule, new_item, option
@@ -15,6 +14,7 @@ from practiceflow.sinks.clickhouse import ClickHouseSink
 from practiceflow.streams import catalog, runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.producer import DurableProducer
+from practiceflow.streams.topic_reader import read_to_end
 from practiceflow.streams.topics import create_topics
 from tests.streams.test_dlq_and_dedup import _cli_env
 
@@ -45,26 +45,7 @@ def _item(practice: str, rid: str) -> dict:
 
 def _commands(stack, topic: str) -> list[str]:
     """The keys on a command topic (read from the start of every partition)."""
-    c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": "unused", "enable.auto.commit": False})
-    keys = []
-    try:
-        meta = c.list_topics(topic, timeout=30).topics[topic]
-        for p in meta.partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if hi <= lo:
-                continue
-            c.assign([TopicPartition(topic, p, lo)])
-            got = 0
-            while got < hi - lo:
-                m = c.poll(5)
-                if m is None:
-                    break
-                if m.error() is None:
-                    keys.append(m.key().decode())
-                    got += 1
-    finally:
-        c.close()
-    return keys
+    return [(m.key() or b"").decode() for m in read_to_end(stack.bootstrap, topic, "test-pilot", 30)]
 
 
 def test_pilot_practice_writes_nothing_and_measures_agreement(cfg, stack, monkeypatch, capsys):

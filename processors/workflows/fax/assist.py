@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from practiceflow.processors.base import entity_key
+from practiceflow.processors.base import Normalized, entity_key
 from practiceflow.processors.llm.commands import llm_command, read_result
 from practiceflow.processors.llm.config import DEFAULT_FAX_MIN_CONFIDENCE
 from practiceflow.processors.llm.fax import classification_request, extraction_request, model_values
@@ -44,7 +44,7 @@ from practiceflow.schemas.typed import HandoffItemDict, WorkflowCommandDict
 from .extract import Extracted
 from .handoffs import item_for
 from .match import Matcher, PatientMatch
-from .route import PATIENT_CLASSES, decide_route
+from .route import PATIENT_CLASSES, decide_route, refill_item_id, refill_request_record
 
 __all__ = [
     "FIELDS_BY_CLASS",
@@ -60,6 +60,9 @@ WORKFLOW = "fax"
 #: the command's params carry the document's classification as it was routed, echoed on the
 #: result (CommandResult.params), so the answer is applied without looking the command up
 PARAM_CLASSIFICATION = "classification"
+#: the fax's receive time (epoch ms), echoed too: a refill request the answer hands to refill
+#: triage is dated by it, as the fax step dates its own (``route.refill_request_record``)
+PARAM_RECEIVED_AT = "received_at"
 IDENTITY = ("patient_name", "dob")
 IDS = ("mrn", "member_id")
 FIELDS_BY_CLASS: dict[str, tuple[str, ...]] = {
@@ -124,6 +127,7 @@ def llm_commands(
             **cmd["params"],
             "classification_id": str(v["classification_id"]),
             "item_id": item["item_id"] if item else "",
+            PARAM_RECEIVED_AT: str(now),
             PARAM_CLASSIFICATION: json.dumps(v, sort_keys=True, separators=(",", ":")),
         }
         out.append(cmd)
@@ -144,6 +148,9 @@ class LLMRevision:
     #: the record key of the revised ``FaxClassification``: the first record's key, whatever
     #: patient the answer matched, so the compacted topic and ClickHouse keep one document
     key: str = ""
+    #: the ``RefillRequest`` for refill triage, when the answer made the document a pharmacy
+    #: refill request of a matched patient (the fax's item is then ``superseded`` by triage's)
+    refill: Normalized | None = None
 
     @property
     def items(self) -> tuple[HandoffItemDict, ...]:
@@ -261,8 +268,6 @@ def on_llm_result(
             missing_pages=bool(v.get("missing_pages")),
             match_status=match.status,
         )
-        if queue == "refill_triage":  # a RefillRequest is the fax step's to write; a person hands it on
-            queue, reason = "triage", "refill_after_llm"
     if queue == "none":
         queue, reason = "triage", reason if reason != "cover_sheet" else "llm_cover_sheet"
     v["queue"], v["routing_reason"], v["priority"] = queue, reason, priority
@@ -280,6 +285,13 @@ def on_llm_result(
             item["what_happened"] += f" The language model's answer needs a person: {why}."
     old = item_for(current, now)
     superseded = None
+    refill = None
+    if queue == "refill_triage" and changed:  # decide_route: a matched patient only
+        # refill triage applies its own rules (controlled substances, protocols) to the request
+        refill = _refill(v, found, result_record, now)
+        if old is not None:
+            superseded = supersede(old, refill_item_id(v), now)
+            superseded["revision"] = revision
     if item is not None and old is not None and old["item_id"] != item["item_id"]:
         item["supersedes"] = old["item_id"]
         superseded = supersede(old, item["item_id"], now)
@@ -299,7 +311,19 @@ def on_llm_result(
             "revision": str(revision),
         },
     )
-    return LLMRevision(v, item, audit, changed, superseded, first_key(current, result_record))
+    return LLMRevision(v, item, audit, changed, superseded, first_key(current, result_record), refill)
+
+
+def _refill(
+    v: Mapping[str, Any], found: Sequence[Mapping[str, Any]], result_record: Mapping[str, Any], now: int
+) -> Normalized:
+    """The RefillRequest of a document the answer routed to refill triage, dated by the fax."""
+    received = str((result_record.get("params") or {}).get(PARAM_RECEIVED_AT) or "")
+    values = [
+        Extracted(e["field"], e["value"], e["page"], e["start"], e["end"], e.get("source") or "rules") for e in found
+    ]
+    source = dict(v.get("source") or {})
+    return refill_request_record(v, values, source, int(received) if received.isdigit() else now)
 
 
 def _confident(result: LLMResult, min_confidence: float) -> bool:

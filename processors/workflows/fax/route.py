@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from practiceflow.processors.base import Normalized, entity_key
+from practiceflow.processors.workflows.workitem import item_id_for
 
 from .extract import Extracted, Extractor, RuleExtractor, first, values
 from .match import IdentifierOnPage, Matcher, PatientMatch
@@ -47,6 +48,8 @@ __all__ = [
     "ROUTING_RULE",
     "QUEUE_BY_CLASS",
     "PATIENT_CLASSES",
+    "refill_request_record",
+    "refill_item_id",
 ]
 
 ROUTING_RULE = ("fax.routing", "1")
@@ -297,15 +300,49 @@ def classify_fax(
         }
         outcome.records.append(Normalized("FaxClassification", entity_key(practice, patient_id, cid), value))
         if queue == "refill_triage" and patient_id and match.status == "matched":
-            outcome.records.append(_refill_request(value, found, source, received_at))
+            outcome.records.append(refill_request_record(value, found, source, received_at))
     return outcome
 
 
-def _refill_request(
+def _medication(drug: Extracted | None, strength: Extracted | None) -> str:
+    """The drug as refill triage reads it: its name with the strength the fax asks for.
+
+    Triage parses the strength out of ``medication`` (``processors/workflows/refill/drugs.py``)
+    and compares it with the active order's; a strength read as a field of its own (a
+    language model's ``strength``) would otherwise be lost, and a request for another
+    strength than the order's would pass as routine."""
+    if drug is None:
+        return "(not read from the fax)"
+    name = drug.value.strip()
+    if strength is not None and strength.value.strip():
+        flat = re.sub(r"\s+", "", name.lower())
+        if re.sub(r"\s+", "", strength.value.lower()) not in flat:
+            return f"{name} {strength.value.strip()}"
+    return name
+
+
+def refill_request_id(classification_id: str) -> str:
+    """The RefillRequest id of a faxed document (its classification id, hashed: no PHI)."""
+    return "fax-" + hashlib.sha256(str(classification_id).encode()).hexdigest()[:24]
+
+
+def refill_item_id(value: Mapping[str, Any]) -> str:
+    """The id of the work item refill triage makes for this document's RefillRequest
+    (``processors/workflows/refill/step.py``: workflow ``refill``, subject practice, patient,
+    request): the fax's own item, closed when the document is handed over, points at it."""
+    rid = refill_request_id(str(value["classification_id"]))
+    return item_id_for("refill", str(value["practice_id"]), str(value["patient_id"]), rid)
+
+
+def refill_request_record(
     value: Mapping[str, Any], found: Sequence[Extracted], source: Mapping[str, Any], received_at: int | None
 ) -> Normalized:
+    """The ``RefillRequest`` a matched, faxed pharmacy request becomes, for refill triage.
+
+    Used by the fax step and again when the practice's language model sorts an abstained
+    page as a refill request (``assist.py``): either way refill triage applies its own rules."""
     drug, strength, pharmacy = first(found, "drug"), first(found, "strength"), first(found, "pharmacy")
-    rid = "fax-" + hashlib.sha256(str(value["classification_id"]).encode()).hexdigest()[:24]
+    rid = refill_request_id(str(value["classification_id"]))
     if not received_at or received_at <= 0:
         raise ValueError("a faxed refill request needs the fax's received time (received_at)")
     submitted = int(received_at)
@@ -313,7 +350,7 @@ def _refill_request(
         "practice_id": value["practice_id"],
         "request_id": rid,
         "patient_id": value["patient_id"],
-        "medication": drug.value if drug else "(not read from the fax)",
+        "medication": _medication(drug, strength),
         "medication_code": None,
         "pharmacy": pharmacy.value if pharmacy else None,
         "last_filled": None,

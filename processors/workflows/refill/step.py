@@ -53,6 +53,11 @@ def _evidence(f: Finding) -> EvidenceDict:
     )
 
 
+def _channel(request: Mapping[str, Any]) -> str:
+    """Where the request came from, as staff read it: a pharmacy's fax or the patient portal."""
+    return "Faxed" if (request.get("source") or {}).get("feed") == "fax" else "Portal"
+
+
 def _quantity(text: str | None) -> tuple[float | None, str | None]:
     if not text:
         return None, None
@@ -173,7 +178,7 @@ def refill_step(
         kind=f"{WORKFLOW}.{t.triage_class}",
         queue="clinician",
         title=f"Refill request: {t.triage_class.replace('_', ' ')} ({protocol})",
-        what_happened=f"Portal refill request for {drug}"
+        what_happened=f"{_channel(request)} refill request for {drug}"
         + (f", last filled {request['last_filled']}" if request.get("last_filled") else "")
         + f". Triage: {t.triage_class} under {t.rule_id}@{t.rule_version}.",
         produced_by=produced,
@@ -241,7 +246,7 @@ def failed_step(request: Mapping[str, Any], now: int, error: str) -> StepResult:
         kind=f"{WORKFLOW}.{NEEDS_REVIEW}",
         queue="clinician",
         title="Refill request: needs review (triage failed)",
-        what_happened=f"Portal refill request for {request.get('medication')!s}; automatic triage failed ({error}).",
+        what_happened=f"{_channel(request)} refill request for {request.get('medication')!s}; automatic triage failed ({error}).",
         produced_by=by_rule(rid_, ver, src),
         source=dict(request["source"]),  # type: ignore[arg-type]
         now=now,

@@ -218,3 +218,63 @@ def test_the_revised_classification_keeps_the_first_records_key() -> None:
     # a second answer building on the revision keeps it too
     again = on_llm_result(rev.classification, _answer(cmd, out), IdentifierOnPage(), revision=3, now=RECEIVED + 6_000)
     assert again.key == first
+
+
+REFILL = (
+    "CVS Pharmacy #4417\nREFILL AUTHORIZATION REQUEST\nTo: Dr. Ana Patel   Demo Family Clinic\n"
+    "Patient: Maria Lopez\nDOB: 04/05/1961\nDrug: atorvastatin 40 mg tablet\nQty: 90\n"
+)
+
+
+def test_a_refill_request_sorted_by_the_model_is_handed_to_refill_triage_not_fax_triage() -> None:
+    from practiceflow.processors.context.snapshot import empty
+    from practiceflow.processors.workflows.fax.match import Directory, DirectoryEntry
+    from practiceflow.processors.workflows.refill.rules import load_refill_rules
+    from practiceflow.processors.workflows.refill.step import refill_step
+
+    directory = Directory({"demo-clinic": [DirectoryEntry("MRN-1", "Maria Lopez", "1961-04-05")]})
+    doc = _doc([REFILL])
+    # the classifier leans refill but is unsure: the page abstains, its rules still read the drug
+    (v,) = [
+        r.value
+        for r in classify_fax(doc, Fixed("refill_request", 0.5), matcher=directory, received_at=RECEIVED).records
+        if r.record_type == "FaxClassification"
+    ]
+    assert v["abstained"] and v["queue"] == "triage" and v["patient_match"] == "matched"
+    (cmd,) = llm_commands(doc, [v], now=RECEIVED)
+    out = ClassificationOutput(label="refill_request", confidence=0.9, evidence=[Quote(text="REFILL", page=1)])
+    rev = on_llm_result(v, _answer(cmd, out), directory, revision=2, now=RECEIVED + 5_000)
+    assert rev.classification["queue"] == "refill_triage" and rev.classification["doc_class"] == "refill_request"
+    assert rev.item is None and rev.refill is not None  # the old code: queue triage, reason refill_after_llm
+    req = rev.refill.value
+    assert rev.refill.record_type == "RefillRequest" and req["patient_id"] == "MRN-1"
+    assert req["medication"] == "atorvastatin 40 mg tablet" and req["pharmacy"] == "CVS Pharmacy #4417"
+    assert req["submitted_at"] == RECEIVED and req["source"]["feed"] == "fax"  # dated by the fax, not the answer
+    # the fax's triage item is closed and points at the item refill triage makes for the request
+    assert rev.superseded is not None and rev.superseded["state"] == "superseded" and rev.superseded["revision"] == 2
+    ctx = empty("demo-clinic", "MRN-1")
+    (item,) = refill_step(ctx, req, load_refill_rules(None), RECEIVED).work_items
+    assert rev.superseded["outcome"] == f"superseded by {item['item_id']}"
+    assert item["queue"] == "clinician" and item["what_happened"].startswith("Faxed refill request")
+
+
+def test_a_model_sorted_refill_with_no_chart_match_stays_with_a_person() -> None:
+    doc = _doc([REFILL])
+    (v,) = _classified(doc, Fixed("refill_request", 0.5))  # IdentifierOnPage: no MRN on the page -> none
+    (cmd,) = llm_commands(doc, [v], now=RECEIVED)
+    out = ClassificationOutput(label="refill_request", confidence=0.9, evidence=[Quote(text="REFILL", page=1)])
+    rev = on_llm_result(v, _answer(cmd, out), IdentifierOnPage(), revision=2, now=RECEIVED + 5_000)
+    assert rev.refill is None and rev.item is not None
+    assert rev.item["queue"] == "triage" and rev.classification["routing_reason"] == "patient_no_match"
+
+
+def test_a_strength_read_apart_from_the_drug_reaches_refill_triage() -> None:
+    from practiceflow.processors.workflows.fax.extract import Extracted
+    from practiceflow.processors.workflows.fax.route import refill_request_record
+
+    v = {"practice_id": "p", "classification_id": "c-0", "patient_id": "MRN-1", "pages": [1]}
+    found = [Extracted("drug", "lisinopril", 1, 0, 10, "llm"), Extracted("strength", "20 mg", 1, 11, 16, "llm")]
+    req = refill_request_record(v, found, {"feed": "fax"}, RECEIVED).value
+    assert req["medication"] == "lisinopril 20 mg"  # the old code: "lisinopril" (triage saw no strength)
+    found = [Extracted("drug", "lisinopril 20mg tab", 1, 0, 19), Extracted("strength", "20 mg", 1, 11, 15)]
+    assert refill_request_record(v, found, {"feed": "fax"}, RECEIVED).value["medication"] == "lisinopril 20mg tab"
