@@ -248,7 +248,9 @@ def write_back(
         try:
             current: Mapping[str, Any] | None = None
             if pair is not None and rtype in ("Patient", "Coverage"):
-                rid, resource, current = _registration(client, practice_id, draft, drafts, resource)
+                # rid stays the draft's digest id in reasons and audits: a matched chart's own id
+                # is the EHR's, possibly MRN-like, and stays out of the trail and cmd.results
+                _, resource, current = _registration(client, practice_id, draft, drafts, resource)
             else:
                 current = client.read(rtype, rid)
             if pair is None and current is not None and current.get("status") not in (None, "draft"):

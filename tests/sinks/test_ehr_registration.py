@@ -145,8 +145,11 @@ def test_a_matched_patient_updates_the_ehr_chart_with_if_match_not_a_second_char
         return real_put(resource, if_match=if_match)
 
     monkeypatch.setattr(client, "put", recording_put)
-    report = write_back(practice, {}, drafts, _sign(item), client)
+    audits: list[dict] = []
+    report = write_back(practice, {}, drafts, _sign(item), client, audit=audits.append)
     assert report.failed == [] and report.signed_written == 2
+    # the EHR's chart id (MRN-like here) stays out of the audit trail and the answers
+    assert not [a for a in audits if mrn in json.dumps(a)] and not [r for r in report.answered if mrn in json.dumps(r)]
     assert (f"Patient/{chart_id}", version) in puts, puts[-3:]  # an update with If-Match, never a blind overwrite
     found = list(client.search("Patient", {"identifier": f"urn:practiceflow:mrn|{mrn}"}))
     assert [p["id"] for p in found] == [chart_id]  # no second chart
