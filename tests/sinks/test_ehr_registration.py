@@ -173,7 +173,7 @@ def test_a_signed_registration_that_cannot_be_written_opens_a_front_desk_item(cl
 
     practice = "p-reg-fail"
     item, drafts = _registration(practice, "sub-fail", None)
-    commands = _sign(item, "edit", {"name": "Jane Doe-Smith", "subscriberId": "M-78"})
+    commands = _sign(item, "edit", {"name": "Jane Doe-Smith", "subscriberId": "M-78"})  # which part is the family?
     report = write_back(practice, {}, drafts, commands, client)
     outcomes = {json.loads(c["payload"])["draft_id"]: None for c in commands}
     by_cmd = {r["command_id"]: r for r in report.answered}
@@ -205,3 +205,30 @@ def test_a_practice_without_an_ehr_answers_no_ehr_and_a_person_gets_the_item():
     assert opened["queue"] == "front_desk" and "no EHR is configured" in opened["title"]
     assert "MRN-9" not in answers[0]["reason"] and "Doe" not in answers[0]["reason"]  # type: ignore[index]
     assert all("Doe" not in a.reason and "MRN-9" not in a.reason for a in step.audit)
+
+
+def test_front_desk_corrections_are_written_with_the_signed_registration(client):
+    """ "Correct, then write": the CLI's ``--edit name=Family, Given`` / ``telecom=<phone or e-mail>``
+    / ``subscriberId=`` and FHIR JSON address reach the written Patient and Coverage (old code:
+    nothing was written; free-text name / telecom were answered failed before the plain forms)."""
+    from practiceflow.streams.commands.ehr_write import write_back
+
+    practice = "p-reg-edit"
+    item, drafts = _registration(practice, "sub-edit", None)
+    address = [{"use": "home", "line": ["1 Main St"], "city": "Springfield", "postalCode": "01101"}]
+    edits = {
+        "name": "Doe-Smith, Jane Q",
+        "telecom": "jane@example.org",
+        "address": json.dumps(address),
+        "subscriberId": "M-78",
+    }
+    report = write_back(practice, {}, drafts, _sign(item, "edit", edits), client)
+    assert report.failed == [] and report.signed_written == 2
+    _, pid = draft_target(practice, item["draft_ids"][0], "fhir.Patient")  # type: ignore[misc]
+    _, cid = draft_target(practice, item["draft_ids"][1], "fhir.Coverage")  # type: ignore[misc]
+    patient, coverage = client.read("Patient", pid), client.read("Coverage", cid)
+    assert patient is not None and coverage is not None
+    assert (patient["name"][0]["family"], patient["name"][0]["given"]) == ("Doe-Smith", ["Jane", "Q"])
+    assert patient["telecom"] == [{"system": "email", "value": "jane@example.org"}]
+    assert patient["address"][0]["city"] == "Springfield"
+    assert coverage["subscriberId"] == "M-78"
