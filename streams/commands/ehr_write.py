@@ -362,6 +362,11 @@ def _registration(
         if built is not None:
             chart = _matched_chart(client, built[2])
             resource["beneficiary"] = {"reference": f"Patient/{chart['id'] if chart else built[1]}"}
+    ref = str((resource.get("beneficiary") or {}).get("reference") or "")
+    if not ref.startswith("Patient/") or client.read("Patient", ref.removeprefix("Patient/")) is None:
+        # an ambiguous match (no Patient draft: a person picks the chart) or a Patient not written:
+        # never a Coverage that points at no chart
+        raise ValueError("the Coverage's patient is not in the EHR: pick the chart, then enter the coverage by hand")
     return resource["id"], resource, client.read("Coverage", resource["id"])
 
 

@@ -232,3 +232,21 @@ def test_front_desk_corrections_are_written_with_the_signed_registration(client)
     assert patient["telecom"] == [{"system": "email", "value": "jane@example.org"}]
     assert patient["address"][0]["city"] == "Springfield"
     assert coverage["subscriberId"] == "M-78"
+
+
+def test_a_signed_coverage_whose_patient_is_not_in_the_ehr_is_answered_failed(client):
+    """An ambiguous match proposes no Patient draft (a person picks the chart); approving the
+    item anyway must not write a Coverage whose beneficiary is no chart (old code: nothing was
+    written at all; the in-memory server, unlike an EHR, accepts a dangling reference)."""
+    from practiceflow.streams.commands.ehr_write import write_back
+
+    practice = "p-reg-ambiguous"
+    item, drafts = _registration(practice, "sub-amb", None)
+    patient_draft = item["draft_ids"][0]
+    del drafts[patient_draft]
+    item["draft_ids"] = item["draft_ids"][1:]
+    report = write_back(practice, {}, drafts, _sign(item), client)
+    assert [r["outcome"] for r in report.answered] == ["failed"]
+    assert "pick the chart" in report.answered[0]["reason"]
+    _, cid = draft_target(practice, item["draft_ids"][0], "fhir.Coverage")  # type: ignore[misc]
+    assert client.read("Coverage", cid) is None
