@@ -147,7 +147,7 @@ def test_dashboards_are_provisioned_as_labelled_configmaps(rendered):
         cm = cms[f"pf-dashboard-{path.stem.removeprefix('practiceflow-')}"]
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert json.loads(cm["data"][path.name]) == json.loads(path.read_text())
-    assert len([n for n in cms if n.startswith("pf-dashboard-")]) == 3
+    assert len([n for n in cms if n.startswith("pf-dashboard-")]) == 4
 
 
 def test_sink_serves_metrics_and_only_the_monitoring_namespace_scrapes(rendered):
