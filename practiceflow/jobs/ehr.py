@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.ehr.config import EhrFhirTarget
-from practiceflow.processors.ehr.unwritten import NO_EHR
 from practiceflow.schemas.typed import DraftDict
 from practiceflow.settings import Settings
 from practiceflow.sinks.ehr_fhir import FhirClient
@@ -74,6 +73,21 @@ def _send(
     producer.send(topic, key, serde.encode(f"{topic}-value", record, value), value["practice_id"])
 
 
+def answers_by_command(results: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """command id -> outcome of the ``ehr_write`` answers on ``cmd.results``. Every answer counts
+    (review s19 M1): ``ok`` was written; ``failed``/``refused``/``no_ehr`` opened an item for a person
+    to do it by hand, so writing it later would make a second prescription or chart. An ``ok`` seen
+    for a command also answered otherwise wins (it is on the server)."""
+    out: dict[str, str] = {}
+    for r in results:
+        if r.get("kind") != "ehr_write" or not r.get("outcome"):
+            continue
+        cid = str(r["command_id"])
+        if out.get(cid) != "ok":
+            out[cid] = str(r["outcome"])
+    return out
+
+
 def sync_practice(
     cfg: Settings,
     serde: AvroSerde,
@@ -86,7 +100,7 @@ def sync_practice(
 
     The audit events and the ``cmd.ehr_write`` answers are sent (acks=all) before returning. Should
     that send fail after the writes, the next sync answers and audits the signed commands from the
-    server's version (``answered_ok``: the commands ``cmd.results`` already answers)."""
+    server's version (``answered``: the commands ``cmd.results`` already answers, any outcome terminal)."""
     items = read_work_items(bootstrap, serde, cfg.topic_prefix, practice)
     drafts: dict[str, DraftDict] = {}
     for d in read_practice_records(
@@ -100,16 +114,13 @@ def sync_practice(
         )
         if c.get("kind") == "ehr_write"
     ]
-    # answered already: such a command is neither written nor answered again (idempotent by command id)
-    answered_ok = {
-        str(r["command_id"])
-        for r in read_practice_records(
+    # answered already, with any outcome: such a command is neither written nor answered again
+    # (idempotent by command id; a failed/refused/no_ehr answer sent a person to do it by hand)
+    answered = answers_by_command(
+        read_practice_records(
             bootstrap, serde, catalog.BY_SUFFIX["cmd.results"].name(cfg.topic_prefix), practice, "CommandResult"
         )
-        # no_ehr: answered while the practice had no EHR, so a person entered it by hand; configuring
-        # an EHR later must not write it a second time
-        if r.get("kind") == "ehr_write" and r.get("outcome") in ("ok", NO_EHR)
-    }
+    )
     producer = DurableProducer(bootstrap, cfg.topic_partitions, client_id="practiceflow-ehr")
     try:
         audits: list[dict[str, Any]] = []
@@ -122,7 +133,7 @@ def sync_practice(
             target=target,
             audit=audits.append,
             pilot=cfg.pilot,
-            answered_ok=answered_ok,
+            answered=answered,
         )
         for ev in audits:
             _send(producer, serde, cfg, "audit.in", "AuditEvent", practice, ev)

@@ -83,6 +83,7 @@ class WriteReport:
     drafts_held: int = 0  # no draft status in the EHR (intake Patient/Coverage): written only once signed
     signed_written: int = 0
     signed_unanswered: int = 0  # signed resource already on the server, its command answered only now
+    signed_held: int = 0  # answered failed/refused/no_ehr before: a person does it by hand, never written
     piloted: int = 0  # items, drafts and signed drafts of workflows in pilot mode: never written
     failed: list[str] = field(default_factory=list)
     answered: list[dict[str, Any]] = field(default_factory=list)  # CommandResults for cmd.ehr_write
@@ -99,6 +100,7 @@ class WriteReport:
                 if self.signed_unanswered
                 else ""
             )
+            + (f", {self.signed_held} signed writes held (answered not ok: done by hand)" if self.signed_held else "")
         )
 
 
@@ -170,6 +172,7 @@ def write_back(
     audit: Audit | None = None,
     pilot: Mapping[str, Collection[str]] | None = None,
     answered_ok: Collection[str] = (),
+    answered: Mapping[str, str] | None = None,
 ) -> WriteReport:
     """Write one practice's work items as Tasks, its FHIR drafts, and the drafts staff signed
     (``signed``: ``cmd.ehr_write`` commands) to its EHR. THE single entry point of every write
@@ -182,8 +185,17 @@ def write_back(
     ``answered_ok``: ids of ``cmd.ehr_write`` commands already answered ``ok`` on ``cmd.results``.
     A signed command whose resource the server already holds and that is not among them is
     answered (and audited) from the server's version: idempotent by command id, so a write whose
-    answer was lost is answered at the next sync and an answered one is not answered again."""
+    answer was lost is answered at the next sync and an answered one is not answered again.
+
+    ``answered``: command id -> outcome of every ``cmd.ehr_write`` answer on ``cmd.results``. Any
+    answer is terminal for its command (review s19 M1): ``ok`` is written; ``failed``, ``refused`` and
+    ``no_ehr`` opened a "do it by hand" item, so a person entered it in the EHR, and a later sync
+    writing it after all (the 403 fixed, the conflict over) would make a second active order or a
+    second chart. Such a command is never built, written or answered again (``signed_held``).
+    Transient errors raise inside the client and are never answered, so they keep retrying."""
     report = WriteReport()
+    answered = dict(answered or {})
+    done = set(answered_ok) | set(answered)
     if pilot:  # pilot mode (settings ``pilot``, processors/pilot/mode.py): a piloted workflow writes nothing
         n = len(items) + len(drafts)
         items = {k: i for k, i in items.items() if not is_piloted(pilot, practice_id, i["workflow"])}
@@ -203,11 +215,18 @@ def write_back(
         except FhirError as exc:
             report.failed.append(f"{resource['resourceType']}/{resource['id']}: {exc}")
     signed_by_draft = {}
+    held: set[str] = set()  # drafts whose signed write was answered not ok: not even rewritten as drafts
     for cmd in signed:
+        outcome = answered.get(str(cmd.get("command_id")))
         try:
             payload = json.loads(cmd.get("payload") or "{}")
         except ValueError:
-            report.answered.append(_result(cmd, "refused", "payload is not JSON"))
+            if outcome is None:
+                report.answered.append(_result(cmd, "refused", "payload is not JSON"))
+            continue
+        if outcome is not None and outcome != "ok":
+            report.signed_held += 1  # answered not ok: a person did it by hand; never written, never re-answered
+            held.add(str(payload.get("draft_id") or (cmd.get("params") or {}).get("draft_id")))
             continue
         signed_by_draft[str(payload.get("draft_id") or (cmd.get("params") or {}).get("draft_id"))] = (cmd, payload)
     kinds = {d["draft_id"]: d["kind"] for d in drafts.values()}
@@ -222,10 +241,12 @@ def write_back(
     # a registration's Patient before its Coverage, whose beneficiary refers to it
     ordered = sorted(drafts.values(), key=lambda d: d["kind"] != "fhir.Patient")
     for draft in ordered if write_drafts else ():
-        if draft["practice_id"] != practice_id:
+        if draft["practice_id"] != practice_id or (
+            draft["draft_id"] in held and draft["draft_id"] not in signed_by_draft
+        ):
             continue
         pair = signed_by_draft.get(draft["draft_id"])
-        if pair is not None and str(pair[0].get("command_id")) in answered_ok:
+        if pair is not None and str(pair[0].get("command_id")) in done:
             # written and answered: never again, or a later sync would undo what staff did to the
             # order in the EHR since (discontinued it, changed the quantity)
             report.drafts_unchanged += 1
@@ -262,7 +283,7 @@ def write_back(
             if pair is not None:
                 report.answered.append(_result(pair[0], "failed", str(exc)))
             continue
-        if version is None and pair is not None and str(pair[0].get("command_id")) not in answered_ok:
+        if version is None and pair is not None and str(pair[0].get("command_id")) not in done:
             # the signed resource is already on the server, but its command was never answered
             # (the producer failed after an earlier write, review s18 S2 b): answer and audit it now
             # from the server's version; the same source as that earlier write, so one audit event
@@ -287,7 +308,7 @@ def write_back(
             f"ehr:{rtype}/{rid}/{'signed' if pair else 'draft'}/{version}",
         )
     for draft_id, (cmd, _payload) in signed_by_draft.items():
-        if draft_id not in kinds:
+        if draft_id not in kinds and str(cmd.get("command_id")) not in done:
             report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: draft {draft_id} not on pf.drafts")
             report.answered.append(_result(cmd, "failed", f"draft {draft_id} not on pf.drafts"))  # never silent
     for item in items.values():

@@ -478,3 +478,45 @@ def test_a_signed_write_whose_answer_was_lost_is_answered_from_the_server(client
     done = write_back(practice, {}, {"d-s2b": draft}, [cmd], client, answered_ok={"cmd-s2b"})
     assert done.answered == [] and done.signed_written == 0
     assert client.read(rtype, rid)["status"] == "stopped"  # type: ignore[index]
+
+
+def test_a_signed_write_answered_failed_is_never_written_later(client, monkeypatch):
+    """Review s19 M1: a 403 on the signed PUT answered ``failed`` and opened "prescribe it by hand";
+    the next sync, once the EHR accepted writes, wrote the active MedicationRequest after all and
+    answered ``ok``: two active prescriptions. Any answer is now terminal for its command id."""
+    from practiceflow.jobs.ehr import answers_by_command
+    from practiceflow.processors.ehr.tasks import draft_target
+
+    practice = "p-s19m1"
+    draft = _renewal_draft(practice, "d-s19m1")
+    cmd = {
+        "practice_id": practice,
+        "command_id": "cmd-s19m1",
+        "kind": "ehr_write",
+        "workflow": "refill",
+        "payload": json.dumps({"draft_id": "d-s19m1", "signed_by": "dr.m", "signed_at": 5_000, "option": "approve"}),
+    }
+    real_put = client.put
+
+    def forbidden(resource: dict, if_match: str | None = None) -> str:
+        if resource["resourceType"] == "MedicationRequest":
+            raise FhirError(403, "write MedicationRequest", "insufficient scope")
+        return real_put(resource, if_match=if_match)
+
+    monkeypatch.setattr(client, "put", forbidden)
+    first = write_back(practice, {}, {"d-s19m1": draft}, [cmd], client)
+    assert [r["outcome"] for r in first.answered] == ["failed"] and "403" in first.answered[0]["reason"]
+    monkeypatch.undo()  # the practice fixed the client's write scope
+    results = [{"kind": "refill_check", "command_id": "other", "outcome": "ok"}, *first.answered]
+    answered = answers_by_command(results)
+    assert answered == {"cmd-s19m1": "failed"}
+    later = write_back(practice, {}, {"d-s19m1": draft}, [cmd], client, answered=answered)
+    assert later.answered == [] and later.signed_written == 0 and later.signed_held == 1
+    assert later.failed == []
+    rtype, rid = draft_target(practice, "d-s19m1", "fhir.MedicationRequest")  # type: ignore[misc]
+    assert client.read(rtype, rid) is None  # no order, not even its draft, in the EHR
+    # refused and no_ehr are as terminal; an ok is still never written again
+    for outcome in ("refused", "no_ehr"):
+        held = write_back(practice, {}, {"d-s19m1": draft}, [cmd], client, answered={"cmd-s19m1": outcome})
+        assert held.answered == [] and held.signed_written == 0 and client.read(rtype, rid) is None
+    assert answers_by_command([*first.answered, dict(first.answered[0], outcome="ok")]) == {"cmd-s19m1": "ok"}
