@@ -26,6 +26,8 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING
 
+import faust
+
 from practiceflow.processors.context import matching
 from practiceflow.processors.rules import PracticeRules
 from practiceflow.processors.workflows.fax.context_match import FAX_RULE, ContextMatcher
@@ -73,7 +75,10 @@ def register(pipeline: Pipeline) -> None:
 
     async def barrier(practice_id: str) -> None:
         partition = catalog.partition_for(practice_id, pipeline.partitions)
-        if not await contexts.caught_up(partition, timeout=CONTEXT_WAIT_SECONDS):
+        event = faust.current_event()  # the fax's own message (streams/offsets.py in_event)
+        # waiting on the context is progress, not a stall (streams/health.py touch)
+        touch = partial(pipeline.sensor.touch, event.message.tp) if event is not None else None
+        if not await contexts.caught_up(partition, touch=touch, timeout=CONTEXT_WAIT_SECONDS):
             log.warning("fax match: context not caught up on partition %s; matching on what is folded", partition)
 
     fax.before_classify = barrier

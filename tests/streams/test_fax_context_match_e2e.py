@@ -93,7 +93,6 @@ async def _drive(cfg, stack, tmp_path) -> Pipeline:
             for i, p in enumerate(_people())
         ]
         await _send(pipeline, producer, adts)
-        producer.flush()
         # the faxes follow at once: the fax step's barrier makes the charts visible to it
         for name, data in _files().items():
             (drops.inbox(PRACTICE, "fax") / name).write_bytes(data)
