@@ -298,6 +298,13 @@ class Settings(BaseSettings):
         default=4, gt=0, description="faxes handled per commit (each is OCRed, seconds apiece; see worker_batch_max)"
     )
     worker_batch_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    worker_fetch_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=1500,
+        description="longest the worker's Kafka fetch waits on the broker for new records (streams/fetching.py); "
+        "every consumed hop of a workflow can wait this long (Faust's own 1500 made a refill 5-7 s)",
+    )
     retry_max_attempts: int = Field(default=6, ge=1, description="tries of a transiently failing input, first included")
     retry_backoff_ms: int = Field(default=2_000, gt=0, description="delay before the first retry; doubles each time")
     retry_backoff_max_ms: int = Field(default=300_000, gt=0, description="longest delay between two tries")

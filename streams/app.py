@@ -41,7 +41,7 @@ from practiceflow.processors.dispatch import normalize_raw
 from practiceflow.processors.retry import RetryPolicy
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.streams import catalog, claimcheck, metrics
+from practiceflow.streams import catalog, claimcheck, fetching, metrics
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
 from practiceflow.streams.health import ProgressSensor, probe
 from practiceflow.streams.lifecycle import freeze_startup_heap
@@ -106,6 +106,7 @@ class Pipeline:
             table_cleanup_interval=60.0,
         )
         configure_faust(self.app.conf, cfg)  # static membership + short session (streams/recovery.py)
+        fetching.install(self.app, cfg.worker_fetch_wait_ms)  # Faust fetches wait 1.5 s (streams/fetching.py)
         self.app.sensors.add(self.sensor)
         # Input topics (raw, retry, audit.in, and the normalized, workflow and command
         # topics the workflow agents read) are committed by their agents, after their

@@ -155,6 +155,7 @@ class ClickHouseSinkConsumer:
         on left the sink alive, in its group, and writing nothing for good. The new consumer
         resumes from the committed offsets; rows already written are skipped, as after a crash.
         """
+        delays = backoff_delays(1.0, self.backoff_max)  # two sinks fencing each other must not spin
         while not self._stop.is_set():
             consumer = Consumer(self.conf)
             consumer.subscribe(list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -166,8 +167,9 @@ class ClickHouseSinkConsumer:
                 return
             self._count("clickhouse.consumer_restarts")
             RESTARTS.inc()
-            log.error("the sink's Kafka consumer hit a fatal error (%s); starting a new one", fatal)
-            self._stop.wait(1.0)
+            delay = next(delays)
+            log.error("the sink's Kafka consumer hit a fatal error (%s); a new one in %.0fs", fatal, delay)
+            self._stop.wait(delay)
 
     def _consume(self, consumer: Consumer) -> str | None:
         """Batches until ``stop`` (None) or a fatal error (its text: the consumer is unusable)."""

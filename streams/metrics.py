@@ -11,7 +11,8 @@ fax step and the LLM client keep theirs beside their code. What lives here:
   from their source when the worker's ``/metrics`` page is scraped: lag from the
   consumer's high-water marks minus the group's committed offsets (``health.probe``),
   dead-letter depth from the dead-letter topics' watermarks, work items from the
-  decisions agent's ``work-items`` table (this worker's partitions: sum over workers).
+  decisions agent's ``work-items`` table, pilot agreement and minutes saved from the
+  ``pilot-agreement`` table's running counts (this worker's partitions: sum over workers).
 
 Names follow Prometheus' conventions: ``_total`` counters, ``_seconds`` histograms, base
 units, no PHI in labels (practice ids, feeds, workflows, states and outcomes only; every
@@ -74,6 +75,18 @@ DEAD_LETTER_DEPTH = Gauge(
     "practiceflow_dead_letter_depth",
     "Dead letters retained in a dead-letter topic (high minus low watermark, all partitions)",
     ["feed"],  # a feed, or "cmd" for commands
+)
+PILOT_ITEMS = Gauge(
+    "practiceflow_pilot_items",
+    "Pilot mode: work items compared with what staff did, by practice, workflow and verdict "
+    "(agree | disagree | no_verdict; since the pilot began; this worker's partitions)",
+    ["practice", "workflow", "verdict"],
+)
+PILOT_TIME_SAVED = Gauge(
+    "practiceflow_pilot_staff_time_saved_seconds",
+    "Pilot mode: staff time the agreed items would have saved (documented minutes per task, "
+    "rules/pilot/tasks.yaml, in seconds), by practice and workflow (since the pilot began; this worker's partitions)",
+    ["practice", "workflow"],
 )
 REFRESH_ERRORS = Counter(
     "practiceflow_metrics_refresh_errors_total",
@@ -177,6 +190,25 @@ def count_work_items(values: Any) -> dict[tuple[str, str, str], int]:
     return counts
 
 
+def sum_pilot_counts(table: Any) -> tuple[dict[tuple[str, str, str], float], dict[tuple[str, str], float]]:
+    """(practice, workflow, verdict) -> items and (practice, workflow) -> minutes saved, from the
+    ``pilot-agreement`` table's running counts (``count:<practice>|<workflow>|<kind>|<rule>|<version>``)."""
+    from practiceflow.processors.pilot.compare import VERDICTS
+    from practiceflow.streams.workflows.pilot import COUNT
+
+    items: dict[tuple[str, str, str], float] = {}
+    minutes: dict[tuple[str, str], float] = {}
+    for key, raw in table.items():
+        if not key.startswith(COUNT) or not raw:
+            continue
+        practice, workflow = key[len(COUNT) :].split("|")[:2]
+        counts = json.loads(raw)
+        for verdict in VERDICTS:
+            items[(practice, workflow, verdict)] = items.get((practice, workflow, verdict), 0) + counts.get(verdict, 0)
+        minutes[(practice, workflow)] = minutes.get((practice, workflow), 0.0) + counts.get("minutes_saved", 0.0)
+    return items, minutes
+
+
 async def refresh(pipeline: Pipeline) -> None:
     """Set the state gauges from their sources; called by the worker's ``/metrics`` page.
     Each read is independent: one that fails is counted and leaves its gauge as it was."""
@@ -211,6 +243,20 @@ async def refresh(pipeline: Pipeline) -> None:
         except Exception as exc:
             REFRESH_ERRORS.labels("work_items").inc()
             log.warning("metrics: work items not refreshed: %s", type(exc).__name__)
+
+    pilot = getattr(pipeline, "pilot", None)
+    if pilot is not None:
+        try:
+            compared, minutes = sum_pilot_counts(pilot.table.data)
+            PILOT_ITEMS.clear()
+            PILOT_TIME_SAVED.clear()
+            for (practice, workflow, verdict), seen in compared.items():
+                PILOT_ITEMS.labels(practice, workflow, verdict).set(seen)
+            for (practice, workflow), m in minutes.items():
+                PILOT_TIME_SAVED.labels(practice, workflow).set(m * 60)
+        except Exception as exc:
+            REFRESH_ERRORS.labels("pilot").inc()
+            log.warning("metrics: pilot agreement not refreshed: %s", type(exc).__name__)
 
 
 def close(pipeline: Pipeline) -> None:

@@ -11,8 +11,8 @@ ConfigMap reads (Helm reads files only from inside a chart).
 
 Every query uses only metrics the services export (README "Metrics and dashboards");
 tests/deploy/test_metrics_stack.py runs the demo, scrapes it with a real Prometheus and
-asserts that every panel's query returns data. There is no pilot-agreement dashboard: no
-service exports an agreement metric yet (it comes with ClickHouse's views).
+asserts that every panel's query returns data (a pilot runs in that demo, so the pilot
+dashboard's panels are checked too).
 """
 
 from __future__ import annotations
@@ -287,10 +287,53 @@ def workflow() -> dashboard.Dashboard:
     return d
 
 
+def pilot() -> dashboard.Dashboard:
+    d = _base(
+        "pf-pilot",
+        "practiceflow: pilot agreement",
+        "Pilot (shadow) mode: how often staff did what the agent proposed, and the minutes it would save",
+    )
+    d = d.with_variable(_label_variable("practice", "Practice", "label_values(practiceflow_pilot_items, practice)"))
+    sel = 'practice=~"$practice"'
+    d = d.with_panel(
+        graph(
+            "Agreement per workflow",
+            "percentunit",
+            (
+                f'sum by (workflow) (practiceflow_pilot_items{{{sel}, verdict="agree"}})'
+                f' / sum by (workflow) (practiceflow_pilot_items{{{sel}, verdict=~"agree|disagree"}})',
+                "{{workflow}}",
+            ),
+            description="Agreed / (agreed + disagreed) items since the pilot began; `practiceflow pilot report` "
+            "breaks it down by class and rule version",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            "Items compared per workflow and verdict",
+            "short",
+            (f"sum by (workflow, verdict) (practiceflow_pilot_items{{{sel}}})", "{{workflow}} {{verdict}}"),
+        )
+    )
+    d = d.with_panel(
+        graph(
+            "Staff time saved per workflow",
+            "s",
+            (f"sum by (workflow) (practiceflow_pilot_staff_time_saved_seconds{{{sel}}})", "{{workflow}}"),
+            description="Documented minutes per task (rules/pilot/tasks.yaml) for every agreed item",
+        )
+    )
+    d = d.with_panel(
+        single("Staff time saved, all workflows", "s", f"sum(practiceflow_pilot_staff_time_saved_seconds{{{sel}}})")
+    )
+    return d
+
+
 DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "practiceflow-fleet": fleet,
     "practiceflow-practice": practice,
     "practiceflow-workflow": workflow,
+    "practiceflow-pilot": pilot,
 }
 
 

@@ -269,12 +269,26 @@ REGISTRATION_EDITS: dict[str, frozenset[str]] = {
 }
 
 
+def _plain_edit(key: str, value: str) -> list[dict[str, Any]] | None:
+    """The two corrections the CLI's ``--edit FIELD=VALUE`` can say without guessing: a name as
+    ``Family, Given [Middle]`` (the comma says which part is which) and one phone number or
+    e-mail address (``@`` tells them apart). None for anything else."""
+    text = value.strip()
+    if key == "name" and text.count(",") == 1:
+        family, given = (part.strip() for part in text.split(","))
+        if family and given:
+            return [{"use": "official", "family": family, "given": given.split()}]
+    if key == "telecom" and text and "," not in text:
+        return [{"system": "email", "value": text} if "@" in text else {"system": "phone", "value": text}]
+    return None
+
+
 def apply_registration_edits(rtype: str, resource: dict[str, Any], edits: Mapping[str, Any]) -> None:
     """A signed intake Patient / Coverage with the front desk's corrections. ``subscriberId`` is
-    a string; ``name`` / ``address`` / ``telecom`` must be FHIR JSON (a list of HumanName /
-    Address / ContactPoint): a free-text correction cannot be split into FHIR parts without
-    guessing, so it raises ValueError and the write is answered failed (a person enters it by
-    hand) rather than written uncorrected."""
+    a string; ``name`` / ``address`` / ``telecom`` are FHIR JSON (a list of HumanName / Address /
+    ContactPoint), or for ``name`` and ``telecom`` the plain forms :func:`_plain_edit` reads. Any
+    other free text cannot be split into FHIR parts without guessing, so it raises ValueError and
+    the write is answered failed (a person enters it by hand) rather than written uncorrected."""
     for key in sorted(REGISTRATION_EDITS[rtype] & set(edits)):
         value = edits[key]
         if key == "subscriberId":
@@ -285,9 +299,12 @@ def apply_registration_edits(rtype: str, resource: dict[str, Any], edits: Mappin
             try:
                 parsed = json.loads(value)
             except ValueError:
-                parsed = None
+                parsed = _plain_edit(key, value)
         if not isinstance(parsed, list) or not all(isinstance(v, dict) for v in parsed):
-            raise ValueError(f"the edit of {key} is not FHIR JSON (a list of objects); enter the correction by hand")
+            raise ValueError(
+                f"the edit of {key} is neither FHIR JSON (a list of objects) nor a plain form this reads; "
+                "enter the correction by hand"
+            )
         resource[key] = parsed
 
 

@@ -248,7 +248,9 @@ def write_back(
         try:
             current: Mapping[str, Any] | None = None
             if pair is not None and rtype in ("Patient", "Coverage"):
-                rid, resource, current = _registration(client, practice_id, draft, drafts, resource)
+                # rid stays the draft's digest id in reasons and audits: a matched chart's own id
+                # is the EHR's, possibly MRN-like, and stays out of the trail and cmd.results
+                _, resource, current = _registration(client, practice_id, draft, drafts, resource)
             else:
                 current = client.read(rtype, rid)
             if pair is None and current is not None and current.get("status") not in (None, "draft"):
@@ -360,6 +362,11 @@ def _registration(
         if built is not None:
             chart = _matched_chart(client, built[2])
             resource["beneficiary"] = {"reference": f"Patient/{chart['id'] if chart else built[1]}"}
+    ref = str((resource.get("beneficiary") or {}).get("reference") or "")
+    if not ref.startswith("Patient/") or client.read("Patient", ref.removeprefix("Patient/")) is None:
+        # an ambiguous match (no Patient draft: a person picks the chart) or a Patient not written:
+        # never a Coverage that points at no chart
+        raise ValueError("the Coverage's patient is not in the EHR: pick the chart, then enter the coverage by hand")
     return resource["id"], resource, client.read("Coverage", resource["id"])
 
 

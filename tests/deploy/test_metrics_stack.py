@@ -2,8 +2,8 @@
 
 A small practice day runs through the real broker, the worker (its /metrics page) and the
 gateways (the HTTP gateway's /metrics); while it holds, the cmd.llm executor answers two
-commands against the local OpenAI-compatible server and a person takes a work item with
-``practiceflow queue``. A real Prometheus scrapes both endpoints every second from before the
+commands against the local OpenAI-compatible server and a person takes a fax work item with
+``practiceflow queue`` (the fax workflow is piloted, so that decision is compared with the proposal). A real Prometheus scrapes both endpoints every second from before the
 first message. Then every panel query of every committed dashboard must return data (a finite
 value; the consumer-lag panel included), and
 ``promtool`` checks the alert rules, unit-tests them, and lints the exported metric names.
@@ -119,7 +119,12 @@ def test_committed_dashboards_are_generated_from_the_code():
     )
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in DASHBOARDS.glob("*.json"))
-    assert names == ["practiceflow-fleet.json", "practiceflow-practice.json", "practiceflow-workflow.json"]
+    assert names == [
+        "practiceflow-fleet.json",
+        "practiceflow-pilot.json",
+        "practiceflow-practice.json",
+        "practiceflow-workflow.json",
+    ]
     assert names == sorted(p.name for p in CHART_DASHBOARDS.glob("*.json"))
     for _, _, expr in panel_queries():
         assert re.search(r"practiceflow_[a-z_]+", expr), expr
@@ -178,7 +183,9 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(cfg, stack, l
         return body["data"]["result"]
 
     set_mode(llm_server, "normal")
-    cfg = cfg.model_copy(update={"llm": llm_settings(llm_server)})
+    # the fax workflow runs in pilot mode: the person's decision below is compared with the proposal,
+    # so the pilot-agreement dashboard has data (an "assign" of a fax item is an agreement)
+    cfg = cfg.model_copy(update={"llm": llm_settings(llm_server), "pilot": {"clinic-metrics": ["fax"]}})
     plan = build_day(seed=5, n_patients=4, practice_id="clinic-metrics")
     serde = AvroSerde(registry_client(stack.registry_url))
     seen: dict[str, object] = {}
@@ -206,7 +213,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(cfg, stack, l
             producer.close()
         # a person takes one open work item (the decisions agent applies it)
         items = await asyncio.to_thread(read_work_items, stack.bootstrap, serde, cfg.topic_prefix, plan.practice_id)
-        item = next(i for i in items.values() if i.get("state", "open") == "open")
+        item = next(i for i in items.values() if i.get("state", "open") == "open" and i["workflow"] == "fax")
         args = argparse.Namespace(
             practice=plan.practice_id, actor="metrics-test", role=None, action="decide", item_id=item["item_id"]
         )
@@ -214,7 +221,9 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(cfg, stack, l
         assert await asyncio.to_thread(queue_main, args, cfg, serde, stack.bootstrap) == 0
         # wait until Prometheus has the decision and a few scrapes after it
         for _ in range(120):
-            if await asyncio.to_thread(query, "sum(practiceflow_decisions_total)"):
+            if await asyncio.to_thread(query, "sum(practiceflow_decisions_total)") and await asyncio.to_thread(
+                query, 'sum(practiceflow_pilot_items{verdict="agree"}) > 0'
+            ):
                 break
             await asyncio.sleep(1)
         await asyncio.sleep(5)

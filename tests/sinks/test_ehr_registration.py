@@ -145,8 +145,11 @@ def test_a_matched_patient_updates_the_ehr_chart_with_if_match_not_a_second_char
         return real_put(resource, if_match=if_match)
 
     monkeypatch.setattr(client, "put", recording_put)
-    report = write_back(practice, {}, drafts, _sign(item), client)
+    audits: list[dict] = []
+    report = write_back(practice, {}, drafts, _sign(item), client, audit=audits.append)
     assert report.failed == [] and report.signed_written == 2
+    # the EHR's chart id (MRN-like here) stays out of the audit trail and the answers
+    assert not [a for a in audits if mrn in json.dumps(a)] and not [r for r in report.answered if mrn in json.dumps(r)]
     assert (f"Patient/{chart_id}", version) in puts, puts[-3:]  # an update with If-Match, never a blind overwrite
     found = list(client.search("Patient", {"identifier": f"urn:practiceflow:mrn|{mrn}"}))
     assert [p["id"] for p in found] == [chart_id]  # no second chart
@@ -170,7 +173,7 @@ def test_a_signed_registration_that_cannot_be_written_opens_a_front_desk_item(cl
 
     practice = "p-reg-fail"
     item, drafts = _registration(practice, "sub-fail", None)
-    commands = _sign(item, "edit", {"name": "Jane Doe-Smith", "subscriberId": "M-78"})
+    commands = _sign(item, "edit", {"name": "Jane Doe-Smith", "subscriberId": "M-78"})  # which part is the family?
     report = write_back(practice, {}, drafts, commands, client)
     outcomes = {json.loads(c["payload"])["draft_id"]: None for c in commands}
     by_cmd = {r["command_id"]: r for r in report.answered}
@@ -202,3 +205,48 @@ def test_a_practice_without_an_ehr_answers_no_ehr_and_a_person_gets_the_item():
     assert opened["queue"] == "front_desk" and "no EHR is configured" in opened["title"]
     assert "MRN-9" not in answers[0]["reason"] and "Doe" not in answers[0]["reason"]  # type: ignore[index]
     assert all("Doe" not in a.reason and "MRN-9" not in a.reason for a in step.audit)
+
+
+def test_front_desk_corrections_are_written_with_the_signed_registration(client):
+    """ "Correct, then write": the CLI's ``--edit name=Family, Given`` / ``telecom=<phone or e-mail>``
+    / ``subscriberId=`` and FHIR JSON address reach the written Patient and Coverage (old code:
+    nothing was written; free-text name / telecom were answered failed before the plain forms)."""
+    from practiceflow.streams.commands.ehr_write import write_back
+
+    practice = "p-reg-edit"
+    item, drafts = _registration(practice, "sub-edit", None)
+    address = [{"use": "home", "line": ["1 Main St"], "city": "Springfield", "postalCode": "01101"}]
+    edits = {
+        "name": "Doe-Smith, Jane Q",
+        "telecom": "jane@example.org",
+        "address": json.dumps(address),
+        "subscriberId": "M-78",
+    }
+    report = write_back(practice, {}, drafts, _sign(item, "edit", edits), client)
+    assert report.failed == [] and report.signed_written == 2
+    _, pid = draft_target(practice, item["draft_ids"][0], "fhir.Patient")  # type: ignore[misc]
+    _, cid = draft_target(practice, item["draft_ids"][1], "fhir.Coverage")  # type: ignore[misc]
+    patient, coverage = client.read("Patient", pid), client.read("Coverage", cid)
+    assert patient is not None and coverage is not None
+    assert (patient["name"][0]["family"], patient["name"][0]["given"]) == ("Doe-Smith", ["Jane", "Q"])
+    assert patient["telecom"] == [{"system": "email", "value": "jane@example.org"}]
+    assert patient["address"][0]["city"] == "Springfield"
+    assert coverage["subscriberId"] == "M-78"
+
+
+def test_a_signed_coverage_whose_patient_is_not_in_the_ehr_is_answered_failed(client):
+    """An ambiguous match proposes no Patient draft (a person picks the chart); approving the
+    item anyway must not write a Coverage whose beneficiary is no chart (old code: nothing was
+    written at all; the in-memory server, unlike an EHR, accepts a dangling reference)."""
+    from practiceflow.streams.commands.ehr_write import write_back
+
+    practice = "p-reg-ambiguous"
+    item, drafts = _registration(practice, "sub-amb", None)
+    patient_draft = item["draft_ids"][0]
+    del drafts[patient_draft]
+    item["draft_ids"] = item["draft_ids"][1:]
+    report = write_back(practice, {}, drafts, _sign(item), client)
+    assert [r["outcome"] for r in report.answered] == ["failed"]
+    assert "pick the chart" in report.answered[0]["reason"]
+    _, cid = draft_target(practice, item["draft_ids"][0], "fhir.Coverage")  # type: ignore[misc]
+    assert client.read("Coverage", cid) is None

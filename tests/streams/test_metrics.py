@@ -131,3 +131,19 @@ def test_a_scrape_that_overlaps_another_still_exports_the_lag():
     first, second = asyncio.run(go())
     assert lag_series(first) == ['practiceflow_consumer_lag{partition="0",topic="pf.raw.race"} 3.0']
     assert lag_series(second) == lag_series(first)
+
+
+def test_pilot_gauges_sum_the_pilot_tables_running_counts_per_practice_and_workflow():
+    from practiceflow.streams.metrics import sum_pilot_counts
+
+    table = {
+        "count:clinic-a|fax|fax.lab_result|fax-tfidf|1": '{"agree": 3, "disagree": 1, "minutes_saved": 9.0}',
+        "count:clinic-a|fax|fax.referral|fax-tfidf|1": '{"agree": 1, "no_verdict": 2, "minutes_saved": 3.0}',
+        "count:clinic-b|refill|refill.routine|refill.routine|2": '{"disagree": 2, "minutes_saved": 0.0}',
+        "seen:clinic-a/fax:abc": "agree",  # an item already counted, not a count
+    }
+    items, minutes = sum_pilot_counts(table)
+    assert items[("clinic-a", "fax", "agree")] == 4 and items[("clinic-a", "fax", "disagree")] == 1
+    assert items[("clinic-a", "fax", "no_verdict")] == 2 and items[("clinic-b", "refill", "disagree")] == 2
+    assert items[("clinic-b", "refill", "agree")] == 0  # every verdict has a series, so ratios are defined
+    assert minutes == {("clinic-a", "fax"): 12.0, ("clinic-b", "refill"): 0.0}

@@ -20,7 +20,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from practiceflow.jobs.run_file import raw_record
 from practiceflow.sampleday import refills
 from practiceflow.sampleday.people import make_people
-from practiceflow.streams import catalog, runner
+from practiceflow.streams import catalog, fetching, runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
@@ -83,6 +83,9 @@ def test_hl7_history_then_portal_requests_give_the_right_class_and_evidence(cfg,
             await _send(pipeline, producer, history + requests)  # no waiting: the agent's barrier orders them
             done = lambda: sum(v for k, v in pipeline.counts.items() if k.startswith("refill.")) >= 3  # noqa: E731
             assert await runner.wait_for(done, 180), pipeline.counts
+            # every consumed hop waits at most worker_fetch_wait_ms for a fetch, not Faust's hard-coded
+            # 1500 ms that made a refill take 5-7 s through the broker (streams/fetching.py)
+            assert fetching.fetch_wait_ms(pipeline.app) == cfg.worker_fetch_wait_ms == 50
             # the first request's normalized record delivered again: the same item, rewritten
             first = consume_all(stack.bootstrap, norm_topic, pipeline.serde, 3)
             key, value = next((k, v) for k, v in first if v["request_id"].endswith("_0"))
