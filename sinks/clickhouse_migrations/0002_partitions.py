@@ -18,20 +18,22 @@ different months never merged on disk. 0007 re-partitions those by bucket only (
 A partition key cannot be altered: each table is renamed to ``<table>_before_0002``,
 re-created with the same columns, engine and sort key plus the partition key, and its
 rows copied back (Kafka positions included); the set-aside table is dropped once the
-copy holds all of its rows. Re-runnable: after a crash the copy is redone from the
-set-aside table.
+new table holds all of its keys. Re-runnable: after a crash the rows not copied yet are copied
+from the set-aside table, and rows other writers added meanwhile are kept (review s19 M3,
+``repartition``).
 """
 
 from __future__ import annotations
 
-import importlib
-
-from practiceflow.sinks.clickhouse_migrations import MigrationContext
+from practiceflow.sinks.clickhouse_migrations import MigrationContext, repartition
 
 # checksums this file had before edits that changed no statement (the runner treats them as this
 # file: a database that applied the earlier text does not warn that it changed)
 AMENDED_FROM = {
     "a9302212049309da5a1c637efa696c8bdf3b8c9628a1cd07c4fb3c0e7f9e5695": "docstring: which times are stable (S17)",
+    "aaac1292b8d5716f97c35cc2c45e06a118318c37118f0d5a199e74244982d1cd": (
+        "s19 M3: a resumed copy no longer TRUNCATEs rows other writers added; a finished run left the same tables"
+    ),
 }
 
 PRACTICE_BUCKETS = 8
@@ -62,27 +64,10 @@ def _norm(expr: str) -> str:
 
 
 def migrate(ctx: MigrationContext) -> None:
-    copy_rows = importlib.import_module("practiceflow.sinks.clickhouse_migrations.0001_baseline").copy_rows
     for table, column in PARTITIONED.items():
         want = practice_month(column)
         aside = f"{table}_before_0002"
         info = ctx.table_info(table)
         if info is not None and _norm(info[0]) != _norm(want):
             ctx.command(f"RENAME TABLE {{db}}.{table} TO {{db}}.{aside}")
-        source = ctx.table_info(aside)
-        if source is None:
-            continue  # partitioned already, and no copy pending
-        engine = source[2].split(")", 1)[0] + ")"  # e.g. ReplacingMergeTree(written_at)
-        ctx.command(
-            f"CREATE TABLE IF NOT EXISTS {{db}}.{table} AS {{db}}.{aside} "
-            f"ENGINE = {engine} PARTITION BY {want} ORDER BY ({source[1]})"
-        )
-        ctx.command(f"TRUNCATE TABLE {{db}}.{table}")  # a crashed earlier run may have copied part
-        if ctx.count(aside):
-            copy_rows(ctx, aside, table)
-        keys = f"uniqExact({source[1]})"  # merges may collapse versions; they never change the keys
-        copied = ctx.rows(f"SELECT {keys} FROM {{db}}.{table}")[0][0]  # noqa: S608 - our table names
-        had = ctx.rows(f"SELECT {keys} FROM {{db}}.{aside}")[0][0]  # noqa: S608
-        if copied != had:
-            raise RuntimeError(f"ClickHouse migration 0002: {table} holds {copied} keys of {aside}'s {had}")
-        ctx.command(f"DROP TABLE {{db}}.{aside}")  # same columns, same rows: nothing is lost with it
+        repartition(ctx, table, aside, want)  # nothing when partitioned already and no copy pending

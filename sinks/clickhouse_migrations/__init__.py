@@ -19,7 +19,8 @@ idempotent across crashes and restarts. A file changed after it was applied is n
 applied again (its checksum differs: logged as a warning): fix forward with a new file.
 A ``.py`` migration whose docstring or comments were corrected after it landed lists its
 earlier checksums in ``AMENDED_FROM`` (checksum -> what changed); a database that recorded one
-of them counts as having this file. Statements are never amended.
+of them counts as having this file. Statements are amended only where a database that finished
+the earlier text is left as the new text would leave it (s19 M3: 0002/0007 stopped TRUNCATEing).
 One process migrates at a time: with chdb that is given (one process per path); against a
 server the sink takes ``{db}.schema_migrations_lock`` (``apply_migrations(lock=True)``).
 
@@ -101,6 +102,47 @@ class MigrationContext:
 
     def count(self, table: str) -> int:
         return int(self.rows(f"SELECT count() FROM {{db}}.{table}")[0][0])  # noqa: S608 - our table names
+
+
+def repartition(ctx: MigrationContext, table: str, aside: str, partition_by: str, *, ttl: str = "") -> None:
+    """Finish moving the set-aside ``aside`` into ``table`` re-created with ``partition_by``
+    (same columns, engine version and sort key), then drop ``aside``. Re-runnable after a crash.
+
+    WHY no TRUNCATE and no count equality (review s19 M3): against a server, other writers are
+    live while this runs (old sinks during a rolling upgrade, Kafka-engine views that follow the
+    table by name after the RENAME). Their rows land in the new ``table`` and their Kafka offsets
+    are committed, so deleting them loses them for good, and they make any equality check fail
+    forever. So: copy only the set-aside rows whose Kafka position and key the new table lacks
+    (what a crashed earlier run copied is not copied twice, what writers added is never
+    touched), and require every set-aside key to be in the new table (a subset, not equal).
+    """
+    source = ctx.table_info(aside)
+    if source is None:
+        return
+    engine = source[2].split(")", 1)[0] + ")"  # e.g. ReplacingMergeTree(written_at)
+    sort_key = source[1]
+    ctx.command(
+        f"CREATE TABLE IF NOT EXISTS {{db}}.{table} AS {{db}}.{aside} "
+        f"ENGINE = {engine} PARTITION BY {partition_by} ORDER BY ({sort_key})" + (f" TTL {ttl}" if ttl else "")
+    )
+    if ctx.count(aside):
+        target = set(ctx.columns(table))
+        shared = ", ".join(c for c in ctx.columns(aside) if c in target)
+        # a row is its Kafka position + key: one message may write several rows of one table
+        row = f"kafka_topic, kafka_partition, kafka_offset, {sort_key}"
+        ctx.command(
+            f"INSERT INTO {{db}}.{table} ({shared}) SELECT {shared} FROM {{db}}.{aside} "  # noqa: S608 - our names
+            f"WHERE ({row}) NOT IN (SELECT {row} FROM {{db}}.{table})"
+        )
+    # merges may collapse versions in the new table; they never remove a key
+    missing = ctx.rows(
+        f"SELECT count() FROM {{db}}.{aside} WHERE ({sort_key}) NOT IN (SELECT {sort_key} FROM {{db}}.{table})"  # noqa: S608
+    )[0][0]
+    if missing:
+        raise RuntimeError(
+            f"ClickHouse migration: {missing} rows of {aside} have no key in {table}; re-run to copy them"
+        )
+    ctx.command(f"DROP TABLE {{db}}.{aside}")  # every key it held is in the new table
 
 
 @dataclass(frozen=True)

@@ -160,3 +160,30 @@ def test_sink_serves_metrics_and_only_the_monitoring_namespace_scrapes(rendered)
     assert {"from": monitoring, "ports": [{"protocol": "TCP", "port": 8080}]} in pols["pf-gateway"]["spec"]["ingress"]
     # without scrapeFrom (the default values) nothing may reach the sink
     assert _by(rendered["default"], "NetworkPolicy")["pf-sink"]["spec"]["ingress"] == []
+
+
+def test_clickhouse_migrations_run_as_a_pre_upgrade_hook_job(rendered):
+    """Review s18 S13 / s19 M3: the schema is migrated by a hook Job before an upgrade's new pods start,
+    not by the first new pod while the rollout waits on it."""
+    for name, dsn in (
+        ("default", "http://clickhouse.example.internal:8123"),
+        ("region", "http://clickhouse.data.svc:8123"),
+    ):
+        job = _by(rendered[name], "Job")["pf-migrate"]
+        assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert "hook-succeeded" in job["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+        pod = job["spec"]["template"]
+        assert pod["spec"]["restartPolicy"] == "Never"
+        assert pod["metadata"]["labels"]["practiceflow.io/role"] == "sink"  # the sink's egress to ClickHouse
+        container = pod["spec"]["containers"][0]
+        assert container["args"] == ["sink", "--migrate-only"]
+        assert _env(container)["PRACTICEFLOW_CLICKHOUSE_DSN"] == dsn
+    # an in-cluster ClickHouse does not exist before install: there the hook runs on upgrades only
+    job = _by(rendered["incluster"], "Job")["pf-migrate"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    assert _env(job["spec"]["template"]["spec"]["containers"][0])["PRACTICEFLOW_CLICKHOUSE_DSN"] == (
+        "http://pf-clickhouse:8123"
+    )
+    # the sink Deployment's selector does not pick up the Job's pod
+    sink = _by(rendered["default"], "Deployment")["pf-sink"]
+    assert sink["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "sink"

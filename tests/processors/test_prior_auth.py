@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -526,9 +527,12 @@ def test_signing_a_prior_auth_opens_a_billing_item_to_submit_it():
         assert submit["queue"] == "billing" and submit["kind"] == "prior_auth.submit" and submit["state"] == "open"
         assert submit["queue"] in QUEUES
         assert submit["title"] == "Submit the signed prior-authorization request to Acme Health"
-        assert submit["draft_ids"] == item["draft_ids"] == [dr["draft_id"] for dr in d.result.drafts]
+        # an edited letter replaces the drafted one (review s19 M2); PAS and 278 are handed over as drafted
+        signed_ids = item["draft_ids"] if opt == "approve" else [*item["draft_ids"][:2], result.drafts[0]["draft_id"]]
+        assert item["draft_ids"] == [dr["draft_id"] for dr in d.result.drafts]
+        assert submit["draft_ids"] == signed_ids and len(result.drafts) == (0 if opt == "approve" else 1)
         keys = {e["record_key"] for e in submit["evidence"]}
-        assert set(item["draft_ids"]) | {d.state["authorization_id"]} <= keys
+        assert set(signed_ids) | {d.state["authorization_id"]} <= keys
         assert d.state["authorization_id"] in submit["what_happened"]
         assert {e["value"] for e in submit["evidence"] if e["record_type"] == "Draft"} == {
             "fhir.Bundle.pas",
@@ -545,6 +549,59 @@ def test_signing_a_prior_auth_opens_a_billing_item_to_submit_it():
     # deciding the billing item itself opens nothing further
     submit = again.work_items[1]
     assert decide(submit, _decision(submit, "approve", "dec-3", actor_role="billing")).work_items[1:] == ()
+
+
+def test_an_edited_letter_is_what_billing_gets_to_submit():
+    """Review s19 M2: with criteria open only edit / reject is offered, but the edit stayed in the decision;
+    the submit item handed over the drafted PDF (no necessity statement, internal labels) as "signed"."""
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    (item,) = d.result.work_items
+    assert [x["option"] for x in item["options"]] == ["edit", "reject"]
+    body = (
+        "Acme Health - prior authorization\nRe: MRI lumbar spine\n\nSix weeks of physical therapy failed.\n"
+        "The MRI is medically necessary.\n\nSincerely,\nDr Lee"
+    )
+    result = decide(item, _decision(item, "edit", edits={"body": body}))
+    signed, submit = result.work_items
+    assert signed["state"] == "done" and submit["kind"] == "prior_auth.submit"
+    (new,) = result.drafts
+    original = d.result.drafts[2]
+    assert new["kind"] == "letter.medical_necessity" and new["content_type"] == "application/pdf"
+    assert new["draft_id"] != original["draft_id"] and new["status"] == "approved" and new["practice_id"] == P
+    # the submit item points at the edited letter, never the drafted one
+    assert new["draft_id"] in submit["draft_ids"] and original["draft_id"] not in submit["draft_ids"]
+    assert submit["draft_ids"][:2] == item["draft_ids"][:2]
+    # the PDF is the edited text, without the checker's labels
+    text = _letter_text(SimpleNamespace(result=SimpleNamespace(drafts=[new])))
+    assert b"physical therapy failed" in text and b"medically necessary" in text
+    assert b"INSUFFICIENT" not in text and b"NOT MET" not in text
+    # and the text itself travels on the item, named as what to submit
+    (ev,) = [e for e in submit["evidence"] if e["record_key"] == new["draft_id"] and "submit this text" in e["label"]]
+    assert ev["excerpt"] == body
+    assert new["draft_id"] in submit["what_happened"]
+    # replay-stable: the same decision renders the same draft (bytes and id); another decision another id
+    assert decide(item, _decision(item, "edit", edits={"body": body})).drafts == result.drafts
+    other = decide(item, _decision(item, "edit", "dec-pa-2", edits={"body": body})).drafts[0]
+    assert other["draft_id"] != new["draft_id"]
+    # an edit without letter text hands over the drafted letter and says so
+    plain = decide(item, _decision(item, "edit", edits={"comment": "ok"}))
+    assert plain.drafts == () and plain.work_items[1]["draft_ids"] == item["draft_ids"]
+    assert "left the letter as drafted" in plain.work_items[1]["what_happened"]
+
+
+def test_the_drafted_letter_carries_no_internal_labels():
+    """Review s19 M2: the letter listed each criterion as "[INSUFFICIENT INFORMATION]" / "[NOT MET]" to the payer."""
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    assert {r.status for r in d.results} >= {"insufficient", "met"}
+    pdf = _letter_text(d)
+    assert b"Criteria and" in pdf
+    for internal in (b"INSUFFICIENT", b"NOT MET", b"[met]", b"attach it", b"is on record"):
+        assert internal not in pdf, internal
+    # the labels stay in the item's evidence for the clinician
+    heads = [e["label"] for e in d.result.work_items[0]["evidence"] if e["label"].startswith("criterion ")]
+    assert any(h.endswith("INSUFFICIENT INFORMATION") for h in heads)
 
 
 def test_rejecting_or_a_non_clinician_opens_no_submission_item():

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import clickhouse_connect
@@ -344,17 +345,24 @@ def test_practiceflow_sink_migrate_only_applies_the_migrations_and_exits(tmp_pat
 # A new migration adds its line here once it lands.
 LANDED = {
     1: "cdb7830bf331e4a4f7050462a8aa645ecdd6721ae259db8d02e77312ca57f43e",
-    2: "aaac1292b8d5716f97c35cc2c45e06a118318c37118f0d5a199e74244982d1cd",  # docstring amended (S17)
+    2: "719bf4d23a06d464faa8f06cade41b25b7a7b5e629a2cc58d92f7e113df84b36",  # amended (S17 docstring, s19 M3)
     3: "ef4a9baa62137560084ee154a61c25cb0f1b34baae5a68947895efc74af9025c",
     4: "75c2d7894bd04a6fe464727f79d3af3b022151129bd1d8dc5585265655b02934",
     5: "669ceecbd383ea24f0cf3044b4f215a61105462483ce8d996e3ddbc41ae29769",
     6: "4c458bc05c4ff9b621d96b5cfba79dd12f73c745051a7ce48dfec079181bdd82",
-    7: "708981054a0ca8632fae81669039a81e93d5624cc85fc4511a8ebb6ac744860c",
+    7: "4ec2ad0a55aa0ef612b6751fa059aff2aee3d617b2242677a7260565f05ef098",  # amended (s19 M3)
 }
 
 
-# files whose docstring was corrected after they landed: the checksums databases may have recorded
-AMENDED = {2: {"a9302212049309da5a1c637efa696c8bdf3b8c9628a1cd07c4fb3c0e7f9e5695"}}
+# files corrected after they landed (docstrings; s19 M3: 0002/0007 no longer TRUNCATE, which leaves a
+# database that finished them as it was): the checksums databases may have recorded
+AMENDED = {
+    2: {
+        "a9302212049309da5a1c637efa696c8bdf3b8c9628a1cd07c4fb3c0e7f9e5695",
+        "aaac1292b8d5716f97c35cc2c45e06a118318c37118f0d5a199e74244982d1cd",
+    },
+    7: {"708981054a0ca8632fae81669039a81e93d5624cc85fc4511a8ebb6ac744860c"},
+}
 
 
 def test_landed_migrations_are_never_edited():
@@ -495,5 +503,84 @@ def test_a_server_migrates_under_a_lock_that_only_a_pending_migration_waits_for(
         assert "schema_migrations_lock" not in tables  # released
         client.command("CREATE TABLE practiceflow.schema_migrations_lock (owner String) ENGINE = Memory")
         assert migrations.apply_migrations(client, "practiceflow", lock=True, lock_wait_s=1.0) == []  # no wait
+    finally:
+        client.close()
+
+
+@dataclass
+class _LiveWriter(migrations.MigrationContext):
+    """A server where another writer (an old sink in a rolling upgrade, a Kafka-engine view that follows
+    the table by name) inserts ``pending`` into ``table`` right after the migration's ``after`` statement."""
+
+    table: str = ""
+    after: str = ""  # "CREATE": right after the new table is created; "INSERT": right after the copy
+    pending: list = field(default_factory=list)
+
+    def command(self, sql: str) -> None:
+        super().command(sql)
+        if self.pending and sql.startswith(f"{self.after} ") and f"{{db}}.{self.table} " in sql:
+            for row in self.pending:
+                self.client.insert(f"{self.database}.{self.table}", [list(row.values())], column_names=list(row))
+            self.pending = []
+
+
+@pytest.mark.parametrize("after", ["CREATE", "INSERT"])
+def test_rows_a_live_writer_adds_while_0007_runs_are_kept_and_0007_finishes(tmp_path, after):
+    """Review s19 M3: 0007 TRUNCATEd the new table (deleting a row a live writer had committed right
+    after the CREATE) and required equal key counts (a row written after the copy failed it on every
+    retry). Now it copies only what the new table lacks and checks the set-aside keys are a subset."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_live_writer_in_0007, str(tmp_path), after).result()
+
+
+def _live_writer_in_0007(tmp: str, after: str) -> None:
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp}/ch")
+    try:
+        migrations.apply_migrations(client, "practiceflow", [m for m in migrations.discover() if m.version <= 6])
+        for i in range(3):
+            for table, row in rows_for("Patient", _patient(f"MRN{i}"), JAN):
+                row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = "pf.norm.patient", 0, i
+                client.insert(f"practiceflow.{table}", [list(row.values())], column_names=list(row))
+        live = [row for table, row in rows_for("Patient", _patient("MRN9"), FEB) if table == "records"]
+        live[0]["kafka_topic"], live[0]["kafka_partition"], live[0]["kafka_offset"] = "pf.norm.patient", 0, 9
+        ctx = _LiveWriter(client, "practiceflow", table="records", after=after, pending=live)
+        by_bucket.migrate(ctx)
+        assert not ctx.pending  # the writer did write
+        rows = client.query("SELECT patient_id, kafka_offset FROM practiceflow.records").result_rows
+        assert sorted(rows) == [("MRN0", 0), ("MRN1", 1), ("MRN2", 2), ("MRN9", 9)]
+        tables = {t for (t,) in client.query("SHOW TABLES FROM practiceflow").result_rows}
+        assert "records_before_0007" not in tables
+        info = migrations.MigrationContext(client, "practiceflow").table_info("records")
+        assert info is not None and info[0].replace(" ", "") == by_bucket.BY_BUCKET.replace(" ", "")
+    finally:
+        client.close()
+
+
+def test_a_resumed_0002_keeps_the_rows_a_live_writer_added(tmp_path):
+    """Review s19 M3 in 0002 (same procedure): a resumed or first run TRUNCATEd rows another writer had put
+    into the new table. 0002 has run on most databases; this is what a resume would do."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_live_writer_in_0002, str(tmp_path)).result()
+
+
+def _live_writer_in_0002(tmp: str) -> None:
+    dsn = f"chdb://{tmp}/ch"
+    rows = []
+    for i in range(4):
+        for table, row in rows_for("FlowEvent", _flow(i, JAN), JAN):
+            row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = "pf.analytics.flow", 0, i
+            rows.append((table, row))
+    _pre_migration_database(dsn, rows)
+    client = clickhouse_connect.get_client(dsn=dsn)
+    try:
+        live = [row for table, row in rows_for("FlowEvent", _flow(9, MAR), MAR) if table == "flow_events"]
+        live[0]["kafka_topic"], live[0]["kafka_partition"], live[0]["kafka_offset"] = "pf.analytics.flow", 0, 9
+        ctx = _LiveWriter(client, "practiceflow", table="flow_events", after="CREATE", pending=live)
+        partitions.migrate(ctx)
+        assert not ctx.pending
+        rows_now = client.query("SELECT message_id, kafka_offset FROM practiceflow.flow_events").result_rows
+        assert sorted(rows_now) == [("m0", 0), ("m1", 1), ("m2", 2), ("m3", 3), ("m9", 9)]
+        tables = {t for (t,) in client.query("SHOW TABLES FROM practiceflow").result_rows}
+        assert not [t for t in tables if t.endswith("_before_0002")]
     finally:
         client.close()

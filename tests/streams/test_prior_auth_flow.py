@@ -7,7 +7,9 @@ orders to the prior-auth workflow, which puts one sign-off item per order in the
 queue with per-criterion evidence, and drafts a PAS Bundle, a 278 and a PDF letter on
 ``drafts``. Then the payer's X12 278 response (HCR*A1 with an authorization number) comes
 in on the X12 feed: the authorization's state becomes approved and the clinician's item gets
-its next revision saying so.
+its next revision saying so. A clinician's ``edit`` of another item's letter reaches the
+billing office: the submit item points at a new letter draft rendered from the edited text
+(review s19 M2).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from practiceflow.processors.workflows.prior_auth.step import authorization_id
 from practiceflow.processors.x12.x278 import read_278
 from practiceflow.sampleday import prior_auth as spa
 from practiceflow.sampleday.people import make_people
-from practiceflow.streams import runner
+from practiceflow.streams import catalog, runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
@@ -33,6 +35,7 @@ from practiceflow.streams.workitem_reader import read_work_items
 from tests.streams.test_pipeline import consume_all
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
+EDITED_LETTER = "Re: home oxygen\nResting saturation 86% on room air (attached). Oxygen is medically necessary.\nDr Lee"
 
 
 async def _send(pipeline, producer, raws):
@@ -85,12 +88,34 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
             both = lambda: pipeline.counts.get("prior_auth.responses_applied", 0) >= 2  # noqa: E731
             assert await runner.wait_for(both, 180), pipeline.counts
             late = pipeline.prior_auth.authorization(early, authorization_id(early, people[0].mrn, spa.order_id(0)))
-            return pipeline, before, after, late
+            # the clinician edits the oxygen request's letter and signs it (the CLI's `queue edit --edit body=`)
+            o2 = pipeline.prior_auth.authorization(practice, authorization_id(practice, people[1].mrn, spa.order_id(1)))
+            decisions = catalog.BY_SUFFIX["decisions"].name(cfg.topic_prefix)
+            edit = {
+                "practice_id": practice,
+                "decision_id": "cli:pa-e2e-edit-1",
+                "item_id": o2["item_id"],
+                "option": "edit",
+                "actor": "dr.lee",
+                "actor_role": "clinician",
+                "edits": {"body": EDITED_LETTER},
+                "channel": "cli",
+                "decided_at": 1_796_000_000_000,
+            }
+            await producer.send_async(
+                decisions,
+                f"{practice}/{o2['item_id']}",
+                pipeline.serde.encode(f"{decisions}-value", "StaffDecision", edit),
+                practice,
+            )
+            signed = lambda: pipeline.counts.get("decisions.applied", 0) >= 1  # noqa: E731
+            assert await runner.wait_for(signed, 120), pipeline.counts
+            return pipeline, before, after, late, o2
         finally:
             producer.close()
             await runner.stop(pipeline)
 
-    pipeline, before, after, late = asyncio.run(run())
+    pipeline, before, after, late, o2 = asyncio.run(run())
     assert before["status"] == "drafted" and after["status"] == "approved"
     assert after["authorization_number"] == "AUTH2026001"
     assert late["status"] == "approved" and late["authorization_number"] == "AUTH2026001"
@@ -103,7 +128,7 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
         for k, v in read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, practice).items()
         if v["workflow"] == "prior_auth"
     }
-    assert len(items) == 4 and all(i["queue"] == "clinician" for i in items.values())
+    assert len(items) == 5 and sum(i["queue"] == "clinician" for i in items.values()) == 4
     mri = items[before["item_id"]]
     # the 278 response: the same item's next revision, approved, the number first in its evidence
     assert mri["kind"] == "prior_auth.approved" and mri["revision"] == 2 and mri["state"] == "open"
@@ -112,11 +137,15 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     assert [h["assessment"] for h in heads] == ["insufficient", "insufficient", "met", "met"]
     therapy = next(e for e in mri["evidence"] if e["label"] == "ibuprofen 600 MG Oral Tablet")
     assert therapy["record_type"] == "MedicationOrder" and therapy["assessment"] == "supports"
-    assert {i["kind"] for i in items.values() if i["item_id"] != mri["item_id"]} == {"prior_auth.sign_off"}
+    (submit,) = [i for i in items.values() if i["kind"] == "prior_auth.submit"]
+    assert items[o2["item_id"]]["state"] == "done" and submit["queue"] == "billing"
+    assert {i["kind"] for i in items.values() if i["item_id"] not in (mri["item_id"], submit["item_id"])} == {
+        "prior_auth.sign_off"
+    }
 
     drafts = {
         v["draft_id"]: v
-        for _k, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.drafts", pipeline.serde, 11, timeout=30)
+        for _k, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.drafts", pipeline.serde, 200, timeout=20)
     }
     mine = [drafts[i] for i in mri["draft_ids"]]
     assert [dr["kind"] for dr in mine] == ["fhir.Bundle.pas", "x12.278", "letter.medical_necessity"]
@@ -126,6 +155,12 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     assert req.traces == (aid,) and req.procedures == ("72148",) and req.diagnoses == ("M5416",)
     assert req.member_id == people[0].member_id
     assert base64.b64decode(mine[2]["body"]).startswith(b"%PDF-")
+    # the edited letter: a new PDF draft on the topic, the one the billing item hands over, with the text as evidence
+    drafted_letter = items[o2["item_id"]]["draft_ids"][-1]
+    letters = [drafts[i] for i in submit["draft_ids"] if drafts[i]["kind"] == "letter.medical_necessity"]
+    assert len(letters) == 1 and letters[0]["draft_id"] != drafted_letter and drafted_letter not in submit["draft_ids"]
+    assert letters[0]["status"] == "approved" and base64.b64decode(letters[0]["body"]).startswith(b"%PDF-")
+    assert any(e["excerpt"] == EDITED_LETTER and e["record_key"] == letters[0]["draft_id"] for e in submit["evidence"])
 
     audit = [
         v for _k, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.audit.in", pipeline.serde, 400, timeout=15)

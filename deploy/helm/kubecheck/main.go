@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -34,7 +35,8 @@ import (
 func newDecoder() runtime.Decoder {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
-		corev1.AddToScheme, appsv1.AddToScheme, networkingv1.AddToScheme, policyv1.AddToScheme, rbacv1.AddToScheme,
+		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme, policyv1.AddToScheme,
+		rbacv1.AddToScheme,
 	} {
 		if err := add(scheme); err != nil {
 			panic(err)
@@ -91,6 +93,13 @@ func check(dec runtime.Decoder, doc []byte, where string) []string {
 		out := checkPod(where, o.Spec.Selector, &o.Spec.Template)
 		if o.Spec.ServiceName == "" {
 			out = append(out, where+": no serviceName")
+		}
+		return out
+	case *batchv1.Job:
+		// the Job controller generates the selector; the pod template must still be runnable
+		out := checkPod(where, &metav1.LabelSelector{MatchLabels: o.Spec.Template.Labels}, &o.Spec.Template)
+		if p := o.Spec.Template.Spec.RestartPolicy; p != corev1.RestartPolicyNever && p != corev1.RestartPolicyOnFailure {
+			out = append(out, where+": restartPolicy must be Never or OnFailure")
 		}
 		return out
 	case *policyv1.PodDisruptionBudget:

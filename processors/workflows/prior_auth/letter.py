@@ -3,7 +3,7 @@
 Without the LLM a template writes the narrative from the same per-criterion results the
 work item shows, so every clinical statement in the letter is one of the context's records
 (its evidence) and nothing is invented. The letter is what the payer reads once signed, so
-it carries no internal checklist (what would satisfy an open criterion is in the work
+it carries no internal checklist or met / not-met labels (what would satisfy an open criterion is in the work
 item's evidence) and claims medical necessity only when every criterion is met; otherwise
 the clinician must edit it before signing (the item offers no plain approve): the software
 never argues past what the records show.
@@ -55,9 +55,12 @@ def narrative(
     ]
     # the clinician's to-do list (what would satisfy each open criterion) is the work item's
     # evidence, never the letter's: a signed letter goes to the payer as it stands
+    # nor the internal assessment: the met / not met / insufficient labels and the summary of an
+    # open criterion ("attach it", "6 weeks required") are the checker's words to the clinician
+    # (review s19 M2); the payer reads the criterion and the records, and for a met one what they show
     lines.append("Criteria and supporting records:")
     for r in results:
-        lines.append(f"  - {r.criterion.text} [{r.label}]: {r.summary}")
+        lines.append(f"  - {r.criterion.text}: {r.summary}" if r.status == "met" else f"  - {r.criterion.text}")
         for ev in r.evidence[:5]:
             when = f" ({ev.get('observed_at')})" if ev.get("observed_at") else ""
             lines.append(f"      * {ev.get('excerpt') or ev.get('label')}{when}")
