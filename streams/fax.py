@@ -37,7 +37,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,9 @@ class FaxOcr:
         self.timed_out = 0
         #: the fax workflow (streams/workflows/fax.py): classify, split, extract, match, route
         self.classify = classify
+        #: awaited with the practice id before ``classify``: the patient context's barrier, so a
+        #: chart registered before the fax is matched (set by streams/workflows/fax_match.py)
+        self.before_classify: Callable[[str], Awaitable[None]] | None = None
         #: what the forked job runs (``ocr_job.main``; tests replace it to simulate hangs and crashes)
         self.target: Callable[[list[str]], int] = ocr_job.main
 
@@ -209,7 +212,11 @@ class FaxOcr:
             searchable_pdf_uri=pdf_uri,
             ocr_status=status,
         )
-        return self.classify(result, int(raw["received_at"])) if self.classify is not None else result
+        if self.classify is None:
+            return result
+        if self.before_classify is not None:
+            await self.before_classify(raw["practice_id"])
+        return self.classify(result, int(raw["received_at"]))
 
     def close(self) -> None:
         """Nothing to release: each document's OCR process ends with its document."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # never an edit of streams/app.py.
 MODULES: tuple[str, ...] = (
     "context",  # first: the workflows read its tables
+    "fax_match",  # the fax step matches patients through the context (before fax_llm reads its matcher)
     "decisions",  # staff decisions -> work items (every workflow)
     "intake",  # intake forms -> patient match -> eligibility (270/271) -> front-desk items
     "denials",  # 835 adjustments -> categories -> corrected claims / appeals

@@ -197,11 +197,17 @@ class PatientContexts:
         """The practice's matching rule (shipped ``rules/matching/`` + the ``rules_dir`` layers)."""
         return self.match_rules.get(practice_id)
 
-    def match(self, practice_id: str, probe: matching.Demographics) -> matching.MatchResult:
+    def match(
+        self, practice_id: str, probe: matching.Demographics, *, rules: matching.MatchRules | None = None
+    ) -> matching.MatchResult:
         """Which chart ``probe`` (an intake form, a fax's patient) belongs to: identifiers via the
-        crosswalk, then the demographic index (processors/context/matching.py)."""
+        crosswalk, then the demographic index (processors/context/matching.py). ``rules``: another
+        matching rule than the practice's default (the fax step's, streams/workflows/fax_match.py)."""
         return matching.match(
-            probe, _TableIndex(self.index, practice_id), self.rules(practice_id), self.crosswalk(practice_id)
+            probe,
+            _TableIndex(self.index, practice_id),
+            rules or self.rules(practice_id),
+            self.crosswalk(practice_id),
         )
 
     async def caught_up(
