@@ -46,7 +46,11 @@ class LocalEhr:
         """The practice's ``ehr_fhir`` entry for this server (its port is fixed before it starts)."""
         from practiceflow.processors.ehr.config import EhrFhirTarget
 
-        return EhrFhirTarget(base_url=self.server.base_url, auth="none", practice_name=practice)
+        # the sample day's charts carry the demo clinic's MRN system (sampleday/generate.py): a matched
+        # registration finds its chart by it (without mrn_system it would be answered failed, s19 M4)
+        return EhrFhirTarget(
+            base_url=self.server.base_url, auth="none", practice_name=practice, mrn_system="urn:demo-clinic:mrn"
+        )
 
     def ready(self, timeout: float = 180.0) -> bool:
         self._thread.join(timeout)

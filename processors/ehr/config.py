@@ -48,6 +48,11 @@ class EhrFhirTarget(BaseModel):
     )
     practice_name: str | None = Field(default=None, description="the Organization's name on the server")
     write_drafts: bool = Field(default=True, description="write the workflows' FHIR drafts beside the Tasks")
+    mrn_system: str | None = Field(
+        default=None,
+        description="the EHR's own MRN identifier system (e.g. urn:oid:...): a signed registration of a matched "
+        "patient finds the chart by it; unset, such a registration is answered failed, never a second chart",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EhrFhirTarget:

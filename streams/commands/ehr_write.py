@@ -271,7 +271,8 @@ def write_back(
             if pair is not None and rtype in ("Patient", "Coverage"):
                 # rid stays the draft's digest id in reasons and audits: a matched chart's own id
                 # is the EHR's, possibly MRN-like, and stays out of the trail and cmd.results
-                _, resource, current = _registration(client, practice_id, draft, drafts, resource)
+                mrn_system = target.mrn_system if target is not None else None
+                _, resource, current = _registration(client, practice_id, draft, drafts, resource, mrn_system)
             else:
                 current = client.read(rtype, rid)
             if pair is None and current is not None and current.get("status") not in (None, "draft"):
@@ -332,17 +333,52 @@ def write_back(
     return report
 
 
-def _matched_chart(client: FhirClient, patient: Mapping[str, Any]) -> dict[str, Any] | None:
+PF_MRN_SYSTEM = "urn:practiceflow:mrn"  # the intake drafts' own system: no EHR's, never searched (s19 M4)
+
+
+def _matched_chart(
+    client: FhirClient, practice_id: str, patient: Mapping[str, Any], mrn_system: str | None
+) -> dict[str, Any] | None:
     """The EHR's own chart of a matched intake patient: the one Patient whose identifier is the
-    practice MRN the draft carries (None: a new patient, no chart with that MRN yet). Several
-    charts with that MRN raise ValueError: the signed write is answered failed, a person picks."""
+    practice's MRN under the EHR's own MRN system (``EhrFhirTarget.mrn_system``); None: a new
+    patient (the draft names no MRN) or no chart with that MRN yet.
+
+    Review s19 M4: the draft's ``urn:practiceflow:mrn`` is a system only practiceflow writes and is
+    the same for every practice, so searching it found nothing in a real EHR (a second chart) and
+    another practice's chart on a shared FHIR base. So: no ``mrn_system``, no search and no write
+    (ValueError: answered failed, the front desk enters it by hand); a found chart that another
+    practice's registration wrote (``managingOrganization`` is another practiceflow Organization)
+    is refused; several charts raise too: a person picks, never a guess or a third chart."""
     ident = next(iter(patient.get("identifier") or []), None)
-    if not ident or not ident.get("system") or not ident.get("value"):
+    if not ident or not ident.get("value"):
         return None
-    found = list(client.search("Patient", {"identifier": f"{ident['system']}|{ident['value']}"}))
+    if not mrn_system or mrn_system == PF_MRN_SYSTEM:
+        raise ValueError(
+            "matched patient, but no mrn_system (the EHR's MRN identifier system) is configured for this "
+            "practice in ehr_fhir: nothing written; configure mrn_system, enter it by hand"
+        )
+    found = list(client.search("Patient", {"identifier": f"{mrn_system}|{ident['value']}"}))
+    ours = f"Organization/{organization_id(practice_id)}"
+    for chart in found:
+        managed = str((chart.get("managingOrganization") or {}).get("reference") or "")
+        if managed.startswith("Organization/pf-") and managed != ours:
+            raise ValueError("the chart with this MRN belongs to another practice on this FHIR base: nothing written")
     if len(found) > 1:  # never a third chart, and never a guess which one is the patient's
         raise ValueError(f"{len(found)} Patients in the EHR carry this MRN: a person picks the chart")
     return dict(found[0]) if found else None
+
+
+def _add_entries(chart: list[Any], ours: list[Any]) -> list[Any]:
+    """The chart's list with the intake's entries it lacks added: never drop the EHR's other names
+    (maiden, alias: used for matching), work phones or mailing addresses (review s19 M4)."""
+
+    def core(entry: Any) -> Any:
+        return (
+            {k: v for k, v in entry.items() if k not in ("use", "period", "rank")} if isinstance(entry, dict) else entry
+        )
+
+    have = [core(e) for e in chart]
+    return list(chart) + [e for e in ours if core(e) not in have]
 
 
 def _registration(
@@ -351,21 +387,33 @@ def _registration(
     draft: DraftDict,
     drafts: Mapping[str, DraftDict],
     resource: dict[str, Any],
+    mrn_system: str | None = None,
 ) -> tuple[str, dict[str, Any], Mapping[str, Any] | None]:
     """(id, resource, server copy) of a signed intake Patient or Coverage.
 
-    A matched patient's Patient updates the EHR's existing chart (found by MRN) instead of
-    creating a second one under the draft's id (review s18 M4): the server copy with the intake's
-    demographics laid over it, its own identifiers kept. A Coverage's beneficiary is rewritten to
-    the id its Patient is written under (the draft names the form's id, not the EHR's)."""
+    A matched patient's Patient updates the EHR's existing chart (found by its MRN under the EHR's
+    ``mrn_system``) instead of creating a second one under the draft's id (review s18 M4, s19 M4):
+    the server copy with the intake's demographics laid over it, its identifiers, ``active`` and
+    managing organization kept, and the intake's names, telecoms and addresses added to its own. A
+    new chart is written under the practice's Organization (so no other practice's registration
+    ever takes it for its own) and the MRN under the EHR's system. A Coverage's beneficiary is
+    rewritten to the id its Patient is written under (the draft names the form's id, not the EHR's)."""
     rtype = resource["resourceType"]
     if rtype == "Patient":
-        chart = _matched_chart(client, resource)
+        chart = _matched_chart(client, practice_id, resource, mrn_system)
         if chart is None:
-            return resource["id"], resource, client.read("Patient", resource["id"])
-        merged = {**chart, **{k: v for k, v in resource.items() if k not in ("id", "identifier", "meta")}}
-        idents = list(chart.get("identifier") or [])
-        merged["identifier"] = idents + [i for i in resource.get("identifier") or [] if i not in idents]
+            new = dict(resource)
+            new.setdefault("managingOrganization", {"reference": f"Organization/{organization_id(practice_id)}"})
+            if mrn_system and new.get("identifier"):
+                new["identifier"] = [
+                    dict(i, system=mrn_system) if i.get("system") == PF_MRN_SYSTEM else i for i in new["identifier"]
+                ]
+            return resource["id"], new, client.read("Patient", resource["id"])
+        keep = ("id", "identifier", "meta", "active", "managingOrganization", "name", "telecom", "address")
+        merged = {**chart, **{k: v for k, v in resource.items() if k not in keep}}
+        for key in ("name", "telecom", "address"):
+            if resource.get(key):
+                merged[key] = _add_entries(list(chart.get(key) or []), list(resource[key]))
         return str(chart["id"]), merged, chart
     patient_draft = next(
         (
@@ -381,7 +429,7 @@ def _registration(
     if patient_draft is not None and ref == f"Patient/{json.loads(patient_draft['body'] or '{}').get('id')}":
         built = draft_resource(patient_draft)
         if built is not None:
-            chart = _matched_chart(client, built[2])
+            chart = _matched_chart(client, practice_id, built[2], mrn_system)
             resource["beneficiary"] = {"reference": f"Patient/{chart['id'] if chart else built[1]}"}
     ref = str((resource.get("beneficiary") or {}).get("reference") or "")
     if not ref.startswith("Patient/") or client.read("Patient", ref.removeprefix("Patient/")) is None:

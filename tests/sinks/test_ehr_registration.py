@@ -116,10 +116,18 @@ def test_approving_an_intake_registration_writes_patient_then_coverage_once(clie
     assert (client.history_count("Patient", pid), client.history_count("Coverage", cid)) == versions
 
 
-def test_a_matched_patient_updates_the_ehr_chart_with_if_match_not_a_second_chart(client, monkeypatch):
-    """Review s18 M4 (the duplicate chart): a matched patient's signed Patient updates the chart the
-    EHR already holds under that MRN (found by identifier), with If-Match on its version, keeping
-    the EHR's own identifiers; the Coverage points at that chart."""
+EHR_MRN = "urn:oid:1.2.3.4.5"  # the EHR's own MRN system, as a real EHR's charts carry it
+
+
+def _target(fhir_server, mrn_system: str | None = EHR_MRN) -> EhrFhirTarget:
+    return EhrFhirTarget(base_url=fhir_server.base_url, auth="none", mrn_system=mrn_system)
+
+
+def test_a_matched_patient_updates_the_ehr_chart_with_if_match_not_a_second_chart(client, fhir_server, monkeypatch):
+    """Review s18 M4 (the duplicate chart) and s19 M4: a matched patient's signed Patient updates the
+    chart the EHR already holds under that MRN in the EHR's own ``mrn_system`` (not practiceflow's
+    ``urn:practiceflow:mrn``, which no real chart carries), with If-Match on its version, keeping
+    the EHR's identifiers, its other names and phones, and its ``active``; the Coverage points at it."""
     from practiceflow.streams.commands.ehr_write import write_back
 
     practice = "p-reg-matched"
@@ -128,11 +136,10 @@ def test_a_matched_patient_updates_the_ehr_chart_with_if_match_not_a_second_char
     chart = {
         "resourceType": "Patient",
         "id": chart_id,
-        "identifier": [
-            {"system": "urn:practiceflow:mrn", "value": mrn},
-            {"system": "urn:ehr:internal", "value": "E-1"},
-        ],
-        "name": [{"family": "Doe", "given": ["J"]}],
+        "identifier": [{"system": EHR_MRN, "value": mrn}, {"system": "urn:ehr:internal", "value": "E-1"}],
+        "active": False,
+        "name": [{"use": "official", "family": "Doe", "given": ["J"]}, {"use": "maiden", "family": "Roe"}],
+        "telecom": [{"system": "phone", "value": "555-0100", "use": "work"}],
     }
     assert client.put(chart) is not None
     version = client.read("Patient", chart_id)["meta"]["versionId"]  # type: ignore[index]
@@ -146,14 +153,17 @@ def test_a_matched_patient_updates_the_ehr_chart_with_if_match_not_a_second_char
 
     monkeypatch.setattr(client, "put", recording_put)
     audits: list[dict] = []
-    report = write_back(practice, {}, drafts, _sign(item), client, audit=audits.append)
+    report = write_back(practice, {}, drafts, _sign(item), client, target=_target(fhir_server), audit=audits.append)
     assert report.failed == [] and report.signed_written == 2
     # the EHR's chart id (MRN-like here) stays out of the audit trail and the answers
     assert not [a for a in audits if mrn in json.dumps(a)] and not [r for r in report.answered if mrn in json.dumps(r)]
     assert (f"Patient/{chart_id}", version) in puts, puts[-3:]  # an update with If-Match, never a blind overwrite
-    found = list(client.search("Patient", {"identifier": f"urn:practiceflow:mrn|{mrn}"}))
+    found = list(client.search("Patient", {"identifier": f"{EHR_MRN}|{mrn}"}))
     assert [p["id"] for p in found] == [chart_id]  # no second chart
-    assert found[0]["name"][0]["given"] == ["Jan"]
+    names = found[0]["name"]
+    assert {"use": "maiden", "family": "Roe"} in names and ["Jan"] in [n.get("given") for n in names]
+    assert {"system": "phone", "value": "555-0100", "use": "work"} in found[0]["telecom"]  # never dropped
+    assert found[0]["active"] is False  # not forced
     assert {"system": "urn:ehr:internal", "value": "E-1"} in found[0]["identifier"]
     _, cid = draft_target(practice, item["draft_ids"][1], "fhir.Coverage")  # type: ignore[misc]
     assert client.read("Coverage", cid)["beneficiary"]["reference"] == f"Patient/{chart_id}"  # type: ignore[index]
@@ -161,9 +171,53 @@ def test_a_matched_patient_updates_the_ehr_chart_with_if_match_not_a_second_char
     monkeypatch.undo()
     assert client.put(dict(chart, id=f"{chart_id}-dup", identifier=chart["identifier"][:1])) is not None
     item2, drafts2 = _registration(practice, "sub-matched-2", mrn)
-    twice = write_back(practice, {}, drafts2, _sign(item2), client)
+    twice = write_back(practice, {}, drafts2, _sign(item2), client, target=_target(fhir_server))
     assert "failed" in [r["outcome"] for r in twice.answered]
-    assert len(list(client.search("Patient", {"identifier": f"urn:practiceflow:mrn|{mrn}"}))) == 2
+    assert len(list(client.search("Patient", {"identifier": f"{EHR_MRN}|{mrn}"}))) == 2
+
+
+def test_a_matched_registration_without_mrn_system_is_answered_failed_never_a_second_chart(client, fhir_server):
+    """Review s19 M4: with no EHR MRN system configured the search by ``urn:practiceflow:mrn`` found
+    no real chart and the sign-off created ``Patient/pf-...``: a second chart. Now answered failed
+    (the front desk enters it by hand), nothing created."""
+    from practiceflow.streams.commands.ehr_write import write_back
+
+    practice = "p-reg-nomrn"
+    mrn = f"MRN-{uuid.uuid4().hex[:8]}"
+    item, drafts = _registration(practice, "sub-nomrn", mrn)
+    report = write_back(practice, {}, drafts, _sign(item), client, target=_target(fhir_server, None))
+    assert [r["outcome"] for r in report.answered] == ["failed", "failed"]
+    assert any("mrn_system" in r["reason"] for r in report.answered)
+    _, pid = draft_target(practice, item["draft_ids"][0], "fhir.Patient")  # type: ignore[misc]
+    assert client.read("Patient", pid) is None
+    assert list(client.search("Patient", {"identifier": f"urn:practiceflow:mrn|{mrn}"})) == []
+
+
+def test_two_practices_on_one_fhir_base_with_the_same_mrn_never_touch_each_others_chart(client, fhir_server):
+    """Review s19 M4: on a shared FHIR base practice A's matched registration for its MRN 12345
+    found (by the one shared system) the chart practice B's registration had written, overwrote
+    its name and pointed A's Coverage at B's patient. A chart another practice wrote is refused."""
+    from practiceflow.processors.ehr.tasks import organization_id
+    from practiceflow.streams.commands.ehr_write import write_back
+
+    mrn = f"MRN-{uuid.uuid4().hex[:8]}"  # the same MRN in both practices
+    item_b, drafts_b = _registration("p-shared-b", "sub-shared-b", mrn)
+    report_b = write_back("p-shared-b", {}, drafts_b, _sign(item_b), client, target=_target(fhir_server))
+    assert report_b.failed == [] and report_b.signed_written == 2  # no chart yet: B's is created
+    (chart_b,) = client.search("Patient", {"identifier": f"{EHR_MRN}|{mrn}"})
+    assert chart_b["managingOrganization"]["reference"] == f"Organization/{organization_id('p-shared-b')}"
+    before = client.history_count("Patient", chart_b["id"])
+    item_a, drafts_a = _registration("p-shared-a", "sub-shared-a", mrn)
+    body = json.loads(drafts_a[item_a["draft_ids"][0]]["body"])
+    body["name"][0]["family"] = "Ayy"
+    drafts_a[item_a["draft_ids"][0]]["body"] = json.dumps(body)
+    report_a = write_back("p-shared-a", {}, drafts_a, _sign(item_a), client, target=_target(fhir_server))
+    assert sorted(r["outcome"] for r in report_a.answered) == ["failed", "failed"]
+    assert any("another practice" in r["reason"] for r in report_a.answered)
+    assert client.history_count("Patient", chart_b["id"]) == before  # B's chart untouched
+    assert client.read("Patient", chart_b["id"])["name"][0]["family"] == "Doe"  # type: ignore[index]
+    _, cid_a = draft_target("p-shared-a", item_a["draft_ids"][1], "fhir.Coverage")  # type: ignore[misc]
+    assert client.read("Coverage", cid_a) is None  # A's Coverage never points at B's patient
 
 
 def test_a_signed_registration_that_cannot_be_written_opens_a_front_desk_item(client):
