@@ -23,6 +23,7 @@ KIND: Final = "ehr_write"
 # command so (``streams/commands/ehr_none.py``) and the sync never writes it later.
 NO_EHR: Final = "no_ehr"
 NOT_WRITTEN: Final = frozenset({"failed", "refused", NO_EHR})
+BACKLOG: Final = "issued_before_cutoff"  # params key of a no_ehr answer to the upgrade's backlog: no item
 # workflow -> (queue, title, what the person does): the one who signed does it by hand
 WHO_DOES_IT: Final[dict[str, tuple[str, str, str]]] = {
     "refill": (
@@ -47,6 +48,8 @@ def unwritten_write_item(result: Mapping[str, Any]) -> StepResult:
         return EMPTY
     command_id = str(result["command_id"])
     params: Mapping[str, Any] = result.get("params") or {}
+    if result.get("outcome") == NO_EHR and params.get(BACKLOG):
+        return EMPTY  # the upgrade's backlog (processors/ehr/no_target.py): entered by hand back then
     draft_id = params.get("draft_id")
     reason = str(result.get("reason") or "no reason given")
     workflow = str(result.get("workflow") or "refill")

@@ -5,6 +5,11 @@ practices that have an EHR (setting ``ehr_fhir``) are left to ``practiceflow ehr
 reads the topic from the beginning and needs no offsets of ours. Commit rule as for every
 agent: the answers are confirmed before the batch's offsets are committed; a replay answers
 again under the same key, and the results handler opens the person's item only once.
+
+The cut-off (review s19 S5): the table ``ehr-no-target`` keeps, per partition, the time this
+agent first ran there (the worker's start, written with the partition's first command and
+confirmed before the commit, so a restart keeps it). Commands issued before it are the
+upgrade's backlog: answered ``no_ehr`` but marked, so no "by hand" item floods the queues.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.metrics import COMMAND_RESULTS
 from practiceflow.streams.normalize_agent import Outbox
-from practiceflow.streams.offsets import Committer
+from practiceflow.streams.offsets import Committer, confirmed, in_event
 
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
@@ -27,6 +32,9 @@ def register(pipeline: Pipeline) -> None:
     """The ``ehr-no-target`` agent on ``cmd.ehr_write`` (streams/workflows MODULES)."""
     topic = pipeline.topics["cmd.ehr_write"]
     committer = Committer(pipeline.app, pipeline.committed_offsets, "ehr-no-target")
+    options = {"driver": "rocksdict"} if pipeline.cfg.table_store.startswith("rocksdb") else None
+    table = pipeline.app.Table("ehr-no-target", default=None, partitions=pipeline.partitions, options=options)
+    started = now_ms()  # the cut-off of a partition this agent has never answered in
 
     async def batch(events: list[Any]) -> None:
         admitted = await committer.admit(events)
@@ -34,8 +42,16 @@ def register(pipeline: Pipeline) -> None:
             return
         configured = set(pipeline.cfg.ehr_fhir)
         outbox = Outbox()
+        writes = []
         for ev in admitted:
-            res = answer_without_target(ev.value, configured, now_ms())
+            key = f"since:{ev.message.partition}"
+            with in_event(ev):
+                since = table.get(key)
+                if since is None:  # this partition's first command ever: the cut-off is now
+                    since = started
+                    table.data[key] = since
+                    writes.append(table.send_changelog(ev.message.partition, key, since))
+            res = answer_without_target(ev.value, configured, now_ms(), int(since))
             if res is None:
                 continue
             partition = catalog.partition_for(res["practice_id"], pipeline.partitions)
@@ -46,6 +62,7 @@ def register(pipeline: Pipeline) -> None:
             pipeline._count("ehr_write.no_ehr")
             pipeline.sensor.touch(ev.message.tp)
         await outbox.confirm()
+        await confirmed(writes)
         await committer.commit(admitted)
 
     async def ehr_no_target(stream: Any) -> None:

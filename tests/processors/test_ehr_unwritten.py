@@ -70,3 +70,31 @@ def test_the_cmd_results_handler_opens_the_item_once(monkeypatch):
     known[f"p1/{sent[0]['item_id']}"] = {"item": sent[0]}  # the work-items table has it now
     asyncio.run(handler.handle([ev(_result("failed", at=50))]))
     assert len(sent) == 1
+
+
+def test_the_upgrade_backlog_is_answered_no_ehr_but_opens_no_item():
+    """Review s19 S5: on its first start the ``ehr-no-target`` agent read 30 days of signed writes
+    and answered each ``no_ehr``, each opening an urgent "enter it by hand" item for renewals
+    clinicians had already prescribed by hand. A command issued before the agent's cut-off is
+    answered (terminal for ``ehr sync``) but opens no item; a later one still does."""
+    from practiceflow.processors.ehr.no_target import BACKLOG_REASON, answer_without_target
+
+    def command(cid: str, issued_at: int) -> dict:
+        return {
+            "practice_id": "p-s5",
+            "command_id": cid,
+            "kind": "ehr_write",
+            "workflow": "refill",
+            "issued_at": issued_at,
+            "params": {"draft_id": "d-1"},
+            "payload": "{}",
+        }
+
+    old = answer_without_target(command("c-old", 1_000), set(), 9_000, since=5_000)
+    new = answer_without_target(command("c-new", 6_000), set(), 9_000, since=5_000)
+    assert old is not None and new is not None
+    assert old["outcome"] == new["outcome"] == "no_ehr"
+    assert old["reason"] == BACKLOG_REASON and old["params"]["draft_id"] == "d-1"
+    assert unwritten_write_item(old).work_items == ()
+    (item,) = unwritten_write_item(new).work_items
+    assert item["priority"] == "high" and "no EHR is configured" in item["title"]

@@ -196,6 +196,12 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             )
             assert rc == 0
             assert await runner.wait_for(lambda: pipeline.counts.get("decisions.applied", 0) >= 2, 90)
+            # the count is taken before the decision's outputs are confirmed: wait for the command itself
+            ehr_write = catalog.BY_SUFFIX["cmd.ehr_write"].name(cfg.topic_prefix)
+            assert await runner.wait_for(
+                lambda: bool(read_practice_records(stack.bootstrap, serde, ehr_write, PRACTICE, "WorkflowCommand")),
+                90,
+            )
             rc, out = cli_run("ehr", "sync", "--practice", PRACTICE)
             assert rc == 0 and "2 Tasks written" in out and "(1 signed)" in out, out
             med = fhir.read(med_type, med_id)
@@ -287,6 +293,25 @@ def test_a_practice_without_an_ehr_answers_signed_writes_and_a_person_gets_each(
         handoff = catalog.BY_SUFFIX["handoff"].name(cfg.topic_prefix)
         drafts_topic = catalog.BY_SUFFIX["drafts"].name(cfg.topic_prefix)
         try:
+            # review s19 S5: a renewal signed before the upgrade (the README then said: prescribe it by
+            # hand) is answered no_ehr on the agent's first start, but opens no item
+            ehr_write = catalog.BY_SUFFIX["cmd.ehr_write"].name(cfg.topic_prefix)
+            backlog = {
+                "practice_id": practice,
+                "command_id": "cmd-s19s5-backlog",
+                "kind": "ehr_write",
+                "workflow": "refill",
+                "payload_type": "fhir.MedicationRequest",
+                "payload": json.dumps({"draft_id": "d-s19s5-old", "signed_by": "dr.b", "signed_at": 1_000}),
+                "params": {"draft_id": "d-s19s5-old"},
+                "issued_at": 1_000,
+            }
+            await producer.send_async(
+                ehr_write,
+                f"{practice}/{backlog['command_id']}",
+                serde.encode(f"{ehr_write}-value", "WorkflowCommand", backlog),
+                practice,
+            )
             for it in (item, refill):
                 await producer.send_async(
                     handoff,
@@ -320,6 +345,11 @@ def test_a_practice_without_an_ehr_answers_signed_writes_and_a_person_gets_each(
                 ("intake", "no_ehr"),
                 ("intake", "no_ehr"),
                 ("refill", "no_ehr"),
+                ("refill", "no_ehr"),
+            ]
+            assert [r["params"].get("issued_before_cutoff") is not None for r in results].count(True) == 1
+            assert next(r for r in results if r["command_id"] == backlog["command_id"])["params"][
+                "issued_before_cutoff"
             ]
             items = read_work_items(stack.bootstrap, serde, cfg.topic_prefix, practice)
             opened = sorted(
