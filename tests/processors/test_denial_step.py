@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 
 from fastavro.validation import validate
+from fhir.resources.R4B.claim import Claim
 
+from practiceflow.processors.ehr.tasks import draft_resource
 from practiceflow.processors.rules import load_table
 from practiceflow.processors.workflows.denials.rules import load_denial_rules
 from practiceflow.processors.workflows.denials.step import DenialContext, decide, descriptions_from_table
@@ -85,7 +87,7 @@ def test_a_recoded_claim_gives_a_corrected_claim_whose_diff_is_exactly_the_fix()
     (item,) = d.result.work_items
     assert item["kind"] == "denials.corrected_claim" and item["queue"] == "billing" and item["state"] == "open"
     assert item["produced_by"]["rule_id"] == "denials.action.coding_modifier"
-    assert set(_drafts(d)) == {"x12.837P", "billing.write_off"}
+    assert set(_drafts(d)) == {"x12.837P", "fhir.Claim", "billing.write_off"}
     assert item["draft_ids"] == [x["draft_id"] for x in d.result.drafts]
     assert {o["option"] for o in item["options"]} == {"approve", "edit", "reject"}
     back = _corrected(d)
@@ -110,6 +112,51 @@ def test_a_recoded_claim_gives_a_corrected_claim_whose_diff_is_exactly_the_fix()
     assert money["coding_modifier"]["state"] == "open"
     assert money["contractual_obligation"]["written_off"] == 8.0
     assert money["contractual_obligation"]["denied"] == 0.0
+
+
+def test_a_recoded_claim_is_also_drafted_as_a_fhir_claim_with_the_fix():
+    """Issue 12: the corrected claim goes to the EHR as a FHIR Claim draft, same lines as the 837P."""
+    state = _stored(claim_record(), claim_record(lines=(("99214", ("25",), 150.0), ("82947", (), 40.0))))
+    adj = _one(remit_835([CO4]))
+    d = decide(DenialContext(state, descriptions=DESCRIPTIONS), adj, RULES, NOW)
+    _valid(d)
+    drafts = _drafts(d)
+    draft = drafts["fhir.Claim"]
+    assert draft["status"] == "draft" and draft["content_type"] == "application/fhir+json"
+    assert draft["item_id"] == drafts["x12.837P"]["item_id"]
+    (item,) = d.result.work_items
+    assert item["draft_ids"][0] == drafts["x12.837P"]["draft_id"]  # the 837P stays the primary draft
+    assert draft["draft_id"] in item["draft_ids"]
+    resource = json.loads(draft["body"])
+    Claim.model_validate(resource)
+    assert resource["status"] == "draft" and resource["use"] == "claim"
+    assert resource["type"]["coding"][0]["code"] == "professional"
+    assert resource["patient"]["identifier"]["value"] == "MRN1001"
+    assert resource["insurer"]["identifier"] == {"system": "urn:x12:payer-id", "value": "60054"}
+    (related,) = resource["related"]
+    assert related["claim"]["identifier"]["value"] == "PAYER-CCN-1"
+    assert {c["code"] for c in related["relationship"]["coding"]} == {"prior", "7"}
+    # the lines carry the fix and are the 837P draft's lines
+    x12 = _corrected(d)
+    lines = [
+        (i["productOrService"]["coding"][0]["code"], [m["coding"][0]["code"] for m in i.get("modifier", [])], i["net"])
+        for i in resource["item"]
+    ]
+    assert lines == [
+        ("99214", ["25"], {"value": 150.0, "currency": "USD"}),
+        ("82947", [], {"value": 40.0, "currency": "USD"}),
+    ]
+    assert [(ln["procedure"]["code"], ln["modifiers"], ln["charge"]) for ln in x12["lines"]] == [
+        (code, mods, net["value"]) for code, mods, net in lines
+    ]
+    assert resource["total"]["value"] == x12["total_charge"]
+    # the EHR writer writes it as a Claim, still a draft, under an id stable across replays
+    built = draft_resource(draft)
+    assert built is not None
+    rtype, rid, written = built
+    assert rtype == "Claim" and written["status"] == "draft" and written["id"] == rid
+    again = decide(DenialContext(state, descriptions=DESCRIPTIONS), adj, RULES, NOW)
+    assert _drafts(again)["fhir.Claim"] == draft
 
 
 def test_new_coverage_fixes_an_eligibility_denial():

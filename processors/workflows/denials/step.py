@@ -23,10 +23,13 @@ StepResult). What it does, in order:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from practiceflow.processors.base import entity_key
 from practiceflow.processors.workflows.commands import draft_id_for
@@ -39,6 +42,7 @@ from practiceflow.processors.workflows.denials.drafts import (
     WORKFLOW,
     BillingProfile,
     appeal_letter,
+    claim_resource,
     corrected_claim,
     posting_document,
 )
@@ -221,8 +225,13 @@ def decide(ctx: DenialContext, adj: Mapping[str, Any], rules: DenialRules, now: 
                     fixed, x12 = corrected_claim(
                         original, fix.changes, adj, ctx.profile, interchange_control=ctl, created=created
                     )
+                    # the same replacement as a FHIR Claim draft for the EHR write-back (issue 12)
+                    fhir_id = draft_id_for(WORKFLOW, "fhir.Claim", pid, adj_id)
+                    resource = claim_resource(fixed, adj, ctx.profile, draft_id=fhir_id, created=created)
+                    body = json.dumps(resource, sort_keys=True, separators=(",", ":"))
                     diff = fix.changes
                     drafts.append(_draft(adj, item_id, "x12.837P", "application/edi-x12", x12, produced, now))
+                    drafts.append(_draft(adj, item_id, "fhir.Claim", "application/fhir+json", body, produced, now))
                     for ch in claim_diff(original, fixed):
                         ev.append(
                             evidence(
@@ -248,6 +257,8 @@ def decide(ctx: DenialContext, adj: Mapping[str, Any], rules: DenialRules, now: 
                         )
                 except WriteError as exc:
                     problem = f"the corrected claim cannot be written as an 837P ({exc})"
+                except ValidationError as exc:
+                    problem = f"the corrected claim is not a valid FHIR Claim ({exc.error_count()} error(s))"
             if problem is not None:
                 notes.append(problem)
                 action = arule.otherwise if arule.otherwise != "corrected_claim" else "review"
