@@ -520,3 +520,46 @@ def test_a_signed_write_answered_failed_is_never_written_later(client, monkeypat
         held = write_back(practice, {}, {"d-s19m1": draft}, [cmd], client, answered={"cmd-s19m1": outcome})
         assert held.answered == [] and held.signed_written == 0 and client.read(rtype, rid) is None
     assert answers_by_command([*first.answered, dict(first.answered[0], outcome="ok")]) == {"cmd-s19m1": "ok"}
+
+
+def test_a_denials_corrected_claim_is_written_to_the_ehr_as_a_draft_claim(client):
+    """Issue 12: the denials step's FHIR Claim draft reaches the EHR as a Claim in status draft, the fix
+    on its lines; a replay writes no new version."""
+    from practiceflow.processors.ehr.tasks import draft_target
+    from practiceflow.processors.rules import load_table
+    from practiceflow.processors.workflows.denials.rules import load_denial_rules
+    from practiceflow.processors.workflows.denials.step import DenialContext, decide, descriptions_from_table
+    from practiceflow.processors.workflows.denials.store import fold_claim
+    from tests.denials_fixtures import RemitClaim, claim_837, claim_record, read_adjudications, read_claim, remit_835
+
+    state = None
+    for c in (claim_record(), claim_record(lines=(("99214", ("25",), 150.0), ("82947", (), 40.0)))):
+        state = fold_claim(state, read_claim(claim_837(c)))
+    remit = RemitClaim(
+        "PCN1001",
+        190.0,
+        32.0,
+        status="1",
+        lines=(
+            ("99214", 150.0, 0.0, (("CO", "4", 150.0),), ("N519",)),
+            ("82947", 40.0, 32.0, (("CO", "45", 8.0),), ()),
+        ),
+    )
+    (adj,) = read_adjudications(remit_835([remit]))
+    descriptions = descriptions_from_table(load_table("denials", "denials.carc_table").entries)
+    d = decide(DenialContext(state, descriptions=descriptions), adj, load_denial_rules(), 1_764_600_000_000)
+    (item,) = d.result.work_items
+    practice = item["practice_id"]
+    drafts = {x["draft_id"]: x for x in d.result.drafts}
+    (claim_draft,) = [x for x in drafts.values() if x["kind"] == "fhir.Claim"]
+    report = write_back(practice, {item["item_id"]: item}, drafts, [], client)
+    assert report.drafts_written == 1 and not report.failed  # the Claim; the 837P and write-off are not EHR resources
+    rtype, rid = draft_target(practice, claim_draft["draft_id"], "fhir.Claim")  # type: ignore[misc]
+    written = client.read(rtype, rid)
+    assert written is not None and rtype == "Claim"
+    assert written["status"] == "draft" and written["use"] == "claim"
+    assert [m["coding"][0]["code"] for m in written["item"][0]["modifier"]] == ["25"]
+    assert written["related"][0]["claim"]["identifier"]["value"] == adj["payer_claim_control_number"]
+    versions = client.history_count(rtype, rid)
+    again = write_back(practice, {item["item_id"]: item}, drafts, [], client)
+    assert again.drafts_written == 0 and client.history_count(rtype, rid) == versions

@@ -14,6 +14,7 @@ replacement markers: frequency 7 and the payer's claim control number), and the 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -75,12 +76,18 @@ def test_an_835_denial_gives_a_corrected_claim_whose_diff_is_exactly_the_fix(cfg
     (item,) = items
     assert (item["queue"], item["kind"], item["state"]) == ("billing", "denials.corrected_claim", "open")
     assert item["produced_by"]["rule_id"] == "denials.action.coding_modifier"
-    drafts = {v["kind"]: v for _, v in consume_all(stack.bootstrap, f"{prefix}.drafts", p.serde, 2)}
-    assert set(drafts) == {"x12.837P", "billing.write_off"}
+    drafts = {v["kind"]: v for _, v in consume_all(stack.bootstrap, f"{prefix}.drafts", p.serde, 3)}
+    assert set(drafts) == {"x12.837P", "fhir.Claim", "billing.write_off"}
+    claim = json.loads(drafts["fhir.Claim"]["body"])  # the same replacement for the EHR (issue 12)
+    assert claim["status"] == "draft" and claim["related"][0]["claim"]["identifier"]["value"] == "PAYERCCN-77"
     assert item["draft_ids"][0] == drafts["x12.837P"]["draft_id"] and drafts["x12.837P"]["status"] == "draft"
     claims = [v for _, v in consume_all(stack.bootstrap, f"{prefix}.norm.claim", p.serde, 2)]
     original = next(c for c in claims if not c["lines"][0]["modifiers"])
     corrected = read_claim(drafts["x12.837P"]["body"].encode())
+    assert [[m["coding"][0]["code"] for m in i.get("modifier", [])] for i in claim["item"]] == [
+        ln["modifiers"] for ln in corrected["lines"]
+    ]
+    assert ["25"] in [ln["modifiers"] for ln in corrected["lines"]]
     fix = [(c.path, c.old, c.new) for c in claim_diff(original, corrected, replacement=False)]
     assert fix == [("lines[1].modifiers", [], ["25"])]
     markers = {c.path: (c.old, c.new) for c in claim_diff(original, corrected)} | {}
