@@ -341,7 +341,8 @@ def _matched_chart(
 ) -> dict[str, Any] | None:
     """The EHR's own chart of a matched intake patient: the one Patient whose identifier is the
     practice's MRN under the EHR's own MRN system (``EhrFhirTarget.mrn_system``); None: a new
-    patient (the draft names no MRN) or no chart with that MRN yet.
+    patient (the draft names no MRN). A matched patient whose chart the search does not find raises
+    (review s19 M5: the chart exists, since the match came from the EHR's own records).
 
     Review s19 M4: the draft's ``urn:practiceflow:mrn`` is a system only practiceflow writes and is
     the same for every practice, so searching it found nothing in a real EHR (a second chart) and
@@ -365,7 +366,15 @@ def _matched_chart(
             raise ValueError("the chart with this MRN belongs to another practice on this FHIR base: nothing written")
     if len(found) > 1:  # never a third chart, and never a guess which one is the patient's
         raise ValueError(f"{len(found)} Patients in the EHR carry this MRN: a person picks the chart")
-    return dict(found[0]) if found else None
+    if not found:
+        # the patient was matched by this MRN, so the EHR has the chart: a search that misses it
+        # (a wrong mrn_system, another token form, a merged chart) must not create a second one
+        # under the EHR's own MRN (review s19 M5)
+        raise ValueError(
+            "no chart with this MRN under the configured mrn_system: nothing written; check mrn_system, "
+            "enter it by hand"
+        )
+    return dict(found[0])
 
 
 def _add_entries(chart: list[Any], ours: list[Any]) -> list[Any]:

@@ -201,9 +201,12 @@ def test_two_practices_on_one_fhir_base_with_the_same_mrn_never_touch_each_other
     from practiceflow.streams.commands.ehr_write import write_back
 
     mrn = f"MRN-{uuid.uuid4().hex[:8]}"  # the same MRN in both practices
+    org_b = f"Organization/{organization_id('p-shared-b')}"
+    seeded = {"resourceType": "Patient", "id": f"chart-b-{mrn}", "identifier": [{"system": EHR_MRN, "value": mrn}]}
+    assert client.put(dict(seeded, managingOrganization={"reference": org_b}, name=[{"family": "Bee"}])) is not None
     item_b, drafts_b = _registration("p-shared-b", "sub-shared-b", mrn)
     report_b = write_back("p-shared-b", {}, drafts_b, _sign(item_b), client, target=_target(fhir_server))
-    assert report_b.failed == [] and report_b.signed_written == 2  # no chart yet: B's is created
+    assert report_b.failed == [] and report_b.signed_written == 2  # B's chart is updated
     (chart_b,) = client.search("Patient", {"identifier": f"{EHR_MRN}|{mrn}"})
     assert chart_b["managingOrganization"]["reference"] == f"Organization/{organization_id('p-shared-b')}"
     before = client.history_count("Patient", chart_b["id"])
@@ -215,7 +218,7 @@ def test_two_practices_on_one_fhir_base_with_the_same_mrn_never_touch_each_other
     assert sorted(r["outcome"] for r in report_a.answered) == ["failed", "failed"]
     assert any("another practice" in r["reason"] for r in report_a.answered)
     assert client.history_count("Patient", chart_b["id"]) == before  # B's chart untouched
-    assert client.read("Patient", chart_b["id"])["name"][0]["family"] == "Doe"  # type: ignore[index]
+    assert "Ayy" not in json.dumps(client.read("Patient", chart_b["id"]))  # A's name never laid over B's chart
     _, cid_a = draft_target("p-shared-a", item_a["draft_ids"][1], "fhir.Coverage")  # type: ignore[misc]
     assert client.read("Coverage", cid_a) is None  # A's Coverage never points at B's patient
 
@@ -304,3 +307,22 @@ def test_a_signed_coverage_whose_patient_is_not_in_the_ehr_is_answered_failed(cl
     assert "pick the chart" in report.answered[0]["reason"]
     _, cid = draft_target(practice, item["draft_ids"][0], "fhir.Coverage")  # type: ignore[misc]
     assert client.read("Coverage", cid) is None
+
+
+def test_a_matched_patient_whose_chart_the_search_misses_is_answered_failed_not_a_new_chart(client, fhir_server):
+    """Review s19 M5: the match came from the EHR's own records, so the chart exists; a search that misses it
+    (a wrong mrn_system, another token form, a merged chart) created a second chart carrying the EHR's MRN."""
+    from practiceflow.streams.commands.ehr_write import write_back
+
+    practice = "p-reg-miss"
+    mrn = f"MRN-{uuid.uuid4().hex[:8]}"
+    chart = {"resourceType": "Patient", "id": f"chart-{mrn}", "identifier": [{"system": EHR_MRN, "value": mrn}]}
+    assert client.put(chart) is not None
+    item, drafts = _registration(practice, "sub-miss", mrn)
+    wrong = _target(fhir_server, "urn:oid:1.2.3.4.6")  # a typo in the configured system
+    report = write_back(practice, {}, drafts, _sign(item), client, target=wrong)
+    assert [r["outcome"] for r in report.answered] == ["failed", "failed"]
+    assert any("mrn_system" in r["reason"] for r in report.answered)
+    assert list(client.search("Patient", {"identifier": f"urn:oid:1.2.3.4.6|{mrn}"})) == []  # no second chart
+    _, pid = draft_target(practice, item["draft_ids"][0], "fhir.Patient")  # type: ignore[misc]
+    assert client.read("Patient", pid) is None
