@@ -14,6 +14,7 @@ from fhir.resources.R4B.claim import Claim
 
 from practiceflow.processors.ehr.tasks import draft_resource
 from practiceflow.processors.rules import load_table
+from practiceflow.processors.workflows.denials.drafts import BillingProfile, claim_resource
 from practiceflow.processors.workflows.denials.rules import load_denial_rules
 from practiceflow.processors.workflows.denials.step import DenialContext, decide, descriptions_from_table
 from practiceflow.processors.workflows.denials.store import (
@@ -157,6 +158,16 @@ def test_a_recoded_claim_is_also_drafted_as_a_fhir_claim_with_the_fix():
     assert rtype == "Claim" and written["status"] == "draft" and written["id"] == rid
     again = decide(DenialContext(state, descriptions=DESCRIPTIONS), adj, RULES, NOW)
     assert _drafts(again)["fhir.Claim"] == draft
+
+
+def test_a_claim_draft_without_the_837s_patient_names_the_835s_and_still_validates():
+    fixed = {"practice_id": "p1", "claim_id": "C1", "frequency_code": "7", "payer_claim_control_number": "CCN9"}
+    resource = claim_resource(fixed, {"patient_id": "MRN9"}, BillingProfile(), draft_id="draft:x", created="2026-12-02")
+    assert resource["patient"]["identifier"]["value"] == "MRN9"
+    assert "item" not in resource and "diagnosis" not in resource
+    Claim.model_validate(resource)
+    unknown = claim_resource(fixed, {}, BillingProfile(), draft_id="draft:x", created="2026-12-02")
+    assert unknown["patient"]["identifier"]["value"] == "VERIFY"
 
 
 def test_new_coverage_fixes_an_eligibility_denial():

@@ -204,6 +204,8 @@ def claim_resource(
     frequency = str(fixed.get("frequency_code") or "7")
     member = fixed.get("member_id") or adjudication.get("member_id")
     payer_id = fixed.get("payer_id") or adjudication.get("payer_id")
+    # Claim.patient is required: the 837's patient, else the 835's, else a placeholder a person sees
+    patient = fixed.get("patient_id") or adjudication.get("patient_id") or "VERIFY"
     resource: dict[str, Any] = {
         "resourceType": "Claim",
         "identifier": [
@@ -213,7 +215,7 @@ def claim_resource(
         "status": "draft",
         "type": {"coding": [{"system": CLAIM_TYPE, "code": "professional"}]},
         "use": "claim",
-        "patient": {"identifier": {"system": f"urn:practiceflow:{pid}:patient", "value": str(fixed.get("patient_id"))}},
+        "patient": {"identifier": {"system": f"urn:practiceflow:{pid}:patient", "value": str(patient)}},
         "created": created,
         "provider": {
             "identifier": {"system": NPI, "value": profile.npi or adjudication.get("payee_npi") or "0000000000"},
