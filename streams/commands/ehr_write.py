@@ -278,7 +278,19 @@ def write_back(
             if pair is None and current is not None and current.get("status") not in (None, "draft"):
                 report.drafts_unchanged += 1  # signed, cancelled or acted on in the EHR: never back to draft
                 continue
-            version = _put_if_changed(client, resource, current)
+            if (
+                pair is not None
+                and rtype not in ("Patient", "Coverage")  # a registration merges into the EHR's live chart
+                and current is not None
+                and current.get("status") not in (None, "draft")
+                and not _same(current, resource)
+            ):
+                # review s19 S1: beyond draft and not ours, so staff changed it in the EHR (stopped the
+                # order); never written over, even when this command's answer has aged out of cmd.results.
+                # Unanswered, it is answered from the server's version below.
+                version = None
+            else:
+                version = _put_if_changed(client, resource, current)
         except (FhirError, ValueError) as exc:
             report.failed.append(f"{rtype}/{rid}: {exc}")
             if pair is not None:

@@ -478,6 +478,11 @@ def test_a_signed_write_whose_answer_was_lost_is_answered_from_the_server(client
     done = write_back(practice, {}, {"d-s2b": draft}, [cmd], client, answered_ok={"cmd-s2b"})
     assert done.answered == [] and done.signed_written == 0
     assert client.read(rtype, rid)["status"] == "stopped"  # type: ignore[index]
+    # review s19 S1: the answer aged out of cmd.results (30 days) while the command is still there: the
+    # order staff stopped is not re-activated; the command is answered from the server's version
+    expired = write_back(practice, {}, {"d-s2b": draft}, [cmd], client)
+    assert expired.signed_written == 0 and [r["outcome"] for r in expired.answered] == ["ok"]
+    assert client.read(rtype, rid)["status"] == "stopped"  # type: ignore[index]
 
 
 def test_a_signed_write_answered_failed_is_never_written_later(client, monkeypatch):
