@@ -23,7 +23,11 @@ CHART = HELM_DIR / "practiceflow"
 BIN = REPO_ROOT / ".stack" / "cache" / "bin"
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("go") is None, reason="the Go toolchain builds helm"),
+    # a workstation without Go skips; CI (CI=true) runs it and fails loudly if Go is missing
+    pytest.mark.skipif(
+        shutil.which("go") is None and os.environ.get("CI", "").lower() not in ("1", "true", "yes"),
+        reason="the Go toolchain builds helm",
+    ),
     # the first test builds helm and kubecheck from the Go module proxy: minutes on a clean
     # machine (18 min measured at load 15 with a cold module cache), far past the suite's 300 s
     pytest.mark.timeout(3600),

@@ -27,9 +27,6 @@ from practiceflow.streams.topics import create_topics
 from tests.streams.test_pipeline import consume_all
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
-# the refill agent reads the patient context tables (streams/workflows/context.py, issue 9's
-# patient-context part); until they are in the tree the agent is not wired and this cannot run
-pytest.importorskip("practiceflow.streams.workflows.context")
 
 CASES = (0, 4, 8)  # routine lisinopril, lisinopril with K 5.9 (H), tramadol (controlled)
 
