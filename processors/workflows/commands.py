@@ -10,9 +10,10 @@ executor answers from its record instead of sending a second 270 or calling the 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 
-from practiceflow.schemas.typed import SourceRefDict, WorkflowCommandDict
+from practiceflow.schemas.typed import HandoffItemDict, SourceRefDict, StaffDecisionDict, WorkflowCommandDict
 
 COMMAND_KINDS = ("eligibility", "llm", "ehr_write")  # kept in step with streams/catalog.py COMMAND_KINDS
 
@@ -59,3 +60,41 @@ def new_command(
         "deadline_at": deadline_at,
         "source": source,
     }
+
+
+def signed_ehr_write(
+    item: HandoffItemDict,
+    decision: StaffDecisionDict,
+    draft_id: str,
+    *,
+    workflow: str,
+    payload_type: str,
+    draft_kind: str | None = None,
+) -> WorkflowCommandDict:
+    """The ``ehr_write`` command that carries a person's signature of one draft to the EHR
+    (``streams/commands/ehr_write.py``): who signed, when, with which option and edits; its id
+    is derived from the decision and the draft, so a replay re-emits the same command."""
+    payload: dict[str, object] = {
+        "draft_id": draft_id,
+        "item_id": item["item_id"],
+        "decision_id": decision["decision_id"],
+        "option": decision["option"],
+        "signed_by": decision["actor"],
+        "signed_at": decision["decided_at"],
+        "edits": dict(decision.get("edits") or {}),
+    }
+    if draft_kind is not None:
+        payload["draft_kind"] = draft_kind
+    return new_command(
+        practice_id=item["practice_id"],
+        kind="ehr_write",
+        workflow=workflow,
+        subject=(decision["decision_id"], draft_id),
+        payload_type=payload_type,
+        payload=json.dumps(payload, sort_keys=True, separators=(",", ":")),
+        now=decision["decided_at"],
+        item_id=item["item_id"],
+        patient_id=item.get("patient_id"),
+        params={"draft_id": draft_id},
+        source=item.get("source"),
+    )

@@ -16,10 +16,9 @@ replayed decision re-emits the same id and the executor writes it at most once.
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
-from practiceflow.processors.workflows.commands import new_command
+from practiceflow.processors.workflows.commands import signed_ehr_write
 from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResult
 from practiceflow.schemas.typed import HandoffItemDict, StaffDecisionDict
 
@@ -37,28 +36,8 @@ def refill_follow_up(item: HandoffItemDict, decision: StaffDecisionDict) -> Step
     draft_id = target or next(iter(item.get("draft_ids") or []), None)
     if not draft_id:
         return EMPTY  # no draft: the clinician prescribes in the EHR by hand
-    payload = {
-        "draft_id": draft_id,
-        "draft_kind": "fhir.MedicationRequest",
-        "item_id": item["item_id"],
-        "decision_id": decision["decision_id"],
-        "option": decision["option"],
-        "signed_by": decision["actor"],
-        "signed_at": decision["decided_at"],
-        "edits": dict(decision.get("edits") or {}),
-    }
-    command = new_command(
-        practice_id=item["practice_id"],
-        kind="ehr_write",
-        workflow=WORKFLOW,
-        subject=(decision["decision_id"], draft_id),
-        payload_type=PAYLOAD_TYPE,
-        payload=json.dumps(payload, sort_keys=True, separators=(",", ":")),
-        now=decision["decided_at"],
-        item_id=item["item_id"],
-        patient_id=item.get("patient_id"),
-        params={"draft_id": draft_id},
-        source=item.get("source"),
+    command = signed_ehr_write(
+        item, decision, draft_id, workflow=WORKFLOW, payload_type=PAYLOAD_TYPE, draft_kind="fhir.MedicationRequest"
     )
     audit = AuditReason(
         "ehr_write_requested",
