@@ -151,7 +151,7 @@ def _drafted(agent: mod.PriorAuth) -> tuple[Any, dict[str, Any], str]:
 
 def test_a_trusted_fax_that_names_no_request_is_evidence_in_the_agent_too(agent: mod.PriorAuth) -> None:
     """Review s18 S6: the agent applied a faxed "approved" to the patient's only open authorization."""
-    from tests.processors.test_prior_auth import _fax
+    from tests.processors.test_prior_auth_sign_off import _fax
 
     _ctx, _order, aid = _drafted(agent)
     agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
