@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from faust.types import TP
 
 from practiceflow.processors.base import gc_paused
@@ -68,6 +69,7 @@ from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import confirmed
 from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.positions import high_watermarks
 from practiceflow.streams.serde import AvroCodec
 
 if TYPE_CHECKING:
@@ -99,7 +101,12 @@ def _table_options(pipeline: Pipeline) -> dict[str, Any] | None:
 
 
 class Watermarks:
-    """High watermarks and a group's committed offsets, read with plain clients (no group join)."""
+    """High watermarks and a group's committed offsets, read with plain clients (no group join).
+
+    Each read is ONE request for all the partitions asked (per leader / per group coordinator):
+    the barrier asks every feed or context topic of a partition at once, and used to pay one
+    round trip per topic, one after another (14 per refill batch, ~30-40 ms each under load,
+    bench/refill_results.md)."""
 
     def __init__(self, bootstrap: str, group: str) -> None:
         self._consumer = Consumer(
@@ -110,13 +117,12 @@ class Watermarks:
                 "client.id": f"{group}-barrier",
             }
         )
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": f"{group}-barrier-admin"})
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="context-barrier")
 
     def _high(self, tps: list[TP]) -> dict[TP, int]:
-        return {
-            tp: self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1]
-            for tp in tps
-        }
+        got = high_watermarks(self._admin, [(tp.topic, tp.partition) for tp in tps], timeout=30)
+        return {tp: got[(tp.topic, tp.partition)] for tp in tps}
 
     def _committed(self, tps: list[TP]) -> dict[TP, int]:
         got = self._consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in tps], timeout=30)
@@ -132,6 +138,10 @@ class Watermarks:
         self._pool.shutdown(wait=False)
         with contextlib.suppress(Exception):
             self._consumer.close()
+        # an AdminClient has no close(): dropping the last reference destroys it, else it keeps
+        # reconnecting (and logging) after the broker is gone
+        with contextlib.suppress(AttributeError):
+            del self._admin
 
 
 class PatientContexts:
@@ -217,19 +227,31 @@ class PatientContexts:
 
         ``touch`` is called while waiting (a caller's health progress); returns False only
         when ``timeout`` (seconds) ran out first."""
+        return not await self.behind([partition], touch=touch, timeout=timeout)
+
+    async def behind(
+        self, partitions: Iterable[int], *, touch: Callable[[], None] | None = None, timeout: float | None = None
+    ) -> set[int]:
+        """:meth:`caught_up` for several partitions at once: the ones still behind when ``timeout``
+        ran out (empty: every one is caught up).
+
+        One evaluation for a whole batch: each stage reads the high watermarks of every topic
+        of every partition in one request, then polls their committed offsets in one request,
+        so the barrier's cost does not grow with the topics or partitions it covers."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        parts = sorted(set(partitions))
+        late: set[int] = set()
         prefix = self.p.prefix
-        raw = [TP(f"{prefix}.raw.{feed}", partition) for feed in BARRIER_FEEDS]
-        high = await self.watermarks.high(raw)
-        while True:
-            committed = await self.watermarks.committed(raw)
-            if all(committed.get(tp, -1) >= high[tp] or high[tp] == 0 for tp in raw):
+        raw = [TP(f"{prefix}.raw.{feed}", p) for p in parts for feed in BARRIER_FEEDS]
+        need = {tp: off for tp, off in (await self.watermarks.high(raw)).items() if off > 0}
+        while need:
+            committed = await self.watermarks.committed(list(need))
+            need = {tp: off for tp, off in need.items() if committed.get(tp, -1) < off}
+            if need and not await self._wait(deadline, touch):
+                late = {tp.partition for tp in need}
                 break
-            if not await self._wait(deadline, touch):
-                return False
-        mine = [TP(name, partition) for name in self.topic_names]
-        high = await self.watermarks.high(mine)
-        need = {tp: off for tp, off in high.items() if off > 0}
+        mine = [TP(name, p) for p in parts if p not in late for name in self.topic_names]
+        need = {tp: off for tp, off in (await self.watermarks.high(mine)).items() if off > 0} if mine else {}
         while need:
             ledger = self.committer.ledger
             unknown = [tp for tp in need if not ledger.known(tp)]
@@ -240,8 +262,9 @@ class PatientContexts:
                 if (ledger.expected(tp) if ledger.known(tp) else committed.get(tp, -1)) < off
             }
             if need and not await self._wait(deadline, touch):
-                return False
-        return True
+                late |= {tp.partition for tp in need}
+                break
+        return late
 
     @staticmethod
     async def _wait(deadline: float | None, touch: Callable[[], None] | None) -> bool:
