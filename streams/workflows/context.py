@@ -33,10 +33,15 @@ process. A workflow agent calls :meth:`PatientContexts.caught_up` for its batch'
 partition before stepping. It is a barrier in two stages:
 
 1. the raw topics (hl7v2, fhir, portal, x12): wait until the normalize agents have
-   committed up to the high watermark read at the call, i.e. every input a gateway had
-   accepted by then has its normalized records in Kafka (the commit waits for them);
+   processed up to the high watermark read at the call, i.e. every input a gateway had
+   accepted by then has its normalized records in Kafka (confirmed before an offset counts);
 2. the context topics: wait until this agent has folded (and confirmed) up to their high
    watermarks read after stage 1.
+
+Each stage reads all its high watermarks in one request (``positions.high_watermarks``).
+"Processed" is read from the consuming agent's ledger when it runs in this process (offsets
+whose outputs are confirmed: what the next commit will say, known before the commit round
+trip), else from the group's committed offsets (one request per poll).
 
 So an ORU or RDE accepted before the refill request was read is in the context the step
 reads, whichever feed it came by. Faxes are left out of stage 1 (OCR takes seconds and a
@@ -243,28 +248,42 @@ class PatientContexts:
         late: set[int] = set()
         prefix = self.p.prefix
         raw = [TP(f"{prefix}.raw.{feed}", p) for p in parts for feed in BARRIER_FEEDS]
+        feeds = getattr(self.p, "feed_committers", {})
         need = {tp: off for tp, off in (await self.watermarks.high(raw)).items() if off > 0}
-        while need:
-            committed = await self.watermarks.committed(list(need))
-            need = {tp: off for tp, off in need.items() if committed.get(tp, -1) < off}
-            if need and not await self._wait(deadline, touch):
-                late = {tp.partition for tp in need}
-                break
+        need = await self._until_done(need, lambda tp: feeds.get(tp.topic), deadline, touch)
+        late = {tp.partition for tp in need}
         mine = [TP(name, p) for p in parts if p not in late for name in self.topic_names]
         need = {tp: off for tp, off in (await self.watermarks.high(mine)).items() if off > 0} if mine else {}
+        need = await self._until_done(need, lambda _tp: self.committer, deadline, touch)
+        return late | {tp.partition for tp in need}
+
+    async def _until_done(
+        self,
+        need: dict[TP, int],
+        committer_of: Callable[[TP], Committer | None],
+        deadline: float | None,
+        touch: Callable[[], None] | None,
+    ) -> dict[TP, int]:
+        """Wait until each partition of ``need`` is processed (outputs confirmed) up to its offset;
+        returns the ones still short at the deadline (empty: all done).
+
+        A partition whose consuming agent runs in this process is read from that agent's ledger
+        (its processed offsets, advanced only once their outputs are confirmed, so never ahead of
+        what a commit would say): no broker round trip per poll, and no wait for the commit
+        itself. The others (not yet admitted in this generation) from the group's committed
+        offsets, in one request per poll."""
+
+        def done(tp: TP) -> int:  # -1: not known (any more: a rebalance forgot it meanwhile)
+            c = committer_of(tp)
+            return c.ledger.expected(tp) if c is not None and c.ledger.known(tp) else -1
+
         while need:
-            ledger = self.committer.ledger
-            unknown = [tp for tp in need if not ledger.known(tp)]
+            unknown = [tp for tp in need if done(tp) < 0]
             committed = await self.watermarks.committed(unknown) if unknown else {}
-            need = {
-                tp: off
-                for tp, off in need.items()
-                if (ledger.expected(tp) if ledger.known(tp) else committed.get(tp, -1)) < off
-            }
+            need = {tp: off for tp, off in need.items() if max(done(tp), committed.get(tp, -1)) < off}
             if need and not await self._wait(deadline, touch):
-                late |= {tp.partition for tp in need}
                 break
-        return late
+        return need
 
     @staticmethod
     async def _wait(deadline: float | None, touch: Callable[[], None] | None) -> bool:

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from faust.types import TP
 
 from practiceflow.streams import positions
 from practiceflow.streams.offsets import OffsetLedger
@@ -180,3 +181,40 @@ def test_the_batched_read_answers_what_the_per_partition_read_does(stack):
     finally:
         consumer.close()
     assert got == one_by_one == {(topic, 0): 3, (topic, 1): 0, (topic, 2): 5}
+
+
+def test_a_feed_normalized_in_this_process_is_read_from_its_agents_ledger_not_the_broker():
+    marks = _all([1], RAW + CONTEXT, 4)
+    committed = dict(marks)
+    committed[(RAW[0], 1)] = 1  # the broker's commit of hl7v2 lags: the commit round trip is pending
+    broker = Broker(marks, committed)
+    ctx = _contexts(broker)
+    hl7 = SimpleNamespace(ledger=OffsetLedger())
+    hl7.ledger.start(TP(RAW[0], 1), 1)
+    ctx.p.feed_committers = {RAW[0]: hl7}  # type: ignore[attr-defined]
+
+    async def run() -> bool:
+        async def normalize() -> None:  # the agent confirms offsets 1..3 (outputs in Kafka)
+            for off in (1, 2, 3):
+                await asyncio.sleep(0)
+                hl7.ledger.done(TP(RAW[0], 1), off)
+
+        task = asyncio.ensure_future(normalize())
+        ok = await ctx.caught_up(1, timeout=30)
+        await task
+        return ok
+
+    assert asyncio.run(run())
+    assert hl7.ledger.expected(TP(RAW[0], 1)) == 4 and committed[(RAW[0], 1)] == 1
+    # the hl7v2 partition never went to the broker's committed offsets; the other feeds did, once
+    asked = [tps for kind, tps in broker.requests if kind == "committed"]
+    assert asked[0] == frozenset(_all([1], RAW[1:], 0)) and all((RAW[0], 1) not in tps for tps in asked)
+
+
+def test_a_ledger_that_does_not_know_the_partition_falls_back_to_the_committed_offset():
+    marks = _all([1], RAW + CONTEXT, 4)
+    broker = Broker(marks, dict(marks))
+    ctx = _contexts(broker)
+    ctx.p.feed_committers = {RAW[0]: SimpleNamespace(ledger=OffsetLedger())}  # type: ignore[attr-defined]
+    assert asyncio.run(ctx.caught_up(1, timeout=60))
+    assert [kind for kind, _ in broker.requests] == ["high", "committed", "high", "committed"]
