@@ -43,13 +43,14 @@ from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
 from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
 from practiceflow.processors.workflows.prior_auth.step import (
     FAX_DECISIONS,
+    OPEN_STATES,
     WORKFLOW,
     PracticeProfile,
     PriorAuthContext,
     authorization_id,
     draft,
     failed_check_item,
-    fax_matches,
+    fax_target,
     on_fax_decision,
     respond,
 )
@@ -68,7 +69,6 @@ log = logging.getLogger("practiceflow.worker.prior_auth")
 
 RESPONSE_RECORD_TYPES: Final = ("AuthorizationResponse", "FaxClassification")
 __all__ = ["FAX_DECISIONS", "OPEN_STATES", "PriorAuth", "patient_index_key", "register"]
-OPEN_STATES: Final = frozenset({"drafted", "pended"})
 
 
 def patient_index_key(practice_id: str, patient_id: str) -> str:
@@ -237,8 +237,11 @@ class PriorAuth:
     async def run(self, stream: faust.StreamT) -> None:
         await run_batches(self.p, stream, self.process_batch, "prior-auth")
 
-    def _find(self, ev: Any, rt: str, v: dict[str, Any], pending: dict[str, tuple[Any, Any]]) -> str | None:
-        """The table key of the authorization a response answers, or None."""
+    def _find(
+        self, ev: Any, rt: str, v: dict[str, Any], pending: dict[str, tuple[Any, Any]]
+    ) -> tuple[str | None, bool]:
+        """The table key of the authorization a response answers (or None), and whether a fax
+        names more than one of the patient's authorizations (then it is evidence only)."""
         practice = v["practice_id"]
 
         def get(key: str) -> Any:
@@ -250,23 +253,20 @@ class PriorAuth:
         if rt == "AuthorizationResponse":
             trace = v.get("trace_number")
             key = f"{practice}/{trace}" if trace else None
-            return key if key and get(key) is not None else None
+            return (key if key and get(key) is not None else None), False
         if v.get("doc_class") != "prior_auth_response" or v.get("kind") not in FAX_DECISIONS:
-            return None
+            return None, False
         if v.get("misdirected"):
-            return None  # another practice's fax: nothing of ours to note it on
+            return None, False  # another practice's fax: nothing of ours to note it on
         if v.get("patient_match") != "matched" or not v.get("patient_id"):
-            return None
-        # which authorization: the one the fax names (reference / code), else the patient's
-        # only open one; on_fax_decision then applies it only when trusted and named, else
-        # adds it as evidence for a person (review s18 S6 / S18)
+            return None, False
+        # which authorization: step.fax_target (the one the fax names, else the patient's only
+        # open one; more than one named is ambiguous); on_fax_decision then applies it only when
+        # trusted and named alone, else adds it as evidence for a person (review s18 S6, s19 S3)
         ids = get(patient_index_key(practice, v["patient_id"])) or []
-        states = [(f"{practice}/{a}", get(f"{practice}/{a}") or {}) for a in ids]
-        named = [k for k, st in states if st and fax_matches(st, v)]
-        if len(named) == 1:
-            return named[0]
-        open_ = [k for k, st in states if st.get("status") in OPEN_STATES]
-        return open_[0] if len(open_) == 1 else None  # two open requests: the fax's own billing item decides
+        states = [get(f"{practice}/{a}") or {} for a in ids]
+        target, ambiguous = fax_target(states, v)
+        return (f"{practice}/{target['authorization_id']}" if target else None), ambiguous
 
     async def process_batch(self, events: list[Any]) -> None:
         admitted = await self.committer.admit(events)
@@ -288,7 +288,7 @@ class PriorAuth:
             practice = v.get("practice_id")
             if rt is None or not practice:
                 continue
-            key = self._find(ev, rt, v, pending)
+            key, ambiguous = self._find(ev, rt, v, pending)
             if key is None:
                 if rt == "AuthorizationResponse" and v.get("trace_number"):
                     # no authorization (yet) with this trace: the order may still be on its way
@@ -303,7 +303,7 @@ class PriorAuth:
             now = int(ev.message.timestamp * 1000)
             latest = self._latest_item(ev, practice, state)
             if rt == "FaxClassification":
-                result, new_state = on_fax_decision(state, v, latest, now)
+                result, new_state = on_fax_decision(state, v, latest, now, ambiguous=ambiguous)
                 rid = f"fax:{v['classification_id']}"
                 applied = any(a.action == "prior_auth_response" for a in result.audit)
                 name = "responses_applied" if applied else "faxes_unconfirmed"

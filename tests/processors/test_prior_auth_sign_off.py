@@ -325,3 +325,47 @@ def test_an_orm_o01_ca_after_the_nw_supersedes_the_sign_off_item():
     (item,) = out.result.work_items
     assert item["item_id"] == d.state["item_id"] and item["state"] == "superseded"
     assert out.state is not None and out.state["status"] == "cancelled"
+
+
+# ------------------------------------------------------------------------- review s19 S3
+def _code_fax(decision: str = "approved", code: str = "72148", cid: str = "fx-code") -> dict[str, Any]:
+    """A trusted, rule-read fax naming the procedure code only (no reference)."""
+    fax = _fax(decision, cid=cid)
+    fax["extracted"] = [*fax["extracted"], {"field": "procedure_code", "value": code, "page": 1, "source": "rules"}]
+    return fax
+
+
+def _approved_and_pended() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The same CPT code on an earlier, approved request and a new, pended one (an imaging renewal)."""
+    c, o = mri_case()
+    first = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    _r, approved = respond(first.state, resp("approved", number="OLD-1", rid="r-old"), _signed(first), NOW + 100)
+    second = draft(PriorAuthContext(c), "Order", {**o, "order_id": "ord-mri-2"}, RULES, NOW + 200)
+    assert second.state is not None and second.state["authorization_id"] != approved["authorization_id"]
+    pended_result, pended = respond(second.state, resp("pended", number=None, rid="r-new"), None, NOW + 300)
+    return approved, pended, pended_result.work_items[0]
+
+
+def test_a_fax_naming_two_of_the_patients_requests_is_evidence_only():
+    """Review s19 S3: the same code on an approved and a pended request; a trusted fax with that code
+    (a re-faxed copy of the old approval) was applied to "the open one" and marked the new request approved."""
+    from practiceflow.processors.workflows.prior_auth.step import fax_target, on_fax_decision
+
+    approved, pended, pended_item = _approved_and_pended()
+    fax = _code_fax("approved")
+    target, ambiguous = fax_target([approved, pended], fax)
+    assert ambiguous and target is not None and target["authorization_id"] == pended["authorization_id"]
+    result, st = on_fax_decision(pended, fax, pended_item, NOW + 1000, ambiguous=ambiguous)
+    assert st["status"] == "pended" and st["authorization_number"] is None  # the pended one stays pended
+    (item,) = result.work_items
+    assert item["kind"] == "prior_auth.pended" and item["evidence"][0]["assessment"] == "unconfirmed"
+    (audit,) = result.audit
+    assert audit.action == "prior_auth_fax_unconfirmed" and "more than one" in audit.reason
+    # one request named alone is still applied (signed and pended: with the payer)
+    alone, unambiguous = fax_target([pended], fax)
+    assert alone is pended and not unambiguous
+    _r, st = on_fax_decision(pended, fax, pended_item, NOW + 1000, ambiguous=unambiguous)
+    assert st["status"] == "approved"
+    # the patient's only open request, named by nothing, is a target for evidence only
+    other = _code_fax("approved", code="99999")
+    assert fax_target([approved, pended], other) == (pended, False)

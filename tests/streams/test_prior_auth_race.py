@@ -178,3 +178,36 @@ def test_a_failing_check_puts_a_triage_item_in_front_of_a_person(
     (item,) = result.work_items
     assert item["queue"] == "triage" and item["subject_id"] == order["order_id"] and "KeyError" in item["what_happened"]
     assert [a.action for a in result.audit] == ["prior_auth_failed"]
+
+
+def test_a_fax_naming_two_requests_is_evidence_in_the_agent(agent: mod.PriorAuth) -> None:
+    """Review s19 S3 in the agent: two of the patient's requests carry the fax's CPT code (one approved, one
+    pended); the agent's lookup fell back to "the only open one" and applied the re-faxed old approval to it."""
+    from tests.processors.test_prior_auth_sign_off import _code_fax
+
+    ctx, order = mri_case()
+    renewal = {**order, "order_id": "ord-mri-2"}
+    asyncio.run(
+        agent.on_context_batch(
+            [
+                (_event("pf.norm.order", order), "Order", order, ctx),
+                (_event("pf.norm.order", renewal), "Order", renewal, ctx),
+            ]
+        )
+    )
+    old, new = authorization_id(P, PT, order["order_id"]), authorization_id(P, PT, renewal["order_id"])
+    answers = [
+        {"practice_id": P, "response_id": rid, "trace_number": aid, "decision": dec, "source": {"feed": "x12"}}
+        for rid, aid, dec in (("r-old", old, "approved"), ("r-new", new, "pended"))
+    ]
+    asyncio.run(agent.process_batch([_event("pf.norm.authorization_response", a) for a in answers]))
+    assert agent.authorization(P, old)["status"] == "approved"  # type: ignore[index]
+    assert agent.authorization(P, new)["status"] == "pended"  # type: ignore[index]
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", _code_fax("approved"))]))
+    state = agent.authorization(P, new)
+    assert state is not None and state["status"] == "pended" and state["responses"][-1] == "fax:fx-code"
+    assert agent.authorization(P, old)["status"] == "approved"  # type: ignore[index]
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["kind"] == "prior_auth.pended" and item["evidence"][0]["assessment"] == "unconfirmed"
+    assert [a.action for a in agent.emitted[-1].audit] == ["prior_auth_fax_unconfirmed"]  # type: ignore[attr-defined]

@@ -73,6 +73,8 @@ _DECISION_STATE: Final = {
 }
 #: an authorization a cancelled order ends (one the payer approved or denied stays as it is)
 CANCELLABLE: Final = frozenset({"drafted", "pended"})
+#: an authorization still waiting for a signature or for the payer
+OPEN_STATES: Final = frozenset({"drafted", "pended"})
 _NPI: Final = re.compile(r"\((\d{10})\)")
 _SYSTEM_URI: Final = {"cpt": pas.CPT, "hcpcs": pas.HCPCS, "rxnorm": pas.RXNORM, "ndc": "http://hl7.org/fhir/sid/ndc"}
 
@@ -528,6 +530,27 @@ def fax_matches(state: Mapping[str, Any], classification: Mapping[str, Any]) -> 
     return False
 
 
+def fax_target(
+    states: Sequence[Mapping[str, Any]], classification: Mapping[str, Any]
+) -> tuple[Mapping[str, Any] | None, bool]:
+    """Which of the patient's authorizations a faxed decision is about: ``(state, ambiguous)``.
+
+    The one the fax names (:func:`fax_matches`), else the patient's only open one (evidence
+    only: :func:`on_fax_decision` applies nothing it does not name). When the fax names more
+    than one (typically the same CPT code on an earlier, approved request and a new pended
+    one: a therapy or imaging renewal, and payers re-fax old approvals), ``ambiguous`` is
+    True and the only open one among them (else the patient's only open one) gets it as
+    evidence only (review s19 S3: the re-faxed old approval marked the new request
+    approved). ``None`` when no single request can carry it: the fax's own item has it."""
+    named = [st for st in states if st and fax_matches(st, classification)]
+    if len(named) == 1:
+        return named[0], False
+    open_named = [st for st in named if st.get("status") in OPEN_STATES]
+    open_ = [st for st in states if st and st.get("status") in OPEN_STATES]
+    target = open_named[0] if len(open_named) == 1 else open_[0] if len(open_) == 1 else None
+    return target, len(named) > 1
+
+
 def fax_response(classification: Mapping[str, Any]) -> dict[str, Any]:
     """A faxed decision as the response :func:`respond` applies."""
     ref = next((e["value"] for e in classification.get("extracted") or () if e.get("field") == "reference"), None)
@@ -545,12 +568,14 @@ def on_fax_decision(
     classification: Mapping[str, Any],
     item: HandoffItemDict | None,
     now: int,
+    *,
+    ambiguous: bool = False,
 ) -> tuple[StepResult, dict[str, Any]]:
     """A faxed payer decision for this authorization: applied, or only shown to a person.
 
     It moves the authorization (:func:`respond`) only when it is trusted
-    (:func:`trusted_fax_decision`), names this authorization (:func:`fax_matches`) and the
-    request was signed (the sign-off item is closed: something can have been submitted).
+    (:func:`trusted_fax_decision`), names this authorization and no other of the patient's
+    (:func:`fax_matches`; ``ambiguous`` from :func:`fax_target`) and the request was signed (the sign-off item is closed: something can have been submitted).
     Otherwise the clinician's open item gets the fax as its first evidence, options kept,
     and the authorization's status is unchanged: a person confirms the decision on the
     fax's own billing item (processors/workflows/fax routes it there)."""
@@ -562,11 +587,13 @@ def on_fax_decision(
     is_open = base is not None and base.get("state", "open") not in END_STATES
     unsigned = is_open and base is not None and base.get("kind") == f"{WORKFLOW}.sign_off"
     trusted, matches = trusted_fax_decision(classification), fax_matches(state, classification)
-    if trusted and matches and not unsigned:
+    if trusted and matches and not ambiguous and not unsigned:
         return respond(state, response, item, now)
     why = (
         "not read reliably (the classifier abstained, OCR was unsure, or the language model labelled it)"
         if not trusted
+        else "it names more than one of the patient's requests (the same code or reference)"
+        if ambiguous
         else "it names no reference or code of this request"
         if not matches
         else "the request is not signed yet, so nothing was submitted"
@@ -606,7 +633,12 @@ def on_fax_decision(
         "Authorization",
         aid,
         f"faxed decision {response['decision']} not applied: {why}",
-        details={"status": str(state.get("status")), "trusted": str(trusted), "matches": str(matches)},
+        details={
+            "status": str(state.get("status")),
+            "trusted": str(trusted),
+            "matches": str(matches),
+            "ambiguous": str(ambiguous),
+        },
     )
     return StepResult(work_items=tuple(items), audit=(audit,)), new_state
 
