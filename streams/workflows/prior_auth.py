@@ -53,6 +53,7 @@ from practiceflow.processors.workflows.prior_auth.step import (
     fax_target,
     on_fax_decision,
     respond,
+    submit_item_id,
 )
 from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.streams import catalog
@@ -133,13 +134,22 @@ class PriorAuth:
                 writes.append(self.table.send_changelog(ev.message.partition, key, raw))
         await confirmed(writes)
 
-    def _latest_item(self, ev: Any, practice: str, state: dict[str, Any]) -> Any:
+    def _item(self, ev: Any, practice: str, item_id: str) -> Any:
+        """An item's latest revision from the work-items table (streams/workflows/decisions.py), or None."""
         items = getattr(self.p, "work_items", None)
         if items is None:
             return None
         with in_event(ev):
-            entry = items.get(f"{practice}/{state['item_id']}")
+            entry = items.get(f"{practice}/{item_id}")
         return entry["item"] if entry else None
+
+    def _latest_item(self, ev: Any, practice: str, state: dict[str, Any]) -> Any:
+        return self._item(ev, practice, str(state["item_id"]))
+
+    def _submit_item(self, ev: Any, practice: str, state: dict[str, Any], latest: Any) -> Any:
+        """The billing office's submit item of a signed request (step.submitted reads it), or None."""
+        sid = submit_item_id(state, latest)
+        return self._item(ev, practice, sid) if sid else None
 
     # ------------------------------------------------------------------ orders (context follower)
     async def on_context_batch(self, folded: list[tuple[Any, str, dict[str, Any], PatientContext]]) -> None:
@@ -163,8 +173,9 @@ class PriorAuth:
                 current = pending[key][1] if key in pending else self._get(key)
             now = int(ev.message.timestamp * 1000)
             latest = self._latest_item(ev, practice, current) if current else None
+            submit = self._submit_item(ev, practice, current, latest) if current else None
             try:
-                pctx = PriorAuthContext(ctx, current, self.profile, item=latest)
+                pctx = PriorAuthContext(ctx, current, self.profile, item=latest, submit_item=submit)
                 decision = draft(pctx, rt, order, self.rules.get(practice), now)
             except Exception as exc:
                 # a bug in this step must not stop the patient context every workflow reads: the
@@ -303,7 +314,8 @@ class PriorAuth:
             now = int(ev.message.timestamp * 1000)
             latest = self._latest_item(ev, practice, state)
             if rt == "FaxClassification":
-                result, new_state = on_fax_decision(state, v, latest, now, ambiguous=ambiguous)
+                submit = self._submit_item(ev, practice, state, latest)
+                result, new_state = on_fax_decision(state, v, latest, now, ambiguous=ambiguous, submit_item=submit)
                 rid = f"fax:{v['classification_id']}"
                 applied = any(a.action == "prior_auth_response" for a in result.audit)
                 name = "responses_applied" if applied else "faxes_unconfirmed"

@@ -211,3 +211,20 @@ def test_a_fax_naming_two_requests_is_evidence_in_the_agent(agent: mod.PriorAuth
     (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
     assert item["kind"] == "prior_auth.pended" and item["evidence"][0]["assessment"] == "unconfirmed"
     assert [a.action for a in agent.emitted[-1].audit] == ["prior_auth_fax_unconfirmed"]  # type: ignore[attr-defined]
+
+
+def test_a_cancelled_order_supersedes_the_billing_offices_submit_item_in_the_agent(agent: mod.PriorAuth) -> None:
+    """Review s19 S2 in the agent: the submit item is looked up in the work-items table by its derived id."""
+    from practiceflow.processors.workflows.decisions import decide
+    from tests.processors.test_prior_auth_sign_off import _cancelled, _decision
+
+    ctx, order, aid = _drafted(agent)
+    sign_off = agent.authorization(P, aid)["item"]  # type: ignore[index]
+    signed, submit = decide(sign_off, _decision(sign_off, "edit")).work_items
+    table = {f"{P}/{i['item_id']}": {"item": i, "applied": []} for i in (signed, submit)}
+    agent.p.work_items = SimpleNamespace(get=table.get)  # type: ignore[attr-defined]
+    cancel = _cancelled(order)
+    asyncio.run(agent.on_context_batch([(_event("pf.norm.order", cancel), "Order", cancel, ctx)]))
+    assert agent.authorization(P, aid)["status"] == "cancelled"  # type: ignore[index]
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["item_id"] == submit["item_id"] and item["state"] == "superseded"
