@@ -9,9 +9,13 @@ Inputs, and why they come the way they do:
   before its offsets are committed (``PatientContexts.followers``); this module follows
   it. So the step sees the context *with* the order folded in, and a crash before the
   commit replays the batch: the fold is idempotent and the step's ids are stable.
-* **278 responses** (``norm.authorization_response``) and **faxed decisions**
-  (``norm.fax_classification`` of class ``prior_auth_response``) are read by this module's
-  own agent, ``prior-auth``, committed by it alone (streams/offsets.py).
+* **278 responses** (``norm.authorization_response``), **faxed decisions**
+  (``norm.fax_classification`` of class ``prior_auth_response``) and **a person's
+  confirmation of a faxed decision** (``cmd.prior_auth``, from the fax item's follow-up:
+  processors/workflows/prior_auth/confirm.py) are read by this module's own agent,
+  ``prior-auth``, committed by it alone (streams/offsets.py). A fax it found the
+  authorization for but did not apply gets its billing item revised to offer that
+  confirmation.
 
 Table ``prior-auth`` (Faust, changelog-backed): ``<practice>/<authorization id>`` -> the
 authorization's state (status drafted / approved / pended / denied / ..., the payer's
@@ -38,7 +42,14 @@ import faust
 
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.rules import PracticeRules
+from practiceflow.processors.workflows.fax.handoffs import item_for as fax_item_for
 from practiceflow.processors.workflows.prior_auth.codes import load_code_set
+from practiceflow.processors.workflows.prior_auth.confirm import (
+    COMMAND_KIND,
+    confirmed_response,
+    is_confirmation,
+    with_confirm_options,
+)
 from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
 from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
 from practiceflow.processors.workflows.prior_auth.step import (
@@ -56,6 +67,7 @@ from practiceflow.processors.workflows.prior_auth.step import (
     submit_item_id,
 )
 from practiceflow.processors.workflows.step import AuditReason, StepResult
+from practiceflow.processors.workflows.workitem import item_id_for
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import Outbox, confirmed
@@ -92,6 +104,9 @@ class PriorAuth:
         self.table = app.Table("prior-auth", default=str, partitions=pipeline.partitions, options=opts)
         names = [f"{pipeline.prefix}.{catalog.NORMALIZED[rt]}" for rt in RESPONSE_RECORD_TYPES]
         self._record_type = dict(zip(names, RESPONSE_RECORD_TYPES, strict=True))
+        confirmations = catalog.BY_SUFFIX[f"cmd.{COMMAND_KIND}"].name(pipeline.prefix)
+        self._record_type[confirmations] = "WorkflowCommand"
+        names.append(confirmations)
         self.topic = app.topic(
             *names,
             value_serializer=AvroCodec(pipeline.serde, f"{pipeline.prefix}.prior-auth-in", None),
@@ -261,6 +276,11 @@ class PriorAuth:
             with in_event(ev):
                 return self._get(key)
 
+        if rt == "WorkflowCommand":
+            if not is_confirmation(v):
+                return None, False
+            wanted = f"{practice}/{v['params']['authorization_id']}"
+            return (wanted if get(wanted) is not None else None), False
         if rt == "AuthorizationResponse":
             trace = v.get("trace_number")
             key = f"{practice}/{trace}" if trace else None
@@ -307,7 +327,10 @@ class PriorAuth:
                     pending[f"r:{practice}/{v['trace_number']}"] = (ev, v)
                     counts["responses_parked"] = counts.get("responses_parked", 0) + 1
                 else:
-                    name = "responses_unmatched" if rt == "AuthorizationResponse" else "faxes_not_for_us"
+                    name = {
+                        "AuthorizationResponse": "responses_unmatched",
+                        "WorkflowCommand": "confirmations_unmatched",
+                    }.get(rt, "faxes_not_for_us")
                     counts[name] = counts.get(name, 0) + 1
                 continue
             state = pending[key][1] if key in pending else self._get_in(ev, key)
@@ -319,6 +342,12 @@ class PriorAuth:
                 rid = f"fax:{v['classification_id']}"
                 applied = any(a.action == "prior_auth_response" for a in result.audit)
                 name = "responses_applied" if applied else "faxes_unconfirmed"
+                if not applied:
+                    result = result + self._offer_confirmation(ev, practice, v, new_state, now)
+            elif rt == "WorkflowCommand":
+                response = confirmed_response(v)
+                result, new_state = respond(state, response, latest, now)
+                rid, name = str(response["response_id"]), "confirmations_applied"
             else:
                 result, new_state = respond(state, v, latest, now)
                 rid, name = str(v.get("response_id")), "responses_applied"
@@ -328,7 +357,9 @@ class PriorAuth:
                 result,
                 practice_id=practice,
                 workflow=WORKFLOW,
-                cause=f"{catalog.NORMALIZED[rt]}/{rid}",
+                cause=f"cmd.{COMMAND_KIND}/{v['command_id']}"
+                if rt == "WorkflowCommand"
+                else f"{catalog.NORMALIZED[rt]}/{rid}",
                 at=now,
             )
             pending[key] = (ev, new_state)
@@ -337,6 +368,18 @@ class PriorAuth:
         await outbox.confirm()
         await self._write(pending)
         return counts
+
+    def _offer_confirmation(
+        self, ev: Any, practice: str, fax: dict[str, Any], state: dict[str, Any], now: int
+    ) -> StepResult:
+        """The fax's billing item, revised to offer confirming the decision for this authorization
+        (review s19 S4). Its latest revision from the work-items table, else the one the fax step
+        built (processors/workflows/fax/handoffs.py; the work-items agent may not have it yet)."""
+        fax_item = self._item(ev, practice, item_id_for("fax", str(fax["classification_id"])))
+        if fax_item is None and fax.get("queue") == "billing":
+            fax_item = fax_item_for(fax, now)
+        revised = with_confirm_options(fax_item, state, FAX_DECISIONS.get(str(fax.get("kind")), "other"), now)
+        return StepResult(work_items=(revised,)) if revised is not None else StepResult()
 
     def _get_in(self, ev: Any, key: str) -> dict[str, Any]:
         with in_event(ev):

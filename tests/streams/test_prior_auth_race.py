@@ -228,3 +228,28 @@ def test_a_cancelled_order_supersedes_the_billing_offices_submit_item_in_the_age
     assert agent.authorization(P, aid)["status"] == "cancelled"  # type: ignore[index]
     (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
     assert item["item_id"] == submit["item_id"] and item["state"] == "superseded"
+
+
+def test_a_person_confirming_a_faxed_decision_moves_the_authorization_in_the_agent(agent: mod.PriorAuth) -> None:
+    """Review s19 S4 in the agent: the fax's billing item is offered the confirmation, and the confirming
+    decision's command (cmd.prior_auth) is applied to the authorization; before, it stayed drafted."""
+    from practiceflow.processors.workflows.decisions import decide
+    from tests.processors.test_prior_auth_confirm import _billing, billing_fax
+
+    _ctx, _order, aid = _drafted(agent)
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    agent._record_type["pf.cmd.prior_auth"] = "WorkflowCommand"
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", billing_fax(aid))]))
+    assert agent.authorization(P, aid)["status"] == "drafted"  # type: ignore[index]
+    sign_off, fax_item = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert sign_off["kind"] == "prior_auth.sign_off" and fax_item["kind"] == "fax.prior_auth_response"
+    assert {o["option"]: o["target"] for o in fax_item["options"]}["approve"] == aid
+    (cmd,) = decide(fax_item, _billing(fax_item, "approve")).commands
+    asyncio.run(agent.process_batch([_event("pf.cmd.prior_auth", dict(cmd))]))
+    state = agent.authorization(P, aid)
+    assert state is not None and state["status"] == "approved" and state["responses"][-1] == "confirm:dec-fax"
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["item_id"] == sign_off["item_id"] and item["kind"] == "prior_auth.approved"
+    # the command replayed (a crash before the commit) changes nothing
+    asyncio.run(agent.process_batch([_event("pf.cmd.prior_auth", dict(cmd))]))
+    assert agent.authorization(P, aid)["responses"].count("confirm:dec-fax") == 1  # type: ignore[index]
