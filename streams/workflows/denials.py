@@ -93,7 +93,7 @@ class Denials:
             key_serializer="raw",
             acks=False,  # committed by this agent (streams/offsets.py), never by Faust
         )
-        self.committer = Committer(app, pipeline.committed_offsets, "denials")
+        self.committer = Committer(app, pipeline.committed_offsets, "denials", self.topic.topics)
         self.counts: dict[str, int] = {}
 
         async def denials(stream: faust.StreamT) -> None:
