@@ -259,7 +259,10 @@ class Pipeline:
         async def probe_tails() -> None:
             # messages fetched and never handed to an agent at a partition's tail (streams/offsets.py)
             for c in self.committed_offsets.committers:
-                await c.probe_tails()
+                try:
+                    await c.probe_tails()
+                except Exception as exc:  # a partition revoked meanwhile, the broker away: next round
+                    log.warning("tail probe of %s failed (%s)", c.name, type(exc).__name__)
 
     def _register_pages(self) -> None:
         app = self.app

@@ -118,12 +118,16 @@ def test_a_skipped_last_message_on_a_quiet_partition_is_delivered_again_and_proc
     assert not p.counts.get("hl7v2.duplicate")
 
 
-def test_every_agent_committer_of_the_worker_names_its_topics(cfg):
+@pytest.mark.broker
+def test_every_agent_committer_of_the_worker_names_its_topics(cfg, stack):
     """A committer without topics is never probed: each agent must pass its topic's names."""
     from practiceflow.streams.app import Pipeline
 
-    pipeline = Pipeline(cfg, "127.0.0.1:9", "http://127.0.0.1:9")
-    committers = pipeline.committed_offsets.committers
-    assert len(committers) >= 15, [c.name for c in committers]
-    assert [c.name for c in committers if not c.topics] == []
-    assert all(t.startswith(f"{cfg.topic_prefix}.") for c in committers for t in c.topics)
+    pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url)  # built, never started
+    try:
+        committers = pipeline.committed_offsets.committers
+        assert len(committers) >= 15, [c.name for c in committers]
+        assert [c.name for c in committers if not c.topics] == []
+        assert all(t.startswith(f"{cfg.topic_prefix}.") for c in committers for t in c.topics)
+    finally:
+        pipeline.close()
