@@ -20,9 +20,13 @@ Inputs, and why they come the way they do:
   of ``cmd.results``: the check's patient) -> one item per patient, payer and service type
   (processors/workflows/prior_auth/eligibility.py), none while an authorization for the
   patient and payer is drafted or pended, none twice (the work-items table).
-* **278 responses** (``norm.authorization_response``) and **faxed decisions**
-  (``norm.fax_classification`` of class ``prior_auth_response``) are read by this module's
-  own agent, ``prior-auth``, committed by it alone (streams/offsets.py).
+* **278 responses** (``norm.authorization_response``), **faxed decisions**
+  (``norm.fax_classification`` of class ``prior_auth_response``) and **a person's
+  confirmation of a faxed decision** (``cmd.prior_auth``, from the fax item's follow-up:
+  processors/workflows/prior_auth/confirm.py) are read by this module's own agent,
+  ``prior-auth``, committed by it alone (streams/offsets.py). A fax it found the
+  authorization for but did not apply gets its billing item revised to offer that
+  confirmation.
 
 Table ``prior-auth`` (Faust, changelog-backed): ``<practice>/<authorization id>`` -> the
 authorization's state (status drafted / approved / pended / denied / ..., the payer's
@@ -50,25 +54,35 @@ import faust
 from practiceflow.processors.base import Rejected
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.rules import PracticeRules
+from practiceflow.processors.workflows.fax.handoffs import item_for as fax_item_for
 from practiceflow.processors.workflows.intake.eligibility import read_271
 from practiceflow.processors.workflows.prior_auth.codes import load_code_set
+from practiceflow.processors.workflows.prior_auth.confirm import (
+    COMMAND_KIND,
+    confirmed_response,
+    is_confirmation,
+    with_confirm_options,
+)
 from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
 from practiceflow.processors.workflows.prior_auth.eligibility import on_eligibility
 from practiceflow.processors.workflows.prior_auth.pas_response import as_response, request_ids, unmatched_item
 from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
 from practiceflow.processors.workflows.prior_auth.step import (
     FAX_DECISIONS,
+    OPEN_STATES,
     WORKFLOW,
     PracticeProfile,
     PriorAuthContext,
     authorization_id,
     draft,
     failed_check_item,
-    fax_matches,
+    fax_target,
     on_fax_decision,
     respond,
+    submit_item_id,
 )
 from practiceflow.processors.workflows.step import AuditReason, StepResult
+from practiceflow.processors.workflows.workitem import item_id_for
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import Outbox, confirmed
@@ -83,7 +97,6 @@ log = logging.getLogger("practiceflow.worker.prior_auth")
 
 RESPONSE_RECORD_TYPES: Final = ("AuthorizationResponse", "FaxClassification", "EligibilityResponse")
 __all__ = ["FAX_DECISIONS", "OPEN_STATES", "PriorAuth", "patient_index_key", "register"]
-OPEN_STATES: Final = frozenset({"drafted", "pended"})
 
 
 def now_of(ev: Any) -> int:
@@ -111,6 +124,9 @@ class PriorAuth:
         self.table = app.Table("prior-auth", default=str, partitions=pipeline.partitions, options=opts)
         names = [f"{pipeline.prefix}.{catalog.NORMALIZED[rt]}" for rt in RESPONSE_RECORD_TYPES]
         self._record_type = dict(zip(names, RESPONSE_RECORD_TYPES, strict=True))
+        confirmations = catalog.BY_SUFFIX[f"cmd.{COMMAND_KIND}"].name(pipeline.prefix)
+        self._record_type[confirmations] = "WorkflowCommand"
+        names.append(confirmations)
         self.topic = app.topic(
             *names,
             value_serializer=AvroCodec(pipeline.serde, f"{pipeline.prefix}.prior-auth-in", None),
@@ -159,13 +175,22 @@ class PriorAuth:
                 writes.append(self.table.send_changelog(ev.message.partition, key, raw))
         await confirmed(writes)
 
-    def _latest_item(self, ev: Any, practice: str, state: dict[str, Any]) -> Any:
+    def _item(self, ev: Any, practice: str, item_id: str) -> Any:
+        """An item's latest revision from the work-items table (streams/workflows/decisions.py), or None."""
         items = getattr(self.p, "work_items", None)
         if items is None:
             return None
         with in_event(ev):
-            entry = items.get(f"{practice}/{state['item_id']}")
+            entry = items.get(f"{practice}/{item_id}")
         return entry["item"] if entry else None
+
+    def _latest_item(self, ev: Any, practice: str, state: dict[str, Any]) -> Any:
+        return self._item(ev, practice, str(state["item_id"]))
+
+    def _submit_item(self, ev: Any, practice: str, state: dict[str, Any], latest: Any) -> Any:
+        """The billing office's submit item of a signed request (step.submitted reads it), or None."""
+        sid = submit_item_id(state, latest)
+        return self._item(ev, practice, sid) if sid else None
 
     # ------------------------------------------------------------------ orders (context follower)
     async def on_context_batch(self, folded: list[tuple[Any, str, dict[str, Any], PatientContext]]) -> None:
@@ -189,8 +214,9 @@ class PriorAuth:
                 current = pending[key][1] if key in pending else self._get(key)
             now = int(ev.message.timestamp * 1000)
             latest = self._latest_item(ev, practice, current) if current else None
+            submit = self._submit_item(ev, practice, current, latest) if current else None
             try:
-                pctx = PriorAuthContext(ctx, current, self.profile, item=latest)
+                pctx = PriorAuthContext(ctx, current, self.profile, item=latest, submit_item=submit)
                 decision = draft(pctx, rt, order, self.rules.get(practice), now)
             except Exception as exc:
                 # a bug in this step must not stop the patient context every workflow reads: the
@@ -263,8 +289,11 @@ class PriorAuth:
     async def run(self, stream: faust.StreamT) -> None:
         await run_batches(self.p, stream, self.process_batch, "prior-auth")
 
-    def _find(self, ev: Any, rt: str, v: dict[str, Any], pending: dict[str, tuple[Any, Any]]) -> str | None:
-        """The table key of the authorization a response answers, or None."""
+    def _find(
+        self, ev: Any, rt: str, v: dict[str, Any], pending: dict[str, tuple[Any, Any]]
+    ) -> tuple[str | None, bool]:
+        """The table key of the authorization a response answers (or None), and whether a fax
+        names more than one of the patient's authorizations (then it is evidence only)."""
         practice = v["practice_id"]
 
         def get(key: str) -> Any:
@@ -273,26 +302,28 @@ class PriorAuth:
             with in_event(ev):
                 return self._get(key)
 
+        if rt == "WorkflowCommand":
+            if not is_confirmation(v):
+                return None, False
+            wanted = f"{practice}/{v['params']['authorization_id']}"
+            return (wanted if get(wanted) is not None else None), False
         if rt == "AuthorizationResponse":
             trace = v.get("trace_number")
             key = f"{practice}/{trace}" if trace else None
-            return key if key and get(key) is not None else None
+            return (key if key and get(key) is not None else None), False
         if v.get("doc_class") != "prior_auth_response" or v.get("kind") not in FAX_DECISIONS:
-            return None
+            return None, False
         if v.get("misdirected"):
-            return None  # another practice's fax: nothing of ours to note it on
+            return None, False  # another practice's fax: nothing of ours to note it on
         if v.get("patient_match") != "matched" or not v.get("patient_id"):
-            return None
-        # which authorization: the one the fax names (reference / code), else the patient's
-        # only open one; on_fax_decision then applies it only when trusted and named, else
-        # adds it as evidence for a person (review s18 S6 / S18)
+            return None, False
+        # which authorization: step.fax_target (the one the fax names, else the patient's only
+        # open one; more than one named is ambiguous); on_fax_decision then applies it only when
+        # trusted and named alone, else adds it as evidence for a person (review s18 S6, s19 S3)
         ids = get(patient_index_key(practice, v["patient_id"])) or []
-        states = [(f"{practice}/{a}", get(f"{practice}/{a}") or {}) for a in ids]
-        named = [k for k, st in states if st and fax_matches(st, v)]
-        if len(named) == 1:
-            return named[0]
-        open_ = [k for k, st in states if st.get("status") in OPEN_STATES]
-        return open_[0] if len(open_) == 1 else None  # two open requests: the fax's own billing item decides
+        states = [get(f"{practice}/{a}") or {} for a in ids]
+        target, ambiguous = fax_target(states, v)
+        return (f"{practice}/{target['authorization_id']}" if target else None), ambiguous
 
     async def process_batch(self, events: list[Any]) -> None:
         admitted = await self.committer.admit(events)
@@ -319,7 +350,7 @@ class PriorAuth:
                 name = await self._eligibility(ev, v, v.get("patient_id"), outbox, pending, issued, now_of(ev))
                 counts[name] = counts.get(name, 0) + 1
                 continue
-            key = self._find(ev, rt, v, pending)
+            key, ambiguous = self._find(ev, rt, v, pending)
             if key is None:
                 if rt == "AuthorizationResponse" and v.get("trace_number"):
                     # no authorization (yet) with this trace: the order may still be on its way
@@ -327,17 +358,27 @@ class PriorAuth:
                     pending[f"r:{practice}/{v['trace_number']}"] = (ev, v)
                     counts["responses_parked"] = counts.get("responses_parked", 0) + 1
                 else:
-                    name = "responses_unmatched" if rt == "AuthorizationResponse" else "faxes_not_for_us"
+                    name = {
+                        "AuthorizationResponse": "responses_unmatched",
+                        "WorkflowCommand": "confirmations_unmatched",
+                    }.get(rt, "faxes_not_for_us")
                     counts[name] = counts.get(name, 0) + 1
                 continue
             state = pending[key][1] if key in pending else self._get_in(ev, key)
             now = int(ev.message.timestamp * 1000)
             latest = self._latest_item(ev, practice, state)
             if rt == "FaxClassification":
-                result, new_state = on_fax_decision(state, v, latest, now)
+                submit = self._submit_item(ev, practice, state, latest)
+                result, new_state = on_fax_decision(state, v, latest, now, ambiguous=ambiguous, submit_item=submit)
                 rid = f"fax:{v['classification_id']}"
                 applied = any(a.action == "prior_auth_response" for a in result.audit)
                 name = "responses_applied" if applied else "faxes_unconfirmed"
+                if not applied:
+                    result = result + self._offer_confirmation(ev, practice, v, new_state, now)
+            elif rt == "WorkflowCommand":
+                response = confirmed_response(v)
+                result, new_state = respond(state, response, latest, now)
+                rid, name = str(response["response_id"]), "confirmations_applied"
             else:
                 result, new_state = respond(state, v, latest, now)
                 rid, name = str(v.get("response_id")), "responses_applied"
@@ -347,7 +388,9 @@ class PriorAuth:
                 result,
                 practice_id=practice,
                 workflow=WORKFLOW,
-                cause=f"{catalog.NORMALIZED[rt]}/{rid}",
+                cause=f"cmd.{COMMAND_KIND}/{v['command_id']}"
+                if rt == "WorkflowCommand"
+                else f"{catalog.NORMALIZED[rt]}/{rid}",
                 at=now,
             )
             pending[key] = (ev, new_state)
@@ -490,6 +533,18 @@ class PriorAuth:
     def _get_in_or_none(self, ev: Any, key: str) -> dict[str, Any] | None:
         with in_event(ev):
             return self._get(key)
+
+    def _offer_confirmation(
+        self, ev: Any, practice: str, fax: dict[str, Any], state: dict[str, Any], now: int
+    ) -> StepResult:
+        """The fax's billing item, revised to offer confirming the decision for this authorization
+        (review s19 S4). Its latest revision from the work-items table, else the one the fax step
+        built (processors/workflows/fax/handoffs.py; the work-items agent may not have it yet)."""
+        fax_item = self._item(ev, practice, item_id_for("fax", str(fax["classification_id"])))
+        if fax_item is None and fax.get("queue") == "billing":
+            fax_item = fax_item_for(fax, now)
+        revised = with_confirm_options(fax_item, state, FAX_DECISIONS.get(str(fax.get("kind")), "other"), now)
+        return StepResult(work_items=(revised,)) if revised is not None else StepResult()
 
     def _get_in(self, ev: Any, key: str) -> dict[str, Any]:
         with in_event(ev):

@@ -7,12 +7,13 @@ orders to the prior-auth workflow, which puts one sign-off item per order in the
 queue with per-criterion evidence, and drafts a PAS Bundle, a 278 and a PDF letter on
 ``drafts``. Then the payer's X12 278 response (HCR*A1 with an authorization number) comes
 in on the X12 feed: the authorization's state becomes approved and the clinician's item gets
-its next revision saying so. A Da Vinci PAS ClaimResponse on the FHIR feed (pended, naming
-our Claim) does the same for a third order; one naming no request of ours becomes a billing
-item. A 271 saying the MRI's service type needs authorization (EB11 Y) opens one item for the
-MRI's ordering clinician (its authorization is approved, so nothing covers it), the same 271
-again opens nothing, and one for the oxygen patient opens nothing (its request is drafted).
-A clinician's ``edit`` of another item's letter reaches the
+its next revision saying so. A biller confirming a faxed decision on the fax item moves
+the authorization (cmd.prior_auth, review s19 S4). A Da Vinci PAS ClaimResponse on the FHIR
+feed (pended, naming our Claim) moves a fourth order's the same way; one naming no request
+of ours becomes a billing item. A 271 saying the MRI's service type needs authorization
+(EB11 Y) opens one item for the MRI's ordering clinician (its authorization is approved, so
+nothing covers it), the same 271 again opens nothing, and one for the oxygen patient opens
+nothing (its request is drafted). A clinician's ``edit`` of another item's letter reaches the
 billing office: the submit item points at a new letter draft rendered from the edited text
 (review s19 M2).
 """
@@ -28,6 +29,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from practiceflow.jobs.run_file import raw_record
+from practiceflow.processors.workflows.fax.handoffs import item_for
+from practiceflow.processors.workflows.prior_auth.confirm import with_confirm_options
 from practiceflow.processors.workflows.prior_auth.step import authorization_id
 from practiceflow.processors.x12.x278 import read_278
 from practiceflow.sampleday import prior_auth as spa
@@ -37,6 +40,7 @@ from practiceflow.streams.app import Pipeline
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
 from practiceflow.streams.workitem_reader import read_work_items
+from tests.processors.test_prior_auth_sign_off import _fax
 from tests.streams.test_pipeline import consume_all
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
@@ -115,9 +119,43 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
             )
             signed = lambda: pipeline.counts.get("decisions.applied", 0) >= 1  # noqa: E731
             assert await runner.wait_for(signed, 120), pipeline.counts
+            # review s19 S4: a biller confirms a faxed "denied" for the third request on the fax's billing
+            # item (the options the prior-auth agent offers); the decision's follow-up goes out on
+            # cmd.prior_auth and the prior-auth agent applies it to the authorization
+            ct = pipeline.prior_auth.authorization(practice, authorization_id(practice, people[2].mrn, spa.order_id(2)))
+            fax = _fax("denied", reference=ct["authorization_id"], cid="fx-e2e", practice_id=practice)
+            fax.update(patient_id=people[2].mrn, queue="billing", confidence=0.97, extractor="rules+llm")
+            fax_item = with_confirm_options(item_for(fax, 1_796_000_000_000), ct, "denied", 1_796_000_000_000)
+            assert fax_item is not None
+            handoff = catalog.BY_SUFFIX["handoff"].name(cfg.topic_prefix)
+            await producer.send_async(
+                handoff,
+                f"{practice}/{fax_item['item_id']}",
+                pipeline.serde.encode(f"{handoff}-value", "HandoffItem", fax_item),
+                practice,
+            )
+            confirm = {
+                **edit,
+                "decision_id": "cli:pa-e2e-fax-1",
+                "item_id": fax_item["item_id"],
+                "item_revision": fax_item["revision"],
+                "option": "approve",
+                "actor": "biller-1",
+                "actor_role": "billing",
+                "edits": {},
+            }
+            await producer.send_async(
+                decisions,
+                f"{practice}/{fax_item['item_id']}",
+                pipeline.serde.encode(f"{decisions}-value", "StaffDecision", confirm),
+                practice,
+            )
+            confirmed = lambda: pipeline.counts.get("prior_auth.confirmations_applied", 0) >= 1  # noqa: E731
+            assert await runner.wait_for(confirmed, 120), pipeline.counts
+            ct_after = pipeline.prior_auth.authorization(practice, ct["authorization_id"])
             # PAS answers on the FHIR feed (the denial agent owns norm.claim_adjudication and hands them over)
             pas = [
-                raw_record(practice, "fhir", spa.pas_response(practice, people[2], 2, "A4").encode()),
+                raw_record(practice, "fhir", spa.pas_response(practice, people[3], 3, "A4").encode()),
                 raw_record(
                     practice, "fhir", spa.pas_response(practice, people[3], 3, request_id="pa0notours").encode()
                 ),
@@ -141,14 +179,16 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
             assert await runner.wait_for(lambda: read() >= 3, 180), pipeline.counts
             assert pipeline.counts.get("prior_auth.eligibility_items", 0) == 1, pipeline.counts
             third = pipeline.prior_auth.authorization(
-                practice, authorization_id(practice, people[2].mrn, spa.order_id(2))
+                practice, authorization_id(practice, people[3].mrn, spa.order_id(3))
             )
-            return pipeline, before, after, late, o2, third
+            return pipeline, before, after, late, o2, ct, ct_after, third
         finally:
             producer.close()
             await runner.stop(pipeline)
 
-    pipeline, before, after, late, o2, third = asyncio.run(run())
+    pipeline, before, after, late, o2, ct, ct_after, third = asyncio.run(run())
+    assert ct["status"] == "drafted" and ct_after["status"] == "denied"
+    assert ct_after["responses"][-1] == "confirm:cli:pa-e2e-fax-1"
     assert before["status"] == "drafted" and after["status"] == "approved"
     assert after["authorization_number"] == "AUTH2026001"
     assert late["status"] == "approved" and late["authorization_number"] == "AUTH2026001"
@@ -184,7 +224,9 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     assert therapy["record_type"] == "MedicationOrder" and therapy["assessment"] == "supports"
     (submit,) = [i for i in items.values() if i["kind"] == "prior_auth.submit"]
     assert items[o2["item_id"]]["state"] == "done" and submit["queue"] == "billing"
-    others = (mri["item_id"], submit["item_id"], pended["item_id"], stray["item_id"], required["item_id"])
+    assert items[ct["item_id"]]["kind"] == "prior_auth.denied"  # the confirmed fax reached the clinician's item
+    others = (mri["item_id"], submit["item_id"], ct["item_id"], pended["item_id"], stray["item_id"])
+    others += (required["item_id"],)
     assert {i["kind"] for i in items.values() if i["item_id"] not in others} == {"prior_auth.sign_off"}
 
     drafts = {
