@@ -21,7 +21,8 @@ from tests.processors.test_prior_auth import NOW, PT, RULES, P, ctx_with, mri_ca
 CIGNA = ("62308", "CIGNA TEST")
 
 
-def _271(member: str = "PRIORAUTH01", service_type: str = "62") -> dict[str, Any]:
+def _271_text(member: str = "PRIORAUTH01", service_type: str = "62") -> str:
+    """The clearinghouse simulator's answer for ``member`` (PRIORAUTH*: EB11 Y on the service type asked)."""
     q = Inquiry270(
         trace_number="T1",
         payer_id=CIGNA[0],
@@ -32,8 +33,11 @@ def _271(member: str = "PRIORAUTH01", service_type: str = "62") -> dict[str, Any
         service_date="2026-03-05",
         service_types=(service_type,),
     )
-    raw = answer_271([q], datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
-    response = read_271(raw, P, "T1")
+    return answer_271([q], datetime(2026, 3, 1, 12, 0, tzinfo=UTC)).decode()
+
+
+def _271(member: str = "PRIORAUTH01", service_type: str = "62") -> dict[str, Any]:
+    response = read_271(_271_text(member, service_type), P, "T1")
     assert response is not None
     return dict(response)
 
