@@ -93,7 +93,8 @@ def _dlq(feed: str) -> TopicSpec:
 
 # Side effects workflows ask for, one topic each (processors/workflows/commands.py); an
 # executor per kind (streams/commands/<kind>.py) performs each command id at most once.
-COMMAND_KINDS: tuple[str, ...] = ("eligibility", "llm", "ehr_write")
+# prior_auth: a person's confirmation of a faxed payer decision, executed by the prior-auth agent
+COMMAND_KINDS: tuple[str, ...] = ("eligibility", "llm", "ehr_write", "prior_auth")
 
 
 def _command(kind: str) -> TopicSpec:

@@ -116,6 +116,7 @@ TOPICS = {
     "cmd.eligibility": ("WorkflowCommand", "command"),
     "cmd.llm": ("WorkflowCommand", "command"),
     "cmd.ehr_write": ("WorkflowCommand", "command"),
+    "cmd.prior_auth": ("WorkflowCommand", "command"),
     "cmd.results": ("CommandResult", "command"),
     "audit.in": ("AuditEvent", "audit"),
     "audit": ("AuditEvent", "audit"),

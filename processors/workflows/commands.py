@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from practiceflow.schemas.typed import HandoffItemDict, SourceRefDict, StaffDecisionDict, WorkflowCommandDict
 
-COMMAND_KINDS = ("eligibility", "llm", "ehr_write")  # kept in step with streams/catalog.py COMMAND_KINDS
+COMMAND_KINDS = ("eligibility", "llm", "ehr_write", "prior_auth")  # kept in step with streams/catalog.py COMMAND_KINDS
 
 
 def command_id_for(kind: str, workflow: str, practice_id: str, *subject: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from practiceflow.processors.workflows.intake.follow_up import intake_follow_up
+from practiceflow.processors.workflows.prior_auth.confirm import fax_follow_up
 from practiceflow.processors.workflows.prior_auth.follow_up import prior_auth_follow_up
 from practiceflow.processors.workflows.refill.follow_up import refill_follow_up
 from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResult
@@ -31,6 +32,7 @@ FOLLOW_UPS: dict[str, FollowUp] = {
     "refill": refill_follow_up,  # a signed renewal draft -> cmd.ehr_write (executor: issue 12)
     "intake": intake_follow_up,  # a signed registration -> cmd.ehr_write per Patient / Coverage draft
     "prior_auth": prior_auth_follow_up,  # signed PA drafts -> a billing item to submit them (no payer link)
+    "fax": fax_follow_up,  # a confirmed faxed payer decision -> cmd.prior_auth (the authorization's state)
 }
 
 # Queues whose items only that role may close: a front-desk user cannot sign a refill or

@@ -9,9 +9,24 @@ Inputs, and why they come the way they do:
   before its offsets are committed (``PatientContexts.followers``); this module follows
   it. So the step sees the context *with* the order folded in, and a crash before the
   commit replays the batch: the fold is idempotent and the step's ids are stable.
-* **278 responses** (``norm.authorization_response``) and **faxed decisions**
-  (``norm.fax_classification`` of class ``prior_auth_response``) are read by this module's
-  own agent, ``prior-auth``, committed by it alone (streams/offsets.py).
+* **PAS ClaimResponses** (Da Vinci PAS answers on the FHIR feed, normalized to
+  ``norm.claim_adjudication`` with ``use`` preauthorization) are read by the denial agent,
+  which owns that topic and hands them here before it commits (``Denials.pas_handlers``):
+  matched by the request id they name (our Claim id is the authorization id), applied as a
+  278 response is; one naming no authorization of the practice -> a billing item.
+* **271s saying authorization is required** (EB11 Y): those on the X12 feed
+  (``norm.eligibility``, read by this module's agent; attributed by the patient id the payer
+  echoes, REF*EA) and those the intake workflow's eligibility checks bring back (a handler
+  of ``cmd.results``: the check's patient) -> one item per patient, payer and service type
+  (processors/workflows/prior_auth/eligibility.py), none while an authorization for the
+  patient and payer is drafted or pended, none twice (the work-items table).
+* **278 responses** (``norm.authorization_response``), **faxed decisions**
+  (``norm.fax_classification`` of class ``prior_auth_response``) and **a person's
+  confirmation of a faxed decision** (``cmd.prior_auth``, from the fax item's follow-up:
+  processors/workflows/prior_auth/confirm.py) are read by this module's own agent,
+  ``prior-auth``, committed by it alone (streams/offsets.py). A fax it found the
+  authorization for but did not apply gets its billing item revised to offer that
+  confirmation.
 
 Table ``prior-auth`` (Faust, changelog-backed): ``<practice>/<authorization id>`` -> the
 authorization's state (status drafted / approved / pended / denied / ..., the payer's
@@ -36,24 +51,38 @@ from typing import TYPE_CHECKING, Any, Final
 
 import faust
 
+from practiceflow.processors.base import Rejected
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.rules import PracticeRules
+from practiceflow.processors.workflows.fax.handoffs import item_for as fax_item_for
+from practiceflow.processors.workflows.intake.eligibility import read_271
 from practiceflow.processors.workflows.prior_auth.codes import load_code_set
+from practiceflow.processors.workflows.prior_auth.confirm import (
+    COMMAND_KIND,
+    confirmed_response,
+    is_confirmation,
+    with_confirm_options,
+)
 from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
+from practiceflow.processors.workflows.prior_auth.eligibility import on_eligibility
+from practiceflow.processors.workflows.prior_auth.pas_response import as_response, request_ids, unmatched_item
 from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
 from practiceflow.processors.workflows.prior_auth.step import (
     FAX_DECISIONS,
+    OPEN_STATES,
     WORKFLOW,
     PracticeProfile,
     PriorAuthContext,
     authorization_id,
     draft,
     failed_check_item,
-    fax_matches,
+    fax_target,
     on_fax_decision,
     respond,
+    submit_item_id,
 )
 from practiceflow.processors.workflows.step import AuditReason, StepResult
+from practiceflow.processors.workflows.workitem import item_id_for
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import Outbox, confirmed
@@ -66,9 +95,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("practiceflow.worker.prior_auth")
 
-RESPONSE_RECORD_TYPES: Final = ("AuthorizationResponse", "FaxClassification")
+RESPONSE_RECORD_TYPES: Final = ("AuthorizationResponse", "FaxClassification", "EligibilityResponse")
 __all__ = ["FAX_DECISIONS", "OPEN_STATES", "PriorAuth", "patient_index_key", "register"]
-OPEN_STATES: Final = frozenset({"drafted", "pended"})
+
+
+def now_of(ev: Any) -> int:
+    """The event's Kafka timestamp in epoch ms (the steps' ``now``: never the wall clock)."""
+    return int(ev.message.timestamp * 1000)
 
 
 def patient_index_key(practice_id: str, patient_id: str) -> str:
@@ -91,6 +124,9 @@ class PriorAuth:
         self.table = app.Table("prior-auth", default=str, partitions=pipeline.partitions, options=opts)
         names = [f"{pipeline.prefix}.{catalog.NORMALIZED[rt]}" for rt in RESPONSE_RECORD_TYPES]
         self._record_type = dict(zip(names, RESPONSE_RECORD_TYPES, strict=True))
+        confirmations = catalog.BY_SUFFIX[f"cmd.{COMMAND_KIND}"].name(pipeline.prefix)
+        self._record_type[confirmations] = "WorkflowCommand"
+        names.append(confirmations)
         self.topic = app.topic(
             *names,
             value_serializer=AvroCodec(pipeline.serde, f"{pipeline.prefix}.prior-auth-in", None),
@@ -114,6 +150,12 @@ class PriorAuth:
         if contexts is None:
             raise RuntimeError("prior_auth follows the patient context agent: register 'context' first (MODULES)")
         contexts.followers.append(self.on_context_batch)
+        denials = getattr(pipeline, "denials", None)
+        if denials is not None:  # registered before this module (MODULES): it owns norm.claim_adjudication
+            denials.pas_handlers.append(self.on_pas_responses)
+        from practiceflow.streams.workflows.results import add_handler
+
+        add_handler(pipeline, "prior_auth", self.on_results)  # the intake checks' 271s (cmd.results)
 
     # ------------------------------------------------------------------ table
     def _get(self, key: str) -> dict[str, Any] | None:
@@ -133,13 +175,22 @@ class PriorAuth:
                 writes.append(self.table.send_changelog(ev.message.partition, key, raw))
         await confirmed(writes)
 
-    def _latest_item(self, ev: Any, practice: str, state: dict[str, Any]) -> Any:
+    def _item(self, ev: Any, practice: str, item_id: str) -> Any:
+        """An item's latest revision from the work-items table (streams/workflows/decisions.py), or None."""
         items = getattr(self.p, "work_items", None)
         if items is None:
             return None
         with in_event(ev):
-            entry = items.get(f"{practice}/{state['item_id']}")
+            entry = items.get(f"{practice}/{item_id}")
         return entry["item"] if entry else None
+
+    def _latest_item(self, ev: Any, practice: str, state: dict[str, Any]) -> Any:
+        return self._item(ev, practice, str(state["item_id"]))
+
+    def _submit_item(self, ev: Any, practice: str, state: dict[str, Any], latest: Any) -> Any:
+        """The billing office's submit item of a signed request (step.submitted reads it), or None."""
+        sid = submit_item_id(state, latest)
+        return self._item(ev, practice, sid) if sid else None
 
     # ------------------------------------------------------------------ orders (context follower)
     async def on_context_batch(self, folded: list[tuple[Any, str, dict[str, Any], PatientContext]]) -> None:
@@ -163,8 +214,9 @@ class PriorAuth:
                 current = pending[key][1] if key in pending else self._get(key)
             now = int(ev.message.timestamp * 1000)
             latest = self._latest_item(ev, practice, current) if current else None
+            submit = self._submit_item(ev, practice, current, latest) if current else None
             try:
-                pctx = PriorAuthContext(ctx, current, self.profile, item=latest)
+                pctx = PriorAuthContext(ctx, current, self.profile, item=latest, submit_item=submit)
                 decision = draft(pctx, rt, order, self.rules.get(practice), now)
             except Exception as exc:
                 # a bug in this step must not stop the patient context every workflow reads: the
@@ -237,8 +289,11 @@ class PriorAuth:
     async def run(self, stream: faust.StreamT) -> None:
         await run_batches(self.p, stream, self.process_batch, "prior-auth")
 
-    def _find(self, ev: Any, rt: str, v: dict[str, Any], pending: dict[str, tuple[Any, Any]]) -> str | None:
-        """The table key of the authorization a response answers, or None."""
+    def _find(
+        self, ev: Any, rt: str, v: dict[str, Any], pending: dict[str, tuple[Any, Any]]
+    ) -> tuple[str | None, bool]:
+        """The table key of the authorization a response answers (or None), and whether a fax
+        names more than one of the patient's authorizations (then it is evidence only)."""
         practice = v["practice_id"]
 
         def get(key: str) -> Any:
@@ -247,26 +302,28 @@ class PriorAuth:
             with in_event(ev):
                 return self._get(key)
 
+        if rt == "WorkflowCommand":
+            if not is_confirmation(v):
+                return None, False
+            wanted = f"{practice}/{v['params']['authorization_id']}"
+            return (wanted if get(wanted) is not None else None), False
         if rt == "AuthorizationResponse":
             trace = v.get("trace_number")
             key = f"{practice}/{trace}" if trace else None
-            return key if key and get(key) is not None else None
+            return (key if key and get(key) is not None else None), False
         if v.get("doc_class") != "prior_auth_response" or v.get("kind") not in FAX_DECISIONS:
-            return None
+            return None, False
         if v.get("misdirected"):
-            return None  # another practice's fax: nothing of ours to note it on
+            return None, False  # another practice's fax: nothing of ours to note it on
         if v.get("patient_match") != "matched" or not v.get("patient_id"):
-            return None
-        # which authorization: the one the fax names (reference / code), else the patient's
-        # only open one; on_fax_decision then applies it only when trusted and named, else
-        # adds it as evidence for a person (review s18 S6 / S18)
+            return None, False
+        # which authorization: step.fax_target (the one the fax names, else the patient's only
+        # open one; more than one named is ambiguous); on_fax_decision then applies it only when
+        # trusted and named alone, else adds it as evidence for a person (review s18 S6, s19 S3)
         ids = get(patient_index_key(practice, v["patient_id"])) or []
-        states = [(f"{practice}/{a}", get(f"{practice}/{a}") or {}) for a in ids]
-        named = [k for k, st in states if st and fax_matches(st, v)]
-        if len(named) == 1:
-            return named[0]
-        open_ = [k for k, st in states if st.get("status") in OPEN_STATES]
-        return open_[0] if len(open_) == 1 else None  # two open requests: the fax's own billing item decides
+        states = [get(f"{practice}/{a}") or {} for a in ids]
+        target, ambiguous = fax_target(states, v)
+        return (f"{practice}/{target['authorization_id']}" if target else None), ambiguous
 
     async def process_batch(self, events: list[Any]) -> None:
         admitted = await self.committer.admit(events)
@@ -282,13 +339,18 @@ class PriorAuth:
         outbox = Outbox()
         pending: dict[str, tuple[Any, Any]] = {}
         counts: dict[str, int] = {}
+        issued: set[str] = set()
         for ev in admitted:
             rt = self._record_type.get(ev.message.topic)
             v: dict[str, Any] = ev.value
             practice = v.get("practice_id")
             if rt is None or not practice:
                 continue
-            key = self._find(ev, rt, v, pending)
+            if rt == "EligibilityResponse":
+                name = await self._eligibility(ev, v, v.get("patient_id"), outbox, pending, issued, now_of(ev))
+                counts[name] = counts.get(name, 0) + 1
+                continue
+            key, ambiguous = self._find(ev, rt, v, pending)
             if key is None:
                 if rt == "AuthorizationResponse" and v.get("trace_number"):
                     # no authorization (yet) with this trace: the order may still be on its way
@@ -296,17 +358,27 @@ class PriorAuth:
                     pending[f"r:{practice}/{v['trace_number']}"] = (ev, v)
                     counts["responses_parked"] = counts.get("responses_parked", 0) + 1
                 else:
-                    name = "responses_unmatched" if rt == "AuthorizationResponse" else "faxes_not_for_us"
+                    name = {
+                        "AuthorizationResponse": "responses_unmatched",
+                        "WorkflowCommand": "confirmations_unmatched",
+                    }.get(rt, "faxes_not_for_us")
                     counts[name] = counts.get(name, 0) + 1
                 continue
             state = pending[key][1] if key in pending else self._get_in(ev, key)
             now = int(ev.message.timestamp * 1000)
             latest = self._latest_item(ev, practice, state)
             if rt == "FaxClassification":
-                result, new_state = on_fax_decision(state, v, latest, now)
+                submit = self._submit_item(ev, practice, state, latest)
+                result, new_state = on_fax_decision(state, v, latest, now, ambiguous=ambiguous, submit_item=submit)
                 rid = f"fax:{v['classification_id']}"
                 applied = any(a.action == "prior_auth_response" for a in result.audit)
                 name = "responses_applied" if applied else "faxes_unconfirmed"
+                if not applied:
+                    result = result + self._offer_confirmation(ev, practice, v, new_state, now)
+            elif rt == "WorkflowCommand":
+                response = confirmed_response(v)
+                result, new_state = respond(state, response, latest, now)
+                rid, name = str(response["response_id"]), "confirmations_applied"
             else:
                 result, new_state = respond(state, v, latest, now)
                 rid, name = str(v.get("response_id")), "responses_applied"
@@ -316,7 +388,9 @@ class PriorAuth:
                 result,
                 practice_id=practice,
                 workflow=WORKFLOW,
-                cause=f"{catalog.NORMALIZED[rt]}/{rid}",
+                cause=f"cmd.{COMMAND_KIND}/{v['command_id']}"
+                if rt == "WorkflowCommand"
+                else f"{catalog.NORMALIZED[rt]}/{rid}",
                 at=now,
             )
             pending[key] = (ev, new_state)
@@ -325,6 +399,152 @@ class PriorAuth:
         await outbox.confirm()
         await self._write(pending)
         return counts
+
+    # ------------------------------------------------------------------ PAS answers (denial agent's hand-off)
+    async def on_pas_responses(self, batch: list[tuple[Any, dict[str, Any]]]) -> None:
+        """Apply PAS ClaimResponses (called by the denial agent before it commits; see module doc)."""
+        async with self.lock:
+            counts = await self._apply_pas(batch)
+        for name, n in counts.items():
+            self._count(name, n)
+
+    async def _apply_pas(self, batch: list[tuple[Any, dict[str, Any]]]) -> dict[str, int]:
+        outbox = Outbox()
+        pending: dict[str, tuple[Any, Any]] = {}
+        counts: dict[str, int] = {}
+        for ev, v in batch:
+            practice = str(v["practice_id"])
+            now = int(ev.message.timestamp * 1000)
+            cause = f"{catalog.NORMALIZED['ClaimAdjudication']}/{v['adjudication_id']}"
+            keys = []
+            for rid in request_ids(v):  # our ids, exactly: never the patient's "only open" request
+                key = f"{practice}/{rid}"
+                if key in pending or self._get_in_or_none(ev, key) is not None:
+                    keys.append(key)
+            if len(set(keys)) != 1:
+                item = unmatched_item(v, now)
+                audit = AuditReason(
+                    "prior_auth_response_unmatched",
+                    "ClaimAdjudication",
+                    str(v["adjudication_id"]),
+                    "a PAS ClaimResponse names no authorization of this practice",
+                    details={"candidates": str(len(set(keys)))},
+                )
+                result = StepResult(work_items=(item,), audit=(audit,))
+                await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+                counts["pas_unmatched"] = counts.get("pas_unmatched", 0) + 1
+                continue
+            key = keys[0]
+            state = pending[key][1] if key in pending else self._get_in(ev, key)
+            result, new_state = respond(state, as_response(v), self._latest_item(ev, practice, state), now)
+            await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+            pending[key] = (ev, new_state)
+            counts["pas_applied"] = counts.get("pas_applied", 0) + 1
+        await outbox.confirm()
+        await self._write(pending)
+        return counts
+
+    # ------------------------------------------------------------------ 271s: "authorization required"
+    async def on_results(self, admitted: list[Any]) -> None:
+        """The intake workflow's eligibility checks (``cmd.results``, admitted and committed by
+        streams/workflows/results.py): their 271 for the checked patient."""
+        batch = []
+        for ev in admitted:
+            res = ev.value
+            if res.get("workflow") != "intake" or res.get("kind") != "eligibility" or res.get("outcome") != "ok":
+                continue
+            params = res.get("params") or {}
+            patient_id = params.get("patient_id")
+            if not patient_id or not res.get("practice_id"):
+                continue  # a new patient not registered yet: the intake item handles it
+            try:
+                response = read_271(res.get("payload") or "", res["practice_id"], params.get("trace_number") or None)
+            except Rejected:
+                continue  # the intake workflow tells a person (unreadable_271)
+            if response is not None:
+                batch.append((ev, dict(response), str(patient_id), int(res["completed_at"])))
+        if not batch:
+            return
+        async with self.lock:
+            outbox = Outbox()
+            pending: dict[str, tuple[Any, Any]] = {}
+            counts: dict[str, int] = {}
+            issued: set[str] = set()
+            for ev, response, patient_id, now in batch:
+                name = await self._eligibility(ev, response, patient_id, outbox, pending, issued, now)
+                counts[name] = counts.get(name, 0) + 1
+            await outbox.confirm()
+        for name, n in counts.items():
+            self._count(name, n)
+
+    async def _eligibility(
+        self,
+        ev: Any,
+        response: dict[str, Any],
+        patient_id: str | None,
+        outbox: Outbox,
+        pending: dict[str, tuple[Any, Any]],
+        issued: set[str],
+        now: int,
+    ) -> str:
+        """One 271: the items its "authorization required" benefits open (a count's name back)."""
+        practice = str(response["practice_id"])
+        if not any(b.get("authorization_required") is True for b in response.get("benefits") or ()):
+            return "eligibility_no_auth"
+        if not patient_id:
+            return "eligibility_unattributed"  # no patient id echoed: whose orders, nobody can say
+
+        def get(key: str) -> Any:
+            if key in pending:
+                return pending[key][1]
+            return self._get_in_or_none(ev, key)
+
+        ids = get(patient_index_key(practice, patient_id)) or []
+        auths = [st for a in ids if (st := get(f"{practice}/{a}"))]
+        contexts = getattr(self.p, "contexts", None)
+        with in_event(ev):
+            ctx = contexts.context_for(practice, patient_id) if contexts is not None else None
+        items = getattr(self.p, "work_items", None)
+
+        class _Issued:  # the item ids already out: this batch's, then the work-items table's
+            def __contains__(self, iid: object) -> bool:
+                if iid in issued:
+                    return True
+                if items is None:
+                    return False
+                with in_event(ev):
+                    return items.get(f"{practice}/{iid}") is not None
+
+        result = on_eligibility(
+            response,
+            patient_id=patient_id,
+            ctx=ctx,
+            authorizations=auths,
+            existing_items=_Issued(),
+            rules=self.rules.get(practice),
+            now=now,
+        )
+        cause = f"{catalog.NORMALIZED['EligibilityResponse']}/{response.get('response_id')}"
+        await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+        issued.update(i["item_id"] for i in result.work_items)
+        self.p.sensor.touch(ev.message.tp)
+        return "eligibility_items" if result.work_items else "eligibility_nothing_new"
+
+    def _get_in_or_none(self, ev: Any, key: str) -> dict[str, Any] | None:
+        with in_event(ev):
+            return self._get(key)
+
+    def _offer_confirmation(
+        self, ev: Any, practice: str, fax: dict[str, Any], state: dict[str, Any], now: int
+    ) -> StepResult:
+        """The fax's billing item, revised to offer confirming the decision for this authorization
+        (review s19 S4). Its latest revision from the work-items table, else the one the fax step
+        built (processors/workflows/fax/handoffs.py; the work-items agent may not have it yet)."""
+        fax_item = self._item(ev, practice, item_id_for("fax", str(fax["classification_id"])))
+        if fax_item is None and fax.get("queue") == "billing":
+            fax_item = fax_item_for(fax, now)
+        revised = with_confirm_options(fax_item, state, FAX_DECISIONS.get(str(fax.get("kind")), "other"), now)
+        return StepResult(work_items=(revised,)) if revised is not None else StepResult()
 
     def _get_in(self, ev: Any, key: str) -> dict[str, Any]:
         with in_event(ev):

@@ -325,3 +325,124 @@ def test_an_orm_o01_ca_after_the_nw_supersedes_the_sign_off_item():
     (item,) = out.result.work_items
     assert item["item_id"] == d.state["item_id"] and item["state"] == "superseded"
     assert out.state is not None and out.state["status"] == "cancelled"
+
+
+# ------------------------------------------------------------------------- review s19 S3
+def _code_fax(decision: str = "approved", code: str = "72148", cid: str = "fx-code") -> dict[str, Any]:
+    """A trusted, rule-read fax naming the procedure code only (no reference)."""
+    fax = _fax(decision, cid=cid)
+    fax["extracted"] = [*fax["extracted"], {"field": "procedure_code", "value": code, "page": 1, "source": "rules"}]
+    return fax
+
+
+def _approved_and_pended() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The same CPT code on an earlier, approved request and a new, pended one (an imaging renewal)."""
+    c, o = mri_case()
+    first = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    _r, approved = respond(first.state, resp("approved", number="OLD-1", rid="r-old"), _signed(first), NOW + 100)
+    second = draft(PriorAuthContext(c), "Order", {**o, "order_id": "ord-mri-2"}, RULES, NOW + 200)
+    assert second.state is not None and second.state["authorization_id"] != approved["authorization_id"]
+    pended_result, pended = respond(second.state, resp("pended", number=None, rid="r-new"), None, NOW + 300)
+    return approved, pended, pended_result.work_items[0]
+
+
+def test_a_fax_naming_two_of_the_patients_requests_is_evidence_only():
+    """Review s19 S3: the same code on an approved and a pended request; a trusted fax with that code
+    (a re-faxed copy of the old approval) was applied to "the open one" and marked the new request approved."""
+    from practiceflow.processors.workflows.prior_auth.step import fax_target, on_fax_decision
+
+    approved, pended, pended_item = _approved_and_pended()
+    fax = _code_fax("approved")
+    target, ambiguous = fax_target([approved, pended], fax)
+    assert ambiguous and target is not None and target["authorization_id"] == pended["authorization_id"]
+    result, st = on_fax_decision(pended, fax, pended_item, NOW + 1000, ambiguous=ambiguous)
+    assert st["status"] == "pended" and st["authorization_number"] is None  # the pended one stays pended
+    (item,) = result.work_items
+    assert item["kind"] == "prior_auth.pended" and item["evidence"][0]["assessment"] == "unconfirmed"
+    (audit,) = result.audit
+    assert audit.action == "prior_auth_fax_unconfirmed" and "more than one" in audit.reason
+    # one request named alone is still applied (signed and pended: with the payer)
+    alone, unambiguous = fax_target([pended], fax)
+    assert alone is pended and not unambiguous
+    _r, st = on_fax_decision(pended, fax, pended_item, NOW + 1000, ambiguous=unambiguous)
+    assert st["status"] == "approved"
+    # the patient's only open request, named by nothing, is a target for evidence only
+    other = _code_fax("approved", code="99999")
+    assert fax_target([approved, pended], other) == (pended, False)
+
+
+# ------------------------------------------------------------------------- review s19 S2
+def _signed_and_submit(billing: str | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The draft, the signed sign-off item, and the billing office's submit item (``billing``: its decision)."""
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    signed, submit = decide(d.result.work_items[0], _decision(d.result.work_items[0], "edit")).work_items
+    if billing is not None:
+        (submit,) = decide(submit, _decision(submit, billing, "dec-billing", actor_role="billing")).work_items
+    return d, signed, submit
+
+
+def test_a_cancelled_order_supersedes_the_open_submit_item_and_asks_for_no_withdrawal():
+    """Review s19 S2: billing had "submit the signed request" and "withdraw it" open for one cancelled order."""
+    from practiceflow.processors.workflows.prior_auth.step import submit_item_id
+
+    d, signed, submit = _signed_and_submit()
+    assert submit_item_id(d.state, signed) == submit["item_id"] and submit["state"] == "open"
+    c, o = mri_case()
+    ctx = PriorAuthContext(c, d.state, item=signed, submit_item=submit)
+    out = draft(ctx, "Order", _cancelled(o), RULES, NOW + 5000)
+    (item,) = out.result.work_items  # no withdraw item: nothing went to the payer
+    assert (
+        item["item_id"] == submit["item_id"] and item["state"] == "superseded" and item["outcome"] == "order cancelled"
+    )
+    assert item["revision"] == submit["revision"] + 1 and item["kind"] == "prior_auth.submit"
+    assert out.state is not None and out.state["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(("billing", "withdraw"), [("approve", True), ("reject", False)])
+def test_a_cancelled_order_asks_billing_to_withdraw_only_a_submitted_request(billing, withdraw):
+    """Submitted (the submit item done): withdraw it; billing could not submit it (rejected): nothing to do."""
+    d, signed, submit = _signed_and_submit(billing)
+    c, o = mri_case()
+    out = draft(
+        PriorAuthContext(c, d.state, item=signed, submit_item=submit), "Order", _cancelled(o), RULES, NOW + 5000
+    )
+    assert out.state is not None and out.state["status"] == "cancelled"
+    assert [i["kind"] for i in out.result.work_items] == (["prior_auth.cancelled"] if withdraw else [])
+    if withdraw:
+        assert "marked the request submitted" in out.result.work_items[0]["what_happened"]
+
+
+def test_a_cancelled_order_whose_sign_off_was_rejected_opens_nothing():
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    (rejected,) = decide(d.result.work_items[0], _decision(d.result.work_items[0], "reject")).work_items
+    out = draft(PriorAuthContext(c, d.state, item=rejected), "Order", _cancelled(o), RULES, NOW + 5000)
+    assert out.result.work_items == () and out.state is not None and out.state["status"] == "cancelled"
+    assert [a.action for a in out.result.audit] == ["prior_auth_cancelled"]
+
+
+def test_a_cancelled_order_pended_with_the_payer_supersedes_the_item_and_asks_for_a_withdrawal():
+    """A pended request is with the payer by definition, even while the clinician's item is open."""
+    c, o = mri_case()
+    d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
+    pended, st = respond(d.state, resp("pended", number="CASE-9"), None, NOW + 100)
+    out = draft(PriorAuthContext(c, st, item=pended.work_items[0]), "Order", _cancelled(o), RULES, NOW + 5000)
+    closed, withdraw = out.result.work_items
+    assert closed["item_id"] == d.state["item_id"] and closed["state"] == "superseded"
+    assert withdraw["kind"] == "prior_auth.cancelled" and withdraw["queue"] == "billing"
+    assert "The payer has the request (pended)" in withdraw["what_happened"]
+
+
+def test_a_faxed_decision_moves_a_signed_request_only_once_billing_submitted_it():
+    """Review s19 S2 (on_fax_decision): signed is not submitted; while the submit item is open nothing went out."""
+    from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
+
+    d, signed, submit = _signed_and_submit()
+    fax = _fax("approved", reference=d.state["authorization_id"])
+    result, st = on_fax_decision(d.state, fax, signed, NOW + 1000, submit_item=submit)
+    assert st["status"] == "drafted" and result.work_items == ()
+    assert "not submitted yet" in result.audit[0].reason
+    _d, signed, done = _signed_and_submit("approve")
+    _r, st = on_fax_decision(d.state, fax, signed, NOW + 1000, submit_item=done)
+    assert st["status"] == "approved"

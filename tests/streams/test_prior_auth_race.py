@@ -178,3 +178,108 @@ def test_a_failing_check_puts_a_triage_item_in_front_of_a_person(
     (item,) = result.work_items
     assert item["queue"] == "triage" and item["subject_id"] == order["order_id"] and "KeyError" in item["what_happened"]
     assert [a.action for a in result.audit] == ["prior_auth_failed"]
+
+
+def test_a_fax_naming_two_requests_is_evidence_in_the_agent(agent: mod.PriorAuth) -> None:
+    """Review s19 S3 in the agent: two of the patient's requests carry the fax's CPT code (one approved, one
+    pended); the agent's lookup fell back to "the only open one" and applied the re-faxed old approval to it."""
+    from tests.processors.test_prior_auth_sign_off import _code_fax
+
+    ctx, order = mri_case()
+    renewal = {**order, "order_id": "ord-mri-2"}
+    asyncio.run(
+        agent.on_context_batch(
+            [
+                (_event("pf.norm.order", order), "Order", order, ctx),
+                (_event("pf.norm.order", renewal), "Order", renewal, ctx),
+            ]
+        )
+    )
+    old, new = authorization_id(P, PT, order["order_id"]), authorization_id(P, PT, renewal["order_id"])
+    answers = [
+        {"practice_id": P, "response_id": rid, "trace_number": aid, "decision": dec, "source": {"feed": "x12"}}
+        for rid, aid, dec in (("r-old", old, "approved"), ("r-new", new, "pended"))
+    ]
+    asyncio.run(agent.process_batch([_event("pf.norm.authorization_response", a) for a in answers]))
+    assert agent.authorization(P, old)["status"] == "approved"  # type: ignore[index]
+    assert agent.authorization(P, new)["status"] == "pended"  # type: ignore[index]
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", _code_fax("approved"))]))
+    state = agent.authorization(P, new)
+    assert state is not None and state["status"] == "pended" and state["responses"][-1] == "fax:fx-code"
+    assert agent.authorization(P, old)["status"] == "approved"  # type: ignore[index]
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["kind"] == "prior_auth.pended" and item["evidence"][0]["assessment"] == "unconfirmed"
+    assert [a.action for a in agent.emitted[-1].audit] == ["prior_auth_fax_unconfirmed"]  # type: ignore[attr-defined]
+
+
+def test_a_cancelled_order_supersedes_the_billing_offices_submit_item_in_the_agent(agent: mod.PriorAuth) -> None:
+    """Review s19 S2 in the agent: the submit item is looked up in the work-items table by its derived id."""
+    from practiceflow.processors.workflows.decisions import decide
+    from tests.processors.test_prior_auth_sign_off import _cancelled, _decision
+
+    ctx, order, aid = _drafted(agent)
+    sign_off = agent.authorization(P, aid)["item"]  # type: ignore[index]
+    signed, submit = decide(sign_off, _decision(sign_off, "edit")).work_items
+    table = {f"{P}/{i['item_id']}": {"item": i, "applied": []} for i in (signed, submit)}
+    agent.p.work_items = SimpleNamespace(get=table.get)  # type: ignore[attr-defined]
+    cancel = _cancelled(order)
+    asyncio.run(agent.on_context_batch([(_event("pf.norm.order", cancel), "Order", cancel, ctx)]))
+    assert agent.authorization(P, aid)["status"] == "cancelled"  # type: ignore[index]
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["item_id"] == submit["item_id"] and item["state"] == "superseded"
+
+
+def test_a_person_confirming_a_faxed_decision_moves_the_authorization_in_the_agent(agent: mod.PriorAuth) -> None:
+    """Review s19 S4 in the agent: the fax's billing item is offered the confirmation, and the confirming
+    decision's command (cmd.prior_auth) is applied to the authorization; before, it stayed drafted."""
+    from practiceflow.processors.workflows.decisions import decide
+    from tests.processors.test_prior_auth_confirm import _billing, billing_fax
+
+    _ctx, _order, aid = _drafted(agent)
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    agent._record_type["pf.cmd.prior_auth"] = "WorkflowCommand"
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", billing_fax(aid))]))
+    assert agent.authorization(P, aid)["status"] == "drafted"  # type: ignore[index]
+    sign_off, fax_item = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert sign_off["kind"] == "prior_auth.sign_off" and fax_item["kind"] == "fax.prior_auth_response"
+    assert {o["option"]: o["target"] for o in fax_item["options"]}["approve"] == aid
+    (cmd,) = decide(fax_item, _billing(fax_item, "approve")).commands
+    asyncio.run(agent.process_batch([_event("pf.cmd.prior_auth", dict(cmd))]))
+    state = agent.authorization(P, aid)
+    assert state is not None and state["status"] == "approved" and state["responses"][-1] == "confirm:dec-fax"
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["item_id"] == sign_off["item_id"] and item["kind"] == "prior_auth.approved"
+    # the command replayed (a crash before the commit) changes nothing
+    asyncio.run(agent.process_batch([_event("pf.cmd.prior_auth", dict(cmd))]))
+    assert agent.authorization(P, aid)["responses"].count("confirm:dec-fax") == 1  # type: ignore[index]
+
+
+def test_an_intake_checks_271_saying_authorization_is_required_opens_one_item(agent: mod.PriorAuth) -> None:
+    """Issue 11: the 271 an intake eligibility check brings back (cmd.results) with EB11 Y opens one
+    prior_auth.payer_requires item for the checked patient; the same result replayed, once the item is
+    in the work-items table, opens nothing; another workflow's result is not read."""
+    from tests.processors.test_prior_auth_eligibility import _271_text
+
+    result = {
+        "practice_id": P,
+        "command_id": "c-1",
+        "workflow": "intake",
+        "kind": "eligibility",
+        "outcome": "ok",
+        "payload": _271_text(),
+        "params": {"patient_id": PT, "trace_number": "T1"},
+        "completed_at": NOW + 5000,
+    }
+    seen: dict[str, Any] = {}
+    agent.p.work_items = SimpleNamespace(get=seen.get)  # type: ignore[attr-defined]
+    asyncio.run(
+        agent.on_results([_event("pf.cmd.results", result), _event("pf.cmd.results", {**result, "workflow": "refill"})])
+    )
+    (step,) = agent.emitted  # type: ignore[attr-defined]
+    (item,) = step.work_items
+    assert item["kind"] == "prior_auth.payer_requires" and item["queue"] == "billing" and item["patient_id"] == PT
+    assert item["created_at"] == NOW + 5000  # the result's completion time, never the wall clock
+    seen[f"{P}/{item['item_id']}"] = {"item": item}
+    asyncio.run(agent.on_results([_event("pf.cmd.results", result)]))
+    assert len(agent.emitted) == 2 and agent.emitted[-1].empty  # type: ignore[attr-defined]

@@ -47,6 +47,14 @@ LETTER_KIND: Final = "letter.medical_necessity"
 LETTER_EDIT_FIELDS: Final = ("body", "letter")  # `practiceflow queue edit --edit body=<the letter's text>`
 
 
+def submit_subject(practice_id: str, authorization_id: str, decision_id: str) -> tuple[str, ...]:
+    """The submit item's subject (its id is ``item_id_for(WORKFLOW, *subject)``): one per signing decision.
+
+    WHY a function: the prior-auth step derives the same id to find the billing office's item
+    again when the order is cancelled or a faxed decision arrives (review s19 S2)."""
+    return ("submit", practice_id, authorization_id, decision_id)
+
+
 def request_evidence(authorization_id: str, payer_name: str) -> EvidenceDict:
     """The sign-off item's machine-readable pointer to its authorization and payer (read back below)."""
     return evidence(
@@ -129,7 +137,7 @@ def prior_auth_follow_up(item: HandoffItemDict, decision: StaffDecisionDict) -> 
     submit = new_item(
         practice_id=pid,
         workflow=WORKFLOW,
-        subject=("submit", pid, aid, decision["decision_id"]),
+        subject=submit_subject(pid, aid, decision["decision_id"]),
         kind=SUBMIT_KIND,
         queue=SUBMIT_QUEUE,
         title=f"Submit the signed prior-authorization request to {payer}",
@@ -210,4 +218,12 @@ def edited_letter(item: HandoffItemDict, decision: StaffDecisionDict, aid: str) 
     }
 
 
-__all__ = ["edited_letter", "letter_text", "prior_auth_follow_up", "request_evidence", "SUBMIT_KIND", "SUBMIT_QUEUE"]
+__all__ = [
+    "edited_letter",
+    "letter_text",
+    "prior_auth_follow_up",
+    "request_evidence",
+    "submit_subject",
+    "SUBMIT_KIND",
+    "SUBMIT_QUEUE",
+]

@@ -45,7 +45,7 @@ from practiceflow.processors.workflows.prior_auth import letter, pas
 from practiceflow.processors.workflows.prior_auth.codes import check, dotted
 from practiceflow.processors.workflows.prior_auth.detect import Need, detect, is_cancelled
 from practiceflow.processors.workflows.prior_auth.evidence import CriterionResult, assess, day
-from practiceflow.processors.workflows.prior_auth.follow_up import request_evidence
+from practiceflow.processors.workflows.prior_auth.follow_up import SIGN_OFF_KIND, request_evidence, submit_subject
 from practiceflow.processors.workflows.prior_auth.rules import PriorAuthRules
 from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import END_STATES, by_rule, evidence, item_id_for, new_item, option
@@ -73,6 +73,8 @@ _DECISION_STATE: Final = {
 }
 #: an authorization a cancelled order ends (one the payer approved or denied stays as it is)
 CANCELLABLE: Final = frozenset({"drafted", "pended"})
+#: an authorization still waiting for a signature or for the payer
+OPEN_STATES: Final = frozenset({"drafted", "pended"})
 _NPI: Final = re.compile(r"\((\d{10})\)")
 _SYSTEM_URI: Final = {"cpt": pas.CPT, "hcpcs": pas.HCPCS, "rxnorm": pas.RXNORM, "ndc": "http://hl7.org/fhir/sid/ndc"}
 
@@ -93,6 +95,7 @@ class PriorAuthContext:
     state: Mapping[str, Any] | None = None  # the authorization's current state (a replay / an updated order)
     profile: PracticeProfile = field(default_factory=PracticeProfile)
     item: HandoffItemDict | None = None  # the authorization's item as it stands (work-items table), else state's
+    submit_item: HandoffItemDict | None = None  # the billing office's submit item (:func:`submit_item_id`), if known
 
 
 @dataclass(frozen=True)
@@ -355,31 +358,76 @@ def draft(
     return PriorAuthDecision(StepResult(work_items=(item,), drafts=tuple(drafts), audit=(audit,)), state, results)
 
 
+def submit_item_id(state: Mapping[str, Any], item: HandoffItemDict | None) -> str | None:
+    """The id of the billing office's "submit" item for this authorization, None when the
+    sign-off item (``item``, else the state's copy) was not signed: the follow-up opens one
+    per signing decision (follow_up.py), so its id is derived from the decision id."""
+    base = item or state.get("item")
+    if base is None or base.get("kind") != SIGN_OFF_KIND or base.get("state") != "done" or not base.get("decision_id"):
+        return None
+    return item_id_for(
+        WORKFLOW, *submit_subject(str(state["practice_id"]), str(state["authorization_id"]), str(base["decision_id"]))
+    )
+
+
+def submitted(state: Mapping[str, Any], item: HandoffItemDict | None, submit_item: HandoffItemDict | None) -> bool:
+    """Whether the request can be with the payer: the payer answered it (pended, ...), or it was
+    signed and the billing office marked its submit item done.
+
+    WHY: "signed" is not "submitted" (review s19 S2): while the submit item is open, or after
+    billing answered "could not submit", nothing went to the payer, so a cancelled order needs
+    no withdrawal and a faxed "decision" cannot be about it. A signed request whose submit item
+    this worker cannot see (not in the work-items table) counts as submitted: that cannot be
+    ruled out, and a withdraw item that says "or it was never submitted" costs a click."""
+    if state.get("status") not in (None, "drafted"):
+        return True
+    sid = submit_item_id(state, item)
+    if sid is None:
+        return False  # not signed: open, rejected, or superseded
+    if submit_item is None or submit_item.get("item_id") != sid:
+        return True
+    return submit_item.get("state") == "done"
+
+
 def _cancel(ctx: PriorAuthContext, record_type: str, order: Mapping[str, Any], now: int) -> PriorAuthDecision:
     """A cancelled / discontinued order (ORC-1 CA/DC, status revoked) ends its authorization.
 
     WHY: the clinician's sign-off item would otherwise keep asking to sign drafts for an order
     that no longer exists. An item still open gets its last revision, ``superseded`` with the
-    outcome "order cancelled"; one already signed (the request may be with the payer) is left
-    closed and the billing office gets an item to withdraw the request. The authorization's
-    status becomes ``cancelled``, so a re-sent order changes nothing."""
+    outcome "order cancelled", and so does the billing office's submit item while it is open
+    (review s19 S2: "submit" next to "withdraw", and worked first, a request for an order
+    that no longer exists). Only when the request can be with the payer (:func:`submitted`:
+    pended, or its submit item done) does the billing office get an item to withdraw it. The
+    authorization's status becomes ``cancelled``, so a re-sent order changes nothing."""
     state = dict(ctx.state or {})
     pid = str(state["practice_id"])
     aid = str(state["authorization_id"])
     base: HandoffItemDict | None = ctx.item or state.get("item")
     why = "The order was cancelled or discontinued, so no authorization is needed any more."
     items: list[HandoffItemDict] = []
-    if base is not None and base.get("state", "open") not in END_STATES:
+    for open_item in (base, ctx.submit_item):
+        if open_item is None or open_item.get("state", "open") in END_STATES:
+            continue
+        if open_item is ctx.submit_item and open_item.get("item_id") != submit_item_id(state, base):
+            continue  # another decision's item (never ours to close)
         closed: HandoffItemDict = {
-            **base,
+            **open_item,
             "state": "superseded",
             "outcome": "order cancelled",
-            "what_happened": why + " " + str(base.get("what_happened") or ""),
-            "revision": int(base.get("revision", 1)) + 1,
+            "what_happened": why + " " + str(open_item.get("what_happened") or ""),
+            "revision": int(open_item.get("revision", 1)) + 1,
             "updated_at": now,
         }
         items.append(closed)
-    else:
+    if submitted(state, base, ctx.submit_item):
+        payer = state.get("payer_name") or "the payer"
+        with_payer = (
+            f"The payer has the request ({state.get('status')}): withdraw it with {payer}"
+            if state.get("status") not in (None, "drafted")
+            else f"The billing office marked the request submitted: withdraw it with {payer}"
+            if ctx.submit_item is not None
+            else f"The request was signed; if it was submitted, withdraw it with {payer}"
+        )
         items.append(
             new_item(
                 practice_id=pid,
@@ -388,9 +436,8 @@ def _cancel(ctx: PriorAuthContext, record_type: str, order: Mapping[str, Any], n
                 kind=f"{WORKFLOW}.cancelled",
                 queue="billing",
                 title=f"Order cancelled: withdraw the prior-authorization request ({state.get('service')})",
-                what_happened=why + " The request was signed; if it was submitted, withdraw it with "
-                f"{state.get('payer_name') or 'the payer'} (authorization {aid}).",
-                produced_by=by_rule("prior_auth.cancel", "1", "order control CA/DC or status revoked"),
+                what_happened=f"{why} {with_payer} (authorization {aid}).",
+                produced_by=by_rule("prior_auth.cancel", "2", "order control CA/DC or status revoked"),
                 source=dict(order.get("source") or {}),  # type: ignore[arg-type]
                 now=now,
                 patient_id=state.get("patient_id"),
@@ -403,7 +450,7 @@ def _cancel(ctx: PriorAuthContext, record_type: str, order: Mapping[str, Any], n
     new_state = {
         **state,
         "status": "cancelled",
-        "item": dict(items[0]) if items[0]["item_id"] == state.get("item_id") else state.get("item"),
+        "item": dict(items[0]) if items and items[0]["item_id"] == state.get("item_id") else state.get("item"),
         "updated_at": now,
     }
     audit = AuditReason(
@@ -528,6 +575,27 @@ def fax_matches(state: Mapping[str, Any], classification: Mapping[str, Any]) -> 
     return False
 
 
+def fax_target(
+    states: Sequence[Mapping[str, Any]], classification: Mapping[str, Any]
+) -> tuple[Mapping[str, Any] | None, bool]:
+    """Which of the patient's authorizations a faxed decision is about: ``(state, ambiguous)``.
+
+    The one the fax names (:func:`fax_matches`), else the patient's only open one (evidence
+    only: :func:`on_fax_decision` applies nothing it does not name). When the fax names more
+    than one (typically the same CPT code on an earlier, approved request and a new pended
+    one: a therapy or imaging renewal, and payers re-fax old approvals), ``ambiguous`` is
+    True and the only open one among them (else the patient's only open one) gets it as
+    evidence only (review s19 S3: the re-faxed old approval marked the new request
+    approved). ``None`` when no single request can carry it: the fax's own item has it."""
+    named = [st for st in states if st and fax_matches(st, classification)]
+    if len(named) == 1:
+        return named[0], False
+    open_named = [st for st in named if st.get("status") in OPEN_STATES]
+    open_ = [st for st in states if st and st.get("status") in OPEN_STATES]
+    target = open_named[0] if len(open_named) == 1 else open_[0] if len(open_) == 1 else None
+    return target, len(named) > 1
+
+
 def fax_response(classification: Mapping[str, Any]) -> dict[str, Any]:
     """A faxed decision as the response :func:`respond` applies."""
     ref = next((e["value"] for e in classification.get("extracted") or () if e.get("field") == "reference"), None)
@@ -545,12 +613,16 @@ def on_fax_decision(
     classification: Mapping[str, Any],
     item: HandoffItemDict | None,
     now: int,
+    *,
+    ambiguous: bool = False,
+    submit_item: HandoffItemDict | None = None,
 ) -> tuple[StepResult, dict[str, Any]]:
     """A faxed payer decision for this authorization: applied, or only shown to a person.
 
     It moves the authorization (:func:`respond`) only when it is trusted
-    (:func:`trusted_fax_decision`), names this authorization (:func:`fax_matches`) and the
-    request was signed (the sign-off item is closed: something can have been submitted).
+    (:func:`trusted_fax_decision`), names this authorization and no other of the patient's
+    (:func:`fax_matches`; ``ambiguous`` from :func:`fax_target`) and the request can be with
+    the payer (:func:`submitted`: pended, or signed and its submit item ``submit_item`` done).
     Otherwise the clinician's open item gets the fax as its first evidence, options kept,
     and the authorization's status is unchanged: a person confirms the decision on the
     fax's own billing item (processors/workflows/fax routes it there)."""
@@ -560,16 +632,18 @@ def on_fax_decision(
         return StepResult(), dict(state)
     base: HandoffItemDict | None = item or state.get("item")
     is_open = base is not None and base.get("state", "open") not in END_STATES
-    unsigned = is_open and base is not None and base.get("kind") == f"{WORKFLOW}.sign_off"
+    unsent = not submitted(state, base, submit_item)
     trusted, matches = trusted_fax_decision(classification), fax_matches(state, classification)
-    if trusted and matches and not unsigned:
+    if trusted and matches and not ambiguous and not unsent:
         return respond(state, response, item, now)
     why = (
         "not read reliably (the classifier abstained, OCR was unsure, or the language model labelled it)"
         if not trusted
+        else "it names more than one of the patient's requests (the same code or reference)"
+        if ambiguous
         else "it names no reference or code of this request"
         if not matches
-        else "the request is not signed yet, so nothing was submitted"
+        else "the request was not submitted yet (not signed, or its submit item is not done)"
     )
     pid, aid = str(state["practice_id"]), str(state["authorization_id"])
     head = evidence(
@@ -606,7 +680,12 @@ def on_fax_decision(
         "Authorization",
         aid,
         f"faxed decision {response['decision']} not applied: {why}",
-        details={"status": str(state.get("status")), "trusted": str(trusted), "matches": str(matches)},
+        details={
+            "status": str(state.get("status")),
+            "trusted": str(trusted),
+            "matches": str(matches),
+            "ambiguous": str(ambiguous),
+        },
     )
     return StepResult(work_items=tuple(items), audit=(audit,)), new_state
 
