@@ -370,6 +370,7 @@ class ClaimAdjudicationDict(TypedDict):
     source: SourceRefDict
     outcome: NotRequired[str | None]
     authorization_number: NotRequired[str | None]
+    use: NotRequired[str | None]
 
 
 class ProviderAdjustmentDict(TypedDict):

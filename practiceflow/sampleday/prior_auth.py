@@ -16,6 +16,7 @@ then the order. The payer's 278 response to the first case's request comes in th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -156,3 +157,68 @@ def response_278(practice_id: str, p: Person, ic: int, day: str, number: str = "
     )
     segs = [isa, f"GS*HI*UMO*PRACTICEFLOW*{day}*1200*{ic}*X*005010X217", *body, f"GE*1*{ic}", f"IEA*1*{ic:09d}"]
     return "~\n".join(segs) + "~\n"
+
+
+def pas_response(
+    practice_id: str,
+    p: Person,
+    case: int,
+    code: str = "A4",
+    number: str | None = "CASE2026002",
+    request_id: str | None = None,
+    outcome: str = "complete",
+) -> str:
+    """A Da Vinci PAS ClaimResponse (FHIR JSON) answering case ``case``'s PAS request: ``request``
+    is our Claim (whose id is the authorization id, or ``request_id``), review action ``code`` (X12 306)."""
+    claim = request_id or authorization_id(practice_id, p.mrn, order_id(case))
+    review = {
+        "url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewAction",
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewActionCode",
+                "valueCodeableConcept": {"coding": [{"system": "https://codesystem.x12.org/005010/306", "code": code}]},
+            }
+        ],
+    }
+    resource = {
+        "resourceType": "ClaimResponse",
+        "id": f"pas-{claim[:40]}-{code}",
+        "meta": {"profile": ["http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claimresponse"]},
+        "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "use": "preauthorization",
+        "patient": {"reference": f"Patient/{p.mrn}"},
+        "created": "2026-11-28T09:00:00Z",
+        "insurer": {"display": p.payer_name},
+        "request": {"reference": f"Claim/{claim}"},
+        "outcome": outcome,
+        **({"preAuthRef": number} if number else {}),
+        "item": [{"itemSequence": 1, "adjudication": [{"extension": [review], "category": {"text": "submitted"}}]}],
+    }
+    return json.dumps(resource)
+
+
+def eligibility_271(practice_id: str, p: Person, ic: int, day: str, service_type: str = "62") -> str:
+    """A 271 for ``p`` echoing the MRN (REF*EA) whose benefit for ``service_type`` needs
+    authorization (EB11 Y): the payer saying so before anything was requested."""
+    body = [
+        "ST*271*0001*005010X279A1",
+        f"BHT*0022*11*E{ic}*{day}*1200",
+        "HL*1**20*1",
+        f"NM1*PR*2*{p.payer_name}*****PI*{p.payer_id}",
+        "HL*2*1*21*1",
+        f"NM1*1P*1*{PROVIDERS[0][1]}*{PROVIDERS[0][2]}****XX*{PROVIDERS[0][0]}",
+        "HL*3*2*22*0",
+        f"TRN*2*E{ic}*9PRCTFLOW0",
+        f"NM1*IL*1*{p.family}*{p.given}****MI*{p.member_id}",
+        f"REF*EA*{p.mrn}",
+        f"DTP*346*D8*{day[:4]}0101",
+        f"EB*1*IND*{service_type}**PLAN A******Y*Y",
+    ]
+    body.append(f"SE*{len(body) + 1}*0001")
+    isa = (
+        f"ISA*00*          *00*          *ZZ*{'CLEARINGHOUSE':<15}*ZZ*{'PRACTICEFLOW':<15}*{day[2:]}*1200*^*00501*"
+        f"{ic:09d}*0*P*:"
+    )
+    segs = [isa, f"GS*HB*CLEARINGHOUSE*PRACTICEFLOW*{day}*1200*{ic}*X*005010X279A1", *body, f"GE*1*{ic}"]
+    return "~\n".join([*segs, f"IEA*1*{ic:09d}"]) + "~\n"

@@ -961,6 +961,25 @@ def _review_actions(adjs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _review_numbers(items: list[dict[str, Any]]) -> list[str]:
+    """The payer's authorization numbers in PAS reviewAction extensions (``number``, X12 HCR02), in item order.
+
+    WHY: a PAS response may carry the number only there (no ``preAuthRef``): the Da Vinci
+    test kit's approved response does."""
+    out: list[str] = []
+    for item in items:
+        for adj in lst(item.get("adjudication")):
+            for ext in lst(d(adj).get("extension")):
+                ext = d(ext)
+                if not str(ext.get("url", "")).endswith("extension-reviewAction"):
+                    continue
+                for sub in lst(ext.get("extension")):
+                    sub = d(sub)
+                    if sub.get("url") == "number" and s(sub.get("valueString")) and sub["valueString"] not in out:
+                        out.append(str(sub["valueString"]))
+    return out
+
+
 def _adjudicate(adjs: list[dict[str, Any]]) -> tuple[dict[str, float], list[AdjustmentDict], list[str]]:
     """Amounts by category, adjustments, remark codes of one adjudication list."""
     parts: dict[str, list[float]] = {}
@@ -1112,6 +1131,9 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         "outcome": s(r.get("outcome")),
         "authorization_number": s(
             first(r.get("preAuthRef")) if isinstance(r.get("preAuthRef"), list) else r.get("preAuthRef")
+        )
+        or next(
+            iter(_review_numbers([d(x) for x in lst(r.get("item"))] + [d(x) for x in lst(r.get("addItem"))])), None
         ),
         "total_charge": total_charge,
         "paid": paid,
@@ -1125,6 +1147,7 @@ def map_claim_adjudication(c: Ctx) -> list[Normalized]:
         "payment_date": s(payment.get("date")),
         "service_date": period_start(r.get("billablePeriod")) or (dates[0] if dates else None),
         "source": c.source.copy(),
+        "use": s(r.get("use")),
     }
     return [c.rec("ClaimAdjudication", pid, c.entity_id, value)]
 

@@ -202,6 +202,7 @@ def _do_835(s: _Set) -> None:
                 "service_date": None,
                 "source": s.source,  # each record gets its own copy when it is emitted
                 "outcome": None,
+                "use": None,
                 "authorization_number": None,
             }
             claims.append((claim, claim_extra))

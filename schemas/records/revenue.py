@@ -89,7 +89,11 @@ class ClaimAdjudication(AvroRecord):
         default=None, description="FHIR ClaimResponse/EOB outcome: queued, complete, error, partial"
     )
     authorization_number: str | None = Field(
-        default=None, description="prior-auth reference (835 REF*G1, FHIR preAuthRef)"
+        default=None, description="prior-auth reference (835 REF*G1, FHIR preAuthRef or PAS reviewAction number)"
+    )
+    use: str | None = Field(
+        default=None,
+        description="FHIR ClaimResponse/EOB use: claim | preauthorization (a Da Vinci PAS answer) | predetermination",
     )
 
 

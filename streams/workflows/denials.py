@@ -26,6 +26,7 @@ replay rewrites the same item, drafts and entries.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from practiceflow.processors.workflows.denials.plb import plb_step
 from practiceflow.processors.workflows.denials.rules import load_denial_rules
 from practiceflow.processors.workflows.denials.step import DenialContext, decide, descriptions_from_table
 from practiceflow.processors.workflows.denials.store import PatientFacts, facts_of, fold_claim, fold_patient
+from practiceflow.processors.workflows.prior_auth.pas_response import is_pas_response
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import Outbox, confirmed
@@ -93,8 +95,13 @@ class Denials:
             key_serializer="raw",
             acks=False,  # committed by this agent (streams/offsets.py), never by Faust
         )
-        self.committer = Committer(app, pipeline.committed_offsets, "denials")
+        self.committer = Committer(app, pipeline.committed_offsets, "denials", self.topic.topics)
         self.counts: dict[str, int] = {}
+        # who answers the Da Vinci PAS ClaimResponses (prior-authorization answers, ``use``
+        # preauthorization) this agent reads on norm.claim_adjudication: the prior-auth module.
+        # Called with the batch's PAS records after this batch's writes and before its commit,
+        # so a crash replays them too. Without a handler they go to the denial step as before.
+        self.pas_handlers: list[Callable[[list[tuple[Any, dict[str, Any]]]], Awaitable[None]]] = []
 
         async def denials(stream: faust.StreamT) -> None:
             await self.run(stream)
@@ -134,6 +141,7 @@ class Denials:
             return
         outbox = Outbox()
         states: dict[str, tuple[Any, dict[str, Any]]] = {}  # table key -> (event, new state)
+        pas: list[tuple[Any, dict[str, Any]]] = []
         partitions = self.p.partitions
         ledger_topic = self.p.topics["denials.ledger"]
         for ev in admitted:
@@ -151,6 +159,9 @@ class Denials:
                 self._count("ledger_entries")
                 continue
             if rt is None or not practice or not v.get("claim_id"):
+                continue
+            if rt == "ClaimAdjudication" and self.pas_handlers and is_pas_response(v):
+                pas.append((ev, v))  # a prior-authorization answer, not a claim's: see pas_handlers
                 continue
             key = f"{practice}/{v['claim_id']}"
             if key in states:
@@ -192,6 +203,10 @@ class Denials:
                 self.claims.data[key] = state
                 writes.append(self.claims.send_changelog(ev.message.partition, key, state))
         await confirmed(writes)
+        if pas:
+            for handle in self.pas_handlers:
+                await handle(pas)
+            self._count("pas_responses", len(pas))
         await self.committer.commit(admitted)
 
     def claim_state(self, practice_id: str, claim_id: str) -> dict[str, Any] | None:

@@ -9,6 +9,17 @@ Inputs, and why they come the way they do:
   before its offsets are committed (``PatientContexts.followers``); this module follows
   it. So the step sees the context *with* the order folded in, and a crash before the
   commit replays the batch: the fold is idempotent and the step's ids are stable.
+* **PAS ClaimResponses** (Da Vinci PAS answers on the FHIR feed, normalized to
+  ``norm.claim_adjudication`` with ``use`` preauthorization) are read by the denial agent,
+  which owns that topic and hands them here before it commits (``Denials.pas_handlers``):
+  matched by the request id they name (our Claim id is the authorization id), applied as a
+  278 response is; one naming no authorization of the practice -> a billing item.
+* **271s saying authorization is required** (EB11 Y): those on the X12 feed
+  (``norm.eligibility``, read by this module's agent; attributed by the patient id the payer
+  echoes, REF*EA) and those the intake workflow's eligibility checks bring back (a handler
+  of ``cmd.results``: the check's patient) -> one item per patient, payer and service type
+  (processors/workflows/prior_auth/eligibility.py), none while an authorization for the
+  patient and payer is drafted or pended, none twice (the work-items table).
 * **278 responses** (``norm.authorization_response``), **faxed decisions**
   (``norm.fax_classification`` of class ``prior_auth_response``) and **a person's
   confirmation of a faxed decision** (``cmd.prior_auth``, from the fax item's follow-up:
@@ -40,9 +51,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import faust
 
+from practiceflow.processors.base import Rejected
 from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.rules import PracticeRules
 from practiceflow.processors.workflows.fax.handoffs import item_for as fax_item_for
+from practiceflow.processors.workflows.intake.eligibility import read_271
 from practiceflow.processors.workflows.prior_auth.codes import load_code_set
 from practiceflow.processors.workflows.prior_auth.confirm import (
     COMMAND_KIND,
@@ -51,6 +64,8 @@ from practiceflow.processors.workflows.prior_auth.confirm import (
     with_confirm_options,
 )
 from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
+from practiceflow.processors.workflows.prior_auth.eligibility import on_eligibility
+from practiceflow.processors.workflows.prior_auth.pas_response import as_response, request_ids, unmatched_item
 from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
 from practiceflow.processors.workflows.prior_auth.step import (
     FAX_DECISIONS,
@@ -80,8 +95,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("practiceflow.worker.prior_auth")
 
-RESPONSE_RECORD_TYPES: Final = ("AuthorizationResponse", "FaxClassification")
+RESPONSE_RECORD_TYPES: Final = ("AuthorizationResponse", "FaxClassification", "EligibilityResponse")
 __all__ = ["FAX_DECISIONS", "OPEN_STATES", "PriorAuth", "patient_index_key", "register"]
+
+
+def now_of(ev: Any) -> int:
+    """The event's Kafka timestamp in epoch ms (the steps' ``now``: never the wall clock)."""
+    return int(ev.message.timestamp * 1000)
 
 
 def patient_index_key(practice_id: str, patient_id: str) -> str:
@@ -113,7 +133,7 @@ class PriorAuth:
             key_serializer="raw",
             acks=False,  # committed by this agent (streams/offsets.py), never by Faust
         )
-        self.committer = Committer(app, pipeline.committed_offsets, "prior-auth")
+        self.committer = Committer(app, pipeline.committed_offsets, "prior-auth", self.topic.topics)
         self.counts: dict[str, int] = {}
         # the context follower (orders) and the response agent read and write the same table
         # keys across awaits: a 278 answer looked up before its order's write and parked after
@@ -130,6 +150,12 @@ class PriorAuth:
         if contexts is None:
             raise RuntimeError("prior_auth follows the patient context agent: register 'context' first (MODULES)")
         contexts.followers.append(self.on_context_batch)
+        denials = getattr(pipeline, "denials", None)
+        if denials is not None:  # registered before this module (MODULES): it owns norm.claim_adjudication
+            denials.pas_handlers.append(self.on_pas_responses)
+        from practiceflow.streams.workflows.results import add_handler
+
+        add_handler(pipeline, "prior_auth", self.on_results)  # the intake checks' 271s (cmd.results)
 
     # ------------------------------------------------------------------ table
     def _get(self, key: str) -> dict[str, Any] | None:
@@ -313,11 +339,16 @@ class PriorAuth:
         outbox = Outbox()
         pending: dict[str, tuple[Any, Any]] = {}
         counts: dict[str, int] = {}
+        issued: set[str] = set()
         for ev in admitted:
             rt = self._record_type.get(ev.message.topic)
             v: dict[str, Any] = ev.value
             practice = v.get("practice_id")
             if rt is None or not practice:
+                continue
+            if rt == "EligibilityResponse":
+                name = await self._eligibility(ev, v, v.get("patient_id"), outbox, pending, issued, now_of(ev))
+                counts[name] = counts.get(name, 0) + 1
                 continue
             key, ambiguous = self._find(ev, rt, v, pending)
             if key is None:
@@ -368,6 +399,140 @@ class PriorAuth:
         await outbox.confirm()
         await self._write(pending)
         return counts
+
+    # ------------------------------------------------------------------ PAS answers (denial agent's hand-off)
+    async def on_pas_responses(self, batch: list[tuple[Any, dict[str, Any]]]) -> None:
+        """Apply PAS ClaimResponses (called by the denial agent before it commits; see module doc)."""
+        async with self.lock:
+            counts = await self._apply_pas(batch)
+        for name, n in counts.items():
+            self._count(name, n)
+
+    async def _apply_pas(self, batch: list[tuple[Any, dict[str, Any]]]) -> dict[str, int]:
+        outbox = Outbox()
+        pending: dict[str, tuple[Any, Any]] = {}
+        counts: dict[str, int] = {}
+        for ev, v in batch:
+            practice = str(v["practice_id"])
+            now = int(ev.message.timestamp * 1000)
+            cause = f"{catalog.NORMALIZED['ClaimAdjudication']}/{v['adjudication_id']}"
+            keys = []
+            for rid in request_ids(v):  # our ids, exactly: never the patient's "only open" request
+                key = f"{practice}/{rid}"
+                if key in pending or self._get_in_or_none(ev, key) is not None:
+                    keys.append(key)
+            if len(set(keys)) != 1:
+                item = unmatched_item(v, now)
+                audit = AuditReason(
+                    "prior_auth_response_unmatched",
+                    "ClaimAdjudication",
+                    str(v["adjudication_id"]),
+                    "a PAS ClaimResponse names no authorization of this practice",
+                    details={"candidates": str(len(set(keys)))},
+                )
+                result = StepResult(work_items=(item,), audit=(audit,))
+                await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+                counts["pas_unmatched"] = counts.get("pas_unmatched", 0) + 1
+                continue
+            key = keys[0]
+            state = pending[key][1] if key in pending else self._get_in(ev, key)
+            result, new_state = respond(state, as_response(v), self._latest_item(ev, practice, state), now)
+            await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+            pending[key] = (ev, new_state)
+            counts["pas_applied"] = counts.get("pas_applied", 0) + 1
+        await outbox.confirm()
+        await self._write(pending)
+        return counts
+
+    # ------------------------------------------------------------------ 271s: "authorization required"
+    async def on_results(self, admitted: list[Any]) -> None:
+        """The intake workflow's eligibility checks (``cmd.results``, admitted and committed by
+        streams/workflows/results.py): their 271 for the checked patient."""
+        batch = []
+        for ev in admitted:
+            res = ev.value
+            if res.get("workflow") != "intake" or res.get("kind") != "eligibility" or res.get("outcome") != "ok":
+                continue
+            params = res.get("params") or {}
+            patient_id = params.get("patient_id")
+            if not patient_id or not res.get("practice_id"):
+                continue  # a new patient not registered yet: the intake item handles it
+            try:
+                response = read_271(res.get("payload") or "", res["practice_id"], params.get("trace_number") or None)
+            except Rejected:
+                continue  # the intake workflow tells a person (unreadable_271)
+            if response is not None:
+                batch.append((ev, dict(response), str(patient_id), int(res["completed_at"])))
+        if not batch:
+            return
+        async with self.lock:
+            outbox = Outbox()
+            pending: dict[str, tuple[Any, Any]] = {}
+            counts: dict[str, int] = {}
+            issued: set[str] = set()
+            for ev, response, patient_id, now in batch:
+                name = await self._eligibility(ev, response, patient_id, outbox, pending, issued, now)
+                counts[name] = counts.get(name, 0) + 1
+            await outbox.confirm()
+        for name, n in counts.items():
+            self._count(name, n)
+
+    async def _eligibility(
+        self,
+        ev: Any,
+        response: dict[str, Any],
+        patient_id: str | None,
+        outbox: Outbox,
+        pending: dict[str, tuple[Any, Any]],
+        issued: set[str],
+        now: int,
+    ) -> str:
+        """One 271: the items its "authorization required" benefits open (a count's name back)."""
+        practice = str(response["practice_id"])
+        if not any(b.get("authorization_required") is True for b in response.get("benefits") or ()):
+            return "eligibility_no_auth"
+        if not patient_id:
+            return "eligibility_unattributed"  # no patient id echoed: whose orders, nobody can say
+
+        def get(key: str) -> Any:
+            if key in pending:
+                return pending[key][1]
+            return self._get_in_or_none(ev, key)
+
+        ids = get(patient_index_key(practice, patient_id)) or []
+        auths = [st for a in ids if (st := get(f"{practice}/{a}"))]
+        contexts = getattr(self.p, "contexts", None)
+        with in_event(ev):
+            ctx = contexts.context_for(practice, patient_id) if contexts is not None else None
+        items = getattr(self.p, "work_items", None)
+
+        class _Issued:  # the item ids already out: this batch's, then the work-items table's
+            def __contains__(self, iid: object) -> bool:
+                if iid in issued:
+                    return True
+                if items is None:
+                    return False
+                with in_event(ev):
+                    return items.get(f"{practice}/{iid}") is not None
+
+        result = on_eligibility(
+            response,
+            patient_id=patient_id,
+            ctx=ctx,
+            authorizations=auths,
+            existing_items=_Issued(),
+            rules=self.rules.get(practice),
+            now=now,
+        )
+        cause = f"{catalog.NORMALIZED['EligibilityResponse']}/{response.get('response_id')}"
+        await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+        issued.update(i["item_id"] for i in result.work_items)
+        self.p.sensor.touch(ev.message.tp)
+        return "eligibility_items" if result.work_items else "eligibility_nothing_new"
+
+    def _get_in_or_none(self, ev: Any, key: str) -> dict[str, Any] | None:
+        with in_event(ev):
+            return self._get(key)
 
     def _offer_confirmation(
         self, ev: Any, practice: str, fax: dict[str, Any], state: dict[str, Any], now: int

@@ -168,6 +168,7 @@ def test_pas_response_bundle(name):
     assert adj["patient_id"] == "SubscriberExample" and adj["patient_name"] == "SMITH, JOE"
     assert adj["payer_name"] == "MARYLAND CAPITAL INSURANCE COMPANY" and adj["payee_npi"] == "8189991234"
     assert adj["outcome"] == "complete" and adj["status_code"] is None
+    assert adj["use"] == "preauthorization" and adj["authorization_number"] == "AUTH0001"  # reviewAction number
     [line] = adj["lines"]
     assert line["remark_codes"] == ["HCR01:A1"] and line["procedure"]["code"] == "3"
     assert adj["source"]["sent_at"] == "2005-05-02T11:02:00+05:00"

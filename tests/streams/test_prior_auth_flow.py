@@ -8,7 +8,12 @@ queue with per-criterion evidence, and drafts a PAS Bundle, a 278 and a PDF lett
 ``drafts``. Then the payer's X12 278 response (HCR*A1 with an authorization number) comes
 in on the X12 feed: the authorization's state becomes approved and the clinician's item gets
 its next revision saying so. A biller confirming a faxed decision on the fax item moves
-the authorization (cmd.prior_auth, review s19 S4). A clinician's ``edit`` of another item's letter reaches the
+the authorization (cmd.prior_auth, review s19 S4). A Da Vinci PAS ClaimResponse on the FHIR
+feed (pended, naming our Claim) moves a fourth order's the same way; one naming no request
+of ours becomes a billing item. A 271 saying the MRI's service type needs authorization
+(EB11 Y) opens one item for the MRI's ordering clinician (its authorization is approved, so
+nothing covers it), the same 271 again opens nothing, and one for the oxygen patient opens
+nothing (its request is drafted). A clinician's ``edit`` of another item's letter reaches the
 billing office: the submit item points at a new letter draft rendered from the edited text
 (review s19 M2).
 """
@@ -148,17 +153,47 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
             confirmed = lambda: pipeline.counts.get("prior_auth.confirmations_applied", 0) >= 1  # noqa: E731
             assert await runner.wait_for(confirmed, 120), pipeline.counts
             ct_after = pipeline.prior_auth.authorization(practice, ct["authorization_id"])
-            return pipeline, before, after, late, o2, ct, ct_after
+            # PAS answers on the FHIR feed (the denial agent owns norm.claim_adjudication and hands them over)
+            pas = [
+                raw_record(practice, "fhir", spa.pas_response(practice, people[3], 3, "A4").encode()),
+                raw_record(
+                    practice, "fhir", spa.pas_response(practice, people[3], 3, request_id="pa0notours").encode()
+                ),
+            ]
+            await _send(pipeline, producer, pas)
+            answered = lambda: (  # noqa: E731
+                pipeline.counts.get("prior_auth.pas_applied", 0) >= 1
+                and pipeline.counts.get("prior_auth.pas_unmatched", 0) >= 1
+            )
+            assert await runner.wait_for(answered, 180), pipeline.counts
+            # 271s saying authorization is required (X12 feed -> norm.eligibility -> the prior-auth agent)
+            elig = [
+                raw_record(practice, "x12", spa.eligibility_271(practice, people[0], 5001, "20261127").encode()),
+                raw_record(practice, "x12", spa.eligibility_271(practice, people[0], 5002, "20261128").encode()),
+                raw_record(practice, "x12", spa.eligibility_271(practice, people[1], 5003, "20261127", "DM").encode()),
+            ]
+            await _send(pipeline, producer, elig)
+            read = lambda: sum(  # noqa: E731
+                pipeline.counts.get(f"prior_auth.eligibility_{k}", 0) for k in ("items", "nothing_new")
+            )
+            assert await runner.wait_for(lambda: read() >= 3, 180), pipeline.counts
+            assert pipeline.counts.get("prior_auth.eligibility_items", 0) == 1, pipeline.counts
+            third = pipeline.prior_auth.authorization(
+                practice, authorization_id(practice, people[3].mrn, spa.order_id(3))
+            )
+            return pipeline, before, after, late, o2, ct, ct_after, third
         finally:
             producer.close()
             await runner.stop(pipeline)
 
-    pipeline, before, after, late, o2, ct, ct_after = asyncio.run(run())
+    pipeline, before, after, late, o2, ct, ct_after, third = asyncio.run(run())
     assert ct["status"] == "drafted" and ct_after["status"] == "denied"
     assert ct_after["responses"][-1] == "confirm:cli:pa-e2e-fax-1"
     assert before["status"] == "drafted" and after["status"] == "approved"
     assert after["authorization_number"] == "AUTH2026001"
     assert late["status"] == "approved" and late["authorization_number"] == "AUTH2026001"
+    assert third["status"] == "pended" and third["authorization_number"] == "CASE2026002"
+    assert pipeline.counts.get("denials.adjudications", 0) == 0  # the denial step never saw them
     early_items = read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, "pa-e2e-early")
     (early_item,) = [v for v in early_items.values() if v["workflow"] == "prior_auth"]
     assert early_item["kind"] == "prior_auth.approved" and early_item["revision"] == 2
@@ -168,7 +203,17 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
         for k, v in read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, practice).items()
         if v["workflow"] == "prior_auth"
     }
-    assert len(items) == 5 and sum(i["queue"] == "clinician" for i in items.values()) == 4
+    assert len(items) == 7 and sum(i["queue"] == "clinician" for i in items.values()) == 5
+    (required,) = [i for i in items.values() if i["kind"] == "prior_auth.payer_requires"]
+    assert required["queue"] == "clinician" and required["patient_id"] == people[0].mrn
+    assert required["subject_id"] == spa.order_id(0) and "MRI/CAT scan (62)" in required["title"]
+    assert required["produced_by"]["rule_id"] == "prior_auth.eligibility.eb11_required"
+    assert [e["record_type"] for e in required["evidence"]] == ["EligibilityResponse", "Order"]
+    pended = items[third["item_id"]]
+    assert pended["kind"] == "prior_auth.pended" and pended["revision"] == 2 and pended["priority"] == "high"
+    assert pended["evidence"][0]["record_type"] == "ClaimAdjudication" and pended["evidence"][0]["ref"] == "CASE2026002"
+    (stray,) = [i for i in items.values() if i["kind"] == "prior_auth.response_unmatched"]
+    assert stray["queue"] == "billing" and "pa0notours" in stray["evidence"][0]["excerpt"]
     mri = items[before["item_id"]]
     # the 278 response: the same item's next revision, approved, the number first in its evidence
     assert mri["kind"] == "prior_auth.approved" and mri["revision"] == 2 and mri["state"] == "open"
@@ -180,7 +225,8 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     (submit,) = [i for i in items.values() if i["kind"] == "prior_auth.submit"]
     assert items[o2["item_id"]]["state"] == "done" and submit["queue"] == "billing"
     assert items[ct["item_id"]]["kind"] == "prior_auth.denied"  # the confirmed fax reached the clinician's item
-    others = (mri["item_id"], submit["item_id"], ct["item_id"])
+    others = (mri["item_id"], submit["item_id"], ct["item_id"], pended["item_id"], stray["item_id"])
+    others += (required["item_id"],)
     assert {i["kind"] for i in items.values() if i["item_id"] not in others} == {"prior_auth.sign_off"}
 
     drafts = {
@@ -206,5 +252,5 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
         v for _k, v in consume_all(stack.bootstrap, f"{cfg.topic_prefix}.audit.in", pipeline.serde, 400, timeout=15)
     ]
     actions = {a["action"] for a in audit if a["actor"] == "practiceflow.prior_auth"}
-    assert {"prior_auth_drafted", "prior_auth_response"} <= actions
+    assert {"prior_auth_drafted", "prior_auth_response", "prior_auth_response_unmatched"} <= actions
     assert all(p.mrn not in json.dumps(a) for a in audit if a["actor"] == "practiceflow.prior_auth" for p in people)

@@ -253,3 +253,33 @@ def test_a_person_confirming_a_faxed_decision_moves_the_authorization_in_the_age
     # the command replayed (a crash before the commit) changes nothing
     asyncio.run(agent.process_batch([_event("pf.cmd.prior_auth", dict(cmd))]))
     assert agent.authorization(P, aid)["responses"].count("confirm:dec-fax") == 1  # type: ignore[index]
+
+
+def test_an_intake_checks_271_saying_authorization_is_required_opens_one_item(agent: mod.PriorAuth) -> None:
+    """Issue 11: the 271 an intake eligibility check brings back (cmd.results) with EB11 Y opens one
+    prior_auth.payer_requires item for the checked patient; the same result replayed, once the item is
+    in the work-items table, opens nothing; another workflow's result is not read."""
+    from tests.processors.test_prior_auth_eligibility import _271_text
+
+    result = {
+        "practice_id": P,
+        "command_id": "c-1",
+        "workflow": "intake",
+        "kind": "eligibility",
+        "outcome": "ok",
+        "payload": _271_text(),
+        "params": {"patient_id": PT, "trace_number": "T1"},
+        "completed_at": NOW + 5000,
+    }
+    seen: dict[str, Any] = {}
+    agent.p.work_items = SimpleNamespace(get=seen.get)  # type: ignore[attr-defined]
+    asyncio.run(
+        agent.on_results([_event("pf.cmd.results", result), _event("pf.cmd.results", {**result, "workflow": "refill"})])
+    )
+    (step,) = agent.emitted  # type: ignore[attr-defined]
+    (item,) = step.work_items
+    assert item["kind"] == "prior_auth.payer_requires" and item["queue"] == "billing" and item["patient_id"] == PT
+    assert item["created_at"] == NOW + 5000  # the result's completion time, never the wall clock
+    seen[f"{P}/{item['item_id']}"] = {"item": item}
+    asyncio.run(agent.on_results([_event("pf.cmd.results", result)]))
+    assert len(agent.emitted) == 2 and agent.emitted[-1].empty  # type: ignore[attr-defined]

@@ -78,9 +78,11 @@ class Criterion(BaseModel):
 
 
 class PriorAuthRule(Rule):
-    """A payer rule (``kind: payer_rule``) or a criteria set (``kind: criteria_set``)."""
+    """A payer rule (``kind: payer_rule``), a criteria set (``kind: criteria_set``) or an
+    eligibility rule (``kind: eligibility_rule``: what a 271 saying "authorization required"
+    (EB11 Y) for a service type opens, for which payers and service types)."""
 
-    kind: Literal["payer_rule", "criteria_set"]
+    kind: Literal["payer_rule", "criteria_set", "eligibility_rule"]
     # payer rule
     category: str = "other"
     payers: tuple[str, ...] = ("*",)
@@ -91,11 +93,13 @@ class PriorAuthRule(Rule):
     needs_auth: bool = True
     criteria_set: str | None = None
     service_type: str = "1"
+    # eligibility rule: the EB03 service types it covers (empty: any)
+    service_types: tuple[str, ...] = ()
     # criteria set
     title: str = ""
     criteria: tuple[Criterion, ...] = ()
 
-    @field_validator("codes", "places_of_service", mode="before")
+    @field_validator("codes", "places_of_service", "service_types", mode="before")
     @classmethod
     def _strings(cls, v: Any) -> tuple[str, ...]:
         return tuple(str(x).strip().upper() for x in (v or ()))
@@ -119,7 +123,7 @@ class PriorAuthRule(Rule):
                 raise ValueError("a payer rule names the codes (or drug names) it covers")
             if self.needs_auth and not self.criteria_set:
                 raise ValueError("a payer rule that needs authorization names its criteria_set")
-        elif not self.criteria:
+        elif self.kind == "criteria_set" and not self.criteria:
             raise ValueError("a criteria set lists its criteria")
         return self
 
@@ -138,6 +142,22 @@ class PriorAuthRules:
     by_name: Mapping[str, tuple[PriorAuthRule, ...]]
     criteria_sets: Mapping[str, PriorAuthRule]
     payer_rules: tuple[PriorAuthRule, ...] = field(default=(), repr=False)
+    eligibility_rules: tuple[PriorAuthRule, ...] = field(default=(), repr=False)
+
+    def eligibility_rule(self, *, service_type: str, payer: Sequence[str] = ()) -> PriorAuthRule | None:
+        """The most specific eligibility rule for a 271 benefit's service type and payer (a named
+        payer over "*", a listed service type over any), or None when none covers it."""
+        payers = {p.strip().lower() for p in payer if p}
+        best: PriorAuthRule | None = None
+        for r in self.eligibility_rules:
+            if "*" not in r.payers and not payers & set(r.payers):
+                continue
+            if r.service_types and service_type.strip().upper() not in r.service_types:
+                continue
+            rank = (4 if "*" not in r.payers else 0) + (1 if r.service_types else 0)
+            if best is None or rank > (4 if "*" not in best.payers else 0) + (1 if best.service_types else 0):
+                best = r
+        return best
 
     def match(
         self,
@@ -195,7 +215,11 @@ def compile_rules(rules: Sequence[PriorAuthRule]) -> PriorAuthRules:
         for n in r.names:
             by_name.setdefault(n, []).append(r)
     return PriorAuthRules(
-        {k: tuple(v) for k, v in by_code.items()}, {k: tuple(v) for k, v in by_name.items()}, sets, payer_rules
+        {k: tuple(v) for k, v in by_code.items()},
+        {k: tuple(v) for k, v in by_name.items()},
+        sets,
+        payer_rules,
+        tuple(r for r in rules if r.kind == "eligibility_rule"),
     )
 
 
