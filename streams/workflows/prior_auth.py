@@ -134,7 +134,7 @@ class PriorAuth:
             key_serializer="raw",
             acks=False,  # committed by this agent (streams/offsets.py), never by Faust
         )
-        self.committer = Committer(app, pipeline.committed_offsets, "prior-auth")
+        self.committer = Committer(app, pipeline.committed_offsets, "prior-auth", self.topic.topics)
         self.counts: dict[str, int] = {}
         # the context follower (orders) and the response agent read and write the same table
         # keys across awaits: a 278 answer looked up before its order's write and parked after
