@@ -211,6 +211,23 @@ class FhirClient:
             url = next((link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None)
             query = None  # the next link carries the query
 
+    def history(self, rtype: str, rid: str) -> Iterator[dict[str, Any]]:
+        """Every stored version of one resource (``_history``, newest first, following ``next``
+        links); none when the server has no such resource. The write-back reads it to tell a signed
+        order it wrote, then staff changed, from one it never wrote (review s20 M1)."""
+        url: str | None = f"{self.base}/{rtype}/{rid}/_history"
+        while url is not None:
+            resp = self._send("GET", url, f"history {rtype}")
+            if resp.status_code in (404, 410):
+                return
+            if resp.status_code != 200:
+                raise FhirError(resp.status_code, f"history {rtype}", _diagnostics(resp))
+            bundle = resp.json()
+            for entry in bundle.get("entry") or []:
+                if (entry.get("resource") or {}).get("resourceType") == rtype:
+                    yield entry["resource"]
+            url = next((link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None)
+
     def history_count(self, rtype: str, rid: str) -> int:
         """How many versions the server holds of one resource (tests: a replay adds none)."""
         resp = self._send("GET", f"{self.base}/{rtype}/{rid}/_history", f"history {rtype}")

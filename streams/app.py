@@ -41,7 +41,7 @@ from practiceflow.processors.dispatch import normalize_raw
 from practiceflow.processors.retry import RetryPolicy
 from practiceflow.settings import Settings
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.streams import catalog, claimcheck, fetching, metrics
+from practiceflow.streams import catalog, claimcheck, fetching, metrics, offsets
 from practiceflow.streams.audit_chain import AuditChainer, AuditTail
 from practiceflow.streams.health import ProgressSensor, probe
 from practiceflow.streams.lifecycle import freeze_startup_heap
@@ -234,7 +234,7 @@ class Pipeline:
         for feed in catalog.FEEDS:
             topic = self.topics[f"raw.{feed}"]
             name = topic.get_topic_name()
-            committer = Committer(app, self.committed_offsets, name)
+            committer = Committer(app, self.committed_offsets, name, topic.topics)
             size = self.batch_max(feed)
 
             async def normalize_agent(stream, _committer=committer, _size=size):
@@ -246,7 +246,7 @@ class Pipeline:
 
         self.audit_tail = AuditTail(self.bootstrap, self.topics["audit"].get_topic_name(), self.serde.decode)
         chainer = AuditChainer(self, self.audit_tail)
-        audit_committer = Committer(app, self.committed_offsets, "audit-chain")
+        audit_committer = Committer(app, self.committed_offsets, "audit-chain", self.topics["audit.in"].topics)
 
         @app.agent(self.topics["audit.in"], name="audit-chain")
         async def audit_chain(stream):
@@ -254,6 +254,15 @@ class Pipeline:
 
         self.source_topics.add(self.topics["audit.in"].get_topic_name())
         register_workflows(self)  # streams/workflows/__init__.py MODULES: one module per workflow
+
+        @app.timer(offsets.TAIL_PROBE_SECONDS, name="tail-probe")
+        async def probe_tails() -> None:
+            # messages fetched and never handed to an agent at a partition's tail (streams/offsets.py)
+            for c in self.committed_offsets.committers:
+                try:
+                    await c.probe_tails()
+                except Exception as exc:  # a partition revoked meanwhile, the broker away: next round
+                    log.warning("tail probe of %s failed (%s)", c.name, type(exc).__name__)
 
     def _register_pages(self) -> None:
         app = self.app

@@ -29,6 +29,14 @@ when every message before it on its partition was processed *and* the outputs of
 that processing were confirmed by the broker. A message that Faust skipped or dropped
 shows up as a gap (a later offset arrives first); nothing after the gap is processed
 or committed, and the partition is sought back to the gap so it is delivered again.
+
+A gap is only seen when a later message arrives. A message skipped or dropped at the
+**tail** of a partition that then receives nothing new (the last fax of the day, skipped
+while the restarted worker's group rebalanced once more) would wait for the next message,
+for ever on a quiet feed. So each committer also probes its partitions when its agent has
+been idle a while (:meth:`Committer.probe_tails`, every ``TAIL_PROBE_SECONDS``): a partition
+whose next offset to process is below the high-water mark the consumer last fetched is
+sought back to that offset, as a gap is.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,6 +61,9 @@ from practiceflow.streams.producer import Delivered, OutputProducer
 log = logging.getLogger("practiceflow.worker.offsets")
 
 RESEEK_SECONDS = 2.0  # a gap still open this long after a seek is sought again
+TAIL_PROBE_SECONDS = 5.0  # how often the worker runs every committer's tail probe
+TAIL_IDLE_SECONDS = 10.0  # an agent that took no message this long, with messages left, lost them
+TAIL_TRIES = 3  # seeks to the same offset at the same high-water mark before the probe lets it be
 
 
 @contextlib.contextmanager
@@ -247,6 +258,9 @@ class CommittedOffsets:
             }
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="committed-offsets")
+        #: every Committer reading through this client (one per agent): the worker's tail probe
+        #: timer runs them all (streams/app.py)
+        self.committers: list[Committer] = []
 
     def _read(self, tps: list[TP]) -> dict[TP, int]:
         return {tp: start for tp, (start, _high) in self._read_positions(tps).items()}
@@ -285,14 +299,21 @@ class CommittedOffsets:
 class Committer:
     """Per agent: the ledger, its generation, and the commits and seeks it asks Faust for."""
 
-    def __init__(self, app: faust.App, offsets: CommittedOffsets, name: str) -> None:
+    def __init__(self, app: faust.App, offsets: CommittedOffsets, name: str, topics: Iterable[str] = ()) -> None:
+        """``topics``: the names of the topics the agent reads, which :meth:`probe_tails` watches
+        (an agent's Faust topic gives them as ``topic.topics``)."""
         self.app = app
         self.offsets = offsets
         self.name = name
+        self.topics = frozenset(topics)
         self.ledger = OffsetLedger()
         self.generation: int | None = None
         self._gaps: dict[TP, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
         self._watchdog: asyncio.Future[None] | None = None
+        self._busy = False  # a batch is admitted and not yet committed
+        self._last_taken = time.monotonic()  # when the agent last handed this committer a batch
+        self._tail_seeks: dict[TP, tuple[int, int, int]] = {}  # tp -> (offset, high, seeks)
+        offsets.committers.append(self)
 
     async def admit(self, events: list[Any]) -> list[Any]:
         """The events of this batch that are next in line on their partitions.
@@ -301,6 +322,8 @@ class Committer:
         starts partitions new to this generation at their committed offset, skips events
         already done, and at a gap keeps nothing after it and seeks back to the gap.
         """
+        if events:
+            self._last_taken = time.monotonic()
         gen = self.app.consumer_generation_id
         if gen != self.generation:
             self.generation = gen
@@ -310,7 +333,8 @@ class Committer:
         unknown = sorted({e.message.tp for e in fresh if not self.ledger.known(e.message.tp)})
         if unknown:
             for tp, off in (await self.offsets.read(unknown)).items():
-                self.ledger.start(tp, off)
+                if not self.ledger.known(tp):  # the tail probe may have started it meanwhile
+                    self.ledger.start(tp, off)
         admitted: list[Any] = []
         expected: dict[TP, int] = {}
         gapped: dict[TP, int] = {}
@@ -328,6 +352,7 @@ class Committer:
             admitted.append(ev)
         for tp, want in gapped.items():
             await self._seek_back(tp, want)
+        self._busy = bool(admitted)
         return admitted
 
     async def _seek_back(self, tp: TP, offset: int) -> None:
@@ -355,8 +380,66 @@ class Committer:
                     continue
                 await self._seek_back(tp, offset)
 
+    async def probe_tails(self) -> list[TP]:
+        """Seek back the partitions whose remaining messages the agent will not be given.
+
+        Runs only while the agent is idle (no batch in hand, none taken for
+        ``TAIL_IDLE_SECONDS``) and Faust's flow is on (during a rebalance Faust seeks to the
+        committed offsets itself). A partition of this agent's topics whose next offset to
+        process (the ledger's, or the committed one for a partition not seen this
+        generation) is below the high-water mark its consumer last fetched has messages
+        that were fetched and never handed over: it is sought back there, as a gap is. A
+        partition sought ``TAIL_TRIES`` times to the same offset at the same high-water
+        mark without progress has no deliverable records there (it is left until either
+        moves). Returns the partitions sought back.
+        """
+        if not self.topics or self._busy or time.monotonic() - self._last_taken < TAIL_IDLE_SECONDS:
+            return []
+        if not self.app.flow_control.is_active():
+            return []
+        consumer = self.app.consumer
+        highs: dict[TP, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic in self.topics:
+                high = consumer.highwater(tp)
+                if high is not None and high > 0:
+                    highs[tp] = high
+        unknown = [tp for tp in highs if not self.ledger.known(tp)]
+        if unknown:
+            for tp, off in (await self.offsets.read(unknown)).items():
+                if not self.ledger.known(tp):
+                    self.ledger.start(tp, off)
+        sought: list[TP] = []
+        for tp, high in sorted(highs.items()):
+            if self._busy or not self.ledger.known(tp):
+                break  # a batch came in meanwhile: the agent is not idle
+            want = self.ledger.expected(tp)
+            if want >= high:
+                self._tail_seeks.pop(tp, None)
+                continue
+            if tp in self._gaps:
+                continue  # an open gap: the gap watchdog seeks it
+            last = self._tail_seeks.get(tp)
+            tries = last[2] + 1 if last is not None and last[:2] == (want, high) else 1
+            if tries > TAIL_TRIES:
+                continue
+            self._tail_seeks[tp] = (want, high, tries)
+            log.warning(
+                "%s: offsets %s-%s of %s were fetched and never handed over; seeking back (try %d of %d)",
+                self.name,
+                want,
+                high - 1,
+                tp,
+                tries,
+                TAIL_TRIES,
+            )
+            await self.app.consumer.seek_wait({tp: want})
+            sought.append(tp)
+        return sought
+
     async def commit(self, processed: list[Any]) -> None:
         """Record ``processed`` (outputs already confirmed) and commit what is contiguous."""
+        self._busy = False
         for ev in processed:
             tp = ev.message.tp
             if self.ledger.known(tp):

@@ -30,7 +30,7 @@ def register_retry_agents(pipeline: Pipeline, normalizer: Normalizer) -> None:
     for feed in catalog.FEEDS:
         topic = pipeline.topics[f"retry.{feed}"]
         name = topic.get_topic_name()
-        committer = Committer(pipeline.app, pipeline.committed_offsets, name)
+        committer = Committer(pipeline.app, pipeline.committed_offsets, name, topic.topics)
         size = pipeline.batch_max(feed)
 
         async def retry_agent(stream, _committer=committer, _size=size):

@@ -252,14 +252,23 @@ def draft_resource(draft: DraftDict, signed: Mapping[str, Any] | None = None) ->
             }
         if "dosage_instruction" in edits:
             resource["dosageInstruction"] = [{"text": edits["dosage_instruction"]}]
-        when = _iso(signed.get("signed_at"))
-        note = f"Signed by {signed.get('signed_by')} at {when} ({signed.get('option')})"
-        if edits:
-            note += "; edited: " + ", ".join(f"{k}={v}" for k, v in sorted(edits.items()))
-        resource["note"] = [*(resource.get("note") or []), {"text": note}]
+        resource["note"] = [*(resource.get("note") or []), {"text": signed_note(signed)}]
     if signed is not None and rtype in REGISTRATION_EDITS:
         apply_registration_edits(rtype, resource, dict(signed.get("edits") or {}))
     return rtype, rid, resource
+
+
+def signed_note(signed: Mapping[str, Any]) -> str:
+    """The note a signed MedicationRequest carries: who signed, when, which option, the edits.
+
+    WHY a function: it is also this command's mark on the server. The write-back tells a signed
+    order it wrote (then staff stopped or edited) from an order staff changed before it was ever
+    written by this note in the server's copy or its ``_history`` (review s20 M1)."""
+    edits = dict(signed.get("edits") or {})
+    note = f"Signed by {signed.get('signed_by')} at {_iso(signed.get('signed_at'))} ({signed.get('option')})"
+    if edits:
+        note += "; edited: " + ", ".join(f"{k}={v}" for k, v in sorted(edits.items()))
+    return note
 
 
 # The front desk's "Correct, then write" fields (intake/step.py) -> the resource they belong to.

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def register(pipeline: Pipeline) -> None:
     """The ``ehr-no-target`` agent on ``cmd.ehr_write`` (streams/workflows MODULES)."""
     topic = pipeline.topics["cmd.ehr_write"]
-    committer = Committer(pipeline.app, pipeline.committed_offsets, "ehr-no-target")
+    committer = Committer(pipeline.app, pipeline.committed_offsets, "ehr-no-target", topic.topics)
     options = {"driver": "rocksdict"} if pipeline.cfg.table_store.startswith("rocksdb") else None
     table = pipeline.app.Table("ehr-no-target", default=None, partitions=pipeline.partitions, options=options)
     started = now_ms()  # the cut-off of a partition this agent has never answered in

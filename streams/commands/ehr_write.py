@@ -43,6 +43,7 @@ from practiceflow.processors.ehr.tasks import (
     organization_id,
     queue_roles,
     revision_of,
+    signed_note,
     task_for,
     written_status_of,
 )
@@ -84,6 +85,7 @@ class WriteReport:
     signed_written: int = 0
     signed_unanswered: int = 0  # signed resource already on the server, its command answered only now
     signed_held: int = 0  # answered failed/refused/no_ehr before: a person does it by hand, never written
+    signed_refused: int = 0  # changed in the EHR before it was ever written (review s20 M1): answered refused
     piloted: int = 0  # items, drafts and signed drafts of workflows in pilot mode: never written
     failed: list[str] = field(default_factory=list)
     answered: list[dict[str, Any]] = field(default_factory=list)  # CommandResults for cmd.ehr_write
@@ -101,6 +103,11 @@ class WriteReport:
                 else ""
             )
             + (f", {self.signed_held} signed writes held (answered not ok: done by hand)" if self.signed_held else "")
+            + (
+                f", {self.signed_refused} signed writes refused (changed in the EHR before they were written)"
+                if self.signed_refused
+                else ""
+            )
         )
 
 
@@ -109,6 +116,37 @@ def _same(server: Mapping[str, Any] | None, ours: Mapping[str, Any]) -> bool:
         return False
     strip = {k: v for k, v in server.items() if k not in ("meta", "text")}
     return strip == {k: v for k, v in ours.items() if k not in ("meta", "text")}
+
+
+def _carries(version: Mapping[str, Any], ours: Mapping[str, Any], mark: str | None) -> bool:
+    """This version is this signed command's write: the same body, or (staff edited it since) still
+    carrying the signature note the command wrote."""
+    notes = [n.get("text") for n in version.get("note") or [] if isinstance(n, Mapping)]
+    return _same(version, ours) or (mark is not None and mark in notes)
+
+
+def _written_by_us(
+    client: FhirClient, current: Mapping[str, Any], ours: Mapping[str, Any], payload: Mapping[str, Any]
+) -> tuple[bool, str]:
+    """(was this signed command's resource ever on the server, why not when not).
+
+    Review s20 M1: a server copy past ``draft`` that differs from ours is either ours, then changed by
+    staff (stopped, edited), or never ours: staff cancelled the *draft* or acted on it in the EHR before
+    the signature arrived. Only the first may be answered ``ok``. The current copy carrying our signature
+    note settles it without a request. Otherwise the resource's ``_history`` does: the version we wrote
+    is in it whatever staff did to the order since, whereas the note in the current copy survives only
+    if the EHR kept our annotation through the staff's edit (a discontinue that rewrites the order, a
+    facade that drops ``note``) and the false answer then would be a refusal of an order that was
+    written. A server without a readable ``_history`` proves nothing: unproven is not ours, so a
+    person checks the order (``refused``), never a false ``ok`` (the silent loss of review s18 M6)."""
+    rtype, rid = str(ours["resourceType"]), str(ours["id"])
+    mark = signed_note(payload) if rtype == "MedicationRequest" else None
+    if _carries(current, ours, mark):
+        return True, ""
+    try:
+        return any(_carries(v, ours, mark) for v in client.history(rtype, rid)), ""
+    except FhirError as exc:
+        return False, f" (its history could not be read: {exc.status})"
 
 
 def _put_if_changed(client: FhirClient, resource: dict[str, Any], current: Mapping[str, Any] | None) -> str | None:
@@ -285,9 +323,24 @@ def write_back(
                 and current.get("status") not in (None, "draft")
                 and not _same(current, resource)
             ):
-                # review s19 S1: beyond draft and not ours, so staff changed it in the EHR (stopped the
-                # order); never written over, even when this command's answer has aged out of cmd.results.
-                # Unanswered, it is answered from the server's version below.
+                # review s19 S1: beyond draft and not our body, so staff changed it in the EHR; never
+                # written over, even when this command's answer has aged out of cmd.results. Review s20
+                # M1: written by us, then changed (stopped), it is answered ok from the server's version
+                # below; changed before it was ever written (the draft cancelled or acted on in the
+                # EHR), nothing was written: refused, terminal, and the signer's item opens
+                ours, why = _written_by_us(client, current, resource, pair[1])
+                if not ours:
+                    report.signed_refused += 1
+                    status = str(current.get("status"))[:40]
+                    report.answered.append(
+                        _result(
+                            pair[0],
+                            "refused",
+                            f"the EHR's copy is {status}: changed in the EHR before the signed write{why}; "
+                            "not written, check the order in the EHR",
+                        )
+                    )
+                    continue
                 version = None
             else:
                 version = _put_if_changed(client, resource, current)

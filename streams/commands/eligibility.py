@@ -287,7 +287,7 @@ def register_eligibility_executor(pipeline: Pipeline, client: EligibilityClient 
     executor = EligibilityExecutor(pipeline, client)
     init_command_outcomes("eligibility")  # a failure rate of 0 reads 0, not "no data"
     topic = pipeline.topics["cmd.eligibility"]
-    committer = Committer(pipeline.app, pipeline.committed_offsets, "eligibility-executor")
+    committer = Committer(pipeline.app, pipeline.committed_offsets, "eligibility-executor", topic.topics)
 
     async def eligibility_executor(stream: Any) -> None:
         await executor.run(stream, committer)

@@ -155,7 +155,7 @@ class PatientContexts:
             key_serializer="raw",
             acks=False,
         )
-        self.committer = Committer(app, pipeline.committed_offsets, "patient-context")
+        self.committer = Committer(app, pipeline.committed_offsets, "patient-context", names)
         self.watermarks = Watermarks(pipeline.bootstrap, app.conf.id)
         self._crosswalks: dict[str, Crosswalk] = {}  # practice -> crosswalk, loaded from the index table
         self._generation: int | None = None

@@ -163,7 +163,7 @@ def register(pipeline: Pipeline) -> None:
         (handoff, "work-items", items.track_items),
         (decisions, "staff-decisions", items.apply_decisions),
     ):
-        committer = Committer(app, pipeline.committed_offsets, name)
+        committer = Committer(app, pipeline.committed_offsets, name, topic.topics)
 
         async def agent(stream: Any, _c: Committer = committer, _h: Any = handle, _n: str = name) -> None:
             await items._batches(stream, _c, _h, _n)

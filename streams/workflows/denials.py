@@ -95,7 +95,7 @@ class Denials:
             key_serializer="raw",
             acks=False,  # committed by this agent (streams/offsets.py), never by Faust
         )
-        self.committer = Committer(app, pipeline.committed_offsets, "denials")
+        self.committer = Committer(app, pipeline.committed_offsets, "denials", self.topic.topics)
         self.counts: dict[str, int] = {}
         # who answers the Da Vinci PAS ClaimResponses (prior-authorization answers, ``use``
         # preauthorization) this agent reads on norm.claim_adjudication: the prior-auth module.

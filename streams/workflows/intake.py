@@ -157,7 +157,7 @@ def register_intake_agents(pipeline: Pipeline, rules: IntakeRules | None = None)
     add_handler(pipeline, "intake", wf.results)  # cmd.results has one agent for every workflow
     for suffix, name, handler in (("norm.intake_form", "intake-forms", wf.forms),):
         topic = pipeline.topics[suffix]
-        committer = Committer(app, pipeline.committed_offsets, name)
+        committer = Committer(app, pipeline.committed_offsets, name, topic.topics)
 
         async def agent(stream: Any, _c: Committer = committer, _h: Any = handler) -> None:
             await wf.run(stream, _c, _h)

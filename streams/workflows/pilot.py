@@ -58,7 +58,7 @@ class PilotBook:
             key_serializer="raw",
             acks=False,  # committed by this agent after its table writes are confirmed
         )
-        self.committer = Committer(pipeline.app, pipeline.committed_offsets, "pilot-agreement")
+        self.committer = Committer(pipeline.app, pipeline.committed_offsets, "pilot-agreement", self.topic.topics)
 
     # -------------------------------------------------------------- the decisions agent's hook
     def comparison(

@@ -61,9 +61,10 @@ from practiceflow.processors.workflows.intake.eligibility import read_271
 from practiceflow.processors.workflows.prior_auth.codes import load_code_set
 from practiceflow.processors.workflows.prior_auth.confirm import (
     COMMAND_KIND,
+    apply_confirmation,
     confirmed_response,
     is_confirmation,
-    with_confirm_options,
+    offer_confirmation,
 )
 from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
 from practiceflow.processors.workflows.prior_auth.eligibility import on_eligibility
@@ -136,7 +137,7 @@ class PriorAuth:
             key_serializer="raw",
             acks=False,  # committed by this agent (streams/offsets.py), never by Faust
         )
-        self.committer = Committer(app, pipeline.committed_offsets, "prior-auth")
+        self.committer = Committer(app, pipeline.committed_offsets, "prior-auth", self.topic.topics)
         self.started = now_ms()  # the cut-off of a norm.eligibility partition never read (_eligibility_cutoff)
         self.counts: dict[str, int] = {}
         # the context follower (orders) and the response agent read and write the same table
@@ -388,12 +389,11 @@ class PriorAuth:
                 rid = f"fax:{v['classification_id']}"
                 applied = any(a.action == "prior_auth_response" for a in result.audit)
                 name = "responses_applied" if applied else "faxes_unconfirmed"
-                if not applied:
-                    result = result + self._offer_confirmation(ev, practice, v, new_state, now)
+                result = result + self._offer_confirmation(ev, practice, v, new_state, result, ambiguous, now)
             elif rt == "WorkflowCommand":
-                response = confirmed_response(v)
-                result, new_state = respond(state, response, latest, now)
-                rid, name = str(response["response_id"]), "confirmations_applied"
+                result, new_state, confirmed_ok = apply_confirmation(state, v, latest, now)
+                rid = str(confirmed_response(v)["response_id"])
+                name = "confirmations_applied" if confirmed_ok else "confirmations_refused"
             else:
                 result, new_state = respond(state, v, latest, now)
                 rid, name = str(v.get("response_id")), "responses_applied"
@@ -574,15 +574,26 @@ class PriorAuth:
             return self._get(key)
 
     def _offer_confirmation(
-        self, ev: Any, practice: str, fax: dict[str, Any], state: dict[str, Any], now: int
+        self,
+        ev: Any,
+        practice: str,
+        fax: dict[str, Any],
+        state: dict[str, Any],
+        result: StepResult,
+        ambiguous: bool,
+        now: int,
     ) -> StepResult:
         """The fax's billing item, revised to offer confirming the decision for this authorization
-        (review s19 S4). Its latest revision from the work-items table, else the one the fax step
-        built (processors/workflows/fax/handoffs.py; the work-items agent may not have it yet)."""
+        (review s19 S4), when confirm.offer_confirmation allows it (not applied, not a repeat,
+        named alone, still waiting: review s20 S3/S4). Its latest revision from the work-items
+        table, else the one the fax step built (processors/workflows/fax/handoffs.py; the
+        work-items agent may not have it yet)."""
+        if not any(a.action == "prior_auth_fax_unconfirmed" for a in result.audit):
+            return StepResult()  # applied, or seen before: nothing to look up
         fax_item = self._item(ev, practice, item_id_for("fax", str(fax["classification_id"])))
         if fax_item is None and fax.get("queue") == "billing":
             fax_item = fax_item_for(fax, now)
-        revised = with_confirm_options(fax_item, state, FAX_DECISIONS.get(str(fax.get("kind")), "other"), now)
+        revised = offer_confirmation(fax_item, state, fax, result, ambiguous=ambiguous, now=now)
         return StepResult(work_items=(revised,)) if revised is not None else StepResult()
 
     def _get_in(self, ev: Any, key: str) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class RefillTriage:
             key_serializer="raw",
             acks=False,
         )
-        self.committer = Committer(app, pipeline.committed_offsets, "refill-triage")
+        self.committer = Committer(app, pipeline.committed_offsets, "refill-triage", self.topic.topics)
 
         async def refill_triage(stream: faust.StreamT) -> None:
             await self.run(stream)

@@ -39,7 +39,7 @@ def register(pipeline: Pipeline) -> None:
     if not handlers:
         return
     topic = pipeline.topics["cmd.results"]
-    committer = Committer(pipeline.app, pipeline.committed_offsets, "command-results")
+    committer = Committer(pipeline.app, pipeline.committed_offsets, "command-results", topic.topics)
 
     async def batch(events: list[Any]) -> None:
         admitted = await committer.admit(events)

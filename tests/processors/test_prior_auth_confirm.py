@@ -59,7 +59,7 @@ def test_confirming_a_faxed_decision_on_the_fax_item_moves_the_authorization():
     (cmd,) = out.commands
     assert cmd["kind"] == "prior_auth" and cmd["workflow"] == "prior_auth" and cmd["practice_id"] == P
     assert cmd["params"]["authorization_id"] == aid and cmd["params"]["decision"] == "approved"
-    assert cmd["params"]["authorization_number"] == aid  # the fax's reference
+    assert cmd["params"]["authorization_number"] == ""  # the fax quotes our own id: no payer number (s20 N3)
     assert decide(offered, _billing(offered, "approve")).commands == out.commands  # replay-stable id
     # the prior-auth step applies it: state, and the clinician told (the sign-off item is closed: a new item)
     result, after = respond(state, confirmed_response(cmd), signed, NOW + 3000)

@@ -435,14 +435,41 @@ def test_a_cancelled_order_pended_with_the_payer_supersedes_the_item_and_asks_fo
 
 
 def test_a_faxed_decision_moves_a_signed_request_only_once_billing_submitted_it():
-    """Review s19 S2 (on_fax_decision): signed is not submitted; while the submit item is open nothing went out."""
+    """Review s19 S2 (on_fax_decision): signed is not submitted; while the submit item is open, a fax that
+    names the request by its procedure code only is not applied. Review s20 S2: it was put on no item
+    (the sign-off item is done); now the open submit item carries it ("the payer may already have answered")."""
     from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
 
     d, signed, submit = _signed_and_submit()
-    fax = _fax("approved", reference=d.state["authorization_id"])
+    fax = _code_fax("approved")
     result, st = on_fax_decision(d.state, fax, signed, NOW + 1000, submit_item=submit)
-    assert st["status"] == "drafted" and result.work_items == ()
+    assert st["status"] == "drafted"
     assert "not submitted yet" in result.audit[0].reason
+    (noted,) = result.work_items
+    assert noted["item_id"] == submit["item_id"] and noted["state"] == "open"
+    assert noted["revision"] == submit["revision"] + 1 and noted["evidence"][0]["assessment"] == "unconfirmed"
+    assert "may already have answered" in noted["what_happened"]
     _d, signed, done = _signed_and_submit("approve")
     _r, st = on_fax_decision(d.state, fax, signed, NOW + 1000, submit_item=done)
     assert st["status"] == "approved"
+
+
+def test_a_trusted_fax_quoting_our_authorization_id_is_applied_while_the_submit_item_is_open():
+    """Review s20 S2: billing is told to quote our authorization id; a payer's answer quoting it proves the
+    request went out, even before billing clicks "Submitted". It was dropped for good (no item, and a replay
+    did nothing); now it is applied and the open submit item is closed ("the payer answered")."""
+    from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
+
+    d, signed, submit = _signed_and_submit()
+    aid = d.state["authorization_id"]
+    result, st = on_fax_decision(d.state, _fax("approved", reference=aid), signed, NOW + 1000, submit_item=submit)
+    assert st["status"] == "approved"
+    assert st["authorization_number"] is None  # our own id is no payer number (review s20 N3)
+    by_id = {i["item_id"]: i for i in result.work_items}
+    closed = by_id[submit["item_id"]]
+    assert closed["state"] == "done" and closed["outcome"] == "the payer answered"
+    assert closed["revision"] == submit["revision"] + 1
+    assert [i["kind"] for i in result.work_items if i["item_id"] != submit["item_id"]] == ["prior_auth.approved"]
+    # not signed yet: nothing can have gone out, the reference does not change that
+    _r, unsigned = on_fax_decision(d.state, _fax("approved", reference=aid), None, NOW + 1000)
+    assert unsigned["status"] == "drafted"

@@ -485,6 +485,78 @@ def test_a_signed_write_whose_answer_was_lost_is_answered_from_the_server(client
     assert client.read(rtype, rid)["status"] == "stopped"  # type: ignore[index]
 
 
+def _signed_cmd(practice: str, command_id: str, draft_id: str) -> dict:
+    payload = {"draft_id": draft_id, "signed_by": "dr.c", "signed_at": 5_000, "option": "approve"}
+    return {
+        "practice_id": practice,
+        "command_id": command_id,
+        "kind": "ehr_write",
+        "workflow": "refill",
+        "payload": json.dumps(payload),
+    }
+
+
+@pytest.mark.parametrize("staff_status", ["cancelled", "entered-in-error", "active"])
+def test_a_signed_write_whose_draft_staff_changed_first_is_refused_not_answered_ok(client, staff_status):
+    """Review s20 M1: the draft MedicationRequest was written, staff cancelled it (or entered it in
+    error, or activated it themselves) in the EHR, then the clinician signed the item. The copy is past
+    draft and differs from ours, which 57ec499 took for "we wrote it, staff changed it" and answered
+    ``ok`` from the server's version: no "prescribe it by hand" item, an ``ehr_written (signed)`` audit,
+    and no renewal. Never ours (no version carries the signed body or its note): answered ``refused``,
+    nothing written, the clinician's item opens."""
+    from practiceflow.processors.ehr.tasks import draft_target
+    from practiceflow.processors.ehr.unwritten import unwritten_write_item
+
+    practice, draft_id = f"p-s20m1-{staff_status}", f"d-s20m1-{staff_status}"
+    draft = _renewal_draft(practice, draft_id)
+    assert write_back(practice, {}, {draft_id: draft}, [], client).drafts_written == 1
+    rtype, rid = draft_target(practice, draft_id, "fhir.MedicationRequest")  # type: ignore[misc]
+    server = client.read(rtype, rid)
+    assert server is not None and server["status"] == "draft"
+    client.put(dict(server, status=staff_status), if_match=server["meta"]["versionId"])  # staff, in the EHR
+    versions = client.history_count(rtype, rid)
+    cmd = _signed_cmd(practice, f"cmd-s20m1-{staff_status}", draft_id)
+    audits: list[dict] = []
+    report = write_back(practice, {}, {draft_id: draft}, [cmd], client, audit=audits.append)
+    assert [(r["command_id"], r["outcome"]) for r in report.answered] == [(cmd["command_id"], "refused")]
+    assert f"the EHR's copy is {staff_status}" in report.answered[0]["reason"]
+    assert (report.signed_written, report.signed_unanswered, report.signed_refused) == (0, 0, 1)
+    assert [a for a in audits if a["entity_type"] == "Draft"] == []  # no "written (signed)" audit
+    assert client.history_count(rtype, rid) == versions  # no PUT
+    assert client.read(rtype, rid)["status"] == staff_status  # type: ignore[index]
+    item = unwritten_write_item(report.answered[0])
+    assert len(item.work_items) == 1 and item.work_items[0]["queue"] == "clinician"
+    # refused is terminal: the next sync neither writes nor answers it again, nor rewrites the draft
+    later = write_back(practice, {}, {draft_id: draft}, [cmd], client, answered={cmd["command_id"]: "refused"})
+    assert later.answered == [] and later.signed_held == 1 and later.drafts_written == 0
+    assert client.history_count(rtype, rid) == versions
+
+
+def test_a_signed_write_stopped_by_staff_without_its_note_is_still_answered_ok(client):
+    """Review s20 M1, the other side: the signed order WAS written; staff discontinued it in an EHR that
+    rewrote the order without our signature note, and the ``ok`` answer aged out of cmd.results. The
+    resource's _history holds the version we wrote, so it is answered ``ok`` (not a false "prescribe it
+    by hand") and the stopped order is not re-activated."""
+    from practiceflow.processors.ehr.tasks import draft_target
+
+    practice, draft_id = "p-s20m1-aged", "d-s20m1-aged"
+    draft = _renewal_draft(practice, draft_id)
+    cmd = _signed_cmd(practice, "cmd-s20m1-aged", draft_id)
+    first = write_back(practice, {}, {draft_id: draft}, [cmd], client)
+    assert first.signed_written == 1 and [r["outcome"] for r in first.answered] == ["ok"]
+    rtype, rid = draft_target(practice, draft_id, "fhir.MedicationRequest")  # type: ignore[misc]
+    server = client.read(rtype, rid)
+    assert server is not None and any(n["text"].startswith("Signed by dr.c") for n in server["note"])
+    stopped = {k: v for k, v in server.items() if k != "note"} | {"status": "stopped"}
+    client.put(stopped, if_match=server["meta"]["versionId"])
+    versions = client.history_count(rtype, rid)
+    expired = write_back(practice, {}, {draft_id: draft}, [cmd], client)  # the answer aged out
+    assert [r["outcome"] for r in expired.answered] == ["ok"] and expired.signed_unanswered == 1
+    assert expired.signed_refused == 0 and expired.signed_written == 0
+    assert client.history_count(rtype, rid) == versions
+    assert client.read(rtype, rid)["status"] == "stopped"  # type: ignore[index]
+
+
 def test_a_signed_write_answered_failed_is_never_written_later(client, monkeypatch):
     """Review s19 M1: a 403 on the signed PUT answered ``failed`` and opened "prescribe it by hand";
     the next sync, once the EHR accepted writes, wrote the active MedicationRequest after all and

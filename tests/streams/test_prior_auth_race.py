@@ -285,6 +285,47 @@ def test_an_intake_checks_271_saying_authorization_is_required_opens_one_item(ag
     assert len(agent.emitted) == 2 and agent.emitted[-1].empty  # type: ignore[attr-defined]
 
 
+def test_an_applied_fax_seen_again_is_not_offered_for_confirmation(agent: mod.PriorAuth) -> None:
+    """Review s20 S4: the language model's revision of an applied fax (same classification id) revised the
+    fax's billing item to offer "Confirm: approved" for an authorization this very fax had approved."""
+    from tests.processors.test_prior_auth_sign_off import _fax
+
+    _ctx, _order, aid = _drafted(agent)
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    pended = {"practice_id": P, "response_id": "r1", "trace_number": aid, "decision": "pended", "source": {}}
+    asyncio.run(agent.process_batch([_event("pf.norm.authorization_response", pended)]))
+    fax = _fax("approved", reference=aid, queue="billing", confidence=0.97)
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", fax)]))
+    assert agent.authorization(P, aid)["status"] == "approved"  # type: ignore[index]
+    n = len(agent.emitted)  # type: ignore[attr-defined]
+    for again in (dict(fax, extractor="rules+llm"), fax):  # the LLM's revision, then a replay
+        asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", again)]))
+    items = [i for r in agent.emitted[n:] for i in r.work_items]  # type: ignore[attr-defined]
+    assert items == [] and agent.authorization(P, aid)["status"] == "approved"  # type: ignore[index]
+
+
+def test_a_confirmation_for_a_cancelled_authorization_is_refused_in_the_agent(agent: mod.PriorAuth) -> None:
+    """Review s20 S3 at apply time: a confirmation clicked after the order was cancelled made it approved
+    and told the clinician "the order can proceed"."""
+    from practiceflow.processors.workflows.decisions import decide
+    from tests.processors.test_prior_auth_confirm import _billing, billing_fax
+    from tests.processors.test_prior_auth_sign_off import _cancelled
+
+    ctx, order, aid = _drafted(agent)
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    agent._record_type["pf.cmd.prior_auth"] = "WorkflowCommand"
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", billing_fax(aid))]))
+    _sign_off, fax_item = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    (cmd,) = decide(fax_item, _billing(fax_item, "approve")).commands
+    cancel = _cancelled(order)
+    asyncio.run(agent.on_context_batch([(_event("pf.norm.order", cancel), "Order", cancel, ctx)]))
+    assert agent.authorization(P, aid)["status"] == "cancelled"  # type: ignore[index]
+    asyncio.run(agent.process_batch([_event("pf.cmd.prior_auth", dict(cmd))]))
+    assert agent.authorization(P, aid)["status"] == "cancelled"  # type: ignore[index]
+    last = agent.emitted[-1]  # type: ignore[attr-defined]
+    assert last.work_items == () and [a.action for a in last.audit] == ["prior_auth_confirm_refused"]
+
+
 def test_271s_on_norm_eligibility_from_before_the_agents_first_start_open_no_item(agent: mod.PriorAuth) -> None:
     """Review s20 S6: on its first start the agent reads norm.eligibility (never committed) from the
     log start. A 271 received before the partition's cut-off (the agent's start, kept in its table

@@ -555,24 +555,42 @@ def _norm_ref(value: Any) -> str:
     return re.sub(r"[^0-9a-z]", "", str(value or "").lower())
 
 
+def same_reference(a: Any, b: Any) -> bool:
+    """Whether two references are the same once case, spaces and punctuation are ignored (faxes vary them)."""
+    return bool(_norm_ref(a)) and _norm_ref(a) == _norm_ref(b)
+
+
+def by_reference(state: Mapping[str, Any], classification: Mapping[str, Any]) -> bool:
+    """Whether the fax quotes *this* authorization's reference: our request id (the 278's TRN,
+    the id the submit item tells billing to quote) or the payer's number already on file.
+
+    WHY: a reference names one request; a procedure code (:func:`by_code`) can be on several
+    of the patient's requests (a renewal), so a reference outranks a code (review s20 S1)."""
+    refs = {_norm_ref(state.get(k)) for k in ("authorization_id", "authorization_number")} - {""}
+    return any(
+        e.get("field") == "reference" and _norm_ref(e.get("value")) in refs
+        for e in classification.get("extracted") or ()
+        if _norm_ref(e.get("value"))
+    )
+
+
+def by_code(state: Mapping[str, Any], classification: Mapping[str, Any]) -> bool:
+    """Whether a procedure code the fax carries is this request's (weaker than :func:`by_reference`)."""
+    code = _norm_ref(state.get("code"))
+    return bool(code) and any(
+        e.get("field") in _CODE_FIELDS and _norm_ref(e.get("value")) == code
+        for e in classification.get("extracted") or ()
+    )
+
+
 def fax_matches(state: Mapping[str, Any], classification: Mapping[str, Any]) -> bool:
-    """Whether the fax names *this* authorization: its reference is our request id (the 278's
-    TRN) or the payer's number already on file, or a procedure code it carries is the order's.
+    """Whether the fax names *this* authorization, by reference (:func:`by_reference`) or by
+    procedure code (:func:`by_code`).
 
     WHY: a patient can have another request in flight (one the office phoned in, an older
     one); "the patient's only open authorization" is a guess, and a guessed approval would
     send the patient to an MRI nobody authorized."""
-    refs = {_norm_ref(state.get(k)) for k in ("authorization_id", "authorization_number")} - {""}
-    code = _norm_ref(state.get("code"))
-    for e in classification.get("extracted") or ():
-        val = _norm_ref(e.get("value"))
-        if not val:
-            continue
-        if e.get("field") == "reference" and val in refs:
-            return True
-        if e.get("field") in _CODE_FIELDS and code and val == code:
-            return True
-    return False
+    return by_reference(state, classification) or by_code(state, classification)
 
 
 def fax_target(
@@ -580,25 +598,36 @@ def fax_target(
 ) -> tuple[Mapping[str, Any] | None, bool]:
     """Which of the patient's authorizations a faxed decision is about: ``(state, ambiguous)``.
 
-    The one the fax names (:func:`fax_matches`), else the patient's only open one (evidence
-    only: :func:`on_fax_decision` applies nothing it does not name). When the fax names more
-    than one (typically the same CPT code on an earlier, approved request and a new pended
-    one: a therapy or imaging renewal, and payers re-fax old approvals), ``ambiguous`` is
-    True and the only open one among them (else the patient's only open one) gets it as
-    evidence only (review s19 S3: the re-faxed old approval marked the new request
-    approved). ``None`` when no single request can carry it: the fax's own item has it."""
-    named = [st for st in states if st and fax_matches(st, classification)]
+    A reference outranks a code (review s20 S1): the one request the fax quotes by reference
+    (:func:`by_reference`) is its target, named alone, whatever other request shares its
+    procedure code (payers print the CPT code on a renewal's approval). Only when no request
+    is named by reference does the code count: one request named by code is the target;
+    more than one (the same CPT code on an earlier, approved request and a new pended one:
+    payers re-fax old approvals) is ``ambiguous`` (review s19 S3), and the only open one
+    *among those named* carries it as evidence only, None when none of them is open (review
+    s20 N1: never a request the fax does not name). A fax naming no request goes, as
+    evidence only, to the patient's only open one (:func:`on_fax_decision` applies nothing it
+    does not name). ``None`` when no single request can carry it: the fax's own item has it."""
+    live = [st for st in states if st]
+    named = [st for st in live if by_reference(st, classification)] or [
+        st for st in live if by_code(st, classification)
+    ]
     if len(named) == 1:
         return named[0], False
-    open_named = [st for st in named if st.get("status") in OPEN_STATES]
-    open_ = [st for st in states if st and st.get("status") in OPEN_STATES]
-    target = open_named[0] if len(open_named) == 1 else open_[0] if len(open_) == 1 else None
-    return target, len(named) > 1
+    pool = named or live
+    open_ = [st for st in pool if st.get("status") in OPEN_STATES]
+    return (open_[0] if len(open_) == 1 else None), len(named) > 1
 
 
-def fax_response(classification: Mapping[str, Any]) -> dict[str, Any]:
-    """A faxed decision as the response :func:`respond` applies."""
+def fax_response(classification: Mapping[str, Any], state: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A faxed decision as the response :func:`respond` applies.
+
+    The fax's reference is the payer's authorization number only when it is not our own
+    request id (``state``'s ``authorization_id``, which billing is told to quote): our id is
+    no payer number (review s20 N3: the clinician's item read "approved - #pa99b44c...")."""
     ref = next((e["value"] for e in classification.get("extracted") or () if e.get("field") == "reference"), None)
+    if state is not None and same_reference(ref, state.get("authorization_id")):
+        ref = None
     return {
         "response_id": f"fax:{classification['classification_id']}",
         "decision": FAX_DECISIONS.get(str(classification.get("kind")), "other"),
@@ -622,20 +651,43 @@ def on_fax_decision(
     It moves the authorization (:func:`respond`) only when it is trusted
     (:func:`trusted_fax_decision`), names this authorization and no other of the patient's
     (:func:`fax_matches`; ``ambiguous`` from :func:`fax_target`) and the request can be with
-    the payer (:func:`submitted`: pended, or signed and its submit item ``submit_item`` done).
+    the payer: :func:`submitted` (pended, or signed and its submit item ``submit_item``
+    done), or signed and the fax quotes our reference (:func:`by_reference`). WHY the last:
+    the submit item tells billing to quote our authorization id, so a payer's answer quoting
+    it proves the request went out, and billing often marks the submit item done after the
+    payer answered (review s20 S2: the fax was dropped for good). The submit item, still
+    open, is then closed ``done`` ("the payer answered").
+
     Otherwise the clinician's open item gets the fax as its first evidence, options kept,
+    else the billing office's open submit item does ("the payer may already have answered"),
     and the authorization's status is unchanged: a person confirms the decision on the
     fax's own billing item (processors/workflows/fax routes it there)."""
-    response = fax_response(classification)
+    response = fax_response(classification, state)
     rid = response["response_id"]
     if rid in (state.get("responses") or ()):
         return StepResult(), dict(state)
     base: HandoffItemDict | None = item or state.get("item")
     is_open = base is not None and base.get("state", "open") not in END_STATES
-    unsent = not submitted(state, base, submit_item)
     trusted, matches = trusted_fax_decision(classification), fax_matches(state, classification)
+    quoted = by_reference(state, classification) and submit_item_id(state, base) is not None
+    unsent = not submitted(state, base, submit_item) and not quoted
+    submit_open = (
+        submit_item is not None
+        and submit_item.get("item_id") == submit_item_id(state, base)
+        and submit_item.get("state", "open") not in END_STATES
+    )
     if trusted and matches and not ambiguous and not unsent:
-        return respond(state, response, item, now)
+        result, new_state = respond(state, response, item, now)
+        if submit_open and submit_item is not None:
+            closed: HandoffItemDict = {
+                **submit_item,
+                "state": "done",
+                "outcome": "the payer answered",
+                "revision": int(submit_item.get("revision", 1)) + 1,
+                "updated_at": now,
+            }
+            result = result + StepResult(work_items=(closed,))
+        return result, new_state
     why = (
         "not read reliably (the classifier abstained, OCR was unsure, or the language model labelled it)"
         if not trusted
@@ -659,13 +711,18 @@ def on_fax_decision(
         "Confirm it on the fax's billing item.",
     )
     items: list[HandoffItemDict] = []
-    if is_open and base is not None:
+    carrier = base if is_open else submit_item if submit_open else None
+    if carrier is not None:
+        lead = (
+            f"A faxed payer decision ({response['decision']}) arrived; a person confirms it. "
+            if carrier is base
+            else f"The payer may already have answered: a fax says {response['decision']} (not confirmed). "
+        )
         noted: HandoffItemDict = {
-            **base,
-            "evidence": [head, *(base.get("evidence") or [])],
-            "what_happened": f"A faxed payer decision ({response['decision']}) arrived; a person confirms it. "
-            + str(base.get("what_happened") or ""),
-            "revision": int(base.get("revision", 1)) + 1,
+            **carrier,
+            "evidence": [head, *(carrier.get("evidence") or [])],
+            "what_happened": lead + str(carrier.get("what_happened") or ""),
+            "revision": int(carrier.get("revision", 1)) + 1,
             "updated_at": now,
         }
         items.append(noted)
