@@ -153,6 +153,9 @@ class Pipeline:
         )
         self.counts: dict[str, int] = {}
         self.source_topics: set[str] = set()
+        # raw topic name -> its normalize agent's Committer: the context barrier reads how far
+        # a feed is normalized from its ledger, in process (streams/workflows/context.py)
+        self.feed_committers: dict[str, Committer] = {}
         self._register_agents()
         if web_port is not None:
             self._register_pages()
@@ -234,7 +237,7 @@ class Pipeline:
         for feed in catalog.FEEDS:
             topic = self.topics[f"raw.{feed}"]
             name = topic.get_topic_name()
-            committer = Committer(app, self.committed_offsets, name, topic.topics)
+            committer = self.feed_committers[name] = Committer(app, self.committed_offsets, name, topic.topics)
             size = self.batch_max(feed)
 
             async def normalize_agent(stream, _committer=committer, _size=size):

@@ -8,8 +8,10 @@ always has all three. One accessor says so once instead of at every call site.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 # A partition's leader can be moving (a broker restarted, a preferred-leader election, a topic
 # just created): the broker answers these for a moment, and asking again a little later is the
@@ -45,3 +47,38 @@ def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 10.0) ->
             if exc.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def high_watermarks(
+    admin: AdminClient, tps: Iterable[tuple[str, int]], timeout: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """High watermark of every ``(topic, partition)`` in ``tps``, asked in ONE ListOffsets call.
+
+    ``get_watermark_offsets`` is one broker round trip per partition; a caller that needs many
+    (the patient-context barrier: every feed and context topic of a partition) paid them one
+    after another. ``AdminClient.list_offsets`` sends one request per partition leader for all
+    of them. Partitions whose leader is moving (:data:`LEADER_MOVING`) are asked again, alone,
+    like :func:`watermarks` does (up to 4x ``timeout``); any other error is raised. Read
+    committed, like a consumer's default ``isolation.level`` (what ``get_watermark_offsets``
+    answered)."""
+    deadline = time.monotonic() + 4 * timeout
+    left = list(dict.fromkeys(tps))
+    got: dict[tuple[str, int], int] = {}
+    while left:
+        futures = admin.list_offsets(
+            {TopicPartition(topic, partition): OffsetSpec.latest() for topic, partition in left},
+            isolation_level=IsolationLevel.READ_COMMITTED,
+            request_timeout=timeout,
+        )
+        moving: list[tuple[str, int]] = []
+        for tp, future in futures.items():
+            try:
+                got[(tp.topic, tp.partition)] = int(future.result().offset)
+            except KafkaException as exc:
+                if exc.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
+                    raise
+                moving.append((tp.topic, tp.partition))
+        left = moving
+        if left:
+            time.sleep(0.5)
+    return got

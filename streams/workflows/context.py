@@ -33,10 +33,15 @@ process. A workflow agent calls :meth:`PatientContexts.caught_up` for its batch'
 partition before stepping. It is a barrier in two stages:
 
 1. the raw topics (hl7v2, fhir, portal, x12): wait until the normalize agents have
-   committed up to the high watermark read at the call, i.e. every input a gateway had
-   accepted by then has its normalized records in Kafka (the commit waits for them);
+   processed up to the high watermark read at the call, i.e. every input a gateway had
+   accepted by then has its normalized records in Kafka (confirmed before an offset counts);
 2. the context topics: wait until this agent has folded (and confirmed) up to their high
    watermarks read after stage 1.
+
+Each stage reads all its high watermarks in one request (``positions.high_watermarks``).
+"Processed" is read from the consuming agent's ledger when it runs in this process (offsets
+whose outputs are confirmed: what the next commit will say, known before the commit round
+trip), else from the group's committed offsets (one request per poll).
 
 So an ORU or RDE accepted before the refill request was read is in the context the step
 reads, whichever feed it came by. Faxes are left out of stage 1 (OCR takes seconds and a
@@ -56,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from faust.types import TP
 
 from practiceflow.processors.base import gc_paused
@@ -68,6 +74,7 @@ from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import confirmed
 from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.positions import high_watermarks
 from practiceflow.streams.serde import AvroCodec
 
 if TYPE_CHECKING:
@@ -99,7 +106,12 @@ def _table_options(pipeline: Pipeline) -> dict[str, Any] | None:
 
 
 class Watermarks:
-    """High watermarks and a group's committed offsets, read with plain clients (no group join)."""
+    """High watermarks and a group's committed offsets, read with plain clients (no group join).
+
+    Each read is ONE request for all the partitions asked (per leader / per group coordinator):
+    the barrier asks every feed or context topic of a partition at once, and used to pay one
+    round trip per topic, one after another (14 per refill batch, ~30-40 ms each under load,
+    bench/refill_results.md)."""
 
     def __init__(self, bootstrap: str, group: str) -> None:
         self._consumer = Consumer(
@@ -110,13 +122,12 @@ class Watermarks:
                 "client.id": f"{group}-barrier",
             }
         )
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": f"{group}-barrier-admin"})
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="context-barrier")
 
     def _high(self, tps: list[TP]) -> dict[TP, int]:
-        return {
-            tp: self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1]
-            for tp in tps
-        }
+        got = high_watermarks(self._admin, [(tp.topic, tp.partition) for tp in tps], timeout=30)
+        return {tp: got[(tp.topic, tp.partition)] for tp in tps}
 
     def _committed(self, tps: list[TP]) -> dict[TP, int]:
         got = self._consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in tps], timeout=30)
@@ -132,6 +143,10 @@ class Watermarks:
         self._pool.shutdown(wait=False)
         with contextlib.suppress(Exception):
             self._consumer.close()
+        # an AdminClient has no close(): dropping the last reference destroys it, else it keeps
+        # reconnecting (and logging) after the broker is gone
+        with contextlib.suppress(AttributeError):
+            del self._admin
 
 
 class PatientContexts:
@@ -217,31 +232,58 @@ class PatientContexts:
 
         ``touch`` is called while waiting (a caller's health progress); returns False only
         when ``timeout`` (seconds) ran out first."""
+        return not await self.behind([partition], touch=touch, timeout=timeout)
+
+    async def behind(
+        self, partitions: Iterable[int], *, touch: Callable[[], None] | None = None, timeout: float | None = None
+    ) -> set[int]:
+        """:meth:`caught_up` for several partitions at once: the ones still behind when ``timeout``
+        ran out (empty: every one is caught up).
+
+        One evaluation for a whole batch: each stage reads the high watermarks of every topic
+        of every partition in one request, then polls their committed offsets in one request,
+        so the barrier's cost does not grow with the topics or partitions it covers."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        parts = sorted(set(partitions))
+        late: set[int] = set()
         prefix = self.p.prefix
-        raw = [TP(f"{prefix}.raw.{feed}", partition) for feed in BARRIER_FEEDS]
-        high = await self.watermarks.high(raw)
-        while True:
-            committed = await self.watermarks.committed(raw)
-            if all(committed.get(tp, -1) >= high[tp] or high[tp] == 0 for tp in raw):
-                break
-            if not await self._wait(deadline, touch):
-                return False
-        mine = [TP(name, partition) for name in self.topic_names]
-        high = await self.watermarks.high(mine)
-        need = {tp: off for tp, off in high.items() if off > 0}
+        raw = [TP(f"{prefix}.raw.{feed}", p) for p in parts for feed in BARRIER_FEEDS]
+        feeds = getattr(self.p, "feed_committers", {})
+        need = {tp: off for tp, off in (await self.watermarks.high(raw)).items() if off > 0}
+        need = await self._until_done(need, lambda tp: feeds.get(tp.topic), deadline, touch)
+        late = {tp.partition for tp in need}
+        mine = [TP(name, p) for p in parts if p not in late for name in self.topic_names]
+        need = {tp: off for tp, off in (await self.watermarks.high(mine)).items() if off > 0} if mine else {}
+        need = await self._until_done(need, lambda _tp: self.committer, deadline, touch)
+        return late | {tp.partition for tp in need}
+
+    async def _until_done(
+        self,
+        need: dict[TP, int],
+        committer_of: Callable[[TP], Committer | None],
+        deadline: float | None,
+        touch: Callable[[], None] | None,
+    ) -> dict[TP, int]:
+        """Wait until each partition of ``need`` is processed (outputs confirmed) up to its offset;
+        returns the ones still short at the deadline (empty: all done).
+
+        A partition whose consuming agent runs in this process is read from that agent's ledger
+        (its processed offsets, advanced only once their outputs are confirmed, so never ahead of
+        what a commit would say): no broker round trip per poll, and no wait for the commit
+        itself. The others (not yet admitted in this generation) from the group's committed
+        offsets, in one request per poll."""
+
+        def done(tp: TP) -> int:  # -1: not known (any more: a rebalance forgot it meanwhile)
+            c = committer_of(tp)
+            return c.ledger.expected(tp) if c is not None and c.ledger.known(tp) else -1
+
         while need:
-            ledger = self.committer.ledger
-            unknown = [tp for tp in need if not ledger.known(tp)]
+            unknown = [tp for tp in need if done(tp) < 0]
             committed = await self.watermarks.committed(unknown) if unknown else {}
-            need = {
-                tp: off
-                for tp, off in need.items()
-                if (ledger.expected(tp) if ledger.known(tp) else committed.get(tp, -1)) < off
-            }
+            need = {tp: off for tp, off in need.items() if max(done(tp), committed.get(tp, -1)) < off}
             if need and not await self._wait(deadline, touch):
-                return False
-        return True
+                break
+        return need
 
     @staticmethod
     async def _wait(deadline: float | None, touch: Callable[[], None] | None) -> bool:

@@ -2,8 +2,8 @@
 
 For each normalized RefillRequest (portal today; the fax workflow hands pharmacy requests
 over on the same topic later) the agent waits until the patient context has folded every
-record accepted before the request (``PatientContexts.caught_up``, once per batch and
-partition), reads the patient's snapshot (``context_for``), and runs the pure step
+record accepted before the request (``PatientContexts.behind``: one evaluation per batch,
+for all its partitions), reads the patient's snapshot (``context_for``), and runs the pure step
 (``processors/workflows/refill/step.py``) with the request's own ``submitted_at`` as
 "now", so a replay of the topic gives the same decision for the same context.
 
@@ -20,7 +20,6 @@ so (``refill.internal_error``), because a refill request must reach a person.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -79,18 +78,19 @@ class RefillTriage:
             return
         outbox = self.p.outbox()  # librdkafka: a fraction of Faust's producer CPU per record (streams/offsets.py)
         counts: dict[str, int] = {}
-        stale: set[int] = set()
-        for partition in sorted({ev.message.partition for ev in admitted}):
-            tp = next(ev.message.tp for ev in admitted if ev.message.partition == partition)
-            ok = await self.contexts.caught_up(
-                partition, touch=partial(self.p.sensor.touch, tp), timeout=CONTEXT_WAIT_SECONDS
+        tps = {ev.message.partition: ev.message.tp for ev in admitted}
+
+        def touch() -> None:  # waiting on the context is progress, not a stall (streams/health.py)
+            for tp in tps.values():
+                self.p.sensor.touch(tp)
+
+        # one barrier evaluation for the whole batch, every partition in it (not one per request)
+        stale = await self.contexts.behind(tps, touch=touch, timeout=CONTEXT_WAIT_SECONDS)
+        for partition in sorted(stale):
+            # fail closed: these requests are triaged, but never routine (context_not_current)
+            log.warning(
+                "refill: patient context not caught up on partition %s after %ss", partition, CONTEXT_WAIT_SECONDS
             )
-            if not ok:
-                # fail closed: these requests are triaged, but never routine (context_not_current)
-                stale.add(partition)
-                log.warning(
-                    "refill: patient context not caught up on partition %s after %ss", partition, CONTEXT_WAIT_SECONDS
-                )
         for ev in admitted:
             with in_event(ev):
                 kind = await self.handle(ev, outbox, ev.message.partition not in stale)
