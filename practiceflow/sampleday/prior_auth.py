@@ -167,9 +167,14 @@ def pas_response(
     number: str | None = "CASE2026002",
     request_id: str | None = None,
     outcome: str = "complete",
+    version: int = 1,
 ) -> str:
     """A Da Vinci PAS ClaimResponse (FHIR JSON) answering case ``case``'s PAS request: ``request``
-    is our Claim (whose id is the authorization id, or ``request_id``), review action ``code`` (X12 306)."""
+    is our Claim (whose id is the authorization id, or ``request_id``), review action ``code`` (X12 306).
+
+    WHY one id per request and a ``version``: a payer answers a request with one ClaimResponse
+    and updates it in place when it decides a pended one (``meta.versionId`` 2, A1); the
+    sample data must exercise that update, not a fresh id per answer."""
     claim = request_id or authorization_id(practice_id, p.mrn, order_id(case))
     review = {
         "url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewAction",
@@ -182,8 +187,11 @@ def pas_response(
     }
     resource = {
         "resourceType": "ClaimResponse",
-        "id": f"pas-{claim[:40]}-{code}",
-        "meta": {"profile": ["http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claimresponse"]},
+        "id": f"pas-{claim[:40]}",
+        "meta": {
+            "versionId": str(version),
+            "profile": ["http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claimresponse"],
+        },
         "status": "active",
         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
         "use": "preauthorization",

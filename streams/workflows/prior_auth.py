@@ -33,7 +33,9 @@ authorization's state (status drafted / approved / pended / denied / ..., the pa
 number, the work item, the responses applied), ``pp:<digest of practice/patient>`` ->
 the patient's authorization ids (for a fax, which names a patient, not a trace number), and
 ``r:<practice>/<trace>`` -> a 278 response whose authorization is not drafted yet (the
-order still on its way through the context agent): applied when the order is drafted.
+order still on its way through the context agent): applied when the order is drafted, and
+``since:eligibility:<partition>`` -> the cut-off (epoch ms) before which a ``norm.eligibility``
+271 is the upgrade's backlog: audit only, no item (review s20 S6).
 No identifier is in a key.
 
 Outputs go through :func:`.emit.emit_step` (work items to the clinician queue, drafts,
@@ -86,6 +88,7 @@ from practiceflow.processors.workflows.step import AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import item_id_for
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
+from practiceflow.streams.clock import now_ms
 from practiceflow.streams.normalize_agent import Outbox, confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.serde import AvroCodec
@@ -135,6 +138,7 @@ class PriorAuth:
             acks=False,  # committed by this agent (streams/offsets.py), never by Faust
         )
         self.committer = Committer(app, pipeline.committed_offsets, "prior-auth", self.topic.topics)
+        self.started = now_ms()  # the cut-off of a norm.eligibility partition never read (_eligibility_cutoff)
         self.counts: dict[str, int] = {}
         # the context follower (orders) and the response agent read and write the same table
         # keys across awaits: a 278 answer looked up before its order's write and parked after
@@ -186,7 +190,15 @@ class PriorAuth:
         return entry["item"] if entry else None
 
     def _latest_item(self, ev: Any, practice: str, state: dict[str, Any]) -> Any:
-        return self._item(ev, practice, str(state["item_id"]))
+        """The authorization item's latest revision: the work-items table's, unless the copy in
+        ``state`` is newer. WHY: the table lags this agent's own sends; two answers in one batch
+        (a PAS response pended, then the same one approved) would both revise the table's older
+        revision, and the second would reuse the first's revision number (review s20 S5)."""
+        latest = self._item(ev, practice, str(state["item_id"]))
+        own = state.get("item")
+        if latest is not None and own and int(own.get("revision", 1)) > int(latest.get("revision", 1)):
+            return own
+        return latest
 
     def _submit_item(self, ev: Any, practice: str, state: dict[str, Any], latest: Any) -> Any:
         """The billing office's submit item of a signed request (step.submitted reads it), or None."""
@@ -348,7 +360,10 @@ class PriorAuth:
             if rt is None or not practice:
                 continue
             if rt == "EligibilityResponse":
-                name = await self._eligibility(ev, v, v.get("patient_id"), outbox, pending, issued, now_of(ev))
+                since = self._eligibility_cutoff(ev, pending)
+                name = await self._eligibility(
+                    ev, v, v.get("patient_id"), outbox, pending, issued, now_of(ev), since=since
+                )
                 counts[name] = counts.get(name, 0) + 1
                 continue
             key, ambiguous = self._find(ev, rt, v, pending)
@@ -486,8 +501,10 @@ class PriorAuth:
         pending: dict[str, tuple[Any, Any]],
         issued: set[str],
         now: int,
+        since: int | None = None,
     ) -> str:
-        """One 271: the items its "authorization required" benefits open (a count's name back)."""
+        """One 271: the items its "authorization required" benefits open (a count's name back).
+        ``since``: the partition's cut-off (norm.eligibility only): a 271 received before it is backlog."""
         practice = str(response["practice_id"])
         if not any(b.get("authorization_required") is True for b in response.get("benefits") or ()):
             return "eligibility_no_auth"
@@ -523,12 +540,34 @@ class PriorAuth:
             existing_items=_Issued(),
             rules=self.rules.get(practice),
             now=now,
+            since=since,
         )
         cause = f"{catalog.NORMALIZED['EligibilityResponse']}/{response.get('response_id')}"
         await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
         issued.update(i["item_id"] for i in result.work_items)
         self.p.sensor.touch(ev.message.tp)
-        return "eligibility_items" if result.work_items else "eligibility_nothing_new"
+        if result.work_items:
+            return "eligibility_items"
+        if any(a.action == "prior_auth_payer_requires_backlog" for a in result.audit):
+            return "eligibility_backlog"
+        return "eligibility_nothing_new"
+
+    def _eligibility_cutoff(self, ev: Any, pending: dict[str, tuple[Any, Any]]) -> int:
+        """The cut-off of the ``norm.eligibility`` partition ``ev`` came from (review s20 S6).
+
+        WHY: nobody committed that topic before this agent read it, so its first start reads the
+        retained 271s (30 days) from the log start. The cut-off is this worker's start, written
+        to the table with the partition's first 271 (and confirmed before the commit, so a
+        restart keeps it), as the ``ehr-no-target`` agent does (streams/commands/ehr_none.py).
+        A 271 received before it is answered with an audit entry only."""
+        key = f"since:eligibility:{ev.message.partition}"
+        if key in pending:
+            return int(pending[key][1])
+        since: Any = self._get_in_or_none(ev, key)
+        if since is None:  # this partition's first 271 ever: the cut-off is now
+            since = self.started
+            pending[key] = (ev, since)
+        return int(since)
 
     def _get_in_or_none(self, ev: Any, key: str) -> dict[str, Any] | None:
         with in_event(ev):

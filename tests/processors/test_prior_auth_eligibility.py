@@ -123,3 +123,16 @@ def test_the_rule_is_data_a_practice_can_silence_it(tmp_path: Path):
     rules = load_prior_auth_rules(tmp_path)
     assert _run(_271(), rules=rules).empty
     assert _run(_271(service_type="98"), rules=rules).work_items  # other service types still open items
+
+
+def test_a_271_received_before_the_cutoff_is_backlog_audit_only():
+    """Review s20 S6: the agent's first start reads the retained 271s of norm.eligibility; one
+    received before its cut-off (``since``) gets an audit entry and no item; at or after it, an item."""
+    response = _271()
+    kw: dict[str, Any] = {"patient_id": PT, "ctx": ctx_with(), "authorizations": [], "existing_items": set()}
+    old = on_eligibility(response, **kw, rules=RULES, now=NOW - 1, since=NOW)
+    assert not old.work_items
+    assert [(a.action, a.details["service_types"]) for a in old.audit] == [("prior_auth_payer_requires_backlog", "62")]
+    (item,) = on_eligibility(response, **kw, rules=RULES, now=NOW, since=NOW).work_items
+    assert item["kind"] == KIND
+    assert on_eligibility(_271("W123"), **kw, rules=RULES, now=NOW - 1, since=NOW).empty  # no EB11 Y: nothing

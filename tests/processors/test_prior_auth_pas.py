@@ -96,3 +96,23 @@ def test_the_da_vinci_test_kit_response_is_read_and_matched_to_nothing_of_ours()
     assert ev["record_type"] == "ClaimAdjudication" and ev["ref"] == "AUTH0001" and "111099" in ev["excerpt"]
     assert item == unmatched_item(adj, NOW)  # deterministic: a replay rewrites the same item
     assert json.dumps(item)  # plain data
+
+
+def test_a_claim_response_updated_in_place_moves_the_authorization_and_a_replay_does_not():
+    """Review s20 S5: the payer pends, then approves by updating the same ClaimResponse (same id,
+    version 2). Keyed by the resource id alone, the approval was "seen before" and ignored."""
+    d = _drafted()
+    pended = _answer(d, "A4", None, version=1)
+    approved = _answer(d, "A1", "PAS-77", version=2)
+    assert pended["adjudication_id"] == approved["adjudication_id"]  # one ClaimResponse, two versions
+    r1, st = respond(d.state, as_response(pended), None, NOW + 1000)
+    assert st["status"] == "pended" and len(r1.work_items) == 1
+    r2, st2 = respond(st, as_response(approved), r1.work_items[0], NOW + 2000)
+    assert st2["status"] == "approved" and st2["authorization_number"] == "PAS-77"
+    (item,) = r2.work_items
+    assert item["kind"] == "prior_auth.approved" and item["revision"] == 3
+    assert [a.action for a in r2.audit] == ["prior_auth_response"]
+    # replays of either version (a re-read, a redelivered notification) change nothing
+    for replay in (approved, _answer(d, "A1", "PAS-77", version=2), pended):
+        again, same = respond(st2, as_response(replay), item, NOW + 3000)
+        assert again.empty and same == st2

@@ -159,10 +159,12 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
                 raw_record(
                     practice, "fhir", spa.pas_response(practice, people[3], 3, request_id="pa0notours").encode()
                 ),
+                # the payer decides: the same ClaimResponse, updated in place (review s20 S5)
+                raw_record(practice, "fhir", spa.pas_response(practice, people[3], 3, "A1", version=2).encode()),
             ]
             await _send(pipeline, producer, pas)
             answered = lambda: (  # noqa: E731
-                pipeline.counts.get("prior_auth.pas_applied", 0) >= 1
+                pipeline.counts.get("prior_auth.pas_applied", 0) >= 2
                 and pipeline.counts.get("prior_auth.pas_unmatched", 0) >= 1
             )
             assert await runner.wait_for(answered, 180), pipeline.counts
@@ -192,7 +194,9 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     assert before["status"] == "drafted" and after["status"] == "approved"
     assert after["authorization_number"] == "AUTH2026001"
     assert late["status"] == "approved" and late["authorization_number"] == "AUTH2026001"
-    assert third["status"] == "pended" and third["authorization_number"] == "CASE2026002"
+    # pended (A4, version 1), then approved by the same ClaimResponse's version 2
+    assert third["status"] == "approved" and third["authorization_number"] == "CASE2026002"
+    assert len(third["responses"]) == 2 and third["responses"][0] != third["responses"][1]
     assert pipeline.counts.get("denials.adjudications", 0) == 0  # the denial step never saw them
     early_items = read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, "pa-e2e-early")
     (early_item,) = [v for v in early_items.values() if v["workflow"] == "prior_auth"]
@@ -209,9 +213,12 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     assert required["subject_id"] == spa.order_id(0) and "MRI/CAT scan (62)" in required["title"]
     assert required["produced_by"]["rule_id"] == "prior_auth.eligibility.eb11_required"
     assert [e["record_type"] for e in required["evidence"]] == ["EligibilityResponse", "Order"]
-    pended = items[third["item_id"]]
-    assert pended["kind"] == "prior_auth.pended" and pended["revision"] == 2 and pended["priority"] == "high"
-    assert pended["evidence"][0]["record_type"] == "ClaimAdjudication" and pended["evidence"][0]["ref"] == "CASE2026002"
+    answered = items[third["item_id"]]  # pended (revision 2), then approved by the updated ClaimResponse
+    assert answered["kind"] == "prior_auth.approved" and answered["revision"] == 3
+    assert [(e["record_type"], e["assessment"], e["ref"]) for e in answered["evidence"][:2]] == [
+        ("ClaimAdjudication", "approved", "CASE2026002"),
+        ("ClaimAdjudication", "pended", "CASE2026002"),
+    ]
     (stray,) = [i for i in items.values() if i["kind"] == "prior_auth.response_unmatched"]
     assert stray["queue"] == "billing" and "pa0notours" in stray["evidence"][0]["excerpt"]
     mri = items[before["item_id"]]
@@ -225,7 +232,7 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     (submit,) = [i for i in items.values() if i["kind"] == "prior_auth.submit"]
     assert items[o2["item_id"]]["state"] == "done" and submit["queue"] == "billing"
     assert items[ct["item_id"]]["kind"] == "prior_auth.denied"  # the confirmed fax reached the clinician's item
-    others = (mri["item_id"], submit["item_id"], ct["item_id"], pended["item_id"], stray["item_id"])
+    others = (mri["item_id"], submit["item_id"], ct["item_id"], answered["item_id"], stray["item_id"])
     others += (required["item_id"],)
     assert {i["kind"] for i in items.values() if i["item_id"] not in others} == {"prior_auth.sign_off"}
 

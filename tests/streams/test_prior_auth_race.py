@@ -324,3 +324,52 @@ def test_a_confirmation_for_a_cancelled_authorization_is_refused_in_the_agent(ag
     assert agent.authorization(P, aid)["status"] == "cancelled"  # type: ignore[index]
     last = agent.emitted[-1]  # type: ignore[attr-defined]
     assert last.work_items == () and [a.action for a in last.audit] == ["prior_auth_confirm_refused"]
+
+
+def test_271s_on_norm_eligibility_from_before_the_agents_first_start_open_no_item(agent: mod.PriorAuth) -> None:
+    """Review s20 S6: on its first start the agent reads norm.eligibility (never committed) from the
+    log start. A 271 received before the partition's cut-off (the agent's start, kept in its table
+    with the partition's first 271) is audit only; one received after opens the item; the cut-off
+    stays once written (a restart with a later start does not move it)."""
+    from tests.processors.test_prior_auth_eligibility import _271
+
+    topic = "pf.norm.eligibility"
+    agent._record_type = {topic: "EligibilityResponse"}
+    agent.started = NOW + 10_000
+
+    def at(ms: int) -> Any:
+        ev = _event(topic, {**_271(), "patient_id": PT})
+        ev.message.timestamp = ms / 1000
+        return ev
+
+    asyncio.run(agent.process_batch([at(NOW)]))  # retained from before the upgrade
+    (backlog,) = agent.emitted  # type: ignore[attr-defined]
+    assert not backlog.work_items and [a.action for a in backlog.audit] == ["prior_auth_payer_requires_backlog"]
+    assert agent.table.get("since:eligibility:0") == str(NOW + 10_000)
+    agent.started = NOW + 50_000  # the worker restarts later: the partition keeps its cut-off
+    asyncio.run(agent.process_batch([at(NOW + 20_000)]))  # received after the first start
+    (item,) = agent.emitted[-1].work_items  # type: ignore[attr-defined]
+    assert item["kind"] == "prior_auth.payer_requires" and item["patient_id"] == PT
+    assert agent.counts == {"eligibility_backlog": 1, "eligibility_items": 1}
+
+
+def test_a_pas_response_pended_then_approved_in_one_batch_gives_two_revisions(agent: mod.PriorAuth) -> None:
+    """Review s20 S5 in the agent: the payer's ClaimResponse, pended (version 1) and approved (version 2),
+    handed over in one batch while the work-items table still holds the first revision: the approval is
+    applied, as revision 3 (not a second revision 2 that the table would take for the same one)."""
+    from practiceflow.sampleday import prior_auth as spa
+    from tests.processors.test_prior_auth_pas import _normalized, _Person
+
+    _ctx, _order, aid = _drafted(agent)
+    (first,) = agent.emitted[0].work_items  # type: ignore[attr-defined]
+    table = {f"{P}/{first['item_id']}": {"item": first}}
+    agent.p.work_items = SimpleNamespace(get=table.get)  # type: ignore[attr-defined]
+    answers = [
+        _normalized(spa.pas_response(P, _Person(), 0, code, "PAS-9", request_id=aid, version=n), P)
+        for n, code in ((1, "A4"), (2, "A1"))
+    ]
+    asyncio.run(agent.on_pas_responses([(_event("pf.norm.claim_adjudication", a), a) for a in answers]))
+    state = agent.authorization(P, aid)
+    assert state is not None and state["status"] == "approved" and len(state["responses"]) == 2
+    revisions = [(i["kind"], i["revision"]) for r in agent.emitted[1:] for i in r.work_items]  # type: ignore[attr-defined]
+    assert revisions == [("prior_auth.pended", 2), ("prior_auth.approved", 3)]

@@ -14,6 +14,12 @@ No duplicates: nothing when an authorization for the patient and that payer is a
 drafted or pended (the order's own sign-off item covers it), and nothing when the item
 exists already (ids from practice, patient, payer and service type, never time): a replayed
 271, or the next eligibility check of the same plan, adds nothing.
+
+The upgrade's backlog (review s20 S6): the prior-auth agent reads ``norm.eligibility``, a topic
+nobody committed before, from its log start (30 days). Those 271s are old eligibility checks for
+services long booked or done; an item for each would flood the queues. So a 271 received before
+``since`` (the agent's cut-off for its partition, kept by the shell) gets an audit entry
+(``prior_auth_payer_requires_backlog``) and no item.
 """
 
 from __future__ import annotations
@@ -133,13 +139,25 @@ def on_eligibility(
     existing_items: Container[str],
     rules: PriorAuthRules,
     now: int,
+    since: int | None = None,
 ) -> StepResult:
     """See the module docstring. ``authorizations`` are the patient's authorization states,
-    ``existing_items`` the item ids already issued (the work-items table)."""
+    ``existing_items`` the item ids already issued (the work-items table); ``now`` is when the
+    271 was received, ``since`` the cut-off before which a 271 is backlog (audit only)."""
     pid = str(response["practice_id"])
     needs = required(response, rules)
     if not needs or not patient_id:
         return StepResult()
+    if since is not None and now < since:
+        audit = AuditReason(
+            "prior_auth_payer_requires_backlog",
+            "EligibilityResponse",
+            str(response.get("response_id")),
+            "the 271 says authorization is required, but it was received before the prior-auth agent's cut-off "
+            "(upgrade backlog): no item",
+            details={"service_types": ",".join(st for st, _r, _b in needs), "cutoff": str(since)},
+        )
+        return StepResult(audit=(audit,))
     payer_name = str(response.get("payer_name") or response.get("payer_id") or "the payer")
     covered = [a for a in authorizations if a.get("status") in OPEN_STATES and _same_payer(a, response)]
     if covered:

@@ -15,6 +15,7 @@ no authorization of the practice becomes a billing item with the response as evi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -83,12 +84,33 @@ def decision_of(adjudication: Mapping[str, Any]) -> str:
     return decisions[0]
 
 
+def response_id(adjudication: Mapping[str, Any]) -> str:
+    """The id :func:`.step.respond` remembers the answer by: the ClaimResponse id plus a digest of
+    what it says (decision, review action codes, authorization number, outcome).
+
+    WHY not the resource id alone: a payer finishes a pended request by updating the *same*
+    ClaimResponse (same id, new ``meta.versionId``: A4, later A1 with ``preAuthRef``); keyed by
+    the id, the approval was "seen before" and ignored. Keyed by content, a replay of a version
+    (or a new version saying the same thing) still changes nothing. Known limit: a version that
+    goes back to exactly what an earlier one said (A4, A1, A4 again) is taken as that earlier
+    answer; a payer does not un-approve in place, it sends a new response."""
+    said = "|".join(
+        [
+            decision_of(adjudication),
+            ",".join(action_codes(adjudication)),
+            str(adjudication.get("authorization_number") or ""),
+            str(adjudication.get("outcome") or ""),
+        ]
+    )
+    return f"pas:{adjudication['adjudication_id']}:{hashlib.sha256(said.encode()).hexdigest()[:12]}"
+
+
 def as_response(adjudication: Mapping[str, Any]) -> dict[str, Any]:
     """The response :func:`.step.respond` applies (the fields a 278 response gives)."""
     codes = action_codes(adjudication)
     outcome = adjudication.get("outcome")
     return {
-        "response_id": f"pas:{adjudication['adjudication_id']}",
+        "response_id": response_id(adjudication),
         "decision": decision_of(adjudication),
         "action_code": ",".join(dict.fromkeys(codes)) or None,
         "authorization_number": adjudication.get("authorization_number"),
