@@ -61,3 +61,41 @@ def test_a_second_day_does_not_read_the_first_days_raw_messages(cfg, stack):
 
     counts = asyncio.run(go())
     assert counts.get("hl7v2.normalized") == 1, counts
+
+
+@pytest.mark.broker
+def test_a_second_day_starts_every_topic_its_worker_reads_after_the_first_days_messages(cfg, stack):
+    """Not only the raw feeds: the workflow agents and command executors read normalized
+    records, cmd.* and cmd.results. A second ``practiceflow day`` on a kept stack used to start
+    those at the earliest offset and step the first day's intake forms, refills, claims and
+    270 commands again (doubled counts; the old 270s' deadlines had passed: all ``timeout``)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from practiceflow.jobs.day_scope import skip_earlier_runs
+    from practiceflow.streams.clickhouse_sink import sink_topics
+
+    create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
+    group = f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}"
+    pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url, app_id=group)
+    earlier = [f"{cfg.topic_prefix}.{s}" for s in ("cmd.eligibility", "cmd.results", "norm.intake_form")]
+    earlier = [t for t in earlier if t in pipeline.source_topics]
+    assert f"{cfg.topic_prefix}.cmd.eligibility" in earlier, sorted(pipeline.source_topics)
+    first = Producer({"bootstrap.servers": stack.bootstrap})
+    for topic in earlier:  # the first day's messages (bytes: nobody decodes them here)
+        for p in range(cfg.topic_partitions):
+            first.produce(topic, b"first day", partition=p)
+    assert first.flush(30) == 0
+    sink_at = positions_now(stack.bootstrap, list(sink_topics(cfg.topic_prefix)))
+    skip_earlier_runs(stack.bootstrap, pipeline, sink_at)
+
+    def committed(group_id: str, tps: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group_id, "enable.auto.commit": False})
+        try:
+            return {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=30)}
+        finally:
+            c.close()
+
+    worker = committed(group, [TopicPartition(t, p) for t in earlier for p in range(cfg.topic_partitions)])
+    assert worker == {(t, p): 1 for t in earlier for p in range(cfg.topic_partitions)}
+    sink = committed(runner.sink_group(pipeline), [TopicPartition(t, p) for (t, p) in sink_at])
+    assert sink == sink_at

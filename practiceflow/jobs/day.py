@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from practiceflow.jobs.day_scope import positions_now, since_clause, skip_earlier_inputs
+from practiceflow.jobs.day_scope import positions_now, since_clause, skip_earlier_runs
 from practiceflow.localstack.connect import endpoints
 from practiceflow.sampleday.generate import DayPlan, build_day, write_day
 from practiceflow.sampleday.senders import MllpClient, ack_code, sign_portal
@@ -211,9 +211,8 @@ async def run_day(
     # the stack keeps earlier runs' data: this run reads only its own inputs and sums only
     # its own rows (practiceflow/jobs/day_scope.py)
     app_id = f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}"
-    inputs = [s.name(cfg.topic_prefix) for s in catalog.CATALOG if s.kind in (catalog.Kind.RAW, catalog.Kind.RETRY)]
-    skip_earlier_inputs(bootstrap, app_id, positions_now(bootstrap, inputs))
-    since, since_params = since_clause(positions_now(bootstrap, list(sink_topics(cfg.topic_prefix))))
+    sink_positions = positions_now(bootstrap, list(sink_topics(cfg.topic_prefix)))
+    since, since_params = since_clause(sink_positions)
     sink = ClickHouseSink.from_settings(cfg)
     if practice not in cfg.fax_roster and "*" not in cfg.fax_roster:
         # the generated practice's names and providers, so its misdirected fax is recognised
@@ -238,6 +237,7 @@ async def run_day(
         web_port=web_port,
     )
     pipeline.register_schemas()
+    skip_earlier_runs(bootstrap, pipeline, sink_positions)  # before the worker and the sink join
     # the clearinghouse simulator the eligibility checks go to (no real clearinghouse here)
     sim = _clearinghouse_simulator(cfg)
     await runner.start(pipeline)

@@ -7,8 +7,13 @@ table: the generated day repeats the same message ids, which a shared table woul
 as resends), so without care it would read all earlier raw messages again and its
 summary would count everything ClickHouse ever saw. Two measures:
 
-* :func:`skip_earlier_inputs` commits the new group's offsets at the input topics' current
-  ends before the worker joins, so it handles only what this run sends;
+* :func:`skip_earlier_runs` commits the new groups' offsets at the current ends of EVERY
+  topic the worker reads (raw feeds and retries, but also the normalized records, cmd.*,
+  cmd.results, decisions: ``pipeline.source_topics``) and of the sink's topics, before the
+  worker joins, so it handles only what this run sends. Skipping only the raw topics was not
+  enough: the workflow agents and command executors of the fresh group started at the
+  earliest offset and stepped the earlier runs' forms, refills, claims and 270 commands again
+  (doubled counts; the old 270s' deadlines had passed, so every check read ``timeout``);
 * :func:`positions_now` + :func:`since_clause` restrict the ClickHouse summary to rows
   whose Kafka position (every row carries ``kafka_topic``/``kafka_partition``/
   ``kafka_offset``) lies after the positions recorded at the run's start.
@@ -16,9 +21,14 @@ summary would count everything ClickHouse ever saw. Two measures:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from confluent_kafka import Consumer, TopicPartition
 
 from practiceflow.streams.positions import watermarks
+
+if TYPE_CHECKING:
+    from practiceflow.streams.app import Pipeline
 
 
 def _high_water(probe: Consumer, tp: TopicPartition, timeout: float) -> int:
@@ -54,6 +64,16 @@ def skip_earlier_inputs(bootstrap: str, group: str, positions: dict[tuple[str, i
         c.commit(offsets=[TopicPartition(t, p, off) for (t, p), off in positions.items()], asynchronous=False)
     finally:
         c.close()
+
+
+def skip_earlier_runs(bootstrap: str, pipeline: Pipeline, sink_positions: dict[tuple[str, int], int]) -> None:
+    """Start ``pipeline``'s worker group after everything earlier runs left on the topics it
+    reads, and its ClickHouse sink group at ``sink_positions`` (the run's start). Call it after
+    the pipeline registered its agents (they fill ``source_topics``) and before it starts."""
+    from practiceflow.streams.runner import sink_group
+
+    skip_earlier_inputs(bootstrap, pipeline.app.conf.id, positions_now(bootstrap, sorted(pipeline.source_topics)))
+    skip_earlier_inputs(bootstrap, sink_group(pipeline), sink_positions)
 
 
 def since_clause(positions: dict[tuple[str, int], int]) -> tuple[str, dict[str, object]]:
