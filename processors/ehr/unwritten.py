@@ -22,7 +22,10 @@ KIND: Final = "ehr_write"
 # ``no_ehr``: the practice has no EHR target (setting ``ehr_fhir``); the worker answers the
 # command so (``streams/commands/ehr_none.py``) and the sync never writes it later.
 NO_EHR: Final = "no_ehr"
-NOT_WRITTEN: Final = frozenset({"failed", "refused", NO_EHR})
+# ``unknown``: the sync could not tell whether the signed write reached the EHR (review s20 M2: an
+# EHR that drops our note and has no readable history); a person checks, never "prescribe it by hand".
+UNPROVEN: Final = "unknown"
+NOT_WRITTEN: Final = frozenset({"failed", "refused", NO_EHR, UNPROVEN})
 BACKLOG: Final = "issued_before_cutoff"  # params key of a no_ehr answer to the upgrade's backlog: no item
 # workflow -> (queue, title, what the person does): the one who signed does it by hand
 WHO_DOES_IT: Final[dict[str, tuple[str, str, str]]] = {
@@ -37,13 +40,22 @@ WHO_DOES_IT: Final[dict[str, tuple[str, str, str]]] = {
         "Enter the signed Patient / Coverage in the EHR yourself (the draft is attached), then mark this done.",
     ),
 }
+# workflow -> (title, what the person does) of an ``unknown`` answer: the order may be in the EHR already
+CHECK_FIRST: Final[dict[str, tuple[str, str]]] = {
+    "refill": (
+        "Signed renewal: could not tell whether it reached the EHR - check for an active order before prescribing",
+        "Look for this renewal's active order in the EHR. If it is there, mark this done; if not, prescribe it "
+        "by hand, then mark this done.",
+    ),
+}
 RULE_ID: Final = "ehr.write_not_done"
 RULE_VERSION: Final = "1"
 
 
 def unwritten_write_item(result: Mapping[str, Any]) -> StepResult:
     """The item for an ``ehr_write`` answer that is not ``ok`` (to the queue of whoever signed:
-    clinician for a renewal, front desk for a registration); nothing otherwise."""
+    clinician for a renewal, front desk for a registration); nothing otherwise. An ``unknown``
+    answer's item asks to check the EHR first: the order may be there (review s20 M2)."""
     if result.get("kind") != KIND or result.get("outcome") not in NOT_WRITTEN:
         return EMPTY
     command_id = str(result["command_id"])
@@ -56,6 +68,14 @@ def unwritten_write_item(result: Mapping[str, Any]) -> StepResult:
     queue, title, decision_needed = WHO_DOES_IT.get(workflow, WHO_DOES_IT["refill"])
     if result.get("outcome") == NO_EHR:
         title = title.replace("NOT written to the EHR", "NOT written: no EHR is configured")
+    if result.get("outcome") == UNPROVEN:
+        title, decision_needed = CHECK_FIRST.get(
+            workflow,
+            (
+                "Signed write: could not tell whether it reached the EHR - check the EHR before entering it",
+                "Look for the signed record in the EHR. If it is there, mark this done; if not, enter it by hand.",
+            ),
+        )
     item = new_item(
         practice_id=result["practice_id"],
         workflow=workflow,

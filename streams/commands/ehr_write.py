@@ -70,6 +70,7 @@ Audit = Callable[[dict[str, Any]], None]
 
 
 init_command_outcomes("ehr_write")  # a failure rate of 0 reads 0, not "no data"
+COMMAND_RESULTS.labels("ehr_write", "unknown")  # review s20 M2: unproven signed writes, also from 0
 
 
 @dataclass
@@ -86,6 +87,7 @@ class WriteReport:
     signed_unanswered: int = 0  # signed resource already on the server, its command answered only now
     signed_held: int = 0  # answered failed/refused/no_ehr before: a person does it by hand, never written
     signed_refused: int = 0  # changed in the EHR before it was ever written (review s20 M1): answered refused
+    signed_unproven: int = 0  # could not tell whether it was written (review s20 M2): answered unknown
     piloted: int = 0  # items, drafts and signed drafts of workflows in pilot mode: never written
     failed: list[str] = field(default_factory=list)
     answered: list[dict[str, Any]] = field(default_factory=list)  # CommandResults for cmd.ehr_write
@@ -108,6 +110,11 @@ class WriteReport:
                 if self.signed_refused
                 else ""
             )
+            + (
+                f", {self.signed_unproven} signed writes unproven (answered unknown: a person checks the EHR)"
+                if self.signed_unproven
+                else ""
+            )
         )
 
 
@@ -125,28 +132,57 @@ def _carries(version: Mapping[str, Any], ours: Mapping[str, Any], mark: str | No
     return _same(version, ours) or (mark is not None and mark in notes)
 
 
+# What a draft withdrawn in the EHR becomes: a signed write that never happened finds its draft so.
+DISCARDED = frozenset({"cancelled", "entered-in-error"})
+UNPROVEN = "unknown"  # the cmd.ehr_write answer when nothing tells whether the signed write reached the EHR
+
+
+def _holds(version: Mapping[str, Any], ours: Mapping[str, Any]) -> bool:
+    """Every field the signed write sent (``note`` aside) is in this version with our value, status
+    included; the server's own additions (``authoredOn``, ``requester``, extensions) are allowed.
+    Review s20 M2: many EHRs drop or rewrite ``note`` and add fields, so neither the whole body nor
+    the signature note survives a write there."""
+    return all(version.get(k) == v for k, v in ours.items() if k not in ("meta", "text", "note"))
+
+
 def _written_by_us(
     client: FhirClient, current: Mapping[str, Any], ours: Mapping[str, Any], payload: Mapping[str, Any]
-) -> tuple[bool, str]:
-    """(was this signed command's resource ever on the server, why not when not).
+) -> tuple[str, str]:
+    """("ours" | "not_ours" | UNPROVEN, why) for a signed command's resource whose server copy is past
+    ``draft`` and differs from our body.
 
-    Review s20 M1: a server copy past ``draft`` that differs from ours is either ours, then changed by
-    staff (stopped, edited), or never ours: staff cancelled the *draft* or acted on it in the EHR before
-    the signature arrived. Only the first may be answered ``ok``. The current copy carrying our signature
-    note settles it without a request. Otherwise the resource's ``_history`` does: the version we wrote
-    is in it whatever staff did to the order since, whereas the note in the current copy survives only
-    if the EHR kept our annotation through the staff's edit (a discontinue that rewrites the order, a
-    facade that drops ``note``) and the false answer then would be a refusal of an order that was
-    written. A server without a readable ``_history`` proves nothing: unproven is not ours, so a
-    person checks the order (``refused``), never a false ``ok`` (the silent loss of review s18 M6)."""
+    Review s20 M1: such a copy is either ours, then changed by staff (stopped, edited), or never ours:
+    staff cancelled the *draft* or acted on it in the EHR before the signature arrived. Only the first
+    may be answered ``ok``; the second is ``refused`` (terminal: "NOT written, prescribe it by hand").
+    Review s20 M2: a refusal of an order that IS active in the EHR asks for a second prescription, so
+    "not ours" needs proof too, and what cannot be told either way is ``unknown`` (a person checks
+    for the active order before prescribing).
+
+    - The current copy carrying our body or signature note: ours.
+    - A readable ``_history`` with a version that does: ours (whatever staff did to the order since).
+    - No ``_history`` (405/404 are common): a copy that still holds every field we sent with status
+      ``active`` is our write whose answer was lost (s18 S2 b) on an EHR that drops ``note``; a
+      withdrawn draft (``DISCARDED``) is not ours; anything else is unproven.
+    - A readable ``_history`` with no version of ours, while the copy holds every field we sent: staff
+      may have activated the draft themselves (the EHR kept no note anywhere), or the EHR dropped our
+      note: unproven, never "prescribe it by hand" while an active order is there. Otherwise not ours."""
     rtype, rid = str(ours["resourceType"]), str(ours["id"])
     mark = signed_note(payload) if rtype == "MedicationRequest" else None
     if _carries(current, ours, mark):
-        return True, ""
+        return "ours", ""
+    holds = _holds(current, ours)
     try:
-        return any(_carries(v, ours, mark) for v in client.history(rtype, rid)), ""
+        versions = list(client.history(rtype, rid))
     except FhirError as exc:
-        return False, f" (its history could not be read: {exc.status})"
+        why = f" (its history could not be read: {exc.status})"
+        if holds:
+            return "ours", ""
+        return ("not_ours" if current.get("status") in DISCARDED else UNPROVEN), why
+    if any(_carries(v, ours, mark) for v in versions):
+        return "ours", ""
+    return (
+        (UNPROVEN, " (it holds the signed order, but no version carries its signature)") if holds else ("not_ours", "")
+    )
 
 
 def _put_if_changed(client: FhirClient, resource: dict[str, Any], current: Mapping[str, Any] | None) -> str | None:
@@ -328,16 +364,27 @@ def write_back(
                 # M1: written by us, then changed (stopped), it is answered ok from the server's version
                 # below; changed before it was ever written (the draft cancelled or acted on in the
                 # EHR), nothing was written: refused, terminal, and the signer's item opens
-                ours, why = _written_by_us(client, current, resource, pair[1])
-                if not ours:
+                verdict, why = _written_by_us(client, current, resource, pair[1])
+                status = str(current.get("status"))[:40]
+                if verdict == "not_ours":
                     report.signed_refused += 1
-                    status = str(current.get("status"))[:40]
                     report.answered.append(
                         _result(
                             pair[0],
                             "refused",
                             f"the EHR's copy is {status}: changed in the EHR before the signed write{why}; "
                             "not written, check the order in the EHR",
+                        )
+                    )
+                    continue
+                if verdict == UNPROVEN:  # review s20 M2: never a false "not written" while it may be there
+                    report.signed_unproven += 1
+                    report.answered.append(
+                        _result(
+                            pair[0],
+                            UNPROVEN,
+                            f"the EHR's copy is {status} and differs from the signed order{why}; could not tell "
+                            "whether the signed write reached the EHR: check for an active order before prescribing",
                         )
                     )
                     continue

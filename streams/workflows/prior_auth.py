@@ -200,10 +200,18 @@ class PriorAuth:
             return own
         return latest
 
-    def _submit_item(self, ev: Any, practice: str, state: dict[str, Any], latest: Any) -> Any:
-        """The billing office's submit item of a signed request (step.submitted reads it), or None."""
+    def _submit_item(
+        self, ev: Any, practice: str, state: dict[str, Any], latest: Any, sent: dict[str, Any] | None = None
+    ) -> Any:
+        """The billing office's submit item of a signed request (step.submitted reads it), or None.
+
+        ``sent``: the items this batch already emitted, by id. WHY: the work-items table does not
+        have them yet, so a second answer in the batch would close the submit item again, with
+        the same revision number (the table would take it for the same revision)."""
         sid = submit_item_id(state, latest)
-        return self._item(ev, practice, sid) if sid else None
+        if not sid:
+            return None
+        return (sent or {}).get(sid) or self._item(ev, practice, sid)
 
     # ------------------------------------------------------------------ orders (context follower)
     async def on_context_batch(self, folded: list[tuple[Any, str, dict[str, Any], PatientContext]]) -> None:
@@ -273,7 +281,7 @@ class PriorAuth:
                 parked = pending[pkey_resp][1] if pkey_resp in pending else self._get(pkey_resp)
             if parked and parked.get("response_id") not in (state.get("responses") or ()):
                 # the payer's answer arrived before the order was folded: apply it now
-                result, state = respond(state, parked, decision.result.work_items[0], now)
+                result, state = respond(state, parked, decision.result.work_items[0], now, submit_item=submit)
                 await emit_step(
                     self.p,
                     outbox,
@@ -353,6 +361,7 @@ class PriorAuth:
         pending: dict[str, tuple[Any, Any]] = {}
         counts: dict[str, int] = {}
         issued: set[str] = set()
+        sent: dict[str, Any] = {}  # items emitted in this batch, by id (see _submit_item)
         for ev in admitted:
             rt = self._record_type.get(ev.message.topic)
             v: dict[str, Any] = ev.value
@@ -383,19 +392,19 @@ class PriorAuth:
             state = pending[key][1] if key in pending else self._get_in(ev, key)
             now = int(ev.message.timestamp * 1000)
             latest = self._latest_item(ev, practice, state)
+            submit = self._submit_item(ev, practice, state, latest, sent)
             if rt == "FaxClassification":
-                submit = self._submit_item(ev, practice, state, latest)
                 result, new_state = on_fax_decision(state, v, latest, now, ambiguous=ambiguous, submit_item=submit)
                 rid = f"fax:{v['classification_id']}"
                 applied = any(a.action == "prior_auth_response" for a in result.audit)
                 name = "responses_applied" if applied else "faxes_unconfirmed"
                 result = result + self._offer_confirmation(ev, practice, v, new_state, result, ambiguous, now)
             elif rt == "WorkflowCommand":
-                result, new_state, confirmed_ok = apply_confirmation(state, v, latest, now)
+                result, new_state, confirmed_ok = apply_confirmation(state, v, latest, now, submit_item=submit)
                 rid = str(confirmed_response(v)["response_id"])
                 name = "confirmations_applied" if confirmed_ok else "confirmations_refused"
             else:
-                result, new_state = respond(state, v, latest, now)
+                result, new_state = respond(state, v, latest, now, submit_item=submit)
                 rid, name = str(v.get("response_id")), "responses_applied"
             await emit_step(
                 self.p,
@@ -408,6 +417,7 @@ class PriorAuth:
                 else f"{catalog.NORMALIZED[rt]}/{rid}",
                 at=now,
             )
+            sent.update((i["item_id"], i) for i in result.work_items)
             pending[key] = (ev, new_state)
             counts[name] = counts.get(name, 0) + 1
             self.p.sensor.touch(ev.message.tp)
@@ -427,6 +437,7 @@ class PriorAuth:
         outbox = Outbox()
         pending: dict[str, tuple[Any, Any]] = {}
         counts: dict[str, int] = {}
+        sent: dict[str, Any] = {}  # items emitted in this batch, by id (see _submit_item)
         for ev, v in batch:
             practice = str(v["practice_id"])
             now = int(ev.message.timestamp * 1000)
@@ -451,8 +462,11 @@ class PriorAuth:
                 continue
             key = keys[0]
             state = pending[key][1] if key in pending else self._get_in(ev, key)
-            result, new_state = respond(state, as_response(v), self._latest_item(ev, practice, state), now)
+            latest = self._latest_item(ev, practice, state)
+            submit = self._submit_item(ev, practice, state, latest, sent)
+            result, new_state = respond(state, as_response(v), latest, now, submit_item=submit)
             await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
+            sent.update((i["item_id"], i) for i in result.work_items)
             pending[key] = (ev, new_state)
             counts["pas_applied"] = counts.get("pas_applied", 0) + 1
         await outbox.confirm()

@@ -473,3 +473,23 @@ def test_a_trusted_fax_quoting_our_authorization_id_is_applied_while_the_submit_
     # not signed yet: nothing can have gone out, the reference does not change that
     _r, unsigned = on_fax_decision(d.state, _fax("approved", reference=aid), None, NOW + 1000)
     assert unsigned["status"] == "drafted"
+
+
+def test_a_payers_278_answer_closes_the_open_submit_item_in_the_pure_step():
+    """Review s20 S2 (second half): respond() left the billing office's submit item open when a 278 (or a
+    PAS answer, or a confirmation: all go through respond) arrived before billing clicked "Submitted".
+    Another decision's submit item, or one already done, is left alone; a replayed answer adds nothing."""
+    d, signed, submit = _signed_and_submit()
+    answer = {"response_id": "r-278", "decision": "approved", "authorization_number": "AUTH7", "source": SRC}
+    result, st = respond(d.state, answer, signed, NOW + 1000, submit_item=submit)
+    assert st["status"] == "approved"
+    by_id = {i["item_id"]: i for i in result.work_items}
+    closed = by_id[submit["item_id"]]
+    assert (closed["state"], closed["outcome"], closed["revision"]) == ("done", "the payer answered", 2)
+    again, _st = respond(st, answer, signed, NOW + 2000, submit_item=submit)
+    assert again.work_items == ()
+    other = {**submit, "item_id": "another-decisions-submit-item"}
+    _d, _signed, done = _signed_and_submit("approve")
+    for item in (other, done):
+        result, _st = respond(d.state, answer, signed, NOW + 1000, submit_item=item)
+        assert [i["kind"] for i in result.work_items] == ["prior_auth.approved"]

@@ -373,3 +373,68 @@ def test_a_pas_response_pended_then_approved_in_one_batch_gives_two_revisions(ag
     assert state is not None and state["status"] == "approved" and len(state["responses"]) == 2
     revisions = [(i["kind"], i["revision"]) for r in agent.emitted[1:] for i in r.work_items]  # type: ignore[attr-defined]
     assert revisions == [("prior_auth.pended", 2), ("prior_auth.approved", 3)]
+
+
+def _signed_with_submit_open(agent: mod.PriorAuth) -> tuple[str, dict[str, Any]]:
+    """A drafted request, signed: the work-items table holds the signed sign-off item and the
+    billing office's open submit item. Returns (authorization id, submit item)."""
+    from practiceflow.processors.workflows.decisions import decide
+    from tests.processors.test_prior_auth_sign_off import _decision
+
+    _ctx, _order, aid = _drafted(agent)
+    sign_off = agent.authorization(P, aid)["item"]  # type: ignore[index]
+    signed, submit = decide(sign_off, _decision(sign_off, "edit")).work_items
+    assert submit["kind"] == "prior_auth.submit" and submit["state"] == "open"
+    table = {f"{P}/{i['item_id']}": {"item": i, "applied": []} for i in (signed, submit)}
+    agent.p.work_items = SimpleNamespace(get=table.get)  # type: ignore[attr-defined]
+    return aid, submit
+
+
+def _submit_revisions(agent: mod.PriorAuth, n: int, submit: dict[str, Any]) -> list[tuple[str, str | None, int]]:
+    items = [i for r in agent.emitted[n:] for i in r.work_items]  # type: ignore[attr-defined]
+    return [(i["state"], i.get("outcome"), i["revision"]) for i in items if i["item_id"] == submit["item_id"]]
+
+
+def test_a_278_answer_closes_the_billing_offices_open_submit_item(agent: mod.PriorAuth) -> None:
+    """Review s20 S2 (second half): a 278 applied while the submit item was open left "submit" open beside
+    the payer's decision, so billing would submit an answered request again. Two answers in one batch
+    (pended, then approved) close it once, as its next revision."""
+    aid, submit = _signed_with_submit_open(agent)
+    n = len(agent.emitted)  # type: ignore[attr-defined]
+    answers = [
+        {"practice_id": P, "response_id": rid, "trace_number": aid, "decision": dec, "source": {"feed": "x12"}}
+        for rid, dec in (("r1", "pended"), ("r2", "approved"))
+    ]
+    asyncio.run(agent.process_batch([_event("pf.norm.authorization_response", a) for a in answers]))
+    assert agent.authorization(P, aid)["status"] == "approved"  # type: ignore[index]
+    assert _submit_revisions(agent, n, submit) == [("done", "the payer answered", submit["revision"] + 1)]
+
+
+def test_a_pas_answer_and_a_confirmation_close_the_open_submit_item(agent: mod.PriorAuth) -> None:
+    """Review s20 S2 (second half), the other answers: a PAS ClaimResponse, and a person's confirmation of a
+    faxed decision (cmd.prior_auth), each applied while the submit item is open, close it."""
+    from practiceflow.processors.workflows.decisions import decide
+    from practiceflow.sampleday import prior_auth as spa
+    from tests.processors.test_prior_auth_confirm import _billing, billing_fax
+    from tests.processors.test_prior_auth_pas import _normalized, _Person
+
+    aid, submit = _signed_with_submit_open(agent)
+    n = len(agent.emitted)  # type: ignore[attr-defined]
+    pas = _normalized(spa.pas_response(P, _Person(), 0, "A1", "PAS-9", request_id=aid, version=1), P)
+    asyncio.run(agent.on_pas_responses([(_event("pf.norm.claim_adjudication", pas), pas)]))
+    assert agent.authorization(P, aid)["status"] == "approved"  # type: ignore[index]
+    assert _submit_revisions(agent, n, submit) == [("done", "the payer answered", submit["revision"] + 1)]
+
+    # a fresh agent state: the confirmation path (a fax with our reference but not trusted, confirmed)
+    agent.table = type(agent.table)()  # type: ignore[assignment]
+    agent.emitted.clear()  # type: ignore[attr-defined]
+    aid, submit = _signed_with_submit_open(agent)
+    agent._record_type["pf.norm.fax_classification"] = "FaxClassification"
+    agent._record_type["pf.cmd.prior_auth"] = "WorkflowCommand"
+    asyncio.run(agent.process_batch([_event("pf.norm.fax_classification", billing_fax(aid))]))
+    fax_items = [i for i in agent.emitted[-1].work_items if i["kind"] == "fax.prior_auth_response"]  # type: ignore[attr-defined]
+    (cmd,) = decide(fax_items[0], _billing(fax_items[0], "approve")).commands
+    n = len(agent.emitted)  # type: ignore[attr-defined]
+    asyncio.run(agent.process_batch([_event("pf.cmd.prior_auth", dict(cmd))]))
+    assert agent.authorization(P, aid)["status"] == "approved"  # type: ignore[index]
+    assert _submit_revisions(agent, n, submit) == [("done", "the payer answered", submit["revision"] + 1)]

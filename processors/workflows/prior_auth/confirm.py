@@ -229,7 +229,12 @@ def confirmed_response(command: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def apply_confirmation(
-    state: Mapping[str, Any], command: Mapping[str, Any], item: HandoffItemDict | None, now: int
+    state: Mapping[str, Any],
+    command: Mapping[str, Any],
+    item: HandoffItemDict | None,
+    now: int,
+    *,
+    submit_item: HandoffItemDict | None = None,
 ) -> tuple[StepResult, dict[str, Any], bool]:
     """A ``prior_auth`` command applied to its authorization: ``(result, new state, applied)``.
 
@@ -237,11 +242,12 @@ def apply_confirmation(
     (drafted / pended). A confirmation clicked after the order was cancelled, or after a 278
     or another fax decided it, is refused with an audit event ``prior_auth_confirm_refused``
     and changes nothing (review s20 S3: a cancelled order was marked approved, an approved
-    one flipped by a stale fax). Its id is recorded, so a replay adds nothing."""
+    one flipped by a stale fax). Its id is recorded, so a replay adds nothing. Applied, it
+    closes the billing office's open submit item ``submit_item`` as every answer does."""
     response = confirmed_response(command)
     rid = str(response["response_id"])
     if state.get("status") in CONFIRM_STATES:
-        result, new_state = respond(state, response, item, now)
+        result, new_state = respond(state, response, item, now, submit_item=submit_item)
         return result, new_state, True
     if rid in (state.get("responses") or ()):
         return StepResult(), dict(state), False

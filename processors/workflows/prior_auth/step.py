@@ -671,23 +671,9 @@ def on_fax_decision(
     trusted, matches = trusted_fax_decision(classification), fax_matches(state, classification)
     quoted = by_reference(state, classification) and submit_item_id(state, base) is not None
     unsent = not submitted(state, base, submit_item) and not quoted
-    submit_open = (
-        submit_item is not None
-        and submit_item.get("item_id") == submit_item_id(state, base)
-        and submit_item.get("state", "open") not in END_STATES
-    )
+    submit_open = _open_submit(state, base, submit_item) is not None
     if trusted and matches and not ambiguous and not unsent:
-        result, new_state = respond(state, response, item, now)
-        if submit_open and submit_item is not None:
-            closed: HandoffItemDict = {
-                **submit_item,
-                "state": "done",
-                "outcome": "the payer answered",
-                "revision": int(submit_item.get("revision", 1)) + 1,
-                "updated_at": now,
-            }
-            result = result + StepResult(work_items=(closed,))
-        return result, new_state
+        return respond(state, response, item, now, submit_item=submit_item)
     why = (
         "not read reliably (the classifier abstained, OCR was unsure, or the language model labelled it)"
         if not trusted
@@ -747,20 +733,37 @@ def on_fax_decision(
     return StepResult(work_items=tuple(items), audit=(audit,)), new_state
 
 
+def _open_submit(
+    state: Mapping[str, Any], base: HandoffItemDict | None, submit_item: HandoffItemDict | None
+) -> HandoffItemDict | None:
+    """``submit_item`` when it is this authorization's submit item (:func:`submit_item_id` of
+    the signed ``base``) and still open, else None (another decision's item is never ours)."""
+    if submit_item is None or submit_item.get("state", "open") in END_STATES:
+        return None
+    return submit_item if submit_item.get("item_id") == submit_item_id(state, base) else None
+
+
 def respond(
     state: Mapping[str, Any],
     response: Mapping[str, Any],
     item: HandoffItemDict | None,
     now: int,
+    *,
+    submit_item: HandoffItemDict | None = None,
 ) -> tuple[StepResult, dict[str, Any]]:
     """A payer's answer applied to the authorization: its next state and the clinician's notice.
 
-    ``response`` is an ``AuthorizationResponse`` (X12 278) or the fields a faxed decision
-    gave (``decision``, ``authorization_number``, ``response_id``, ``source``). ``item`` is the
-    latest revision of the authorization's work item (the work-items table), else the copy
-    in ``state``. An open item gets its next revision (kind ``prior_auth.<state>``, the
-    decision first in its evidence); a closed one (already signed) is left closed and a new
-    item tells the ordering clinician. A response seen before changes nothing."""
+    ``response`` is an ``AuthorizationResponse`` (X12 278), a PAS ClaimResponse
+    (``pas_response.as_response``), a confirmed faxed decision (``confirm.confirmed_response``)
+    or the fields a trusted fax gave (``decision``, ``authorization_number``, ``response_id``,
+    ``source``). ``item`` is the latest revision of the authorization's work item (the
+    work-items table), else the copy in ``state``. An open item gets its next revision (kind
+    ``prior_auth.<state>``, the decision first in its evidence); a closed one (already signed)
+    is left closed and a new item tells the ordering clinician. ``submit_item`` is the billing
+    office's submit item (:func:`submit_item_id`) as the work-items table has it: still open,
+    it is closed ``done`` ("the payer answered"). WHY here, for every kind of answer: the payer
+    answering proves the request went out, and an open "submit" beside the decision would have
+    billing submit it again (review s20 S2). A response seen before changes nothing."""
     rid = str(response.get("response_id") or "")
     if rid and rid in (state.get("responses") or ()):
         return StepResult(), dict(state)
@@ -828,6 +831,19 @@ def respond(
                 evidence=[head],
                 options=opts,
             )
+        )
+    submit = _open_submit(state, base, submit_item)
+    if submit is not None:
+        items.append(
+            {
+                **submit,
+                "state": "done",
+                "outcome": "the payer answered",
+                "what_happened": f"The payer answered ({decision}), so the request was submitted. "
+                + str(submit.get("what_happened") or ""),
+                "revision": int(submit.get("revision", 1)) + 1,
+                "updated_at": now,
+            }
         )
     new_state = {
         **state,
