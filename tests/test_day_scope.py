@@ -64,7 +64,7 @@ def test_a_second_day_does_not_read_the_first_days_raw_messages(cfg, stack):
 
 
 @pytest.mark.broker
-def test_a_second_day_starts_every_topic_its_worker_reads_after_the_first_days_messages(cfg, stack):
+def test_a_second_day_starts_every_topic_its_worker_reads_after_the_first_days_messages(cfg, stack, request):
     """Not only the raw feeds: the workflow agents and command executors read normalized
     records, cmd.* and cmd.results. A second ``practiceflow day`` on a kept stack used to start
     those at the earliest offset and step the first day's intake forms, refills, claims and
@@ -77,6 +77,7 @@ def test_a_second_day_starts_every_topic_its_worker_reads_after_the_first_days_m
     create_topics(stack.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
     group = f"{cfg.consumer_group}-day-{uuid.uuid4().hex[:6]}"
     pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url, app_id=group)
+    request.addfinalizer(pipeline.close)  # its Kafka clients (review s20 N7)
     earlier = [f"{cfg.topic_prefix}.{s}" for s in ("cmd.eligibility", "cmd.results", "norm.intake_form")]
     earlier = [t for t in earlier if t in pipeline.source_topics]
     assert f"{cfg.topic_prefix}.cmd.eligibility" in earlier, sorted(pipeline.source_topics)

@@ -44,8 +44,11 @@ WHO_DOES_IT: Final[dict[str, tuple[str, str, str]]] = {
 CHECK_FIRST: Final[dict[str, tuple[str, str]]] = {
     "refill": (
         "Signed renewal: could not tell whether it reached the EHR - check for an active order before prescribing",
-        "Look for this renewal's active order in the EHR. If it is there, mark this done; if not, prescribe it "
-        "by hand, then mark this done.",
+        # review s20 N6: a copy that staff stopped, completed or put on hold means the order WAS issued and
+        # then changed on purpose; only when the EHR has no copy of this order at all is it entered by hand
+        "Look for this renewal's order in the EHR. Active: mark this done. Stopped, completed, on hold or "
+        "cancelled there: staff changed it on purpose; do not prescribe it again, mark this done. Only if the "
+        "EHR has no such order at all, prescribe it by hand, then mark this done.",
     ),
 }
 RULE_ID: Final = "ehr.write_not_done"

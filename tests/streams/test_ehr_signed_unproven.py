@@ -138,6 +138,10 @@ def test_an_unproven_signed_write_is_answered_unknown_and_never_says_prescribe_i
     assert item["title"] == (
         "Signed renewal: could not tell whether it reached the EHR - check for an active order before prescribing"
     )
+    # review s20 N6: a stopped copy means staff discontinued it; the item never tells the clinician to
+    # prescribe it again because no *active* order is there
+    assert "Stopped, completed, on hold or cancelled there" in item["decision_needed"]
+    assert "do not prescribe it again" in item["decision_needed"]
     # terminal like every answer: never written or answered again
     later = write_back(PRACTICE, {}, {"d-stop": draft}, [cmd], ehr, answered={"cmd-stop": "unknown"})
     assert later.answered == [] and later.signed_held == 1 and ehr.puts == puts
