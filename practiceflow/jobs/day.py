@@ -423,7 +423,11 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     states = {
         str(k).removeprefix("prior_auth.").replace("sign_off", "awaiting_sign_off"): n for k, n in report.authorizations
     }
+    # a 271's "authorization required" item is not a drafted request (review s20 N5): its own line
+    payer_requires = states.pop("payer_requires", 0)
     print(f"\n  prior authorizations drafted by state: {drafted} drafted, {states or 'none'}")
+    if payer_requires:
+        print(f"    payer says authorization is required (271 EB11, no request drafted yet): {payer_requires}")
     print("\n  dead letters (feed / stage / reason: count):")
     for feed, stage, reason, n in report.dead_letter_reasons:
         print(f"    {feed} / {stage} / {reason}: {n}")
