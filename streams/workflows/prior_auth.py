@@ -68,10 +68,10 @@ from practiceflow.processors.workflows.prior_auth.confirm import (
 )
 from practiceflow.processors.workflows.prior_auth.detect import ORDER_TYPES
 from practiceflow.processors.workflows.prior_auth.eligibility import on_eligibility
+from practiceflow.processors.workflows.prior_auth.faxed import FAX_DECISIONS, fax_target, on_fax_decision
 from practiceflow.processors.workflows.prior_auth.pas_response import as_response, request_ids, unmatched_item
 from practiceflow.processors.workflows.prior_auth.rules import load_prior_auth_rules
 from practiceflow.processors.workflows.prior_auth.step import (
-    FAX_DECISIONS,
     OPEN_STATES,
     WORKFLOW,
     PracticeProfile,
@@ -79,8 +79,6 @@ from practiceflow.processors.workflows.prior_auth.step import (
     authorization_id,
     draft,
     failed_check_item,
-    fax_target,
-    on_fax_decision,
     respond,
     submit_item_id,
 )

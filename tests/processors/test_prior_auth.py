@@ -488,7 +488,7 @@ def test_a_278_response_is_matched_by_our_echoed_trace_not_the_payers_own(payer_
     ],
 )
 def test_only_a_confident_rule_read_fax_decision_updates_an_authorization(changes, trusted):
-    from practiceflow.processors.workflows.prior_auth.step import trusted_fax_decision
+    from practiceflow.processors.workflows.prior_auth.faxed import trusted_fax_decision
 
     fax = {"doc_class": "prior_auth_response", "kind": "pa.approved", "abstained": False, "misdirected": False}
     fax.update({"extractor": "rules", "needs_human_read": False}, **changes)

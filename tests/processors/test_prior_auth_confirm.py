@@ -17,7 +17,8 @@ from practiceflow.processors.workflows.prior_auth.confirm import (
     fax_follow_up,
     with_confirm_options,
 )
-from practiceflow.processors.workflows.prior_auth.step import on_fax_decision, respond
+from practiceflow.processors.workflows.prior_auth.faxed import on_fax_decision
+from practiceflow.processors.workflows.prior_auth.step import respond
 from tests.processors.test_prior_auth import NOW, P
 from tests.processors.test_prior_auth_sign_off import _decision, _fax, _signed_and_submit
 

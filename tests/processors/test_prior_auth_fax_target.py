@@ -18,13 +18,8 @@ from practiceflow.processors.workflows.prior_auth.confirm import (
     confirmed_response,
     offer_confirmation,
 )
-from practiceflow.processors.workflows.prior_auth.step import (
-    PriorAuthContext,
-    draft,
-    fax_target,
-    on_fax_decision,
-    respond,
-)
+from practiceflow.processors.workflows.prior_auth.faxed import fax_target, on_fax_decision
+from practiceflow.processors.workflows.prior_auth.step import PriorAuthContext, draft, respond
 from tests.processors.test_prior_auth import NOW, RULES, mri_case, resp
 from tests.processors.test_prior_auth_confirm import _billing, billing_fax
 from tests.processors.test_prior_auth_sign_off import _approved_and_pended, _code_fax, _signed, _signed_and_submit

@@ -187,7 +187,7 @@ def _signed(d) -> dict:
 def test_an_unmatched_or_untrusted_faxed_decision_is_evidence_and_never_moves_the_authorization(fax_kw, why):
     """Review s18 S6: a faxed "approved" set the patient's only open authorization to approved and
     replaced the clinician's options, whatever the fax named or however it was read."""
-    from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
+    from practiceflow.processors.workflows.prior_auth.faxed import on_fax_decision
 
     c, o = mri_case()
     d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
@@ -213,7 +213,7 @@ def test_an_unmatched_or_untrusted_faxed_decision_is_evidence_and_never_moves_th
 
 
 def test_a_trusted_fax_naming_the_request_moves_it_only_once_signed():
-    from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
+    from practiceflow.processors.workflows.prior_auth.faxed import on_fax_decision
 
     c, o = mri_case()
     d = draft(PriorAuthContext(c), "Order", o, RULES, NOW)
@@ -280,7 +280,7 @@ def test_a_failed_check_is_a_triage_item_with_ids_only():
 def test_a_rule_read_fax_naming_the_orders_procedure_code_names_the_request():
     """The fax extractor reads a payer decision's CPT / HCPCS code; it names the request as its reference would."""
     from practiceflow.processors.workflows.fax.extract import RuleExtractor
-    from practiceflow.processors.workflows.prior_auth.step import fax_matches
+    from practiceflow.processors.workflows.prior_auth.faxed import fax_matches
 
     page = (
         "PRIOR AUTHORIZATION DETERMINATION\nPlan: Acme Health\nMember ID: W123\n"
@@ -349,7 +349,7 @@ def _approved_and_pended() -> tuple[dict[str, Any], dict[str, Any], dict[str, An
 def test_a_fax_naming_two_of_the_patients_requests_is_evidence_only():
     """Review s19 S3: the same code on an approved and a pended request; a trusted fax with that code
     (a re-faxed copy of the old approval) was applied to "the open one" and marked the new request approved."""
-    from practiceflow.processors.workflows.prior_auth.step import fax_target, on_fax_decision
+    from practiceflow.processors.workflows.prior_auth.faxed import fax_target, on_fax_decision
 
     approved, pended, pended_item = _approved_and_pended()
     fax = _code_fax("approved")
@@ -438,7 +438,7 @@ def test_a_faxed_decision_moves_a_signed_request_only_once_billing_submitted_it(
     """Review s19 S2 (on_fax_decision): signed is not submitted; while the submit item is open, a fax that
     names the request by its procedure code only is not applied. Review s20 S2: it was put on no item
     (the sign-off item is done); now the open submit item carries it ("the payer may already have answered")."""
-    from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
+    from practiceflow.processors.workflows.prior_auth.faxed import on_fax_decision
 
     d, signed, submit = _signed_and_submit()
     fax = _code_fax("approved")
@@ -458,7 +458,7 @@ def test_a_trusted_fax_quoting_our_authorization_id_is_applied_while_the_submit_
     """Review s20 S2: billing is told to quote our authorization id; a payer's answer quoting it proves the
     request went out, even before billing clicks "Submitted". It was dropped for good (no item, and a replay
     did nothing); now it is applied and the open submit item is closed ("the payer answered")."""
-    from practiceflow.processors.workflows.prior_auth.step import on_fax_decision
+    from practiceflow.processors.workflows.prior_auth.faxed import on_fax_decision
 
     d, signed, submit = _signed_and_submit()
     aid = d.state["authorization_id"]

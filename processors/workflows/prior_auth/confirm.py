@@ -1,6 +1,6 @@
 """A person's confirmation of a faxed payer decision, carried to the authorization (review s19 S4).
 
-Most faxed decisions are evidence only (:func:`.step.on_fax_decision`: a language model
+Most faxed decisions are evidence only (:func:`.faxed.on_fax_decision`: a language model
 touched it, it names no request or more than one, the request was not submitted yet). A
 person then reads the fax on its own **billing** item (processors/workflows/fax). Before,
 that item offered only ``file`` / ``acknowledge`` and no follow-up existed for ``fax``, so
@@ -32,13 +32,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from practiceflow.processors.workflows.commands import new_command
-from practiceflow.processors.workflows.prior_auth.step import (
-    FAX_DECISIONS,
-    OPEN_STATES,
-    fax_matches,
-    respond,
-    same_reference,
-)
+from practiceflow.processors.workflows.prior_auth.faxed import FAX_DECISIONS, fax_matches, same_reference
+from practiceflow.processors.workflows.prior_auth.step import OPEN_STATES, respond
 from practiceflow.processors.workflows.step import EMPTY, AuditReason, StepResult
 from practiceflow.processors.workflows.workitem import END_STATES, evidence, option
 from practiceflow.schemas.typed import HandoffItemDict, StaffDecisionDict, WorkflowCommandDict
@@ -126,14 +121,14 @@ def offer_confirmation(
     """The fax's billing item offering the confirmation, or None: only for a fax that was seen
     now and not applied, that names this authorization alone, which still waits for the payer.
 
-    ``result`` is :func:`.step.on_fax_decision`'s for this fax and ``state`` the authorization
+    ``result`` is :func:`.faxed.on_fax_decision`'s for this fax and ``state`` the authorization
     after it. WHY each gate:
 
     * ``prior_auth_fax_unconfirmed`` in ``result``: a fax that was applied, or seen before
       (the language model's revision of the same classification, a replay), must not be
       offered again: a click would send a second "approved" notice, and a mistaken
       ``edit decision=denied`` would flip an approved request (review s20 S4);
-    * named alone (:func:`.step.fax_matches`, not ``ambiguous``): a request the software
+    * named alone (:func:`.faxed.fax_matches`, not ``ambiguous``): a request the software
       guessed (the only open one among several named, or the patient's only open one when the
       fax names none) must never be one click away from approved (review s20 S3); that fax's
       own item keeps file / acknowledge, and the request's own item has it as evidence;
