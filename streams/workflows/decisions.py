@@ -101,6 +101,7 @@ class WorkItems:
         outbox = Outbox()
         writes_after: list[tuple[Any, str, dict[str, Any]]] = []
         pending: dict[str, dict[str, Any]] = {}  # this batch's newest entries, before they are written
+        counts: list[tuple[str, str, str]] = []  # (applied | refused, workflow, option) per decision
         for ev in events:
             decision = ev.value
             practice = decision["practice_id"]
@@ -138,14 +139,14 @@ class WorkItems:
                 }
                 pending[key] = new_entry
                 writes_after.append((ev, key, new_entry))
-            self.p._count("decisions.applied" if result.work_items else "decisions.refused")
-            DECISIONS.labels(
-                (item or {}).get("workflow") or "unknown",
-                decision_option(decision["option"]),
-                "applied" if result.work_items else "refused",
-            ).inc()
+            outcome = "applied" if result.work_items else "refused"
+            counts.append((outcome, (item or {}).get("workflow") or "unknown", decision_option(decision["option"])))
             self.p.sensor.touch(ev.message.tp)
         await outbox.confirm()
+        # counted once the revised items are in Kafka: a reader that waits on the count then finds them
+        for outcome, workflow, option in counts:
+            self.p._count(f"decisions.{outcome}")
+            DECISIONS.labels(workflow, option, outcome).inc()
         writes = []
         for ev, key, entry in writes_after:
             with in_event(ev):
