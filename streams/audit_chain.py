@@ -17,6 +17,9 @@ id (ids are unique per event and stable across replays, ``processors/audit.py``)
   repaired when the partition is next assigned: ``pf.audit`` is read from the checkpoint
   to its end and the table brought up to date from what is really there, so re-delivered
   events are recognised by id and skipped, and the head is the last event written.
+* A table without a checkpoint (a new worker group, such as each ``practiceflow day`` on a
+  kept stack) takes the heads and ids the same way from the last events on ``pf.audit``, so
+  the chain goes on where it is; that is no crash repair and is logged as such (info).
 * The same holds for events the normalize agent emits twice (a message handled again
   after a crash): same id, skipped.
 """
@@ -118,7 +121,22 @@ class AuditChainer:
             writes.table_write(self.table, ev, practice, chained["hash"])
             writes.table_write(self.table, ev, f"{CKPT_PREFIX}{partition}", str(offset))
         await writes.confirm()
-        log.warning("audit chain: partition %d caught up with %d events written before a crash", partition, len(found))
+        if ckpt:  # the table vouched for everything up to its checkpoint: the rest was written before a crash
+            self.p._count("audit.recovered", len(found))
+            log.warning(
+                "audit chain: partition %d caught up with %d events written before a crash", partition, len(found)
+            )
+            return
+        # No checkpoint: this group's table is new - a new worker group (every `practiceflow day` runs
+        # one on a kept stack), or one stopped before its first checkpoint - and the chain it continues
+        # is the one already on pf.audit. Not a crash repair (issue 8: a second day warned of one).
+        self.p._count("audit.continued", len(found))
+        log.info(
+            "audit chain: partition %d had no checkpoint in this worker group's table; continued the chain "
+            "after the last %d events on pf.audit",
+            partition,
+            len(found),
+        )
 
     async def process_batch(self, events: list[Any], committer: Committer) -> None:
         admitted = await committer.admit(events)

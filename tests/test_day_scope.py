@@ -100,3 +100,37 @@ def test_a_second_day_starts_every_topic_its_worker_reads_after_the_first_days_m
     assert worker == {(t, p): 1 for t in earlier for p in range(cfg.topic_partitions)}
     sink = committed(runner.sink_group(pipeline), [TopicPartition(t, p) for (t, p) in sink_at])
     assert sink == sink_at
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(600)
+def test_a_second_day_with_the_same_seed_on_the_same_stack_runs_like_the_first(cfg, stack, caplog):
+    """Issue 8: two ``practiceflow day`` runs, same seed, one stack (a reduced day, like test_main_job).
+
+    With the first day's fax files again, the second day's ``cmd.llm`` commands had the first
+    day's ids (a hash of the document and the question): the executor skipped them as answered,
+    and the day waited 120 s for answers its own scope never saw (one of three came). And the
+    audit chain of the second day's new worker group, whose table has no checkpoint yet, took
+    over the first day's chain from ``pf.audit`` and warned of events "written before a crash"."""
+    import logging
+
+    from practiceflow.jobs.day import new_run_id, run_day
+    from practiceflow.sampleday.generate import build_day
+
+    caplog.set_level(logging.INFO, logger="practiceflow.worker.audit")
+    workers = []
+    for _ in range(2):  # a new run id each time, as `practiceflow day` draws one
+        plan = build_day(seed=3, n_patients=8, practice_id="clinic-twice", run_id=new_run_id())
+        report = asyncio.run(run_day(cfg, stack.bootstrap, stack.registry_url, plan, timeout=240))
+        assert report.drained
+        workers.append(report.worker)
+    first, second = workers
+    asked = first.get("commands.llm", 0)
+    assert asked >= 1 and first.get("fax.llm.results", 0) == asked, first
+    # the second day asked as many questions and got every answer within its own run
+    assert second.get("commands.llm", 0) == asked and second.get("fax.llm.results", 0) == asked, second
+    assert second.get("fax.llm.source.model", 0) == first.get("fax.llm.source.model", 0) >= 1
+    # its chain went on from the first day's events, and that is not reported as a crash repair
+    assert second.get("audit.continued", 0) > 0 and not second.get("audit.recovered"), second
+    crash = [r.getMessage() for r in caplog.records if "before a crash" in r.getMessage()]
+    assert not crash, crash

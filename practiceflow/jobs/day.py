@@ -442,10 +442,21 @@ def print_report(report: DayReport, plan: DayPlan, ep) -> None:
     )
 
 
+def new_run_id() -> str:
+    """Each ``practiceflow day`` is a run of its own: a second day on a kept stack with the same seed
+    sends new fax files (``build_day(run_id=...)``), so the language-model commands about them are new
+    commands. With the first day's files, their command ids (a hash of the document and the question)
+    equal the first day's, the ``cmd.llm`` executor (rightly: a replay never calls the model again nor
+    answers twice) skips them as answered, and this run's workflow, which reads ``cmd.results`` from
+    its own start (``day_scope.skip_earlier_runs``), waited for answers that never came."""
+    return uuid.uuid4().hex[:8]
+
+
 def main(args: argparse.Namespace, cfg: Settings) -> int:
-    plan = build_day(seed=args.seed, n_patients=args.patients, practice_id=cfg.default_practice_id)
+    run_id = new_run_id()
+    plan = build_day(seed=args.seed, n_patients=args.patients, practice_id=cfg.default_practice_id, run_id=run_id)
     out = write_day(plan, Path(args.out) if args.out else cfg.state_dir / "day" / "inputs")
-    print(f"generated the day's inputs under {out}")
+    print(f"generated the day's inputs (run {run_id}) under {out}")
     t0 = time.monotonic()
     from practiceflow.jobs.day_ehr import LocalEhr, write_back_day
 

@@ -1,6 +1,9 @@
 """A synthetic practice day: every feed's traffic, written to a folder and kept in a plan.
 
-Deterministic per seed. Besides routine traffic the day carries what real days
+Deterministic per seed and run id. The run id (``build_day(run_id=...)``; ``practiceflow day`` draws a new
+one every run) marks the day's fax files as that run's transmissions (a TIFF description, a PDF title:
+nothing on the page changes), so a second day with the same seed on a kept stack sends new faxes whose
+documents, and the language-model commands asked about them, are that day's own (issue 8). Besides routine traffic the day carries what real days
 carry: a resend after a lost ACK, a reused HL7 control id with new content, a
 malformed HL7 message, an invalid FHIR resource, a forged portal webhook, a replayed
 one, a junk file in the fax drop and a truncated X12 file, so the summary shows every path (accepted, normalized,
@@ -34,6 +37,7 @@ class DayPlan:
     fax_upload: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
     fax_drop: list[tuple[str, bytes]] = field(default_factory=list)
     truth: dict[str, object] = field(default_factory=dict)
+    run_id: str = ""  # "" = no run marker (the fax files' bytes depend on the seed only)
 
 
 # intake form index -> (payer as the patient writes it, member id; "*" = digits of the person's own id):
@@ -139,12 +143,12 @@ def _fhir_bp(p: Person, d: date, i: int) -> dict:
 
 
 def build_day(
-    seed: int = 7, n_patients: int = 40, practice_id: str = "demo-clinic", day: date | None = None
+    seed: int = 7, n_patients: int = 40, practice_id: str = "demo-clinic", day: date | None = None, run_id: str = ""
 ) -> DayPlan:
     rng = random.Random(seed)
     d = day or date(2026, 11, 27)
     people = make_people(n_patients, seed)
-    plan = DayPlan(day=d, practice_id=practice_id, people=people)
+    plan = DayPlan(day=d, practice_id=practice_id, people=people, run_id=run_id)
     ymd = d.strftime("%Y%m%d")
     ctl = iter(range(100001, 999999))
 
@@ -281,20 +285,25 @@ def build_day(
         plan.x12_drop.append((f"auth_{ymd}.278", prior_auth.response_278(practice_id, pa_people[0], 904, ymd).encode()))
 
     # -- faxes: typed letters rendered as fax-quality pages
-    plan.fax_upload, plan.fax_drop = _faxes(seed)
-    plan.fax_drop += _classified_faxes(seed, plan.people)
+    plan.fax_upload, plan.fax_drop = _faxes(seed, run_id)
+    plan.fax_drop += _classified_faxes(seed, plan.people, run_id)
     return plan
 
 
-def _faxes(seed: int) -> tuple[list, list]:
+def _transmission(run_id: str, name: str) -> str | None:
+    """What a fax server writes into the file it hands over (not on the page): which run sent it."""
+    return f"practiceflow day run {run_id}: {name}" if run_id else None
+
+
+def _faxes(seed: int, run_id: str = "") -> tuple[list, list]:
     from practiceflow.processors.fax import synth
 
     upload = []
     for i, kind in enumerate(("referral", "lab_result")):
         doc = synth.render_document(seed + i, pages=1, kinds=[kind])
-        upload.append(
-            (f"fax_{kind}.tif", synth.to_tiff_g4(doc), {"from": "+12175550101", "to": "+12175550199", "pages": "1"})
-        )
+        name = f"fax_{kind}.tif"
+        tiff = synth.to_tiff_g4(doc, description=_transmission(run_id, name))
+        upload.append((name, tiff, {"from": "+12175550101", "to": "+12175550199", "pages": "1"}))
     # a large multi-page fax (photo-mode scan, one JPEG per page, over Kafka's 1 MiB record
     # limit): it travels through the document store (claim check)
     import img2pdf
@@ -303,13 +312,17 @@ def _faxes(seed: int) -> tuple[list, list]:
     upload.append(
         (
             "fax_records_5_pages.pdf",
-            img2pdf.convert([synth.to_jpeg(p, quality=95) for p in big.pages], nodate=True),
+            img2pdf.convert(
+                [synth.to_jpeg(p, quality=95) for p in big.pages],
+                nodate=True,
+                title=_transmission(run_id, "fax_records_5_pages.pdf"),
+            ),
             {"from": "+12175550102", "to": "+12175550199", "pages": "5"},
         )
     )
     doc = synth.render_document(seed + 5, pages=1, kinds=["prior_auth_response"])
     drop = [
-        ("inbound_prior_auth.pdf", synth.to_image_pdf(doc)),
+        ("inbound_prior_auth.pdf", synth.to_image_pdf(doc, title=_transmission(run_id, "inbound_prior_auth.pdf"))),
         ("not_a_fax.txt", b"this file was dropped in the fax folder by mistake\n"),
     ]
     return upload, drop
@@ -320,7 +333,7 @@ DAY_PRACTICE_NAMES = ("Demo Family Clinic",)
 DAY_PROVIDERS = ("Dr. Ana Patel", "Dr. Omar Haddad", "Dr. Grace Kim")
 
 
-def _classified_faxes(seed: int, people: list[Person]) -> list[tuple[str, bytes]]:
+def _classified_faxes(seed: int, people: list[Person], run_id: str = "") -> list[tuple[str, bytes]]:
     """Faxes for the classification workflow: a 4-page packet (cover sheet, a 2-page referral,
     a PA denial) about one of the day's patients, and a consult reply meant for another practice."""
     from practiceflow.processors.fax import synth
@@ -379,8 +392,17 @@ def _classified_faxes(seed: int, people: list[Person]) -> list[tuple[str, bytes]
     ]
     packet = synth.render_lines_document([cover, referral, referral_2, pa], seed=seed + 11, noise=0.5)
     return [
-        ("fax_packet_4_pages.tif", synth.to_tiff_g4(packet)),
-        ("fax_misdirected.pdf", synth.to_image_pdf(synth.render_lines_document([wrong], seed=seed + 12, noise=0.5))),
+        (
+            "fax_packet_4_pages.tif",
+            synth.to_tiff_g4(packet, description=_transmission(run_id, "fax_packet_4_pages.tif")),
+        ),
+        (
+            "fax_misdirected.pdf",
+            synth.to_image_pdf(
+                synth.render_lines_document([wrong], seed=seed + 12, noise=0.5),
+                title=_transmission(run_id, "fax_misdirected.pdf"),
+            ),
+        ),
     ]
 
 

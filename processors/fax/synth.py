@@ -460,13 +460,23 @@ def _pages(doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage]) -> 
     return list(doc)
 
 
-def to_tiff_g4(doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage]) -> bytes:
-    """Multi-page 1-bit TIFF, CCITT Group 4, resolution tags kept (e.g. 204x196)."""
+def to_tiff_g4(
+    doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage], *, description: str | None = None
+) -> bytes:
+    """Multi-page 1-bit TIFF, CCITT Group 4, resolution tags kept (e.g. 204x196); ``description``
+    goes into the ImageDescription tag (a fax server's note on the file; the pixels are unchanged)."""
     pages = _pages(doc)
     buf = io.BytesIO()
     first, rest = pages[0], pages[1:]
+    extra = {"description": description} if description else {}
     first.image.save(
-        buf, format="TIFF", compression="group4", dpi=first.dpi, save_all=True, append_images=[p.image for p in rest]
+        buf,
+        format="TIFF",
+        compression="group4",
+        dpi=first.dpi,
+        save_all=True,
+        append_images=[p.image for p in rest],
+        **extra,
     )
     return buf.getvalue()
 
@@ -483,12 +493,17 @@ def to_jpeg(page: SyntheticPage, *, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
-def to_image_pdf(doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage]) -> bytes:
-    """Image-only PDF (no text layer), one G4 image per page, like a fax server's PDF."""
+def to_image_pdf(
+    doc: SyntheticDocument | SyntheticPage | Sequence[SyntheticPage], *, title: str | None = None
+) -> bytes:
+    """Image-only PDF (no text layer), one G4 image per page, like a fax server's PDF; ``title``
+    goes into the document information (/Title), not onto a page."""
     import img2pdf
 
-    # The internal engine writes no /ID (pikepdf's is time-seeded): bytes depend on the seed only.
-    pdf: bytes = img2pdf.convert([to_tiff_g4(p) for p in _pages(doc)], nodate=True, engine=img2pdf.Engine.internal)
+    # The internal engine writes no /ID (pikepdf's is time-seeded): bytes depend on the seed (and title) only.
+    pdf: bytes = img2pdf.convert(
+        [to_tiff_g4(p) for p in _pages(doc)], nodate=True, engine=img2pdf.Engine.internal, title=title
+    )
     return pdf
 
 
