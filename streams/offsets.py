@@ -46,7 +46,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -103,6 +103,7 @@ class Outbox:
         outbox = pipeline.outbox()          # or Outbox(producer); Outbox() = Faust's producer
         await outbox.send(topic, key, value, partition)   # a Faust topic, its codec encodes
         outbox.table_write(table, event, key, value)      # table entry + its changelog record
+        outbox.after(pipeline._count, "x")  # runs once confirm() has every send, never before
         written = await outbox.confirm()    # per send, in order: .topic/.partition/.offset
 
     With an :class:`~practiceflow.streams.producer.OutputProducer` (what ``pipeline.outbox()``
@@ -119,6 +120,20 @@ class Outbox:
         self._ticket: Any = None
         self._changelogs: dict[int, tuple[Any, TP]] = {}  # send index -> (table, changelog TP)
         self._encoders: dict[int, tuple[str, Any]] = {}
+        self._after: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def after(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` once :meth:`confirm` has every send, never before: a counter that
+        a reader (a test, the day's summary, ``/readyz``) waits on then promises the records are in
+        Kafka. Counted before the confirm, a reader could wake on the count and read the topic
+        a moment before the item reached it. Dropped when the confirm raises (the batch is
+        retried and counts again)."""
+        self._after.append((fn, args))
+
+    def _run_after(self) -> None:
+        after, self._after = self._after, []
+        for fn, args in after:
+            fn(*args)
 
     async def send(self, topic: faust.TopicT, key: str, value: dict[str, Any], partition: int) -> None:
         if self._producer is None:
@@ -159,10 +174,13 @@ class Outbox:
         """Metadata of every send, in order; raises if any was not written."""
         if self._producer is None:
             pending, self._pending = self._pending, []
-            return await confirmed(pending)
+            done = await confirmed(pending)
+            self._run_after()
+            return done
         ticket, self._ticket = self._ticket, None
         changelogs, self._changelogs = self._changelogs, {}
         if ticket is None:
+            self._run_after()
             return []
         written: list[Delivered] = await ticket.wait()
         persisted: dict[tuple[int, TP], tuple[Any, int]] = {}
@@ -175,6 +193,7 @@ class Outbox:
             # what Faust's _on_changelog_sent does: the store remembers how far its changelog
             # is applied, so a restart replays only what came after
             table.data.set_persisted_offset(tp, offset)
+        self._run_after()
         return written
 
 

@@ -5,7 +5,7 @@ HAPI FHIR's plain RESTful server library and Jetty come from Maven Central throu
 ``deploy/local/fhir-server/pom.xml`` (cached under ``<cache>/fhir-jars``); the tiny main in
 ``deploy/local/fhir-server/src`` is compiled with the machine's ``javac`` into
 ``<cache>/fhir-classes``. Storage is HAPI's in-memory ``HashMapResourceProvider`` (Task,
-Patient, Coverage, MedicationRequest, Claim, Organization, PractitionerRole): the process is
+Patient, Coverage, MedicationRequest, ServiceRequest, Claim, Organization, PractitionerRole): the process is
 the store, so each start is empty. The main adds what the write-back relies on and the stock
 provider lacks: ``If-Match`` enforced on update, ``meta.lastUpdated`` on every version and a
 ``_lastUpdated`` search. Authentication is off: the tests and the sample day talk to it

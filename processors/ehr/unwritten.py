@@ -39,6 +39,13 @@ WHO_DOES_IT: Final[dict[str, tuple[str, str, str]]] = {
         "Signed registration NOT written to the EHR: enter it by hand",
         "Enter the signed Patient / Coverage in the EHR yourself (the draft is attached), then mark this done.",
     ),
+    # the payer's authorization number onto the order (administrative: the billing office, who puts
+    # the same number on the claim): an HL7 order, an order the EHR does not hold, no EHR target
+    "prior_auth": (
+        "billing",
+        "Authorization number NOT attached to the order in the EHR: enter it by hand",
+        "Enter the payer's authorization number (evidence) on the order in the EHR yourself, then mark this done.",
+    ),
 }
 # workflow -> (title, what the person does) of an ``unknown`` answer: the order may be in the EHR already
 CHECK_FIRST: Final[dict[str, tuple[str, str]]] = {
@@ -97,6 +104,19 @@ def unwritten_write_item(result: Mapping[str, Any]) -> StepResult:
             *(
                 [evidence("draft", record_type="Draft", record_key=str(draft_id), value=str(draft_id))]
                 if draft_id
+                else []
+            ),
+            *(
+                [
+                    evidence(
+                        "order",
+                        record_type=str(params.get("order_type") or "Order"),
+                        record_key=str(params.get("order_id") or ""),
+                        value=str(params.get("order_id") or ""),
+                    ),
+                    evidence("authorization number", value=str(params["authorization_number"])),
+                ]
+                if params.get("authorization_number")
                 else []
             ),
             evidence("reason", value=reason),

@@ -75,10 +75,10 @@ from fhir.resources.R4B import get_fhir_model_class
 from practiceflow.processors.base import Normalized, NormalizeResult, Rejected, content_id
 from practiceflow.processors.identity.choose import DEFAULT_POLICY, IdentityPolicy
 
-from ._mappers import MAPPERS, Ctx, Unmappable, interaction
 from ._refs import BundleIndex, Scope, _id_from_url
 from ._util import d, lst, s
 from ._validate import BUNDLE_TYPES, Invalid, find_over_precise, parse_json, validate_resource
+from .mappers import MAPPERS, Ctx, Unmappable, interaction
 
 if TYPE_CHECKING:  # the record shapes, generated from schemas/models.py (plain dicts at run time)
     from practiceflow.schemas.typed import SourceRefDict

@@ -59,7 +59,7 @@ def register(pipeline: Pipeline) -> None:
                 pipeline.topics["cmd.results"], f"{res['practice_id']}/{res['command_id']}", res, partition
             )
             COMMAND_RESULTS.labels("ehr_write", res["outcome"]).inc()
-            pipeline._count("ehr_write.no_ehr")
+            outbox.after(pipeline._count, "ehr_write.no_ehr")
             pipeline.sensor.touch(ev.message.tp)
         await outbox.confirm()
         await confirmed(writes)

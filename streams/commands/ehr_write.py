@@ -34,6 +34,12 @@ from typing import Any
 
 from practiceflow.processors.audit import audit_event
 from practiceflow.processors.ehr.config import EhrFhirTarget
+from practiceflow.processors.ehr.order_auth import (
+    ATTACH_NUMBER,
+    ORDER_RESOURCE,
+    coverage_information,
+    with_authorization,
+)
 from practiceflow.processors.ehr.tasks import (
     STATUS_FOR_STATE,
     WRITTEN_STATUS_EXT,
@@ -89,6 +95,7 @@ class WriteReport:
     signed_refused: int = 0  # changed in the EHR before it was ever written (review s20 M1): answered refused
     signed_unproven: int = 0  # could not tell whether it was written (review s20 M2): answered unknown
     piloted: int = 0  # items, drafts and signed drafts of workflows in pilot mode: never written
+    orders_updated: int = 0  # EHR orders given the payer's authorization number (prior_auth)
     failed: list[str] = field(default_factory=list)
     answered: list[dict[str, Any]] = field(default_factory=list)  # CommandResults for cmd.ehr_write
 
@@ -98,6 +105,7 @@ class WriteReport:
             f"changes), {self.drafts_written + self.signed_written} drafts written ({self.signed_written} signed), "
             f"{len(self.failed)} failed"
             + (f", {self.piloted} withheld (pilot mode)" if self.piloted else "")
+            + (f", {self.orders_updated} orders given their authorization number" if self.orders_updated else "")
             + (f", {self.drafts_held} drafts held for sign-off" if self.drafts_held else "")
             + (
                 f", {self.signed_unanswered} signed writes found on the server and answered"
@@ -289,6 +297,7 @@ def write_back(
         except FhirError as exc:
             report.failed.append(f"{resource['resourceType']}/{resource['id']}: {exc}")
     signed_by_draft = {}
+    attach: list[tuple[Mapping[str, Any], dict[str, Any]]] = []  # authorization numbers for the EHR's orders
     held: set[str] = set()  # drafts whose signed write was answered not ok: not even rewritten as drafts
     for cmd in signed:
         outcome = answered.get(str(cmd.get("command_id")))
@@ -297,6 +306,10 @@ def write_back(
         except ValueError:
             if outcome is None:
                 report.answered.append(_result(cmd, "refused", "payload is not JSON"))
+            continue
+        if payload.get("action") == ATTACH_NUMBER:
+            if str(cmd.get("command_id")) not in done:  # any answer is final: never sent twice
+                attach.append((cmd, payload))
             continue
         if outcome is not None and outcome != "ok":
             report.signed_held += 1  # answered not ok: a person did it by hand; never written, never re-answered
@@ -424,6 +437,8 @@ def write_back(
         if draft_id not in kinds and str(cmd.get("command_id")) not in done:
             report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: draft {draft_id} not on pf.drafts")
             report.answered.append(_result(cmd, "failed", f"draft {draft_id} not on pf.drafts"))  # never silent
+    for cmd, payload in attach:
+        attach_authorization(client, practice_id, cmd, payload, report, audit)
     for item in items.values():
         if item["practice_id"] != practice_id:
             continue
@@ -443,6 +458,90 @@ def write_back(
                 f"ehr:Task/{task['id']}/{item.get('revision', 1)}",
             )
     return report
+
+
+def attach_authorization(
+    client: FhirClient,
+    practice_id: str,
+    cmd: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    report: WriteReport,
+    audit: Audit | None = None,
+) -> None:
+    """The payer's authorization number onto the EHR's order (``prior_auth`` ``ehr_write`` command,
+    ``processors/workflows/prior_auth/step.py`` ``order_number_command``): the order as the EHR
+    holds it, with a Da Vinci CRD coverage-information extension (:mod:`~practiceflow.processors.ehr.order_auth`),
+    written with ``If-Match`` on the version read, and answered on ``cmd.results``.
+
+    Never creates an order: only one read from the EHR's FHIR API is a resource there. An order of
+    an HL7 v2 message (ORM/OML) has no FHIR id in the EHR (its placer number is no resource id, and
+    guessing one could write onto another patient's order), and an order the EHR does not hold
+    (deleted, or written under another id) is answered ``failed`` with the reason: the billing
+    office gets an item to enter the number by hand (``processors/ehr/unwritten.py``). Administrative,
+    not clinical: no signature (the clinician signed the request, the payer approved it); audited."""
+    aid = str(payload.get("authorization_id") or "")
+    number = str(payload.get("authorization_number") or "")
+    order_id = str(payload.get("order_id") or "")
+    rtype = ORDER_RESOURCE.get(str(payload.get("order_type") or "Order"), "ServiceRequest")
+    feed = payload.get("order_feed")
+
+    def answer(outcome: str, reason: str) -> None:
+        if outcome != "ok":
+            report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: {reason}")
+        report.answered.append(_result(cmd, outcome, reason))
+
+    if not aid or not number or not order_id:
+        answer("failed", "authorization number command without authorization, number or order: nothing written")
+        return
+    if feed and feed != "fhir":
+        answer(
+            "failed",
+            f"the order came from the {feed} feed (an HL7 v2 ORM/OML message), not the EHR's FHIR API: the EHR has "
+            f"no {rtype} practiceflow can find for it, so authorization number {number} was not attached; "
+            "enter it on the order in the EHR by hand",
+        )
+        return
+    try:
+        for _attempt in range(3):
+            current = client.read(rtype, order_id)
+            if current is None:
+                answer(
+                    "failed",
+                    f"the order {rtype}/{order_id} is not in the EHR: nothing written (an order is never created); "
+                    f"enter authorization number {number} on the order in the EHR by hand",
+                )
+                return
+            version = str((current.get("meta") or {}).get("versionId") or "")
+            if not version:
+                answer("failed", f"the EHR gave no version of {rtype}/{order_id}: not written without If-Match")
+                return
+            coverage: dict[str, Any] = {"display": str(payload.get("payer_name") or "the payer")}
+            cov_id = str(payload.get("coverage_id") or "")
+            if cov_id and client.read("Coverage", cov_id) is not None:
+                coverage = {"reference": f"Coverage/{cov_id}", **coverage}
+            updated = with_authorization(current, coverage_information(payload, coverage))
+            if _same(current, updated):
+                written = version  # already there (a sync whose answer was lost): answered, not written again
+            else:
+                try:
+                    written = client.put(updated, if_match=version)
+                except VersionConflict:
+                    continue  # changed in the EHR meanwhile: read again, keep what staff changed
+                report.orders_updated += 1
+            answer("ok", f"{rtype}/{order_id} version {written}: authorization number attached")
+            _audit(
+                audit,
+                practice_id,
+                "Authorization",
+                aid,
+                f"{rtype}/{order_id} version {written} (authorization number attached)",
+                f"ehr:{rtype}/{order_id}/authorization/{aid}/{written}",
+            )
+            return
+    except FhirError as exc:
+        answer("failed", f"{rtype}/{order_id}: {exc}")
+        return
+    report.failed.append(f"{rtype}/{order_id}: changed on the server during 3 attempts; retried next sync")
 
 
 PF_MRN_SYSTEM = "urn:practiceflow:mrn"  # the intake drafts' own system: no EHR's, never searched (s19 M4)

@@ -194,7 +194,7 @@ class EligibilityExecutor:
             with in_event(ev):
                 prior = self.sent.get(key)
             if prior is not None or key in seen_now:
-                self.p._count("eligibility.deduplicated")
+                outbox.after(self.p._count, "eligibility.deduplicated")
                 if prior is not None and prior.get("state") == "done" and prior.get("result"):
                     answers.append((ev, cmd, prior["result"]))  # answered before: the same answer again
                 elif prior is not None and key not in seen_now:
@@ -210,7 +210,7 @@ class EligibilityExecutor:
             for ev, cmd in interrupted:
                 published = found.get(f"{cmd['practice_id']}/{cmd['command_id']}")
                 if published is not None:
-                    self.p._count("eligibility.recovered")
+                    outbox.after(self.p._count, "eligibility.recovered")
                     answers.append((ev, cmd, cast("CommandResultDict", published)))
                 else:
                     answers.append((ev, cmd, self._result(cmd, "failed", reason=INTERRUPTED)))

@@ -140,6 +140,11 @@ class Denials:
         if not admitted:
             return
         outbox = Outbox()
+        counts: list[tuple[str, int]] = []  # counted at the end, once items and claim states are written
+
+        def tally(name: str, n: int = 1) -> None:
+            counts.append((name, n))
+
         states: dict[str, tuple[Any, dict[str, Any]]] = {}  # table key -> (event, new state)
         pas: list[tuple[Any, dict[str, Any]]] = []
         partitions = self.p.partitions
@@ -155,8 +160,8 @@ class Denials:
                 cause = f"norm.provider_adjustment/{v['adjustment_id']}"
                 await emit_step(self.p, outbox, result, practice_id=practice, workflow=WORKFLOW, cause=cause, at=now)
                 await outbox.send(ledger_topic, f"{practice}/{entry['entry_id']}", entry, partition)
-                self._count("provider_adjustments")
-                self._count("ledger_entries")
+                tally("provider_adjustments")
+                tally("ledger_entries")
                 continue
             if rt is None or not practice or not v.get("claim_id"):
                 continue
@@ -171,7 +176,7 @@ class Denials:
                     current = self.claims.get(key)
             if rt == "Claim":
                 states[key] = (ev, fold_claim(current, v))
-                self._count("claims_stored")
+                tally("claims_stored")
                 continue
             now = int(ev.message.timestamp * 1000)
             facts = await self._facts(ev, practice, v.get("patient_id"))
@@ -189,12 +194,12 @@ class Denials:
             for entry in decision.ledger:
                 await outbox.send(ledger_topic, f"{practice}/{entry['entry_id']}", entry, partition)
             states[key] = (ev, decision.state)
-            self._count("adjudications")
-            self._count("work_items", len(decision.result.work_items))
-            self._count("drafts", len(decision.result.drafts))
-            self._count("ledger_entries", len(decision.ledger))
+            tally("adjudications")
+            tally("work_items", len(decision.result.work_items))
+            tally("drafts", len(decision.result.drafts))
+            tally("ledger_entries", len(decision.ledger))
             if decision.action:
-                self._count(f"action.{decision.action}")
+                tally(f"action.{decision.action}")
             self.p.sensor.touch(ev.message.tp)
         await outbox.confirm()
         writes = []
@@ -203,6 +208,8 @@ class Denials:
                 self.claims.data[key] = state
                 writes.append(self.claims.send_changelog(ev.message.partition, key, state))
         await confirmed(writes)
+        for name, n in counts:
+            self._count(name, n)
         if pas:
             for handle in self.pas_handlers:
                 await handle(pas)

@@ -59,8 +59,8 @@ class EhrWriteResults:
                 at=int(res["completed_at"]),
             )
             self.p.sensor.touch(ev.message.tp)
-            self.p._count("ehr_write.not_done")
-            self.p._count("handoff", 1)
+            outbox.after(self.p._count, "ehr_write.not_done")
+            outbox.after(self.p._count, "handoff", 1)
         await outbox.confirm()
 
 

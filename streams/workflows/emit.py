@@ -53,7 +53,7 @@ async def emit_step(
     cfg = pipeline.cfg
     result, withheld = withhold(result, cfg.pilot, practice_id, cfg.pilot_allowed_commands)
     for cmd in withheld:
-        pipeline._count(f"pilot.withheld.{cmd['workflow']}.{cmd['kind']}")
+        outbox.after(pipeline._count, f"pilot.withheld.{cmd['workflow']}.{cmd['kind']}")
     for record in (*result.work_items, *result.drafts, *result.commands):
         if record["practice_id"] != practice_id:
             raise ValueError(f"{workflow} produced a record for another practice; refusing to send it")

@@ -72,6 +72,11 @@ class FaxLLMAnswers:
 
     async def handle(self, events: list[Any]) -> None:
         outbox = Outbox()
+        counts: list[tuple[str, int]] = []  # counted at the end, once items and table are written
+
+        def tally(name: str, n: int = 1) -> None:
+            counts.append((name, n))
+
         pending: dict[str, dict[str, Any]] = {}
         writes_after: list[tuple[Any, str, dict[str, Any]]] = []
         for ev in events:
@@ -82,7 +87,7 @@ class FaxLLMAnswers:
             practice, cid = res["practice_id"], params.get("classification_id")
             if not cid or not params.get(PARAM_CLASSIFICATION):
                 log.warning("fax llm result %s carries no classification; nothing to revise", res["command_id"])
-                self.p._count("fax.llm.unlinked")
+                tally("fax.llm.unlinked")
                 continue
             key = f"{practice}/{cid}"
             with in_event(ev):
@@ -117,7 +122,7 @@ class FaxLLMAnswers:
                 spec = catalog.normalized_topic("RefillRequest")
                 part = catalog.partition_for(practice, self.p.partitions)
                 await outbox.send(self.p.topics[spec.suffix], refill.key, refill.value, part)
-                self.p._count("record.RefillRequest")
+                tally("record.RefillRequest")
             if revised:
                 v = rev.classification
                 spec = catalog.normalized_topic("FaxClassification")
@@ -125,14 +130,14 @@ class FaxLLMAnswers:
                 await outbox.send(
                     self.p.topics[spec.suffix], rev.key, v, catalog.partition_for(practice, self.p.partitions)
                 )
-                self.p._count("record.FaxClassification")
-                self.p._count("handoff", len(step.work_items))
-                self.p._count(f"fax.llm.queue.{v['queue']}")
+                tally("record.FaxClassification")
+                tally("handoff", len(step.work_items))
+                tally(f"fax.llm.queue.{v['queue']}")
             result = json.loads(res.get("payload") or "{}") if res.get("payload") else {}
-            self.p._count("fax.llm.results")
-            self.p._count(f"fax.llm.source.{result.get('source', 'none')}")
-            self.p._count("fax.llm.dropped_fields", len(result.get("dropped") or []))
-            self.p._count(f"fax.llm.routed.{rev.audit.details.get('queue')}")
+            tally("fax.llm.results")
+            tally(f"fax.llm.source.{result.get('source', 'none')}")
+            tally("fax.llm.dropped_fields", len(result.get("dropped") or []))
+            tally(f"fax.llm.routed.{rev.audit.details.get('queue')}")
             new_entry = {
                 "value": rev.classification if revised else base,
                 "revision": revision if revised else revision - 1,
@@ -152,6 +157,8 @@ class FaxLLMAnswers:
                 self.table.data[key] = value
                 writes.append(self.table.send_changelog(ev.message.partition, key, value))
         await confirmed(writes)
+        for name, n in counts:
+            self.p._count(name, n)
 
 
 def register(pipeline: Pipeline) -> None:

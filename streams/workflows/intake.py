@@ -99,13 +99,13 @@ class IntakeWorkflow:
                 at=now,
             )
             self.p.sensor.touch(ev.message.tp)
-            self.p._count("intake.forms")
-            self.p._count("intake.commands", len(step.commands))
+            outbox.after(self.p._count, "intake.forms")
+            outbox.after(self.p._count, "intake.commands", len(step.commands))
             first = next((a for a in step.audit if a.action == "eligibility_determined"), None)
             if first is not None:  # no check possible (no insurance, unknown payer): the outcome is here
-                self.p._count(f"intake.outcome.{first.details.get('outcome')}")
-                self.p._count(f"intake.reason.{first.details.get('reason_code', '')}")
-            self.p._count("handoff", len(step.work_items))
+                outbox.after(self.p._count, f"intake.outcome.{first.details.get('outcome')}")
+                outbox.after(self.p._count, f"intake.reason.{first.details.get('reason_code', '')}")
+            outbox.after(self.p._count, "handoff", len(step.work_items))
         await outbox.confirm()
         await committer.commit(admitted)
 
@@ -127,13 +127,13 @@ class IntakeWorkflow:
                 at=res["completed_at"],
             )
             self.p.sensor.touch(ev.message.tp)
-            self.p._count("intake.results")
-            self.p._count("handoff", len(step.work_items))
+            outbox.after(self.p._count, "intake.results")
+            outbox.after(self.p._count, "handoff", len(step.work_items))
             # one outcome per check (a clean check writes two items, each audited)
             first = next((a for a in step.audit if a.action == "eligibility_determined"), None)
             if first is not None:
-                self.p._count(f"intake.outcome.{first.details.get('outcome')}")
-                self.p._count(f"intake.reason.{first.details.get('reason_code', '').split(':')[0]}")
+                outbox.after(self.p._count, f"intake.outcome.{first.details.get('outcome')}")
+                outbox.after(self.p._count, f"intake.reason.{first.details.get('reason_code', '').split(':')[0]}")
         await outbox.confirm()
 
     async def run(self, stream: Any, committer: Committer, handler: Any) -> None:

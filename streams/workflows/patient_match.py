@@ -60,7 +60,7 @@ async def resolve_patient(
     event = MatchEvent(practice_id, subject_type, subject_id, record_key, source, result)  # type: ignore[arg-type]
     out = step(None, event, contexts.rules(practice_id), now)
     if out.work_items:
-        pipeline._count("handoff.patient_match", len(out.work_items))
+        outbox.after(pipeline._count, "handoff.patient_match", len(out.work_items))
     await emit_step(
         pipeline,
         outbox,

@@ -69,10 +69,18 @@ def test_outbox_writes_the_topic_codec_bytes_and_confirms_offsets_in_order(stack
     class _Ev:
         message = _Msg()
 
+    watcher = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"w-{prefix}"})
+    seen_at_count: list[int] = []  # the partition's high-water mark when the after() callback ran
+
+    def count() -> None:
+        seen_at_count.append(watcher.get_watermark_offsets(TopicPartition(name, 1), timeout=10)[1])
+
     async def go():
         box = Outbox(producer)
         for i in range(50):
             await box.send(topic, f"p/m{i}", flow(i), 1)
+        box.after(count)
+        assert seen_at_count == []  # not before the confirm
         written = await box.confirm()
         marks = Outbox(producer)
         marks.table_write(table, _Ev(), "p/hl7v2/m1", 123)
@@ -83,6 +91,9 @@ def test_outbox_writes_the_topic_codec_bytes_and_confirms_offsets_in_order(stack
         written, changelog = asyncio.run(go())
     finally:
         producer.close()
+        watcher.close()
+    # a counter a reader waits on (Outbox.after) moves only once every send is readable
+    assert seen_at_count == [written[-1].offset + 1]
     assert [w.partition for w in written] == [1] * 50
     assert [w.offset for w in written] == list(range(written[0].offset, written[0].offset + 50))
     got = _read(stack.bootstrap, name, 1, 50)
@@ -116,10 +127,13 @@ def test_outbox_confirm_raises_when_a_send_was_not_written(stack, tmp_path):
         "at": 1,
     }
 
+    counted: list[str] = []
+
     async def go():
         box = Outbox(producer)
         await box.send(topic, "p/ok", value, 0)
         await box.send(topic, "p/lost", value, 7)  # the topic has 3 partitions: never written
+        box.after(counted.append, "lost")
         await box.confirm()
 
     try:
@@ -127,3 +141,4 @@ def test_outbox_confirm_raises_when_a_send_was_not_written(stack, tmp_path):
             asyncio.run(go())
     finally:
         producer.close()
+    assert counted == []  # a failed confirm counts nothing: the batch is retried and counts then

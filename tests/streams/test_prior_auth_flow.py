@@ -180,6 +180,11 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
             )
             assert await runner.wait_for(lambda: read() >= 3, 180), pipeline.counts
             assert pipeline.counts.get("prior_auth.eligibility_items", 0) == 1, pipeline.counts
+            # issue 11: each approval with a number (the MRI's 278, the early practice's, the PAS update)
+            # asked to attach it to the order; no EHR target here, so each is answered no_ehr and
+            # the billing office gets an item to enter it by hand
+            not_done = lambda: pipeline.counts.get("ehr_write.not_done", 0) >= 3  # noqa: E731
+            assert await runner.wait_for(not_done, 120), pipeline.counts
             third = pipeline.prior_auth.authorization(
                 practice, authorization_id(practice, people[3].mrn, spa.order_id(3))
             )
@@ -199,14 +204,26 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     assert len(third["responses"]) == 2 and third["responses"][0] != third["responses"][1]
     assert pipeline.counts.get("denials.adjudications", 0) == 0  # the denial step never saw them
     early_items = read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, "pa-e2e-early")
-    (early_item,) = [v for v in early_items.values() if v["workflow"] == "prior_auth"]
+    (early_item, early_number) = sorted(
+        (v for v in early_items.values() if v["workflow"] == "prior_auth"),
+        key=lambda v: v["kind"] == "prior_auth.ehr_write_not_done",
+    )
     assert early_item["kind"] == "prior_auth.approved" and early_item["revision"] == 2
+    assert early_number["kind"] == "prior_auth.ehr_write_not_done" and early_number["queue"] == "billing"
+    assert "AUTH2026001" in {e.get("value") for e in early_number["evidence"]}
 
     items = {
         k: v
         for k, v in read_work_items(stack.bootstrap, pipeline.serde, cfg.topic_prefix, practice).items()
         if v["workflow"] == "prior_auth"
     }
+    # the authorization numbers not attached (no EHR target): one billing item per approval with a number
+    numbers = {i["item_id"]: i for i in items.values() if i["kind"] == "prior_auth.ehr_write_not_done"}
+    assert {i["queue"] for i in numbers.values()} == {"billing"}
+    assert sorted(
+        str(e.get("value")) for i in numbers.values() for e in i["evidence"] if e["label"] == ("authorization number")
+    ) == ["AUTH2026001", "CASE2026002"]
+    items = {k: v for k, v in items.items() if k not in numbers}
     assert len(items) == 7 and sum(i["queue"] == "clinician" for i in items.values()) == 5
     (required,) = [i for i in items.values() if i["kind"] == "prior_auth.payer_requires"]
     assert required["queue"] == "clinician" and required["patient_id"] == people[0].mrn

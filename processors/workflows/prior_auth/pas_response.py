@@ -1,7 +1,7 @@
 """A Da Vinci PAS ClaimResponse (a FHIR prior-authorization answer) as the payer decision :func:`.step.respond` applies.
 
 A PAS response arrives on the FHIR feed and is normalized like any ClaimResponse into a
-``ClaimAdjudication`` (processors/fhir/_mappers.py): ``use`` = ``preauthorization``,
+``ClaimAdjudication`` (processors/fhir/mappers/billing.py): ``use`` = ``preauthorization``,
 ``claim_id`` = the Claim it answers (``request``; else the response's identifier, which a
 payer echoes from our request), ``authorization_number`` = ``preAuthRef`` (else the
 reviewAction's ``number``), the X12 review action codes (HCR01, code system 306) in the

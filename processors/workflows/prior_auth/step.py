@@ -32,6 +32,7 @@ same authorization, item and drafts.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from practiceflow.processors.base import entity_key
 from practiceflow.processors.context.snapshot import PatientContext
-from practiceflow.processors.workflows.commands import draft_id_for
+from practiceflow.processors.ehr.order_auth import ATTACH_NUMBER
+from practiceflow.processors.workflows.commands import draft_id_for, new_command
 from practiceflow.processors.workflows.prior_auth import letter, pas
 from practiceflow.processors.workflows.prior_auth.codes import check, dotted
 from practiceflow.processors.workflows.prior_auth.detect import Need, detect, is_cancelled
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
         EvidenceDict,
         HandoffItemDict,
         ProducedByDict,
+        WorkflowCommandDict,
     )
 
 WORKFLOW: Final = "prior_auth"
@@ -75,6 +78,8 @@ _DECISION_STATE: Final = {
 CANCELLABLE: Final = frozenset({"drafted", "pended"})
 #: an authorization still waiting for a signature or for the payer
 OPEN_STATES: Final = frozenset({"drafted", "pended"})
+#: the payer authorized (all or some of) the service: its number belongs on the order and the claim
+AUTHORIZED: Final = frozenset({"approved", "partially_approved", "modified"})
 _NPI: Final = re.compile(r"\((\d{10})\)")
 _SYSTEM_URI: Final = {"cpt": pas.CPT, "hcpcs": pas.HCPCS, "rxnorm": pas.RXNORM, "ndc": "http://hl7.org/fhir/sid/ndc"}
 
@@ -332,6 +337,10 @@ def draft(
         "patient_id": patient_id or None,
         "order_id": str(order["order_id"]),
         "order_type": record_type,
+        # where the order came from: only an order read from the EHR's FHIR API is a resource there
+        # that the authorization number can be attached to (an HL7 ORM's is not)
+        "order_feed": str((order.get("source") or {}).get("feed") or "") or None,
+        "coverage_id": cov.get("coverage_id"),
         "code": need.code,
         "service": service,
         "payer_id": cov.get("payer_id"),
@@ -637,10 +646,14 @@ def respond(
                 "updated_at": now,
             }
         )
+    commands: tuple[WorkflowCommandDict, ...] = ()
+    if new_status in AUTHORIZED and number and str(number) != state.get("order_number_sent"):
+        commands = (order_number_command(state, str(number), new_status, now, src),)
     new_state = {
         **state,
         "status": new_status,
         "authorization_number": number,
+        "order_number_sent": str(number) if commands else state.get("order_number_sent"),
         "item": dict(items[0]) if items[0]["item_id"] == state.get("item_id") else state.get("item"),
         "responses": [*(state.get("responses") or []), rid][-20:] if rid else list(state.get("responses") or []),
         "updated_at": now,
@@ -652,4 +665,53 @@ def respond(
         f"payer decision {decision}" + (f" ({response.get('action_code')})" if response.get("action_code") else ""),
         details={"status": new_status, "authorization_number": str(number or "")},
     )
-    return StepResult(work_items=tuple(items), audit=(audit,)), new_state
+    return StepResult(work_items=tuple(items), commands=commands, audit=(audit,)), new_state
+
+
+def order_number_command(
+    state: Mapping[str, Any], number: str, status: str, now: int, source: Mapping[str, Any] | None = None
+) -> WorkflowCommandDict:
+    """The ``ehr_write`` command that attaches the payer's authorization number to the order in
+    the EHR (a Da Vinci CRD ``coverage-information`` extension on its ServiceRequest, written by
+    ``ehr sync``: :func:`practiceflow.streams.commands.ehr_write.attach_authorization`).
+
+    WHY a command, and no sign-off: the step stays pure (the writer is the one place that writes
+    to an EHR, pilot-gated and audited there); the write is administrative, not clinical (the
+    clinician signed the request, the payer approved it). The id derives from the authorization
+    and the number, so a replay or the same answer twice re-emits the same id (written once), and
+    :func:`respond` emits it only when the number is not the one already sent
+    (``order_number_sent``); a payer that changes the number gets a new command."""
+    pid, aid = str(state["practice_id"]), str(state["authorization_id"])
+    order_id = str(state.get("order_id") or "")
+    order_type = str(state.get("order_type") or "Order")
+    payload = {
+        "action": ATTACH_NUMBER,
+        "authorization_id": aid,
+        "authorization_number": number,
+        "status": status,
+        "order_id": order_id,
+        "order_type": order_type,
+        "order_feed": state.get("order_feed"),
+        "coverage_id": state.get("coverage_id"),
+        "payer_name": state.get("payer_name"),
+        "decided_on": datetime.fromtimestamp(now / 1000, tz=UTC).date().isoformat(),
+    }
+    return new_command(
+        practice_id=pid,
+        kind="ehr_write",
+        workflow=WORKFLOW,
+        subject=("authorization_number", aid, number),
+        payload_type=ATTACH_NUMBER,
+        payload=json.dumps(payload, sort_keys=True, separators=(",", ":")),
+        now=now,
+        item_id=state.get("item_id"),
+        patient_id=state.get("patient_id"),
+        params={
+            "action": ATTACH_NUMBER,
+            "authorization_id": aid,
+            "authorization_number": number,
+            "order_id": order_id,
+            "order_type": order_type,
+        },
+        source=dict(source) if source else None,  # type: ignore[arg-type]
+    )

@@ -28,6 +28,7 @@ import org.hl7.fhir.r4.model.MedicationRequest;
 import org.hl7.fhir.r4.model.Organization;
 import org.hl7.fhir.r4.model.Patient;
 import org.hl7.fhir.r4.model.PractitionerRole;
+import org.hl7.fhir.r4.model.ServiceRequest;
 import org.hl7.fhir.r4.model.Task;
 
 /**
@@ -143,6 +144,7 @@ public final class FhirServer {
     servlet.registerProvider(new IdentifiedProvider<>(ctx, Patient.class));
     servlet.registerProvider(new Provider<>(ctx, Coverage.class));
     servlet.registerProvider(new Provider<>(ctx, MedicationRequest.class));
+    servlet.registerProvider(new Provider<>(ctx, ServiceRequest.class)); // orders: the prior-auth number (issue 11)
     servlet.registerProvider(new Provider<>(ctx, Claim.class));
     servlet.registerProvider(new Provider<>(ctx, Organization.class));
     servlet.registerProvider(new Provider<>(ctx, PractitionerRole.class));
