@@ -38,6 +38,7 @@ from practiceflow.processors.workflows.denials.plb import plb_step
 from practiceflow.processors.workflows.denials.rules import load_denial_rules
 from practiceflow.processors.workflows.denials.step import DenialContext, decide, descriptions_from_table
 from practiceflow.processors.workflows.denials.store import PatientFacts, facts_of, fold_claim, fold_patient
+from practiceflow.processors.workflows.prior_auth.on_file import authorization_on_file
 from practiceflow.processors.workflows.prior_auth.pas_response import is_pas_response
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
@@ -132,6 +133,15 @@ class Denials:
         state: dict[str, Any] | None = None
         for cov in ctx.coverages.values():
             state = fold_patient(state, "Coverage", cov)
+        # the payer's numbers on file (the prior-auth agent, registered after this one: looked up
+        # now); a claim denied for a missing authorization is then fixed by quoting one
+        prior_auth = getattr(self.p, "prior_auth", None)
+        if prior_auth is not None:
+            with in_event(ev):
+                authorizations = prior_auth.authorizations_of(practice, ctx.patient_id)
+            for auth in authorizations:
+                if (fact := authorization_on_file(auth)) is not None:
+                    state = fold_patient(state, "Authorization", fact)
         facts = facts_of(state)
         return facts if ok else replace(facts, current=False)  # fail closed: step.decide sends it to review
 
@@ -179,7 +189,9 @@ class Denials:
                 tally("claims_stored")
                 continue
             now = int(ev.message.timestamp * 1000)
-            facts = await self._facts(ev, practice, v.get("patient_id"))
+            # an 835 names the patient by member id only (NM1*QC): the claim on file names the chart
+            stored_claim = (current or {}).get("claim") or {}
+            facts = await self._facts(ev, practice, v.get("patient_id") or stored_claim.get("patient_id"))
             ctx = DenialContext(current, facts, self.profile, self.descriptions)
             decision = decide(ctx, v, self.rules.get(practice), now)
             await emit_step(

@@ -619,6 +619,13 @@ class PriorAuth:
         """An authorization's state (tests, tools)."""
         return self._get(f"{practice_id}/{authorization_id}")
 
+    def authorizations_of(self, practice_id: str, patient_id: str) -> list[dict[str, Any]]:
+        """The patient's authorization states (newest last). Call it in the context of an event
+        of the practice's partition (``in_event``): the table is partitioned like every
+        practice-keyed topic, so the denial agent reads it for the 835 it handles."""
+        ids: list[str] = self._get(patient_index_key(practice_id, patient_id)) or []  # type: ignore[assignment]  # the index entry is a list of ids
+        return [st for a in ids if (st := self._get(f"{practice_id}/{a}"))]
+
 
 def register(pipeline: Pipeline) -> None:
     """The prior-authorization table, agent and context follower (streams/workflows MODULES,

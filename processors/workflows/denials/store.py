@@ -256,7 +256,14 @@ def authorization_fix(claim: Mapping[str, Any], facts: PatientFacts) -> Fix | No
         num = auth.get("number")
         if num and num != claim.get("authorization_number"):
             why = f"authorization {num} on file for {dos or 'the service'}"
-            ch = FieldChange("authorization_number", claim.get("authorization_number"), num, why, "Authorization")
+            ch = FieldChange(
+                "authorization_number",
+                claim.get("authorization_number"),
+                num,
+                why,
+                "Authorization",
+                auth.get("record_key"),
+            )
             return Fix("authorization", (ch,))
     return None
 
