@@ -130,8 +130,8 @@ class Outbox:
         retried and counts again)."""
         self._after.append((fn, args))
 
-    def _run_after(self) -> None:
-        after, self._after = self._after, []
+    @staticmethod
+    def _run_after(after: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
         for fn, args in after:
             fn(*args)
 
@@ -171,16 +171,18 @@ class Outbox:
         self._producer.produce(self._ticket, name, kbytes, vbytes, partition)
 
     async def confirm(self) -> list[Any]:
-        """Metadata of every send, in order; raises if any was not written."""
+        """Metadata of every send, in order; raises if any was not written (and then drops the
+        :meth:`after` callbacks: a later confirm of the same box never runs a failed batch's)."""
+        after, self._after = self._after, []
         if self._producer is None:
             pending, self._pending = self._pending, []
             done = await confirmed(pending)
-            self._run_after()
+            self._run_after(after)
             return done
         ticket, self._ticket = self._ticket, None
         changelogs, self._changelogs = self._changelogs, {}
         if ticket is None:
-            self._run_after()
+            self._run_after(after)
             return []
         written: list[Delivered] = await ticket.wait()
         persisted: dict[tuple[int, TP], tuple[Any, int]] = {}
@@ -193,7 +195,7 @@ class Outbox:
             # what Faust's _on_changelog_sent does: the store remembers how far its changelog
             # is applied, so a restart replays only what came after
             table.data.set_persisted_offset(tp, offset)
-        self._run_after()
+        self._run_after(after)
         return written
 
 

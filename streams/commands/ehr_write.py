@@ -438,7 +438,8 @@ def write_back(
             report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: draft {draft_id} not on pf.drafts")
             report.answered.append(_result(cmd, "failed", f"draft {draft_id} not on pf.drafts"))  # never silent
     for cmd, payload in attach:
-        attach_authorization(client, practice_id, cmd, payload, report, audit)
+        mrn_system = target.mrn_system if target is not None else None
+        attach_authorization(client, practice_id, cmd, payload, report, audit, mrn_system=mrn_system)
     for item in items.values():
         if item["practice_id"] != practice_id:
             continue
@@ -460,6 +461,19 @@ def write_back(
     return report
 
 
+def _order_is_for(client: FhirClient, order: Mapping[str, Any], mrn: str, mrn_system: str) -> bool:
+    """Whether the EHR's order is for the patient with ``mrn``: its subject is a Patient (a plain
+    ``Patient/<id>`` reference) that carries ``mrn`` under the EHR's MRN system."""
+    ref = str((order.get("subject") or {}).get("reference") or "")
+    if not mrn or not ref.startswith("Patient/") or ref.count("/") != 1:
+        return False
+    patient = client.read("Patient", ref.split("/", 1)[1])
+    return patient is not None and any(
+        str(i.get("system") or "") == mrn_system and str(i.get("value") or "") == mrn
+        for i in patient.get("identifier") or ()
+    )
+
+
 def attach_authorization(
     client: FhirClient,
     practice_id: str,
@@ -467,6 +481,8 @@ def attach_authorization(
     payload: Mapping[str, Any],
     report: WriteReport,
     audit: Audit | None = None,
+    *,
+    mrn_system: str | None = None,
 ) -> None:
     """The payer's authorization number onto the EHR's order (``prior_auth`` ``ehr_write`` command,
     ``processors/workflows/prior_auth/step.py`` ``order_number_command``): the order as the EHR
@@ -478,7 +494,13 @@ def attach_authorization(
     guessing one could write onto another patient's order), and an order the EHR does not hold
     (deleted, or written under another id) is answered ``failed`` with the reason: the billing
     office gets an item to enter the number by hand (``processors/ehr/unwritten.py``). Administrative,
-    not clinical: no signature (the clinician signed the request, the payer approved it); audited."""
+    not clinical: no signature (the clinician signed the request, the payer approved it); audited.
+
+    Fail closed on whose order it is (review s21 M1): only an order whose source is known to be the
+    FHIR feed (an authorization drafted before the source was recorded has none), and only when the
+    order the EHR holds is for the authorization's patient: its ``subject`` is a Patient that carries
+    the patient's MRN under the practice's ``mrn_system`` (``ehr_fhir``). Any FHIR client can post
+    to the gateway, so an id alone does not prove it is the EHR's order for this patient."""
     aid = str(payload.get("authorization_id") or "")
     number = str(payload.get("authorization_number") or "")
     order_id = str(payload.get("order_id") or "")
@@ -493,12 +515,24 @@ def attach_authorization(
     if not aid or not number or not order_id:
         answer("failed", "authorization number command without authorization, number or order: nothing written")
         return
-    if feed and feed != "fhir":
+    if feed != "fhir":
+        source = (
+            f"came from the {feed} feed (an HL7 v2 ORM/OML message), not the EHR's FHIR API"
+            if feed
+            else "has no recorded source (drafted before the source was kept)"
+        )
         answer(
             "failed",
-            f"the order came from the {feed} feed (an HL7 v2 ORM/OML message), not the EHR's FHIR API: the EHR has "
-            f"no {rtype} practiceflow can find for it, so authorization number {number} was not attached; "
-            "enter it on the order in the EHR by hand",
+            f"the order {source}: the EHR has no {rtype} practiceflow can tell is this order, so the "
+            f"authorization number {number} was not attached; enter it on the order in the EHR by hand",
+        )
+        return
+    if not mrn_system or mrn_system == PF_MRN_SYSTEM:
+        answer(
+            "failed",
+            "no mrn_system (the EHR's MRN identifier system) is configured for this practice in ehr_fhir, so "
+            f"practiceflow cannot tell whose order {rtype}/{order_id} is: authorization number {number} was not "
+            "attached; configure mrn_system, enter it by hand",
         )
         return
     try:
@@ -514,6 +548,14 @@ def attach_authorization(
             version = str((current.get("meta") or {}).get("versionId") or "")
             if not version:
                 answer("failed", f"the EHR gave no version of {rtype}/{order_id}: not written without If-Match")
+                return
+            if not _order_is_for(client, current, str(cmd.get("patient_id") or ""), mrn_system):
+                answer(
+                    "failed",
+                    f"the order {rtype}/{order_id} in the EHR is not for this authorization's patient (its subject "
+                    f"has no matching MRN under {mrn_system}): nothing written; enter authorization number "
+                    f"{number} on the right order by hand",
+                )
                 return
             coverage: dict[str, Any] = {"display": str(payload.get("payer_name") or "the payer")}
             cov_id = str(payload.get("coverage_id") or "")

@@ -92,13 +92,14 @@ class PilotBook:
     async def count(self, events: list[Any]) -> None:
         writes = []
         pending: dict[str, str] = {}
+        counts: list[str] = []  # counted once the table's changelog has the batch (like every agent)
         for ev in events:
             c = ev.value
             seen_key = f"{SEEN}{c['practice_id']}/{c['item_id']}"
             count_key = COUNT + "|".join((c["practice_id"], *group_key(c)))
             with in_event(ev):
                 if seen_key in pending or self.table.get(seen_key):
-                    self.p._count("pilot.already_counted")
+                    counts.append("pilot.already_counted")
                     continue
                 before = pending.get(count_key) or self.table.get(count_key) or "{}"
                 value = json.dumps(add(json.loads(before), c), sort_keys=True)
@@ -106,10 +107,11 @@ class PilotBook:
                 for key, val in ((count_key, value), (seen_key, c["verdict"])):
                     self.table.data[key] = val
                     writes.append(self.table.send_changelog(ev.message.partition, key, val))
-            self.p._count(f"pilot.{c['workflow']}.{c['verdict']}")
-            self.p._count("pilot.compared")
+            counts += [f"pilot.{c['workflow']}.{c['verdict']}", "pilot.compared"]
             self.p.sensor.touch(ev.message.tp)
         await confirmed(writes)
+        for name in counts:
+            self.p._count(name)
 
 
 def register(pipeline: Pipeline) -> None:

@@ -18,6 +18,8 @@ def _state(status: str = "approved", number: str | None = "AUTH-77", code: str =
         "code": code,
         "status": status,
         "authorization_number": number,
+        "approved_number": number if status in ("approved", "partially_approved", "modified") else None,
+        "payer_id": "60054",
         "item": {"created_at": DRAFTED},
         "updated_at": ANSWERED,
     }
@@ -28,6 +30,9 @@ def test_only_an_authorized_state_with_a_number_is_on_file():
     assert authorization_on_file(_state("pended")) is None
     assert authorization_on_file(_state("denied")) is None
     assert authorization_on_file(_state("approved", number=None)) is None
+    assert authorization_on_file(_state(code="")) is None  # no procedure: it would match every claim
+    # a number on file that no approving answer carried (a denied 278's reference): not on file
+    assert authorization_on_file({**_state(), "approved_number": None}) is None
     for status in ("approved", "partially_approved", "modified"):
         fact = authorization_on_file(_state(status))
         assert fact is not None and fact["number"] == "AUTH-77" and fact["procedures"] == ["72148"]
@@ -45,3 +50,19 @@ def test_the_fact_fixes_a_claim_for_that_procedure_inside_the_window_only():
     assert authorization_fix(claim_record(lines=(("72148", (), 900.0),), dos="2026-11-20"), on_file) is None  # before
     assert authorization_fix(claim_record(lines=(("72148", (), 900.0),), dos="2027-07-01"), on_file) is None  # after
     assert authorization_fix(claim_record(lines=(("99214", (), 150.0),), dos="2026-12-10"), on_file) is None  # other
+
+
+def test_another_payers_number_is_never_the_fix():
+    """Review s21 S2: payer A approved the MRI; the claim went to payer B (a second coverage)."""
+    facts = fold_patient(None, "Authorization", authorization_on_file(_state()))
+    on_file = PatientFacts((), tuple(facts["authorizations"]))
+    line = (("72148", (), 900.0),)
+    assert authorization_fix(claim_record(lines=line, dos="2026-12-10", payer_id="60054"), on_file) is not None
+    assert authorization_fix(claim_record(lines=line, dos="2026-12-10", payer_id="99999"), on_file) is None
+    unknown = fold_patient(None, "Authorization", {**authorization_on_file(_state()), "payer_id": None})
+    assert (
+        authorization_fix(
+            claim_record(lines=line, dos="2026-12-10"), PatientFacts((), tuple(unknown["authorizations"]))
+        )
+        is None
+    )

@@ -82,3 +82,24 @@ def test_an_hl7_order_and_a_practice_without_an_ehr_give_billing_an_item_with_th
     assert "Authorization number NOT attached" in item["title"]
     values = {e["label"]: e.get("value") for e in item["evidence"]}
     assert values["authorization number"] == "AUTH778" and values["order"] == "ord-mri"
+
+
+def test_only_the_approving_answers_own_number_goes_onto_the_order():
+    """Review s21 S1: a number carried over from a pended or denied answer, an "authorization not
+    required" answer, and a number read from a fax that no person confirmed never reach the order
+    (nor, through ``approved_number``, a corrected claim). Old code: all three emitted a command."""
+    state = _drafted()
+    _, pended = respond(state, resp("pended", "REF1", "r1"), None, NOW + 1000)
+    approved, st = respond(pended, resp("approved", None, "r2"), None, NOW + 2000)
+    assert approved.commands == () and st["status"] == "approved" and st["approved_number"] is None
+    _, denied = respond(state, resp("denied", "DENYREF9", "r1"), None, NOW + 1000)
+    not_required, st = respond(denied, resp("not_required", None, "r2"), None, NOW + 2000)
+    assert not_required.commands == () and st["approved_number"] is None
+    fax = {**resp("approved", "AUTH-OCR1", "fax:1"), "record_type": "FaxClassification"}
+    by_fax, st = respond(state, fax, None, NOW + 1000)
+    assert by_fax.commands == () and st["status"] == "approved" and st["approved_number"] is None
+    # the billing office's confirmation of that fax carries the number a person checked
+    confirmed = {**resp("approved", "AUTH-OCR1", "confirm:1"), "record_type": "StaffDecision"}
+    by_person, st = respond(state, confirmed, None, NOW + 1000)
+    (cmd,) = by_person.commands
+    assert json.loads(cmd["payload"])["authorization_number"] == "AUTH-OCR1" and st["approved_number"] == "AUTH-OCR1"

@@ -56,13 +56,14 @@ def test_a_claim_denied_for_a_missing_authorization_is_corrected_with_the_approv
             applied = lambda: pipeline.counts.get("prior_auth.responses_applied", 0) >= 1  # noqa: E731
             assert await runner.wait_for(applied, 180), pipeline.counts
             state = pipeline.prior_auth.authorization(practice, aid)
-            assert state["status"] == "approved" and state["authorization_number"] == "AUTH2026001"
+            assert state["status"] == "approved" and state["approved_number"] == "AUTH2026001"
             # the MRI is billed after the order was drafted (the authorization's window starts then)
             dos = datetime.fromtimestamp(state["item"]["created_at"] / 1000, tz=UTC).date()
             claim = claim_record(
                 "PCNMRI1",
                 mrn=p0.mrn,
                 member_id=p0.member_id,
+                payer_id=state["payer_id"],  # the payer that approved it (another payer's number is no fix)
                 lines=((state["code"], (), 900.0),),
                 dos=dos.isoformat(),
             )

@@ -196,7 +196,7 @@ def test_items_become_tasks_replay_writes_nothing_and_staff_decisions_close_item
             )
             assert rc == 0
             assert await runner.wait_for(lambda: pipeline.counts.get("decisions.applied", 0) >= 2, 90)
-            # the count is taken before the decision's outputs are confirmed: wait for the command itself
+            # the command itself is on cmd.ehr_write (decisions.applied moves once it is confirmed, 6c661a2)
             ehr_write = catalog.BY_SUFFIX["cmd.ehr_write"].name(cfg.topic_prefix)
             assert await runner.wait_for(
                 lambda: bool(read_practice_records(stack.bootstrap, serde, ehr_write, PRACTICE, "WorkflowCommand")),

@@ -244,7 +244,9 @@ def coverage_fix(claim: Mapping[str, Any], facts: PatientFacts) -> Fix | None:
 
 
 def authorization_fix(claim: Mapping[str, Any], facts: PatientFacts) -> Fix | None:
-    """An authorization on file for the date of service (and one of the claim's procedures)."""
+    """An authorization on file for the date of service (and one of the claim's procedures), from
+    the claim's own payer when the authorization names its payer (a fact from the prior-auth table
+    always does: a patient with two coverages must not get payer A's number on a claim to payer B)."""
     dos = claim.get("service_date")
     codes = {_get(ln, "procedure.code") for ln in claim.get("lines") or ()}
     for auth in reversed(facts.authorizations):
@@ -253,6 +255,8 @@ def authorization_fix(claim: Mapping[str, Any], facts: PatientFacts) -> Fix | No
         procs = set(auth.get("procedures") or ())
         if procs and not (procs & codes):
             continue
+        if "payer_id" in auth and (not auth["payer_id"] or auth["payer_id"] != claim.get("payer_id")):
+            continue  # another payer's number (or one nobody can tell): never on this claim (review s21 S2)
         num = auth.get("number")
         if num and num != claim.get("authorization_number"):
             why = f"authorization {num} on file for {dos or 'the service'}"

@@ -37,7 +37,10 @@ def authorization_on_file(state: Mapping[str, Any] | None) -> dict[str, Any] | N
     """The ``Authorization`` fact of one prior-auth state (``fold_patient``'s shape:
     ``number``, ``service_start``, ``service_end``, ``procedures``), or None when the
     payer has not authorized it with a number."""
-    if not state or state.get("status") not in AUTHORIZED or not state.get("authorization_number"):
+    # the number the approving answer carried (step.approved_number), not any number on file: a
+    # denied answer's reference or an unconfirmed fax's must never reach a claim (review s21 S1)
+    number = (state or {}).get("approved_number")
+    if not state or state.get("status") not in AUTHORIZED or not number or not state.get("code"):
         return None
     item = state.get("item") or {}
     start = _day(item.get("created_at")) or _day(state.get("updated_at"))
@@ -46,10 +49,11 @@ def authorization_on_file(state: Mapping[str, Any] | None) -> dict[str, Any] | N
     if answered is not None:
         end = (datetime.fromisoformat(answered) + timedelta(days=VALID_DAYS)).date().isoformat()
     return {
-        "number": str(state["authorization_number"]),
+        "number": str(number),
         "service_start": start,
         "service_end": end,
-        "procedures": [str(state["code"])] if state.get("code") else [],
+        "procedures": [str(state["code"])],  # never empty: an empty list would match every procedure
+        "payer_id": state.get("payer_id"),
         "authorization_id": state.get("authorization_id"),
         "status": state.get("status"),
         "record_type": "Authorization",

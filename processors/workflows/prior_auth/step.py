@@ -646,14 +646,17 @@ def respond(
                 "updated_at": now,
             }
         )
+    approved = approved_number(response, new_status)
     commands: tuple[WorkflowCommandDict, ...] = ()
-    if new_status in AUTHORIZED and number and str(number) != state.get("order_number_sent"):
-        commands = (order_number_command(state, str(number), new_status, now, src),)
+    if approved and approved != state.get("order_number_sent"):
+        commands = (order_number_command(state, approved, new_status, now, src),)
     new_state = {
         **state,
         "status": new_status,
         "authorization_number": number,
-        "order_number_sent": str(number) if commands else state.get("order_number_sent"),
+        "order_number_sent": approved if commands else state.get("order_number_sent"),
+        # the number the payer approved with (review s21 S1): what the order and a corrected claim quote
+        "approved_number": approved or (state.get("approved_number") if new_status in AUTHORIZED else None),
         "item": dict(items[0]) if items[0]["item_id"] == state.get("item_id") else state.get("item"),
         "responses": [*(state.get("responses") or []), rid][-20:] if rid else list(state.get("responses") or []),
         "updated_at": now,
@@ -666,6 +669,23 @@ def respond(
         details={"status": new_status, "authorization_number": str(number or "")},
     )
     return StepResult(work_items=tuple(items), commands=commands, audit=(audit,)), new_state
+
+
+def approved_number(response: Mapping[str, Any], new_status: str) -> str | None:
+    """The number an approving answer itself carries, or None (review s21 S1).
+
+    WHY so narrow: this number goes onto the EHR's order (CRD ``satisfied-pa-id``) and into a
+    corrected claim (837P REF*G1) with no person reading it first. So never a number carried over
+    from an earlier, non-approving answer (a pended or denied 278's reference), never on
+    "authorization not required" (CRD would say ``no-auth``, not satisfied), and never one read from
+    a fax by OCR without a person confirming it (``FaxClassification``: the billing office's
+    confirmation, ``StaffDecision``, carries the number a person checked)."""
+    if new_status not in AUTHORIZED or response.get("decision") == "not_required":
+        return None
+    if response.get("record_type") == "FaxClassification":
+        return None
+    number = str(response.get("authorization_number") or "").strip()
+    return number or None
 
 
 def order_number_command(
