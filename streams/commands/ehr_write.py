@@ -96,6 +96,9 @@ class WriteReport:
     signed_unproven: int = 0  # could not tell whether it was written (review s20 M2): answered unknown
     piloted: int = 0  # items, drafts and signed drafts of workflows in pilot mode: never written
     orders_updated: int = 0  # EHR orders given the payer's authorization number (prior_auth)
+    # designed refusals (an HL7 order, another chart, no mrn_system ...): answered failed, so the
+    # billing office gets an item; not a failure of the sync (its exit code, `ehr run`'s round)
+    orders_by_hand: int = 0
     failed: list[str] = field(default_factory=list)
     answered: list[dict[str, Any]] = field(default_factory=list)  # CommandResults for cmd.ehr_write
 
@@ -106,6 +109,11 @@ class WriteReport:
             f"{len(self.failed)} failed"
             + (f", {self.piloted} withheld (pilot mode)" if self.piloted else "")
             + (f", {self.orders_updated} orders given their authorization number" if self.orders_updated else "")
+            + (
+                f", {self.orders_by_hand} authorization numbers handed to the billing office (order not writable)"
+                if self.orders_by_hand
+                else ""
+            )
             + (f", {self.drafts_held} drafts held for sign-off" if self.drafts_held else "")
             + (
                 f", {self.signed_unanswered} signed writes found on the server and answered"
@@ -507,9 +515,12 @@ def attach_authorization(
     rtype = ORDER_RESOURCE.get(str(payload.get("order_type") or "Order"), "ServiceRequest")
     feed = payload.get("order_feed")
 
-    def answer(outcome: str, reason: str) -> None:
-        if outcome != "ok":
+    def answer(outcome: str, reason: str, *, error: bool = False) -> None:
+        """``error``: the EHR failed (a sync failure); else a designed refusal, handed to a person."""
+        if outcome != "ok" and error:
             report.failed.append(f"cmd.ehr_write {cmd.get('command_id')}: {reason}")
+        elif outcome != "ok":
+            report.orders_by_hand += 1
         report.answered.append(_result(cmd, outcome, reason))
 
     if not aid or not number or not order_id:
@@ -581,7 +592,7 @@ def attach_authorization(
             )
             return
     except FhirError as exc:
-        answer("failed", f"{rtype}/{order_id}: {exc}")
+        answer("failed", f"{rtype}/{order_id}: {exc}", error=True)
         return
     report.failed.append(f"{rtype}/{order_id}: changed on the server during 3 attempts; retried next sync")
 

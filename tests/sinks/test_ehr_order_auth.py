@@ -163,8 +163,11 @@ def test_an_order_practiceflow_cannot_prove_is_this_patients_is_never_written(cl
         cmd = {**cmd, "payload": json.dumps(payload)}
     versions = client.history_count("ServiceRequest", oid)
     use = target if case != "no mrn_system" else target.model_copy(update={"mrn_system": None})
-    (answer,) = write_back(P, {}, {}, [cmd], client, target=use).answered
+    report = write_back(P, {}, {}, [cmd], client, target=use)
+    (answer,) = report.answered
     assert answer["outcome"] == "failed", answer
+    # a designed refusal: the billing office gets the number (an item), the sync itself did not fail
+    assert report.failed == [] and report.orders_by_hand == 1 and "handed to the billing office" in report.summary()
     assert {
         "no recorded source": "no recorded source",
         "another patient's order": "not for this authorization's patient",
