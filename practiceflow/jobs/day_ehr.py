@@ -85,5 +85,10 @@ def write_back_day(ehr: LocalEhr | None, cfg: Settings, serde: Any, bootstrap: s
         f"    replayed: {again.tasks_written} Tasks and {again.drafts_written + again.signed_written} drafts "
         f"written again ({again.tasks_unchanged} unchanged)",
     ]
+    if first.orders_updated or first.orders_by_hand:
+        lines.append(
+            f"    authorization numbers: {first.orders_updated} attached to the EHR's orders, "
+            f"{first.orders_by_hand} handed to the billing office (an HL7 order has no FHIR id in the EHR)"
+        )
     lines += [f"    failed: {why}" for why in first.failed[:5]]
     return "\n".join(lines)
