@@ -88,7 +88,7 @@ def write_back_day(ehr: LocalEhr | None, cfg: Settings, serde: Any, bootstrap: s
     if first.orders_updated or first.orders_by_hand:
         lines.append(
             f"    authorization numbers: {first.orders_updated} attached to the EHR's orders, "
-            f"{first.orders_by_hand} handed to the billing office (an HL7 order has no FHIR id in the EHR)"
+            f"{first.orders_by_hand} handed to the billing office (not writable; the reason is on each billing item)"
         )
     lines += [f"    failed: {why}" for why in first.failed[:5]]
     return "\n".join(lines)

@@ -524,7 +524,9 @@ def attach_authorization(
         report.answered.append(_result(cmd, outcome, reason))
 
     if not aid or not number or not order_id:
-        answer("failed", "authorization number command without authorization, number or order: nothing written")
+        answer(
+            "failed", "authorization number command without authorization, number or order: nothing written", error=True
+        )
         return
     if feed != "fhir":
         source = (
