@@ -24,9 +24,7 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -35,13 +33,15 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 try:
-    from practiceflow.settings import REPO_ROOT, Settings
+    from practiceflow.settings import Settings
 except ImportError:  # pragma: no cover
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from practiceflow.settings import REPO_ROOT, Settings  # type: ignore[no-redef]
+    from practiceflow.settings import Settings  # type: ignore[no-redef]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benches' shared module, run as a script
+from broker_latency import quantiles_ms, rate_and_seconds, run_on_local_stack
 
 from practiceflow.jobs.run_file import raw_record
-from practiceflow.localstack.stack import LocalStack
 from practiceflow.sampleday import x12 as sample_x12
 from practiceflow.sampleday.people import make_people
 from practiceflow.streams import runner
@@ -112,13 +112,6 @@ class _Watch(threading.Thread):
         self.c.close()
 
 
-def _quantiles(values: list[float]) -> dict[str, float | None]:
-    if len(values) < 2:
-        return {"p50_ms": values[0] if values else None, "p90_ms": None, "p99_ms": None, "max_ms": None}
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50_ms": round(q[49], 1), "p90_ms": round(q[89], 1), "p99_ms": round(q[98], 1), "max_ms": max(values)}
-
-
 async def _bench(cfg: Settings, bootstrap: str, registry: str, rate: float, seconds: float) -> dict:
     create_topics(bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
     pipeline = Pipeline(cfg, bootstrap, registry)
@@ -178,7 +171,7 @@ async def _bench(cfg: Settings, bootstrap: str, registry: str, rate: float, seco
             "files": steady_n,
             "sent_in_seconds": round(sent_for, 2),
             "items": len(steady),
-            **_quantiles(steady),
+            **quantiles_ms(steady),
         },
         "batch": {
             "claims": BATCH_CLAIMS,
@@ -191,21 +184,8 @@ async def _bench(cfg: Settings, bootstrap: str, registry: str, rate: float, seco
 
 
 def run(rate: float = RATE, seconds: float = SECONDS) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = LocalStack(Path(tmp) / "stack", cache_dir=REPO_ROOT / ".stack" / "cache")
-        info = stack.start()
-        try:
-            cfg = Settings(
-                state_dir=Path(tmp),
-                topic_prefix=f"b{uuid.uuid4().hex[:6]}",
-                consumer_group=f"bench-{uuid.uuid4().hex[:8]}",
-            )
-            return asyncio.run(_bench(cfg, info.bootstrap, info.registry_url, rate, seconds))
-        finally:
-            stack.stop()
+    return run_on_local_stack(_bench, rate, seconds)
 
 
 if __name__ == "__main__":
-    rate = float(sys.argv[sys.argv.index("--rate") + 1]) if "--rate" in sys.argv else RATE
-    secs = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else SECONDS
-    print(json.dumps(run(rate, secs), indent=2))
+    print(json.dumps(run(*rate_and_seconds(RATE, SECONDS)), indent=2))

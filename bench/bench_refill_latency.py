@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -29,13 +27,15 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 try:
-    from practiceflow.settings import REPO_ROOT, Settings
+    from practiceflow.settings import Settings
 except ImportError:  # pragma: no cover
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from practiceflow.settings import REPO_ROOT, Settings  # type: ignore[no-redef]
+    from practiceflow.settings import Settings  # type: ignore[no-redef]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benches' shared module, run as a script
+from broker_latency import quantiles_ms, rate_and_seconds, run_on_local_stack
 
 from practiceflow.jobs.run_file import raw_record
-from practiceflow.localstack.stack import LocalStack
 from practiceflow.sampleday import refills
 from practiceflow.sampleday.people import make_people
 from practiceflow.streams import catalog, runner
@@ -149,38 +149,21 @@ async def _bench(cfg: Settings, bootstrap: str, registry: str, rate: float, seco
     finally:
         producer.close()
         await runner.stop(pipeline)
-    lat = sorted(watch.done[r] - watch.sent[r] for r in watch.done if r in watch.sent)
-    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else [float("nan")] * 99
+    lat = sorted(float(watch.done[r] - watch.sent[r]) for r in watch.done if r in watch.sent)
     return {
         "rate_per_second": rate,
         "requests": total,
         "sent_in_seconds": round(sent_for, 2),
         "items": len(lat),
-        "p50_ms": round(q[49], 1),
-        "p90_ms": round(q[89], 1),
-        "p99_ms": round(q[98], 1),
-        "max_ms": max(lat) if lat else None,
+        **quantiles_ms(lat),
         "target_p99_ms": 250,
         "counts": {k: v for k, v in pipeline.counts.items() if k.startswith("refill.")},
     }
 
 
 def run(rate: float = RATE, seconds: float = SECONDS) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = LocalStack(Path(tmp) / "stack", cache_dir=REPO_ROOT / ".stack" / "cache")
-        info = stack.start()
-        try:
-            cfg = Settings(
-                state_dir=Path(tmp),
-                topic_prefix=f"b{uuid.uuid4().hex[:6]}",
-                consumer_group=f"bench-{uuid.uuid4().hex[:8]}",
-            )
-            return asyncio.run(_bench(cfg, info.bootstrap, info.registry_url, rate, seconds))
-        finally:
-            stack.stop()
+    return run_on_local_stack(_bench, rate, seconds)
 
 
 if __name__ == "__main__":
-    rate = float(sys.argv[sys.argv.index("--rate") + 1]) if "--rate" in sys.argv else RATE
-    secs = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else SECONDS
-    print(json.dumps(run(rate, secs), indent=2))
+    print(json.dumps(run(*rate_and_seconds(RATE, SECONDS)), indent=2))
