@@ -297,7 +297,13 @@ class Settings(BaseSettings):
     fax_batch_max: int = Field(
         default=4, gt=0, description="faxes handled per commit (each is OCRed, seconds apiece; see worker_batch_max)"
     )
-    worker_batch_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    worker_batch_seconds: float = Field(
+        default=0.02,
+        gt=0,
+        description="longest wait to fill a batch; every consumed hop of a workflow waits up to this long "
+        "(Faust's take() ticks at it), so it adds to latency, while a busy worker's batches fill to "
+        "worker_batch_max before it: 0.05 gave refill p50/p99 198/333 ms at 100/s, 0.02 gave 102/202",
+    )
     worker_fetch_wait_ms: int = Field(
         default=50,
         ge=1,

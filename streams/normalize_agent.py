@@ -37,6 +37,7 @@ from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
 from practiceflow.streams.metrics import observe_pipeline_seconds
 from practiceflow.streams.offsets import Committer, Outbox, confirmed, in_event
+from practiceflow.streams.positions import source_header
 from practiceflow.streams.undecodable import (
     REASON_CODE as UNDECODABLE_CODE,
     UNDECODABLE,
@@ -192,7 +193,7 @@ class Normalizer:
         ctl_key = control_key_for(practice, feed, result.control_key)
         if ctl_key is not None and not redrive and (batch.pending.get(ctl_key) or self.p.seen[ctl_key]):
             await self._control_id_reused(batch, raw, result)
-        await self._normalized(batch, raw, result, msg.topic, started)
+        await self._normalized(batch, raw, result, msg, started)
         self._mark(batch, ev, seen_key, raw["received_at"])
         if ctl_key is not None:
             self._mark(batch, ev, ctl_key, raw["received_at"])
@@ -232,8 +233,12 @@ class Normalizer:
         batch.pending[key] = received_at
 
     async def _normalized(
-        self, batch: Batch, raw: dict[str, Any], result: NormalizeResult, topic: str, started: float
+        self, batch: Batch, raw: dict[str, Any], result: NormalizeResult, msg: Any, started: float
     ) -> None:
+        topic = msg.topic
+        # which raw record these came from: the context barrier of a workflow reading them waits
+        # for its own feed only up to here (streams/positions.py SOURCE_HEADER)
+        source = source_header(msg.topic, msg.partition, msg.offset)
         practice, feed = raw["practice_id"], raw["feed"]
         NORMALIZE_SECONDS.labels(feed).observe(time.perf_counter() - started)
         count_unmapped(feed, result.warnings)
@@ -246,7 +251,9 @@ class Normalizer:
                 batch.counts.append((f"commands.{rec.value['kind']}", 1))
                 continue
             rec.value.setdefault("source", {})["raw_topic"] = topic
-            await batch.outbox.send(self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition)
+            await batch.outbox.send(
+                self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition, source
+            )
             types[rec.record_type] = types.get(rec.record_type, 0) + 1
         for record_type, n in types.items():
             RECORDS.labels(record_type).inc(n)

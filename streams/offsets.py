@@ -135,9 +135,17 @@ class Outbox:
         for fn, args in after:
             fn(*args)
 
-    async def send(self, topic: faust.TopicT, key: str, value: dict[str, Any], partition: int) -> None:
+    async def send(
+        self,
+        topic: faust.TopicT,
+        key: str,
+        value: dict[str, Any],
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Queue one record (``headers``: Kafka record headers, e.g. :data:`SOURCE_HEADER`)."""
         if self._producer is None:
-            fut = await topic.send(key=key.encode(), value=value, partition=partition)
+            fut = await topic.send(key=key.encode(), value=value, partition=partition, headers=headers)
             self._pending.append(fut)  # type: ignore[arg-type]
             return
         enc = self._encoders.get(id(topic))
@@ -146,7 +154,7 @@ class Outbox:
         name, dumps = enc
         if self._ticket is None:
             self._ticket = self._producer.ticket()
-        self._producer.produce(self._ticket, name, key.encode(), dumps(value), partition)
+        self._producer.produce(self._ticket, name, key.encode(), dumps(value), partition, headers)
 
     def table_write(self, table: Any, event: Any, key: str, value: Any) -> None:
         """Set ``table[key] = value`` in the store and send its changelog record (both in the

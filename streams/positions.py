@@ -82,3 +82,31 @@ def high_watermarks(
         if left:
             time.sleep(0.5)
     return got
+
+
+# The raw record a normalized record was made from, as a Kafka header on the normalized record
+# (``topic:partition:offset``). The patient-context barrier reads it: a workflow event needs its
+# own feed's raw partition processed only up to the raw record it came from, not up to that
+# partition's high watermark, which keeps moving while requests arrive (streams/workflows/context.py).
+SOURCE_HEADER = "pf-source"
+
+
+def source_header(topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """The :data:`SOURCE_HEADER` for a record made from ``topic``/``partition``/``offset``."""
+    return [(SOURCE_HEADER, f"{topic}:{partition}:{offset}".encode())]
+
+
+def source_of(headers: object) -> tuple[str, int, int] | None:
+    """The (topic, partition, offset) in a record's :data:`SOURCE_HEADER`, from Faust's
+    ``Message.headers`` (a list of pairs or a mapping); None when absent or malformed (a
+    record written before the header existed, or by another producer)."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for name, value in pairs:  # type: ignore[attr-defined]
+        if name != SOURCE_HEADER or not isinstance(value, bytes | bytearray):
+            continue
+        topic, _, rest = bytes(value).decode("utf-8", "replace").rpartition(":")
+        topic, _, partition = topic.rpartition(":")
+        if topic and partition.isdigit() and rest.isdigit():
+            return topic, int(partition), int(rest)
+        return None
+    return None

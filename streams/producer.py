@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -259,7 +260,7 @@ class OutputProducer:
         key: bytes | None,
         value: bytes | None,
         partition: int,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
+        headers: Sequence[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         idx = len(ticket.results)
         ticket.results.append(None)
@@ -267,7 +268,7 @@ class OutputProducer:
         while True:
             try:
                 if headers:
-                    self._producer.produce(topic, value, key, partition, on_delivery=on_done, headers=headers)
+                    self._producer.produce(topic, value, key, partition, on_delivery=on_done, headers=list(headers))
                 else:
                     self._producer.produce(topic, value, key, partition, on_delivery=on_done)
                 return

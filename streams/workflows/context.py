@@ -34,7 +34,10 @@ partition before stepping. It is a barrier in two stages:
 
 1. the raw topics (hl7v2, fhir, portal, x12): wait until the normalize agents have
    processed up to the high watermark read at the call, i.e. every input a gateway had
-   accepted by then has its normalized records in Kafka (confirmed before an offset counts);
+   accepted by then has its normalized records in Kafka (confirmed before an offset counts).
+   On the raw partition the batch's own events came from, the target is exact instead: just
+   past the last raw record they were made from (the normalizer's ``pf-source`` header,
+   :func:`raw_upto`), since what arrived after them there cannot be "before" them;
 2. the context topics: wait until this agent has folded (and confirmed) up to their high
    watermarks read after stage 1.
 
@@ -74,7 +77,7 @@ from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.normalize_agent import confirmed
 from practiceflow.streams.offsets import Committer, in_event
-from practiceflow.streams.positions import high_watermarks
+from practiceflow.streams.positions import high_watermarks, source_of
 from practiceflow.streams.serde import AvroCodec
 
 if TYPE_CHECKING:
@@ -99,6 +102,22 @@ CONTEXT_RECORD_TYPES: tuple[str, ...] = (
 CONTEXT_TOPICS: tuple[str, ...] = tuple(catalog.NORMALIZED[rt] for rt in CONTEXT_RECORD_TYPES)
 BARRIER_FEEDS: tuple[str, ...] = tuple(f for f in catalog.FEEDS if f != "fax")
 POLL_SECONDS = 0.01
+
+
+def raw_upto(events: Iterable[Any]) -> dict[TP, int]:
+    """Per raw partition, the offset just past the last raw record ``events`` were normalized
+    from (their :data:`~practiceflow.streams.positions.SOURCE_HEADER`): the exact stage-1 target
+    of :meth:`PatientContexts.behind` for those partitions. Events without the header (written
+    before it existed) add nothing, and their partitions keep the high-watermark target. The
+    barrier ignores topics that are not barrier feeds (a retry topic's offset says nothing
+    about the raw topic)."""
+    upto: dict[TP, int] = {}
+    for ev in events:
+        src = source_of(getattr(ev.message, "headers", None))
+        if src is not None:
+            tp = TP(src[0], src[1])
+            upto[tp] = max(upto.get(tp, 0), src[2] + 1)
+    return upto
 
 
 def _table_options(pipeline: Pipeline) -> dict[str, Any] | None:
@@ -235,10 +254,22 @@ class PatientContexts:
         return not await self.behind([partition], touch=touch, timeout=timeout)
 
     async def behind(
-        self, partitions: Iterable[int], *, touch: Callable[[], None] | None = None, timeout: float | None = None
+        self,
+        partitions: Iterable[int],
+        *,
+        touch: Callable[[], None] | None = None,
+        timeout: float | None = None,
+        upto: dict[TP, int] | None = None,
     ) -> set[int]:
         """:meth:`caught_up` for several partitions at once: the ones still behind when ``timeout``
         ran out (empty: every one is caught up).
+
+        ``upto`` (:func:`raw_upto` of the batch's events) gives raw partitions whose target is
+        known exactly: the batch's own requests came from there, so what matters on that
+        partition is what arrived before them (up to the last one's offset), not its high
+        watermark -- which keeps moving while requests arrive, so each batch waited for the
+        next ones' normalization too (bench/refill_results.md). The other feeds still use the
+        high watermark read at the call.
 
         One evaluation for a whole batch: each stage reads the high watermarks of every topic
         of every partition in one request, then polls their committed offsets in one request,
@@ -248,8 +279,11 @@ class PatientContexts:
         late: set[int] = set()
         prefix = self.p.prefix
         raw = [TP(f"{prefix}.raw.{feed}", p) for p in parts for feed in BARRIER_FEEDS]
+        known = {tp: off for tp, off in (upto or {}).items() if tp in set(raw)}
         feeds = getattr(self.p, "feed_committers", {})
-        need = {tp: off for tp, off in (await self.watermarks.high(raw)).items() if off > 0}
+        asked = [tp for tp in raw if tp not in known]
+        high = await self.watermarks.high(asked) if asked else {}
+        need = {tp: off for tp, off in {**high, **known}.items() if off > 0}
         need = await self._until_done(need, lambda tp: feeds.get(tp.topic), deadline, touch)
         late = {tp.partition for tp in need}
         mine = [TP(name, p) for p in parts if p not in late for name in self.topic_names]

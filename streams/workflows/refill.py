@@ -34,6 +34,7 @@ from practiceflow.streams.clock import now_ms
 from practiceflow.streams.normalize_agent import Outbox
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.serde import AvroCodec
+from practiceflow.streams.workflows.context import raw_upto
 from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class RefillTriage:
                 self.p.sensor.touch(tp)
 
         # one barrier evaluation for the whole batch, every partition in it (not one per request)
-        stale = await self.contexts.behind(tps, touch=touch, timeout=CONTEXT_WAIT_SECONDS)
+        stale = await self.contexts.behind(tps, touch=touch, timeout=CONTEXT_WAIT_SECONDS, upto=raw_upto(admitted))
         for partition in sorted(stale):
             # fail closed: these requests are triaged, but never routine (context_not_current)
             log.warning(

@@ -23,7 +23,7 @@ from faust.types import TP
 
 from practiceflow.streams import positions
 from practiceflow.streams.offsets import OffsetLedger
-from practiceflow.streams.workflows.context import BARRIER_FEEDS, CONTEXT_TOPICS, PatientContexts, Watermarks
+from practiceflow.streams.workflows.context import BARRIER_FEEDS, CONTEXT_TOPICS, PatientContexts, Watermarks, raw_upto
 
 PREFIX = "t"
 RAW = [f"{PREFIX}.raw.{feed}" for feed in BARRIER_FEEDS]
@@ -218,3 +218,45 @@ def test_a_ledger_that_does_not_know_the_partition_falls_back_to_the_committed_o
     ctx.p.feed_committers = {RAW[0]: SimpleNamespace(ledger=OffsetLedger())}  # type: ignore[attr-defined]
     assert asyncio.run(ctx.caught_up(1, timeout=60))
     assert [kind for kind, _ in broker.requests] == ["high", "committed", "high", "committed"]
+
+
+def _event(headers):
+    return SimpleNamespace(message=SimpleNamespace(headers=headers))
+
+
+def test_raw_upto_reads_the_normalizers_source_header_per_partition():
+    portal = f"{PREFIX}.raw.portal"
+    events = [
+        _event(positions.source_header(portal, 2, 40)),
+        _event(positions.source_header(portal, 2, 17)),
+        _event({positions.SOURCE_HEADER: f"{portal}:5:3".encode()}),  # Faust may hand a mapping
+        _event([("other", b"x")]),  # written before the header existed: no target from it
+        _event([(positions.SOURCE_HEADER, b"garbage")]),
+        _event(None),
+    ]
+    assert raw_upto(events) == {TP(portal, 2): 41, TP(portal, 5): 4}
+
+
+def test_the_requests_own_feed_is_waited_for_only_up_to_the_requests_not_its_moving_high_watermark():
+    """Requests keep arriving on raw.portal while a batch is handled; with the high watermark as
+    the target, each batch waited for the next requests' normalization too (the refill p99).
+    With ``upto`` the portal partition is not even asked for its high watermark, and a
+    normalize agent that reached the batch's own requests is enough."""
+    portal = TP(f"{PREFIX}.raw.portal", 1)
+    marks = _all([1], RAW + CONTEXT, 4)
+    marks[(portal.topic, 1)] = 90  # 89 requests accepted by now
+    committed = dict(marks)
+    committed[(portal.topic, 1)] = 31  # normalized up to 30: the batch's requests (..30) included
+    broker = Broker(marks, committed)
+    assert asyncio.run(_contexts(broker).behind([1], timeout=-1, upto={portal: 31})) == set()
+    assert (portal.topic, 1) not in broker.highs()[0]
+    # without it the same state is behind (the old target)
+    assert asyncio.run(_contexts(Broker(marks, dict(committed))).behind([1], timeout=-1)) == {1}
+
+
+def test_an_upto_for_a_topic_the_barrier_does_not_cover_changes_nothing():
+    retry = TP(f"{PREFIX}.retry.portal", 1)  # a retried request: its offset says nothing of raw.portal
+    marks = _all([1], RAW + CONTEXT, 4)
+    broker = Broker(marks, dict(marks))
+    assert asyncio.run(_contexts(broker).behind([1], timeout=60, upto={retry: 2})) == set()
+    assert broker.highs()[0] == frozenset(_all([1], RAW, 0))

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer
 from practiceflow.jobs.run_file import raw_record
 from practiceflow.processors.audit import verify_chain
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.streams import runner
+from practiceflow.streams import positions, runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
@@ -193,3 +193,32 @@ def test_old_message_ids_are_forgotten_with_tombstones_in_the_changelog(cfg, sta
         )
     )
     assert second.counts.get("hl7v2.normalized", 0) == 1 and "hl7v2.duplicate" not in second.counts
+
+
+def test_normalized_records_name_the_raw_record_they_came_from(cfg, stack):
+    """The ``pf-source`` header (streams/positions.py) is the context barrier's exact target for a
+    request's own feed: it must point at the raw record, on its topic, partition and offset."""
+    raws = [raw_record("clinic-a", "hl7v2", oru_r01(control_id=f"SRC{i}")) for i in range(2)]
+    p = asyncio.run(_run(cfg, stack, raws, lambda p: p.counts.get("record.Observation", 0) >= 6))
+    c = Consumer(
+        {
+            "bootstrap.servers": stack.bootstrap,
+            "group.id": f"check-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe([f"{cfg.topic_prefix}.norm.observation"])
+    sources: list[tuple[str, int, int] | None] = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and len(sources) < 6:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                sources.append(positions.source_of(msg.headers()))
+                assert msg.partition() == sources[-1][1]  # type: ignore[index]  # one practice, one partition
+    finally:
+        c.close()
+    raw_topic = f"{cfg.topic_prefix}.raw.hl7v2"
+    assert sorted(set(sources)) == [(raw_topic, sources[0][1], 0), (raw_topic, sources[0][1], 1)]  # type: ignore[index]
+    assert p.counts["hl7v2.normalized"] == 2
