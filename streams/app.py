@@ -239,9 +239,11 @@ class Pipeline:
             name = topic.get_topic_name()
             committer = self.feed_committers[name] = Committer(app, self.committed_offsets, name, topic.topics)
             size = self.batch_max(feed)
+            # the portal carries requests a person waits on (refills, intake): shorter batch window
+            within = self.cfg.request_batch_seconds if feed == "portal" else None
 
-            async def normalize_agent(stream, _committer=committer, _size=size):
-                await normalizer.run(stream, _committer, batch_max=_size)
+            async def normalize_agent(stream, _committer=committer, _size=size, _within=within):
+                await normalizer.run(stream, _committer, batch_max=_size, batch_seconds=_within)
 
             app.agent(topic, name=f"normalize-{name}")(normalize_agent)
             self.source_topics.add(name)

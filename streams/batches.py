@@ -29,13 +29,16 @@ async def run_batches(
     name: str,
     *,
     batch_max: int | None = None,
+    batch_seconds: float | None = None,
 ) -> None:
     """Feed ``stream`` to ``handle`` in batches of up to ``batch_max`` events (default
-    ``worker_batch_max``) gathered for at most ``worker_batch_seconds``; a failed batch stops
+    ``worker_batch_max``) gathered for at most ``batch_seconds`` (default ``worker_batch_seconds``;
+    ``request_batch_seconds`` for agents on a person-facing request's path); a failed batch stops
     the worker (``app.crash``). Only the exception's type is logged: its text can quote PHI."""
     cfg = pipeline.cfg
+    within = batch_seconds or cfg.worker_batch_seconds
     # take_events is faust's Stream API; its StreamT protocol does not declare it
-    async for events in stream.take_events(batch_max or cfg.worker_batch_max, within=cfg.worker_batch_seconds):
+    async for events in stream.take_events(batch_max or cfg.worker_batch_max, within=within):
         try:
             await handle(list(events))
         except Exception as exc:

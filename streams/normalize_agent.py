@@ -82,6 +82,7 @@ class Normalizer:
         *,
         honour_not_before: bool = False,
         batch_max: int | None = None,
+        batch_seconds: float | None = None,
     ) -> None:
         """``batch_max`` overrides ``worker_batch_max`` for slow feeds (fax: OCR per message),
         so a crash re-does little work and a batch never holds many slow messages."""
@@ -89,7 +90,7 @@ class Normalizer:
         async def handle(events: list[Any]) -> None:
             await self.process_batch(events, committer, honour_not_before=honour_not_before)
 
-        await run_batches(self.p, stream, handle, "normalize", batch_max=batch_max)
+        await run_batches(self.p, stream, handle, "normalize", batch_max=batch_max, batch_seconds=batch_seconds)
 
     async def process_batch(self, events: list[Any], committer: Committer, *, honour_not_before: bool = False) -> None:
         admitted = await committer.admit(events)

@@ -145,7 +145,11 @@ class Outbox:
     ) -> None:
         """Queue one record (``headers``: Kafka record headers, e.g. :data:`SOURCE_HEADER`)."""
         if self._producer is None:
-            fut = await topic.send(key=key.encode(), value=value, partition=partition, headers=headers)
+            # headers only when given (a copy: Faust keeps the caller's list and may merge into it)
+            if headers:
+                fut = await topic.send(key=key.encode(), value=value, partition=partition, headers=list(headers))
+            else:
+                fut = await topic.send(key=key.encode(), value=value, partition=partition)
             self._pending.append(fut)  # type: ignore[arg-type]
             return
         enc = self._encoders.get(id(topic))

@@ -35,9 +35,10 @@ partition before stepping. It is a barrier in two stages:
 1. the raw topics (hl7v2, fhir, portal, x12): wait until the normalize agents have
    processed up to the high watermark read at the call, i.e. every input a gateway had
    accepted by then has its normalized records in Kafka (confirmed before an offset counts).
-   On the raw partition the batch's own events came from, the target is exact instead: just
-   past the last raw record they were made from (the normalizer's ``pf-source`` header,
-   :func:`raw_upto`), since what arrived after them there cannot be "before" them;
+   When every event of a partition in the batch came from the same raw partition, the target
+   there is exact instead: just past the last raw record they were made from (the normalizer's
+   ``pf-source`` header, :func:`raw_upto`), since what arrived after them there cannot be
+   "before" any of them;
 2. the context topics: wait until this agent has folded (and confirmed) up to their high
    watermarks read after stage 1.
 
@@ -107,17 +108,27 @@ POLL_SECONDS = 0.01
 def raw_upto(events: Iterable[Any]) -> dict[TP, int]:
     """Per raw partition, the offset just past the last raw record ``events`` were normalized
     from (their :data:`~practiceflow.streams.positions.SOURCE_HEADER`): the exact stage-1 target
-    of :meth:`PatientContexts.behind` for those partitions. Events without the header (written
-    before it existed) add nothing, and their partitions keep the high-watermark target. The
-    barrier ignores topics that are not barrier feeds (a retry topic's offset says nothing
-    about the raw topic)."""
-    upto: dict[TP, int] = {}
+    of :meth:`PatientContexts.behind` for that partition.
+
+    Only where it is exact for the whole batch: a partition's events must ALL come from the same
+    raw partition. One event without the header (written before it existed, or by the fax LLM
+    step), or from another topic (a retry topic, another feed), needs the other feeds' -- and
+    that feed's -- high watermark at the call, so its partition gets no exact target at all. The
+    barrier ignores targets on topics that are not barrier feeds."""
+    sources: dict[int, set[tuple[str, int]] | None] = {}  # normalized partition -> raw TPs (None: not exact)
+    upto: dict[tuple[str, int], int] = {}
     for ev in events:
+        partition = ev.message.partition
         src = source_of(getattr(ev.message, "headers", None))
-        if src is not None:
-            tp = TP(src[0], src[1])
-            upto[tp] = max(upto.get(tp, 0), src[2] + 1)
-    return upto
+        if src is None:
+            sources[partition] = None
+            continue
+        seen = sources.setdefault(partition, set())
+        if seen is not None:
+            seen.add((src[0], src[1]))
+        upto[(src[0], src[1])] = max(upto.get((src[0], src[1]), 0), src[2] + 1)
+    exact = {next(iter(tps)) for tps in sources.values() if tps is not None and len(tps) == 1}
+    return {TP(topic, partition): off for (topic, partition), off in upto.items() if (topic, partition) in exact}
 
 
 def _table_options(pipeline: Pipeline) -> dict[str, Any] | None:
@@ -265,8 +276,8 @@ class PatientContexts:
         ran out (empty: every one is caught up).
 
         ``upto`` (:func:`raw_upto` of the batch's events) gives raw partitions whose target is
-        known exactly: the batch's own requests came from there, so what matters on that
-        partition is what arrived before them (up to the last one's offset), not its high
+        known exactly: ALL the batch's requests of that partition came from there, so what
+        matters on it is what arrived before them (up to the last one's offset), not its high
         watermark -- which keeps moving while requests arrive, so each batch waited for the
         next ones' normalization too (bench/refill_results.md). The other feeds still use the
         high watermark read at the call.
@@ -279,7 +290,8 @@ class PatientContexts:
         late: set[int] = set()
         prefix = self.p.prefix
         raw = [TP(f"{prefix}.raw.{feed}", p) for p in parts for feed in BARRIER_FEEDS]
-        known = {tp: off for tp, off in (upto or {}).items() if tp in set(raw)}
+        covered = set(raw)
+        known = {tp: off for tp, off in (upto or {}).items() if tp in covered}
         feeds = getattr(self.p, "feed_committers", {})
         asked = [tp for tp in raw if tp not in known]
         high = await self.watermarks.high(asked) if asked else {}

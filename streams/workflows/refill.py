@@ -71,7 +71,8 @@ class RefillTriage:
         pipeline.source_topics.add(name)
 
     async def run(self, stream: faust.StreamT) -> None:
-        await run_batches(self.p, stream, self.process_batch, "refill")
+        # a person-facing request: the shorter batch window (settings.request_batch_seconds)
+        await run_batches(self.p, stream, self.process_batch, "refill", batch_seconds=self.p.cfg.request_batch_seconds)
 
     async def process_batch(self, events: list[Any]) -> None:
         admitted = await self.committer.admit(events)

@@ -220,8 +220,8 @@ def test_a_ledger_that_does_not_know_the_partition_falls_back_to_the_committed_o
     assert [kind for kind, _ in broker.requests] == ["high", "committed", "high", "committed"]
 
 
-def _event(headers):
-    return SimpleNamespace(message=SimpleNamespace(headers=headers))
+def _event(headers, partition=2):
+    return SimpleNamespace(message=SimpleNamespace(headers=headers, partition=partition))
 
 
 def test_raw_upto_reads_the_normalizers_source_header_per_partition():
@@ -229,12 +229,36 @@ def test_raw_upto_reads_the_normalizers_source_header_per_partition():
     events = [
         _event(positions.source_header(portal, 2, 40)),
         _event(positions.source_header(portal, 2, 17)),
-        _event({positions.SOURCE_HEADER: f"{portal}:5:3".encode()}),  # Faust may hand a mapping
-        _event([("other", b"x")]),  # written before the header existed: no target from it
-        _event([(positions.SOURCE_HEADER, b"garbage")]),
-        _event(None),
+        _event({positions.SOURCE_HEADER: f"{portal}:5:3".encode()}, partition=5),  # Faust may hand a mapping
     ]
     assert raw_upto(events) == {TP(portal, 2): 41, TP(portal, 5): 4}
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        [("other", b"x")],  # written before the header existed (or by the fax LLM step)
+        [(positions.SOURCE_HEADER, b"garbage")],
+        None,
+        positions.source_header(f"{PREFIX}.retry.portal", 2, 3),  # a retried request
+        positions.source_header(f"{PREFIX}.raw.fhir", 2, 9),  # a request from another feed
+    ],
+)
+def test_a_partition_with_one_request_not_from_the_same_raw_partition_gets_no_exact_target(other):
+    """That request needs every feed's high watermark at the call, its own included: an exact
+    target taken from its batch-mates would cut what it must wait for (review s22 S1)."""
+    portal = f"{PREFIX}.raw.portal"
+    events = [
+        _event(positions.source_header(portal, 2, 40)),
+        _event(other),
+        _event(positions.source_header(portal, 5, 3), 5),
+    ]
+    assert raw_upto(events) == {TP(portal, 5): 4}
+    marks = _all([2], RAW + CONTEXT, 4)
+    marks[(portal, 2)] = 90
+    committed = dict(marks)
+    committed[(portal, 2)] = 41
+    assert asyncio.run(_contexts(Broker(marks, committed)).behind([2], timeout=-1, upto=raw_upto(events[:2]))) == {2}
 
 
 def test_the_requests_own_feed_is_waited_for_only_up_to_the_requests_not_its_moving_high_watermark():

@@ -51,6 +51,18 @@ def test_every_batch_is_handled_in_order_with_the_configured_size() -> None:
     assert p.crashed == []
 
 
+def test_an_agent_on_a_request_path_asks_for_its_own_batch_window() -> None:
+    """The portal normalizer and the refill agent pass ``request_batch_seconds``; the rest keep
+    ``worker_batch_seconds`` (shorter batches cost bulk throughput, bench/e2e_notes.md)."""
+    p, stream = _pipeline(), _Stream([[1]])
+
+    async def handle(events: list[int]) -> None:
+        return None
+
+    asyncio.run(run_batches(p, stream, handle, "test", batch_seconds=0.02))
+    assert stream.asked == [(7, 0.02)]
+
+
 def test_a_failed_batch_crashes_the_worker_and_no_later_batch_runs(caplog: pytest.LogCaptureFixture) -> None:
     p, stream, seen = _pipeline(), _Stream([[1], [2], [3]]), []
 

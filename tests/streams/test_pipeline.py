@@ -209,16 +209,18 @@ def test_normalized_records_name_the_raw_record_they_came_from(cfg, stack):
         }
     )
     c.subscribe([f"{cfg.topic_prefix}.norm.observation"])
-    sources: list[tuple[str, int, int] | None] = []
+    sources: list[tuple[str, int, int]] = []
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline and len(sources) < 6:
             msg = c.poll(0.5)
             if msg is not None and not msg.error():
-                sources.append(positions.source_of(msg.headers()))
-                assert msg.partition() == sources[-1][1]  # type: ignore[index]  # one practice, one partition
+                src = positions.source_of(msg.headers())
+                assert src is not None, msg.headers()
+                assert msg.partition() == src[1]  # one practice, one partition
+                sources.append(src)
     finally:
         c.close()
     raw_topic = f"{cfg.topic_prefix}.raw.hl7v2"
-    assert sorted(set(sources)) == [(raw_topic, sources[0][1], 0), (raw_topic, sources[0][1], 1)]  # type: ignore[index]
+    assert sorted(set(sources)) == [(raw_topic, sources[0][1], 0), (raw_topic, sources[0][1], 1)]
     assert p.counts["hl7v2.normalized"] == 2
