@@ -685,7 +685,7 @@ def main() -> int:
         only_drain=args.only_drain,
     )
     print(json.dumps(result, indent=2))
-    if not args.no_record:
+    if not (args.no_record or args.only_latency or args.only_drain):  # a partial run never replaces the whole
         record(result)
     return 0
 

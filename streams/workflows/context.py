@@ -120,7 +120,7 @@ def raw_upto(events: Iterable[Any]) -> dict[TP, int]:
     for ev in events:
         partition = ev.message.partition
         src = source_of(getattr(ev.message, "headers", None))
-        if src is None:
+        if src is None or src[1] != partition:  # raw and normalized partitions agree (catalog.partition_for)
             sources[partition] = None
             continue
         seen = sources.setdefault(partition, set())

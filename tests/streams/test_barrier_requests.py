@@ -234,6 +234,15 @@ def test_raw_upto_reads_the_normalizers_source_header_per_partition():
     assert raw_upto(events) == {TP(portal, 2): 41, TP(portal, 5): 4}
 
 
+def test_a_source_on_another_partition_number_gives_no_exact_target():
+    """Raw and normalized partitions are the same number for a practice; a header saying
+    otherwise (topics partitioned differently) must not lend its target to another partition
+    whose own requests are mixed (review s22 N6)."""
+    portal = f"{PREFIX}.raw.portal"
+    events = [_event(positions.source_header(portal, 5, 9), partition=2), _event(None, partition=5)]
+    assert raw_upto(events) == {}
+
+
 @pytest.mark.parametrize(
     "other",
     [
