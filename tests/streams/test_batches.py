@@ -78,3 +78,39 @@ def test_a_failed_batch_crashes_the_worker_and_no_later_batch_runs(caplog: pytes
     assert stream.asked == [(3, 0.25)]
     assert "test batch failed (ValueError)" in caplog.text
     assert "Jane Doe" not in caplog.text  # only the exception's type is logged
+
+
+def test_the_worker_wires_the_request_window_to_the_portal_normalizer_and_the_refill_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registered agents themselves (review s22 N7): the portal normalizer and the refill
+    agent get ``request_batch_seconds``, every other feed ``worker_batch_seconds``. No broker:
+    the Pipeline's clients are built against a closed port and never asked for anything."""
+    from practiceflow.settings import Settings
+    from practiceflow.streams import app as app_module
+    from practiceflow.streams.normalize_agent import Normalizer
+    from practiceflow.streams.workflows import refill as refill_module
+
+    asked: dict[str, float | None] = {}
+
+    async def normalizer_run(self: Any, stream: Any, committer: Any, **kw: Any) -> None:
+        asked[stream] = kw.get("batch_seconds")
+
+    async def refill_batches(pipeline: Any, stream: Any, handle: Any, name: str, **kw: Any) -> None:
+        asked[stream] = kw.get("batch_seconds")
+
+    monkeypatch.setattr(Normalizer, "run", normalizer_run)
+    monkeypatch.setattr(refill_module, "run_batches", refill_batches)
+    cfg = Settings(request_batch_seconds=0.013, worker_batch_seconds=0.07)
+    pipeline = app_module.Pipeline(cfg, "127.0.0.1:1", "http://127.0.0.1:1")
+    try:
+        for name, agent in pipeline.app.agents.items():
+            if name.startswith("normalize-") or name == "refill-triage":
+                asyncio.run(agent.fun(name))
+    finally:
+        pipeline.close()
+    prefix = cfg.topic_prefix
+    assert asked[f"normalize-{prefix}.raw.portal"] == 0.013
+    assert asked["refill-triage"] == 0.013
+    for feed in ("hl7v2", "fhir", "fax", "x12"):
+        assert asked[f"normalize-{prefix}.raw.{feed}"] == 0.07, feed
