@@ -116,7 +116,7 @@ class FaxOcr:
     @classmethod
     def from_settings(cls, cfg: Settings, store: DocumentStore | None, *, classify: bool = True) -> FaxOcr:
         """The production handler: limits from the settings, searchable PDFs into ``store``, and
-        the fax workflow after OCR (its model loaded, or trained once, before the first fax)."""
+        the fax workflow after OCR (its model loaded, or trained once, at the first fax)."""
         from practiceflow.streams.workflows.fax import FaxWorkflow
 
         return cls(
@@ -216,6 +216,9 @@ class FaxOcr:
             return result
         if self.before_classify is not None:
             await self.before_classify(raw["practice_id"])
+        prepare = getattr(self.classify, "ready", None)
+        if prepare is not None:  # the fax workflow's model: loaded in a thread at the first fax
+            await prepare()
         return self.classify(result, int(raw["received_at"]))
 
     def close(self) -> None:

@@ -22,9 +22,11 @@ and ``practiceflow_fax_classifier_errors_total``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,15 @@ __all__ = ["FaxWorkflow", "Health"]
 class Health:
     """Rolling abstain rate and confidence over the last ``window`` pages, exported as gauges."""
 
-    def __init__(self, model: FaxClassifier, window: int = WINDOW) -> None:
-        self.model = model
+    def __init__(self, model: FaxClassifier | None = None, window: int = WINDOW) -> None:
+        self.model: FaxClassifier | None = None
         self.recent: deque[tuple[float, bool]] = deque(maxlen=window)
+        if model is not None:
+            self.use(model)
+
+    def use(self, model: FaxClassifier) -> None:
+        """The model whose pages are observed (set when the workflow loads it)."""
+        self.model = model
         for cls, n in model.training_counts.items():
             TRAINING_PAGES.labels(cls).set(n)
 
@@ -76,7 +84,8 @@ class Health:
             mean = float(np.mean(confs))
             ABSTAIN_RATE.set(sum(a for _, a in self.recent) / len(self.recent))
             CONF_MEAN.set(mean)
-            CONF_DRIFT.set(mean - float(self.model.calibration.get("mean_confidence", mean)))
+            if self.model is not None:
+                CONF_DRIFT.set(mean - float(self.model.calibration.get("mean_confidence", mean)))
 
     def snapshot(self) -> dict[str, float]:
         if not self.recent:
@@ -101,33 +110,76 @@ class _Undecided:
         return np.full((len(texts), len(self.classes)), 1.0 / len(self.classes))
 
 
+def _given(model: FaxClassifier) -> FaxClassifier:
+    return model
+
+
 class FaxWorkflow:
-    """Callable the fax handler runs on each normalized fax (adds classifications + refill requests)."""
+    """Callable the fax handler runs on each normalized fax (adds classifications + refill requests).
+
+    The worker builds it with ``load`` instead of a model: reading the classifier (scikit-learn's
+    import and the pickle, ~1.5-2 CPU-s) at start-up was a fifth of a restart (issue 8: a
+    restarted worker resumes within 10 s), and most restarts see no fax for a while. The fax
+    handler awaits ``ready()`` before the first classification, which loads it in a thread, off
+    the event loop; code that calls the workflow directly loads it on first use."""
 
     def __init__(
         self,
-        model: FaxClassifier,
+        model: FaxClassifier | None = None,
         *,
+        load: Callable[[], FaxClassifier] | None = None,
         extractor: Extractor | None = None,
         matcher: Matcher | None = None,
         rosters: dict[str, Roster] | None = None,
         ask_llm: bool = False,
     ) -> None:
-        self.model = model
+        if load is None:
+            if model is None:
+                raise ValueError("FaxWorkflow needs a model or a way to load one")
+            load = partial(_given, model)
+        self._model: FaxClassifier | None = None
+        self._load: Callable[[], FaxClassifier] = load
+        self._loading: asyncio.Lock | None = None
+        self.health = Health()
         #: ask the practice's language model (cmd.llm) about abstained pages and missing fields;
         #: on when ``llm.base_url`` is set (processors/workflows/fax/assist.py)
         self.ask_llm = ask_llm
         self.extractor = extractor or RuleExtractor()
         self.matcher = matcher or IdentifierOnPage()
         self.rosters = rosters or {}
-        self.health = Health(model)
+        if model is not None:
+            self._use(model)
+
+    def _use(self, model: FaxClassifier) -> FaxClassifier:
+        self._model = model
+        self.health.use(model)
+        return model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model(self) -> FaxClassifier:
+        return self._model if self._model is not None else self._use(self._load())
+
+    async def ready(self) -> None:
+        """Load the model in a thread if it is not loaded yet (once, however many faxes wait)."""
+        if self._model is not None:
+            return
+        if self._loading is None:
+            self._loading = asyncio.Lock()
+        async with self._loading:
+            if self._model is None:
+                self._use(await asyncio.to_thread(self._load))
 
     @classmethod
     def from_settings(cls, cfg: Settings, *, matcher: Matcher | None = None) -> FaxWorkflow:
-        model_dir = cfg.fax_model_dir or (Path(cfg.state_dir) / "models")
+        """Loads (or trains, once) the model at the first fax, not here (see the class)."""
+        model_dir = Path(cfg.fax_model_dir or (Path(cfg.state_dir) / "models"))
         rosters = {practice: Roster(tuple(r.names), tuple(r.providers)) for practice, r in cfg.fax_roster.items()}
         ask = cfg.llm.base_url is not None
-        return cls(load_or_train(Path(model_dir)), matcher=matcher, rosters=rosters, ask_llm=ask)
+        return cls(load=partial(load_or_train, model_dir), matcher=matcher, rosters=rosters, ask_llm=ask)
 
     def __call__(self, result: NormalizeResult, received_at: int | None = None) -> NormalizeResult:
         """Classify the Documents of one fax; ``received_at`` (epoch ms) dates refill requests."""

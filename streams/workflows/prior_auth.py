@@ -630,5 +630,7 @@ class PriorAuth:
 def register(pipeline: Pipeline) -> None:
     """The prior-authorization table, agent and context follower (streams/workflows MODULES,
     after ``context``); reachable as ``pipeline.prior_auth`` (tests, the day job)."""
-    load_code_set()  # before the app starts: never inside an agent (processors/workflows/prior_auth/codes.py)
+    # before the app starts, never inside an agent; from the snapshot in the state folder after
+    # the first start (processors/workflows/prior_auth/codes.py)
+    load_code_set(Path(pipeline.cfg.state_dir) / "cache")
     pipeline.prior_auth = PriorAuth(pipeline)  # type: ignore[attr-defined]  # set by the workflow registry

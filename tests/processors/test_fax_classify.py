@@ -304,3 +304,39 @@ def test_a_classifier_error_sends_the_fax_to_triage(model: FaxClassifier) -> Non
 def test_fast_scores_equal_the_pipelines_own(model: FaxClassifier) -> None:
     texts = [p.text for p in corpus.generate("heldout", 1, seed=5)][:40]
     assert np.abs(model.logits(texts) - model.pipeline.decision_function(texts)).max() < 1e-4
+
+
+def test_the_worker_loads_the_fax_model_at_the_first_fax_once_and_off_the_event_loop(model: FaxClassifier) -> None:
+    """Issue 8 (a restart resumes within 10 s): the model is not read while the worker starts;
+    the first fax loads it in a thread, and faxes waiting together load it once."""
+    import asyncio
+    import threading
+
+    from practiceflow.processors.base import Normalized
+    from practiceflow.streams.workflows.fax import FaxWorkflow
+
+    loads: list[str] = []
+
+    def load() -> FaxClassifier:
+        loads.append(threading.current_thread().name)
+        return model
+
+    wf = FaxWorkflow(load=load)
+    assert not wf.loaded and loads == []  # building the worker reads nothing
+
+    async def two_faxes_at_once() -> None:
+        await asyncio.gather(wf.ready(), wf.ready())
+
+    asyncio.run(two_faxes_at_once())
+    assert wf.loaded and len(loads) == 1
+    assert loads[0] != threading.main_thread().name  # not on the event loop's thread
+    doc = _doc([_page("lab.chemistry", 1)[0]])
+    res = wf(NormalizeResult("f", "fax", records=[Normalized("Document", "k", doc)]))
+    assert [r.value["doc_class"] for r in res.records if r.record_type == "FaxClassification"]
+    assert len(loads) == 1
+
+    direct = FaxWorkflow(load=load)  # called without ready(): loads on first use
+    direct(NormalizeResult("f", "fax", records=[Normalized("Document", "k", doc)]))
+    assert direct.loaded and len(loads) == 2
+    with pytest.raises(ValueError):
+        FaxWorkflow()

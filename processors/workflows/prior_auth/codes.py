@@ -3,17 +3,37 @@
 Why a package and not a regex: a code can look right and not exist (``M54.9`` exists,
 ``M54.0`` does not in recent releases), and a payer rejects a non-billable category
 (``M54.1`` without its fifth character). The package bundles the CMS tabular list of one
-release (April 2026 in 1.5.0); loading it parses that XML once (~3 CPU-s), so it is loaded
-on first use and cached, not at import.
+release (April 2026 in 1.5.0); importing it parses that XML (~2-3 CPU-s), so it is loaded
+on first use, not at import.
+
+The worker loads it while it registers its agents, before it joins its group, and that
+parse was a quarter of a restart (issue 8: a restarted worker resumes within 10 s). So the
+worker keeps what the checks need -- every code of the set with whether it is billable and
+its description -- in a JSON snapshot under its state folder, named by the package version:
+the first start builds it from the package, later starts read it (~0.1 s). A snapshot that
+does not read back is rebuilt from the package, never trusted in part.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
+from pathlib import Path
 from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = 1  # bump when the snapshot's shape changes
+
+#: dotted code -> (billable, description); every item of the set (chapters, blocks, categories, codes)
+CodeTable = dict[str, tuple[bool, str]]
+_table: CodeTable | None = None
 
 
 @cache
@@ -27,11 +47,56 @@ def _cm() -> ModuleType:
     return module
 
 
-def load_code_set() -> None:
-    """Parse the code set now (the worker calls this while it registers, before it joins its
+def _from_package() -> CodeTable:
+    cm = _cm()
+    return {c: (bool(cm.is_leaf(c)), str(cm.get_description(c))) for c in cm.get_all_codes(True)}
+
+
+def snapshot_path(cache_dir: Path) -> Path:
+    return Path(cache_dir) / f"icd10cm-{version('simple-icd-10-cm')}-v{SNAPSHOT_FORMAT}.json"
+
+
+def _read_snapshot(path: Path) -> CodeTable | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        table = {str(k): (bool(v[0]), str(v[1])) for k, v in data["codes"].items()}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        log.warning("ICD-10-CM snapshot %s does not read back; rebuilding it from the package", path.name)
+        return None
+    return table if table else None
+
+
+def _write_snapshot(path: Path, table: CodeTable) -> None:
+    """Written to a temporary file and renamed: two workers starting together never leave half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".icd10cm-", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"package": code_set_release(), "codes": table}, out, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only state folder: the worker still runs, it just parses again next time
+        log.warning("ICD-10-CM snapshot not written (%s); the next start parses the package again", exc)
+
+
+def load_code_set(cache_dir: Path | None = None) -> CodeTable:
+    """Load the code set now (the worker calls this while it registers, before it joins its
     group): the first check would otherwise spend ~3 CPU-s inside an agent, blocking the
-    event loop long enough to miss heartbeats and set off a rebalance on a busy machine."""
-    _cm()
+    event loop long enough to miss heartbeats and set off a rebalance on a busy machine.
+    With ``cache_dir``, from the snapshot there when it exists, else from the package (and the
+    snapshot is written for the next start). Loaded once per process; returns the table."""
+    global _table
+    table = _table
+    if table is None:
+        path = snapshot_path(cache_dir) if cache_dir is not None else None
+        table = _read_snapshot(path) if path is not None else None
+        if table is None:
+            table = _from_package()
+            if path is not None:
+                _write_snapshot(path, table)
+        _table = table
+    return table
 
 
 @dataclass(frozen=True)
@@ -49,16 +114,16 @@ def code_set_release() -> str:
 
 @cache
 def check(code: str) -> CodeCheck:
-    """Whether ``code`` (with or without its dot) is in ICD-10-CM, and billable."""
-    cm = _cm()
+    """Whether ``code`` (with or without its dot) is in ICD-10-CM, and billable (the
+    package's ``is_valid_item``: the item as written, or with a dot after its third character)."""
+    codes = load_code_set()
     c = code.strip().upper()
-    try:
-        valid = bool(cm.is_valid_item(c))
-    except Exception:  # the package raises on malformed input
-        valid = False
-    if not valid:
+    hit = codes.get(c)
+    if hit is None and len(c) >= 4:
+        hit = codes.get(f"{c[:3]}.{c[3:]}")
+    if hit is None:
         return CodeCheck(c, False, False, None)
-    return CodeCheck(c, True, bool(cm.is_leaf(c)), str(cm.get_description(c)))
+    return CodeCheck(c, True, hit[0], hit[1])
 
 
 def dotted(code: str) -> str:
