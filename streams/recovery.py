@@ -68,8 +68,13 @@ def wait_for_coordinator(bootstrap: str, groups: list[str], timeout: float = 60.
     aiokafka logs that at ERROR and librdkafka prints it too, so every normal start-up
     looked broken (issue 8). Asking here, quietly, first makes the clients' own first
     request succeed. Returns False (and lets the clients retry as they would) on timeout.
+
+    A request that gets no answer in time (a broker killed or restarting: the chaos harness's
+    broker block) is one more "not yet", like an error answer: it used to raise
+    ``TimeoutError`` out of here and stop the ClickHouse sink at start-up.
     """
     import time
+    from concurrent.futures import TimeoutError as FutureTimeout  # the builtin TimeoutError since 3.11
 
     from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
     from confluent_kafka.admin import AdminClient
@@ -81,8 +86,8 @@ def wait_for_coordinator(bootstrap: str, groups: list[str], timeout: float = 60.
             for group in groups:  # the client asks for one group per request
                 request = [ConsumerGroupTopicPartitions(group)]
                 for fut in admin.list_consumer_group_offsets(request, request_timeout=5).values():
-                    fut.result(10)
+                    fut.result(max(0.1, min(10.0, deadline - time.monotonic())))
             return True
-        except KafkaException:
+        except (KafkaException, FutureTimeout):
             time.sleep(0.3)
     return False

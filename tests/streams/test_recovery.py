@@ -60,3 +60,44 @@ def test_the_worker_and_its_sink_join_their_groups_as_static_members(cfg, stack)
     members = asyncio.run(go())
     assert members[cfg.consumer_group] == [instance_id(cfg, "worker")]
     assert list(members.values())[1] == [instance_id(cfg, "sink-thread")]
+
+
+def test_waiting_for_the_coordinator_survives_a_request_nobody_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chaos run, broker block: the sink restarted while a broker was down, its coordinator
+    request got no answer in time, and ``TimeoutError`` stopped the sink at start-up (it was
+    dead for the rest of the block). A request without an answer is one more "not yet"."""
+    from concurrent.futures import Future
+
+    import confluent_kafka.admin
+
+    from practiceflow.streams import recovery
+
+    asked: list[str] = []
+
+    class Unanswered(Future):
+        def result(self, timeout: float | None = None) -> None:
+            raise TimeoutError  # what Future.result raises when its wait runs out
+
+    class SilentThenAnswering:
+        def __init__(self, conf: dict[str, object]) -> None:
+            pass
+
+        def list_consumer_group_offsets(self, request: list[object], request_timeout: float) -> dict[str, Future]:
+            asked.append("ask")
+            fut: Future = Future() if len(asked) > 1 else Unanswered()
+            if len(asked) > 1:
+                fut.set_result(None)  # the cluster answers again
+            return {"g": fut}
+
+    monkeypatch.setattr(confluent_kafka.admin, "AdminClient", SilentThenAnswering)
+    assert recovery.wait_for_coordinator("127.0.0.1:1", ["g"], timeout=5.0) is True
+    assert len(asked) == 2
+    asked.clear()
+
+    class NeverAnswering(SilentThenAnswering):
+        def list_consumer_group_offsets(self, request: list[object], request_timeout: float) -> dict[str, Future]:
+            asked.append("ask")
+            return {"g": Unanswered()}
+
+    monkeypatch.setattr(confluent_kafka.admin, "AdminClient", NeverAnswering)
+    assert recovery.wait_for_coordinator("127.0.0.1:1", ["g"], timeout=1.0) is False  # no exception
