@@ -163,6 +163,11 @@ class FaxWorkflow:
     def model(self) -> FaxClassifier:
         return self._model if self._model is not None else self._use(self._load())
 
+    @model.setter
+    def model(self, model: FaxClassifier) -> None:
+        """Replace the model (tests wrap it; a new training run could swap it in)."""
+        self._use(model)
+
     async def ready(self) -> None:
         """Load the model in a thread if it is not loaded yet (once, however many faxes wait)."""
         if self._model is not None:
