@@ -210,9 +210,12 @@ async def _e2e_run(
 ) -> dict:
     create_topics(info.bootstrap, cfg.topic_prefix, cfg.topic_partitions, 1)
     store = LocalDocumentStore((work / "docs").as_uri())
-    pipeline = Pipeline(cfg, info.bootstrap, info.registry_url, fax_handler=FaxOcr.from_settings(cfg, store))
+    fax = FaxOcr.from_settings(cfg, store)
+    pipeline = Pipeline(cfg, info.bootstrap, info.registry_url, fax_handler=fax)
     pipeline.register_schemas()
     await runner.start(pipeline)
+    if fax.classify is not None:  # the worker reads the model at the first fax: not fax work
+        await fax.classify.ready()
     producer = DurableProducer(info.bootstrap, cfg.topic_partitions)
     core = GatewayCore(producer, AvroSerde(registry_client(info.registry_url)), cfg.topic_prefix, name="bench")
     drops = FolderDrop(core, work / "drop", {practice}, store, settle_seconds=0)

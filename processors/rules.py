@@ -154,10 +154,18 @@ _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _read(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise RuleError(f"{path}: not valid YAML: {exc}") from exc
+        # the pure-Python loader says more (the offending character, the line with a caret)
+        # for the person fixing the file; errors are rare, so the slow path costs nothing
+        detail: yaml.YAMLError = exc
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as slow:
+            detail = slow
+        raise RuleError(f"{path}: not valid YAML: {detail}") from detail
     if not isinstance(data, dict):
         raise RuleError(f"{path}: expected a mapping with 'rules:' or 'entries:' at the top")
     return data

@@ -233,7 +233,9 @@ class Pipeline:
     def batch_seconds(self, feed: str) -> float:
         """How long a feed's normalizer gathers a batch: the portal carries requests a person
         waits on (refills, intake), so it uses ``request_batch_seconds``; every other feed keeps
-        ``worker_batch_seconds``, since shorter batches cost bulk throughput (bench/e2e_notes.md)."""
+        ``worker_batch_seconds``, since shorter batches cost bulk throughput (bench/e2e_notes.md).
+        The retry agents keep ``worker_batch_seconds`` for every feed: a retried message waits out
+        its backoff anyway."""
         return self.cfg.request_batch_seconds if feed == "portal" else self.cfg.worker_batch_seconds
 
     # ------------------------------------------------------------------ agents

@@ -342,7 +342,7 @@ class Chaos:
         for name, proc in list(self.procs.items()):
             if proc.poll() is not None:
                 self.self_exits[name] = self.self_exits.get(name, 0) + 1
-                self.log(json.dumps({"self_exit": name, "rc": proc.returncode}))
+                self.log(json.dumps({"self_exit": name, "rc": proc.returncode, "found_at": round(time.time(), 1)}))
                 self.spawn(name)
 
     def kill(self, kind: str) -> Callable[[], None]:

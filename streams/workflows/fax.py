@@ -23,7 +23,10 @@ and ``practiceflow_fax_classifier_errors_total``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -34,6 +37,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge
 
 from practiceflow.processors.base import Normalized, NormalizeResult
+from practiceflow.processors.fax import corpus
 from practiceflow.processors.fax.classifier import FaxClassifier, load_or_train
 from practiceflow.processors.workflows.fax.assist import llm_commands
 from practiceflow.processors.workflows.fax.extract import Extractor, RuleExtractor
@@ -53,6 +57,12 @@ CONF_DRIFT = Gauge(
     "practiceflow_fax_confidence_drift", "Recent mean confidence minus the calibration split's (negative: drifting)"
 )
 ERRORS = Counter("practiceflow_fax_classifier_errors_total", "Faxes whose classification raised (sent to triage)")
+MODEL_LOADED = Gauge(
+    "practiceflow_fax_model_loaded", "1 once the fax classifier is loaded; 0 after a failed load (faxes go to triage)"
+)
+#: after a failed load, faxes go to triage without trying again for this long (a load that
+#: trains can take ~15 CPU-s; every fax must not pay it again)
+LOAD_RETRY_SECONDS = 300.0
 
 __all__ = ["FaxWorkflow", "Health"]
 
@@ -99,12 +109,13 @@ class Health:
 
 
 class _Undecided:
-    """Stands in when the model raised: every page abstains, so the fax goes to a person."""
+    """Stands in when the model raised or could not be loaded: every page abstains, so the fax
+    goes to a person."""
 
-    def __init__(self, model: FaxClassifier) -> None:
-        self.classes = model.classes
+    def __init__(self, model: FaxClassifier | None) -> None:
+        self.classes = tuple(model.classes) if model is not None else tuple(corpus.CLASSES)
         self.threshold = 1.01
-        self.model_id = f"{model.model_id}+error"
+        self.model_id = f"{model.model_id}+error" if model is not None else "unavailable"
 
     def probabilities(self, texts: Sequence[str]) -> Any:
         return np.full((len(texts), len(self.classes)), 1.0 / len(self.classes))
@@ -121,7 +132,12 @@ class FaxWorkflow:
     import and the pickle, ~1.5-2 CPU-s) at start-up was a fifth of a restart (issue 8: a
     restarted worker resumes within 10 s), and most restarts see no fax for a while. The fax
     handler awaits ``ready()`` before the first classification, which loads it in a thread, off
-    the event loop; code that calls the workflow directly loads it on first use."""
+    the event loop; code that calls the workflow directly loads it on first use.
+
+    A model that cannot be loaded (a damaged file, a folder it cannot train into) does not stop
+    the worker and does not lose faxes: every page abstains and the fax goes to triage, where a
+    person reads it; ``practiceflow_fax_model_loaded`` is 0, the error is logged, and the load
+    is tried again after ``LOAD_RETRY_SECONDS``, not for every fax."""
 
     def __init__(
         self,
@@ -139,7 +155,9 @@ class FaxWorkflow:
             load = partial(_given, model)
         self._model: FaxClassifier | None = None
         self._load: Callable[[], FaxClassifier] = load
-        self._loading: asyncio.Lock | None = None
+        self._pending: concurrent.futures.Future[FaxClassifier | None] | None = None  # the load in flight
+        self._guard = threading.Lock()
+        self._failed_at: float | None = None  # monotonic time of the last failed load
         self.health = Health()
         #: ask the practice's language model (cmd.llm) about abstained pages and missing fields;
         #: on when ``llm.base_url`` is set (processors/workflows/fax/assist.py)
@@ -152,8 +170,35 @@ class FaxWorkflow:
 
     def _use(self, model: FaxClassifier) -> FaxClassifier:
         self._model = model
+        self._failed_at = None
         self.health.use(model)
+        MODEL_LOADED.set(1)
         return model
+
+    def _may_try(self) -> bool:
+        return self._failed_at is None or time.monotonic() - self._failed_at >= LOAD_RETRY_SECONDS
+
+    def _try_load(self) -> FaxClassifier | None:
+        try:
+            model = self._load()
+            if self._model is not None:  # replaced (the setter) while this loaded: keep that one
+                return self._model
+        except Exception as exc:
+            self._failed_at = time.monotonic()
+            MODEL_LOADED.set(0)
+            log.error(
+                "the fax model could not be loaded (%s); faxes go to triage until it loads (tried again in %.0fs)",
+                type(exc).__name__,
+                LOAD_RETRY_SECONDS,
+            )
+            return None
+        return self._use(model)
+
+    def current(self) -> FaxClassifier | None:
+        """The model, loaded here if no load failed recently; None while it cannot be loaded."""
+        if self._model is None and self._may_try():
+            self._try_load()
+        return self._model
 
     @property
     def loaded(self) -> bool:
@@ -161,7 +206,10 @@ class FaxWorkflow:
 
     @property
     def model(self) -> FaxClassifier:
-        return self._model if self._model is not None else self._use(self._load())
+        model = self.current()
+        if model is None:
+            raise RuntimeError("the fax model could not be loaded (see the worker log)")
+        return model
 
     @model.setter
     def model(self, model: FaxClassifier) -> None:
@@ -169,14 +217,27 @@ class FaxWorkflow:
         self._use(model)
 
     async def ready(self) -> None:
-        """Load the model in a thread if it is not loaded yet (once, however many faxes wait)."""
-        if self._model is not None:
-            return
-        if self._loading is None:
-            self._loading = asyncio.Lock()
-        async with self._loading:
-            if self._model is None:
-                self._use(await asyncio.to_thread(self._load))
+        """Load the model in a thread if it is not loaded yet (once, however many faxes wait;
+        after a failure, not again before ``LOAD_RETRY_SECONDS``). Never raises.
+
+        One load in a thread of its own, shared by every waiter on any event loop; a waiter that
+        is cancelled (a rebalance during the first fax) leaves the load running for the next."""
+        with self._guard:
+            if self._model is not None or not self._may_try():
+                return
+            if self._pending is None or self._pending.done():
+                fut: concurrent.futures.Future[FaxClassifier | None] = concurrent.futures.Future()
+
+                def load() -> None:
+                    try:
+                        fut.set_result(self._try_load())
+                    except BaseException as exc:  # _try_load catches Exception; this is the rest
+                        fut.set_exception(exc)
+
+                threading.Thread(target=load, name="fax-model-load", daemon=True).start()
+                self._pending = fut
+            pending = self._pending
+        await asyncio.shield(asyncio.wrap_future(pending))
 
     @classmethod
     def from_settings(cls, cfg: Settings, *, matcher: Matcher | None = None) -> FaxWorkflow:
@@ -189,12 +250,15 @@ class FaxWorkflow:
     def __call__(self, result: NormalizeResult, received_at: int | None = None) -> NormalizeResult:
         """Classify the Documents of one fax; ``received_at`` (epoch ms) dates refill requests."""
         docs = [r for r in result.records if r.record_type == "Document"]
+        model = self.current() if docs else None
         for doc in docs:
             roster = self.rosters.get(doc.value["practice_id"]) or self.rosters.get("*")
             try:
+                if model is None:
+                    raise RuntimeError("the fax model is not loaded")
                 outcome = classify_fax(
                     doc.value,
-                    self.model,
+                    model,
                     extractor=self.extractor,
                     matcher=self.matcher,
                     roster=roster,
@@ -205,7 +269,7 @@ class FaxWorkflow:
                 log.error("fax classification failed (%s); the fax goes to triage", type(exc).__name__)
                 outcome = classify_fax(
                     doc.value,
-                    _Undecided(self.model),
+                    _Undecided(model),
                     extractor=self.extractor,
                     matcher=self.matcher,
                     roster=roster,

@@ -340,3 +340,78 @@ def test_the_worker_loads_the_fax_model_at_the_first_fax_once_and_off_the_event_
     assert direct.loaded and len(loads) == 2
     with pytest.raises(ValueError):
         FaxWorkflow()
+
+
+def test_a_fax_model_that_cannot_be_loaded_sends_faxes_to_triage_and_is_not_reloaded_per_fax(
+    model: FaxClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s23 S1: before the lazy load, a damaged model stopped the worker at start-up; now
+    the worker runs, each fax reaches a person (every page abstains, queue triage), the gauge
+    says the model is missing, and the load is not retried for every fax."""
+    import asyncio
+
+    from practiceflow.processors.base import Normalized
+    from practiceflow.streams.workflows import fax as fax_module
+    from practiceflow.streams.workflows.fax import MODEL_LOADED, FaxWorkflow
+
+    attempts: list[int] = []
+    broken = True
+
+    def load() -> FaxClassifier:
+        attempts.append(1)
+        if broken:
+            raise EOFError("model file truncated")
+        return model
+
+    wf = FaxWorkflow(load=load)
+
+    async def two_faxes_at_once() -> None:
+        await asyncio.gather(wf.ready(), wf.ready())
+
+    asyncio.run(two_faxes_at_once())  # never raises
+    assert len(attempts) == 1 and not wf.loaded
+    assert MODEL_LOADED._value.get() == 0
+    doc = _doc([_page("lab.chemistry", 1)[0]])
+    for _ in range(2):
+        res = wf(NormalizeResult("f", "fax", records=[Normalized("Document", "k", doc)]))
+        (c,) = [r.value for r in res.records if r.record_type == "FaxClassification"]
+        assert c["queue"] == "triage" and c["abstained"]
+    assert len(attempts) == 1  # not tried again for every fax
+
+    broken = False
+    monkeypatch.setattr(fax_module, "LOAD_RETRY_SECONDS", 0.0)  # the retry time has come
+    asyncio.run(wf.ready())
+    assert wf.loaded and len(attempts) == 2 and MODEL_LOADED._value.get() == 1
+
+
+def test_one_model_load_serves_waiters_on_different_event_loops_and_survives_a_cancelled_waiter(
+    model: FaxClassifier,
+) -> None:
+    """Review s23 N1: a cancelled first waiter (a rebalance during the first fax) leaves the load
+    running, and the next fax waits for that same load, whatever event loop it runs on."""
+    import asyncio
+    import threading
+
+    from practiceflow.streams.workflows.fax import FaxWorkflow
+
+    release = threading.Event()
+    attempts: list[int] = []
+
+    def slow_load() -> FaxClassifier:
+        attempts.append(1)
+        release.wait(10)
+        return model
+
+    wf = FaxWorkflow(load=slow_load)
+
+    async def cancelled_waiter() -> None:
+        task = asyncio.ensure_future(wf.ready())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled_waiter())
+    release.set()
+    asyncio.run(wf.ready())  # another event loop
+    assert wf.loaded and len(attempts) == 1

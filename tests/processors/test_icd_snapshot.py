@@ -69,3 +69,25 @@ def test_a_snapshot_that_does_not_read_back_is_rebuilt_from_the_package(tmp_path
     assert codes.check("M54.16").billable and not codes.check("M54.1").billable
     assert not codes.check("M54.99").valid
     assert len(json.loads(path.read_text())["codes"]) > 90_000  # rewritten whole
+
+
+def test_a_snapshot_of_another_package_release_is_rebuilt_and_a_failed_write_leaves_nothing(
+    tmp_path: Path, fresh: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = codes.snapshot_path(tmp_path)
+    stale = {"package": "simple-icd-10-cm 0.0.1", "count": 1, "codes": {"M54.16": [False, "old"]}}
+    path.write_text(json.dumps(stale), encoding="utf-8")
+    codes.load_code_set(tmp_path)
+    assert codes.check("M54.16").billable  # not the stale answer
+    assert json.loads(path.read_text())["package"] == codes.code_set_release()
+
+    monkeypatch.setattr(codes, "_table", None)
+    other = tmp_path / "full-disk"
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(codes.json, "dump", no_space)
+    codes.load_code_set(other)  # still loads, from the package
+    assert codes.check("M54.16").valid
+    assert list(other.iterdir()) == []  # no partial temporary file

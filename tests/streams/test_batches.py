@@ -81,7 +81,7 @@ def test_a_failed_batch_crashes_the_worker_and_no_later_batch_runs(caplog: pytes
 
 
 def test_the_worker_wires_the_request_window_to_the_portal_normalizer_and_the_refill_agent(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     """The registered agents themselves (review s22 N7): the portal normalizer and the refill
     agent get ``request_batch_seconds``, every other feed ``worker_batch_seconds``. No broker:
@@ -101,7 +101,7 @@ def test_the_worker_wires_the_request_window_to_the_portal_normalizer_and_the_re
 
     monkeypatch.setattr(Normalizer, "run", normalizer_run)
     monkeypatch.setattr(refill_module, "run_batches", refill_batches)
-    cfg = Settings(request_batch_seconds=0.013, worker_batch_seconds=0.07)
+    cfg = Settings(request_batch_seconds=0.013, worker_batch_seconds=0.07, state_dir=tmp_path)
     pipeline = app_module.Pipeline(cfg, "127.0.0.1:1", "http://127.0.0.1:1")
     try:
         for name, agent in pipeline.app.agents.items():

@@ -10,12 +10,13 @@ The worker loads it while it registers its agents, before it joins its group, an
 parse was a quarter of a restart (issue 8: a restarted worker resumes within 10 s). So the
 worker keeps what the checks need -- every code of the set with whether it is billable and
 its description -- in a JSON snapshot under its state folder, named by the package version:
-the first start builds it from the package, later starts read it (~0.1 s). A snapshot that
+the first start builds it from the package, later starts read it (~0.2 s). A snapshot that
 does not read back is rebuilt from the package, never trusted in part.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -60,24 +61,38 @@ def _read_snapshot(path: Path) -> CodeTable | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         table = {str(k): (bool(v[0]), str(v[1])) for k, v in data["codes"].items()}
+        whole = data["package"] == code_set_release() and data["count"] == len(table)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        log.warning("ICD-10-CM snapshot %s does not read back; rebuilding it from the package", path.name)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        log.warning(
+            "ICD-10-CM snapshot %s not usable (%s); rebuilding it from the package", path.name, type(exc).__name__
+        )
         return None
-    return table if table else None
+    if not whole or not table:
+        log.warning("ICD-10-CM snapshot %s is from another package or incomplete; rebuilding it", path.name)
+        return None
+    return table
 
 
 def _write_snapshot(path: Path, table: CodeTable) -> None:
     """Written to a temporary file and renamed: two workers starting together never leave half a file."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".icd10cm-", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"package": code_set_release(), "codes": table}, out, separators=(",", ":"))
+            doc = {"package": code_set_release(), "count": len(table), "codes": table}
+            json.dump(doc, out, separators=(",", ":"))
+        os.chmod(tmp, 0o644)  # public reference data, like the package it came from
         os.replace(tmp, path)
+        tmp = None
     except OSError as exc:  # a read-only state folder: the worker still runs, it just parses again next time
         log.warning("ICD-10-CM snapshot not written (%s); the next start parses the package again", exc)
+    finally:
+        if tmp is not None:  # a failed write (a full disk) leaves no partial file behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def load_code_set(cache_dir: Path | None = None) -> CodeTable:

@@ -65,6 +65,8 @@ def test_changing_a_rule_without_a_new_version_is_refused(shipped, tmp_path):
         ("rules:\n  - {id: k.x, version: '1', limit: 1}\n", "rule k.x"),  # no source
         ("rules:\n  - {id: k.x, version: '1', source: s, limit: 1, colour: red}\n", "rule k.x"),  # unknown field
         ("rules: [unclosed\n", "not valid YAML"),
+        # a tab in the indentation: the message names the character (libyaml's alone does not)
+        ("rules:\n\t- {id: k.x}\n", r"(?s)not valid YAML.*'\\t'"),
         ("- just a list\n", "expected a mapping"),
         ("rules:\n  - {id: 'Bad Id', version: '1', source: s, limit: 1}\n", "rule Bad Id"),
     ],
