@@ -59,9 +59,6 @@ def librdkafka_settings(cfg: Settings, role: str = "sink") -> dict[str, object]:
     return out
 
 
-REQUEST_TIMEOUT = 5.0  # seconds the admin client gives one coordinator request
-
-
 def wait_for_coordinator(bootstrap: str, groups: list[str], timeout: float = 60.0) -> bool:
     """Wait until the broker can coordinate ``groups`` (its ``__consumer_offsets`` exists and
     has leaders) before a consumer joins.
@@ -76,37 +73,21 @@ def wait_for_coordinator(bootstrap: str, groups: list[str], timeout: float = 60.
     broker block) is one more "not yet", like an error answer: it used to raise
     ``TimeoutError`` out of here and stop the ClickHouse sink at start-up.
     """
-    import contextlib
     import time
-    from concurrent.futures import Future, TimeoutError as FutureTimeout  # the builtin TimeoutError since 3.11
+    from concurrent.futures import TimeoutError as FutureTimeout  # the builtin TimeoutError since 3.11
 
     from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     deadline = time.monotonic() + timeout
-    unanswered: list[Future] = []  # requests that timed out here but are still in the client
-    try:
-        while time.monotonic() < deadline:
-            try:
-                for group in groups:  # the client asks for one group per request
-                    request = [ConsumerGroupTopicPartitions(group)]
-                    for fut in admin.list_consumer_group_offsets(request, request_timeout=REQUEST_TIMEOUT).values():
-                        try:
-                            fut.result(max(0.1, min(10.0, deadline - time.monotonic())))
-                        except FutureTimeout:
-                            unanswered.append(fut)
-                            raise
-                return True
-            except (KafkaException, FutureTimeout):
-                time.sleep(0.3)
-        return False
-    finally:
-        # Let the client finish (or time out) what it still has in flight before it is dropped:
-        # run 1 of the chaos broker block saw librdkafka abort (an enq_once assertion) right after
-        # this client was destroyed with a request to a killed broker outstanding (review s23 N6).
-        # The requests themselves time out after REQUEST_TIMEOUT, so this waits at most that long.
-        settled = time.monotonic() + REQUEST_TIMEOUT + 1
-        for fut in unanswered:
-            with contextlib.suppress(Exception):
-                fut.result(max(0.0, settled - time.monotonic()))
+    while time.monotonic() < deadline:
+        try:
+            for group in groups:  # the client asks for one group per request
+                request = [ConsumerGroupTopicPartitions(group)]
+                for fut in admin.list_consumer_group_offsets(request, request_timeout=5).values():
+                    fut.result(max(0.1, min(10.0, deadline - time.monotonic())))
+            return True
+        except (KafkaException, FutureTimeout):
+            time.sleep(0.3)
+    return False
