@@ -72,22 +72,37 @@ def wait_for_coordinator(bootstrap: str, groups: list[str], timeout: float = 60.
     A request that gets no answer in time (a broker killed or restarting: the chaos harness's
     broker block) is one more "not yet", like an error answer: it used to raise
     ``TimeoutError`` out of here and stop the ClickHouse sink at start-up.
+
+    Why a consumer's ``committed`` and not ``AdminClient.list_consumer_group_offsets``: the
+    Admin API's coordinator-targeted requests abort the whole process in librdkafka 2.16.0
+    when their connection drops mid-request (``rd_kafka_enq_once_del_source_return: Assertion
+    `eonce->refcnt > 0'``: the error path frees the request's state and then uses it;
+    librdkafka PR #5397). A sink or worker starting while a broker was killed died with
+    rc -6 that way (bench/repro_coord_abort.py). The consumer's offset fetch goes through its
+    own group coordinator, not that code, and asks the same question: can the coordinator
+    answer for this group? The consumer never subscribes, so it joins no group.
     """
     import time
-    from concurrent.futures import TimeoutError as FutureTimeout  # the builtin TimeoutError since 3.11
 
-    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            for group in groups:  # the client asks for one group per request
-                request = [ConsumerGroupTopicPartitions(group)]
-                for fut in admin.list_consumer_group_offsets(request, request_timeout=5).values():
-                    fut.result(max(0.1, min(10.0, deadline - time.monotonic())))
-            return True
-        except (KafkaException, FutureTimeout):
-            time.sleep(0.3)
-    return False
+    consumers = {
+        group: Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0, "enable.auto.commit": False}
+        )
+        for group in groups
+    }
+    try:
+        while time.monotonic() < deadline:
+            try:
+                for consumer in consumers.values():
+                    wait = max(0.1, min(10.0, deadline - time.monotonic()))
+                    consumer.committed([TopicPartition("__consumer_offsets", 0)], timeout=wait)
+                return True
+            except KafkaException:
+                time.sleep(0.3)
+        return False
+    finally:
+        for consumer in consumers.values():
+            consumer.close()

@@ -58,7 +58,11 @@ CONF_DRIFT = Gauge(
 )
 ERRORS = Counter("practiceflow_fax_classifier_errors_total", "Faxes whose classification raised (sent to triage)")
 MODEL_LOADED = Gauge(
-    "practiceflow_fax_model_loaded", "1 once the fax classifier is loaded; 0 after a failed load (faxes go to triage)"
+    "practiceflow_fax_model_loaded",
+    "1 once the fax classifier is loaded; 0 before the first fax loads it, or while it cannot be loaded",
+)
+LOAD_FAILURES = Counter(
+    "practiceflow_fax_model_load_failures_total", "Fax classifier loads that failed (faxes go to triage meanwhile)"
 )
 #: after a failed load, faxes go to triage without trying again for this long (a load that
 #: trains can take ~15 CPU-s; every fax must not pay it again)
@@ -167,6 +171,8 @@ class FaxWorkflow:
         self.rosters = rosters or {}
         if model is not None:
             self._use(model)
+        else:
+            MODEL_LOADED.set(0)  # exported from the start: "not loaded yet" (loaded at the first fax)
 
     def _use(self, model: FaxClassifier) -> FaxClassifier:
         self._model = model
@@ -186,6 +192,7 @@ class FaxWorkflow:
         except Exception as exc:
             self._failed_at = time.monotonic()
             MODEL_LOADED.set(0)
+            LOAD_FAILURES.inc()
             log.error(
                 "the fax model could not be loaded (%s); faxes go to triage until it loads (tried again in %.0fs)",
                 type(exc).__name__,

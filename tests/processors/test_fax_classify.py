@@ -352,10 +352,11 @@ def test_a_fax_model_that_cannot_be_loaded_sends_faxes_to_triage_and_is_not_relo
 
     from practiceflow.processors.base import Normalized
     from practiceflow.streams.workflows import fax as fax_module
-    from practiceflow.streams.workflows.fax import MODEL_LOADED, FaxWorkflow
+    from practiceflow.streams.workflows.fax import LOAD_FAILURES, MODEL_LOADED, FaxWorkflow
 
     attempts: list[int] = []
     broken = True
+    failures_before = LOAD_FAILURES._value.get()
 
     def load() -> FaxClassifier:
         attempts.append(1)
@@ -363,14 +364,16 @@ def test_a_fax_model_that_cannot_be_loaded_sends_faxes_to_triage_and_is_not_relo
             raise EOFError("model file truncated")
         return model
 
+    MODEL_LOADED.set(1)  # what an earlier workflow in this process left
     wf = FaxWorkflow(load=load)
+    assert MODEL_LOADED._value.get() == 0  # review s23 N2: exported from the start, "not loaded yet"
 
     async def two_faxes_at_once() -> None:
         await asyncio.gather(wf.ready(), wf.ready())
 
     asyncio.run(two_faxes_at_once())  # never raises
     assert len(attempts) == 1 and not wf.loaded
-    assert MODEL_LOADED._value.get() == 0
+    assert MODEL_LOADED._value.get() == 0 and LOAD_FAILURES._value.get() == failures_before + 1
     doc = _doc([_page("lab.chemistry", 1)[0]])
     for _ in range(2):
         res = wf(NormalizeResult("f", "fax", records=[Normalized("Document", "k", doc)]))
