@@ -113,8 +113,9 @@ def write(args: argparse.Namespace, kinds: list[str], results: list, checks: lis
             f"- after {c['after']}: {c['acked']} AA'd messages, {c['raw_copies']} raw copies, "
             f"{c['audit_events']} audit events (no id twice, chain verified), "
             f"{c['outcomes_rewritten_by_replay']} outcomes rewritten by a replay under the same keys; "
-            f"ClickHouse rows written twice for one Kafka message: "
-            f"{sum(t['rows_twice_for_one_kafka_message'] for t in c['clickhouse'].values())}: {verdict}"
+            f"ClickHouse rows written twice for one output (raw): "
+            f"{sum(t.get('rows_twice_for_one_output', t.get('rows_twice_for_one_kafka_message', 0)) for t in c['clickhouse'].values())}"
+            f", raw rows beyond FINAL: {sum(t['raw'] - t['final'] for t in c['clickhouse'].values())}: {verdict}"
         )
     failed = [r for r in results if not r.ok]
     if failed:

@@ -8,14 +8,25 @@ event the chain wrote twice (a crash between its changelog write and its send) i
 while the same action repeated later (a resend accepted again) stays two.
 
 Exactly once, raw counts included: every row carries the Kafka position it came from
-(``kafka_topic``, ``kafka_partition``, ``kafka_offset``). Positions above the highest
-offset a table holds for a Kafka partition (its mark) are new. Positions at or below it
-are looked up exactly: one INSERT is atomic per ClickHouse partition only (tables are
-partitioned by practice bucket and month), so a crash may leave part of a batch written.
-A batch re-read after a crash between the INSERT and the offset commit (or after a failed
-INSERT whose outcome is unknown) therefore adds nothing twice and loses nothing. This
-relies on one writer per partition at a time, which the sink's Kafka consumer group
-provides (``streams/clickhouse_sink.py``).
+(``kafka_topic``, ``kafka_partition``, ``kafka_offset``) and its *origin*: the input it was made
+from and its number among that input's outputs (``origin_topic``, ``origin_partition``,
+``origin_offset``, ``origin_seq``, from the worker's ``pf-source``/``pf-seq`` headers), plus a
+hash of its sort key (``origin_key``). A record without the headers is its own origin (its
+position, seq 0). Two copies of one output share an origin wherever they sit in Kafka: the sink
+re-reading a batch it wrote before its commit (a sink crash), and the worker sending a batch's
+outputs again after a crash between their confirmation and its de-dup marks (issue 8's
+"rewritten" outcomes, which used to add raw rows until a merge).
+
+Per table, Kafka partition and origin partition the sink keeps the highest origin it holds
+(its mark). On one Kafka partition the outputs of one input partition arrive in input order,
+a replay's copies included, so an origin above the mark is new; one at or below it is looked
+up exactly. One INSERT is atomic per ClickHouse partition only (tables are partitioned by
+practice bucket and month), so a crash may leave part of a batch written; the exact lookup
+covers that too. Two copies inside one batch: the first is kept. This relies on one writer
+per partition at a time, which the sink's Kafka consumer group provides
+(``streams/clickhouse_sink.py``), and on a handler that sends the same outputs in the same
+order for the same input (the normalizer does: a pure function of the raw message). A copy
+that differs (a timestamp) is still the same output, and the first copy written is kept.
 
 Tables of patient records are ordered by (practice, patient, entity...): a sort key
 without the patient let two patients' records with the same entity id (two flu shots on
@@ -81,6 +92,9 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 Position = tuple[str, int, int]  # (topic, partition, offset)
+Origin = tuple[str, int, int, int]  # (input topic, partition, offset, output seq): streams/positions.py
+_Ident = tuple[str, int, int, int, int]  # an origin and the row's sort-key hash
+_MarkKey = tuple[str, int, str, int]  # (Kafka topic, partition, origin topic, partition)
 
 
 # value types whose value is free text: not stored (only codes and numbers are)
@@ -132,8 +146,9 @@ class ClickHouseSink:
         self.retention_days = retention_days
         self._lock = threading.Lock()
         self.client = clickhouse_connect.get_client(dsn=dsn)
-        # table -> (topic, partition) -> highest Kafka offset the table holds; loaded lazily
-        self._marks: dict[str, dict[tuple[str, int], int]] = {}
+        # table -> (Kafka topic, partition, origin topic, partition) -> highest (origin offset, seq)
+        # the table holds; loaded lazily
+        self._marks: dict[str, dict[_MarkKey, tuple[int, int]]] = {}
         if migrate:
             self.ensure_schema()
 
@@ -163,14 +178,15 @@ class ClickHouseSink:
         sink instance may have written these partitions meanwhile)."""
         self._marks.clear()
 
-    def _table_marks(self, table: str) -> dict[tuple[str, int], int]:
+    def _table_marks(self, table: str) -> dict[_MarkKey, tuple[int, int]]:
         marks = self._marks.get(table)
         if marks is None:
             rows = self.query(
-                f"SELECT kafka_topic, kafka_partition, max(kafka_offset) FROM {{db}}.{table} "
-                "WHERE kafka_offset >= 0 GROUP BY kafka_topic, kafka_partition"
+                "SELECT kafka_topic, kafka_partition, origin_topic, origin_partition, "
+                f"max((origin_offset, origin_seq)) FROM {{db}}.{table} WHERE origin_offset >= 0 "
+                "GROUP BY kafka_topic, kafka_partition, origin_topic, origin_partition"
             )
-            marks = self._marks[table] = {(t, int(p)): int(o) for t, p, o in rows}
+            marks = self._marks[table] = {(t, int(p), ot, int(op)): (int(m[0]), int(m[1])) for t, p, ot, op, m in rows}
         return marks
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> int:
@@ -199,63 +215,103 @@ class ClickHouseSink:
 
     # -- row builders: record dict -> table rows
     def write_batch(
-        self, batch: Iterable[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], Position]], now_ms: int
+        self,
+        batch: Iterable[
+            tuple[str, dict[str, Any]]
+            | tuple[str, dict[str, Any], Position]
+            | tuple[str, dict[str, Any], Position, Origin | None]
+        ],
+        now_ms: int,
     ) -> dict[str, int]:
-        """Write (record_type, value[, (topic, partition, offset)]) items to their tables.
+        """Write (record_type, value[, (topic, partition, offset)[, origin]]) items to their tables.
 
         Returns the rows per table that are now in ClickHouse for this batch: inserted, or
-        found already written by an earlier attempt (positioned items at or below the
-        table's mark). Raises whatever the client raises; the caller retries the same batch.
+        found already written (an earlier attempt, or another copy of the same output).
+        Raises whatever the client raises; the caller retries the same batch.
         """
         by_table: dict[str, list[dict[str, Any]]] = {}
         for item in batch:
             record_type, value = item[0], item[1]
             pos: Sequence[Any] = item[2] if len(item) > 2 else ("", -1, -1)
+            origin = item[3] if len(item) > 3 else None
+            if origin is None:
+                origin = (pos[0], pos[1], pos[2], 0)
             for table, row in rows_for(record_type, value, now_ms):
                 row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = pos[0], pos[1], pos[2]
+                row["origin_topic"], row["origin_partition"], row["origin_offset"], row["origin_seq"] = origin
+                row["origin_key"] = _key_hash(table, row)
                 by_table.setdefault(table, []).append(row)
         return {t: self._insert_new(t, rows) for t, rows in by_table.items()}
 
     def _insert_new(self, table: str, rows: list[dict[str, Any]]) -> int:
-        """Insert the rows this table does not hold yet (by Kafka position).
-
-        Rows above the table's mark are new. Rows at or below it are looked up by their exact
-        position: one INSERT is atomic only per partition, so after a crash mid-INSERT a
-        table may hold a batch's rows of one month or practice bucket and not another's."""
+        """Insert the rows this table does not hold yet (by origin; see the module doc)."""
         marks = self._table_marks(table)
-        below = [r for r in rows if 0 <= r["kafka_offset"] <= marks.get((r["kafka_topic"], r["kafka_partition"]), -1)]
-        present = self._present(table, below) if below else set()
-        fresh = [r for r in rows if r["kafka_offset"] < 0 or _pos(r) not in present]
+        below = [r for r in rows if r["origin_offset"] >= 0 and _order(r) <= marks.get(_mark_key(r), (-1, -1))]
+        held, held_any_key = self._present(table, below) if below else (set(), set())
+        first: dict[_Ident, Position] = {}  # an origin's first Kafka position in this batch
+        fresh = []
+        for r in rows:
+            if r["origin_offset"] >= 0:
+                ident = _ident(r)
+                if ident in held or ident[:4] in held_any_key:
+                    continue  # written before: by an earlier attempt, or as another copy
+                if first.setdefault(ident, _pos(r)) != _pos(r):
+                    continue  # a second copy of one output in this batch (a replay's)
+            fresh.append(r)
         try:
             self.insert(table, fresh)
         except Exception:
             self._marks.pop(table, None)  # outcome unknown: re-read the marks before the retry
             raise
         for r in fresh:
-            if r["kafka_offset"] >= 0:
-                key = (r["kafka_topic"], r["kafka_partition"])
-                if r["kafka_offset"] > marks.get(key, -1):
-                    marks[key] = r["kafka_offset"]
+            if r["origin_offset"] >= 0:
+                key = _mark_key(r)
+                if _order(r) > marks.get(key, (-1, -1)):
+                    marks[key] = _order(r)
         return len(rows)
 
-    def _present(self, table: str, rows: list[dict[str, Any]]) -> set[Position]:
-        """The positions of ``rows`` that ``table`` already holds (one query per Kafka partition)."""
+    def _present(self, table: str, rows: list[dict[str, Any]]) -> tuple[set[_Ident], set[Origin]]:
+        """The origins of ``rows`` that ``table`` already holds (one query per origin partition):
+        with their key hash, and those recorded without one (rows from before migration 0008)."""
         spans: dict[tuple[str, int], list[int]] = {}
         for r in rows:
-            spans.setdefault((r["kafka_topic"], r["kafka_partition"]), []).append(r["kafka_offset"])
-        found: set[Position] = set()
+            spans.setdefault((r["origin_topic"], r["origin_partition"]), []).append(r["origin_offset"])
+        held: set[_Ident] = set()
+        any_key: set[Origin] = set()
         for (topic, partition), offsets in spans.items():
-            for (off,) in self.query(
-                f"SELECT DISTINCT kafka_offset FROM {{db}}.{table} WHERE kafka_topic = %(t)s "
-                "AND kafka_partition = %(p)s AND kafka_offset BETWEEN %(lo)s AND %(hi)s",
+            for off, seq, key in self.query(
+                f"SELECT DISTINCT origin_offset, origin_seq, origin_key FROM {{db}}.{table} WHERE origin_topic = %(t)s "
+                "AND origin_partition = %(p)s AND origin_offset BETWEEN %(lo)s AND %(hi)s",
                 {"t": topic, "p": partition, "lo": min(offsets), "hi": max(offsets)},
             ):
-                found.add((topic, partition, int(off)))
-        return found
+                if int(key) == 0:
+                    any_key.add((topic, partition, int(off), int(seq)))
+                else:
+                    held.add((topic, partition, int(off), int(seq), int(key)))
+        return held, any_key
 
 
 def _pos(row: dict[str, Any]) -> Position:
     return (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])
+
+
+def _ident(row: dict[str, Any]) -> _Ident:
+    return (row["origin_topic"], row["origin_partition"], row["origin_offset"], row["origin_seq"], row["origin_key"])
+
+
+def _order(row: dict[str, Any]) -> tuple[int, int]:
+    return (row["origin_offset"], row["origin_seq"])
+
+
+def _mark_key(row: dict[str, Any]) -> _MarkKey:
+    return (row["kafka_topic"], row["kafka_partition"], row["origin_topic"], row["origin_partition"])
+
+
+def _key_hash(table: str, row: dict[str, Any]) -> int:
+    """A 64-bit hash of the row's sort key (never 0: 0 marks rows from before it was recorded).
+    With the origin it tells one output's row from another's of the same input."""
+    text = "\x1f".join(_s(row[c]) for c in TABLE_KEYS[table])
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") or 1
 
 
 _PILOT_COLUMNS = (

@@ -17,8 +17,9 @@ A failed write is retried with exponential backoff (capped at ``backoff_max`` se
 for as long as ClickHouse is down; meanwhile the consumer's partitions are paused and
 it keeps polling, so it stays in its group and nothing past the failed batch is read or
 committed. A crash anywhere re-reads at most the uncommitted batch; every row carries
-its Kafka position and ``write_batch`` skips what a table already holds, so the replay
-adds no row twice (raw counts, not only ``FINAL``). Records that cannot be decoded at all
+its Kafka position and the input it was made from (``pf-source``/``pf-seq`` headers), and
+``write_batch`` skips what a table already holds, so neither this replay nor a worker's (the
+same outputs sent again at new offsets) adds a row twice (raw counts, not only ``FINAL``). Records that cannot be decoded at all
 (not our wire format) are logged, counted and skipped: they stay in Kafka, and stopping
 the sink for them would stop analytics for every practice.
 
@@ -38,10 +39,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from practiceflow.sinks.clickhouse import ClickHouseSink
+from practiceflow.sinks.clickhouse import ClickHouseSink, Position
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
-from practiceflow.streams.positions import position, watermarks
+from practiceflow.streams.positions import Origin, origin_of, position, watermarks
 from practiceflow.streams.serde import AvroSerde, SerdeError
 
 log = logging.getLogger("practiceflow.sink")
@@ -94,7 +95,7 @@ class ClickHouseSinkConsumer:
         backoff_max: float = 30.0,
         on_written: Callable[[dict[str, int]], None] | None = None,
         consumer_config: dict[str, Any] | None = None,
-        write: Callable[[list[tuple[str, dict[str, Any], tuple[str, int, int]]], int], dict[str, int]] | None = None,
+        write: Callable[[list[tuple[str, dict[str, Any], Position, Origin | None]], int], dict[str, int]] | None = None,
     ) -> None:
         self.serde = serde
         self.sink = sink
@@ -209,7 +210,7 @@ class ClickHouseSinkConsumer:
                 log.warning("sink consumer: %s", err)
         return out
 
-    def _decode(self, batch: list[Message]) -> list[tuple[str, dict[str, Any], tuple[str, int, int]]]:
+    def _decode(self, batch: list[Message]) -> list[tuple[str, dict[str, Any], Position, Origin | None]]:
         items = []
         for m in batch:
             topic, partition, offset = position(m)
@@ -221,7 +222,8 @@ class ClickHouseSinkConsumer:
                 log.error("skipping an undecodable record at %s/%d@%d: %s", topic, partition, offset, exc)
                 self._count("clickhouse.undecodable")
                 continue
-            items.append((record_type, value, (topic, partition, offset)))
+            # the input this record was made from, if its producer says (a replay's copy says the same)
+            items.append((record_type, value, (topic, partition, offset), origin_of(m.headers())))
         return items
 
     def _handle(self, consumer: Consumer, batch: list[Message]) -> None:

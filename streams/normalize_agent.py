@@ -37,7 +37,6 @@ from practiceflow.streams.clock import now_ms
 from practiceflow.streams.health import DEAD_LETTERS, HANDOFFS, MESSAGES, NORMALIZE_SECONDS, RECORDS, count_unmapped
 from practiceflow.streams.metrics import observe_pipeline_seconds
 from practiceflow.streams.offsets import Committer, Outbox, confirmed, in_event
-from practiceflow.streams.positions import source_header
 from practiceflow.streams.undecodable import (
     REASON_CODE as UNDECODABLE_CODE,
     UNDECODABLE,
@@ -100,7 +99,10 @@ class Normalizer:
         for ev in admitted:
             if honour_not_before:
                 await self._wait_not_before(ev.value, ev.message.tp)
-            with in_event(ev):
+            msg = ev.message
+            # every output names this input (pf-source, pf-seq): a replay after a crash re-sends
+            # the same names, and the ClickHouse sink writes their rows once (sinks/clickhouse.py)
+            with in_event(ev), batch.outbox.made_from(msg.topic, msg.partition, msg.offset):
                 await self.handle(ev, batch)
             self.p.sensor.touch(ev.message.tp)
         await batch.outbox.confirm()  # 1. every output is in Kafka
@@ -237,9 +239,8 @@ class Normalizer:
         self, batch: Batch, raw: dict[str, Any], result: NormalizeResult, msg: Any, started: float
     ) -> None:
         topic = msg.topic
-        # which raw record these came from: the context barrier of a workflow reading them waits
-        # for its own feed only up to here (streams/positions.py SOURCE_HEADER)
-        source = source_header(msg.topic, msg.partition, msg.offset)
+        # which raw record these came from (the pf-source header made_from adds): the context
+        # barrier of a workflow reading them waits for its own feed only up to there
         practice, feed = raw["practice_id"], raw["feed"]
         NORMALIZE_SECONDS.labels(feed).observe(time.perf_counter() - started)
         count_unmapped(feed, result.warnings)
@@ -252,9 +253,7 @@ class Normalizer:
                 batch.counts.append((f"commands.{rec.value['kind']}", 1))
                 continue
             rec.value.setdefault("source", {})["raw_topic"] = topic
-            await batch.outbox.send(
-                self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition, source
-            )
+            await batch.outbox.send(self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition)
             types[rec.record_type] = types.get(rec.record_type, 0) + 1
         for record_type, n in types.items():
             RECORDS.labels(record_type).inc(n)

@@ -56,6 +56,7 @@ from faust.serializers.codecs import Codec
 from faust.streams import _current_event
 from faust.types import TP
 
+from practiceflow.streams.positions import SEQ_HEADER, SOURCE_HEADER, origin_headers
 from practiceflow.streams.producer import Delivered, OutputProducer
 
 log = logging.getLogger("practiceflow.worker.offsets")
@@ -105,6 +106,8 @@ class Outbox:
         outbox.table_write(table, event, key, value)      # table entry + its changelog record
         outbox.after(pipeline._count, "x")  # runs once confirm() has every send, never before
         written = await outbox.confirm()    # per send, in order: .topic/.partition/.offset
+        with outbox.made_from(topic, partition, offset):  # sends inside name their input
+            ...
 
     With an :class:`~practiceflow.streams.producer.OutputProducer` (what ``pipeline.outbox()``
     gives) the records go through librdkafka: same bytes (the topic's own key and value
@@ -112,10 +115,17 @@ class Outbox:
     also record the changelog offset in the store (what Faust's own ``send_changelog`` callback
     does), so a restarted worker reads only the changelog written since. ``Outbox()`` without
     a producer keeps the old path (Faust's ``topic.send`` / ``table.send_changelog``).
+
+    Inside :meth:`made_from`, every send carries the input it was made from and its number
+    among that input's outputs (``pf-source`` and ``pf-seq`` headers, ``streams/positions.py``):
+    a batch handled again after a crash sends the same outputs at new offsets, and that name is
+    how the ClickHouse sink writes their rows once.
     """
 
     def __init__(self, producer: OutputProducer | None = None) -> None:
         self._producer = producer
+        self._origin: tuple[str, int, int] | None = None  # the input being handled (made_from)
+        self._origin_seq = 0
         self._pending: list[asyncio.Future[Any]] = []
         self._ticket: Any = None
         self._changelogs: dict[int, tuple[Any, TP]] = {}  # send index -> (table, changelog TP)
@@ -130,6 +140,25 @@ class Outbox:
         retried and counts again)."""
         self._after.append((fn, args))
 
+    @contextlib.contextmanager
+    def made_from(self, topic: str, partition: int, offset: int) -> Iterator[None]:
+        """Name the input (its Kafka position) that the sends inside are the outputs of. The
+        numbering restarts for each input, so it depends only on what the handler sends for that
+        input, in order: a deterministic handler re-sends the same numbers for the same outputs."""
+        outer = (self._origin, self._origin_seq)
+        self._origin, self._origin_seq = (topic, partition, offset), 0
+        try:
+            yield
+        finally:
+            self._origin, self._origin_seq = outer
+
+    def _stamped(self, headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]] | None:
+        if self._origin is None:
+            return headers
+        own = [h for h in headers or () if h[0] not in (SOURCE_HEADER, SEQ_HEADER)]
+        seq, self._origin_seq = self._origin_seq, self._origin_seq + 1
+        return [*own, *origin_headers(*self._origin, seq)]
+
     @staticmethod
     def _run_after(after: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
         for fn, args in after:
@@ -143,7 +172,9 @@ class Outbox:
         partition: int,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Queue one record (``headers``: Kafka record headers, e.g. :data:`SOURCE_HEADER`)."""
+        """Queue one record (``headers``: Kafka record headers; inside :meth:`made_from` the
+        input's ``pf-source``/``pf-seq`` are added)."""
+        headers = self._stamped(headers)
         if self._producer is None:
             # headers only when given (a copy: Faust keeps the caller's list and may merge into it)
             if headers:

@@ -110,3 +110,32 @@ def source_of(headers: object) -> tuple[str, int, int] | None:
             return topic, int(partition), int(rest)
         return None
     return None
+
+
+# Which of its input's outputs a record is (0, 1, 2, ... in the order the handler sent them),
+# next to :data:`SOURCE_HEADER`. Together they name one output of one input, whichever Kafka
+# offset it landed at: a batch handled again after a crash (its outputs confirmed, its de-dup
+# marks not) sends the same outputs again at new offsets, and the ClickHouse sink recognises
+# them by this name (sinks/clickhouse.py) instead of writing their rows twice.
+SEQ_HEADER = "pf-seq"
+
+Origin = tuple[str, int, int, int]  # (input topic, partition, offset, output seq)
+
+
+def origin_headers(topic: str, partition: int, offset: int, seq: int) -> list[tuple[str, bytes]]:
+    """:data:`SOURCE_HEADER` and :data:`SEQ_HEADER` for output ``seq`` of that input."""
+    return [*source_header(topic, partition, offset), (SEQ_HEADER, str(seq).encode())]
+
+
+def origin_of(headers: object) -> Origin | None:
+    """(topic, partition, offset, seq) from a record's headers (confluent-kafka's list of pairs
+    or Faust's); None unless both headers are there and well formed (records from before the
+    headers, or from producers that do not write them, are named by their own position)."""
+    source = source_of(headers)
+    if source is None:
+        return None
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for name, value in pairs:  # type: ignore[attr-defined]
+        if name == SEQ_HEADER and isinstance(value, bytes | bytearray) and bytes(value).isdigit():
+            return (*source, int(bytes(value)))
+    return None

@@ -113,3 +113,61 @@ def test_work_items_keep_their_latest_revision_and_an_old_table_is_re_versioned(
         assert len([t for t in tables if t.startswith("handoff_items_before_")]) == 1
     finally:
         again.close()
+
+
+def test_a_workers_replayed_outputs_at_new_offsets_add_no_rows(tmp_path):
+    """Issue 8: a worker killed between a batch's confirmed outputs and its de-dup marks handles
+    the batch again and sends the same outputs at NEW offsets. Named by their input (origin:
+    raw topic, partition, offset, output seq), they are written once; outputs of other inputs,
+    other outputs of the same input, and records without an origin are all kept."""
+    sink = ClickHouseSink(f"chdb://{tmp_path / 'ch'}")
+    try:
+        raw = "pf.raw.hl7v2"
+
+        def out(i: int, offset: int, at_shift: int = 0, seq: int = 0, stage: str = "normalized"):
+            flow = dict(_flow(i), stage=stage, at=_flow(i)["at"] + at_shift)
+            return ("FlowEvent", flow, ("pf.analytics.flow", 0, offset), (raw, 0, 100 + i, seq))
+
+        first = [out(i, i) for i in range(10)] + [out(3, 10, seq=1, stage="duplicate")]  # two outputs of input 3
+        assert sink.write_batch(first, 1) == {"flow_events": 11}
+        # the replay: inputs 6..9 again at offsets 11..14 (a later clock in the value), then new inputs 10..11;
+        # inputs 10 and 11 also twice within this batch (the replay's copies right behind the originals)
+        replay = [out(i, 5 + i, at_shift=50) for i in range(6, 10)]
+        replay += [out(10, 15), out(11, 16), out(10, 17, at_shift=9), out(11, 18, at_shift=9)]
+        assert sink.write_batch(replay, 2) == {"flow_events": 8}  # all confirmed; 6 of them were there
+        # a restarted sink (marks read back from the table) meets another copy of input 2's output
+        again = ClickHouseSink(f"chdb://{tmp_path / 'ch'}")
+        try:
+            again.write_batch([out(2, 19, at_shift=70)], 3)
+            assert again.query("SELECT count() FROM {db}.flow_events")[0][0] == 13  # inputs 0..11, input 3 twice
+            assert again.query("SELECT count() FROM {db}.flow_events FINAL")[0][0] == 13
+            # the first copy is kept (its clock), not the replay's
+            assert (
+                again.query("SELECT at FROM {db}.flow_events WHERE message_id = 'm7'")[0][0].timestamp()
+                == 1_700_000_000.007
+            )
+        finally:
+            again.close()
+    finally:
+        sink.close()
+
+
+def test_rows_written_before_origins_were_recorded_still_stop_a_resend_of_their_batch(tmp_path):
+    """Migration 0008 gives old rows their own Kafka position as origin and no key hash
+    (origin_key 0, which matches any key): the sink re-reading such a batch adds nothing."""
+    from practiceflow.sinks import clickhouse_migrations as migrations
+
+    sink = ClickHouseSink(f"chdb://{tmp_path / 'ch'}")
+    try:
+        batch = [("FlowEvent", _flow(i), ("pf.analytics.flow", 0, i)) for i in range(4)]
+        rows = [row for _, v, _ in batch for _, row in rows_for("FlowEvent", v, 1)]
+        for i, row in enumerate(rows):  # as the sink wrote them before 0008: no origin columns given
+            row.update(kafka_topic="pf.analytics.flow", kafka_partition=0, kafka_offset=i)
+        sink.insert("flow_events", rows)
+        assert sink.query("SELECT DISTINCT origin_key, origin_seq FROM {db}.flow_events") == [(0, 0)]
+        assert migrations.applied(sink.client, sink.database)  # the table has the 0008 columns
+        sink.forget_marks()
+        assert sink.write_batch(batch, 2) == {"flow_events": 4}
+        assert sink.query("SELECT count() FROM {db}.flow_events")[0][0] == 4
+    finally:
+        sink.close()

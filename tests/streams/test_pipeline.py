@@ -224,3 +224,50 @@ def test_normalized_records_name_the_raw_record_they_came_from(cfg, stack):
     raw_topic = f"{cfg.topic_prefix}.raw.hl7v2"
     assert sorted(set(sources)) == [(raw_topic, sources[0][1], 0), (raw_topic, sources[0][1], 1)]
     assert p.counts["hl7v2.normalized"] == 2
+
+
+def test_a_batch_the_normalizer_handles_again_adds_no_clickhouse_rows(cfg, stack):
+    """Issue 8's rewritten outcomes: a worker killed after a batch's outputs were confirmed and
+    before its de-dup marks were handles the batch again and sends the same outputs at new
+    offsets (the chaos harness: 9-30 of 1,200 messages; raw ``records`` rows 5,101 for 5,067
+    keys). Here the second pass is a second worker app over the same raw topic: its de-dup table
+    and offsets are new, so it handles every raw message again, as after such a crash. Kafka
+    then holds every output twice; ClickHouse holds each once, raw counts included, because
+    each copy names the raw record and output it came from (pf-source, pf-seq)."""
+    raws = [raw_record("clinic-a", "hl7v2", oru_r01(control_id=f"AGAIN{i}", mrn=f"MRN20{i}")) for i in range(3)]
+    first = asyncio.run(
+        _run(
+            cfg,
+            stack,
+            raws,
+            lambda p: p.counts.get("clickhouse.observations", 0) >= 9,
+            sink=ClickHouseSink(cfg.chdb_dsn),
+        )
+    )
+    assert first.counts["hl7v2.normalized"] == 3
+    sink = ClickHouseSink(cfg.chdb_dsn)
+    try:
+        before = {
+            t: sink.query(f"SELECT count() FROM {{db}}.{t}")[0][0] for t in ("records", "observations", "flow_events")
+        }
+        again = asyncio.run(
+            _run(
+                cfg,
+                stack,
+                [],
+                lambda p: p.counts.get("hl7v2.normalized", 0) >= 3 and p.counts.get("clickhouse.observations", 0) >= 18,
+                sink=sink,
+                app_id=f"{cfg.consumer_group}-again",
+            )
+        )
+        assert again.counts["hl7v2.normalized"] == 3  # handled again, not recognised as replays
+        copies = consume_all(stack.bootstrap, f"{cfg.topic_prefix}.norm.observation", again.serde, 18)
+        assert len(copies) == 18  # every output twice on the wire
+        after = {t: sink.query(f"SELECT count() FROM {{db}}.{t}")[0][0] for t in before}
+        final = {t: sink.query(f"SELECT count() FROM {{db}}.{t} FINAL")[0][0] for t in before}
+        assert before["observations"] == 9
+        assert after == before == final, (before, after, final)
+        origins = sink.query("SELECT DISTINCT origin_topic FROM {db}.observations")
+        assert origins == [(f"{cfg.topic_prefix}.raw.hl7v2",)]
+    finally:
+        sink.close()
