@@ -87,22 +87,23 @@ def wait_for_coordinator(bootstrap: str, groups: list[str], timeout: float = 60.
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     deadline = time.monotonic() + timeout
-    consumers = {
-        group: Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0, "enable.auto.commit": False}
-        )
-        for group in groups
-    }
+    consumers: list[Consumer] = []
     try:
+        for group in groups:
+            conf = {"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0, "enable.auto.commit": False}
+            consumers.append(Consumer(conf))
         while time.monotonic() < deadline:
             try:
-                for consumer in consumers.values():
+                for consumer in consumers:
                     wait = max(0.1, min(10.0, deadline - time.monotonic()))
+                    # Any partition will do: the OffsetFetch goes to the group's coordinator, which
+                    # answers only once it can coordinate the group; the answer (no offset, or a
+                    # per-partition error for that partition) is not what is asked, so it is ignored.
                     consumer.committed([TopicPartition("__consumer_offsets", 0)], timeout=wait)
                 return True
             except KafkaException:
                 time.sleep(0.3)
         return False
     finally:
-        for consumer in consumers.values():
+        for consumer in consumers:
             consumer.close()
