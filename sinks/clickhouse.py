@@ -18,15 +18,22 @@ outputs again after a crash between their confirmation and its de-dup marks (iss
 "rewritten" outcomes, which used to add raw rows until a merge).
 
 Per table, Kafka partition and origin partition the sink keeps the highest origin it holds
-(its mark). On one Kafka partition the outputs of one input partition arrive in input order,
-a replay's copies included, so an origin above the mark is new; one at or below it is looked
-up exactly. One INSERT is atomic per ClickHouse partition only (tables are partitioned by
-practice bucket and month), so a crash may leave part of a batch written; the exact lookup
-covers that too. Two copies inside one batch: the first is kept. This relies on one writer
-per partition at a time, which the sink's Kafka consumer group provides
-(``streams/clickhouse_sink.py``), and on a handler that sends the same outputs in the same
-order for the same input (the normalizer does: a pure function of the raw message). A copy
-that differs (a timestamp) is still the same output, and the first copy written is kept.
+(its mark). Every copy of an output goes to the same Kafka partition as the first
+(``catalog.partition_for`` is deterministic), so a copy is never above its mark: an origin above
+the mark is new, one at or below it is looked up exactly (order only changes how many lookups
+run). One INSERT is atomic per ClickHouse partition only (tables are partitioned by practice
+bucket and month), so a crash may leave part of a batch written; the exact lookup covers that
+too. Two copies inside one batch: the first is kept. A row is skipped only when the table holds
+the same origin, seq and sort-key hash, so a skipped row's key is always in the table (barring
+a 64-bit collision): no key is lost. What "first copy kept" can change is which version of a
+key's other columns stays, so only handlers whose replay sends the same outputs number them
+(the normalizer; not the fax feed, whose OCR runs under a time limit: ``Pipeline.names_outputs``).
+A copy whose numbering shifted is not recognised and stays a raw row until a merge (never a loss).
+This relies on one writer per partition at a time, which the sink's Kafka consumer group
+provides (``streams/clickhouse_sink.py``), and on a stable text form of the key columns
+(``origin_key`` hashes ``str()`` of each: change one only with a migration). A topic's partition
+count changed between an output and its replay lets that copy through as a raw row. Rows from
+before migration 0008 have no key hash (0): they match a re-read of their own Kafka message.
 
 Tables of patient records are ordered by (practice, patient, entity...): a sort key
 without the patient let two patients' records with the same entity id (two flu shots on
@@ -253,7 +260,7 @@ class ClickHouseSink:
         for r in rows:
             if r["origin_offset"] >= 0:
                 ident = _ident(r)
-                if ident in held or ident[:4] in held_any_key:
+                if ident in held or (ident[:4] in held_any_key and _own_origin(r)):
                     continue  # written before: by an earlier attempt, or as another copy
                 if first.setdefault(ident, _pos(r)) != _pos(r):
                     continue  # a second copy of one output in this batch (a replay's)
@@ -297,6 +304,12 @@ def _pos(row: dict[str, Any]) -> Position:
 
 def _ident(row: dict[str, Any]) -> _Ident:
     return (row["origin_topic"], row["origin_partition"], row["origin_offset"], row["origin_seq"], row["origin_key"])
+
+
+def _own_origin(row: dict[str, Any]) -> bool:
+    """A record without origin headers: named by its own Kafka position (what rows written
+    before migration 0008, key hash 0, are named by too)."""
+    return row["origin_seq"] == 0 and _pos(row) == (row["origin_topic"], row["origin_partition"], row["origin_offset"])
 
 
 def _order(row: dict[str, Any]) -> tuple[int, int]:

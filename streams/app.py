@@ -238,6 +238,14 @@ class Pipeline:
         its backoff anyway."""
         return self.cfg.request_batch_seconds if feed == "portal" else self.cfg.worker_batch_seconds
 
+    def names_outputs(self, feed: str) -> bool:
+        """Whether a feed's normalizer numbers its outputs (``pf-seq``), so the ClickHouse sink
+        writes a replay's copies once (``Outbox.made_from``). Only where handling the same raw
+        message again gives the same outputs: not faxes, whose OCR runs under a time limit and
+        whose classifier may be unavailable on one pass, so a replay can carry a better version,
+        which must replace the first in ClickHouse as it does in the compacted topics."""
+        return feed != "fax"
+
     # ------------------------------------------------------------------ agents
     def _register_agents(self) -> None:
         app = self.app
@@ -246,10 +254,10 @@ class Pipeline:
             topic = self.topics[f"raw.{feed}"]
             name = topic.get_topic_name()
             committer = self.feed_committers[name] = Committer(app, self.committed_offsets, name, topic.topics)
-            size, within = self.batch_max(feed), self.batch_seconds(feed)
+            size, within, named = self.batch_max(feed), self.batch_seconds(feed), self.names_outputs(feed)
 
-            async def normalize_agent(stream, _committer=committer, _size=size, _within=within):
-                await normalizer.run(stream, _committer, batch_max=_size, batch_seconds=_within)
+            async def normalize_agent(stream, _committer=committer, _size=size, _within=within, _named=named):
+                await normalizer.run(stream, _committer, batch_max=_size, batch_seconds=_within, name_outputs=_named)
 
             app.agent(topic, name=f"normalize-{name}")(normalize_agent)
             self.source_topics.add(name)

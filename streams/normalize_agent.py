@@ -82,16 +82,20 @@ class Normalizer:
         honour_not_before: bool = False,
         batch_max: int | None = None,
         batch_seconds: float | None = None,
+        name_outputs: bool = True,
     ) -> None:
         """``batch_max`` overrides ``worker_batch_max`` for slow feeds (fax: OCR per message),
-        so a crash re-does little work and a batch never holds many slow messages."""
+        so a crash re-does little work and a batch never holds many slow messages.
+        ``name_outputs``: number each message's outputs (``Pipeline.names_outputs``)."""
 
         async def handle(events: list[Any]) -> None:
-            await self.process_batch(events, committer, honour_not_before=honour_not_before)
+            await self.process_batch(events, committer, honour_not_before=honour_not_before, name_outputs=name_outputs)
 
         await run_batches(self.p, stream, handle, "normalize", batch_max=batch_max, batch_seconds=batch_seconds)
 
-    async def process_batch(self, events: list[Any], committer: Committer, *, honour_not_before: bool = False) -> None:
+    async def process_batch(
+        self, events: list[Any], committer: Committer, *, honour_not_before: bool = False, name_outputs: bool = True
+    ) -> None:
         admitted = await committer.admit(events)
         if not admitted:
             return
@@ -100,9 +104,9 @@ class Normalizer:
             if honour_not_before:
                 await self._wait_not_before(ev.value, ev.message.tp)
             msg = ev.message
-            # every output names this input (pf-source, pf-seq): a replay after a crash re-sends
-            # the same names, and the ClickHouse sink writes their rows once (sinks/clickhouse.py)
-            with in_event(ev), batch.outbox.made_from(msg.topic, msg.partition, msg.offset):
+            # every output names this input (pf-source) and, where a replay gives the same outputs,
+            # its place among them (pf-seq): the ClickHouse sink writes a replay's copies once
+            with in_event(ev), batch.outbox.made_from(msg.topic, msg.partition, msg.offset, numbered=name_outputs):
                 await self.handle(ev, batch)
             self.p.sensor.touch(ev.message.tp)
         await batch.outbox.confirm()  # 1. every output is in Kafka

@@ -56,7 +56,7 @@ from faust.serializers.codecs import Codec
 from faust.streams import _current_event
 from faust.types import TP
 
-from practiceflow.streams.positions import SEQ_HEADER, SOURCE_HEADER, origin_headers
+from practiceflow.streams.positions import SEQ_HEADER, SOURCE_HEADER, seq_header, source_header
 from practiceflow.streams.producer import Delivered, OutputProducer
 
 log = logging.getLogger("practiceflow.worker.offsets")
@@ -124,7 +124,8 @@ class Outbox:
 
     def __init__(self, producer: OutputProducer | None = None) -> None:
         self._producer = producer
-        self._origin: tuple[str, int, int] | None = None  # the input being handled (made_from)
+        # the input being handled (made_from): its pf-source header, and whether sends are numbered
+        self._origin: tuple[tuple[str, bytes], bool] | None = None
         self._origin_seq = 0
         self._pending: list[asyncio.Future[Any]] = []
         self._ticket: Any = None
@@ -141,12 +142,18 @@ class Outbox:
         self._after.append((fn, args))
 
     @contextlib.contextmanager
-    def made_from(self, topic: str, partition: int, offset: int) -> Iterator[None]:
-        """Name the input (its Kafka position) that the sends inside are the outputs of. The
-        numbering restarts for each input, so it depends only on what the handler sends for that
-        input, in order: a deterministic handler re-sends the same numbers for the same outputs."""
+    def made_from(self, topic: str, partition: int, offset: int, *, numbered: bool = True) -> Iterator[None]:
+        """Name the input (its Kafka position) that the sends inside are the outputs of, and, when
+        ``numbered``, each send's number among them. The numbering restarts for each input, so it
+        depends only on what the handler sends for that input, in order: a handler that sends the
+        same outputs for the same input re-sends the same numbers, and the ClickHouse sink writes
+        such copies once. A handler that may decide differently on a second pass (the fax feed's
+        OCR under a time limit) leaves ``numbered`` off: its copies are then rows of their own, and
+        the newest wins in ``FINAL`` as in the compacted topics. A caller's own ``pf-source`` or
+        ``pf-seq`` header is replaced inside."""
         outer = (self._origin, self._origin_seq)
-        self._origin, self._origin_seq = (topic, partition, offset), 0
+        source = source_header(topic, partition, offset)[0]
+        self._origin, self._origin_seq = (source, numbered), 0
         try:
             yield
         finally:
@@ -155,9 +162,14 @@ class Outbox:
     def _stamped(self, headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]] | None:
         if self._origin is None:
             return headers
-        own = [h for h in headers or () if h[0] not in (SOURCE_HEADER, SEQ_HEADER)]
-        seq, self._origin_seq = self._origin_seq, self._origin_seq + 1
-        return [*own, *origin_headers(*self._origin, seq)]
+        source, numbered = self._origin
+        own = [source]
+        if numbered:
+            seq, self._origin_seq = self._origin_seq, self._origin_seq + 1
+            own.append(seq_header(seq))
+        if not headers:
+            return own
+        return [*(h for h in headers if h[0] not in (SOURCE_HEADER, SEQ_HEADER)), *own]
 
     @staticmethod
     def _run_after(after: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:

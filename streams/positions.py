@@ -84,10 +84,12 @@ def high_watermarks(
     return got
 
 
-# The raw record a normalized record was made from, as a Kafka header on the normalized record
-# (``topic:partition:offset``). The patient-context barrier reads it: a workflow event needs its
-# own feed's raw partition processed only up to the raw record it came from, not up to that
-# partition's high watermark, which keeps moving while requests arrive (streams/workflows/context.py).
+# The input record an output was made from (``topic:partition:offset``), as a Kafka header on
+# every output of the normalizer (records, handoff items, dead letters, flow and audit events,
+# retries, commands: ``Outbox.made_from``). Two readers: the patient-context barrier, on normalized
+# records (a workflow event needs its own feed's raw partition processed only up to the raw record
+# it came from, not up to that partition's high watermark, which keeps moving while requests
+# arrive: streams/workflows/context.py), and the ClickHouse sink, with :data:`SEQ_HEADER`.
 SOURCE_HEADER = "pf-source"
 
 
@@ -122,9 +124,17 @@ SEQ_HEADER = "pf-seq"
 Origin = tuple[str, int, int, int]  # (input topic, partition, offset, output seq)
 
 
+_SEQ = [(SEQ_HEADER, str(n).encode()) for n in range(256)]  # the common ones, built once
+
+
+def seq_header(seq: int) -> tuple[str, bytes]:
+    """The :data:`SEQ_HEADER` of output ``seq`` of an input."""
+    return _SEQ[seq] if seq < len(_SEQ) else (SEQ_HEADER, str(seq).encode())
+
+
 def origin_headers(topic: str, partition: int, offset: int, seq: int) -> list[tuple[str, bytes]]:
     """:data:`SOURCE_HEADER` and :data:`SEQ_HEADER` for output ``seq`` of that input."""
-    return [*source_header(topic, partition, offset), (SEQ_HEADER, str(seq).encode())]
+    return [*source_header(topic, partition, offset), seq_header(seq)]
 
 
 def origin_of(headers: object) -> Origin | None:

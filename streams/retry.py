@@ -31,10 +31,10 @@ def register_retry_agents(pipeline: Pipeline, normalizer: Normalizer) -> None:
         topic = pipeline.topics[f"retry.{feed}"]
         name = topic.get_topic_name()
         committer = Committer(pipeline.app, pipeline.committed_offsets, name, topic.topics)
-        size = pipeline.batch_max(feed)
+        size, named = pipeline.batch_max(feed), pipeline.names_outputs(feed)
 
-        async def retry_agent(stream, _committer=committer, _size=size):
-            await normalizer.run(stream, _committer, honour_not_before=True, batch_max=_size)
+        async def retry_agent(stream, _committer=committer, _size=size, _named=named):
+            await normalizer.run(stream, _committer, honour_not_before=True, batch_max=_size, name_outputs=_named)
 
         pipeline.app.agent(topic, name=f"retry-{name}")(retry_agent)
         pipeline.source_topics.add(name)

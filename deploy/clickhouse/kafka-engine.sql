@@ -16,7 +16,9 @@
 -- kafka_topic / kafka_partition / kafka_offset (the engine's _topic, _partition, _offset), so the
 -- reconciliation queries work unchanged. What differs: the Kafka engine is at-least-once (a server
 -- crash between its insert and its commit re-inserts a block), so raw counts may exceed the topics'
--- messages; FINAL and uniqExact(key) stay exact. The PHI rules of sinks/clickhouse.py are repeated here
+-- messages; FINAL and uniqExact(key) stay exact. The views leave origin_* to their DEFAULTs (each
+-- row its own position, seq 0, key 0): writing a worker replay's copies once (raw) is the
+-- practiceflow sink's feature, not the engine's; keep the views from naming those columns. The PHI rules of sinks/clickhouse.py are repeated here
 -- by selecting only the same columns, and SSN-shaped numbers are masked with the same regular expression;
 -- keep the two in step when a table changes (tests/deploy/test_kafka_engine_template.py checks the
 -- columns against the migrated tables).

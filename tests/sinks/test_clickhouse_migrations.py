@@ -67,6 +67,23 @@ def test_an_empty_database_gets_every_table_partitioned_and_keyed_and_a_restart_
         for table, key in TABLE_KEYS.items():  # the key the row builders and the reconcilers assume
             assert tables[table][1].replace(" ", "") == ",".join(key), table
             assert "cityHash64(practice_id)" in tables[table][0], table
+            # what the sink's exactly-once rows read and write (a new table without them crash-loops the sink)
+            columns = {
+                c
+                for (c,) in sink.query(
+                    f"SELECT name FROM system.columns WHERE database = 'practiceflow' AND table = '{table}'"
+                )
+            }
+            assert {
+                "kafka_topic",
+                "kafka_partition",
+                "kafka_offset",
+                "origin_topic",
+                "origin_partition",
+                "origin_offset",
+                "origin_seq",
+                "origin_key",
+            } <= columns, table
         assert sink.ensure_schema() == []  # nothing left to apply
     finally:
         sink.close()
@@ -351,6 +368,7 @@ LANDED = {
     5: "669ceecbd383ea24f0cf3044b4f215a61105462483ce8d996e3ddbc41ae29769",
     6: "4c458bc05c4ff9b621d96b5cfba79dd12f73c745051a7ce48dfec079181bdd82",
     7: "4ec2ad0a55aa0ef612b6751fa059aff2aee3d617b2242677a7260565f05ef098",  # amended (s19 M3)
+    8: "9bc4717dfec197a03785e98db5a71649ceb83952c77183c168b1b938631b4335",
 }
 
 

@@ -135,6 +135,7 @@ def test_a_workers_replayed_outputs_at_new_offsets_add_no_rows(tmp_path):
         replay = [out(i, 5 + i, at_shift=50) for i in range(6, 10)]
         replay += [out(10, 15), out(11, 16), out(10, 17, at_shift=9), out(11, 18, at_shift=9)]
         assert sink.write_batch(replay, 2) == {"flow_events": 8}  # all confirmed; 6 of them were there
+        assert sink.query("SELECT count() FROM {db}.flow_events")[0][0] == 13  # only inputs 10 and 11 are new
         # a restarted sink (marks read back from the table) meets another copy of input 2's output
         again = ClickHouseSink(f"chdb://{tmp_path / 'ch'}")
         try:
@@ -148,6 +149,80 @@ def test_a_workers_replayed_outputs_at_new_offsets_add_no_rows(tmp_path):
             )
         finally:
             again.close()
+    finally:
+        sink.close()
+
+
+def test_outputs_that_are_not_copies_are_written_even_at_or_below_the_mark(tmp_path):
+    """The other side of skipping copies (review s24 S3): only a row with the same origin, number
+    AND sort key as one the table holds is skipped. A missing output below the mark (part of a
+    batch that never reached ClickHouse), an output whose number shifted on the replay (a different
+    key at the same number), and an output of another input are all written."""
+    sink = ClickHouseSink(f"chdb://{tmp_path / 'ch'}")
+    try:
+        raw = "pf.raw.hl7v2"
+
+        def out(i: int, offset: int, origin_offset: int, seq: int = 0, stage: str = "normalized"):
+            return (
+                "FlowEvent",
+                dict(_flow(i), stage=stage),
+                ("pf.analytics.flow", 0, offset),
+                (raw, 0, origin_offset, seq),
+            )
+
+        sink.write_batch([out(1, 0, 100), out(9, 1, 109)], 1)  # the mark is now (109, 0)
+        sink.write_batch([out(5, 2, 105, seq=1)], 2)  # below the mark, not in the table: written
+        sink.write_batch([out(1, 3, 100, stage="duplicate")], 3)  # input 100's number 0, another key
+        sink.write_batch([out(1, 4, 100)], 4)  # a true copy: skipped
+        rows = sink.query("SELECT message_id, stage FROM {db}.flow_events ORDER BY kafka_offset")
+        assert rows == [("m1", "normalized"), ("m9", "normalized"), ("m5", "normalized"), ("m1", "duplicate")]
+    finally:
+        sink.close()
+
+
+def test_a_row_from_before_0008_matches_only_a_re_read_of_its_own_kafka_message(tmp_path):
+    """Rows written before the origin columns have no key hash (0), a wildcard; it applies only to
+    records named by their own position, never to a named output that happens to share the numbers."""
+    from practiceflow.sinks import clickhouse_migrations as migrations
+
+    sink = ClickHouseSink(f"chdb://{tmp_path / 'ch'}")
+    try:
+        old = [row for _, row in rows_for("FlowEvent", _flow(1), 1)]
+        old[0].update(kafka_topic="pf.analytics.flow", kafka_partition=0, kafka_offset=5)
+        sink.insert("flow_events", old)  # no origin columns given: the defaults, key 0
+        assert migrations.applied(sink.client, sink.database)
+        sink.forget_marks()
+        named = ("FlowEvent", dict(_flow(2)), ("pf.analytics.flow", 0, 9), ("pf.analytics.flow", 0, 5, 0))
+        sink.write_batch([named], 2)
+        assert sink.query("SELECT count() FROM {db}.flow_events")[0][0] == 2
+    finally:
+        sink.close()
+
+
+def test_a_database_written_before_0008_gains_origins_and_a_re_read_adds_nothing(tmp_path):
+    """The real upgrade: tables created and written by migrations 0001-0007 (parts without the
+    origin columns, which are then read through their DEFAULTs), then the new sink migrates to
+    0008 and re-reads the batch it wrote last."""
+    import clickhouse_connect
+
+    from practiceflow.sinks import clickhouse_migrations as migrations
+
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    client = clickhouse_connect.get_client(dsn=dsn)
+    migrations.apply_migrations(client, "practiceflow", [m for m in migrations.discover() if m.version < 8])
+    batch = [("FlowEvent", _flow(i), ("pf.analytics.flow", 0, i)) for i in range(4)]
+    rows = [row for _, v, _ in batch for _, row in rows_for("FlowEvent", v, 1)]
+    for i, row in enumerate(rows):
+        row.update(kafka_topic="pf.analytics.flow", kafka_partition=0, kafka_offset=i)
+    cols = list(rows[0])
+    client.insert("practiceflow.flow_events", [[r[c] for c in cols] for r in rows], column_names=cols)
+    client.close()
+    sink = ClickHouseSink(dsn)  # applies 0008
+    try:
+        got = sink.query("SELECT DISTINCT origin_topic, origin_seq, origin_key FROM {db}.flow_events")
+        assert got == [("pf.analytics.flow", 0, 0)]
+        assert sink.write_batch(batch, 2) == {"flow_events": 4}
+        assert sink.query("SELECT count() FROM {db}.flow_events")[0][0] == 4
     finally:
         sink.close()
 

@@ -68,6 +68,13 @@ async def _run(cfg, stack, raws, until, sink=None, app_id=None):
 
 def test_oru_flows_to_handoff_and_clickhouse(cfg, stack):
     sink = ClickHouseSink(cfg.chdb_dsn)
+    try:
+        _oru_flows(cfg, stack, sink)
+    finally:
+        sink.close()  # chdb: one engine path per process; later tests open their own
+
+
+def _oru_flows(cfg, stack, sink: ClickHouseSink) -> None:
     raw = raw_record("clinic-a", "hl7v2", oru_r01())
     p = asyncio.run(
         _run(
@@ -235,15 +242,13 @@ def test_a_batch_the_normalizer_handles_again_adds_no_clickhouse_rows(cfg, stack
     then holds every output twice; ClickHouse holds each once, raw counts included, because
     each copy names the raw record and output it came from (pf-source, pf-seq)."""
     raws = [raw_record("clinic-a", "hl7v2", oru_r01(control_id=f"AGAIN{i}", mrn=f"MRN20{i}")) for i in range(3)]
-    first = asyncio.run(
-        _run(
-            cfg,
-            stack,
-            raws,
-            lambda p: p.counts.get("clickhouse.observations", 0) >= 9,
-            sink=ClickHouseSink(cfg.chdb_dsn),
+    sink = ClickHouseSink(cfg.chdb_dsn)
+    try:
+        first = asyncio.run(
+            _run(cfg, stack, raws, lambda p: p.counts.get("clickhouse.observations", 0) >= 9, sink=sink)
         )
-    )
+    finally:
+        sink.close()  # chdb: one engine path per process; the second run opens its own
     assert first.counts["hl7v2.normalized"] == 3
     sink = ClickHouseSink(cfg.chdb_dsn)
     try:
