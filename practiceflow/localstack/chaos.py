@@ -143,6 +143,45 @@ async def send_stream(
 
 
 # ---------------------------------------------------------------------- reading topics
+def reconcile_clickhouse(
+    sinks: TopicReader, types: dict[str, str], ch: ClickHouseSink
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]], list[str]]:
+    """Compare ClickHouse with the sink topics read to their end: (rows per table, what the topics
+    imply, problems). Raw rows must equal the distinct *outputs* (origin + sort key: a worker's
+    replay re-sends outputs under their origin, and the sink writes each once) wherever those equal
+    the distinct keys, and lie between the keys and the outputs elsewhere (rows of one key from
+    different inputs, which a merge may have collapsed already); ``FINAL`` must equal the distinct
+    keys; no two rows may share an origin and key. Shared by the chaos harness and the day-crash test."""
+    rows: Counter = Counter()
+    outputs: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+    keys: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+    for (topic, value), origin in zip(sinks.items, sinks.origins, strict=True):
+        for table, row in rows_for(types[topic], value, 0):
+            rows[table] += 1
+            key = tuple(row[c] for c in order_by(table))
+            outputs[table].add((origin, key))
+            keys[table].add(key)
+    problems: list[str] = []
+    got: dict[str, dict[str, int]] = {}
+    for t in TABLE_KEYS:
+        once = "origin_topic, origin_partition, origin_offset, origin_seq, origin_key"
+        raw, distinct = ch.query(f"SELECT count(), uniqExact({once}) FROM {{db}}.{t}")[0]  # noqa: S608
+        final = ch.query(f"SELECT count() FROM {{db}}.{t} FINAL")[0][0]  # noqa: S608 - our table names
+        got[t] = {"raw": raw, "final": final, "rows_twice_for_one_output": raw - distinct}
+        if raw != distinct:
+            problems.append(f"clickhouse {t}: {raw - distinct} rows written twice for one output")
+    expected = {t: {"messages": rows[t], "outputs": len(outputs[t]), "final": len(keys[t])} for t in TABLE_KEYS}
+    for t in TABLE_KEYS:
+        want, have = expected[t], got[t]
+        if have["final"] != want["final"]:
+            problems.append(f"clickhouse {t} FINAL {have['final']} != {want['final']} distinct keys")
+        if want["outputs"] == want["final"] and have["raw"] != want["outputs"]:
+            problems.append(f"clickhouse {t} raw {have['raw']} != {want['outputs']} outputs")
+        if want["outputs"] != want["final"] and not want["final"] <= have["raw"] <= want["outputs"]:
+            problems.append(f"clickhouse {t} raw {have['raw']} outside [{want['final']}, {want['outputs']}]")
+    return got, expected, problems
+
+
 class TopicReader:
     """Reads whole topics from offset 0 by assigned partitions (no group, so nothing is
     delivered twice by a rebalance), incrementally; keeps (topic, decoded value) and, beside
@@ -488,43 +527,17 @@ class Chaos:
                 verdict = verify_chain(events)
                 if verdict != (True, -1):
                     problems.append(f"audit chain of {practice} breaks: {verdict}")
-            # 3. ClickHouse: raw rows = distinct outputs (a worker's replay re-sends outputs under
-            # their origin; the sink writes each once), FINAL rows = distinct sort keys
+            # 3. ClickHouse: raw rows = distinct outputs, FINAL rows = distinct sort keys
             types = sink_topics(self.prefix)
             sinks = TopicReader(self.info.bootstrap, list(types), self.serde)
             sinks.read_to_end()
             sinks.close()
-            rows: Counter = Counter()
-            outputs: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
-            keys: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
-            for (topic, value), origin in zip(sinks.items, sinks.origins, strict=True):
-                for table, row in rows_for(types[topic], value, 0):
-                    rows[table] += 1
-                    key = tuple(row[c] for c in order_by(table))
-                    outputs[table].add((origin, key))
-                    keys[table].add(key)
             ch = ClickHouseSink(f"chdb://{(self.state / 'app' / 'clickhouse').resolve()}", "practiceflow")
             try:
-                ch_rows = {}
-                for t in TABLE_KEYS:
-                    once = "origin_topic, origin_partition, origin_offset, origin_seq, origin_key"
-                    raw, distinct = ch.query(f"SELECT count(), uniqExact({once}) FROM {{db}}.{t}")[0]  # noqa: S608
-                    final = ch.query(f"SELECT count() FROM {{db}}.{t} FINAL")[0][0]  # noqa: S608 - our table names
-                    ch_rows[t] = {"raw": raw, "final": final, "rows_twice_for_one_output": raw - distinct}
-                    if raw != distinct:
-                        problems.append(f"clickhouse {t}: {raw - distinct} rows written twice for one output")
+                ch_rows, expected, found = reconcile_clickhouse(sinks, types, ch)
             finally:
                 ch.close()
-            expected = {t: {"messages": rows[t], "outputs": len(outputs[t]), "final": len(keys[t])} for t in TABLE_KEYS}
-            for t in TABLE_KEYS:
-                want, have = expected[t], ch_rows[t]
-                if have["final"] != want["final"]:
-                    problems.append(f"clickhouse {t} FINAL {have['final']} != {want['final']} distinct keys")
-                # rows of one key from different outputs (a resent message) may be merged already
-                if want["outputs"] == want["final"] and have["raw"] != want["outputs"]:
-                    problems.append(f"clickhouse {t} raw {have['raw']} != {want['outputs']} outputs")
-                if want["outputs"] != want["final"] and not want["final"] <= have["raw"] <= want["outputs"]:
-                    problems.append(f"clickhouse {t} raw {have['raw']} outside [{want['final']}, {want['outputs']}]")
+            problems += found
         finally:
             self.spawn("sink")
         summary = {
