@@ -7,7 +7,7 @@ FINAL, or let merges collapse them). Audit events are keyed by event id and time
 event the chain wrote twice (a crash between its changelog write and its send) is one row,
 while the same action repeated later (a resend accepted again) stays two.
 
-Exactly once, raw counts included: every row carries the Kafka position it came from
+Exactly once, raw counts included (for numbered outputs; see below): every row carries the Kafka position it came from
 (``kafka_topic``, ``kafka_partition``, ``kafka_offset``) and its *origin*: the input it was made
 from and its number among that input's outputs (``origin_topic``, ``origin_partition``,
 ``origin_offset``, ``origin_seq``, from the worker's ``pf-source``/``pf-seq`` headers), plus a

@@ -88,3 +88,30 @@ def test_a_name_is_read_only_when_whole():
     assert origin_of([*src, (SEQ_HEADER, b"x")]) is None
     assert origin_of([(SOURCE_HEADER, b"no-offset"), (SEQ_HEADER, b"1")]) is None
     assert origin_of(None) is None
+
+
+def test_every_feed_but_fax_numbers_its_outputs_on_raw_and_retry_agents(monkeypatch, tmp_path):
+    """The fax feed's OCR runs under a time limit, so a replay may carry a better version, which
+    must win in FINAL as in the topics: its outputs are not numbered (``Pipeline.names_outputs``)."""
+    from practiceflow.settings import Settings
+    from practiceflow.streams import app as app_module
+    from practiceflow.streams.normalize_agent import Normalizer
+
+    asked: dict[str, bool | None] = {}
+
+    async def normalizer_run(self: Normalizer, stream: str, committer: object, **kw: Any) -> None:
+        asked[stream] = kw.get("name_outputs")
+
+    monkeypatch.setattr(Normalizer, "run", normalizer_run)
+    pipeline = app_module.Pipeline(Settings(state_dir=tmp_path), "127.0.0.1:1", "http://127.0.0.1:1")
+    try:
+        for name, agent in pipeline.app.agents.items():
+            if name.startswith(("normalize-", "retry-")):
+                asyncio.run(agent.fun(name))
+    finally:
+        pipeline.close()
+    assert len(asked) == 10  # five feeds, a raw and a retry agent each
+    assert {name for name, numbered in asked.items() if not numbered} == {
+        name for name in asked if name.endswith((".raw.fax", ".retry.fax"))
+    }
+    assert all(isinstance(v, bool) for v in asked.values())
