@@ -156,6 +156,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+# the other processes of the run, by role (the broker nodes, the registry, the gateways, this
+# bench process: its MLLP senders and FlowEvent reader): their CPU per message is recorded beside
+# the worker's, since on one 2-core machine they share the cores the worker would need
+OTHERS: dict[str, list[int]] = {}
+
+
+def cpu_by_role(worker_pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the worker(s) and of every process in :data:`OTHERS`, by role."""
+    roles = {"worker": worker_pids, **OTHERS}
+    out: dict[str, float] = {}
+    for role, pids in roles.items():
+        total = 0.0
+        for pid in pids:
+            try:
+                total += cpu_seconds(pid)
+            except OSError:  # a process that ended: its CPU is no longer counted
+                pass
+        out[role] = total
+    return out
+
+
+def cpu_split(before: dict[str, float], after: dict[str, float], messages: int) -> dict[str, float]:
+    """CPU-ms per message by role between two :func:`cpu_by_role` readings, and their sum."""
+    split = {role: round((after[role] - before[role]) * 1000 / messages, 3) for role in after if role in before}
+    split["all"] = round(sum(split.values()), 3)
+    return split
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -444,6 +472,7 @@ def top_entries(path: Path, n: int = 25) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- phases
 def run_batch(ports, msgs, ids, watcher: FlowWatcher, worker_pids: list[int], *, rate=None, timeout=600.0):
     cpu0 = {pid: cpu_seconds(pid) for pid in worker_pids}
+    roles0 = cpu_by_role(worker_pids)
     load0 = loadavg()
     t0 = time.perf_counter()
     sent = asyncio.run(send_all(ports, msgs, rate=rate))
@@ -452,6 +481,7 @@ def run_batch(ports, msgs, ids, watcher: FlowWatcher, worker_pids: list[int], *,
     last = max(s for s in seen if s is not None) if any(seen) else float("nan")
     first_send = min(sent["sent_at"])
     cpu = {pid: cpu_seconds(pid) - cpu0[pid] for pid in worker_pids}
+    split = cpu_split(roles0, cpu_by_role(worker_pids), len(msgs))
     lat = [(s - a) * 1000 for s, a in zip(seen, sent["sent_at"], strict=True) if s is not None]
     return {
         "messages": len(msgs),
@@ -463,6 +493,7 @@ def run_batch(ports, msgs, ids, watcher: FlowWatcher, worker_pids: list[int], *,
         "e2e_msgs_per_s": round(len(msgs) / (last - first_send), 1),
         "worker_cpu_s": {str(pid): round(c, 2) for pid, c in cpu.items()},
         "worker_cpu_ms_per_msg": round(sum(cpu.values()) * 1000 / len(msgs), 3),
+        "cpu_ms_per_msg_by_role": split,
         "latency_ms": {"p50": round(pct(lat, 50), 1), "p95": round(pct(lat, 95), 1), "p99": round(pct(lat, 99), 1)},
         "wall_s": round(time.perf_counter() - t0, 2),
         "loadavg_before": load0,
@@ -486,6 +517,32 @@ def settle(pids: list[int], *, idle_share: float = 0.3, window: float = 2.0, tim
     return round(time.perf_counter() - t0, 1)
 
 
+def ingest_only(ports: dict[str, int], msgs: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """The gateways and the broker alone (no worker running): how fast the MLLP gateways
+    acknowledge, and what the gateways, broker and registry spend per message doing only that.
+
+    ``ceiling_msgs_per_s`` is the rate at which that ingest work alone would fill every core
+    of this machine: no worker, however cheap, gets the end-to-end rate above it while it
+    shares the machine with them (the bench's own senders, which are other machines in a
+    practice, are left out of it)."""
+    load0 = loadavg()
+    before = cpu_by_role([])
+    sent = asyncio.run(send_all(ports, msgs))
+    split = cpu_split(before, cpu_by_role([]), len(msgs))
+    ingest = sum(v for role, v in split.items() if role in ("gateways", "broker", "registry"))
+    cpus = os.cpu_count() or 1
+    return {
+        "messages": len(msgs),
+        "acks": sent["acks"],
+        "gateway_ack_msgs_per_s": round(len(msgs) / (sent["acked_at"] - min(sent["sent_at"])), 1),
+        "cpu_ms_per_msg_by_role": split,
+        "ingest_cpu_ms_per_msg": round(ingest, 3),
+        "ceiling_msgs_per_s": round(cpus * 1000 / ingest, 1) if ingest else None,
+        "loadavg_before": load0,
+        "loadavg_after": loadavg(),
+    }
+
+
 def drain(
     procs: Procs, env: dict[str, str], ids: list[str], watcher: FlowWatcher, profile: Path | None = None
 ) -> dict[str, Any]:
@@ -493,13 +550,13 @@ def drain(
     FlowEvent seen), CPU between those two moments (sampled every 0.1 s)."""
     load0 = loadavg()
     proc = procs.spawn("worker-drain", [sys.executable, "-m", "practiceflow.cli", "worker", "--no-sink"], env)
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, dict[str, float]]] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set() and proc.poll() is None:
             try:
-                samples.append((time.perf_counter(), cpu_seconds(proc.pid)))
+                samples.append((time.perf_counter(), cpu_seconds(proc.pid), cpu_by_role([proc.pid])))
             except OSError:
                 return
             time.sleep(0.1)
@@ -516,10 +573,11 @@ def drain(
     seen = [watcher.seen[i] for i in ids if i in watcher.seen]
     first, last = min(seen), max(seen)
 
-    def cpu_at(t: float) -> float:
-        return min(samples, key=lambda s: abs(s[0] - t))[1]
+    def at(t: float) -> tuple[float, float, dict[str, float]]:
+        return min(samples, key=lambda s: abs(s[0] - t))
 
-    cpu = cpu_at(last) - cpu_at(first)
+    cpu = at(last)[1] - at(first)[1]
+    split = cpu_split(at(first)[2], at(last)[2], len(seen))
     procs.stop(proc)
     return {
         "messages": len(ids),
@@ -527,6 +585,7 @@ def drain(
         "drain_seconds": round(last - first, 3),
         "drain_msgs_per_s": round(len(seen) / (last - first), 1),
         "worker_cpu_ms_per_msg": round(cpu * 1000 / len(seen), 3),
+        "cpu_ms_per_msg_by_role": split,
         "loadavg_before": load0,
         "loadavg_after": loadavg(),
         **({"profile": top_entries(profile)} if profile else {}),
@@ -568,6 +627,9 @@ def run(
         stack = LocalStack(workdir / "stack", cache_dir=REPO_ROOT / ".stack" / "cache")
         info = stack.start()
         bootstrap, registry = info.bootstrap, info.registry_url
+        OTHERS["broker"] = list(info.kafka_pids)
+        OTHERS["registry"] = [info.registry_pid] if info.registry_pid else []
+    OTHERS["bench"] = [os.getpid()]
     assert registry is not None
     procs = Procs(workdir)
     counter = iter(range(0, 10**9, 1_000_000))  # message-number blocks: every message distinct
@@ -575,7 +637,8 @@ def run(
         # ---------------------------------------------------------------- one worker
         prefix = f"b{uuid.uuid4().hex[:6]}"
         create_topics(bootstrap, prefix, PARTITIONS, 1)
-        _gw, ports = start_gateways(procs, bootstrap, registry, prefix)
+        gw, ports = start_gateways(procs, bootstrap, registry, prefix)
+        OTHERS["gateways"] = [gw.pid]
         web = free_port()
         env = worker_env(bootstrap, registry, prefix, f"bench-{prefix}", workdir / "w1", web)
         (workdir / "w1").mkdir()
@@ -606,7 +669,7 @@ def run(
         procs.stop(worker)
         backlog = mix(next(counter), messages)
         bids, _ = message_ids(backlog)
-        asyncio.run(send_all(ports, backlog))
+        out["ingest_only"] = ingest_only(ports, backlog)
         out["worker_drain"] = drain(procs, env, bids, watcher, workdir / "worker-profile.txt" if profile else None)
         watcher.close()
         # ---------------------------------------------------------------- two workers

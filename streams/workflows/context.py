@@ -76,7 +76,6 @@ from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply
 from practiceflow.processors.rules import PracticeRules
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
-from practiceflow.streams.normalize_agent import confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.positions import high_watermarks, source_of
 from practiceflow.streams.serde import AvroCodec
@@ -361,17 +360,16 @@ class PatientContexts:
                 with in_event(ev):
                     self._fold_one(ev, batch)
                 self.p.sensor.touch(ev.message.tp)
-        writes = []
+        # the store and its changelog through the worker's librdkafka producer, as the normalize
+        # and audit agents do, not Faust's send_changelog (aiokafka): this agent writes a context
+        # (and index entries) for most normalized records, and aiokafka's produce path was the
+        # largest producer cost left in a profile at 100 msg/s (bench/e2e_notes.md, session 25).
+        # Confirmed like any outbox: the changelog offsets are then recorded in the store, so a
+        # restart replays only the tail. None deletes (a tombstone).
+        writes = self.p.outbox()
         for table, key, (ev, value) in batch.writes(self):
-            with in_event(ev):
-                if value is None:
-                    with contextlib.suppress(KeyError):
-                        del table.data[key]
-                    writes.append(table.send_changelog(ev.message.partition, key, None, value_serializer="raw"))
-                else:
-                    table.data[key] = value
-                    writes.append(table.send_changelog(ev.message.partition, key, value))
-        await confirmed(writes)
+            writes.table_write(table, ev, key, value)
+        await writes.confirm()
         if self.followers and batch.folded:
             folded = [
                 (ev, rt, rec, ctx)
