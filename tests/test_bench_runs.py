@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from tests.fixtures import REPO_ROOT
 
@@ -77,3 +78,32 @@ def test_prior_auth_bench_drafts_every_sample_case():
     assert res["orders"] == 4 and res["drafts_per_order"] == [3, 3, 2, 3]
     assert res["pa_drafts_per_second"] > 0 and res["draft_latency_ms_p99"] >= res["draft_latency_ms_p50"] > 0
     assert res["llm"] is False
+
+
+def test_e2e_cpu_split_counts_each_role_and_a_process_that_ended():
+    """The e2e bench's per-process CPU split (the 2-core budget in bench/e2e_notes.md): a role's
+    CPU per message between two readings, their sum, and a role whose process ended counted as
+    0 rather than failing the run."""
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import bench_e2e
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its /proc entry is gone
+    saved = dict(bench_e2e.OTHERS)
+    bench_e2e.OTHERS.clear()
+    bench_e2e.OTHERS["gateways"] = [gone.pid]
+    try:
+        before = bench_e2e.cpu_by_role([os.getpid()])
+        t = time.process_time()
+        while time.process_time() - t < 0.2:  # 0.2 s of this process's CPU: 2 ms for each of 100 messages
+            pass
+        split = bench_e2e.cpu_split(before, bench_e2e.cpu_by_role([os.getpid()]), 100)
+    finally:
+        bench_e2e.OTHERS.clear()
+        bench_e2e.OTHERS.update(saved)
+    assert split["gateways"] == 0.0
+    assert 1.9 <= split["worker"] <= 3.0, split  # /proc counts in clock ticks (10 ms)
+    assert split["all"] == round(split["worker"] + split["gateways"], 3)
