@@ -162,25 +162,30 @@ def cpu_seconds(pid: int) -> float:
 OTHERS: dict[str, list[int]] = {}
 
 
-def cpu_by_role(worker_pids: list[int]) -> dict[str, float]:
-    """CPU seconds so far of the worker(s) and of every process in :data:`OTHERS`, by role."""
+def cpu_by_role(worker_pids: list[int]) -> dict[str, float | None]:
+    """CPU seconds so far of the worker(s) and of every process in :data:`OTHERS`, by role;
+    None for a role one of whose processes cannot be read (it ended)."""
     roles = {"worker": worker_pids, **OTHERS}
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for role, pids in roles.items():
-        total = 0.0
-        for pid in pids:
-            try:
-                total += cpu_seconds(pid)
-            except OSError:  # a process that ended: its CPU is no longer counted
-                pass
-        out[role] = total
+        try:
+            out[role] = sum(cpu_seconds(pid) for pid in pids)
+        except OSError:
+            out[role] = None
     return out
 
 
-def cpu_split(before: dict[str, float], after: dict[str, float], messages: int) -> dict[str, float]:
-    """CPU-ms per message by role between two :func:`cpu_by_role` readings, and their sum."""
-    split = {role: round((after[role] - before[role]) * 1000 / messages, 3) for role in after if role in before}
-    split["all"] = round(sum(split.values()), 3)
+def cpu_split(
+    before: dict[str, float | None], after: dict[str, float | None], messages: int
+) -> dict[str, float | None]:
+    """CPU-ms per message by role between two :func:`cpu_by_role` readings (None where a process
+    of the role could not be read at either: never a silently negative figure), and ``all``,
+    the sum of the known ones."""
+    split: dict[str, float | None] = {}
+    for role, end in after.items():
+        start = before.get(role)
+        split[role] = None if start is None or end is None else round((end - start) * 1000 / messages, 3)
+    split["all"] = round(sum(v for v in split.values() if v is not None), 3)
     return split
 
 
@@ -237,7 +242,10 @@ class FlowWatcher:
                 "bootstrap.servers": bootstrap,
                 "group.id": f"bench-watch-{uuid.uuid4().hex[:6]}",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 5,
+                # a fetch returns as soon as one byte is there (fetch.min.bytes), so the wait only
+                # bounds empty fetches: at 5 ms this observer alone kept the broker at ~0.17 of a
+                # core (bench/e2e_notes.md, session 25), a load no production pipeline has
+                "fetch.wait.max.ms": 100,
                 "fetch.min.bytes": 1,
             }
         )
@@ -519,25 +527,23 @@ def settle(pids: list[int], *, idle_share: float = 0.3, window: float = 2.0, tim
 
 def ingest_only(ports: dict[str, int], msgs: list[tuple[str, bytes]]) -> dict[str, Any]:
     """The gateways and the broker alone (no worker running): how fast the MLLP gateways
-    acknowledge, and what the gateways, broker and registry spend per message doing only that.
+    acknowledge, and what each process spends per message and per second doing only that.
 
-    ``ceiling_msgs_per_s`` is the rate at which that ingest work alone would fill every core
-    of this machine: no worker, however cheap, gets the end-to-end rate above it while it
-    shares the machine with them (the bench's own senders, which are other machines in a
-    practice, are left out of it)."""
+    CPU per message is not a constant: the broker's load is mostly fixed (clients polling it),
+    so its figure per message falls as the rate rises. ``cores_by_role`` (CPU seconds per
+    second) shows how much of the machine each process used at the rate reached."""
     load0 = loadavg()
     before = cpu_by_role([])
+    t0 = time.perf_counter()
     sent = asyncio.run(send_all(ports, msgs))
+    wall = time.perf_counter() - t0
     split = cpu_split(before, cpu_by_role([]), len(msgs))
-    ingest = sum(v for role, v in split.items() if role in ("gateways", "broker", "registry"))
-    cpus = os.cpu_count() or 1
     return {
         "messages": len(msgs),
         "acks": sent["acks"],
         "gateway_ack_msgs_per_s": round(len(msgs) / (sent["acked_at"] - min(sent["sent_at"])), 1),
         "cpu_ms_per_msg_by_role": split,
-        "ingest_cpu_ms_per_msg": round(ingest, 3),
-        "ceiling_msgs_per_s": round(cpus * 1000 / ingest, 1) if ingest else None,
+        "cores_by_role": {r: None if v is None else round(v * len(msgs) / 1000 / wall, 3) for r, v in split.items()},
         "loadavg_before": load0,
         "loadavg_after": loadavg(),
     }
@@ -620,6 +626,7 @@ def run(
         "targets": TARGETS,
     }
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    OTHERS.clear()  # this run's processes only
     stack = None
     if bootstrap is None:
         from practiceflow.localstack.stack import LocalStack
@@ -676,7 +683,8 @@ def run(
         if two_workers and not only_drain:
             prefix2 = f"b{uuid.uuid4().hex[:6]}"
             create_topics(bootstrap, prefix2, PARTITIONS, 1)
-            _gw2, ports2 = start_gateways(procs, bootstrap, registry, prefix2)
+            gw2, ports2 = start_gateways(procs, bootstrap, registry, prefix2)
+            OTHERS["gateways"] = [gw2.pid]  # the first run's gateways are idle from here on
             webs = [free_port(), free_port()]
             workers = []
             for n, port in enumerate(webs, start=1):

@@ -214,7 +214,10 @@ class Outbox:
             else:
                 table.data[key] = value
         if self._producer is None:
-            self._pending.append(table.send_changelog(partition, key, value))
+            if value is None:  # a tombstone: the table's json serializer would write b"null"
+                self._pending.append(table.send_changelog(partition, key, None, value_serializer="raw"))
+            else:
+                self._pending.append(table.send_changelog(partition, key, value))
             return
         topic = table.changelog_topic
         kbytes, _ = topic.prepare_key(key, table.key_serializer)
