@@ -243,7 +243,7 @@ class FlowWatcher:
                 "group.id": f"bench-watch-{uuid.uuid4().hex[:6]}",
                 "enable.auto.commit": False,
                 # a fetch returns as soon as one byte is there (fetch.min.bytes), so the wait only
-                # bounds empty fetches: at 5 ms this observer alone kept the broker at ~0.17 of a
+                # bounds empty fetches: at 5 ms this observer alone kept the broker at ~0.17-0.19 of a
                 # core (bench/e2e_notes.md, session 25), a load no production pipeline has
                 "fetch.wait.max.ms": 100,
                 "fetch.min.bytes": 1,

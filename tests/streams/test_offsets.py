@@ -43,3 +43,40 @@ def test_patient_and_coverage_topics_are_compacted_and_never_deleted_by_age():
     assert {f"retry.{f}" for f in catalog.FEEDS} <= set(catalog.BY_SUFFIX)
     for feed in catalog.FEEDS:
         assert catalog.BY_SUFFIX[f"retry.{feed}"].record_type == "RawMessage"
+
+
+def test_outbox_without_a_producer_deletes_with_a_tombstone_not_json_null():
+    """``Outbox()`` (Faust's producer, the low-volume workflow agents): a delete must go out as a
+    tombstone (the raw serializer's None), not through the table's json serializer, which writes
+    ``b"null"`` and brings the key back, holding None, when the table is restored."""
+    import asyncio
+
+    from practiceflow.streams.offsets import Outbox
+
+    class _Table:
+        def __init__(self) -> None:
+            self.data = {"gone": 1, "kept": 2}
+            self.sent: list[tuple] = []
+
+        def send_changelog(self, partition, key, value, value_serializer=None):
+            self.sent.append((partition, key, value, value_serializer))
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result((partition, key))
+            return fut
+
+    class _Msg:
+        partition = 1
+
+    class _Ev:
+        message = _Msg()
+
+    async def go(table: _Table) -> None:
+        box = Outbox()
+        box.table_write(table, _Ev(), "gone", None)
+        box.table_write(table, _Ev(), "kept", 3)
+        await box.confirm()
+
+    table = _Table()
+    asyncio.run(go(table))
+    assert table.data == {"kept": 3}
+    assert table.sent == [(1, "gone", None, "raw"), (1, "kept", 3, None)]
