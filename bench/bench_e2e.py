@@ -556,15 +556,15 @@ def drain(
     FlowEvent seen), CPU between those two moments (sampled every 0.1 s)."""
     load0 = loadavg()
     proc = procs.spawn("worker-drain", [sys.executable, "-m", "practiceflow.cli", "worker", "--no-sink"], env)
-    samples: list[tuple[float, float, dict[str, float]]] = []
+    samples: list[tuple[float, dict[str, float | None]]] = []  # (time, CPU seconds by role)
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set() and proc.poll() is None:
-            try:
-                samples.append((time.perf_counter(), cpu_seconds(proc.pid), cpu_by_role([proc.pid])))
-            except OSError:
+            roles = cpu_by_role([proc.pid])
+            if roles["worker"] is None:  # the worker ended
                 return
+            samples.append((time.perf_counter(), roles))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -579,18 +579,17 @@ def drain(
     seen = [watcher.seen[i] for i in ids if i in watcher.seen]
     first, last = min(seen), max(seen)
 
-    def at(t: float) -> tuple[float, float, dict[str, float]]:
-        return min(samples, key=lambda s: abs(s[0] - t))
+    def at(t: float) -> dict[str, float | None]:
+        return min(samples, key=lambda s: abs(s[0] - t))[1]
 
-    cpu = at(last)[1] - at(first)[1]
-    split = cpu_split(at(first)[2], at(last)[2], len(seen))
+    split = cpu_split(at(first), at(last), len(seen))
     procs.stop(proc)
     return {
         "messages": len(ids),
         "all_seen": done,
         "drain_seconds": round(last - first, 3),
         "drain_msgs_per_s": round(len(seen) / (last - first), 1),
-        "worker_cpu_ms_per_msg": round(cpu * 1000 / len(seen), 3),
+        "worker_cpu_ms_per_msg": split["worker"],
         "cpu_ms_per_msg_by_role": split,
         "loadavg_before": load0,
         "loadavg_after": loadavg(),

@@ -214,10 +214,9 @@ class Outbox:
             else:
                 table.data[key] = value
         if self._producer is None:
-            if value is None:  # a tombstone: the table's json serializer would write b"null"
-                self._pending.append(table.send_changelog(partition, key, None, value_serializer="raw"))
-            else:
-                self._pending.append(table.send_changelog(partition, key, value))
+            # a delete is a tombstone: the table's json serializer would write b"null"
+            raw = "raw" if value is None else None  # None: the table's own serializer
+            self._pending.append(table.send_changelog(partition, key, value, value_serializer=raw))
             return
         topic = table.changelog_topic
         kbytes, _ = topic.prepare_key(key, table.key_serializer)
