@@ -21,8 +21,7 @@ from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.metrics import COMMAND_RESULTS
-from practiceflow.streams.normalize_agent import Outbox
-from practiceflow.streams.offsets import Committer, confirmed, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
@@ -42,15 +41,14 @@ def register(pipeline: Pipeline) -> None:
             return
         configured = set(pipeline.cfg.ehr_fhir)
         outbox = Outbox()
-        writes = []
+        writes = pipeline.outbox()
         for ev in admitted:
             key = f"since:{ev.message.partition}"
             with in_event(ev):
                 since = table.get(key)
                 if since is None:  # this partition's first command ever: the cut-off is now
                     since = started
-                    table.data[key] = since
-                    writes.append(table.send_changelog(ev.message.partition, key, since))
+                    writes.table_write(table, ev, key, since)
             res = answer_without_target(ev.value, configured, now_ms(), int(since))
             if res is None:
                 continue
@@ -62,7 +60,7 @@ def register(pipeline: Pipeline) -> None:
             outbox.after(pipeline._count, "ehr_write.no_ehr")
             pipeline.sensor.touch(ev.message.tp)
         await outbox.confirm()
-        await confirmed(writes)
+        await writes.confirm()
         await committer.commit(admitted)
 
     async def ehr_no_target(stream: Any) -> None:

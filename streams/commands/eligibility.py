@@ -44,8 +44,7 @@ from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.lifecycle import close_on_stop
 from practiceflow.streams.metrics import COMMAND_RESULTS, init_command_outcomes
-from practiceflow.streams.normalize_agent import Outbox, confirmed
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 from practiceflow.streams.topic_reader import read_spans, reader_consumer, spans_to_end
 
 if TYPE_CHECKING:
@@ -172,12 +171,10 @@ class EligibilityExecutor:
         }
 
     async def _mark(self, marks: list[tuple[Any, str, dict[str, Any]]]) -> None:
-        changelog = []
+        writes = self.p.outbox()
         for ev, key, value in marks:
-            with in_event(ev):
-                self.sent.data[key] = value
-            changelog.append(self.sent.send_changelog(ev.message.partition, key, value))
-        await confirmed(changelog)
+            writes.table_write(self.sent, ev, key, value)
+        await writes.confirm()
 
     async def process_batch(self, events: list[Any], committer: Committer) -> None:
         admitted = await committer.admit(events)

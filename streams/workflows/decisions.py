@@ -29,8 +29,7 @@ from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
 from practiceflow.streams.metrics import DECISIONS, decision_option
-from practiceflow.streams.normalize_agent import Outbox, confirmed
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 from practiceflow.streams.workflows.emit import emit_step
 from practiceflow.streams.workitem_reader import read_work_items
 
@@ -57,10 +56,9 @@ class WorkItems:
         raw = self.table.get(key) or ""
         return json.loads(raw) if raw else None
 
-    def put(self, ev: Any, key: str, entry: dict[str, Any]) -> Any:
-        value = json.dumps(entry, separators=(",", ":"), sort_keys=True)
-        self.table.data[key] = value
-        return self.table.send_changelog(ev.message.partition, key, value)
+    def put(self, writes: Outbox, ev: Any, key: str, entry: dict[str, Any]) -> None:
+        """Queue ``key``'s new entry (store + changelog) in ``writes``; confirmed with the rest."""
+        writes.table_write(self.table, ev, key, json.dumps(entry, separators=(",", ":"), sort_keys=True))
 
     # ------------------------------------------------------------------ agents
     async def _batches(self, stream: faust.StreamT, committer: Committer, handle: Any, name: str) -> None:
@@ -74,7 +72,7 @@ class WorkItems:
         await run_batches(self.p, stream, batch, name)
 
     async def track_items(self, events: list[Any]) -> None:
-        writes = []
+        writes = self.p.outbox()
         for ev in events:
             item = ev.value
             key = f"{item['practice_id']}/{item['item_id']}"
@@ -83,9 +81,9 @@ class WorkItems:
                 if have is not None and have["item"].get("revision", 1) > item.get("revision", 1):
                     continue  # an older revision arriving late (a replay): the table keeps the newer
                 applied = have["applied"] if have else []
-                writes.append(self.put(ev, key, {"item": item, "applied": applied}))
+                self.put(writes, ev, key, {"item": item, "applied": applied})
             self.p.sensor.touch(ev.message.tp)
-        await confirmed(writes)
+        await writes.confirm()
 
     async def _look_up(self, practice: str, item_id: str) -> dict[str, Any] | None:
         """An item the work-items agent has not reached yet (a staff tool read it straight from
@@ -147,11 +145,10 @@ class WorkItems:
         for outcome, workflow, option in counts:
             self.p._count(f"decisions.{outcome}")
             DECISIONS.labels(workflow, option, outcome).inc()
-        writes = []
+        writes = self.p.outbox()
         for ev, key, entry in writes_after:
-            with in_event(ev):
-                writes.append(self.put(ev, key, entry))
-        await confirmed(writes)
+            self.put(writes, ev, key, entry)
+        await writes.confirm()
 
 
 def register(pipeline: Pipeline) -> None:

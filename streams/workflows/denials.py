@@ -42,8 +42,7 @@ from practiceflow.processors.workflows.prior_auth.on_file import authorization_o
 from practiceflow.processors.workflows.prior_auth.pas_response import is_pas_response
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
-from practiceflow.streams.normalize_agent import Outbox, confirmed
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 from practiceflow.streams.serde import AvroCodec
 from practiceflow.streams.workflows.emit import emit_step
 
@@ -214,12 +213,10 @@ class Denials:
                 tally(f"action.{decision.action}")
             self.p.sensor.touch(ev.message.tp)
         await outbox.confirm()
-        writes = []
+        writes = self.p.outbox()
         for key, (ev, state) in states.items():
-            with in_event(ev):
-                self.claims.data[key] = state
-                writes.append(self.claims.send_changelog(ev.message.partition, key, state))
-        await confirmed(writes)
+            writes.table_write(self.claims, ev, key, state)
+        await writes.confirm()
         for name, n in counts:
             self._count(name, n)
         if pas:

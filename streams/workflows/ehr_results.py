@@ -15,8 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from practiceflow.processors.ehr.unwritten import KIND, unwritten_write_item
-from practiceflow.streams.normalize_agent import Outbox
-from practiceflow.streams.offsets import in_event
+from practiceflow.streams.offsets import Outbox, in_event
 from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:

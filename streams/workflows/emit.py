@@ -30,7 +30,7 @@ from practiceflow.streams.health import HANDOFFS
 
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
-    from practiceflow.streams.normalize_agent import Outbox
+    from practiceflow.streams.offsets import Outbox
 
 
 async def emit_step(

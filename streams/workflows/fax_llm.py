@@ -29,8 +29,7 @@ from practiceflow.processors.workflows.fax.assist import PARAM_CLASSIFICATION, o
 from practiceflow.processors.workflows.fax.match import IdentifierOnPage, Matcher
 from practiceflow.processors.workflows.step import StepResult
 from practiceflow.streams import catalog
-from practiceflow.streams.normalize_agent import Outbox, confirmed
-from practiceflow.streams.offsets import in_event
+from practiceflow.streams.offsets import Outbox, in_event
 from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:
@@ -150,13 +149,10 @@ class FaxLLMAnswers:
             writes_after.append((ev, key, new_entry))
             self.p.sensor.touch(ev.message.tp)
         await outbox.confirm()
-        writes = []
+        writes = self.p.outbox()
         for ev, key, entry in writes_after:
-            value = json.dumps(entry, separators=(",", ":"), sort_keys=True)
-            with in_event(ev):
-                self.table.data[key] = value
-                writes.append(self.table.send_changelog(ev.message.partition, key, value))
-        await confirmed(writes)
+            writes.table_write(self.table, ev, key, json.dumps(entry, separators=(",", ":"), sort_keys=True))
+        await writes.confirm()
         for name, n in counts:
             self.p._count(name, n)
 

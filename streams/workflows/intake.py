@@ -26,8 +26,7 @@ from practiceflow.processors.rules import PracticeRules
 from practiceflow.processors.workflows.intake import IntakeContext, load_intake_rules, on_intake, on_result
 from practiceflow.processors.workflows.intake.rules import IntakeRules
 from practiceflow.streams.batches import run_batches
-from practiceflow.streams.normalize_agent import Outbox
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:

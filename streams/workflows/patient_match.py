@@ -25,7 +25,7 @@ from practiceflow.streams.workflows.emit import emit_step
 
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
-    from practiceflow.streams.normalize_agent import Outbox
+    from practiceflow.streams.offsets import Outbox
 
 log = logging.getLogger("practiceflow.worker.patient_match")
 CONTEXT_WAIT_SECONDS = 30.0

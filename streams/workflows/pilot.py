@@ -30,7 +30,6 @@ from practiceflow.processors.pilot.rules import load_task_rules
 from practiceflow.schemas.typed import HandoffItemDict, StaffDecisionDict
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
-from practiceflow.streams.normalize_agent import confirmed
 from practiceflow.streams.offsets import Committer, in_event
 from practiceflow.streams.serde import AvroCodec
 
@@ -90,7 +89,7 @@ class PilotBook:
         return out
 
     async def count(self, events: list[Any]) -> None:
-        writes = []
+        writes = self.p.outbox()
         pending: dict[str, str] = {}
         counts: list[str] = []  # counted once the table's changelog has the batch (like every agent)
         for ev in events:
@@ -105,11 +104,10 @@ class PilotBook:
                 value = json.dumps(add(json.loads(before), c), sort_keys=True)
                 pending[count_key], pending[seen_key] = value, c["verdict"]
                 for key, val in ((count_key, value), (seen_key, c["verdict"])):
-                    self.table.data[key] = val
-                    writes.append(self.table.send_changelog(ev.message.partition, key, val))
+                    writes.table_write(self.table, ev, key, val)
             counts += [f"pilot.{c['workflow']}.{c['verdict']}", "pilot.compared"]
             self.p.sensor.touch(ev.message.tp)
-        await confirmed(writes)
+        await writes.confirm()
         for name in counts:
             self.p._count(name)
 

@@ -87,8 +87,7 @@ from practiceflow.processors.workflows.workitem import item_id_for
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
-from practiceflow.streams.normalize_agent import Outbox, confirmed
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 from practiceflow.streams.serde import AvroCodec
 from practiceflow.streams.workflows.emit import emit_step
 
@@ -170,13 +169,10 @@ class PriorAuth:
         self.p._count(f"prior_auth.{name}", n)
 
     async def _write(self, pending: dict[str, tuple[Any, Any]]) -> None:
-        writes = []
+        writes = self.p.outbox()
         for key, (ev, value) in pending.items():
-            raw = json.dumps(value, separators=(",", ":"), sort_keys=True)
-            with in_event(ev):
-                self.table.data[key] = raw
-                writes.append(self.table.send_changelog(ev.message.partition, key, raw))
-        await confirmed(writes)
+            writes.table_write(self.table, ev, key, json.dumps(value, separators=(",", ":"), sort_keys=True))
+        await writes.confirm()
 
     def _item(self, ev: Any, practice: str, item_id: str) -> Any:
         """An item's latest revision from the work-items table (streams/workflows/decisions.py), or None."""

@@ -31,8 +31,7 @@ from practiceflow.processors.workflows.refill.step import WORKFLOW, failed_step,
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
-from practiceflow.streams.normalize_agent import Outbox
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 from practiceflow.streams.serde import AvroCodec
 from practiceflow.streams.workflows.context import raw_upto
 from practiceflow.streams.workflows.emit import emit_step

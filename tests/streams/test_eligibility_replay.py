@@ -13,6 +13,7 @@ from typing import Any
 
 from practiceflow.settings import Settings
 from practiceflow.streams.commands.eligibility import EligibilityExecutor, points_at_local_simulator
+from practiceflow.streams.offsets import Outbox
 
 
 class _Topic:
@@ -33,7 +34,7 @@ class _Table:
     def get(self, key: str) -> Any:
         return self.data.get(key)
 
-    def send_changelog(self, partition: int, key: str, value: Any) -> asyncio.Future[None]:
+    def send_changelog(self, partition: int, key: str, value: Any, **_: Any) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut
@@ -96,6 +97,7 @@ def _executor(table: dict[str, Any], on_results: dict[str, dict[str, Any]]) -> t
         topics={"cmd.results": results},
         _count=lambda name, n=1: counts.__setitem__(name, counts.get(name, 0) + n),
         counts=counts,
+        outbox=Outbox,  # without a producer: the table's send_changelog above
     )
     ex._client = _NoClient()  # type: ignore[assignment]
     ex._lookup = lookup

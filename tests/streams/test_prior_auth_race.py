@@ -35,8 +35,17 @@ class _Table:
     def get(self, key: str) -> str | None:
         return self.data.get(key)
 
-    def send_changelog(self, partition: int, key: str, value: str) -> Any:
-        return None
+
+class _Writes:
+    """The table writes' outbox (``pipeline.outbox()``): sets the store at once, as
+    ``Outbox.table_write`` does; ``confirm`` yields to the loop once, as the changelog round trip."""
+
+    def table_write(self, table: _Table, event: Any, key: str, value: str) -> None:
+        table.data[key] = value
+
+    async def confirm(self) -> list[Any]:
+        await asyncio.sleep(0)
+        return []
 
 
 class _Outbox:
@@ -82,10 +91,6 @@ def agent(monkeypatch: pytest.MonkeyPatch) -> mod.PriorAuth:
         await asyncio.sleep(0)
         return 0
 
-    async def confirmed(futures: list[Any]) -> list[Any]:
-        await asyncio.sleep(0)
-        return []
-
     # the response agent's sends are slow (5 turns), the follower's quick: the lost interleaving
     class SlowOutbox(_Outbox):
         def __init__(self) -> None:
@@ -95,11 +100,13 @@ def agent(monkeypatch: pytest.MonkeyPatch) -> mod.PriorAuth:
             self.turns = 5 if caller in ("_apply_responses", "process_batch") else 1
 
     monkeypatch.setattr(mod, "emit_step", emit_step)
-    monkeypatch.setattr(mod, "confirmed", confirmed)
     monkeypatch.setattr(mod, "Outbox", SlowOutbox)
     a = mod.PriorAuth.__new__(mod.PriorAuth)
     a.p = SimpleNamespace(  # type: ignore[assignment]
-        _count=lambda name, n=1: None, sensor=SimpleNamespace(touch=lambda tp: None), work_items=None
+        _count=lambda name, n=1: None,
+        sensor=SimpleNamespace(touch=lambda tp: None),
+        work_items=None,
+        outbox=_Writes,
     )
     a.table = _Table()  # type: ignore[assignment]
     a.rules = SimpleNamespace(get=lambda practice: RULES)  # type: ignore[assignment]
