@@ -20,6 +20,11 @@ What it reports (``run()`` returns a dict; ``python bench/bench_e2e.py`` records
   message's FlowEvent seen by a consumer in this process.
 * ``normalizer``: the bare HL7 normalizer (``normalize_hl7``) over the same messages, in this
   process, in the same run: the reference the end-to-end rate is compared with.
+* ``ingest_only`` and ``worker_drain``: the backlog sent through the gateways with no worker
+  running, then drained by a worker alone; each reports the CPU of every process per message
+  and ``kafka_records_per_input``: the records it wrote to Kafka per input, by topic (every
+  topic of the run, the worker's table changelogs included), and how many of them the worker
+  reads again (bench/e2e_notes.md).
 * ``two_workers``: two worker processes in one consumer group, partitions split by Kafka,
   the same 20,000 messages' shape sent again; per worker its CPU and the messages it
   normalized (from its own ``/metrics``), showing both share the load.
@@ -187,6 +192,61 @@ def cpu_split(
         split[role] = None if start is None or end is None else round((end - start) * 1000 / messages, 3)
     split["all"] = round(sum(v for v in split.values() if v is not None), 3)
     return split
+
+
+def topic_ends(bootstrap: str, marker: str) -> dict[str, int]:
+    """Records so far on every topic whose name contains ``marker`` (the run's topic prefix: its
+    own topics and the worker's table changelogs, ``bench-<prefix>-<table>-changelog``): the sum
+    of its partitions' high watermarks (read committed)."""
+    from confluent_kafka.admin import AdminClient
+
+    from practiceflow.streams.positions import high_watermarks
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = admin.list_topics(timeout=30).topics
+    tps = [(name, p) for name, meta in topics.items() if marker in name for p in meta.partitions]
+    ends: dict[str, int] = {}
+    for (topic, _p), high in high_watermarks(admin, tps).items():
+        ends[topic] = ends.get(topic, 0) + high
+    return ends
+
+
+def records_per_input(
+    before: dict[str, int], after: dict[str, int], inputs: int, prefix: str, worker_reads: set[str]
+) -> dict[str, Any]:
+    """Kafka records written per input between two :func:`topic_ends` readings, by topic (the
+    prefix dropped from a topic's name: ``raw.hl7v2``, ``norm.observation``, ``bench-<prefix>-
+    seen-messages-changelog`` -> ``seen-messages-changelog``), their total, and how many of them
+    sit on a topic the worker's agents consume (``worker_reads``, topic suffixes): each of
+    those is written once and read once more by the same worker."""
+    by_topic: dict[str, float] = {}
+    for topic, end in after.items():
+        n = end - before.get(topic, 0)
+        if n:
+            short = topic.split(f"{prefix}.", 1)[1] if f"{prefix}." in topic else topic.split(f"{prefix}-", 1)[-1]
+            by_topic[short] = round(n / inputs, 2)
+    return {
+        "by_topic": dict(sorted(by_topic.items(), key=lambda kv: -kv[1])),
+        "written": round(sum(by_topic.values()), 2),
+        "read_again_by_the_worker": round(sum(v for t, v in by_topic.items() if t in worker_reads), 2),
+    }
+
+
+def worker_input_suffixes() -> set[str]:
+    """Topic suffixes the worker's agents consume: raw and retry (the normalizers), every
+    normalized topic (the context agent and the workflows), handoff (the work-items table),
+    workflow, command and decision topics, and ``audit.in`` (the audit chain)."""
+    from practiceflow.streams import catalog
+
+    kinds = {
+        catalog.Kind.RAW,
+        catalog.Kind.RETRY,
+        catalog.Kind.NORMALIZED,
+        catalog.Kind.HANDOFF,
+        catalog.Kind.WORKFLOW,
+        catalog.Kind.COMMAND,
+    }
+    return {spec.suffix for spec in catalog.CATALOG if spec.kind in kinds} | {"audit.in"}
 
 
 def free_port() -> int:
@@ -525,7 +585,7 @@ def settle(pids: list[int], *, idle_share: float = 0.3, window: float = 2.0, tim
     return round(time.perf_counter() - t0, 1)
 
 
-def ingest_only(ports: dict[str, int], msgs: list[tuple[str, bytes]]) -> dict[str, Any]:
+def ingest_only(ports: dict[str, int], msgs: list[tuple[str, bytes]], bootstrap: str, prefix: str) -> dict[str, Any]:
     """The gateways and the broker alone (no worker running): how fast the MLLP gateways
     acknowledge, and what each process spends per message and per second doing only that.
 
@@ -533,12 +593,16 @@ def ingest_only(ports: dict[str, int], msgs: list[tuple[str, bytes]]) -> dict[st
     so its figure per message falls as the rate rises. ``cores_by_role`` (CPU seconds per
     second) shows how much of the machine each process used at the rate reached."""
     load0 = loadavg()
+    ends0 = topic_ends(bootstrap, prefix)
     before = cpu_by_role([])
     t0 = time.perf_counter()
     sent = asyncio.run(send_all(ports, msgs))
     wall = time.perf_counter() - t0
     split = cpu_split(before, cpu_by_role([]), len(msgs))
     return {
+        "kafka_records_per_input": records_per_input(
+            ends0, topic_ends(bootstrap, prefix), len(msgs), prefix, worker_input_suffixes()
+        ),
         "messages": len(msgs),
         "acks": sent["acks"],
         "gateway_ack_msgs_per_s": round(len(msgs) / (sent["acked_at"] - min(sent["sent_at"])), 1),
@@ -555,6 +619,8 @@ def drain(
     """Start the worker on a backlog already in the raw topic; rate = backlog / (first -> last
     FlowEvent seen), CPU between those two moments (sampled every 0.1 s)."""
     load0 = loadavg()
+    bootstrap, prefix = env["PRACTICEFLOW_KAFKA_BOOTSTRAP"], env["PRACTICEFLOW_TOPIC_PREFIX"]
+    ends0 = topic_ends(bootstrap, prefix)  # the backlog is on the raw topic already
     proc = procs.spawn("worker-drain", [sys.executable, "-m", "practiceflow.cli", "worker", "--no-sink"], env)
     samples: list[tuple[float, dict[str, float | None]]] = []  # (time, CPU seconds by role)
     stop = threading.Event()
@@ -583,8 +649,13 @@ def drain(
         return min(samples, key=lambda s: abs(s[0] - t))[1]
 
     split = cpu_split(at(first), at(last), len(seen))
+    # what the drain wrote to Kafka per input, once the worker's downstream agents (context,
+    # audit chain, work items) are idle too: the last FlowEvent only says the normalizer is done
+    settle([proc.pid], timeout=180)
+    per_input = records_per_input(ends0, topic_ends(bootstrap, prefix), len(ids), prefix, worker_input_suffixes())
     procs.stop(proc)
     return {
+        "kafka_records_per_input": per_input,
         "messages": len(ids),
         "all_seen": done,
         "drain_seconds": round(last - first, 3),
@@ -675,7 +746,7 @@ def run(
         procs.stop(worker)
         backlog = mix(next(counter), messages)
         bids, _ = message_ids(backlog)
-        out["ingest_only"] = ingest_only(ports, backlog)
+        out["ingest_only"] = ingest_only(ports, backlog, bootstrap, prefix)
         out["worker_drain"] = drain(procs, env, bids, watcher, workdir / "worker-profile.txt" if profile else None)
         watcher.close()
         # ---------------------------------------------------------------- two workers

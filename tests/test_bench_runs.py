@@ -112,3 +112,37 @@ def test_e2e_cpu_split_counts_each_role_and_never_a_process_that_ended():
     assert split["gateways"] is None and split["broker"] is None
     assert 4.8 <= split["worker"] <= 6.0, split  # /proc counts in clock ticks (10 ms)
     assert split["all"] == split["worker"]
+
+
+def test_e2e_records_per_input_reads_every_topic_of_the_run_on_the_real_broker(stack):
+    """The e2e drain's Kafka records per input (bench/e2e_notes.md): the run's own topics and the
+    worker's changelogs (``bench-<prefix>-...``) are counted, another run's are not, the prefix is
+    dropped from the names, and the records on topics the worker reads again are summed apart."""
+    import uuid
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import bench_e2e
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+
+    prefix, other = f"b{uuid.uuid4().hex[:6]}", f"b{uuid.uuid4().hex[:6]}"
+    names = [f"{prefix}.norm.observation", f"{prefix}.analytics.flow", f"bench-{prefix}-seen-messages-changelog"]
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    for fut in admin.create_topics([NewTopic(t, 2, 1) for t in [*names, f"{other}.norm.observation"]]).values():
+        fut.result(30)
+    before = bench_e2e.topic_ends(stack.bootstrap, prefix)
+    assert before == dict.fromkeys(names, 0)
+    producer = Producer({"bootstrap.servers": stack.bootstrap})
+    for topic, n in ((names[0], 27), (names[1], 10), (names[2], 20), (f"{other}.norm.observation", 99)):
+        for i in range(n):
+            producer.produce(topic, b"x", partition=i % 2)
+    assert producer.flush(30) == 0
+    after = bench_e2e.topic_ends(stack.bootstrap, prefix)
+    per = bench_e2e.records_per_input(before, after, 10, prefix, bench_e2e.worker_input_suffixes())
+    assert per["by_topic"] == {"norm.observation": 2.7, "seen-messages-changelog": 2.0, "analytics.flow": 1.0}
+    assert per["written"] == 5.7
+    assert per["read_again_by_the_worker"] == 2.7  # the normalized records; not the flow events or the changelog
