@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 import clickhouse_connect
 
 from practiceflow.processors.identity.choose import scrub_ssn
+from practiceflow.schemas.headers import Origin
 from practiceflow.sinks import clickhouse_migrations as migrations
 
 if TYPE_CHECKING:
@@ -99,7 +100,6 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 Position = tuple[str, int, int]  # (topic, partition, offset)
-Origin = tuple[str, int, int, int]  # (input topic, partition, offset, output seq): streams/positions.py
 _Ident = tuple[str, int, int, int, int]  # an origin and the row's sort-key hash
 _MarkKey = tuple[str, int, str, int]  # (Kafka topic, partition, origin topic, partition)
 

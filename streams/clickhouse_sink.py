@@ -39,10 +39,11 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from practiceflow.schemas.headers import Origin, origin_of
 from practiceflow.sinks.clickhouse import ClickHouseSink, Position
 from practiceflow.streams import catalog
 from practiceflow.streams.clock import now_ms
-from practiceflow.streams.positions import Origin, origin_of, position, watermarks
+from practiceflow.streams.positions import position, watermarks
 from practiceflow.streams.serde import AvroSerde, SerdeError
 
 log = logging.getLogger("practiceflow.sink")

@@ -56,7 +56,7 @@ from faust.serializers.codecs import Codec
 from faust.streams import _current_event
 from faust.types import TP
 
-from practiceflow.streams.positions import SEQ_HEADER, SOURCE_HEADER, seq_header, source_header
+from practiceflow.schemas.headers import SEQ_HEADER, SOURCE_HEADER, seq_header, source_header
 from practiceflow.streams.producer import Delivered, OutputProducer
 
 log = logging.getLogger("practiceflow.worker.offsets")
@@ -117,7 +117,7 @@ class Outbox:
     a producer keeps the old path (Faust's ``topic.send`` / ``table.send_changelog``).
 
     Inside :meth:`made_from`, every send carries the input it was made from and its number
-    among that input's outputs (``pf-source`` and ``pf-seq`` headers, ``streams/positions.py``):
+    among that input's outputs (``pf-source`` and ``pf-seq`` headers, ``schemas/headers.py``):
     a batch handled again after a crash sends the same outputs at new offsets, and that name is
     how the ClickHouse sink writes their rows once.
     """

@@ -45,10 +45,11 @@ from practiceflow.localstack.stack import LocalStack, StackInfo
 from practiceflow.processors.audit import verify_chain
 from practiceflow.processors.hl7.normalize import content_hash, message_id_for
 from practiceflow.sampleday.senders import CR, FS, VT, ack_code
+from practiceflow.schemas.headers import origin_of
 from practiceflow.settings import REPO_ROOT
 from practiceflow.sinks.clickhouse import TABLE_KEYS, ClickHouseSink, rows_for
 from practiceflow.streams.clickhouse_sink import committed_lag, sink_topics
-from practiceflow.streams.positions import origin_of, watermarks
+from practiceflow.streams.positions import watermarks
 from practiceflow.streams.serde import AvroSerde, registry_client
 
 KINDS = ("worker", "sink", "gateways", "broker")

@@ -74,10 +74,11 @@ from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.identity.choose import policy_for
 from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
 from practiceflow.processors.rules import PracticeRules
+from practiceflow.schemas.headers import source_of
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.offsets import Committer, in_event
-from practiceflow.streams.positions import high_watermarks, source_of
+from practiceflow.streams.positions import high_watermarks
 from practiceflow.streams.serde import AvroCodec
 
 if TYPE_CHECKING:

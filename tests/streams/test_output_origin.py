@@ -11,8 +11,8 @@ from typing import Any
 
 from faust.serializers.codecs import Codec
 
+from practiceflow.schemas.headers import SEQ_HEADER, SOURCE_HEADER, origin_of, source_header
 from practiceflow.streams.offsets import Outbox
-from practiceflow.streams.positions import SEQ_HEADER, SOURCE_HEADER, origin_of, source_header
 
 
 class _Bytes(Codec):

@@ -203,7 +203,7 @@ def test_old_message_ids_are_forgotten_with_tombstones_in_the_changelog(cfg, sta
 
 
 def test_normalized_records_name_the_raw_record_they_came_from(cfg, stack):
-    """The ``pf-source`` header (streams/positions.py) is the context barrier's exact target for a
+    """The ``pf-source`` header (schemas/headers.py) is the context barrier's exact target for a
     request's own feed: it must point at the raw record, on its topic, partition and offset."""
     raws = [raw_record("clinic-a", "hl7v2", oru_r01(control_id=f"SRC{i}")) for i in range(2)]
     p = asyncio.run(_run(cfg, stack, raws, lambda p: p.counts.get("record.Observation", 0) >= 6))
