@@ -39,7 +39,7 @@ from practiceflow.processors.audit import chain
 from practiceflow.processors.dedup import sweep, sweep_due
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 from practiceflow.streams.positions import position, watermarks
 from practiceflow.streams.topic_reader import Span, read_spans, reader_consumer
 
@@ -151,6 +151,9 @@ class AuditChainer:
                 await self._reconcile(ev)
                 self._reconciled.add(tp)
         outbox = self.p.outbox()
+        # the id sweep's tombstones: the store changes at once, the changelog through the same
+        # producer as the ids and heads below (order kept per changelog partition), confirmed with them
+        sweeps = self.p.outbox()
         heads: dict[str, str] = {}
         chained_ids: set[str] = set()
         plan: list[tuple[Any, dict[str, Any]]] = []
@@ -160,7 +163,7 @@ class AuditChainer:
             practice = event["practice_id"]
             id_key = f"{ID_PREFIX}{practice}/{event['event_id']}"
             with in_event(ev):
-                self._forget_old_ids(ev.message.partition, event["at"])
+                self._forget_old_ids(ev, event["at"], sweeps)
                 if id_key in chained_ids or self._get(id_key):
                     skipped += 1
                     continue
@@ -188,14 +191,17 @@ class AuditChainer:
         for partition, (ev, offset) in last_ckpt.items():
             writes.table_write(self.table, ev, f"{CKPT_PREFIX}{partition}", str(offset))
         await writes.confirm()
+        await sweeps.confirm()
         if plan:
             self.p._count("audit.chained", len(plan))
         if skipped:
             self.p._count("audit.already_chained", skipped)
         await committer.commit(admitted)
 
-    def _forget_old_ids(self, partition: int, at: int) -> None:
-        """Chained ids are remembered for the de-dup retention, then deleted (tombstones)."""
+    def _forget_old_ids(self, ev: Any, at: int, sweeps: Outbox) -> None:
+        """Chained ids are remembered for the de-dup retention, then deleted (tombstones, queued
+        in ``sweeps``) from ``ev``'s partition."""
+        partition = ev.message.partition
         retention = self.p.dedup_retention_ms
         if not sweep_due(self._last_sweep.get(partition), at, retention):
             return
@@ -212,4 +218,4 @@ class AuditChainer:
                     entries.append((key, int(value)))
         old, _legacy = sweep(entries, at - retention, owned)
         for key in old:
-            del self.table[key]
+            sweeps.table_write(self.table, ev, key, None)

@@ -62,6 +62,10 @@ class Batch:
     """What one batch decided, applied once its outputs are confirmed."""
 
     outbox: Outbox
+    # the de-dup sweep's deletions (and legacy rewrites): the store changes at once, the changelog
+    # records go through the same librdkafka producer as the marks (one producer per changelog
+    # partition keeps their order) and are confirmed with them, before the offsets are committed
+    sweeps: Outbox
     marks: list[tuple[Any, str, int]] = field(default_factory=list)  # (event, de-dup key, received_at)
     pending: dict[str, int] = field(default_factory=dict)  # de-dup keys marked in this batch
     counts: list[tuple[str, int]] = field(default_factory=list)
@@ -99,7 +103,7 @@ class Normalizer:
         admitted = await committer.admit(events)
         if not admitted:
             return
-        batch = Batch(outbox=self.p.outbox())
+        batch = Batch(outbox=self.p.outbox(), sweeps=self.p.outbox())
         for ev in admitted:
             if honour_not_before:
                 await self._wait_not_before(ev.value, ev.message.tp)
@@ -115,6 +119,7 @@ class Normalizer:
         for ev, key, received_at in batch.marks:
             marks.table_write(self.p.seen, ev, key, received_at)
         await marks.confirm()  # 2. the de-dup marks are in the changelog
+        await batch.sweeps.confirm()  # (and the sweep's tombstones, sent earlier)
         for name, n in batch.counts:
             self.p._count(name, n)
         await committer.commit(admitted)
@@ -137,7 +142,7 @@ class Normalizer:
             return await self._undecodable(ev, batch)
         practice, feed = raw["practice_id"], raw["feed"]
         seen_key = f"{practice}/{feed}/{raw['message_id']}"
-        self._forget_old_ids(msg.partition, raw["received_at"], batch)
+        self._forget_old_ids(ev, raw["received_at"], batch)
         headers = raw.get("headers") or {}
         redrive = is_redrive(raw)  # `practiceflow dlq redrive` re-sends a dead-lettered id on purpose
         prev = batch.pending.get(seen_key) or self.p.seen[seen_key]
@@ -369,14 +374,15 @@ class Normalizer:
         )
 
     # ------------------------------------------------------------------ de-dup expiry
-    def _forget_old_ids(self, partition: int, received_at: int, batch: Batch) -> None:
-        """Delete this partition's de-dup entries older than the retention (in the
-        event's context, so each deletion is a tombstone in the table's changelog).
+    def _forget_old_ids(self, ev: Any, received_at: int, batch: Batch) -> None:
+        """Delete this partition's de-dup entries older than the retention (``ev``'s partition;
+        each deletion is a tombstone in the table's changelog, through ``batch.sweeps``).
 
         Reads the table through its public iteration (``items()``), which the memory and
         RocksDB stores both serve; entries marked earlier in the same batch count too.
         """
         p = self.p
+        partition = ev.message.partition
         if not sweep_due(p._last_sweep.get(partition), received_at, p.dedup_retention_ms):
             return
         p._last_sweep[partition] = received_at
@@ -393,9 +399,9 @@ class Normalizer:
         cutoff = received_at - p.dedup_retention_ms
         old, legacy = sweep(list(p.seen.items()), cutoff, owned)
         for key in old:
-            del p.seen[key]
+            batch.sweeps.table_write(p.seen, ev, key, None)
         for key in legacy:
-            p.seen[key] = received_at
+            batch.sweeps.table_write(p.seen, ev, key, received_at)
         early = [k for k, at in batch.pending.items() if at < cutoff and owned(k)]
         for key in early:
             del batch.pending[key]

@@ -107,7 +107,7 @@ POLL_SECONDS = 0.01
 
 def raw_upto(events: Iterable[Any]) -> dict[TP, int]:
     """Per raw partition, the offset just past the last raw record ``events`` were normalized
-    from (their :data:`~practiceflow.streams.positions.SOURCE_HEADER`): the exact stage-1 target
+    from (their :data:`~practiceflow.schemas.headers.SOURCE_HEADER`): the exact stage-1 target
     of :meth:`PatientContexts.behind` for that partition.
 
     Only where it is exact for the whole batch: a partition's events must ALL come from the same

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 from faust.types import TP
 
+from practiceflow.schemas import headers
 from practiceflow.streams import positions
 from practiceflow.streams.offsets import OffsetLedger
 from practiceflow.streams.workflows.context import BARRIER_FEEDS, CONTEXT_TOPICS, PatientContexts, Watermarks, raw_upto
@@ -227,9 +228,9 @@ def _event(headers, partition=2):
 def test_raw_upto_reads_the_normalizers_source_header_per_partition():
     portal = f"{PREFIX}.raw.portal"
     events = [
-        _event(positions.source_header(portal, 2, 40)),
-        _event(positions.source_header(portal, 2, 17)),
-        _event({positions.SOURCE_HEADER: f"{portal}:5:3".encode()}, partition=5),  # Faust may hand a mapping
+        _event(headers.source_header(portal, 2, 40)),
+        _event(headers.source_header(portal, 2, 17)),
+        _event({headers.SOURCE_HEADER: f"{portal}:5:3".encode()}, partition=5),  # Faust may hand a mapping
     ]
     assert raw_upto(events) == {TP(portal, 2): 41, TP(portal, 5): 4}
 
@@ -239,7 +240,7 @@ def test_a_source_on_another_partition_number_gives_no_exact_target():
     otherwise (topics partitioned differently) must not lend its target to another partition
     whose own requests are mixed (review s22 N6)."""
     portal = f"{PREFIX}.raw.portal"
-    events = [_event(positions.source_header(portal, 5, 9), partition=2), _event(None, partition=5)]
+    events = [_event(headers.source_header(portal, 5, 9), partition=2), _event(None, partition=5)]
     assert raw_upto(events) == {}
 
 
@@ -247,10 +248,10 @@ def test_a_source_on_another_partition_number_gives_no_exact_target():
     "other",
     [
         [("other", b"x")],  # written before the header existed (or by the fax LLM step)
-        [(positions.SOURCE_HEADER, b"garbage")],
+        [(headers.SOURCE_HEADER, b"garbage")],
         None,
-        positions.source_header(f"{PREFIX}.retry.portal", 2, 3),  # a retried request
-        positions.source_header(f"{PREFIX}.raw.fhir", 2, 9),  # a request from another feed
+        headers.source_header(f"{PREFIX}.retry.portal", 2, 3),  # a retried request
+        headers.source_header(f"{PREFIX}.raw.fhir", 2, 9),  # a request from another feed
     ],
 )
 def test_a_partition_with_one_request_not_from_the_same_raw_partition_gets_no_exact_target(other):
@@ -258,9 +259,9 @@ def test_a_partition_with_one_request_not_from_the_same_raw_partition_gets_no_ex
     target taken from its batch-mates would cut what it must wait for (review s22 S1)."""
     portal = f"{PREFIX}.raw.portal"
     events = [
-        _event(positions.source_header(portal, 2, 40)),
+        _event(headers.source_header(portal, 2, 40)),
         _event(other),
-        _event(positions.source_header(portal, 5, 3), 5),
+        _event(headers.source_header(portal, 5, 3), 5),
     ]
     assert raw_upto(events) == {TP(portal, 5): 4}
     marks = _all([2], RAW + CONTEXT, 4)

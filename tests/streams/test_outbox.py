@@ -153,3 +153,43 @@ def test_outbox_confirm_raises_when_a_send_was_not_written(stack, tmp_path):
     finally:
         producer.close()
     assert counted == ["ok2"]
+
+
+def test_table_writes_on_librdkafka_record_each_changelog_partition_s_offset_in_rocksdb(stack, tmp_path):
+    """What Faust's own send_changelog callback does, on the librdkafka path the worker's agents
+    use for every table (``Outbox.table_write``): once a confirm has the changelog records, the
+    RocksDB store remembers, per changelog partition, the offset it holds up to, so a restarted
+    worker reads only the changelog written after it. Partitions the ticket did not write keep
+    what they had; a later confirm moves the offset on."""
+    from faust.types import TP
+
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    app = faust.App(f"outbox-{prefix}", broker=f"kafka://{stack.bootstrap}", datadir=str(tmp_path), store="rocksdb://")
+    table = app.Table("seen-rocks", default=int, partitions=3, options={"driver": "rocksdict"})
+    cl = table.changelog_topic.get_topic_name()
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    for fut in admin.create_topics([NewTopic(cl, 3, 1)]).values():
+        fut.result(30)
+    producer = OutputProducer(stack.bootstrap)
+
+    def event(partition: int):
+        msg = type("Msg", (), {"partition": partition})()
+        return type("Ev", (), {"message": msg})()
+
+    async def write(keys: list[tuple[int, str]]) -> list:
+        box = Outbox(producer)
+        for partition, key in keys:
+            box.table_write(table, event(partition), key, 1)
+        return await box.confirm()
+
+    try:
+        first = asyncio.run(write([(2, "a"), (0, "b"), (2, "c"), (2, "d")]))
+        at_first = {p: table.data.persisted_offset(TP(cl, p)) for p in range(3)}
+        second = asyncio.run(write([(2, "e")]))
+        at_second = {p: table.data.persisted_offset(TP(cl, p)) for p in range(3)}
+    finally:
+        producer.close()
+        table.data.reset_state()
+    on_2 = [d.offset for d in first if d.partition == 2]
+    assert at_first == {0: next(d.offset for d in first if d.partition == 0), 1: None, 2: max(on_2)}
+    assert at_second == {**at_first, 2: second[0].offset} and second[0].offset > max(on_2)

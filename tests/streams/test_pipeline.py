@@ -11,8 +11,9 @@ from confluent_kafka import Consumer
 
 from practiceflow.jobs.run_file import raw_record
 from practiceflow.processors.audit import verify_chain
+from practiceflow.schemas import headers
 from practiceflow.sinks.clickhouse import ClickHouseSink
-from practiceflow.streams import positions, runner
+from practiceflow.streams import runner
 from practiceflow.streams.app import Pipeline
 from practiceflow.streams.producer import DurableProducer
 from practiceflow.streams.topics import create_topics
@@ -222,7 +223,7 @@ def test_normalized_records_name_the_raw_record_they_came_from(cfg, stack):
         while time.monotonic() < deadline and len(sources) < 6:
             msg = c.poll(0.5)
             if msg is not None and not msg.error():
-                src = positions.source_of(msg.headers())
+                src = headers.source_of(msg.headers())
                 assert src is not None, msg.headers()
                 assert msg.partition() == src[1]  # one practice, one partition
                 sources.append(src)
