@@ -24,7 +24,9 @@ What it reports (``run()`` returns a dict; ``python bench/bench_e2e.py`` records
   running, then drained by a worker alone; each reports the CPU of every process per message
   and ``kafka_records_per_input``: the records it wrote to Kafka per input, by topic (every
   topic of the run, the worker's table changelogs included), and how many of them the worker
-  reads again (bench/e2e_notes.md).
+  reads again (bench/e2e_notes.md). The drain's rate and CPU are the normalizer's (first to last
+  FlowEvent); it also waits for the whole worker to be idle and reports its CPU until then
+  (``worker_cpu_ms_per_msg_until_idle``, ``until_idle_msgs_per_s``) and its threads' CPU by kind.
 * ``two_workers``: two worker processes in one consumer group, partitions split by Kafka,
   the same 20,000 messages' shape sent again; per worker its CPU and the messages it
   normalized (from its own ``/metrics``), showing both share the load.
@@ -697,6 +699,9 @@ def drain(
         "records_stable": stable,
         "worker_threads_cpu_s": threads,
         "settled_after_last_flow_event_s": round(settled_s, 1),
+        # inputs / (first FlowEvent -> idle again): the whole worker's rate, not only the normalizer's
+        # (approximate: settle reads 2 s windows, and the stability check waits 3 s)
+        "until_idle_msgs_per_s": round(len(seen) / (last - first + settled_s), 1),
         # the worker's CPU from the first FlowEvent until it was idle again: every agent's share
         "worker_cpu_ms_per_msg_until_idle": (
             None if worker_first is None else round((cpu_idle - worker_first) * 1000 / len(seen), 3)
