@@ -190,8 +190,8 @@ class AuditChainer:
             writes.table_write(self.table, ev, practice, head)
         for partition, (ev, offset) in last_ckpt.items():
             writes.table_write(self.table, ev, f"{CKPT_PREFIX}{partition}", str(offset))
+        await sweeps.confirm()  # sent before the ids: confirmed first, so the persisted offset only moves on
         await writes.confirm()
-        await sweeps.confirm()
         if plan:
             self.p._count("audit.chained", len(plan))
         if skipped:

@@ -118,8 +118,10 @@ class Normalizer:
         marks = self.p.outbox()
         for ev, key, received_at in batch.marks:
             marks.table_write(self.p.seen, ev, key, received_at)
-        await marks.confirm()  # 2. the de-dup marks are in the changelog
-        await batch.sweeps.confirm()  # (and the sweep's tombstones, sent earlier)
+        # 2. the de-dup marks are in the changelog, and the sweep's tombstones, sent earlier (confirmed
+        # first, so the store's persisted changelog offset only moves forward)
+        await batch.sweeps.confirm()
+        await marks.confirm()
         for name, n in batch.counts:
             self.p._count(name, n)
         await committer.commit(admitted)

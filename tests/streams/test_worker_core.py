@@ -138,3 +138,45 @@ def test_tables_live_in_rocksdb_under_the_state_dir(cfg, stack):
     dbs = list((cfg.state_dir / "worker").rglob("*.db"))
     assert any("seen-messages" in str(d) for d in dbs), dbs
     assert not list(REPO_ROOT.glob(f"{cfg.consumer_group}*-data"))  # nothing in the checkout
+
+
+def test_the_audit_chain_forgets_old_event_ids_with_tombstones_before_its_new_ids(cfg, stack):
+    """Chained event ids are kept for the de-dup retention, then deleted from the audit-heads
+    table: a tombstone on its changelog before the new batch's ids (streams/audit_chain.py), so a
+    restore from it holds the new ids and not the old ones. (The tombstones now go through the
+    same producer as the ids, which keeps that order; with two producers it was a race, which
+    this test does not provoke: it passes on the old code too.)"""
+    import json
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    cfg.dedup_retention_hours = 1 / 3600  # one second of event time
+    app_id = f"auditsweep-{uuid.uuid4().hex[:6]}"
+    first = raw_record("clinic-s", "hl7v2", oru_r01(control_id="SWEEP-1"))
+    second = raw_record("clinic-s", "hl7v2", oru_r01(control_id="SWEEP-2", mrn="MRN3003"))
+    asyncio.run(_run(cfg, stack, [first], lambda p: p.counts.get("audit.chained", 0) >= 2, app_id=app_id))
+    time.sleep(1.5)  # the next events are past the retention of the first ones
+    asyncio.run(_run(cfg, stack, [second], lambda p: p.counts.get("audit.chained", 0) >= 2, app_id=app_id))
+
+    changelog = f"{app_id}-audit-heads-changelog"
+    partition = catalog.partition_for("clinic-s", cfg.topic_partitions)
+    c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}"})
+    records: list[tuple[int, str, bytes | None]] = []
+    try:
+        _lo, high = c.get_watermark_offsets(TopicPartition(changelog, partition), timeout=10)
+        c.assign([TopicPartition(changelog, partition, 0)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not records or records[-1][0] < high - 1):
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                records.append((m.offset(), json.loads(m.key()), m.value()))
+    finally:
+        c.close()
+    ids = [(off, key, value) for off, key, value in records if key.startswith("id:clinic-s/")]
+    tombstones = [(off, key) for off, key, value in ids if value is None]
+    marked = [(off, key) for off, key, value in ids if value is not None]
+    assert len(marked) == 4, ids  # two events per ORU (normalized, handoff created), two ORUs
+    first_ids = {key for _off, key in marked[:2]}
+    assert {key for _off, key in tombstones} == first_ids  # the first ORU's ids, forgotten
+    assert max(off for off, _k in tombstones) < min(off for off, _k in marked[2:])  # before the new ids
