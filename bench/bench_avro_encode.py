@@ -24,7 +24,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_e2e import mix  # noqa: E402  (the e2e bench's message mix)
+from e2e.messages import mix  # noqa: E402  (the e2e bench's message mix)
 
 
 def per_type(values: dict[str, list[dict[str, Any]]], repeat: int = 3) -> dict[str, dict[str, float]]:

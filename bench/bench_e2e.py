@@ -31,6 +31,9 @@ What it reports (``run()`` returns a dict; ``python bench/bench_e2e.py`` records
   the same 20,000 messages' shape sent again; per worker its CPU and the messages it
   normalized (from its own ``/metrics``), showing both share the load.
 
+This file runs the phases; ``bench/e2e/`` holds the parts (the message mix, the MLLP senders and
+FlowEvent watcher, the processes, the measurements, the profiler).
+
 The load average is recorded beside every figure: the development machine has 2 cores
 shared with other work, so a loaded machine's numbers are pessimistic.
 """
@@ -42,522 +45,45 @@ import asyncio
 import json
 import os
 import platform
-import re
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
+from e2e.measure import (
+    OTHERS,
+    cpu_by_role,
+    cpu_seconds,
+    cpu_split,
+    loadavg,
+    pct,
+    records_per_input,
+    threads_cpu,
+    topic_ends,
+    worker_input_suffixes,
+)
+from e2e.messages import PARTITIONS, PRACTICES, message_ids, mix, normalizer_rates
+from e2e.mllp import CONNECTIONS, FlowWatcher, send_all
+from e2e.procs import (
+    Procs,
+    free_port,
+    gateway_main,
+    normalized_count,
+    start_gateways,
+    start_worker,
+    wait_http,
+    worker_env,
+)
+from e2e.profile import start_profile, top_entries
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PARTITIONS = 4
-# four tenants whose murmur2 partitions (of 4) differ, so two workers can split them
-PRACTICES = ("bench-a", "bench-e", "bench-c", "bench-d")
-CONNECTIONS = 8
 RATES = (50, 100, 200, 500)
 TARGETS = {"e2e_msgs_per_s": 3000, "p99_ms_at_500": 250, "worker_cpu_ms_per_msg": 0.3}
-
-
-# ---------------------------------------------------------------------------------- messages
-def _ts(i: int) -> str:
-    return f"202403{(i % 28) + 1:02d}{(i // 60) % 24:02d}{i % 60:02d}00"
-
-
-def oru(i: int, obx: int, practice: str) -> bytes:
-    segs = [
-        f"MSH|^~\\&|LAB_APP|CITY_LAB|EHR|{practice}|{_ts(i)}||ORU^R01^ORU_R01|B{i:08d}|P|2.5.1|||AL|NE",
-        f"PID|1||MRN{i % 5000:06d}^^^FAMPRAC^MR||PATIENT^TEST^{i % 97}||19780214|F|||"
-        "742 EVERGREEN TER^^SPRINGFIELD^IL^62704^USA^H||(217)555-0142^PRN^PH|||M",
-        "PV1|1|O|CLINIC^^^FAMPRAC||||1234567890^WELBY^MARCUS^^^^MD|||||||||||V778899",
-        f"ORC|RE|ORD{i:08d}|LAB{i:08d}||CM||||20240305080000|||1234567890^WELBY^MARCUS^^^^MD",
-        f"OBR|1|ORD{i:08d}|LAB{i:08d}|80053^Comprehensive metabolic panel^CPT|||20240305081500|||||||||"
-        "1234567890^WELBY^MARCUS^^^^MD||||||20240305142500|||F",
-    ]
-    codes = [("2345-7", "Glucose", "mg/dL"), ("3094-0", "Urea nitrogen", "mg/dL"), ("2160-0", "Creatinine", "mg/dL")]
-    codes += [("2951-2", "Sodium", "mmol/L"), ("2823-3", "Potassium", "mmol/L"), ("2075-0", "Chloride", "mmol/L")]
-    codes += [("2028-9", "Carbon dioxide", "mmol/L"), ("17861-6", "Calcium", "mg/dL")]
-    for n in range(obx):
-        code, name, unit = codes[n]
-        flag = "H" if (i + n) % 11 == 0 else "N"
-        segs.append(
-            f"OBX|{n + 1}|NM|{code}^{name}^LN||{50 + (i * 7 + n) % 90}|{unit}|10-200|{flag}|||F|||20240305120000"
-        )
-    return ("\r".join(segs) + "\r").encode("ascii")
-
-
-def adt_a04(i: int, practice: str) -> bytes:
-    segs = [
-        f"MSH|^~\\&|REG_APP|FAMPRAC|PF|{practice}|{_ts(i)}||ADT^A04^ADT_A01|R{i:08d}|P|2.5.1|||AL|NE",
-        f"EVN|A04|{_ts(i)}",
-        f"PID|1||MRN{i % 5000:06d}^^^FAMPRAC^MR||OKAFOR^CHIDI^{i % 89}||19850722|M|||"
-        "15 LAKE SHORE DR^APT 4B^CHICAGO^IL^60611^USA^H||(312)555-0199^PRN^PH|||S||ACCT5566^^^FAMPRAC^AN",
-        "PV1|1|O|MAIN^EXAM3^1^FAMPRAC||||4455667788^NGUYEN^LINH^^^^MD|||FM||||1|||4455667788^NGUYEN^LINH^^^^MD|"
-        f"OP|VN{i:08d}|||||||||||||||||||||||||20240305092500",
-    ]
-    return ("\r".join(segs) + "\r").encode("ascii")
-
-
-def mix(start: int, n: int, practices: tuple[str, ...] = PRACTICES) -> list[tuple[str, bytes]]:
-    """``n`` distinct messages (ids ``start``..): 60 % ORU (half 8 OBX, half 1), 40 % ADT^A04,
-    round-robin over the practices."""
-    out = []
-    for i in range(start, start + n):
-        practice = practices[i % len(practices)]
-        k = i % 10
-        if k < 3:
-            out.append((practice, oru(i, 8, practice)))
-        elif k < 6:
-            out.append((practice, oru(i, 1, practice)))
-        else:
-            out.append((practice, adt_a04(i, practice)))
-    return out
-
-
-def message_ids(msgs: list[tuple[str, bytes]]) -> tuple[list[str], float]:
-    """The id the gateway gives each message (the worker's FlowEvent key), and the bare
-    normalizer's rate over them (msg/s, this process, one core)."""
-    from practiceflow.processors.hl7.normalize import normalize_hl7
-
-    ids = []
-    t0 = time.perf_counter()
-    for practice, payload in msgs:
-        ids.append(normalize_hl7(payload, practice, 0).message_id)
-    return ids, len(msgs) / (time.perf_counter() - t0)
-
-
-def normalizer_rates(msgs: list[tuple[str, bytes]], seconds: float = 2.0) -> dict[str, float]:
-    """The bare normalizer over ``msgs``, at least ``seconds``: msg/s of wall time (what a core
-    gave it) and of CPU time (comparable with the worker's CPU per message on a loaded machine)."""
-    from practiceflow.processors.hl7.normalize import normalize_hl7
-
-    n, w0, c0 = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - w0 < seconds:
-        for practice, payload in msgs:
-            normalize_hl7(payload, practice, 0)
-        n += len(msgs)
-    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    return {
-        "msgs_per_s": round(n / wall, 1),
-        "cpu_msgs_per_s": round(n / cpu, 1),
-        "cpu_ms_per_msg": round(cpu * 1000 / n, 4),
-    }
-
-
-# ---------------------------------------------------------------------------------- helpers
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-# the other processes of the run, by role (the broker nodes, the registry, the gateways, this
-# bench process: its MLLP senders and FlowEvent reader): their CPU per message is recorded beside
-# the worker's, since on one 2-core machine they share the cores the worker would need
-OTHERS: dict[str, list[int]] = {}
-
-
-def threads_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of a process's live threads by kind, from ``/proc/<pid>/task/*/stat``:
-    ``librdkafka`` (threads librdkafka names ``rdk:*``), ``rocksdb``, ``interpreter`` (every thread
-    Python started: the event loop, aiokafka's consumer thread, the delivery-report poller; they
-    also run the C extensions they call, librdkafka's ``produce``/``poll`` and fastavro included),
-    and ``exited`` (the process total less its live threads: threads that ended)."""
-    out = {"librdkafka": 0.0, "rocksdb": 0.0, "interpreter": 0.0}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        kind = "librdkafka" if name.startswith("rdk:") else "rocksdb" if name.startswith("rocksdb") else "interpreter"
-        out[kind] += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    out["exited"] = max(0.0, cpu_seconds(pid) - sum(out.values()))
-    return {k: round(v, 2) for k, v in out.items()}
-
-
-def cpu_by_role(worker_pids: list[int]) -> dict[str, float | None]:
-    """CPU seconds so far of the worker(s) and of every process in :data:`OTHERS`, by role;
-    None for a role one of whose processes cannot be read (it ended)."""
-    roles = {"worker": worker_pids, **OTHERS}
-    out: dict[str, float | None] = {}
-    for role, pids in roles.items():
-        try:
-            out[role] = sum(cpu_seconds(pid) for pid in pids)
-        except OSError:
-            out[role] = None
-    return out
-
-
-def cpu_split(
-    before: dict[str, float | None], after: dict[str, float | None], messages: int
-) -> dict[str, float | None]:
-    """CPU-ms per message by role between two :func:`cpu_by_role` readings (None where a process
-    of the role could not be read at either: never a silently negative figure), and ``all``,
-    the sum of the known ones."""
-    split: dict[str, float | None] = {}
-    for role, end in after.items():
-        start = before.get(role)
-        split[role] = None if start is None or end is None else round((end - start) * 1000 / messages, 3)
-    split["all"] = round(sum(v for v in split.values() if v is not None), 3)
-    return split
-
-
-def topic_ends(bootstrap: str, marker: str) -> dict[str, int]:
-    """Records so far on every topic whose name contains ``marker`` (the run's topic prefix: its
-    own topics and the worker's table changelogs, ``bench-<prefix>-<table>-changelog``): the sum
-    of its partitions' high watermarks (read committed)."""
-    from confluent_kafka.admin import AdminClient
-
-    from practiceflow.streams.positions import high_watermarks
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = admin.list_topics(timeout=30).topics
-    tps = [(name, p) for name, meta in topics.items() if marker in name for p in meta.partitions]
-    ends: dict[str, int] = {}
-    for (topic, _p), high in high_watermarks(admin, tps).items():
-        ends[topic] = ends.get(topic, 0) + high
-    return ends
-
-
-def records_per_input(
-    before: dict[str, int], after: dict[str, int], inputs: int, prefix: str, worker_reads: set[str]
-) -> dict[str, Any]:
-    """Kafka records written per input between two :func:`topic_ends` readings, by topic (the
-    prefix dropped from a topic's name: ``raw.hl7v2``, ``norm.observation``, ``bench-<prefix>-
-    seen-messages-changelog`` -> ``seen-messages-changelog``), their total, and how many of them
-    sit on a topic the worker's agents consume (``worker_reads``, topic suffixes): each of
-    those is written once and read once more by the same worker."""
-    counts: dict[str, int] = {}
-    for topic, end in after.items():
-        n = end - before.get(topic, 0)
-        if n:
-            short = topic.split(f"{prefix}.", 1)[1] if f"{prefix}." in topic else topic.split(f"{prefix}-", 1)[-1]
-            counts[short] = counts.get(short, 0) + n
-    return {
-        "by_topic": {t: round(n / inputs, 2) for t, n in sorted(counts.items(), key=lambda kv: -kv[1])},
-        "written": round(sum(counts.values()) / inputs, 2),
-        "read_again_by_the_worker": round(sum(n for t, n in counts.items() if t in worker_reads) / inputs, 2),
-    }
-
-
-def worker_input_suffixes() -> set[str]:
-    """Topic suffixes of the kinds the worker's agents consume: raw and retry (the normalizers),
-    normalized (the context agent and the workflows), handoff (the work-items table), workflow,
-    command and decision topics, and ``audit.in`` (the audit chain). By kind, not by the worker's
-    subscriptions: a few normalized topics no agent reads yet count too (none of them carries the
-    HL7 mix), and a topic two agents read counts once."""
-    from practiceflow.streams import catalog
-
-    kinds = {
-        catalog.Kind.RAW,
-        catalog.Kind.RETRY,
-        catalog.Kind.NORMALIZED,
-        catalog.Kind.HANDOFF,
-        catalog.Kind.WORKFLOW,
-        catalog.Kind.COMMAND,
-    }
-    return {spec.suffix for spec in catalog.CATALOG if spec.kind in kinds} | {"audit.in"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310  # loopback URL we built
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready in {timeout}s")
-
-
-def normalized_count(web_port: int) -> int:
-    """Messages a worker normalized, from its own /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5) as r:  # loopback
-        text = r.read().decode()
-    total = 0
-    for m in re.finditer(r'^practiceflow_messages_total\{feed="hl7v2",stage="normalized"\} ([0-9.e+]+)$', text, re.M):
-        total += int(float(m.group(1)))
-    return total
-
-
-# ---------------------------------------------------------------------------------- observer
-class FlowWatcher:
-    """Reads ``pf.analytics.flow`` (a plain consumer, no group) and notes when each message id
-    was first seen. Keys are ``<practice>/<message id>``, so no Avro decoding is needed."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        self.seen: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._c = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-watch-{uuid.uuid4().hex[:6]}",
-                "enable.auto.commit": False,
-                # a fetch returns as soon as one byte is there (fetch.min.bytes), so the wait only
-                # bounds empty fetches: at 5 ms this observer alone kept the broker at ~0.17-0.19 of a
-                # core (bench/e2e_notes.md, session 25), a load no production pipeline has
-                "fetch.wait.max.ms": 100,
-                "fetch.min.bytes": 1,
-            }
-        )
-        # start at each partition's high watermark read NOW (with retries while a just-created
-        # topic's leader settles): OFFSET_END is resolved at the first fetch, and a fetch that
-        # failed on a leaderless partition resolved it again later, past flow events the worker
-        # had written meanwhile (the warm-up then reported 3-60 of 400 messages "missing")
-        from practiceflow.streams.positions import watermarks
-
-        self._c.assign(
-            [TopicPartition(topic, p, watermarks(self._c, TopicPartition(topic, p), 10)[1]) for p in range(PARTITIONS)]
-        )
-        self._thread = threading.Thread(target=self._run, name="flow-watch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for m in self._c.consume(num_messages=1000, timeout=0.05):
-                if m.error() is None and m.key() is not None:
-                    now = time.perf_counter()
-                    mid = m.key().decode().split("/", 1)[1]
-                    self.seen.setdefault(mid, now)
-
-    def wait(self, ids: list[str], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(i in self.seen for i in ids[-50:]) and all(i in self.seen for i in ids):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._c.close()
-
-
-# ---------------------------------------------------------------------------------- sender
-async def send_all(
-    ports: dict[str, int],
-    msgs: list[tuple[str, bytes]],
-    *,
-    rate: float | None = None,
-    window: int = 64,
-) -> dict[str, Any]:
-    """Send ``msgs`` over ``CONNECTIONS`` MLLP connections (spread over the practices'
-    listeners). ``rate`` None: as fast as the gateways take them (up to ``window`` unanswered
-    frames per connection); else open loop at ``rate`` msg/s overall. Returns send times
-    (perf_counter, by index) and ACK codes."""
-    sent_at: list[float] = [0.0] * len(msgs)
-    acks: dict[str, int] = {}
-    conns_per_practice = max(1, CONNECTIONS // len(ports))
-    lanes: list[tuple[str, list[int]]] = []
-    by_practice: dict[str, list[int]] = {}
-    for idx, (practice, _payload) in enumerate(msgs):
-        by_practice.setdefault(practice, []).append(idx)
-    for practice, idxs in by_practice.items():
-        for c in range(conns_per_practice):
-            lanes.append((practice, idxs[c::conns_per_practice]))
-    t0 = time.perf_counter()
-
-    async def lane(practice: str, idxs: list[int]) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", ports[practice], limit=1 << 20)
-        credit = asyncio.Semaphore(window)
-
-        async def read_acks() -> None:
-            buf = b""
-            got = 0
-            while got < len(idxs):
-                chunk = await reader.read(65536)
-                if not chunk:
-                    raise ConnectionError("gateway closed the connection")
-                buf += chunk
-                while (end := buf.find(FS + CR)) >= 0:
-                    frame, buf = buf[:end], buf[end + 2 :]
-                    m = re.search(rb"MSA\|(\w\w)", frame)
-                    code = m.group(1).decode() if m else "??"
-                    acks[code] = acks.get(code, 0) + 1
-                    got += 1
-                    credit.release()
-
-        acker = asyncio.ensure_future(read_acks())
-        for idx in idxs:
-            if rate is not None:
-                delay = t0 + idx / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await credit.acquire()
-            sent_at[idx] = time.perf_counter()
-            writer.write(VT + msgs[idx][1] + FS + CR)
-            await writer.drain()
-        await acker
-        writer.close()
-
-    await asyncio.gather(*(lane(p, i) for p, i in lanes))
-    return {"sent_at": sent_at, "acks": acks, "acked_at": time.perf_counter()}
-
-
-# ---------------------------------------------------------------------------------- processes
-def gateway_main(conf_path: str) -> None:
-    """Child process: the MLLP gateways, one plain listener per practice, sharing one core."""
-    conf = json.loads(Path(conf_path).read_text())
-
-    from practiceflow.streams.gateways.base import GatewayCore
-    from practiceflow.streams.gateways.mllp import MllpGateway
-    from practiceflow.streams.producer import DurableProducer
-    from practiceflow.streams.serde import AvroSerde, registry_client
-
-    async def serve() -> None:
-        producer = DurableProducer(conf["bootstrap"], conf["partitions"])
-        core = GatewayCore(producer, AvroSerde(registry_client(conf["registry"])), conf["prefix"], name="gateways")
-        gws = []
-        for practice, port in conf["ports"].items():
-            gw = MllpGateway(core, practice, port=port, practices=list(conf["ports"]), max_connections_per_peer=64)
-            await gw.start()
-            gws.append(gw)
-        print("ready", flush=True)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        for gw in gws:
-            await gw.stop()
-        producer.close()
-
-    asyncio.run(serve())
-
-
-class Procs:
-    """The child processes of one run, stopped together."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: list[subprocess.Popen] = []
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115  # closed with the process
-        proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
-
-
-def worker_env(bootstrap: str, registry: str, prefix: str, group: str, state: Path, web_port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PRACTICEFLOW_CONFIG": str(state / "none.toml"),
-        "PRACTICEFLOW_KAFKA_BOOTSTRAP": bootstrap,
-        "PRACTICEFLOW_SCHEMA_REGISTRY_URL": registry,
-        "PRACTICEFLOW_STATE_DIR": str(state),
-        "PRACTICEFLOW_TOPIC_PREFIX": prefix,
-        "PRACTICEFLOW_TOPIC_PARTITIONS": str(PARTITIONS),
-        "PRACTICEFLOW_CONSUMER_GROUP": group,
-        "PRACTICEFLOW_WEB_PORT": str(web_port),
-        "PRACTICEFLOW_PRACTICES": json.dumps(list(PRACTICES)),
-        "PRACTICEFLOW_DEFAULT_PRACTICE_ID": PRACTICES[0],
-    }
-
-
-def start_gateways(procs: Procs, bootstrap: str, registry: str, prefix: str) -> tuple[subprocess.Popen, dict[str, int]]:
-    ports = {p: free_port() for p in PRACTICES}
-    conf = procs.workdir / f"gateways-{prefix}.json"
-    conf.write_text(
-        json.dumps(
-            {"bootstrap": bootstrap, "registry": registry, "prefix": prefix, "partitions": PARTITIONS, "ports": ports}
-        )
-    )
-    proc = procs.spawn(
-        f"gateways-{prefix}", [sys.executable, str(Path(__file__).resolve()), "--gateway", str(conf)], os.environ.copy()
-    )
-    log = procs.workdir / f"gateways-{prefix}.log"
-    deadline = time.monotonic() + 60
-    while b"ready" not in (log.read_bytes() if log.exists() else b""):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"gateways did not start: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.2)
-    return proc, ports
-
-
-def start_worker(procs: Procs, name: str, env: dict[str, str]) -> subprocess.Popen:
-    proc = procs.spawn(name, [sys.executable, "-m", "practiceflow.cli", "worker", "--no-sink"], env)
-    wait_http(f"http://127.0.0.1:{env['PRACTICEFLOW_WEB_PORT']}/readyz", 180, proc)
-    return proc
-
-
-# ---------------------------------------------------------------------------------- profile
-def _profile(pid: int, out: Path) -> subprocess.Popen:
-    """py-spy (if installed: ``pip install py-spy``) sampling the worker, collapsed stacks."""
-    spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen(
-        [str(spy), "record", "-p", str(pid), "--nonblocking", "--threads", "-r", "50", "-f", "raw", "-o", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def top_entries(path: Path, n: int = 25) -> dict[str, Any]:
-    """Share of samples per function: self (the frame on top) and inclusive (anywhere on the stack)."""
-    own: dict[str, int] = {}
-    incl: dict[str, int] = {}
-    total = 0
-    if not path.exists():
-        return {"error": "no profile written"}
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        k = int(count)
-        total += k
-        frames = [re.sub(r" \((.*/)?(site-packages/)?", " (", f) for f in stack.split(";")]
-        own[frames[-1]] = own.get(frames[-1], 0) + k
-        for f in set(frames):
-            incl[f] = incl.get(f, 0) + k
-
-    def top(d: dict[str, int]) -> list[str]:
-        return [f"{v * 100 / total:5.1f}% {f}" for f, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
-
-    return {"samples": total, "self": top(own), "inclusive": top(incl)}
 
 
 # ---------------------------------------------------------------------------------- phases
@@ -664,13 +190,10 @@ def drain(
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    spy = _profile(proc.pid, profile) if profile else None
+    spy = start_profile(proc.pid, profile) if profile else None
     done = watcher.wait(ids, 900)
     stop.set()
     sampler.join(2)
-    if spy is not None:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(120)
     seen = [watcher.seen[i] for i in ids if i in watcher.seen]
     first, last = min(seen), max(seen)
 
@@ -690,6 +213,9 @@ def drain(
         if stable:
             break
     cpu_idle = cpu_seconds(proc.pid)
+    if spy is not None:  # until idle: the context fold and audit chain work on after the normalizer
+        spy.send_signal(signal.SIGINT)
+        spy.wait(120)
     threads = threads_cpu(proc.pid)  # the worker's whole life, start-up included
     per_input = records_per_input(ends0, ends1, len(ids), prefix, worker_input_suffixes())
     worker_first = at(first)["worker"]
@@ -860,7 +386,11 @@ def main() -> int:
     ap.add_argument("--only-drain", action="store_true", help="warm-up and the worker's backlog drain only")
     ap.add_argument("--bootstrap")
     ap.add_argument("--registry")
-    ap.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput phase")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the worker in the backlog drain, until it is idle again (py-spy beside the interpreter)",
+    )
     ap.add_argument("--no-record", action="store_true", help="print only; do not update bench/results.json")
     args = ap.parse_args()
     if args.gateway:

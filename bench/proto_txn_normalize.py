@@ -43,7 +43,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_e2e import PARTITIONS, mix, normalizer_rates  # noqa: E402  (the e2e bench's message mix)
+from e2e.messages import PARTITIONS, mix, normalizer_rates  # noqa: E402  (the e2e bench's message mix)
 
 
 def cpu_seconds() -> float:

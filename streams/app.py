@@ -112,14 +112,6 @@ class Pipeline:
         # topics the workflow agents read) are committed by their agents, after their
         # outputs are confirmed (streams/offsets.py); acks=False keeps Faust's ack-based
         # commits, which commit past skipped messages, away from them.
-        inputs = {
-            catalog.Kind.RAW,
-            catalog.Kind.RETRY,
-            catalog.Kind.NORMALIZED,
-            catalog.Kind.HANDOFF,
-            catalog.Kind.WORKFLOW,
-            catalog.Kind.COMMAND,
-        }
         self.topics: dict[str, faust.TopicT] = {
             spec.suffix: self.app.topic(
                 spec.name(self.prefix),
@@ -130,7 +122,7 @@ class Pipeline:
                 key_serializer="raw",
                 partitions=spec.partitions or self.partitions,
                 internal=False,
-                acks=not (spec.kind in inputs or spec.suffix == "audit.in"),
+                acks=not catalog.is_agent_input(spec),
             )
             for spec in catalog.CATALOG
         }

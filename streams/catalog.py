@@ -245,6 +245,21 @@ CATALOG: tuple[TopicSpec, ...] = (
 
 BY_SUFFIX: dict[str, TopicSpec] = {t.suffix: t for t in CATALOG}
 
+#: The kinds of topic the worker's agents consume and commit themselves (streams/offsets.py):
+#: raw and retry (the normalizers), normalized (the context agent and the workflows), handoff
+#: (the work-items table), workflow and command topics. Faust must not ack-commit them.
+AGENT_INPUT_KINDS: frozenset[Kind] = frozenset(
+    {Kind.RAW, Kind.RETRY, Kind.NORMALIZED, Kind.HANDOFF, Kind.WORKFLOW, Kind.COMMAND}
+)
+#: The one audit topic the worker consumes (the audit chain agent); ``audit`` itself is only written.
+AUDIT_INPUT = "audit.in"
+
+
+def is_agent_input(spec: TopicSpec) -> bool:
+    """Whether one of the worker's agents consumes ``spec`` and commits it (by kind, not by the
+    worker's subscriptions: a normalized topic no agent reads yet counts too)."""
+    return spec.kind in AGENT_INPUT_KINDS or spec.suffix == AUDIT_INPUT
+
 
 def raw_topic(feed: str) -> TopicSpec:
     return BY_SUFFIX[f"raw.{feed}"]
