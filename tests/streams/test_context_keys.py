@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 
 from practiceflow.processors.context import keys as table_keys
-from practiceflow.processors.context.matching import Demographics, MemoryIndex, blocking_keys, match
+from practiceflow.processors.context.matching import Demographics, MemoryIndex, blocking_keys, from_patient, match
 from practiceflow.processors.identity.crosswalk import fold as fold_links
 from practiceflow.processors.rules import PracticeRules
 from practiceflow.processors.workflows.patient_match import load_match_rules
@@ -188,3 +188,72 @@ def test_digested_index_matches_exactly_like_clear_keys(people: list[Demographic
     probe = dataclasses.replace(probe, patient_id="intake")
     cw = fold_links(PRACTICE, [])
     assert match(probe, _TableIndex(table, PRACTICE), RULES, cw) == match(probe, MemoryIndex(people), RULES, cw)
+
+
+def _patient_record(pid: str, family: str, dob: str, phone: str) -> dict[str, Any]:
+    return {
+        "practice_id": PRACTICE,
+        "patient_id": pid,
+        "source": {"feed": "hl7v2"},
+        "family_name": family,
+        "given_names": ["ADA"],
+        "birth_date": dob,
+        "sex": "F",
+        "phones": [phone] if phone else [],
+        "address": {"line": ["12 Elm St"], "postal_code": "02139"},
+        "identifiers": [],
+    }
+
+
+def _fold_in_batches(agent: Any, records: list[dict[str, Any]], size: int) -> None:
+    """Fold Patient records ``size`` to a batch, applying each batch's writes as process_batch does."""
+    for start in range(0, len(records), size):
+        batch = _Batch()
+        for record in records[start : start + size]:
+            agent._fold_one(SimpleNamespace(value=record, message=SimpleNamespace(topic="Patient", partition=0)), batch)
+        for table, key, (_ev, value) in batch.writes(agent):
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+
+
+_rec = st.builds(
+    _patient_record,
+    st.sampled_from(["MRN1", "MRN2", "MRN3", "MRN4"]),
+    st.sampled_from(["OKAFOR", "SMITH"]),
+    st.sampled_from(["1961-07-23", "1980-01-01", ""]),
+    st.sampled_from(["6175550142", "2125550000", ""]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_rec, min_size=1, max_size=14), st.integers(1, 14))
+def test_a_batch_files_patients_in_blocks_as_one_record_a_batch_does(records: list[dict[str, Any]], size: int) -> None:
+    """Blocks are kept as sets while a batch runs and written once at its end: the index a batch
+    leaves (members added, moved out when demographics change, an emptied block deleted) is the
+    one folding record by record leaves, and holds exactly the blocks of the last demographics."""
+    one_by_one, batched = _agent(), _agent()
+    _fold_in_batches(one_by_one, records, 1)
+    _fold_in_batches(batched, records, size)
+    assert batched.index == one_by_one.index
+    assert batched.table == one_by_one.table
+    last = {r["patient_id"]: r for r in records}
+    expected = MemoryIndex(from_patient(r, pid) for pid, r in last.items())
+    blocks = {k: v for k, v in batched.index.items() if k.startswith("b:")}
+    want = {
+        table_keys.block_key(PRACTICE, block): sorted(members) for block, members in expected._blocks.items() if members
+    }
+    assert blocks == want
+
+
+def test_a_block_emptied_within_a_batch_is_deleted() -> None:
+    agent = _agent()
+    _fold_in_batches(agent, [_patient_record("MRN1", "OKAFOR", "1961-07-23", "")], 1)
+    dob_block = table_keys.block_key(PRACTICE, f"dob:{DOB_DIGITS}")
+    assert agent.index[dob_block] == ["MRN1"]
+    moved = [_patient_record("MRN2", "OKAFOR", "1961-07-23", ""), _patient_record("MRN1", "OKAFOR", "1980-01-01", "")]
+    moved.append(_patient_record("MRN2", "OKAFOR", "1980-01-01", ""))
+    _fold_in_batches(agent, moved, 3)
+    assert dob_block not in agent.index
+    assert agent.index[table_keys.block_key(PRACTICE, "dob:19800101")] == ["MRN1", "MRN2"]
