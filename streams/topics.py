@@ -9,10 +9,26 @@ are never changed (see :func:`create_topics`).
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+import logging
+import time
+
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from practiceflow.streams.catalog import CATALOG, TopicSpec
+
+log = logging.getLogger("practiceflow.topics")
+
+# errors of a broker that is starting, loaded or between controllers: asked again, not fatal
+_NOT_READY = {
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_CONTROLLER,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN,  # "Unknown broker error": a create racing the controller's start-up
+}
 
 
 def create_topics(
@@ -22,12 +38,39 @@ def create_topics(
     replication: int,
     specs: tuple[TopicSpec, ...] = CATALOG,
     timeout: float = 30.0,
+    wait: float = 180.0,
 ) -> dict[str, str]:
     """Create what is missing and update drifted config; report ``created``/``exists``/``updated``.
 
     An existing topic with fewer partitions than the catalog asks for is an error:
     growing it would move practices to other partitions and break their ordering.
+
+    A broker that is not ready (a metadata request timed out, no controller yet) is asked again
+    for up to ``wait`` seconds, one warning per try: a gateway or worker started with, or just
+    before, its broker waits for it instead of exiting (each step is idempotent). Any other
+    error, or one still there after ``wait``, is raised.
     """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return _create_topics_once(bootstrap, prefix, partitions, replication, specs, timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            not_ready = isinstance(err, KafkaError) and (err.retriable() or err.code() in _NOT_READY)
+            if not not_ready or time.monotonic() >= deadline:
+                raise
+            log.warning("creating topics: the broker is not ready (%s); asking again", err.name())
+            time.sleep(1.0)
+
+
+def _create_topics_once(
+    bootstrap: str,
+    prefix: str,
+    partitions: int,
+    replication: int,
+    specs: tuple[TopicSpec, ...],
+    timeout: float,
+) -> dict[str, str]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=timeout).topics
     outcome: dict[str, str] = {}
