@@ -75,3 +75,28 @@ def origin_of(headers: object) -> Origin | None:
         if name == SEQ_HEADER and isinstance(value, bytes | bytearray) and bytes(value).isdigit():
             return (*source, int(bytes(value)))
     return None
+
+
+# On a normalized record whose patient context the normalizer folded itself, in the batch that
+# wrote the record (``streams/workflows/context.py``, ``PatientContexts.fold_upstream``): the
+# value is the worker group (Faust app id) whose tables hold that fold. The record and its context
+# write are confirmed together, before the input is marked and committed, so that group's context
+# agent must not fold it a second time. Any other reader folds it as before: a record without the
+# header (an earlier version, another producer), or one folded by another group (a new group
+# rebuilding its tables from the log has none of that group's folds).
+CONTEXT_HEADER = "pf-context"
+
+
+def folded_header(group: str) -> tuple[str, bytes]:
+    """The :data:`CONTEXT_HEADER` of a record whose context ``group``'s tables hold."""
+    return (CONTEXT_HEADER, group.encode())
+
+
+def folded_by(headers: object) -> str | None:
+    """The worker group whose tables folded this record's context (:data:`CONTEXT_HEADER`), from
+    Faust's list of pairs or mapping, or confluent-kafka's list; None when absent."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for name, value in pairs:  # type: ignore[attr-defined]
+        if name == CONTEXT_HEADER and isinstance(value, bytes | bytearray):
+            return bytes(value).decode("utf-8", "replace")
+    return None

@@ -31,6 +31,7 @@ from practiceflow.processors.deadletter import dead_letter, raw_header_details
 from practiceflow.processors.dedup import control_key_for, is_redrive, sweep, sweep_due
 from practiceflow.processors.dispatch import handoffs_for
 from practiceflow.processors.retry import HEADERS as RETRY_HEADERS, decide, is_transient, not_before, retry_headers
+from practiceflow.schemas.headers import folded_header
 from practiceflow.streams import catalog, claimcheck
 from practiceflow.streams.batches import run_batches
 from practiceflow.streams.clock import now_ms
@@ -48,6 +49,7 @@ __all__ = ["Batch", "Normalizer", "Outbox", "confirmed"]  # Outbox/confirmed: mo
 
 if TYPE_CHECKING:
     from practiceflow.streams.app import Pipeline
+    from practiceflow.streams.workflows.context import PatientContexts
 
 log = logging.getLogger("practiceflow.worker")
 
@@ -69,6 +71,11 @@ class Batch:
     marks: list[tuple[Any, str, int]] = field(default_factory=list)  # (event, de-dup key, received_at)
     pending: dict[str, int] = field(default_factory=dict)  # de-dup keys marked in this batch
     counts: list[tuple[str, int]] = field(default_factory=list)
+    # the record types this batch folds into the patient contexts itself (empty: none), and the
+    # (input event, record type, record) of each such record written: folded after the batch's
+    # last input (PatientContexts.fold_upstream), confirmed with the records
+    fold_types: frozenset[str] = frozenset()
+    context_records: list[tuple[Any, str, dict[str, Any]]] = field(default_factory=list)
 
 
 class Normalizer:
@@ -76,6 +83,15 @@ class Normalizer:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.p = pipeline
+        self._context_mark: list[tuple[str, bytes]] = []  # pf-context: this group, whose tables hold the fold
+
+    def _contexts(self, fold_contexts: bool) -> PatientContexts | None:
+        """The patient-context tables this batch folds its context records into: the worker's,
+        when it runs them (registered after the normalizers are made, so looked up per batch)."""
+        contexts: PatientContexts | None = getattr(self.p, "contexts", None) if fold_contexts else None
+        if contexts is not None and not self._context_mark:
+            self._context_mark = [folded_header(self.p.app.conf.id)]
+        return contexts
 
     # ------------------------------------------------------------------ batch
     async def run(
@@ -87,23 +103,42 @@ class Normalizer:
         batch_max: int | None = None,
         batch_seconds: float | None = None,
         name_outputs: bool = True,
+        fold_contexts: bool = True,
     ) -> None:
         """``batch_max`` overrides ``worker_batch_max`` for slow feeds (fax: OCR per message),
         so a crash re-does little work and a batch never holds many slow messages.
-        ``name_outputs``: number each message's outputs (``Pipeline.names_outputs``)."""
+        ``name_outputs``: number each message's outputs (``Pipeline.names_outputs``).
+        ``fold_contexts``: fold the batch's patient-context records here (``fold_upstream``); the
+        retry agents do not: they sleep out backoffs between inputs, and their records are outside
+        the barrier's first stage, so the context agent folds them (its second stage covers them)."""
 
         async def handle(events: list[Any]) -> None:
-            await self.process_batch(events, committer, honour_not_before=honour_not_before, name_outputs=name_outputs)
+            await self.process_batch(
+                events,
+                committer,
+                honour_not_before=honour_not_before,
+                name_outputs=name_outputs,
+                fold_contexts=fold_contexts,
+            )
 
         await run_batches(self.p, stream, handle, "normalize", batch_max=batch_max, batch_seconds=batch_seconds)
 
     async def process_batch(
-        self, events: list[Any], committer: Committer, *, honour_not_before: bool = False, name_outputs: bool = True
+        self,
+        events: list[Any],
+        committer: Committer,
+        *,
+        honour_not_before: bool = False,
+        name_outputs: bool = True,
+        fold_contexts: bool = True,
     ) -> None:
         admitted = await committer.admit(events)
         if not admitted:
             return
         batch = Batch(outbox=self.p.outbox(), sweeps=self.p.outbox())
+        contexts = self._contexts(fold_contexts)
+        if contexts is not None:
+            batch.fold_types = contexts.upstream_types
         for ev in admitted:
             if honour_not_before:
                 await self._wait_not_before(ev.value, ev.message.tp)
@@ -113,7 +148,21 @@ class Normalizer:
             with in_event(ev), batch.outbox.made_from(msg.topic, msg.partition, msg.offset, numbered=name_outputs):
                 await self.handle(ev, batch)
             self.p.sensor.touch(ev.message.tp)
-        await batch.outbox.confirm()  # 1. every output is in Kafka
+        if contexts is not None and batch.context_records:
+            if committer.generation != self.p.app.consumer_generation_id:
+                # a rebalance since admit: these partitions may be another worker's now, and so their
+                # table partitions. Abandoned: no fold, no marks, no commit; the inputs are delivered
+                # again (to this worker or the new owner) and handled, folded and marked there. Their
+                # records already sent carry the mark and are folded then.
+                await batch.outbox.confirm()
+                await committer.commit([])  # nothing of this batch; ends its turn (the tail probe's busy flag)
+                log.info("normalize batch abandoned after a rebalance (%d inputs)", len(admitted))
+                return
+            # the patient contexts, written with the records they are folded from
+            batch.counts.extend(
+                contexts.fold_upstream(batch.context_records, batch.outbox, committer.generation).items()
+            )
+        await batch.outbox.confirm()  # 1. every output is in Kafka (and the contexts folded from them)
         observe_pipeline_seconds(batch.marks)
         marks = self.p.outbox()
         for ev, key, received_at in batch.marks:
@@ -207,7 +256,7 @@ class Normalizer:
         ctl_key = control_key_for(practice, feed, result.control_key)
         if ctl_key is not None and not redrive and (batch.pending.get(ctl_key) or self.p.seen[ctl_key]):
             await self._control_id_reused(batch, raw, result)
-        await self._normalized(batch, raw, result, msg, started)
+        await self._normalized(batch, ev, raw, result, started)
         self._mark(batch, ev, seen_key, raw["received_at"])
         if ctl_key is not None:
             self._mark(batch, ev, ctl_key, raw["received_at"])
@@ -247,9 +296,9 @@ class Normalizer:
         batch.pending[key] = received_at
 
     async def _normalized(
-        self, batch: Batch, raw: dict[str, Any], result: NormalizeResult, msg: Any, started: float
+        self, batch: Batch, ev: Any, raw: dict[str, Any], result: NormalizeResult, started: float
     ) -> None:
-        topic = msg.topic
+        topic = ev.message.topic
         # which raw record these came from (the pf-source header made_from adds): the context
         # barrier of a workflow reading them waits for its own feed only up to there
         practice, feed = raw["practice_id"], raw["feed"]
@@ -264,7 +313,15 @@ class Normalizer:
                 batch.counts.append((f"commands.{rec.value['kind']}", 1))
                 continue
             rec.value.setdefault("source", {})["raw_topic"] = topic
-            await batch.outbox.send(self.p.topics[catalog.NORMALIZED[rec.record_type]], rec.key, rec.value, partition)
+            out = self.p.topics[catalog.NORMALIZED[rec.record_type]]
+            # folded in this pass when the input's partition is the record's (a practice's partition
+            # number on every topic), as the table partition is the input event's; else the context
+            # agent folds it
+            if rec.record_type in batch.fold_types and ev.message.partition == partition:
+                await batch.outbox.send(out, rec.key, rec.value, partition, self._context_mark)
+                batch.context_records.append((ev, rec.record_type, rec.value))
+            else:
+                await batch.outbox.send(out, rec.key, rec.value, partition)
             types[rec.record_type] = types.get(rec.record_type, 0) + 1
         for record_type, n in types.items():
             RECORDS.labels(record_type).inc(n)

@@ -34,7 +34,9 @@ def register_retry_agents(pipeline: Pipeline, normalizer: Normalizer) -> None:
         size, named = pipeline.batch_max(feed), pipeline.names_outputs(feed)
 
         async def retry_agent(stream, _committer=committer, _size=size, _named=named):
-            await normalizer.run(stream, _committer, honour_not_before=True, batch_max=_size, name_outputs=_named)
+            await normalizer.run(
+                stream, _committer, honour_not_before=True, batch_max=_size, name_outputs=_named, fold_contexts=False
+            )
 
         pipeline.app.agent(topic, name=f"retry-{name}")(retry_agent)
         pipeline.source_topics.add(name)

@@ -14,6 +14,19 @@ key): blocks and identifier keys are replaced by a SHA-256 digest, and a provisi
 patient id (``mb|<member id>``) by ``~<digest>`` (``processors/context/keys.py``). Every
 lookup on them is exact-match, so matching gives the same answers.
 
+**The normalizer folds what it writes** (:meth:`PatientContexts.fold_upstream`): its batch's
+context records, one snapshot per patient per batch, confirmed with the records and marked with
+``pf-context: <worker group>`` (``schemas/headers.py``). The agent below skips the records its own
+group marked. It read an input's records topic by topic, in one batch per topic (Faust
+interleaves topics by record count), and wrote 2.6 snapshots per input (bench/e2e_notes.md,
+session 27). It still folds every other record: one without the mark (an earlier version,
+another producer, the retry agents, an input whose partition is not its practice's), one marked
+by another worker group (a new group rebuilding its tables from the log), and the record types a
+*follower* follows (:meth:`PatientContexts.follow`: prior auth's orders), which the normalizer
+leaves to it so the follower gets them with the context they were folded into. Rebuilding the
+tables under the SAME group (a lost changelog, the offsets reset) would skip the marked records:
+rebuild under a new group id.
+
 One agent reads every topic that changes a context (:data:`CONTEXT_TOPICS`), resolves
 each record's canonical patient through the crosswalk (``processors/context/fold.py``),
 folds it with the pure ``snapshot.apply`` and, when an ``IdentityLink`` moves a patient
@@ -40,7 +53,9 @@ partition before stepping. It is a barrier in two stages:
    ``pf-source`` header, :func:`raw_upto`), since what arrived after them there cannot be
    "before" any of them;
 2. the context topics: wait until this agent has folded (and confirmed) up to their high
-   watermarks read after stage 1.
+   watermarks read after stage 1. A record the normalizer folded itself is folded once stage 1
+   passes (the normalizer's ledger moves only after its fold is confirmed); stage 2 covers the
+   records this agent folds (followers' types, the retry agents', earlier versions').
 
 Each stage reads all its high watermarks in one request (``positions.high_watermarks``).
 "Processed" is read from the consuming agent's ledger when it runs in this process (offsets
@@ -74,10 +89,10 @@ from practiceflow.processors.context.snapshot import PatientContext
 from practiceflow.processors.identity.choose import policy_for
 from practiceflow.processors.identity.crosswalk import Crosswalk, apply as apply_link
 from practiceflow.processors.rules import PracticeRules
-from practiceflow.schemas.headers import source_of
+from practiceflow.schemas.headers import folded_by, source_of
 from practiceflow.streams import catalog
 from practiceflow.streams.batches import run_batches
-from practiceflow.streams.offsets import Committer, in_event
+from practiceflow.streams.offsets import Committer, Outbox, in_event
 from practiceflow.streams.positions import high_watermarks
 from practiceflow.streams.serde import AvroCodec
 
@@ -201,6 +216,7 @@ class PatientContexts:
             acks=False,
         )
         self.committer = Committer(app, pipeline.committed_offsets, "patient-context", names)
+        self.group = app.conf.id  # records this group's normalizers folded (pf-context) are skipped
         self.watermarks = Watermarks(pipeline.bootstrap, app.conf.id)
         self._crosswalks: dict[str, Crosswalk] = {}  # practice -> crosswalk, loaded from the index table
         self._generation: int | None = None
@@ -213,12 +229,27 @@ class PatientContexts:
         # committed: a workflow triggered by a context record (prior_auth: orders) follows here,
         # as no second agent may consume these topics. A follower that raises fails the batch.
         self.followers: list[Callable[[list[tuple[Any, str, dict[str, Any], PatientContext]]], Awaitable[None]]] = []
+        # the record types the normalizer folds itself (fold_upstream): every context record type
+        # but those a follower follows, which this agent folds and hands on as before (follow())
+        self.upstream_types: frozenset[str] = frozenset(CONTEXT_RECORD_TYPES)
 
         async def patient_context(stream: faust.StreamT) -> None:
             await self.run(stream)
 
         app.agent(self.topic, name="patient-context")(patient_context)
         pipeline.source_topics.update(names)
+
+    def follow(
+        self,
+        record_types: Iterable[str],
+        follower: Callable[[list[tuple[Any, str, dict[str, Any], PatientContext]]], Awaitable[None]],
+    ) -> None:
+        """Hand ``follower`` each batch's folded records (it uses those of ``record_types``) once
+        the batch's writes are confirmed, before its offsets are committed. Records of these types
+        stay with this agent: the normalizer does not fold them (and does not mark them), so the
+        follower gets them with the context they were folded into, as it always did."""
+        self.followers.append(follower)
+        self.upstream_types = self.upstream_types - frozenset(record_types)
 
     # ------------------------------------------------------------------ read API
     def context_for(self, practice_id: str, patient_id: str) -> PatientContext | None:
@@ -350,9 +381,7 @@ class PatientContexts:
     async def process_batch(self, events: list[Any]) -> None:
         committer = self.committer
         admitted = await committer.admit(events)
-        if committer.generation != self._generation:
-            self._generation = committer.generation
-            self._crosswalks.clear()  # another worker may have moved it while we did not own the partition
+        self._forget_crosswalks_after_rebalance(committer.generation)
         if not admitted:
             return
         batch = _Batch()
@@ -383,12 +412,50 @@ class PatientContexts:
             self.p._count(name, n)
         await committer.commit(admitted)
 
+    def _forget_crosswalks_after_rebalance(self, generation: int | None) -> None:
+        if generation != self._generation:
+            self._generation = generation
+            self._crosswalks.clear()  # another worker may have moved it while we did not own the partition
+
+    def fold_upstream(
+        self, items: list[tuple[Any, str, dict[str, Any]]], outbox: Outbox, generation: int | None
+    ) -> dict[str, int]:
+        """Fold records in the pass that writes them: the normalizer's, for its batch's context
+        records ``(input event, record type, record)``, each sent with ``folded_header(group)``.
+
+        Only :attr:`upstream_types` (a follower's types stay with the agent). All of an input's
+        records are in hand here, so a batch writes one snapshot per patient.
+        The context agent, which reads them topic by topic, saw an input's records in one batch
+        per topic (Faust interleaves topics by record count) and wrote 2.6 snapshots per input
+        (bench/e2e_notes.md, session 27). The writes go to ``outbox`` and are confirmed with the
+        records, before the inputs are marked and committed, so a replay re-folds (idempotent).
+        Each input event names the table partition: a practice's raw, retry and normalized records
+        share one partition number (``catalog.partition_for``). Returns the fold's counts, for the
+        caller to count once its batch is confirmed."""
+        self._forget_crosswalks_after_rebalance(generation)
+        batch = _Batch()
+        with gc_paused():
+            for ev, rt, record in items:
+                with in_event(ev):
+                    self._fold_record(ev, rt, record, batch)
+        for table, key, (ev, value) in batch.writes(self):
+            outbox.table_write(table, ev, key, value)
+        return batch.counts
+
     def _fold_one(self, ev: Any, batch: _Batch) -> None:
         record: dict[str, Any] = ev.value
         rt = self._record_type.get(ev.message.topic)
-        practice = record.get("practice_id")
-        if rt is None or not practice:
+        if rt is None or not record.get("practice_id"):
             return
+        if folded_by(getattr(ev.message, "headers", None)) == self.group:
+            # folded by this group's normalizer with the batch that wrote it (fold_upstream), and
+            # counted there as context.folded: only counted here, as skipped
+            batch.count("context.skipped_folded_upstream")
+            return
+        self._fold_record(ev, rt, record, batch)
+
+    def _fold_record(self, ev: Any, rt: str, record: dict[str, Any], batch: _Batch) -> None:
+        practice = record["practice_id"]
         cw = self.crosswalk(practice)
         if rt == "IdentityLink":
             self._link(ev, practice, cw, record, batch)

@@ -151,7 +151,7 @@ class PriorAuth:
         contexts = getattr(pipeline, "contexts", None)
         if contexts is None:
             raise RuntimeError("prior_auth follows the patient context agent: register 'context' first (MODULES)")
-        contexts.followers.append(self.on_context_batch)
+        contexts.follow(ORDER_TYPES, self.on_context_batch)
         denials = getattr(pipeline, "denials", None)
         if denials is not None:  # registered before this module (MODULES): it owns norm.claim_adjudication
             denials.pas_handlers.append(self.on_pas_responses)

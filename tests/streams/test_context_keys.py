@@ -45,6 +45,7 @@ def _agent() -> Any:
     agent.index = {}
     agent.match_rules = PracticeRules(lambda layers: RULES, None, fixed=RULES)  # every practice: RULES
     agent.followers = []  # no workflow follows the context here
+    agent.group = "practiceflow-worker"  # records its normalizers folded are skipped (none here)
     return agent
 
 

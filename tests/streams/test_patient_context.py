@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from practiceflow.jobs.run_file import raw_record
 from practiceflow.processors.context.matching import from_intake
@@ -159,6 +159,104 @@ def test_context_holds_encounter_labs_and_orders_as_soon_as_the_barrier_passes(c
     merged = ctx["MRNF1"]
     assert merged is not None and merged.latest_observation("2160-0")["value_numeric"] == 1.1
     assert pipeline.counts.get("context.unfiled", 0) == 0
+
+
+def _read_with_headers(bootstrap: str, topic: str, serde, practice: str) -> list[tuple[dict, list]]:
+    """Every record of ``practice`` on ``topic`` so far, decoded, with its headers."""
+    from practiceflow.streams.positions import watermarks
+    from practiceflow.streams.topic_reader import Span, read_spans, reader_consumer
+
+    c = reader_consumer(bootstrap, "test-folded")
+    try:
+        spans = []
+        for partition in c.list_topics(topic, timeout=30).topics[topic].partitions:
+            low, high = watermarks(c, TopicPartition(topic, partition), timeout=30)
+            spans.append(Span(topic, partition, low, high))
+        out = [(serde.decode(m.value()), m.headers() or []) for m in read_spans(c, spans, 60) if m.value()]
+    finally:
+        c.close()
+    return [(v, h) for v, h in out if v["practice_id"] == practice]
+
+
+def test_the_normalizer_folds_each_inputs_context_records_in_its_own_pass(cfg, stack):
+    """All of an input's records are in the normalizer's hand at once: it folds them into the
+    context tables in the batch that writes them, and marks them (``pf-context: <its group>``) so the
+    context agent, which sees them topic by topic, does not fold them again. Medication orders,
+    which prior auth follows, stay with the agent, unmarked. A record without the mark (written by
+    an earlier version) is still folded by the agent."""
+    practice = "ctx-up"
+    rng = random.Random(5)
+    people = make_people(2, seed=23)
+    raws = [r for i, p in enumerate(people) for r in _hl7_history(practice, p, i, rng)]
+    partition = catalog.partition_for(practice, cfg.topic_partitions)
+    prefix = cfg.topic_prefix
+    context_topics = [f"{prefix}.{catalog.NORMALIZED[rt]}" for rt in ("Patient", "Encounter", "Observation")]
+
+    async def run():
+        create_topics(stack.bootstrap, prefix, cfg.topic_partitions, 1)
+        pipeline = Pipeline(cfg, stack.bootstrap, stack.registry_url)
+        pipeline.register_schemas()
+        await runner.start(pipeline)
+        producer = DurableProducer(stack.bootstrap, cfg.topic_partitions)
+        try:
+            await _send(pipeline, producer, raws)
+            assert await pipeline.contexts.caught_up(partition, timeout=120)
+            written = {t: _read_with_headers(stack.bootstrap, t, pipeline.serde, practice) for t in context_topics}
+            # prior auth follows medication orders: the agent folds them and hands them on, unmarked
+            med_topic = f"{prefix}.{catalog.NORMALIZED['MedicationOrder']}"
+            orders = _read_with_headers(stack.bootstrap, med_topic, pipeline.serde, practice)
+            assert len(orders) == len(people) and all(
+                not any(name == "pf-context" for name, _ in headers) for _v, headers in orders
+            ), orders
+            folded_upstream = pipeline.counts.get("context.skipped_folded_upstream", 0)
+            # an Observation as an earlier version wrote it: no mark, so the agent folds it
+            obs_topic = f"{prefix}.{catalog.NORMALIZED['Observation']}"
+            legacy = dict(written[obs_topic][0][0], observation_id="legacy-obs-1", value_numeric=42.0)
+            legacy["code"] = dict(legacy["code"], code="9999-9")
+            plain = Producer({"bootstrap.servers": stack.bootstrap})
+            plain.produce(
+                obs_topic,
+                pipeline.serde.encode(f"{obs_topic}-value", "Observation", legacy),
+                f"{practice}/{legacy['patient_id']}/legacy-obs-1".encode(),
+                partition=partition,
+            )
+            assert plain.flush(30) == 0
+            return pipeline, written, folded_upstream, legacy
+        finally:
+            producer.close()
+
+    async def legacy_folded(pipeline, legacy):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert await pipeline.contexts.caught_up(partition, timeout=60)
+            ctx = pipeline.contexts.context_for(practice, legacy["patient_id"])
+            if ctx is not None and ctx.latest_observation("9999-9"):
+                return ctx
+            await asyncio.sleep(0.2)
+        return None
+
+    async def both():
+        pipeline, written, folded_upstream, legacy = await run()
+        try:
+            legacy_ctx = await legacy_folded(pipeline, legacy)
+            contexts = {p.mrn: pipeline.contexts.context_for(practice, p.mrn) for p in people}
+        finally:
+            await runner.stop(pipeline)
+        return written, folded_upstream, legacy_ctx, contexts, pipeline.app.conf.id
+
+    written, folded_upstream, legacy_ctx, contexts, pipeline_group = asyncio.run(both())
+    records = [r for rows in written.values() for r in rows]
+    mark = ("pf-context", pipeline_group.encode())
+    assert records and all(mark in headers for _v, headers in records), [h for _v, h in records]
+    # the context agent skipped every one of them (and only counted them)
+    assert folded_upstream >= len(records)
+    for p in people:
+        c = contexts[p.mrn]
+        assert c is not None and c.patient is not None and c.last_completed_visit() is not None
+        assert len(set(c.observations) - {"9999-9"}) == 4  # the ORU's four LOINC codes
+        assert c.active_medication_orders()
+    assert legacy_ctx is not None, "a record without the mark was not folded by the context agent"
+    assert legacy_ctx.latest_observation("9999-9")["value_numeric"] == 42.0
 
 
 def test_ambiguous_match_gives_one_candidates_item(cfg, stack):
