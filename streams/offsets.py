@@ -250,7 +250,10 @@ class Outbox:
                 persisted[key] = (table, offset)
         for (_tid, tp), (table, offset) in persisted.items():
             # what Faust's _on_changelog_sent does: the store remembers how far its changelog
-            # is applied, so a restart replays only what came after
+            # is applied, so a restart replays only what came after. Several agents' boxes can
+            # write one table partition (the normalizers and the context agent both write the
+            # context tables): one confirmed later with a lower offset moves it back, which only
+            # makes a restart replay a little more (the store holds the values already)
             table.data.set_persisted_offset(tp, offset)
         self._run_after(after)
         return written

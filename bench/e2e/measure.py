@@ -110,8 +110,9 @@ def records_per_input(
 
 
 def worker_input_suffixes() -> set[str]:
-    """Topic suffixes the worker's agents consume (``catalog.is_agent_input``): a topic two agents
-    read counts once."""
+    """Topic suffixes of the kinds the worker's agents consume (``catalog.is_agent_input``, by
+    kind: a normalized topic no agent reads yet counts too, none of which carries the HL7 mix); a
+    topic two agents read counts once."""
     from practiceflow.streams import catalog
 
     return {spec.suffix for spec in catalog.CATALOG if catalog.is_agent_input(spec)}
