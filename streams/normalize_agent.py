@@ -149,11 +149,14 @@ class Normalizer:
                 await self.handle(ev, batch)
             self.p.sensor.touch(ev.message.tp)
         if contexts is not None and batch.context_records:
-            if committer.generation != self.p.app.consumer_generation_id:
-                # a rebalance since admit: these partitions may be another worker's now, and so their
+            if self.p.app.rebalancing or committer.generation != self.p.app.consumer_generation_id:
+                # a rebalance since admit (or under way: Faust revokes the table partitions before the
+                # new generation is set): these partitions may be another worker's now, and so their
                 # table partitions. Abandoned: no fold, no marks, no commit; the inputs are delivered
-                # again (to this worker or the new owner) and handled, folded and marked there. Their
-                # records already sent carry the mark and are folded then.
+                # again (to this worker or the new owner) and handled, folded and marked there. The
+                # records already sent carry the mark; the second pass writes the same records
+                # (same keys) and folds them. Should the second pass end otherwise (a dead letter),
+                # the first pass's records stay unfolded: a record nothing else confirms.
                 await batch.outbox.confirm()
                 await committer.commit([])  # nothing of this batch; ends its turn (the tail probe's busy flag)
                 log.info("normalize batch abandoned after a rebalance (%d inputs)", len(admitted))

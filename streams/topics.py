@@ -59,7 +59,7 @@ def create_topics(
             not_ready = isinstance(err, KafkaError) and (err.retriable() or err.code() in _NOT_READY)
             if not not_ready or time.monotonic() >= deadline:
                 raise
-            log.warning("creating topics: the broker is not ready (%s); asking again", err.name())
+            log.warning("creating topics: the broker did not answer (%s: %s); asking again", err.name(), err.str())
             time.sleep(1.0)
 
 

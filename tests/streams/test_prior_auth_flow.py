@@ -64,9 +64,10 @@ def test_orders_needing_auth_reach_the_clinician_with_drafts_and_a_278_response_
     d = date(2026, 11, 27)
     controls = iter(range(810001, 899999))
     histories = [spa.history(p, i, d, controls) for i, p in enumerate(people)]
-    # each history ends with the order; the charts (with their coverage) go first. WHY: the context
-    # agent reads norm.coverage and norm.order as separate topics, so an order sent in the same burst
-    # as its patient's registration can be folded a batch before the coverage, and the drafts then
+    # each history ends with the order; the charts (with their coverage) go first. WHY: the coverage
+    # is folded by the normalizer's batch and the order by the context agent from norm.order, so an
+    # order sent in the same burst as its patient's registration can still be folded before the
+    # coverage (its input later in a batch, or in another feed's), and the drafts then
     # say member id VERIFY (a known limitation: README "Prior authorization"). In a practice the
     # registration precedes the order; this test asserts the drafts with the coverage on file.
     charts = [raw_record(practice, "hl7v2", m) for h in histories for m in h[:-1]]
