@@ -4,7 +4,8 @@ The normalizer folds its batch's context records into the context tables and mar
 worker group; the context agent skips what its own group marked and folds everything else. The
 record types a follower follows (prior auth: orders) stay with the agent, so the follower gets
 them with the context they were folded into. No broker: the agent's collaborators are stand-ins;
-``test_patient_context.py`` runs the whole path on the real broker.
+``test_patient_context.py`` runs the whole path on the real broker; that the retry agents do
+not fold is asserted in ``test_output_origin.py`` (the agents' arguments).
 """
 
 from __future__ import annotations
@@ -143,27 +144,3 @@ def test_a_followers_record_types_stay_with_the_agent_and_reach_the_follower_fol
     asyncio.run(agent.process_batch([_event("Order", ORDER, 9, [])]))
     ((rt, ctx),) = followed
     assert rt == "Order" and ctx.patient_id == "MRN1" and "ORD-1" in ctx.orders
-
-
-def test_retry_agents_leave_the_fold_to_the_context_agent_and_raw_agents_fold(monkeypatch, tmp_path) -> None:
-    """The retry agents sleep out backoffs between inputs, and their records are outside the
-    barrier's first stage: they do not fold (the context agent does, its second stage covers it)."""
-    from practiceflow.settings import Settings
-    from practiceflow.streams import app as app_module
-    from practiceflow.streams.normalize_agent import Normalizer
-
-    asked: dict[str, bool] = {}
-
-    async def normalizer_run(self: Normalizer, stream: str, committer: object, **kw: Any) -> None:
-        asked[stream] = kw.get("fold_contexts", True)
-
-    monkeypatch.setattr(Normalizer, "run", normalizer_run)
-    pipeline = app_module.Pipeline(Settings(state_dir=tmp_path), "127.0.0.1:1", "http://127.0.0.1:1")
-    try:
-        for name, agent in pipeline.app.agents.items():
-            if name.startswith(("normalize-", "retry-")):
-                asyncio.run(agent.fun(name))
-    finally:
-        pipeline.close()
-    assert len(asked) == 10
-    assert {name for name, folds in asked.items() if not folds} == {n for n in asked if n.startswith("retry-")}

@@ -92,15 +92,21 @@ def test_a_name_is_read_only_when_whole():
 
 def test_every_feed_but_fax_numbers_its_outputs_on_raw_and_retry_agents(monkeypatch, tmp_path):
     """The fax feed's OCR runs under a time limit, so a replay may carry a better version, which
-    must win in FINAL as in the topics: its outputs are not numbered (``Pipeline.names_outputs``)."""
+    must win in FINAL as in the topics: its outputs are not numbered (``Pipeline.names_outputs``).
+
+    Also: the retry agents leave the patient-context fold to the context agent and the raw agents
+    fold (``fold_contexts``): retries sleep out backoffs between inputs, and their records are
+    outside the barrier's first stage (tests/streams/test_context_upstream.py)."""
     from practiceflow.settings import Settings
     from practiceflow.streams import app as app_module
     from practiceflow.streams.normalize_agent import Normalizer
 
     asked: dict[str, bool | None] = {}
+    folds: dict[str, bool] = {}
 
     async def normalizer_run(self: Normalizer, stream: str, committer: object, **kw: Any) -> None:
         asked[stream] = kw.get("name_outputs")
+        folds[stream] = kw.get("fold_contexts", True)
 
     monkeypatch.setattr(Normalizer, "run", normalizer_run)
     pipeline = app_module.Pipeline(Settings(state_dir=tmp_path), "127.0.0.1:1", "http://127.0.0.1:1")
@@ -115,3 +121,4 @@ def test_every_feed_but_fax_numbers_its_outputs_on_raw_and_retry_agents(monkeypa
         name for name in asked if name.endswith((".raw.fax", ".retry.fax"))
     }
     assert all(isinstance(v, bool) for v in asked.values())
+    assert {name for name, fold in folds.items() if not fold} == {n for n in folds if n.startswith("retry-")}
